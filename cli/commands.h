@@ -1,0 +1,17 @@
+/* Subcommands of the gemma4c CLI. Each lives in its own cli/cmd_*.c file and
+ * is listed in the table in cli/main.c. A command returns the process exit
+ * status: 0 success, 1 bad input/model/runtime error, 2 usage error. */
+#ifndef G4_CLI_COMMANDS_H
+#define G4_CLI_COMMANDS_H
+
+typedef struct cli_command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);   /* argv[0] is the command name */
+} cli_command;
+
+int cmd_info(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+
+#endif

@@ -1,0 +1,33 @@
+/* gemma4c: command-line front end. Dispatches to cli/cmd_*.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+static const cli_command COMMANDS[] = {
+    { "info",     "print a model's configuration and memory plan", cmd_info },
+    { "logits",   "write prefill logits for a token file (raw f32)", cmd_logits },
+    { "generate", "generate token ids from a prompt of ids", cmd_generate },
+};
+#define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
+
+static void usage(FILE *o) {
+    fprintf(o, "gemma4c - run Gemma 4 models locally\n\n"
+               "usage: gemma4c <command> [options]   (gemma4c <command> --help for details)\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(o, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return 2; }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "gemma4c: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

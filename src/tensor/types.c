@@ -1,0 +1,83 @@
+/* The ggml type table: block sizes and byte sizes for every type id a GGUF
+ * file may name (so the reader can validate any file), plus kernels for the
+ * types we compute with. Kernels live in quant_ref.c (reference C). */
+#include "tensor/types.h"
+#include "tensor/quant_ref.h"
+
+#include <pthread.h>
+#include <strings.h>
+
+#define QK_K 256
+
+static const g4_type_traits TYPES[G4_TYPE_COUNT] = {
+    [G4_F32]     = { "F32",     1,  4, false },
+    [G4_F16]     = { "F16",     1,  2, false },
+    [G4_BF16]    = { "BF16",    1,  2, false },
+    [G4_Q4_0]    = { "Q4_0",   32, 18, true },
+    [G4_Q4_1]    = { "Q4_1",   32, 20, true },
+    [G4_Q5_0]    = { "Q5_0",   32, 22, true },
+    [G4_Q5_1]    = { "Q5_1",   32, 24, true },
+    [G4_Q8_0]    = { "Q8_0",   32, 34, true },
+    [G4_Q8_1]    = { "Q8_1",   32, 36, true },
+    [G4_Q2_K]    = { "Q2_K",  QK_K, 84, true },
+    [G4_Q3_K]    = { "Q3_K",  QK_K, 110, true },
+    [G4_Q4_K]    = { "Q4_K",  QK_K, 144, true },
+    [G4_Q5_K]    = { "Q5_K",  QK_K, 176, true },
+    [G4_Q6_K]    = { "Q6_K",  QK_K, 210, true },
+    [G4_Q8_K]    = { "Q8_K",  QK_K, 292, true },
+    [G4_IQ2_XXS] = { "IQ2_XXS", QK_K, 66, true },
+    [G4_IQ2_XS]  = { "IQ2_XS", QK_K, 74, true },
+    [G4_IQ3_XXS] = { "IQ3_XXS", QK_K, 98, true },
+    [G4_IQ1_S]   = { "IQ1_S", QK_K, 50, true },
+    [G4_IQ4_NL]  = { "IQ4_NL", 32, 18, true },
+    [G4_IQ3_S]   = { "IQ3_S", QK_K, 110, true },
+    [G4_IQ2_S]   = { "IQ2_S", QK_K, 82, true },
+    [G4_IQ4_XS]  = { "IQ4_XS", QK_K, 136, true },
+    [G4_I8]      = { "I8",      1,  1, false },
+    [G4_I16]     = { "I16",     1,  2, false },
+    [G4_I32]     = { "I32",     1,  4, false },
+    [G4_I64]     = { "I64",     1,  8, false },
+    [G4_F64]     = { "F64",     1,  8, false },
+    [G4_IQ1_M]   = { "IQ1_M", QK_K, 56, true },
+    [G4_TQ1_0]   = { "TQ1_0", QK_K, 54, true },
+    [G4_TQ2_0]   = { "TQ2_0", QK_K, 66, true },
+    [G4_MXFP4]   = { "MXFP4",  32, 17, true },
+};
+
+static g4_type_traits TABLE[G4_TYPE_COUNT];
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+
+/* Kernel pointers are chosen once per process (later: by CPU features) and
+ * never change afterwards, so the table is read-only for every caller. */
+static void fill(void) {
+    for (int t = 0; t < G4_TYPE_COUNT; t++) {
+        TABLE[t] = TYPES[t];
+        if (TYPES[t].name) g4_quant_ref_fill(t, &TABLE[t]);
+    }
+}
+
+const g4_type_traits *g4_type_info(int type) {
+    if (type < 0 || type >= G4_TYPE_COUNT || !TYPES[type].name) return NULL;
+    pthread_once(&table_once, fill);
+    return &TABLE[type];
+}
+
+const char *g4_type_name(int type) {
+    if (type < 0 || type >= G4_TYPE_COUNT || !TYPES[type].name) return "?";
+    return TYPES[type].name;
+}
+
+int g4_type_from_name(const char *name) {
+    for (int t = 0; t < G4_TYPE_COUNT; t++)
+        if (TYPES[t].name && strcasecmp(TYPES[t].name, name) == 0) return t;
+    return -1;
+}
+
+size_t g4_row_size(int type, int64_t n) {
+    if (type < 0 || type >= G4_TYPE_COUNT || !TYPES[type].name || n < 0) return 0;
+    int64_t b = TYPES[type].blck_size;
+    if (n % b) return 0;
+    uint64_t blocks = (uint64_t)(n / b);
+    if (blocks > (UINT64_MAX / 2) / TYPES[type].type_size) return 0;
+    return (size_t)(blocks * TYPES[type].type_size);
+}

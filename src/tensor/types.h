@@ -1,0 +1,68 @@
+/* Tensor element types, numbered exactly as ggml/GGUF numbers them, and the
+ * per-type kernel table.
+ *
+ * Weights stay in their stored (block-quantized) form. Two ways to multiply a
+ * stored row with an activation vector:
+ *   - exact: dot_f32(w_row, x_f32) decodes each weight block on the fly and
+ *     accumulates in f32 against f32 activations (matches an f32 reference);
+ *   - fast : the activation row is quantized ONCE to `vec_dot_type`
+ *     (Q8_0 / Q8_1 / Q8_K / F16 / BF16, as llama.cpp's CPU backend does) and
+ *     vec_dot() works block against block in integers.
+ * Both read the weights as stored; nothing dequantizes a whole tensor. */
+#ifndef G4_TYPES_H
+#define G4_TYPES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum g4_type {
+    G4_F32 = 0, G4_F16 = 1, G4_Q4_0 = 2, G4_Q4_1 = 3,
+    G4_Q5_0 = 6, G4_Q5_1 = 7, G4_Q8_0 = 8, G4_Q8_1 = 9,
+    G4_Q2_K = 10, G4_Q3_K = 11, G4_Q4_K = 12, G4_Q5_K = 13, G4_Q6_K = 14, G4_Q8_K = 15,
+    G4_IQ2_XXS = 16, G4_IQ2_XS = 17, G4_IQ3_XXS = 18, G4_IQ1_S = 19, G4_IQ4_NL = 20,
+    G4_IQ3_S = 21, G4_IQ2_S = 22, G4_IQ4_XS = 23,
+    G4_I8 = 24, G4_I16 = 25, G4_I32 = 26, G4_I64 = 27, G4_F64 = 28,
+    G4_IQ1_M = 29, G4_BF16 = 30, G4_TQ1_0 = 34, G4_TQ2_0 = 35, G4_MXFP4 = 39,
+    G4_TYPE_COUNT = 40
+};
+
+typedef void  (*g4_to_float_fn)(const void *src, float *dst, int64_t n);
+typedef void  (*g4_from_float_fn)(const float *src, void *dst, int64_t n);
+typedef float (*g4_dot_f32_fn)(const void *w, const float *x, int64_t n);
+typedef float (*g4_vec_dot_fn)(const void *w, const void *xq, int64_t n);
+
+typedef struct g4_type_traits {
+    const char *name;        /* "Q4_K", as ggml prints it; NULL = no such type id */
+    int64_t blck_size;       /* elements per block (1 for F32/F16/BF16) */
+    size_t type_size;        /* bytes per block */
+    bool is_quantized;
+    /* Kernels (NULL where a type cannot be computed with: the model loader
+     * refuses such tensors with a clear error). n is a multiple of blck_size. */
+    g4_to_float_fn   to_float;     /* decode n elements */
+    g4_from_float_fn from_float;   /* reference quantizer (deterministic) */
+    g4_dot_f32_fn    dot_f32;      /* exact path: stored row . f32 vector */
+    int              vec_dot_type; /* activation type for the fast path */
+    g4_vec_dot_fn    vec_dot;      /* fast path: stored row . quantized activations */
+} g4_type_traits;
+
+/* NULL for ids that are not a ggml type. */
+const g4_type_traits *g4_type_info(int type);
+const char *g4_type_name(int type);          /* "?" for unknown */
+int g4_type_from_name(const char *name);     /* -1 if unknown; case-insensitive */
+
+/* Bytes of a row of n elements; 0 if n is not a multiple of the block size or
+ * the type is unknown. Overflow-safe for n < 2^62. */
+size_t g4_row_size(int type, int64_t n);
+
+/* Half-precision helpers (IEEE fp16 and bfloat16). fp32->bf16 rounds to
+ * nearest even like ggml (NaN kept quiet). */
+float    g4_fp16_to_fp32(uint16_t h);
+uint16_t g4_fp32_to_fp16(float f);
+static inline float g4_bf16_to_fp32(uint16_t h) {
+    union { uint32_t u; float f; } v = { .u = (uint32_t)h << 16 };
+    return v.f;
+}
+uint16_t g4_fp32_to_bf16(float f);
+
+#endif

@@ -1,0 +1,93 @@
+/* Minimal test harness. Each tests/test_*.c is its own program:
+ *
+ *   TEST(name) { CHECK(cond); CHECK_NEAR(a, b, tol); ... }
+ *   int main(void) { RUN(name); ...; return test_summary(); }
+ *
+ * A test fails if any CHECK in it fails. test_summary() prints
+ * "RESULT <passed> <failed>" which tests/run.sh adds up. Paths to shared test
+ * data come from G4_SHARED (default ../shared). */
+#ifndef G4_TEST_HARNESS_H
+#define G4_TEST_HARNESS_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int th_passed, th_failed, th_cur_failed;
+static const char *th_cur_name;
+
+#define TEST(name) static void name(void)
+
+#define CHECK(cond)                                                                \
+    do {                                                                           \
+        if (!(cond)) {                                                             \
+            fprintf(stderr, "  FAIL %s:%d in %s: %s\n", __FILE__, __LINE__,        \
+                    th_cur_name, #cond);                                           \
+            th_cur_failed = 1;                                                     \
+        }                                                                          \
+    } while (0)
+
+#define CHECKF(cond, ...)                                                          \
+    do {                                                                           \
+        if (!(cond)) {                                                             \
+            fprintf(stderr, "  FAIL %s:%d in %s: %s: ", __FILE__, __LINE__,        \
+                    th_cur_name, #cond);                                           \
+            fprintf(stderr, __VA_ARGS__);                                          \
+            fputc('\n', stderr);                                                   \
+            th_cur_failed = 1;                                                     \
+        }                                                                          \
+    } while (0)
+
+#define CHECK_NEAR(a, b, tol)                                                      \
+    do {                                                                           \
+        double th_a = (a), th_b = (b);                                             \
+        if (!(fabs(th_a - th_b) <= (tol))) {                                       \
+            fprintf(stderr, "  FAIL %s:%d in %s: %s=%g vs %s=%g (tol %g)\n",       \
+                    __FILE__, __LINE__, th_cur_name, #a, th_a, #b, th_b,           \
+                    (double)(tol));                                                \
+            th_cur_failed = 1;                                                     \
+        }                                                                          \
+    } while (0)
+
+#define RUN(name)                                                                  \
+    do {                                                                           \
+        th_cur_name = #name;                                                       \
+        th_cur_failed = 0;                                                         \
+        name();                                                                    \
+        if (th_cur_failed) { th_failed++; printf("FAIL %s\n", #name); }            \
+        else { th_passed++; printf("ok   %s\n", #name); }                          \
+        fflush(stdout);                                                            \
+    } while (0)
+
+static inline int test_summary(void) {
+    printf("RESULT %d %d\n", th_passed, th_failed);
+    return th_failed ? 1 : 0;
+}
+
+/* Path under the shared folder: "testdata/gemma4-ref/x" -> "../shared/testdata/...". */
+static inline const char *shared_path(const char *rel) {
+    static char buf[8][1024];
+    static int slot;
+    const char *root = getenv("G4_SHARED");
+    if (!root || !*root) root = "../shared";
+    char *b = buf[slot++ & 7];
+    snprintf(b, sizeof buf[0], "%s/%s", root, rel);
+    return b;
+}
+
+/* Read a whole file; returns malloc'd buffer (NUL-terminated) or NULL. */
+static inline char *th_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *p = malloc((size_t)n + 1);
+    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) { free(p); p = NULL; }
+    fclose(f);
+    if (p) { p[n] = 0; if (len) *len = (size_t)n; }
+    return p;
+}
+
+#endif
