@@ -1,0 +1,173 @@
+/* gemma4c render: print the exact prompt the official Gemma 4 chat template
+ * produces for an OpenAI-style chat request, so it can be diffed against
+ * the Jinja template (tests/sh/chat_template.sh does exactly that). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+
+#include "commands.h"
+#include "format/gguf.h"
+#include "text/chat.h"
+
+static void render_usage(FILE *o) {
+    fprintf(o,
+        "usage: gemma4c render (-m MODEL | --family e|31b | --template FILE.jinja) --request REQ.json\n"
+        "\n"
+        "Print the prompt (bytes, nothing appended) the official Gemma 4 chat template\n"
+        "renders for an OpenAI-style chat request body.\n"
+        "\n"
+        "  -m, --model PATH      .gguf file (tokenizer.chat_template, else block count /\n"
+        "                        per-layer-embedding size) or Hugging Face folder\n"
+        "                        (chat_template.jinja, else config.json)\n"
+        "  --family e|31b        template family: e = E2B/E4B, 31b = 26B-A4B/31B\n"
+        "                        (also overrides what -m / --template detect)\n"
+        "  --template FILE       detect the family from a chat template file\n"
+        "  --request FILE        request JSON ('-' = stdin): messages, tools,\n"
+        "                        add_generation_prompt (absent = false),\n"
+        "                        enable_thinking or chat_template_kwargs.enable_thinking\n"
+        "  --think / --no-think  override enable_thinking\n"
+        "  --gen / --no-gen      override add_generation_prompt\n"
+        "  --print-family        print the selected family on stderr\n");
+}
+
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *p = malloc(cap);
+    while (p) {
+        if (n + 1 >= cap) {
+            char *q = realloc(p, cap * 2);
+            if (!q) { free(p); p = NULL; break; }
+            p = q;
+            cap *= 2;
+        }
+        size_t r = fread(p + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0) break;
+    }
+    if (f != stdin) fclose(f);
+    if (p) { p[n] = 0; if (len) *len = n; }
+    return p;
+}
+
+/* Family from a model path: embedded template first, then model shape. */
+static g4_chat_family family_from_model_path(const char *path, g4_error *err) {
+    struct stat st;
+    if (stat(path, &st) != 0) { g4_seterr(err, "%s: cannot open", path); return G4_CHAT_FAMILY_UNKNOWN; }
+    if (S_ISDIR(st.st_mode)) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/chat_template.jinja", path);
+        char *t = slurp(p, NULL);
+        if (t) {
+            g4_chat_family f = g4_chat_family_from_template(t);
+            free(t);
+            if (f != G4_CHAT_FAMILY_UNKNOWN) return f;
+        }
+        snprintf(p, sizeof p, "%s/config.json", path);
+        json_error_t je;
+        json_t *cfg = json_load_file(p, 0, &je);
+        if (!cfg) { g4_seterr(err, "%s: %s", p, je.text); return G4_CHAT_FAMILY_UNKNOWN; }
+        json_t *tc = json_object_get(cfg, "text_config");
+        json_t *src = json_is_object(tc) ? tc : cfg;
+        json_int_t nl = json_integer_value(json_object_get(src, "num_hidden_layers"));
+        json_int_t ple = json_integer_value(json_object_get(src, "hidden_size_per_layer_input"));
+        json_decref(cfg);
+        if (nl < 0 || ple < 0 || nl > 100000 || ple > 1000000) {
+            g4_seterr(err, "%s: bad num_hidden_layers / hidden_size_per_layer_input", p);
+            return G4_CHAT_FAMILY_UNKNOWN;
+        }
+        return g4_chat_family_from_model((uint32_t)nl, (uint32_t)ple);
+    }
+    gguf_file *g = gguf_open(path, err);
+    if (!g) return G4_CHAT_FAMILY_UNKNOWN;
+    g4_chat_family f = G4_CHAT_FAMILY_UNKNOWN;
+    char *tmpl = NULL;
+    if (gguf_get_str(g, "tokenizer.chat_template", &tmpl, err) == 0) {
+        f = g4_chat_family_from_template(tmpl);
+        free(tmpl);
+    }
+    if (f == G4_CHAT_FAMILY_UNKNOWN) {
+        char *arch = NULL;
+        char key[256];
+        uint32_t nl = 0, ple = 0;
+        if (gguf_get_str(g, "general.architecture", &arch, err) != 0) arch = NULL;
+        snprintf(key, sizeof key, "%s.block_count", arch ? arch : "gemma4");
+        gguf_get_u32(g, key, &nl, err);
+        snprintf(key, sizeof key, "%s.embedding_length_per_layer_input", arch ? arch : "gemma4");
+        gguf_get_u32(g, key, &ple, err);
+        free(arch);
+        f = g4_chat_family_from_model(nl, ple);
+    }
+    gguf_close(g);
+    return f;
+}
+
+int cmd_render(int argc, char **argv) {
+    const char *model = NULL, *family = NULL, *tmpl = NULL, *req = NULL;
+    g4_chat_options opt = G4_CHAT_OPTIONS_DEFAULT;
+    int print_family = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int has = i + 1 < argc;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { render_usage(stdout); return 0; }
+        else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model = argv[++i];
+        else if (!strcmp(a, "--family") && has) family = argv[++i];
+        else if (!strcmp(a, "--template") && has) tmpl = argv[++i];
+        else if (!strcmp(a, "--request") && has) req = argv[++i];
+        else if (!strcmp(a, "--think")) opt.enable_thinking = 1;
+        else if (!strcmp(a, "--no-think")) opt.enable_thinking = 0;
+        else if (!strcmp(a, "--gen")) opt.add_generation_prompt = 1;
+        else if (!strcmp(a, "--no-gen")) opt.add_generation_prompt = 0;
+        else if (!strcmp(a, "--print-family")) print_family = 1;
+        else { fprintf(stderr, "gemma4c render: bad argument '%s'\n\n", a); render_usage(stderr); return 2; }
+    }
+    if (!req || (!model && !family && !tmpl)) { render_usage(stderr); return 2; }
+
+    g4_error err = {0};
+    g4_chat_family fam = G4_CHAT_FAMILY_UNKNOWN;
+    if (family) {
+        fam = g4_chat_family_from_name(family);
+        if (fam == G4_CHAT_FAMILY_UNKNOWN) {
+            fprintf(stderr, "gemma4c render: unknown family '%s' (use e or 31b)\n", family);
+            return 2;
+        }
+    } else if (tmpl) {
+        char *t = slurp(tmpl, NULL);
+        if (!t) { fprintf(stderr, "gemma4c render: cannot read %s\n", tmpl); return 1; }
+        fam = g4_chat_family_from_template(t);
+        free(t);
+        if (fam == G4_CHAT_FAMILY_UNKNOWN) {
+            fprintf(stderr, "gemma4c render: %s is not a Gemma 4 chat template (use --family)\n", tmpl);
+            return 1;
+        }
+    } else {
+        fam = family_from_model_path(model, &err);
+        if (fam == G4_CHAT_FAMILY_UNKNOWN) {
+            fprintf(stderr, "gemma4c render: %s\n", err.msg[0] ? err.msg : "cannot select template family");
+            return 1;
+        }
+    }
+    if (print_family) fprintf(stderr, "family: %s\n", g4_chat_family_name(fam));
+
+    size_t rlen = 0;
+    char *rtext = slurp(req, &rlen);
+    if (!rtext) { fprintf(stderr, "gemma4c render: cannot read %s\n", req); return 1; }
+    json_error_t je;
+    json_t *r = json_loadb(rtext, rlen, JSON_ALLOW_NUL, &je);
+    free(rtext);
+    if (!r) {
+        fprintf(stderr, "gemma4c render: %s:%d:%d: %s\n", req, je.line, je.column, je.text);
+        return 1;
+    }
+    size_t n = 0;
+    char *out = g4_chat_render(r, &opt, fam, &n, &err);
+    json_decref(r);
+    if (!out) { fprintf(stderr, "gemma4c render: %s\n", err.msg); return 1; }
+    fwrite(out, 1, n, stdout);
+    free(out);
+    return fflush(stdout) == 0 ? 0 : 1;
+}

@@ -1,0 +1,61 @@
+/* Gemma 4 chat rendering: an OpenAI-style chat request -> the exact prompt
+ * text the official Jinja chat template produces (no Jinja engine).
+ *
+ * The algorithm, value serialization and the Python/Jinja quirks imitated
+ * here are in docs gemma4-chat-format.md §3-§5 (2026-04-10 31B template).
+ * Two template families exist; they differ only in the generation prompt
+ * with thinking off (26B/31B pre-fill an empty thought block, E2B/E4B do
+ * not). The prompt starts with the literal text "<bos>"; the tokenizer must
+ * match special tokens in it. */
+#ifndef G4_CHAT_H
+#define G4_CHAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "util/error.h"
+
+typedef enum g4_chat_family {
+    G4_CHAT_FAMILY_UNKNOWN = 0,
+    G4_CHAT_FAMILY_E   = 1,   /* E2B / E4B: generation prompt "<|turn>model\n" */
+    G4_CHAT_FAMILY_31B = 2,   /* 26B-A4B / 31B: + "<|channel>thought\n<channel|>" when not thinking */
+} g4_chat_family;
+
+typedef struct g4_chat_options {
+    /* -1: take from the request (chat_template_kwargs.enable_thinking, else
+     * top-level enable_thinking; absent = off), 0/1: override. */
+    int enable_thinking;
+    /* -1: take from the request (absent = false, like apply_chat_template),
+     * 0/1: override. */
+    int add_generation_prompt;
+    /* NULL: request's "bos_token", else "<bos>". */
+    const char *bos_token;
+} g4_chat_options;
+
+/* Options that take everything from the request. */
+#define G4_CHAT_OPTIONS_DEFAULT { -1, -1, NULL }
+
+/* Render `request` (an object with "messages", optional "tools",
+ * "add_generation_prompt", "enable_thinking", "chat_template_kwargs",
+ * "bos_token"; a bare array is taken as the message list). opt may be NULL.
+ * Returns a malloc'd NUL-terminated prompt (it may contain NUL bytes if the
+ * request did; *len gets the byte length when len != NULL) or NULL with err
+ * set, naming the offending field. Inputs the official template rejects
+ * (e.g. a tool result whose name cannot be resolved) are errors here too. */
+char *g4_chat_render(const json_t *request, const g4_chat_options *opt,
+                     g4_chat_family family, size_t *len, g4_error *err);
+
+/* Family from chat-template text (GGUF tokenizer.chat_template or HF
+ * chat_template.jinja). UNKNOWN if the text is not a Gemma 4 template. */
+g4_chat_family g4_chat_family_from_template(const char *text);
+/* Family from model facts when no template is available: E2B/E4B are the
+ * models with per-layer embeddings (ple_dim > 0), or 35/42 layers. */
+g4_chat_family g4_chat_family_from_model(uint32_t n_layers, uint32_t ple_dim);
+/* "e", "e2b", "e4b" -> E; "31b", "26b", "26b-a4b", "dense", "moe" -> 31B
+ * (case-insensitive); UNKNOWN otherwise. */
+g4_chat_family g4_chat_family_from_name(const char *name);
+const char *g4_chat_family_name(g4_chat_family f);
+
+#endif
