@@ -1,0 +1,1012 @@
+/* Gemma 4 BPE tokenizer. See tokenizer.h for the algorithm and policies.
+ *
+ * Data layout: all piece strings live in one arena; a power-of-two open
+ * addressing table maps piece bytes -> id, a second one maps the id pair of a
+ * merge -> (rank, merged id). Merging runs on a doubly linked list of symbols
+ * with a binary heap of candidate pairs keyed by (rank, position), so a run of
+ * n characters costs O(n log n) whatever its length (no quadratic rescans). */
+#include "text/tokenizer.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "format/gguf.h"
+
+#define MAX_VOCAB (1 << 24)       /* sanity bound on ids from files */
+#define MAX_PIECE (1 << 16)       /* longest piece accepted, in bytes */
+
+struct g4_tokenizer {
+    int32_t n;
+    char *arena;
+    size_t *off;
+    uint32_t *len;
+    uint8_t *type;
+    uint8_t *match;
+    uint8_t *eog;
+    uint8_t *byteval;               /* BYTE tokens: the byte they stand for */
+    uint32_t *hslot;                /* id + 1, 0 = empty */
+    size_t hmask;
+    struct mslot { uint64_t key; uint32_t rank; int32_t result; } *mtab;
+    size_t mmask;
+    size_t n_merges;
+    int32_t byte_id[256];
+    int32_t *bmp_id;                /* single-codepoint pieces, U+0000..U+FFFF */
+    /* Whole-token matching: for each first byte, the distinct lengths of the
+     * matchable tokens starting with it, longest first. [0]: ALWAYS only,
+     * [1]: ALWAYS or SPECIAL. */
+    uint32_t *mlens[2][256];
+    uint32_t n_mlens[2][256];
+    int32_t bos, eos, unk, pad;
+};
+
+/* ------------------------------------------------------------------------ */
+/* hashing                                                                   */
+
+static uint64_t hash_bytes(const char *s, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) { h ^= (uint8_t)s[i]; h *= 0x100000001b3ull; }
+    return h ^ (h >> 29);
+}
+
+static uint64_t hash_u64(uint64_t x) {
+    x ^= x >> 33; x *= 0xff51afd7ed558ccdull; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ull;
+    return x ^ (x >> 33);
+}
+
+static size_t pow2_at_least(size_t n) {
+    size_t p = 16;
+    while (p < n) p <<= 1;
+    return p;
+}
+
+static int32_t find_piece(const g4_tokenizer *t, const char *s, size_t n) {
+    size_t i = hash_bytes(s, n) & t->hmask;
+    for (;;) {
+        uint32_t v = t->hslot[i];
+        if (!v) return -1;
+        int32_t id = (int32_t)(v - 1);
+        if (t->len[id] == n && memcmp(t->arena + t->off[id], s, n) == 0) return id;
+        i = (i + 1) & t->hmask;
+    }
+}
+
+static const struct mslot *find_merge(const g4_tokenizer *t, int32_t a, int32_t b) {
+    uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+    size_t i = hash_u64(key) & t->mmask;
+    for (;;) {
+        const struct mslot *m = &t->mtab[i];
+        if (m->result < 0) return NULL;
+        if (m->key == key) return m;
+        i = (i + 1) & t->mmask;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* UTF-8                                                                     */
+
+/* Length of the valid UTF-8 sequence at s (strict: no overlongs, surrogates
+ * or code points above U+10FFFF); 0 if the bytes there are not one. */
+static size_t utf8_seq(const uint8_t *s, size_t n, uint32_t *cp) {
+    uint8_t c = s[0];
+    if (c < 0x80) { *cp = c; return 1; }
+    size_t len; uint32_t v, min;
+    if (c >= 0xC2 && c <= 0xDF) { len = 2; v = c & 0x1F; min = 0x80; }
+    else if (c >= 0xE0 && c <= 0xEF) { len = 3; v = c & 0x0F; min = 0x800; }
+    else if (c >= 0xF0 && c <= 0xF4) { len = 4; v = c & 0x07; min = 0x10000; }
+    else return 0;
+    if (n < len) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        v = (v << 6) | (s[i] & 0x3F);
+    }
+    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
+    *cp = v;
+    return len;
+}
+
+/* ------------------------------------------------------------------------ */
+/* construction                                                              */
+
+void g4_tokenizer_free(g4_tokenizer *t) {
+    if (!t) return;
+    free(t->arena); free(t->off); free(t->len); free(t->type); free(t->match);
+    free(t->eog); free(t->byteval); free(t->hslot); free(t->mtab); free(t->bmp_id);
+    for (int k = 0; k < 2; k++)
+        for (int b = 0; b < 256; b++) free(t->mlens[k][b]);
+    free(t);
+}
+
+typedef struct mpair { const char *l; size_t ll; const char *r; size_t rl; } mpair;
+
+static int parse_hex_byte(const char *s, size_t n) {
+    /* "<0xHH>" with upper- or lower-case hex */
+    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
+    int v = 0;
+    for (int i = 3; i < 5; i++) {
+        char c = s[i];
+        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+              : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+static int add_match_len(g4_tokenizer *t, int k, uint8_t b, uint32_t len) {
+    uint32_t n = t->n_mlens[k][b];
+    for (uint32_t i = 0; i < n; i++)
+        if (t->mlens[k][b][i] == len) return 0;
+    uint32_t *p = realloc(t->mlens[k][b], (n + 1) * sizeof *p);
+    if (!p) return -1;
+    /* keep descending so the first hit is the longest */
+    uint32_t i = n;
+    while (i > 0 && p[i - 1] < len) { p[i] = p[i - 1]; i--; }
+    p[i] = len;
+    t->mlens[k][b] = p;
+    t->n_mlens[k][b] = n + 1;
+    return 0;
+}
+
+static const char *const GEMMA4_EOG_PIECES[] = { "<turn|>", "<|tool_response>" };
+
+/* Core constructor; merges as already-split pairs. */
+static g4_tokenizer *build(const g4_tok_vocab *v, const mpair *mp, size_t n_mp, g4_error *err) {
+    if (!v || !v->tokens || v->n_tokens == 0)
+        return g4_seterr(err, "tokenizer: empty vocabulary"), NULL;
+    if (v->n_tokens > MAX_VOCAB)
+        return g4_seterr(err, "tokenizer: vocabulary of %zu tokens exceeds %d", v->n_tokens,
+                         MAX_VOCAB), NULL;
+    g4_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return g4_seterr(err, "tokenizer: out of memory"), NULL;
+    size_t n = v->n_tokens;
+    t->n = (int32_t)n;
+    t->off = malloc(n * sizeof *t->off);
+    t->len = malloc(n * sizeof *t->len);
+    t->type = malloc(n);
+    t->match = malloc(n);
+    t->eog = calloc(n, 1);
+    t->byteval = calloc(n, 1);
+    t->hmask = pow2_at_least(2 * n) - 1;
+    t->hslot = calloc(t->hmask + 1, sizeof *t->hslot);
+    t->bmp_id = malloc(0x10000 * sizeof *t->bmp_id);
+    if (!t->off || !t->len || !t->type || !t->match || !t->eog || !t->byteval || !t->hslot ||
+        !t->bmp_id)
+        goto oom;
+
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!v->tokens[i]) { g4_seterr(err, "tokenizer: token %zu is NULL", i); goto fail; }
+        size_t l = v->token_lens ? v->token_lens[i] : strlen(v->tokens[i]);
+        if (l > MAX_PIECE) {
+            g4_seterr(err, "tokenizer: token %zu is %zu bytes long (max %d)", i, l, MAX_PIECE);
+            goto fail;
+        }
+        t->len[i] = (uint32_t)l;
+        total += l;
+    }
+    t->arena = malloc(total + 1);
+    if (!t->arena) goto oom;
+    size_t pos = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(t->arena + pos, v->tokens[i], t->len[i]);
+        t->off[i] = pos;
+        pos += t->len[i];
+    }
+
+    for (int b = 0; b < 256; b++) t->byte_id[b] = -1;
+    for (size_t i = 0; i < 0x10000; i++) t->bmp_id[i] = -1;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = t->arena + t->off[i];
+        size_t l = t->len[i];
+        int hb = parse_hex_byte(s, l);
+        int ty;
+        if (v->types) {
+            ty = v->types[i];
+            if (ty < G4_TOK_NORMAL || ty > G4_TOK_BYTE) {
+                g4_seterr(err, "tokenizer: token %zu has invalid type %d", i, ty);
+                goto fail;
+            }
+            if (ty == G4_TOK_BYTE && hb < 0) {
+                g4_seterr(err, "tokenizer: token %zu is of type BYTE but is not <0xHH>", i);
+                goto fail;
+            }
+        } else {
+            ty = hb >= 0 ? G4_TOK_BYTE : G4_TOK_NORMAL;
+        }
+        t->type[i] = (uint8_t)ty;
+        if (ty == G4_TOK_BYTE) t->byteval[i] = (uint8_t)hb;
+        uint8_t m;
+        if (v->match) {
+            m = v->match[i];
+            if (m > G4_MATCH_ALWAYS) {
+                g4_seterr(err, "tokenizer: token %zu has invalid match policy %d", i, m);
+                goto fail;
+            }
+        } else {
+            m = (ty == G4_TOK_CONTROL || ty == G4_TOK_USER_DEFINED || ty == G4_TOK_UNKNOWN)
+                    ? G4_MATCH_SPECIAL : G4_MATCH_NEVER;
+        }
+        if (l == 0) m = G4_MATCH_NEVER;
+        t->match[i] = m;
+        if (l == 0) continue;  /* empty pieces are never looked up */
+        /* first occurrence of a string wins */
+        size_t h = hash_bytes(s, l) & t->hmask;
+        int dup = 0;
+        while (t->hslot[h]) {
+            int32_t o = (int32_t)(t->hslot[h] - 1);
+            if (t->len[o] == l && memcmp(t->arena + t->off[o], s, l) == 0) { dup = 1; break; }
+            h = (h + 1) & t->hmask;
+        }
+        if (dup) continue;
+        t->hslot[h] = (uint32_t)i + 1;
+        uint32_t cp;
+        if (utf8_seq((const uint8_t *)s, l, &cp) == l && cp < 0x10000) t->bmp_id[cp] = (int32_t)i;
+        if (m != G4_MATCH_NEVER) {
+            uint8_t b0 = (uint8_t)s[0];
+            if ((m == G4_MATCH_ALWAYS && add_match_len(t, 0, b0, (uint32_t)l)) ||
+                add_match_len(t, 1, b0, (uint32_t)l))
+                goto oom;
+        }
+    }
+    for (int b = 0; b < 256; b++) {
+        char buf[8];
+        snprintf(buf, sizeof buf, "<0x%02X>", b);
+        t->byte_id[b] = find_piece(t, buf, 6);
+    }
+
+    /* Merges: a pair whose parts or result are not pieces can never fire in
+     * an id-based merge, so it is dropped (Hugging Face refuses such files;
+     * llama.cpp would keep them but its vocabularies do not contain any). A
+     * repeated pair keeps its first (best) rank. */
+    t->mmask = pow2_at_least(2 * (n_mp ? n_mp : 1)) - 1;
+    t->mtab = malloc((t->mmask + 1) * sizeof *t->mtab);
+    if (!t->mtab) goto oom;
+    for (size_t i = 0; i <= t->mmask; i++) t->mtab[i].result = -1;
+    char *cat = NULL;
+    size_t cat_cap = 0;
+    for (size_t r = 0; r < n_mp; r++) {
+        int32_t a = find_piece(t, mp[r].l, mp[r].ll), b = find_piece(t, mp[r].r, mp[r].rl);
+        if (a < 0 || b < 0) continue;
+        size_t cl = mp[r].ll + mp[r].rl;
+        if (cl > cat_cap) {
+            char *p = realloc(cat, cl);
+            if (!p) { free(cat); goto oom; }
+            cat = p; cat_cap = cl;
+        }
+        memcpy(cat, mp[r].l, mp[r].ll);
+        memcpy(cat + mp[r].ll, mp[r].r, mp[r].rl);
+        int32_t c = find_piece(t, cat, cl);
+        if (c < 0) continue;
+        uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+        size_t h = hash_u64(key) & t->mmask;
+        while (t->mtab[h].result >= 0 && t->mtab[h].key != key) h = (h + 1) & t->mmask;
+        if (t->mtab[h].result >= 0) continue;
+        t->mtab[h].key = key;
+        t->mtab[h].rank = (uint32_t)r;
+        t->mtab[h].result = c;
+        t->n_merges++;
+    }
+    free(cat);
+
+    int32_t ids[4] = { v->bos, v->eos, v->unk, v->pad };
+    const char *names[4] = { "bos", "eos", "unk", "pad" };
+    for (int k = 0; k < 4; k++)
+        if (ids[k] < -1 || ids[k] >= t->n) {
+            g4_seterr(err, "tokenizer: %s id %d out of range [0, %d)", names[k], ids[k], t->n);
+            goto fail;
+        }
+    t->bos = v->bos; t->eos = v->eos; t->unk = v->unk; t->pad = v->pad;
+
+    if (t->eos >= 0) t->eog[t->eos] = 1;
+    for (size_t k = 0; k < sizeof GEMMA4_EOG_PIECES / sizeof *GEMMA4_EOG_PIECES; k++) {
+        int32_t id = find_piece(t, GEMMA4_EOG_PIECES[k], strlen(GEMMA4_EOG_PIECES[k]));
+        if (id >= 0) t->eog[id] = 1;
+    }
+    for (size_t k = 0; k < v->n_eog_ids; k++) {
+        int32_t id = v->eog_ids[k];
+        if (id < 0 || id >= t->n) {
+            g4_seterr(err, "tokenizer: end-of-generation id %d out of range", id);
+            goto fail;
+        }
+        t->eog[id] = 1;
+    }
+    /* llama.cpp drops </s> from Gemma 4's EOG set: it is ordinary text there */
+    int32_t es = find_piece(t, "</s>", 4);
+    if (es >= 0 && es != t->eos) t->eog[es] = 0;
+    return t;
+
+oom:
+    g4_seterr(err, "tokenizer: out of memory");
+fail:
+    g4_tokenizer_free(t);
+    return NULL;
+}
+
+/* Split "left right" at the first space after position 0. */
+static int split_merge(const char *s, size_t i, mpair *out, g4_error *err) {
+    size_t n = strlen(s);
+    const char *sp = n > 1 ? memchr(s + 1, ' ', n - 1) : NULL;
+    if (!sp) return g4_seterr(err, "tokenizer: merge %zu (\"%.40s\") has no space", i, s);
+    out->l = s; out->ll = (size_t)(sp - s);
+    out->r = sp + 1; out->rl = n - out->ll - 1;
+    return 0;
+}
+
+g4_tokenizer *g4_tokenizer_create(const g4_tok_vocab *v, g4_error *err) {
+    if (!v) return g4_seterr(err, "tokenizer: no vocabulary"), NULL;
+    mpair *mp = NULL;
+    if (v->n_merges) {
+        if (!v->merges) return g4_seterr(err, "tokenizer: merges missing"), NULL;
+        mp = malloc(v->n_merges * sizeof *mp);
+        if (!mp) return g4_seterr(err, "tokenizer: out of memory"), NULL;
+        for (size_t i = 0; i < v->n_merges; i++) {
+            if (!v->merges[i]) { free(mp); return g4_seterr(err, "tokenizer: merge %zu NULL", i), NULL; }
+            if (split_merge(v->merges[i], i, &mp[i], err)) { free(mp); return NULL; }
+        }
+    }
+    g4_tokenizer *t = build(v, mp, v->n_merges, err);
+    free(mp);
+    return t;
+}
+
+/* ------------------------------------------------------------------------ */
+/* GGUF                                                                      */
+
+static int gguf_opt_id(const struct gguf_file *f, const char *key, int32_t *out, g4_error *err) {
+    int64_t v;
+    int r = gguf_get_i64(f, key, &v, err);
+    if (r < 0) return -1;
+    if (r == 1) { *out = -1; return 0; }
+    if (v < -1 || v > INT32_MAX) return g4_seterr(err, "%s = %lld out of range", key, (long long)v);
+    *out = (int32_t)v;
+    return 0;
+}
+
+g4_tokenizer *g4_tokenizer_from_gguf(const struct gguf_file *f, g4_error *err) {
+    char *model = NULL;
+    int r = gguf_get_str(f, "tokenizer.ggml.model", &model, err);
+    if (r < 0) return NULL;
+    if (r == 1) return g4_seterr(err, "tokenizer.ggml.model missing (no tokenizer in this file)"), NULL;
+    if (strcmp(model, "gemma4") != 0) {
+        g4_seterr(err, "tokenizer.ggml.model is \"%.64s\"; only \"gemma4\" is supported", model);
+        free(model);
+        return NULL;
+    }
+    free(model);
+
+    const gguf_kv *kt = gguf_find_kv(f, "tokenizer.ggml.tokens");
+    if (!kt || kt->type != GGUF_ARRAY || kt->arr_type != GGUF_STRING)
+        return g4_seterr(err, "tokenizer.ggml.tokens missing or not a string array"), NULL;
+    if (kt->arr_n == 0 || kt->arr_n > MAX_VOCAB)
+        return g4_seterr(err, "tokenizer.ggml.tokens has %llu entries", (unsigned long long)kt->arr_n), NULL;
+    size_t n = (size_t)kt->arr_n;
+    const gguf_kv *ky = gguf_find_kv(f, "tokenizer.ggml.token_type");
+    if (ky && (ky->type != GGUF_ARRAY || ky->arr_type == GGUF_STRING || ky->arr_n != n))
+        return g4_seterr(err, "tokenizer.ggml.token_type must be a numeric array of %zu", n), NULL;
+    const gguf_kv *km = gguf_find_kv(f, "tokenizer.ggml.merges");
+    if (km && (km->type != GGUF_ARRAY || km->arr_type != GGUF_STRING))
+        return g4_seterr(err, "tokenizer.ggml.merges is not a string array"), NULL;
+    const gguf_kv *ke = gguf_find_kv(f, "tokenizer.ggml.eos_token_ids");
+    if (ke && (ke->type != GGUF_ARRAY || ke->arr_type == GGUF_STRING || ke->arr_n > 64))
+        return g4_seterr(err, "tokenizer.ggml.eos_token_ids must be a short numeric array"), NULL;
+
+    g4_tok_vocab v = {0};
+    g4_tokenizer *t = NULL;
+    const char **toks = malloc(n * sizeof *toks);
+    size_t *lens = malloc(n * sizeof *lens);
+    int32_t *types = ky ? malloc(n * sizeof *types) : NULL;
+    size_t nm = km ? (size_t)km->arr_n : 0;
+    mpair *mp = nm ? malloc(nm * sizeof *mp) : NULL;
+    int32_t eog[64];
+    if (!toks || !lens || (ky && !types) || (nm && !mp)) { g4_seterr(err, "tokenizer: out of memory"); goto done; }
+    for (size_t i = 0; i < n; i++) {
+        toks[i] = kt->arr_str[i].ptr ? kt->arr_str[i].ptr : "";
+        lens[i] = (size_t)kt->arr_str[i].len;
+        if (ky) {
+            int64_t ty = gguf_arr_i64(ky, i);
+            if (ty < G4_TOK_NORMAL || ty > G4_TOK_BYTE) {
+                g4_seterr(err, "tokenizer.ggml.token_type[%zu] = %lld is not a valid type", i, (long long)ty);
+                goto done;
+            }
+            types[i] = (int32_t)ty;
+        }
+    }
+    for (size_t i = 0; i < nm; i++) {
+        const gguf_str *s = &km->arr_str[i];
+        const char *sp = s->len > 1 ? memchr(s->ptr + 1, ' ', (size_t)s->len - 1) : NULL;
+        if (!sp) { g4_seterr(err, "tokenizer.ggml.merges[%zu] has no space", i); goto done; }
+        mp[i].l = s->ptr; mp[i].ll = (size_t)(sp - s->ptr);
+        mp[i].r = sp + 1; mp[i].rl = (size_t)s->len - mp[i].ll - 1;
+    }
+    v.n_tokens = n; v.tokens = toks; v.token_lens = lens; v.types = types;
+    if (gguf_opt_id(f, "tokenizer.ggml.bos_token_id", &v.bos, err) ||
+        gguf_opt_id(f, "tokenizer.ggml.eos_token_id", &v.eos, err) ||
+        gguf_opt_id(f, "tokenizer.ggml.unknown_token_id", &v.unk, err) ||
+        gguf_opt_id(f, "tokenizer.ggml.padding_token_id", &v.pad, err))
+        goto done;
+    if (ke) {
+        for (size_t i = 0; i < ke->arr_n; i++) {
+            int64_t id = gguf_arr_i64(ke, i);
+            if (id < 0 || id >= (int64_t)n) {
+                g4_seterr(err, "tokenizer.ggml.eos_token_ids[%zu] = %lld out of range", i, (long long)id);
+                goto done;
+            }
+            eog[i] = (int32_t)id;
+        }
+        v.eog_ids = eog;
+        v.n_eog_ids = (size_t)ke->arr_n;
+    }
+    t = build(&v, mp, nm, err);
+done:
+    free(toks); free(lens); free(types); free(mp);
+    return t;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Hugging Face tokenizer.json                                               */
+
+/* Gemma 4 markers that llama.cpp's converter marks USER_DEFINED (always
+ * rendered when decoding, so output parsers see them). */
+static const char *const GEMMA4_RENDERED[] = {
+    "<|channel>", "<channel|>", "<|tool_call>", "<tool_call|>",
+    "<|tool_response>", "<tool_response|>", "<|\"|>",
+};
+
+static const char *cfg_token_name(json_t *cfg, const char *key) {
+    json_t *x = cfg ? json_object_get(cfg, key) : NULL;
+    if (json_is_object(x)) x = json_object_get(x, "content");
+    return json_is_string(x) ? json_string_value(x) : NULL;
+}
+
+g4_tokenizer *g4_tokenizer_from_hf_json(const char *json_path, const char *config_path,
+                                        g4_error *err) {
+    json_error_t je;
+    json_t *root = json_load_file(json_path, 0, &je);
+    if (!root)
+        return g4_seterr(err, "%s: line %d: %s", json_path, je.line, je.text), NULL;
+    json_t *cfg = NULL;
+    g4_tokenizer *t = NULL;
+    const char **toks = NULL;
+    size_t *lens = NULL;
+    int32_t *types = NULL;
+    uint8_t *match = NULL;
+    mpair *mp = NULL;
+    size_t nm = 0;
+    char *cfgpath_alloc = NULL;
+
+    json_t *model = json_object_get(root, "model");
+    json_t *mtype = json_object_get(model, "type");
+    if (!json_is_object(model) || !json_is_string(mtype) || strcmp(json_string_value(mtype), "BPE")) {
+        g4_seterr(err, "%s: model.type must be \"BPE\"", json_path);
+        goto done;
+    }
+    /* Gemma's pipeline: normalizer Replace " " -> "▁", nothing else that
+     * changes text. Anything else would silently give wrong ids. */
+    json_t *norm = json_object_get(root, "normalizer");
+    if (norm && !json_is_null(norm)) {
+        json_t *ty = json_object_get(norm, "type"), *pat = json_object_get(norm, "pattern");
+        json_t *ps = json_object_get(pat, "String"), *ct = json_object_get(norm, "content");
+        if (!json_is_string(ty) || strcmp(json_string_value(ty), "Replace") || !json_is_string(ps) ||
+            strcmp(json_string_value(ps), " ") || !json_is_string(ct) ||
+            strcmp(json_string_value(ct), "\xe2\x96\x81")) {
+            g4_seterr(err, "%s: unsupported normalizer (expected Replace \" \" -> \"\xe2\x96\x81\")", json_path);
+            goto done;
+        }
+    }
+    json_t *vocab = json_object_get(model, "vocab");
+    json_t *merges = json_object_get(model, "merges");
+    json_t *added = json_object_get(root, "added_tokens");
+    if (!json_is_object(vocab)) { g4_seterr(err, "%s: model.vocab is not an object", json_path); goto done; }
+    if (merges && !json_is_array(merges)) { g4_seterr(err, "%s: model.merges is not an array", json_path); goto done; }
+    if (added && !json_is_null(added) && !json_is_array(added)) {
+        g4_seterr(err, "%s: added_tokens is not an array", json_path);
+        goto done;
+    }
+
+    /* size = highest id + 1 over vocab and added tokens */
+    int64_t maxid = -1;
+    const char *key;
+    json_t *val;
+    json_object_foreach(vocab, key, val) {
+        if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) >= MAX_VOCAB) {
+            g4_seterr(err, "%s: model.vocab[\"%.40s\"] is not an id in [0, %d)", json_path, key, MAX_VOCAB);
+            goto done;
+        }
+        if (json_integer_value(val) > maxid) maxid = json_integer_value(val);
+    }
+    size_t na = json_is_array(added) ? json_array_size(added) : 0;
+    for (size_t i = 0; i < na; i++) {
+        json_t *a = json_array_get(added, i), *id = json_object_get(a, "id");
+        json_t *c = json_object_get(a, "content");
+        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= MAX_VOCAB ||
+            !json_is_string(c)) {
+            g4_seterr(err, "%s: added_tokens[%zu] needs an id in [0, %d) and a string content",
+                      json_path, i, MAX_VOCAB);
+            goto done;
+        }
+        if (json_integer_value(id) > maxid) maxid = json_integer_value(id);
+    }
+    if (maxid < 0) { g4_seterr(err, "%s: empty vocabulary", json_path); goto done; }
+    size_t n = (size_t)maxid + 1;
+    toks = calloc(n, sizeof *toks);
+    lens = calloc(n, sizeof *lens);
+    types = malloc(n * sizeof *types);
+    match = calloc(n, 1);
+    if (!toks || !lens || !types || !match) { g4_seterr(err, "tokenizer: out of memory"); goto done; }
+    json_object_foreach(vocab, key, val) {
+        size_t id = (size_t)json_integer_value(val);
+        if (toks[id]) {
+            g4_seterr(err, "%s: model.vocab gives id %zu to two pieces", json_path, id);
+            goto done;
+        }
+        toks[id] = key;
+        lens[id] = strlen(key);   /* jansson object keys cannot hold NUL */
+        types[id] = parse_hex_byte(key, lens[id]) >= 0 ? G4_TOK_BYTE : G4_TOK_NORMAL;
+    }
+    for (size_t i = 0; i < na; i++) {
+        json_t *a = json_array_get(added, i), *c = json_object_get(a, "content");
+        size_t id = (size_t)json_integer_value(json_object_get(a, "id"));
+        int special = json_is_true(json_object_get(a, "special"));
+        toks[id] = json_string_value(c);
+        lens[id] = json_string_length(c);
+        if (special) {
+            types[id] = G4_TOK_CONTROL;
+            for (size_t k = 0; k < sizeof GEMMA4_RENDERED / sizeof *GEMMA4_RENDERED; k++)
+                if (!strcmp(toks[id], GEMMA4_RENDERED[k])) types[id] = G4_TOK_USER_DEFINED;
+            match[id] = G4_MATCH_SPECIAL;
+        } else {
+            /* HF splits non-special added tokens out of any text */
+            types[id] = G4_TOK_USER_DEFINED;
+            match[id] = G4_MATCH_ALWAYS;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!toks[i]) { toks[i] = ""; lens[i] = 0; types[i] = G4_TOK_UNUSED; }
+
+    nm = merges ? json_array_size(merges) : 0;
+    if (nm) {
+        mp = malloc(nm * sizeof *mp);
+        if (!mp) { g4_seterr(err, "tokenizer: out of memory"); goto done; }
+    }
+    for (size_t i = 0; i < nm; i++) {
+        json_t *m = json_array_get(merges, i);
+        if (json_is_string(m)) {      /* old format: "left right" */
+            const char *s = json_string_value(m);
+            size_t sl = json_string_length(m);
+            const char *sp = sl > 1 ? memchr(s + 1, ' ', sl - 1) : NULL;
+            if (!sp) { g4_seterr(err, "%s: model.merges[%zu] has no space", json_path, i); goto done; }
+            mp[i].l = s; mp[i].ll = (size_t)(sp - s); mp[i].r = sp + 1; mp[i].rl = sl - mp[i].ll - 1;
+        } else if (json_is_array(m) && json_array_size(m) == 2 &&
+                   json_is_string(json_array_get(m, 0)) && json_is_string(json_array_get(m, 1))) {
+            json_t *a = json_array_get(m, 0), *b = json_array_get(m, 1);
+            mp[i].l = json_string_value(a); mp[i].ll = json_string_length(a);
+            mp[i].r = json_string_value(b); mp[i].rl = json_string_length(b);
+        } else {
+            g4_seterr(err, "%s: model.merges[%zu] is neither \"a b\" nor [a, b]", json_path, i);
+            goto done;
+        }
+    }
+
+    /* tokenizer_config.json only names the special tokens */
+    if (!config_path) {
+        const char *slash = strrchr(json_path, '/');
+        size_t dl = slash ? (size_t)(slash - json_path) + 1 : 0;
+        cfgpath_alloc = malloc(dl + 32);
+        if (!cfgpath_alloc) { g4_seterr(err, "tokenizer: out of memory"); goto done; }
+        memcpy(cfgpath_alloc, json_path, dl);
+        strcpy(cfgpath_alloc + dl, "tokenizer_config.json");
+        struct stat st;
+        if (stat(cfgpath_alloc, &st) == 0) config_path = cfgpath_alloc;
+    }
+    if (config_path) {
+        cfg = json_load_file(config_path, 0, &je);
+        if (!cfg) { g4_seterr(err, "%s: line %d: %s", config_path, je.line, je.text); goto done; }
+    }
+
+    g4_tok_vocab v = {0};
+    v.n_tokens = n; v.tokens = toks; v.token_lens = lens; v.types = types; v.match = match;
+    v.bos = v.eos = v.unk = v.pad = -1;   /* set by name below */
+    t = build(&v, mp, nm, err);
+    if (!t) goto done;
+    const char *want[4] = { cfg_token_name(cfg, "bos_token"), cfg_token_name(cfg, "eos_token"),
+                            cfg_token_name(cfg, "unk_token"), cfg_token_name(cfg, "pad_token") };
+    const char *dflt[4] = { "<bos>", "<eos>", "<unk>", "<pad>" };
+    json_t *munk = json_object_get(model, "unk_token");
+    if (!want[2] && json_is_string(munk)) want[2] = json_string_value(munk);
+    int32_t *slot[4] = { &t->bos, &t->eos, &t->unk, &t->pad };
+    for (int k = 0; k < 4; k++) {
+        const char *s = want[k] ? want[k] : dflt[k];
+        *slot[k] = find_piece(t, s, strlen(s));
+        if (want[k] && *slot[k] < 0) {
+            g4_seterr(err, "%s: special token \"%.40s\" is not in the vocabulary",
+                      config_path ? config_path : json_path, s);
+            g4_tokenizer_free(t);
+            t = NULL;
+            goto done;
+        }
+    }
+    if (t->eos >= 0) t->eog[t->eos] = 1;
+done:
+    free(toks); free(lens); free(types); free(match); free(mp); free(cfgpath_alloc);
+    json_decref(root);
+    json_decref(cfg);
+    return t;
+}
+
+g4_tokenizer *g4_tokenizer_load(const char *path, g4_error *err) {
+    struct stat st;
+    if (stat(path, &st) != 0) return g4_seterr(err, "%s: cannot open", path), NULL;
+    if (S_ISDIR(st.st_mode)) {
+        size_t n = strlen(path);
+        char *p = malloc(n + 20);
+        if (!p) return g4_seterr(err, "out of memory"), NULL;
+        snprintf(p, n + 20, "%s/tokenizer.json", path);
+        g4_tokenizer *t = g4_tokenizer_from_hf_json(p, NULL, err);
+        free(p);
+        return t;
+    }
+    char magic[4] = {0};
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return g4_seterr(err, "%s: cannot open", path), NULL;
+    size_t got = fread(magic, 1, 4, fp);
+    fclose(fp);
+    if (got == 4 && memcmp(magic, "GGUF", 4) == 0) {
+        gguf_file *f = gguf_open(path, err);
+        if (!f) return NULL;
+        g4_tokenizer *t = g4_tokenizer_from_gguf(f, err);
+        if (!t) g4_preferr(err, "%s", path);
+        gguf_close(f);   /* the tokenizer holds copies */
+        return t;
+    }
+    return g4_tokenizer_from_hf_json(path, NULL, err);
+}
+
+/* ------------------------------------------------------------------------ */
+/* encoding                                                                  */
+
+void g4_tokens_free(g4_tokens *t) {
+    if (!t) return;
+    free(t->ids);
+    t->ids = NULL;
+    t->n = t->cap = 0;
+}
+
+static int push_id(g4_tokens *o, int32_t id, g4_error *err) {
+    if (o->n == o->cap) {
+        size_t nc = o->cap ? o->cap * 2 : 64;
+        int32_t *p = realloc(o->ids, nc * sizeof *p);
+        if (!p) return g4_seterr(err, "tokenizer: out of memory");
+        o->ids = p;
+        o->cap = nc;
+    }
+    o->ids[o->n++] = id;
+    return 0;
+}
+
+typedef struct sym { uint32_t start, len; int32_t id, prev, next; } sym;
+typedef struct cand { uint64_t key; int32_t left, right; uint32_t llen, rlen; } cand;
+
+/* Scratch memory of one encode call. */
+typedef struct work {
+    char *buf; size_t buf_cap;      /* normalized fragment */
+    sym *syms; size_t syms_cap;
+    cand *heap; size_t heap_n, heap_cap;
+} work;
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return 0;
+    size_t nc = *cap ? *cap : 256;
+    while (nc < need) nc *= 2;
+    void *q = realloc(*p, nc * elem);
+    if (!q) return -1;
+    *p = q;
+    *cap = nc;
+    return 0;
+}
+
+static int heap_push(work *w, cand c) {
+    if (grow((void **)&w->heap, &w->heap_cap, w->heap_n + 1, sizeof *w->heap)) return -1;
+    size_t i = w->heap_n++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (w->heap[p].key <= c.key) break;
+        w->heap[i] = w->heap[p];
+        i = p;
+    }
+    w->heap[i] = c;
+    return 0;
+}
+
+static cand heap_pop(work *w) {
+    cand top = w->heap[0], last = w->heap[--w->heap_n];
+    size_t i = 0, n = w->heap_n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && w->heap[c + 1].key < w->heap[c].key) c++;
+        if (last.key <= w->heap[c].key) break;
+        w->heap[i] = w->heap[c];
+        i = c;
+    }
+    if (n) w->heap[i] = last;
+    return top;
+}
+
+static int try_pair(const g4_tokenizer *t, work *w, int32_t a, int32_t b) {
+    if (a < 0 || b < 0) return 0;
+    const sym *sa = &w->syms[a], *sb = &w->syms[b];
+    if (sa->id < 0 || sb->id < 0) return 0;
+    const struct mslot *m = find_merge(t, sa->id, sb->id);
+    if (!m) return 0;
+    /* (rank, position): lowest rank first, leftmost on ties */
+    cand c = { ((uint64_t)m->rank << 32) | sa->start, a, b, sa->len, sb->len };
+    return heap_push(w, c);
+}
+
+static int emit_symbol(const g4_tokenizer *t, const char *s, const sym *y, g4_tokens *out,
+                       g4_error *err) {
+    if (y->id >= 0) return push_id(out, y->id, err);
+    /* byte fallback, all bytes or <unk> (as Hugging Face's BPE does) */
+    int all = 1;
+    for (uint32_t k = 0; k < y->len; k++)
+        if (t->byte_id[(uint8_t)s[y->start + k]] < 0) all = 0;
+    if (all) {
+        for (uint32_t k = 0; k < y->len; k++)
+            if (push_id(out, t->byte_id[(uint8_t)s[y->start + k]], err)) return -1;
+        return 0;
+    }
+    if (t->unk < 0)
+        return g4_seterr(err, "tokenizer: no token for byte 0x%02X and no <unk> token",
+                         (uint8_t)s[y->start]);
+    return push_id(out, t->unk, err);
+}
+
+/* BPE over one newline-free (or newline-only) run s[0..n). */
+static int bpe_run(const g4_tokenizer *t, work *w, const char *s, size_t n, g4_tokens *out,
+                   g4_error *err) {
+    if (n == 0) return 0;
+    if (s[0] == '\n') {
+        /* a newline run that is a piece is emitted whole (llama.cpp PR 21343) */
+        int32_t whole = find_piece(t, s, n);
+        if (whole >= 0) return push_id(out, whole, err);
+    }
+    if (grow((void **)&w->syms, &w->syms_cap, n, sizeof *w->syms)) return g4_seterr(err, "tokenizer: out of memory");
+    const uint8_t *u = (const uint8_t *)s;
+    int32_t ns = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t l = utf8_seq(u + i, n - i, &cp);
+        sym *y = &w->syms[ns];
+        if (l == 0) { l = 1; y->id = find_piece(t, s + i, 1); }
+        else if (cp < 0x10000) y->id = t->bmp_id[cp];
+        else y->id = find_piece(t, s + i, l);
+        y->start = (uint32_t)i;
+        y->len = (uint32_t)l;
+        y->prev = ns - 1;
+        y->next = ns + 1;
+        ns++;
+        i += l;
+    }
+    w->syms[ns - 1].next = -1;
+    w->heap_n = 0;
+    for (int32_t i = 0; i + 1 < ns; i++)
+        if (try_pair(t, w, i, i + 1)) return g4_seterr(err, "tokenizer: out of memory");
+    while (w->heap_n) {
+        cand c = heap_pop(w);
+        sym *a = &w->syms[c.left], *b = &w->syms[c.right];
+        /* stale candidates: a side was merged away or grew since the push */
+        if (a->len != c.llen || b->len != c.rlen || a->next != c.right || b->len == 0) continue;
+        const struct mslot *m = find_merge(t, a->id, b->id);
+        a->id = m->result;
+        a->len += b->len;
+        a->next = b->next;
+        if (b->next >= 0) w->syms[b->next].prev = c.left;
+        b->len = 0;
+        if (try_pair(t, w, a->prev, c.left) || try_pair(t, w, c.left, a->next))
+            return g4_seterr(err, "tokenizer: out of memory");
+    }
+    for (int32_t i = 0; i >= 0; i = w->syms[i].next)
+        if (emit_symbol(t, s, &w->syms[i], out, err)) return -1;
+    return 0;
+}
+
+/* Plain text (no whole-token matches inside): normalize, pre-split, merge. */
+static int encode_text(const g4_tokenizer *t, work *w, const char *s, size_t n, g4_tokens *out,
+                       g4_error *err) {
+    if (n == 0) return 0;
+    if (n > (UINT32_MAX - 16) / 3) return g4_seterr(err, "tokenizer: text fragment too long (%zu bytes)", n);
+    if (grow((void **)&w->buf, &w->buf_cap, 3 * n, 1)) return g4_seterr(err, "tokenizer: out of memory");
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == ' ') { memcpy(w->buf + m, "\xe2\x96\x81", 3); m += 3; }
+        else w->buf[m++] = s[i];
+    }
+    const char *b = w->buf;
+    for (size_t i = 0; i < m;) {
+        size_t j = i;
+        int nl = b[i] == '\n';
+        while (j < m && (b[j] == '\n') == nl) j++;
+        if (bpe_run(t, w, b + i, j - i, out, err)) return -1;
+        i = j;
+    }
+    return 0;
+}
+
+int g4_tok_encode(const g4_tokenizer *t, const char *text, size_t len, bool add_bos,
+                  bool parse_special, g4_tokens *out, g4_error *err) {
+    if (!t || !out || (!text && len)) return g4_seterr(err, "tokenizer: bad arguments");
+    if (add_bos && t->bos >= 0 && push_id(out, t->bos, err)) return -1;
+    work w = {0};
+    int rc = 0, k = parse_special ? 1 : 0;
+    size_t frag = 0;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t b0 = (uint8_t)text[i];
+        uint32_t nl = t->n_mlens[k][b0];
+        if (!nl) continue;
+        /* leftmost-longest whole-token match */
+        int32_t hit = -1;
+        uint32_t hl = 0;
+        for (uint32_t j = 0; j < nl; j++) {
+            uint32_t L = t->mlens[k][b0][j];
+            if (L > len - i) continue;
+            int32_t id = find_piece(t, text + i, L);
+            if (id >= 0 && (t->match[id] == G4_MATCH_ALWAYS || (k && t->match[id] == G4_MATCH_SPECIAL))) {
+                hit = id; hl = L;
+                break;
+            }
+        }
+        if (hit < 0) continue;
+        if ((rc = encode_text(t, &w, text + frag, i - frag, out, err))) goto done;
+        if ((rc = push_id(out, hit, err))) goto done;
+        i += hl - 1;
+        frag = i + 1;
+    }
+    rc = encode_text(t, &w, text + frag, len - frag, out, err);
+done:
+    free(w.buf); free(w.syms); free(w.heap);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* vocabulary queries                                                        */
+
+int32_t g4_tok_n_vocab(const g4_tokenizer *t) { return t->n; }
+int32_t g4_tok_bos(const g4_tokenizer *t) { return t->bos; }
+int32_t g4_tok_eos(const g4_tokenizer *t) { return t->eos; }
+int32_t g4_tok_unk(const g4_tokenizer *t) { return t->unk; }
+int32_t g4_tok_pad(const g4_tokenizer *t) { return t->pad; }
+
+bool g4_tok_is_eog(const g4_tokenizer *t, int32_t id) {
+    return id >= 0 && id < t->n && t->eog[id];
+}
+
+int32_t g4_tok_find(const g4_tokenizer *t, const char *piece, size_t len) {
+    if (!piece || len == 0) return -1;
+    return find_piece(t, piece, len);
+}
+
+const char *g4_tok_text(const g4_tokenizer *t, int32_t id, size_t *len) {
+    if (id < 0 || id >= t->n) return NULL;
+    if (len) *len = t->len[id];
+    return t->arena + t->off[id];
+}
+
+int g4_tok_type(const g4_tokenizer *t, int32_t id) {
+    return (id >= 0 && id < t->n) ? t->type[id] : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* decoding                                                                  */
+
+int g4_tok_piece(const g4_tokenizer *t, int32_t id, bool render_special, char *buf, size_t cap) {
+    if (id < 0 || id >= t->n) return -1;
+    const char *s = t->arena + t->off[id];
+    size_t n = t->len[id], o = 0;
+    switch (t->type[id]) {
+    case G4_TOK_BYTE:
+        if (cap) buf[0] = (char)t->byteval[id];
+        return 1;
+    case G4_TOK_CONTROL: case G4_TOK_UNKNOWN: case G4_TOK_UNUSED:
+        if (!render_special) return 0;
+        if (cap) memcpy(buf, s, n < cap ? n : cap);
+        return (int)n;
+    default:
+        for (size_t i = 0; i < n; i++) {
+            if (i + 2 < n && (uint8_t)s[i] == 0xE2 && (uint8_t)s[i + 1] == 0x96 && (uint8_t)s[i + 2] == 0x81) {
+                if (o < cap) buf[o] = ' ';
+                o++;
+                i += 2;
+            } else {
+                if (o < cap) buf[o] = s[i];
+                o++;
+            }
+        }
+        return (int)o;
+    }
+}
+
+int g4_tok_decode(const g4_tokenizer *t, const int32_t *ids, size_t n, bool render_special,
+                  char **out, size_t *len, g4_error *err) {
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        int l = g4_tok_piece(t, ids[i], render_special, NULL, 0);
+        if (l < 0) return g4_seterr(err, "decode: id %d at position %zu is out of range [0, %d)",
+                                    ids[i], i, t->n);
+        total += (size_t)l;
+    }
+    char *s = malloc(total + 1);
+    if (!s) return g4_seterr(err, "decode: out of memory");
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) o += (size_t)g4_tok_piece(t, ids[i], render_special, s + o, total - o);
+    s[o] = 0;
+    *out = s;
+    if (len) *len = o;
+    return 0;
+}
+
+struct g4_detok {
+    const g4_tokenizer *t;
+    bool render_special;
+    char *buf; size_t n, cap;   /* held bytes, then the new piece */
+    char *out; size_t out_cap;
+};
+
+g4_detok *g4_detok_new(const g4_tokenizer *t, bool render_special) {
+    g4_detok *d = calloc(1, sizeof *d);
+    if (!d) return NULL;
+    d->t = t;
+    d->render_special = render_special;
+    return d;
+}
+
+void g4_detok_free(g4_detok *d) {
+    if (!d) return;
+    free(d->buf);
+    free(d->out);
+    free(d);
+}
+
+void g4_detok_reset(g4_detok *d) { d->n = 0; }
+
+/* Bytes at the end of s[0..n) that start a UTF-8 character still missing
+ * continuation bytes (0 if none). */
+static size_t incomplete_tail(const uint8_t *s, size_t n) {
+    for (size_t back = 1; back <= 3 && back <= n; back++) {
+        uint8_t c = s[n - back];
+        if ((c & 0xC0) == 0x80) continue;       /* continuation: keep looking */
+        size_t need = (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3
+                    : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
+        return (need > back) ? back : 0;
+    }
+    return 0;
+}
+
+const char *g4_detok_push(g4_detok *d, int32_t id, size_t *len, g4_error *err) {
+    int l = g4_tok_piece(d->t, id, d->render_special, NULL, 0);
+    if (l < 0) return g4_seterr(err, "detokenize: id %d out of range [0, %d)", id, d->t->n), NULL;
+    if (grow((void **)&d->buf, &d->cap, d->n + (size_t)l + 1, 1) ||
+        grow((void **)&d->out, &d->out_cap, d->n + (size_t)l + 1, 1))
+        return g4_seterr(err, "detokenize: out of memory"), NULL;
+    g4_tok_piece(d->t, id, d->render_special, d->buf + d->n, (size_t)l);
+    size_t n = d->n + (size_t)l;
+    size_t hold = incomplete_tail((const uint8_t *)d->buf, n);
+    size_t emit = n - hold;
+    memcpy(d->out, d->buf, emit);
+    d->out[emit] = 0;
+    memmove(d->buf, d->buf + emit, hold);
+    d->n = hold;
+    *len = emit;
+    return d->out;
+}
+
+const char *g4_detok_flush(g4_detok *d, size_t *len) {
+    if (grow((void **)&d->out, &d->out_cap, d->n + 1, 1)) { *len = 0; return ""; }
+    memcpy(d->out, d->buf ? d->buf : "", d->n);
+    d->out[d->n] = 0;
+    *len = d->n;
+    d->n = 0;
+    return d->out;
+}
