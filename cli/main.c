@@ -8,6 +8,7 @@ static const cli_command COMMANDS[] = {
     { "info",     "print a model's configuration and memory plan", cmd_info },
     { "logits",   "write prefill logits for a token file (raw f32)", cmd_logits },
     { "generate", "generate token ids from a prompt of ids", cmd_generate },
+    { "tokenize", "print the token ids (or pieces) of a text", cmd_tokenize },
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 
