@@ -1,0 +1,349 @@
+/* gemma4c info | logits | generate: commands that run the model on token ids. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "gemma4c.h"
+
+typedef struct run_opts {
+    const char *model;
+    int threads, n_ctx, n_batch, exact;
+} run_opts;
+
+/* Parse an int option value; prints an error and returns -1 on bad input. */
+static int parse_int(const char *opt, const char *v, int lo, int hi, int *out) {
+    if (!v) { fprintf(stderr, "gemma4c: %s needs a value\n", opt); return -1; }
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || end == v || x < lo || x > hi) {
+        fprintf(stderr, "gemma4c: %s expects an integer in [%d, %d], got '%s'\n", opt, lo, hi, v);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+/* Common model/context options. Returns 1 if argv[*i] was consumed, 0 if not
+ * ours, -1 on error. */
+static int common_opt(run_opts *o, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+        if (!v) { fprintf(stderr, "gemma4c: %s needs a path\n", a); return -1; }
+        o->model = v; (*i)++; return 1;
+    }
+    if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { (*i)++; return parse_int(a, v, 1, 1024, &o->threads) ? -1 : 1; }
+    if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { (*i)++; return parse_int(a, v, 1, 1 << 24, &o->n_ctx) ? -1 : 1; }
+    if (!strcmp(a, "-b") || !strcmp(a, "--batch")) { (*i)++; return parse_int(a, v, 1, 1 << 16, &o->n_batch) ? -1 : 1; }
+    if (!strcmp(a, "--exact")) { o->exact = 1; return 1; }
+    return 0;
+}
+
+static const char *COMMON_HELP =
+    "  -m, --model PATH   GGUF file or Hugging Face checkpoint folder (required)\n"
+    "  -t, --threads N    worker threads (default: all CPUs)\n"
+    "  -c, --ctx N        context size in tokens (default: min(model, 4096))\n"
+    "  -b, --batch N      tokens per forward batch (default 512)\n"
+    "      --exact        f32 activations against decoded weights (reference\n"
+    "                     precision) instead of llama.cpp-style quantized activations\n";
+
+static gemma4c_model *open_model(const run_opts *o) {
+    if (!o->model) {
+        fprintf(stderr, "gemma4c: no model given (use -m FILE.gguf)\n");
+        return NULL;
+    }
+    char err[600];
+    gemma4c_model *m = gemma4c_model_open(o->model, err, sizeof err);
+    if (!m) fprintf(stderr, "gemma4c: %s\n", err);
+    return m;
+}
+
+static gemma4c_context *open_ctx(gemma4c_model *m, const run_opts *o) {
+    gemma4c_context_params p = gemma4c_context_default_params();
+    p.n_ctx = o->n_ctx;
+    p.n_batch = o->n_batch;
+    p.n_threads = o->threads;
+    p.precision = o->exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
+    char err[600];
+    gemma4c_context *c = gemma4c_context_new(m, &p, err, sizeof err);
+    if (!c) fprintf(stderr, "gemma4c: %s\n", err);
+    return c;
+}
+
+/* Read whitespace-separated token ids from a string. Returns count or -1. */
+static int parse_ids(const char *s, int32_t **out, const char *src) {
+    int cap = 64, n = 0;
+    int32_t *v = malloc((size_t)cap * sizeof *v);
+    if (!v) return -1;
+    const char *p = s;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ',') p++;
+        if (!*p) break;
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < 0 || x > INT32_MAX) {
+            fprintf(stderr, "gemma4c: %s: expected a token id at \"%.20s\"\n", src, p);
+            free(v);
+            return -1;
+        }
+        if (n == cap) {
+            cap *= 2;
+            int32_t *nv = realloc(v, (size_t)cap * sizeof *nv);
+            if (!nv) { free(v); return -1; }
+            v = nv;
+        }
+        v[n++] = (int32_t)x;
+        p = end;
+    }
+    *out = v;
+    return n;
+}
+
+static char *read_text_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { fprintf(stderr, "gemma4c: %s: %s\n", path, strerror(errno)); return NULL; }
+    size_t cap = 4096, n = 0;
+    char *b = malloc(cap);
+    for (;;) {
+        if (!b) break;
+        if (n + 1 >= cap) {
+            if (cap > (64u << 20)) { fprintf(stderr, "gemma4c: %s: file too large\n", path); free(b); b = NULL; break; }
+            char *nb = realloc(b, cap *= 2);
+            if (!nb) { free(b); b = NULL; break; }
+            b = nb;
+        }
+        size_t r = fread(b + n, 1, cap - n - 1, f);
+        if (!r) break;
+        n += r;
+    }
+    fclose(f);
+    if (b) b[n] = 0;
+    return b;
+}
+
+static void human(double b, char *out, size_t len) {
+    const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+    int i = 0;
+    while (b >= 1024 && i < 4) { b /= 1024; i++; }
+    snprintf(out, len, i ? "%.2f %s" : "%.0f %s", b, u[i]);
+}
+
+int cmd_info(int argc, char **argv) {
+    run_opts o = { 0 };
+    int layers = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: gemma4c info -m MODEL [--ctx N] [--batch N] [--layers]\n\n"
+                   "Print the model's configuration and the memory plan for a context of N tokens:\n"
+                   "weights (memory-mapped), KV cache per token and in total, and scratch.\n\n%s"
+                   "      --layers       also print the per-layer table\n", COMMON_HELP);
+            return 0;
+        }
+        if (!strcmp(argv[i], "--layers")) { layers = 1; continue; }
+        int r = common_opt(&o, argc, argv, &i);
+        if (r < 0) return 2;
+        if (r == 0) { fprintf(stderr, "gemma4c info: unknown option '%s'\n", argv[i]); return 2; }
+    }
+    gemma4c_model *m = open_model(&o);
+    if (!m) return 1;
+    gemma4c_model_info in;
+    gemma4c_model_get_info(m, &in);
+    int n_ctx = o.n_ctx ? o.n_ctx : in.n_ctx_train;
+    int n_batch = o.n_batch ? o.n_batch : 512;
+    char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32];
+    printf("model:           %s (%s)\n", in.name, o.model);
+    printf("architecture:    %s, %d layers, n_embd %d, %d heads, vocab %d\n", in.arch, in.n_layer, in.n_embd,
+           in.n_head, in.n_vocab);
+    printf("context:         trained %d, sliding window %d\n", in.n_ctx_train, in.sliding_window);
+    if (in.n_embd_per_layer) printf("per-layer embd:  %d per layer\n", in.n_embd_per_layer);
+    if (in.n_kv_shared) printf("kv sharing:      last %d layers reuse earlier caches\n", in.n_kv_shared);
+    if (in.n_expert) printf("experts:         %d, %d used per token\n", in.n_expert, in.n_expert_used);
+    printf("parameters:      %llu\n", (unsigned long long)in.n_params);
+    if (layers)
+        for (int l = 0; l < in.n_layer; l++) {
+            char d[256];
+            gemma4c_model_layer_desc(m, l, d, sizeof d);
+            printf("  layer %3d: %s\n", l, d);
+        }
+    gemma4c_memory_plan p;
+    gemma4c_memory_plan_for(m, n_ctx, n_batch, &p);
+    human((double)p.weight_bytes, b1, sizeof b1);
+    human((double)p.kv_bytes_per_token, b2, sizeof b2);
+    human((double)p.kv_bytes_swa, b3, sizeof b3);
+    human((double)p.kv_bytes, b4, sizeof b4);
+    human((double)p.scratch_bytes, b5, sizeof b5);
+    human((double)p.total_bytes, b6, sizeof b6);
+    printf("memory plan for n_ctx = %d, n_batch = %d (f32 KV cache):\n", n_ctx, n_batch);
+    printf("  weights:            %12llu bytes (%s, memory-mapped)\n", (unsigned long long)p.weight_bytes, b1);
+    printf("  kv per token:       %12llu bytes (%s, full-attention layers)\n",
+           (unsigned long long)p.kv_bytes_per_token, b2);
+    printf("  kv sliding (fixed): %12llu bytes (%s)\n", (unsigned long long)p.kv_bytes_swa, b3);
+    printf("  kv total:           %12llu bytes (%s)\n", (unsigned long long)p.kv_bytes, b4);
+    printf("  scratch:            %12llu bytes (%s)\n", (unsigned long long)p.scratch_bytes, b5);
+    printf("  total:              %12llu bytes (%s)\n", (unsigned long long)p.total_bytes, b6);
+    gemma4c_model_free(m);
+    return 0;
+}
+
+int cmd_logits(int argc, char **argv) {
+    run_opts o = { 0 };
+    const char *tokfile = NULL, *out = NULL, *tokens = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: gemma4c logits -m MODEL (--tokens-file F | --tokens \"2 ...\") --out OUT.f32\n\n"
+                   "Run the tokens as a prompt and write the logits of every position as raw\n"
+                   "little-endian float32, row-major [n_tokens][n_vocab] (the layout of the golden\n"
+                   "*.logits.f32 files). Token ids are used as given: include BOS (2) yourself.\n\n%s",
+                   COMMON_HELP);
+            return 0;
+        }
+        if (!strcmp(a, "--tokens-file") && i + 1 < argc) { tokfile = argv[++i]; continue; }
+        if (!strcmp(a, "--tokens") && i + 1 < argc) { tokens = argv[++i]; continue; }
+        if ((!strcmp(a, "--out") || !strcmp(a, "-o")) && i + 1 < argc) { out = argv[++i]; continue; }
+        int r = common_opt(&o, argc, argv, &i);
+        if (r < 0) return 2;
+        if (r == 0) { fprintf(stderr, "gemma4c logits: unknown or incomplete option '%s'\n", a); return 2; }
+    }
+    if ((!tokfile && !tokens) || !out) {
+        fprintf(stderr, "gemma4c logits: need --tokens-file F (or --tokens) and --out OUT.f32 (see --help)\n");
+        return 2;
+    }
+    char *text = tokfile ? read_text_file(tokfile) : strdup(tokens);
+    if (!text) return 1;
+    int32_t *ids = NULL;
+    int n = parse_ids(text, &ids, tokfile ? tokfile : "--tokens");
+    free(text);
+    if (n <= 0) {
+        if (n == 0) { fprintf(stderr, "gemma4c logits: no token ids given\n"); free(ids); }
+        return 1;
+    }
+    gemma4c_model *m = open_model(&o);
+    if (!m) { free(ids); return 1; }
+    if (!o.n_ctx) o.n_ctx = n;
+    gemma4c_context *c = open_ctx(m, &o);
+    int rc = 1;
+    char err[600];
+    if (c && gemma4c_eval(c, ids, n, 1, err, sizeof err) == 0) {
+        FILE *f = fopen(out, "wb");
+        if (!f) fprintf(stderr, "gemma4c: %s: %s\n", out, strerror(errno));
+        else {
+            int V = gemma4c_n_vocab(c);
+            size_t w = 0;
+            for (int i = 0; i < n; i++) w += fwrite(gemma4c_logits(c, i), sizeof(float), (size_t)V, f);
+            if (fclose(f) || w != (size_t)n * V) fprintf(stderr, "gemma4c: %s: write failed\n", out);
+            else rc = 0;
+        }
+    } else if (c) fprintf(stderr, "gemma4c: %s\n", err);
+    gemma4c_context_free(c);
+    gemma4c_model_free(m);
+    free(ids);
+    return rc;
+}
+
+int cmd_generate(int argc, char **argv) {
+    run_opts o = { 0 };
+    const char *tokens = NULL, *tokfile = NULL;
+    int n_gen = 16, stop_eos = 0;
+    gemma4c_sampler_params sp = gemma4c_sampler_default_params();
+    int greedy = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: gemma4c generate -m MODEL --tokens \"2 ...\" [-n N] [sampling options]\n\n"
+                   "Feed the prompt ids and generate N more, printed as ids on one line.\n\n%s"
+                   "      --tokens IDS        prompt token ids (include BOS 2 yourself)\n"
+                   "      --tokens-file F     read the prompt ids from a file\n"
+                   "  -n, --n-predict N       tokens to generate (default 16)\n"
+                   "      --greedy            argmax decoding (same as --temp 0)\n"
+                   "      --temp X            temperature (default 1.0)\n"
+                   "      --top-k N           (default 64; 0 = off)\n"
+                   "      --top-p X           (default 0.95; 1 = off)\n"
+                   "      --min-p X           (default 0 = off)\n"
+                   "      --repeat-penalty X  (default 1 = off)\n"
+                   "      --presence-penalty X, --frequency-penalty X  (default 0)\n"
+                   "      --seed N            RNG seed (default fixed: runs are reproducible)\n"
+                   "      --stop-at-eos       stop at an end-of-generation id (1, 106, 50)\n", COMMON_HELP);
+            return 0;
+        }
+        int bad = 0;
+        if (!strcmp(a, "--tokens") && v) { tokens = v; i++; continue; }
+        if (!strcmp(a, "--tokens-file") && v) { tokfile = v; i++; continue; }
+        if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { i++; bad = parse_int(a, v, 0, 1 << 24, &n_gen); }
+        else if (!strcmp(a, "--greedy")) greedy = 1;
+        else if (!strcmp(a, "--stop-at-eos")) stop_eos = 1;
+        else if (!strcmp(a, "--top-k")) { i++; bad = parse_int(a, v, 0, 1 << 24, &sp.top_k); }
+        else if (!strcmp(a, "--seed")) {
+            i++;
+            char *end;
+            if (!v || (sp.seed = strtoull(v, &end, 10), *end)) { fprintf(stderr, "gemma4c: --seed expects an integer\n"); bad = 1; }
+        } else if (!strcmp(a, "--temp") || !strcmp(a, "--top-p") || !strcmp(a, "--min-p") ||
+                   !strcmp(a, "--repeat-penalty") || !strcmp(a, "--presence-penalty") ||
+                   !strcmp(a, "--frequency-penalty")) {
+            i++;
+            char *end;
+            float x = v ? strtof(v, &end) : 0;
+            if (!v || *end || x != x) { fprintf(stderr, "gemma4c: %s expects a number\n", a); bad = 1; }
+            else if (!strcmp(a, "--temp")) sp.temperature = x;
+            else if (!strcmp(a, "--top-p")) sp.top_p = x;
+            else if (!strcmp(a, "--min-p")) sp.min_p = x;
+            else if (!strcmp(a, "--repeat-penalty")) sp.repeat_penalty = x;
+            else if (!strcmp(a, "--presence-penalty")) sp.presence_penalty = x;
+            else sp.frequency_penalty = x;
+        } else {
+            int r = common_opt(&o, argc, argv, &i);
+            if (r == 0) { fprintf(stderr, "gemma4c generate: unknown or incomplete option '%s'\n", a); return 2; }
+            bad = r < 0;
+        }
+        if (bad) return 2;
+    }
+    if (greedy) sp.temperature = 0;
+    if (!tokens && !tokfile) {
+        fprintf(stderr, "gemma4c generate: need --tokens \"2 ...\" or --tokens-file F (see --help)\n");
+        return 2;
+    }
+    char *text = tokfile ? read_text_file(tokfile) : strdup(tokens);
+    if (!text) return 1;
+    int32_t *ids = NULL;
+    int n = parse_ids(text, &ids, tokfile ? tokfile : "--tokens");
+    free(text);
+    if (n <= 0) {
+        if (n == 0) { fprintf(stderr, "gemma4c generate: no prompt token ids given\n"); free(ids); }
+        return 1;
+    }
+    gemma4c_model *m = open_model(&o);
+    if (!m) { free(ids); return 1; }
+    if (!o.n_ctx) o.n_ctx = n + n_gen;
+    gemma4c_context *c = open_ctx(m, &o);
+    gemma4c_sampler *s = gemma4c_sampler_new(&sp);
+    int rc = 1;
+    char err[600];
+    if (c && s && gemma4c_eval(c, ids, n, 0, err, sizeof err) == 0) {
+        for (int i = 0; i < n; i++) gemma4c_sampler_accept(s, ids[i]);
+        rc = 0;
+        for (int k = 0; k < n_gen; k++) {
+            int32_t t = gemma4c_sampler_sample(s, gemma4c_logits_last(c), gemma4c_n_vocab(c));
+            gemma4c_sampler_accept(s, t);
+            printf(k ? " %d" : "%d", t);
+            fflush(stdout);
+            if (stop_eos && (t == 1 || t == 106 || t == 50)) break;
+            if (k + 1 < n_gen && gemma4c_eval(c, &t, 1, 0, err, sizeof err)) {
+                fprintf(stderr, "\ngemma4c: %s\n", err);
+                rc = 1;
+                break;
+            }
+        }
+        printf("\n");
+    } else if (c && s) fprintf(stderr, "gemma4c: %s\n", err);
+    gemma4c_sampler_free(s);
+    gemma4c_context_free(c);
+    gemma4c_model_free(m);
+    free(ids);
+    return rc;
+}

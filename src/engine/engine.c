@@ -1,0 +1,217 @@
+/* Public API (include/gemma4c.h) on top of the model and forward pass. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+#include "gemma4c.h"
+#include "model/forward.h"
+#include "model/model.h"
+
+struct gemma4c_context {
+    gemma4c_model *model;
+    g4_state *st;
+    float *logits;          /* [rows][n_vocab] */
+    size_t logits_cap;      /* rows allocated */
+    int row0, n_logits;     /* rows [row0, row0 + n_logits) of the last eval */
+};
+
+static void copy_err(char *dst, size_t len, const g4_error *e) {
+    if (dst && len) snprintf(dst, len, "%s", e->msg);
+}
+
+gemma4c_model *gemma4c_model_open(const char *path, char *err, size_t errlen) {
+    g4_error e = { { 0 } };
+    gemma4c_model *m = calloc(1, sizeof *m);
+    if (!m) { copy_err(err, errlen, &(g4_error){ "out of memory" }); return NULL; }
+    struct stat st;
+    gguf_file *f = NULL;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) f = g4_open_hf_dir(path, &e);
+    else f = gguf_open(path, &e);
+    if (!f) goto fail;
+    m->m = g4_model_load(f, &e);
+    if (!m->m) goto fail;
+    return m;
+fail:
+    copy_err(err, errlen, &e);
+    free(m);
+    return NULL;
+}
+
+void gemma4c_model_free(gemma4c_model *m) {
+    if (!m) return;
+    g4_model_free(m->m);
+    free(m);
+}
+
+void gemma4c_model_get_info(const gemma4c_model *mm, gemma4c_model_info *o) {
+    const g4_model *m = mm->m;
+    memset(o, 0, sizeof *o);
+    o->name = m->name;
+    o->arch = "gemma4";
+    o->n_layer = m->n_layer;
+    o->n_embd = m->n_embd;
+    o->n_head = m->n_head;
+    o->n_vocab = m->n_vocab;
+    o->n_ctx_train = m->n_ctx_train;
+    o->n_expert = m->n_expert;
+    o->n_expert_used = m->n_expert_used;
+    o->n_embd_per_layer = m->n_ple;
+    o->n_kv_shared = m->n_kv_shared;
+    o->sliding_window = m->sliding_window;
+    o->bos_id = m->bos_id;
+    o->eos_id = m->eos_id;
+    o->n_params = m->n_params;
+    o->weight_bytes = m->weight_bytes;
+}
+
+int gemma4c_memory_plan_for(const gemma4c_model *mm, int n_ctx, int n_batch, gemma4c_memory_plan *o) {
+    const g4_model *m = mm->m;
+    if (n_ctx < 1 || n_batch < 1) return -1;
+    if (n_batch > n_ctx) n_batch = n_ctx;
+    g4_kv_plan kv;
+    g4_kv_plan_for(m, n_ctx, n_batch, &kv);
+    memset(o, 0, sizeof *o);
+    o->weight_bytes = m->weight_bytes;
+    o->kv_bytes_per_token = kv.bytes_per_token_full;
+    o->kv_bytes_swa = kv.bytes_swa;
+    o->kv_bytes = kv.bytes_total;
+    /* scratch for n_threads = 1 plus one row of logits; threads add a few
+     * rows of n_in and n_ctx floats each */
+    o->scratch_bytes = g4_state_scratch_bytes(m, n_ctx, n_batch, 1) + (uint64_t)m->n_vocab * sizeof(float);
+    o->total_bytes = o->weight_bytes + o->kv_bytes + o->scratch_bytes;
+    return 0;
+}
+
+int gemma4c_model_layer_desc(const gemma4c_model *mm, int l, char *buf, size_t len) {
+    const g4_model *m = mm->m;
+    if (l < 0 || l >= m->n_layer) return -1;
+    const g4_layer *y = &m->layers[l];
+    char src[32] = "own";
+    if (!y->own_kv) snprintf(src, sizeof src, "from layer %d", y->kv_src);
+    snprintf(buf, len, "%-7s head_dim %3d  kv_heads %2d  ffn %6d%s  kv %s%s  rope %g/%d  scale %.4g",
+             y->swa ? "sliding" : "full", y->head_dim, y->n_kv_head, y->n_ff,
+             m->n_expert ? " +moe" : "", src, y->own_kv && y->k_eq_v ? " (K=V)" : "", (double)y->rope_base,
+             y->n_rot, (double)y->out_scale);
+    return 0;
+}
+
+gemma4c_context_params gemma4c_context_default_params(void) {
+    gemma4c_context_params p = { .n_ctx = 0, .n_batch = 0, .n_threads = 0, .precision = GEMMA4C_PREC_FAST };
+    return p;
+}
+
+gemma4c_context *gemma4c_context_new(gemma4c_model *mm, const gemma4c_context_params *pp, char *err,
+                                     size_t errlen) {
+    gemma4c_context_params p = pp ? *pp : gemma4c_context_default_params();
+    const g4_model *m = mm->m;
+    if (p.n_ctx <= 0) p.n_ctx = m->n_ctx_train < 4096 ? m->n_ctx_train : 4096;
+    if (p.n_ctx > m->n_ctx_train) p.n_ctx = m->n_ctx_train;
+    if (p.n_batch <= 0) p.n_batch = 512;
+    if (p.n_threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        p.n_threads = n > 0 ? (int)n : 1;
+    }
+    if (p.n_threads > 256) p.n_threads = 256;
+    g4_error e = { { 0 } };
+    gemma4c_context *c = calloc(1, sizeof *c);
+    if (!c) { copy_err(err, errlen, &(g4_error){ "out of memory" }); return NULL; }
+    c->model = mm;
+    c->st = g4_state_new(m, p.n_ctx, p.n_batch, p.n_threads, p.precision == GEMMA4C_PREC_EXACT, &e);
+    if (!c->st) {
+        copy_err(err, errlen, &e);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void gemma4c_context_free(gemma4c_context *c) {
+    if (!c) return;
+    g4_state_free(c->st);
+    free(c->logits);
+    free(c);
+}
+
+static int grow_logits(gemma4c_context *c, size_t rows) {
+    if (rows <= c->logits_cap) return 0;
+    size_t V = (size_t)c->model->m->n_vocab;
+    float *l = realloc(c->logits, rows * V * sizeof(float));
+    if (!l) return -1;
+    c->logits = l;
+    c->logits_cap = rows;
+    return 0;
+}
+
+int gemma4c_eval(gemma4c_context *c, const int32_t *tokens, int n, int all_logits, char *err, size_t errlen) {
+    g4_error e = { { 0 } };
+    c->n_logits = 0;
+    if (n <= 0) {
+        copy_err(err, errlen, &(g4_error){ "eval: no tokens" });
+        return -1;
+    }
+    if (c->st->n_past + n > c->st->n_ctx) {
+        g4_seterr(&e, "context full: %d tokens in context + %d new exceed the context size %d (use a larger "
+                  "--ctx)", c->st->n_past, n, c->st->n_ctx);
+        copy_err(err, errlen, &e);
+        return -1;
+    }
+    if (grow_logits(c, all_logits ? (size_t)n : 1)) {
+        copy_err(err, errlen, &(g4_error){ "out of memory for logits" });
+        return -1;
+    }
+    size_t V = (size_t)c->model->m->n_vocab;
+    for (int i = 0; i < n; i += c->st->n_batch) {
+        int T = n - i < c->st->n_batch ? n - i : c->st->n_batch;
+        bool last = i + T == n;
+        float *out = all_logits ? c->logits + (size_t)i * V : (last ? c->logits : NULL);
+        if (g4_forward(c->st, tokens + i, T, out, all_logits, &e)) {
+            copy_err(err, errlen, &e);
+            return -1;
+        }
+    }
+    c->row0 = all_logits ? 0 : n - 1;
+    c->n_logits = all_logits ? n : 1;
+    return 0;
+}
+
+const float *gemma4c_logits(const gemma4c_context *c, int i) {
+    if (i < c->row0 || i >= c->row0 + c->n_logits) return NULL;
+    return c->logits + (size_t)(i - c->row0) * (size_t)c->model->m->n_vocab;
+}
+
+const float *gemma4c_logits_last(const gemma4c_context *c) {
+    if (c->n_logits <= 0) return NULL;
+    return c->logits + (size_t)(c->n_logits - 1) * (size_t)c->model->m->n_vocab;
+}
+
+int gemma4c_n_vocab(const gemma4c_context *c) { return c->model->m->n_vocab; }
+int gemma4c_n_past(const gemma4c_context *c) { return c->st->n_past; }
+int gemma4c_n_ctx(const gemma4c_context *c) { return c->st->n_ctx; }
+
+void gemma4c_reset(gemma4c_context *c) {
+    c->st->n_past = 0;
+    c->n_logits = 0;
+}
+
+int gemma4c_truncate(gemma4c_context *c, int n) {
+    /* Full-attention caches keep every position, so any prefix is valid.
+     * Sliding rings only hold the last window: truncating further back than
+     * the ring would leave holes, so the caller must re-evaluate. */
+    if (n < 0 || n > c->st->n_past) return -1;
+    int dropped = c->st->n_past - n;
+    const g4_model *m = c->model->m;
+    for (int l = 0; l < m->n_layer; l++) {
+        const g4_layer *y = &m->layers[l];
+        if (y->kv_slot >= 0 && y->swa) {
+            int cap = c->st->kv[y->kv_slot].cap;
+            /* positions n-W+1 .. n-1 must still be in the ring */
+            if (dropped > cap - m->sliding_window) return -1;
+        }
+    }
+    c->st->n_past = n;
+    c->n_logits = 0;
+    return 0;
+}

@@ -1,0 +1,105 @@
+#include "engine/pool.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#define SPIN_ITERS 20000
+
+struct g4_pool {
+    int n;
+    pthread_t *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    atomic_uint gen;        /* bumped once per run */
+    atomic_int pending;     /* workers still running the current task */
+    atomic_int sleepers;
+    atomic_bool stop;
+    g4_task_fn fn;
+    void *arg;
+};
+
+typedef struct { g4_pool *p; int ith; } worker_arg;
+
+static void *worker(void *v) {
+    worker_arg wa = *(worker_arg *)v;
+    free(v);
+    g4_pool *p = wa.p;
+    unsigned seen = 0;
+    for (;;) {
+        unsigned g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen) {
+            if (++spins < SPIN_ITERS) continue;
+            pthread_mutex_lock(&p->mu);
+            atomic_fetch_add(&p->sleepers, 1);
+            while ((g = atomic_load(&p->gen)) == seen && !atomic_load(&p->stop))
+                pthread_cond_wait(&p->cv, &p->mu);
+            atomic_fetch_sub(&p->sleepers, 1);
+            pthread_mutex_unlock(&p->mu);
+            break;
+        }
+        if (atomic_load(&p->stop)) return NULL;
+        g = atomic_load_explicit(&p->gen, memory_order_acquire);
+        seen = g;
+        p->fn(p->arg, wa.ith, p->n);
+        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+    }
+}
+
+g4_pool *g4_pool_new(int n) {
+    if (n < 1) n = 1;
+    g4_pool *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->n = n;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->threads = calloc((size_t)n, sizeof *p->threads);
+    if (!p->threads) { free(p); return NULL; }
+    for (int i = 1; i < n; i++) {
+        worker_arg *wa = malloc(sizeof *wa);
+        if (!wa) { p->n = i; g4_pool_free(p); return NULL; }
+        wa->p = p;
+        wa->ith = i;
+        if (pthread_create(&p->threads[i], NULL, worker, wa)) {
+            free(wa);
+            p->n = i;
+            g4_pool_free(p);
+            return NULL;
+        }
+    }
+    return p;
+}
+
+void g4_pool_free(g4_pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->stop, true);
+    atomic_fetch_add(&p->gen, 1);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p->threads);
+    free(p);
+}
+
+int g4_pool_size(const g4_pool *p) { return p->n; }
+
+void g4_pool_run(g4_pool *p, g4_task_fn fn, void *arg) {
+    if (p->n == 1) { fn(arg, 0, 1); return; }
+    p->fn = fn;
+    p->arg = arg;
+    atomic_store(&p->pending, p->n - 1);
+    atomic_fetch_add(&p->gen, 1); /* seq_cst: pairs with the sleepers check */
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    fn(arg, 0, p->n);
+    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) sched_yield();
+}

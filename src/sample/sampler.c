@@ -1,0 +1,182 @@
+/* Token sampling: penalties, temperature, top-k, top-p, min-p, seeded RNG.
+ *
+ * Order (as Hugging Face generation applies Gemma's recommended settings):
+ * repetition/presence/frequency penalties on the raw logits, then
+ * temperature, top-k, top-p (nucleus), min-p, then a draw from the renormalised
+ * distribution. temperature <= 0 is greedy: argmax, lowest id on ties. */
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemma4c.h"
+
+struct gemma4c_sampler {
+    gemma4c_sampler_params p;
+    uint64_t rng;
+    int32_t *hist;        /* recent accepted tokens (ring) */
+    int hist_cap, hist_n, hist_pos;
+    /* work arrays, grown to n_vocab on first use */
+    float *logit;
+    int32_t *idx;
+    int cap;
+};
+
+gemma4c_sampler_params gemma4c_sampler_default_params(void) {
+    gemma4c_sampler_params p = { .temperature = 1.0f, .top_k = 64, .top_p = 0.95f, .min_p = 0.0f,
+                                 .repeat_penalty = 1.0f, .presence_penalty = 0.0f, .frequency_penalty = 0.0f,
+                                 .penalty_last_n = 64, .seed = 0x9e3779b97f4a7c15ull };
+    return p;
+}
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+gemma4c_sampler *gemma4c_sampler_new(const gemma4c_sampler_params *p) {
+    gemma4c_sampler *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->p = p ? *p : gemma4c_sampler_default_params();
+    s->hist_cap = s->p.penalty_last_n > 0 ? s->p.penalty_last_n : 4096;
+    s->hist = malloc((size_t)s->hist_cap * sizeof *s->hist);
+    if (!s->hist) { free(s); return NULL; }
+    gemma4c_sampler_reset(s);
+    return s;
+}
+
+void gemma4c_sampler_free(gemma4c_sampler *s) {
+    if (!s) return;
+    free(s->hist);
+    free(s->logit);
+    free(s->idx);
+    free(s);
+}
+
+void gemma4c_sampler_reset(gemma4c_sampler *s) {
+    s->rng = s->p.seed;
+    s->hist_n = s->hist_pos = 0;
+}
+
+void gemma4c_sampler_accept(gemma4c_sampler *s, int32_t tok) {
+    s->hist[s->hist_pos] = tok;
+    s->hist_pos = (s->hist_pos + 1) % s->hist_cap;
+    if (s->hist_n < s->hist_cap) s->hist_n++;
+}
+
+static int32_t argmax(const float *x, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++) if (x[i] > x[best]) best = i;
+    return best;
+}
+
+
+/* Sort the first n of idx by logit without global state: insertion into a
+ * bounded heap would be faster for small k; n is at most top_k or the
+ * (already filtered) candidate count, so a merge sort keeps it simple. */
+static void sort_idx(int32_t *idx, int n, const float *lg, int32_t *tmp) {
+    if (n < 2) return;
+    int h = n / 2;
+    sort_idx(idx, h, lg, tmp);
+    sort_idx(idx + h, n - h, lg, tmp);
+    int i = 0, j = h, k = 0;
+    while (i < h && j < n) {
+        int32_t a = idx[i], b = idx[j];
+        bool take_a = lg[a] > lg[b] || (lg[a] == lg[b] && a < b);
+        tmp[k++] = take_a ? idx[i++] : idx[j++];
+    }
+    while (i < h) tmp[k++] = idx[i++];
+    while (j < n) tmp[k++] = idx[j++];
+    memcpy(idx, tmp, (size_t)n * sizeof *idx);
+}
+
+int32_t gemma4c_sampler_sample(gemma4c_sampler *s, const float *logits, int n) {
+    if (n <= 0) return -1;
+    const gemma4c_sampler_params *p = &s->p;
+    bool penal = s->hist_n > 0 && (p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f ||
+                                   p->frequency_penalty != 0.0f);
+    if (!penal && p->temperature <= 0) return argmax(logits, n);
+    if (s->cap < n) {
+        float *l = realloc(s->logit, (size_t)n * sizeof *l);
+        if (l) s->logit = l;
+        int32_t *ix = realloc(s->idx, (size_t)n * 2 * sizeof *ix);
+        if (ix) s->idx = ix;
+        if (!l || !ix) return argmax(logits, n);
+        s->cap = n;
+    }
+    float *lg = s->logit;
+    memcpy(lg, logits, (size_t)n * sizeof *lg);
+    if (penal) {
+        /* count each distinct token once for presence, per occurrence for frequency */
+        for (int i = 0; i < s->hist_n; i++) {
+            int32_t t = s->hist[i];
+            if (t < 0 || t >= n) continue;
+            int cnt = 0;
+            bool first = true;
+            for (int j = 0; j < s->hist_n; j++) {
+                if (s->hist[j] == t) { cnt++; if (j < i) first = false; }
+            }
+            if (!first) continue;
+            float *v = &lg[t];
+            if (p->repeat_penalty != 1.0f && p->repeat_penalty > 0)
+                *v = *v > 0 ? *v / p->repeat_penalty : *v * p->repeat_penalty;
+            *v -= (float)cnt * p->frequency_penalty + p->presence_penalty;
+        }
+        if (p->temperature <= 0) return argmax(lg, n);
+    }
+    float invt = 1.0f / p->temperature;
+    int32_t *idx = s->idx, *tmp = s->idx + n;
+    int m = n;
+    if (p->top_k > 0 && p->top_k < n) {
+        /* keep the k best with a min-heap-free pass: track the current k set
+         * by repeated selection when k is small, else full sort */
+        m = p->top_k;
+        int cnt = 0;
+        for (int i = 0; i < n; i++) {
+            if (cnt < m) {
+                idx[cnt++] = i;
+                if (cnt == m) sort_idx(idx, m, lg, tmp);
+                continue;
+            }
+            int32_t worst = idx[m - 1];
+            if (lg[i] > lg[worst]) {
+                /* insert i keeping descending order */
+                int j = m - 1;
+                while (j > 0 && lg[idx[j - 1]] < lg[i]) { idx[j] = idx[j - 1]; j--; }
+                idx[j] = i;
+            }
+        }
+    } else {
+        for (int i = 0; i < n; i++) idx[i] = i;
+        sort_idx(idx, n, lg, tmp);
+    }
+    /* probabilities of the candidates (sorted, descending) */
+    float mx = lg[idx[0]] * invt;
+    double sum = 0;
+    float *pr = (float *)tmp; /* reuse: m floats */
+    for (int i = 0; i < m; i++) { pr[i] = expf(lg[idx[i]] * invt - mx); sum += pr[i]; }
+    for (int i = 0; i < m; i++) pr[i] = (float)(pr[i] / sum);
+    if (p->top_p < 1.0f && p->top_p > 0) {
+        double c = 0;
+        for (int i = 0; i < m; i++) {
+            c += pr[i];
+            if (c >= p->top_p) { m = i + 1; break; }
+        }
+    }
+    if (p->min_p > 0) {
+        float lim = pr[0] * p->min_p;
+        int k = 1;
+        while (k < m && pr[k] >= lim) k++;
+        m = k;
+    }
+    double tot = 0;
+    for (int i = 0; i < m; i++) tot += pr[i];
+    double r = (double)(splitmix(&s->rng) >> 11) * (1.0 / 9007199254740992.0) * tot;
+    for (int i = 0; i < m; i++) {
+        r -= pr[i];
+        if (r < 0) return idx[i];
+    }
+    return idx[m - 1];
+}

@@ -1,0 +1,27 @@
+/* Activation functions. */
+#ifndef G4_ACT_H
+#define G4_ACT_H
+
+#include <math.h>
+
+/* GELU, tanh form (gelu_pytorch_tanh), evaluated exactly in f32. */
+static inline float g4_gelu(float x) {
+    const float c = 0.7978845608028654f; /* sqrt(2/pi) */
+    return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
+}
+
+/* GELU through a 65,536-entry fp16 table, the way llama.cpp's CPU backend
+ * computes it: input rounded to fp16, output the fp16-rounded GELU of that
+ * value; |x| >= 10 passes through (x) or gives 0. Used on the fast path: it
+ * is cheaper than tanhf and keeps our logits next to llama.cpp's. */
+#include <stdint.h>
+#include "tensor/types.h"
+extern uint16_t g4_gelu_f16[1 << 16];
+void g4_act_init(void);   /* fills the table once per process; call before use */
+static inline float g4_gelu_table(float x) {
+    if (x <= -10.0f) return 0.0f;
+    if (x >= 10.0f) return x;
+    return g4_fp16_to_fp32(g4_gelu_f16[g4_fp32_to_fp16(x)]);
+}
+
+#endif
