@@ -9,39 +9,42 @@
 
 #define QK_K 256
 
+/* designated initializers: the kernel fields start out NULL */
+#define TY(n, b, s, q) { .name = n, .blck_size = b, .type_size = s, .is_quantized = q }
+
 static const g4_type_traits TYPES[G4_TYPE_COUNT] = {
-    [G4_F32]     = { "F32",     1,  4, false },
-    [G4_F16]     = { "F16",     1,  2, false },
-    [G4_BF16]    = { "BF16",    1,  2, false },
-    [G4_Q4_0]    = { "Q4_0",   32, 18, true },
-    [G4_Q4_1]    = { "Q4_1",   32, 20, true },
-    [G4_Q5_0]    = { "Q5_0",   32, 22, true },
-    [G4_Q5_1]    = { "Q5_1",   32, 24, true },
-    [G4_Q8_0]    = { "Q8_0",   32, 34, true },
-    [G4_Q8_1]    = { "Q8_1",   32, 36, true },
-    [G4_Q2_K]    = { "Q2_K",  QK_K, 84, true },
-    [G4_Q3_K]    = { "Q3_K",  QK_K, 110, true },
-    [G4_Q4_K]    = { "Q4_K",  QK_K, 144, true },
-    [G4_Q5_K]    = { "Q5_K",  QK_K, 176, true },
-    [G4_Q6_K]    = { "Q6_K",  QK_K, 210, true },
-    [G4_Q8_K]    = { "Q8_K",  QK_K, 292, true },
-    [G4_IQ2_XXS] = { "IQ2_XXS", QK_K, 66, true },
-    [G4_IQ2_XS]  = { "IQ2_XS", QK_K, 74, true },
-    [G4_IQ3_XXS] = { "IQ3_XXS", QK_K, 98, true },
-    [G4_IQ1_S]   = { "IQ1_S", QK_K, 50, true },
-    [G4_IQ4_NL]  = { "IQ4_NL", 32, 18, true },
-    [G4_IQ3_S]   = { "IQ3_S", QK_K, 110, true },
-    [G4_IQ2_S]   = { "IQ2_S", QK_K, 82, true },
-    [G4_IQ4_XS]  = { "IQ4_XS", QK_K, 136, true },
-    [G4_I8]      = { "I8",      1,  1, false },
-    [G4_I16]     = { "I16",     1,  2, false },
-    [G4_I32]     = { "I32",     1,  4, false },
-    [G4_I64]     = { "I64",     1,  8, false },
-    [G4_F64]     = { "F64",     1,  8, false },
-    [G4_IQ1_M]   = { "IQ1_M", QK_K, 56, true },
-    [G4_TQ1_0]   = { "TQ1_0", QK_K, 54, true },
-    [G4_TQ2_0]   = { "TQ2_0", QK_K, 66, true },
-    [G4_MXFP4]   = { "MXFP4",  32, 17, true },
+    [G4_F32]     = TY("F32", 1, 4, false),
+    [G4_F16]     = TY("F16", 1, 2, false),
+    [G4_BF16]    = TY("BF16", 1, 2, false),
+    [G4_Q4_0]    = TY("Q4_0", 32, 18, true),
+    [G4_Q4_1]    = TY("Q4_1", 32, 20, true),
+    [G4_Q5_0]    = TY("Q5_0", 32, 22, true),
+    [G4_Q5_1]    = TY("Q5_1", 32, 24, true),
+    [G4_Q8_0]    = TY("Q8_0", 32, 34, true),
+    [G4_Q8_1]    = TY("Q8_1", 32, 36, true),
+    [G4_Q2_K]    = TY("Q2_K", QK_K, 84, true),
+    [G4_Q3_K]    = TY("Q3_K", QK_K, 110, true),
+    [G4_Q4_K]    = TY("Q4_K", QK_K, 144, true),
+    [G4_Q5_K]    = TY("Q5_K", QK_K, 176, true),
+    [G4_Q6_K]    = TY("Q6_K", QK_K, 210, true),
+    [G4_Q8_K]    = TY("Q8_K", QK_K, 292, true),
+    [G4_IQ2_XXS] = TY("IQ2_XXS", QK_K, 66, true),
+    [G4_IQ2_XS]  = TY("IQ2_XS", QK_K, 74, true),
+    [G4_IQ3_XXS] = TY("IQ3_XXS", QK_K, 98, true),
+    [G4_IQ1_S]   = TY("IQ1_S", QK_K, 50, true),
+    [G4_IQ4_NL]  = TY("IQ4_NL", 32, 18, true),
+    [G4_IQ3_S]   = TY("IQ3_S", QK_K, 110, true),
+    [G4_IQ2_S]   = TY("IQ2_S", QK_K, 82, true),
+    [G4_IQ4_XS]  = TY("IQ4_XS", QK_K, 136, true),
+    [G4_I8]      = TY("I8", 1, 1, false),
+    [G4_I16]     = TY("I16", 1, 2, false),
+    [G4_I32]     = TY("I32", 1, 4, false),
+    [G4_I64]     = TY("I64", 1, 8, false),
+    [G4_F64]     = TY("F64", 1, 8, false),
+    [G4_IQ1_M]   = TY("IQ1_M", QK_K, 56, true),
+    [G4_TQ1_0]   = TY("TQ1_0", QK_K, 54, true),
+    [G4_TQ2_0]   = TY("TQ2_0", QK_K, 66, true),
+    [G4_MXFP4]   = TY("MXFP4", 32, 17, true),
 };
 
 static g4_type_traits TABLE[G4_TYPE_COUNT];
@@ -68,6 +71,7 @@ const char *g4_type_name(int type) {
 }
 
 int g4_type_from_name(const char *name) {
+    if (!name) return -1;
     for (int t = 0; t < G4_TYPE_COUNT; t++)
         if (TYPES[t].name && strcasecmp(TYPES[t].name, name) == 0) return t;
     return -1;
