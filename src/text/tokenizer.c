@@ -150,7 +150,7 @@ static int add_match_len(g4_tokenizer *t, int k, uint8_t b, uint32_t len) {
     return 0;
 }
 
-static const char *const GEMMA4_EOG_PIECES[] = { "<turn|>", "<|tool_response>" };
+static const char *const GEMMA4_EOG_PIECES[] = { "<eos>", "<turn|>", "<|tool_response>" };
 
 /* Core constructor; merges as already-split pairs. */
 static g4_tokenizer *build(const g4_tok_vocab *v, const mpair *mp, size_t n_mp, g4_error *err) {

@@ -104,7 +104,7 @@ int32_t g4_tok_bos(const g4_tokenizer *t);   /* -1 when absent */
 int32_t g4_tok_eos(const g4_tokenizer *t);
 int32_t g4_tok_unk(const g4_tokenizer *t);
 int32_t g4_tok_pad(const g4_tokenizer *t);
-/* End of generation: eos, `<turn|>`, `<|tool_response>` (by string, when the
+/* End of generation: eos, `<eos>`, `<turn|>`, `<|tool_response>` (by string, when the
  * vocabulary has them) and any extra eog ids; never `</s>`. */
 bool g4_tok_is_eog(const g4_tokenizer *t, int32_t id);
 /* Exact piece lookup ("<|turn>", "▁Hello"); -1 when absent. */
