@@ -1,0 +1,294 @@
+/* GGUF v3 writer: header in memory, tensor data streamed chunk by chunk into a
+ * temporary file that is renamed over the destination at the end. */
+#include "format/gguf_write.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tensor/types.h"
+
+/* --- growable byte buffer for the header -------------------------------- */
+
+typedef struct wbuf {
+    uint8_t *p;
+    size_t n, cap;
+    int oom;
+} wbuf;
+
+static void put(wbuf *b, const void *src, size_t n) {
+    if (b->oom) return;
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->n + n) cap *= 2;
+        uint8_t *p = realloc(b->p, cap);
+        if (!p) { b->oom = 1; return; }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, src, n);
+    b->n += n;
+}
+static void put_u32(wbuf *b, uint32_t v) { put(b, &v, 4); }  /* little-endian host (x86/arm) */
+static void put_u64(wbuf *b, uint64_t v) { put(b, &v, 8); }
+static void put_str(wbuf *b, const char *s, uint64_t n) { put_u64(b, n); put(b, s, n); }
+
+static int put_scalar(wbuf *b, const gguf_kv *kv) {
+    switch (kv->type) {
+    case GGUF_UINT8:   { uint8_t x = (uint8_t)kv->v.u;   put(b, &x, 1); break; }
+    case GGUF_INT8:    { int8_t x = (int8_t)kv->v.i;     put(b, &x, 1); break; }
+    case GGUF_UINT16:  { uint16_t x = (uint16_t)kv->v.u; put(b, &x, 2); break; }
+    case GGUF_INT16:   { int16_t x = (int16_t)kv->v.i;   put(b, &x, 2); break; }
+    case GGUF_UINT32:  { uint32_t x = (uint32_t)kv->v.u; put(b, &x, 4); break; }
+    case GGUF_INT32:   { int32_t x = (int32_t)kv->v.i;   put(b, &x, 4); break; }
+    case GGUF_UINT64:  { uint64_t x = kv->v.u;           put(b, &x, 8); break; }
+    case GGUF_INT64:   { int64_t x = kv->v.i;            put(b, &x, 8); break; }
+    case GGUF_FLOAT32: { float x = (float)kv->v.f;       put(b, &x, 4); break; }
+    case GGUF_FLOAT64: { double x = kv->v.f;             put(b, &x, 8); break; }
+    case GGUF_BOOL:    { uint8_t x = kv->v.b ? 1 : 0;    put(b, &x, 1); break; }
+    default: return -1;
+    }
+    return 0;
+}
+
+static int put_kv(wbuf *b, const gguf_kv *kv, g4_error *err) {
+    put_str(b, kv->key, strlen(kv->key));
+    put_u32(b, (uint32_t)kv->type);
+    if (kv->type == GGUF_STRING) {
+        put_str(b, kv->str.ptr, kv->str.len);
+    } else if (kv->type == GGUF_ARRAY) {
+        put_u32(b, (uint32_t)kv->arr_type);
+        put_u64(b, kv->arr_n);
+        if (kv->arr_type == GGUF_STRING) {
+            for (uint64_t i = 0; i < kv->arr_n; i++) put_str(b, kv->arr_str[i].ptr, kv->arr_str[i].len);
+        } else {
+            size_t es = gguf_vtype_size(kv->arr_type);
+            if (!es || kv->arr_type == GGUF_ARRAY)
+                return g4_seterr(err, "metadata '%s': bad array element type %d", kv->key, kv->arr_type);
+            if (kv->arr_n > SIZE_MAX / es)
+                return g4_seterr(err, "metadata '%s': array too large", kv->key);
+            put(b, kv->arr_data, (size_t)kv->arr_n * es);
+        }
+    } else if (put_scalar(b, kv)) {
+        return g4_seterr(err, "metadata '%s': bad value type %d", kv->key, kv->type);
+    }
+    return 0;
+}
+
+static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+
+static uint32_t alignment_of(const gguf_file *f, const gguf_write_opts *o) {
+    const gguf_kv *const *kvs = o && o->kvs ? o->kvs : NULL;
+    uint64_t n = kvs ? o->n_kvs : f->n_kv;
+    for (uint64_t i = 0; i < n; i++) {
+        const gguf_kv *kv = kvs ? kvs[i] : &f->kv[i];
+        if (!strcmp(kv->key, "general.alignment") && kv->type == GGUF_UINT32 && kv->v.u &&
+            kv->v.u <= (1u << 20) && !(kv->v.u & (kv->v.u - 1)))
+            return (uint32_t)kv->v.u;
+    }
+    return GGUF_DEFAULT_ALIGNMENT;
+}
+
+/* Serialize the header (with trailing padding). */
+static int build_header(const gguf_file *f, const gguf_write_opts *o, wbuf *b, uint64_t *data_total,
+                        g4_error *err) {
+    const gguf_kv *const *kvs = o && o->kvs ? o->kvs : NULL;
+    uint64_t n_kv = kvs ? o->n_kvs : f->n_kv;
+    const gguf_tensor *ts = o && o->tensors ? o->tensors : f->tensors;
+    uint64_t n_t = o && o->tensors ? o->n_tensors : f->n_tensors;
+    uint32_t al = alignment_of(f, o);
+    put(b, "GGUF", 4);
+    put_u32(b, 3);
+    put_u64(b, n_t);
+    put_u64(b, n_kv);
+    for (uint64_t i = 0; i < n_kv; i++)
+        if (put_kv(b, kvs ? kvs[i] : &f->kv[i], err)) return -1;
+    uint64_t off = 0;
+    for (uint64_t i = 0; i < n_t; i++) {
+        const gguf_tensor *t = &ts[i];
+        if (t->n_dims < 1 || t->n_dims > GGUF_MAX_DIMS)
+            return g4_seterr(err, "tensor '%s': %d dims", t->name, t->n_dims);
+        put_str(b, t->name, strlen(t->name));
+        put_u32(b, (uint32_t)t->n_dims);
+        for (int d = 0; d < t->n_dims; d++) put_u64(b, (uint64_t)t->ne[d]);
+        put_u32(b, (uint32_t)t->type);
+        put_u64(b, off);
+        off = align_up(off + t->nbytes, al);
+    }
+    static const uint8_t zero[64];
+    uint64_t pad = align_up(b->n, al) - b->n;
+    while (pad) { size_t k = pad > 64 ? 64 : (size_t)pad; put(b, zero, k); pad -= k; }
+    if (b->oom) return g4_seterr(err, "out of memory building the GGUF header");
+    *data_total = off;
+    return 0;
+}
+
+int gguf_write_sizes(const gguf_file *f, const gguf_write_opts *o, uint64_t *header, uint64_t *total,
+                     g4_error *err) {
+    wbuf b = {0};
+    uint64_t data = 0;
+    int rc = build_header(f, o, &b, &data, err);
+    if (!rc) {
+        if (header) *header = b.n;
+        if (total) *total = b.n + data;
+    }
+    free(b.p);
+    return rc;
+}
+
+static int write_all(int fd, const void *p, size_t n, const char *path, g4_error *err) {
+    const uint8_t *c = p;
+    while (n) {
+        ssize_t w = write(fd, c, n > (1u << 30) ? (1u << 30) : n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return g4_seterr(err, "%s: write failed: %s", path, strerror(errno));
+        }
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+typedef struct progress {
+    bool on;
+    double t0, last;
+    uint64_t total;
+} progress;
+
+static void progress_show(progress *p, uint64_t done, bool final) {
+    if (!p->on) return;
+    double t = now_s();
+    if (!final && t - p->last < 0.25) return;
+    p->last = t;
+    double el = t - p->t0, rate = el > 0 ? (double)done / el : 0;
+    double eta = rate > 0 ? (double)(p->total - done) / rate : 0;
+    fprintf(stderr, "\r  %8.1f / %.1f MiB  %7.1f MB/s  ETA %4.0fs ", done / 1048576.0,
+            p->total / 1048576.0, rate / 1e6, final ? 0.0 : eta);
+    if (final) fputc('\n', stderr);
+    fflush(stderr);
+}
+
+int gguf_write_ex(const gguf_file *f, const char *path, const gguf_write_opts *o, g4_error *err) {
+    gguf_write_opts defo = {0};
+    if (!o) o = &defo;
+    const gguf_tensor *ts = o->tensors ? o->tensors : f->tensors;
+    uint64_t n_t = o->tensors ? o->n_tensors : f->n_tensors;
+    uint32_t al = alignment_of(f, o);
+    size_t chunk = o->chunk_bytes ? o->chunk_bytes : (64u << 20);
+
+    if (!o->force && access(path, F_OK) == 0)
+        return g4_seterr(err, "%s: already exists (use --force to overwrite)", path);
+
+    wbuf hb = {0};
+    uint64_t data_total = 0;
+    if (build_header(f, o, &hb, &data_total, err)) { free(hb.p); return -1; }
+
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 16);
+    if (!tmp) { free(hb.p); return g4_seterr(err, "out of memory"); }
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp-XXXXXX", 12);
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        g4_seterr(err, "%s: cannot create a temporary file: %s", tmp, strerror(errno));
+        free(tmp);
+        free(hb.p);
+        return -1;
+    }
+    fchmod(fd, 0644);
+    uint8_t *buf = NULL;
+    size_t bufcap = 0;
+    int rc = write_all(fd, hb.p, hb.n, tmp, err);
+    free(hb.p);
+    hb.p = NULL;
+
+    progress pg = { .on = o->progress && isatty(2), .total = data_total };
+    pg.t0 = pg.last = now_s();
+    static const uint8_t zero[256] = {0};
+    uint64_t done = 0;
+    for (uint64_t i = 0; i < n_t && !rc; i++) {
+        const gguf_tensor *t = &ts[i];
+        size_t row = g4_row_size(t->type, t->ne[0]);
+        int64_t nrows = t->ne[1] * t->ne[2] * t->ne[3];
+        if (!row || (uint64_t)row * (uint64_t)nrows != t->nbytes) {
+            rc = g4_seterr(err, "tensor '%s': size %zu does not match its type and shape", t->name, t->nbytes);
+            break;
+        }
+        if (t->data) {
+            for (size_t off = 0; off < t->nbytes && !rc; off += chunk) {
+                size_t k = t->nbytes - off < chunk ? t->nbytes - off : chunk;
+                rc = write_all(fd, (const uint8_t *)t->data + off, k, tmp, err);
+                done += k;
+                progress_show(&pg, done, false);
+            }
+        } else {
+            if (!o->fill) { rc = g4_seterr(err, "tensor '%s': no data", t->name); break; }
+            int64_t rows_per = (int64_t)(chunk / row);
+            if (rows_per < 1) rows_per = 1;
+            size_t need = chunk > row ? chunk : row;
+            if (need > bufcap) {
+                free(buf);
+                buf = malloc(need);
+                bufcap = buf ? need : 0;
+            }
+            if (!buf) { rc = g4_seterr(err, "out of memory"); break; }
+            for (int64_t r = 0; r < nrows && !rc; r += rows_per) {
+                int64_t k = nrows - r < rows_per ? nrows - r : rows_per;
+                rc = o->fill(o->ud, i, r, k, buf, err);
+                if (!rc) rc = write_all(fd, buf, (size_t)k * row, tmp, err);
+                done += (uint64_t)k * row;
+                progress_show(&pg, done, false);
+            }
+        }
+        uint64_t pad = align_up(t->nbytes, al) - t->nbytes;
+        while (pad && !rc) {
+            size_t k = pad > sizeof zero ? sizeof zero : (size_t)pad;
+            rc = write_all(fd, zero, k, tmp, err);
+            pad -= k;
+        }
+    }
+    free(buf);
+    if (!rc && fsync(fd)) rc = g4_seterr(err, "%s: fsync failed: %s", tmp, strerror(errno));
+    if (close(fd) && !rc) rc = g4_seterr(err, "%s: close failed: %s", tmp, strerror(errno));
+    if (!rc) {
+        progress_show(&pg, done, true);
+        if (o->force) {
+            if (rename(tmp, path)) rc = g4_seterr(err, "%s: rename failed: %s", path, strerror(errno));
+        } else {
+            /* no-replace rename: an existing file appearing meanwhile is kept */
+            if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE)) {
+                if (errno == EEXIST)
+                    rc = g4_seterr(err, "%s: already exists (use --force to overwrite)", path);
+                else if (errno == EINVAL || errno == ENOSYS) {
+                    if (access(path, F_OK) == 0)
+                        rc = g4_seterr(err, "%s: already exists (use --force to overwrite)", path);
+                    else if (rename(tmp, path))
+                        rc = g4_seterr(err, "%s: rename failed: %s", path, strerror(errno));
+                } else
+                    rc = g4_seterr(err, "%s: rename failed: %s", path, strerror(errno));
+            }
+        }
+    } else if (pg.on) {
+        fputc('\n', stderr);
+    }
+    if (rc) unlink(tmp);
+    free(tmp);
+    return rc;
+}
+
+int gguf_write(const gguf_file *f, const char *path, g4_error *err) {
+    gguf_write_opts o = { .force = true };
+    return gguf_write_ex(f, path, &o, err);
+}

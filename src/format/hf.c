@@ -1,0 +1,824 @@
+/* Hugging Face folder -> in-memory gguf_file, laid out exactly like the
+ * output of llama.cpp's convert_hf_to_gguf.py for Gemma 4 (see hf.h and
+ * shared/docs/gemma4-text.md section 3). */
+#include "format/hf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "format/safetensors.h"
+#include "tensor/types.h"
+
+#define MAX_LAYERS 4096
+
+/* token types as llama.cpp numbers them */
+enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER_DEFINED = 4, TT_UNUSED = 5, TT_BYTE = 6 };
+
+static bool ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !memcmp(s + a - b, suf, b);
+}
+
+bool hf_force_f32(const char *name, int n_dims) {
+    return n_dims <= 1 || ends_with(name, "_norm.weight") || !ends_with(name, ".weight") ||
+           strstr(name, "ffn_gate_inp.weight") != NULL;
+}
+
+bool hf_is_dir(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) || !S_ISDIR(sb.st_mode)) return false;
+    char p[4096];
+    if (snprintf(p, sizeof p, "%s/config.json", path) >= (int)sizeof p) return false;
+    return stat(p, &sb) == 0;
+}
+
+/* --- JSON helpers with messages naming file and field -------------------- */
+
+typedef struct cfgctx {
+    const char *file;   /* "DIR/config.json" */
+    const char *prefix; /* "text_config." or "" */
+    g4_error *err;
+} cfgctx;
+
+static json_t *load_json(const char *dir, const char *name, bool required, char *fullpath, size_t fpn,
+                         g4_error *err, int *rc) {
+    snprintf(fullpath, fpn, "%s/%s", dir, name);
+    *rc = 0;
+    struct stat sb;
+    if (stat(fullpath, &sb)) {
+        if (required) *rc = g4_seterr(err, "%s: missing (%s)", fullpath, strerror(errno));
+        return NULL;
+    }
+    if (sb.st_size > (256 << 20)) {
+        *rc = g4_seterr(err, "%s: file too large", fullpath);
+        return NULL;
+    }
+    json_error_t je;
+    json_t *j = json_load_file(fullpath, JSON_REJECT_DUPLICATES, &je);
+    if (!j) {
+        *rc = g4_seterr(err, "%s: invalid JSON at line %d: %s", fullpath, je.line, je.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        *rc = g4_seterr(err, "%s: top level is not a JSON object", fullpath);
+        return NULL;
+    }
+    return j;
+}
+
+/* Integer field. Absent or null: 1 when !required (out untouched), error
+ * otherwise. */
+static int cfg_int(cfgctx *c, json_t *o, const char *key, bool required, int64_t lo, int64_t hi,
+                   int64_t *out) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) {
+        if (required) return g4_seterr(c->err, "%s: required field %s%s is missing", c->file, c->prefix, key);
+        return 1;
+    }
+    if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) &&
+        fabs(json_real_value(v)) < 9e15) {
+        *out = (int64_t)json_real_value(v);
+    } else if (json_is_integer(v)) {
+        *out = json_integer_value(v);
+    } else {
+        return g4_seterr(c->err, "%s: %s%s must be an integer", c->file, c->prefix, key);
+    }
+    if (*out < lo || *out > hi)
+        return g4_seterr(c->err, "%s: %s%s = %lld is out of range [%lld, %lld]", c->file, c->prefix, key,
+                         (long long)*out, (long long)lo, (long long)hi);
+    return 0;
+}
+
+static int cfg_num(cfgctx *c, json_t *o, const char *key, bool required, double *out) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) {
+        if (required) return g4_seterr(c->err, "%s: required field %s%s is missing", c->file, c->prefix, key);
+        return 1;
+    }
+    if (!json_is_number(v) || !isfinite(json_number_value(v)))
+        return g4_seterr(c->err, "%s: %s%s must be a finite number", c->file, c->prefix, key);
+    *out = json_number_value(v);
+    return 0;
+}
+
+static int cfg_bool(cfgctx *c, json_t *o, const char *key, bool *out) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) return 1;
+    if (!json_is_boolean(v)) return g4_seterr(c->err, "%s: %s%s must be true or false", c->file, c->prefix, key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+/* --- model hyperparameters ----------------------------------------------- */
+
+typedef struct hparams {
+    int64_t L, H, nH, nKV, nGKV, hd, ghd, ff, n_shared, ple, E, K, Fe, window, ctx, vocab;
+    int64_t *ff_arr;          /* per-layer FFN width when config gives a list */
+    bool double_wide, moe, has_gkv, has_softcap, k_eq_v;
+    double eps, softcap, theta, theta_swa, prf;
+    bool *sliding;            /* [L] */
+} hparams;
+
+static int read_hparams(const char *dir, json_t *root, hparams *hp, g4_error *err) {
+    char file[4200];
+    snprintf(file, sizeof file, "%s/config.json", dir);
+    json_t *tc = json_object_get(root, "text_config");
+    bool nested = json_is_object(tc);
+    if (!nested) tc = root;
+    cfgctx c = { file, nested ? "text_config." : "", err };
+    memset(hp, 0, sizeof *hp);
+    int r;
+#define REQ(k, lo, hi, dst) if (cfg_int(&c, tc, k, true, lo, hi, dst)) return -1
+    REQ("num_hidden_layers", 1, MAX_LAYERS, &hp->L);
+    REQ("hidden_size", 1, 1 << 20, &hp->H);
+    REQ("num_attention_heads", 1, 4096, &hp->nH);
+    REQ("num_key_value_heads", 1, 4096, &hp->nKV);
+    REQ("head_dim", 1, 1 << 16, &hp->hd);
+    REQ("vocab_size", 1, 1 << 28, &hp->vocab);
+    REQ("sliding_window", 1, INT32_MAX, &hp->window);
+    REQ("max_position_embeddings", 1, UINT32_MAX, &hp->ctx);
+#undef REQ
+    hp->ghd = hp->hd;
+    if ((r = cfg_int(&c, tc, "global_head_dim", false, 2, 1 << 16, &hp->ghd)) < 0) return -1;
+    if ((r = cfg_int(&c, tc, "num_global_key_value_heads", false, 1, 4096, &hp->nGKV)) < 0) return -1;
+    hp->has_gkv = r == 0;
+    if (cfg_int(&c, tc, "num_kv_shared_layers", false, 0, hp->L - 1, &hp->n_shared) < 0) return -1;
+    if (cfg_int(&c, tc, "hidden_size_per_layer_input", false, 0, 1 << 20, &hp->ple) < 0) return -1;
+    if (cfg_bool(&c, tc, "use_double_wide_mlp", &hp->double_wide) < 0) return -1;
+    if (cfg_bool(&c, tc, "enable_moe_block", &hp->moe) < 0) return -1;
+    if (cfg_bool(&c, tc, "attention_k_eq_v", &hp->k_eq_v) < 0) return -1;
+    if (cfg_num(&c, tc, "rms_norm_eps", true, &hp->eps) < 0) return -1;
+    if ((r = cfg_num(&c, tc, "final_logit_softcapping", false, &hp->softcap)) < 0) return -1;
+    hp->has_softcap = r == 0;
+
+    /* intermediate_size: one number, or one per layer */
+    json_t *is = json_object_get(tc, "intermediate_size");
+    if (json_is_array(is)) {
+        if ((int64_t)json_array_size(is) != hp->L)
+            return g4_seterr(err, "%s: %sintermediate_size has %zu entries, expected %lld", file, c.prefix,
+                             json_array_size(is), (long long)hp->L);
+        hp->ff_arr = calloc((size_t)hp->L, sizeof *hp->ff_arr);
+        if (!hp->ff_arr) return g4_seterr(err, "out of memory");
+        for (int64_t i = 0; i < hp->L; i++) {
+            json_t *v = json_array_get(is, (size_t)i);
+            if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > INT32_MAX)
+                return g4_seterr(err, "%s: %sintermediate_size[%lld] must be a positive integer", file,
+                                 c.prefix, (long long)i);
+            hp->ff_arr[i] = json_integer_value(v);
+        }
+        hp->ff = hp->ff_arr[0];
+    } else if (cfg_int(&c, tc, "intermediate_size", true, 1, INT32_MAX, &hp->ff)) {
+        return -1;
+    }
+    if (hp->moe) {
+        if (cfg_int(&c, tc, "num_experts", true, 1, 1 << 16, &hp->E)) return -1;
+        if (cfg_int(&c, tc, "top_k_experts", true, 1, hp->E, &hp->K)) return -1;
+        if (cfg_int(&c, tc, "moe_intermediate_size", true, 1, INT32_MAX, &hp->Fe)) return -1;
+    }
+
+    /* layer_types: one "sliding_attention"/"full_attention" per layer */
+    json_t *lt = json_object_get(tc, "layer_types");
+    if (!json_is_array(lt))
+        return g4_seterr(err, "%s: required field %slayer_types is missing or not a list", file, c.prefix);
+    if ((int64_t)json_array_size(lt) != hp->L)
+        return g4_seterr(err, "%s: %slayer_types has %zu entries but num_hidden_layers is %lld", file,
+                         c.prefix, json_array_size(lt), (long long)hp->L);
+    hp->sliding = calloc((size_t)hp->L, sizeof *hp->sliding);
+    if (!hp->sliding) return g4_seterr(err, "out of memory");
+    for (int64_t i = 0; i < hp->L; i++) {
+        const char *s = json_string_value(json_array_get(lt, (size_t)i));
+        if (s && !strcmp(s, "sliding_attention")) hp->sliding[i] = true;
+        else if (s && !strcmp(s, "full_attention")) hp->sliding[i] = false;
+        else
+            return g4_seterr(err, "%s: %slayer_types[%lld] must be \"sliding_attention\" or \"full_attention\"",
+                             file, c.prefix, (long long)i);
+    }
+
+    /* RoPE: rope_parameters.{full_attention,sliding_attention}, or the older
+     * flat rope_theta / rope_local_base_freq / partial_rotary_factor. */
+    hp->theta = 1e6;
+    hp->theta_swa = 1e4;
+    hp->prf = 1.0;
+    json_t *rp = json_object_get(tc, "rope_parameters");
+    if (json_is_object(rp)) {
+        json_t *fa = json_object_get(rp, "full_attention"), *sa = json_object_get(rp, "sliding_attention");
+        cfgctx c2 = { file, nested ? "text_config.rope_parameters.full_attention." : "rope_parameters.full_attention.", err };
+        if (json_is_object(fa)) {
+            if (cfg_num(&c2, fa, "rope_theta", false, &hp->theta) < 0) return -1;
+            if (cfg_num(&c2, fa, "partial_rotary_factor", false, &hp->prf) < 0) return -1;
+        }
+        c2.prefix = nested ? "text_config.rope_parameters.sliding_attention." : "rope_parameters.sliding_attention.";
+        if (json_is_object(sa) && cfg_num(&c2, sa, "rope_theta", false, &hp->theta_swa) < 0) return -1;
+    } else {
+        if (cfg_num(&c, tc, "rope_theta", false, &hp->theta) < 0) return -1;
+        if (cfg_num(&c, tc, "rope_local_base_freq", false, &hp->theta_swa) < 0) return -1;
+        if (cfg_num(&c, tc, "partial_rotary_factor", false, &hp->prf) < 0) return -1;
+    }
+    if (!(hp->prf > 0 && hp->prf <= 1))
+        return g4_seterr(err, "%s: partial_rotary_factor %g must be in (0, 1]", file, hp->prf);
+    if (hp->ghd % 2) return g4_seterr(err, "%s: %sglobal_head_dim must be even", file, c.prefix);
+    return 0;
+}
+
+/* --- tensor names ---------------------------------------------------------- */
+
+static const struct { const char *hf, *gg; } LAYER_MAP[] = {
+    { "input_layernorm.weight", "attn_norm.weight" },
+    { "self_attn.q_proj.weight", "attn_q.weight" },
+    { "self_attn.k_proj.weight", "attn_k.weight" },
+    { "self_attn.v_proj.weight", "attn_v.weight" },
+    { "self_attn.o_proj.weight", "attn_output.weight" },
+    { "self_attn.q_norm.weight", "attn_q_norm.weight" },
+    { "self_attn.k_norm.weight", "attn_k_norm.weight" },
+    { "post_attention_layernorm.weight", "post_attention_norm.weight" },
+    { "pre_feedforward_layernorm.weight", "ffn_norm.weight" },
+    { "mlp.gate_proj.weight", "ffn_gate.weight" },
+    { "mlp.up_proj.weight", "ffn_up.weight" },
+    { "mlp.down_proj.weight", "ffn_down.weight" },
+    { "post_feedforward_layernorm.weight", "post_ffw_norm.weight" },
+    { "layer_scalar", "layer_output_scale.weight" },
+    { "per_layer_input_gate.weight", "inp_gate.weight" },
+    { "per_layer_projection.weight", "proj.weight" },
+    { "post_per_layer_input_norm.weight", "post_norm.weight" },
+    { "router.proj.weight", "ffn_gate_inp.weight" },
+    { "router.scale", "ffn_gate_inp.scale" },
+    { "router.per_expert_scale", "ffn_down_exps.scale" },
+    { "experts.gate_up_proj", "ffn_gate_up_exps.weight" },
+    { "experts.down_proj", "ffn_down_exps.weight" },
+    { "pre_feedforward_layernorm_2.weight", "pre_ffw_norm_2.weight" },
+    { "post_feedforward_layernorm_1.weight", "post_ffw_norm_1.weight" },
+    { "post_feedforward_layernorm_2.weight", "post_ffw_norm_2.weight" },
+};
+
+static const struct { const char *hf, *gg; } GLOBAL_MAP[] = {
+    { "embed_tokens.weight", "token_embd.weight" },
+    { "norm.weight", "output_norm.weight" },
+    { "embed_tokens_per_layer.weight", "per_layer_token_embd.weight" },
+    { "per_layer_model_projection.weight", "per_layer_model_proj.weight" },
+    { "per_layer_projection_norm.weight", "per_layer_proj_norm.weight" },
+};
+
+/* Map an HF name to a GGUF name. Returns 1 (mapped), 0 (ignore), -1 (error:
+ * a text-model name we do not know). */
+static int map_name(const char *hf, const hparams *hp, char *out, size_t n, g4_error *err) {
+    static const char *const IGNORE[] = { "vision_tower.", "audio_tower.", "embed_vision.", "embed_audio.",
+                                          "multi_modal_projector.", "vision_model.", "audio_model." };
+    const char *rest;
+    if (!strcmp(hf, "lm_head.weight")) { snprintf(out, n, "output.weight"); return 1; }
+    if (!strncmp(hf, "model.language_model.", 21)) rest = hf + 21;
+    else if (!strncmp(hf, "model.", 6)) rest = hf + 6;
+    else if (!strncmp(hf, "language_model.model.", 21)) rest = hf + 21;
+    else return 0;  /* other towers / heads live outside the text model */
+    for (size_t i = 0; i < sizeof IGNORE / sizeof *IGNORE; i++)
+        if (!strncmp(rest, IGNORE[i], strlen(IGNORE[i]))) return 0;
+    for (size_t i = 0; i < sizeof GLOBAL_MAP / sizeof *GLOBAL_MAP; i++)
+        if (!strcmp(rest, GLOBAL_MAP[i].hf)) { snprintf(out, n, "%s", GLOBAL_MAP[i].gg); return 1; }
+    if (!strncmp(rest, "layers.", 7)) {
+        const char *p = rest + 7;
+        char *end;
+        if (!isdigit((unsigned char)*p)) goto unknown;
+        errno = 0;
+        long li = strtol(p, &end, 10);
+        if (errno || *end != '.' || li < 0) goto unknown;
+        if (li >= hp->L)
+            return g4_seterr(err, "tensor '%s': layer %ld but num_hidden_layers is %lld", hf, li, (long long)hp->L);
+        const char *suf = end + 1;
+        for (size_t i = 0; i < sizeof LAYER_MAP / sizeof *LAYER_MAP; i++) {
+            if (strcmp(suf, LAYER_MAP[i].hf)) continue;
+            /* KV-shared layers reuse an earlier layer's cache: their own K/V
+             * projections (present in some uploads) are never used. */
+            bool kv = !strcmp(suf, "self_attn.k_proj.weight") || !strcmp(suf, "self_attn.v_proj.weight") ||
+                      !strcmp(suf, "self_attn.k_norm.weight");
+            if (kv && li >= hp->L - hp->n_shared) return 0;
+            snprintf(out, n, "blk.%ld.%s", li, LAYER_MAP[i].gg);
+            return 1;
+        }
+    }
+unknown:
+    return g4_seterr(err, "tensor '%s' is not a known Gemma 4 text-model tensor", hf);
+}
+
+/* --- size label (gguf-py's model_weight_count_rounded_notation) ----------- */
+
+static void rounded_notation(double n, char *out, size_t sz) {
+    double s;
+    const char *suf;
+    if (n > 1e12) { s = n * 1e-12; suf = "T"; }
+    else if (n > 1e9) { s = n * 1e-9; suf = "B"; }
+    else if (n > 1e6) { s = n * 1e-6; suf = "M"; }
+    else { s = n * 1e-3; suf = "K"; }
+    /* fix = max(2 - len(str(round(s)).lstrip('0')), 0); Python rounds half to even */
+    double r = nearbyint(s);
+    char digits[64];
+    snprintf(digits, sizeof digits, "%.0f", r);
+    const char *d = digits;
+    while (*d == '0') d++;
+    int fix = 2 - (int)strlen(d);
+    if (fix < 0) fix = 0;
+    snprintf(out, sz, "%.*f%s", fix, s, suf);
+}
+
+void hf_size_label(const gguf_file *f, char *out, size_t n) {
+    uint64_t total = 0, shared = 0, expert = 0, expert_sum = 0, n_exp_t = 0;
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        const gguf_tensor *t = &f->tensors[i];
+        uint64_t size = (uint64_t)t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+        if (strstr(t->name, "_exps.") && t->n_dims >= 3) {
+            uint64_t ec = (uint64_t)t->ne[t->n_dims - 1];
+            expert += size / ec;
+            expert_sum += ec;
+            n_exp_t++;
+        } else {
+            shared += size;
+        }
+        total += size;
+    }
+    if (n_exp_t) {
+        char tmp[48];
+        rounded_notation((double)(shared + expert), tmp, sizeof tmp);
+        snprintf(out, n, "%llux%s", (unsigned long long)(expert_sum / n_exp_t), tmp);
+    } else {
+        rounded_notation((double)total, out, n);
+    }
+}
+
+/* --- tokenizer --------------------------------------------------------------- */
+
+static const char *const USER_DEFINED_TOKENS[] = {
+    "<|channel>", "<channel|>", "<|tool_call>", "<tool_call|>", "<|tool_response>", "<tool_response|>", "<|\"|>",
+};
+
+static bool is_byte_token(const char *s) {
+    return strlen(s) == 6 && !strncmp(s, "<0x", 3) && isxdigit((unsigned char)s[3]) &&
+           isxdigit((unsigned char)s[4]) && s[5] == '>' && !islower((unsigned char)s[3]) &&
+           !islower((unsigned char)s[4]);
+}
+
+/* Token string of a tokenizer_config.json entry: "<bos>" or {"content": ...}. */
+static const char *tok_content(json_t *v) {
+    if (json_is_string(v)) return json_string_value(v);
+    if (json_is_object(v)) return json_string_value(json_object_get(v, "content"));
+    return NULL;
+}
+
+static int add_tokenizer(gguf_file *f, const char *dir, const hparams *hp, json_t *cfg_root, json_t *tcfg,
+                         bool eos_ids, json_t *gen, g4_error *err) {
+    char path[4200];
+    int rc = 0;
+    json_t *tj = load_json(dir, "tokenizer.json", true, path, sizeof path, err, &rc);
+    if (!tj) return -1;
+    const char **toks = NULL;
+    int32_t *types = NULL;
+    float *scores = NULL;
+    const char **merges = NULL;
+    char **owned = NULL;
+    size_t n_owned = 0;
+    int64_t n = 0;
+    json_t *model = json_object_get(tj, "model");
+    json_t *vocab = json_object_get(model, "vocab");
+    json_t *added = json_object_get(tj, "added_tokens");
+    const char *mtype = json_string_value(json_object_get(model, "type"));
+    if (!json_is_object(model) || !mtype || strcmp(mtype, "BPE")) {
+        rc = g4_seterr(err, "%s: model.type must be \"BPE\" (Gemma 4 tokenizer)", path);
+        goto out;
+    }
+    if (!json_is_object(vocab) || json_object_size(vocab) == 0) {
+        rc = g4_seterr(err, "%s: model.vocab missing or empty", path);
+        goto out;
+    }
+    if (added && !json_is_array(added)) { rc = g4_seterr(err, "%s: added_tokens must be a list", path); goto out; }
+    /* Size: the model's vocab_size (ids beyond it are dropped, holes padded,
+     * as the converter does). */
+    n = hp->vocab;
+    toks = calloc((size_t)n, sizeof *toks);
+    types = calloc((size_t)n, sizeof *types);
+    scores = malloc((size_t)n * sizeof *scores);
+    owned = calloc((size_t)n, sizeof *owned);
+    if (!toks || !types || !scores || !owned) { rc = g4_seterr(err, "out of memory"); goto out; }
+    const char *key;
+    json_t *v;
+    json_object_foreach(vocab, key, v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0) {
+            rc = g4_seterr(err, "%s: model.vocab[\"%.100s\"] is not a non-negative integer id", path, key);
+            goto out;
+        }
+        int64_t id = json_integer_value(v);
+        if (id >= n) continue;
+        if (toks[id]) {
+            rc = g4_seterr(err, "%s: id %lld is used by two vocabulary entries", path, (long long)id);
+            goto out;
+        }
+        toks[id] = key;
+        types[id] = is_byte_token(key) ? TT_BYTE : TT_NORMAL;
+    }
+    for (size_t i = 0; i < json_array_size(added); i++) {
+        json_t *a = json_array_get(added, i);
+        json_t *idv = json_object_get(a, "id");
+        const char *content = json_string_value(json_object_get(a, "content"));
+        if (!json_is_integer(idv) || json_integer_value(idv) < 0 || !content) {
+            rc = g4_seterr(err, "%s: added_tokens[%zu] needs an integer \"id\" and a string \"content\"", path, i);
+            goto out;
+        }
+        int64_t id = json_integer_value(idv);
+        if (id >= n) continue;
+        toks[id] = content;
+        bool special = json_is_true(json_object_get(a, "special"));
+        int t = special ? TT_CONTROL : TT_USER_DEFINED;
+        for (size_t k = 0; k < sizeof USER_DEFINED_TOKENS / sizeof *USER_DEFINED_TOKENS; k++)
+            if (!strcmp(content, USER_DEFINED_TOKENS[k])) t = TT_USER_DEFINED;
+        types[id] = t;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        scores[i] = -1000.0f;
+        if (!toks[i]) {
+            char buf[32];
+            snprintf(buf, sizeof buf, "[PAD%lld]", (long long)i);
+            owned[n_owned] = strdup(buf);
+            if (!owned[n_owned]) { rc = g4_seterr(err, "out of memory"); goto out; }
+            toks[i] = owned[n_owned++];
+            types[i] = TT_UNUSED;
+        }
+    }
+    /* merges: ["a b", ...] or [["a", "b"], ...] */
+    json_t *jm = json_object_get(model, "merges");
+    size_t n_m = json_is_array(jm) ? json_array_size(jm) : 0;
+    if (jm && !json_is_array(jm)) { rc = g4_seterr(err, "%s: model.merges must be a list", path); goto out; }
+    merges = calloc(n_m ? n_m : 1, sizeof *merges);
+    char **mown = calloc(n_m ? n_m : 1, sizeof *mown);
+    if (!merges || !mown) { free(mown); rc = g4_seterr(err, "out of memory"); goto out; }
+    for (size_t i = 0; i < n_m && !rc; i++) {
+        json_t *m = json_array_get(jm, i);
+        if (json_is_string(m)) {
+            merges[i] = json_string_value(m);
+        } else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
+                   json_is_string(json_array_get(m, 1))) {
+            const char *a = json_string_value(json_array_get(m, 0)), *b = json_string_value(json_array_get(m, 1));
+            size_t la = strlen(a), lb = strlen(b);
+            mown[i] = malloc(la + lb + 2);
+            if (!mown[i]) { rc = g4_seterr(err, "out of memory"); break; }
+            memcpy(mown[i], a, la);
+            mown[i][la] = ' ';
+            memcpy(mown[i] + la + 1, b, lb + 1);
+            merges[i] = mown[i];
+        } else {
+            rc = g4_seterr(err, "%s: model.merges[%zu] must be \"a b\" or [\"a\", \"b\"]", path, i);
+        }
+    }
+    if (!rc) {
+        if (gguf_set_str(f, "tokenizer.ggml.model", "gemma4") ||
+            gguf_set_arr_str(f, "tokenizer.ggml.tokens", toks, (uint64_t)n) ||
+            gguf_set_arr(f, "tokenizer.ggml.scores", GGUF_FLOAT32, scores, (uint64_t)n) ||
+            gguf_set_arr(f, "tokenizer.ggml.token_type", GGUF_INT32, types, (uint64_t)n) ||
+            (n_m && gguf_set_arr_str(f, "tokenizer.ggml.merges", merges, n_m)))
+            rc = g4_seterr(err, "out of memory");
+    }
+    for (size_t i = 0; i < n_m; i++) free(mown[i]);
+    free(mown);
+    if (rc) goto out;
+
+    /* Special ids, in gguf-py SpecialVocab order: bos, eos, unk, (sep), pad,
+     * (cls), mask. tokenizer_config.json names the tokens; config.json's
+     * *_token_id is the fallback. */
+    static const char *const TYP[] = { "bos", "eos", "unk", "sep", "pad", "cls", "mask" };
+    static const char *const KEY[] = { "bos", "eos", "unknown", "seperator", "padding", "cls", "mask" };
+    json_t *tcc = json_object_get(cfg_root, "text_config");
+    for (size_t k = 0; k < sizeof TYP / sizeof *TYP; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s_token", TYP[k]);
+        const char *content = tcfg ? tok_content(json_object_get(tcfg, name)) : NULL;
+        int64_t id = -1;
+        if (content) {
+            for (size_t i = 0; i < json_array_size(added) && id < 0; i++) {
+                json_t *a = json_array_get(added, i);
+                const char *c = json_string_value(json_object_get(a, "content"));
+                if (c && !strcmp(c, content)) id = json_integer_value(json_object_get(a, "id"));
+            }
+            if (id < 0) {
+                json_t *vid = json_object_get(vocab, content);
+                if (json_is_integer(vid)) id = json_integer_value(vid);
+            }
+        }
+        if (id < 0) {
+            snprintf(name, sizeof name, "%s_token_id", TYP[k]);
+            json_t *c = json_object_get(cfg_root, name);
+            if (!json_is_integer(c) && json_is_object(tcc)) c = json_object_get(tcc, name);
+            if (json_is_integer(c)) id = json_integer_value(c);
+        }
+        if (id < 0 || id >= n) continue;
+        char gk[80];
+        snprintf(gk, sizeof gk, "tokenizer.ggml.%s_token_id", KEY[k]);
+        if (gguf_set_u32(f, gk, (uint32_t)id)) { rc = g4_seterr(err, "out of memory"); goto out; }
+    }
+    /* llama.cpp forces add_bos for gemma4; add_eos follows tokenizer_config */
+    if (gguf_set_bool(f, "tokenizer.ggml.add_bos_token", true)) { rc = g4_seterr(err, "out of memory"); goto out; }
+    json_t *ae = tcfg ? json_object_get(tcfg, "add_eos_token") : NULL;
+    if (json_is_boolean(ae) && gguf_set_bool(f, "tokenizer.ggml.add_eos_token", json_is_true(ae))) {
+        rc = g4_seterr(err, "out of memory");
+        goto out;
+    }
+    /* chat template: chat_template.jinja, else tokenizer_config's string */
+    {
+        char tp[4200];
+        snprintf(tp, sizeof tp, "%s/chat_template.jinja", dir);
+        FILE *fp = fopen(tp, "rb");
+        char *tmpl = NULL;
+        if (fp) {
+            struct stat sb;
+            if (fstat(fileno(fp), &sb) || sb.st_size > (16 << 20)) {
+                fclose(fp);
+                rc = g4_seterr(err, "%s: unreadable or larger than 16 MiB", tp);
+                goto out;
+            }
+            tmpl = malloc((size_t)sb.st_size + 1);
+            size_t got = tmpl ? fread(tmpl, 1, (size_t)sb.st_size, fp) : 0;
+            fclose(fp);
+            if (!tmpl || got != (size_t)sb.st_size) {
+                free(tmpl);
+                rc = g4_seterr(err, "%s: read error", tp);
+                goto out;
+            }
+            tmpl[got] = 0;
+            if (strlen(tmpl) != got) {
+                free(tmpl);
+                rc = g4_seterr(err, "%s: contains a NUL byte", tp);
+                goto out;
+            }
+        } else if (tcfg && json_is_string(json_object_get(tcfg, "chat_template"))) {
+            tmpl = strdup(json_string_value(json_object_get(tcfg, "chat_template")));
+        }
+        if (tmpl) {
+            int e = gguf_set_str(f, "tokenizer.chat_template", tmpl);
+            free(tmpl);
+            if (e) { rc = g4_seterr(err, "out of memory"); goto out; }
+        }
+    }
+    if (gguf_set_bool(f, "tokenizer.ggml.add_space_prefix", false)) { rc = g4_seterr(err, "out of memory"); goto out; }
+    /* EOS list from generation_config.json (for running directly) */
+    json_t *eos = gen ? json_object_get(gen, "eos_token_id") : NULL;
+    if (eos_ids && json_is_array(eos) && json_array_size(eos) > 1 && json_array_size(eos) < 1024) {
+        int32_t ids[1024];
+        size_t k = 0;
+        for (size_t i = 0; i < json_array_size(eos); i++) {
+            json_t *e = json_array_get(eos, i);
+            if (json_is_integer(e) && json_integer_value(e) >= 0 && json_integer_value(e) < n)
+                ids[k++] = (int32_t)json_integer_value(e);
+        }
+        if (k && gguf_set_arr(f, "tokenizer.ggml.eos_token_ids", GGUF_INT32, ids, k)) {
+            rc = g4_seterr(err, "out of memory");
+            goto out;
+        }
+    }
+out:
+    for (size_t i = 0; i < n_owned; i++) free(owned[i]);
+    free(owned);
+    free(toks);
+    free(types);
+    free(scores);
+    free(merges);
+    json_decref(tj);
+    return rc;
+}
+
+/* --- tensors ------------------------------------------------------------------ */
+
+typedef struct mapped {
+    const st_tensor *st;
+    char name[128];
+} mapped;
+
+static int add_weights(gguf_file *f, st_set *s, const hparams *hp, int *file_type, g4_error *err) {
+    /* rope_freqs: 1.0 on the rotated pairs of the full layers, 1e30 (no
+     * rotation) on the rest; the converter writes it first. */
+    int64_t nf = hp->ghd / 2;
+    float *rf = gguf_own(f, malloc((size_t)nf * sizeof *rf));
+    if (!rf) return g4_seterr(err, "out of memory");
+    int64_t ones = (int64_t)(hp->ghd * hp->prf / 2);
+    for (int64_t i = 0; i < nf; i++) rf[i] = i < ones ? 1.0f : 1e30f;
+    if (!gguf_add_tensor(f, "rope_freqs.weight", G4_F32, 1, &nf, rf, err)) return -1;
+
+    int n16 = 0, nbf = 0, n32 = 0;
+    /* s->all is sorted by HF name: the converter's order */
+    for (size_t i = 0; i < s->n; i++) {
+        const st_tensor *t = s->all[i];
+        char name[128];
+        int r = map_name(t->name, hp, name, sizeof name, err);
+        if (r < 0) return g4_preferr(err, "%s", t->file->path);
+        if (r == 0) continue;
+        if (t->n_dims > GGUF_MAX_DIMS)
+            return g4_seterr(err, "%s: tensor '%s' has %d dims (max 4)", t->file->path, t->name, t->n_dims);
+        int64_t ne[GGUF_MAX_DIMS] = { 1, 1, 1, 1 };
+        int nd = t->n_dims ? t->n_dims : 1;
+        for (int d = 0; d < t->n_dims; d++) {
+            ne[d] = t->shape[t->n_dims - 1 - d];
+            if (ne[d] < 1)
+                return g4_seterr(err, "%s: tensor '%s' has an empty dimension", t->file->path, t->name);
+        }
+        int64_t nel = st_nelements(t);
+        const void *data = t->data;
+        int type = t->type;
+        size_t es = type == G4_F32 ? 4 : 2;
+        if (hf_force_f32(name, nd) && type != G4_F32) {
+            float *w = gguf_own(f, malloc((size_t)nel * sizeof *w));
+            if (!w) return g4_seterr(err, "out of memory");
+            const uint16_t *src = t->data;
+            for (int64_t k = 0; k < nel; k++) {
+                uint16_t h;
+                memcpy(&h, src + k, 2);
+                w[k] = type == G4_BF16 ? g4_bf16_to_fp32(h) : g4_fp16_to_fp32(h);
+            }
+            data = w;
+            type = G4_F32;
+        } else if ((uintptr_t)data % es) {
+            /* safetensors does not promise alignment; the engine reads
+             * elements in place, so copy misaligned tensors */
+            void *w = gguf_own(f, malloc((size_t)nel * es));
+            if (!w) return g4_seterr(err, "out of memory");
+            memcpy(w, data, (size_t)nel * es);
+            data = w;
+        }
+        if (nd >= 2) {
+            if (type == G4_F16) n16++;
+            else if (type == G4_BF16) nbf++;
+            else n32++;
+        }
+        if (!gguf_add_tensor(f, name, type, nd, ne, data, err))
+            return g4_preferr(err, "%s", t->file->path);
+    }
+    if (!gguf_find_tensor(f, "token_embd.weight"))
+        return g4_seterr(err, "no embed_tokens.weight in the checkpoint (is this a Gemma 4 text model?)");
+    *file_type = nbf > n16 && nbf > n32 ? 32 : n16 > n32 ? 1 : 0;
+    return 0;
+}
+
+/* --- assembly ---------------------------------------------------------------- */
+
+static void default_name(const char *dir, char *out, size_t n) {
+    /* gguf-py names an unnamed model after its folder: "gemma4-e.hf" ->
+     * "Gemma4 E.Hf" (dashes to spaces, Python str.title()). */
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/') len--;
+    size_t b = len;
+    while (b > 0 && dir[b - 1] != '/') b--;
+    size_t k = 0;
+    bool prev_alpha = false;
+    for (size_t i = b; i < len && k + 1 < n; i++) {
+        unsigned char c = (unsigned char)dir[i];
+        if (c == '-' || c == '_') c = ' ';
+        if (isalpha(c)) { c = (unsigned char)(prev_alpha ? tolower(c) : toupper(c)); prev_alpha = true; }
+        else prev_alpha = (c >= 0x80);
+        out[k++] = (char)c;
+    }
+    out[k] = 0;
+    if (!k) snprintf(out, n, "Gemma4");
+}
+
+static void hp_free(hparams *hp) {
+    free(hp->sliding);
+    free(hp->ff_arr);
+}
+
+static void st_set_free_cb(void *p) { st_set_close(p); }
+
+#define SETX(call) do { if (call) { g4_seterr(err, "out of memory"); goto fail; } } while (0)
+
+gguf_file *hf_open_ex(const char *dir, const hf_opts *o, g4_error *err) {
+    hf_opts defo = { NULL, true };
+    if (!o) o = &defo;
+    char path[4200];
+    int rc = 0;
+    hparams hp;
+    memset(&hp, 0, sizeof hp);
+    json_t *cfg = NULL, *gen = NULL, *tcfg = NULL;
+    gguf_file *f = NULL;
+    st_set *s = NULL;
+
+    cfg = load_json(dir, "config.json", true, path, sizeof path, err, &rc);
+    if (!cfg) return NULL;
+    if (read_hparams(dir, cfg, &hp, err)) goto fail;
+    gen = load_json(dir, "generation_config.json", false, path, sizeof path, err, &rc);
+    if (rc) goto fail;
+    tcfg = load_json(dir, "tokenizer_config.json", false, path, sizeof path, err, &rc);
+    if (rc) goto fail;
+    s = st_open_dir(dir, err);
+    if (!s) goto fail;
+
+    f = gguf_new(dir);
+    if (!f) { g4_seterr(err, "out of memory"); goto fail; }
+    f->extra = s;
+    f->extra_free = st_set_free_cb;
+    st_set *sref = s;
+    s = NULL;  /* owned by f now */
+
+    char name[512];
+    if (o->name) snprintf(name, sizeof name, "%s", o->name);
+    else default_name(dir, name, sizeof name);
+
+    /* Key order below is the order convert_hf_to_gguf.py writes them. */
+    SETX(gguf_set_str(f, "general.architecture", "gemma4"));
+    SETX(gguf_set_str(f, "general.type", "model"));
+    if (gen) {
+        cfgctx gc = { "generation_config.json", "", err };
+        int64_t k;
+        double d;
+        if ((rc = cfg_int(&gc, gen, "top_k", false, 0, INT32_MAX, &k)) < 0) goto fail;
+        if (rc == 0) SETX(gguf_set_i32(f, "general.sampling.top_k", (int32_t)k));
+        if ((rc = cfg_num(&gc, gen, "top_p", false, &d)) < 0) goto fail;
+        if (rc == 0) SETX(gguf_set_f32(f, "general.sampling.top_p", (float)d));
+        if ((rc = cfg_num(&gc, gen, "temperature", false, &d)) < 0) goto fail;
+        if (rc == 0) SETX(gguf_set_f32(f, "general.sampling.temp", (float)d));
+    }
+    SETX(gguf_set_str(f, "general.name", name));
+    SETX(gguf_set_str(f, "general.size_label", "?"));  /* filled in once the tensors are known */
+    SETX(gguf_set_u32(f, "gemma4.block_count", (uint32_t)hp.L));
+    SETX(gguf_set_u32(f, "gemma4.context_length", (uint32_t)hp.ctx));
+    SETX(gguf_set_u32(f, "gemma4.embedding_length", (uint32_t)hp.H));
+    if (hp.ff_arr || hp.double_wide) {
+        int32_t *ff = malloc((size_t)hp.L * sizeof *ff);
+        if (!ff) { g4_seterr(err, "out of memory"); goto fail; }
+        for (int64_t i = 0; i < hp.L; i++) {
+            int64_t w = hp.ff_arr ? hp.ff_arr[i] : hp.ff;
+            /* E2B-style: KV-shared layers have a double-width MLP */
+            if (hp.double_wide && i >= hp.L - hp.n_shared) w *= 2;
+            ff[i] = (int32_t)(w > INT32_MAX ? INT32_MAX : w);
+        }
+        int e = gguf_set_arr(f, "gemma4.feed_forward_length", GGUF_INT32, ff, (uint64_t)hp.L);
+        free(ff);
+        SETX(e);
+    } else {
+        SETX(gguf_set_u32(f, "gemma4.feed_forward_length", (uint32_t)hp.ff));
+    }
+    SETX(gguf_set_u32(f, "gemma4.attention.head_count", (uint32_t)hp.nH));
+    if (hp.has_gkv) {
+        int32_t *kv = malloc((size_t)hp.L * sizeof *kv);
+        if (!kv) { g4_seterr(err, "out of memory"); goto fail; }
+        for (int64_t i = 0; i < hp.L; i++) kv[i] = (int32_t)(hp.sliding[i] ? hp.nKV : hp.nGKV);
+        int e = gguf_set_arr(f, "gemma4.attention.head_count_kv", GGUF_INT32, kv, (uint64_t)hp.L);
+        free(kv);
+        SETX(e);
+    } else {
+        SETX(gguf_set_u32(f, "gemma4.attention.head_count_kv", (uint32_t)hp.nKV));
+    }
+    SETX(gguf_set_f32(f, "gemma4.rope.freq_base", (float)hp.theta));
+    SETX(gguf_set_f32(f, "gemma4.rope.freq_base_swa", (float)hp.theta_swa));
+    SETX(gguf_set_f32(f, "gemma4.attention.layer_norm_rms_epsilon", (float)hp.eps));
+    if (hp.moe) {
+        SETX(gguf_set_u32(f, "gemma4.expert_count", (uint32_t)hp.E));
+        SETX(gguf_set_u32(f, "gemma4.expert_used_count", (uint32_t)hp.K));
+    }
+    SETX(gguf_set_u32(f, "gemma4.attention.key_length", (uint32_t)hp.ghd));
+    SETX(gguf_set_u32(f, "gemma4.attention.value_length", (uint32_t)hp.ghd));
+    SETX(gguf_set_u32(f, "general.file_type", 0));
+    if (hp.has_softcap) SETX(gguf_set_f32(f, "gemma4.final_logit_softcapping", (float)hp.softcap));
+    SETX(gguf_set_u32(f, "gemma4.attention.sliding_window", (uint32_t)hp.window));
+    SETX(gguf_set_u32(f, "gemma4.attention.shared_kv_layers", (uint32_t)hp.n_shared));
+    SETX(gguf_set_u32(f, "gemma4.embedding_length_per_layer_input", (uint32_t)hp.ple));
+    {
+        uint8_t *pat = malloc((size_t)hp.L);
+        if (!pat) { g4_seterr(err, "out of memory"); goto fail; }
+        for (int64_t i = 0; i < hp.L; i++) pat[i] = hp.sliding[i];
+        int e = gguf_set_arr(f, "gemma4.attention.sliding_window_pattern", GGUF_BOOL, pat, (uint64_t)hp.L);
+        free(pat);
+        SETX(e);
+    }
+    SETX(gguf_set_u32(f, "gemma4.attention.key_length_swa", (uint32_t)hp.hd));
+    SETX(gguf_set_u32(f, "gemma4.attention.value_length_swa", (uint32_t)hp.hd));
+    if (hp.moe) SETX(gguf_set_u32(f, "gemma4.expert_feed_forward_length", (uint32_t)hp.Fe));
+    SETX(gguf_set_u32(f, "gemma4.rope.dimension_count", (uint32_t)hp.ghd));
+    SETX(gguf_set_u32(f, "gemma4.rope.dimension_count_swa", (uint32_t)hp.hd));
+    SETX(gguf_set_u32(f, "general.quantization_version", 2));
+    if (add_tokenizer(f, dir, &hp, cfg, tcfg, o->eos_ids, gen, err)) goto fail;
+
+    int ftype = 0;
+    if (add_weights(f, sref, &hp, &ftype, err)) goto fail;
+    SETX(gguf_set_u32(f, "general.file_type", (uint32_t)ftype));
+    char label[64];
+    hf_size_label(f, label, sizeof label);
+    SETX(gguf_set_str(f, "general.size_label", label));
+
+    hp_free(&hp);
+    json_decref(cfg);
+    json_decref(gen);
+    json_decref(tcfg);
+    return f;
+fail:
+    hp_free(&hp);
+    json_decref(cfg);
+    json_decref(gen);
+    json_decref(tcfg);
+    st_set_close(s);
+    gguf_close(f);
+    return NULL;
+}
+
+gguf_file *hf_open(const char *dir, g4_error *err) {
+    hf_opts o = { NULL, true };
+    return hf_open_ex(dir, &o, err);
+}

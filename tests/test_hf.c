@@ -1,0 +1,390 @@
+/* Hugging Face folders, safetensors validation, GGUF writer, convert and
+ * quantize against the golden gemma4-ref files. */
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#include "format/gguf.h"
+#include "format/gguf_write.h"
+#include "format/hf.h"
+#include "format/safetensors.h"
+#include "model/quantize.h"
+#include "tensor/types.h"
+
+static char tmpdir[256];
+
+/* --- comparison helpers -------------------------------------------------- */
+
+static int kv_equal(const gguf_kv *a, const gguf_kv *b, char *why, size_t n) {
+    if (strcmp(a->key, b->key)) { snprintf(why, n, "key %s vs %s", a->key, b->key); return 0; }
+    if (a->type != b->type) { snprintf(why, n, "%s: type %d vs %d", a->key, a->type, b->type); return 0; }
+    switch (a->type) {
+    case GGUF_STRING:
+        if (a->str.len != b->str.len || memcmp(a->str.ptr, b->str.ptr, a->str.len)) {
+            snprintf(why, n, "%s: string '%.*s' vs '%.*s'", a->key, (int)(a->str.len > 40 ? 40 : a->str.len),
+                     a->str.ptr, (int)(b->str.len > 40 ? 40 : b->str.len), b->str.ptr);
+            return 0;
+        }
+        return 1;
+    case GGUF_ARRAY:
+        if (a->arr_type != b->arr_type || a->arr_n != b->arr_n) {
+            snprintf(why, n, "%s: array type/len %d/%llu vs %d/%llu", a->key, a->arr_type,
+                     (unsigned long long)a->arr_n, b->arr_type, (unsigned long long)b->arr_n);
+            return 0;
+        }
+        if (a->arr_type == GGUF_STRING) {
+            for (uint64_t i = 0; i < a->arr_n; i++)
+                if (a->arr_str[i].len != b->arr_str[i].len ||
+                    memcmp(a->arr_str[i].ptr, b->arr_str[i].ptr, a->arr_str[i].len)) {
+                    snprintf(why, n, "%s[%llu] differs", a->key, (unsigned long long)i);
+                    return 0;
+                }
+        } else if (memcmp(a->arr_data, b->arr_data, a->arr_n * gguf_vtype_size(a->arr_type))) {
+            snprintf(why, n, "%s: array data differs", a->key);
+            return 0;
+        }
+        return 1;
+    case GGUF_FLOAT32:
+        if ((float)a->v.f != (float)b->v.f) { snprintf(why, n, "%s: %g vs %g", a->key, a->v.f, b->v.f); return 0; }
+        return 1;
+    case GGUF_BOOL:
+        if (a->v.b != b->v.b) { snprintf(why, n, "%s: bool differs", a->key); return 0; }
+        return 1;
+    default:
+        if (a->v.u != b->v.u) {
+            snprintf(why, n, "%s: %llu vs %llu", a->key, (unsigned long long)a->v.u, (unsigned long long)b->v.u);
+            return 0;
+        }
+        return 1;
+    }
+}
+
+/* Same metadata (keys, order, types, values). */
+static int same_metadata(const gguf_file *a, const gguf_file *b) {
+    char why[256];
+    if (a->n_kv != b->n_kv) {
+        fprintf(stderr, "  n_kv %llu vs %llu\n", (unsigned long long)a->n_kv, (unsigned long long)b->n_kv);
+        for (uint64_t i = 0; i < a->n_kv || i < b->n_kv; i++)
+            fprintf(stderr, "    %s | %s\n", i < a->n_kv ? a->kv[i].key : "-", i < b->n_kv ? b->kv[i].key : "-");
+        return 0;
+    }
+    for (uint64_t i = 0; i < a->n_kv; i++)
+        if (!kv_equal(&a->kv[i], &b->kv[i], why, sizeof why)) {
+            fprintf(stderr, "  kv %llu: %s\n", (unsigned long long)i, why);
+            return 0;
+        }
+    return 1;
+}
+
+/* Same tensor set (any order): names, shapes, and types+bytes when
+ * check_data; with check_data == 2, a holds the bfloat16-rounded values of
+ * b's F32 tensors. */
+static int same_tensors(const gguf_file *a, const gguf_file *b, int check_data) {
+    if (a->n_tensors != b->n_tensors) {
+        fprintf(stderr, "  n_tensors %llu vs %llu\n", (unsigned long long)a->n_tensors,
+                (unsigned long long)b->n_tensors);
+        return 0;
+    }
+    for (uint64_t i = 0; i < a->n_tensors; i++) {
+        const gguf_tensor *x = &a->tensors[i], *y = gguf_find_tensor(b, x->name);
+        if (!y) { fprintf(stderr, "  tensor %s missing\n", x->name); return 0; }
+        if (x->n_dims != y->n_dims || memcmp(x->ne, y->ne, sizeof x->ne)) {
+            fprintf(stderr, "  tensor %s: shape differs\n", x->name);
+            return 0;
+        }
+        if (check_data == 2 && y->type == G4_F32 && strcmp(x->name, "rope_freqs.weight")) {
+            /* a is the bfloat16 folder, b the F32 model: every value of a is
+             * b rounded to bfloat16 (BF16 as stored, or widened to F32) */
+            int64_t n = x->ne[0] * x->ne[1] * x->ne[2] * x->ne[3];
+            const float *fy = y->data;
+            for (int64_t k = 0; k < n; k++) {
+                uint16_t want = g4_fp32_to_bf16(fy[k]), got;
+                if (x->type == G4_BF16) memcpy(&got, (const uint16_t *)x->data + k, 2);
+                else got = g4_fp32_to_bf16(((const float *)x->data)[k]);
+                if (x->type == G4_F32 && g4_bf16_to_fp32(want) != ((const float *)x->data)[k]) got = (uint16_t)~want;
+                if (got != want) {
+                    fprintf(stderr, "  tensor %s[%lld]: not the bfloat16 rounding\n", x->name, (long long)k);
+                    return 0;
+                }
+            }
+            continue;
+        }
+        if (check_data && (x->type != y->type || x->nbytes != y->nbytes || memcmp(x->data, y->data, x->nbytes))) {
+            fprintf(stderr, "  tensor %s: type %s vs %s or bytes differ\n", x->name, g4_type_name(x->type),
+                    g4_type_name(y->type));
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static const char *ref(const char *name) {
+    static char buf[4][512];
+    static int k;
+    char rel[256];
+    snprintf(rel, sizeof rel, "testdata/gemma4-ref/%s", name);
+    char *b = buf[k++ & 3];
+    snprintf(b, sizeof buf[0], "%s", shared_path(rel));
+    return b;
+}
+
+static const char *tmp(const char *name) {
+    static char buf[4][512];
+    static int k;
+    char *b = buf[k++ & 3];
+    snprintf(b, sizeof buf[0], "%s/%s", tmpdir, name);
+    return b;
+}
+
+/* --- hf_open vs golden GGUF ---------------------------------------------- */
+
+static void check_hf_vs_gguf(const char *hfname, const char *ggname, const char *model_name, int mode) {
+    g4_error err = {0};
+    hf_opts o = { model_name, false };
+    gguf_file *h = hf_open_ex(ref(hfname), &o, &err);
+    CHECKF(h != NULL, "%s", err.msg);
+    gguf_file *g = gguf_open(ref(ggname), &err);
+    CHECKF(g != NULL, "%s", err.msg);
+    if (h && g) {
+        if (mode == 2) {
+            /* BF16 folder: file_type is BF16; everything else equal */
+            const gguf_kv *ft = gguf_find_kv(h, "general.file_type");
+            CHECK(ft && ft->v.u == 32);
+            gguf_set_u32(h, "general.file_type", 0);
+        }
+        CHECK(same_metadata(h, g));
+        CHECK(same_tensors(h, g, mode == 2 ? 2 : 1));
+        /* converter order: rope_freqs first */
+        CHECK(!strcmp(h->tensors[0].name, "rope_freqs.weight"));
+        if (mode == 2)
+            for (uint64_t i = 0; i < h->n_tensors; i++) {
+                const gguf_tensor *t = &h->tensors[i];
+                CHECKF(t->type == (hf_force_f32(t->name, t->n_dims) ? G4_F32 : G4_BF16), "%s", t->name);
+            }
+    }
+    gguf_close(h);
+    gguf_close(g);
+}
+
+TEST(hf_open_e) { check_hf_vs_gguf("gemma4-e.hf", "gemma4-e.gguf", "tiny-gemma4-e-style", 1); }
+TEST(hf_open_dense_sharded) { check_hf_vs_gguf("gemma4-dense.hf", "gemma4-dense.gguf", "tiny-gemma4-dense-style", 1); }
+TEST(hf_open_moe) { check_hf_vs_gguf("gemma4-moe.hf", "gemma4-moe.gguf", "tiny-gemma4-moe-style", 1); }
+TEST(hf_open_bf16) { check_hf_vs_gguf("gemma4-e.bf16.hf", "gemma4-e.gguf", "tiny-gemma4-e-style", 2); }
+
+TEST(hf_default_name) {
+    g4_error err = {0};
+    gguf_file *h = hf_open(ref("gemma4-e.hf"), &err);
+    CHECKF(h != NULL, "%s", err.msg);
+    char *name = NULL;
+    CHECK(h && gguf_get_str(h, "general.name", &name, &err) == 0 && name && !strcmp(name, "Gemma4 E.Hf"));
+    free(name);
+    gguf_close(h);
+}
+
+
+/* --- convert ---------------------------------------------------------------- */
+
+static int files_equal(const char *a, const char *b) {
+    size_t na = 0, nb = 0;
+    char *x = th_read_file(a, &na), *y = th_read_file(b, &nb);
+    int eq = x && y && na == nb && !memcmp(x, y, na);
+    if (x && y && !eq) {
+        size_t i = 0;
+        while (i < na && i < nb && x[i] == y[i]) i++;
+        fprintf(stderr, "  %s vs %s: sizes %zu/%zu, first difference at byte %zu\n", a, b, na, nb, i);
+    }
+    free(x);
+    free(y);
+    return eq;
+}
+
+/* Rewrite `golden` with its tensors in the order of `like` (the converter's
+ * order) so the two files can be compared byte for byte. */
+static int reorder_like(const char *golden, const gguf_file *like, const char *outp) {
+    g4_error err = {0};
+    gguf_file *g = gguf_open(golden, &err);
+    if (!g || g->n_tensors != like->n_tensors) { gguf_close(g); return -1; }
+    gguf_tensor *t = malloc(g->n_tensors * sizeof *t);
+    for (uint64_t i = 0; i < like->n_tensors; i++) {
+        const gguf_tensor *x = gguf_find_tensor(g, like->tensors[i].name);
+        if (!x) { free(t); gguf_close(g); return -1; }
+        t[i] = *x;
+    }
+    gguf_write_opts o = { .tensors = t, .n_tensors = g->n_tensors, .force = true };
+    int rc = gguf_write_ex(g, outp, &o, &err);
+    if (rc) fprintf(stderr, "  %s\n", err.msg);
+    free(t);
+    gguf_close(g);
+    return rc;
+}
+
+static void check_convert_f32(const char *hfname, const char *ggname, const char *model_name) {
+    g4_error err = {0};
+    char out[600];
+    snprintf(out, sizeof out, "%s", tmp(ggname));
+    g4_conv_opts o = { 2, true, false };
+    int rc = g4_convert_hf(ref(hfname), out, G4_FTYPE_F32, model_name, &o, &err);
+    CHECKF(rc == 0, "%s", err.msg);
+    gguf_file *a = gguf_open(out, &err), *g = gguf_open(ref(ggname), &err);
+    CHECKF(a && g, "%s", err.msg);
+    if (a && g) {
+        CHECK(same_metadata(a, g));
+        CHECK(same_tensors(a, g, 1));
+        char re[700];
+        snprintf(re, sizeof re, "%s.reordered", out);
+        CHECK(reorder_like(ref(ggname), a, re) == 0);
+        CHECK(files_equal(out, re));
+    }
+    gguf_close(a);
+    gguf_close(g);
+}
+
+TEST(convert_e_f32) { check_convert_f32("gemma4-e.hf", "gemma4-e.gguf", "tiny-gemma4-e-style"); }
+TEST(convert_dense_f32) { check_convert_f32("gemma4-dense.hf", "gemma4-dense.gguf", "tiny-gemma4-dense-style"); }
+TEST(convert_moe_f32) { check_convert_f32("gemma4-moe.hf", "gemma4-moe.gguf", "tiny-gemma4-moe-style"); }
+
+/* BF16 folder with --type BF16: matrices BF16 (bytes as stored), forced-F32
+ * tensors widened exactly; F16 output of the F32 folder rounds like numpy. */
+TEST(convert_bf16) {
+    g4_error err = {0};
+    g4_conv_opts o = { 1, true, false };
+    CHECKF(g4_convert_hf(ref("gemma4-e.bf16.hf"), tmp("bf16.gguf"), G4_FTYPE_BF16, NULL, &o, &err) == 0, "%s", err.msg);
+    gguf_file *a = gguf_open(tmp("bf16.gguf"), &err);
+    gguf_file *h = hf_open(ref("gemma4-e.bf16.hf"), &err);
+    CHECKF(a && h, "%s", err.msg);
+    if (a && h) {
+        uint32_t ft = 0;
+        CHECK(gguf_get_u32(a, "general.file_type", &ft, &err) == 0 && ft == 32);
+        CHECK(same_tensors(a, h, 1));
+        const gguf_tensor *p = gguf_find_tensor(a, "per_layer_model_proj.weight");
+        CHECK(p && p->type == G4_BF16);
+    }
+    gguf_close(a);
+    gguf_close(h);
+    /* F16 from F32: every matrix F16, values round-trip within fp16 precision */
+    CHECKF(g4_convert_hf(ref("gemma4-e.hf"), tmp("f16.gguf"), G4_FTYPE_F16, NULL, &o, &err) == 0, "%s", err.msg);
+    a = gguf_open(tmp("f16.gguf"), &err);
+    gguf_file *g = gguf_open(ref("gemma4-e.gguf"), &err);
+    CHECK(a && g);
+    if (a && g) {
+        const gguf_tensor *x = gguf_find_tensor(a, "blk.0.attn_q.weight"), *y = gguf_find_tensor(g, "blk.0.attn_q.weight");
+        CHECK(x && y && x->type == G4_F16 && y->type == G4_F32);
+        if (x && y && x->type == G4_F16) {
+            const uint16_t *hx = x->data;
+            const float *fy = y->data;
+            int bad = 0;
+            for (int64_t i = 0; i < y->ne[0] * y->ne[1]; i++)
+                if (hx[i] != g4_fp32_to_fp16(fy[i])) bad++;
+            CHECK(bad == 0);
+        }
+    }
+    gguf_close(a);
+    gguf_close(g);
+}
+
+/* Refuses to overwrite without force; leaves no temporary file behind. */
+TEST(convert_no_overwrite) {
+    g4_error err = {0};
+    const char *p = tmp("exists.gguf");
+    FILE *fp = fopen(p, "w");
+    fputs("keep", fp);
+    fclose(fp);
+    g4_conv_opts o = { 1, false, false };
+    CHECK(g4_convert_hf(ref("gemma4-e.hf"), p, G4_FTYPE_F32, NULL, &o, &err) != 0);
+    CHECK(strstr(err.msg, "already exists") != NULL);
+    size_t n = 0;
+    char *c = th_read_file(p, &n);
+    CHECK(c && n == 4 && !memcmp(c, "keep", 4));
+    free(c);
+    /* a failing conversion (bad folder) leaves neither the file nor a temp */
+    CHECK(g4_convert_hf("/nonexistent-folder", tmp("never.gguf"), G4_FTYPE_F32, NULL, &o, &err) != 0);
+    CHECK(access(tmp("never.gguf"), F_OK) != 0);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -q tmp-", tmpdir);
+    CHECK(system(cmd) != 0);
+}
+
+/* --- quantize ----------------------------------------------------------------- */
+
+/* Type plan of every shipped quantized file equals llama-quantize's choice. */
+static void check_plan(const char *file, const char *ftname) {
+    g4_error err = {0};
+    gguf_file *g = gguf_open(ref(file), &err);
+    CHECKF(g != NULL, "%s", err.msg);
+    if (!g) return;
+    int ft = g4_ftype_from_name(ftname);
+    CHECK(ft >= 0);
+    int *types = malloc(g->n_tensors * sizeof *types);
+    CHECK(g4_quant_plan(g, ft, types, &err) == 0);
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        CHECKF(types[i] == g->tensors[i].type, "%s %s: planned %s, shipped %s", file, g->tensors[i].name,
+               g4_type_name(types[i]), g4_type_name(g->tensors[i].type));
+    free(types);
+    gguf_close(g);
+}
+
+TEST(quant_plan_matches_shipped) {
+    static const char *const KQ[] = { "Q4_K_M", "Q6_K", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K",
+                                      "Q3_K_M", "Q5_K_M", "IQ4_NL", "IQ4_XS" };
+    char f[128];
+    for (size_t i = 0; i < sizeof KQ / sizeof *KQ; i++) {
+        snprintf(f, sizeof f, "gemma4-kq.%s.gguf", KQ[i]);
+        check_plan(f, KQ[i]);
+    }
+    static const char *const E[] = { "Q8_0", "Q4_0", "BF16", "F16" };
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(f, sizeof f, "gemma4-e.%s.gguf", E[i]);
+        check_plan(f, E[i]);
+    }
+}
+
+static void check_quantize_exact(const char *ftname) {
+    g4_error err = {0};
+    char name[64];
+    snprintf(name, sizeof name, "gemma4-e.%s.gguf", ftname);
+    g4_conv_opts o = { 4, true, false };
+    int rc = g4_quantize_gguf(ref("gemma4-e.gguf"), tmp(name), g4_ftype_from_name(ftname), &o, &err);
+    CHECKF(rc == 0, "%s", err.msg);
+    if (rc) return;
+    gguf_file *a = gguf_open(tmp(name), &err), *g = gguf_open(ref(name), &err);
+    CHECK(a && g);
+    if (a && g) {
+        CHECK(same_metadata(a, g));
+        CHECK(same_tensors(a, g, 1));
+    }
+    gguf_close(a);
+    gguf_close(g);
+    CHECK(files_equal(tmp(name), ref(name)));
+}
+
+TEST(quantize_e_q8_0) { check_quantize_exact("Q8_0"); }
+TEST(quantize_e_q4_0) { check_quantize_exact("Q4_0"); }
+TEST(quantize_e_bf16) { check_quantize_exact("BF16"); }
+TEST(quantize_e_f16) { check_quantize_exact("F16"); }
+
+int main(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/g4test_hf_XXXXXX");
+    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
+    RUN(hf_open_e);
+    RUN(hf_open_dense_sharded);
+    RUN(hf_open_moe);
+    RUN(hf_open_bf16);
+    RUN(hf_default_name);
+    RUN(convert_e_f32);
+    RUN(convert_dense_f32);
+    RUN(convert_moe_f32);
+    RUN(convert_bf16);
+    RUN(convert_no_overwrite);
+    RUN(quant_plan_matches_shipped);
+    RUN(quantize_e_q8_0);
+    RUN(quantize_e_q4_0);
+    RUN(quantize_e_bf16);
+    RUN(quantize_e_f16);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd)) {}
+    return test_summary();
+}
