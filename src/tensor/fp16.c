@@ -7,6 +7,7 @@
  * the sign kept), as ggml's portable path does. Integer arithmetic only, so
  * the result does not depend on the FPU rounding mode or compiler flags. */
 #include "tensor/types.h"
+#include "tensor/quant_ref.h"
 
 #include <string.h>
 
@@ -16,25 +17,8 @@ static inline uint32_t f32_bits(float f) {
     return u;
 }
 
-static inline float f32_from_bits(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 float g4_fp16_to_fp32(uint16_t h) {
-    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu;
-    uint32_t man = h & 0x3ffu;
-    if (exp == 0x1f) /* inf / nan: keep the payload */
-        return f32_from_bits(sign | 0x7f800000u | (man << 13));
-    if (exp != 0)    /* normal: rebias 15 -> 127 */
-        return f32_from_bits(sign | ((exp + 112u) << 23) | (man << 13));
-    if (man == 0) return f32_from_bits(sign);
-    /* subnormal: man * 2^-24; normalize so the leading 1 lands on bit 10 */
-    uint32_t shift = 0;
-    while (!(man & 0x400u)) { man <<= 1; shift++; }
-    return f32_from_bits(sign | ((113u - shift) << 23) | ((man & 0x3ffu) << 13));
+    return g4_fp16_to_fp32_inline(h);
 }
 
 uint16_t g4_fp32_to_fp16(float f) {

@@ -78,7 +78,7 @@ static const int8_t kvalues_iq4nl[16] = {
 
 /* ---- little helpers ------------------------------------------------------ */
 static inline float ld_f16(const uint8_t *p) {
-    return g4_fp16_to_fp32((uint16_t)(p[0] | (p[1] << 8)));
+    return g4_fp16_to_fp32_inline((uint16_t)(p[0] | (p[1] << 8)));
 }
 static inline void st_f16(uint8_t *p, float v) {
     uint16_t h = g4_fp32_to_fp16(v);
