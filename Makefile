@@ -66,3 +66,14 @@ clean:
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
 .PHONY: all test asan fuzz clean
+
+# The main job on the default model: a tiny random-weight Gemma 4 that the
+# project writes itself (text is meaningless; it proves the whole path works).
+DEMO_MODEL ?= models/gemma4c-tiny.gguf
+demo: $(BUILD)/gemma4c
+	@mkdir -p $(dir $(DEMO_MODEL))
+	@[ -f $(DEMO_MODEL) ] || $(BUILD)/gemma4c synth --arch tiny -o $(DEMO_MODEL)
+	$(BUILD)/gemma4c info -m $(DEMO_MODEL) --ctx 4096
+	$(BUILD)/gemma4c generate -m $(DEMO_MODEL) -p "The quick brown fox" -n 48
+
+.PHONY: demo

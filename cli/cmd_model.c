@@ -248,16 +248,20 @@ int cmd_logits(int argc, char **argv) {
 
 int cmd_generate(int argc, char **argv) {
     run_opts o = { 0 };
-    const char *tokens = NULL, *tokfile = NULL;
-    int n_gen = 16, stop_eos = 0;
+    const char *tokens = NULL, *tokfile = NULL, *prompt = NULL;
+    int n_gen = 16, stop_eos = 0, print_ids = 0;
     gemma4c_sampler_params sp = gemma4c_sampler_default_params();
     int greedy = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: gemma4c generate -m MODEL --tokens \"2 ...\" [-n N] [sampling options]\n\n"
-                   "Feed the prompt ids and generate N more, printed as ids on one line.\n\n%s"
+            printf("usage: gemma4c generate -m MODEL (-p TEXT | --tokens \"2 ...\") [-n N] [options]\n\n"
+                   "Continue a raw prompt (no chat template; see `gemma4c run` for chat). With -p the\n"
+                   "text is tokenized (BOS added) and the continuation printed as text as it is\n"
+                   "generated; with --tokens the ids are used as given and ids are printed.\n\n%s"
+                   "  -p, --prompt TEXT       prompt text\n"
+                   "      --ids               print token ids even with -p\n"
                    "      --tokens IDS        prompt token ids (include BOS 2 yourself)\n"
                    "      --tokens-file F     read the prompt ids from a file\n"
                    "  -n, --n-predict N       tokens to generate (default 16)\n"
@@ -274,6 +278,8 @@ int cmd_generate(int argc, char **argv) {
         }
         int bad = 0;
         if (!strcmp(a, "--tokens") && v) { tokens = v; i++; continue; }
+        if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && v) { prompt = v; i++; continue; }
+        if (!strcmp(a, "--ids")) { print_ids = 1; continue; }
         if (!strcmp(a, "--tokens-file") && v) { tokfile = v; i++; continue; }
         if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { i++; bad = parse_int(a, v, 0, 1 << 24, &n_gen); }
         else if (!strcmp(a, "--greedy")) greedy = 1;
@@ -304,43 +310,64 @@ int cmd_generate(int argc, char **argv) {
         if (bad) return 2;
     }
     if (greedy) sp.temperature = 0;
-    if (!tokens && !tokfile) {
-        fprintf(stderr, "gemma4c generate: need --tokens \"2 ...\" or --tokens-file F (see --help)\n");
+    if (!tokens && !tokfile && !prompt) {
+        fprintf(stderr, "gemma4c generate: need -p TEXT, --tokens \"2 ...\" or --tokens-file F (see --help)\n");
         return 2;
     }
-    char *text = tokfile ? read_text_file(tokfile) : strdup(tokens);
-    if (!text) return 1;
-    int32_t *ids = NULL;
-    int n = parse_ids(text, &ids, tokfile ? tokfile : "--tokens");
-    free(text);
-    if (n <= 0) {
-        if (n == 0) { fprintf(stderr, "gemma4c generate: no prompt token ids given\n"); free(ids); }
-        return 1;
-    }
     gemma4c_model *m = open_model(&o);
-    if (!m) { free(ids); return 1; }
+    if (!m) return 1;
+    int32_t *ids = NULL;
+    int n;
+    char err[600];
+    if (prompt) {
+        n = gemma4c_tokenize(m, prompt, strlen(prompt), 1, 0, &ids, err, sizeof err);
+        if (n < 0) { fprintf(stderr, "gemma4c: %s\n", err); gemma4c_model_free(m); return 1; }
+    } else {
+        print_ids = 1;
+        char *text = tokfile ? read_text_file(tokfile) : strdup(tokens);
+        if (!text) { gemma4c_model_free(m); return 1; }
+        n = parse_ids(text, &ids, tokfile ? tokfile : "--tokens");
+        free(text);
+        if (n <= 0) {
+            if (n == 0) { fprintf(stderr, "gemma4c generate: no prompt token ids given\n"); free(ids); }
+            gemma4c_model_free(m);
+            return 1;
+        }
+    }
+    gemma4c_detok *dt = print_ids ? NULL : gemma4c_detok_new(m, 0);
+    if (!print_ids && !dt) { fprintf(stderr, "gemma4c: the model has no usable tokenizer\n"); free(ids); gemma4c_model_free(m); return 1; }
     if (!o.n_ctx) o.n_ctx = n + n_gen;
     gemma4c_context *c = open_ctx(m, &o);
     gemma4c_sampler *s = gemma4c_sampler_new(&sp);
     int rc = 1;
-    char err[600];
     if (c && s && gemma4c_eval(c, ids, n, 0, err, sizeof err) == 0) {
         for (int i = 0; i < n; i++) gemma4c_sampler_accept(s, ids[i]);
         rc = 0;
         for (int k = 0; k < n_gen; k++) {
             int32_t t = gemma4c_sampler_sample(s, gemma4c_logits_last(c), gemma4c_n_vocab(c));
             gemma4c_sampler_accept(s, t);
-            printf(k ? " %d" : "%d", t);
+            if (stop_eos && gemma4c_is_eog(m, t)) break;
+            if (print_ids) printf(k ? " %d" : "%d", t);
+            else {
+                size_t len;
+                const char *piece = gemma4c_detok_push(dt, t, &len);
+                fwrite(piece, 1, len, stdout);
+            }
             fflush(stdout);
-            if (stop_eos && (t == 1 || t == 106 || t == 50)) break;
             if (k + 1 < n_gen && gemma4c_eval(c, &t, 1, 0, err, sizeof err)) {
                 fprintf(stderr, "\ngemma4c: %s\n", err);
                 rc = 1;
                 break;
             }
         }
+        if (dt) {
+            size_t len;
+            const char *rest = gemma4c_detok_flush(dt, &len);
+            if (rest) fwrite(rest, 1, len, stdout);
+        }
         printf("\n");
     } else if (c && s) fprintf(stderr, "gemma4c: %s\n", err);
+    gemma4c_detok_free(dt);
     gemma4c_sampler_free(s);
     gemma4c_context_free(c);
     gemma4c_model_free(m);

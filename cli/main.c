@@ -8,7 +8,12 @@ static const cli_command COMMANDS[] = {
     { "info",     "print a model's configuration and memory plan", cmd_info },
     { "logits",   "write prefill logits for a token file (raw f32)", cmd_logits },
     { "generate", "generate token ids from a prompt of ids", cmd_generate },
+    { "render",   "print the exact chat prompt for an OpenAI-style request", cmd_render },
+    { "parse",    "split model output into reasoning, content and tool calls (JSON)", cmd_parse },
     { "tokenize", "print the token ids (or pieces) of a text", cmd_tokenize },
+    { "convert",  "convert a Hugging Face folder to GGUF", cmd_convert },
+    { "quantize", "re-quantize a GGUF (llama-quantize type rules)", cmd_quantize },
+    { "synth",    "write a random-weight Gemma 4 GGUF (demo / benchmark shapes)", cmd_synth },
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

@@ -63,6 +63,29 @@ int gemma4c_memory_plan_for(const gemma4c_model *m, int n_ctx, int n_batch, gemm
  * source) into buf; returns 0 or -1 if l is out of range. */
 int gemma4c_model_layer_desc(const gemma4c_model *m, int l, char *buf, size_t len);
 
+/* ---- text ------------------------------------------------------------------ */
+
+/* Token ids of text[0..len) with the model's tokenizer. add_bos puts BOS first;
+ * parse_special lets control-token strings ("<|turn>") in the text become
+ * their ids (for rendered chat prompts; never for raw user text). Returns the
+ * count and a malloc'd array in *ids (free() it), or -1. */
+int gemma4c_tokenize(const gemma4c_model *m, const char *text, size_t len, int add_bos, int parse_special,
+                     int32_t **ids, char *err, size_t errlen);
+/* End of generation: <eos>, <turn|>, <|tool_response>. */
+int gemma4c_is_eog(const gemma4c_model *m, int32_t id);
+/* The model's chat template text (GGUF tokenizer.chat_template or HF
+ * chat_template.jinja), or NULL. */
+const char *gemma4c_chat_template(const gemma4c_model *m);
+
+/* Streaming detokenizer: returns only complete UTF-8 characters; a character
+ * split across tokens is held until it is complete. The returned text is
+ * valid until the next call. */
+typedef struct gemma4c_detok gemma4c_detok;
+gemma4c_detok *gemma4c_detok_new(const gemma4c_model *m, int render_special);
+const char *gemma4c_detok_push(gemma4c_detok *d, int32_t id, size_t *len);
+const char *gemma4c_detok_flush(gemma4c_detok *d, size_t *len);
+void gemma4c_detok_free(gemma4c_detok *d);
+
 /* ---- context ------------------------------------------------------------- */
 
 enum gemma4c_precision {

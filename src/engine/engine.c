@@ -1,4 +1,5 @@
 /* Public API (include/gemma4c.h) on top of the model and forward pass. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +7,7 @@
 #include <unistd.h>
 
 #include "engine/engine.h"
+#include "format/hf.h"
 #include "gemma4c.h"
 #include "model/forward.h"
 #include "model/model.h"
@@ -28,11 +30,17 @@ gemma4c_model *gemma4c_model_open(const char *path, char *err, size_t errlen) {
     if (!m) { copy_err(err, errlen, &(g4_error){ "out of memory" }); return NULL; }
     struct stat st;
     gguf_file *f = NULL;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) f = g4_open_hf_dir(path, &e);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) f = hf_open(path, &e);
     else f = gguf_open(path, &e);
     if (!f) goto fail;
     m->m = g4_model_load(f, &e);
     if (!m->m) goto fail;
+    /* The tokenizer is optional for running ids (tests, benchmarks): keep
+     * the reason it failed and report it when text is needed. */
+    g4_error te = { { 0 } };
+    m->tok = g4_tokenizer_from_gguf(m->m->file, &te);
+    if (!m->tok) m->tok_err = strdup(te.msg);
+    if (gguf_get_str(m->m->file, "tokenizer.chat_template", &m->chat_template, NULL) < 0) m->chat_template = NULL;
     return m;
 fail:
     copy_err(err, errlen, &e);
@@ -42,6 +50,9 @@ fail:
 
 void gemma4c_model_free(gemma4c_model *m) {
     if (!m) return;
+    g4_tokenizer_free(m->tok);
+    free(m->tok_err);
+    free(m->chat_template);
     g4_model_free(m->m);
     free(m);
 }
@@ -214,4 +225,61 @@ int gemma4c_truncate(gemma4c_context *c, int n) {
     c->st->n_past = n;
     c->n_logits = 0;
     return 0;
+}
+
+/* ---- text ---------------------------------------------------------------- */
+
+static int no_tok(const gemma4c_model *m, char *err, size_t errlen) {
+    if (err && errlen)
+        snprintf(err, errlen, "%s: no usable tokenizer: %s", m->m->file->path, m->tok_err ? m->tok_err : "?");
+    return -1;
+}
+
+int gemma4c_tokenize(const gemma4c_model *m, const char *text, size_t len, int add_bos, int parse_special,
+                     int32_t **ids, char *err, size_t errlen) {
+    if (!m->tok) return no_tok(m, err, errlen);
+    g4_tokens t = { 0 };
+    g4_error e = { { 0 } };
+    if (g4_tok_encode(m->tok, text, len, add_bos, parse_special, &t, &e)) {
+        g4_tokens_free(&t);
+        copy_err(err, errlen, &e);
+        return -1;
+    }
+    if (t.n > INT32_MAX) { g4_tokens_free(&t); copy_err(err, errlen, &(g4_error){ "text too long" }); return -1; }
+    *ids = t.ids;
+    if (!*ids) *ids = malloc(sizeof(int32_t));
+    return (int)t.n;
+}
+
+int gemma4c_is_eog(const gemma4c_model *m, int32_t id) {
+    if (m->tok) return g4_tok_is_eog(m->tok, id);
+    return id == 1 || id == 106 || id == 50;
+}
+
+const char *gemma4c_chat_template(const gemma4c_model *m) { return m->chat_template; }
+
+struct gemma4c_detok { g4_detok *d; };
+
+gemma4c_detok *gemma4c_detok_new(const gemma4c_model *m, int render_special) {
+    if (!m->tok) return NULL;
+    gemma4c_detok *d = malloc(sizeof *d);
+    if (!d) return NULL;
+    d->d = g4_detok_new(m->tok, render_special);
+    if (!d->d) { free(d); return NULL; }
+    return d;
+}
+
+const char *gemma4c_detok_push(gemma4c_detok *d, int32_t id, size_t *len) {
+    g4_error e;
+    const char *s = g4_detok_push(d->d, id, len, &e);
+    if (!s) { *len = 0; return ""; }
+    return s;
+}
+
+const char *gemma4c_detok_flush(gemma4c_detok *d, size_t *len) { return g4_detok_flush(d->d, len); }
+
+void gemma4c_detok_free(gemma4c_detok *d) {
+    if (!d) return;
+    g4_detok_free(d->d);
+    free(d);
 }

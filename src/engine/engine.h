@@ -5,11 +5,14 @@
 #include "format/gguf.h"
 #include "model/model.h"
 
+#include "text/tokenizer.h"
+
 struct gemma4c_model {
     g4_model *m;
+    g4_tokenizer *tok;   /* NULL if the file has no usable tokenizer block */
+    char *tok_err;       /* why not, for the error of text functions */
+    char *chat_template;
 };
 
-/* Build the model description of a Hugging Face checkpoint folder. */
-gguf_file *g4_open_hf_dir(const char *dir, g4_error *err);
 
 #endif

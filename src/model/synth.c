@@ -1,0 +1,397 @@
+/* Synthetic Gemma 4 GGUF writer (see synth.h).
+ *
+ * Presets are data: the four released text decoders (shared/docs/
+ * gemma4-text.md §1) and a tiny E-style model for demos and tests. The
+ * metadata keys come in the order llama.cpp's converter writes them, tensor
+ * types follow llama-quantize's rules for the requested file type
+ * (model/quantize.c), and every row is generated on demand from a hash of
+ * (seed, tensor, row), so output is deterministic whatever the chunking and
+ * memory stays at one chunk. */
+#include "model/synth.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "format/gguf.h"
+#include "format/gguf_write.h"
+#include "model/quantize.h"
+#include "tensor/types.h"
+
+typedef struct preset {
+    const char *name, *label;
+    int L, H, nH, kv_swa, kv_full, hd_swa, hd_full, ff, ff_wide, window, shared, P;
+    int E, K, Fe, V, ctx;
+    bool k_eq_v;
+    int period; /* every period-th layer is full (last of each group) */
+} preset;
+
+static const preset PRESETS[] = {
+    /* name      label   L   H     nH kvS kvF hdS hdF  ff     wide   W    shr  P   E   K  Fe   V       ctx   k=v  per */
+    { "tiny",    "4M",   10, 128,  4, 1,  1,  32, 64,  512,   1024,  64,  4,   16, 0,  0, 0,   0,      4096,   false, 5 },
+    { "e2b",     "E2B",  35, 1536, 8, 1,  1,  256, 512, 6144, 12288, 512, 20, 256, 0,  0, 0,   262144, 131072, false, 5 },
+    { "e4b",     "E4B",  42, 2560, 8, 2,  2,  256, 512, 10240, 0,    512, 18, 256, 0,  0, 0,   262144, 131072, false, 6 },
+    { "26b-a4b", "26B-A4B", 30, 2816, 16, 8, 2, 256, 512, 2112, 0,  1024, 0,  0,   128, 8, 704, 262144, 262144, true, 6 },
+    { "31b",     "31B",  60, 5376, 32, 16, 4, 256, 512, 21504, 0,  1024, 0,  0,   0,  0, 0,   262144, 262144, true, 6 },
+};
+#define N_PRESETS (sizeof PRESETS / sizeof PRESETS[0])
+
+const char *const g4_synth_archs[] = { "tiny", "e2b", "e4b", "26b-a4b", "31b", NULL };
+
+/* ---- deterministic random numbers ------------------------------------------ */
+
+static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+typedef struct rng { uint64_t s; } rng;
+static double unif(rng *r) { r->s += 0x9e3779b97f4a7c15ull; return (double)(mix64(r->s) >> 11) * (1.0 / 9007199254740992.0); }
+static float gauss(rng *r) {
+    double u = unif(r), v = unif(r);
+    if (u < 1e-300) u = 1e-300;
+    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
+}
+
+/* ---- vocabulary --------------------------------------------------------------- */
+
+/* Gemma 4 control tokens at their real ids (shared/docs/gemma4-chat-format.md §1). */
+static const struct { int id; const char *s; int type; } SPECIALS[] = {
+    { 0, "<pad>", 3 }, { 1, "<eos>", 3 }, { 2, "<bos>", 3 }, { 3, "<unk>", 2 }, { 4, "<mask>", 3 },
+    { 46, "<|tool>", 3 }, { 47, "<tool|>", 3 }, { 48, "<|tool_call>", 4 }, { 49, "<tool_call|>", 4 },
+    { 50, "<|tool_response>", 4 }, { 51, "<tool_response|>", 4 }, { 52, "<|\"|>", 4 },
+    { 98, "<|think|>", 3 }, { 100, "<|channel>", 4 }, { 101, "<channel|>", 4 },
+    { 105, "<|turn>", 3 }, { 106, "<turn|>", 3 }, { 107, "\n", 1 }, { 108, "\n\n", 1 }, { 109, "\n\n\n", 1 },
+};
+
+/* Text the tiny vocabulary's merges are learned from. */
+static const char CORPUS[] =
+    "The quick brown fox jumps over the lazy dog. Gemma is a family of open models from Google. "
+    "This model has random weights: it shows that the engine works end to end, from text to tokens, "
+    "through the decoder and the sampler, and back to text. It will not say anything sensible. "
+    "To run a real model, download a Gemma 4 GGUF file and pass it with -m. The weights are memory "
+    "mapped and used in their stored form. Hello world! How are you today? I am fine, thank you. "
+    "What is the weather like in Paris? It is sunny and warm, with a light breeze from the west. "
+    "def main(): print('hello') return 0 if x > 1 else None; for i in range(10): total += i * 2 "
+    "The first step is to read the file, then we parse the header, check every field and map the "
+    "tensors. When the model answers, the tokens are turned back into text and printed to the screen.";
+
+typedef struct vocab {
+    char **tok;
+    int32_t *type;
+    int n, cap;
+    char **merge;
+    int n_merge;
+} vocab;
+
+static int vocab_add(vocab *v, const char *s, int type) {
+    if (v->n == v->cap) return -1;
+    v->tok[v->n] = strdup(s);
+    v->type[v->n] = type;
+    return v->tok[v->n++] ? 0 : -1;
+}
+
+/* Split UTF-8 text into symbols: one character each, spaces as U+2581. */
+typedef struct sym { char s[64]; } sym;
+
+/* A tiny deterministic BPE trainer: repeatedly merge the most frequent
+ * adjacent pair inside words (ties: lexicographically smallest) until the
+ * vocabulary is full. Small corpus, small vocab: quadratic is fine here. */
+static int learn_merges(vocab *v, int target) {
+    size_t n = 0, cap = sizeof CORPUS;
+    sym *w = malloc(cap * sizeof *w);
+    v->merge = malloc((size_t)target * sizeof *v->merge);
+    if (!w || !v->merge) { free(w); return -1; }
+    for (const char *p = CORPUS; *p; p++) {
+        if (*p == ' ') strcpy(w[n++].s, "\xe2\x96\x81");
+        else { w[n].s[0] = *p; w[n].s[1] = 0; n++; }
+    }
+    while (v->n < target) {
+        int best_i = -1, best_c = 1;
+        for (size_t i = 0; i + 1 < n; i++) {
+            if (!strncmp(w[i + 1].s, "\xe2\x96\x81", 3)) continue; /* merges never cross words */
+            if (strlen(w[i].s) + strlen(w[i + 1].s) >= sizeof w[0].s) continue;
+            int c = 0;
+            for (size_t j = 0; j + 1 < n; j++)
+                if (!strcmp(w[j].s, w[i].s) && !strcmp(w[j + 1].s, w[i + 1].s)) c++;
+            if (c > best_c) { best_c = c; best_i = (int)i; }
+        }
+        if (best_i < 0) break;
+        char a[64], b[64], merged[128], rule[140];
+        strcpy(a, w[best_i].s);
+        strcpy(b, w[best_i + 1].s);
+        snprintf(merged, sizeof merged, "%s%s", a, b);
+        snprintf(rule, sizeof rule, "%s %s", a, b);
+        if (vocab_add(v, merged, 1)) break;
+        v->merge[v->n_merge++] = strdup(rule);
+        size_t o = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (i + 1 < n && !strcmp(w[i].s, a) && !strcmp(w[i + 1].s, b)) {
+                strcpy(w[o++].s, merged);
+                i++;
+            } else if (o != i) w[o++] = w[i];
+            else o++;
+        }
+        n = o;
+    }
+    free(w);
+    return 0;
+}
+
+/* V = 0: as many tokens as the merges learned from CORPUS give (tiny model). */
+static int build_vocab(vocab *v, int V) {
+    if (V == 0) V = 238 + 256 + 1 + 94 + 2048;
+    v->cap = V;
+    v->tok = calloc((size_t)V, sizeof *v->tok);
+    v->type = calloc((size_t)V, sizeof *v->type);
+    if (!v->tok || !v->type) return -1;
+    /* 0..237: control tokens at their Gemma 4 ids, the rest unused */
+    for (int id = 0; id < 238; id++) {
+        char buf[32];
+        const char *s = NULL;
+        int type = 5;
+        for (size_t k = 0; k < sizeof SPECIALS / sizeof SPECIALS[0]; k++)
+            if (SPECIALS[k].id == id) { s = SPECIALS[k].s; type = SPECIALS[k].type; }
+        if (!s) { snprintf(buf, sizeof buf, "<unused%d>", id); s = buf; }
+        if (vocab_add(v, s, type)) return -1;
+    }
+    /* 238..493: byte fallback <0x00>..<0xFF>, as in the real vocabulary */
+    for (int b = 0; b < 256; b++) {
+        char buf[8];
+        snprintf(buf, sizeof buf, "<0x%02X>", b);
+        if (vocab_add(v, buf, 6)) return -1;
+    }
+    if (vocab_add(v, "\xe2\x96\x81", 1)) return -1;
+    for (int c = 0x21; c < 0x7f; c++) {
+        char buf[2] = { (char)c, 0 };
+        if (vocab_add(v, buf, 1)) return -1;
+    }
+    int merges_target = V < 4096 ? V : 4096;
+    if (learn_merges(v, merges_target)) return -1;
+    /* a full-size vocabulary gets filler pieces no text produces */
+    for (int i = 0; v->n < V && v->cap >= 262144; i++) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "<synthetic%d>", i);
+        if (vocab_add(v, buf, 1)) return -1;
+    }
+    return 0;
+}
+
+static void vocab_free(vocab *v) {
+    for (int i = 0; i < v->n; i++) free(v->tok[i]);
+    for (int i = 0; i < v->n_merge; i++) free(v->merge[i]);
+    free(v->tok);
+    free(v->type);
+    free(v->merge);
+}
+
+/* ---- tensors -------------------------------------------------------------------- */
+
+#define MAX_TENSORS 4096
+
+enum kind { K_MATRIX, K_NORM, K_SCALE, K_ROPE, K_ROUTER_SCALE, K_EXPERT_SCALE, K_EMBD };
+
+typedef struct synth_ctx {
+    uint64_t seed;
+    const int *kinds;
+    const gguf_tensor *src;      /* F32 descriptors (shapes) */
+    const int *types;            /* output types */
+    const preset *p;
+    float *row;                  /* one f32 row per thread (single-threaded fill) */
+} synth_ctx;
+
+static int fill(void *ud, uint64_t ti, int64_t row0, int64_t nrows, void *dst, g4_error *err) {
+    synth_ctx *c = ud;
+    const gguf_tensor *t = &c->src[ti];
+    int64_t n = t->ne[0];
+    const g4_type_traits *tr = g4_type_info(c->types[ti]);
+    size_t rb = g4_row_size(c->types[ti], n);
+    if (!tr || !tr->from_float || !rb) return g4_seterr(err, "cannot write type %s", g4_type_name(c->types[ti]));
+    for (int64_t r = 0; r < nrows; r++) {
+        rng g = { mix64(c->seed ^ mix64((ti + 1) * 0x100000001b3ull) ^ (uint64_t)(row0 + r) * 0x9e3779b97f4a7c15ull) };
+        float *x = c->row;
+        switch (c->kinds[ti]) {
+        case K_NORM: for (int64_t i = 0; i < n; i++) x[i] = (float)(0.5 + unif(&g)); break;
+        case K_SCALE: x[0] = (float)(0.5 + 0.5 * unif(&g)); break;
+        case K_ROUTER_SCALE: case K_EXPERT_SCALE: for (int64_t i = 0; i < n; i++) x[i] = (float)(0.5 + unif(&g)); break;
+        case K_ROPE: {
+            int rot = (int)(c->p->hd_full * 0.25 / 2);
+            for (int64_t i = 0; i < n; i++) x[i] = i < rot ? 1.0f : 1e30f;
+            break;
+        }
+        case K_EMBD: for (int64_t i = 0; i < n; i++) x[i] = gauss(&g) * (float)(2.0 / sqrt((double)n)); break;
+        default: {
+            float sd = (float)(1.0 / sqrt((double)n));
+            for (int64_t i = 0; i < n; i++) x[i] = gauss(&g) * sd;
+        }
+        }
+        tr->from_float(x, (char *)dst + (size_t)r * rb, n);
+    }
+    return 0;
+}
+
+static int add(gguf_file *f, int *kinds, int kind, const char *name, int nd, int64_t a, int64_t b, int64_t c,
+               g4_error *err) {
+    int64_t ne[3] = { a, b, c };
+    if (f->n_tensors >= MAX_TENSORS) return g4_seterr(err, "too many tensors");
+    kinds[f->n_tensors] = kind;
+    return gguf_add_tensor(f, name, G4_F32, nd, ne, NULL, err) ? 0 : -1;
+}
+
+int g4_synth(const char *out_path, const g4_synth_opts *o, g4_error *err) {
+    const preset *p = NULL;
+    for (size_t i = 0; i < N_PRESETS; i++)
+        if (!strcmp(PRESETS[i].name, o->arch)) p = &PRESETS[i];
+    if (!p) return g4_seterr(err, "unknown --arch '%s' (expected tiny, e2b, e4b, 26b-a4b or 31b)", o->arch);
+    int ftype = g4_ftype_from_name(o->ftype ? o->ftype : "F32");
+    if (ftype < 0) return g4_seterr(err, "unknown --type '%s'", o->ftype);
+
+    gguf_file *f = gguf_new(out_path);
+    vocab v = { 0 };
+    int *kinds = malloc(MAX_TENSORS * sizeof *kinds);
+    int *types = NULL;
+    synth_ctx sc = { 0 };
+    int rc = -1;
+    if (!f || !kinds || build_vocab(&v, p->V)) { g4_seterr(err, "out of memory"); goto done; }
+    int V = v.n;
+
+    int L = p->L, first_shared = L - p->shared;
+    uint32_t *ffl = malloc((size_t)L * sizeof *ffl), *kvl = malloc((size_t)L * sizeof *kvl);
+    uint8_t *pat = malloc((size_t)L);
+    if (!ffl || !kvl || !pat) { free(ffl); free(kvl); free(pat); g4_seterr(err, "out of memory"); goto done; }
+    for (int l = 0; l < L; l++) {
+        bool full = (l % p->period) == p->period - 1;
+        pat[l] = !full;
+        ffl[l] = (uint32_t)(p->ff_wide && l >= first_shared ? p->ff_wide : p->ff);
+        kvl[l] = (uint32_t)(full ? p->kv_full : p->kv_swa);
+    }
+    char name[64];
+    snprintf(name, sizeof name, "gemma4c-synthetic-%s", p->name);
+    /* metadata in the converter's order */
+    int e = 0;
+    e |= gguf_set_str(f, "general.architecture", "gemma4");
+    e |= gguf_set_str(f, "general.type", "model");
+    e |= gguf_set_str(f, "general.name", name);
+    e |= gguf_set_str(f, "general.size_label", p->label);
+    e |= gguf_set_u32(f, "gemma4.block_count", (uint32_t)L);
+    e |= gguf_set_u32(f, "gemma4.context_length", (uint32_t)p->ctx);
+    e |= gguf_set_u32(f, "gemma4.embedding_length", (uint32_t)p->H);
+    if (p->ff_wide) e |= gguf_set_arr(f, "gemma4.feed_forward_length", GGUF_INT32, ffl, (uint64_t)L);
+    else e |= gguf_set_u32(f, "gemma4.feed_forward_length", (uint32_t)p->ff);
+    e |= gguf_set_u32(f, "gemma4.attention.head_count", (uint32_t)p->nH);
+    if (p->kv_swa != p->kv_full) e |= gguf_set_arr(f, "gemma4.attention.head_count_kv", GGUF_INT32, kvl, (uint64_t)L);
+    else e |= gguf_set_u32(f, "gemma4.attention.head_count_kv", (uint32_t)p->kv_swa);
+    e |= gguf_set_f32(f, "gemma4.rope.freq_base", 1e6f);
+    e |= gguf_set_f32(f, "gemma4.rope.freq_base_swa", 1e4f);
+    e |= gguf_set_f32(f, "gemma4.attention.layer_norm_rms_epsilon", 1e-6f);
+    if (p->E) {
+        e |= gguf_set_u32(f, "gemma4.expert_count", (uint32_t)p->E);
+        e |= gguf_set_u32(f, "gemma4.expert_used_count", (uint32_t)p->K);
+    }
+    e |= gguf_set_u32(f, "gemma4.attention.key_length", (uint32_t)p->hd_full);
+    e |= gguf_set_u32(f, "gemma4.attention.value_length", (uint32_t)p->hd_full);
+    e |= gguf_set_u32(f, "general.file_type", (uint32_t)ftype);
+    e |= gguf_set_f32(f, "gemma4.final_logit_softcapping", 30.0f);
+    e |= gguf_set_u32(f, "gemma4.attention.sliding_window", (uint32_t)p->window);
+    e |= gguf_set_u32(f, "gemma4.attention.shared_kv_layers", (uint32_t)p->shared);
+    e |= gguf_set_u32(f, "gemma4.embedding_length_per_layer_input", (uint32_t)p->P);
+    e |= gguf_set_arr(f, "gemma4.attention.sliding_window_pattern", GGUF_BOOL, pat, (uint64_t)L);
+    e |= gguf_set_u32(f, "gemma4.attention.key_length_swa", (uint32_t)p->hd_swa);
+    e |= gguf_set_u32(f, "gemma4.attention.value_length_swa", (uint32_t)p->hd_swa);
+    if (p->E) e |= gguf_set_u32(f, "gemma4.expert_feed_forward_length", (uint32_t)p->Fe);
+    e |= gguf_set_u32(f, "gemma4.rope.dimension_count", (uint32_t)p->hd_full);
+    e |= gguf_set_u32(f, "gemma4.rope.dimension_count_swa", (uint32_t)p->hd_swa);
+    e |= gguf_set_u32(f, "general.quantization_version", 2);
+    e |= gguf_set_str(f, "tokenizer.ggml.model", "gemma4");
+    e |= gguf_set_arr_str(f, "tokenizer.ggml.tokens", (const char *const *)v.tok, (uint64_t)v.n);
+    float *scores = malloc((size_t)v.n * sizeof *scores);
+    if (scores) for (int i = 0; i < v.n; i++) scores[i] = -1000.0f;
+    e |= !scores || gguf_set_arr(f, "tokenizer.ggml.scores", GGUF_FLOAT32, scores, (uint64_t)v.n);
+    free(scores);
+    e |= gguf_set_arr(f, "tokenizer.ggml.token_type", GGUF_INT32, v.type, (uint64_t)v.n);
+    e |= gguf_set_arr_str(f, "tokenizer.ggml.merges", (const char *const *)v.merge, (uint64_t)v.n_merge);
+    e |= gguf_set_u32(f, "tokenizer.ggml.bos_token_id", 2);
+    e |= gguf_set_u32(f, "tokenizer.ggml.eos_token_id", 1);
+    e |= gguf_set_u32(f, "tokenizer.ggml.unknown_token_id", 3);
+    e |= gguf_set_u32(f, "tokenizer.ggml.padding_token_id", 0);
+    e |= gguf_set_u32(f, "tokenizer.ggml.mask_token_id", 4);
+    e |= gguf_set_bool(f, "tokenizer.ggml.add_bos_token", true);
+    e |= gguf_set_bool(f, "tokenizer.ggml.add_eos_token", false);
+    e |= gguf_set_bool(f, "tokenizer.ggml.add_space_prefix", false);
+    free(ffl); free(kvl); free(pat);
+    if (e) { g4_seterr(err, "out of memory"); goto done; }
+
+    /* tensors, layer by layer like llama-quantize writes them */
+    int H = p->H, P = p->P;
+    char n[96];
+    if (add(f, kinds, K_ROPE, "rope_freqs.weight", 1, p->hd_full / 2, 1, 1, err) ||
+        add(f, kinds, K_EMBD, "token_embd.weight", 2, H, V, 1, err))
+        goto done;
+    if (P && (add(f, kinds, K_EMBD, "per_layer_token_embd.weight", 2, (int64_t)L * P, V, 1, err) ||
+              add(f, kinds, K_MATRIX, "per_layer_model_proj.weight", 2, H, (int64_t)L * P, 1, err) ||
+              add(f, kinds, K_NORM, "per_layer_proj_norm.weight", 1, P, 1, 1, err)))
+        goto done;
+    for (int l = 0; l < L; l++) {
+        bool full = (l % p->period) == p->period - 1;
+        int hd = full ? p->hd_full : p->hd_swa, kvh = full ? p->kv_full : p->kv_swa;
+        int ff = p->ff_wide && l >= first_shared ? p->ff_wide : p->ff;
+#define T1(kind, nm, a) (snprintf(n, sizeof n, "blk.%d." nm, l), add(f, kinds, kind, n, 1, a, 1, 1, err))
+#define T2(nm, a, b) (snprintf(n, sizeof n, "blk.%d." nm, l), add(f, kinds, K_MATRIX, n, 2, a, b, 1, err))
+#define T3(nm, a, b, c) (snprintf(n, sizeof n, "blk.%d." nm, l), add(f, kinds, K_MATRIX, n, 3, a, b, c, err))
+        if (T1(K_NORM, "attn_norm.weight", H) || T2("attn_q.weight", H, p->nH * hd) ||
+            T1(K_NORM, "attn_q_norm.weight", hd))
+            goto done;
+        if (l < first_shared) {
+            if (T2("attn_k.weight", H, kvh * hd) || T1(K_NORM, "attn_k_norm.weight", hd)) goto done;
+            if (!(full && p->k_eq_v) && T2("attn_v.weight", H, kvh * hd)) goto done;
+        }
+        if (T2("attn_output.weight", p->nH * hd, H) || T1(K_NORM, "post_attention_norm.weight", H) ||
+            T1(K_NORM, "ffn_norm.weight", H) || T2("ffn_gate.weight", H, ff) || T2("ffn_up.weight", H, ff) ||
+            T2("ffn_down.weight", ff, H))
+            goto done;
+        if (p->E && (T2("ffn_gate_inp.weight", H, p->E) || T1(K_ROUTER_SCALE, "ffn_gate_inp.scale", H) ||
+                     T3("ffn_gate_up_exps.weight", H, 2 * p->Fe, p->E) ||
+                     T3("ffn_down_exps.weight", p->Fe, H, p->E) ||
+                     T1(K_EXPERT_SCALE, "ffn_down_exps.scale", p->E) || T1(K_NORM, "post_ffw_norm_1.weight", H) ||
+                     T1(K_NORM, "pre_ffw_norm_2.weight", H) || T1(K_NORM, "post_ffw_norm_2.weight", H)))
+            goto done;
+        if (T1(K_NORM, "post_ffw_norm.weight", H) || T1(K_SCALE, "layer_output_scale.weight", 1)) goto done;
+        if (P && (T2("inp_gate.weight", H, P) || T2("proj.weight", P, H) || T1(K_NORM, "post_norm.weight", H)))
+            goto done;
+#undef T1
+#undef T2
+#undef T3
+    }
+    if (add(f, kinds, K_NORM, "output_norm.weight", 1, H, 1, 1, err)) goto done;
+
+    types = malloc(f->n_tensors * sizeof *types);
+    if (!types) { g4_seterr(err, "out of memory"); goto done; }
+    if (g4_quant_plan(f, ftype, types, err)) goto done;
+    /* output descriptors: same shapes, planned types, data generated by fill() */
+    gguf_tensor *outd = calloc(f->n_tensors, sizeof *outd);
+    if (!outd) { g4_seterr(err, "out of memory"); goto done; }
+    int64_t max_row = 1;
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        outd[i] = f->tensors[i];
+        outd[i].type = types[i];
+        outd[i].data = NULL;
+        int64_t rows = outd[i].ne[1] * outd[i].ne[2] * outd[i].ne[3];
+        outd[i].nbytes = g4_row_size(types[i], outd[i].ne[0]) * (size_t)rows;
+        if (outd[i].ne[0] > max_row) max_row = outd[i].ne[0];
+    }
+    sc = (synth_ctx){ o->seed, kinds, f->tensors, types, p, malloc((size_t)max_row * sizeof(float)) };
+    if (!sc.row) { free(outd); g4_seterr(err, "out of memory"); goto done; }
+    gguf_write_opts wo = { .tensors = outd, .n_tensors = f->n_tensors, .fill = fill, .ud = &sc,
+                           .force = o->force, .progress = o->progress };
+    rc = gguf_write_ex(f, out_path, &wo, err);
+    free(outd);
+done:
+    free(sc.row);
+    free(types);
+    free(kinds);
+    vocab_free(&v);
+    gguf_close(f);
+    return rc;
+}

@@ -1,0 +1,26 @@
+/* Synthetic Gemma 4 checkpoints: random weights in the exact GGUF layout of
+ * the released models (names, shapes, metadata, per-tensor types of a file
+ * type), written streaming. Used for the default demo model (`tiny`) and for
+ * benchmarking real shapes without downloading 3-20 GB. */
+#ifndef G4_SYNTH_H
+#define G4_SYNTH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+typedef struct g4_synth_opts {
+    const char *arch;     /* "tiny", "e2b", "e4b", "26b-a4b", "31b" */
+    const char *ftype;    /* "F32", "Q8_0", "Q4_K_M", ... (see quantize.h) */
+    uint64_t seed;
+    int n_threads;
+    bool force, progress;
+} g4_synth_opts;
+
+int g4_synth(const char *out_path, const g4_synth_opts *o, g4_error *err);
+
+/* Names of the presets, NULL-terminated, for --help. */
+extern const char *const g4_synth_archs[];
+
+#endif
