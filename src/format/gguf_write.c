@@ -155,6 +155,35 @@ static int write_all(int fd, const void *p, size_t n, const char *path, g4_error
     return 0;
 }
 
+
+/* Output with early writeback: every 32 MiB we start writing the new range
+ * to disk and wait for the previous one, then drop it from the page cache.
+ * The disk stays busy from the start (instead of one long fsync at the end)
+ * and a multi-GB output does not fill the page cache with dirty pages. */
+typedef struct outf {
+    int fd;
+    const char *path;
+    uint64_t pos, issued, waited;
+} outf;
+
+#define WB_STEP (32u << 20)
+
+static int out_write(outf *o, const void *p, size_t n, g4_error *err) {
+    if (write_all(o->fd, p, n, o->path, err)) return -1;
+    o->pos += n;
+    if (o->pos - o->issued >= WB_STEP) {
+        sync_file_range(o->fd, (off_t)o->issued, (off_t)(o->pos - o->issued), SYNC_FILE_RANGE_WRITE);
+        if (o->issued > o->waited) {
+            sync_file_range(o->fd, (off_t)o->waited, (off_t)(o->issued - o->waited),
+                            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+            posix_fadvise(o->fd, (off_t)o->waited, (off_t)(o->issued - o->waited), POSIX_FADV_DONTNEED);
+            o->waited = o->issued;
+        }
+        o->issued = o->pos;
+    }
+    return 0;
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -210,7 +239,8 @@ int gguf_write_ex(const gguf_file *f, const char *path, const gguf_write_opts *o
     fchmod(fd, 0644);
     uint8_t *buf = NULL;
     size_t bufcap = 0;
-    int rc = write_all(fd, hb.p, hb.n, tmp, err);
+    outf of = { fd, tmp, 0, 0, 0 };
+    int rc = out_write(&of, hb.p, hb.n, err);
     free(hb.p);
     hb.p = NULL;
 
@@ -229,7 +259,7 @@ int gguf_write_ex(const gguf_file *f, const char *path, const gguf_write_opts *o
         if (t->data) {
             for (size_t off = 0; off < t->nbytes && !rc; off += chunk) {
                 size_t k = t->nbytes - off < chunk ? t->nbytes - off : chunk;
-                rc = write_all(fd, (const uint8_t *)t->data + off, k, tmp, err);
+                rc = out_write(&of, (const uint8_t *)t->data + off, k, err);
                 done += k;
                 progress_show(&pg, done, false);
             }
@@ -247,7 +277,7 @@ int gguf_write_ex(const gguf_file *f, const char *path, const gguf_write_opts *o
             for (int64_t r = 0; r < nrows && !rc; r += rows_per) {
                 int64_t k = nrows - r < rows_per ? nrows - r : rows_per;
                 rc = o->fill(o->ud, i, r, k, buf, err);
-                if (!rc) rc = write_all(fd, buf, (size_t)k * row, tmp, err);
+                if (!rc) rc = out_write(&of, buf, (size_t)k * row, err);
                 done += (uint64_t)k * row;
                 progress_show(&pg, done, false);
             }
@@ -255,7 +285,7 @@ int gguf_write_ex(const gguf_file *f, const char *path, const gguf_write_opts *o
         uint64_t pad = align_up(t->nbytes, al) - t->nbytes;
         while (pad && !rc) {
             size_t k = pad > sizeof zero ? sizeof zero : (size_t)pad;
-            rc = write_all(fd, zero, k, tmp, err);
+            rc = out_write(&of, zero, k, err);
             pad -= k;
         }
     }
