@@ -1,0 +1,66 @@
+/* gemma4c parse: model output text on stdin -> OpenAI-style assistant
+ * message JSON (content, reasoning_content, tool_calls). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "commands.h"
+#include "text/chat_parse.h"
+
+static void parse_usage(FILE *o) {
+    fprintf(o,
+        "usage: gemma4c parse [--stream] [--compact] < model_output.txt\n"
+        "\n"
+        "Split Gemma 4 output text (special tokens written as text, e.g. <|channel>,\n"
+        "<|tool_call>, <|\"|>) into reasoning, content and tool calls, and print the\n"
+        "OpenAI-style message: {\"role\",\"content\",\"reasoning_content\",\"tool_calls\":\n"
+        "[{\"id\",\"type\":\"function\",\"function\":{\"name\",\"arguments\"}}]}.\n"
+        "Malformed or unterminated tool calls are kept as content.\n"
+        "\n"
+        "  --stream    also print every delta as one JSON line while reading\n"
+        "              ({\"reasoning\":...} / {\"content\":...} / {\"tool_call\":{...}})\n"
+        "  --compact   print the message on one line\n");
+}
+
+static void print_delta(void *user, const g4_chat_delta *d) {
+    (void)user;
+    json_t *j = NULL;
+    if (d->kind == G4_DELTA_TOOL_CALL)
+        j = json_pack("{s:{s:i,s:s,s:s,s:s}}", "tool_call", "index", d->index, "id", d->id, "name", d->name,
+                      "arguments", d->arguments);
+    else
+        j = json_pack("{s:s%}", d->kind == G4_DELTA_REASONING ? "reasoning" : "content", d->text, d->len);
+    if (!j) return;   /* e.g. a delta ending inside a UTF-8 sequence: shown in the final message */
+    char *s = json_dumps(j, JSON_COMPACT);
+    if (s) { puts(s); free(s); }
+    json_decref(j);
+}
+
+int cmd_parse(int argc, char **argv) {
+    int stream = 0, compact = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { parse_usage(stdout); return 0; }
+        else if (!strcmp(argv[i], "--stream")) stream = 1;
+        else if (!strcmp(argv[i], "--compact")) compact = 1;
+        else { fprintf(stderr, "gemma4c parse: bad argument '%s'\n\n", argv[i]); parse_usage(stderr); return 2; }
+    }
+    g4_chat_parser *p = g4_chat_parser_new(NULL, stream ? print_delta : NULL, NULL);
+    if (!p) { fprintf(stderr, "gemma4c parse: out of memory\n"); return 1; }
+    char buf[4096];
+    size_t n;
+    int rc = 0;
+    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0)
+        if (g4_chat_parser_feed(p, buf, n)) { rc = 1; break; }
+    if (!rc && g4_chat_parser_finish(p)) rc = 1;
+    json_t *m = rc ? NULL : g4_chat_parser_message(p);
+    g4_chat_parser_free(p);
+    if (!m) { fprintf(stderr, "gemma4c parse: out of memory or invalid UTF-8 in output\n"); return 1; }
+    char *s = json_dumps(m, compact ? JSON_COMPACT : JSON_INDENT(2));
+    json_decref(m);
+    if (!s) { fprintf(stderr, "gemma4c parse: cannot encode the message\n"); return 1; }
+    puts(s);
+    free(s);
+    return 0;
+}
