@@ -34,11 +34,14 @@ struct g4_tokenizer {
     size_t n_merges;
     int32_t byte_id[256];
     int32_t *bmp_id;                /* single-codepoint pieces, U+0000..U+FFFF */
-    /* Whole-token matching: for each first byte, the distinct lengths of the
-     * matchable tokens starting with it, longest first. [0]: ALWAYS only,
-     * [1]: ALWAYS or SPECIAL. */
-    uint32_t *mlens[2][256];
-    uint32_t n_mlens[2][256];
+    /* Whole-token matching: a byte trie of every matchable token, so the
+     * longest match at a position costs one step per byte (no probing of
+     * every candidate length). Children are sibling lists; the first level is
+     * indexed by byte. */
+    struct tnode { int32_t child, sibling, id; uint8_t byte; } *trie;
+    size_t trie_n, trie_cap;
+    int32_t trie_root[256];
+    bool has_always;                /* any G4_MATCH_ALWAYS token */
     int32_t bos, eos, unk, pad;
 };
 
@@ -114,8 +117,7 @@ void g4_tokenizer_free(g4_tokenizer *t) {
     if (!t) return;
     free(t->arena); free(t->off); free(t->len); free(t->type); free(t->match);
     free(t->eog); free(t->byteval); free(t->hslot); free(t->mtab); free(t->bmp_id);
-    for (int k = 0; k < 2; k++)
-        for (int b = 0; b < 256; b++) free(t->mlens[k][b]);
+    free(t->trie);
     free(t);
 }
 
@@ -135,19 +137,56 @@ static int parse_hex_byte(const char *s, size_t n) {
     return v;
 }
 
-static int add_match_len(g4_tokenizer *t, int k, uint8_t b, uint32_t len) {
-    uint32_t n = t->n_mlens[k][b];
-    for (uint32_t i = 0; i < n; i++)
-        if (t->mlens[k][b][i] == len) return 0;
-    uint32_t *p = realloc(t->mlens[k][b], (n + 1) * sizeof *p);
-    if (!p) return -1;
-    /* keep descending so the first hit is the longest */
-    uint32_t i = n;
-    while (i > 0 && p[i - 1] < len) { p[i] = p[i - 1]; i--; }
-    p[i] = len;
-    t->mlens[k][b] = p;
-    t->n_mlens[k][b] = n + 1;
+static int32_t trie_new(g4_tokenizer *t, uint8_t byte) {
+    if (t->trie_n == t->trie_cap) {
+        size_t nc = t->trie_cap ? t->trie_cap * 2 : 1024;
+        struct tnode *p = realloc(t->trie, nc * sizeof *p);
+        if (!p) return -1;
+        t->trie = p;
+        t->trie_cap = nc;
+    }
+    struct tnode *nd = &t->trie[t->trie_n];
+    nd->child = nd->sibling = nd->id = -1;
+    nd->byte = byte;
+    return (int32_t)t->trie_n++;
+}
+
+static int trie_add(g4_tokenizer *t, const char *s, size_t l, int32_t id) {
+    uint8_t b0 = (uint8_t)s[0];
+    if (t->trie_root[b0] < 0 && (t->trie_root[b0] = trie_new(t, b0)) < 0) return -1;
+    int32_t nd = t->trie_root[b0];
+    for (size_t k = 1; k < l; k++) {
+        uint8_t b = (uint8_t)s[k];
+        int32_t c = t->trie[nd].child;
+        while (c >= 0 && t->trie[c].byte != b) c = t->trie[c].sibling;
+        if (c < 0) {
+            if ((c = trie_new(t, b)) < 0) return -1;
+            t->trie[c].sibling = t->trie[nd].child;
+            t->trie[nd].child = c;
+        }
+        nd = c;
+    }
+    if (t->trie[nd].id < 0) t->trie[nd].id = id;
     return 0;
+}
+
+/* Longest matchable token at s[0..n); returns its id and sets *len, or -1. */
+static int32_t trie_match(const g4_tokenizer *t, const char *s, size_t n, bool special, size_t *len) {
+    int32_t nd = t->trie_root[(uint8_t)s[0]], best = -1;
+    for (size_t k = 1;; k++) {
+        int32_t id = t->trie[nd].id;
+        if (id >= 0 && (t->match[id] == G4_MATCH_ALWAYS || (special && t->match[id] == G4_MATCH_SPECIAL))) {
+            best = id;
+            *len = k;
+        }
+        if (k >= n) break;
+        uint8_t b = (uint8_t)s[k];
+        int32_t c = t->trie[nd].child;
+        while (c >= 0 && t->trie[c].byte != b) c = t->trie[c].sibling;
+        if (c < 0) break;
+        nd = c;
+    }
+    return best;
 }
 
 static const char *const GEMMA4_EOG_PIECES[] = { "<eos>", "<turn|>", "<|tool_response>" };
@@ -196,7 +235,7 @@ static g4_tokenizer *build(const g4_tok_vocab *v, const mpair *mp, size_t n_mp, 
         pos += t->len[i];
     }
 
-    for (int b = 0; b < 256; b++) t->byte_id[b] = -1;
+    for (int b = 0; b < 256; b++) t->byte_id[b] = t->trie_root[b] = -1;
     for (size_t i = 0; i < 0x10000; i++) t->bmp_id[i] = -1;
     for (size_t i = 0; i < n; i++) {
         const char *s = t->arena + t->off[i];
@@ -245,10 +284,8 @@ static g4_tokenizer *build(const g4_tok_vocab *v, const mpair *mp, size_t n_mp, 
         uint32_t cp;
         if (utf8_seq((const uint8_t *)s, l, &cp) == l && cp < 0x10000) t->bmp_id[cp] = (int32_t)i;
         if (m != G4_MATCH_NEVER) {
-            uint8_t b0 = (uint8_t)s[0];
-            if ((m == G4_MATCH_ALWAYS && add_match_len(t, 0, b0, (uint32_t)l)) ||
-                add_match_len(t, 1, b0, (uint32_t)l))
-                goto oom;
+            if (trie_add(t, s, l, (int32_t)i)) goto oom;
+            if (m == G4_MATCH_ALWAYS) t->has_always = true;
         }
     }
     for (int b = 0; b < 256; b++) {
@@ -687,7 +724,7 @@ static int push_id(g4_tokens *o, int32_t id, g4_error *err) {
 }
 
 typedef struct sym { uint32_t start, len; int32_t id, prev, next; } sym;
-typedef struct cand { uint64_t key; int32_t left, right; uint32_t llen, rlen; } cand;
+typedef struct cand { uint64_t key; int32_t left, right, result; uint32_t llen, rlen; } cand;
 
 /* Scratch memory of one encode call. */
 typedef struct work {
@@ -735,15 +772,38 @@ static cand heap_pop(work *w) {
     return top;
 }
 
-static int try_pair(const g4_tokenizer *t, work *w, int32_t a, int32_t b) {
+/* Restore the heap order of all of w->heap (after unordered appends), O(n). */
+static void heapify(work *w) {
+    size_t n = w->heap_n;
+    for (size_t s = n / 2; s-- > 0;) {
+        cand c = w->heap[s];
+        size_t i = s;
+        for (;;) {
+            size_t k = 2 * i + 1;
+            if (k >= n) break;
+            if (k + 1 < n && w->heap[k + 1].key < w->heap[k].key) k++;
+            if (c.key <= w->heap[k].key) break;
+            w->heap[i] = w->heap[k];
+            i = k;
+        }
+        w->heap[i] = c;
+    }
+}
+
+/* Queue the pair (a, b) if a merge exists for it; sift=false appends only
+ * (the caller heapifies). */
+static int try_pair(const g4_tokenizer *t, work *w, int32_t a, int32_t b, bool sift) {
     if (a < 0 || b < 0) return 0;
     const sym *sa = &w->syms[a], *sb = &w->syms[b];
     if (sa->id < 0 || sb->id < 0) return 0;
     const struct mslot *m = find_merge(t, sa->id, sb->id);
     if (!m) return 0;
     /* (rank, position): lowest rank first, leftmost on ties */
-    cand c = { ((uint64_t)m->rank << 32) | sa->start, a, b, sa->len, sb->len };
-    return heap_push(w, c);
+    cand c = { ((uint64_t)m->rank << 32) | sa->start, a, b, m->result, sa->len, sb->len };
+    if (sift) return heap_push(w, c);
+    if (grow((void **)&w->heap, &w->heap_cap, w->heap_n + 1, sizeof *w->heap)) return -1;
+    w->heap[w->heap_n++] = c;
+    return 0;
 }
 
 static int emit_symbol(const g4_tokenizer *t, const char *s, const sym *y, g4_tokens *out,
@@ -792,20 +852,27 @@ static int bpe_run(const g4_tokenizer *t, work *w, const char *s, size_t n, g4_t
     }
     w->syms[ns - 1].next = -1;
     w->heap_n = 0;
-    for (int32_t i = 0; i + 1 < ns; i++)
-        if (try_pair(t, w, i, i + 1)) return g4_seterr(err, "tokenizer: out of memory");
+    /* the first lookups are independent: prefetch their table slots ahead
+     * (the merge table is ~16 MB, each lookup is otherwise a cache miss) */
+    for (int32_t i = 0; i + 1 < ns; i++) {
+        if (i + 9 < ns && w->syms[i + 8].id >= 0 && w->syms[i + 9].id >= 0) {
+            uint64_t key = ((uint64_t)(uint32_t)w->syms[i + 8].id << 32) | (uint32_t)w->syms[i + 9].id;
+            __builtin_prefetch(&t->mtab[hash_u64(key) & t->mmask]);
+        }
+        if (try_pair(t, w, i, i + 1, false)) return g4_seterr(err, "tokenizer: out of memory");
+    }
+    heapify(w);
     while (w->heap_n) {
         cand c = heap_pop(w);
         sym *a = &w->syms[c.left], *b = &w->syms[c.right];
         /* stale candidates: a side was merged away or grew since the push */
         if (a->len != c.llen || b->len != c.rlen || a->next != c.right || b->len == 0) continue;
-        const struct mslot *m = find_merge(t, a->id, b->id);
-        a->id = m->result;
+        a->id = c.result;
         a->len += b->len;
         a->next = b->next;
         if (b->next >= 0) w->syms[b->next].prev = c.left;
         b->len = 0;
-        if (try_pair(t, w, a->prev, c.left) || try_pair(t, w, c.left, a->next))
+        if (try_pair(t, w, a->prev, c.left, true) || try_pair(t, w, c.left, a->next, true))
             return g4_seterr(err, "tokenizer: out of memory");
     }
     for (int32_t i = 0; i >= 0; i = w->syms[i].next)
@@ -840,30 +907,20 @@ int g4_tok_encode(const g4_tokenizer *t, const char *text, size_t len, bool add_
     if (!t || !out || (!text && len)) return g4_seterr(err, "tokenizer: bad arguments");
     if (add_bos && t->bos >= 0 && push_id(out, t->bos, err)) return -1;
     work w = {0};
-    int rc = 0, k = parse_special ? 1 : 0;
+    int rc = 0;
     size_t frag = 0;
-    for (size_t i = 0; i < len; i++) {
-        uint8_t b0 = (uint8_t)text[i];
-        uint32_t nl = t->n_mlens[k][b0];
-        if (!nl) continue;
-        /* leftmost-longest whole-token match */
-        int32_t hit = -1;
-        uint32_t hl = 0;
-        for (uint32_t j = 0; j < nl; j++) {
-            uint32_t L = t->mlens[k][b0][j];
-            if (L > len - i) continue;
-            int32_t id = find_piece(t, text + i, L);
-            if (id >= 0 && (t->match[id] == G4_MATCH_ALWAYS || (k && t->match[id] == G4_MATCH_SPECIAL))) {
-                hit = id; hl = L;
-                break;
-            }
+    if (parse_special || t->has_always)
+        for (size_t i = 0; i < len; i++) {
+            if (t->trie_root[(uint8_t)text[i]] < 0) continue;
+            /* leftmost-longest whole-token match */
+            size_t hl = 0;
+            int32_t hit = trie_match(t, text + i, len - i, parse_special, &hl);
+            if (hit < 0) continue;
+            if ((rc = encode_text(t, &w, text + frag, i - frag, out, err))) goto done;
+            if ((rc = push_id(out, hit, err))) goto done;
+            i += hl - 1;
+            frag = i + 1;
         }
-        if (hit < 0) continue;
-        if ((rc = encode_text(t, &w, text + frag, i - frag, out, err))) goto done;
-        if ((rc = push_id(out, hit, err))) goto done;
-        i += hl - 1;
-        frag = i + 1;
-    }
     rc = encode_text(t, &w, text + frag, len - frag, out, err);
 done:
     free(w.buf); free(w.syms); free(w.heap);
