@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The gemma4c CLI: help, usage errors (exit 2), bad model files (exit 1 with a
+# message naming the problem), and the main commands on the golden models.
+. "$(dirname "$0")/lib.sh"
+
+E=$REF/gemma4-e.gguf
+"$G4" --help >/dev/null; check "--help exits 0" test $? = 0
+for c in info logits generate synth; do
+    "$G4" $c --help | grep -q usage; check "$c --help prints usage" test $? = 0
+done
+"$G4" nosuchcommand 2>/dev/null; check "unknown command -> exit 2" test $? = 2
+"$G4" info 2>/dev/null; check "info without -m -> exit 1" test $? = 1
+"$G4" info -m "$E" --threads abc 2>/dev/null; check "bad integer -> exit 2" test $? = 2
+"$G4" logits -m "$E" 2>/dev/null; check "logits without tokens -> exit 2" test $? = 2
+
+# damaged files: each must fail with exit 1 and say what is wrong
+expect_fail() { # desc file pattern
+    local out; out=$("$G4" info -m "$2" 2>&1 >/dev/null); local rc=$?
+    if [ $rc = 1 ] && printf '%s' "$out" | grep -q "$3"; then ok "$1"; else fail "$1 (rc $rc: $out)"; fi
+}
+expect_fail "missing file" "$TMP/none.gguf" "cannot open"
+head -c 100 "$E" > "$TMP/t1.gguf";      expect_fail "truncated in metadata" "$TMP/t1.gguf" "truncated\|larger than the file"
+head -c 20000 "$E" > "$TMP/t2.gguf";    expect_fail "truncated in tensor infos" "$TMP/t2.gguf" "truncated\|outside"
+head -c 2000000 "$E" > "$TMP/t3.gguf";  expect_fail "truncated in data" "$TMP/t3.gguf" "outside the file"
+printf 'GGML' > "$TMP/t4.gguf"; tail -c +5 "$E" >> "$TMP/t4.gguf"; expect_fail "bad magic" "$TMP/t4.gguf" "not a GGUF"
+: > "$TMP/t5.gguf";                      expect_fail "empty file" "$TMP/t5.gguf" "too small"
+expect_fail "a directory without a checkpoint" "$TMP" "config.json\|safetensors"
+
+# main commands on a golden model
+out=$("$G4" generate -m "$E" --tokens-file "$REF/gemma4-e.tokens.txt" --greedy --exact -n 16)
+check "generate --greedy --exact = exact greedy ids" test "$out" = "$(cat "$REF/gemma4-e.exact.greedy.txt")"
+"$G4" logits -m "$E" --tokens-file "$REF/gemma4-e.tokens.txt" --out "$TMP/l.f32" --exact
+check "logits writes n_tokens x n_vocab floats" test "$(stat -c %s "$TMP/l.f32")" = $((40 * 512 * 4))
+"$G4" generate -m "$E" --tokens "2 999999" -n 1 2>"$TMP/err"; rc=$?
+check "out-of-vocabulary id -> exit 1" test $rc = 1
+check "... with a message" grep -q "outside the vocabulary" "$TMP/err"
+a=$("$G4" generate -m "$E" --tokens "2 10 20" -n 8 --seed 5); b=$("$G4" generate -m "$E" --tokens "2 10 20" -n 8 --seed 5)
+check "sampling is reproducible with a seed" test "$a" = "$b"
+
+# synth + text generation on the tiny demo model
+"$G4" synth --arch tiny -o "$TMP/tiny.gguf" 2>/dev/null
+check "synth writes the tiny model" test -s "$TMP/tiny.gguf"
+"$G4" synth --arch tiny -o "$TMP/tiny.gguf" 2>/dev/null; check "synth refuses to overwrite" test $? = 1
+out=$("$G4" generate -m "$TMP/tiny.gguf" -p "Hello world" -n 8 --seed 1)
+check "generate -p prints text on the tiny model" test -n "$out"
+"$G4" synth --arch tiny --type Q4_K_M -o "$TMP/tq.gguf" 2>/dev/null
+check "synth Q4_K_M loads" "$G4" info -m "$TMP/tq.gguf" >/dev/null
+"$G4" synth --arch tiny --seed 9 -o "$TMP/s1.gguf" 2>/dev/null
+"$G4" synth --arch tiny --seed 9 -o "$TMP/s2.gguf" 2>/dev/null
+check "synth is deterministic" cmp -s "$TMP/s1.gguf" "$TMP/s2.gguf"

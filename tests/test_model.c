@@ -1,0 +1,237 @@
+/* Model configuration, memory plan and sampler.
+ *
+ * The per-layer table and the KV-cache bytes are checked against the facts
+ * in each golden model's config.json ("derived": sliding/full, own KV, KV
+ * donor, heads, head dims, FFN widths), which were written by the reference
+ * generator, not by us. `gemma4c info` must print the same KV numbers. */
+#include "harness.h"
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "gemma4c.h"
+
+static const char *MODELS[] = { "gemma4-e", "gemma4-dense", "gemma4-moe", "gemma4-kq.Q4_K_M" };
+
+static json_t *load_config(const char *model) {
+    char rel[256], base[64];
+    snprintf(base, sizeof base, "%s", model);
+    char *dot = strchr(base, '.');
+    if (dot) *dot = 0;
+    snprintf(rel, sizeof rel, "testdata/gemma4-ref/%s.config.json", base);
+    json_error_t je;
+    return json_load_file(shared_path(rel), 0, &je);
+}
+
+static gemma4c_model *open_golden(const char *model) {
+    char rel[256], err[600];
+    snprintf(rel, sizeof rel, "testdata/gemma4-ref/%s.gguf", model);
+    gemma4c_model *m = gemma4c_model_open(shared_path(rel), err, sizeof err);
+    if (!m) fprintf(stderr, "  %s\n", err);
+    return m;
+}
+
+/* Expected KV bytes from config.json: K and V, f32, per owning layer. */
+static void expected_kv(json_t *cfg, int n_ctx, int n_batch, uint64_t *per_tok, uint64_t *swa) {
+    json_t *d = json_object_get(cfg, "derived");
+    json_t *hf = json_object_get(cfg, "hf_like_config");
+    int W = (int)json_integer_value(json_object_get(hf, "sliding_window"));
+    json_t *sl = json_object_get(d, "layer_is_sliding"), *own = json_object_get(d, "layer_has_own_kv");
+    json_t *kv = json_object_get(d, "n_head_kv_per_layer"), *hd = json_object_get(d, "head_dim_per_layer");
+    uint64_t ring = (uint64_t)(W - 1 + n_batch);
+    if (ring > (uint64_t)n_ctx) ring = (uint64_t)n_ctx;
+    *per_tok = *swa = 0;
+    for (size_t l = 0; l < json_array_size(sl); l++) {
+        if (!json_is_true(json_array_get(own, l))) continue;
+        uint64_t b = 2 * 4 * (uint64_t)json_integer_value(json_array_get(kv, l)) *
+                     (uint64_t)json_integer_value(json_array_get(hd, l));
+        if (json_is_true(json_array_get(sl, l))) *swa += b * ring;
+        else *per_tok += b;
+    }
+}
+
+TEST(layer_table_matches_config) {
+    for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++) {
+        json_t *cfg = load_config(MODELS[i]);
+        gemma4c_model *m = open_golden(MODELS[i]);
+        CHECKF(cfg && m, "%s", MODELS[i]);
+        if (!cfg || !m) { json_decref(cfg); gemma4c_model_free(m); continue; }
+        const g4_model *gm = m->m;
+        json_t *d = json_object_get(cfg, "derived");
+        json_t *src = json_object_get(d, "kv_reuse_source");
+        for (int l = 0; l < gm->n_layer; l++) {
+            const g4_layer *y = &gm->layers[l];
+            CHECK(y->swa == json_is_true(json_array_get(json_object_get(d, "layer_is_sliding"), (size_t)l)));
+            CHECK(y->own_kv == json_is_true(json_array_get(json_object_get(d, "layer_has_own_kv"), (size_t)l)));
+            CHECK(y->head_dim == json_integer_value(json_array_get(json_object_get(d, "head_dim_per_layer"), (size_t)l)));
+            CHECK(y->n_kv_head == json_integer_value(json_array_get(json_object_get(d, "n_head_kv_per_layer"), (size_t)l)));
+            CHECK(y->n_ff == json_integer_value(json_array_get(json_object_get(d, "n_ff_per_layer"), (size_t)l)));
+            if (!y->own_kv) {
+                char key[16];
+                snprintf(key, sizeof key, "%d", l);
+                CHECKF(y->kv_src == json_integer_value(json_object_get(src, key)), "%s layer %d donor %d", MODELS[i], l,
+                       y->kv_src);
+            }
+        }
+        json_decref(cfg);
+        gemma4c_model_free(m);
+    }
+}
+
+TEST(kv_plan_matches_formula) {
+    int ctxs[] = { 1, 40, 256, 131072 }, batches[] = { 1, 7, 512 };
+    for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++) {
+        json_t *cfg = load_config(MODELS[i]);
+        gemma4c_model *m = open_golden(MODELS[i]);
+        if (!cfg || !m) { CHECK(0); json_decref(cfg); gemma4c_model_free(m); continue; }
+        for (int a = 0; a < 4; a++)
+            for (int b = 0; b < 3; b++) {
+                int nb = batches[b] > ctxs[a] ? ctxs[a] : batches[b];
+                gemma4c_memory_plan p;
+                CHECK(gemma4c_memory_plan_for(m, ctxs[a], batches[b], &p) == 0);
+                uint64_t per_tok, swa;
+                expected_kv(cfg, ctxs[a], nb, &per_tok, &swa);
+                CHECKF(p.kv_bytes_per_token == per_tok && p.kv_bytes_swa == swa &&
+                       p.kv_bytes == swa + per_tok * (uint64_t)ctxs[a],
+                       "%s ctx %d batch %d: plan %llu/%llu, formula %llu/%llu", MODELS[i], ctxs[a], batches[b],
+                       (unsigned long long)p.kv_bytes_per_token, (unsigned long long)p.kv_bytes_swa,
+                       (unsigned long long)per_tok, (unsigned long long)swa);
+                CHECK(p.total_bytes == p.weight_bytes + p.kv_bytes + p.scratch_bytes);
+            }
+        /* gemma4c info prints the same numbers */
+        char cmd[1024], rel[256];
+        snprintf(rel, sizeof rel, "testdata/gemma4-ref/%s.gguf", MODELS[i]);
+        const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+        snprintf(cmd, sizeof cmd, "%s/gemma4c info -m '%s' --ctx 256 --batch 7", build, shared_path(rel));
+        FILE *pp = popen(cmd, "r");
+        CHECK(pp != NULL);
+        if (pp) {
+            char line[512];
+            unsigned long long tot = 0, pt = 0;
+            while (fgets(line, sizeof line, pp)) {
+                if (strstr(line, "kv total:")) sscanf(strstr(line, ":") + 1, "%llu", &tot);
+                if (strstr(line, "kv per token:")) sscanf(strstr(line, ":") + 1, "%llu", &pt);
+            }
+            CHECK(pclose(pp) == 0);
+            uint64_t per_tok, swa;
+            expected_kv(cfg, 256, 7, &per_tok, &swa);
+            CHECKF(tot == swa + per_tok * 256 && pt == per_tok, "%s: info printed kv total %llu per token %llu",
+                   MODELS[i], tot, pt);
+        }
+        json_decref(cfg);
+        gemma4c_model_free(m);
+    }
+}
+
+/* ---- sampler ---------------------------------------------------------------- */
+
+TEST(sampler_greedy_and_ties) {
+    gemma4c_sampler_params p = gemma4c_sampler_default_params();
+    p.temperature = 0;
+    gemma4c_sampler *s = gemma4c_sampler_new(&p);
+    float l[5] = { 1, 3, 3, -1, 2 };
+    CHECK(gemma4c_sampler_sample(s, l, 5) == 1); /* lowest id on ties */
+    gemma4c_sampler_free(s);
+}
+
+TEST(sampler_reproducible_and_respects_filters) {
+    enum { V = 1000 };
+    float l[V];
+    uint64_t st = 7;
+    for (int i = 0; i < V; i++) {
+        st = st * 6364136223846793005ull + 1;
+        l[i] = (float)((st >> 33) % 1000) / 100.0f;
+    }
+    gemma4c_sampler_params p = gemma4c_sampler_default_params();
+    p.seed = 42;
+    gemma4c_sampler *a = gemma4c_sampler_new(&p), *b = gemma4c_sampler_new(&p);
+    int same = 1;
+    for (int k = 0; k < 200; k++) same &= gemma4c_sampler_sample(a, l, V) == gemma4c_sampler_sample(b, l, V);
+    CHECK(same);
+    gemma4c_sampler_free(a);
+    gemma4c_sampler_free(b);
+    /* top-k 3: only the 3 best ids ever come out, and all of them do */
+    int best[3] = { -1, -1, -1 };
+    for (int r = 0; r < 3; r++)
+        for (int i = 0; i < V; i++) {
+            int taken = 0;
+            for (int j = 0; j < r; j++) taken |= best[j] == i;
+            if (!taken && (best[r] < 0 || l[i] > l[best[r]])) best[r] = i;
+        }
+    p.top_k = 3;
+    p.top_p = 1.0f;
+    p.temperature = 5.0f;
+    a = gemma4c_sampler_new(&p);
+    int seen[3] = { 0 }, other = 0;
+    for (int k = 0; k < 3000; k++) {
+        int t = gemma4c_sampler_sample(a, l, V), hit = 0;
+        for (int j = 0; j < 3; j++) if (t == best[j]) { seen[j]++; hit = 1; }
+        other += !hit;
+    }
+    CHECK(other == 0 && seen[0] > 0 && seen[1] > 0 && seen[2] > 0);
+    gemma4c_sampler_free(a);
+    /* top-p: with one dominant token and p = 0.5 only that token comes out */
+    float l2[4] = { 10, 0, 0, 0 };
+    p.top_k = 0;
+    p.top_p = 0.5f;
+    p.temperature = 1.0f;
+    a = gemma4c_sampler_new(&p);
+    int ok = 1;
+    for (int k = 0; k < 500; k++) ok &= gemma4c_sampler_sample(a, l2, 4) == 0;
+    CHECK(ok);
+    gemma4c_sampler_free(a);
+    /* min-p 0.5 with probabilities ~ (0.47, 0.47, 0.06): the third never */
+    float l3[3] = { 2, 2, 0 };
+    p.top_p = 1.0f;
+    p.min_p = 0.5f;
+    a = gemma4c_sampler_new(&p);
+    int third = 0, first = 0;
+    for (int k = 0; k < 2000; k++) {
+        int t = gemma4c_sampler_sample(a, l3, 3);
+        third += t == 2;
+        first += t == 0;
+    }
+    CHECK(third == 0 && first > 800 && first < 1200);
+    gemma4c_sampler_free(a);
+    /* empirical distribution at temperature 1 follows softmax */
+    p.min_p = 0;
+    a = gemma4c_sampler_new(&p);
+    int cnt[3] = { 0 };
+    for (int k = 0; k < 20000; k++) cnt[gemma4c_sampler_sample(a, l3, 3)]++;
+    double p2 = exp(0) / (2 * exp(2) + 1);
+    CHECK_NEAR(cnt[2] / 20000.0, p2, 0.01);
+    gemma4c_sampler_free(a);
+}
+
+TEST(sampler_penalties) {
+    gemma4c_sampler_params p = gemma4c_sampler_default_params();
+    p.temperature = 0;
+    p.repeat_penalty = 2.0f;
+    gemma4c_sampler *s = gemma4c_sampler_new(&p);
+    float l[3] = { 2.0f, 1.5f, 0.0f };
+    CHECK(gemma4c_sampler_sample(s, l, 3) == 0);
+    gemma4c_sampler_accept(s, 0);                 /* 2.0 / 2 = 1.0 < 1.5 */
+    CHECK(gemma4c_sampler_sample(s, l, 3) == 1);
+    gemma4c_sampler_free(s);
+    p.repeat_penalty = 1.0f;
+    p.presence_penalty = 0.3f;
+    p.frequency_penalty = 0.2f;
+    s = gemma4c_sampler_new(&p);
+    gemma4c_sampler_accept(s, 0);                 /* 2.0 - 0.3 - 0.2 = 1.5: tie -> lowest id 0 */
+    CHECK(gemma4c_sampler_sample(s, l, 3) == 0);
+    gemma4c_sampler_accept(s, 0);                 /* 2.0 - 0.3 - 0.4 = 1.3 < 1.5 */
+    CHECK(gemma4c_sampler_sample(s, l, 3) == 1);
+    gemma4c_sampler_reset(s);
+    CHECK(gemma4c_sampler_sample(s, l, 3) == 0);
+    gemma4c_sampler_free(s);
+}
+
+int main(void) {
+    RUN(layer_table_matches_config);
+    RUN(kv_plan_matches_formula);
+    RUN(sampler_greedy_and_ties);
+    RUN(sampler_reproducible_and_respects_filters);
+    RUN(sampler_penalties);
+    return test_summary();
+}
