@@ -13,8 +13,8 @@
  * IQ4 quantizers run the algorithms llama-quantize uses without an importance
  * matrix, and vec_dot follows ggml's generic CPU dot products. This needs
  * plain IEEE single precision with no contraction of a*b+c into an FMA: the
- * build uses -std=c11 (GCC then defaults to -ffp-contract=off) and clang is
- * told below.
+ * build uses -std=c11 (GCC then defaults to -ffp-contract=off); clang and
+ * GNU-dialect builds are told below. No -ffast-math.
  *
  * Every kernel takes n elements, n a multiple of the block size (the caller,
  * i.e. the model loader, validates shapes against the type table). Non-finite
@@ -31,6 +31,9 @@
 
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__) && !defined(__STRICT_ANSI__)
+/* GNU dialect: GCC would fuse a*b+c into FMAs where the target has them */
+#pragma GCC optimize("fp-contract=off")
 #endif
 
 #define QK   32
