@@ -278,6 +278,42 @@ TEST(quantize_dequantize_error) {
     CHECK(errs[G4_Q5_K] < errs[G4_Q5_0]);
 }
 
+/* ggml's own unit test (tests/test-quantize-fns.cpp) on its synthetic data
+ * 0.1 + 2 cos(i + offset), 4096 values, with its thresholds: "total error"
+ * sqrt(sum d^2) / n below 0.002 (0.0075 for 2-bit, 0.004 for 3-bit), and the
+ * fast dot product against the f32 dot, |err| / n below 0.02 (0.04 for
+ * 2-bit). A quantizer following ggml's algorithms passes the same bars. */
+TEST(ggml_unit_test_thresholds) {
+    const int64_t n = 32 * 128;
+    float *a = malloc((size_t)n * 4), *b = malloc((size_t)n * 4), *y = malloc((size_t)n * 4);
+    for (int64_t i = 0; i < n; i++) {
+        a[i] = (float)(0.1 + 2 * cosf((float)i));
+        b[i] = (float)(0.1 + 2 * cosf((float)i + 1.0f));
+    }
+    double ref = 0;
+    for (int64_t i = 0; i < n; i++) ref += a[i] * b[i];
+    for (int k = 0; k < N_ALL_TYPES; k++) {
+        const int t = ALL_TYPES[k];
+        const g4_type_traits *tr = T(t), *vt = T(tr->vec_dot_type);
+        void *q = malloc(g4_row_size(t, n)), *xq = malloc(g4_row_size(tr->vec_dot_type, n));
+        tr->from_float(a, q, n);
+        tr->to_float(q, y, n);
+        double sum = 0;
+        for (int64_t i = 0; i < n; i++) sum += ((double)a[i] - y[i]) * ((double)a[i] - y[i]);
+        const double total = sqrt(sum) / n;
+        vt->from_float(b, xq, n);
+        const double dot_err = fabs(tr->vec_dot(q, xq, n) - ref) / n;
+        const double tmax = t == G4_Q2_K ? 0.0075 : t == G4_Q3_K ? 0.0040 : 0.002;
+        const double dmax = t == G4_Q2_K ? 0.04 : 0.02;
+        printf("  %-7s total error %.6f (max %.4f)  dot error %.6f (max %.2f)\n", tr->name, total,
+               tmax, dot_err, dmax);
+        CHECKF(total < tmax, "%s total error %g", tr->name, total);
+        CHECKF(dot_err < dmax, "%s dot error %g", tr->name, dot_err);
+        free(q); free(xq);
+    }
+    free(a); free(b); free(y);
+}
+
 /* Degenerate rows: zeros, constants, one spike. No NaN, zeros stay zero. */
 TEST(quantize_degenerate_rows) {
     for (int k = 0; k < N_ALL_TYPES; k++) {
@@ -807,6 +843,7 @@ int main(void) {
     RUN(bf16_conversion);
     RUN(table_kernels_present);
     RUN(quantize_dequantize_error);
+    RUN(ggml_unit_test_thresholds);
     RUN(quantize_degenerate_rows);
     RUN(quantize_hostile_values);
     RUN(dot_products_random);
