@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,6 +185,111 @@ static int out_write(outf *o, const void *p, size_t n, g4_error *err) {
     return 0;
 }
 
+/* Double-buffered sink: the caller fills one buffer (conversion, in the
+ * caller's threads) while a background thread writes the other, so compute
+ * and disk overlap. Data goes out strictly in order. */
+typedef struct sink {
+    outf *of;
+    pthread_t th;
+    bool threaded;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint8_t *buf[2];
+    size_t cap, len[2];
+    bool full[2], stop;
+    int cur, rc;
+    g4_error err;
+} sink;
+
+static void *sink_main(void *p) {
+    sink *s = p;
+    int w = 0;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->full[w] && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
+        if (!s->full[w]) break;  /* stop and nothing left */
+        pthread_mutex_unlock(&s->mu);
+        g4_error e;
+        int rc = s->rc ? 0 : out_write(s->of, s->buf[w], s->len[w], &e);
+        pthread_mutex_lock(&s->mu);
+        if (rc && !s->rc) { s->rc = -1; s->err = e; }
+        s->full[w] = false;
+        s->len[w] = 0;
+        w ^= 1;
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+static int sink_init(sink *s, outf *of, size_t cap) {
+    memset(s, 0, sizeof *s);
+    s->of = of;
+    s->cap = cap;
+    s->buf[0] = malloc(cap);
+    s->buf[1] = malloc(cap);
+    if (!s->buf[0] || !s->buf[1]) { free(s->buf[0]); free(s->buf[1]); return -1; }
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->threaded = pthread_create(&s->th, NULL, sink_main, s) == 0;
+    return 0;
+}
+
+/* Hand the current buffer to the writer and switch to the other one. */
+static void sink_submit(sink *s) {
+    if (!s->len[s->cur]) return;
+    if (!s->threaded) {
+        g4_error e;
+        if (!s->rc && out_write(s->of, s->buf[s->cur], s->len[s->cur], &e)) { s->rc = -1; s->err = e; }
+        s->len[s->cur] = 0;
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->full[s->cur] = true;
+    pthread_cond_broadcast(&s->cv);
+    s->cur ^= 1;
+    while (s->full[s->cur]) pthread_cond_wait(&s->cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Room for n bytes (n <= cap) at the end of the current buffer. */
+static uint8_t *sink_reserve(sink *s, size_t n) {
+    if (s->len[s->cur] + n > s->cap) sink_submit(s);
+    return s->rc ? NULL : s->buf[s->cur] + s->len[s->cur];
+}
+
+static int sink_put(sink *s, const void *p, size_t n) {
+    const uint8_t *c = p;
+    while (n) {
+        size_t k = n < s->cap ? n : s->cap;
+        uint8_t *d = sink_reserve(s, k);
+        if (!d) return -1;
+        memcpy(d, c, k);
+        s->len[s->cur] += k;
+        c += k;
+        n -= k;
+    }
+    return 0;
+}
+
+/* Flush, stop the writer; returns the first write error (err filled). */
+static int sink_finish(sink *s, g4_error *err) {
+    sink_submit(s);
+    if (s->threaded) {
+        pthread_mutex_lock(&s->mu);
+        s->stop = true;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->th, NULL);
+    }
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s->buf[0]);
+    free(s->buf[1]);
+    if (s->rc && err) *err = s->err;
+    return s->rc;
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -215,7 +321,7 @@ int gguf_write_ex(const gguf_file *f, const char *path, const gguf_write_opts *o
     const gguf_tensor *ts = o->tensors ? o->tensors : f->tensors;
     uint64_t n_t = o->tensors ? o->n_tensors : f->n_tensors;
     uint32_t al = alignment_of(f, o);
-    size_t chunk = o->chunk_bytes ? o->chunk_bytes : (64u << 20);
+    size_t chunk = o->chunk_bytes ? o->chunk_bytes : (32u << 20);
 
     if (!o->force && access(path, F_OK) == 0)
         return g4_seterr(err, "%s: already exists (use --force to overwrite)", path);
@@ -237,10 +343,28 @@ int gguf_write_ex(const gguf_file *f, const char *path, const gguf_write_opts *o
         return -1;
     }
     fchmod(fd, 0644);
-    uint8_t *buf = NULL;
-    size_t bufcap = 0;
     outf of = { fd, tmp, 0, 0, 0 };
-    int rc = out_write(&of, hb.p, hb.n, err);
+    /* buffers hold a whole chunk of rows plus the padding after a tensor;
+     * a single row larger than a chunk gets a bigger buffer */
+    size_t cap = chunk;
+    for (uint64_t i = 0; i < n_t; i++) {
+        size_t row = g4_row_size(ts[i].type, ts[i].ne[0]);
+        if (row > cap) cap = row;
+    }
+    cap += al;
+    sink sk;
+    int rc = 0;
+    if (sink_init(&sk, &of, cap)) {
+        rc = g4_seterr(err, "out of memory");
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        free(hb.p);
+        return rc;
+    }
+    bool sink_failed = false;
+    rc = sink_put(&sk, hb.p, hb.n);
+    sink_failed = rc != 0;
     free(hb.p);
     hb.p = NULL;
 
@@ -257,39 +381,33 @@ int gguf_write_ex(const gguf_file *f, const char *path, const gguf_write_opts *o
             break;
         }
         if (t->data) {
-            for (size_t off = 0; off < t->nbytes && !rc; off += chunk) {
-                size_t k = t->nbytes - off < chunk ? t->nbytes - off : chunk;
-                rc = out_write(&of, (const uint8_t *)t->data + off, k, err);
-                done += k;
-                progress_show(&pg, done, false);
-            }
+            rc = sink_put(&sk, t->data, t->nbytes);
+            sink_failed = rc != 0;
+            done += t->nbytes;
+            progress_show(&pg, done, false);
         } else {
             if (!o->fill) { rc = g4_seterr(err, "tensor '%s': no data", t->name); break; }
             int64_t rows_per = (int64_t)(chunk / row);
             if (rows_per < 1) rows_per = 1;
-            size_t need = chunk > row ? chunk : row;
-            if (need > bufcap) {
-                free(buf);
-                buf = malloc(need);
-                bufcap = buf ? need : 0;
-            }
-            if (!buf) { rc = g4_seterr(err, "out of memory"); break; }
             for (int64_t r = 0; r < nrows && !rc; r += rows_per) {
                 int64_t k = nrows - r < rows_per ? nrows - r : rows_per;
-                rc = o->fill(o->ud, i, r, k, buf, err);
-                if (!rc) rc = out_write(&of, buf, (size_t)k * row, err);
+                uint8_t *d = sink_reserve(&sk, (size_t)k * row);
+                if (!d) { rc = -1; sink_failed = true; break; }
+                rc = o->fill(o->ud, i, r, k, d, err);
+                if (!rc) sk.len[sk.cur] += (size_t)k * row;
                 done += (uint64_t)k * row;
                 progress_show(&pg, done, false);
             }
         }
         uint64_t pad = align_up(t->nbytes, al) - t->nbytes;
-        while (pad && !rc) {
-            size_t k = pad > sizeof zero ? sizeof zero : (size_t)pad;
-            rc = out_write(&of, zero, k, err);
-            pad -= k;
-        }
+        if (pad && !rc) { rc = sink_put(&sk, zero, (size_t)pad); sink_failed = rc != 0; }
     }
-    free(buf);
+    {
+        g4_error werr;
+        /* a failed sink_put/sink_reserve means the writer failed: report its error */
+        int wrc = sink_finish(&sk, &werr);
+        if (wrc && (!rc || sink_failed)) { rc = -1; if (err) *err = werr; }
+    }
     if (!rc && fsync(fd)) rc = g4_seterr(err, "%s: fsync failed: %s", tmp, strerror(errno));
     if (close(fd) && !rc) rc = g4_seterr(err, "%s: close failed: %s", tmp, strerror(errno));
     if (!rc) {
