@@ -30,7 +30,11 @@ static void render_usage(FILE *o) {
         "                        enable_thinking or chat_template_kwargs.enable_thinking\n"
         "  --think / --no-think  override enable_thinking\n"
         "  --gen / --no-gen      override add_generation_prompt\n"
-        "  --print-family        print the selected family on stderr\n");
+        "  --print-family        print the selected family on stderr\n"
+        "\n"
+        "Batch mode (tests): gemma4c render --family F --out-dir DIR REQ.json...\n"
+        "  writes DIR/NAME.F.txt per request (NAME.F.err, empty, when it is rejected;\n"
+        "  the reason goes to stderr).\n");
 }
 
 static char *slurp(const char *path, size_t *len) {
@@ -106,8 +110,49 @@ static g4_chat_family family_from_model_path(const char *path, g4_error *err) {
     return f;
 }
 
+/* Render one request file; returns the malloc'd prompt or NULL with a message. */
+static char *render_file(const char *path, const g4_chat_options *opt, g4_chat_family fam, size_t *n,
+                         char *msg, size_t msz) {
+    size_t rlen = 0;
+    char *rtext = slurp(path, &rlen);
+    if (!rtext) { snprintf(msg, msz, "cannot read %s", path); return NULL; }
+    json_error_t je;
+    json_t *r = json_loadb(rtext, rlen, JSON_ALLOW_NUL, &je);
+    free(rtext);
+    if (!r) { snprintf(msg, msz, "%s:%d:%d: %s", path, je.line, je.column, je.text); return NULL; }
+    g4_error err = {0};
+    char *out = g4_chat_render(r, opt, fam, n, &err);
+    json_decref(r);
+    if (!out) snprintf(msg, msz, "%s: %s", path, err.msg);
+    return out;
+}
+
+static int render_batch(const char *dir, char **files, int nfiles, const g4_chat_options *opt,
+                        g4_chat_family fam) {
+    int rc = 0;
+    for (int i = 0; i < nfiles; i++) {
+        const char *base = strrchr(files[i], '/');
+        base = base ? base + 1 : files[i];
+        size_t bl = strlen(base);
+        if (bl > 5 && !strcmp(base + bl - 5, ".json")) bl -= 5;
+        char msg[1024], path[4096];
+        size_t n = 0;
+        char *out = render_file(files[i], opt, fam, &n, msg, sizeof msg);
+        snprintf(path, sizeof path, "%s/%.*s.%s.%s", dir, (int)bl, base, g4_chat_family_name(fam), out ? "txt" : "err");
+        if (!out) fprintf(stderr, "gemma4c render: %s\n", msg);
+        FILE *f = fopen(path, "wb");
+        if (!f || (out && fwrite(out, 1, n, f) != n)) { fprintf(stderr, "gemma4c render: cannot write %s\n", path); rc = 1; }
+        if (f && fclose(f)) rc = 1;
+        free(out);
+    }
+    return rc;
+}
+
 int cmd_render(int argc, char **argv) {
-    const char *model = NULL, *family = NULL, *tmpl = NULL, *req = NULL;
+    const char *model = NULL, *family = NULL, *tmpl = NULL, *req = NULL, *outdir = NULL;
+    int nfiles = 0;
+    char **files = calloc((size_t)argc + 1, sizeof *files);
+    if (!files) return 1;
     g4_chat_options opt = G4_CHAT_OPTIONS_DEFAULT;
     int print_family = 0;
     for (int i = 1; i < argc; i++) {
@@ -123,9 +168,15 @@ int cmd_render(int argc, char **argv) {
         else if (!strcmp(a, "--gen")) opt.add_generation_prompt = 1;
         else if (!strcmp(a, "--no-gen")) opt.add_generation_prompt = 0;
         else if (!strcmp(a, "--print-family")) print_family = 1;
-        else { fprintf(stderr, "gemma4c render: bad argument '%s'\n\n", a); render_usage(stderr); return 2; }
+        else if (!strcmp(a, "--out-dir") && has) outdir = argv[++i];
+        else if (a[0] != '-') files[nfiles++] = argv[i];
+        else { fprintf(stderr, "gemma4c render: bad argument '%s'\n\n", a); render_usage(stderr); free(files); return 2; }
     }
-    if (!req || (!model && !family && !tmpl)) { render_usage(stderr); return 2; }
+    if ((!req && !outdir) || (nfiles && !outdir) || (!model && !family && !tmpl)) {
+        render_usage(stderr);
+        free(files);
+        return 2;
+    }
 
     g4_error err = {0};
     g4_chat_family fam = G4_CHAT_FAMILY_UNKNOWN;
@@ -152,21 +203,17 @@ int cmd_render(int argc, char **argv) {
         }
     }
     if (print_family) fprintf(stderr, "family: %s\n", g4_chat_family_name(fam));
-
-    size_t rlen = 0;
-    char *rtext = slurp(req, &rlen);
-    if (!rtext) { fprintf(stderr, "gemma4c render: cannot read %s\n", req); return 1; }
-    json_error_t je;
-    json_t *r = json_loadb(rtext, rlen, JSON_ALLOW_NUL, &je);
-    free(rtext);
-    if (!r) {
-        fprintf(stderr, "gemma4c render: %s:%d:%d: %s\n", req, je.line, je.column, je.text);
-        return 1;
+    if (outdir) {
+        int rc = render_batch(outdir, files, nfiles, &opt, fam);
+        free(files);
+        return rc;
     }
+    free(files);
+
+    char msg[1024];
     size_t n = 0;
-    char *out = g4_chat_render(r, &opt, fam, &n, &err);
-    json_decref(r);
-    if (!out) { fprintf(stderr, "gemma4c render: %s\n", err.msg); return 1; }
+    char *out = render_file(req, &opt, fam, &n, msg, sizeof msg);
+    if (!out) { fprintf(stderr, "gemma4c render: %s\n", msg); return 1; }
     fwrite(out, 1, n, stdout);
     free(out);
     return fflush(stdout) == 0 ? 0 : 1;

@@ -237,6 +237,15 @@ case("legacy-with-content", [U("go"),
      {"role": "assistant", "reasoning_content": "r", "tool_calls": [call("now", {})],
       "tool_responses": [{"name": "now", "response": {"t": "12:00"}}], "content": "Noon."}, U("and?")], think=True)
 
+# --- inputs the template rejects (gemma4c must reject them too)
+case("error-tool-result-unnamed", [U("go"),
+     {"role": "assistant", "tool_calls": [call("now", {}, "a")]}, tool("r", "zzz")])
+case("error-tool-result-object", [U("go"),
+     {"role": "assistant", "tool_calls": [call("now", {}, "a")]}, tool({"k": 1}, "a")])
+case("tool-result-empty-object", [U("go"),
+     {"role": "assistant", "tool_calls": [call("now", {}, "a")]}, tool({}, "a")])
+
+
 if __name__ == "__main__":
     d = os.path.join(HERE, "cases")
     os.makedirs(d, exist_ok=True)

@@ -4,8 +4,8 @@
 usage: render_all.py OUTDIR FILE.json...
 
 For each FILE writes OUTDIR/NAME.31b.txt (google-gemma-4-31B-it.jinja) and
-OUTDIR/NAME.e.txt (the E2B/E4B variant), or NAME.<fam>.err when the template
-raises. One process for all files keeps the test fast.
+OUTDIR/NAME.e.txt (the E2B/E4B variant), or an empty NAME.<fam>.err when the
+template raises (the layout `gemma4c render --out-dir` writes). One process for all files keeps the test fast.
 
 No E2B/E4B template file is in shared/reference/templates/; per
 gemma4-chat-format.md §0 it differs from the 31B one only in not pre-filling
@@ -35,18 +35,35 @@ def main():
         t31 = f.read()
     assert t31.count(PREFILL) == 1, "31B template changed: cannot derive the E2B/E4B variant"
     te = t31.replace(PREFILL, "")
+    # compile each template once (render_template.render recompiles per call)
+    env = render_template.make_env()
+    tmpls = (("31b", env.from_string(t31)), ("e", env.from_string(te)))
     for path in sys.argv[2:]:
         name = os.path.splitext(os.path.basename(path))[0]
         with open(path, "rb") as f:
             conv = json.loads(f.read().decode("utf-8"))
-        for fam, text in (("31b", t31), ("e", te)):
+        if isinstance(conv, list):
+            conv = {"messages": conv}
+        # the same context as render_template.render()
+        ctx = {
+            "messages": conv["messages"],
+            "tools": conv.get("tools"),
+            "add_generation_prompt": bool(conv.get("add_generation_prompt", False)),
+            "bos_token": conv.get("bos_token", "<bos>"),
+            "eos_token": conv.get("eos_token", "<eos>"),
+        }
+        if "enable_thinking" in conv:  # absent stays undefined
+            ctx["enable_thinking"] = conv["enable_thinking"]
+        ctx.update(conv.get("vars", {}))
+        for fam, tmpl in tmpls:
             try:
-                res = render_template.render(text, conv)
+                res = tmpl.render(**ctx)
                 with open(os.path.join(out, f"{name}.{fam}.txt"), "wb") as f:
                     f.write(res.encode("utf-8"))
             except Exception as e:  # template errors are expected for some inputs
-                with open(os.path.join(out, f"{name}.{fam}.err"), "w") as f:
-                    f.write(f"{type(e).__name__}: {e}\n")
+                # empty marker file (gemma4c --out-dir writes the same), reason on stderr
+                open(os.path.join(out, f"{name}.{fam}.err"), "w").close()
+                sys.stderr.write(f"{name} ({fam}): template raised {type(e).__name__}: {e}\n")
     return 0
 
 
