@@ -133,6 +133,11 @@ TEST(byte_fallback_roundtrip) {
         for (size_t k = 0; k + 2 < n; k++)
             if (buf[k] == (char)0xe2 && buf[k + 1] == (char)0x96 && buf[k + 2] == (char)0x81) buf[k] = 'x';
         if (!roundtrip(g_real, buf, n)) bad++;
+        /* with special matching on, any bytes still encode */
+        g4_tokens ids = {0};
+        g4_error err = {{0}};
+        if (g4_tok_encode(g_real, buf, n, true, true, &ids, &err) != 0 || ids.n < 2) bad++;
+        g4_tokens_free(&ids);
     }
     CHECKF(bad == 0, "%d random byte strings did not round-trip", bad);
 }
@@ -240,7 +245,7 @@ TEST(long_inputs_linear) {
     g4_tokens_free(&ids);
     free(s);
     printf("  2 MB line: %.3f s, 1 MB 'a' run: %.3f s\n", t1, t2);
-    CHECK(t1 < 10.0 && t2 < 10.0);
+    CHECK(t1 < 30.0 && t2 < 30.0);   /* quadratic would take minutes */
 }
 
 /* --- hand-made vocabularies ---------------------------------------------- */
@@ -255,7 +260,7 @@ static g4_tokenizer *mini(const char *const *toks, size_t n, const char *const *
 
 TEST(bpe_rank_order) {
     g4_error err = {{0}};
-    const char *toks[] = { "a", "b", "c", "ab", "bc", "abc", "aa", "\xe2\x96\x81", "\xe2\x96\x81" "a" };
+    const char *toks[] = { "a", "b", "c", "ab", "bc", "abc", "aa", "\xe2\x96\x81", "\xe2\x96\x81\x61" };
     /* "b c" outranks "a b": abc -> a + bc, no "a bc" merge */
     const char *m1[] = { "b c", "a b", "a a" };
     g4_tokenizer *t = mini(toks, 9, m1, 3, &err);
