@@ -30,6 +30,10 @@ static void render_usage(FILE *o) {
         "                        enable_thinking or chat_template_kwargs.enable_thinking\n"
         "  --think / --no-think  override enable_thinking\n"
         "  --gen / --no-gen      override add_generation_prompt\n"
+        "  --openai-compat       llama.cpp behaviour: JSON-string tool-call arguments\n"
+        "                        are parsed to objects; a generation prompt after a\n"
+        "                        closed tool-use turn is not dropped (default: exactly\n"
+        "                        the official template)\n"
         "  --print-family        print the selected family on stderr\n"
         "\n"
         "Batch mode (tests): gemma4c render --family F --out-dir DIR REQ.json...\n"
@@ -168,6 +172,7 @@ int cmd_render(int argc, char **argv) {
         else if (!strcmp(a, "--gen")) opt.add_generation_prompt = 1;
         else if (!strcmp(a, "--no-gen")) opt.add_generation_prompt = 0;
         else if (!strcmp(a, "--print-family")) print_family = 1;
+        else if (!strcmp(a, "--openai-compat")) opt.compat = G4_CHAT_COMPAT_LLAMACPP;
         else if (!strcmp(a, "--out-dir") && has) outdir = argv[++i];
         else if (a[0] != '-') files[nfiles++] = argv[i];
         else { fprintf(stderr, "gemma4c render: bad argument '%s'\n\n", a); render_usage(stderr); free(files); return 2; }

@@ -68,7 +68,7 @@ TEST(render_generation_prompt_families) {
     CHECK(a && !strcmp(a, "<bos><|turn>system\n<|think|>\n<turn|>\n<|turn>user\nHi<turn|>\n<|turn>model\n"));
     free(a);
     json_t *r = J(kw);
-    g4_chat_options o = { 0, 0, "" };
+    g4_chat_options o = { 0, 0, "", 0 };
     a = g4_chat_render(r, &o, G4_CHAT_FAMILY_31B, NULL, &err);
     CHECK(a && !strcmp(a, "<|turn>user\nHi<turn|>\n"));
     free(a);
@@ -90,6 +90,29 @@ TEST(render_value_formatting) {
         "m:{x:<|\"|><|\"|><|\"|>,Y:<|\"|>s<|\"|>},n:-2.5e-07}<tool_call|><|tool_response>";
     CHECKF(a && !strcmp(a, want), "%s", a ? a : err.msg);
     free(a);
+}
+
+TEST(render_compat) {
+    const char *req =
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"assistant\",\"content\":\"Checking.\","
+        "\"tool_calls\":[{\"id\":\"a\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"b\\\": 1, \\\"A\\\": \\\"x\\\"}\"}}]},"
+        "{\"role\":\"tool\",\"tool_call_id\":\"a\",\"content\":\"r\"}],\"add_generation_prompt\":true}";
+    const char *body = "<bos><|turn>user\nq<turn|>\n<|turn>model\n<|tool_call>call:f{%s}<tool_call|>"
+                       "<|tool_response>response:f{value:<|\"|>r<|\"|>}<tool_response|>Checking.<turn|>\n%s";
+    char want[1024];
+    json_t *r = J(req);
+    g4_error err = {0};
+    char *a = g4_chat_render(r, NULL, G4_CHAT_FAMILY_E, NULL, &err);
+    snprintf(want, sizeof want, body, "{\"b\": 1, \"A\": \"x\"}", "");
+    CHECKF(a && !strcmp(a, want), "%s", a ? a : err.msg);   /* the template: raw string, no new turn */
+    free(a);
+    g4_chat_options o = G4_CHAT_OPTIONS_DEFAULT;
+    o.compat = G4_CHAT_COMPAT_LLAMACPP;
+    a = g4_chat_render(r, &o, G4_CHAT_FAMILY_E, NULL, &err);
+    snprintf(want, sizeof want, body, "A:<|\"|>x<|\"|>,b:1", "<|turn>model\n");
+    CHECKF(a && !strcmp(a, want), "%s", a ? a : err.msg);
+    free(a);
+    json_decref(r);
 }
 
 TEST(render_errors) {
@@ -532,6 +555,7 @@ int main(void) {
     RUN(render_spec_examples);
     RUN(render_generation_prompt_families);
     RUN(render_value_formatting);
+    RUN(render_compat);
     RUN(render_errors);
     RUN(render_family_selection);
     RUN(parse_wellformed);

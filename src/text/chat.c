@@ -54,6 +54,7 @@ typedef struct rctx {
     sbuf out;
     g4_error *err;
     int failed;
+    unsigned compat;
     char path[256];   /* field being rendered, for error messages */
 } rctx;
 
@@ -322,11 +323,36 @@ typedef struct kv_ent {
     size_t idx;
 } kv_ent;
 
-static int lower_cmp(const char *a, const char *b) {
-    for (;; a++, b++) {
-        int x = tolower((unsigned char)*a), y = tolower((unsigned char)*b);
-        if (x != y || !x) return (unsigned char)x - (unsigned char)y;
+/* Python str.lower() for the common cases: ASCII, Latin-1, Latin
+ * Extended-A, basic Greek and Cyrillic capitals (checked against Python for
+ * U+0000-U+017F). Other code points compare as they are. */
+static uint32_t py_lower(uint32_t c) {
+    if (c < 0x80) return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+    if ((c >= 0xC0 && c <= 0xDE && c != 0xD7) || (c >= 0x391 && c <= 0x3AB && c != 0x3A2) ||
+        (c >= 0x410 && c <= 0x42F))
+        return c + 32;
+    if (c >= 0x400 && c <= 0x40F) return c + 80;
+    if (c == 0x178) return 0xFF;
+    if (c >= 0x100 && c <= 0x17F && c != 0x130 && c != 0x131 && c != 0x138 && c != 0x149 && c != 0x178 &&
+        c != 0x17F) {
+        /* pairs: even upper / odd lower, except 0x139-0x148 and 0x179-0x17E (odd upper) */
+        int odd_upper = (c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E);
+        if (odd_upper ? (c & 1) : !(c & 1)) return c + 1;
     }
+    return c;
+}
+
+static int lower_cmp(const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b), i = 0, j = 0;
+    while (i < na && j < nb) {
+        size_t la, lb;
+        uint32_t x = py_lower(utf8_dec((const unsigned char *)a + i, na - i, &la));
+        uint32_t y = py_lower(utf8_dec((const unsigned char *)b + j, nb - j, &lb));
+        if (x != y) return x < y ? -1 : 1;
+        i += la;
+        j += lb;
+    }
+    return (i < na) - (j < nb);
 }
 
 static int kv_cmp(const void *pa, const void *pb) {
@@ -726,7 +752,11 @@ static int render_message(rctx *c, const json_t *loop, size_t i, size_t nloop, l
             sb_puts(&c->out, "<|tool_call>call:");
             sb_put(&c->out, json_string_value(name), json_string_length(name));
             sb_puts(&c->out, "{");
-            json_t *args = get(fn, "arguments");
+            json_t *args = get(fn, "arguments"), *parsed = NULL;
+            if (json_is_string(args) && (c->compat & G4_CHAT_COMPAT_JSON_ARGS)) {
+                parsed = json_loadb(json_string_value(args), json_string_length(args), 0, NULL);
+                if (json_is_object(parsed)) args = parsed;
+            }
             if (json_is_object(args)) {
                 size_t n;
                 kv_ent *e = dictsort(c, args, &n);
@@ -742,6 +772,7 @@ static int render_message(rctx *c, const json_t *loop, size_t i, size_t nloop, l
                 sb_put(&c->out, json_string_value(args), json_string_length(args));
             }
             sb_puts(&c->out, "}<tool_call|>");
+            json_decref(parsed);
         }
         prev = P_TOOL_CALL;
     }
@@ -840,7 +871,7 @@ static int render_message(rctx *c, const json_t *loop, size_t i, size_t nloop, l
 
 char *g4_chat_render(const json_t *request, const g4_chat_options *opt, g4_chat_family family,
                      size_t *len, g4_error *err) {
-    rctx c = { .err = err };
+    rctx c = { .err = err, .compat = opt ? opt->compat : 0 };
     const json_t *messages, *tools = NULL, *think = NULL, *agp = NULL, *bos = NULL;
     if (family != G4_CHAT_FAMILY_E && family != G4_CHAT_FAMILY_31B) {
         g4_seterr(err, "chat render: unknown template family");
@@ -933,6 +964,9 @@ char *g4_chat_render(const json_t *request, const g4_chat_options *opt, g4_chat_
     if (!c.failed && gen && prev != P_TOOL_RESPONSE && prev != P_TOOL_CALL) {
         sb_puts(&c.out, "<|turn>model\n");
         if (!thinking && family == G4_CHAT_FAMILY_31B) sb_puts(&c.out, "<|channel>thought\n<channel|>");
+    } else if (!c.failed && gen && (c.compat & G4_CHAT_COMPAT_GEN_AFTER_TURN) && c.out.n >= 8 &&
+               !memcmp(c.out.p + c.out.n - 8, "<turn|>\n", 8)) {
+        sb_puts(&c.out, "<|turn>model\n");
     }
     if (!c.failed && c.out.oom) g4_seterr(err, "chat render: out of memory");
     if (c.failed || c.out.oom) {

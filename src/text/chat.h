@@ -32,10 +32,22 @@ typedef struct g4_chat_options {
     int add_generation_prompt;
     /* NULL: request's "bos_token", else "<bos>". */
     const char *bos_token;
+    /* G4_CHAT_COMPAT_* flags; 0 renders exactly what the official template does. */
+    unsigned compat;
 } g4_chat_options;
 
+/* OpenAI clients send tool-call "arguments" as a JSON string, which the
+ * template would paste raw (`call:f{{"a": 1}}`); parse it into an object
+ * first, as llama.cpp does. */
+#define G4_CHAT_COMPAT_JSON_ARGS 1u
+/* Trap 5 of the spec: a requested generation prompt is dropped after an
+ * assistant message with tool results and content, leaving "<turn|>\n";
+ * append "<|turn>model\n" then, as llama.cpp does. */
+#define G4_CHAT_COMPAT_GEN_AFTER_TURN 2u
+#define G4_CHAT_COMPAT_LLAMACPP (G4_CHAT_COMPAT_JSON_ARGS | G4_CHAT_COMPAT_GEN_AFTER_TURN)
+
 /* Options that take everything from the request. */
-#define G4_CHAT_OPTIONS_DEFAULT { -1, -1, NULL }
+#define G4_CHAT_OPTIONS_DEFAULT { -1, -1, NULL, 0 }
 
 /* Render `request` (an object with "messages", optional "tools",
  * "add_generation_prompt", "enable_thinking", "chat_template_kwargs",

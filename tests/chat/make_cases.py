@@ -237,6 +237,12 @@ case("legacy-with-content", [U("go"),
      {"role": "assistant", "reasoning_content": "r", "tool_calls": [call("now", {})],
       "tool_responses": [{"name": "now", "response": {"t": "12:00"}}], "content": "Noon."}, U("and?")], think=True)
 
+case("toolcall-key-sorting-unicode", [U("go"),
+     {"role": "assistant", "tool_calls": [call("f", {"zèbre": 1, "Émile": 2, "école": 3, "Ábc": 4, "ábd": 5,
+                                                     "Ωmega": 6, "alpha": 7, "Яблоко": 8, "яма": 9, "Ёж": 10,
+                                                     "Łódź": 11, "łabędź": 12, "Ÿ": 13, "ÿa": 14, "ŒUF": 15})]}],
+     gen=False)
+
 # --- inputs the template rejects (gemma4c must reject them too)
 case("error-tool-result-unnamed", [U("go"),
      {"role": "assistant", "tool_calls": [call("now", {}, "a")]}, tool("r", "zzz")])
