@@ -1,0 +1,28 @@
+/* SIMD kernels for the fast path (vec_dot, gemm, activation quantizers).
+ *
+ * g4_quant_simd_fill() runs right after g4_quant_ref_fill() (types.c, once
+ * per process) and overwrites the kernel pointers of `tr` with variants for
+ * the CPU level in use (g4_cpu_level(): best available, or GEMMA4C_CPU). It
+ * also sets tr->gemm to a loop over the reference vec_dot where no block
+ * kernel exists, so callers may always use gemm.
+ *
+ * Results equal the reference kernels up to float summation order (the
+ * integer block sums are exact); quantized activations are byte-identical. */
+#ifndef G4_QUANT_SIMD_H
+#define G4_QUANT_SIMD_H
+
+#include "tensor/types.h"
+
+void g4_quant_simd_fill(int type, g4_type_traits *tr);
+
+/* The same for an explicit level (tests and benchmarks): `tr` must hold the
+ * reference kernels on entry. Returns 0, or -1 if this CPU cannot run
+ * `level` (tr is then left with the reference kernels + generic gemm). */
+int g4_quant_simd_fill_level(int type, int level, g4_type_traits *tr);
+
+/* Per-architecture parts (quant_x86.c, quant_arm.c): override what they have
+ * for `level`; a no-op on other architectures. */
+void g4_quant_x86_fill(int type, int level, g4_type_traits *tr);
+void g4_quant_arm_fill(int type, int level, g4_type_traits *tr);
+
+#endif

@@ -1,0 +1,313 @@
+/* x86-64 SIMD kernels: AVX2+FMA+F16C and AVX-512 (VNNI, 256-bit vectors with
+ * 32 registers). Each function carries its own target attribute, so the file
+ * builds with the project's baseline flags (-march=x86-64-v2) and the kernels
+ * run only where cpu.c found the features.
+ *
+ * The integer kernels share one body (quant_x86_body.h), included once per
+ * level with a different multiply-accumulate primitive:
+ *   AVX2   : maddubs (u8 x s8 -> s16 pairs) + madd (s16 -> s32)
+ *   AVX-512: vpdpbusd / vpdpwssd (VNNI), fused into the accumulator.
+ * vpdpbusd multiplies UNSIGNED by SIGNED bytes, so weights enter as their
+ * unsigned codes (Q4_0's nibble 0..15, not nibble-8) and the offset is taken
+ * out with a per-block activation sum, which seeds the accumulator; for
+ * signed Q8_0 weights the activation is made unsigned instead (x ^ 0x80 =
+ * x + 128) and 128 * sum(w) is subtracted.
+ *
+ * Block layouts are ggml's (see quant_ref.c); rows may be unaligned. */
+#include "tensor/quant_simd.h"
+
+#include "tensor/cpu.h"
+#include "tensor/quant_ref.h"
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__) && !defined(__STRICT_ANSI__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#define QK 32
+#define QK_K 256
+/* byte offsets inside blocks (ggml-common.h) */
+#define Q4_0_SIZE 18
+#define Q8_0_SIZE 34
+#define Q4_K_SIZE 144
+#define Q5_K_SIZE 176
+#define Q6_K_SIZE 210
+#define Q8_K_SIZE 292
+
+#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define T_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define UNROLL _Pragma("GCC unroll 16")
+
+static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline float rdf32(const uint8_t *p) { float f; memcpy(&f, p, 4); return f; }
+static inline float h2f(const uint8_t *p) { return g4_fp16_to_fp32_inline(rd16(p)); }
+
+/* ========================================================================== */
+/*  Activation quantizers (AVX2; used by both levels). Byte-identical to      */
+/*  quant_ref.c: same products, same rounding; blocks holding inf/NaN take    */
+/*  the scalar path, which is the reference code itself.                     */
+/* ========================================================================== */
+
+static inline int8_t round_i8_ref(float v) {
+    v = roundf(v);
+    if (!(v == v)) return 0;
+    if (v <= -128.f) return -128;
+    if (v >= 127.f) return 127;
+    return (int8_t)(int)v;
+}
+
+static void q8_0_block_scalar(const float *x, uint8_t *y) {
+    float amax = 0.0f;
+    for (int j = 0; j < QK; j++) {
+        const float a = fabsf(x[j]);
+        amax = amax > a ? amax : a;
+    }
+    const float d = amax / 127;
+    const float id = d ? 1.0f / d : 0.0f;
+    const uint16_t h = g4_fp32_to_fp16(d);
+    y[0] = (uint8_t)h; y[1] = (uint8_t)(h >> 8);
+    for (int j = 0; j < QK; j++) y[2 + j] = (uint8_t)round_i8_ref(x[j] * id);
+}
+
+static inline int nearest_int_ref(float fval) {
+    float val = fval + 12582912.f;
+    int32_t i;
+    memcpy(&i, &val, sizeof i);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+static void q8_K_block_scalar(const float *x, uint8_t *y) {
+    float max = 0.0f, amax = 0.0f;
+    for (int j = 0; j < QK_K; j++) {
+        const float ax = fabsf(x[j]);
+        if (ax > amax) { amax = ax; max = x[j]; }
+    }
+    if (!amax) { memset(y, 0, Q8_K_SIZE); return; }
+    const float iscale = -127.f / max;
+    int8_t *qs = (int8_t *)(y + 4);
+    for (int j = 0; j < QK_K; j++) {
+        int v = nearest_int_ref(iscale * x[j]);
+        v = v < -128 ? -128 : v > 127 ? 127 : v;
+        qs[j] = (int8_t)v;
+    }
+    for (int j = 0; j < QK_K / 16; j++) {
+        int sum = 0;
+        for (int i = 0; i < 16; i++) sum += qs[j * 16 + i];
+        y[260 + 2 * j] = (uint8_t)(uint16_t)sum;
+        y[261 + 2 * j] = (uint8_t)((uint16_t)sum >> 8);
+    }
+    const float d = 1 / iscale;
+    memcpy(y, &d, 4);
+}
+
+/* 4 x 8 int32 -> 32 int8 in order, saturating */
+T_AVX2 static inline __m256i pack32(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+    return _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+T_AVX2 static inline float hmax8(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* roundf (half away from zero): truncate, then step by one where the
+ * remainder (exact) is at least one half. */
+T_AVX2 static inline __m256i round_away(__m256 v) {
+    const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 fr = _mm256_sub_ps(v, t);
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 ge = _mm256_cmp_ps(_mm256_and_ps(fr, absmask), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    const __m256 one = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_andnot_ps(absmask, v));
+    return _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_and_ps(ge, one)));
+}
+
+T_AVX2 static void from_float_q8_0_avx2(const float *x, void *vy, int64_t n) {
+    uint8_t *y = vy;
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int64_t i = 0; i < n / QK; i++, x += QK, y += Q8_0_SIZE) {
+        const __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16),
+                     v3 = _mm256_loadu_ps(x + 24);
+        const __m256 nan = _mm256_or_ps(_mm256_cmp_ps(v0, v1, _CMP_UNORD_Q), _mm256_cmp_ps(v2, v3, _CMP_UNORD_Q));
+        __m256 m = _mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask));
+        m = _mm256_max_ps(m, _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
+        const float amax = hmax8(m);
+        if (_mm256_movemask_ps(nan) || !(amax < INFINITY)) { q8_0_block_scalar(x, y); continue; }
+        const float d = amax / 127;
+        const float id = d ? 1.0f / d : 0.0f;
+        const uint16_t h = g4_fp32_to_fp16(d);
+        y[0] = (uint8_t)h; y[1] = (uint8_t)(h >> 8);
+        const __m256 vid = _mm256_set1_ps(id);
+        const __m256i q = pack32(round_away(_mm256_mul_ps(v0, vid)), round_away(_mm256_mul_ps(v1, vid)),
+                                 round_away(_mm256_mul_ps(v2, vid)), round_away(_mm256_mul_ps(v3, vid)));
+        _mm256_storeu_si256((__m256i *)(y + 2), q);
+    }
+}
+
+T_AVX2 static void from_float_q8_K_avx2(const float *x, void *vy, int64_t n) {
+    uint8_t *y = vy;
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K, y += Q8_K_SIZE) {
+        __m256 m = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
+        for (int j = 0; j < QK_K; j += 8) {
+            const __m256 v = _mm256_loadu_ps(x + j);
+            nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+            m = _mm256_max_ps(_mm256_and_ps(v, absmask), m);
+        }
+        const float amax = hmax8(m);
+        if (_mm256_movemask_ps(nan) || !(amax < INFINITY)) { q8_K_block_scalar(x, y); continue; }
+        if (!amax) { memset(y, 0, Q8_K_SIZE); continue; }
+        /* the reference keeps the first element of largest magnitude */
+        const __m256 vam = _mm256_set1_ps(amax);
+        float max = 0;
+        for (int j = 0; j < QK_K; j += 8) {
+            const int mm = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(x + j), absmask), vam,
+                                                            _CMP_EQ_OQ));
+            if (mm) { max = x[j + __builtin_ctz((unsigned)mm)]; break; }
+        }
+        const float iscale = -127.f / max;
+        const __m256 vis = _mm256_set1_ps(iscale);
+        int8_t *qs = (int8_t *)(y + 4);
+        const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+        for (int j = 0; j < QK_K; j += 32) {
+            __m256i r[4];
+            for (int k = 0; k < 4; k++)
+                r[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + j + 8 * k), vis),
+                                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            const __m256i q = pack32(r[0], r[1], r[2], r[3]);
+            _mm256_storeu_si256((__m256i *)(qs + j), q);
+            /* sums of 16: lanes 0..3 hold elements 0..15, lanes 4..7 16..31 */
+            __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q), ones16);
+            s = _mm256_hadd_epi32(s, s);
+            s = _mm256_hadd_epi32(s, s);
+            const int s0 = _mm256_extract_epi32(s, 0), s1 = _mm256_extract_epi32(s, 4);
+            uint8_t *b = y + 260 + 2 * (j / 16);
+            b[0] = (uint8_t)(uint16_t)s0; b[1] = (uint8_t)((uint16_t)s0 >> 8);
+            b[2] = (uint8_t)(uint16_t)s1; b[3] = (uint8_t)((uint16_t)s1 >> 8);
+        }
+        const float d = 1 / iscale;
+        memcpy(y, &d, 4);
+    }
+}
+
+/* ========================================================================== */
+/*  Float vec_dot (AVX2+FMA+F16C; both levels)                                */
+/* ========================================================================== */
+
+T_AVX2 static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+#define FLOAT_VD(name, LOAD, SCALAR)                                                   \
+    T_AVX2 static float name(const void *vw, const void *vx, int64_t n) {            \
+        const uint8_t *w = vw, *x = vx;                                                \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                    \
+        int64_t i = 0;                                                                 \
+        for (; i + 32 <= n; i += 32) {                                                 \
+            a0 = _mm256_fmadd_ps(LOAD(w, i), LOAD(x, i), a0);                          \
+            a1 = _mm256_fmadd_ps(LOAD(w, i + 8), LOAD(x, i + 8), a1);                  \
+            a2 = _mm256_fmadd_ps(LOAD(w, i + 16), LOAD(x, i + 16), a2);                \
+            a3 = _mm256_fmadd_ps(LOAD(w, i + 24), LOAD(x, i + 24), a3);                \
+        }                                                                              \
+        for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(LOAD(w, i), LOAD(x, i), a0);   \
+        double s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))); \
+        for (; i < n; i++) s += (double)(SCALAR(w, i) * SCALAR(x, i));                 \
+        return (float)s;                                                               \
+    }
+#define LD8_F32(p, i) _mm256_loadu_ps((const float *)(const void *)((p) + 4 * (i)))
+#define LD8_F16(p, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)((p) + 2 * (i))))
+#define LD8_BF16(p, i) \
+    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)((p) + 2 * (i)))), 16))
+#define S_F32(p, i) rdf32((p) + 4 * (i))
+#define S_F16(p, i) h2f((p) + 2 * (i))
+#define S_BF16(p, i) g4_bf16_to_fp32(rd16((p) + 2 * (i)))
+FLOAT_VD(vd_f32_avx2, LD8_F32, S_F32)
+FLOAT_VD(vd_f16_avx2, LD8_F16, S_F16)
+FLOAT_VD(vd_bf16_avx2, LD8_BF16, S_BF16)
+
+#define GEMM_LOOP(name, vd, TGT)                                                              \
+    TGT static void name(int64_t n, int nr, int nc, const void *w, size_t ws, const void *xq,  \
+                         size_t xs, float *y, size_t ys) {                                     \
+        const char *wp = w, *xp = xq;                                                          \
+        for (int c = 0; c < nc; c++)                                                           \
+            for (int r = 0; r < nr; r++)                                                       \
+                y[(size_t)c * ys + (size_t)r] = vd(wp + (size_t)r * ws, xp + (size_t)c * xs, n); \
+    }
+GEMM_LOOP(gemm_f32_avx2, vd_f32_avx2, T_AVX2)
+GEMM_LOOP(gemm_f16_avx2, vd_f16_avx2, T_AVX2)
+GEMM_LOOP(gemm_bf16_avx2, vd_bf16_avx2, T_AVX2)
+
+/* ========================================================================== */
+/*  Integer kernels, one body per level                                       */
+/* ========================================================================== */
+
+#define LVL avx2
+#define TGT T_AVX2
+#define RT 2 /* rows per micro-tile (16 ymm registers) */
+#define CT 4 /* tokens per micro-tile */
+#define HAVE_VNNI 0
+#include "tensor/quant_x86_body.h"
+#undef LVL
+#undef TGT
+#undef RT
+#undef CT
+#undef HAVE_VNNI
+
+#define LVL avx512
+#define TGT T_AVX512
+#define RT 4 /* 32 registers with EVEX encoding */
+#define CT 4
+#define HAVE_VNNI 1
+#include "tensor/quant_x86_body.h"
+#undef LVL
+#undef TGT
+#undef RT
+#undef CT
+#undef HAVE_VNNI
+
+void g4_quant_x86_fill(int type, int level, g4_type_traits *tr) {
+    if (level != G4_CPU_AVX2 && level != G4_CPU_AVX512) return;
+    const int v512 = level == G4_CPU_AVX512;
+#define SETK(T, t)                                                      \
+    case T:                                                             \
+        tr->vec_dot = v512 ? vd_##t##_avx512 : vd_##t##_avx2;           \
+        tr->gemm = v512 ? gemm_##t##_avx512 : gemm_##t##_avx2;          \
+        break;
+    switch (type) {
+    case G4_F32: tr->vec_dot = vd_f32_avx2; tr->gemm = gemm_f32_avx2; break;
+    case G4_F16: tr->vec_dot = vd_f16_avx2; tr->gemm = gemm_f16_avx2; break;
+    case G4_BF16: tr->vec_dot = vd_bf16_avx2; tr->gemm = gemm_bf16_avx2; break;
+    case G4_Q8_0:
+        tr->from_float = from_float_q8_0_avx2;
+        tr->vec_dot = v512 ? vd_q8_0_avx512 : vd_q8_0_avx2;
+        tr->gemm = v512 ? gemm_q8_0_avx512 : gemm_q8_0_avx2;
+        break;
+    case G4_Q8_K: tr->from_float = from_float_q8_K_avx2; break;
+    SETK(G4_Q4_0, q4_0)
+    SETK(G4_Q4_K, q4_K)
+    SETK(G4_Q5_K, q5_K)
+    SETK(G4_Q6_K, q6_K)
+    default: break;
+    }
+#undef SETK
+}
+
+#else /* !__x86_64__ */
+
+void g4_quant_x86_fill(int type, int level, g4_type_traits *tr) {
+    (void)type; (void)level; (void)tr;
+}
+
+#endif

@@ -1,0 +1,245 @@
+/* SIMD kernels against the reference C kernels, at every level this CPU
+ * supports: quantized activations byte for byte; vec_dot and gemm within
+ * float reassociation error (relative to the sum of |terms|), on random data
+ * with odd block counts and tile tails. */
+#include "harness.h"
+
+#include <stdint.h>
+
+#include "tensor/cpu.h"
+#include "tensor/quant_ref.h"
+#include "tensor/quant_simd.h"
+#include "tensor/types.h"
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static uint32_t rnd(void) {
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
+static float frand(void) { return (float)((rnd() & 0xFFFFFF) / 8388608.0 - 1.0); } /* [-1, 1) */
+
+/* random floats with a per-32 scale so blocks differ in magnitude; a few
+ * outliers and exact zeros */
+static void fill_rand(float *x, int64_t n) {
+    float s = 1;
+    for (int64_t i = 0; i < n; i++) {
+        if (i % 32 == 0) s = 0.01f + 3.0f * (float)(rnd() % 1000) / 1000.f;
+        const uint32_t k = rnd() % 64;
+        x[i] = k == 0 ? 0.0f : k == 1 ? 8 * s * frand() : s * frand();
+    }
+}
+
+static const int TYPES_UNDER_TEST[] = { G4_F32, G4_F16, G4_BF16, G4_Q4_0, G4_Q4_1, G4_Q5_0, G4_Q5_1,
+                                        G4_Q8_0, G4_Q2_K, G4_Q3_K, G4_Q4_K, G4_Q5_K, G4_Q6_K,
+                                        G4_IQ4_NL, G4_IQ4_XS };
+#define NTYPES ((int)(sizeof TYPES_UNDER_TEST / sizeof TYPES_UNDER_TEST[0]))
+static const int LEVELS[] = { G4_CPU_AVX2, G4_CPU_AVX512, G4_CPU_NEON, G4_CPU_DOTPROD };
+
+static void traits_pair(int type, int level, g4_type_traits *ref, g4_type_traits *simd) {
+    *ref = *g4_type_info(type);
+    g4_quant_ref_fill(type, ref);
+    ref->gemm = NULL;
+    *simd = *ref;
+    g4_quant_simd_fill_level(type, level, simd);
+    /* the reference table's gemm: the generic loop over the reference vec_dot */
+    g4_quant_simd_fill_level(type, G4_CPU_REF, ref);
+}
+
+static int tested_levels;
+
+TEST(cpu_levels) {
+    CHECK(g4_cpu_level_supported(G4_CPU_REF));
+    CHECK(g4_cpu_level_supported(g4_cpu_level()));
+    CHECK(g4_cpu_level_supported(g4_cpu_best_level()));
+    CHECK(g4_cpu_level_from_name("AVX512") == G4_CPU_AVX512);
+    CHECK(g4_cpu_level_from_name("ref") == G4_CPU_REF);
+    CHECK(g4_cpu_level_from_name("nonsense") == -1);
+    CHECK(g4_cpu_level_from_name(NULL) == -1);
+    CHECK(strcmp(g4_cpu_level_name(G4_CPU_DOTPROD), "dotprod") == 0);
+    CHECK(strcmp(g4_cpu_level_name(99), "?") == 0);
+    g4_type_traits t = *g4_type_info(G4_Q4_0);
+    CHECK(g4_quant_simd_fill_level(G4_Q4_0, 99, &t) == -1);
+    char buf[256];
+    g4_cpu_describe(buf, sizeof buf);
+    printf("  cpu: %s (best %s)\n", buf, g4_cpu_level_name(g4_cpu_best_level()));
+    /* the process-wide table carries a gemm for every type with a vec_dot */
+    for (int i = 0; i < NTYPES; i++) CHECK(g4_type_info(TYPES_UNDER_TEST[i])->gemm != NULL);
+}
+
+/* Activation quantizers: byte-identical output, including hostile blocks. */
+static void check_quantizer(int type, int level) {
+    g4_type_traits ref, simd;
+    traits_pair(type, level, &ref, &simd);
+    const int64_t n = 256 * 9;
+    float *x = malloc((size_t)n * sizeof *x);
+    const size_t rs = g4_row_size(type, n);
+    uint8_t *a = malloc(rs), *b = malloc(rs);
+    for (int trial = 0; trial < 40; trial++) {
+        fill_rand(x, n);
+        if (trial % 4 == 1) /* scale exactly 1 and values k + 0.5: rounding ties */
+            for (int64_t i = 0; i < n; i++) x[i] = i % 32 == 0 ? 127.0f : (float)((int)(rnd() % 254) - 127) + 0.5f;
+        if (trial % 4 == 2) { /* an all-zero block, a block with a repeated +-max */
+            memset(x, 0, 256 * sizeof *x);
+            for (int i = 256; i < 512; i++) x[i] = (i % 3) ? 2.5f : -2.5f;
+        }
+        if (trial == 3) { x[5] = INFINITY; x[300] = NAN; x[700] = -INFINITY; x[1100] = -NAN; }
+        if (trial == 7) { x[40] = 1e30f; x[41] = -1e30f; x[1000] = 1e-40f; }
+        ref.from_float(x, a, n);
+        simd.from_float(x, b, n);
+        size_t diff = 0;
+        while (diff < rs && a[diff] == b[diff]) diff++;
+        CHECKF(diff == rs, "%s level %s trial %d: first differing byte %zu (%u vs %u)", g4_type_name(type),
+               g4_cpu_level_name(level), trial, diff, diff < rs ? a[diff] : 0, diff < rs ? b[diff] : 0);
+    }
+    free(x); free(a); free(b);
+}
+
+TEST(activation_quantizers) {
+    for (size_t l = 0; l < sizeof LEVELS / sizeof LEVELS[0]; l++) {
+        if (!g4_cpu_level_supported(LEVELS[l])) continue;
+        check_quantizer(G4_Q8_0, LEVELS[l]);
+        check_quantizer(G4_Q8_K, LEVELS[l]);
+    }
+}
+
+/* A weight matrix of nr rows (row stride padded by `pad` bytes so rows are
+ * unaligned) and nc quantized activation rows, plus |terms| sums. */
+typedef struct {
+    int type, at;
+    int64_t n;
+    int nr, nc;
+    size_t ws, xs;
+    uint8_t *w, *xq;
+    double *absum; /* [nc][nr] */
+} problem;
+
+static void problem_make(problem *p, int type, int64_t n, int nr, int nc, int pad) {
+    const g4_type_traits *tr = g4_type_info(type);
+    g4_type_traits ref = *tr;
+    g4_quant_ref_fill(type, &ref);
+    p->type = type;
+    p->at = ref.vec_dot_type;
+    g4_type_traits aref = *g4_type_info(p->at);
+    g4_quant_ref_fill(p->at, &aref);
+    p->n = n; p->nr = nr; p->nc = nc;
+    p->ws = g4_row_size(type, n) + (size_t)pad;
+    p->xs = g4_row_size(p->at, n) + (size_t)pad;
+    p->w = calloc((size_t)nr, p->ws);
+    p->xq = calloc((size_t)nc, p->xs);
+    p->absum = calloc((size_t)nr * (size_t)nc, sizeof *p->absum);
+    float *f = malloc((size_t)n * sizeof *f);
+    float *wf = malloc((size_t)n * (size_t)nr * sizeof *wf), *xf = malloc((size_t)n * sizeof *xf);
+    for (int r = 0; r < nr; r++) {
+        fill_rand(f, n);
+        ref.from_float(f, p->w + (size_t)r * p->ws, n);
+        ref.to_float(p->w + (size_t)r * p->ws, wf + (size_t)r * (size_t)n, n);
+    }
+    for (int c = 0; c < nc; c++) {
+        fill_rand(f, n);
+        aref.from_float(f, p->xq + (size_t)c * p->xs, n);
+        aref.to_float(p->xq + (size_t)c * p->xs, xf, n);
+        for (int r = 0; r < nr; r++) {
+            double s = 0;
+            for (int64_t i = 0; i < n; i++) s += fabs((double)wf[(size_t)r * (size_t)n + (size_t)i] * xf[i]);
+            p->absum[(size_t)c * (size_t)nr + (size_t)r] = s;
+        }
+    }
+    free(f); free(wf); free(xf);
+}
+
+static void problem_free(problem *p) {
+    free(p->w); free(p->xq); free(p->absum);
+}
+
+static int check_problem(const problem *p, const g4_type_traits *ref, const g4_type_traits *simd, int level) {
+    int bad = 0;
+    const size_t ys = (size_t)p->nr + 3;
+    float *y = malloc(ys * (size_t)p->nc * sizeof *y);
+    for (size_t i = 0; i < ys * (size_t)p->nc; i++) y[i] = -12345.f;
+    simd->gemm(p->n, p->nr, p->nc, p->w, p->ws, p->xq, p->xs, y, ys);
+    for (int c = 0; c < p->nc; c++) {
+        for (int r = 0; r < p->nr; r++) {
+            const void *wr = p->w + (size_t)r * p->ws, *xr = p->xq + (size_t)c * p->xs;
+            const double e = ref->vec_dot(wr, xr, p->n);
+            const double v = simd->vec_dot(wr, xr, p->n);
+            const double g = y[(size_t)c * ys + (size_t)r];
+            const double tol = 2e-5 * p->absum[(size_t)c * (size_t)p->nr + (size_t)r] + 1e-30;
+            if (!(fabs(v - e) <= tol) || !(fabs(g - e) <= tol)) {
+                if (bad++ < 3)
+                    fprintf(stderr, "  %s level %s n=%lld nr=%d nc=%d r=%d c=%d: ref %.9g vec_dot %.9g gemm %.9g (tol %.3g)\n",
+                            g4_type_name(p->type), g4_cpu_level_name(level), (long long)p->n, p->nr, p->nc, r, c, e, v, g, tol);
+            }
+        }
+        for (size_t r = (size_t)p->nr; r < ys; r++)
+            if (y[(size_t)c * ys + r] != -12345.f && bad++ < 3)
+                fprintf(stderr, "  %s: gemm wrote outside its tile\n", g4_type_name(p->type));
+    }
+    free(y);
+    return bad;
+}
+
+TEST(vec_dot_and_gemm_match_reference) {
+    static const int NBLK[] = { 1, 3, 7, 33 };
+    for (size_t l = 0; l < sizeof LEVELS / sizeof LEVELS[0]; l++) {
+        const int level = LEVELS[l];
+        if (!g4_cpu_level_supported(level)) continue;
+        tested_levels++;
+        for (int ti = 0; ti < NTYPES; ti++) {
+            const int type = TYPES_UNDER_TEST[ti];
+            g4_type_traits ref, simd;
+            traits_pair(type, level, &ref, &simd);
+            CHECK(simd.gemm != NULL && simd.vec_dot != NULL);
+            const int64_t bs = g4_type_info(type)->blck_size;
+            const int64_t unit = bs == 1 ? 32 : bs; /* float types: 32-element "blocks" */
+            int bad = 0;
+            /* long rows, small tiles */
+            for (size_t k = 0; k < sizeof NBLK / sizeof NBLK[0]; k++) {
+                problem p;
+                problem_make(&p, type, NBLK[k] * unit + (bs == 1 ? (int64_t)k : 0), 5, 6, (int)k);
+                bad += check_problem(&p, &ref, &simd, level);
+                problem_free(&p);
+            }
+            /* every tile shape with tails: nr, nc in 1..9 */
+            problem p;
+            problem_make(&p, type, 3 * unit, 9, 9, 1);
+            for (int nr = 1; nr <= 9; nr++)
+                for (int nc = 1; nc <= 9; nc++) {
+                    problem q = p;
+                    q.nr = nr; q.nc = nc;
+                    /* absum is [nc][9]: view it through a copy with nr rows */
+                    double *ab = malloc((size_t)nr * (size_t)nc * sizeof *ab);
+                    for (int c = 0; c < nc; c++)
+                        for (int r = 0; r < nr; r++) ab[c * nr + r] = p.absum[c * 9 + r];
+                    q.absum = ab;
+                    bad += check_problem(&q, &ref, &simd, level);
+                    free(ab);
+                }
+            problem_free(&p);
+            CHECKF(bad == 0, "%s at level %s: %d mismatches", g4_type_name(type), g4_cpu_level_name(level), bad);
+        }
+    }
+    printf("  SIMD levels tested: %d\n", tested_levels);
+}
+
+/* The process-wide table (whatever GEMMA4C_CPU selected) agrees too. */
+TEST(process_table_matches_reference) {
+    for (int ti = 0; ti < NTYPES; ti++) {
+        const int type = TYPES_UNDER_TEST[ti];
+        g4_type_traits ref = *g4_type_info(type), cur = *g4_type_info(type);
+        g4_quant_ref_fill(type, &ref);
+        ref.gemm = NULL;
+        g4_quant_simd_fill_level(type, G4_CPU_REF, &ref);
+        problem p;
+        problem_make(&p, type, 2 * (g4_type_info(type)->blck_size == 1 ? 32 : g4_type_info(type)->blck_size), 7, 5, 3);
+        CHECKF(check_problem(&p, &ref, &cur, g4_cpu_level()) == 0, "%s", g4_type_name(type));
+        problem_free(&p);
+    }
+}
+
+int main(void) {
+    RUN(cpu_levels);
+    RUN(activation_quantizers);
+    RUN(vec_dot_and_gemm_match_reference);
+    RUN(process_table_matches_reference);
+    return test_summary();
+}
