@@ -21,7 +21,9 @@ static void parse_usage(FILE *o) {
         "\n"
         "  --stream    also print every delta as one JSON line while reading\n"
         "              ({\"reasoning\":...} / {\"content\":...} / {\"tool_call\":{...}})\n"
-        "  --compact   print the message on one line\n");
+        "  --compact   print the message on one line\n"
+        "  --in-reasoning  the prompt ended inside the thought channel\n"
+        "              (\"<|channel>thought\\n\"), so the output starts as reasoning\n");
 }
 
 static void print_delta(void *user, const g4_chat_delta *d) {
@@ -40,13 +42,15 @@ static void print_delta(void *user, const g4_chat_delta *d) {
 
 int cmd_parse(int argc, char **argv) {
     int stream = 0, compact = 0;
+    g4_chat_parse_options opt = {0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { parse_usage(stdout); return 0; }
         else if (!strcmp(argv[i], "--stream")) stream = 1;
         else if (!strcmp(argv[i], "--compact")) compact = 1;
+        else if (!strcmp(argv[i], "--in-reasoning")) opt.in_reasoning = 1;
         else { fprintf(stderr, "gemma4c parse: bad argument '%s'\n\n", argv[i]); parse_usage(stderr); return 2; }
     }
-    g4_chat_parser *p = g4_chat_parser_new(NULL, stream ? print_delta : NULL, NULL);
+    g4_chat_parser *p = g4_chat_parser_new(&opt, stream ? print_delta : NULL, NULL);
     if (!p) { fprintf(stderr, "gemma4c parse: out of memory\n"); return 1; }
     char buf[4096];
     size_t n;

@@ -326,6 +326,14 @@ TEST(parse_wellformed) {
     m = P("<|channel>thought\nA\n<channel|>x<|channel>thought\nB");
     CHECK(m && !strcmp(mstr(m, "reasoning_content"), "A\nB") && !strcmp(mstr(m, "content"), "x"));
     json_decref(m);
+    /* the prompt opened the thought channel already */
+    {
+        g4_chat_parse_options o = { .in_reasoning = 1 };
+        const char *t = "still thinking\n<channel|>Done.";
+        m = parse_split(t, strlen(t), (size_t[]){ 0 }, 0, NULL, &o);
+        CHECK(m && !strcmp(mstr(m, "reasoning_content"), "still thinking") && !strcmp(mstr(m, "content"), "Done."));
+        json_decref(m);
+    }
     /* unicode survives any split */
     m = P("<|channel>thought\nпривет 👋🏽<channel|>日本語 — ok <|tool_call>call:t{s:<|\"|>émoji 🎉<|\"|>}<tool_call|>");
     CHECK(m && !strcmp(mstr(m, "content"), "日本語 — ok") && has_call(m, 0, "t", "{\"s\":\"émoji 🎉\"}"));

@@ -562,6 +562,7 @@ g4_chat_parser *g4_chat_parser_new(const g4_chat_parse_options *opt, g4_chat_del
     snprintf(p->id_prefix, sizeof p->id_prefix, "%s", (opt && opt->id_prefix) ? opt->id_prefix : "call_");
     p->reasoning.kind = G4_DELTA_REASONING;
     p->content.kind = G4_DELTA_CONTENT;
+    if (opt && opt->in_reasoning) p->mode = M_REASONING;
     p->calls = json_array();
     if (!p->calls) { free(p); return NULL; }
     return p;

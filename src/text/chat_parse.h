@@ -52,6 +52,9 @@ typedef void (*g4_chat_delta_fn)(void *user, const g4_chat_delta *d);
 typedef struct g4_chat_parse_options {
     size_t max_call_bytes;  /* longest tool call kept pending; 0 = 1 MiB */
     const char *id_prefix;  /* tool-call ids; NULL = "call_" */
+    int in_reasoning;       /* the prompt already opened the thought channel
+                               (it ends with "<|channel>thought\n"): the output
+                               starts inside the reasoning */
 } g4_chat_parse_options;
 
 typedef struct g4_chat_parser g4_chat_parser;
