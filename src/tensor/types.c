@@ -3,6 +3,7 @@
  * types we compute with. Kernels live in quant_ref.c (reference C). */
 #include "tensor/types.h"
 #include "tensor/quant_ref.h"
+#include "tensor/quant_simd.h"
 
 #include <pthread.h>
 #include <strings.h>
@@ -55,7 +56,10 @@ static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 static void fill(void) {
     for (int t = 0; t < G4_TYPE_COUNT; t++) {
         TABLE[t] = TYPES[t];
-        if (TYPES[t].name) g4_quant_ref_fill(t, &TABLE[t]);
+        if (TYPES[t].name) {
+            g4_quant_ref_fill(t, &TABLE[t]);
+            g4_quant_simd_fill(t, &TABLE[t]); /* SIMD variants for this CPU */
+        }
     }
 }
 
