@@ -31,7 +31,7 @@ static char *render_s(const char *req, g4_chat_family fam, g4_error *err) {
 TEST(render_spec_examples) {
     static const char *ex[] = { "01-basic", "02-system-multiturn-thinking", "03-tools-declared",
                                 "04-tool-roundtrip", "05-parallel-calls-thinking-midturn", "06-multimodal",
-                                "07-legacy-tool-responses" };
+                                "07-legacy-tool-responses", "08-interleaved-llamacpp-converted" };
     for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++) {
         char p[512];
         snprintf(p, sizeof p, "reference/chat-examples/%s.json", ex[i]);
@@ -44,7 +44,8 @@ TEST(render_spec_examples) {
         if (r && want) {
             g4_error err = {0};
             size_t n = 0;
-            char *got = g4_chat_render(r, NULL, G4_CHAT_FAMILY_31B, &n, &err);
+            g4_chat_family fam = strstr(ex[i], "interleaved") ? G4_CHAT_FAMILY_INTERLEAVED : G4_CHAT_FAMILY_31B;
+            char *got = g4_chat_render(r, NULL, fam, &n, &err);
             CHECKF(got && n == elen && !memcmp(got, want, n), "%s: %s", ex[i], got ? got : err.msg);
             free(got);
         }
@@ -160,6 +161,10 @@ TEST(render_family_selection) {
         CHECK(g4_chat_family_from_template(t) == G4_CHAT_FAMILY_E);
         free(t);
     }
+    t = th_read_file(shared_path("reference/templates/google-gemma-4-31B-it-interleaved.jinja"), &n);
+    CHECK(t && g4_chat_family_from_template(t) == G4_CHAT_FAMILY_INTERLEAVED);
+    free(t);
+    CHECK(g4_chat_family_from_name("interleaved") == G4_CHAT_FAMILY_INTERLEAVED);
     CHECK(g4_chat_family_from_template("{{ bos_token }}{% for m in messages %}<start_of_turn>{% endfor %}") ==
           G4_CHAT_FAMILY_UNKNOWN);
     CHECK(g4_chat_family_from_template(NULL) == G4_CHAT_FAMILY_UNKNOWN);

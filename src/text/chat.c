@@ -55,6 +55,7 @@ typedef struct rctx {
     g4_error *err;
     int failed;
     unsigned compat;
+    int interleaved;  /* google-gemma-4-31B-it-interleaved.jinja rules */
     char path[256];   /* field being rendered, for error messages */
 } rctx;
 
@@ -521,6 +522,41 @@ static void format_items(rctx *c, const json_t *items, int depth) {
     free(e);
 }
 
+/* The -interleaved template's property body (spec §9): nullable before the
+ * type-specific part, and hard-coded leading commas for properties,
+ * required and items that do not set add_comma. */
+static void format_property_interleaved(rctx *c, const json_t *v, int is_string, int is_array, int is_object,
+                                        int *add_comma, int depth) {
+    if (truthy(get(v, "nullable"))) {
+        comma(c, add_comma);
+        sb_puts(&c->out, "nullable:true");
+    }
+    if (is_string) {
+        json_t *en = get(v, "enum");
+        if (truthy(en)) {
+            comma(c, add_comma);
+            sb_puts(&c->out, "enum:");
+            fmt(c, en, 1, depth + 1);
+        }
+    } else if (is_object) {
+        json_t *pp = get(v, "properties");
+        sb_puts(&c->out, ",properties:{");
+        format_parameters(c, json_is_object(pp) ? pp : v, depth + 1);
+        sb_puts(&c->out, "}");
+        json_t *req = get(v, "required");
+        if (truthy(req)) {
+            sb_puts(&c->out, ",");
+            put_required(c, req);
+        }
+    } else if (is_array) {
+        json_t *items = get(v, "items");
+        if (json_is_object(items) && json_object_size(items)) {
+            sb_puts(&c->out, ",");
+            format_items(c, items, depth);
+        }
+    }
+}
+
 static int is_standard_key(const char *k) {
     return !strcmp(k, "description") || !strcmp(k, "type") || !strcmp(k, "properties") ||
            !strcmp(k, "required") || !strcmp(k, "nullable");
@@ -554,36 +590,40 @@ static void format_parameters(rctx *c, const json_t *props, int depth) {
         if (!T) { c->out.oom = 1; break; }
         int is_string = !strcmp(T, "STRING") && tn == 6, is_array = !strcmp(T, "ARRAY") && tn == 5,
             is_object = !strcmp(T, "OBJECT") && tn == 6;
-        if (is_string) {
-            json_t *en = get(v, "enum");
-            if (truthy(en)) {
-                comma(c, &add_comma);
-                sb_puts(&c->out, "enum:");
-                fmt(c, en, 1, depth + 1);
+        if (c->interleaved) {
+            format_property_interleaved(c, v, is_string, is_array, is_object, &add_comma, depth);
+        } else {
+            if (is_string) {
+                json_t *en = get(v, "enum");
+                if (truthy(en)) {
+                    comma(c, &add_comma);
+                    sb_puts(&c->out, "enum:");
+                    fmt(c, en, 1, depth + 1);
+                }
+            } else if (is_array) {
+                json_t *items = get(v, "items");
+                if (json_is_object(items) && json_object_size(items)) {
+                    comma(c, &add_comma);
+                    format_items(c, items, depth);
+                }
             }
-        } else if (is_array) {
-            json_t *items = get(v, "items");
-            if (json_is_object(items) && json_object_size(items)) {
+            if (truthy(get(v, "nullable"))) {
                 comma(c, &add_comma);
-                format_items(c, items, depth);
+                sb_puts(&c->out, "nullable:true");
             }
-        }
-        if (truthy(get(v, "nullable"))) {
-            comma(c, &add_comma);
-            sb_puts(&c->out, "nullable:true");
-        }
-        if (is_object) {
-            json_t *pp = get(v, "properties");
-            comma(c, &add_comma);
-            sb_puts(&c->out, "properties:{");
-            /* properties defined and a mapping, else the schema itself (v is
-             * a mapping here: a non-mapping has no type). */
-            format_parameters(c, json_is_object(pp) ? pp : v, depth + 1);
-            sb_puts(&c->out, "}");
-            json_t *req = get(v, "required");
-            if (truthy(req)) {
+            if (is_object) {
+                json_t *pp = get(v, "properties");
                 comma(c, &add_comma);
-                put_required(c, req);
+                sb_puts(&c->out, "properties:{");
+                /* properties defined and a mapping, else the schema itself (v is
+                 * a mapping here: a non-mapping has no type). */
+                format_parameters(c, json_is_object(pp) ? pp : v, depth + 1);
+                sb_puts(&c->out, "}");
+                json_t *req = get(v, "required");
+                if (truthy(req)) {
+                    comma(c, &add_comma);
+                    put_required(c, req);
+                }
             }
         }
         comma(c, &add_comma);
@@ -869,11 +909,108 @@ static int render_message(rctx *c, const json_t *loop, size_t i, size_t nloop, l
     return prev;
 }
 
+/* One message under the -interleaved template (spec §9): role:"tool"
+ * messages are ordinary turns, only legacy tool_responses are results,
+ * reasoning_content goes before the calls without the extra "\n", and the
+ * header is suppressed only for calls right after tool responses. */
+static void render_message_il(rctx *c, const json_t *m, size_t i, long last_user, int *prev) {
+    const json_t *mrole = role_of(m);
+    if (!json_is_string(mrole)) { fail(c, "\"role\" must be a string"); return; }
+    int is_model = str_is(mrole, "assistant");
+    int role_model = is_model || str_is(mrole, "model");
+    json_t *tool_calls = get(m, "tool_calls");
+    if (!(*prev == P_TOOL_RESPONSE && truthy(tool_calls))) {
+        sb_puts(&c->out, "<|turn>");
+        if (is_model) sb_puts(&c->out, "model");
+        else sb_put(&c->out, json_string_value(mrole), json_string_length(mrole));
+        sb_puts(&c->out, "\n");
+    }
+    *prev = P_NONE;
+    if (truthy(tool_calls)) {
+        json_t *rc = get(m, "reasoning_content");
+        if (truthy(rc) && (long)i > last_user) {
+            sb_puts(&c->out, "<|channel>thought\n");
+            py_str(&c->out, rc, 0);
+            sb_puts(&c->out, "<channel|>");
+        }
+        json_t *calls = py_list(c, tool_calls, "\"tool_calls\" must be a list");
+        for (size_t k = 0; calls && k < json_array_size(calls) && !c->failed; k++) {
+            json_t *fn = get(json_array_get(calls, k), "function");
+            json_t *name = get(fn, "name");
+            if (!json_is_string(name)) { fail(c, "tool_calls[].function.name must be a string"); break; }
+            sb_puts(&c->out, "<|tool_call>call:");
+            sb_put(&c->out, json_string_value(name), json_string_length(name));
+            sb_puts(&c->out, "{");
+            json_t *args = get(fn, "arguments"), *parsed = NULL;
+            if (json_is_string(args) && (c->compat & G4_CHAT_COMPAT_JSON_ARGS)) {
+                parsed = json_loadb(json_string_value(args), json_string_length(args), 0, NULL);
+                if (json_is_object(parsed)) args = parsed;
+            }
+            if (json_is_object(args)) {
+                size_t n;
+                kv_ent *e = dictsort(c, args, &n);
+                for (size_t a = 0; a < n; a++) {
+                    if (a) sb_puts(&c->out, ",");
+                    sb_puts(&c->out, e[a].key);
+                    sb_puts(&c->out, ":");
+                    fmt(c, e[a].val, 0, 1);
+                }
+                free(e);
+            } else if (json_is_string(args)) {
+                sb_put(&c->out, json_string_value(args), json_string_length(args));
+            }
+            sb_puts(&c->out, "}<tool_call|>");
+            json_decref(parsed);
+        }
+        json_decref(calls);
+        if (c->failed) return;
+        *prev = P_TOOL_CALL;
+    }
+    json_t *trs = get(m, "tool_responses");
+    if (truthy(trs)) {
+        json_t *l = py_list(c, trs, "\"tool_responses\" must be a list");
+        for (size_t k = 0; l && k < json_array_size(l) && !c->failed; k++) {
+            json_t *tr = json_array_get(l, k);
+            json_t *name = get(tr, "name");
+            json_t *unknown = json_string("unknown");
+            tool_response_block(c, name ? name : unknown, get(tr, "response"));
+            json_decref(unknown);
+        }
+        json_decref(l);
+        if (c->failed) return;
+        *prev = P_TOOL_RESPONSE;
+    }
+    json_t *content = get(m, "content");
+    if (json_is_string(content)) {
+        if (role_model) put_strip_thinking(c, json_string_value(content), json_string_length(content));
+        else put_trimmed(&c->out, json_string_value(content), json_string_length(content));
+    } else if (json_is_array(content) || json_is_object(content)) {
+        json_t *parts = py_list(c, content, "content");
+        for (size_t p = 0; parts && p < json_array_size(parts) && !c->failed; p++) {
+            json_t *it = json_array_get(parts, p);
+            json_t *type = get(it, "type");
+            if (str_is(type, "text")) {
+                json_t *tx = get(it, "text");
+                if (role_model) {
+                    if (!json_is_string(tx)) { fail(c, "text part needs a string \"text\""); break; }
+                    put_strip_thinking(c, json_string_value(tx), json_string_length(tx));
+                } else {
+                    put_trim(c, tx);
+                }
+            } else if (str_is(type, "image")) { sb_puts(&c->out, "<|image|>"); *prev = P_MEDIA; }
+            else if (str_is(type, "audio")) { sb_puts(&c->out, "<|audio|>"); *prev = P_MEDIA; }
+            else if (str_is(type, "video")) { sb_puts(&c->out, "<|video|>"); *prev = P_MEDIA; }
+        }
+        json_decref(parts);
+    }
+    if (!(truthy(trs) && !truthy(content))) sb_puts(&c->out, "<turn|>\n");
+}
+
 char *g4_chat_render(const json_t *request, const g4_chat_options *opt, g4_chat_family family,
                      size_t *len, g4_error *err) {
-    rctx c = { .err = err, .compat = opt ? opt->compat : 0 };
+    rctx c = { .err = err, .compat = opt ? opt->compat : 0, .interleaved = family == G4_CHAT_FAMILY_INTERLEAVED };
     const json_t *messages, *tools = NULL, *think = NULL, *agp = NULL, *bos = NULL;
-    if (family != G4_CHAT_FAMILY_E && family != G4_CHAT_FAMILY_31B) {
+    if (family != G4_CHAT_FAMILY_E && family != G4_CHAT_FAMILY_31B && family != G4_CHAT_FAMILY_INTERLEAVED) {
         g4_seterr(err, "chat render: unknown template family");
         return NULL;
     }
@@ -956,10 +1093,24 @@ char *g4_chat_render(const json_t *request, const g4_chat_options *opt, g4_chat_
         const json_t *m = json_array_get(loop, i);
         snprintf(c.path, sizeof c.path, "messages[%zu]", i + skip);
         if (!json_is_object(m)) { fail(&c, "must be an object"); break; }
+        if (c.interleaved) {
+            render_message_il(&c, m, i, last_user, &prev);
+            continue;
+        }
         if (str_is(role_of(m), "tool")) continue;
         prev = render_message(&c, loop, i, nloop, last_user);
     }
     json_decref(loop);
+
+    if (c.interleaved) {
+        /* header unless the turn is open after tool responses; the empty
+         * thought pre-fill independently of it */
+        if (!c.failed && gen) {
+            if (prev != P_TOOL_RESPONSE) sb_puts(&c.out, "<|turn>model\n");
+            if (!thinking) sb_puts(&c.out, "<|channel>thought\n<channel|>");
+        }
+        gen = 0;
+    }
 
     if (!c.failed && gen && prev != P_TOOL_RESPONSE && prev != P_TOOL_CALL) {
         sb_puts(&c.out, "<|turn>model\n");
@@ -987,6 +1138,10 @@ g4_chat_family g4_chat_family_from_template(const char *text) {
      * the empty thought block, as the Jinja literal '<|channel>thought\n<channel|>'. */
     if (!strstr(text, "<|tool_call>call:") && !strstr(text, "<|turn>"))
         return G4_CHAT_FAMILY_UNKNOWN;
+    /* llama.cpp's -interleaved variant of the earlier template: no OpenAI
+     * tool-message branch, reasoning kept between calls */
+    if (!strstr(text, "OpenAI Chat Completions") && strstr(text, "last_user_message"))
+        return G4_CHAT_FAMILY_INTERLEAVED;
     if (strstr(text, "<|channel>thought\\n<channel|>")) return G4_CHAT_FAMILY_31B;
     return G4_CHAT_FAMILY_E;
 }
@@ -999,6 +1154,8 @@ g4_chat_family g4_chat_family_from_model(uint32_t n_layers, uint32_t ple_dim) {
 g4_chat_family g4_chat_family_from_name(const char *name) {
     static const char *const e[] = { "e", "e2b", "e4b", "gemma-4-e2b", "gemma-4-e4b" };
     static const char *const b[] = { "31b", "26b", "26b-a4b", "dense", "moe", "gemma-4-31b", "gemma-4-26b-a4b" };
+    if (name && (!strcasecmp(name, "interleaved") || !strcasecmp(name, "31b-interleaved")))
+        return G4_CHAT_FAMILY_INTERLEAVED;
     if (!name) return G4_CHAT_FAMILY_UNKNOWN;
     for (size_t i = 0; i < sizeof e / sizeof e[0]; i++)
         if (!strcasecmp(name, e[i])) return G4_CHAT_FAMILY_E;
@@ -1011,6 +1168,7 @@ const char *g4_chat_family_name(g4_chat_family f) {
     switch (f) {
     case G4_CHAT_FAMILY_E: return "e";
     case G4_CHAT_FAMILY_31B: return "31b";
+    case G4_CHAT_FAMILY_INTERLEAVED: return "interleaved";
     default: return "unknown";
     }
 }

@@ -21,6 +21,9 @@ typedef enum g4_chat_family {
     G4_CHAT_FAMILY_UNKNOWN = 0,
     G4_CHAT_FAMILY_E   = 1,   /* E2B / E4B: generation prompt "<|turn>model\n" */
     G4_CHAT_FAMILY_31B = 2,   /* 26B-A4B / 31B: + "<|channel>thought\n<channel|>" when not thinking */
+    /* llama.cpp's google-gemma-4-31B-it-interleaved.jinja (spec §9): role:"tool"
+     * messages are plain turns, results only via legacy "tool_responses". */
+    G4_CHAT_FAMILY_INTERLEAVED = 3,
 } g4_chat_family;
 
 typedef struct g4_chat_options {
@@ -65,8 +68,8 @@ g4_chat_family g4_chat_family_from_template(const char *text);
 /* Family from model facts when no template is available: E2B/E4B are the
  * models with per-layer embeddings (ple_dim > 0), or 35/42 layers. */
 g4_chat_family g4_chat_family_from_model(uint32_t n_layers, uint32_t ple_dim);
-/* "e", "e2b", "e4b" -> E; "31b", "26b", "26b-a4b", "dense", "moe" -> 31B
- * (case-insensitive); UNKNOWN otherwise. */
+/* "e", "e2b", "e4b" -> E; "31b", "26b", "26b-a4b", "dense", "moe" -> 31B;
+ * "interleaved" -> INTERLEAVED (case-insensitive); UNKNOWN otherwise. */
 g4_chat_family g4_chat_family_from_name(const char *name);
 const char *g4_chat_family_name(g4_chat_family f);
 

@@ -4,7 +4,8 @@
 usage: render_all.py OUTDIR FILE.json...
 
 For each FILE writes OUTDIR/NAME.31b.txt (google-gemma-4-31B-it.jinja) and
-OUTDIR/NAME.e.txt (the E2B/E4B variant), or an empty NAME.<fam>.err when the
+OUTDIR/NAME.e.txt (the E2B/E4B variant) and OUTDIR/NAME.interleaved.txt
+(google-gemma-4-31B-it-interleaved.jinja, llama.cpp's variant), or an empty NAME.<fam>.err when the
 template raises (the layout `gemma4c render --out-dir` writes). One process for all files keeps the test fast.
 
 No E2B/E4B template file is in shared/reference/templates/; per
@@ -37,7 +38,10 @@ def main():
     te = t31.replace(PREFILL, "")
     # compile each template once (render_template.render recompiles per call)
     env = render_template.make_env()
-    tmpls = (("31b", env.from_string(t31)), ("e", env.from_string(te)))
+    with open(os.path.join(REF, "templates", "google-gemma-4-31B-it-interleaved.jinja"), encoding="utf-8",
+              newline="") as f:
+        til = f.read()
+    tmpls = (("31b", env.from_string(t31)), ("e", env.from_string(te)), ("interleaved", env.from_string(til)))
     for path in sys.argv[2:]:
         name = os.path.splitext(os.path.basename(path))[0]
         with open(path, "rb") as f:
