@@ -32,6 +32,10 @@ struct g4_tokenizer {
     struct mslot { uint64_t key; uint32_t rank; int32_t result; } *mtab;
     size_t mmask;
     size_t n_merges;
+    /* Per left id, a 64-bit filter of the right ids it merges with (bit
+     * right % 64): most failed lookups stop here, in 2 MB that stays in cache,
+     * instead of missing in the 16 MB merge table. */
+    uint64_t *mfilter;
     int32_t byte_id[256];
     int32_t *bmp_id;                /* single-codepoint pieces, U+0000..U+FFFF */
     /* Whole-token matching: a byte trie of every matchable token, so the
@@ -77,6 +81,7 @@ static int32_t find_piece(const g4_tokenizer *t, const char *s, size_t n) {
 }
 
 static const struct mslot *find_merge(const g4_tokenizer *t, int32_t a, int32_t b) {
+    if (!(t->mfilter[a] >> (b & 63) & 1)) return NULL;
     uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
     size_t i = hash_u64(key) & t->mmask;
     for (;;) {
@@ -117,6 +122,7 @@ void g4_tokenizer_free(g4_tokenizer *t) {
     if (!t) return;
     free(t->arena); free(t->off); free(t->len); free(t->type); free(t->match);
     free(t->eog); free(t->byteval); free(t->hslot); free(t->mtab); free(t->bmp_id);
+    free(t->mfilter);
     free(t->trie);
     free(t);
 }
@@ -300,7 +306,8 @@ static g4_tokenizer *build(const g4_tok_vocab *v, const mpair *mp, size_t n_mp, 
      * repeated pair keeps its first (best) rank. */
     t->mmask = pow2_at_least(2 * (n_mp ? n_mp : 1)) - 1;
     t->mtab = malloc((t->mmask + 1) * sizeof *t->mtab);
-    if (!t->mtab) goto oom;
+    t->mfilter = calloc(n, sizeof *t->mfilter);
+    if (!t->mtab || !t->mfilter) goto oom;
     for (size_t i = 0; i <= t->mmask; i++) t->mtab[i].result = -1;
     char *cat = NULL;
     size_t cat_cap = 0;
@@ -325,6 +332,7 @@ static g4_tokenizer *build(const g4_tok_vocab *v, const mpair *mp, size_t n_mp, 
         t->mtab[h].rank = (uint32_t)r;
         t->mtab[h].result = c;
         t->n_merges++;
+        t->mfilter[a] |= (uint64_t)1 << (b & 63);
     }
     free(cat);
 
