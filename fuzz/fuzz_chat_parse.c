@@ -51,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         json_t *req = json_loadb((const char *)data, size, JSON_ALLOW_NUL, NULL);
         if (req) {
             g4_error err;
-            for (int fam = G4_CHAT_FAMILY_E; fam <= G4_CHAT_FAMILY_31B; fam++) {
+            for (int fam = G4_CHAT_FAMILY_E; fam <= G4_CHAT_FAMILY_INTERLEAVED; fam++) {
                 char *s = g4_chat_render(req, NULL, (g4_chat_family)fam, NULL, &err);
                 free(s);
             }
