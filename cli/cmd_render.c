@@ -21,7 +21,8 @@ static void render_usage(FILE *o) {
         "\n"
         "  -m, --model PATH      .gguf file (tokenizer.chat_template, else block count /\n"
         "                        per-layer-embedding size) or Hugging Face folder\n"
-        "                        (chat_template.jinja, else config.json)\n"
+        "                        (chat_template.jinja or tokenizer_config.json's\n"
+        "                        chat_template, else config.json)\n"
         "  --family e|31b|interleaved  template family: e = E2B/E4B, 31b = 26B-A4B/31B,\n"
         "                        interleaved = llama.cpp's 31B-it-interleaved variant\n"
         "                        (also overrides what -m / --template detect)\n"
@@ -76,6 +77,13 @@ static g4_chat_family family_from_model_path(const char *path, g4_error *err) {
             free(t);
             if (f != G4_CHAT_FAMILY_UNKNOWN) return f;
         }
+        /* older HF layout: the template inside tokenizer_config.json */
+        snprintf(p, sizeof p, "%s/tokenizer_config.json", path);
+        json_t *tc_cfg = json_load_file(p, 0, NULL);
+        const char *ct = json_string_value(json_object_get(tc_cfg, "chat_template"));
+        g4_chat_family tf = ct ? g4_chat_family_from_template(ct) : G4_CHAT_FAMILY_UNKNOWN;
+        json_decref(tc_cfg);
+        if (tf != G4_CHAT_FAMILY_UNKNOWN) return tf;
         snprintf(p, sizeof p, "%s/config.json", path);
         json_error_t je;
         json_t *cfg = json_load_file(p, 0, &je);
