@@ -459,6 +459,10 @@ TEST(hf_loader_errors) {
         { "b6.json", "{\"model\":", "line" },
         { "b7.json", "{\"normalizer\":{\"type\":\"NFKC\"},\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0}}}", "normalizer" },
         { "b8.json", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":99999999}}}", "model.vocab" },
+        { "b9.json", "{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"NFC\"}]},"
+                     "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0}}}", "normalizer" },
+        { "b10.json", "{\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"x\",\"prepend_scheme\":\"always\"},"
+                      "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0}}}", "prefix" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         const char *p = write_tmp(bad[i].name, bad[i].json);

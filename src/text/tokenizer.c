@@ -500,6 +500,15 @@ static const char *const GEMMA4_RENDERED[] = {
     "<|tool_response>", "<tool_response|>", "<|\"|>",
 };
 
+/* {"type": "Replace", "pattern": {"String": " "}, "content": "▁"} */
+static bool is_space_replace(json_t *n) {
+    json_t *ty = json_object_get(n, "type"), *pat = json_object_get(n, "pattern");
+    json_t *ps = json_object_get(pat, "String"), *ct = json_object_get(n, "content");
+    return json_is_string(ty) && !strcmp(json_string_value(ty), "Replace") && json_is_string(ps) &&
+           !strcmp(json_string_value(ps), " ") && json_is_string(ct) &&
+           !strcmp(json_string_value(ct), "\xe2\x96\x81");
+}
+
 static const char *cfg_token_name(json_t *cfg, const char *key) {
     json_t *x = cfg ? json_object_get(cfg, key) : NULL;
     if (json_is_object(x)) x = json_object_get(x, "content");
@@ -528,18 +537,31 @@ g4_tokenizer *g4_tokenizer_from_hf_json(const char *json_path, const char *confi
         g4_seterr(err, "%s: model.type must be \"BPE\"", json_path);
         goto done;
     }
-    /* Gemma's pipeline: normalizer Replace " " -> "▁", nothing else that
-     * changes text. Anything else would silently give wrong ids. */
+    /* Gemma's pipeline: spaces become "▁" (normalizer Replace, alone or in a
+     * Sequence, or a Metaspace pre-tokenizer without a prefix), nothing else
+     * changes the text. Anything else would silently give wrong ids. */
     json_t *norm = json_object_get(root, "normalizer");
     if (norm && !json_is_null(norm)) {
-        json_t *ty = json_object_get(norm, "type"), *pat = json_object_get(norm, "pattern");
-        json_t *ps = json_object_get(pat, "String"), *ct = json_object_get(norm, "content");
-        if (!json_is_string(ty) || strcmp(json_string_value(ty), "Replace") || !json_is_string(ps) ||
-            strcmp(json_string_value(ps), " ") || !json_is_string(ct) ||
-            strcmp(json_string_value(ct), "\xe2\x96\x81")) {
-            g4_seterr(err, "%s: unsupported normalizer (expected Replace \" \" -> \"\xe2\x96\x81\")", json_path);
-            goto done;
+        json_t *ty = json_object_get(norm, "type");
+        json_t *list = json_is_string(ty) && !strcmp(json_string_value(ty), "Sequence")
+                           ? json_object_get(norm, "normalizers") : NULL;
+        size_t nn = list ? json_array_size(list) : 1;
+        for (size_t k = 0; k < nn; k++) {
+            json_t *nk = list ? json_array_get(list, k) : norm;
+            if (!is_space_replace(nk)) {
+                g4_seterr(err, "%s: unsupported normalizer (expected Replace \" \" -> \"\xe2\x96\x81\")",
+                          json_path);
+                goto done;
+            }
         }
+    }
+    json_t *pre = json_object_get(root, "pre_tokenizer");
+    json_t *pty = json_object_get(pre, "type"), *pps = json_object_get(pre, "prepend_scheme");
+    if (json_is_string(pty) && !strcmp(json_string_value(pty), "Metaspace") &&
+        (json_is_true(json_object_get(pre, "add_prefix_space")) ||
+         (json_is_string(pps) && strcmp(json_string_value(pps), "never")))) {
+        g4_seterr(err, "%s: pre_tokenizer adds a prefix space; Gemma 4 does not", json_path);
+        goto done;
     }
     json_t *vocab = json_object_get(model, "vocab");
     json_t *merges = json_object_get(model, "merges");
