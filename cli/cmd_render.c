@@ -4,12 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <jansson.h>
 
 #include "commands.h"
-#include "format/gguf.h"
 #include "text/chat.h"
 
 static void render_usage(FILE *o) {
@@ -62,65 +60,6 @@ static char *slurp(const char *path, size_t *len) {
     if (f != stdin) fclose(f);
     if (p) { p[n] = 0; if (len) *len = n; }
     return p;
-}
-
-/* Family from a model path: embedded template first, then model shape. */
-static g4_chat_family family_from_model_path(const char *path, g4_error *err) {
-    struct stat st;
-    if (stat(path, &st) != 0) { g4_seterr(err, "%s: cannot open", path); return G4_CHAT_FAMILY_UNKNOWN; }
-    if (S_ISDIR(st.st_mode)) {
-        char p[4096];
-        snprintf(p, sizeof p, "%s/chat_template.jinja", path);
-        char *t = slurp(p, NULL);
-        if (t) {
-            g4_chat_family f = g4_chat_family_from_template(t);
-            free(t);
-            if (f != G4_CHAT_FAMILY_UNKNOWN) return f;
-        }
-        /* older HF layout: the template inside tokenizer_config.json */
-        snprintf(p, sizeof p, "%s/tokenizer_config.json", path);
-        json_t *tc_cfg = json_load_file(p, 0, NULL);
-        const char *ct = json_string_value(json_object_get(tc_cfg, "chat_template"));
-        g4_chat_family tf = ct ? g4_chat_family_from_template(ct) : G4_CHAT_FAMILY_UNKNOWN;
-        json_decref(tc_cfg);
-        if (tf != G4_CHAT_FAMILY_UNKNOWN) return tf;
-        snprintf(p, sizeof p, "%s/config.json", path);
-        json_error_t je;
-        json_t *cfg = json_load_file(p, 0, &je);
-        if (!cfg) { g4_seterr(err, "%s: %s", p, je.text); return G4_CHAT_FAMILY_UNKNOWN; }
-        json_t *tc = json_object_get(cfg, "text_config");
-        json_t *src = json_is_object(tc) ? tc : cfg;
-        json_int_t nl = json_integer_value(json_object_get(src, "num_hidden_layers"));
-        json_int_t ple = json_integer_value(json_object_get(src, "hidden_size_per_layer_input"));
-        json_decref(cfg);
-        if (nl < 0 || ple < 0 || nl > 100000 || ple > 1000000) {
-            g4_seterr(err, "%s: bad num_hidden_layers / hidden_size_per_layer_input", p);
-            return G4_CHAT_FAMILY_UNKNOWN;
-        }
-        return g4_chat_family_from_model((uint32_t)nl, (uint32_t)ple);
-    }
-    gguf_file *g = gguf_open(path, err);
-    if (!g) return G4_CHAT_FAMILY_UNKNOWN;
-    g4_chat_family f = G4_CHAT_FAMILY_UNKNOWN;
-    char *tmpl = NULL;
-    if (gguf_get_str(g, "tokenizer.chat_template", &tmpl, err) == 0) {
-        f = g4_chat_family_from_template(tmpl);
-        free(tmpl);
-    }
-    if (f == G4_CHAT_FAMILY_UNKNOWN) {
-        char *arch = NULL;
-        char key[256];
-        uint32_t nl = 0, ple = 0;
-        if (gguf_get_str(g, "general.architecture", &arch, err) != 0) arch = NULL;
-        snprintf(key, sizeof key, "%s.block_count", arch ? arch : "gemma4");
-        gguf_get_u32(g, key, &nl, err);
-        snprintf(key, sizeof key, "%s.embedding_length_per_layer_input", arch ? arch : "gemma4");
-        gguf_get_u32(g, key, &ple, err);
-        free(arch);
-        f = g4_chat_family_from_model(nl, ple);
-    }
-    gguf_close(g);
-    return f;
 }
 
 /* Render one request file; returns the malloc'd prompt or NULL with a message. */
@@ -210,7 +149,7 @@ int cmd_render(int argc, char **argv) {
             return 1;
         }
     } else {
-        fam = family_from_model_path(model, &err);
+        fam = g4_chat_family_from_path(model, &err);
         if (fam == G4_CHAT_FAMILY_UNKNOWN) {
             fprintf(stderr, "gemma4c render: %s\n", err.msg[0] ? err.msg : "cannot select template family");
             return 1;

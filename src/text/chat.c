@@ -13,11 +13,15 @@
  *  - `str + non-str` raises, so those inputs are errors here. */
 #include "text/chat.h"
 
+#include <sys/stat.h>
+
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "format/gguf.h"
 
 /* ---- growable byte buffer ------------------------------------------------ */
 
@@ -1171,4 +1175,83 @@ const char *g4_chat_family_name(g4_chat_family f) {
     case G4_CHAT_FAMILY_INTERLEAVED: return "interleaved";
     default: return "unknown";
     }
+}
+
+/* Whole small text file, NUL-terminated; NULL if unreadable. */
+static char *read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    sbuf b = {0};
+    char tmp[8192];
+    size_t n;
+    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0 && b.n < ((size_t)64 << 20)) sb_put(&b, tmp, n);
+    fclose(f);
+    if (b.oom) { free(b.p); return NULL; }
+    return b.p ? b.p : calloc(1, 1);
+}
+
+g4_chat_family g4_chat_family_from_gguf(const struct gguf_file *g) {
+    g4_chat_family f = G4_CHAT_FAMILY_UNKNOWN;
+    char *tmpl = NULL;
+    g4_error err;
+    if (gguf_get_str(g, "tokenizer.chat_template", &tmpl, &err) == 0) {
+        f = g4_chat_family_from_template(tmpl);
+        free(tmpl);
+    }
+    if (f == G4_CHAT_FAMILY_UNKNOWN) {
+        char *arch = NULL;
+        char key[256];
+        uint32_t nl = 0, ple = 0;
+        if (gguf_get_str(g, "general.architecture", &arch, &err) != 0) arch = NULL;
+        snprintf(key, sizeof key, "%s.block_count", arch ? arch : "gemma4");
+        gguf_get_u32(g, key, &nl, &err);
+        snprintf(key, sizeof key, "%s.embedding_length_per_layer_input", arch ? arch : "gemma4");
+        gguf_get_u32(g, key, &ple, &err);
+        free(arch);
+        f = g4_chat_family_from_model(nl, ple);
+    }
+    return f;
+}
+
+/* HF folder: chat_template.jinja, tokenizer_config.json's chat_template,
+ * else config.json's shape; a file is read as GGUF. */
+g4_chat_family g4_chat_family_from_path(const char *path, g4_error *err) {
+    struct stat st;
+    if (stat(path, &st) != 0) { g4_seterr(err, "%s: cannot open", path); return G4_CHAT_FAMILY_UNKNOWN; }
+    if (S_ISDIR(st.st_mode)) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/chat_template.jinja", path);
+        char *t = read_text(p);
+        if (t) {
+            g4_chat_family f = g4_chat_family_from_template(t);
+            free(t);
+            if (f != G4_CHAT_FAMILY_UNKNOWN) return f;
+        }
+        /* older HF layout: the template inside tokenizer_config.json */
+        snprintf(p, sizeof p, "%s/tokenizer_config.json", path);
+        json_t *tc_cfg = json_load_file(p, 0, NULL);
+        const char *ct = json_string_value(json_object_get(tc_cfg, "chat_template"));
+        g4_chat_family tf = ct ? g4_chat_family_from_template(ct) : G4_CHAT_FAMILY_UNKNOWN;
+        json_decref(tc_cfg);
+        if (tf != G4_CHAT_FAMILY_UNKNOWN) return tf;
+        snprintf(p, sizeof p, "%s/config.json", path);
+        json_error_t je;
+        json_t *cfg = json_load_file(p, 0, &je);
+        if (!cfg) { g4_seterr(err, "%s: %s", p, je.text); return G4_CHAT_FAMILY_UNKNOWN; }
+        json_t *tc = json_object_get(cfg, "text_config");
+        json_t *src = json_is_object(tc) ? tc : cfg;
+        json_int_t nl = json_integer_value(json_object_get(src, "num_hidden_layers"));
+        json_int_t ple = json_integer_value(json_object_get(src, "hidden_size_per_layer_input"));
+        json_decref(cfg);
+        if (nl < 0 || ple < 0 || nl > 100000 || ple > 1000000) {
+            g4_seterr(err, "%s: bad num_hidden_layers / hidden_size_per_layer_input", p);
+            return G4_CHAT_FAMILY_UNKNOWN;
+        }
+        return g4_chat_family_from_model((uint32_t)nl, (uint32_t)ple);
+    }
+    gguf_file *g = gguf_open(path, err);
+    if (!g) return G4_CHAT_FAMILY_UNKNOWN;
+    g4_chat_family f = g4_chat_family_from_gguf(g);
+    gguf_close(g);
+    return f;
 }
