@@ -33,6 +33,7 @@ for (let i = 0; i < iters; i++) {
   const ids = tok.encode(text, { add_special_tokens: false });
   const dt = now() - t0;
   if (i === 0) first = dt;
+  if (process.env.VERBOSE) console.log(`js run ${i}: ${dt.toFixed(3)} s`);
   best = Math.min(best, dt);
   n = ids.length;
 }
