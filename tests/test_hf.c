@@ -365,6 +365,277 @@ TEST(quantize_e_q4_0) { check_quantize_exact("Q4_0"); }
 TEST(quantize_e_bf16) { check_quantize_exact("BF16"); }
 TEST(quantize_e_f16) { check_quantize_exact("F16"); }
 
+/* --- hostile safetensors and index files ------------------------------------- */
+
+/* Build a safetensors image: header JSON + data_len zero bytes. */
+static uint8_t *mk_st(const char *json, size_t data_len, size_t *size) {
+    size_t hl = strlen(json);
+    *size = 8 + hl + data_len;
+    uint8_t *b = calloc(1, *size);
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)((uint64_t)hl >> (8 * i));
+    memcpy(b + 8, json, hl);
+    return b;
+}
+
+static void expect_st_error(const char *json, size_t data_len, const char *needle) {
+    size_t n;
+    uint8_t *b = mk_st(json, data_len, &n);
+    g4_error err = {0};
+    st_file *f = st_parse(b, n, "bad.safetensors", &err);
+    CHECKF(f == NULL, "accepted: %s", json);
+    CHECKF(strstr(err.msg, needle) != NULL, "message '%s' lacks '%s'", err.msg, needle);
+    CHECKF(strstr(err.msg, "bad.safetensors") != NULL, "message '%s' lacks the file name", err.msg);
+    st_close(f);
+    free(b);
+}
+
+TEST(safetensors_valid_minimal) {
+    size_t n;
+    uint8_t *b = mk_st("{\"__metadata__\":{\"format\":\"pt\"},\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],"
+                       "\"data_offsets\":[0,24]},\"b\":{\"dtype\":\"BF16\",\"shape\":[],\"data_offsets\":[24,26]}}",
+                       26, &n);
+    g4_error err = {0};
+    st_file *f = st_parse(b, n, "ok.safetensors", &err);
+    CHECKF(f != NULL, "%s", err.msg);
+    if (f) {
+        CHECK(f->n == 2);
+        for (size_t i = 0; i < f->n; i++) {
+            if (!strcmp(f->t[i].name, "a")) CHECK(f->t[i].type == G4_F32 && f->t[i].n_dims == 2 && st_nelements(&f->t[i]) == 6);
+            else CHECK(f->t[i].type == G4_BF16 && f->t[i].n_dims == 0 && f->t[i].data == b + n - 2);
+        }
+    }
+    st_close(f);
+    free(b);
+}
+
+TEST(safetensors_corrupt_headers) {
+    g4_error err = {0};
+    CHECK(st_parse("abc", 3, "bad.safetensors", &err) == NULL && strstr(err.msg, "too short"));
+    /* header length beyond the file / beyond the limit */
+    uint8_t h[16] = { 200, 0, 0, 0, 0, 0, 0, 0, '{', '}' };
+    CHECK(st_parse(h, sizeof h, "bad.safetensors", &err) == NULL && strstr(err.msg, "does not fit"));
+    uint8_t h2[16] = { 0, 0, 0, 0, 0, 0, 0, 0x80, '{', '}' };
+    CHECK(st_parse(h2, sizeof h2, "bad.safetensors", &err) == NULL && strstr(err.msg, "exceeds"));
+    expect_st_error("{\"a\":{\"dtype\":\"F32\"", 0, "invalid");
+    expect_st_error("[1,2,3]", 0, "not an object");
+    expect_st_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                    "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, "invalid");
+    expect_st_error("{\"a\":{\"dtype\":\"F8_E4M3\",\"shape\":[4],\"data_offsets\":[0,4]}}", 4, "unsupported dtype");
+    expect_st_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8, "outside the data section");
+    expect_st_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,12]}}", 16, "need 16");
+    expect_st_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,4]}}", 16, "begin <= end");
+    expect_st_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+                    "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", 16, "overlapping");
+    expect_st_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1099511627776,1099511627776],\"data_offsets\":[0,16]}}", 16,
+                    "overflows");
+    expect_st_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[9223372036854775807],\"data_offsets\":[0,16]}}", 16,
+                    "shape[0]");
+    expect_st_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,16]}}", 16, "shape[0]");
+    expect_st_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4, "dims");
+    expect_st_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0]}}", 4, "data_offsets");
+    expect_st_error("{\"a\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "dtype");
+    expect_st_error("{\"a\":7}", 4, "not an object");
+}
+
+/* Every truncation of a real file is rejected (or, past the header, caught
+ * by the range checks). */
+TEST(safetensors_truncations) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/model.safetensors", ref("gemma4-e.hf"));
+    size_t n = 0;
+    char *buf = th_read_file(path, &n);
+    CHECK(buf != NULL);
+    if (!buf) return;
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = hl << 8 | (uint8_t)buf[i];
+    size_t cuts[] = { 0, 1, 7, 8, 9, 100, 8 + hl / 2, 8 + hl - 1, 8 + hl, 8 + hl + 1, n / 2, n - 1 };
+    for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
+        g4_error err = {0};
+        char *c = malloc(cuts[i] ? cuts[i] : 1);
+        memcpy(c, buf, cuts[i]);
+        st_file *f = st_parse(c, cuts[i], "cut.safetensors", &err);
+        CHECKF(f == NULL, "truncation at %zu accepted", cuts[i]);
+        CHECK(err.msg[0] != 0);
+        st_close(f);
+        free(c);
+    }
+    g4_error err = {0};
+    st_file *f = st_parse(buf, n, "whole.safetensors", &err);
+    CHECKF(f != NULL, "%s", err.msg);
+    st_close(f);
+    free(buf);
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *fp = fopen(path, "w");
+    if (fp) { fputs(text, fp); fclose(fp); }
+}
+
+/* A folder with the dense model's two shards (symlinked) and our index. */
+static const char *mk_sharded(const char *sub, const char *index) {
+    static char d[600];
+    snprintf(d, sizeof d, "%s/%s", tmpdir, sub);
+    mkdir(d, 0755);
+    char a[700], b[700];
+    for (int i = 1; i <= 2; i++) {
+        snprintf(a, sizeof a, "%s/model-0000%d-of-00002.safetensors", ref("gemma4-dense.hf"), i);
+        snprintf(b, sizeof b, "%s/model-0000%d-of-00002.safetensors", d, i);
+        if (symlink(a, b)) {}
+    }
+    snprintf(b, sizeof b, "%s/model.safetensors.index.json", d);
+    write_text(b, index);
+    return d;
+}
+
+static void expect_index_error(const char *sub, const char *index, const char *needle) {
+    g4_error err = {0};
+    st_set *s = st_open_dir(mk_sharded(sub, index), &err);
+    CHECKF(s == NULL, "index accepted: %s", index);
+    CHECKF(strstr(err.msg, needle) != NULL, "message '%s' lacks '%s'", err.msg, needle);
+    st_set_close(s);
+}
+
+TEST(safetensors_bad_index) {
+    char idxp[600];
+    snprintf(idxp, sizeof idxp, "%s/model.safetensors.index.json", ref("gemma4-dense.hf"));
+    char *good = th_read_file(idxp, NULL);
+    CHECK(good != NULL);
+    if (!good) return;
+    g4_error err = {0};
+    st_set *s = st_open_dir(mk_sharded("idx_ok", good), &err);
+    CHECKF(s != NULL, "%s", err.msg);
+    st_set_close(s);
+    expect_index_error("idx_json", "{\"weight_map\": {", "invalid JSON");
+    expect_index_error("idx_nomap", "{\"metadata\": {}}", "weight_map");
+    expect_index_error("idx_missing_shard",
+                       "{\"weight_map\": {\"model.language_model.norm.weight\": \"model-00009-of-00009.safetensors\"}}",
+                       "model-00009-of-00009.safetensors");
+    expect_index_error("idx_path", "{\"weight_map\": {\"x\": \"../../etc/passwd\"}}", "plain file name");
+    /* a tensor of shard 1 attributed to shard 2 */
+    char *wrong = strdup(good);
+    char *p = strstr(wrong, "\"model.language_model.embed_tokens.weight\": \"model-00001");
+    if (p) { p = strstr(p, "00001-of"); p[4] = '2'; }
+    expect_index_error("idx_wrong_shard", wrong, "stored in");
+    free(wrong);
+    /* an indexed name that is not stored */
+    char *extra = malloc(strlen(good) + 200);
+    const char *wm = strstr(good, "\"weight_map\": {");
+    if (wm) {
+        size_t k = (size_t)(wm - good) + strlen("\"weight_map\": {");
+        memcpy(extra, good, k);
+        strcpy(extra + k, "\"ghost.weight\": \"model-00001-of-00002.safetensors\",");
+        strcat(extra, good + k);
+        expect_index_error("idx_ghost", extra, "ghost.weight");
+    }
+    free(extra);
+    /* a stored tensor missing from the index */
+    char *miss = strdup(good);
+    p = strstr(miss, "    \"model.language_model.layers.0.input_layernorm.weight\"");
+    if (p) { char *e = strchr(p, '\n'); memmove(p, e + 1, strlen(e + 1) + 1); }
+    expect_index_error("idx_unlisted", miss, "missing from weight_map");
+    free(miss);
+    free(good);
+}
+
+/* config.json problems name the file and the field. */
+TEST(hf_bad_config) {
+    char d[600], a[800], b[800];
+    snprintf(d, sizeof d, "%s/badcfg", tmpdir);
+    mkdir(d, 0755);
+    static const char *const FILES[] = { "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                                         "generation_config.json" };
+    for (int i = 0; i < 4; i++) {
+        snprintf(a, sizeof a, "%s/%s", ref("gemma4-e.hf"), FILES[i]);
+        snprintf(b, sizeof b, "%s/%s", d, FILES[i]);
+        if (symlink(a, b)) {}
+    }
+    snprintf(a, sizeof a, "%s/config.json", ref("gemma4-e.hf"));
+    char *cfg = th_read_file(a, NULL);
+    CHECK(cfg != NULL);
+    if (!cfg) return;
+    snprintf(b, sizeof b, "%s/config.json", d);
+    g4_error err = {0};
+    /* missing hidden_size */
+    char *c1 = strdup(cfg), *p = strstr(c1, "\"hidden_size\": 64,");
+    if (p) memcpy(p, "\"hidden_sizX\"", 13);
+    write_text(b, c1);
+    gguf_file *f = hf_open(d, &err);
+    CHECK(f == NULL && strstr(err.msg, "config.json") && strstr(err.msg, "text_config.hidden_size"));
+    gguf_close(f);
+    free(c1);
+    /* wrong layer_types length */
+    c1 = strdup(cfg);
+    p = strstr(c1, "\"num_hidden_layers\": 10");
+    if (p) p[22] = '1';
+    write_text(b, c1);
+    f = hf_open(d, &err);
+    CHECK(f == NULL && strstr(err.msg, "layer_types"));
+    gguf_close(f);
+    free(c1);
+    /* not JSON */
+    write_text(b, "{ nope");
+    f = hf_open(d, &err);
+    CHECK(f == NULL && strstr(err.msg, "config.json") && strstr(err.msg, "invalid JSON"));
+    gguf_close(f);
+    /* missing tokenizer.json */
+    write_text(b, cfg);
+    snprintf(a, sizeof a, "%s/tokenizer.json", d);
+    unlink(a);
+    f = hf_open(d, &err);
+    CHECK(f == NULL && strstr(err.msg, "tokenizer.json"));
+    gguf_close(f);
+    free(cfg);
+}
+
+static int64_t kv_index(const gguf_file *f, const char *key) {
+    for (uint64_t i = 0; i < f->n_kv; i++) if (!strcmp(f->kv[i].key, key)) return (int64_t)i;
+    return -1;
+}
+
+/* generation_config sampling fields, EOS list and chat_template.jinja. */
+TEST(hf_sampling_and_template) {
+    char d[600], a[800], b[800];
+    snprintf(d, sizeof d, "%s/extras", tmpdir);
+    mkdir(d, 0755);
+    static const char *const FILES[] = { "model.safetensors", "tokenizer.json", "tokenizer_config.json", "config.json" };
+    for (int i = 0; i < 4; i++) {
+        snprintf(a, sizeof a, "%s/%s", ref("gemma4-e.hf"), FILES[i]);
+        snprintf(b, sizeof b, "%s/%s", d, FILES[i]);
+        if (symlink(a, b)) {}
+    }
+    snprintf(b, sizeof b, "%s/generation_config.json", d);
+    write_text(b, "{\"bos_token_id\": 2, \"eos_token_id\": [1, 6, 11], \"do_sample\": true, "
+                  "\"temperature\": 1.0, \"top_k\": 64, \"top_p\": 0.95}");
+    snprintf(b, sizeof b, "%s/chat_template.jinja", d);
+    write_text(b, "{{ bos_token }}{% for m in messages %}<|turn>{{ m.role }}\n{{ m.content }}<turn|>\n{% endfor %}");
+    g4_error err = {0};
+    gguf_file *f = hf_open(d, &err);
+    CHECKF(f != NULL, "%s", err.msg);
+    if (f) {
+        int64_t ty = kv_index(f, "general.type"), k = kv_index(f, "general.sampling.top_k"),
+                p = kv_index(f, "general.sampling.top_p"), t = kv_index(f, "general.sampling.temp"),
+                nm = kv_index(f, "general.name");
+        CHECK(ty >= 0 && k == ty + 1 && p == k + 1 && t == p + 1 && nm == t + 1);
+        if (k >= 0) CHECK(f->kv[k].type == GGUF_INT32 && f->kv[k].v.i == 64);
+        float tp = 0;
+        CHECK(gguf_get_f32(f, "general.sampling.top_p", &tp, &err) == 0 && tp == 0.95f);
+        int64_t ct = kv_index(f, "tokenizer.chat_template"), ae = kv_index(f, "tokenizer.ggml.add_eos_token"),
+                sp = kv_index(f, "tokenizer.ggml.add_space_prefix");
+        CHECK(ct == ae + 1 && sp == ct + 1);
+        char *tmpl = NULL;
+        CHECK(gguf_get_str(f, "tokenizer.chat_template", &tmpl, &err) == 0 && tmpl && !strncmp(tmpl, "{{ bos_token }}", 15));
+        free(tmpl);
+        const gguf_kv *eos = gguf_find_kv(f, "tokenizer.ggml.eos_token_ids");
+        CHECK(eos && eos->arr_n == 3 && gguf_arr_i64(eos, 1) == 6);
+    }
+    gguf_close(f);
+    /* the converter's layout has no eos_token_ids */
+    hf_opts o = { "x", false };
+    f = hf_open_ex(d, &o, &err);
+    CHECK(f && !gguf_find_kv(f, "tokenizer.ggml.eos_token_ids"));
+    gguf_close(f);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/g4test_hf_XXXXXX");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
@@ -373,6 +644,12 @@ int main(void) {
     RUN(hf_open_moe);
     RUN(hf_open_bf16);
     RUN(hf_default_name);
+    RUN(safetensors_valid_minimal);
+    RUN(safetensors_corrupt_headers);
+    RUN(safetensors_truncations);
+    RUN(safetensors_bad_index);
+    RUN(hf_bad_config);
+    RUN(hf_sampling_and_template);
     RUN(convert_e_f32);
     RUN(convert_dense_f32);
     RUN(convert_moe_f32);

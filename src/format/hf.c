@@ -517,12 +517,15 @@ static int add_tokenizer(gguf_file *f, const char *dir, const hparams *hp, json_
         snprintf(gk, sizeof gk, "tokenizer.ggml.%s_token_id", KEY[k]);
         if (gguf_set_u32(f, gk, (uint32_t)id)) { rc = g4_seterr(err, "out of memory"); goto out; }
     }
-    /* llama.cpp forces add_bos for gemma4; add_eos follows tokenizer_config */
-    if (gguf_set_bool(f, "tokenizer.ggml.add_bos_token", true)) { rc = g4_seterr(err, "out of memory"); goto out; }
-    json_t *ae = tcfg ? json_object_get(tcfg, "add_eos_token") : NULL;
-    if (json_is_boolean(ae) && gguf_set_bool(f, "tokenizer.ggml.add_eos_token", json_is_true(ae))) {
-        rc = g4_seterr(err, "out of memory");
-        goto out;
+    /* add_{bos,eos}_token as tokenizer_config.json gives them (SpecialVocab);
+     * the converter later sets add_bos to true, in place if it exists. */
+    for (int k = 0; k < 2; k++) {
+        json_t *ae = tcfg ? json_object_get(tcfg, k ? "add_eos_token" : "add_bos_token") : NULL;
+        if (json_is_boolean(ae) &&
+            gguf_set_bool(f, k ? "tokenizer.ggml.add_eos_token" : "tokenizer.ggml.add_bos_token", json_is_true(ae))) {
+            rc = g4_seterr(err, "out of memory");
+            goto out;
+        }
     }
     /* chat template: chat_template.jinja, else tokenizer_config's string */
     {
@@ -560,7 +563,11 @@ static int add_tokenizer(gguf_file *f, const char *dir, const hparams *hp, json_
             if (e) { rc = g4_seterr(err, "out of memory"); goto out; }
         }
     }
-    if (gguf_set_bool(f, "tokenizer.ggml.add_space_prefix", false)) { rc = g4_seterr(err, "out of memory"); goto out; }
+    if (gguf_set_bool(f, "tokenizer.ggml.add_space_prefix", false) ||
+        gguf_set_bool(f, "tokenizer.ggml.add_bos_token", true)) {  /* llama.cpp forces BOS for gemma4 */
+        rc = g4_seterr(err, "out of memory");
+        goto out;
+    }
     /* EOS list from generation_config.json (for running directly) */
     json_t *eos = gen ? json_object_get(gen, "eos_token_id") : NULL;
     if (eos_ids && json_is_array(eos) && json_array_size(eos) > 1 && json_array_size(eos) < 1024) {
