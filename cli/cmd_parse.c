@@ -22,6 +22,7 @@ static void parse_usage(FILE *o) {
         "  --stream    also print every delta as one JSON line while reading\n"
         "              ({\"reasoning\":...} / {\"content\":...} / {\"tool_call\":{...}})\n"
         "  --compact   print the message on one line\n"
+        "  --tools a,b,c   only these tool names are calls (others stay content)\n"
         "  --in-reasoning  the prompt ended inside the thought channel\n"
         "              (\"<|channel>thought\\n\"), so the output starts as reasoning\n");
 }
@@ -48,6 +49,18 @@ int cmd_parse(int argc, char **argv) {
         else if (!strcmp(argv[i], "--stream")) stream = 1;
         else if (!strcmp(argv[i], "--compact")) compact = 1;
         else if (!strcmp(argv[i], "--in-reasoning")) opt.in_reasoning = 1;
+        else if (!strcmp(argv[i], "--tools") && i + 1 < argc) {
+            /* split a copy of the list in place; the names live until exit */
+            char *list = strdup(argv[++i]);
+            size_t cap = 1;
+            for (char *q = list; q && *q; q++) cap += *q == ',';
+            const char **names = list ? calloc(cap, sizeof *names) : NULL;
+            if (!names) { fprintf(stderr, "gemma4c parse: out of memory\n"); return 1; }
+            size_t k = 0;
+            for (char *tok = strtok(list, ","); tok && k < cap; tok = strtok(NULL, ",")) names[k++] = tok;
+            opt.tool_names = names;
+            opt.n_tool_names = k;
+        }
         else { fprintf(stderr, "gemma4c parse: bad argument '%s'\n\n", argv[i]); parse_usage(stderr); return 2; }
     }
     g4_chat_parser *p = g4_chat_parser_new(&opt, stream ? print_delta : NULL, NULL);

@@ -355,6 +355,16 @@ TEST(parse_wellformed) {
     m = P("<|channel>thought\nA\n<channel|>x<|channel>thought\nB");
     CHECK(m && !strcmp(mstr(m, "reasoning_content"), "A\nB") && !strcmp(mstr(m, "content"), "x"));
     json_decref(m);
+    /* only declared tools are calls when a list is given */
+    {
+        static const char *const names[] = { "get_weather", "now" };
+        g4_chat_parse_options o = { .tool_names = names, .n_tool_names = 2 };
+        const char *t = "<|tool_call>call:now{}<tool_call|><|tool_call>call:rm_rf{p:1}<tool_call|>";
+        m = parse_split(t, strlen(t), NULL, 0, NULL, &o);
+        CHECK(m && ncalls(m) == 1 && has_call(m, 0, "now", "{}") &&
+              !strcmp(mstr(m, "content"), "<|tool_call>call:rm_rf{p:1}<tool_call|>"));
+        json_decref(m);
+    }
     /* the prompt opened the thought channel already */
     {
         g4_chat_parse_options o = { .in_reasoning = 1 };

@@ -80,6 +80,8 @@ struct g4_chat_parser {
     buf call;          /* body of the current call after <|tool_call> */
     int call_in_str;   /* inside <|"|>...<|"|> in the call body */
     json_t *calls;     /* OpenAI tool_calls array */
+    const char *const *names;   /* declared tools, if restricted */
+    size_t n_names;
 };
 
 /* Length of a UTF-8 sequence from its lead byte (1 for invalid leads). */
@@ -390,6 +392,13 @@ static int finish_call(g4_chat_parser *p) {
     if (ne == nb || v.i >= v.n) return -1;
     for (size_t k = nb; k < ne; k++)
         if (is_ws(v.s[k]) || v.s[k] == '<' || v.s[k] == '>' || v.s[k] == '"') return -1;
+    if (p->n_names) {
+        size_t k = 0;
+        while (k < p->n_names && !(p->names[k] && strlen(p->names[k]) == ne - nb &&
+                                   !memcmp(p->names[k], v.s + nb, ne - nb)))
+            k++;
+        if (k == p->n_names) return -1;
+    }
     v.i++;
     v.depth = 1;
     json_t *args = vp_object(&v);
@@ -563,6 +572,10 @@ g4_chat_parser *g4_chat_parser_new(const g4_chat_parse_options *opt, g4_chat_del
     p->reasoning.kind = G4_DELTA_REASONING;
     p->content.kind = G4_DELTA_CONTENT;
     if (opt && opt->in_reasoning) p->mode = M_REASONING;
+    if (opt && opt->n_tool_names && opt->tool_names) {
+        p->names = opt->tool_names;
+        p->n_names = opt->n_tool_names;
+    }
     p->calls = json_array();
     if (!p->calls) { free(p); return NULL; }
     return p;

@@ -52,6 +52,11 @@ typedef void (*g4_chat_delta_fn)(void *user, const g4_chat_delta *d);
 typedef struct g4_chat_parse_options {
     size_t max_call_bytes;  /* longest tool call kept pending; 0 = 1 MiB */
     const char *id_prefix;  /* tool-call ids; NULL = "call_" */
+    /* If n_tool_names > 0, a call to any other name is not a call (kept as
+     * content), like llama.cpp's grammar over the declared tools. The
+     * strings must outlive the parser. */
+    const char *const *tool_names;
+    size_t n_tool_names;
     int in_reasoning;       /* the prompt already opened the thought channel
                                (it ends with "<|channel>thought\n"): the output
                                starts inside the reasoning */
