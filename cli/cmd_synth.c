@@ -8,7 +8,8 @@
 #include "model/synth.h"
 
 int cmd_synth(int argc, char **argv) {
-    g4_synth_opts o = { .arch = "tiny", .ftype = "F32", .seed = 1, .n_threads = 1 };
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    g4_synth_opts o = { .arch = "tiny", .ftype = "F32", .seed = 1, .n_threads = ncpu > 0 ? (int)ncpu : 1 };
     const char *out = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -22,6 +23,7 @@ int cmd_synth(int argc, char **argv) {
                    "  --type TYPE   F32 (default), F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K,\n"
                    "                Q3_K_M, Q4_K_M, Q5_K_M, Q6_K, IQ4_NL, IQ4_XS\n"
                    "  --seed N      random seed (default 1); same seed, same bytes\n"
+                   "  -t N          threads (default: all CPUs; the output does not depend on it)\n"
                    "  --force       overwrite FILE if it exists\n");
             return 0;
         }
@@ -32,6 +34,10 @@ int cmd_synth(int argc, char **argv) {
             char *end;
             o.seed = strtoull(v, &end, 10);
             if (*end) { fprintf(stderr, "gemma4c synth: --seed expects an integer\n"); return 2; }
+            i++;
+        } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && v) {
+            o.n_threads = atoi(v);
+            if (o.n_threads < 1 || o.n_threads > 1024) { fprintf(stderr, "gemma4c synth: -t expects 1..1024\n"); return 2; }
             i++;
         } else if (!strcmp(a, "--force")) o.force = true;
         else { fprintf(stderr, "gemma4c synth: unknown or incomplete option '%s'\n", a); return 2; }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "format/gguf.h"
+#include "engine/pool.h"
 #include "format/gguf_write.h"
 #include "model/quantize.h"
 #include "tensor/types.h"
@@ -49,11 +50,6 @@ static uint64_t mix64(uint64_t z) {
 
 typedef struct rng { uint64_t s; } rng;
 static double unif(rng *r) { r->s += 0x9e3779b97f4a7c15ull; return (double)(mix64(r->s) >> 11) * (1.0 / 9007199254740992.0); }
-static float gauss(rng *r) {
-    double u = unif(r), v = unif(r);
-    if (u < 1e-300) u = 1e-300;
-    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
-}
 
 /* ---- vocabulary --------------------------------------------------------------- */
 
@@ -199,19 +195,29 @@ typedef struct synth_ctx {
     const gguf_tensor *src;      /* F32 descriptors (shapes) */
     const int *types;            /* output types */
     const preset *p;
-    float *row;                  /* one f32 row per thread (single-threaded fill) */
+    float *row;                  /* one f32 row per thread */
+    int64_t max_row;
+    g4_pool *pool;
+    /* the chunk being filled (shared with the workers) */
+    uint64_t ti;
+    int64_t row0, nrows;
+    void *dst;
 } synth_ctx;
 
-static int fill(void *ud, uint64_t ti, int64_t row0, int64_t nrows, void *dst, g4_error *err) {
-    synth_ctx *c = ud;
+/* Rows are independent (each seeded from seed, tensor and row), so threads
+ * split a chunk and the bytes do not depend on the thread count. */
+static void fill_rows(void *arg, int ith, int nth) {
+    synth_ctx *c = arg;
+    uint64_t ti = c->ti;
     const gguf_tensor *t = &c->src[ti];
     int64_t n = t->ne[0];
     const g4_type_traits *tr = g4_type_info(c->types[ti]);
     size_t rb = g4_row_size(c->types[ti], n);
-    if (!tr || !tr->from_float || !rb) return g4_seterr(err, "cannot write type %s", g4_type_name(c->types[ti]));
-    for (int64_t r = 0; r < nrows; r++) {
-        rng g = { mix64(c->seed ^ mix64((ti + 1) * 0x100000001b3ull) ^ (uint64_t)(row0 + r) * 0x9e3779b97f4a7c15ull) };
-        float *x = c->row;
+    long lo, hi;
+    g4_split((long)c->nrows, ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        rng g = { mix64(c->seed ^ mix64((ti + 1) * 0x100000001b3ull) ^ (uint64_t)(c->row0 + r) * 0x9e3779b97f4a7c15ull) };
+        float *x = c->row + (size_t)ith * (size_t)c->max_row;
         switch (c->kinds[ti]) {
         case K_NORM: for (int64_t i = 0; i < n; i++) x[i] = (float)(0.5 + unif(&g)); break;
         case K_SCALE: x[0] = (float)(0.5 + 0.5 * unif(&g)); break;
@@ -221,14 +227,31 @@ static int fill(void *ud, uint64_t ti, int64_t row0, int64_t nrows, void *dst, g
             for (int64_t i = 0; i < n; i++) x[i] = i < rot ? 1.0f : 1e30f;
             break;
         }
-        case K_EMBD: for (int64_t i = 0; i < n; i++) x[i] = gauss(&g) * (float)(2.0 / sqrt((double)n)); break;
         default: {
-            float sd = (float)(1.0 / sqrt((double)n));
-            for (int64_t i = 0; i < n; i++) x[i] = gauss(&g) * sd;
+            /* uniform with the variance of N(0, 1/n) (embeddings: 4/n): cheap
+             * for billions of weights */
+            float a = (float)(sqrt(3.0 / (double)n)) * (c->kinds[ti] == K_EMBD ? 2.0f : 1.0f);
+            uint64_t z = g.s;
+            for (int64_t i = 0; i < n; i++) {
+                z ^= z << 13; z ^= z >> 7; z ^= z << 17;
+                x[i] = a * ((float)(int32_t)(z >> 32) * (1.0f / 2147483648.0f));
+            }
         }
         }
-        tr->from_float(x, (char *)dst + (size_t)r * rb, n);
+        tr->from_float(x, (char *)c->dst + (size_t)r * rb, n);
     }
+}
+
+static int fill(void *ud, uint64_t ti, int64_t row0, int64_t nrows, void *dst, g4_error *err) {
+    synth_ctx *c = ud;
+    const g4_type_traits *tr = g4_type_info(c->types[ti]);
+    if (!tr || !tr->from_float || !g4_row_size(c->types[ti], c->src[ti].ne[0]))
+        return g4_seterr(err, "cannot write type %s", g4_type_name(c->types[ti]));
+    c->ti = ti;
+    c->row0 = row0;
+    c->nrows = nrows;
+    c->dst = dst;
+    g4_pool_run(c->pool, fill_rows, c);
     return 0;
 }
 
@@ -381,13 +404,17 @@ int g4_synth(const char *out_path, const g4_synth_opts *o, g4_error *err) {
         outd[i].nbytes = g4_row_size(types[i], outd[i].ne[0]) * (size_t)rows;
         if (outd[i].ne[0] > max_row) max_row = outd[i].ne[0];
     }
-    sc = (synth_ctx){ o->seed, kinds, f->tensors, types, p, malloc((size_t)max_row * sizeof(float)) };
-    if (!sc.row) { free(outd); g4_seterr(err, "out of memory"); goto done; }
+    int nth = o->n_threads > 0 ? o->n_threads : 1;
+    sc = (synth_ctx){ .seed = o->seed, .kinds = kinds, .src = f->tensors, .types = types, .p = p,
+                      .row = malloc((size_t)nth * (size_t)max_row * sizeof(float)), .max_row = max_row,
+                      .pool = g4_pool_new(nth) };
+    if (!sc.row || !sc.pool) { free(outd); g4_seterr(err, "out of memory"); goto done; }
     gguf_write_opts wo = { .tensors = outd, .n_tensors = f->n_tensors, .fill = fill, .ud = &sc,
                            .force = o->force, .progress = o->progress };
     rc = gguf_write_ex(f, out_path, &wo, err);
     free(outd);
 done:
+    if (sc.pool) g4_pool_free(sc.pool);
     free(sc.row);
     free(types);
     free(kinds);

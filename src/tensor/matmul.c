@@ -17,7 +17,17 @@ typedef struct mm_task {
     const uint8_t *xq;     /* quantized activations, T rows of xq_row bytes */
     size_t xq_row;
     float *rowbuf;
+    g4_gemm_fn kernel;      /* block kernel, or NULL for gemm_generic */
 } mm_task;
+
+/* Used when a type has no block kernel: one vec_dot per (row, token). */
+static void gemm_generic(g4_vec_dot_fn dot, int64_t n, int nr, int nc, const void *w, size_t ws,
+                         const void *x, size_t xs, float *y, size_t ys) {
+    for (int c = 0; c < nc; c++)
+        for (int r = 0; r < nr; r++)
+            y[(size_t)c * ys + r] = dot((const char *)w + (size_t)r * ws, (const char *)x + (size_t)c * xs, n);
+}
+
 
 static void quantize_task(void *arg, int ith, int nth) {
     mm_task *k = arg;
@@ -51,10 +61,21 @@ static void mm_rows_task(void *arg, int ith, int nth) {
         }
         return;
     }
-    for (long o = lo; o < hi; o++) {
-        const void *row = g4_mat_row(w, k->mat, o);
-        for (int t = 0; t < k->T; t++)
-            k->y[t * k->ldy + o] = k->wt->vec_dot(row, k->xq + (size_t)t * k->xq_row, n);
+    /* Cache blocking: a block of ROWS weight rows (tens of KB) stays in L1/L2
+     * while it meets a block of TOKS activation rows; the micro-kernel reuses
+     * each loaded block across several rows and tokens in registers. Decode
+     * (T = 1) degenerates to streaming the rows once. */
+    enum { ROWS = 32, TOKS = 64 };
+    for (long o0 = lo; o0 < hi; o0 += ROWS) {
+        int nr = (int)(hi - o0 < ROWS ? hi - o0 : ROWS);
+        const void *row = g4_mat_row(w, k->mat, o0);
+        for (int t0 = 0; t0 < k->T; t0 += TOKS) {
+            int nc = k->T - t0 < TOKS ? k->T - t0 : TOKS;
+            const void *xq = k->xq + (size_t)t0 * k->xq_row;
+            float *y = k->y + (size_t)t0 * k->ldy + o0;
+            if (k->kernel) k->kernel(n, nr, nc, row, w->row_bytes, xq, k->xq_row, y, (size_t)k->ldy);
+            else gemm_generic(k->wt->vec_dot, n, nr, nc, row, w->row_bytes, xq, k->xq_row, y, (size_t)k->ldy);
+        }
     }
 }
 
@@ -62,6 +83,7 @@ void g4_matmul(g4_pool *pool, const g4_mat *w, int64_t mat, const float *x, int6
                int64_t ldy, int precision, g4_mm_scratch *s) {
     mm_task k = { .w = w, .mat = mat, .x = x, .ldx = ldx, .T = T, .y = y, .ldy = ldy,
                   .exact = precision == 1, .wt = g4_type_info(w->type), .rowbuf = s->rowbuf };
+    k.kernel = k.wt->gemm;
     if (!k.exact) {
         k.at = g4_type_info(k.wt->vec_dot_type);
         k.xq_row = g4_row_size(k.wt->vec_dot_type, w->n_in);

@@ -31,6 +31,12 @@ typedef void  (*g4_to_float_fn)(const void *src, float *dst, int64_t n);
 typedef void  (*g4_from_float_fn)(const float *src, void *dst, int64_t n);
 typedef float (*g4_dot_f32_fn)(const void *w, const float *x, int64_t n);
 typedef float (*g4_vec_dot_fn)(const void *w, const void *xq, int64_t n);
+/* Fast-path block kernel: for r < nr, c < nc,
+ *   y[c * y_stride + r] = vec_dot(w + r * w_stride, xq + c * x_stride, n)
+ * (token-major output, like the activations). SIMD variants compute several
+ * rows x several tokens per step so each loaded block is reused. */
+typedef void (*g4_gemm_fn)(int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *xq,
+                           size_t x_stride, float *y, size_t y_stride);
 
 typedef struct g4_type_traits {
     const char *name;        /* "Q4_K", as ggml prints it; NULL = no such type id */
@@ -44,6 +50,7 @@ typedef struct g4_type_traits {
     g4_dot_f32_fn    dot_f32;      /* exact path: stored row . f32 vector */
     int              vec_dot_type; /* activation type for the fast path */
     g4_vec_dot_fn    vec_dot;      /* fast path: stored row . quantized activations */
+    g4_gemm_fn       gemm;         /* fast path, many rows x tokens; NULL: loop over vec_dot */
 } g4_type_traits;
 
 /* NULL for ids that are not a ggml type. */
