@@ -43,28 +43,43 @@ static void print_delta(void *user, const g4_chat_delta *d) {
 
 int cmd_parse(int argc, char **argv) {
     int stream = 0, compact = 0;
+    char *list = NULL;
+    const char **names = NULL;
     g4_chat_parse_options opt = {0};
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { parse_usage(stdout); return 0; }
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            parse_usage(stdout);
+            free(list);
+            free(names);
+            return 0;
+        }
         else if (!strcmp(argv[i], "--stream")) stream = 1;
         else if (!strcmp(argv[i], "--compact")) compact = 1;
         else if (!strcmp(argv[i], "--in-reasoning")) opt.in_reasoning = 1;
         else if (!strcmp(argv[i], "--tools") && i + 1 < argc) {
             /* split a copy of the list in place; the names live until exit */
-            char *list = strdup(argv[++i]);
+            free(list);
+            free(names);
+            list = strdup(argv[++i]);
             size_t cap = 1;
             for (char *q = list; q && *q; q++) cap += *q == ',';
-            const char **names = list ? calloc(cap, sizeof *names) : NULL;
-            if (!names) { fprintf(stderr, "gemma4c parse: out of memory\n"); return 1; }
+            names = list ? calloc(cap, sizeof *names) : NULL;
+            if (!names) { fprintf(stderr, "gemma4c parse: out of memory\n"); free(list); return 1; }
             size_t k = 0;
             for (char *tok = strtok(list, ","); tok && k < cap; tok = strtok(NULL, ",")) names[k++] = tok;
             opt.tool_names = names;
             opt.n_tool_names = k;
         }
-        else { fprintf(stderr, "gemma4c parse: bad argument '%s'\n\n", argv[i]); parse_usage(stderr); return 2; }
+        else {
+            fprintf(stderr, "gemma4c parse: bad argument '%s'\n\n", argv[i]);
+            parse_usage(stderr);
+            free(list);
+            free(names);
+            return 2;
+        }
     }
     g4_chat_parser *p = g4_chat_parser_new(&opt, stream ? print_delta : NULL, NULL);
-    if (!p) { fprintf(stderr, "gemma4c parse: out of memory\n"); return 1; }
+    if (!p) { fprintf(stderr, "gemma4c parse: out of memory\n"); free(list); free(names); return 1; }
     char buf[4096];
     size_t n;
     int rc = 0;
@@ -73,6 +88,8 @@ int cmd_parse(int argc, char **argv) {
     if (!rc && g4_chat_parser_finish(p)) rc = 1;
     json_t *m = rc ? NULL : g4_chat_parser_message(p);
     g4_chat_parser_free(p);
+    free(list);
+    free(names);
     if (!m) { fprintf(stderr, "gemma4c parse: out of memory or invalid UTF-8 in output\n"); return 1; }
     char *s = json_dumps(m, compact ? JSON_COMPACT : JSON_INDENT(2));
     json_decref(m);

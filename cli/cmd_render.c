@@ -110,7 +110,7 @@ int cmd_render(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { render_usage(stdout); return 0; }
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { render_usage(stdout); free(files); return 0; }
         else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model = argv[++i];
         else if (!strcmp(a, "--family") && has) family = argv[++i];
         else if (!strcmp(a, "--template") && has) tmpl = argv[++i];
@@ -136,22 +136,25 @@ int cmd_render(int argc, char **argv) {
     if (family) {
         fam = g4_chat_family_from_name(family);
         if (fam == G4_CHAT_FAMILY_UNKNOWN) {
-            fprintf(stderr, "gemma4c render: unknown family '%s' (use e or 31b)\n", family);
+            fprintf(stderr, "gemma4c render: unknown family '%s' (use e, 31b or interleaved)\n", family);
+            free(files);
             return 2;
         }
     } else if (tmpl) {
         char *t = slurp(tmpl, NULL);
-        if (!t) { fprintf(stderr, "gemma4c render: cannot read %s\n", tmpl); return 1; }
+        if (!t) { fprintf(stderr, "gemma4c render: cannot read %s\n", tmpl); free(files); return 1; }
         fam = g4_chat_family_from_template(t);
         free(t);
         if (fam == G4_CHAT_FAMILY_UNKNOWN) {
             fprintf(stderr, "gemma4c render: %s is not a Gemma 4 chat template (use --family)\n", tmpl);
+            free(files);
             return 1;
         }
     } else {
         fam = g4_chat_family_from_path(model, &err);
         if (fam == G4_CHAT_FAMILY_UNKNOWN) {
             fprintf(stderr, "gemma4c render: %s\n", err.msg[0] ? err.msg : "cannot select template family");
+            free(files);
             return 1;
         }
     }
