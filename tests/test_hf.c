@@ -302,6 +302,9 @@ TEST(convert_no_overwrite) {
     /* a failing conversion (bad folder) leaves neither the file nor a temp */
     CHECK(g4_convert_hf("/nonexistent-folder", tmp("never.gguf"), G4_FTYPE_F32, NULL, &o, &err) != 0);
     CHECK(access(tmp("never.gguf"), F_OK) != 0);
+    /* unwritable destination: clear error, nothing created */
+    CHECK(g4_convert_hf(ref("gemma4-e.hf"), "/nonexistent-dir/x.gguf", G4_FTYPE_F32, NULL, &o, &err) != 0);
+    CHECK(strstr(err.msg, "/nonexistent-dir/x.gguf") != NULL);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "ls '%s' | grep -q tmp-", tmpdir);
     CHECK(system(cmd) != 0);

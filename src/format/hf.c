@@ -142,7 +142,7 @@ static int read_hparams(const char *dir, json_t *root, hparams *hp, g4_error *er
     REQ("num_attention_heads", 1, 4096, &hp->nH);
     REQ("num_key_value_heads", 1, 4096, &hp->nKV);
     REQ("head_dim", 1, 1 << 16, &hp->hd);
-    REQ("vocab_size", 1, 1 << 28, &hp->vocab);
+    REQ("vocab_size", 1, 1 << 24, &hp->vocab);  /* 262144 in Gemma 4 */
     REQ("sliding_window", 1, INT32_MAX, &hp->window);
     REQ("max_position_embeddings", 1, UINT32_MAX, &hp->ctx);
 #undef REQ
