@@ -459,6 +459,7 @@ TEST(hf_loader_errors) {
         { "b6.json", "{\"model\":", "line" },
         { "b7.json", "{\"normalizer\":{\"type\":\"NFKC\"},\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0}}}", "normalizer" },
         { "b8.json", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":99999999}}}", "model.vocab" },
+        { "b8b.json", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":9999999}}}", "highest id" },
         { "b9.json", "{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"NFC\"}]},"
                      "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0}}}", "normalizer" },
         { "b10.json", "{\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"x\",\"prepend_scheme\":\"always\"},"

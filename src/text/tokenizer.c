@@ -304,6 +304,7 @@ static g4_tokenizer *build(const g4_tok_vocab *v, const mpair *mp, size_t n_mp, 
      * an id-based merge, so it is dropped (Hugging Face refuses such files;
      * llama.cpp would keep them but its vocabularies do not contain any). A
      * repeated pair keeps its first (best) rank. */
+    if (n_mp > (size_t)INT32_MAX) { g4_seterr(err, "tokenizer: %zu merges is too many", n_mp); goto fail; }
     t->mmask = pow2_at_least(2 * (n_mp ? n_mp : 1)) - 1;
     t->mtab = malloc((t->mmask + 1) * sizeof *t->mtab);
     t->mfilter = calloc(n, sizeof *t->mfilter);
@@ -449,7 +450,7 @@ g4_tokenizer *g4_tokenizer_from_gguf(const struct gguf_file *f, g4_error *err) {
     if (!toks || !lens || (ky && !types) || (nm && !mp)) { g4_seterr(err, "tokenizer: out of memory"); goto done; }
     for (size_t i = 0; i < n; i++) {
         toks[i] = kt->arr_str[i].ptr ? kt->arr_str[i].ptr : "";
-        lens[i] = (size_t)kt->arr_str[i].len;
+        lens[i] = kt->arr_str[i].ptr ? (size_t)kt->arr_str[i].len : 0;
         if (ky) {
             int64_t ty = gguf_arr_i64(ky, i);
             if (ty < G4_TOK_NORMAL || ty > G4_TOK_BYTE) {
@@ -461,7 +462,7 @@ g4_tokenizer *g4_tokenizer_from_gguf(const struct gguf_file *f, g4_error *err) {
     }
     for (size_t i = 0; i < nm; i++) {
         const gguf_str *s = &km->arr_str[i];
-        const char *sp = s->len > 1 ? memchr(s->ptr + 1, ' ', (size_t)s->len - 1) : NULL;
+        const char *sp = s->ptr && s->len > 1 ? memchr(s->ptr + 1, ' ', (size_t)s->len - 1) : NULL;
         if (!sp) { g4_seterr(err, "tokenizer.ggml.merges[%zu] has no space", i); goto done; }
         mp[i].l = s->ptr; mp[i].ll = (size_t)(sp - s->ptr);
         mp[i].r = sp + 1; mp[i].rl = (size_t)s->len - mp[i].ll - 1;
@@ -597,6 +598,12 @@ g4_tokenizer *g4_tokenizer_from_hf_json(const char *json_path, const char *confi
         if (json_integer_value(id) > maxid) maxid = json_integer_value(id);
     }
     if (maxid < 0) { g4_seterr(err, "%s: empty vocabulary", json_path); goto done; }
+    /* ids may have gaps, but not so many that a tiny file allocates gigabytes */
+    if ((size_t)maxid > 4 * (json_object_size(vocab) + na) + 1024) {
+        g4_seterr(err, "%s: highest id %lld but only %zu tokens", json_path, (long long)maxid,
+                  json_object_size(vocab) + na);
+        goto done;
+    }
     size_t n = (size_t)maxid + 1;
     toks = calloc(n, sizeof *toks);
     lens = calloc(n, sizeof *lens);
