@@ -63,6 +63,28 @@ int gemma4c_memory_plan_for(const gemma4c_model *m, int n_ctx, int n_batch, gemm
  * source) into buf; returns 0 or -1 if l is out of range. */
 int gemma4c_model_layer_desc(const gemma4c_model *m, int l, char *buf, size_t len);
 
+/* What one token costs at context position pos (0-based): the bytes it reads
+ * (weights as stored, and the KV cache it attends over) and its arithmetic.
+ * Used by benchmarks to compare with the machine's limits. */
+typedef struct gemma4c_token_cost {
+    uint64_t weight_bytes;   /* stored weight bytes read (LM head included, one
+                                embedding row, only the selected experts' share) */
+    uint64_t kv_bytes;       /* KV cache bytes read by attention at pos */
+    double matmul_flops;     /* 2 x multiply-adds against weights */
+    double attn_flops;       /* 2 x multiply-adds in QK^T and PV at pos */
+} gemma4c_token_cost;
+
+void gemma4c_token_cost_at(const gemma4c_model *m, int pos, gemma4c_token_cost *out);
+
+/* ---- machine ---------------------------------------------------------------- */
+
+/* Measured on this machine with n_threads (a second or two each): sustained
+ * read bandwidth in GB/s, f32 FMA peak in GFLOP/s, int8 dot-product peak
+ * (AVX-512 VNNI) in GOP/s. 0 when the probe does not apply here. */
+double gemma4c_probe_bandwidth(int n_threads);
+double gemma4c_probe_f32_gflops(int n_threads);
+double gemma4c_probe_int8_gops(int n_threads);
+
 /* ---- text ------------------------------------------------------------------ */
 
 /* Token ids of text[0..len) with the model's tokenizer. add_bos puts BOS first;

@@ -283,3 +283,40 @@ void gemma4c_detok_free(gemma4c_detok *d) {
     g4_detok_free(d->d);
     free(d);
 }
+
+/* ---- cost model ------------------------------------------------------------ */
+
+static void add_mat(const g4_mat *w, double share, uint64_t *bytes, double *flops) {
+    if (!w->data) return;
+    double n = (double)w->n_in * (double)w->n_out * (double)w->n_mat;
+    *bytes += (uint64_t)((double)w->row_bytes * (double)w->n_out * (double)w->n_mat * share);
+    *flops += 2.0 * n * share;
+}
+
+void gemma4c_token_cost_at(const gemma4c_model *mm, int pos, gemma4c_token_cost *o) {
+    const g4_model *m = mm->m;
+    memset(o, 0, sizeof *o);
+    uint64_t b = 0;
+    double f = 0;
+    add_mat(&m->output, 1.0, &b, &f);              /* LM head: every row */
+    b += m->tok_embd.row_bytes;                    /* embedding lookup: one row */
+    if (m->n_ple) {
+        b += m->ple_embd.row_bytes;
+        add_mat(&m->ple_model_proj, 1.0, &b, &f);
+    }
+    double share = m->n_expert ? (double)m->n_expert_used / m->n_expert : 1.0;
+    for (int l = 0; l < m->n_layer; l++) {
+        const g4_layer *y = &m->layers[l];
+        const g4_mat *full[] = { &y->wq, &y->wk, &y->wv, &y->wo, &y->ffn_gate, &y->ffn_up, &y->ffn_down,
+                                 &y->router, &y->ple_gate, &y->ple_proj };
+        for (size_t i = 0; i < sizeof full / sizeof full[0]; i++) add_mat(full[i], 1.0, &b, &f);
+        const g4_mat *exps[] = { &y->exp_gate_up, &y->exp_gate, &y->exp_up, &y->exp_down };
+        for (size_t i = 0; i < sizeof exps / sizeof exps[0]; i++) add_mat(exps[i], share, &b, &f);
+        int visible = pos + 1;
+        if (y->swa && visible > m->sliding_window) visible = m->sliding_window;
+        o->kv_bytes += 2ull * (uint64_t)y->n_kv_head * (uint64_t)y->head_dim * sizeof(float) * (uint64_t)visible;
+        o->attn_flops += 2.0 * 2.0 * m->n_head * y->head_dim * (double)visible;
+    }
+    o->weight_bytes = b;
+    o->matmul_flops = f;
+}

@@ -1,0 +1,205 @@
+/* gemma4c bench: prompt processing (pp) and generation (tg) speed, with each
+ * result placed against this machine's measured limits:
+ *   tg: weight + KV bytes read per token / read bandwidth  (memory roofline)
+ *   pp: FLOPs per token / arithmetic peak                   (compute roofline)
+ * Results are the median of -r repetitions, with min-max spread. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "gemma4c.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct result {
+    char test[32];
+    double med, lo, hi;     /* tokens/s */
+    double roof;            /* t/s the limit allows */
+    const char *limit;      /* "bw" or "int8"/"f32" */
+} result;
+
+static int geti(const char *opt, const char *v, int lo, int hi, int *out) {
+    char *end;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || *end || x < lo || x > hi) {
+        fprintf(stderr, "gemma4c bench: %s expects an integer in [%d, %d]\n", opt, lo, hi);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *model = NULL;
+    int pp = 512, tg = 128, depth = 0, reps = 3, json = 0, exact = 0;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = ncpu > 0 ? (int)ncpu : 1;
+    double bw = -1, f32 = -1, i8 = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: gemma4c bench -m MODEL [-p 512] [-n 128] [-d DEPTH] [-t N] [-r REPS] [--json]\n\n"
+                   "Measure prompt processing (pp: P tokens in one batch) and generation (tg: N\n"
+                   "tokens one at a time), both after DEPTH tokens of context, and compare each\n"
+                   "with this machine's limits, measured at the start: read bandwidth for tg\n"
+                   "(bytes of weights and KV read per token) and the int8 / f32 arithmetic peak\n"
+                   "for pp (FLOPs per token). Reports the median over REPS runs and the spread.\n\n"
+                   "  -m MODEL     GGUF file or HF folder (gemma4c synth makes real-shape ones)\n"
+                   "  -p N         prompt tokens (default 512; 0 skips pp)\n"
+                   "  -n N         generated tokens (default 128; 0 skips tg)\n"
+                   "  -d N         context depth before each test (default 0)\n"
+                   "  -t N         threads (default: all CPUs)\n"
+                   "  -r N         repetitions (default 3)\n"
+                   "  --bw GB/s    skip the bandwidth probe and use this value\n"
+                   "  --exact      reference precision instead of the fast path\n"
+                   "  --json       one JSON object on stdout\n");
+            return 0;
+        }
+        int bad = 0;
+        if (!strcmp(a, "-m") && v) { model = v; i++; }
+        else if (!strcmp(a, "-p")) { bad = geti(a, v, 0, 1 << 16, &pp); i++; }
+        else if (!strcmp(a, "-n")) { bad = geti(a, v, 0, 1 << 20, &tg); i++; }
+        else if (!strcmp(a, "-d")) { bad = geti(a, v, 0, 1 << 22, &depth); i++; }
+        else if (!strcmp(a, "-t")) { bad = geti(a, v, 1, 1024, &threads); i++; }
+        else if (!strcmp(a, "-r")) { bad = geti(a, v, 1, 1000, &reps); i++; }
+        else if (!strcmp(a, "--bw") && v) { bw = atof(v); i++; }
+        else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--exact")) exact = 1;
+        else { fprintf(stderr, "gemma4c bench: unknown or incomplete option '%s'\n", a); return 2; }
+        if (bad) return 2;
+    }
+    if (!model) { fprintf(stderr, "gemma4c bench: need -m MODEL (see --help)\n"); return 2; }
+
+    FILE *log = json ? stderr : stdout;
+    if (bw < 0) bw = gemma4c_probe_bandwidth(threads);
+    f32 = gemma4c_probe_f32_gflops(threads);
+    i8 = gemma4c_probe_int8_gops(threads);
+    fprintf(log, "machine (%d threads): read bandwidth %.1f GB/s, f32 FMA peak %.0f GFLOP/s, int8 peak %.0f GOP/s\n",
+            threads, bw, f32, i8);
+
+    char err[600];
+    gemma4c_model *m = gemma4c_model_open(model, err, sizeof err);
+    if (!m) { fprintf(stderr, "gemma4c: %s\n", err); return 1; }
+    gemma4c_model_info info;
+    gemma4c_model_get_info(m, &info);
+    int n_ctx = depth + (pp > tg ? pp : tg) + 1;
+    gemma4c_context_params cp = gemma4c_context_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_batch = pp > 0 ? pp : 512;
+    cp.n_threads = threads;
+    cp.precision = exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
+    gemma4c_context *c = gemma4c_context_new(m, &cp, err, sizeof err);
+    if (!c) { fprintf(stderr, "gemma4c: %s\n", err); gemma4c_model_free(m); return 1; }
+    int nmax = depth > pp ? depth : pp;
+    if (nmax < 1) nmax = 1;
+    int32_t *ids = malloc((size_t)(nmax > 1 ? nmax : 1) * sizeof *ids);
+    double *t = malloc((size_t)reps * sizeof *t);
+    uint64_t s = 12345;
+    for (int i = 0; i < nmax; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int32_t)(1000 + (s >> 33) % (uint64_t)(info.n_vocab > 2000 ? info.n_vocab - 1000 : 1));
+        if (ids[i] >= info.n_vocab) ids[i] = (int32_t)((s >> 33) % (uint64_t)info.n_vocab);
+    }
+    result res[2];
+    int nres = 0, rc = 0;
+    /* warm-up: touch the weights once so page faults are not measured */
+    if (gemma4c_eval(c, ids, 1, 0, err, sizeof err)) { rc = 1; goto out; }
+    if (pp > 0) {
+        for (int r = 0; r < reps; r++) {
+            gemma4c_reset(c);
+            for (int d = 0; d < depth; d += cp.n_batch) {
+                int n = depth - d < cp.n_batch ? depth - d : cp.n_batch;
+                if (gemma4c_eval(c, ids + d, n, 0, err, sizeof err)) { rc = 1; goto out; }
+            }
+            double t0 = now();
+            if (gemma4c_eval(c, ids, pp, 0, err, sizeof err)) { rc = 1; goto out; }
+            t[r] = pp / (now() - t0);
+        }
+        qsort(t, (size_t)reps, sizeof *t, cmp_d);
+        double flops = 0;
+        for (int i = 0; i < pp; i++) {
+            gemma4c_token_cost tc;
+            gemma4c_token_cost_at(m, depth + i, &tc);
+            flops += tc.matmul_flops + tc.attn_flops;
+        }
+        flops /= pp;
+        double peak = (!exact && i8 > 0) ? i8 : f32;
+        result r = { "", t[reps / 2], t[0], t[reps - 1], peak * 1e9 / flops, (!exact && i8 > 0) ? "int8 peak" : "f32 peak" };
+        snprintf(r.test, sizeof r.test, depth ? "pp%d @ d%d" : "pp%d", pp, depth);
+        res[nres++] = r;
+    }
+    if (tg > 0) {
+        for (int r = 0; r < reps; r++) {
+            gemma4c_reset(c);
+            for (int d = 0; d < depth; d += cp.n_batch) {
+                int n = depth - d < cp.n_batch ? depth - d : cp.n_batch;
+                if (gemma4c_eval(c, ids + d, n, 0, err, sizeof err)) { rc = 1; goto out; }
+            }
+            int32_t tok = ids[0];
+            double t0 = now();
+            for (int k = 0; k < tg; k++) {
+                if (gemma4c_eval(c, &tok, 1, 0, err, sizeof err)) { rc = 1; goto out; }
+                tok = (int32_t)((tok * 7 + 13) % info.n_vocab);
+            }
+            t[r] = tg / (now() - t0);
+        }
+        qsort(t, (size_t)reps, sizeof *t, cmp_d);
+        double bytes = 0;
+        for (int i = 0; i < tg; i++) {
+            gemma4c_token_cost tc;
+            gemma4c_token_cost_at(m, depth + i, &tc);
+            bytes += (double)tc.weight_bytes + (double)tc.kv_bytes;
+        }
+        bytes /= tg;
+        result r = { "", t[reps / 2], t[0], t[reps - 1], bw * 1e9 / bytes, "bandwidth" };
+        snprintf(r.test, sizeof r.test, depth ? "tg%d @ d%d" : "tg%d", tg, depth);
+        res[nres++] = r;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double peak_rss = (double)ru.ru_maxrss * 1024.0;
+    gemma4c_memory_plan plan;
+    gemma4c_memory_plan_for(m, n_ctx, cp.n_batch, &plan);
+    if (json) {
+        printf("{\"model\":\"%s\",\"file\":\"%s\",\"size_bytes\":%llu,\"params\":%llu,\"threads\":%d,"
+               "\"bandwidth_gbs\":%.2f,\"f32_gflops\":%.1f,\"int8_gops\":%.1f,\"peak_rss_bytes\":%.0f,"
+               "\"plan_bytes\":%llu,\"results\":[",
+               info.name, model, (unsigned long long)info.weight_bytes, (unsigned long long)info.n_params, threads,
+               bw, f32, i8, peak_rss, (unsigned long long)plan.total_bytes);
+        for (int i = 0; i < nres; i++)
+            printf("%s{\"test\":\"%s\",\"tps\":%.3f,\"tps_min\":%.3f,\"tps_max\":%.3f,\"roofline_tps\":%.3f,"
+                   "\"roofline_pct\":%.1f,\"limit\":\"%s\"}", i ? "," : "", res[i].test, res[i].med, res[i].lo,
+                   res[i].hi, res[i].roof, 100 * res[i].med / res[i].roof, res[i].limit);
+        printf("]}\n");
+    } else {
+        printf("\n| model | size | params | threads | test | t/s | roofline t/s | %% of roofline |\n");
+        printf("|---|---:|---:|---:|---|---:|---:|---:|\n");
+        for (int i = 0; i < nres; i++)
+            printf("| %s | %.2f GB | %.2f B | %d | %s | %.2f ± %.2f | %.1f (%s) | %.0f%% |\n", info.name,
+                   info.weight_bytes / 1e9, info.n_params / 1e9, threads, res[i].test, res[i].med,
+                   (res[i].hi - res[i].lo) / 2, res[i].roof, res[i].limit, 100 * res[i].med / res[i].roof);
+        printf("\npeak RSS %.1f MiB; memory plan for n_ctx %d: %.1f MiB (%.1f%%)\n", peak_rss / 1048576.0, n_ctx,
+               plan.total_bytes / 1048576.0, 100.0 * peak_rss / (double)plan.total_bytes);
+    }
+out:
+    if (rc) fprintf(stderr, "gemma4c: %s\n", err);
+    free(ids);
+    free(t);
+    gemma4c_context_free(c);
+    gemma4c_model_free(m);
+    return rc;
+}
