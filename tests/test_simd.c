@@ -236,7 +236,31 @@ TEST(process_table_matches_reference) {
     }
 }
 
+/* GEMMA4C_CPU is read once, inside the kernel table's one-time fill: set it
+ * before anything touches the table (unless the caller chose a level). */
+static int env_forced;
+TEST(env_override) {
+    if (!env_forced) return;
+#if defined(__x86_64__)
+    const int want = g4_cpu_level_supported(G4_CPU_AVX2) ? G4_CPU_AVX2 : G4_CPU_REF;
+#elif defined(__aarch64__)
+    const int want = G4_CPU_NEON;
+#else
+    const int want = G4_CPU_REF;
+#endif
+    CHECK(g4_cpu_level() == want);
+}
+
 int main(void) {
+    if (!getenv("GEMMA4C_CPU")) {
+#if defined(__x86_64__)
+        setenv("GEMMA4C_CPU", "avx2", 1);
+#else
+        setenv("GEMMA4C_CPU", "neon", 1);
+#endif
+        env_forced = 1;
+    }
+    RUN(env_override);
     RUN(cpu_levels);
     RUN(activation_quantizers);
     RUN(vec_dot_and_gemm_match_reference);

@@ -64,6 +64,8 @@ static void detect_x86(g4_cpu_features *f) {
 }
 #endif
 
+static bool supported(const g4_cpu_features *f, int level);
+
 static int best_of(const g4_cpu_features *f) {
 #if defined(__x86_64__)
     if (f->avx2 && f->fma && f->f16c) {
@@ -90,9 +92,10 @@ static void detect(void) {
     const char *env = getenv("GEMMA4C_CPU");
     if (env && *env) {
         int want = g4_cpu_level_from_name(env);
-        /* an unknown name or a level this CPU lacks: step down to what runs */
+        /* a level this CPU lacks steps down to what runs (called inside the
+         * pthread_once: use FEAT directly); an unknown name is ignored */
         if (want >= 0) {
-            while (want > G4_CPU_REF && !g4_cpu_level_supported(want)) {
+            while (want > G4_CPU_REF && !supported(&FEAT, want)) {
                 want = want == G4_CPU_NEON ? G4_CPU_REF : want - 1;
             }
             LEVEL = want;
@@ -110,9 +113,8 @@ int g4_cpu_best_level(void) {
     return best_of(&FEAT);
 }
 
-bool g4_cpu_level_supported(int level) {
+static bool supported(const g4_cpu_features *f, int level) {
     if (level == G4_CPU_REF) return true;
-    const g4_cpu_features *f = g4_cpu_features_get();
     switch (level) {
 #if defined(__x86_64__)
     case G4_CPU_AVX2: return f->avx2 && f->fma && f->f16c;
@@ -124,6 +126,10 @@ bool g4_cpu_level_supported(int level) {
 #endif
     default: return false;
     }
+}
+
+bool g4_cpu_level_supported(int level) {
+    return supported(g4_cpu_features_get(), level);
 }
 
 int g4_cpu_level(void) {
