@@ -7,124 +7,7 @@
 
 #include "commands.h"
 #include "gemma4c.h"
-
-typedef struct run_opts {
-    const char *model;
-    int threads, n_ctx, n_batch, exact;
-} run_opts;
-
-/* Parse an int option value; prints an error and returns -1 on bad input. */
-static int parse_int(const char *opt, const char *v, int lo, int hi, int *out) {
-    if (!v) { fprintf(stderr, "gemma4c: %s needs a value\n", opt); return -1; }
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || *end || end == v || x < lo || x > hi) {
-        fprintf(stderr, "gemma4c: %s expects an integer in [%d, %d], got '%s'\n", opt, lo, hi, v);
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
-}
-
-/* Common model/context options. Returns 1 if argv[*i] was consumed, 0 if not
- * ours, -1 on error. */
-static int common_opt(run_opts *o, int argc, char **argv, int *i) {
-    const char *a = argv[*i];
-    const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
-    if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-        if (!v) { fprintf(stderr, "gemma4c: %s needs a path\n", a); return -1; }
-        o->model = v; (*i)++; return 1;
-    }
-    if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { (*i)++; return parse_int(a, v, 1, 1024, &o->threads) ? -1 : 1; }
-    if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { (*i)++; return parse_int(a, v, 1, 1 << 24, &o->n_ctx) ? -1 : 1; }
-    if (!strcmp(a, "-b") || !strcmp(a, "--batch")) { (*i)++; return parse_int(a, v, 1, 1 << 16, &o->n_batch) ? -1 : 1; }
-    if (!strcmp(a, "--exact")) { o->exact = 1; return 1; }
-    return 0;
-}
-
-static const char *COMMON_HELP =
-    "  -m, --model PATH   GGUF file or Hugging Face checkpoint folder (required)\n"
-    "  -t, --threads N    worker threads (default: all CPUs)\n"
-    "  -c, --ctx N        context size in tokens (default: min(model, 4096))\n"
-    "  -b, --batch N      tokens per forward batch (default 512)\n"
-    "      --exact        f32 activations against decoded weights (reference\n"
-    "                     precision) instead of llama.cpp-style quantized activations\n";
-
-static gemma4c_model *open_model(const run_opts *o) {
-    if (!o->model) {
-        fprintf(stderr, "gemma4c: no model given (use -m FILE.gguf)\n");
-        return NULL;
-    }
-    char err[600];
-    gemma4c_model *m = gemma4c_model_open(o->model, err, sizeof err);
-    if (!m) fprintf(stderr, "gemma4c: %s\n", err);
-    return m;
-}
-
-static gemma4c_context *open_ctx(gemma4c_model *m, const run_opts *o) {
-    gemma4c_context_params p = gemma4c_context_default_params();
-    p.n_ctx = o->n_ctx;
-    p.n_batch = o->n_batch;
-    p.n_threads = o->threads;
-    p.precision = o->exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
-    char err[600];
-    gemma4c_context *c = gemma4c_context_new(m, &p, err, sizeof err);
-    if (!c) fprintf(stderr, "gemma4c: %s\n", err);
-    return c;
-}
-
-/* Read whitespace-separated token ids from a string. Returns count or -1. */
-static int parse_ids(const char *s, int32_t **out, const char *src) {
-    int cap = 64, n = 0;
-    int32_t *v = malloc((size_t)cap * sizeof *v);
-    if (!v) return -1;
-    const char *p = s;
-    for (;;) {
-        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ',') p++;
-        if (!*p) break;
-        char *end;
-        errno = 0;
-        long x = strtol(p, &end, 10);
-        if (end == p || errno || x < 0 || x > INT32_MAX) {
-            fprintf(stderr, "gemma4c: %s: expected a token id at \"%.20s\"\n", src, p);
-            free(v);
-            return -1;
-        }
-        if (n == cap) {
-            cap *= 2;
-            int32_t *nv = realloc(v, (size_t)cap * sizeof *nv);
-            if (!nv) { free(v); return -1; }
-            v = nv;
-        }
-        v[n++] = (int32_t)x;
-        p = end;
-    }
-    *out = v;
-    return n;
-}
-
-static char *read_text_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { fprintf(stderr, "gemma4c: %s: %s\n", path, strerror(errno)); return NULL; }
-    size_t cap = 4096, n = 0;
-    char *b = malloc(cap);
-    for (;;) {
-        if (!b) break;
-        if (n + 1 >= cap) {
-            if (cap > (64u << 20)) { fprintf(stderr, "gemma4c: %s: file too large\n", path); free(b); b = NULL; break; }
-            char *nb = realloc(b, cap *= 2);
-            if (!nb) { free(b); b = NULL; break; }
-            b = nb;
-        }
-        size_t r = fread(b + n, 1, cap - n - 1, f);
-        if (!r) break;
-        n += r;
-    }
-    fclose(f);
-    if (b) b[n] = 0;
-    return b;
-}
+#include "opts.h"
 
 static void human(double b, char *out, size_t len) {
     const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
@@ -251,7 +134,6 @@ int cmd_generate(int argc, char **argv) {
     const char *tokens = NULL, *tokfile = NULL, *prompt = NULL;
     int n_gen = 16, stop_eos = 0, print_ids = 0;
     gemma4c_sampler_params sp = gemma4c_sampler_default_params();
-    int greedy = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -265,51 +147,25 @@ int cmd_generate(int argc, char **argv) {
                    "      --tokens IDS        prompt token ids (include BOS 2 yourself)\n"
                    "      --tokens-file F     read the prompt ids from a file\n"
                    "  -n, --n-predict N       tokens to generate (default 16)\n"
-                   "      --greedy            argmax decoding (same as --temp 0)\n"
-                   "      --temp X            temperature (default 1.0)\n"
-                   "      --top-k N           (default 64; 0 = off)\n"
-                   "      --top-p X           (default 0.95; 1 = off)\n"
-                   "      --min-p X           (default 0 = off)\n"
-                   "      --repeat-penalty X  (default 1 = off)\n"
-                   "      --presence-penalty X, --frequency-penalty X  (default 0)\n"
-                   "      --seed N            RNG seed (default fixed: runs are reproducible)\n"
-                   "      --stop-at-eos       stop at an end-of-generation id (1, 106, 50)\n", COMMON_HELP);
+                   "      --stop-at-eos       stop at an end-of-generation id (1, 106, 50)\n%s", COMMON_HELP,
+                   SAMPLING_HELP);
             return 0;
         }
-        int bad = 0;
         if (!strcmp(a, "--tokens") && v) { tokens = v; i++; continue; }
         if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && v) { prompt = v; i++; continue; }
         if (!strcmp(a, "--ids")) { print_ids = 1; continue; }
         if (!strcmp(a, "--tokens-file") && v) { tokfile = v; i++; continue; }
+        if (!strcmp(a, "--stop-at-eos")) { stop_eos = 1; continue; }
+        int bad = 0;
         if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { i++; bad = parse_int(a, v, 0, 1 << 24, &n_gen); }
-        else if (!strcmp(a, "--greedy")) greedy = 1;
-        else if (!strcmp(a, "--stop-at-eos")) stop_eos = 1;
-        else if (!strcmp(a, "--top-k")) { i++; bad = parse_int(a, v, 0, 1 << 24, &sp.top_k); }
-        else if (!strcmp(a, "--seed")) {
-            i++;
-            char *end;
-            if (!v || (sp.seed = strtoull(v, &end, 10), *end)) { fprintf(stderr, "gemma4c: --seed expects an integer\n"); bad = 1; }
-        } else if (!strcmp(a, "--temp") || !strcmp(a, "--top-p") || !strcmp(a, "--min-p") ||
-                   !strcmp(a, "--repeat-penalty") || !strcmp(a, "--presence-penalty") ||
-                   !strcmp(a, "--frequency-penalty")) {
-            i++;
-            char *end;
-            float x = v ? strtof(v, &end) : 0;
-            if (!v || *end || x != x) { fprintf(stderr, "gemma4c: %s expects a number\n", a); bad = 1; }
-            else if (!strcmp(a, "--temp")) sp.temperature = x;
-            else if (!strcmp(a, "--top-p")) sp.top_p = x;
-            else if (!strcmp(a, "--min-p")) sp.min_p = x;
-            else if (!strcmp(a, "--repeat-penalty")) sp.repeat_penalty = x;
-            else if (!strcmp(a, "--presence-penalty")) sp.presence_penalty = x;
-            else sp.frequency_penalty = x;
-        } else {
-            int r = common_opt(&o, argc, argv, &i);
+        else {
+            int r = sampling_opt(&sp, argc, argv, &i);
+            if (r == 0) r = common_opt(&o, argc, argv, &i);
             if (r == 0) { fprintf(stderr, "gemma4c generate: unknown or incomplete option '%s'\n", a); return 2; }
             bad = r < 0;
         }
         if (bad) return 2;
     }
-    if (greedy) sp.temperature = 0;
     if (!tokens && !tokfile && !prompt) {
         fprintf(stderr, "gemma4c generate: need -p TEXT, --tokens \"2 ...\" or --tokens-file F (see --help)\n");
         return 2;

@@ -1,0 +1,164 @@
+/* Options shared by the commands that run a model (see opts.h). */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "opts.h"
+
+
+/* Parse an int option value; prints an error and returns -1 on bad input. */
+int parse_int(const char *opt, const char *v, int lo, int hi, int *out) {
+    if (!v) { fprintf(stderr, "gemma4c: %s needs a value\n", opt); return -1; }
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || end == v || x < lo || x > hi) {
+        fprintf(stderr, "gemma4c: %s expects an integer in [%d, %d], got '%s'\n", opt, lo, hi, v);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+/* Common model/context options. Returns 1 if argv[*i] was consumed, 0 if not
+ * ours, -1 on error. */
+int common_opt(run_opts *o, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+        if (!v) { fprintf(stderr, "gemma4c: %s needs a path\n", a); return -1; }
+        o->model = v; (*i)++; return 1;
+    }
+    if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { (*i)++; return parse_int(a, v, 1, 1024, &o->threads) ? -1 : 1; }
+    if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { (*i)++; return parse_int(a, v, 1, 1 << 24, &o->n_ctx) ? -1 : 1; }
+    if (!strcmp(a, "-b") || !strcmp(a, "--batch")) { (*i)++; return parse_int(a, v, 1, 1 << 16, &o->n_batch) ? -1 : 1; }
+    if (!strcmp(a, "--exact")) { o->exact = 1; return 1; }
+    return 0;
+}
+
+const char *COMMON_HELP =
+    "  -m, --model PATH   GGUF file or Hugging Face checkpoint folder (required)\n"
+    "  -t, --threads N    worker threads (default: all CPUs)\n"
+    "  -c, --ctx N        context size in tokens (default: min(model, 4096))\n"
+    "  -b, --batch N      tokens per forward batch (default 512)\n"
+    "      --exact        f32 activations against decoded weights (reference\n"
+    "                     precision) instead of llama.cpp-style quantized activations\n";
+
+gemma4c_model *open_model(const run_opts *o) {
+    if (!o->model) {
+        fprintf(stderr, "gemma4c: no model given (use -m FILE.gguf)\n");
+        return NULL;
+    }
+    char err[600];
+    gemma4c_model *m = gemma4c_model_open(o->model, err, sizeof err);
+    if (!m) fprintf(stderr, "gemma4c: %s\n", err);
+    return m;
+}
+
+gemma4c_context *open_ctx(gemma4c_model *m, const run_opts *o) {
+    gemma4c_context_params p = gemma4c_context_default_params();
+    p.n_ctx = o->n_ctx;
+    p.n_batch = o->n_batch;
+    p.n_threads = o->threads;
+    p.precision = o->exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
+    char err[600];
+    gemma4c_context *c = gemma4c_context_new(m, &p, err, sizeof err);
+    if (!c) fprintf(stderr, "gemma4c: %s\n", err);
+    return c;
+}
+
+/* Read whitespace-separated token ids from a string. Returns count or -1. */
+int parse_ids(const char *s, int32_t **out, const char *src) {
+    int cap = 64, n = 0;
+    int32_t *v = malloc((size_t)cap * sizeof *v);
+    if (!v) return -1;
+    const char *p = s;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ',') p++;
+        if (!*p) break;
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < 0 || x > INT32_MAX) {
+            fprintf(stderr, "gemma4c: %s: expected a token id at \"%.20s\"\n", src, p);
+            free(v);
+            return -1;
+        }
+        if (n == cap) {
+            cap *= 2;
+            int32_t *nv = realloc(v, (size_t)cap * sizeof *nv);
+            if (!nv) { free(v); return -1; }
+            v = nv;
+        }
+        v[n++] = (int32_t)x;
+        p = end;
+    }
+    *out = v;
+    return n;
+}
+
+char *read_text_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { fprintf(stderr, "gemma4c: %s: %s\n", path, strerror(errno)); return NULL; }
+    size_t cap = 4096, n = 0;
+    char *b = malloc(cap);
+    for (;;) {
+        if (!b) break;
+        if (n + 1 >= cap) {
+            if (cap > (64u << 20)) { fprintf(stderr, "gemma4c: %s: file too large\n", path); free(b); b = NULL; break; }
+            char *nb = realloc(b, cap *= 2);
+            if (!nb) { free(b); b = NULL; break; }
+            b = nb;
+        }
+        size_t r = fread(b + n, 1, cap - n - 1, f);
+        if (!r) break;
+        n += r;
+    }
+    fclose(f);
+    if (b) b[n] = 0;
+    return b;
+}
+
+
+const char *SAMPLING_HELP =
+    "      --greedy            argmax decoding (same as --temp 0)\n"
+    "      --temp X            temperature (default 1.0)\n"
+    "      --top-k N           (default 64; 0 = off)\n"
+    "      --top-p X           (default 0.95; 1 = off)\n"
+    "      --min-p X           (default 0 = off)\n"
+    "      --repeat-penalty X  (default 1 = off)\n"
+    "      --presence-penalty X, --frequency-penalty X  (default 0)\n"
+    "      --seed N            RNG seed (default fixed: runs are reproducible)\n";
+
+int sampling_opt(gemma4c_sampler_params *sp, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    if (!strcmp(a, "--greedy")) { sp->temperature = 0; return 1; }
+    if (!strcmp(a, "--top-k")) { (*i)++; return parse_int(a, v, 0, 1 << 24, &sp->top_k) ? -1 : 1; }
+    if (!strcmp(a, "--seed")) {
+        (*i)++;
+        char *end;
+        errno = 0;
+        if (!v || (sp->seed = strtoull(v, &end, 10), *end || errno)) {
+            fprintf(stderr, "gemma4c: --seed expects a non-negative integer\n");
+            return -1;
+        }
+        return 1;
+    }
+    float *dst = !strcmp(a, "--temp") ? &sp->temperature : !strcmp(a, "--top-p") ? &sp->top_p
+               : !strcmp(a, "--min-p") ? &sp->min_p : !strcmp(a, "--repeat-penalty") ? &sp->repeat_penalty
+               : !strcmp(a, "--presence-penalty") ? &sp->presence_penalty
+               : !strcmp(a, "--frequency-penalty") ? &sp->frequency_penalty : NULL;
+    if (!dst) return 0;
+    (*i)++;
+    char *end;
+    float x = v ? strtof(v, &end) : 0;
+    if (!v || *end || x != x) {
+        fprintf(stderr, "gemma4c: %s expects a number\n", a);
+        return -1;
+    }
+    *dst = x;
+    return 1;
+}

@@ -1,0 +1,30 @@
+/* Options shared by the commands that run a model. */
+#ifndef G4_CLI_OPTS_H
+#define G4_CLI_OPTS_H
+
+#include "gemma4c.h"
+
+typedef struct run_opts {
+    const char *model;
+    int threads, n_ctx, n_batch, exact;
+} run_opts;
+
+extern const char *COMMON_HELP;
+extern const char *SAMPLING_HELP;
+
+/* Parse an int option value; prints an error and returns -1 on bad input. */
+int parse_int(const char *opt, const char *v, int lo, int hi, int *out);
+/* Model/context options (-m -t -c -b --exact). Returns 1 if argv[*i] was
+ * consumed (advancing *i past a value), 0 if not ours, -1 on error. */
+int common_opt(run_opts *o, int argc, char **argv, int *i);
+/* Sampling options (--temp --top-k --top-p --min-p --repeat-penalty
+ * --presence-penalty --frequency-penalty --seed --greedy); same contract. */
+int sampling_opt(gemma4c_sampler_params *sp, int argc, char **argv, int *i);
+gemma4c_model *open_model(const run_opts *o);
+gemma4c_context *open_ctx(gemma4c_model *m, const run_opts *o);
+/* Whitespace/comma-separated token ids. Returns count (>= 0) or -1. */
+int parse_ids(const char *s, int32_t **out, const char *src);
+/* Whole file as a NUL-terminated string (64 MiB limit), or NULL with a message. */
+char *read_text_file(const char *path);
+
+#endif
