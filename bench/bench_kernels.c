@@ -1,0 +1,145 @@
+/* Kernel microbenchmark: reference C vs each SIMD level this CPU runs, in the
+ * same process, one thread.
+ *
+ *   build/bench/bench_kernels [--types Q4_0,Q4_K,...] [--mb 256] [--reps 5]
+ *
+ * Per weight type:
+ *   matvec: n_in = 4096, as many rows as make --mb MB of weights (larger than
+ *           the caches, so it streams from DRAM), one token: GB/s of weight
+ *           bytes (decode's limit is the memory bandwidth);
+ *   gemm  : a 256-row x 64-token block, n_in = 4096, weights and activations
+ *           cache-resident: GOP/s with 2 ops per multiply-add (prefill's
+ *           limit is integer throughput);
+ *   quant : activation quantizer (from_float of the vec_dot type), GB/s of
+ *           f32 input.
+ * Best of --reps runs; "x" columns are ratios to the reference level. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tensor/cpu.h"
+#include "tensor/quant_ref.h"
+#include "tensor/quant_simd.h"
+#include "tensor/types.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t rng = 88172645463325252ull;
+static float frand(void) {
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (float)((rng >> 40) / 8388608.0 - 1.0);
+}
+
+static volatile float sink;
+
+typedef struct { double mv_gbs, gemm_gops, q_gbs; } result;
+
+static result run_level(int type, int level, size_t mb, int reps) {
+    result res = { 0, 0, 0 };
+    g4_type_traits tr = *g4_type_info(type), at;
+    g4_quant_ref_fill(type, &tr);
+    tr.gemm = NULL;
+    if (g4_quant_simd_fill_level(type, level, &tr) != 0 && level != G4_CPU_REF) return res;
+    at = *g4_type_info(tr.vec_dot_type);
+    g4_quant_ref_fill(tr.vec_dot_type, &at);
+    at.gemm = NULL;
+    g4_quant_simd_fill_level(tr.vec_dot_type, level, &at);
+
+    const int64_t n = 4096;
+    const size_t rs = g4_row_size(type, n), xs = g4_row_size(tr.vec_dot_type, n);
+    const int rows = (int)((mb << 20) / rs);
+    uint8_t *w = malloc((size_t)rows * rs);
+    float *f = malloc((size_t)n * 64 * sizeof *f);
+    uint8_t *xq = malloc(xs * 64);
+    float *y = malloc((size_t)rows * 64 * sizeof *y);
+    if (!w || !f || !xq || !y) { fprintf(stderr, "out of memory\n"); exit(1); }
+    /* 16 distinct quantized rows (quantizing every row would take long),
+     * repeated: the traffic is the same */
+    g4_type_traits wr = *g4_type_info(type);
+    g4_quant_ref_fill(type, &wr);
+    for (int r = 0; r < 16 && r < rows; r++) {
+        for (int64_t i = 0; i < n; i++) f[i] = frand();
+        wr.from_float(f, w + (size_t)r * rs, n);
+    }
+    for (int r = 16; r < rows; r++) memcpy(w + (size_t)r * rs, w + (size_t)(r % 16) * rs, rs);
+    for (int64_t i = 0; i < n * 64; i++) f[i] = frand();
+    for (int c = 0; c < 64; c++) at.from_float(f + c * n, xq + (size_t)c * xs, n);
+
+    double best = 1e30;
+    for (int k = 0; k < reps; k++) {
+        const double t0 = now();
+        for (int r0 = 0; r0 < rows; r0 += 64) {
+            const int nr = rows - r0 < 64 ? rows - r0 : 64;
+            tr.gemm(n, nr, 1, w + (size_t)r0 * rs, rs, xq, xs, y + r0, (size_t)rows);
+        }
+        const double t = now() - t0;
+        if (t < best) best = t;
+    }
+    sink = y[rows / 2];
+    res.mv_gbs = (double)rows * (double)rs / best / 1e9;
+
+    /* 256 x 64 block, cache resident; repeat to get a measurable time */
+    const int nr = rows < 256 ? rows : 256, nc = 64, inner = level == G4_CPU_REF ? 1 : 4;
+    best = 1e30;
+    for (int k = 0; k < reps; k++) {
+        const double t0 = now();
+        for (int i = 0; i < inner; i++) tr.gemm(n, nr, nc, w, rs, xq, xs, y, (size_t)nr);
+        const double t = (now() - t0) / inner;
+        if (t < best) best = t;
+    }
+    sink = y[3];
+    res.gemm_gops = 2.0 * nr * nc * (double)n / best / 1e9;
+
+    best = 1e30;
+    for (int k = 0; k < reps; k++) {
+        const double t0 = now();
+        for (int c = 0; c < 64; c++) at.from_float(f + c * n, xq + (size_t)c * xs, n);
+        const double t = now() - t0;
+        if (t < best) best = t;
+    }
+    res.q_gbs = 64.0 * (double)n * 4 / best / 1e9;
+    free(w); free(f); free(xq); free(y);
+    return res;
+}
+
+int main(int argc, char **argv) {
+    const char *types = "F32,F16,BF16,Q4_0,Q8_0,Q4_K,Q5_K,Q6_K";
+    size_t mb = 256;
+    int reps = 5;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--types") && i + 1 < argc) types = argv[++i];
+        else if (!strcmp(argv[i], "--mb") && i + 1 < argc) mb = (size_t)atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else { fprintf(stderr, "usage: %s [--types T,T,...] [--mb MB] [--reps N]\n", argv[0]); return 2; }
+    }
+    if (mb < 1 || mb > 16384 || reps < 1 || reps > 1000) { fprintf(stderr, "bad --mb or --reps\n"); return 2; }
+    char desc[256];
+    g4_cpu_describe(desc, sizeof desc);
+    printf("cpu: %s\n", desc);
+    printf("matvec: 4096 x rows (%zu MB of weights), 1 token; gemm: 256 rows x 64 tokens x 4096; 1 thread, best of %d\n", mb, reps);
+    printf("%-6s %-8s %12s %7s %12s %7s %12s %7s\n", "type", "level", "matvec GB/s", "x ref", "gemm GOP/s", "x ref",
+           "quant GB/s", "x ref");
+    char *list = strdup(types);
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+        const int type = g4_type_from_name(tok);
+        const g4_type_traits *ti = type >= 0 ? g4_type_info(type) : NULL;
+        if (!ti || !ti->vec_dot) { fprintf(stderr, "skipping %s: no fast-path kernel\n", tok); continue; }
+        result ref = { 0, 0, 0 };
+        for (int level = G4_CPU_REF; level <= G4_CPU_DOTPROD; level++) {
+            if (!g4_cpu_level_supported(level)) continue;
+            const result r = run_level(type, level, mb, reps);
+            if (level == G4_CPU_REF) ref = r;
+            printf("%-6s %-8s %12.2f %7.2f %12.1f %7.2f %12.2f %7.2f\n", g4_type_name(type), g4_cpu_level_name(level),
+                   r.mv_gbs, r.mv_gbs / ref.mv_gbs, r.gemm_gops, r.gemm_gops / ref.gemm_gops, r.q_gbs, r.q_gbs / ref.q_gbs);
+            fflush(stdout);
+        }
+    }
+    free(list);
+    return 0;
+}
