@@ -74,6 +74,6 @@ demo: $(BUILD)/gemma4c
 	@mkdir -p $(dir $(DEMO_MODEL))
 	@[ -f $(DEMO_MODEL) ] || $(BUILD)/gemma4c synth --arch tiny -o $(DEMO_MODEL)
 	$(BUILD)/gemma4c info -m $(DEMO_MODEL) --ctx 4096
-	$(BUILD)/gemma4c generate -m $(DEMO_MODEL) -p "The quick brown fox" -n 48
+	$(BUILD)/gemma4c run -m $(DEMO_MODEL) -p "Write a haiku about the sea." -n 48
 
 .PHONY: demo

@@ -14,6 +14,8 @@ static const cli_command COMMANDS[] = {
     { "convert",  "convert a Hugging Face folder to GGUF", cmd_convert },
     { "quantize", "re-quantize a GGUF (llama-quantize type rules)", cmd_quantize },
     { "synth",    "write a random-weight Gemma 4 GGUF (demo / benchmark shapes)", cmd_synth },
+    { "run",      "answer one message with the chat format (thinking, tools)", cmd_run },
+    { "chat",     "interactive multi-turn chat", cmd_chat },
     { "bench",    "measure prompt and generation speed against the machine's limits", cmd_bench },
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
