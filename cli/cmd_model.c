@@ -63,6 +63,8 @@ int cmd_info(int argc, char **argv) {
     human((double)p.total_bytes, b6, sizeof b6);
     printf("memory plan for n_ctx = %d, n_batch = %d (f32 KV cache):\n", n_ctx, n_batch);
     printf("  weights:            %12llu bytes (%s, memory-mapped)\n", (unsigned long long)p.weight_bytes, b1);
+    human((double)p.weight_resident_bytes, b1, sizeof b1);
+    printf("  weights resident:   %12llu bytes (%s, read every token)\n", (unsigned long long)p.weight_resident_bytes, b1);
     printf("  kv per token:       %12llu bytes (%s, full-attention layers)\n",
            (unsigned long long)p.kv_bytes_per_token, b2);
     printf("  kv sliding (fixed): %12llu bytes (%s)\n", (unsigned long long)p.kv_bytes_swa, b3);

@@ -49,12 +49,16 @@ void gemma4c_model_get_info(const gemma4c_model *m, gemma4c_model_info *out);
 
 /* Memory a context of n_ctx tokens (and batch size n_batch) will use. */
 typedef struct gemma4c_memory_plan {
-    uint64_t weight_bytes;        /* memory-mapped */
+    uint64_t weight_bytes;        /* memory-mapped (the whole file's tensors) */
+    uint64_t weight_resident_bytes; /* of those, read for every token: all but the
+                                     per-layer-embedding table, of which only the
+                                     rows of tokens seen are paged in */
     uint64_t kv_bytes_per_token;  /* full-attention layers: grows with context */
     uint64_t kv_bytes_swa;        /* sliding layers: fixed ring, independent of n_ctx */
     uint64_t kv_bytes;            /* total KV cache at n_ctx */
     uint64_t scratch_bytes;       /* activations for one batch, logits */
-    uint64_t total_bytes;         /* weights + kv + scratch */
+    uint64_t total_bytes;         /* resident weights + kv + scratch: the
+                                     expected peak RSS of a long decode */
 } gemma4c_memory_plan;
 
 int gemma4c_memory_plan_for(const gemma4c_model *m, int n_ctx, int n_batch, gemma4c_memory_plan *out);

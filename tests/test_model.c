@@ -97,7 +97,8 @@ TEST(kv_plan_matches_formula) {
                        "%s ctx %d batch %d: plan %llu/%llu, formula %llu/%llu", MODELS[i], ctxs[a], batches[b],
                        (unsigned long long)p.kv_bytes_per_token, (unsigned long long)p.kv_bytes_swa,
                        (unsigned long long)per_tok, (unsigned long long)swa);
-                CHECK(p.total_bytes == p.weight_bytes + p.kv_bytes + p.scratch_bytes);
+                CHECK(p.total_bytes == p.weight_resident_bytes + p.kv_bytes + p.scratch_bytes);
+                CHECK(p.weight_resident_bytes <= p.weight_bytes);
             }
         /* gemma4c info prints the same numbers */
         char cmd[1024], rel[256];

@@ -92,7 +92,9 @@ int gemma4c_memory_plan_for(const gemma4c_model *mm, int n_ctx, int n_batch, gem
     /* scratch for n_threads = 1 plus one row of logits; threads add a few
      * rows of n_in and n_ctx floats each */
     o->scratch_bytes = g4_state_scratch_bytes(m, n_ctx, n_batch, 1) + (uint64_t)m->n_vocab * sizeof(float);
-    o->total_bytes = o->weight_bytes + o->kv_bytes + o->scratch_bytes;
+    o->weight_resident_bytes = m->weight_bytes;
+    if (m->n_ple) o->weight_resident_bytes -= m->ple_embd.row_bytes * (uint64_t)m->ple_embd.n_out;
+    o->total_bytes = o->weight_resident_bytes + o->kv_bytes + o->scratch_bytes;
     return 0;
 }
 
