@@ -358,8 +358,7 @@ static const char *const USER_DEFINED_TOKENS[] = {
 
 static bool is_byte_token(const char *s) {
     return strlen(s) == 6 && !strncmp(s, "<0x", 3) && isxdigit((unsigned char)s[3]) &&
-           isxdigit((unsigned char)s[4]) && s[5] == '>' && !islower((unsigned char)s[3]) &&
-           !islower((unsigned char)s[4]);
+           isxdigit((unsigned char)s[4]) && s[5] == '>';
 }
 
 /* Token string of a tokenizer_config.json entry: "<bos>" or {"content": ...}. */
@@ -429,13 +428,56 @@ static int add_tokenizer(gguf_file *f, const char *dir, const hparams *hp, json_
         }
         int64_t id = json_integer_value(idv);
         if (id >= n) continue;
-        toks[id] = content;
+        /* gguf-py's LlamaHfVocab: a token of the base vocabulary keeps its
+         * type (CONTROL when special, else NORMAL/BYTE); an added token
+         * outside it is CONTROL when special, else USER_DEFINED. */
         bool special = json_is_true(json_object_get(a, "special"));
-        int t = special ? TT_CONTROL : TT_USER_DEFINED;
-        for (size_t k = 0; k < sizeof USER_DEFINED_TOKENS / sizeof *USER_DEFINED_TOKENS; k++)
-            if (!strcmp(content, USER_DEFINED_TOKENS[k])) t = TT_USER_DEFINED;
+        json_t *vid = json_object_get(vocab, content);
+        bool in_vocab = json_is_integer(vid) && json_integer_value(vid) == id;
+        int t = special ? TT_CONTROL : in_vocab ? (is_byte_token(content) ? TT_BYTE : TT_NORMAL) : TT_USER_DEFINED;
+        toks[id] = content;
         types[id] = t;
     }
+    /* Tokens tokenizer_config.json names as special (transformers'
+     * all_special_ids) are CONTROL too. */
+    if (tcfg) {
+        static const char *const NAMED[] = { "bos_token", "eos_token", "unk_token", "sep_token", "pad_token",
+                                             "cls_token", "mask_token" };
+        const char *names[4096];
+        size_t nn = 0;
+        for (size_t k = 0; k < sizeof NAMED / sizeof *NAMED; k++) {
+            const char *c = tok_content(json_object_get(tcfg, NAMED[k]));
+            if (c) names[nn++] = c;
+        }
+        json_t *lists[2] = { json_object_get(tcfg, "extra_special_tokens"),
+                             json_object_get(tcfg, "additional_special_tokens") };
+        for (int l = 0; l < 2; l++) {
+            const char *kk;
+            json_t *vv;
+            size_t ix;
+            if (json_is_object(lists[l])) {
+                json_object_foreach(lists[l], kk, vv)
+                    if (nn < 4096 && tok_content(vv)) names[nn++] = tok_content(vv);
+            } else if (json_is_array(lists[l])) {
+                json_array_foreach(lists[l], ix, vv)
+                    if (nn < 4096 && tok_content(vv)) names[nn++] = tok_content(vv);
+            }
+        }
+        for (size_t k = 0; k < nn; k++) {
+            json_t *vid = json_object_get(vocab, names[k]);
+            int64_t id = json_is_integer(vid) ? json_integer_value(vid) : -1;
+            for (size_t i = 0; id < 0 && i < json_array_size(added); i++) {
+                json_t *a = json_array_get(added, i);
+                const char *c = json_string_value(json_object_get(a, "content"));
+                if (c && !strcmp(c, names[k])) id = json_integer_value(json_object_get(a, "id"));
+            }
+            if (id >= 0 && id < n && toks[id] && !strcmp(toks[id], names[k])) types[id] = TT_CONTROL;
+        }
+    }
+    /* Gemma 4's converter marks these USER_DEFINED so they are always rendered */
+    for (int64_t i = 0; i < n; i++)
+        for (size_t k = 0; toks[i] && k < sizeof USER_DEFINED_TOKENS / sizeof *USER_DEFINED_TOKENS; k++)
+            if (!strcmp(toks[i], USER_DEFINED_TOKENS[k])) types[i] = TT_USER_DEFINED;
     for (int64_t i = 0; i < n; i++) {
         scores[i] = -1000.0f;
         if (!toks[i]) {
