@@ -639,6 +639,58 @@ TEST(hf_sampling_and_template) {
     gguf_close(f);
 }
 
+/* Token types with the real 262k vocabulary (shared/testdata/tokenizer):
+ * base-vocabulary tokens stay NORMAL/BYTE, specials are CONTROL. */
+TEST(hf_real_vocab_token_types) {
+    char d[600], a[800], b[800];
+    snprintf(d, sizeof d, "%s/realvocab", tmpdir);
+    mkdir(d, 0755);
+    snprintf(a, sizeof a, "%s/model.safetensors", ref("gemma4-e.hf"));
+    snprintf(b, sizeof b, "%s/model.safetensors", d);
+    if (symlink(a, b)) {}
+    static const char *const TOK[] = { "tokenizer.json", "tokenizer_config.json" };
+    for (int i = 0; i < 2; i++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "testdata/tokenizer/%s", TOK[i]);
+        snprintf(a, sizeof a, "%s", shared_path(rel));
+        snprintf(b, sizeof b, "%s/%s", d, TOK[i]);
+        if (symlink(a, b)) {}
+    }
+    snprintf(a, sizeof a, "%s/config.json", ref("gemma4-e.hf"));
+    char *cfg = th_read_file(a, NULL);
+    CHECK(cfg != NULL);
+    if (!cfg) return;
+    char *p = strstr(cfg, "\"vocab_size\": 512");
+    CHECK(p != NULL);
+    if (!p) { free(cfg); return; }
+    char *c2 = malloc(strlen(cfg) + 16);
+    size_t k = (size_t)(p - cfg);
+    memcpy(c2, cfg, k);
+    strcpy(c2 + k, "\"vocab_size\": 262144");
+    strcat(c2, p + strlen("\"vocab_size\": 512"));
+    snprintf(b, sizeof b, "%s/config.json", d);
+    write_text(b, c2);
+    free(c2);
+    free(cfg);
+    g4_error err = {0};
+    gguf_file *f = hf_open(d, &err);
+    CHECKF(f != NULL, "%s", err.msg);
+    if (f) {
+        const gguf_kv *tt = gguf_find_kv(f, "tokenizer.ggml.token_type"), *tk = gguf_find_kv(f, "tokenizer.ggml.tokens"),
+                      *mg = gguf_find_kv(f, "tokenizer.ggml.merges");
+        CHECK(tt && tk && tt->arr_n == 262144 && tk->arr_n == 262144);
+        CHECK(mg && mg->arr_n == 514906);
+        if (tt && tt->arr_n == 262144) {
+            CHECK(gguf_arr_i64(tt, 0) == 3 && gguf_arr_i64(tt, 1) == 3 && gguf_arr_i64(tt, 2) == 3);
+            CHECK(gguf_arr_i64(tt, 107) == 1);   /* "\n" is plain text */
+            CHECK(gguf_arr_i64(tt, 238) == 6);   /* <0x00> */
+            CHECK(gguf_arr_i64(tt, 9259) == 1);  /* "Hello" */
+            CHECK(tk->arr_str[238].len == 6 && !memcmp(tk->arr_str[238].ptr, "<0x00>", 6));
+        }
+    }
+    gguf_close(f);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/g4test_hf_XXXXXX");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
@@ -653,6 +705,7 @@ int main(void) {
     RUN(safetensors_bad_index);
     RUN(hf_bad_config);
     RUN(hf_sampling_and_template);
+    RUN(hf_real_vocab_token_types);
     RUN(convert_e_f32);
     RUN(convert_dense_f32);
     RUN(convert_moe_f32);
