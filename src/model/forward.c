@@ -162,9 +162,67 @@ static void rmsnorm(float *y, const float *x, const float *w, int n, float eps) 
     else for (int i = 0; i < n; i++) y[i] = x[i] * scale;
 }
 
-/* Exact GELU on the exact path; llama.cpp's fp16-table GELU on the fast path. */
-static inline float gelu_p(int exact, float x) { return exact ? g4_gelu(x) : g4_gelu_table(x); }
-#define gelu(x) gelu_p(s->precision, (x))
+/* ---- data-parallel helpers ------------------------------------------------------
+ * Elementwise work is small next to the matmuls at batch 1 (run inline), but
+ * at prefill batch sizes GELU and the norms over [T][H] rows are worth
+ * splitting across the pool. */
+
+#define PAR_MIN_WORK 32768
+
+/* Row-wise RMSNorm of n rows of `width`: dst = norm(src) * w; if add is not
+ * NULL, then add += dst (the residual add that follows most norms). Rows are
+ * `ld` floats apart in every array. */
+typedef struct norm_task {
+    float *dst, *add;
+    const float *src, *w;
+    int n, width;
+    size_t ld;
+    float eps;
+} norm_task;
+
+static void norm_rows(void *arg, int ith, int nth) {
+    norm_task *k = arg;
+    long lo, hi;
+    g4_split(k->n, ith, nth, &lo, &hi);
+    for (long t = lo; t < hi; t++) {
+        float *d = k->dst + (size_t)t * k->ld;
+        rmsnorm(d, k->src + (size_t)t * k->ld, k->w, k->width, k->eps);
+        if (k->add) {
+            float *a = k->add + (size_t)t * k->ld;
+            for (int i = 0; i < k->width; i++) a[i] += d[i];
+        }
+    }
+}
+
+static void par_norm(g4_state *s, float *dst, const float *src, const float *w, int n, int width, size_t ld,
+                     float *add) {
+    norm_task k = { dst, add, src, w, n, width, ld, s->m->eps };
+    if ((long)n * width < PAR_MIN_WORK || n < 2) norm_rows(&k, 0, 1);
+    else g4_pool_run(s->pool, norm_rows, &k);
+}
+
+/* out = gelu(g) * u over n elements (u may be NULL), split across threads. */
+typedef struct geglu_task {
+    float *out;
+    const float *g, *u;
+    long n;
+    int exact;
+} geglu_task;
+
+static void geglu_worker(void *arg, int ith, int nth) {
+    geglu_task *k = arg;
+    long lo, hi;
+    g4_split(k->n / 8, ith, nth, &lo, &hi); /* 8-element chunks keep vector loops whole */
+    lo *= 8;
+    hi = ith == nth - 1 ? k->n : hi * 8;
+    if (hi > lo) g4_geglu(k->out + lo, k->g + lo, k->u ? k->u + lo : NULL, hi - lo, k->exact);
+}
+
+static void par_geglu(g4_state *s, float *out, const float *g, const float *u, long n) {
+    geglu_task k = { out, g, u, n, s->precision };
+    if (n < PAR_MIN_WORK) geglu_worker(&k, 0, 1);
+    else g4_pool_run(s->pool, geglu_worker, &k);
+}
 
 /* NeoX rotation of one head: pairs (i, i + n_rot/2); cs holds cos,sin per pair. */
 static void rope_apply(float *x, const float *cs, int n_rot) {
@@ -253,7 +311,7 @@ static void attention(g4_state *s, int l, int T) {
     g4_mm_scratch *mm = &s->mm;
     int prec = s->precision;
 
-    for (int t = 0; t < T; t++) rmsnorm(s->xn + (size_t)t * H, s->x + (size_t)t * H, y->attn_norm, H, m->eps);
+    par_norm(s, s->xn, s->x, y->attn_norm, T, H, (size_t)H, NULL);
     g4_matmul(s->pool, &y->wq, 0, s->xn, H, T, s->q, nq, prec, mm);
     for (int t = 0; t < T; t++)
         for (int h = 0; h < nH; h++) {
@@ -282,11 +340,7 @@ static void attention(g4_state *s, int l, int T) {
     attn_task at = { s, y, &s->kv[m->layers[y->kv_src].kv_slot], T, pos0 };
     g4_pool_run(s->pool, attn_worker, &at);
     g4_matmul(s->pool, &y->wo, 0, s->att, nq, T, s->h2, H, prec, mm);
-    for (int t = 0; t < T; t++) {
-        float *o = s->h2 + (size_t)t * H, *x = s->x + (size_t)t * H;
-        rmsnorm(o, o, y->post_attn_norm, H, m->eps);
-        for (int i = 0; i < H; i++) x[i] += o[i];
-    }
+    par_norm(s, s->h2, s->h2, y->post_attn_norm, T, H, (size_t)H, s->x);
 }
 
 /* ---- feed-forward ---------------------------------------------------------------- */
@@ -297,7 +351,7 @@ static void mlp(g4_state *s, const g4_mat *gate, const g4_mat *up, const g4_mat 
     int H = s->m->n_embd, F = (int)gate->n_out;
     g4_matmul(s->pool, gate, 0, in, H, T, s->ff_a, F, s->precision, &s->mm);
     g4_matmul(s->pool, up, 0, in, H, T, s->ff_b, F, s->precision, &s->mm);
-    for (size_t i = 0; i < (size_t)T * F; i++) s->ff_a[i] = gelu(s->ff_a[i]) * s->ff_b[i];
+    par_geglu(s, s->ff_a, s->ff_a, s->ff_b, (long)T * F);
     g4_matmul(s->pool, down, 0, s->ff_a, F, T, out, H, s->precision, &s->mm);
 }
 
@@ -337,8 +391,7 @@ static void moe(g4_state *s, const g4_layer *y, int T, float *out) {
         for (int k = 0; k < K; k++)
             w[sel[k]] = lg[sel[k]] / wsum * (y->expert_scale ? y->expert_scale[sel[k]] : 1.0f);
     }
-    for (int t = 0; t < T; t++)
-        rmsnorm(s->h2 + (size_t)t * H, s->x + (size_t)t * H, y->pre_ffw_norm_2, H, m->eps);
+    par_norm(s, s->h2, s->x, y->pre_ffw_norm_2, T, H, (size_t)H, NULL);
     memset(out, 0, (size_t)T * H * sizeof(float));
     for (int e = 0; e < E; e++) {
         int n = 0;
@@ -356,12 +409,12 @@ static void moe(g4_state *s, const g4_layer *y, int T, float *out) {
             g4_matmul(s->pool, &y->exp_gate_up, e, s->moe_in, H, n, s->ff_a, 2 * Fe, s->precision, &s->mm);
             for (int i = 0; i < n; i++) {
                 float *gu = s->ff_a + (size_t)i * 2 * Fe, *o = s->ff_b + (size_t)i * Fe;
-                for (int j = 0; j < Fe; j++) o[j] = gelu(gu[j]) * gu[Fe + j];
+                g4_geglu(o, gu, gu + Fe, Fe, s->precision);
             }
         } else {
             g4_matmul(s->pool, &y->exp_gate, e, s->moe_in, H, n, s->ff_a, Fe, s->precision, &s->mm);
             g4_matmul(s->pool, &y->exp_up, e, s->moe_in, H, n, s->ff_b, Fe, s->precision, &s->mm);
-            for (size_t i = 0; i < (size_t)n * Fe; i++) s->ff_b[i] = gelu(s->ff_a[i]) * s->ff_b[i];
+            par_geglu(s, s->ff_b, s->ff_a, s->ff_b, (long)n * Fe);
         }
         g4_matmul(s->pool, &y->exp_down, e, s->ff_b, Fe, n, s->moe_out, H, s->precision, &s->mm);
         for (int i = 0; i < n; i++) {
@@ -378,26 +431,18 @@ static void feed_forward(g4_state *s, int l, int T) {
     const g4_model *m = s->m;
     const g4_layer *y = &m->layers[l];
     int H = m->n_embd;
-    for (int t = 0; t < T; t++) rmsnorm(s->xn + (size_t)t * H, s->x + (size_t)t * H, y->ffn_norm, H, m->eps);
+    par_norm(s, s->xn, s->x, y->ffn_norm, T, H, (size_t)H, NULL);
     float *f = s->moe_acc && m->n_expert ? s->moe_acc : s->h2;
     if (m->n_expert) {
         mlp(s, &y->ffn_gate, &y->ffn_up, &y->ffn_down, s->xn, T, f);
-        for (int t = 0; t < T; t++) rmsnorm(f + (size_t)t * H, f + (size_t)t * H, y->post_ffw_norm_1, H, m->eps);
+        par_norm(s, f, f, y->post_ffw_norm_1, T, H, (size_t)H, NULL);
         /* moe() uses xn-free scratch: h2, moe_in, moe_out, ff_a, ff_b */
         moe(s, y, T, s->xn);
-        for (int t = 0; t < T; t++) {
-            float *a = f + (size_t)t * H, *b = s->xn + (size_t)t * H;
-            rmsnorm(b, b, y->post_ffw_norm_2, H, m->eps);
-            for (int i = 0; i < H; i++) a[i] += b[i];
-        }
+        par_norm(s, s->xn, s->xn, y->post_ffw_norm_2, T, H, (size_t)H, f);
     } else {
         mlp(s, &y->ffn_gate, &y->ffn_up, &y->ffn_down, s->xn, T, f);
     }
-    for (int t = 0; t < T; t++) {
-        float *a = f + (size_t)t * H, *x = s->x + (size_t)t * H;
-        rmsnorm(a, a, y->post_ffw_norm, H, m->eps);
-        for (int i = 0; i < H; i++) x[i] += a[i];
-    }
+    par_norm(s, f, f, y->post_ffw_norm, T, H, (size_t)H, s->x);
 }
 
 /* ---- per-layer embeddings (E2B/E4B, §2.3) --------------------------------------- */
@@ -429,14 +474,10 @@ static void ple_branch(g4_state *s, int l, int T) {
     for (int t = 0; t < T; t++) {
         float *g = s->ple_g + (size_t)t * P;
         const float *pl = s->ple + (size_t)t * LP + (size_t)l * P;
-        for (int i = 0; i < P; i++) g[i] = gelu(g[i]) * pl[i];
+        g4_geglu(g, g, pl, P, s->precision);
     }
     g4_matmul(s->pool, &y->ple_proj, 0, s->ple_g, P, T, s->h2, H, s->precision, &s->mm);
-    for (int t = 0; t < T; t++) {
-        float *a = s->h2 + (size_t)t * H, *x = s->x + (size_t)t * H;
-        rmsnorm(a, a, y->ple_post_norm, H, m->eps);
-        for (int i = 0; i < H; i++) x[i] += a[i];
-    }
+    par_norm(s, s->h2, s->h2, y->ple_post_norm, T, H, (size_t)H, s->x);
 }
 
 /* ---- the whole pass --------------------------------------------------------------- */

@@ -16,12 +16,16 @@ static inline float g4_gelu(float x) {
  * is cheaper than tanhf and keeps our logits next to llama.cpp's. */
 #include <stdint.h>
 #include "tensor/types.h"
-extern uint16_t g4_gelu_f16[1 << 16];
+extern uint16_t g4_gelu_f16[(1 << 16) + 2];
 void g4_act_init(void);   /* fills the table once per process; call before use */
 static inline float g4_gelu_table(float x) {
     if (x <= -10.0f) return 0.0f;
     if (x >= 10.0f) return x;
     return g4_fp16_to_fp32(g4_gelu_f16[g4_fp32_to_fp16(x)]);
 }
+
+/* out[i] = gelu(g[i]) * u[i] (u NULL: gelu(g[i])); exact tanh form or the
+ * fp16 table (vectorized with F16C where the CPU has it). out may alias g. */
+void g4_geglu(float *out, const float *g, const float *u, int64_t n, int exact);
 
 #endif
