@@ -1,13 +1,22 @@
 /* gemma4c convert: Hugging Face folder -> GGUF, as llama.cpp's
  * convert_hf_to_gguf.py lays it out (plus the quantized types, whose tensor
  * types follow llama-quantize). */
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
+#include "format/gguf_write.h"
 #include "model/quantize.h"
+
+/* Ctrl-C / kill: remove the partial temporary file, then exit. */
+static void on_signal(int sig) {
+    gguf_write_cleanup_tmp();
+    _exit(128 + sig);
+}
 
 static void usage(FILE *o) {
     fprintf(o,
@@ -53,6 +62,8 @@ int cmd_convert(int argc, char **argv) {
     if (!dir || !out) { usage(stderr); return 2; }
     int ft = g4_ftype_from_name(type);
     if (ft < 0) { fprintf(stderr, "gemma4c convert: unknown type '%s'\n", type); return 2; }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
     g4_error err = {0};
     if (g4_convert_hf(dir, out, ft, name, &o, &err)) {
         fprintf(stderr, "gemma4c convert: %s\n", err.msg);

@@ -1,12 +1,21 @@
 /* gemma4c quantize: GGUF -> GGUF of another type, with llama-quantize's
  * per-tensor type rules and output layout. */
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
+#include "format/gguf_write.h"
 #include "model/quantize.h"
+
+/* Ctrl-C / kill: remove the partial temporary file, then exit. */
+static void on_signal(int sig) {
+    gguf_write_cleanup_tmp();
+    _exit(128 + sig);
+}
 
 static void usage(FILE *o) {
     fprintf(o,
@@ -45,6 +54,8 @@ int cmd_quantize(int argc, char **argv) {
     if (npos != 3) { usage(stderr); return 2; }
     int ft = g4_ftype_from_name(pos[2]);
     if (ft < 0) { fprintf(stderr, "gemma4c quantize: unknown type '%s'\n", pos[2]); return 2; }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
     g4_error err = {0};
     if (g4_quantize_gguf(pos[0], pos[1], ft, &o, &err)) {
         fprintf(stderr, "gemma4c quantize: %s\n", err.msg);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -315,6 +316,23 @@ static void progress_show(progress *p, uint64_t done, bool final) {
     fflush(stderr);
 }
 
+/* Path of the temporary file being written, for gguf_write_cleanup_tmp().
+ * One write at a time per process is the front ends' use. */
+static char g_tmp_path[4096];
+static volatile sig_atomic_t g_tmp_set;
+
+void gguf_write_cleanup_tmp(void) {
+    if (g_tmp_set) unlink(g_tmp_path);
+}
+
+static void tmp_register(const char *p) {
+    size_t n = strlen(p);
+    if (n >= sizeof g_tmp_path) return;
+    g_tmp_set = 0;
+    memcpy(g_tmp_path, p, n + 1);
+    g_tmp_set = 1;
+}
+
 int gguf_write_ex(const gguf_file *f, const char *path, const gguf_write_opts *o, g4_error *err) {
     gguf_write_opts defo = {0};
     if (!o) o = &defo;
@@ -343,6 +361,7 @@ int gguf_write_ex(const gguf_file *f, const char *path, const gguf_write_opts *o
         return -1;
     }
     fchmod(fd, 0644);
+    tmp_register(tmp);
     outf of = { fd, tmp, 0, 0, 0 };
     /* buffers hold a whole chunk of rows plus the padding after a tensor;
      * a single row larger than a chunk gets a bigger buffer */
@@ -432,6 +451,7 @@ int gguf_write_ex(const gguf_file *f, const char *path, const gguf_write_opts *o
         fputc('\n', stderr);
     }
     if (rc) unlink(tmp);
+    g_tmp_set = 0;
     free(tmp);
     return rc;
 }

@@ -39,4 +39,8 @@ int gguf_write_ex(const gguf_file *f, const char *path, const gguf_write_opts *o
 int gguf_write_sizes(const gguf_file *f, const gguf_write_opts *o, uint64_t *header,
                      uint64_t *total, g4_error *err);
 
+/* Async-signal-safe: unlink the temporary file of a write in progress (for a
+ * SIGINT/SIGTERM handler in a front end, so Ctrl-C leaves nothing behind). */
+void gguf_write_cleanup_tmp(void);
+
 #endif
