@@ -480,6 +480,50 @@ TEST(hf_loader_errors) {
     CHECK(g4_tokenizer_load("/nonexistent/tok.json", &err) == NULL);
 }
 
+/* tokenizer.json's vocab and merges are parsed by a dedicated scanner (fast
+ * path); a file with merges before vocab goes through jansson instead. Both
+ * must agree, including on escapes. */
+TEST(hf_fast_path) {
+    g4_error err = {{0}};
+    const char *vocab = "\"vocab\":{\"<bos>\":0,\"\\u00e9\":1,\"t\":2,\"\\u00e9t\":3,\"\\ud83e\\udd99\":4,"
+                        "\"\\n\":5,\"\\\"q\\\\\":6,\"\\u2581\":7,\"\\u2581t\":8,\"<0x41>\":9}";
+    const char *merges = "\"merges\":[\"\\u00e9 t\",[\"\\u2581\",\"t\"]]";
+    char a[1024], b[1024];
+    snprintf(a, sizeof a, "{\"model\":{\"type\":\"BPE\",%s,%s},\"added_tokens\":[]}", vocab, merges);
+    snprintf(b, sizeof b, "{\"model\":{\"type\":\"BPE\",%s,%s},\"added_tokens\":[]}", merges, vocab);
+    const char *pa = write_tmp("fa.json", a), *pb = write_tmp("fb.json", b);
+    g4_tokenizer *ta = g4_tokenizer_from_hf_json(pa, NULL, &err);
+    CHECKF(ta != NULL, "%s", err.msg);
+    g4_tokenizer *tb = g4_tokenizer_from_hf_json(pb, NULL, &err);
+    CHECKF(tb != NULL, "%s", err.msg);
+    if (ta && tb) {
+        const char *txt = "\xc3\xa9t t\xf0\x9f\xa6\x99\nA";
+        ENC(ta, txt, false, false, 3, 8, 4, 5, 9);
+        ENC(tb, txt, false, false, 3, 8, 4, 5, 9);
+        CHECK(g4_tok_find(ta, "\"q\\", 3) == 6);
+    }
+    g4_tokenizer_free(ta);
+    g4_tokenizer_free(tb);
+    unlink(pa);
+    unlink(pb);
+    struct { const char *json, *want; } bad[] = {
+        { "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"\\ud800\":0}}}", "surrogate" },
+        { "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":1.5}}}", "integer" },
+        { "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\"}}}", "line" },
+        { "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\\q\":0}}}", "escape" },
+        { "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[[\"a\"]]}}", "merges[0]" },
+        { "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a a\",\"x\"]}}", "merges[1]" },
+        { "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0", "line" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        const char *p = write_tmp("fbad.json", bad[i].json);
+        g4_tokenizer *t = g4_tokenizer_from_hf_json(p, NULL, &err);
+        CHECKF(t == NULL && strstr(err.msg, bad[i].want), "case %zu: %s", i, err.msg);
+        g4_tokenizer_free(t);
+        unlink(p);
+    }
+}
+
 int main(void) {
     g4_error err = {{0}};
     g_real = g4_tokenizer_from_hf_json(shared_path("testdata/tokenizer/tokenizer.json"), NULL, &err);
@@ -502,6 +546,7 @@ int main(void) {
     RUN(tiny_gguf_equals_hf);
     RUN(gguf_loader_errors);
     RUN(hf_loader_errors);
+    RUN(hf_fast_path);
     g4_tokenizer_free(g_real);
     g4_tokenizer_free(g_tiny_gguf);
     g4_tokenizer_free(g_tiny_hf);

@@ -501,6 +501,308 @@ static const char *const GEMMA4_RENDERED[] = {
     "<|tool_response>", "<tool_response|>", "<|\"|>",
 };
 
+/* --- fast path for tokenizer.json's two big members ------------------------
+ * model.vocab (262,144 keys) and model.merges (514,906 pairs) are most of the
+ * file; building them as jansson values costs seconds of allocation. They are
+ * located with a light structural scan and parsed here directly (strings are
+ * unescaped in place in the file buffer); the rest of the document, with
+ * those two values replaced by {} and [], goes through jansson as before,
+ * which also validates it. If the scan fails the whole file goes through
+ * jansson, which reports the error. */
+
+static char *read_file(const char *path, size_t *len, g4_error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return g4_seterr(err, "%s: cannot open", path), NULL;
+    char *b = NULL;
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
+    if (n < 0 || n > (1L << 30) || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return g4_seterr(err, "%s: not a readable file of at most 1 GiB", path), NULL;
+    }
+    b = malloc((size_t)n + 1);
+    if (!b || fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        fclose(f);
+        return g4_seterr(err, "%s: read failed", path), NULL;
+    }
+    fclose(f);
+    b[n] = 0;
+    *len = (size_t)n;
+    return b;
+}
+
+typedef struct jscan { char *p, *end; int depth; const char *why; } jscan;
+typedef struct ventry { const char *s; size_t l; int64_t id; } ventry;
+
+static void js_ws(jscan *s) {
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t')) s->p++;
+}
+
+static int js_hex4(jscan *s, uint32_t *u) {
+    if (s->end - s->p < 4) return -1;
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = s->p[i];
+        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+              : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + (uint32_t)d;
+    }
+    s->p += 4;
+    *u = v;
+    return 0;
+}
+
+/* The string at s->p, unescaped in place (never longer than its source). */
+static char *js_string(jscan *s, size_t *len) {
+    if (s->p >= s->end || *s->p != '"') { s->why = "expected a string"; return NULL; }
+    char *r = ++s->p, *w = r;
+    while (s->p < s->end) {
+        unsigned char c = (unsigned char)*s->p;
+        if (c == '"') { s->p++; *len = (size_t)(w - r); return r; }
+        if (c < 0x20) { s->why = "control character in a string"; return NULL; }
+        if (c != '\\') { *w++ = *s->p++; continue; }
+        if (s->end - s->p < 2) break;
+        char e = s->p[1];
+        s->p += 2;
+        uint32_t u;
+        switch (e) {
+        case '"': *w++ = '"'; break;
+        case '\\': *w++ = '\\'; break;
+        case '/': *w++ = '/'; break;
+        case 'b': *w++ = '\b'; break;
+        case 'f': *w++ = '\f'; break;
+        case 'n': *w++ = '\n'; break;
+        case 'r': *w++ = '\r'; break;
+        case 't': *w++ = '\t'; break;
+        case 'u':
+            if (js_hex4(s, &u)) { s->why = "bad \\u escape"; return NULL; }
+            if (u >= 0xD800 && u <= 0xDBFF) {
+                uint32_t lo;
+                if (s->end - s->p < 6 || s->p[0] != '\\' || s->p[1] != 'u') { s->why = "lone surrogate"; return NULL; }
+                s->p += 2;
+                if (js_hex4(s, &lo) || lo < 0xDC00 || lo > 0xDFFF) { s->why = "lone surrogate"; return NULL; }
+                u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+            } else if (u >= 0xDC00 && u <= 0xDFFF) {
+                s->why = "lone surrogate";
+                return NULL;
+            }
+            if (u < 0x80) *w++ = (char)u;
+            else if (u < 0x800) { *w++ = (char)(0xC0 | (u >> 6)); *w++ = (char)(0x80 | (u & 0x3F)); }
+            else if (u < 0x10000) {
+                *w++ = (char)(0xE0 | (u >> 12)); *w++ = (char)(0x80 | ((u >> 6) & 0x3F));
+                *w++ = (char)(0x80 | (u & 0x3F));
+            } else {
+                *w++ = (char)(0xF0 | (u >> 18)); *w++ = (char)(0x80 | ((u >> 12) & 0x3F));
+                *w++ = (char)(0x80 | ((u >> 6) & 0x3F)); *w++ = (char)(0x80 | (u & 0x3F));
+            }
+            break;
+        default: s->why = "bad escape"; return NULL;
+        }
+    }
+    s->why = "unterminated string";
+    return NULL;
+}
+
+/* Skip one value without interpreting it (jansson validates what is kept). */
+static int js_skip(jscan *s) {
+    js_ws(s);
+    if (s->p >= s->end) return -1;
+    char c = *s->p;
+    if (c == '"') {
+        for (s->p++; s->p < s->end; s->p++) {
+            if (*s->p == '\\') { s->p++; continue; }
+            if (*s->p == '"') { s->p++; return 0; }
+        }
+        return -1;
+    }
+    if (c == '{' || c == '[') {
+        char close = c == '{' ? '}' : ']';
+        if (++s->depth > 64) return -1;
+        s->p++;
+        js_ws(s);
+        if (s->p < s->end && *s->p == close) { s->p++; s->depth--; return 0; }
+        for (;;) {
+            if (c == '{') {
+                js_ws(s);
+                if (js_skip(s)) return -1;   /* key */
+                js_ws(s);
+                if (s->p >= s->end || *s->p != ':') return -1;
+                s->p++;
+            }
+            if (js_skip(s)) return -1;
+            js_ws(s);
+            if (s->p >= s->end) return -1;
+            if (*s->p == ',') { s->p++; continue; }
+            if (*s->p == close) { s->p++; s->depth--; return 0; }
+            return -1;
+        }
+    }
+    const char *st = s->p;
+    while (s->p < s->end && (strchr("+-.eE", *s->p) || (*s->p >= '0' && *s->p <= '9') ||
+                             (*s->p >= 'a' && *s->p <= 'z')))
+        s->p++;
+    return s->p > st ? 0 : -1;
+}
+
+/* Find the spans of model.vocab and model.merges. 0 on success. */
+static int js_locate(char *buf, size_t n, char **vb, char **ve, char **mb, char **me) {
+    jscan s = { buf, buf + n, 0, NULL };
+    *vb = *ve = *mb = *me = NULL;
+    js_ws(&s);
+    if (s.p >= s.end || *s.p != '{') return -1;
+    s.p++;
+    for (;;) {
+        js_ws(&s);
+        if (s.p < s.end && *s.p == '}') return 0;
+        char *k = s.p;
+        if (js_skip(&s)) return -1;
+        size_t kl = (size_t)(s.p - k);
+        js_ws(&s);
+        if (s.p >= s.end || *s.p != ':') return -1;
+        s.p++;
+        js_ws(&s);
+        if (kl == 7 && !memcmp(k, "\"model\"", 7) && s.p < s.end && *s.p == '{') {
+            s.p++;
+            for (;;) {
+                js_ws(&s);
+                if (s.p < s.end && *s.p == '}') { s.p++; break; }
+                char *mk = s.p;
+                if (js_skip(&s)) return -1;
+                size_t mkl = (size_t)(s.p - mk);
+                js_ws(&s);
+                if (s.p >= s.end || *s.p != ':') return -1;
+                s.p++;
+                js_ws(&s);
+                char *vs = s.p;
+                if (js_skip(&s)) return -1;
+                if (mkl == 7 && !memcmp(mk, "\"vocab\"", 7)) { *vb = vs; *ve = s.p; }
+                if (mkl == 8 && !memcmp(mk, "\"merges\"", 8)) { *mb = vs; *me = s.p; }
+                js_ws(&s);
+                if (s.p < s.end && *s.p == ',') { s.p++; continue; }
+                if (s.p < s.end && *s.p == '}') { s.p++; break; }
+                return -1;
+            }
+        } else if (js_skip(&s)) {
+            return -1;
+        }
+        js_ws(&s);
+        if (s.p < s.end && *s.p == ',') { s.p++; continue; }
+        if (s.p < s.end && *s.p == '}') return 0;
+        return -1;
+    }
+}
+
+/* model.vocab: {"piece": id, ...} */
+static int js_vocab(char *b, char *e, ventry **out, size_t *nout, const char **why) {
+    jscan s = { b, e, 0, NULL };
+    size_t cap = 0, n = 0;
+    ventry *v = NULL;
+    s.p++;   /* '{' */
+    js_ws(&s);
+    if (s.p < s.end && *s.p == '}') { *out = NULL; *nout = 0; return 0; }
+    for (;;) {
+        js_ws(&s);
+        size_t l;
+        char *k = js_string(&s, &l);
+        if (!k) goto bad;
+        js_ws(&s);
+        if (s.p >= s.end || *s.p != ':') { s.why = "expected ':'"; goto bad; }
+        s.p++;
+        js_ws(&s);
+        int neg = s.p < s.end && *s.p == '-';
+        if (neg) s.p++;
+        int64_t id = 0;
+        const char *d0 = s.p;
+        while (s.p < s.end && *s.p >= '0' && *s.p <= '9' && id < ((int64_t)1 << 40)) id = id * 10 + (*s.p++ - '0');
+        if (s.p == d0 || (s.p < s.end && (*s.p == '.' || *s.p == 'e' || *s.p == 'E' || (*s.p >= '0' && *s.p <= '9')))) {
+            s.why = "ids must be integers";
+            goto bad;
+        }
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 4096;
+            ventry *q = realloc(v, nc * sizeof *q);
+            if (!q) { s.why = "out of memory"; goto bad; }
+            v = q; cap = nc;
+        }
+        v[n].s = k; v[n].l = l; v[n].id = neg ? -id : id;
+        n++;
+        js_ws(&s);
+        if (s.p < s.end && *s.p == ',') { s.p++; continue; }
+        if (s.p < s.end && *s.p == '}') break;
+        s.why = "expected ',' or '}'";
+        goto bad;
+    }
+    *out = v;
+    *nout = n;
+    return 0;
+bad:
+    free(v);
+    *why = s.why;
+    *nout = n;   /* index of the bad entry */
+    return -1;
+}
+
+/* model.merges: ["a b", ...] or [["a", "b"], ...] */
+static int js_merges(char *b, char *e, mpair **out, size_t *nout, const char **why) {
+    jscan s = { b, e, 0, NULL };
+    size_t cap = 0, n = 0;
+    mpair *m = NULL;
+    s.p++;   /* '[' */
+    js_ws(&s);
+    if (s.p < s.end && *s.p == ']') { *out = NULL; *nout = 0; return 0; }
+    for (;;) {
+        js_ws(&s);
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 4096;
+            mpair *q = realloc(m, nc * sizeof *q);
+            if (!q) { s.why = "out of memory"; goto bad; }
+            m = q; cap = nc;
+        }
+        if (s.p < s.end && *s.p == '"') {
+            size_t l;
+            char *x = js_string(&s, &l);
+            if (!x) goto bad;
+            char *sp = l > 1 ? memchr(x + 1, ' ', l - 1) : NULL;
+            if (!sp) { s.why = "a merge has no space"; goto bad; }
+            m[n].l = x; m[n].ll = (size_t)(sp - x); m[n].r = sp + 1; m[n].rl = l - m[n].ll - 1;
+        } else if (s.p < s.end && *s.p == '[') {
+            s.p++;
+            js_ws(&s);
+            char *x = js_string(&s, &m[n].ll);
+            if (!x) goto bad;
+            js_ws(&s);
+            if (s.p >= s.end || *s.p != ',') { s.why = "a merge pair needs two strings"; goto bad; }
+            s.p++;
+            js_ws(&s);
+            char *y = js_string(&s, &m[n].rl);
+            if (!y) goto bad;
+            js_ws(&s);
+            if (s.p >= s.end || *s.p != ']') { s.why = "a merge pair needs two strings"; goto bad; }
+            s.p++;
+            m[n].l = x; m[n].r = y;
+        } else {
+            s.why = "a merge is neither \"a b\" nor [a, b]";
+            goto bad;
+        }
+        n++;
+        js_ws(&s);
+        if (s.p < s.end && *s.p == ',') { s.p++; continue; }
+        if (s.p < s.end && *s.p == ']') break;
+        s.why = "expected ',' or ']'";
+        goto bad;
+    }
+    *out = m;
+    *nout = n;
+    return 0;
+bad:
+    free(m);
+    *why = s.why;
+    *nout = n;   /* index of the bad entry */
+    return -1;
+}
+
 /* {"type": "Replace", "pattern": {"String": " "}, "content": "▁"} */
 static bool is_space_replace(json_t *n) {
     json_t *ty = json_object_get(n, "type"), *pat = json_object_get(n, "pattern");
@@ -519,17 +821,48 @@ static const char *cfg_token_name(json_t *cfg, const char *key) {
 g4_tokenizer *g4_tokenizer_from_hf_json(const char *json_path, const char *config_path,
                                         g4_error *err) {
     json_error_t je;
-    json_t *root = json_load_file(json_path, 0, &je);
-    if (!root)
+    size_t fn = 0;
+    char *fbuf = read_file(json_path, &fn, err);
+    if (!fbuf) return NULL;
+    char *vb, *ve, *mb, *me;
+    ventry *vent = NULL;
+    size_t nv = 0;
+    mpair *mp = NULL;
+    size_t nm = 0;
+    json_t *root = NULL;
+    int fast = js_locate(fbuf, fn, &vb, &ve, &mb, &me) == 0 && vb && *vb == '{' &&
+               (!mb || (mb > ve && *mb == '['));
+    if (fast) {
+        /* the document without the two big values, for jansson */
+        size_t sl = (size_t)(vb - fbuf) + 2 + (mb ? (size_t)(mb - ve) + 2 + (size_t)(fbuf + fn - me)
+                                                  : (size_t)(fbuf + fn - ve));
+        char *small = malloc(sl);
+        if (!small) { free(fbuf); return g4_seterr(err, "tokenizer: out of memory"), NULL; }
+        size_t o = 0;
+        memcpy(small, fbuf, (size_t)(vb - fbuf)); o += (size_t)(vb - fbuf);
+        memcpy(small + o, "{}", 2); o += 2;
+        if (mb) {
+            memcpy(small + o, ve, (size_t)(mb - ve)); o += (size_t)(mb - ve);
+            memcpy(small + o, "[]", 2); o += 2;
+            memcpy(small + o, me, (size_t)(fbuf + fn - me)); o += (size_t)(fbuf + fn - me);
+        } else {
+            memcpy(small + o, ve, (size_t)(fbuf + fn - ve)); o += (size_t)(fbuf + fn - ve);
+        }
+        root = json_loadb(small, o, 0, &je);
+        free(small);
+    } else {
+        root = json_loadb(fbuf, fn, 0, &je);
+    }
+    if (!root) {
+        free(fbuf);
         return g4_seterr(err, "%s: line %d: %s", json_path, je.line, je.text), NULL;
+    }
     json_t *cfg = NULL;
     g4_tokenizer *t = NULL;
     const char **toks = NULL;
     size_t *lens = NULL;
     int32_t *types = NULL;
     uint8_t *match = NULL;
-    mpair *mp = NULL;
-    size_t nm = 0;
     char *cfgpath_alloc = NULL;
 
     json_t *model = json_object_get(root, "model");
@@ -569,6 +902,51 @@ g4_tokenizer *g4_tokenizer_from_hf_json(const char *json_path, const char *confi
     json_t *added = json_object_get(root, "added_tokens");
     if (!json_is_object(vocab)) { g4_seterr(err, "%s: model.vocab is not an object", json_path); goto done; }
     if (merges && !json_is_array(merges)) { g4_seterr(err, "%s: model.merges is not an array", json_path); goto done; }
+    const char *why = NULL;
+    if (fast) {
+        if (js_vocab(vb, ve, &vent, &nv, &why)) {
+            g4_seterr(err, "%s: model.vocab entry %zu: %s", json_path, nv, why);
+            nv = 0;
+            goto done;
+        }
+        if (mb && js_merges(mb, me, &mp, &nm, &why)) {
+            g4_seterr(err, "%s: model.merges[%zu]: %s", json_path, nm, why);
+            goto done;
+        }
+    } else {
+        const char *key;
+        json_t *val;
+        vent = malloc((json_object_size(vocab) + 1) * sizeof *vent);
+        if (!vent) { g4_seterr(err, "tokenizer: out of memory"); goto done; }
+        json_object_foreach(vocab, key, val) {
+            if (!json_is_integer(val)) {
+                g4_seterr(err, "%s: model.vocab[\"%.40s\"] is not an id in [0, %d)", json_path, key, MAX_VOCAB);
+                goto done;
+            }
+            vent[nv].s = key; vent[nv].l = strlen(key); vent[nv].id = json_integer_value(val);
+            nv++;
+        }
+        nm = merges ? json_array_size(merges) : 0;
+        if (nm && !(mp = malloc(nm * sizeof *mp))) { g4_seterr(err, "tokenizer: out of memory"); goto done; }
+        for (size_t i = 0; i < nm; i++) {
+            json_t *m = json_array_get(merges, i);
+            if (json_is_string(m)) {      /* old format: "left right" */
+                const char *ms = json_string_value(m);
+                size_t sl = json_string_length(m);
+                const char *sp = sl > 1 ? memchr(ms + 1, ' ', sl - 1) : NULL;
+                if (!sp) { g4_seterr(err, "%s: model.merges[%zu] has no space", json_path, i); goto done; }
+                mp[i].l = ms; mp[i].ll = (size_t)(sp - ms); mp[i].r = sp + 1; mp[i].rl = sl - mp[i].ll - 1;
+            } else if (json_is_array(m) && json_array_size(m) == 2 &&
+                       json_is_string(json_array_get(m, 0)) && json_is_string(json_array_get(m, 1))) {
+                json_t *a = json_array_get(m, 0), *b = json_array_get(m, 1);
+                mp[i].l = json_string_value(a); mp[i].ll = json_string_length(a);
+                mp[i].r = json_string_value(b); mp[i].rl = json_string_length(b);
+            } else {
+                g4_seterr(err, "%s: model.merges[%zu] is neither \"a b\" nor [a, b]", json_path, i);
+                goto done;
+            }
+        }
+    }
     if (added && !json_is_null(added) && !json_is_array(added)) {
         g4_seterr(err, "%s: added_tokens is not an array", json_path);
         goto done;
@@ -576,14 +954,12 @@ g4_tokenizer *g4_tokenizer_from_hf_json(const char *json_path, const char *confi
 
     /* size = highest id + 1 over vocab and added tokens */
     int64_t maxid = -1;
-    const char *key;
-    json_t *val;
-    json_object_foreach(vocab, key, val) {
-        if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) >= MAX_VOCAB) {
-            g4_seterr(err, "%s: model.vocab[\"%.40s\"] is not an id in [0, %d)", json_path, key, MAX_VOCAB);
+    for (size_t i = 0; i < nv; i++) {
+        if (vent[i].id < 0 || vent[i].id >= MAX_VOCAB) {
+            g4_seterr(err, "%s: model.vocab[\"%.40s\"] is not an id in [0, %d)", json_path, vent[i].s, MAX_VOCAB);
             goto done;
         }
-        if (json_integer_value(val) > maxid) maxid = json_integer_value(val);
+        if (vent[i].id > maxid) maxid = vent[i].id;
     }
     size_t na = json_is_array(added) ? json_array_size(added) : 0;
     for (size_t i = 0; i < na; i++) {
@@ -599,9 +975,8 @@ g4_tokenizer *g4_tokenizer_from_hf_json(const char *json_path, const char *confi
     }
     if (maxid < 0) { g4_seterr(err, "%s: empty vocabulary", json_path); goto done; }
     /* ids may have gaps, but not so many that a tiny file allocates gigabytes */
-    if ((size_t)maxid > 4 * (json_object_size(vocab) + na) + 1024) {
-        g4_seterr(err, "%s: highest id %lld but only %zu tokens", json_path, (long long)maxid,
-                  json_object_size(vocab) + na);
+    if ((size_t)maxid > 4 * (nv + na) + 1024) {
+        g4_seterr(err, "%s: highest id %lld but only %zu tokens", json_path, (long long)maxid, nv + na);
         goto done;
     }
     size_t n = (size_t)maxid + 1;
@@ -610,15 +985,15 @@ g4_tokenizer *g4_tokenizer_from_hf_json(const char *json_path, const char *confi
     types = malloc(n * sizeof *types);
     match = calloc(n, 1);
     if (!toks || !lens || !types || !match) { g4_seterr(err, "tokenizer: out of memory"); goto done; }
-    json_object_foreach(vocab, key, val) {
-        size_t id = (size_t)json_integer_value(val);
+    for (size_t i = 0; i < nv; i++) {
+        size_t id = (size_t)vent[i].id;
         if (toks[id]) {
             g4_seterr(err, "%s: model.vocab gives id %zu to two pieces", json_path, id);
             goto done;
         }
-        toks[id] = key;
-        lens[id] = strlen(key);   /* jansson object keys cannot hold NUL */
-        types[id] = parse_hex_byte(key, lens[id]) >= 0 ? G4_TOK_BYTE : G4_TOK_NORMAL;
+        toks[id] = vent[i].s;
+        lens[id] = vent[i].l;
+        types[id] = parse_hex_byte(vent[i].s, vent[i].l) >= 0 ? G4_TOK_BYTE : G4_TOK_NORMAL;
     }
     for (size_t i = 0; i < na; i++) {
         json_t *a = json_array_get(added, i), *c = json_object_get(a, "content");
@@ -639,30 +1014,6 @@ g4_tokenizer *g4_tokenizer_from_hf_json(const char *json_path, const char *confi
     }
     for (size_t i = 0; i < n; i++)
         if (!toks[i]) { toks[i] = ""; lens[i] = 0; types[i] = G4_TOK_UNUSED; }
-
-    nm = merges ? json_array_size(merges) : 0;
-    if (nm) {
-        mp = malloc(nm * sizeof *mp);
-        if (!mp) { g4_seterr(err, "tokenizer: out of memory"); goto done; }
-    }
-    for (size_t i = 0; i < nm; i++) {
-        json_t *m = json_array_get(merges, i);
-        if (json_is_string(m)) {      /* old format: "left right" */
-            const char *s = json_string_value(m);
-            size_t sl = json_string_length(m);
-            const char *sp = sl > 1 ? memchr(s + 1, ' ', sl - 1) : NULL;
-            if (!sp) { g4_seterr(err, "%s: model.merges[%zu] has no space", json_path, i); goto done; }
-            mp[i].l = s; mp[i].ll = (size_t)(sp - s); mp[i].r = sp + 1; mp[i].rl = sl - mp[i].ll - 1;
-        } else if (json_is_array(m) && json_array_size(m) == 2 &&
-                   json_is_string(json_array_get(m, 0)) && json_is_string(json_array_get(m, 1))) {
-            json_t *a = json_array_get(m, 0), *b = json_array_get(m, 1);
-            mp[i].l = json_string_value(a); mp[i].ll = json_string_length(a);
-            mp[i].r = json_string_value(b); mp[i].rl = json_string_length(b);
-        } else {
-            g4_seterr(err, "%s: model.merges[%zu] is neither \"a b\" nor [a, b]", json_path, i);
-            goto done;
-        }
-    }
 
     /* tokenizer_config.json only names the special tokens */
     if (!config_path) {
@@ -705,6 +1056,8 @@ g4_tokenizer *g4_tokenizer_from_hf_json(const char *json_path, const char *confi
     if (t->eos >= 0) t->eog[t->eos] = 1;
 done:
     free(toks); free(lens); free(types); free(match); free(mp); free(cfgpath_alloc);
+    free(vent);
+    free(fbuf);
     json_decref(root);
     json_decref(cfg);
     return t;
