@@ -691,6 +691,35 @@ TEST(hf_real_vocab_token_types) {
     gguf_close(f);
 }
 
+/* K-quant files through the whole quantize path: re-quantizing the Q8_0
+ * gemma4-kq file gives every shipped K-quant file's types, metadata and size
+ * (the bytes differ: the source here is Q8_0, not the unshipped F32). */
+TEST(quantize_kq_kquants_layout) {
+    static const char *const T[] = { "Q4_K_M", "Q6_K", "Q5_K_M", "Q3_K_M", "Q2_K" };
+    for (size_t i = 0; i < sizeof T / sizeof *T; i++) {
+        g4_error err = {0};
+        char name[64], shipped[64];
+        snprintf(name, sizeof name, "kq.%s.gguf", T[i]);
+        snprintf(shipped, sizeof shipped, "gemma4-kq.%s.gguf", T[i]);
+        g4_conv_opts o = { 2, true, false };
+        int rc = g4_quantize_gguf(ref("gemma4-kq.Q8_0.gguf"), tmp(name), g4_ftype_from_name(T[i]), &o, &err);
+        CHECKF(rc == 0, "%s: %s", T[i], err.msg);
+        if (rc) continue;
+        gguf_file *a = gguf_open(tmp(name), &err), *g = gguf_open(ref(shipped), &err);
+        CHECK(a && g);
+        if (a && g) {
+            CHECK(same_metadata(a, g));
+            CHECK(a->n_tensors == g->n_tensors);
+            for (uint64_t k = 0; k < a->n_tensors && k < g->n_tensors; k++)
+                CHECKF(!strcmp(a->tensors[k].name, g->tensors[k].name) && a->tensors[k].type == g->tensors[k].type &&
+                       a->tensors[k].offset == g->tensors[k].offset, "%s %s", T[i], g->tensors[k].name);
+            CHECK(a->map_size == g->map_size);
+        }
+        gguf_close(a);
+        gguf_close(g);
+    }
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/g4test_hf_XXXXXX");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
@@ -716,6 +745,7 @@ int main(void) {
     RUN(quantize_e_q4_0);
     RUN(quantize_e_bf16);
     RUN(quantize_e_f16);
+    RUN(quantize_kq_kquants_layout);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd)) {}

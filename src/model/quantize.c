@@ -62,9 +62,9 @@ static int layer_of(const char *name) {
     if (sscanf(name, "blk.%d.", &l) != 1) l = -1;
     return l;
 }
-static const gguf_file *sort_f;
-static int cmp_llama(const void *a, const void *b) {
-    const char *x = sort_f->tensors[*(const uint64_t *)a].name, *y = sort_f->tensors[*(const uint64_t *)b].name;
+static int cmp_llama(const void *a, const void *b, void *ctx) {
+    const gguf_file *f = ctx;
+    const char *x = f->tensors[*(const uint64_t *)a].name, *y = f->tensors[*(const uint64_t *)b].name;
     int lx = layer_of(x), ly = layer_of(y);
     if (lx != ly) return lx < ly ? -1 : 1;
     return strcmp(x, y);
@@ -73,8 +73,7 @@ static uint64_t *llama_order(const gguf_file *f) {
     uint64_t *o = malloc((f->n_tensors ? f->n_tensors : 1) * sizeof *o);
     if (!o) return NULL;
     for (uint64_t i = 0; i < f->n_tensors; i++) o[i] = i;
-    sort_f = f;  /* qsort has no context argument in C11; callers are not concurrent */
-    qsort(o, f->n_tensors, sizeof *o, cmp_llama);
+    qsort_r(o, f->n_tensors, sizeof *o, cmp_llama, (void *)f);
     return o;
 }
 
