@@ -75,7 +75,12 @@ void g4_tokenizer_free(g4_tokenizer *t);
 g4_tokenizer *g4_tokenizer_from_gguf(const struct gguf_file *f, g4_error *err);
 /* From a Hugging Face tokenizer.json; config_path (tokenizer_config.json) is
  * optional (NULL: look next to json_path, silently skip if absent). It only
- * names the bos/eos/unk/pad tokens. */
+ * names the bos/eos/unk/pad tokens. Requires model.type "BPE" and Gemma's
+ * space handling (normalizer Replace " " -> "▁", or none); added tokens with
+ * special=true become CONTROL/SPECIAL (the seven Gemma 4 markers llama.cpp
+ * renders, `<|channel>` ... `<|"|>`, become USER_DEFINED/SPECIAL), the others
+ * USER_DEFINED/ALWAYS. Their lstrip/rstrip/single_word/normalized options are
+ * not applied (all false in Gemma files). */
 g4_tokenizer *g4_tokenizer_from_hf_json(const char *json_path, const char *config_path,
                                         g4_error *err);
 /* A .gguf file, a tokenizer.json, or a folder holding tokenizer.json. */
