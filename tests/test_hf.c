@@ -1,6 +1,7 @@
 /* Hugging Face folders, safetensors validation, GGUF writer, convert and
  * quantize against the golden gemma4-ref files. */
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -720,6 +721,134 @@ TEST(quantize_kq_kquants_layout) {
     }
 }
 
+/* Write a safetensors file from (name, tensor) pairs; extra F32 tensors of
+ * shape [r, c] filled with zeros when src is NULL. */
+typedef struct wt { char name[160]; const st_tensor *src; int64_t r, c; } wt;
+
+static int write_st(const char *path, const wt *t, size_t n) {
+    json_t *h = json_object();
+    uint64_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_object(), *shape = json_array();
+        uint64_t nb;
+        if (t[i].src) {
+            for (int d = 0; d < t[i].src->n_dims; d++) json_array_append_new(shape, json_integer(t[i].src->shape[d]));
+            nb = t[i].src->end - t[i].src->begin;
+            json_object_set_new(e, "dtype", json_string(t[i].src->type == G4_BF16 ? "BF16" : "F32"));
+        } else {
+            json_array_append_new(shape, json_integer(t[i].r));
+            json_array_append_new(shape, json_integer(t[i].c));
+            nb = (uint64_t)t[i].r * (uint64_t)t[i].c * 4;
+            json_object_set_new(e, "dtype", json_string("F32"));
+        }
+        json_object_set_new(e, "shape", shape);
+        json_t *o = json_array();
+        json_array_append_new(o, json_integer((json_int_t)off));
+        json_array_append_new(o, json_integer((json_int_t)(off + nb)));
+        json_object_set_new(e, "data_offsets", o);
+        json_object_set_new(h, t[i].name, e);
+        off += nb;
+    }
+    char *js = json_dumps(h, JSON_COMPACT);
+    json_decref(h);
+    size_t hl = strlen(js), pad = (8 - hl % 8) % 8;
+    FILE *fp = fopen(path, "wb");
+    if (!fp) { free(js); return -1; }
+    uint64_t L = hl + pad;
+    fwrite(&L, 8, 1, fp);
+    fwrite(js, 1, hl, fp);
+    for (size_t i = 0; i < pad; i++) fputc(' ', fp);
+    free(js);
+    for (size_t i = 0; i < n; i++) {
+        if (t[i].src) fwrite(t[i].src->data, 1, t[i].src->end - t[i].src->begin, fp);
+        else for (int64_t k = 0; k < t[i].r * t[i].c * 4; k++) fputc(0, fp);
+    }
+    return fclose(fp);
+}
+
+/* Vision tensors and unused K/V of KV-shared layers are ignored; a text-only
+ * save (prefix "model.", flat config.json) loads the same model. */
+TEST(hf_ignored_tensors_and_text_only_layout) {
+    g4_error err = {0};
+    st_set *s = st_open_dir(ref("gemma4-e.hf"), &err);
+    CHECKF(s != NULL, "%s", err.msg);
+    if (!s) return;
+    gguf_file *g = gguf_open(ref("gemma4-e.gguf"), &err);
+    wt *t = calloc(s->n + 4, sizeof *t);
+    char d[600], a[800], b[800];
+    static const char *const FILES[] = { "tokenizer.json", "tokenizer_config.json", "generation_config.json" };
+    for (int mode = 0; mode < 2; mode++) {
+        snprintf(d, sizeof d, "%s/layout%d", tmpdir, mode);
+        mkdir(d, 0755);
+        for (int i = 0; i < 3; i++) {
+            snprintf(a, sizeof a, "%s/%s", ref("gemma4-e.hf"), FILES[i]);
+            snprintf(b, sizeof b, "%s/%s", d, FILES[i]);
+            if (symlink(a, b)) {}
+        }
+        size_t n = 0;
+        for (size_t i = 0; i < s->n; i++, n++) {
+            const char *nm = s->all[i]->name;
+            if (mode == 1 && !strncmp(nm, "model.language_model.", 21))
+                snprintf(t[n].name, sizeof t[n].name, "model.%s", nm + 21);
+            else
+                snprintf(t[n].name, sizeof t[n].name, "%s", nm);
+            t[n].src = s->all[i];
+        }
+        if (mode == 0) {
+            t[n++] = (wt){ "model.vision_tower.encoder.patch.weight", NULL, 2, 2 };
+            t[n++] = (wt){ "model.embed_audio.proj.weight", NULL, 2, 2 };
+            t[n++] = (wt){ "model.language_model.layers.7.self_attn.k_proj.weight", NULL, 64, 64 };
+            t[n++] = (wt){ "model.language_model.layers.9.self_attn.v_proj.weight", NULL, 128, 64 };
+        }
+        snprintf(b, sizeof b, "%s/model.safetensors", d);
+        CHECK(write_st(b, t, n) == 0);
+        snprintf(a, sizeof a, "%s/config.json", ref("gemma4-e.hf"));
+        snprintf(b, sizeof b, "%s/config.json", d);
+        if (mode == 0) {
+            if (symlink(a, b)) {}
+        } else {
+            json_t *root = json_load_file(a, 0, NULL);
+            json_t *tc = json_object_get(root, "text_config");
+            CHECK(tc != NULL);
+            if (tc) json_dump_file(tc, b, JSON_INDENT(2));
+            json_decref(root);
+        }
+        hf_opts o = { "tiny-gemma4-e-style", false };
+        gguf_file *h = hf_open_ex(d, &o, &err);
+        CHECKF(h != NULL, "mode %d: %s", mode, err.msg);
+        if (h && g) {
+            CHECK(same_metadata(h, g));
+            CHECK(same_tensors(h, g, 1));
+        }
+        gguf_close(h);
+    }
+    /* an unknown text-model tensor is an error naming it */
+    snprintf(d, sizeof d, "%s/layout_unknown", tmpdir);
+    mkdir(d, 0755);
+    for (int i = 0; i < 3; i++) {
+        snprintf(a, sizeof a, "%s/%s", ref("gemma4-e.hf"), FILES[i]);
+        snprintf(b, sizeof b, "%s/%s", d, FILES[i]);
+        if (symlink(a, b)) {}
+    }
+    snprintf(a, sizeof a, "%s/config.json", ref("gemma4-e.hf"));
+    snprintf(b, sizeof b, "%s/config.json", d);
+    if (symlink(a, b)) {}
+    size_t n = 0;
+    for (size_t i = 0; i < s->n; i++, n++) {
+        snprintf(t[n].name, sizeof t[n].name, "%s", s->all[i]->name);
+        t[n].src = s->all[i];
+    }
+    t[n++] = (wt){ "model.language_model.layers.0.self_attn.mystery.weight", NULL, 2, 2 };
+    snprintf(b, sizeof b, "%s/model.safetensors", d);
+    CHECK(write_st(b, t, n) == 0);
+    gguf_file *h = hf_open(d, &err);
+    CHECK(h == NULL && strstr(err.msg, "mystery"));
+    gguf_close(h);
+    free(t);
+    gguf_close(g);
+    st_set_close(s);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/g4test_hf_XXXXXX");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
@@ -735,6 +864,7 @@ int main(void) {
     RUN(hf_bad_config);
     RUN(hf_sampling_and_template);
     RUN(hf_real_vocab_token_types);
+    RUN(hf_ignored_tensors_and_text_only_layout);
     RUN(convert_e_f32);
     RUN(convert_dense_f32);
     RUN(convert_moe_f32);
