@@ -123,7 +123,7 @@ typedef struct hparams {
     int64_t L, H, nH, nKV, nGKV, hd, ghd, ff, n_shared, ple, E, K, Fe, window, ctx, vocab;
     int64_t *ff_arr;          /* per-layer FFN width when config gives a list */
     bool double_wide, moe, has_gkv, has_softcap, k_eq_v;
-    double eps, softcap, theta, theta_swa, prf;
+    double eps, softcap, theta, theta_swa, prf, prf_swa;
     bool *sliding;            /* [L] */
 } hparams;
 
@@ -224,6 +224,12 @@ static int read_hparams(const char *dir, json_t *root, hparams *hp, g4_error *er
     }
     if (!(hp->prf > 0 && hp->prf <= 1))
         return g4_seterr(err, "%s: partial_rotary_factor %g must be in (0, 1]", file, hp->prf);
+    /* sliding layers: the converter takes the top-level partial_rotary_factor
+     * (absent in Gemma 4 configs: full rotation) */
+    hp->prf_swa = 1.0;
+    if (json_is_object(rp) && cfg_num(&c, tc, "partial_rotary_factor", false, &hp->prf_swa) < 0) return -1;
+    if (!(hp->prf_swa > 0 && hp->prf_swa <= 1))
+        return g4_seterr(err, "%s: %spartial_rotary_factor %g must be in (0, 1]", file, c.prefix, hp->prf_swa);
     if (hp->ghd % 2) return g4_seterr(err, "%s: %sglobal_head_dim must be even", file, c.prefix);
     return 0;
 }
@@ -841,7 +847,7 @@ gguf_file *hf_open_ex(const char *dir, const hf_opts *o, g4_error *err) {
     SETX(gguf_set_u32(f, "gemma4.attention.value_length_swa", (uint32_t)hp.hd));
     if (hp.moe) SETX(gguf_set_u32(f, "gemma4.expert_feed_forward_length", (uint32_t)hp.Fe));
     SETX(gguf_set_u32(f, "gemma4.rope.dimension_count", (uint32_t)hp.ghd));
-    SETX(gguf_set_u32(f, "gemma4.rope.dimension_count_swa", (uint32_t)hp.hd));
+    SETX(gguf_set_u32(f, "gemma4.rope.dimension_count_swa", (uint32_t)(hp.hd * hp.prf_swa)));
     SETX(gguf_set_u32(f, "general.quantization_version", 2));
     if (add_tokenizer(f, dir, &hp, cfg, tcfg, o->eos_ids, gen, err)) goto fail;
 
