@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "engine/pool.h"
+#include "tensor/cpu.h"
 #include "gemma4c.h"
 
 #if defined(__x86_64__)
@@ -54,7 +55,7 @@ static void bw_worker(void *arg, int ith, int nth) {
     long lo, hi;
     g4_split((long)t->n, ith, nth, &lo, &hi);
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx2")) {
+    if (g4_cpu_features_get()->avx2) {
         t->sink[ith & 255] = sum_avx2(t->buf, lo, hi);
         return;
     }
@@ -76,9 +77,7 @@ double gemma4c_probe_bandwidth(int n_threads) {
     g4_pool *pool = g4_pool_new(n_threads);
     if (!pool) { free(buf); return 0; }
     bw_task t = { .buf = buf, .n = bytes / 8 };
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-#endif
+
     /* touch every page from the threads that will read it */
     memset(buf, 1, bytes);
     double best = 0;
@@ -188,9 +187,9 @@ static double run_peak(int kind, int n_threads, double ops_per_iter) {
 
 double gemma4c_probe_f32_gflops(int n_threads) {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return run_peak(0, n_threads, 12 * 16 * 2);
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return run_peak(1, n_threads, 12 * 8 * 2);
+    const g4_cpu_features *cf = g4_cpu_features_get();
+    if (cf->avx512f) return run_peak(0, n_threads, 12 * 16 * 2);
+    if (cf->avx2 && cf->fma) return run_peak(1, n_threads, 12 * 8 * 2);
 #endif
     (void)n_threads;
     return 0;
@@ -198,9 +197,9 @@ double gemma4c_probe_f32_gflops(int n_threads) {
 
 double gemma4c_probe_int8_gops(int n_threads) {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
     /* vpdpbusd: 64 u8 x s8 products + adds per instruction = 128 ops */
-    if (__builtin_cpu_supports("avx512vnni")) return run_peak(2, n_threads, 12 * 64 * 2);
+    const g4_cpu_features *cf = g4_cpu_features_get();
+    if (cf->avx512f && cf->avx512bw && cf->avx512vnni) return run_peak(2, n_threads, 12 * 64 * 2);
 #endif
     (void)n_threads;
     return 0;

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "tensor/cpu.h"
 #include "tensor/types.h"
 
 /* +2: the 8-lane path gathers 32-bit words at 16-bit offsets */
@@ -54,7 +55,8 @@ void g4_geglu(float *out, const float *g, const float *u, int64_t n, int exact) 
         return;
     }
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) {
+    const g4_cpu_features *cf = g4_cpu_features_get();
+    if (cf->avx2 && cf->f16c && cf->fma) {
         geglu_table_f16c(out, g, u, n);
         return;
     }
