@@ -17,6 +17,18 @@ static void on_signal(int sig) {
     _exit(128 + sig);
 }
 
+/* Progress line on a terminal only (never in logs or pipes). */
+static void show_progress(void *ud, uint64_t done, uint64_t total, double el, bool final) {
+    (void)ud;
+    if (!isatty(2)) return;
+    double rate = el > 0 ? (double)done / el : 0;
+    double eta = rate > 0 && !final ? (double)(total - done) / rate : 0;
+    fprintf(stderr, "\r  %8.1f / %.1f MiB  %7.1f MB/s  ETA %4.0fs ", done / 1048576.0, total / 1048576.0,
+            rate / 1e6, eta);
+    if (final) fputc('\n', stderr);
+    fflush(stderr);
+}
+
 static void usage(FILE *o) {
     fprintf(o,
         "usage: gemma4c quantize IN.gguf OUT.gguf TYPE [options]\n"
@@ -34,7 +46,7 @@ static void usage(FILE *o) {
 int cmd_quantize(int argc, char **argv) {
     const char *pos[3] = { NULL, NULL, NULL };
     int npos = 0;
-    g4_conv_opts o = { 0, false, true };
+    g4_conv_opts o = { 0, false, show_progress, NULL };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }

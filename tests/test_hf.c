@@ -226,7 +226,7 @@ static void check_convert_f32(const char *hfname, const char *ggname, const char
     g4_error err = {0};
     char out[600];
     snprintf(out, sizeof out, "%s", tmp(ggname));
-    g4_conv_opts o = { 2, true, false };
+    g4_conv_opts o = { 2, true, NULL, NULL };
     int rc = g4_convert_hf(ref(hfname), out, G4_FTYPE_F32, model_name, &o, &err);
     CHECKF(rc == 0, "%s", err.msg);
     gguf_file *a = gguf_open(out, &err), *g = gguf_open(ref(ggname), &err);
@@ -251,7 +251,7 @@ TEST(convert_moe_f32) { check_convert_f32("gemma4-moe.hf", "gemma4-moe.gguf", "t
  * tensors widened exactly; F16 output of the F32 folder rounds like numpy. */
 TEST(convert_bf16) {
     g4_error err = {0};
-    g4_conv_opts o = { 1, true, false };
+    g4_conv_opts o = { 1, true, NULL, NULL };
     CHECKF(g4_convert_hf(ref("gemma4-e.bf16.hf"), tmp("bf16.gguf"), G4_FTYPE_BF16, NULL, &o, &err) == 0, "%s", err.msg);
     gguf_file *a = gguf_open(tmp("bf16.gguf"), &err);
     gguf_file *h = hf_open(ref("gemma4-e.bf16.hf"), &err);
@@ -293,7 +293,7 @@ TEST(convert_no_overwrite) {
     FILE *fp = fopen(p, "w");
     fputs("keep", fp);
     fclose(fp);
-    g4_conv_opts o = { 1, false, false };
+    g4_conv_opts o = { 1, false, NULL, NULL };
     CHECK(g4_convert_hf(ref("gemma4-e.hf"), p, G4_FTYPE_F32, NULL, &o, &err) != 0);
     CHECK(strstr(err.msg, "already exists") != NULL);
     size_t n = 0;
@@ -349,7 +349,7 @@ static void check_quantize_exact(const char *ftname) {
     g4_error err = {0};
     char name[64];
     snprintf(name, sizeof name, "gemma4-e.%s.gguf", ftname);
-    g4_conv_opts o = { 4, true, false };
+    g4_conv_opts o = { 4, true, NULL, NULL };
     int rc = g4_quantize_gguf(ref("gemma4-e.gguf"), tmp(name), g4_ftype_from_name(ftname), &o, &err);
     CHECKF(rc == 0, "%s", err.msg);
     if (rc) return;
@@ -702,7 +702,7 @@ TEST(quantize_kq_kquants_layout) {
         char name[64], shipped[64];
         snprintf(name, sizeof name, "kq.%s.gguf", T[i]);
         snprintf(shipped, sizeof shipped, "gemma4-kq.%s.gguf", T[i]);
-        g4_conv_opts o = { 2, true, false };
+        g4_conv_opts o = { 2, true, NULL, NULL };
         int rc = g4_quantize_gguf(ref("gemma4-kq.Q8_0.gguf"), tmp(name), g4_ftype_from_name(T[i]), &o, &err);
         CHECKF(rc == 0, "%s: %s", T[i], err.msg);
         if (rc) continue;
@@ -849,6 +849,29 @@ TEST(hf_ignored_tensors_and_text_only_layout) {
     st_set_close(s);
 }
 
+typedef struct prog_rec { int calls, finals; uint64_t done, total; } prog_rec;
+static void rec_progress(void *ud, uint64_t done, uint64_t total, double el, bool final) {
+    prog_rec *r = ud;
+    (void)el;
+    r->calls++;
+    r->finals += final;
+    r->done = done;
+    r->total = total;
+}
+
+/* Progress reaches the total once, marked final; the count is the tensor data size. */
+TEST(convert_progress_callback) {
+    g4_error err = {0};
+    prog_rec r = {0};
+    g4_conv_opts o = { 1, true, rec_progress, &r };
+    CHECKF(g4_convert_hf(ref("gemma4-e.hf"), tmp("prog.gguf"), G4_FTYPE_F32, NULL, &o, &err) == 0, "%s", err.msg);
+    gguf_file *a = gguf_open(tmp("prog.gguf"), &err);
+    CHECK(a != NULL);
+    CHECK(r.finals == 1 && r.calls >= 1 && r.done == r.total);
+    if (a) CHECK(r.total == a->map_size - a->data_offset);
+    gguf_close(a);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/g4test_hf_XXXXXX");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
@@ -870,6 +893,7 @@ int main(void) {
     RUN(convert_moe_f32);
     RUN(convert_bf16);
     RUN(convert_no_overwrite);
+    RUN(convert_progress_callback);
     RUN(quant_plan_matches_shipped);
     RUN(quantize_e_q8_0);
     RUN(quantize_e_q4_0);

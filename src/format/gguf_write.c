@@ -298,22 +298,30 @@ static double now_s(void) {
 }
 
 typedef struct progress {
-    bool on;
+    gguf_progress_fn fn;
+    void *ud;
     double t0, last;
     uint64_t total;
 } progress;
 
+/* Built-in terminal progress line, used only when a front end asks for it
+ * with opts.progress (and stderr is a terminal). */
+static void tty_progress(void *ud, uint64_t done, uint64_t total, double el, bool final) {
+    (void)ud;
+    double rate = el > 0 ? (double)done / el : 0;
+    double eta = rate > 0 && !final ? (double)(total - done) / rate : 0;
+    fprintf(stderr, "\r  %8.1f / %.1f MiB  %7.1f MB/s  ETA %4.0fs ", done / 1048576.0, total / 1048576.0,
+            rate / 1e6, eta);
+    if (final) fputc('\n', stderr);
+    fflush(stderr);
+}
+
 static void progress_show(progress *p, uint64_t done, bool final) {
-    if (!p->on) return;
+    if (!p->fn) return;
     double t = now_s();
     if (!final && t - p->last < 0.25) return;
     p->last = t;
-    double el = t - p->t0, rate = el > 0 ? (double)done / el : 0;
-    double eta = rate > 0 ? (double)(p->total - done) / rate : 0;
-    fprintf(stderr, "\r  %8.1f / %.1f MiB  %7.1f MB/s  ETA %4.0fs ", done / 1048576.0,
-            p->total / 1048576.0, rate / 1e6, final ? 0.0 : eta);
-    if (final) fputc('\n', stderr);
-    fflush(stderr);
+    p->fn(p->ud, done, p->total, t - p->t0, final);
 }
 
 /* Path of the temporary file being written, for gguf_write_cleanup_tmp().
@@ -387,7 +395,8 @@ int gguf_write_ex(const gguf_file *f, const char *path, const gguf_write_opts *o
     free(hb.p);
     hb.p = NULL;
 
-    progress pg = { .on = o->progress && isatty(2), .total = data_total };
+    progress pg = { .fn = o->progress_fn, .ud = o->progress_ud, .total = data_total };
+    if (!pg.fn && o->progress && isatty(2)) pg.fn = tty_progress;
     pg.t0 = pg.last = now_s();
     static const uint8_t zero[256] = {0};
     uint64_t done = 0;
@@ -419,7 +428,7 @@ int gguf_write_ex(const gguf_file *f, const char *path, const gguf_write_opts *o
             }
         }
         uint64_t pad = align_up(t->nbytes, al) - t->nbytes;
-        if (pad && !rc) { rc = sink_put(&sk, zero, (size_t)pad); sink_failed = rc != 0; }
+        if (pad && !rc) { rc = sink_put(&sk, zero, (size_t)pad); sink_failed = rc != 0; done += pad; }
     }
     {
         g4_error werr;
@@ -447,8 +456,6 @@ int gguf_write_ex(const gguf_file *f, const char *path, const gguf_write_opts *o
                     rc = g4_seterr(err, "%s: rename failed: %s", path, strerror(errno));
             }
         }
-    } else if (pg.on) {
-        fputc('\n', stderr);
     }
     if (rc) unlink(tmp);
     g_tmp_set = 0;

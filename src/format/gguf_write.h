@@ -15,6 +15,10 @@
 
 #include "format/gguf.h"
 
+/* Progress report: bytes of tensor data written so far, total, seconds
+ * since the start; final is true once, after the last byte was synced. */
+typedef void (*gguf_progress_fn)(void *ud, uint64_t done, uint64_t total, double elapsed_s, bool final);
+
 /* Fill rows [row0, row0+nrows) of output tensor ti into dst (nrows * row
  * size bytes, row = ne[0] elements of the output type). Return 0 or -1. */
 typedef int (*gguf_fill_fn)(void *ud, uint64_t ti, int64_t row0, int64_t nrows, void *dst,
@@ -28,7 +32,10 @@ typedef struct gguf_write_opts {
     gguf_fill_fn fill;          /* used for descriptors whose data is NULL */
     void *ud;
     bool force;                 /* replace an existing PATH */
-    bool progress;              /* progress line on stderr, only if it is a tty */
+    bool progress;              /* built-in progress line on stderr, only if it is a tty
+                                 * (for front ends; ignored when progress_fn is set) */
+    gguf_progress_fn progress_fn; /* optional; called at most every 0.25 s */
+    void *progress_ud;
     size_t chunk_bytes;         /* 0: 64 MiB */
 } gguf_write_opts;
 

@@ -338,7 +338,7 @@ static int conv_fill(void *ud, uint64_t ti, int64_t row0, int64_t nrows, void *d
 static int write_converted(const gguf_file *f, const int *types, const uint64_t *order, const gguf_kv *const *kvs,
                            uint64_t n_kvs, const char *path, const g4_conv_opts *o, const range *drop,
                            size_t n_drop, g4_error *err) {
-    g4_conv_opts defo = { 1, false, false };
+    g4_conv_opts defo = { 1, false, NULL, NULL };
     if (!o) o = &defo;
     uint64_t n = f->n_tensors;
     gguf_tensor *out = calloc(n ? n : 1, sizeof *out);
@@ -372,7 +372,7 @@ static int write_converted(const gguf_file *f, const int *types, const uint64_t 
         conv_ctx c = { f, src_of, out, o->n_threads > 0 ? o->n_threads : (int)(ncpu > 0 ? ncpu : 1), drop, n_drop };
         gguf_write_opts wo = {
             .kvs = kvs, .n_kvs = n_kvs, .tensors = out, .n_tensors = n, .fill = conv_fill, .ud = &c,
-            .force = o->force, .progress = o->progress,
+            .force = o->force, .progress_fn = o->progress, .progress_ud = o->progress_ud,
         };
         rc = gguf_write_ex(f, path, &wo, err);
     }

@@ -12,6 +12,7 @@
 #define G4_QUANTIZE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "format/gguf.h"
 
@@ -38,7 +39,9 @@ int g4_quant_plan(const gguf_file *f, int ftype, int *out, g4_error *err);
 typedef struct g4_conv_opts {
     int n_threads;       /* <= 0: 1 */
     bool force;          /* overwrite the output */
-    bool progress;       /* progress on stderr when it is a tty */
+    /* optional progress callback (gguf_write.h); the library never prints */
+    void (*progress)(void *ud, uint64_t done, uint64_t total, double elapsed_s, bool final);
+    void *progress_ud;
 } g4_conv_opts;
 
 /* `gemma4c convert`: HF folder -> GGUF of file type ftype. name may be NULL. */
