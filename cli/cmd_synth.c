@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "model/synth.h"
+#include "opts.h"
 
 int cmd_synth(int argc, char **argv) {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -43,7 +44,7 @@ int cmd_synth(int argc, char **argv) {
         else { fprintf(stderr, "gemma4c synth: unknown or incomplete option '%s'\n", a); return 2; }
     }
     if (!out) { fprintf(stderr, "gemma4c synth: need -o FILE.gguf (see --help)\n"); return 2; }
-    o.progress = isatty(2);
+    o.progress = cli_show_progress;
     g4_error e = { { 0 } };
     if (g4_synth(out, &o, &e)) {
         fprintf(stderr, "gemma4c synth: %s\n", e.msg);

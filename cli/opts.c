@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "opts.h"
 
@@ -161,4 +162,15 @@ int sampling_opt(gemma4c_sampler_params *sp, int argc, char **argv, int *i) {
     }
     *dst = x;
     return 1;
+}
+
+void cli_show_progress(void *ud, uint64_t done, uint64_t total, double el, bool final) {
+    (void)ud;
+    if (!isatty(2)) return;
+    double rate = el > 0 ? (double)done / el : 0;
+    double eta = rate > 0 && !final ? (double)(total - done) / rate : 0;
+    fprintf(stderr, "\r  %8.1f / %.1f MiB  %7.1f MB/s  ETA %4.0fs ", done / 1048576.0, total / 1048576.0,
+            rate / 1e6, eta);
+    if (final) fputc('\n', stderr);
+    fflush(stderr);
 }

@@ -27,4 +27,10 @@ int parse_ids(const char *s, int32_t **out, const char *src);
 /* Whole file as a NUL-terminated string (64 MiB limit), or NULL with a message. */
 char *read_text_file(const char *path);
 
+/* Progress line for long writes (synth, convert, quantize): bytes done/total,
+ * rate, ETA; printed on stderr only when it is a terminal. Matches
+ * gguf_progress_fn. */
+#include <stdbool.h>
+void cli_show_progress(void *ud, uint64_t done, uint64_t total, double elapsed_s, bool final);
+
 #endif

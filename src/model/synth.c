@@ -410,7 +410,7 @@ int g4_synth(const char *out_path, const g4_synth_opts *o, g4_error *err) {
                       .pool = g4_pool_new(nth) };
     if (!sc.row || !sc.pool) { free(outd); g4_seterr(err, "out of memory"); goto done; }
     gguf_write_opts wo = { .tensors = outd, .n_tensors = f->n_tensors, .fill = fill, .ud = &sc,
-                           .force = o->force, .progress = o->progress };
+                           .force = o->force, .progress_fn = o->progress, .progress_ud = o->progress_ud };
     rc = gguf_write_ex(f, out_path, &wo, err);
     free(outd);
 done:

@@ -15,7 +15,10 @@ typedef struct g4_synth_opts {
     const char *ftype;    /* "F32", "Q8_0", "Q4_K_M", ... (see quantize.h) */
     uint64_t seed;
     int n_threads;
-    bool force, progress;
+    bool force;
+    /* optional progress callback (see gguf_write.h); the library never prints */
+    void (*progress)(void *ud, uint64_t done, uint64_t total, double elapsed_s, bool final);
+    void *progress_ud;
 } g4_synth_opts;
 
 int g4_synth(const char *out_path, const g4_synth_opts *o, g4_error *err);
