@@ -60,8 +60,19 @@ static json_t *load_json(const char *dir, const char *name, bool required, char 
         *rc = g4_seterr(err, "%s: file too large", fullpath);
         return NULL;
     }
+    /* read whole, then parse from memory: json_load_file reads byte by byte */
+    FILE *fp = fopen(fullpath, "rb");
+    char *buf = malloc((size_t)sb.st_size + 1);
+    size_t got = fp && buf ? fread(buf, 1, (size_t)sb.st_size, fp) : 0;
+    if (fp) fclose(fp);
+    if (!buf || got != (size_t)sb.st_size) {
+        free(buf);
+        *rc = g4_seterr(err, "%s: cannot read", fullpath);
+        return NULL;
+    }
     json_error_t je;
-    json_t *j = json_load_file(fullpath, JSON_REJECT_DUPLICATES, &je);
+    json_t *j = json_loadb(buf, got, JSON_REJECT_DUPLICATES, &je);
+    free(buf);
     if (!j) {
         *rc = g4_seterr(err, "%s: invalid JSON at line %d: %s", fullpath, je.line, je.text);
         return NULL;
