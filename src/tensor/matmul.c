@@ -88,7 +88,9 @@ void g4_matmul(g4_pool *pool, const g4_mat *w, int64_t mat, const float *x, int6
         k.at = g4_type_info(k.wt->vec_dot_type);
         k.xq_row = g4_row_size(k.wt->vec_dot_type, w->n_in);
         k.xq = s->act;
-        g4_pool_run(pool, quantize_task, &k);
+        /* one row (decode) is quicker to quantize here than to hand out */
+        if (T == 1) quantize_task(&k, 0, 1);
+        else g4_pool_run(pool, quantize_task, &k);
     }
     g4_pool_run(pool, mm_rows_task, &k);
 }
