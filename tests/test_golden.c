@@ -242,7 +242,51 @@ TEST(batch_vs_incremental) {
     }
 }
 
+/* Hugging Face folders run directly (safetensors, F32 / sharded / BF16):
+ * exact precision against the float64 logits of the same weights. */
+TEST(hf_folders) {
+    const char *dirs[][3] = {
+        { "gemma4-e.hf", "gemma4-e", "gemma4-e.exact" },
+        { "gemma4-dense.hf", "gemma4-dense", "gemma4-dense.exact" },
+        { "gemma4-moe.hf", "gemma4-moe", "gemma4-moe.exact" },
+        { "gemma4-e.bf16.hf", "gemma4-e", "gemma4-e.bf16.hf.exact" },
+    };
+    for (int i = 0; i < 4; i++) {
+        int32_t prompt[MAXTOK], greedy[32];
+        int n = read_ids(ref(0, dirs[i][1], ".tokens.txt"), prompt, MAXTOK);
+        int ng = read_ids(ref(1, dirs[i][2], ".greedy.txt"), greedy, 32);
+        char err[600];
+        gemma4c_model *m = gemma4c_model_open(ref(2, dirs[i][0], ""), err, sizeof err);
+        CHECKF(m && n > 0 && ng == 16, "%s: %s", dirs[i][0], m ? "ids" : err);
+        if (!m) continue;
+        size_t nl;
+        float *xl = read_f32(ref(3, dirs[i][2], ".logits.f32"), &nl);
+        gemma4c_context *c = ctx_for(m, GEMMA4C_PREC_EXACT, 2, 512);
+        if (xl && c && gemma4c_eval(c, prompt, n, 1, err, sizeof err) == 0) {
+            float *got = malloc((size_t)n * 512 * sizeof(float));
+            for (int k = 0; k < n; k++) memcpy(got + (size_t)k * 512, gemma4c_logits(c, k), 512 * sizeof(float));
+            stat_ st = compare(got, xl, n, 512);
+            printf("  %-18s exact: max %.2e\n", dirs[i][0], st.max);
+            CHECKF(st.max <= 1e-3, "%s max %g", dirs[i][0], st.max);
+            int ok = 1;
+            for (int k = 0; k < 16 && ok; k++) {
+                const float *lg = gemma4c_logits_last(c);
+                int32_t best = 0;
+                for (int j = 1; j < 512; j++) if (lg[j] > lg[best]) best = j;
+                ok = best == greedy[k];
+                if (ok && gemma4c_eval(c, &best, 1, 0, err, sizeof err)) ok = 0;
+            }
+            CHECKF(ok, "%s greedy ids differ", dirs[i][0]);
+            free(got);
+        } else CHECKF(0, "%s: eval failed: %s", dirs[i][0], err);
+        free(xl);
+        gemma4c_context_free(c);
+        gemma4c_model_free(m);
+    }
+}
+
 int main(void) {
+    RUN(hf_folders);
     /* one test per variant, so a failure names the file */
     for (size_t i = 0; i < sizeof VARIANTS / sizeof VARIANTS[0]; i++) {
         th_cur_name = VARIANTS[i];
