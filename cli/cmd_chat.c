@@ -114,12 +114,15 @@ static json_t *turn(session *ss, json_t *request) {
     po.in_reasoning = plen >= strlen(tail) && !memcmp(prompt + plen - strlen(tail), tail, strlen(tail));
     free(prompt);
     if (n < 0) { fprintf(stderr, "gemma4c: %s\n", err); return NULL; }
-    if (n + ss->n_predict > gemma4c_n_ctx(ss->c)) {
-        fprintf(stderr, "gemma4c: the conversation (%d tokens) + %d to generate exceeds the context (%d); "
-                "use /clear or a larger --ctx\n", n, ss->n_predict, gemma4c_n_ctx(ss->c));
+    /* the answer may use what the context has left, up to -n */
+    int n_gen = gemma4c_n_ctx(ss->c) - n;
+    if (n_gen < 1) {
+        fprintf(stderr, "gemma4c: the conversation (%d tokens) fills the context (%d); use /clear or a larger "
+                "--ctx\n", n, gemma4c_n_ctx(ss->c));
         free(ids);
         return NULL;
     }
+    if (n_gen > ss->n_predict) n_gen = ss->n_predict;
     if (feed_prompt(ss, ids, n, err, sizeof err)) {
         fprintf(stderr, "gemma4c: %s\n", err);
         free(ids);
@@ -138,7 +141,7 @@ static json_t *turn(session *ss, json_t *request) {
     gemma4c_sampler_reset(ss->s);
     g_stop = 0;
     int k = 0, failed = 0;
-    for (; k < ss->n_predict && !g_stop; k++) {
+    for (; k < n_gen && !g_stop; k++) {
         int32_t t = gemma4c_sampler_sample(ss->s, gemma4c_logits_last(ss->c), gemma4c_n_vocab(ss->c));
         gemma4c_sampler_accept(ss->s, t);
         if (gemma4c_is_eog(ss->m, t)) break;
@@ -159,7 +162,7 @@ static json_t *turn(session *ss, json_t *request) {
     g4_chat_parser_finish(parser);
     if (pr.in_thought) fputs(ss->color ? "\033[0m" : "\n[/thinking]", stdout);
     if (g_stop) fputs(" [stopped]", stdout);
-    else if (k == ss->n_predict) fputs(" [length limit]", stdout);
+    else if (k == n_gen) fputs(" [length limit]", stdout);
     fputc('\n', stdout);
     fflush(stdout);
     g_stop = 0;
@@ -182,6 +185,7 @@ static int session_open(session *ss) {
     struct sigaction sa = { 0 };
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART; /* at the prompt, the line editor just carries on */
     sigaction(SIGINT, &sa, NULL);
     return 0;
 }
@@ -271,9 +275,18 @@ int cmd_run(int argc, char **argv) {
 /* Next line from the user: libedit on a terminal, plain stdin otherwise. */
 static char *read_line(int tty) {
     if (tty) {
-        char *l = readline("> ");
-        if (l && *l) add_history(l);
-        return l;
+        for (;;) {
+            g_stop = 0;
+            char *l = readline("> ");
+            /* Ctrl-C at the prompt makes the line editor return NULL like
+             * Ctrl-D; only Ctrl-D (no signal) leaves */
+            if (!l && g_stop) {
+                fputs("(Ctrl-D or /quit to leave)\n", stdout);
+                continue;
+            }
+            if (l && *l) add_history(l);
+            return l;
+        }
     }
     size_t cap = 0;
     char *l = NULL;
@@ -347,6 +360,7 @@ int cmd_chat(int argc, char **argv) {
                 json_array_remove(msgs, json_array_size(msgs) - 1);
             }
         }
+        fflush(stdout);
         free(line);
     }
     free(sys);

@@ -28,8 +28,10 @@ check "chat answered the three messages" test "$n" = 3
 printf 'a\n' | "$G4" chat -m "$M" -n 2 >/dev/null 2>&1; check "chat ends at end of input" test $? = 0
 
 # a context too small for the conversation is refused with a message, not a crash
-out=$(printf 'hello hello hello hello\n' | "$G4" chat -m "$M" -n 64 --ctx 40 2>&1)
-check "chat reports a full context" sh -c "printf '%s' \"\$0\" | grep -q 'exceeds the context'" "$out"
+out=$(printf 'hello hello hello hello hello hello hello hello hello hello hello hello\n' | "$G4" chat -m "$M" -n 64 --ctx 16 2>&1)
+check "chat reports a full context" sh -c "printf '%s' \"\$0\" | grep -q 'fills the context'" "$out"
+out=$(printf 'hi\n' | "$G4" chat -m "$M" -n 100000 --ctx 64 2>&1)
+check "an answer stops where the context ends" sh -c "printf '%s' \"\$0\" | grep -q 'length limit'" "$out"
 
 # the golden model's real (small) gemma4 vocabulary, special tokens included
 out=$("$G4" run -m "$REF/gemma4-e.gguf" -p "the cat" -n 8 --greedy --json 2>&1)
