@@ -36,6 +36,10 @@ if [ -e /usr/lib/aarch64-linux-gnu/libjansson.so ] || [ -e /usr/lib/aarch64-linu
     JANSSON=1
 fi
 
+# objects are reused across runs unless a source/header or the flags changed
+if [ "$(cat "$OUT/flags" 2>/dev/null)" != "$CC_A64 $CFLAGS_A64" ]; then rm -f "$OUT"/obj/*.o; fi
+printf '%s' "$CC_A64 $CFLAGS_A64" >"$OUT/flags"
+
 # library: every src/*/*.c (sources that need jansson only when it exists)
 srcs=()
 for f in src/*/*.c; do
