@@ -9,26 +9,9 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "opts.h"
 #include "format/gguf_write.h"
 #include "model/quantize.h"
-
-/* Ctrl-C / kill: remove the partial temporary file, then exit. */
-static void on_signal(int sig) {
-    gguf_write_cleanup_tmp();
-    _exit(128 + sig);
-}
-
-/* Progress line on a terminal only (never in logs or pipes). */
-static void show_progress(void *ud, uint64_t done, uint64_t total, double el, bool final) {
-    (void)ud;
-    if (!isatty(2)) return;
-    double rate = el > 0 ? (double)done / el : 0;
-    double eta = rate > 0 && !final ? (double)(total - done) / rate : 0;
-    fprintf(stderr, "\r  %8.1f / %.1f MiB  %7.1f MB/s  ETA %4.0fs ", done / 1048576.0, total / 1048576.0,
-            rate / 1e6, eta);
-    if (final) fputc('\n', stderr);
-    fflush(stderr);
-}
 
 static void usage(FILE *o) {
     fprintf(o,
@@ -50,7 +33,7 @@ static void usage(FILE *o) {
 
 int cmd_convert(int argc, char **argv) {
     const char *dir = NULL, *out = NULL, *type = "BF16", *name = NULL;
-    g4_conv_opts o = { 0, false, show_progress, NULL };
+    g4_conv_opts o = { 0, false, cli_show_progress, NULL };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool more = i + 1 < argc;
@@ -74,8 +57,8 @@ int cmd_convert(int argc, char **argv) {
     if (!dir || !out) { usage(stderr); return 2; }
     int ft = g4_ftype_from_name(type);
     if (ft < 0) { fprintf(stderr, "gemma4c convert: unknown type '%s'\n", type); return 2; }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    signal(SIGINT, cli_cleanup_on_signal);
+    signal(SIGTERM, cli_cleanup_on_signal);
     g4_error err = {0};
     if (g4_convert_hf(dir, out, ft, name, &o, &err)) {
         fprintf(stderr, "gemma4c convert: %s\n", err.msg);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "format/gguf_write.h"
 #include "opts.h"
 
 
@@ -173,4 +174,9 @@ void cli_show_progress(void *ud, uint64_t done, uint64_t total, double el, bool 
             rate / 1e6, eta);
     if (final) fputc('\n', stderr);
     fflush(stderr);
+}
+
+void cli_cleanup_on_signal(int sig) {
+    gguf_write_cleanup_tmp();
+    _exit(128 + sig);
 }

@@ -33,4 +33,8 @@ char *read_text_file(const char *path);
 #include <stdbool.h>
 void cli_show_progress(void *ud, uint64_t done, uint64_t total, double elapsed_s, bool final);
 
+/* SIGINT/SIGTERM handler for commands that write files: removes the partial
+ * temporary file of a write in progress, then exits 128 + sig. */
+void cli_cleanup_on_signal(int sig);
+
 #endif

@@ -150,6 +150,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static double vnni512(lon
 }
 #endif
 
+#if defined(__x86_64__)
 typedef struct peak_task {
     int kind;           /* 0 fma512, 1 fma256, 2 vnni512 */
     long iters;
@@ -159,12 +160,10 @@ typedef struct peak_task {
 static void peak_worker(void *arg, int ith, int nth) {
     (void)nth;
     peak_task *t = arg;
-    double r = 0;
-#if defined(__x86_64__)
+    double r;
     if (t->kind == 0) r = fma512(t->iters);
     else if (t->kind == 1) r = fma256(t->iters);
     else r = vnni512(t->iters);
-#endif
     t->sink[ith & 255] = r;
 }
 
@@ -184,6 +183,8 @@ static double run_peak(int kind, int n_threads, double ops_per_iter) {
     g4_pool_free(pool);
     return best;
 }
+
+#endif
 
 double gemma4c_probe_f32_gflops(int n_threads) {
 #if defined(__x86_64__)

@@ -304,18 +304,6 @@ typedef struct progress {
     uint64_t total;
 } progress;
 
-/* Built-in terminal progress line, used only when a front end asks for it
- * with opts.progress (and stderr is a terminal). */
-static void tty_progress(void *ud, uint64_t done, uint64_t total, double el, bool final) {
-    (void)ud;
-    double rate = el > 0 ? (double)done / el : 0;
-    double eta = rate > 0 && !final ? (double)(total - done) / rate : 0;
-    fprintf(stderr, "\r  %8.1f / %.1f MiB  %7.1f MB/s  ETA %4.0fs ", done / 1048576.0, total / 1048576.0,
-            rate / 1e6, eta);
-    if (final) fputc('\n', stderr);
-    fflush(stderr);
-}
-
 static void progress_show(progress *p, uint64_t done, bool final) {
     if (!p->fn) return;
     double t = now_s();
@@ -396,7 +384,6 @@ int gguf_write_ex(const gguf_file *f, const char *path, const gguf_write_opts *o
     hb.p = NULL;
 
     progress pg = { .fn = o->progress_fn, .ud = o->progress_ud, .total = data_total };
-    if (!pg.fn && o->progress && isatty(2)) pg.fn = tty_progress;
     pg.t0 = pg.last = now_s();
     static const uint8_t zero[256] = {0};
     uint64_t done = 0;

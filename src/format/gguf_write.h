@@ -32,8 +32,6 @@ typedef struct gguf_write_opts {
     gguf_fill_fn fill;          /* used for descriptors whose data is NULL */
     void *ud;
     bool force;                 /* replace an existing PATH */
-    bool progress;              /* built-in progress line on stderr, only if it is a tty
-                                 * (for front ends; ignored when progress_fn is set) */
     gguf_progress_fn progress_fn; /* optional; called at most every 0.25 s */
     void *progress_ud;
     size_t chunk_bytes;         /* 0: 64 MiB */
