@@ -8,13 +8,30 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
-pkgs="build-essential clang libclang-rt-14-dev libjansson-dev libedit-dev python3-jinja2 python3-numpy nodejs npm"
+arch=$(dpkg --print-architecture)
+pkgs="build-essential clang libclang-rt-14-dev libjansson-dev libedit-dev python3-jinja2 python3-numpy"
 missing=""
-for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+# arch-qualified: with arm64 libraries also installed, a bare name is ambiguous
+for p in $pkgs; do dpkg -s "$p:$arch" >/dev/null 2>&1 || dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+# Node.js may come from elsewhere than Debian (it does on this machine kind)
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 if [ -n "$missing" ]; then
     echo "setup: installing$missing"
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+# Arm64 proof (tests/sh/arm64.sh): cross compiler, qemu-user and arm64 jansson.
+if [ "$(dpkg --print-architecture)" = amd64 ]; then
+    a64="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libjansson-dev:arm64"
+    missing=""
+    for p in $a64; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+    if [ -n "$missing" ]; then
+        echo "setup: installing$missing"
+        dpkg --print-foreign-architectures | grep -q arm64 || $SUDO dpkg --add-architecture arm64
+        $SUDO apt-get update -qq
+        $SUDO apt-get install -y -qq $missing >/dev/null
+    fi
 fi
 # Reference JS tokenizer for the tokenizer comparison tests (pinned by the lock file).
 if [ ! -d tests/js/node_modules/@lenml/tokenizers ]; then
