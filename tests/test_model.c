@@ -12,6 +12,7 @@
 #include "engine/engine.h"
 #include "gemma4c.h"
 #include "tensor/act.h"
+#include "tensor/vec.h"
 
 static const char *MODELS[] = { "gemma4-e", "gemma4-dense", "gemma4-moe", "gemma4-kq.Q4_K_M" };
 
@@ -256,7 +257,33 @@ TEST(geglu_paths_agree) {
     free(g); free(u); free(o);
 }
 
+/* SIMD attention kernels against a double-precision reference, odd sizes. */
+TEST(vec_kernels) {
+    const g4_vec_ops *v = g4_vec_get();
+    float a[1031], b[1031], y[1031], y2[1031];
+    uint64_t st = 5;
+    for (int i = 0; i < 1031; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        a[i] = (float)(int32_t)(st >> 32) / 2147483648.0f;
+        b[i] = (float)((st >> 20) & 0xfff) / 4096.0f - 0.5f;
+    }
+    int sizes[] = { 0, 1, 7, 8, 31, 32, 33, 256, 512, 1031 };
+    for (int k = 0; k < 10; k++) {
+        int n = sizes[k];
+        double ref = 0, mag = 0;
+        for (int i = 0; i < n; i++) { ref += (double)a[i] * b[i]; mag += fabs((double)a[i] * b[i]); }
+        CHECKF(fabs(v->dot(a, b, n) - ref) <= 1e-6 * (mag + 1), "dot n=%d", n);
+        for (int i = 0; i < n; i++) y[i] = y2[i] = b[i];
+        v->axpy(y, 0.37f, a, n);
+        for (int i = 0; i < n; i++) y2[i] += 0.37f * a[i];
+        int bad = 0;
+        for (int i = 0; i < n; i++) bad += fabsf(y[i] - y2[i]) > 1e-6f;
+        CHECKF(bad == 0, "axpy n=%d", n);
+    }
+}
+
 int main(void) {
+    RUN(vec_kernels);
     RUN(geglu_paths_agree);
     RUN(layer_table_matches_config);
     RUN(kv_plan_matches_formula);

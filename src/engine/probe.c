@@ -97,10 +97,18 @@ double gemma4c_probe_bandwidth(int n_threads) {
 #define PEAK_ITERS 20000000L
 
 #if defined(__x86_64__)
+/* The twelve chains start from different values and the constants come
+ * through a volatile, so the compiler can neither merge the chains nor fold
+ * the loop: each iteration really issues twelve FMAs. */
+static volatile float g_m = 0.999999f, g_c = 1e-7f;
+static volatile int g_u = 3, g_s = -2;
+
 __attribute__((target("avx512f"))) static double fma512(long iters) {
-    __m512 a0 = _mm512_set1_ps(1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-    __m512 a8 = a0, a9 = a0, a10 = a0, a11 = a0;
-    const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+    __m512 a0 = _mm512_set1_ps(1.0f), a1 = _mm512_set1_ps(1.1f), a2 = _mm512_set1_ps(1.2f),
+           a3 = _mm512_set1_ps(1.3f), a4 = _mm512_set1_ps(1.4f), a5 = _mm512_set1_ps(1.5f),
+           a6 = _mm512_set1_ps(1.6f), a7 = _mm512_set1_ps(1.7f), a8 = _mm512_set1_ps(1.8f),
+           a9 = _mm512_set1_ps(1.9f), a10 = _mm512_set1_ps(2.0f), a11 = _mm512_set1_ps(2.1f);
+    const __m512 m = _mm512_set1_ps(g_m), c = _mm512_set1_ps(g_c);
     for (long i = 0; i < iters; i++) {
         a0 = _mm512_fmadd_ps(a0, m, c); a1 = _mm512_fmadd_ps(a1, m, c); a2 = _mm512_fmadd_ps(a2, m, c);
         a3 = _mm512_fmadd_ps(a3, m, c); a4 = _mm512_fmadd_ps(a4, m, c); a5 = _mm512_fmadd_ps(a5, m, c);
@@ -114,9 +122,11 @@ __attribute__((target("avx512f"))) static double fma512(long iters) {
 }
 
 __attribute__((target("avx2,fma"))) static double fma256(long iters) {
-    __m256 a0 = _mm256_set1_ps(1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-    __m256 a8 = a0, a9 = a0, a10 = a0, a11 = a0;
-    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    __m256 a0 = _mm256_set1_ps(1.0f), a1 = _mm256_set1_ps(1.1f), a2 = _mm256_set1_ps(1.2f),
+           a3 = _mm256_set1_ps(1.3f), a4 = _mm256_set1_ps(1.4f), a5 = _mm256_set1_ps(1.5f),
+           a6 = _mm256_set1_ps(1.6f), a7 = _mm256_set1_ps(1.7f), a8 = _mm256_set1_ps(1.8f),
+           a9 = _mm256_set1_ps(1.9f), a10 = _mm256_set1_ps(2.0f), a11 = _mm256_set1_ps(2.1f);
+    const __m256 m = _mm256_set1_ps(g_m), c = _mm256_set1_ps(g_c);
     for (long i = 0; i < iters; i++) {
         a0 = _mm256_fmadd_ps(a0, m, c); a1 = _mm256_fmadd_ps(a1, m, c); a2 = _mm256_fmadd_ps(a2, m, c);
         a3 = _mm256_fmadd_ps(a3, m, c); a4 = _mm256_fmadd_ps(a4, m, c); a5 = _mm256_fmadd_ps(a5, m, c);
@@ -132,9 +142,11 @@ __attribute__((target("avx2,fma"))) static double fma256(long iters) {
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static double vnni512(long iters) {
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-    __m512i a8 = a0, a9 = a0, a10 = a0, a11 = a0;
-    const __m512i u = _mm512_set1_epi8(3), s8 = _mm512_set1_epi8(-2);
+    __m512i a0 = _mm512_set1_epi32(0), a1 = _mm512_set1_epi32(1), a2 = _mm512_set1_epi32(2),
+            a3 = _mm512_set1_epi32(3), a4 = _mm512_set1_epi32(4), a5 = _mm512_set1_epi32(5),
+            a6 = _mm512_set1_epi32(6), a7 = _mm512_set1_epi32(7), a8 = _mm512_set1_epi32(8),
+            a9 = _mm512_set1_epi32(9), a10 = _mm512_set1_epi32(10), a11 = _mm512_set1_epi32(11);
+    const __m512i u = _mm512_set1_epi8((char)g_u), s8 = _mm512_set1_epi8((char)g_s);
     for (long i = 0; i < iters; i++) {
         a0 = _mm512_dpbusd_epi32(a0, u, s8); a1 = _mm512_dpbusd_epi32(a1, u, s8);
         a2 = _mm512_dpbusd_epi32(a2, u, s8); a3 = _mm512_dpbusd_epi32(a3, u, s8);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "tensor/act.h"
+#include "tensor/vec.h"
 #include "tensor/types.h"
 
 typedef struct dims {
@@ -268,6 +269,7 @@ static void attn_worker(void *arg, int ith, int nth) {
     const g4_model *m = s->m;
     int hd = y->head_dim, nH = m->n_head, nkv = y->n_kv_head, group = nH / nkv;
     float *sc = s->scores + (size_t)ith * s->n_ctx;
+    const g4_vec_ops *vo = g4_vec_get();
     long lo, hi;
     g4_split((long)a->T * nH, ith, nth, &lo, &hi);
     for (long it = lo; it < hi; it++) {
@@ -279,8 +281,7 @@ static void attn_worker(void *arg, int ith, int nth) {
         float mx = -INFINITY;
         for (int j = j0; j <= pos; j++) {
             const float *k = c->k + ((size_t)(j % c->cap) * nkv + g) * hd;
-            float d = 0;
-            for (int i = 0; i < hd; i++) d += q[i] * k[i];
+            float d = vo->dot(q, k, hd);
             sc[j - j0] = d;
             if (d > mx) mx = d;
         }
@@ -295,8 +296,7 @@ static void attn_worker(void *arg, int ith, int nth) {
         memset(o, 0, (size_t)hd * sizeof(float));
         for (int j = j0; j <= pos; j++) {
             const float *v = c->v + ((size_t)(j % c->cap) * nkv + g) * hd;
-            float p = sc[j - j0] * inv;
-            for (int i = 0; i < hd; i++) o[i] += p * v[i];
+            vo->axpy(o, sc[j - j0] * inv, v, hd);
         }
     }
 }
