@@ -33,7 +33,7 @@ for spec in "${specs[@]}"; do
         $G4 synth --arch "$arch" --type "$type" -o "$f" >&2
     fi
     # measure the bandwidth once, reuse it for every model (same run)
-    args=(-m "$f" -t "$threads" -p 512 -n 128 -r 3 --json)
+    args=(-m "$f" -t "$threads" -p 512 -n 128 -r "${REPS:-3}" --json)
     [ -n "$bw" ] && args+=(--bw "$bw")
     out=$($G4 bench "${args[@]}")
     echo "$out" >> "$dir/results.jsonl"
