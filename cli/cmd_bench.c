@@ -32,6 +32,12 @@ typedef struct result {
     const char *limit;      /* "bw" or "int8"/"f32" */
 } result;
 
+/* Start a test from `depth` tokens of context (untimed; eval batches them). */
+static int fill_depth(gemma4c_context *c, const int32_t *ids, int depth, char *err, size_t len) {
+    gemma4c_reset(c);
+    return depth > 0 ? gemma4c_eval(c, ids, depth, 0, err, len) : 0;
+}
+
 static int geti(const char *opt, const char *v, int lo, int hi, int *out) {
     char *end;
     long x = v ? strtol(v, &end, 10) : 0;
@@ -120,11 +126,7 @@ int cmd_bench(int argc, char **argv) {
     if (gemma4c_eval(c, ids, 1, 0, err, sizeof err)) { rc = 1; goto out; }
     if (pp > 0) {
         for (int r = 0; r < reps; r++) {
-            gemma4c_reset(c);
-            for (int d = 0; d < depth; d += cp.n_batch) {
-                int n = depth - d < cp.n_batch ? depth - d : cp.n_batch;
-                if (gemma4c_eval(c, ids + d, n, 0, err, sizeof err)) { rc = 1; goto out; }
-            }
+            if (fill_depth(c, ids, depth, err, sizeof err)) { rc = 1; goto out; }
             double t0 = now();
             if (gemma4c_eval(c, ids, pp, 0, err, sizeof err)) { rc = 1; goto out; }
             t[r] = pp / (now() - t0);
@@ -144,11 +146,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (tg > 0) {
         for (int r = 0; r < reps; r++) {
-            gemma4c_reset(c);
-            for (int d = 0; d < depth; d += cp.n_batch) {
-                int n = depth - d < cp.n_batch ? depth - d : cp.n_batch;
-                if (gemma4c_eval(c, ids + d, n, 0, err, sizeof err)) { rc = 1; goto out; }
-            }
+            if (fill_depth(c, ids, depth, err, sizeof err)) { rc = 1; goto out; }
             int32_t tok = ids[0];
             double t0 = now();
             for (int k = 0; k < tg; k++) {

@@ -48,3 +48,16 @@ check "synth Q4_K_M loads" "$G4" info -m "$TMP/tq.gguf" >/dev/null
 "$G4" synth --arch tiny --seed 9 -o "$TMP/s1.gguf" 2>/dev/null
 "$G4" synth --arch tiny --seed 9 -o "$TMP/s2.gguf" 2>/dev/null
 check "synth is deterministic" cmp -s "$TMP/s1.gguf" "$TMP/s2.gguf"
+
+# bench: the JSON has both tests with a positive speed and a roofline
+out=$("$G4" bench -m "$TMP/tiny.gguf" -p 16 -n 4 -d 8 -r 1 -t 1 --bw 10 --json 2>/dev/null)
+check "bench --json runs" test $? = 0
+check "bench reports pp and tg with rooflines" /usr/bin/python3 -c "
+import json, sys
+r = json.loads(sys.argv[1])
+t = {x['test']: x for x in r['results']}
+assert set(t) == {'pp16 @ d8', 'tg4 @ d8'}, t
+assert all(x['tps'] > 0 and x['roofline_tps'] > 0 for x in t.values())
+assert r['peak_rss_bytes'] > 0 and r['plan_bytes'] > 0
+" "$out"
+"$G4" bench -m "$TMP/tiny.gguf" -p abc 2>/dev/null; check "bench rejects a bad -p (exit 2)" test $? = 2
