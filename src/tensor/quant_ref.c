@@ -1503,3 +1503,6 @@ void g4_quant_ref_fill(int type, g4_type_traits *tr) {
 #undef SETQ
 #undef SET
 }
+
+void g4_ref_quant_q8_0(const float *x, void *y, int64_t n) { quant_q8_0(x, y, n); }
+void g4_ref_quant_q8_K(const float *x, void *y, int64_t n) { quant_q8_K(x, y, n); }

@@ -18,6 +18,12 @@
 /* Fill the kernel fields of `tr` for type `type` (leave NULL where none). */
 void g4_quant_ref_fill(int type, g4_type_traits *tr);
 
+/* The reference activation quantizers (rows of n elements, n a multiple of
+ * the block): SIMD variants fall back to these for blocks holding inf/NaN,
+ * so their output stays byte-identical. */
+void g4_ref_quant_q8_0(const float *x, void *y, int64_t n);
+void g4_ref_quant_q8_K(const float *x, void *y, int64_t n);
+
 /* fp16 -> fp32 without branches, for hot loops (g4_fp16_to_fp32 is this).
  * Exact for every finite half, subnormals included; inf stays inf, NaN stays
  * NaN (a signaling NaN comes out quiet). Normal halves are rebiased by a

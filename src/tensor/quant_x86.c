@@ -55,57 +55,9 @@ static inline float h2f(const uint8_t *p) { return g4_fp16_to_fp32_inline(rd16(p
 /*  the scalar path, which is the reference code itself.                     */
 /* ========================================================================== */
 
-static inline int8_t round_i8_ref(float v) {
-    v = roundf(v);
-    if (!(v == v)) return 0;
-    if (v <= -128.f) return -128;
-    if (v >= 127.f) return 127;
-    return (int8_t)(int)v;
-}
-
-static void q8_0_block_scalar(const float *x, uint8_t *y) {
-    float amax = 0.0f;
-    for (int j = 0; j < QK; j++) {
-        const float a = fabsf(x[j]);
-        amax = amax > a ? amax : a;
-    }
-    const float d = amax / 127;
-    const float id = d ? 1.0f / d : 0.0f;
-    const uint16_t h = g4_fp32_to_fp16(d);
-    y[0] = (uint8_t)h; y[1] = (uint8_t)(h >> 8);
-    for (int j = 0; j < QK; j++) y[2 + j] = (uint8_t)round_i8_ref(x[j] * id);
-}
-
-static inline int nearest_int_ref(float fval) {
-    float val = fval + 12582912.f;
-    int32_t i;
-    memcpy(&i, &val, sizeof i);
-    return (i & 0x007fffff) - 0x00400000;
-}
-
-static void q8_K_block_scalar(const float *x, uint8_t *y) {
-    float max = 0.0f, amax = 0.0f;
-    for (int j = 0; j < QK_K; j++) {
-        const float ax = fabsf(x[j]);
-        if (ax > amax) { amax = ax; max = x[j]; }
-    }
-    if (!amax) { memset(y, 0, Q8_K_SIZE); return; }
-    const float iscale = -127.f / max;
-    int8_t *qs = (int8_t *)(y + 4);
-    for (int j = 0; j < QK_K; j++) {
-        int v = nearest_int_ref(iscale * x[j]);
-        v = v < -128 ? -128 : v > 127 ? 127 : v;
-        qs[j] = (int8_t)v;
-    }
-    for (int j = 0; j < QK_K / 16; j++) {
-        int sum = 0;
-        for (int i = 0; i < 16; i++) sum += qs[j * 16 + i];
-        y[260 + 2 * j] = (uint8_t)(uint16_t)sum;
-        y[261 + 2 * j] = (uint8_t)((uint16_t)sum >> 8);
-    }
-    const float d = 1 / iscale;
-    memcpy(y, &d, 4);
-}
+/* Blocks holding inf/NaN go through the reference quantizers (quant_ref.c). */
+static inline void q8_0_block_scalar(const float *x, uint8_t *y) { g4_ref_quant_q8_0(x, y, QK); }
+static inline void q8_K_block_scalar(const float *x, uint8_t *y) { g4_ref_quant_q8_K(x, y, QK_K); }
 
 /* 4 x 8 int32 -> 32 int8 in order, saturating */
 T_AVX2 static inline __m256i pack32(__m256i a, __m256i b, __m256i c, __m256i d) {
