@@ -254,6 +254,11 @@ void g4_quant_x86_fill(int type, int level, g4_type_traits *tr) {
     default: break;
     }
 #undef SETK
+    /* full-width 512-bit kernels replace the 256-bit ones where written */
+    if (v512) {
+        g4_quant_avx512_k_fill(type, tr);
+        g4_quant_avx512_q_fill(type, tr);
+    }
 }
 
 #else /* !__x86_64__ */
