@@ -1,4 +1,253 @@
-/* Placeholder: filled in by the 512-bit kernel work (see quant_simd.h). */
+/* Full-width AVX-512 (zmm) kernels for Q4_K, Q5_K, Q6_K weights x Q8_K
+ * activations (see quant_simd.h; only used at the AVX-512 level).
+ *
+ * Every weight block is unpacked to four zmm of unsigned codes W[k] whose
+ * byte i is the weight of activation byte 64k+i (the natural Q8_K order, so
+ * activations are loaded as they are), and four zmm of 16-bit scales S[k]
+ * (one per 32-bit lane pair of vpmaddubsw's output). Per activation block:
+ *   I = sum_k vpdpwssd(vpmaddubsw(W[k], X[k]), S[k])      (exact int32)
+ * then y += float(I) * (d*dx); Q4_K/Q5_K subtract float(mins . bsums) *
+ * (dmin*dx); Q6_K's -32 offset enters I as -32*sc . bsums.
+ * Q4_K/Q5_K: the 32 bytes of one 64-weight group are broadcast to both zmm
+ * halves and shifted by 0 / 4 per half, so low nibbles line up with
+ * activations 64k..64k+31 and high nibbles with 64k+32..64k+63.
+ * Q6_K: 64 bytes of ql give weights 0..63 (low nibbles) and 64..127 (high);
+ * the 2-bit high parts come from the 32 qh bytes broadcast to both halves
+ * with a per-half variable shift.
+ *
+ * Integer sums are exact; results equal the reference up to float
+ * summation order. Rows may be unaligned. */
 #include "tensor/quant_simd.h"
 
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__) && !defined(__STRICT_ANSI__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+#include <string.h>
+
+#define QK_K 256
+#define Q4_K_SIZE 144
+#define Q5_K_SIZE 176
+#define Q6_K_SIZE 210
+#define Q8_K_SIZE 292
+
+#define T512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define INL T512 static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 16")
+
+enum { K4 = 0, K5 = 1, K6 = 2 };
+
+/* micro-tile for prefill: rows x tokens */
+#define RT 4
+#define CT 4
+
+static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline float rdf32(const uint8_t *p) { float f; memcpy(&f, p, 4); return f; }
+#define H2F(p) _cvtsh_ss(rd16(p))
+
+#define LD512(p) _mm512_loadu_si512((const void *)(p))
+#define BC256(p) _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)(p)))
+
+/* 12 packed Q4_K/Q5_K scale bytes -> bytes 0..7 scales, 8..15 mins */
+INL __m128i k4_scm(const uint8_t *p) {
+    /* reads 16 bytes: p is 4 bytes into a block of >= 144 */
+    const __m128i a = _mm_loadu_si128((const __m128i *)(const void *)p);
+    const __m128i t = _mm_shuffle_epi32(a, _MM_SHUFFLE(2, 1, 2, 0));  /* a0 a2 a1 a2 */
+    const __m128i t2 = _mm_shuffle_epi32(a, _MM_SHUFFLE(1, 1, 0, 0)); /* a0 a0 a1 a1 */
+    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(t, _mm_setr_epi32(0, 0, 0, 4)),
+                                     _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    const __m128i hb = _mm_and_si128(_mm_srli_epi32(t2, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+    return _mm_or_si128(lo, hb);
+}
+
+/* vpermw index: every word of 128-bit lane l takes source word a + l */
+INL __m512i idx_lanes(int a) {
+    return _mm512_setr_epi32(a * 0x10001, a * 0x10001, a * 0x10001, a * 0x10001, (a + 1) * 0x10001,
+                             (a + 1) * 0x10001, (a + 1) * 0x10001, (a + 1) * 0x10001, (a + 2) * 0x10001,
+                             (a + 2) * 0x10001, (a + 2) * 0x10001, (a + 2) * 0x10001, (a + 3) * 0x10001,
+                             (a + 3) * 0x10001, (a + 3) * 0x10001, (a + 3) * 0x10001);
+}
+
+/* One unpacked weight block. E: Q4_K/Q5_K mins duplicated per word pair
+ * (16 words, upper half zero) or Q6_K's -32*scales (16 words, upper zero);
+ * both multiply the 16 activation bsums. */
+typedef struct {
+    __m512i W[4], S[4], E;
+    __m128 dd; /* d, dmin (Q4_K/Q5_K) */
+} kblk;
+
+/* pshufb control: every word of 128-bit lane l (0..3) = byte b[l] zero-extended */
+INL __m512i ctl_lanes(int b0, int b1, int b2, int b3) {
+    return _mm512_setr_epi32(b0 | 0x8000 | (b0 << 16) | (int)0x80000000u, b0 | 0x8000 | (b0 << 16) | (int)0x80000000u,
+                             b0 | 0x8000 | (b0 << 16) | (int)0x80000000u, b0 | 0x8000 | (b0 << 16) | (int)0x80000000u,
+                             b1 | 0x8000 | (b1 << 16) | (int)0x80000000u, b1 | 0x8000 | (b1 << 16) | (int)0x80000000u,
+                             b1 | 0x8000 | (b1 << 16) | (int)0x80000000u, b1 | 0x8000 | (b1 << 16) | (int)0x80000000u,
+                             b2 | 0x8000 | (b2 << 16) | (int)0x80000000u, b2 | 0x8000 | (b2 << 16) | (int)0x80000000u,
+                             b2 | 0x8000 | (b2 << 16) | (int)0x80000000u, b2 | 0x8000 | (b2 << 16) | (int)0x80000000u,
+                             b3 | 0x8000 | (b3 << 16) | (int)0x80000000u, b3 | 0x8000 | (b3 << 16) | (int)0x80000000u,
+                             b3 | 0x8000 | (b3 << 16) | (int)0x80000000u, b3 | 0x8000 | (b3 << 16) | (int)0x80000000u);
+}
+
+INL void unpack(const int type, const uint8_t *wb, kblk *b) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    if (type == K4 || type == K5) {
+        const uint8_t *qs = wb + (type == K5 ? 48 : 16);
+        uint32_t dd;
+        memcpy(&dd, wb, 4);
+        b->dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd));
+        /* scales and mins bytes in every 128-bit lane */
+        const __m512i scm = _mm512_broadcast_i32x4(k4_scm(wb + 4));
+        const __m512i cnt = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+        __m512i h = _mm512_setzero_si512();
+        if (type == K5) h = BC256(wb + 16);
+        UNROLL for (int k = 0; k < 4; k++) {
+            __m512i q = _mm512_and_si512(_mm512_srlv_epi16(BC256(qs + 32 * k), cnt), m4);
+            if (type == K5) {
+                /* bit 2k of qh -> low nibbles' 5th bit, bit 2k+1 -> high */
+                const __m512i bits = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (2 * k))),
+                                                        _mm256_set1_epi8((char)(1 << (2 * k + 1))), 1);
+                q = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(h, bits), q, _mm512_set1_epi8(16));
+            }
+            b->W[k] = q;
+            b->S[k] = _mm512_shuffle_epi8(scm, ctl_lanes(2 * k, 2 * k, 2 * k + 1, 2 * k + 1));
+        }
+        /* words 2j, 2j+1 = min j (16 words), rest zero */
+        const int z = (int)0x80808080u;
+        const __m512i im = _mm512_setr_epi32((int)0x80088008, (int)0x80098009, (int)0x800A800A, (int)0x800B800B,
+                                             (int)0x800C800C, (int)0x800D800D, (int)0x800E800E, (int)0x800F800F,
+                                             z, z, z, z, z, z, z, z);
+        b->E = _mm512_shuffle_epi8(scm, im);
+    } else {
+        b->dd = _mm_cvtph_ps(_mm_cvtsi32_si128(rd16(wb + 208)));
+        const __m512i s16 = _mm512_castsi256_si512(
+            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(wb + 192))));
+        const __m512i m30 = _mm512_set1_epi8(0x30);
+        const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+        const __m512i shr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+        UNROLL for (int h = 0; h < 2; h++) {
+            const __m512i a = LD512(wb + 64 * h);
+            const __m512i hb = BC256(wb + 128 + 32 * h);
+            /* weights 128h + 0..63: qh bits 0-1 (first 32), 2-3 (next 32) */
+            b->W[2 * h] = _mm512_ternarylogic_epi32(_mm512_and_si512(a, m4), _mm512_sllv_epi16(hb, shl), m30, 0xF8);
+            /* weights 128h + 64..127: qh bits 4-5, 6-7 */
+            b->W[2 * h + 1] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(a, 4), m4),
+                                                        _mm512_srlv_epi16(hb, shr), m30, 0xF8);
+        }
+        UNROLL for (int k = 0; k < 4; k++) b->S[k] = _mm512_permutexvar_epi16(idx_lanes(4 * k), s16);
+        b->E = _mm512_maskz_sub_epi16(0xFFFF, _mm512_setzero_si512(), _mm512_slli_epi16(s16, 5));
+    }
+}
+
+/* bsums of a Q8_K block as 16 words, upper half zero (masked: no read past the block) */
+INL __m512i ld_bsums(const uint8_t *xb) { return _mm512_maskz_loadu_epi16(0xFFFF, xb + 260); }
+
+/* acc += block contribution for activation block xb (dx its scale) */
+INL __m512 block_dot(const int type, const kblk *b, const uint8_t *xb, __m512 acc) {
+    const uint8_t *xq = xb + 4;
+    const __m128 dx = _mm_mul_ps(b->dd, _mm_set1_ps(rdf32(xb))); /* d*dx, dmin*dx */
+    const __m512i bs = ld_bsums(xb);
+    __m512i i0 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(b->W[0], LD512(xq)), b->S[0]);
+    __m512i i1 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(b->W[1], LD512(xq + 64)), b->S[1]);
+    i0 = _mm512_dpwssd_epi32(i0, _mm512_maddubs_epi16(b->W[2], LD512(xq + 128)), b->S[2]);
+    i1 = _mm512_dpwssd_epi32(i1, _mm512_maddubs_epi16(b->W[3], LD512(xq + 192)), b->S[3]);
+    if (type == K6) i0 = _mm512_dpwssd_epi32(i0, bs, b->E);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), _mm512_broadcastss_ps(dx), acc);
+    if (type != K6)
+        acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_madd_epi16(b->E, bs)), _mm512_permutexvar_ps(_mm512_set1_epi32(1), _mm512_castps128_ps512(dx)), acc);
+    return acc;
+}
+
+static inline size_t bsize(int type) { return type == K4 ? Q4_K_SIZE : type == K5 ? Q5_K_SIZE : Q6_K_SIZE; }
+
+/* R x C tile over nb blocks: y[c*ys + r] */
+INL void tile(const int type, const int R, const int C, int64_t nb, const uint8_t *w, size_t ws,
+              const uint8_t *x, size_t xs, float *y, size_t ys) {
+    const size_t bsz = bsize(type);
+    __m512 acc[RT][CT];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        UNROLL for (int r = 0; r < R; r++) {
+            kblk b;
+            unpack(type, w + (size_t)r * ws + (size_t)ib * bsz, &b);
+            UNROLL for (int c = 0; c < C; c++)
+                acc[r][c] = block_dot(type, &b, x + (size_t)c * xs + (size_t)ib * Q8_K_SIZE, acc[r][c]);
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++)
+        y[(size_t)c * ys + (size_t)r] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+/* decode: one row, two float accumulators (even / odd blocks) */
+INL float row_dot(const int type, int64_t nb, const uint8_t *w, const uint8_t *x) {
+    const size_t bsz = bsize(type);
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int64_t ib = 0;
+    for (; ib + 2 <= nb; ib += 2) {
+        kblk b0, b1;
+        unpack(type, w + (size_t)ib * bsz, &b0);
+        unpack(type, w + (size_t)(ib + 1) * bsz, &b1);
+        a0 = block_dot(type, &b0, x + (size_t)ib * Q8_K_SIZE, a0);
+        a1 = block_dot(type, &b1, x + (size_t)(ib + 1) * Q8_K_SIZE, a1);
+    }
+    if (ib < nb) {
+        kblk b0;
+        unpack(type, w + (size_t)ib * bsz, &b0);
+        a0 = block_dot(type, &b0, x + (size_t)ib * Q8_K_SIZE, a0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_t ws, const void *vx, size_t xs,
+                float *y, size_t ys) {
+    const int64_t nb = n / QK_K;
+    const uint8_t *w = vw, *x = vx;
+    if (nc == 1) {
+        for (int r = 0; r < nr; r++) y[r] = row_dot(type, nb, w + (size_t)r * ws, x);
+        return;
+    }
+    int r0 = 0;
+    for (; r0 + RT <= nr; r0 += RT) {
+        int c0 = 0;
+        for (; c0 + CT <= nc; c0 += CT)
+            tile(type, RT, CT, nb, w + (size_t)r0 * ws, ws, x + (size_t)c0 * xs, xs, y + (size_t)c0 * ys + r0, ys);
+        for (; c0 < nc; c0++)
+            tile(type, RT, 1, nb, w + (size_t)r0 * ws, ws, x + (size_t)c0 * xs, xs, y + (size_t)c0 * ys + r0, ys);
+    }
+    for (; r0 < nr; r0++) {
+        int c0 = 0;
+        for (; c0 + CT <= nc; c0 += CT)
+            tile(type, 1, CT, nb, w + (size_t)r0 * ws, ws, x + (size_t)c0 * xs, xs, y + (size_t)c0 * ys + r0, ys);
+        for (; c0 < nc; c0++) y[(size_t)c0 * ys + r0] = row_dot(type, nb, w + (size_t)r0 * ws, x + (size_t)c0 * xs);
+    }
+}
+
+#define KERNELS(t, T)                                                                                     \
+    T512 static void gemm_##t(int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs, \
+                              float *y, size_t ys) {                                                      \
+        gemm_k(T, n, nr, nc, w, ws, x, xs, y, ys);                                                        \
+    }                                                                                                     \
+    T512 static float vd_##t(const void *w, const void *x, int64_t n) { return row_dot(T, n / QK_K, w, x); }
+KERNELS(q4_K, K4)
+KERNELS(q5_K, K5)
+KERNELS(q6_K, K6)
+#undef KERNELS
+
+void g4_quant_avx512_k_fill(int type, g4_type_traits *tr) {
+    switch (type) {
+    case G4_Q4_K: tr->vec_dot = vd_q4_K; tr->gemm = gemm_q4_K; break;
+    case G4_Q5_K: tr->vec_dot = vd_q5_K; tr->gemm = gemm_q5_K; break;
+    case G4_Q6_K: tr->vec_dot = vd_q6_K; tr->gemm = gemm_q6_K; break;
+    default: break;
+    }
+}
+
+#else /* !__x86_64__ */
+
 void g4_quant_avx512_k_fill(int type, g4_type_traits *tr) { (void)type; (void)tr; }
+
+#endif
