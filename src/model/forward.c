@@ -42,6 +42,12 @@ static dims get_dims(const g4_model *m, int T) {
     return d;
 }
 
+/* attention blocks (positions per online-softmax step) and decode split limit */
+enum { ATT_B = 64, ATT_MAXSPLIT = 8 };
+
+/* Per-thread workspace floats: scores, maxima, sums, accumulators. */
+static size_t attn_ws_floats(int nH, int nq_max) { return (size_t)nH * (ATT_B + 2) + (size_t)nq_max; }
+
 /* Scratch sizes in floats, in allocation order (one place for alloc and plan). */
 enum { S_X, S_XN, S_H2, S_Q, S_K, S_V, S_ATT, S_FFA, S_FFB, S_PLE, S_PLEG, S_ROPE, S_SCORES,
        S_MOEL, S_MOEW, S_MOEIN, S_MOEOUT, S_MOEACC, S_ROWBUF, S_ACT, S_COUNT };
@@ -61,9 +67,17 @@ static void scratch_sizes(const g4_model *m, int n_ctx, int n_batch, int nth, si
     sz[S_PLE] = T * d.L * d.P;
     sz[S_PLEG] = T * d.P;
     sz[S_ROPE] = T * (size_t)(d.rot_full + d.rot_swa);     /* cos+sin per pair, both layer types */
-    sz[S_SCORES] = (size_t)nth * n_ctx;
+    /* attention: per-thread workspace, then partial results of split decode
+     * (fewer than 2*nth (token, KV head) pairs, each in <= ATT_MAXSPLIT parts) */
+    sz[S_SCORES] = (size_t)nth * attn_ws_floats(d.nH, d.nq_max) +
+                   (size_t)2 * nth * ATT_MAXSPLIT * ((size_t)d.nq_max + 2 * (size_t)d.nH);
     sz[S_MOEL] = sz[S_MOEW] = T * d.E;
     sz[S_MOEIN] = sz[S_MOEOUT] = sz[S_MOEACC] = d.E ? T * d.H : 0;
+    if (d.E) { /* one-token MoE keeps every selected expert's rows (moe_one_token) */
+        size_t k = (size_t)d.K;
+        if (sz[S_FFA] < k * 2 * d.Fe) sz[S_FFA] = sz[S_FFB] = k * 2 * d.Fe;
+        if (sz[S_MOEOUT] < k * d.H) sz[S_MOEOUT] = k * d.H;
+    }
     sz[S_ROWBUF] = (size_t)nth * d.max_in;
     sz[S_ACT] = T * d.max_in + 1024;                         /* quantized activations (<= f32 size) */
 }
@@ -252,53 +266,140 @@ static void rope_table(float *out, const int *pos, int T, int n_rot, float base,
 
 /* ---- attention ----------------------------------------------------------------- */
 
+/* Work item = (token, KV head, part of the visible positions). The G query
+ * heads that share a KV head are done together, so each cache row is read
+ * once per group (qk/pv kernels in vec.c). Positions go in blocks of ATT_B
+ * with an online softmax (running max and denominator per head). When there
+ * are fewer (token, KV head) pairs than threads (decode), the positions are
+ * split into parts whose partial sums are merged afterwards. */
+
 typedef struct attn_task {
     g4_state *s;
     const g4_layer *y;
     const g4_kv *c;
-    int T, pos0;
+    int T, pos0, ns;
+    float *part;   /* ns > 1: per (t, g, part): G maxima, G sums, G*hd partial outputs */
 } attn_task;
 
-/* One (token, head) pair per work item: scores over the visible cache
- * positions, softmax, weighted sum of V. Scale 1.0 (q, k are RMS-normed). */
+
+static void attn_range(const attn_task *a, int t, int *j0, int *len) {
+    const g4_model *m = a->s->m;
+    int pos = a->pos0 + t;
+    *j0 = 0;
+    if (a->y->swa && pos - m->sliding_window + 1 > 0) *j0 = pos - m->sliding_window + 1;
+    *len = pos + 1 - *j0;
+}
+
+/* G heads over positions [j0, j1): mx[h], sum[h], unnormalised acc[h][hd]. */
+static void attn_span(const g4_vec_ops *vo, const float *q, int G, int hd, const g4_kv *c, int nkv, int g,
+                      int j0, int j1, float *sc, float *mx, float *sum, float *acc) {
+    for (int h = 0; h < G; h++) { mx[h] = -INFINITY; sum[h] = 0; }
+    memset(acc, 0, (size_t)G * hd * sizeof(float));
+    size_t rs = (size_t)nkv * hd;
+    for (int b0 = j0; b0 < j1;) {
+        int slot = b0 % c->cap, nb = j1 - b0;
+        if (nb > ATT_B) nb = ATT_B;
+        if (nb > c->cap - slot) nb = c->cap - slot;     /* the ring wraps here */
+        const float *k = c->k + (size_t)slot * rs + (size_t)g * hd, *v = c->v + (size_t)slot * rs + (size_t)g * hd;
+        vo->qk(sc, ATT_B, q, G, k, rs, nb, hd);
+        for (int h = 0; h < G; h++) {
+            float *sh = sc + (size_t)h * ATT_B, bm = mx[h];
+            for (int j = 0; j < nb; j++) if (sh[j] > bm) bm = sh[j];
+            if (bm > mx[h]) {
+                float r = expf(mx[h] - bm);   /* 0 on the first block */
+                sum[h] *= r;
+                for (int i = 0; i < hd; i++) acc[(size_t)h * hd + i] *= r;
+                mx[h] = bm;
+            }
+            float su = 0;
+            for (int j = 0; j < nb; j++) { sh[j] = expf(sh[j] - bm); su += sh[j]; }
+            sum[h] += su;
+        }
+        vo->pv(acc, sc, ATT_B, G, v, rs, nb, hd);
+        b0 += nb;
+    }
+}
+
 static void attn_worker(void *arg, int ith, int nth) {
     attn_task *a = arg;
     g4_state *s = a->s;
     const g4_layer *y = a->y;
-    const g4_kv *c = a->c;
     const g4_model *m = s->m;
-    int hd = y->head_dim, nH = m->n_head, nkv = y->n_kv_head, group = nH / nkv;
-    float *sc = s->scores + (size_t)ith * s->n_ctx;
+    int hd = y->head_dim, nH = m->n_head, nkv = y->n_kv_head, G = nH / nkv, nq = nH * hd, ns = a->ns;
+    float *ws = s->scores + (size_t)ith * attn_ws_floats(nH, get_dims(m, 1).nq_max);
+    float *sc = ws, *mx = sc + (size_t)G * ATT_B, *sum = mx + G, *acc = sum + G;
     const g4_vec_ops *vo = g4_vec_get();
     long lo, hi;
-    g4_split((long)a->T * nH, ith, nth, &lo, &hi);
+    g4_split((long)a->T * nkv * ns, ith, nth, &lo, &hi);
     for (long it = lo; it < hi; it++) {
-        int t = (int)(it / nH), h = (int)(it % nH), g = h / group;
-        int pos = a->pos0 + t;
-        int j0 = 0;
-        if (y->swa && pos - m->sliding_window + 1 > 0) j0 = pos - m->sliding_window + 1;
-        const float *q = s->q + (size_t)t * nH * hd + (size_t)h * hd;
-        float mx = -INFINITY;
-        for (int j = j0; j <= pos; j++) {
-            const float *k = c->k + ((size_t)(j % c->cap) * nkv + g) * hd;
-            float d = vo->dot(q, k, hd);
-            sc[j - j0] = d;
-            if (d > mx) mx = d;
-        }
-        float sum = 0;
-        for (int j = j0; j <= pos; j++) {
-            float e = expf(sc[j - j0] - mx);
-            sc[j - j0] = e;
-            sum += e;
-        }
-        float inv = 1.0f / sum;
-        float *o = s->att + (size_t)t * nH * hd + (size_t)h * hd;
-        memset(o, 0, (size_t)hd * sizeof(float));
-        for (int j = j0; j <= pos; j++) {
-            const float *v = c->v + ((size_t)(j % c->cap) * nkv + g) * hd;
-            vo->axpy(o, sc[j - j0] * inv, v, hd);
+        int t = (int)(it / ((long)nkv * ns)), g = (int)(it / ns % nkv), part = (int)(it % ns);
+        int j0, len;
+        attn_range(a, t, &j0, &len);
+        int p0 = j0 + (int)((long)len * part / ns), p1 = j0 + (int)((long)len * (part + 1) / ns);
+        const float *q = s->q + (size_t)t * nq + (size_t)g * G * hd;
+        if (ns == 1) {
+            attn_span(vo, q, G, hd, a->c, nkv, g, p0, p1, sc, mx, sum, acc);
+            float *o = s->att + (size_t)t * nq + (size_t)g * G * hd;
+            for (int h = 0; h < G; h++) {
+                float inv = 1.0f / sum[h];
+                for (int i = 0; i < hd; i++) o[(size_t)h * hd + i] = acc[(size_t)h * hd + i] * inv;
+            }
+        } else {
+            float *pb = a->part + (size_t)it * G * (hd + 2);
+            attn_span(vo, q, G, hd, a->c, nkv, g, p0, p1, sc, pb, pb + G, pb + 2 * G);
         }
     }
+}
+
+/* ns > 1: out_h = sum_p acc_p,h e^(m_p - M) / sum_p l_p e^(m_p - M) */
+static void attn_merge(attn_task *a) {
+    g4_state *s = a->s;
+    int hd = a->y->head_dim, nH = s->m->n_head, nkv = a->y->n_kv_head, G = nH / nkv, ns = a->ns;
+    for (int t = 0; t < a->T; t++)
+        for (int g = 0; g < nkv; g++) {
+            const float *pb = a->part + ((size_t)t * nkv + g) * ns * G * (hd + 2);
+            float *o = s->att + (size_t)t * nH * hd + (size_t)g * G * hd;
+            for (int h = 0; h < G; h++) {
+                float M = -INFINITY, L = 0;
+                for (int p = 0; p < ns; p++) {
+                    float mp = pb[(size_t)p * G * (hd + 2) + h];
+                    if (mp > M) M = mp;
+                }
+                float *oh = o + (size_t)h * hd;
+                memset(oh, 0, (size_t)hd * sizeof(float));
+                for (int p = 0; p < ns; p++) {
+                    const float *pp = pb + (size_t)p * G * (hd + 2);
+                    if (pp[h] == -INFINITY) continue;      /* empty part */
+                    float w = expf(pp[h] - M);
+                    L += pp[G + h] * w;
+                    const float *ac = pp + 2 * G + (size_t)h * hd;
+                    for (int i = 0; i < hd; i++) oh[i] += ac[i] * w;
+                }
+                float inv = 1.0f / L;
+                for (int i = 0; i < hd; i++) oh[i] *= inv;
+            }
+        }
+}
+
+static void attend(g4_state *s, const g4_layer *y, int T, int pos0) {
+    const g4_model *m = s->m;
+    attn_task at = { s, y, &s->kv[m->layers[y->kv_src].kv_slot], T, pos0, 1, s->scores };
+    int nth = s->n_threads, pairs = T * y->n_kv_head;
+    if (pairs < 2 * nth) {
+        /* too few pairs to keep the threads busy: split the positions, but
+         * not below a block each */
+        int j0, len;
+        attn_range(&at, 0, &j0, &len);
+        int ns = (2 * nth + pairs - 1) / pairs;
+        if (ns > ATT_MAXSPLIT) ns = ATT_MAXSPLIT;
+        if (ns > len / ATT_B) ns = len / ATT_B;
+        if (ns > 1) {
+            at.ns = ns;
+            at.part = s->scores + (size_t)nth * attn_ws_floats(m->n_head, get_dims(m, 1).nq_max);
+        }
+    }
+    g4_pool_run(s->pool, attn_worker, &at);
+    if (at.ns > 1) attn_merge(&at);
 }
 
 static void attention(g4_state *s, int l, int T) {
@@ -312,7 +413,14 @@ static void attention(g4_state *s, int l, int T) {
     int prec = s->precision;
 
     par_norm(s, s->xn, s->x, y->attn_norm, T, H, (size_t)H, NULL);
-    g4_matmul(s->pool, &y->wq, 0, s->xn, H, T, s->q, nq, prec, mm);
+    /* q, k, v in one parallel section (one activation quantization) */
+    g4_mm_job jobs[3] = { { .w = &y->wq, .y = s->q, .ldy = nq } };
+    int nj = 1;
+    if (y->own_kv) {
+        jobs[nj++] = (g4_mm_job){ .w = &y->wk, .y = s->k, .ldy = nk };
+        if (!y->k_eq_v) jobs[nj++] = (g4_mm_job){ .w = &y->wv, .y = s->v, .ldy = nk };
+    }
+    g4_matmul_multi(s->pool, jobs, nj, s->xn, H, T, prec, mm);
     for (int t = 0; t < T; t++)
         for (int h = 0; h < nH; h++) {
             float *q = s->q + (size_t)t * nq + (size_t)h * hd;
@@ -320,9 +428,7 @@ static void attention(g4_state *s, int l, int T) {
             rope_apply(q, cs + (size_t)t * rot, rot);
         }
     if (y->own_kv) {
-        g4_matmul(s->pool, &y->wk, 0, s->xn, H, T, s->k, nk, prec, mm);
         if (y->k_eq_v) memcpy(s->v, s->k, (size_t)T * nk * sizeof(float)); /* V = raw K projection */
-        else g4_matmul(s->pool, &y->wv, 0, s->xn, H, T, s->v, nk, prec, mm);
         g4_kv *c = &s->kv[y->kv_slot];
         for (int t = 0; t < T; t++) {
             size_t slot = (size_t)((pos0 + t) % c->cap);
@@ -337,8 +443,7 @@ static void attention(g4_state *s, int l, int T) {
             }
         }
     }
-    attn_task at = { s, y, &s->kv[m->layers[y->kv_src].kv_slot], T, pos0 };
-    g4_pool_run(s->pool, attn_worker, &at);
+    attend(s, y, T, pos0);
     g4_matmul(s->pool, &y->wo, 0, s->att, nq, T, s->h2, H, prec, mm);
     par_norm(s, s->h2, s->h2, y->post_attn_norm, T, H, (size_t)H, s->x);
 }
@@ -349,8 +454,8 @@ static void attention(g4_state *s, int l, int T) {
 static void mlp(g4_state *s, const g4_mat *gate, const g4_mat *up, const g4_mat *down, const float *in, int T,
                 float *out) {
     int H = s->m->n_embd, F = (int)gate->n_out;
-    g4_matmul(s->pool, gate, 0, in, H, T, s->ff_a, F, s->precision, &s->mm);
-    g4_matmul(s->pool, up, 0, in, H, T, s->ff_b, F, s->precision, &s->mm);
+    g4_mm_job jobs[2] = { { .w = gate, .y = s->ff_a, .ldy = F }, { .w = up, .y = s->ff_b, .ldy = F } };
+    g4_matmul_multi(s->pool, jobs, 2, in, H, T, s->precision, &s->mm);
     par_geglu(s, s->ff_a, s->ff_a, s->ff_b, (long)T * F);
     g4_matmul(s->pool, down, 0, s->ff_a, F, T, out, H, s->precision, &s->mm);
 }
@@ -359,6 +464,45 @@ static void mlp(g4_state *s, const g4_mat *gate, const g4_mat *up, const g4_mat 
  * softmax over all experts, top-k, renormalise, per-expert scale; expert
  * inputs use pre_ffw_norm_2. Tokens are grouped per expert so each selected
  * expert's weights are read once per batch. Result in out [T][H]. */
+/* Decode: the K selected experts of one token as two parallel sections
+ * (all gate/up products, then all down products) instead of 2K small ones.
+ * Outputs are added in ascending expert id, the order of the batch path. */
+static void moe_one_token(g4_state *s, const g4_layer *y, float *out) {
+    const g4_model *m = s->m;
+    int H = m->n_embd, E = m->n_expert, K = m->n_expert_used, Fe = m->n_ff_exp;
+    int sel[G4_MM_MAX_JOBS];
+    for (int k = 0; k < K; k++) {         /* insertion sort by id */
+        int e = s->moe_sel[k], j = k;
+        for (; j > 0 && sel[j - 1] > e; j--) sel[j] = sel[j - 1];
+        sel[j] = e;
+    }
+    g4_mm_job jobs[G4_MM_MAX_JOBS];
+    int nj = 0;
+    for (int k = 0; k < K; k++) {
+        float *gu = s->ff_a + (size_t)k * 2 * Fe;   /* gate rows, then up rows */
+        if (y->exp_gate_up.data) {
+            jobs[nj++] = (g4_mm_job){ .w = &y->exp_gate_up, .mat = sel[k], .y = gu, .ldy = 2 * Fe };
+        } else {
+            jobs[nj++] = (g4_mm_job){ .w = &y->exp_gate, .mat = sel[k], .y = gu, .ldy = 2 * Fe };
+            jobs[nj++] = (g4_mm_job){ .w = &y->exp_up, .mat = sel[k], .y = gu + Fe, .ldy = 2 * Fe };
+        }
+    }
+    g4_matmul_multi(s->pool, jobs, nj, s->h2, H, 1, s->precision, &s->mm);
+    for (int k = 0; k < K; k++) {
+        float *gu = s->ff_a + (size_t)k * 2 * Fe;
+        g4_geglu(s->ff_b + (size_t)k * Fe, gu, gu + Fe, Fe, s->precision);
+        jobs[k] = (g4_mm_job){ .w = &y->exp_down, .mat = sel[k], .x = s->ff_b + (size_t)k * Fe,
+                               .y = s->moe_out + (size_t)k * H, .ldy = H };
+    }
+    g4_matmul_multi(s->pool, jobs, K, NULL, Fe, 1, s->precision, &s->mm);
+    for (int k = 0; k < K; k++) {
+        float w = s->moe_w[sel[k]];
+        const float *src = s->moe_out + (size_t)k * H;
+        for (int j = 0; j < H; j++) out[j] += w * src[j];
+    }
+    (void)E;
+}
+
 static void moe(g4_state *s, const g4_layer *y, int T, float *out) {
     const g4_model *m = s->m;
     int H = m->n_embd, E = m->n_expert, K = m->n_expert_used, Fe = m->n_ff_exp;
@@ -393,6 +537,7 @@ static void moe(g4_state *s, const g4_layer *y, int T, float *out) {
     }
     par_norm(s, s->h2, s->x, y->pre_ffw_norm_2, T, H, (size_t)H, NULL);
     memset(out, 0, (size_t)T * H * sizeof(float));
+    if (T == 1 && 2 * K <= G4_MM_MAX_JOBS) { moe_one_token(s, y, out); return; }
     for (int e = 0; e < E; e++) {
         int n = 0;
         for (int t = 0; t < T; t++)
@@ -524,10 +669,8 @@ int g4_forward(g4_state *s, const int32_t *tokens, int T, float *logits, int all
     int first = all_rows ? 0 : T - 1, n = T - first;
     for (int t = 0; t < n; t++)
         rmsnorm(s->xn + (size_t)t * H, s->x + (size_t)(first + t) * H, m->output_norm, H, m->eps);
-    g4_matmul(s->pool, &m->output, 0, s->xn, H, n, logits, m->n_vocab, s->precision, &s->mm);
-    if (m->softcap > 0) {
-        float c = m->softcap, ic = 1.0f / c;
-        for (size_t i = 0; i < (size_t)n * m->n_vocab; i++) logits[i] = c * tanhf(logits[i] * ic);
-    }
+    /* final softcap applied by the threads, on the rows each computed */
+    g4_mm_job head = { .w = &m->output, .y = logits, .ldy = m->n_vocab, .softcap = m->softcap };
+    g4_matmul_multi(s->pool, &head, 1, s->xn, H, n, s->precision, &s->mm);
     return 0;
 }

@@ -1,23 +1,25 @@
 #include "tensor/matmul.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "tensor/types.h"
 
 typedef struct mm_task {
-    const g4_mat *w;
-    int64_t mat;
-    const float *x;
-    int64_t ldx;
+    const g4_mm_job *jobs;
+    int n_jobs;
+    const float *x;        /* shared input */
+    int64_t ldx, n;
     int T;
-    float *y;
-    int64_t ldy;
     int exact;
-    const g4_type_traits *wt, *at;
-    const uint8_t *xq;     /* quantized activations, T rows of xq_row bytes */
+    const g4_type_traits *at;
+    const uint8_t *xq[G4_MM_MAX_JOBS]; /* each job's quantized input (T rows of xq_row bytes) */
     size_t xq_row;
+    int n_quant;                       /* distinct inputs to quantize: [0] shared, then own */
+    const float *qsrc[G4_MM_MAX_JOBS + 1];
+    uint8_t *qdst[G4_MM_MAX_JOBS + 1];
+    size_t start[G4_MM_MAX_JOBS + 1];  /* byte offset of each job in the combined weights */
     float *rowbuf;
-    g4_gemm_fn kernel;      /* block kernel, or NULL for gemm_generic */
 } mm_task;
 
 /* Used when a type has no block kernel: one vec_dot per (row, token). */
@@ -28,69 +30,129 @@ static void gemm_generic(g4_vec_dot_fn dot, int64_t n, int nr, int nc, const voi
             y[(size_t)c * ys + r] = dot((const char *)w + (size_t)r * ws, (const char *)x + (size_t)c * xs, n);
 }
 
-
+/* Work items: (input, token) pairs. */
 static void quantize_task(void *arg, int ith, int nth) {
     mm_task *k = arg;
     long lo, hi;
-    g4_split(k->T, ith, nth, &lo, &hi);
-    for (long t = lo; t < hi; t++)
-        k->at->from_float(k->x + t * k->ldx, (void *)(k->xq + (size_t)t * k->xq_row), k->w->n_in);
+    g4_split((long)k->n_quant * k->T, ith, nth, &lo, &hi);
+    for (long i = lo; i < hi; i++) {
+        long q = i / k->T, t = i % k->T;
+        k->at->from_float(k->qsrc[q] + t * k->ldx, (void *)(k->qdst[q] + (size_t)t * k->xq_row), k->n);
+    }
+}
+
+/* First row of job j at or after byte b of the combined weights: the same
+ * function gives both sides of a boundary, so the threads' ranges partition
+ * every job exactly. */
+static int64_t row_at(const mm_task *k, int j, size_t b) {
+    const g4_mat *w = k->jobs[j].w;
+    if (b <= k->start[j]) return 0;
+    size_t r = (b - k->start[j] + w->row_bytes - 1) / w->row_bytes;
+    return r > (size_t)w->n_out ? w->n_out : (int64_t)r;
+}
+
+static void softcap_rows(float *y, int64_t ldy, int T, long lo, long hi, float cap) {
+    float ic = 1.0f / cap;
+    for (int t = 0; t < T; t++)
+        for (long o = lo; o < hi; o++) y[t * ldy + o] = cap * tanhf(y[t * ldy + o] * ic);
+}
+
+static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
+    const g4_mm_job *jb = &k->jobs[j];
+    const g4_mat *w = jb->w;
+    const g4_type_traits *wt = g4_type_info(w->type);
+    const int64_t n = k->n;
+    if (k->exact) {
+        const float *xj = jb->x ? jb->x : k->x;
+        float *buf = k->rowbuf + (size_t)ith * (size_t)n;
+        for (long o = lo; o < hi; o++) {
+            const void *row = g4_mat_row(w, jb->mat, o);
+            if (k->T == 1) {
+                jb->y[o] = wt->dot_f32(row, xj, n);
+                continue;
+            }
+            wt->to_float(row, buf, n);
+            for (int t = 0; t < k->T; t++) {
+                const float *x = xj + t * k->ldx;
+                float s = 0;
+                for (int64_t i = 0; i < n; i++) s += buf[i] * x[i];
+                jb->y[t * jb->ldy + o] = s;
+            }
+        }
+    } else {
+        /* Cache blocking: a block of ROWS weight rows (tens of KB) stays in
+         * L1/L2 while it meets a block of TOKS activation rows; the
+         * micro-kernel reuses each loaded block across several rows and
+         * tokens in registers. Decode (T = 1) streams the rows once. */
+        enum { ROWS = 32, TOKS = 64 };
+        for (long o0 = lo; o0 < hi; o0 += ROWS) {
+            int nr = (int)(hi - o0 < ROWS ? hi - o0 : ROWS);
+            const void *row = g4_mat_row(w, jb->mat, o0);
+            for (int t0 = 0; t0 < k->T; t0 += TOKS) {
+                int nc = k->T - t0 < TOKS ? k->T - t0 : TOKS;
+                const void *xq = k->xq[j] + (size_t)t0 * k->xq_row;
+                float *y = jb->y + (size_t)t0 * jb->ldy + o0;
+                if (wt->gemm) wt->gemm(n, nr, nc, row, w->row_bytes, xq, k->xq_row, y, (size_t)jb->ldy);
+                else gemm_generic(wt->vec_dot, n, nr, nc, row, w->row_bytes, xq, k->xq_row, y, (size_t)jb->ldy);
+            }
+        }
+    }
+    if (jb->softcap > 0) softcap_rows(jb->y, jb->ldy, k->T, lo, hi, jb->softcap);
 }
 
 static void mm_rows_task(void *arg, int ith, int nth) {
     mm_task *k = arg;
-    const g4_mat *w = k->w;
-    long lo, hi;
-    g4_split((long)w->n_out, ith, nth, &lo, &hi);
-    const int64_t n = w->n_in;
-    if (k->exact) {
-        float *buf = k->rowbuf + (size_t)ith * (size_t)n;
-        for (long o = lo; o < hi; o++) {
-            const void *row = g4_mat_row(w, k->mat, o);
-            if (k->T == 1) {
-                k->y[o] = k->wt->dot_f32(row, k->x, n);
-                continue;
-            }
-            k->wt->to_float(row, buf, n);
-            for (int t = 0; t < k->T; t++) {
-                const float *x = k->x + t * k->ldx;
-                float s = 0;
-                for (int64_t i = 0; i < n; i++) s += buf[i] * x[i];
-                k->y[t * k->ldy + o] = s;
-            }
+    size_t total = k->start[k->n_jobs];
+    size_t b0 = (size_t)((double)total * ith / nth), b1 = ith == nth - 1 ? total : (size_t)((double)total * (ith + 1) / nth);
+    for (int j = 0; j < k->n_jobs; j++) {
+        if (b1 <= k->start[j] || b0 >= k->start[j + 1]) continue;
+        int64_t lo = row_at(k, j, b0), hi = row_at(k, j, b1);
+        if (hi > lo) job_rows(k, j, (long)lo, (long)hi, ith);
+    }
+}
+
+void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const float *x, int64_t ldx, int T,
+                     int precision, g4_mm_scratch *s) {
+    if (n_jobs < 1) return;
+    mm_task k = { .jobs = jobs, .n_jobs = n_jobs, .x = x, .ldx = ldx, .n = jobs[0].w->n_in, .T = T,
+                  .exact = precision == 1, .rowbuf = s->rowbuf };
+    bool split = n_jobs > G4_MM_MAX_JOBS;
+    int vdt = g4_type_info(jobs[0].w->type)->vec_dot_type;
+    for (int j = 0; j < n_jobs && !split; j++)
+        split = jobs[j].w->n_in != k.n || g4_type_info(jobs[j].w->type)->vec_dot_type != vdt;
+    if (!k.exact && !split) {
+        k.at = g4_type_info(vdt);
+        k.xq_row = g4_row_size(vdt, k.n);
+        size_t need = (size_t)T * k.xq_row;
+        uint8_t *dst = s->act;
+        bool shared = false;
+        for (int j = 0; j < n_jobs; j++) shared |= jobs[j].x == NULL;
+        if (shared) { k.qsrc[k.n_quant] = x; k.qdst[k.n_quant++] = dst; dst += need; }
+        for (int j = 0; j < n_jobs; j++) {
+            if (!jobs[j].x) { k.xq[j] = s->act; continue; }
+            if ((size_t)(dst - (uint8_t *)s->act) + need > s->act_bytes) { split = true; break; }
+            k.xq[j] = dst;
+            k.qsrc[k.n_quant] = jobs[j].x;
+            k.qdst[k.n_quant++] = dst;
+            dst += need;
         }
+    }
+    if (split) {
+        for (int j = 0; j < n_jobs; j++) g4_matmul_multi(pool, &jobs[j], 1, jobs[j].x ? jobs[j].x : x, ldx, T, precision, s);
         return;
     }
-    /* Cache blocking: a block of ROWS weight rows (tens of KB) stays in L1/L2
-     * while it meets a block of TOKS activation rows; the micro-kernel reuses
-     * each loaded block across several rows and tokens in registers. Decode
-     * (T = 1) degenerates to streaming the rows once. */
-    enum { ROWS = 32, TOKS = 64 };
-    for (long o0 = lo; o0 < hi; o0 += ROWS) {
-        int nr = (int)(hi - o0 < ROWS ? hi - o0 : ROWS);
-        const void *row = g4_mat_row(w, k->mat, o0);
-        for (int t0 = 0; t0 < k->T; t0 += TOKS) {
-            int nc = k->T - t0 < TOKS ? k->T - t0 : TOKS;
-            const void *xq = k->xq + (size_t)t0 * k->xq_row;
-            float *y = k->y + (size_t)t0 * k->ldy + o0;
-            if (k->kernel) k->kernel(n, nr, nc, row, w->row_bytes, xq, k->xq_row, y, (size_t)k->ldy);
-            else gemm_generic(k->wt->vec_dot, n, nr, nc, row, w->row_bytes, xq, k->xq_row, y, (size_t)k->ldy);
-        }
+    for (int j = 0; j < n_jobs; j++)
+        k.start[j + 1] = k.start[j] + (size_t)jobs[j].w->n_out * jobs[j].w->row_bytes;
+    if (!k.exact) {
+        /* a decode step's few rows are quicker to quantize here than to hand out */
+        if ((long)k.n_quant * T < 4) quantize_task(&k, 0, 1);
+        else g4_pool_run(pool, quantize_task, &k);
     }
+    g4_pool_run(pool, mm_rows_task, &k);
 }
 
 void g4_matmul(g4_pool *pool, const g4_mat *w, int64_t mat, const float *x, int64_t ldx, int T, float *y,
                int64_t ldy, int precision, g4_mm_scratch *s) {
-    mm_task k = { .w = w, .mat = mat, .x = x, .ldx = ldx, .T = T, .y = y, .ldy = ldy,
-                  .exact = precision == 1, .wt = g4_type_info(w->type), .rowbuf = s->rowbuf };
-    k.kernel = k.wt->gemm;
-    if (!k.exact) {
-        k.at = g4_type_info(k.wt->vec_dot_type);
-        k.xq_row = g4_row_size(k.wt->vec_dot_type, w->n_in);
-        k.xq = s->act;
-        /* one row (decode) is quicker to quantize here than to hand out */
-        if (T == 1) quantize_task(&k, 0, 1);
-        else g4_pool_run(pool, quantize_task, &k);
-    }
-    g4_pool_run(pool, mm_rows_task, &k);
+    g4_mm_job j = { .w = w, .mat = mat, .y = y, .ldy = ldy };
+    g4_matmul_multi(pool, &j, 1, x, ldx, T, precision, s);
 }

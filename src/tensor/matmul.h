@@ -4,7 +4,13 @@
  * Weights are read once per call: threads split the output rows, and each
  * row is used against all T activation rows while it is hot in cache.
  * Precision (see types.h): FAST quantizes each activation row once to the
- * weight's vec_dot_type; EXACT decodes each weight row once to f32. */
+ * weight's vec_dot_type; EXACT decodes each weight row once to f32.
+ *
+ * Several products with the same input width can run as one parallel
+ * section (g4_matmul_multi): q/k/v of a layer, gate/up, the selected
+ * experts of a MoE layer. At batch 1 a decode step is ~300 small products,
+ * so fewer sections mean fewer barriers and fewer idle tails, and the
+ * threads split the jobs' combined bytes, not each job's rows. */
 #ifndef G4_MATMUL_H
 #define G4_MATMUL_H
 
@@ -25,5 +31,22 @@ typedef struct g4_mm_scratch {
  * `mat` selects the matrix of a 3-D (expert) tensor. */
 void g4_matmul(g4_pool *pool, const g4_mat *w, int64_t mat, const float *x, int64_t ldx, int T, float *y,
                int64_t ldy, int precision, g4_mm_scratch *s);
+
+typedef struct g4_mm_job {
+    const g4_mat *w;
+    int64_t mat;
+    const float *x;     /* this job's input rows, or NULL: the shared x */
+    float *y;
+    int64_t ldy;
+    float softcap;      /* > 0: y = softcap * tanh(y / softcap), applied by the thread that wrote y */
+} g4_mm_job;
+
+/* Run n_jobs products (at most G4_MM_MAX_JOBS) over T input rows of stride
+ * ldx as one parallel section. All weights must have the same n_in. Falls
+ * back to one section per job where the scratch cannot hold every job's
+ * quantized input or the activation types differ. */
+#define G4_MM_MAX_JOBS 16
+void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const float *x, int64_t ldx, int T,
+                     int precision, g4_mm_scratch *s);
 
 #endif
