@@ -282,8 +282,57 @@ TEST(vec_kernels) {
     }
 }
 
+/* Grouped attention kernels (G heads sharing each cache row) against double
+ * sums: every head count 1..9 (register tiles of 4 + tails), row counts
+ * around the tile widths, head sizes with and without a vector tail, and a
+ * cache row stride wider than the head (several KV heads per row). */
+TEST(vec_group_kernels) {
+    const g4_vec_ops *v = g4_vec_get();
+    enum { MAXG = 9, MAXJ = 67, MAXD = 264, KS = MAXD + 40 };
+    float *q = malloc(sizeof(float) * MAXG * MAXD), *k = malloc(sizeof(float) * MAXJ * KS);
+    float *p = malloc(sizeof(float) * MAXG * 80), *s = malloc(sizeof(float) * MAXG * 80);
+    float *acc = malloc(sizeof(float) * MAXG * MAXD);
+    double *ref = malloc(sizeof(double) * MAXG * MAXD);
+    uint64_t st = 11;
+    for (int i = 0; i < MAXJ * KS; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        k[i] = (float)((st >> 20) & 0xfff) / 4096.0f - 0.5f;
+        if (i < MAXG * MAXD) q[i] = (float)((st >> 40) & 0xfff) / 2048.0f - 1.0f;
+        if (i < MAXG * 80) p[i] = (float)((st >> 8) & 0xff) / 256.0f;
+    }
+    static const int HD[] = { 8, 13, 16, 40, 256, 264 }, NJ[] = { 1, 2, 3, 64, 67 };
+    int bad = 0;
+    for (int G = 1; G <= MAXG; G++)
+        for (size_t a = 0; a < sizeof HD / sizeof *HD; a++)
+            for (size_t b = 0; b < sizeof NJ / sizeof *NJ; b++) {
+                int hd = HD[a], nj = NJ[b];
+                v->qk(s, 80, q, G, k, KS, nj, hd);
+                for (int h = 0; h < G; h++)
+                    for (int j = 0; j < nj; j++) {
+                        double r = 0, mag = 0;
+                        for (int i = 0; i < hd; i++) {
+                            r += (double)q[h * hd + i] * k[j * KS + i];
+                            mag += fabs((double)q[h * hd + i] * k[j * KS + i]);
+                        }
+                        if (fabs(s[h * 80 + j] - r) > 1e-6 * (mag + 1) && bad++ < 5)
+                            fprintf(stderr, "  qk G=%d hd=%d nj=%d h=%d j=%d: %g vs %g\n", G, hd, nj, h, j, s[h * 80 + j], r);
+                    }
+                for (int i = 0; i < G * hd; i++) acc[i] = ref[i] = 0.25f * (float)(i % 7);
+                v->pv(acc, p, 80, G, k, KS, nj, hd);
+                for (int h = 0; h < G; h++)
+                    for (int j = 0; j < nj; j++)
+                        for (int i = 0; i < hd; i++) ref[h * hd + i] += (double)p[h * 80 + j] * k[j * KS + i];
+                for (int i = 0; i < G * hd; i++)
+                    if (fabs(acc[i] - ref[i]) > 1e-5 * (fabs(ref[i]) + 1) && bad++ < 5)
+                        fprintf(stderr, "  pv G=%d hd=%d nj=%d i=%d: %g vs %g\n", G, hd, nj, i, acc[i], ref[i]);
+            }
+    CHECKF(bad == 0, "%d grouped-attention mismatches", bad);
+    free(q); free(k); free(p); free(s); free(acc); free(ref);
+}
+
 int main(void) {
     RUN(vec_kernels);
+    RUN(vec_group_kernels);
     RUN(geglu_paths_agree);
     RUN(layer_table_matches_config);
     RUN(kv_plan_matches_formula);

@@ -16,7 +16,104 @@ static void axpy_ref(float *y, float a, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+static void qk_ref(float *s, int lds, const float *q, int G, const float *k, size_t ks, int nj, int hd) {
+    for (int h = 0; h < G; h++)
+        for (int j = 0; j < nj; j++) s[(size_t)h * lds + j] = dot_ref(q + (size_t)h * hd, k + (size_t)j * ks, hd);
+}
+
+static void pv_ref(float *acc, const float *p, int ldp, int G, const float *v, size_t vs, int nj, int hd) {
+    for (int h = 0; h < G; h++)
+        for (int j = 0; j < nj; j++) axpy_ref(acc + (size_t)h * hd, p[(size_t)h * ldp + j], v + (size_t)j * vs, hd);
+}
+
 #if defined(__x86_64__)
+#define AVX2_FN __attribute__((target("avx2,fma"))) static
+#define AVX2_INL __attribute__((target("avx2,fma"), always_inline)) static inline
+
+AVX2_INL float hsum8(__m256 s) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+/* R heads x C rows of scores; hd8 = hd rounded down to 8, the rest scalar */
+AVX2_INL void qk_tile(const int R, const int C, float *s, int lds, const float *q, int hd, const float *k,
+                      size_t ks) {
+    __m256 a[4][2];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 2") for (int c = 0; c < C; c++) a[r][c] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= hd; i += 8) {
+        __m256 kv[2];
+        _Pragma("GCC unroll 2") for (int c = 0; c < C; c++) kv[c] = _mm256_loadu_ps(k + (size_t)c * ks + i);
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const __m256 qv = _mm256_loadu_ps(q + (size_t)r * hd + i);
+            _Pragma("GCC unroll 2") for (int c = 0; c < C; c++) a[r][c] = _mm256_fmadd_ps(qv, kv[c], a[r][c]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 2") for (int c = 0; c < C; c++) {
+            float t = hsum8(a[r][c]);
+            for (int j = i; j < hd; j++) t += q[(size_t)r * hd + j] * k[(size_t)c * ks + j];
+            s[(size_t)r * lds + c] = t;
+        }
+}
+
+AVX2_FN void qk_avx2(float *s, int lds, const float *q, int G, const float *k, size_t ks, int nj, int hd) {
+    int h = 0;
+    for (; h + 4 <= G; h += 4) {
+        int j = 0;
+        for (; j + 2 <= nj; j += 2) qk_tile(4, 2, s + (size_t)h * lds + j, lds, q + (size_t)h * hd, hd, k + (size_t)j * ks, ks);
+        for (; j < nj; j++) qk_tile(4, 1, s + (size_t)h * lds + j, lds, q + (size_t)h * hd, hd, k + (size_t)j * ks, ks);
+    }
+    for (; h < G; h++) {
+        int j = 0;
+        for (; j + 2 <= nj; j += 2) qk_tile(1, 2, s + (size_t)h * lds + j, lds, q + (size_t)h * hd, hd, k + (size_t)j * ks, ks);
+        for (; j < nj; j++) qk_tile(1, 1, s + (size_t)h * lds + j, lds, q + (size_t)h * hd, hd, k + (size_t)j * ks, ks);
+    }
+}
+
+/* R heads x 16 columns of acc stay in registers across all nj rows */
+AVX2_INL void pv_tile(const int R, float *acc, int hd, const float *p, int ldp, const float *v, size_t vs, int nj) {
+    __m256 a[4][2];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        a[r][0] = _mm256_loadu_ps(acc + (size_t)r * hd);
+        a[r][1] = _mm256_loadu_ps(acc + (size_t)r * hd + 8);
+    }
+    for (int j = 0; j < nj; j++) {
+        const __m256 v0 = _mm256_loadu_ps(v + (size_t)j * vs), v1 = _mm256_loadu_ps(v + (size_t)j * vs + 8);
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const __m256 pb = _mm256_broadcast_ss(p + (size_t)r * ldp + j);
+            a[r][0] = _mm256_fmadd_ps(pb, v0, a[r][0]);
+            a[r][1] = _mm256_fmadd_ps(pb, v1, a[r][1]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        _mm256_storeu_ps(acc + (size_t)r * hd, a[r][0]);
+        _mm256_storeu_ps(acc + (size_t)r * hd + 8, a[r][1]);
+    }
+}
+
+AVX2_FN void pv_avx2(float *acc, const float *p, int ldp, int G, const float *v, size_t vs, int nj, int hd) {
+    int h = 0;
+    for (; h < G; h += 4) {
+        const int R = G - h >= 4 ? 4 : G - h;
+        float *ah = acc + (size_t)h * hd;
+        const float *ph = p + (size_t)h * ldp;
+        int i = 0;
+        for (; i + 16 <= hd; i += 16) {
+            if (R == 4) pv_tile(4, ah + i, hd, ph, ldp, v + i, vs, nj);
+            else if (R == 3) pv_tile(3, ah + i, hd, ph, ldp, v + i, vs, nj);
+            else if (R == 2) pv_tile(2, ah + i, hd, ph, ldp, v + i, vs, nj);
+            else pv_tile(1, ah + i, hd, ph, ldp, v + i, vs, nj);
+        }
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < nj; j++)
+                for (int c = i; c < hd; c++) ah[(size_t)r * hd + c] += ph[(size_t)r * ldp + j] * v[(size_t)j * vs + c];
+    }
+}
+
 __attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, int n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
     int i = 0;
@@ -45,9 +142,9 @@ __attribute__((target("avx2,fma"))) static void axpy_avx2(float *y, float a, con
 }
 #endif
 
-static const g4_vec_ops REF = { dot_ref, axpy_ref };
+static const g4_vec_ops REF = { dot_ref, axpy_ref, qk_ref, pv_ref };
 #if defined(__x86_64__)
-static const g4_vec_ops AVX2 = { dot_avx2, axpy_avx2 };
+static const g4_vec_ops AVX2 = { dot_avx2, axpy_avx2, qk_avx2, pv_avx2 };
 #endif
 
 const g4_vec_ops *g4_vec_get(void) {

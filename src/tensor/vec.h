@@ -6,10 +6,17 @@
 #define G4_VEC_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef struct g4_vec_ops {
     float (*dot)(const float *a, const float *b, int n);
     void (*axpy)(float *y, float a, const float *x, int n);   /* y += a * x */
+    /* Grouped-query attention over nj cache rows (row j at k + j * ks):
+     *   qk: s[h * lds + j] = q_h . k_j        for h < G heads (q_h = q + h * hd)
+     *   pv: acc[h * hd + i] += sum_j p[h * ldp + j] * v_j[i]
+     * The G query heads that share a KV head read each cache row once. */
+    void (*qk)(float *s, int lds, const float *q, int G, const float *k, size_t ks, int nj, int hd);
+    void (*pv)(float *acc, const float *p, int ldp, int G, const float *v, size_t vs, int nj, int hd);
 } g4_vec_ops;
 
 /* The best kernels for this CPU (GEMMA4C_CPU=ref forces the portable ones). */
