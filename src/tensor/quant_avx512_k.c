@@ -40,7 +40,9 @@
 #define INL T512 static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 16")
 
-enum { K4 = 0, K5 = 1, K6 = 2 };
+/* K4R/K5R: Q4_K/Q5_K against activations re-laid by relayout() (decode) */
+enum { K4 = 0, K5 = 1, K6 = 2, K4R = 3, K5R = 4 };
+#define IS5(t) ((t) == K5 || (t) == K5R)
 
 /* micro-tile for prefill: rows x tokens */
 #define RT 4
@@ -95,26 +97,44 @@ INL __m512i ctl_lanes(int b0, int b1, int b2, int b3) {
 
 INL void unpack(const int type, const uint8_t *wb, kblk *b) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    if (type == K4 || type == K5) {
-        const uint8_t *qs = wb + (type == K5 ? 48 : 16);
+    if (type != K6) {
+        const uint8_t *qs = wb + (IS5(type) ? 48 : 16);
         uint32_t dd;
         memcpy(&dd, wb, 4);
         b->dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd));
         /* scales and mins bytes in every 128-bit lane */
         const __m512i scm = _mm512_broadcast_i32x4(k4_scm(wb + 4));
-        const __m512i cnt = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
         __m512i h = _mm512_setzero_si512();
-        if (type == K5) h = BC256(wb + 16);
-        UNROLL for (int k = 0; k < 4; k++) {
-            __m512i q = _mm512_and_si512(_mm512_srlv_epi16(BC256(qs + 32 * k), cnt), m4);
-            if (type == K5) {
-                /* bit 2k of qh -> low nibbles' 5th bit, bit 2k+1 -> high */
-                const __m512i bits = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (2 * k))),
-                                                        _mm256_set1_epi8((char)(1 << (2 * k + 1))), 1);
-                q = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(h, bits), q, _mm512_set1_epi8(16));
+        if (IS5(type)) h = BC256(wb + 16);
+        if (type == K4R || type == K5R) {
+            /* 64 bytes = groups 2j, 2j+1: low nibbles are sub-blocks 4j, 4j+2, high 4j+1, 4j+3 */
+            UNROLL for (int j = 0; j < 2; j++) {
+                const __m512i v = LD512(qs + 64 * j);
+                UNROLL for (int u = 0; u < 2; u++) {
+                    __m512i q = _mm512_and_si512(u ? _mm512_srli_epi16(v, 4) : v, m4);
+                    const int s0 = 4 * j + u, s1 = 4 * j + 2 + u; /* sub-blocks of the two halves */
+                    if (IS5(type)) {
+                        const __m512i bits = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << s0)),
+                                                                _mm256_set1_epi8((char)(1 << s1)), 1);
+                        q = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(h, bits), q, _mm512_set1_epi8(16));
+                    }
+                    b->W[2 * j + u] = q;
+                    b->S[2 * j + u] = _mm512_shuffle_epi8(scm, ctl_lanes(s0, s0, s1, s1));
+                }
             }
-            b->W[k] = q;
-            b->S[k] = _mm512_shuffle_epi8(scm, ctl_lanes(2 * k, 2 * k, 2 * k + 1, 2 * k + 1));
+        } else {
+            const __m512i cnt = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+            UNROLL for (int k = 0; k < 4; k++) {
+                __m512i q = _mm512_and_si512(_mm512_srlv_epi16(BC256(qs + 32 * k), cnt), m4);
+                if (IS5(type)) {
+                    /* bit 2k of qh -> low nibbles' 5th bit, bit 2k+1 -> high */
+                    const __m512i bits = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (2 * k))),
+                                                            _mm256_set1_epi8((char)(1 << (2 * k + 1))), 1);
+                    q = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(h, bits), q, _mm512_set1_epi8(16));
+                }
+                b->W[k] = q;
+                b->S[k] = _mm512_shuffle_epi8(scm, ctl_lanes(2 * k, 2 * k, 2 * k + 1, 2 * k + 1));
+            }
         }
         /* words 2j, 2j+1 = min j (16 words), rest zero */
         const int z = (int)0x80808080u;
@@ -162,7 +182,7 @@ INL __m512 block_dot(const int type, const kblk *b, const uint8_t *xb, __m512 ac
     return acc;
 }
 
-static inline size_t bsize(int type) { return type == K4 ? Q4_K_SIZE : type == K5 ? Q5_K_SIZE : Q6_K_SIZE; }
+static inline size_t bsize(int type) { return type == K6 ? Q6_K_SIZE : IS5(type) ? Q5_K_SIZE : Q4_K_SIZE; }
 
 /* R x C tile over nb blocks: y[c*ys + r] */
 INL void tile(const int type, const int R, const int C, int64_t nb, const uint8_t *w, size_t ws,
@@ -182,22 +202,55 @@ INL void tile(const int type, const int R, const int C, int64_t nb, const uint8_
         y[(size_t)c * ys + (size_t)r] = _mm512_reduce_add_ps(acc[r][c]);
 }
 
+/* Decode copy of Q8_K blocks for K4R/K5R: qs in the order
+ * 0..31 64..95 32..63 96..127 128..159 192..223 160..191 224..255, so that
+ * 64-byte loads of Q4_K/Q5_K qs (two 64-weight groups) line up unshuffled.
+ * Blocks RL_STRIDE apart, qs 64-byte aligned; d and bsums as in Q8_K. */
+#ifndef RL_CHUNK
+#define RL_CHUNK 96 /* blocks: 30 KB of stack, n <= 24576 in one chunk */
+#endif
+#define RL_STRIDE 320
+#define RL_OFF 60
+INL void relayout(const uint8_t *x, uint8_t *buf, int64_t m) {
+    for (int64_t i = 0; i < m; i++) {
+        const uint8_t *xb = x + (size_t)i * Q8_K_SIZE;
+        uint8_t *o = buf + (size_t)i * RL_STRIDE + RL_OFF;
+        memcpy(o, xb, 4);
+        memcpy(o + 260, xb + 260, 32);
+        UNROLL for (int h = 0; h < 2; h++) {
+            const __m512i a = LD512(xb + 4 + 128 * h), c = LD512(xb + 4 + 128 * h + 64);
+            _mm512_store_si512((void *)(o + 4 + 128 * h), _mm512_shuffle_i64x2(a, c, 0x44));
+            _mm512_store_si512((void *)(o + 4 + 128 * h + 64), _mm512_shuffle_i64x2(a, c, 0xEE));
+        }
+    }
+}
+
 /* decode: one row, two float accumulators (even / odd blocks) */
-INL float row_dot(const int type, int64_t nb, const uint8_t *w, const uint8_t *x) {
+INL float row_dot(const int type, int64_t nb, const uint8_t *w, const uint8_t *x, size_t xbs) {
     const size_t bsz = bsize(type);
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
     int64_t ib = 0;
     for (; ib + 2 <= nb; ib += 2) {
         kblk b0, b1;
+#ifdef PD
+        const char *pf = (const char *)w + (size_t)ib * bsz + PD;
+        _mm_prefetch(pf, _MM_HINT_T0);
+        _mm_prefetch(pf + 64, _MM_HINT_T0);
+        _mm_prefetch(pf + 128, _MM_HINT_T0);
+        _mm_prefetch(pf + 192, _MM_HINT_T0);
+        _mm_prefetch(pf + 256, _MM_HINT_T0);
+        if (type != K4) _mm_prefetch(pf + 320, _MM_HINT_T0);
+        if (type == K6) _mm_prefetch(pf + 384, _MM_HINT_T0);
+#endif
         unpack(type, w + (size_t)ib * bsz, &b0);
         unpack(type, w + (size_t)(ib + 1) * bsz, &b1);
-        a0 = block_dot(type, &b0, x + (size_t)ib * Q8_K_SIZE, a0);
-        a1 = block_dot(type, &b1, x + (size_t)(ib + 1) * Q8_K_SIZE, a1);
+        a0 = block_dot(type, &b0, x + (size_t)ib * xbs, a0);
+        a1 = block_dot(type, &b1, x + (size_t)(ib + 1) * xbs, a1);
     }
     if (ib < nb) {
         kblk b0;
         unpack(type, w + (size_t)ib * bsz, &b0);
-        a0 = block_dot(type, &b0, x + (size_t)ib * Q8_K_SIZE, a0);
+        a0 = block_dot(type, &b0, x + (size_t)ib * xbs, a0);
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
@@ -206,8 +259,23 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
                 float *y, size_t ys) {
     const int64_t nb = n / QK_K;
     const uint8_t *w = vw, *x = vx;
+    if (nc == 1 && type == K6) {
+        for (int r = 0; r < nr; r++) y[r] = row_dot(type, nb, w + (size_t)r * ws, x, Q8_K_SIZE);
+        return;
+    }
     if (nc == 1) {
-        for (int r = 0; r < nr; r++) y[r] = row_dot(type, nb, w + (size_t)r * ws, x);
+        /* decode: the activation row re-laid once for all rows (chunked) */
+        _Alignas(64) uint8_t buf[RL_CHUNK * RL_STRIDE + 64]; /* last block ends at RL_OFF + 292 */
+        const int tr = IS5(type) ? K5R : K4R;
+        for (int64_t cb = 0; cb < nb; cb += RL_CHUNK) {
+            const int64_t m = nb - cb < RL_CHUNK ? nb - cb : RL_CHUNK;
+            relayout(x + (size_t)cb * Q8_K_SIZE, buf, m);
+            const uint8_t *wc = w + (size_t)cb * bsize(type);
+            for (int r = 0; r < nr; r++) {
+                const float v = row_dot(tr, m, wc + (size_t)r * ws, buf + RL_OFF, RL_STRIDE);
+                y[r] = cb ? y[r] + v : v;
+            }
+        }
         return;
     }
     int r0 = 0;
@@ -222,7 +290,7 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
         int c0 = 0;
         for (; c0 + CT <= nc; c0 += CT)
             tile(type, 1, CT, nb, w + (size_t)r0 * ws, ws, x + (size_t)c0 * xs, xs, y + (size_t)c0 * ys + r0, ys);
-        for (; c0 < nc; c0++) y[(size_t)c0 * ys + r0] = row_dot(type, nb, w + (size_t)r0 * ws, x + (size_t)c0 * xs);
+        for (; c0 < nc; c0++) y[(size_t)c0 * ys + r0] = row_dot(type, nb, w + (size_t)r0 * ws, x + (size_t)c0 * xs, Q8_K_SIZE);
     }
 }
 
@@ -231,7 +299,7 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
                               float *y, size_t ys) {                                                      \
         gemm_k(T, n, nr, nc, w, ws, x, xs, y, ys);                                                        \
     }                                                                                                     \
-    T512 static float vd_##t(const void *w, const void *x, int64_t n) { return row_dot(T, n / QK_K, w, x); }
+    T512 static float vd_##t(const void *w, const void *x, int64_t n) { return row_dot(T, n / QK_K, w, x, Q8_K_SIZE); }
 KERNELS(q4_K, K4)
 KERNELS(q5_K, K5)
 KERNELS(q6_K, K6)
