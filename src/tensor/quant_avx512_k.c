@@ -3,11 +3,14 @@
  *
  * Every weight block is unpacked to four zmm of unsigned codes W[k] whose
  * byte i is the weight of activation byte 64k+i (the natural Q8_K order, so
- * activations are loaded as they are), and four zmm of 16-bit scales S[k]
- * (one per 32-bit lane pair of vpmaddubsw's output). Per activation block:
- *   I = sum_k vpdpwssd(vpmaddubsw(W[k], X[k]), S[k])      (exact int32)
- * then y += float(I) * (d*dx); Q4_K/Q5_K subtract float(mins . bsums) *
- * (dmin*dx); Q6_K's -32 offset enters I as -32*sc . bsums.
+ * activations are loaded as they are), and two zmm of 16-bit scales. Per
+ * activation block, vpdpbusd gives P[k] (sums of 4 products, each 32-bit lane
+ * inside one sub-block); these fit 16 bits, so pairs are packed and one
+ * vpmaddwd / vpdpwssd applies the scales (6 multiplies per 256 weights
+ * instead of 8 for vpmaddubsw + vpdpwssd; the multiplier ports are the
+ * limit). Then y += float(I) * (d*dx); Q4_K/Q5_K subtract mins . bsums
+ * (scaled by dmin*dx) in the same vector; Q6_K's -32 offset enters I as
+ * -32*sc . bsums.
  * Q4_K/Q5_K: the 32 bytes of one 64-weight group are broadcast to both zmm
  * halves and shifted by 0 / 4 per half, so low nibbles line up with
  * activations 64k..64k+31 and high nibbles with 64k+32..64k+63.
@@ -45,8 +48,12 @@ enum { K4 = 0, K5 = 1, K6 = 2, K4R = 3, K5R = 4 };
 #define IS5(t) ((t) == K5 || (t) == K5R)
 
 /* micro-tile for prefill: rows x tokens */
+#ifndef RT
 #define RT 4
+#endif
+#ifndef CT
 #define CT 4
+#endif
 
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 static inline float rdf32(const uint8_t *p) { float f; memcpy(&f, p, 4); return f; }
@@ -67,41 +74,43 @@ INL __m128i k4_scm(const uint8_t *p) {
     return _mm_or_si128(lo, hb);
 }
 
-/* vpermw index: every word of 128-bit lane l takes source word a + l */
-INL __m512i idx_lanes(int a) {
-    return _mm512_setr_epi32(a * 0x10001, a * 0x10001, a * 0x10001, a * 0x10001, (a + 1) * 0x10001,
-                             (a + 1) * 0x10001, (a + 1) * 0x10001, (a + 1) * 0x10001, (a + 2) * 0x10001,
-                             (a + 2) * 0x10001, (a + 2) * 0x10001, (a + 2) * 0x10001, (a + 3) * 0x10001,
-                             (a + 3) * 0x10001, (a + 3) * 0x10001, (a + 3) * 0x10001);
-}
-
 /* One unpacked weight block. E: Q4_K/Q5_K mins duplicated per word pair
  * (16 words, upper half zero) or Q6_K's -32*scales (16 words, upper zero);
  * both multiply the 16 activation bsums. */
 typedef struct {
-    __m512i W[4], S[4], E;
-    __m128 dd; /* d, dmin (Q4_K/Q5_K) */
+    __m512i W[4], S[2], E;
+    __m512 DW; /* float scales of the block vector's lanes */
 } kblk;
 
-/* pshufb control: every word of 128-bit lane l (0..3) = byte b[l] zero-extended */
-INL __m512i ctl_lanes(int b0, int b1, int b2, int b3) {
-    return _mm512_setr_epi32(b0 | 0x8000 | (b0 << 16) | (int)0x80000000u, b0 | 0x8000 | (b0 << 16) | (int)0x80000000u,
-                             b0 | 0x8000 | (b0 << 16) | (int)0x80000000u, b0 | 0x8000 | (b0 << 16) | (int)0x80000000u,
-                             b1 | 0x8000 | (b1 << 16) | (int)0x80000000u, b1 | 0x8000 | (b1 << 16) | (int)0x80000000u,
-                             b1 | 0x8000 | (b1 << 16) | (int)0x80000000u, b1 | 0x8000 | (b1 << 16) | (int)0x80000000u,
-                             b2 | 0x8000 | (b2 << 16) | (int)0x80000000u, b2 | 0x8000 | (b2 << 16) | (int)0x80000000u,
-                             b2 | 0x8000 | (b2 << 16) | (int)0x80000000u, b2 | 0x8000 | (b2 << 16) | (int)0x80000000u,
-                             b3 | 0x8000 | (b3 << 16) | (int)0x80000000u, b3 | 0x8000 | (b3 << 16) | (int)0x80000000u,
-                             b3 | 0x8000 | (b3 << 16) | (int)0x80000000u, b3 | 0x8000 | (b3 << 16) | (int)0x80000000u);
+/* Sub-block of the bytes of weight vector k (0..3) in 128-bit lane l */
+INL int sbmap(const int type, int k, int l) {
+    if (type == K6) return 4 * k + l;                                  /* 16 weights each */
+    if (type == K4R || type == K5R) return 4 * (k >> 1) + (k & 1) + (l >= 2 ? 2 : 0);
+    return 2 * k + (l >= 2);                                           /* natural K4/K5 */
+}
+
+/* Scale pattern for packs_epi32(P[k0], P[k0+1]): in lane l, words 0..3 take
+ * the scale of P[k0]'s lane l, words 4..7 that of P[k0+1]. Each word's
+ * control is w(sb): pshufb (zero-extended byte) or vpermw (word index). */
+INL __m512i scale_pat(const int type, int k0, int pshufb) {
+    int d[16];
+    for (int l = 0; l < 4; l++)
+        for (int h = 0; h < 2; h++) {
+            const int sb = sbmap(type, k0 + h, l);
+            const int w = pshufb ? (sb | 0x8000) : sb;
+            d[4 * l + 2 * h] = d[4 * l + 2 * h + 1] = (int)((unsigned)w | ((unsigned)w << 16));
+        }
+    return _mm512_setr_epi32(d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12],
+                             d[13], d[14], d[15]);
 }
 
 INL void unpack(const int type, const uint8_t *wb, kblk *b) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     if (type != K6) {
         const uint8_t *qs = wb + (IS5(type) ? 48 : 16);
-        uint32_t dd;
-        memcpy(&dd, wb, 4);
-        b->dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd));
+        uint32_t dd16;
+        memcpy(&dd16, wb, 4);
+        const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd16));
         /* scales and mins bytes in every 128-bit lane */
         const __m512i scm = _mm512_broadcast_i32x4(k4_scm(wb + 4));
         __m512i h = _mm512_setzero_si512();
@@ -119,7 +128,6 @@ INL void unpack(const int type, const uint8_t *wb, kblk *b) {
                         q = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(h, bits), q, _mm512_set1_epi8(16));
                     }
                     b->W[2 * j + u] = q;
-                    b->S[2 * j + u] = _mm512_shuffle_epi8(scm, ctl_lanes(s0, s0, s1, s1));
                 }
             }
         } else {
@@ -133,17 +141,22 @@ INL void unpack(const int type, const uint8_t *wb, kblk *b) {
                     q = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(h, bits), q, _mm512_set1_epi8(16));
                 }
                 b->W[k] = q;
-                b->S[k] = _mm512_shuffle_epi8(scm, ctl_lanes(2 * k, 2 * k, 2 * k + 1, 2 * k + 1));
             }
         }
+        b->S[0] = _mm512_shuffle_epi8(scm, scale_pat(type, 0, 1));
+        b->S[1] = _mm512_shuffle_epi8(scm, scale_pat(type, 2, 1));
         /* words 2j, 2j+1 = min j (16 words), rest zero */
         const int z = (int)0x80808080u;
-        const __m512i im = _mm512_setr_epi32((int)0x80088008, (int)0x80098009, (int)0x800A800A, (int)0x800B800B,
-                                             (int)0x800C800C, (int)0x800D800D, (int)0x800E800E, (int)0x800F800F,
-                                             z, z, z, z, z, z, z, z);
+        const __m512i im = _mm512_setr_epi32(z, z, z, z, z, z, z, z, (int)0x80088008, (int)0x80098009,
+                                             (int)0x800A800A, (int)0x800B800B, (int)0x800C800C, (int)0x800D800D,
+                                             (int)0x800E800E, (int)0x800F800F);
         b->E = _mm512_shuffle_epi8(scm, im);
+        /* [d x 8, -dmin x 8]: lanes 0..7 of the block vector hold the scaled
+         * sums, lanes 8..15 the mins . bsums */
+        b->DW = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                                      _mm512_castps128_ps512(_mm_xor_ps(dd, _mm_setr_ps(0.0f, -0.0f, 0.0f, 0.0f))));
     } else {
-        b->dd = _mm_cvtph_ps(_mm_cvtsi32_si128(rd16(wb + 208)));
+        b->DW = _mm512_set1_ps(H2F(wb + 208));
         const __m512i s16 = _mm512_castsi256_si512(
             _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(wb + 192))));
         const __m512i m30 = _mm512_set1_epi8(0x30);
@@ -158,28 +171,30 @@ INL void unpack(const int type, const uint8_t *wb, kblk *b) {
             b->W[2 * h + 1] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(a, 4), m4),
                                                         _mm512_srlv_epi16(hb, shr), m30, 0xF8);
         }
-        UNROLL for (int k = 0; k < 4; k++) b->S[k] = _mm512_permutexvar_epi16(idx_lanes(4 * k), s16);
+        b->S[0] = _mm512_permutexvar_epi16(scale_pat(type, 0, 0), s16);
+        b->S[1] = _mm512_permutexvar_epi16(scale_pat(type, 2, 0), s16);
         b->E = _mm512_maskz_sub_epi16(0xFFFF, _mm512_setzero_si512(), _mm512_slli_epi16(s16, 5));
     }
 }
 
-/* bsums of a Q8_K block as 16 words, upper half zero (masked: no read past the block) */
-INL __m512i ld_bsums(const uint8_t *xb) { return _mm512_maskz_loadu_epi16(0xFFFF, xb + 260); }
-
-/* acc += block contribution for activation block xb (dx its scale) */
+/* acc += one block: I = sum_k maddubs(W[k], X[k]) . S[k] (+ Q6_K's offset);
+ * Q4_K/Q5_K fold I's halves into lanes 0..7 and put mins . bsums in 8..15,
+ * so one convert and one fma take both (DW = [d x 8, -dmin x 8]). */
 INL __m512 block_dot(const int type, const kblk *b, const uint8_t *xb, __m512 acc) {
     const uint8_t *xq = xb + 4;
-    const __m128 dx = _mm_mul_ps(b->dd, _mm_set1_ps(rdf32(xb))); /* d*dx, dmin*dx */
-    const __m512i bs = ld_bsums(xb);
-    __m512i i0 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(b->W[0], LD512(xq)), b->S[0]);
-    __m512i i1 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(b->W[1], LD512(xq + 64)), b->S[1]);
-    i0 = _mm512_dpwssd_epi32(i0, _mm512_maddubs_epi16(b->W[2], LD512(xq + 128)), b->S[2]);
-    i1 = _mm512_dpwssd_epi32(i1, _mm512_maddubs_epi16(b->W[3], LD512(xq + 192)), b->S[3]);
+    const __m512i z = _mm512_setzero_si512();
+    /* 16 bsums in both halves (E is zero in the half it does not use) */
+    const __m512i bs = BC256(xb + 260);
+    /* per-lane sums of 4 products (|.| <= 4*63*128 < 2^15: packs is exact) */
+    const __m512i p0 = _mm512_dpbusd_epi32(z, b->W[0], LD512(xq));
+    const __m512i p1 = _mm512_dpbusd_epi32(z, b->W[1], LD512(xq + 64));
+    const __m512i p2 = _mm512_dpbusd_epi32(z, b->W[2], LD512(xq + 128));
+    const __m512i p3 = _mm512_dpbusd_epi32(z, b->W[3], LD512(xq + 192));
+    __m512i i0 = _mm512_madd_epi16(_mm512_packs_epi32(p0, p1), b->S[0]);
+    i0 = _mm512_dpwssd_epi32(i0, _mm512_packs_epi32(p2, p3), b->S[1]);
     if (type == K6) i0 = _mm512_dpwssd_epi32(i0, bs, b->E);
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), _mm512_broadcastss_ps(dx), acc);
-    if (type != K6)
-        acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_madd_epi16(b->E, bs)), _mm512_permutexvar_ps(_mm512_set1_epi32(1), _mm512_castps128_ps512(dx)), acc);
-    return acc;
+    else i0 = _mm512_mask_add_epi32(_mm512_madd_epi16(b->E, bs), 0x00FF, i0, _mm512_shuffle_i64x2(i0, i0, 0x4E));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), _mm512_mul_ps(b->DW, _mm512_set1_ps(rdf32(xb))), acc);
 }
 
 static inline size_t bsize(int type) { return type == K6 ? Q6_K_SIZE : IS5(type) ? Q5_K_SIZE : Q4_K_SIZE; }
