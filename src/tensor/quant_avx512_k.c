@@ -75,11 +75,11 @@ INL __m128i k4_scm(const uint8_t *p) {
 }
 
 /* One unpacked weight block. E: Q4_K/Q5_K mins duplicated per word pair
- * (16 words, upper half zero) or Q6_K's -32*scales (16 words, upper zero);
- * both multiply the 16 activation bsums. */
+ * (16 words) or Q6_K's -32*scales, in both 256-bit halves; they multiply
+ * the 16 activation bsums. */
 typedef struct {
     __m512i W[4], S[2], E;
-    __m512 DW; /* float scales of the block vector's lanes */
+    __m128 dd; /* d, dmin (Q6_K: d, 0) */
 } kblk;
 
 /* Sub-block of the bytes of weight vector k (0..3) in 128-bit lane l */
@@ -145,18 +145,15 @@ INL void unpack(const int type, const uint8_t *wb, kblk *b) {
         }
         b->S[0] = _mm512_shuffle_epi8(scm, scale_pat(type, 0, 1));
         b->S[1] = _mm512_shuffle_epi8(scm, scale_pat(type, 2, 1));
-        /* words 2j, 2j+1 = min j (16 words), rest zero */
-        const int z = (int)0x80808080u;
-        const __m512i im = _mm512_setr_epi32(z, z, z, z, z, z, z, z, (int)0x80088008, (int)0x80098009,
-                                             (int)0x800A800A, (int)0x800B800B, (int)0x800C800C, (int)0x800D800D,
-                                             (int)0x800E800E, (int)0x800F800F);
+        /* words 2j, 2j+1 = min j, in both halves */
+        const __m512i im = _mm512_setr_epi32((int)0x80088008, (int)0x80098009, (int)0x800A800A, (int)0x800B800B,
+                                             (int)0x800C800C, (int)0x800D800D, (int)0x800E800E, (int)0x800F800F,
+                                             (int)0x80088008, (int)0x80098009, (int)0x800A800A, (int)0x800B800B,
+                                             (int)0x800C800C, (int)0x800D800D, (int)0x800E800E, (int)0x800F800F);
         b->E = _mm512_shuffle_epi8(scm, im);
-        /* [d x 8, -dmin x 8]: lanes 0..7 of the block vector hold the scaled
-         * sums, lanes 8..15 the mins . bsums */
-        b->DW = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
-                                      _mm512_castps128_ps512(_mm_xor_ps(dd, _mm_setr_ps(0.0f, -0.0f, 0.0f, 0.0f))));
+        b->dd = dd;
     } else {
-        b->DW = _mm512_set1_ps(H2F(wb + 208));
+        b->dd = _mm_cvtph_ps(_mm_cvtsi32_si128(rd16(wb + 208)));
         const __m512i s16 = _mm512_castsi256_si512(
             _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(wb + 192))));
         const __m512i m30 = _mm512_set1_epi8(0x30);
@@ -173,48 +170,107 @@ INL void unpack(const int type, const uint8_t *wb, kblk *b) {
         }
         b->S[0] = _mm512_permutexvar_epi16(scale_pat(type, 0, 0), s16);
         b->S[1] = _mm512_permutexvar_epi16(scale_pat(type, 2, 0), s16);
-        b->E = _mm512_maskz_sub_epi16(0xFFFF, _mm512_setzero_si512(), _mm512_slli_epi16(s16, 5));
+        const __m256i e = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(_mm512_castsi512_si256(s16), 5));
+        b->E = _mm512_broadcast_i64x4(e);
     }
 }
 
-/* acc += one block: I = sum_k maddubs(W[k], X[k]) . S[k] (+ Q6_K's offset);
- * Q4_K/Q5_K fold I's halves into lanes 0..7 and put mins . bsums in 8..15,
- * so one convert and one fma take both (DW = [d x 8, -dmin x 8]). */
-INL __m512 block_dot(const int type, const kblk *b, const uint8_t *xb, __m512 acc) {
-    const uint8_t *xq = xb + 4;
+/* Integer sums of one block, 16 lanes (each inside one sub-block before
+ * the scales): sum_k maddubs-free vpdpbusd, packed to 16 bits (|.| <= 4*63*128
+ * < 2^15, so packs is exact), then one multiply by the scales per pair. */
+INL __m512i block_int(const kblk *b, const uint8_t *xq) {
     const __m512i z = _mm512_setzero_si512();
-    /* 16 bsums in both halves (E is zero in the half it does not use) */
-    const __m512i bs = BC256(xb + 260);
-    /* per-lane sums of 4 products (|.| <= 4*63*128 < 2^15: packs is exact) */
     const __m512i p0 = _mm512_dpbusd_epi32(z, b->W[0], LD512(xq));
     const __m512i p1 = _mm512_dpbusd_epi32(z, b->W[1], LD512(xq + 64));
     const __m512i p2 = _mm512_dpbusd_epi32(z, b->W[2], LD512(xq + 128));
     const __m512i p3 = _mm512_dpbusd_epi32(z, b->W[3], LD512(xq + 192));
-    __m512i i0 = _mm512_madd_epi16(_mm512_packs_epi32(p0, p1), b->S[0]);
-    i0 = _mm512_dpwssd_epi32(i0, _mm512_packs_epi32(p2, p3), b->S[1]);
-    if (type == K6) i0 = _mm512_dpwssd_epi32(i0, bs, b->E);
-    else i0 = _mm512_mask_add_epi32(_mm512_madd_epi16(b->E, bs), 0x00FF, i0, _mm512_shuffle_i64x2(i0, i0, 0x4E));
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), _mm512_mul_ps(b->DW, _mm512_set1_ps(rdf32(xb))), acc);
+    const __m512i i = _mm512_madd_epi16(_mm512_packs_epi32(p0, p1), b->S[0]);
+    return _mm512_dpwssd_epi32(i, _mm512_packs_epi32(p2, p3), b->S[1]);
+}
+
+/* acc += one block (decode, odd tokens). Q4_K/Q5_K fold I's halves into lanes 0..7 and
+ * put mins . bsums in 8..15, scaled by [d*dx x 8, -dmin*dx x 8]. */
+INL __m512 block_dot(const int type, const kblk *b, const uint8_t *xb, __m512 acc) {
+    __m512i i0 = block_int(b, xb + 4);
+    const __m128 m = _mm_mul_ps(_mm_xor_ps(b->dd, _mm_setr_ps(0.0f, -0.0f, 0.0f, 0.0f)), _mm_set1_ps(rdf32(xb)));
+    __m512 sc;
+    if (type == K6) {
+        /* bsums in the lower half only (E has both) */
+        i0 = _mm512_dpwssd_epi32(i0, _mm512_maskz_loadu_epi16(0xFFFF, xb + 260), b->E);
+        sc = _mm512_broadcastss_ps(m);
+    } else {
+        /* mins . bsums in lanes 8..15 (its copy in 0..7 is replaced) */
+        i0 = _mm512_mask_add_epi32(_mm512_madd_epi16(b->E, BC256(xb + 260)), 0x00FF, i0,
+                                   _mm512_shuffle_i64x2(i0, i0, 0x4E));
+        sc = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                                   _mm512_castps128_ps512(m));
+    }
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), sc, acc);
+}
+
+/* acc += two blocks a, b at once (two tokens of one weight block), so the
+ * fold, the mins / offset multiply, the convert and the fma are shared
+ * (for decode, pairing consecutive blocks measured slower than block_dot). Lanes of the result:
+ * Q4_K/Q5_K [a x 4, b x 4, a mins x 4, b mins x 4]; Q6_K [a x 8, b x 8]. */
+INL __m512 pair_dot(const int type, const int same, const kblk *ba, const uint8_t *xa, const kblk *bb,
+                    const uint8_t *xb, __m512 acc) {
+    const __m512i ia = block_int(ba, xa + 4), ib = block_int(bb, xb + 4);
+    __m512i v = _mm512_add_epi32(_mm512_shuffle_i64x2(ia, ib, 0x44), _mm512_shuffle_i64x2(ia, ib, 0xEE));
+    const __m512i bs = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(xa + 260))),
+                                          _mm256_loadu_si256((const __m256i *)(const void *)(xb + 260)), 1);
+    const __m512i e = same ? ba->E : _mm512_mask_blend_epi64(0xF0, ba->E, bb->E);
+    const __m512i mv = _mm512_madd_epi16(e, bs); /* a: lanes 0..7, b: 8..15 */
+    const __m128 dx = _mm_unpacklo_ps(_mm_set_ss(rdf32(xa)), _mm_set_ss(rdf32(xb)));
+    /* [da*dxa, db*dxb, -dmina*dxa, -dminb*dxb] */
+    const __m128 m = _mm_xor_ps(_mm_mul_ps(_mm_unpacklo_ps(ba->dd, bb->dd), _mm_movelh_ps(dx, dx)),
+                                _mm_setr_ps(0.0f, 0.0f, -0.0f, -0.0f));
+    __m512 sc;
+    if (type == K6) {
+        v = _mm512_add_epi32(v, mv);
+        sc = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                                   _mm512_castps128_ps512(m));
+    } else {
+        v = _mm512_add_epi32(_mm512_shuffle_i64x2(v, mv, 0x88), _mm512_shuffle_i64x2(v, mv, 0xDD));
+        sc = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                   _mm512_castps128_ps512(m));
+    }
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), sc, acc);
 }
 
 static inline size_t bsize(int type) { return type == K6 ? Q6_K_SIZE : IS5(type) ? Q5_K_SIZE : Q4_K_SIZE; }
 
-/* R x C tile over nb blocks: y[c*ys + r] */
+/* R x C tile over nb blocks: y[c*ys + r]; tokens in pairs (C even) or C == 1. */
 INL void tile(const int type, const int R, const int C, int64_t nb, const uint8_t *w, size_t ws,
               const uint8_t *x, size_t xs, float *y, size_t ys) {
     const size_t bsz = bsize(type);
-    __m512 acc[RT][CT];
-    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
+    const int CP = C == 1 ? 1 : C / 2;
+    __m512 acc[RT][CT / 2];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < CP; c++) acc[r][c] = _mm512_setzero_ps();
+    if (C == 1) {
+        for (int64_t ib = 0; ib < nb; ib++)
+            UNROLL for (int r = 0; r < R; r++) {
+                kblk b0;
+                unpack(type, w + (size_t)r * ws + (size_t)ib * bsz, &b0);
+                acc[r][0] = block_dot(type, &b0, x + (size_t)ib * Q8_K_SIZE, acc[r][0]);
+            }
+        UNROLL for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(acc[r][0]);
+        return;
+    }
     for (int64_t ib = 0; ib < nb; ib++) {
         UNROLL for (int r = 0; r < R; r++) {
             kblk b;
             unpack(type, w + (size_t)r * ws + (size_t)ib * bsz, &b);
-            UNROLL for (int c = 0; c < C; c++)
-                acc[r][c] = block_dot(type, &b, x + (size_t)c * xs + (size_t)ib * Q8_K_SIZE, acc[r][c]);
+            UNROLL for (int c = 0; c < CP; c++) {
+                const uint8_t *xb = x + (size_t)(2 * c) * xs + (size_t)ib * Q8_K_SIZE;
+                acc[r][c] = pair_dot(type, 1, &b, xb, &b, xb + xs, acc[r][c]);
+            }
         }
     }
-    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++)
-        y[(size_t)c * ys + (size_t)r] = _mm512_reduce_add_ps(acc[r][c]);
+    const __mmask16 ma = type == K6 ? 0x00FF : 0x0F0F;
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < CP; c++) {
+        y[(size_t)(2 * c) * ys + (size_t)r] = _mm512_mask_reduce_add_ps(ma, acc[r][c]);
+        y[(size_t)(2 * c + 1) * ys + (size_t)r] = _mm512_mask_reduce_add_ps((__mmask16)~ma, acc[r][c]);
+    }
 }
 
 /* Decode copy of Q8_K blocks for K4R/K5R: qs in the order
@@ -247,22 +303,12 @@ INL float row_dot(const int type, int64_t nb, const uint8_t *w, const uint8_t *x
     int64_t ib = 0;
     for (; ib + 2 <= nb; ib += 2) {
         kblk b0, b1;
-#ifdef PD
-        const char *pf = (const char *)w + (size_t)ib * bsz + PD;
-        _mm_prefetch(pf, _MM_HINT_T0);
-        _mm_prefetch(pf + 64, _MM_HINT_T0);
-        _mm_prefetch(pf + 128, _MM_HINT_T0);
-        _mm_prefetch(pf + 192, _MM_HINT_T0);
-        _mm_prefetch(pf + 256, _MM_HINT_T0);
-        if (type != K4) _mm_prefetch(pf + 320, _MM_HINT_T0);
-        if (type == K6) _mm_prefetch(pf + 384, _MM_HINT_T0);
-#endif
         unpack(type, w + (size_t)ib * bsz, &b0);
         unpack(type, w + (size_t)(ib + 1) * bsz, &b1);
         a0 = block_dot(type, &b0, x + (size_t)ib * xbs, a0);
         a1 = block_dot(type, &b1, x + (size_t)(ib + 1) * xbs, a1);
     }
-    if (ib < nb) {
+    for (; ib < nb; ib++) {
         kblk b0;
         unpack(type, w + (size_t)ib * bsz, &b0);
         a0 = block_dot(type, &b0, x + (size_t)ib * xbs, a0);
@@ -298,6 +344,8 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
         int c0 = 0;
         for (; c0 + CT <= nc; c0 += CT)
             tile(type, RT, CT, nb, w + (size_t)r0 * ws, ws, x + (size_t)c0 * xs, xs, y + (size_t)c0 * ys + r0, ys);
+        for (; c0 + 2 <= nc; c0 += 2)
+            tile(type, RT, 2, nb, w + (size_t)r0 * ws, ws, x + (size_t)c0 * xs, xs, y + (size_t)c0 * ys + r0, ys);
         for (; c0 < nc; c0++)
             tile(type, RT, 1, nb, w + (size_t)r0 * ws, ws, x + (size_t)c0 * xs, xs, y + (size_t)c0 * ys + r0, ys);
     }
@@ -305,6 +353,8 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
         int c0 = 0;
         for (; c0 + CT <= nc; c0 += CT)
             tile(type, 1, CT, nb, w + (size_t)r0 * ws, ws, x + (size_t)c0 * xs, xs, y + (size_t)c0 * ys + r0, ys);
+        for (; c0 + 2 <= nc; c0 += 2)
+            tile(type, 1, 2, nb, w + (size_t)r0 * ws, ws, x + (size_t)c0 * xs, xs, y + (size_t)c0 * ys + r0, ys);
         for (; c0 < nc; c0++) y[(size_t)c0 * ys + r0] = row_dot(type, nb, w + (size_t)r0 * ws, x + (size_t)c0 * xs, Q8_K_SIZE);
     }
 }
