@@ -176,7 +176,7 @@ INL void unpack(const int type, const uint8_t *wb, kblk *b) {
 }
 
 /* Integer sums of one block, 16 lanes (each inside one sub-block before
- * the scales): sum_k maddubs-free vpdpbusd, packed to 16 bits (|.| <= 4*63*128
+ * the scales): vpdpbusd per 64 weights, packed to 16 bits (|.| <= 4*63*128
  * < 2^15, so packs is exact), then one multiply by the scales per pair. */
 INL __m512i block_int(const kblk *b, const uint8_t *xq) {
     const __m512i z = _mm512_setzero_si512();
@@ -247,11 +247,12 @@ INL void tile(const int type, const int R, const int C, int64_t nb, const uint8_
     __m512 acc[RT][CT / 2];
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < CP; c++) acc[r][c] = _mm512_setzero_ps();
     if (C == 1) {
+        const size_t xbs = xs ? xs : Q8_K_SIZE; /* C == 1: xs is the block stride (0: Q8_K) */
         for (int64_t ib = 0; ib < nb; ib++)
             UNROLL for (int r = 0; r < R; r++) {
                 kblk b0;
                 unpack(type, w + (size_t)r * ws + (size_t)ib * bsz, &b0);
-                acc[r][0] = block_dot(type, &b0, x + (size_t)ib * Q8_K_SIZE, acc[r][0]);
+                acc[r][0] = block_dot(type, &b0, x + (size_t)ib * xbs, acc[r][0]);
             }
         UNROLL for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(acc[r][0]);
         return;
@@ -347,7 +348,7 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
         for (; c0 + 2 <= nc; c0 += 2)
             tile(type, RT, 2, nb, w + (size_t)r0 * ws, ws, x + (size_t)c0 * xs, xs, y + (size_t)c0 * ys + r0, ys);
         for (; c0 < nc; c0++)
-            tile(type, RT, 1, nb, w + (size_t)r0 * ws, ws, x + (size_t)c0 * xs, xs, y + (size_t)c0 * ys + r0, ys);
+            tile(type, RT, 1, nb, w + (size_t)r0 * ws, ws, x + (size_t)c0 * xs, 0, y + (size_t)c0 * ys + r0, ys);
     }
     for (; r0 < nr; r0++) {
         int c0 = 0;
