@@ -115,7 +115,7 @@ void g4_pool_run(g4_pool *p, g4_task_fn fn, void *arg) {
     /* the workers usually finish within microseconds of us: spin, and only
      * yield the CPU when one is late (descheduled, or a long imbalance) */
     for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
-        if (spins < SPIN_ITERS) cpu_relax();
+        if (spins < SPIN_ITERS / 4) cpu_relax();
         else sched_yield();
     }
 }

@@ -605,7 +605,9 @@ static void ple_inputs(g4_state *s, const int32_t *tokens, int T) {
         for (int l = 0; l < L; l++) rmsnorm(c + (size_t)l * P, c + (size_t)l * P, m->ple_proj_norm, P, m->eps);
         /* token part: row of the [V][L*P] table, x sqrt(P) */
         float *tok = s->ff_a;
-        tt->to_float(g4_mat_row(&m->ple_embd, 0, tokens[t]), tok, LP);
+        const void *row = g4_mat_row(&m->ple_embd, 0, tokens[t]);
+        tt->to_float(row, tok, LP);
+        if (m->ple_in_file_map) g4_release_rows(&m->ple_embd, row, m->ple_embd.row_bytes);
         float ts = sqrtf((float)P);
         for (int i = 0; i < LP; i++) c[i] = (c[i] + tok[i] * ts) * mix;
     }

@@ -10,6 +10,35 @@
 
 #include "tensor/types.h"
 
+#include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+void g4_release_rows(const g4_mat *w, const void *p, size_t len) {
+    /* the kernel maps up to 64 KB of cached pages around a faulting one
+     * (fault-around); drop that whole aligned window, kept inside the table */
+    const uintptr_t win = 65536;
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0) return;
+    uintptr_t t0 = ((uintptr_t)w->data + (uintptr_t)pg - 1) & ~(uintptr_t)(pg - 1);
+    uintptr_t t1 = ((uintptr_t)w->data + (size_t)w->n_mat * (size_t)w->n_out * w->row_bytes) & ~(uintptr_t)(pg - 1);
+    uintptr_t a = (uintptr_t)p & ~(win - 1), b = ((uintptr_t)p + len + win - 1) & ~(win - 1);
+    if (a < t0) a = t0;
+    if (b > t1) b = t1;
+    if (b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+/* The per-layer-embedding table (~1-3 GB) is read one row (a few KB) per
+ * token. Without this hint every row fault reads ahead 128 KB+, so a long
+ * prompt pulls hundreds of MB of neighbouring rows into memory for nothing. */
+static void advise_random(const g4_mat *w) {
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0 || !w->data) return;
+    uintptr_t a = (uintptr_t)w->data, e = a + (size_t)w->n_mat * (size_t)w->n_out * w->row_bytes;
+    a &= ~(uintptr_t)(pg - 1);
+    (void)madvise((void *)a, e - a, MADV_RANDOM);   /* a hint: failure changes nothing */
+}
+
 #define ARCH "gemma4"
 
 typedef struct loader {
@@ -309,6 +338,10 @@ static int load_weights(loader *ld) {
             get_mat(ld, &m->ple_model_proj, "per_layer_model_proj.weight", 0, H, (int64_t)L * P, 1, true) ||
             get_vec(ld, &m->ple_proj_norm, "per_layer_proj_norm.weight", 0, P, true))
             return -1;
+        advise_random(&m->ple_embd);
+        const char *base = ld->f->map, *d = m->ple_embd.data;
+        m->ple_in_file_map = base && d >= base &&
+                             (size_t)(d - base) + (size_t)m->n_vocab * m->ple_embd.row_bytes <= ld->f->map_size;
     }
     for (int l = 0; l < L; l++) {
         g4_layer *y = &m->layers[l];

@@ -79,6 +79,7 @@ typedef struct g4_model {
     g4_mat output;              /* LM head (== tok_embd when tied) */
     float *output_norm;
     g4_mat ple_embd;            /* [V][L*P] */
+    bool ple_in_file_map;       /* ple_embd lies in a read-only file mapping (see g4_release_rows) */
     g4_mat ple_model_proj;      /* [L*P][H] */
     float *ple_proj_norm;       /* [P] */
     float *rope_freqs;          /* [head_dim_full/2] or NULL */
@@ -89,6 +90,13 @@ typedef struct g4_model {
 /* Take ownership of f (closed by g4_model_free, also on failure). */
 g4_model *g4_model_load(gguf_file *f, g4_error *err);
 void g4_model_free(g4_model *m);
+
+/* Unmap the pages of a row just read from a memory-mapped, read-only table
+ * (and the fault-around window the kernel mapped with it). Only for tables
+ * in a file mapping: the next read faults them back in from the page cache.
+ * Keeps the per-layer-embedding rows of past tokens out of the process's
+ * resident memory, so RSS stays at the memory plan however long the text. */
+void g4_release_rows(const g4_mat *w, const void *p, size_t len);
 
 /* Number of layers that own a KV cache and the bytes they need. */
 typedef struct g4_kv_plan {
