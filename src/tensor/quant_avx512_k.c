@@ -11,6 +11,11 @@
  * limit). Then y += float(I) * (d*dx); Q4_K/Q5_K subtract mins . bsums
  * (scaled by dmin*dx) in the same vector; Q6_K's -32 offset enters I as
  * -32*sc . bsums.
+ * Prefill: 4 rows x 4 tokens tiles, tokens in pairs (pair_dot). Decode
+ * (nc == 1): one row stream at a time (two interleaved rows measured far
+ * slower: short streams defeat the hardware prefetcher), software prefetch
+ * ahead for Q4_K/Q5_K, and for those the activation row is re-laid once per
+ * call (relayout) so 64-byte weight loads need no shuffles.
  * Q4_K/Q5_K: the 32 bytes of one 64-weight group are broadcast to both zmm
  * halves and shifted by 0 / 4 per half, so low nibbles line up with
  * activations 64k..64k+31 and high nibbles with 64k+32..64k+63.
@@ -193,8 +198,8 @@ INL __m512i block_int(const kblk *b, const uint8_t *xq) {
     return _mm512_dpwssd_epi32(i, _mm512_packs_epi32(p2, p3), b->S[1]);
 }
 
-/* acc += one block (decode, odd tokens). Q4_K/Q5_K fold I's halves into lanes 0..7 and
- * put mins . bsums in 8..15, scaled by [d*dx x 8, -dmin*dx x 8]. */
+/* acc += one block (decode, odd tokens). Q4_K/Q5_K fold I's halves into
+ * lanes 0..7 and put mins . bsums in 8..15, scaled by [d*dx x 8, -dmin*dx x 8]. */
 INL __m512 block_dot(const int type, const kblk *b, const uint8_t *xb, __m512 acc) {
     __m512i i0 = block_int(b, xb + 4);
     const __m128 m = _mm_mul_ps(_mm_xor_ps(b->dd, _mm_setr_ps(0.0f, -0.0f, 0.0f, 0.0f)), _mm_set1_ps(rdf32(xb)));
@@ -213,21 +218,20 @@ INL __m512 block_dot(const int type, const kblk *b, const uint8_t *xb, __m512 ac
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), sc, acc);
 }
 
-/* acc += two blocks a, b at once (two tokens of one weight block), so the
- * fold, the mins / offset multiply, the convert and the fma are shared
- * (for decode, pairing consecutive blocks measured slower than block_dot). Lanes of the result:
- * Q4_K/Q5_K [a x 4, b x 4, a mins x 4, b mins x 4]; Q6_K [a x 8, b x 8]. */
-INL __m512 pair_dot(const int type, const int same, const kblk *ba, const uint8_t *xa, const kblk *bb,
-                    const uint8_t *xb, __m512 acc) {
-    const __m512i ia = block_int(ba, xa + 4), ib = block_int(bb, xb + 4);
+/* acc += one weight block against two tokens a, b: the fold, the mins /
+ * offset multiply, the convert and the fma are shared. Result lanes:
+ * Q4_K/Q5_K [a x 4, b x 4, a mins x 4, b mins x 4]; Q6_K [a x 8, b x 8].
+ * (Pairing two consecutive blocks of a decode row this way measured slower
+ * than block_dot.) */
+INL __m512 pair_dot(const int type, const kblk *b, const uint8_t *xa, const uint8_t *xb, __m512 acc) {
+    const __m512i ia = block_int(b, xa + 4), ib = block_int(b, xb + 4);
     __m512i v = _mm512_add_epi32(_mm512_shuffle_i64x2(ia, ib, 0x44), _mm512_shuffle_i64x2(ia, ib, 0xEE));
     const __m512i bs = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(xa + 260))),
                                           _mm256_loadu_si256((const __m256i *)(const void *)(xb + 260)), 1);
-    const __m512i e = same ? ba->E : _mm512_mask_blend_epi64(0xF0, ba->E, bb->E);
-    const __m512i mv = _mm512_madd_epi16(e, bs); /* a: lanes 0..7, b: 8..15 */
+    const __m512i mv = _mm512_madd_epi16(b->E, bs); /* a: lanes 0..7, b: 8..15 */
     const __m128 dx = _mm_unpacklo_ps(_mm_set_ss(rdf32(xa)), _mm_set_ss(rdf32(xb)));
     /* [da*dxa, db*dxb, -dmina*dxa, -dminb*dxb] */
-    const __m128 m = _mm_xor_ps(_mm_mul_ps(_mm_unpacklo_ps(ba->dd, bb->dd), _mm_movelh_ps(dx, dx)),
+    const __m128 m = _mm_xor_ps(_mm_mul_ps(_mm_unpacklo_ps(b->dd, b->dd), _mm_movelh_ps(dx, dx)),
                                 _mm_setr_ps(0.0f, 0.0f, -0.0f, -0.0f));
     __m512 sc;
     if (type == K6) {
@@ -268,7 +272,7 @@ INL void tile(const int type, const int R, const int C, int64_t nb, const uint8_
             unpack(type, w + (size_t)r * ws + (size_t)ib * bsz, &b);
             UNROLL for (int c = 0; c < CP; c++) {
                 const uint8_t *xb = x + (size_t)(2 * c) * xs + (size_t)ib * Q8_K_SIZE;
-                acc[r][c] = pair_dot(type, 1, &b, xb, &b, xb + xs, acc[r][c]);
+                acc[r][c] = pair_dot(type, &b, xb, xb + xs, acc[r][c]);
             }
         }
     }
