@@ -291,7 +291,7 @@ INL void tile(const int type, const int R, const int C, int64_t nb, const uint8_
 #define RL_CHUNK 96 /* blocks: 30 KB of stack, n <= 24576 in one chunk */
 #endif
 #define RL_STRIDE 320
-#define RL_OFF 60
+#define RL_OFF 60 /* qs at a 64-byte boundary */
 INL void relayout(const uint8_t *x, uint8_t *buf, int64_t m) {
     for (int64_t i = 0; i < m; i++) {
         const uint8_t *xb = x + (size_t)i * Q8_K_SIZE;
@@ -346,7 +346,8 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
         /* decode: the activation row re-laid once for all rows (chunked) */
         _Alignas(64) uint8_t buf[RL_CHUNK * RL_STRIDE + 64]; /* last block ends at RL_OFF + 292 */
         const int tr = IS5(type) ? K5R : K4R;
-        for (int64_t cb = 0; cb < nb; cb += RL_CHUNK) {
+        int64_t cb = 0;
+        do { /* once even for nb == 0, so y is always written */
             const int64_t m = nb - cb < RL_CHUNK ? nb - cb : RL_CHUNK;
             relayout(x + (size_t)cb * Q8_K_SIZE, buf, m);
             const uint8_t *wc = w + (size_t)cb * bsize(type);
@@ -354,7 +355,8 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
                 const float v = row_dot(tr, m, wc + (size_t)r * ws, buf + RL_OFF, RL_STRIDE);
                 y[r] = cb ? y[r] + v : v;
             }
-        }
+            cb += RL_CHUNK;
+        } while (cb < nb);
         return;
     }
     int r0 = 0;
