@@ -254,6 +254,7 @@ void g4_quant_x86_fill(int type, int level, g4_type_traits *tr) {
     default: break;
     }
 #undef SETK
+    g4_quant_x86_legacy_fill(type, level, tr);
     /* full-width 512-bit kernels replace the 256-bit ones where written */
     if (v512) {
         g4_quant_avx512_k_fill(type, tr);
