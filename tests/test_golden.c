@@ -195,6 +195,54 @@ static void check_variant(const char *v) {
 }
 
 
+/* Past 512 positions one-token decode splits each full layer's positions
+ * into parts merged afterwards (forward.c): token by token must still give
+ * the batch's logits, and 1 vs 2 threads the same bits. */
+TEST(long_context_decode) {
+    const char *models[] = { "gemma4-e", "gemma4-dense" };
+    enum { N = 600 };
+    for (int mi = 0; mi < 2; mi++) {
+        int32_t base[MAXTOK], prompt[N];
+        int nb = read_ids(ref(0, models[mi], ".tokens.txt"), base, MAXTOK);
+        char err[600];
+        gemma4c_model *m = gemma4c_model_open(ref(1, models[mi], ".gguf"), err, sizeof err);
+        CHECK(m && nb > 0);
+        if (!m || nb <= 0) continue;
+        for (int i = 0; i < N; i++) prompt[i] = base[(i * 7) % nb];
+        const int V = 512;
+        gemma4c_context_params p = gemma4c_context_default_params();
+        p.n_ctx = N;
+        p.precision = GEMMA4C_PREC_EXACT;
+        p.n_batch = N;
+        p.n_threads = 1;
+        gemma4c_context *cb = gemma4c_context_new(m, &p, err, sizeof err);
+        p.n_batch = 1;
+        gemma4c_context *c1 = gemma4c_context_new(m, &p, err, sizeof err);
+        p.n_threads = threads2();
+        gemma4c_context *c2 = gemma4c_context_new(m, &p, err, sizeof err);
+        CHECK(cb && c1 && c2);
+        if (cb && c1 && c2) {
+            CHECK(gemma4c_eval(cb, prompt, N, 1, err, sizeof err) == 0);
+            double mx = 0;
+            int same = 1;
+            for (int i = 0; i < N; i++) {
+                CHECK(gemma4c_eval(c1, &prompt[i], 1, 0, err, sizeof err) == 0);
+                CHECK(gemma4c_eval(c2, &prompt[i], 1, 0, err, sizeof err) == 0);
+                const float *a = gemma4c_logits(cb, i), *b = gemma4c_logits_last(c1);
+                for (int j = 0; j < V; j++) mx = fmax(mx, fabs(a[j] - b[j]));
+                same &= memcmp(b, gemma4c_logits_last(c2), (size_t)V * 4) == 0;
+            }
+            printf("  %-14s %d tokens, batch vs one-by-one: max %.2e\n", models[mi], N, mx);
+            CHECKF(mx <= 1e-4, "%s long decode vs batch %g", models[mi], mx);
+            CHECKF(same, "%s: 1 and %d threads differ", models[mi], threads2());
+        }
+        gemma4c_context_free(cb);
+        gemma4c_context_free(c1);
+        gemma4c_context_free(c2);
+        gemma4c_model_free(m);
+    }
+}
+
 /* Batch prefill vs token-by-token, and chunked batches (n_batch 7, crossing
  * the sliding window mid-batch), on the F32 models in exact precision. */
 TEST(batch_vs_incremental) {
@@ -320,5 +368,6 @@ int main(void) {
         else { th_passed++; printf("ok   golden %s\n", VARIANTS[i]); }
     }
     if (wanted("batch")) RUN(batch_vs_incremental);
+    if (wanted("long")) RUN(long_context_decode);
     return test_summary();
 }

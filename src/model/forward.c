@@ -68,9 +68,9 @@ static void scratch_sizes(const g4_model *m, int n_ctx, int n_batch, int nth, si
     sz[S_PLEG] = T * d.P;
     sz[S_ROPE] = T * (size_t)(d.rot_full + d.rot_swa);     /* cos+sin per pair, both layer types */
     /* attention: per-thread workspace, then partial results of split decode
-     * (fewer than 2*nth (token, KV head) pairs, each in <= ATT_MAXSPLIT parts) */
+     * (fewer than 8 (token, KV head) pairs, each in <= ATT_MAXSPLIT parts) */
     sz[S_SCORES] = (size_t)nth * attn_ws_floats(d.nH, d.nq_max) +
-                   (size_t)2 * nth * ATT_MAXSPLIT * ((size_t)d.nq_max + 2 * (size_t)d.nH);
+                   (size_t)8 * ATT_MAXSPLIT * ((size_t)d.nq_max + 2 * (size_t)d.nH);
     sz[S_MOEL] = sz[S_MOEW] = T * d.E;
     sz[S_MOEIN] = sz[S_MOEOUT] = sz[S_MOEACC] = d.E ? T * d.H : 0;
     if (d.E) { /* one-token MoE keeps every selected expert's rows (moe_one_token) */
@@ -385,14 +385,14 @@ static void attend(g4_state *s, const g4_layer *y, int T, int pos0) {
     const g4_model *m = s->m;
     attn_task at = { s, y, &s->kv[m->layers[y->kv_src].kv_slot], T, pos0, 1, s->scores };
     int nth = s->n_threads, pairs = T * y->n_kv_head;
-    if (pairs < 2 * nth) {
-        /* too few pairs to keep the threads busy: split the positions, but
-         * not below a block each */
+    if (pairs < 8) {
+        /* too few pairs to keep the threads busy: split the positions into
+         * parts of >= 256. The split depends on the length only, never on
+         * the thread count, so results do not either. */
         int j0, len;
         attn_range(&at, 0, &j0, &len);
-        int ns = (2 * nth + pairs - 1) / pairs;
+        int ns = len / 256;
         if (ns > ATT_MAXSPLIT) ns = ATT_MAXSPLIT;
-        if (ns > len / ATT_B) ns = len / ATT_B;
         if (ns > 1) {
             at.ns = ns;
             at.part = s->scores + (size_t)nth * attn_ws_floats(m->n_head, get_dims(m, 1).nq_max);
