@@ -10,8 +10,10 @@
  * AVX-512 level: full zmm, the structure of quant_avx512_q.c: groups of 4
  * blocks (block k in 128-bit lane k, elements 0..15 in `lo`, 16..31 in `hi`),
  * activations repacked once per call and token, RT x CT prefill tiles, one
- * row stream at a time for decode. The 5th bits become byte masks with
- * vpshufb + vptestmb. The m*sx term enters through an activation vector that
+ * row stream at a time for decode (two for short rows). A row's last, partial
+ * group (704 wide = 5.5 groups) is read with masked loads, not copied. The
+ * 5th bits become byte masks with vpshufb + vptestmb (a vmovq + kmovq route
+ * measured no faster). The m*sx term enters through an activation vector that
  * holds sx only in lane 4k (zero elsewhere), so one fma adds it once per block.
  *
  * AVX2 level: 256-bit, one block per step (lo half = elements 0..15), the
@@ -54,6 +56,15 @@ enum {
     RT2 = 2,  /* ymm tile rows (16 registers) */
     CT2 = 4,  /* ymm tile tokens */
 };
+
+/* zmm prefill tile rows per type (measured 4..6 at 4096 x 256 x 64: Q5_0 6,
+ * Q5_1 / Q4_1 5: their min vectors need registers too). Decode rows of at
+ * most DEC2 blocks go two at a time (704 wide: ~5% faster; software prefetch
+ * 4-16 KB ahead measured no gain). */
+#define RT50 6
+#define RT51 5
+#define RT41 5
+#define DEC2 64
 
 static inline size_t wsize(int kind) { return kind == K50 ? Q5_0_SIZE : kind == K51 ? Q5_1_SIZE : Q4_1_SIZE; }
 static inline size_t xsize(int kind) { return kind == K50 ? Q8_0_SIZE : Q8_1_SIZE; }
@@ -150,15 +161,30 @@ INL512 void prep_x(const int kind, const uint8_t *x, int64_t b0, int64_t nblk, x
 /* One weight group: unsigned codes lo/hi, scales d and (Q5_1/Q4_1) mins m. */
 typedef struct { __m512i lo, hi; __m512 d, m; } wgroup;
 
-INL512 wgroup load_w(const int kind, const uint8_t *p) {
+/* t = 4: a full group; t = 1..3: a partial group at the row end, read with
+ * masked loads (no fault past the row, zeros in the missing blocks: d = 0) */
+INL512 wgroup load_w_t(const int kind, const uint8_t *p, const int t) {
     wgroup r;
     const size_t bs = wsize(kind), gsz = GB * bs, oq = woff_qs(kind);
-    const __m512i a = _mm512_loadu_si512((const void *)p);
-    const __m512i b = kind == K41 ? a : _mm512_loadu_si512((const void *)(p + gsz - 64));
-    __m512i q = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)(p + oq)));
-    q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)(const void *)(p + bs + oq)), 1);
-    q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)(const void *)(p + 2 * bs + oq)), 2);
-    q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)(const void *)(p + 3 * bs + oq)), 3);
+    __m512i a, b, q;
+    if (t == GB) {
+        a = _mm512_loadu_si512((const void *)p);
+        b = kind == K41 ? a : _mm512_loadu_si512((const void *)(p + gsz - 64));
+        q = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)(p + oq)));
+        q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)(const void *)(p + bs + oq)), 1);
+        q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)(const void *)(p + 2 * bs + oq)), 2);
+        q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)(const void *)(p + 3 * bs + oq)), 3);
+    } else {
+        const int v = t * (int)bs, vb = v - (int)(gsz - 64); /* valid bytes from p, from b's start */
+        const __mmask64 ma = v >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << v) - 1);
+        const __mmask64 mb = vb <= 0 ? 0 : (((__mmask64)1 << vb) - 1);
+        a = _mm512_maskz_loadu_epi8(ma, p);
+        b = kind == K41 ? a : _mm512_maskz_loadu_epi8(mb, p + gsz - 64);
+        q = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)(p + oq)));
+        q = _mm512_inserti32x4(q, _mm_maskz_loadu_epi8(t > 1 ? 0xFFFF : 0, p + bs + oq), 1);
+        q = _mm512_inserti32x4(q, _mm_maskz_loadu_epi8(t > 2 ? 0xFFFF : 0, p + 2 * bs + oq), 2);
+        q = _mm512_inserti32x4(q, _mm512_castsi512_si128(_mm512_setzero_si512()), 3);
+    }
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     r.lo = _mm512_and_si512(q, m4);
     r.hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
@@ -180,6 +206,7 @@ INL512 wgroup load_w(const int kind, const uint8_t *p) {
     }
     return r;
 }
+#define load_w(kind, p) load_w_t(kind, p, GB)
 
 INL512 __m512 fdot(const int kind, __m512 acc, const wgroup *w, const xgroup *x) {
     const __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(x->seed, w->lo, x->lo), w->hi, x->hi);
@@ -218,12 +245,9 @@ INL512 void tile(const int R, const int C, const int kind, int64_t g0, int64_t n
             UNROLL for (int r = 0; r < R; r++) acc[r][c] = fdot(kind, acc[r][c], &wv[r], xc);
         }
     }
-    if (tail) { /* zero-padded copy: the loads may not run past the row */
-        uint8_t tmp[GB * Q5_1_SIZE] __attribute__((aligned(64)));
+    if (tail) {
         UNROLL for (int r = 0; r < R; r++) {
-            memset(tmp, 0, sizeof tmp);
-            memcpy(tmp, wr + (size_t)r * ws + (size_t)ng * gsz, (size_t)tail * (gsz / GB));
-            const wgroup wv = load_w(kind, tmp);
+            const wgroup wv = load_w_t(kind, wr + (size_t)r * ws + (size_t)ng * gsz, tail);
             UNROLL for (int c = 0; c < C; c++) acc[r][c] = fdot(kind, acc[r][c], &wv, xg + (size_t)c * xgs + ng);
         }
     }
@@ -261,8 +285,9 @@ INL512 void gemm512(const int kind, int64_t n, int nr, int nc, const void *vw, s
     /* decode: the whole buffer for the one token; prefill: CT tokens */
     const int cstep = nc == 1 ? 1 : CT;
     const int64_t chunk = nc == 1 ? (int64_t)CT * GCH * GB : (int64_t)GCH * GB; /* blocks */
-    /* decode: one row stream at a time */
-    const int rstep = nc == 1 ? 1 : RT;
+    /* decode: one row stream at a time; short rows (the 704-wide Q5_0 expert
+     * down projections: 5.5 groups) two at a time to halve the per-row overhead */
+    const int rstep = nc == 1 ? (nb <= DEC2 ? 2 : 1) : kind == K51 ? RT51 : kind == K41 ? RT41 : RT50;
     for (int c0 = 0; c0 < nc; c0 += cstep) {
         const int C = nc - c0 < cstep ? nc - c0 : cstep;
         for (int64_t b0 = 0; b0 < nb; b0 += chunk) {
@@ -328,16 +353,26 @@ INL256 __m256i w_codes(const int kind, const uint8_t *wb) {
     return q;
 }
 
+/* one weight block x one activation block: the integer sums (8 lanes) */
+INL256 __m256i dot256(const int kind, __m256i q, __m256i xv) {
+    const __m256i one16 = _mm256_set1_epi16(1);
+    if (kind == K50) { /* signed q - 16 in -16..15: |w| x sign-applied x */
+        const __m256i w = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xv, w)), one16);
+    }
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv), one16);
+}
+
 INL256 void tile256(const int R, const int C, const int kind, int64_t nb, const uint8_t *w, size_t ws,
                     const uint8_t *x, size_t xs, float *y, size_t ys) {
     const size_t wbs = wsize(kind), xbs = xsize(kind), xo = kind == K50 ? 2 : 4;
-    const __m256i one16 = _mm256_set1_epi16(1), k16 = _mm256_set1_epi8(16);
     __m256 acc[RT2][CT2];
     float ms[RT2][CT2];
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) {
         acc[r][c] = _mm256_setzero_ps();
         ms[r][c] = 0;
     }
+    /* (a two-block decode step with two accumulators measured no faster: throughput-bound) */
     for (int64_t ib = 0; ib < nb; ib++) {
         __m256i xv[CT2];
         float dx[CT2], sx[CT2];
@@ -349,15 +384,10 @@ INL256 void tile256(const int R, const int C, const int kind, int64_t nb, const 
         }
         UNROLL for (int r = 0; r < R; r++) {
             const uint8_t *wb = w + (size_t)r * ws + (size_t)ib * wbs;
-            __m256i q = w_codes(kind, wb), qa = q;
-            if (kind == K50) { /* signed q - 16 in -16..15: |w| x sign-applied x */
-                q = _mm256_sub_epi8(q, k16);
-                qa = _mm256_abs_epi8(q);
-            }
+            const __m256i q = w_codes(kind, wb);
             const float dw = _cvtsh_ss(rd16(wb)), mw = kind == K50 ? 0.0f : _cvtsh_ss(rd16(wb + 2));
             UNROLL for (int c = 0; c < C; c++) {
-                const __m256i xc = kind == K50 ? _mm256_sign_epi8(xv[c], q) : xv[c];
-                const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, xc), one16);
+                const __m256i s = dot256(kind, q, xv[c]);
                 acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(dw * dx[c]), acc[r][c]);
                 if (kind != K50) ms[r][c] += mw * sx[c];
             }
