@@ -13,7 +13,8 @@
  * row stream at a time for decode (two for short rows). A row's last, partial
  * group (704 wide = 5.5 groups) is read with masked loads, not copied. The
  * 5th bits become byte masks with vpshufb + vptestmb (a vmovq + kmovq route
- * measured no faster). The m*sx term enters through an activation vector that
+ * measured no faster; masks built from scalar loads, and one vpermt2w
+ * gathering all 4 qs instead of 4 loads, both measured 1.5-3x slower). The m*sx term enters through an activation vector that
  * holds sx only in lane 4k (zero elsewhere), so one fma adds it once per block.
  *
  * AVX2 level: 256-bit, one block per step (lo half = elements 0..15), the
