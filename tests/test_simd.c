@@ -199,6 +199,17 @@ TEST(vec_dot_and_gemm_match_reference) {
                 bad += check_problem(&p, &ref, &simd, level);
                 problem_free(&p);
             }
+            /* rows long enough that kernels staging activations on the
+             * stack go through several chunks (decode and prefill) */
+            {
+                problem p;
+                problem_make(&p, type, (bs == 256 ? 200 : 600) * unit + 1 * (bs == 1), 3, 5, 2);
+                bad += check_problem(&p, &ref, &simd, level);
+                problem q = p;
+                q.nc = 1;
+                bad += check_problem(&q, &ref, &simd, level);
+                problem_free(&p);
+            }
             /* every tile shape with tails: nr, nc in 1..9 */
             problem p;
             problem_make(&p, type, 3 * unit, 9, 9, 1);

@@ -85,8 +85,12 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
          * micro-kernel reuses each loaded block across several rows and
          * tokens in registers. Decode (T = 1) streams the rows once. */
         enum { ROWS = 32, TOKS = 64 };
-        for (long o0 = lo; o0 < hi; o0 += ROWS) {
-            int nr = (int)(hi - o0 < ROWS ? hi - o0 : ROWS);
+        /* decode: one call for the thread's whole range, so per-call work
+         * in the kernel (activation re-layout, prefetch ramp-up) is paid
+         * once per matrix, not per 32 rows */
+        const long rows = k->T == 1 ? hi - lo : ROWS;
+        for (long o0 = lo; o0 < hi; o0 += rows) {
+            int nr = (int)(hi - o0 < rows ? hi - o0 : rows);
             const void *row = g4_mat_row(w, jb->mat, o0);
             for (int t0 = 0; t0 < k->T; t0 += TOKS) {
                 int nc = k->T - t0 < TOKS ? k->T - t0 : TOKS;
