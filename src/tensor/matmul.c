@@ -1,6 +1,7 @@
 #include "tensor/matmul.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "tensor/types.h"
@@ -18,7 +19,9 @@ typedef struct mm_task {
     int n_quant;                       /* distinct inputs to quantize: [0] shared, then own */
     const float *qsrc[G4_MM_MAX_JOBS + 1];
     uint8_t *qdst[G4_MM_MAX_JOBS + 1];
-    size_t start[G4_MM_MAX_JOBS + 1];  /* byte offset of each job in the combined weights */
+    long rstart[G4_MM_MAX_JOBS + 1];   /* first row of each job in the combined rows */
+    long min_rows[G4_MM_MAX_JOBS];     /* smallest grab per job */
+    atomic_long next;                  /* next unclaimed combined row */
     float *rowbuf;
 } mm_task;
 
@@ -39,16 +42,6 @@ static void quantize_task(void *arg, int ith, int nth) {
         long q = i / k->T, t = i % k->T;
         k->at->from_float(k->qsrc[q] + t * k->ldx, (void *)(k->qdst[q] + (size_t)t * k->xq_row), k->n);
     }
-}
-
-/* First row of job j at or after byte b of the combined weights: the same
- * function gives both sides of a boundary, so the threads' ranges partition
- * every job exactly. */
-static int64_t row_at(const mm_task *k, int j, size_t b) {
-    const g4_mat *w = k->jobs[j].w;
-    if (b <= k->start[j]) return 0;
-    size_t r = (b - k->start[j] + w->row_bytes - 1) / w->row_bytes;
-    return r > (size_t)w->n_out ? w->n_out : (int64_t)r;
 }
 
 static void softcap_rows(float *y, int64_t ldy, int T, long lo, long hi, float cap) {
@@ -104,14 +97,29 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
     if (jb->softcap > 0) softcap_rows(jb->y, jb->ldy, k->T, lo, hi, jb->softcap);
 }
 
+/* Guided self-scheduling: each grab takes a share of what is left (1/(2
+ * nth)), never less than min_rows of its job, never past the job's end.
+ * Early grabs are large (few atomics), the last ones small, so the threads
+ * finish together even when one of them is slowed (memory contention, a
+ * busy core); a static split left ~10% of a decode step waiting at
+ * barriers. Which thread computes a row never changes its value. */
 static void mm_rows_task(void *arg, int ith, int nth) {
     mm_task *k = arg;
-    size_t total = k->start[k->n_jobs];
-    size_t b0 = (size_t)((double)total * ith / nth), b1 = ith == nth - 1 ? total : (size_t)((double)total * (ith + 1) / nth);
-    for (int j = 0; j < k->n_jobs; j++) {
-        if (b1 <= k->start[j] || b0 >= k->start[j + 1]) continue;
-        int64_t lo = row_at(k, j, b0), hi = row_at(k, j, b1);
-        if (hi > lo) job_rows(k, j, (long)lo, (long)hi, ith);
+    const long total = k->rstart[k->n_jobs];
+    long cur = atomic_load_explicit(&k->next, memory_order_relaxed);
+    int j = 0;
+    while (cur < total) {
+        while (cur >= k->rstart[j + 1]) j++;
+        long n = (total - cur) / (2L * nth);
+        if (n < k->min_rows[j]) n = k->min_rows[j];
+        if (n > k->rstart[j + 1] - cur) n = k->rstart[j + 1] - cur;
+        if (!atomic_compare_exchange_weak_explicit(&k->next, &cur, cur + n, memory_order_relaxed,
+                                                   memory_order_relaxed)) {
+            if (cur < k->rstart[j]) j = 0;   /* cannot happen (cur only grows), but stay safe */
+            continue;
+        }
+        job_rows(k, j, cur - k->rstart[j], cur + n - k->rstart[j], ith);
+        cur = atomic_load_explicit(&k->next, memory_order_relaxed);
     }
 }
 
@@ -145,8 +153,14 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
         for (int j = 0; j < n_jobs; j++) g4_matmul_multi(pool, &jobs[j], 1, jobs[j].x ? jobs[j].x : x, ldx, T, precision, s);
         return;
     }
-    for (int j = 0; j < n_jobs; j++)
-        k.start[j + 1] = k.start[j] + (size_t)jobs[j].w->n_out * jobs[j].w->row_bytes;
+    for (int j = 0; j < n_jobs; j++) {
+        const g4_mat *w = jobs[j].w;
+        k.rstart[j + 1] = k.rstart[j] + (long)w->n_out;
+        /* decode: >= 16 KB of weights per grab; prefill: whole 32-row blocks */
+        long mr = T == 1 ? (long)(16384 / (w->row_bytes ? w->row_bytes : 1)) : 32;
+        k.min_rows[j] = mr < 1 ? 1 : mr;
+    }
+    atomic_init(&k.next, 0);
     if (!k.exact) {
         /* a decode step's few rows are quicker to quantize here than to hand out */
         if ((long)k.n_quant * T < 4) quantize_task(&k, 0, 1);
