@@ -61,10 +61,14 @@ asan:
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 fuzz:
 	@mkdir -p build-fuzz
+	@for s in $(SIMD_HEAVY); do echo "clang $$s (ASan only, see SIMD_HEAVY)"; \
+	  clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc -fsanitize=fuzzer-no-link,address \
+	    -c $$s -o build-fuzz/$$(basename $$s .c).o || exit 1; done
 	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  echo "clang $$f"; \
 	  clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
-	    -o build-fuzz/$$n $$f $(LIB_SRC) $(LIBS) || exit 1; done
+	    -o build-fuzz/$$n $$f $(filter-out $(SIMD_HEAVY),$(LIB_SRC)) \
+	    $(SIMD_HEAVY:src/tensor/%.c=build-fuzz/%.o) $(LIBS) || exit 1; done
 
 clean:
 	rm -rf build build-asan build-fuzz
