@@ -279,6 +279,7 @@ typedef struct attn_task {
     const g4_layer *y;
     const g4_kv *c;
     int T, pos0, ns;
+    size_t ws;     /* per-thread workspace floats (attn_ws_floats) */
     float *part;   /* ns > 1: per (t, g, part): G maxima, G sums, G*hd partial outputs */
 } attn_task;
 
@@ -327,7 +328,7 @@ static void attn_worker(void *arg, int ith, int nth) {
     const g4_layer *y = a->y;
     const g4_model *m = s->m;
     int hd = y->head_dim, nH = m->n_head, nkv = y->n_kv_head, G = nH / nkv, nq = nH * hd, ns = a->ns;
-    float *ws = s->scores + (size_t)ith * attn_ws_floats(nH, get_dims(m, 1).nq_max);
+    float *ws = s->scores + (size_t)ith * a->ws;
     float *sc = ws, *mx = sc + (size_t)G * ATT_B, *sum = mx + G, *acc = sum + G;
     const g4_vec_ops *vo = g4_vec_get();
     long lo, hi;
@@ -384,7 +385,8 @@ static void attn_merge(attn_task *a) {
 
 static void attend(g4_state *s, const g4_layer *y, int T, int pos0) {
     const g4_model *m = s->m;
-    attn_task at = { s, y, &s->kv[m->layers[y->kv_src].kv_slot], T, pos0, 1, s->scores };
+    size_t ws = attn_ws_floats(m->n_head, get_dims(m, 1).nq_max);
+    attn_task at = { s, y, &s->kv[m->layers[y->kv_src].kv_slot], T, pos0, 1, ws, s->scores };
     int nth = s->n_threads, pairs = T * y->n_kv_head;
     if (pairs < 8) {
         /* too few pairs to keep the threads busy: split the positions into
@@ -396,7 +398,7 @@ static void attend(g4_state *s, const g4_layer *y, int T, int pos0) {
         if (ns > ATT_MAXSPLIT) ns = ATT_MAXSPLIT;
         if (ns > 1) {
             at.ns = ns;
-            at.part = s->scores + (size_t)nth * attn_ws_floats(m->n_head, get_dims(m, 1).nq_max);
+            at.part = s->scores + (size_t)nth * ws;
         }
     }
     g4_pool_run(s->pool, attn_worker, &at);
