@@ -1,13 +1,13 @@
 /* Kernel microbenchmark: reference C vs each SIMD level this CPU runs, in the
  * same process, one thread.
  *
- *   build/bench/bench_kernels [--types Q4_0,Q4_K,...] [--mb 256] [--reps 5]
+ *   build/bench/bench_kernels [--types Q4_0,Q4_K,...] [--mb 256] [--reps 5] [--n 4096]
  *
  * Per weight type:
- *   matvec: n_in = 4096, as many rows as make --mb MB of weights (larger than
+ *   matvec: n_in = --n (4096), as many rows as make --mb MB of weights (larger than
  *           the caches, so it streams from DRAM), one token: GB/s of weight
  *           bytes (decode's limit is the memory bandwidth);
- *   gemm  : a 256-row x 64-token block, n_in = 4096, weights and activations
+ *   gemm  : a 256-row x 64-token block, n_in = --n, weights and activations
  *           cache-resident: GOP/s with 2 ops per multiply-add (prefill's
  *           limit is integer throughput);
  *   quant : activation quantizer (from_float of the vec_dot type), GB/s of
@@ -40,6 +40,8 @@ static volatile float sink;
 
 typedef struct { double mv_gbs, gemm_gops, q_gbs; } result;
 
+static int64_t g_n = 4096; /* --n: input width (Gemma 4 E2B's is 1536) */
+
 static result run_level(int type, int level, size_t mb, int reps) {
     result res = { 0, 0, 0 };
     g4_type_traits tr = *g4_type_info(type), at;
@@ -51,7 +53,7 @@ static result run_level(int type, int level, size_t mb, int reps) {
     at.gemm = NULL;
     g4_quant_simd_fill_level(tr.vec_dot_type, level, &at);
 
-    const int64_t n = 4096;
+    const int64_t n = g_n;
     const size_t rs = g4_row_size(type, n), xs = g4_row_size(tr.vec_dot_type, n);
     const int rows = (int)((mb << 20) / rs);
     uint8_t *w = malloc((size_t)rows * rs);
@@ -116,13 +118,18 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--types") && i + 1 < argc) types = argv[++i];
         else if (!strcmp(argv[i], "--mb") && i + 1 < argc) mb = (size_t)atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else { fprintf(stderr, "usage: %s [--types T,T,...] [--mb MB] [--reps N]\n", argv[0]); return 2; }
+        else if (!strcmp(argv[i], "--n") && i + 1 < argc) g_n = atoi(argv[++i]);
+        else { fprintf(stderr, "usage: %s [--types T,T,...] [--mb MB] [--reps N] [--n WIDTH]\n", argv[0]); return 2; }
     }
-    if (mb < 1 || mb > 16384 || reps < 1 || reps > 1000) { fprintf(stderr, "bad --mb or --reps\n"); return 2; }
+    if (mb < 1 || mb > 16384 || reps < 1 || reps > 1000 || g_n < 256 || g_n > 65536 || g_n % 256) {
+        fprintf(stderr, "bad --mb, --reps or --n (a multiple of 256, 256..65536)\n");
+        return 2;
+    }
     char desc[256];
     g4_cpu_describe(desc, sizeof desc);
     printf("cpu: %s\n", desc);
-    printf("matvec: 4096 x rows (%zu MB of weights), 1 token; gemm: 256 rows x 64 tokens x 4096; 1 thread, best of %d\n", mb, reps);
+    printf("matvec: %lld x rows (%zu MB of weights), 1 token; gemm: 256 rows x 64 tokens x %lld; 1 thread, best of %d\n",
+           (long long)g_n, mb, (long long)g_n, reps);
     printf("%-6s %-8s %12s %7s %12s %7s %12s %7s\n", "type", "level", "matvec GB/s", "x ref", "gemm GOP/s", "x ref",
            "quant GB/s", "x ref");
     char *list = strdup(types);

@@ -14,7 +14,7 @@
  * Prefill: 4 rows x 4 tokens tiles, tokens in pairs (pair_dot). Decode
  * (nc == 1): one row stream at a time (two interleaved rows measured far
  * slower: short streams defeat the hardware prefetcher), software prefetch
- * ahead for Q4_K/Q5_K, and for those the activation row is re-laid once per
+ * ahead, and for Q4_K/Q5_K the activation row is re-laid once per
  * call (relayout) so 64-byte weight loads need no shuffles.
  * Q4_K/Q5_K: the 32 bytes of one 64-weight group are broadcast to both zmm
  * halves and shifted by 0 / 4 per half, so low nibbles line up with
@@ -314,10 +314,11 @@ INL float row_dot(const int type, int64_t nb, const uint8_t *w, const uint8_t *x
     for (; ib + 2 <= nb; ib += 2) {
         kblk b0, b1;
         /* the hardware prefetcher alone left Q4_K/Q5_K at ~0.7-0.8 of a
-         * plain stream's rate (measured; Q6_K: no gain); rows of a decode
-         * call are contiguous and the next call continues them, so run
-         * PF_DIST bytes ahead */
-        if (type != K6) {
+         * plain stream's rate, Q6_K at ~0.9 (measured with another matrix
+         * read in between, as in a decode step; L1 hint and 8 KB beat L2
+         * hint, 4 KB and 12 KB); rows of a decode call are contiguous and
+         * the next call continues them, so run PF_DIST bytes ahead */
+        {
             const char *pf = (const char *)w + (size_t)ib * bsz + PF_DIST;
             for (int o = 0; o < (int)(2 * bsz); o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
         }
