@@ -47,7 +47,57 @@ __attribute__((target("avx2,f16c,fma"))) static void geglu_table_f16c(float *out
     }
     for (; i < n; i++) out[i] = g4_gelu_table(g[i]) * (u ? u[i] : 1.0f);
 }
+
+/* tanh(z) = sign(z) (1 - e) / (1 + e), e = exp(-2|z|) in [0, 1]: no
+ * overflow, and the absolute error stays ~1e-7 (what matters for logits;
+ * relative error grows only where tanh is tiny). exp: 2^k * P(r), r = x - k
+ * ln2 in [-ln2/2, ln2/2], P the degree-7 Taylor polynomial (remainder
+ * < 1e-8); x >= -87 keeps 2^k a normal float (e below that is ~1e-38, and
+ * the result 1 either way). */
+__attribute__((target("avx2,fma"))) static void softcap_avx2(float *y, int64_t n, float cap) {
+    const __m256 ic = _mm256_set1_ps(1.0f / cap), vc = _mm256_set1_ps(cap), one = _mm256_set1_ps(1.0f);
+    const __m256 sgn = _mm256_set1_ps(-0.0f), lo = _mm256_set1_ps(-87.0f);
+    const __m256 l2e = _mm256_set1_ps(1.44269504088896341f);
+    const __m256 ln2h = _mm256_set1_ps(0.693359375f), ln2l = _mm256_set1_ps(-2.12194440e-4f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(y + i);
+        const __m256 z = _mm256_mul_ps(v, ic);
+        const __m256 s = _mm256_and_ps(z, sgn);
+        __m256 x = _mm256_max_ps(_mm256_mul_ps(_mm256_andnot_ps(sgn, z), _mm256_set1_ps(-2.0f)), lo);
+        const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, l2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        x = _mm256_fnmadd_ps(k, ln2h, x);
+        x = _mm256_fnmadd_ps(k, ln2l, x);
+        __m256 p = _mm256_set1_ps(1.0f / 5040);
+        p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.0f / 720));
+        p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.0f / 120));
+        p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.0f / 24));
+        p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.0f / 6));
+        p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(0.5f));
+        p = _mm256_fmadd_ps(p, x, one);
+        p = _mm256_fmadd_ps(p, x, one);
+        const __m256i e2 = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+        const __m256 e = _mm256_mul_ps(p, _mm256_castsi256_ps(e2));
+        __m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+        t = _mm256_mul_ps(_mm256_or_ps(t, s), vc);
+        t = _mm256_blendv_ps(t, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)); /* NaN in, NaN out */
+        _mm256_storeu_ps(y + i, t);
+    }
+    for (; i < n; i++) y[i] = cap * tanhf(y[i] * (1.0f / cap));
+}
 #endif
+
+void g4_softcap(float *y, int64_t n, float cap, int exact) {
+#if defined(__x86_64__)
+    const g4_cpu_features *cf = g4_cpu_features_get();
+    if (!exact && cf->avx2 && cf->fma) {
+        softcap_avx2(y, n, cap);
+        return;
+    }
+#endif
+    (void)exact;
+    for (int64_t i = 0; i < n; i++) y[i] = cap * tanhf(y[i] * (1.0f / cap)); /* ggml: scale, tanh, scale */
+}
 
 void g4_geglu(float *out, const float *g, const float *u, int64_t n, int exact) {
     if (exact) {

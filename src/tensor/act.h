@@ -28,4 +28,9 @@ static inline float g4_gelu_table(float x) {
  * fp16 table (vectorized with F16C where the CPU has it). out may alias g. */
 void g4_geglu(float *out, const float *g, const float *u, int64_t n, int exact);
 
+/* y[i] = cap * tanh(y[i] / cap) (Gemma's final logit softcap). exact: tanhf;
+ * else 8 lanes at a time through exp (|error| <= ~2e-7 * cap; the LM head
+ * of a decode step has 262,144 of them). NaN stays NaN, +-inf gives +-cap. */
+void g4_softcap(float *y, int64_t n, float cap, int exact);
+
 #endif

@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "tensor/act.h"
 #include "tensor/types.h"
 
 typedef struct mm_task {
@@ -44,10 +45,8 @@ static void quantize_task(void *arg, int ith, int nth) {
     }
 }
 
-static void softcap_rows(float *y, int64_t ldy, int T, long lo, long hi, float cap) {
-    float ic = 1.0f / cap;
-    for (int t = 0; t < T; t++)
-        for (long o = lo; o < hi; o++) y[t * ldy + o] = cap * tanhf(y[t * ldy + o] * ic);
+static void softcap_rows(float *y, int64_t ldy, int T, long lo, long hi, float cap, int exact) {
+    for (int t = 0; t < T; t++) g4_softcap(y + t * ldy + lo, hi - lo, cap, exact);
 }
 
 static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
@@ -94,7 +93,7 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
             }
         }
     }
-    if (jb->softcap > 0) softcap_rows(jb->y, jb->ldy, k->T, lo, hi, jb->softcap);
+    if (jb->softcap > 0) softcap_rows(jb->y, jb->ldy, k->T, lo, hi, jb->softcap, k->exact);
 }
 
 /* Guided self-scheduling: each grab takes a share of what is left (1/(2
