@@ -10,7 +10,9 @@
 # results go to stdout as markdown and to DIR/results.jsonl. Every model's
 # bench probes the machine again; on a shared VM the probes move (±30% within
 # minutes was seen), so the table's percentages use the best bandwidth and
-# int8 peak measured in the whole run (a low probe would flatter a result).
+# int8 peak measured in the whole run (a low probe would flatter a result);
+# for tg it also gives the median share of the probe run right before each
+# repetition (same moment, same neighbours).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=2
@@ -46,18 +48,21 @@ bw = max(r["bandwidth_gbs"] for r in rows)
 i8 = max(r["int8_gops"] for r in rows)
 print(f"machine: {rows[0]['threads']} threads; best of the run's probes: read bandwidth {bw:.1f} GB/s, "
       f"int8 peak {i8:.0f} GOP/s (probes ranged {min(r['bandwidth_gbs'] for r in rows):.1f}-{bw:.1f} GB/s)\n")
-print("| model | file | test | t/s (min-max) | GB/s read | % of roofline | peak RSS / plan |")
-print("|---|---:|---|---:|---:|---:|---:|")
+print("| model | file | test | t/s (min-max) | GB/s read | % of roofline (best probe) | % of adjacent probe | peak RSS / plan |")
+print("|---|---:|---|---:|---:|---:|---:|---:|")
 for r in rows:
     for t in r["results"]:
+        adj = ""
         if t["limit"] == "bandwidth":
             gb = r["bandwidth_gbs"] / t["roofline_tps"] * t["tps"]       # bytes per token x t/s
             pct, read = 100 * gb / bw, f"{gb:.1f}"
+            if "adjacent_pct" in t:
+                adj = f"{t['adjacent_pct']:.0f}% of {t['adjacent_bandwidth_gbs']:.1f} GB/s"
         else:
             flops = r["int8_gops"] / t["roofline_tps"] if t["limit"] == "int8 peak" else None
             pct = 100 * t["tps"] * flops / i8 if flops else t["roofline_pct"]
             read = ""
         print(f"| {r['file'].split('/')[-1]} | {r['size_bytes']/1e9:.2f} GB | {t['test']} | {t['tps']:.2f} "
-              f"({t['tps_min']:.2f}-{t['tps_max']:.2f}) | {read} | {pct:.0f}% of {t['limit']} "
+              f"({t['tps_min']:.2f}-{t['tps_max']:.2f}) | {read} | {pct:.0f}% of {t['limit']} | {adj} "
               f"| {100*r['peak_rss_bytes']/r['plan_bytes']:.0f}% |")
 PY

@@ -2,7 +2,10 @@
  * result placed against this machine's measured limits:
  *   tg: weight + KV bytes read per token / read bandwidth  (memory roofline)
  *   pp: FLOPs per token / arithmetic peak                   (compute roofline)
- * Results are the median of -r repetitions, with min-max spread. */
+ * Results are the median of -r repetitions, with min-max spread. On a shared
+ * machine the bandwidth moves with the other tenants (±30% within minutes
+ * was seen), so tg also probes it right before each repetition and reports
+ * the median of each repetition's share of its own probe ("adjacent"). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,12 +33,49 @@ typedef struct result {
     double med, lo, hi;     /* tokens/s */
     double roof;            /* t/s the limit allows */
     const char *limit;      /* "bw" or "int8"/"f32" */
+    double adj_pct, adj_bw; /* tg: median % of the probe run just before each repetition, median probe; else 0 */
 } result;
 
 /* Start a test from `depth` tokens of context (untimed; eval batches them). */
 static int fill_depth(gemma4c_context *c, const int32_t *ids, int depth, char *err, size_t len) {
     gemma4c_reset(c);
     return depth > 0 ? gemma4c_eval(c, ids, depth, 0, err, len) : 0;
+}
+
+/* Peak resident memory of the model's work, not of the bandwidth probe's
+ * 1 GiB buffer: the kernel's high-water mark (VmHWM) is read before each
+ * probe and reset after it (clear_refs 5). -1 where /proc lacks either. */
+static double vm_hwm(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    double kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) { kb = atof(line + 6); break; }
+    fclose(f);
+    return kb < 0 ? -1 : kb * 1024.0;
+}
+
+static int reset_hwm(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return -1;
+    int ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+static double g_peak = 0;
+static int g_hwm_ok = 1;
+static void note_peak(void) {
+    double h = vm_hwm();
+    if (h < 0) g_hwm_ok = 0;
+    else if (h > g_peak) g_peak = h;
+}
+
+static double probe_bw(int threads) {
+    note_peak();
+    double bw = gemma4c_probe_bandwidth(threads);
+    if (reset_hwm()) g_hwm_ok = 0;
+    return bw;
 }
 
 static int geti(const char *opt, const char *v, int lo, int hi, int *out) {
@@ -55,6 +95,7 @@ int cmd_bench(int argc, char **argv) {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = ncpu > 0 ? (int)ncpu : 1;
     double bw = -1, f32 = -1, i8 = -1;
+    int bw_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -63,14 +104,16 @@ int cmd_bench(int argc, char **argv) {
                    "tokens one at a time), both after DEPTH tokens of context, and compare each\n"
                    "with this machine's limits, measured at the start: read bandwidth for tg\n"
                    "(bytes of weights and KV read per token) and the int8 / f32 arithmetic peak\n"
-                   "for pp (FLOPs per token). Reports the median over REPS runs and the spread.\n\n"
+                   "for pp (FLOPs per token). Reports the median over REPS runs and the spread.\n"
+                   "On a shared machine the bandwidth moves, so tg also probes it before every\n"
+                   "repetition and reports the median share of that adjacent probe.\n\n"
                    "  -m MODEL     GGUF file or HF folder (gemma4c synth makes real-shape ones)\n"
                    "  -p N         prompt tokens (default 512; 0 skips pp)\n"
                    "  -n N         generated tokens (default 128; 0 skips tg)\n"
                    "  -d N         context depth before each test (default 0)\n"
                    "  -t N         threads (default: all CPUs)\n"
                    "  -r N         repetitions (default 3)\n"
-                   "  --bw GB/s    skip the bandwidth probe and use this value\n"
+                   "  --bw GB/s    skip the bandwidth probes and use this value\n"
                    "  --exact      reference precision instead of the fast path\n"
                    "  --json       one JSON object on stdout\n");
             return 0;
@@ -82,7 +125,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-d")) { bad = geti(a, v, 0, 1 << 22, &depth); i++; }
         else if (!strcmp(a, "-t")) { bad = geti(a, v, 1, 1024, &threads); i++; }
         else if (!strcmp(a, "-r")) { bad = geti(a, v, 1, 1000, &reps); i++; }
-        else if (!strcmp(a, "--bw") && v) { bw = atof(v); i++; }
+        else if (!strcmp(a, "--bw") && v) { bw = atof(v); bw_given = 1; i++; }
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--exact")) exact = 1;
         else { fprintf(stderr, "gemma4c bench: unknown or incomplete option '%s'\n", a); return 2; }
@@ -94,6 +137,7 @@ int cmd_bench(int argc, char **argv) {
     if (bw < 0) bw = gemma4c_probe_bandwidth(threads);
     f32 = gemma4c_probe_f32_gflops(threads);
     i8 = gemma4c_probe_int8_gops(threads);
+    if (reset_hwm()) g_hwm_ok = 0;
     fprintf(log, "machine (%d threads): read bandwidth %.1f GB/s, f32 FMA peak %.0f GFLOP/s, int8 peak %.0f GOP/s\n",
             threads, bw, f32, i8);
 
@@ -113,7 +157,9 @@ int cmd_bench(int argc, char **argv) {
     int nmax = depth > pp ? depth : pp;
     if (nmax < 1) nmax = 1;
     int32_t *ids = malloc((size_t)(nmax > 1 ? nmax : 1) * sizeof *ids);
-    double *t = malloc((size_t)reps * sizeof *t);
+    double *t = malloc((size_t)reps * sizeof *t), *adj = malloc((size_t)reps * sizeof *adj),
+           *adj_bw = malloc((size_t)reps * sizeof *adj_bw);
+    const int probe_each = !bw_given;
     uint64_t s = 12345;
     for (int i = 0; i < nmax; i++) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
@@ -140,22 +186,12 @@ int cmd_bench(int argc, char **argv) {
         }
         flops /= pp;
         double peak = (!exact && i8 > 0) ? i8 : f32;
-        result r = { "", t[reps / 2], t[0], t[reps - 1], peak * 1e9 / flops, (!exact && i8 > 0) ? "int8 peak" : "f32 peak" };
+        result r = { "", t[reps / 2], t[0], t[reps - 1], peak * 1e9 / flops, (!exact && i8 > 0) ? "int8 peak" : "f32 peak",
+                     0, 0 };
         snprintf(r.test, sizeof r.test, depth ? "pp%d @ d%d" : "pp%d", pp, depth);
         res[nres++] = r;
     }
     if (tg > 0) {
-        for (int r = 0; r < reps; r++) {
-            if (fill_depth(c, ids, depth, err, sizeof err)) { rc = 1; goto out; }
-            int32_t tok = ids[0];
-            double t0 = now();
-            for (int k = 0; k < tg; k++) {
-                if (gemma4c_eval(c, &tok, 1, 0, err, sizeof err)) { rc = 1; goto out; }
-                tok = (int32_t)((tok * 7 + 13) % info.n_vocab);
-            }
-            t[r] = tg / (now() - t0);
-        }
-        qsort(t, (size_t)reps, sizeof *t, cmp_d);
         double bytes = 0;
         for (int i = 0; i < tg; i++) {
             gemma4c_token_cost tc;
@@ -163,13 +199,29 @@ int cmd_bench(int argc, char **argv) {
             bytes += (double)tc.weight_bytes + (double)tc.kv_bytes;
         }
         bytes /= tg;
-        result r = { "", t[reps / 2], t[0], t[reps - 1], bw * 1e9 / bytes, "bandwidth" };
+        for (int r = 0; r < reps; r++) {
+            if (fill_depth(c, ids, depth, err, sizeof err)) { rc = 1; goto out; }
+            adj_bw[r] = probe_each ? probe_bw(threads) : bw;
+            int32_t tok = ids[0];
+            double t0 = now();
+            for (int k = 0; k < tg; k++) {
+                if (gemma4c_eval(c, &tok, 1, 0, err, sizeof err)) { rc = 1; goto out; }
+                tok = (int32_t)((tok * 7 + 13) % info.n_vocab);
+            }
+            t[r] = tg / (now() - t0);
+            adj[r] = adj_bw[r] > 0 ? 100.0 * t[r] * bytes / (adj_bw[r] * 1e9) : 0;
+        }
+        qsort(t, (size_t)reps, sizeof *t, cmp_d);
+        qsort(adj, (size_t)reps, sizeof *adj, cmp_d);
+        qsort(adj_bw, (size_t)reps, sizeof *adj_bw, cmp_d);
+        result r = { "", t[reps / 2], t[0], t[reps - 1], bw * 1e9 / bytes, "bandwidth", adj[reps / 2], adj_bw[reps / 2] };
         snprintf(r.test, sizeof r.test, depth ? "tg%d @ d%d" : "tg%d", tg, depth);
         res[nres++] = r;
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    double peak_rss = (double)ru.ru_maxrss * 1024.0;
+    note_peak();
+    double peak_rss = g_hwm_ok ? g_peak : (double)ru.ru_maxrss * 1024.0;
     gemma4c_memory_plan plan;
     gemma4c_memory_plan_for(m, n_ctx, cp.n_batch, &plan);
     if (json) {
@@ -179,17 +231,27 @@ int cmd_bench(int argc, char **argv) {
                info.name, model, (unsigned long long)info.weight_bytes, (unsigned long long)info.n_params, threads,
                bw, f32, i8, peak_rss, (unsigned long long)plan.total_bytes);
         for (int i = 0; i < nres; i++)
+        {
             printf("%s{\"test\":\"%s\",\"tps\":%.3f,\"tps_min\":%.3f,\"tps_max\":%.3f,\"roofline_tps\":%.3f,"
-                   "\"roofline_pct\":%.1f,\"limit\":\"%s\"}", i ? "," : "", res[i].test, res[i].med, res[i].lo,
+                   "\"roofline_pct\":%.1f,\"limit\":\"%s\"", i ? "," : "", res[i].test, res[i].med, res[i].lo,
                    res[i].hi, res[i].roof, 100 * res[i].med / res[i].roof, res[i].limit);
+            if (res[i].adj_bw > 0)
+                printf(",\"adjacent_bandwidth_gbs\":%.2f,\"adjacent_pct\":%.1f", res[i].adj_bw, res[i].adj_pct);
+            printf("}");
+        }
         printf("]}\n");
     } else {
         printf("\n| model | size | params | threads | test | t/s | roofline t/s | %% of roofline |\n");
         printf("|---|---:|---:|---:|---|---:|---:|---:|\n");
         for (int i = 0; i < nres; i++)
-            printf("| %s | %.2f GB | %.2f B | %d | %s | %.2f ± %.2f | %.1f (%s) | %.0f%% |\n", info.name,
+        {
+            char adjs[64] = "";
+            if (res[i].adj_bw > 0 && probe_each)
+                snprintf(adjs, sizeof adjs, " (%.0f%% of %.1f GB/s adjacent)", res[i].adj_pct, res[i].adj_bw);
+            printf("| %s | %.2f GB | %.2f B | %d | %s | %.2f ± %.2f | %.1f (%s) | %.0f%%%s |\n", info.name,
                    info.weight_bytes / 1e9, info.n_params / 1e9, threads, res[i].test, res[i].med,
-                   (res[i].hi - res[i].lo) / 2, res[i].roof, res[i].limit, 100 * res[i].med / res[i].roof);
+                   (res[i].hi - res[i].lo) / 2, res[i].roof, res[i].limit, 100 * res[i].med / res[i].roof, adjs);
+        }
         printf("\npeak RSS %.1f MiB; memory plan for n_ctx %d: %.1f MiB (%.1f%%)\n", peak_rss / 1048576.0, n_ctx,
                plan.total_bytes / 1048576.0, 100.0 * peak_rss / (double)plan.total_bytes);
     }
@@ -197,6 +259,8 @@ out:
     if (rc) fprintf(stderr, "gemma4c: %s\n", err);
     free(ids);
     free(t);
+    free(adj);
+    free(adj_bw);
     gemma4c_context_free(c);
     gemma4c_model_free(m);
     return rc;

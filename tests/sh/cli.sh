@@ -60,4 +60,14 @@ assert set(t) == {'pp16 @ d8', 'tg4 @ d8'}, t
 assert all(x['tps'] > 0 and x['roofline_tps'] > 0 for x in t.values())
 assert r['peak_rss_bytes'] > 0 and r['plan_bytes'] > 0
 " "$out"
+# with probes: each tg repetition gets an adjacent bandwidth probe, and the
+# probes' 1 GiB buffer is not counted in the peak RSS (tiny model: a few MB)
+out=$("$G4" bench -m "$TMP/tiny.gguf" -p 0 -n 2 -r 1 -t 1 --json 2>/dev/null)
+check "bench reports the adjacent probe and a peak RSS without the probe buffer" /usr/bin/python3 -c "
+import json, sys
+r = json.loads(sys.argv[1])
+t = r['results'][0]
+assert t['adjacent_bandwidth_gbs'] > 0 and t['adjacent_pct'] > 0, t
+assert 0 < r['peak_rss_bytes'] < 256 << 20, r['peak_rss_bytes']
+" "$out"
 "$G4" bench -m "$TMP/tiny.gguf" -p abc 2>/dev/null; check "bench rejects a bad -p (exit 2)" test $? = 2
