@@ -6,9 +6,12 @@
 #include "harness.h"
 
 #include <stdint.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "format/gguf.h"
+#include "format/mapfile.h"
 #include "gemma4c.h"
 
 static uint8_t *G;          /* pristine file */
@@ -311,6 +314,56 @@ TEST(random_header_damage_never_crashes) {
     free(b);
 }
 
+/* g4_map_file: the mapping reads back the file's bytes whichever way it is
+ * made (a file just written sits in small cached pages, so the 2 MB
+ * re-cache path runs where THP is on; GEMMA4C_HUGEPAGES=0 maps plainly;
+ * small files map plainly), and large mappings are 2 MB-aligned when the
+ * kernel has THP. */
+static int map_matches(const char *path, const uint8_t *want, size_t n) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return 0;
+    uint8_t *m = g4_map_file(fd, n);
+    close(fd);
+    if (!m) return 0;
+    int ok = memcmp(m, want, n) == 0;
+    FILE *t = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    char mode[128] = "";
+    if (t) { if (!fgets(mode, sizeof mode, t)) mode[0] = 0; fclose(t); }
+    const char *env = getenv("GEMMA4C_HUGEPAGES");
+    if (n >= (8u << 20) && mode[0] && !strstr(mode, "[never]") && !(env && !strcmp(env, "0")))
+        ok &= (uintptr_t)m % (2u << 20) == 0;
+    munmap(m, n);
+    return ok;
+}
+
+TEST(map_file_reads_back) {
+    const size_t sizes[3] = { 100, (16u << 20) + 12345, 9u << 20 };
+    char path[] = "/tmp/g4_mapXXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    close(fd);
+    for (int k = 0; k < 3; k++) {
+        size_t n = sizes[k];
+        uint8_t *buf = malloc(n);
+        uint64_t st = 1234 + k;
+        for (size_t i = 0; i < n; i++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            buf[i] = (uint8_t)(st >> 56);
+        }
+        FILE *f = fopen(path, "wb");
+        CHECK(f && fwrite(buf, 1, n, f) == n);
+        if (f) fclose(f);
+        CHECKF(map_matches(path, buf, n), "size %zu", n);
+        CHECKF(map_matches(path, buf, n), "size %zu, second map", n);
+        setenv("GEMMA4C_HUGEPAGES", "0", 1);
+        CHECKF(map_matches(path, buf, n), "size %zu, GEMMA4C_HUGEPAGES=0", n);
+        unsetenv("GEMMA4C_HUGEPAGES");
+        free(buf);
+    }
+    unlink(path);
+}
+
 int main(void) {
     G = (uint8_t *)th_read_file(shared_path("testdata/gemma4-ref/gemma4-e.gguf"), &GN);
     if (!G) {
@@ -320,6 +373,7 @@ int main(void) {
     }
     map_fields();
     RUN(valid_file_parses);
+    RUN(map_file_reads_back);
     RUN(truncation_everywhere);
     RUN(bad_magic_and_version);
     RUN(flipped_counts);

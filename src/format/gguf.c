@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "format/mapfile.h"
 #include "tensor/types.h"
 
 /* Limits that no real model comes near; they turn absurd values into errors. */
@@ -377,9 +378,9 @@ gguf_file *gguf_open(const char *path, g4_error *err) {
         g4_seterr(err, "%s: file is %zu bytes, too small to be a GGUF file", path, size);
         return NULL;
     }
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *map = g4_map_file(fd, size);
     close(fd);
-    if (map == MAP_FAILED) {
+    if (!map) {
         g4_seterr(err, "%s: mmap failed: %s", path, strerror(errno));
         return NULL;
     }

@@ -1,6 +1,8 @@
 /* Safetensors reader (see safetensors.h). */
 #include "format/safetensors.h"
 
+#include "format/mapfile.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -195,9 +197,9 @@ st_file *st_open(const char *path, g4_error *err) {
         return NULL;
     }
     size_t size = (size_t)sb.st_size;
-    void *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *m = g4_map_file(fd, size);
     close(fd);
-    if (m == MAP_FAILED) { g4_seterr(err, "%s: mmap failed: %s", path, strerror(errno)); return NULL; }
+    if (!m) { g4_seterr(err, "%s: mmap failed: %s", path, strerror(errno)); return NULL; }
     st_file *f = st_parse(m, size, path, err);
     if (!f) { munmap(m, size); return NULL; }
     f->map = m;

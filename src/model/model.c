@@ -30,13 +30,19 @@ void g4_release_rows(const g4_mat *w, const void *p, size_t len) {
 
 /* The per-layer-embedding table (~1-3 GB) is read one row (a few KB) per
  * token. Without this hint every row fault reads ahead 128 KB+, so a long
- * prompt pulls hundreds of MB of neighbouring rows into memory for nothing. */
+ * prompt pulls hundreds of MB of neighbouring rows into memory for nothing;
+ * and it stays in 4 KB pages (the rest of the file asks for 2 MB ones, see
+ * format/mapfile.h): a 2 MB page per row would do the same, and
+ * g4_release_rows could not give it back. */
 static void advise_random(const g4_mat *w) {
     long pg = sysconf(_SC_PAGESIZE);
     if (pg <= 0 || !w->data) return;
     uintptr_t a = (uintptr_t)w->data, e = a + (size_t)w->n_mat * (size_t)w->n_out * w->row_bytes;
     a &= ~(uintptr_t)(pg - 1);
-    (void)madvise((void *)a, e - a, MADV_RANDOM);   /* a hint: failure changes nothing */
+    (void)madvise((void *)a, e - a, MADV_RANDOM);   /* hints: failure changes nothing */
+#ifdef MADV_NOHUGEPAGE
+    (void)madvise((void *)a, e - a, MADV_NOHUGEPAGE);
+#endif
 }
 
 #define ARCH "gemma4"
