@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Speed of gemma4c on real-shape synthetic Gemma 4 models, as in bench/README.md.
 #
-#   bench/run.sh [-t THREADS] [-d DIR] [MODEL_SPEC...]
+#   bench/run.sh [-t THREADS] [-d DIR] [-c] [MODEL_SPEC...]
 #
 # MODEL_SPEC is ARCH:TYPE (default: e2b:Q4_K_M e2b:Q4_0 e2b:Q8_0 e4b:Q4_K_M
 # e4b:Q4_0 e4b:Q8_0). Missing models are written with `gemma4c synth` into DIR
@@ -13,12 +13,17 @@
 # int8 peak measured in the whole run (a low probe would flatter a result);
 # for tg it also gives the median share of the probe run right before each
 # repetition (same moment, same neighbours).
+# -c (root only) drops the page cache and compacts memory before each model,
+# so every model starts alike: cold, with free memory for the 2 MB pages its
+# weights are mapped with (src/format/mapfile.h); otherwise whichever model
+# ran earlier decides how fragmented memory is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=2
 dir=models/bench
-while getopts "t:d:" o; do
-    case $o in t) threads=$OPTARG ;; d) dir=$OPTARG ;; *) exit 2 ;; esac
+cold=0
+while getopts "t:d:c" o; do
+    case $o in t) threads=$OPTARG ;; d) dir=$OPTARG ;; c) cold=1 ;; *) exit 2 ;; esac
 done
 shift $((OPTIND - 1))
 specs=("$@")
@@ -34,6 +39,11 @@ for spec in "${specs[@]}"; do
     if [ ! -f "$f" ]; then
         echo "synthesizing $f" >&2
         $G4 synth --arch "$arch" --type "$type" -o "$f" >&2
+    fi
+    if [ $cold = 1 ]; then
+        sync
+        echo 3 > /proc/sys/vm/drop_caches
+        echo 1 > /proc/sys/vm/compact_memory
     fi
     $G4 bench -m "$f" -t "$threads" -p 512 -n 128 -r "${REPS:-3}" --json >> "$dir/results.jsonl"
     if [ $first = 1 ]; then

@@ -54,12 +54,13 @@ static int thp_enabled(void) {
 static long pmd_mapped_kb(uintptr_t a) {
     FILE *f = fopen("/proc/self/smaps", "r");
     if (!f) return -1;
-    char line[512];
+    char line[4400]; /* a mapping's line ends with its path (<= PATH_MAX) */
     int in = 0;
     long kb = -1;
     while (fgets(line, sizeof line, f)) {
-        unsigned long lo, hi;
-        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+        unsigned long lo, hi, off;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s %lx ", &lo, &hi, perms, &off) == 4) {
             if (in) break;
             in = a >= lo && a < hi;
             continue;

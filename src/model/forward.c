@@ -401,7 +401,9 @@ static void attend(g4_state *s, const g4_layer *y, int T, int pos0) {
             at.part = s->scores + (size_t)nth * ws;
         }
     }
-    g4_pool_run(s->pool, attn_worker, &at);
+    /* one work item (decode with one KV head, short context): no hand-off */
+    if ((long)T * y->n_kv_head * at.ns == 1) attn_worker(&at, 0, 1);
+    else g4_pool_run(s->pool, attn_worker, &at);
     if (at.ns > 1) attn_merge(&at);
 }
 
