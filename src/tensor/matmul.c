@@ -155,8 +155,10 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
     for (int j = 0; j < n_jobs; j++) {
         const g4_mat *w = jobs[j].w;
         k.rstart[j + 1] = k.rstart[j] + (long)w->n_out;
-        /* decode: >= 16 KB of weights per grab; prefill: whole 32-row blocks */
-        long mr = T == 1 ? (long)(16384 / (w->row_bytes ? w->row_bytes : 1)) : 32;
+        /* decode: >= 64 KB of weights per grab (each grab starts a new
+         * stream; 64 KB measured 1.3% faster per step than 16 KB, 256 KB
+         * no better); prefill: whole 32-row blocks */
+        long mr = T == 1 ? (long)(65536 / (w->row_bytes ? w->row_bytes : 1)) : 32;
         k.min_rows[j] = mr < 1 ? 1 : mr;
     }
     atomic_init(&k.next, 0);
