@@ -95,7 +95,7 @@ int cmd_bench(int argc, char **argv) {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = ncpu > 0 ? (int)ncpu : 1;
     double bw = -1, f32 = -1, i8 = -1;
-    int bw_given = 0;
+    int probe_each = 1; /* tg: probe before every repetition (off with --bw) */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -125,7 +125,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-d")) { bad = geti(a, v, 0, 1 << 22, &depth); i++; }
         else if (!strcmp(a, "-t")) { bad = geti(a, v, 1, 1024, &threads); i++; }
         else if (!strcmp(a, "-r")) { bad = geti(a, v, 1, 1000, &reps); i++; }
-        else if (!strcmp(a, "--bw") && v) { bw = atof(v); bw_given = 1; i++; }
+        else if (!strcmp(a, "--bw") && v) { bw = atof(v); probe_each = 0; i++; }
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--exact")) exact = 1;
         else { fprintf(stderr, "gemma4c bench: unknown or incomplete option '%s'\n", a); return 2; }
@@ -159,7 +159,6 @@ int cmd_bench(int argc, char **argv) {
     int32_t *ids = malloc((size_t)(nmax > 1 ? nmax : 1) * sizeof *ids);
     double *t = malloc((size_t)reps * sizeof *t), *adj = malloc((size_t)reps * sizeof *adj),
            *adj_bw = malloc((size_t)reps * sizeof *adj_bw);
-    const int probe_each = !bw_given;
     uint64_t s = 12345;
     for (int i = 0; i < nmax; i++) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
@@ -201,7 +200,7 @@ int cmd_bench(int argc, char **argv) {
         bytes /= tg;
         for (int r = 0; r < reps; r++) {
             if (fill_depth(c, ids, depth, err, sizeof err)) { rc = 1; goto out; }
-            adj_bw[r] = probe_each ? probe_bw(threads) : bw;
+            adj_bw[r] = probe_each ? probe_bw(threads) : 0;
             int32_t tok = ids[0];
             double t0 = now();
             for (int k = 0; k < tg; k++) {
@@ -246,7 +245,7 @@ int cmd_bench(int argc, char **argv) {
         for (int i = 0; i < nres; i++)
         {
             char adjs[64] = "";
-            if (res[i].adj_bw > 0 && probe_each)
+            if (res[i].adj_bw > 0)
                 snprintf(adjs, sizeof adjs, " (%.0f%% of %.1f GB/s adjacent)", res[i].adj_pct, res[i].adj_bw);
             printf("| %s | %.2f GB | %.2f B | %d | %s | %.2f ± %.2f | %.1f (%s) | %.0f%%%s |\n", info.name,
                    info.weight_bytes / 1e9, info.n_params / 1e9, threads, res[i].test, res[i].med,

@@ -34,7 +34,7 @@ void g4_release_rows(const g4_mat *w, const void *p, size_t len) {
  * and it stays in 4 KB pages (the rest of the file asks for 2 MB ones, see
  * format/mapfile.h): a 2 MB page per row would do the same, and
  * g4_release_rows could not give it back. */
-static void advise_random(const g4_mat *w) {
+static void advise_ple_table(const g4_mat *w) {
     long pg = sysconf(_SC_PAGESIZE);
     if (pg <= 0 || !w->data) return;
     uintptr_t a = (uintptr_t)w->data, e = a + (size_t)w->n_mat * (size_t)w->n_out * w->row_bytes;
@@ -344,7 +344,7 @@ static int load_weights(loader *ld) {
             get_mat(ld, &m->ple_model_proj, "per_layer_model_proj.weight", 0, H, (int64_t)L * P, 1, true) ||
             get_vec(ld, &m->ple_proj_norm, "per_layer_proj_norm.weight", 0, P, true))
             return -1;
-        advise_random(&m->ple_embd);
+        advise_ple_table(&m->ple_embd);
         const char *base = ld->f->map, *d = m->ple_embd.data;
         m->ple_in_file_map = base && d >= base &&
                              (size_t)(d - base) + (size_t)m->n_vocab * m->ple_embd.row_bytes <= ld->f->map_size;

@@ -54,7 +54,8 @@ __attribute__((target("avx2,f16c,fma"))) static void geglu_table_f16c(float *out
  * ln2 in [-ln2/2, ln2/2], P the degree-7 Taylor polynomial (remainder
  * < 1e-8); x >= -87 keeps 2^k a normal float (e below that is ~1e-38, and
  * the result 1 either way). */
-__attribute__((target("avx2,fma"))) static void softcap_avx2(float *y, int64_t n, float cap) {
+/* Returns how many leading elements it did (whole vectors). */
+__attribute__((target("avx2,fma"))) static int64_t softcap_avx2(float *y, int64_t n, float cap) {
     const __m256 ic = _mm256_set1_ps(1.0f / cap), vc = _mm256_set1_ps(cap), one = _mm256_set1_ps(1.0f);
     const __m256 sgn = _mm256_set1_ps(-0.0f), lo = _mm256_set1_ps(-87.0f);
     const __m256 l2e = _mm256_set1_ps(1.44269504088896341f);
@@ -83,20 +84,18 @@ __attribute__((target("avx2,fma"))) static void softcap_avx2(float *y, int64_t n
         t = _mm256_blendv_ps(t, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)); /* NaN in, NaN out */
         _mm256_storeu_ps(y + i, t);
     }
-    for (; i < n; i++) y[i] = cap * tanhf(y[i] * (1.0f / cap));
+    return i;
 }
 #endif
 
 void g4_softcap(float *y, int64_t n, float cap, int exact) {
+    int64_t i = 0;
 #if defined(__x86_64__)
     const g4_cpu_features *cf = g4_cpu_features_get();
-    if (!exact && cf->avx2 && cf->fma) {
-        softcap_avx2(y, n, cap);
-        return;
-    }
+    if (!exact && cf->avx2 && cf->fma) i = softcap_avx2(y, n, cap);
 #endif
     (void)exact;
-    for (int64_t i = 0; i < n; i++) y[i] = cap * tanhf(y[i] * (1.0f / cap)); /* ggml: scale, tanh, scale */
+    for (; i < n; i++) y[i] = cap * tanhf(y[i] * (1.0f / cap)); /* ggml: scale, tanh, scale */
 }
 
 void g4_geglu(float *out, const float *g, const float *u, int64_t n, int exact) {

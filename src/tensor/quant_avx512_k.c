@@ -339,12 +339,6 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
                 float *y, size_t ys) {
     const int64_t nb = n / QK_K;
     const uint8_t *w = vw, *x = vx;
-    if (nc == 1) {
-        /* decode: the row loop prefetches PF_DIST ahead, so a new stream's
-         * first PF_DIST bytes would come in one demand miss at a time */
-        const size_t tot = (size_t)nr * ws, pre = tot < PF_DIST ? tot : PF_DIST;
-        for (size_t o = 0; o < pre; o += 64) _mm_prefetch((const char *)w + o, _MM_HINT_T0);
-    }
     if (nc == 1 && type == K6) {
         for (int r = 0; r < nr; r++) y[r] = row_dot(type, nb, w + (size_t)r * ws, x, Q8_K_SIZE);
         return;

@@ -208,10 +208,6 @@ INL void gemm_kind(const int kind, int64_t n, int nr, int nc, const void *vw, si
         for (int c = 0; c < nc; c++) for (int r = 0; r < nr; r++) y[(size_t)c * ys + (size_t)r] = 0;
         return;
     }
-    if (nc == 1) { /* decode: a new stream's first 8 KB at once, not a demand miss at a time */
-        const size_t tot = (size_t)nr * ws, pre = tot < 8192 ? tot : 8192;
-        for (size_t o = 0; o < pre; o += 64) _mm_prefetch((const char *)w + o, _MM_HINT_T0);
-    }
     /* decode: the whole buffer for the one token; prefill: CT tokens */
     const int cstep = nc == 1 ? 1 : CT;
     const int64_t chunk = nc == 1 ? (int64_t)CT * GCH * GB : (int64_t)GCH * GB; /* blocks */
