@@ -230,7 +230,10 @@ TEST(sampler_penalties) {
     gemma4c_sampler_free(s);
 }
 
-/* The vectorized fp16-table GELU must give exactly the scalar table's values. */
+/* The fast GELU is the fp16 table's function: where it is computed instead
+ * of looked up (AVX2), every fp16 input and random values must stay within
+ * one fp16 ulp of the table, or 2e-7 in the far negative tail where the
+ * table's tanh form lost its digits, and differ rarely. */
 TEST(geglu_paths_agree) {
     g4_act_init();
     enum { N = 70001 };
@@ -243,9 +246,20 @@ TEST(geglu_paths_agree) {
         u[i] = 1.0f + (float)(i % 7);
     }
     g4_geglu(o, g, u, N, 0);
-    int bad = 0;
-    for (int i = 0; i < N; i++) bad += o[i] != g4_gelu_table(g[i]) * u[i];
-    CHECKF(bad == 0, "%d of %d differ", bad, N);
+    float *o1 = malloc(N * sizeof *o1);
+    g4_geglu(o1, g, NULL, N, 0);
+    int bad = 0, differ = 0;
+    for (int i = 0; i < N; i++) {
+        bad += o[i] != o1[i] * u[i];
+        float t = g4_gelu_table(g[i]), f = o1[i];
+        if (f == t) continue;
+        differ++;
+        uint16_t a = g4_fp32_to_fp16(f), b = g4_fp32_to_fp16(t);
+        bool one_ulp = !((a ^ b) & 0x8000) && abs((int)(a & 0x7fff) - (int)(b & 0x7fff)) == 1;
+        bad += !one_ulp && fabsf(f - t) > 2e-7f;
+    }
+    CHECKF(bad == 0 && differ < N / 100, "%d far from the table, %d of %d differ", bad, differ, N);
+    free(o1);
     g4_geglu(o, g, NULL, N, 1);
     bad = 0;
     for (int i = 0; i < N; i++) bad += o[i] != g4_gelu(g[i]);
@@ -255,6 +269,40 @@ TEST(geglu_paths_agree) {
     for (int i = 65536; i < N; i++) mx = fmax(mx, fabs(g4_gelu_table(g[i]) - g4_gelu(g[i])) / (1 + fabs(g[i])));
     CHECKF(mx < 2e-3, "table vs exact %g", mx);
     free(g); free(u); free(o);
+}
+
+/* RMSNorm (vectorized where the CPU can) against double, odd lengths (tails
+ * of the 16-lane sum and the 8-lane scale), with and without weights, in
+ * place. */
+TEST(rmsnorm_matches_double) {
+    static const int ns[] = { 1, 7, 15, 16, 17, 255, 256, 1536, 2049 };
+    float x[2049], w[2049], y[2049];
+    uint64_t st = 11;
+    for (int i = 0; i < 2049; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = ((float)(int32_t)(st >> 32) / 2147483648.0f) * (i % 5 == 0 ? 300.0f : 3.0f);
+        w[i] = 0.5f + (float)(i % 9) * 0.25f;
+    }
+    double worst = 0;
+    for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+        int n = ns[k];
+        double ss = 0;
+        for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+        double sc = 1.0 / sqrt(ss / n + 1e-6);
+        for (int wi = 0; wi < 2; wi++) {
+            g4_rmsnorm(y, x, wi ? w : NULL, n, 1e-6f);
+            for (int i = 0; i < n; i++) {
+                double want = x[i] * sc * (wi ? w[i] : 1.0);
+                worst = fmax(worst, fabs(y[i] - want) / (fabs(want) + 1e-30));
+            }
+        }
+        float z[2049];
+        memcpy(z, x, (size_t)n * sizeof *z);
+        g4_rmsnorm(z, z, w, n, 1e-6f);          /* in place gives the same */
+        g4_rmsnorm(y, x, w, n, 1e-6f);
+        CHECK(!memcmp(y, z, (size_t)n * sizeof *z));
+    }
+    CHECKF(worst < 3e-7, "max relative error %g", worst);
 }
 
 /* Fast softcap (vector exp) against tanh in double: every fp16 value as an
@@ -369,6 +417,7 @@ int main(void) {
     RUN(vec_kernels);
     RUN(vec_group_kernels);
     RUN(geglu_paths_agree);
+    RUN(rmsnorm_matches_double);
     RUN(softcap_fast_matches_tanh);
     RUN(layer_table_matches_config);
     RUN(kv_plan_matches_formula);

@@ -167,27 +167,6 @@ oom:
 
 /* ---- small row ops ---------------------------------------------------------- */
 
-/* y = x / rms(x) * w (w may be NULL: no scale). Sum of squares in double like
- * ggml, so long rows keep full precision. */
-static void rmsnorm(float *y, const float *x, const float *w, int n, float eps) {
-    /* four partial sums: one chain of dependent double adds took ~1.5% of
-     * the main thread in a decode step (perf; ~200 norms per E2B token,
-     * run while the other thread waits) */
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int i = 0;
-    for (; i + 3 < n; i += 4) {
-        s0 += (double)x[i] * x[i];
-        s1 += (double)x[i + 1] * x[i + 1];
-        s2 += (double)x[i + 2] * x[i + 2];
-        s3 += (double)x[i + 3] * x[i + 3];
-    }
-    for (; i < n; i++) s0 += (double)x[i] * x[i];
-    double ss = (s0 + s1) + (s2 + s3);
-    float scale = (float)(1.0 / sqrt(ss / n + eps));
-    if (w) for (i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
-    else for (i = 0; i < n; i++) y[i] = x[i] * scale;
-}
-
 /* ---- data-parallel helpers ------------------------------------------------------
  * Elementwise work is small next to the matmuls at batch 1 (run inline), but
  * at prefill batch sizes GELU and the norms over [T][H] rows are worth
@@ -212,7 +191,7 @@ static void norm_rows(void *arg, int ith, int nth) {
     g4_split(k->n, ith, nth, &lo, &hi);
     for (long t = lo; t < hi; t++) {
         float *d = k->dst + (size_t)t * k->ld;
-        rmsnorm(d, k->src + (size_t)t * k->ld, k->w, k->width, k->eps);
+        g4_rmsnorm(d, k->src + (size_t)t * k->ld, k->w, k->width, k->eps);
         if (k->add) {
             float *a = k->add + (size_t)t * k->ld;
             for (int i = 0; i < k->width; i++) a[i] += d[i];
@@ -442,7 +421,7 @@ static void attention(g4_state *s, int l, int T) {
     for (int t = 0; t < T; t++)
         for (int h = 0; h < nH; h++) {
             float *q = s->q + (size_t)t * nq + (size_t)h * hd;
-            rmsnorm(q, q, y->q_norm, hd, m->eps);
+            g4_rmsnorm(q, q, y->q_norm, hd, m->eps);
             rope_apply(q, cs + (size_t)t * rot, rot);
         }
     if (y->own_kv) {
@@ -453,9 +432,9 @@ static void attention(g4_state *s, int l, int T) {
             for (int g = 0; g < nkv; g++) {
                 float *k = s->k + (size_t)t * nk + (size_t)g * hd;
                 float *v = s->v + (size_t)t * nk + (size_t)g * hd;
-                rmsnorm(k, k, y->k_norm, hd, m->eps);
+                g4_rmsnorm(k, k, y->k_norm, hd, m->eps);
                 rope_apply(k, cs + (size_t)t * rot, rot);
-                rmsnorm(v, v, NULL, hd, m->eps);
+                g4_rmsnorm(v, v, NULL, hd, m->eps);
                 memcpy(c->k + (slot * nkv + g) * hd, k, (size_t)hd * sizeof(float));
                 memcpy(c->v + (slot * nkv + g) * hd, v, (size_t)hd * sizeof(float));
             }
@@ -527,7 +506,7 @@ static void moe(g4_state *s, const g4_layer *y, int T, float *out) {
     float rs = 1.0f / sqrtf((float)H);
     for (int t = 0; t < T; t++) {
         float *r = s->moe_in + (size_t)t * H;
-        rmsnorm(r, s->x + (size_t)t * H, NULL, H, m->eps);
+        g4_rmsnorm(r, s->x + (size_t)t * H, NULL, H, m->eps);
         for (int i = 0; i < H; i++) r[i] *= y->router_scale[i] * rs;
     }
     g4_matmul(s->pool, &y->router, 0, s->moe_in, H, T, s->moe_logit, E, s->precision, &s->mm);
@@ -620,7 +599,7 @@ static void ple_inputs(g4_state *s, const int32_t *tokens, int T) {
     for (int t = 0; t < T; t++) {
         float *c = s->ple + (size_t)t * LP;
         for (int i = 0; i < LP; i++) c[i] *= ps;
-        for (int l = 0; l < L; l++) rmsnorm(c + (size_t)l * P, c + (size_t)l * P, m->ple_proj_norm, P, m->eps);
+        for (int l = 0; l < L; l++) g4_rmsnorm(c + (size_t)l * P, c + (size_t)l * P, m->ple_proj_norm, P, m->eps);
         /* token part: row of the [V][L*P] table, x sqrt(P) */
         float *tok = s->ff_a;
         const void *row = g4_mat_row(&m->ple_embd, 0, tokens[t]);
@@ -688,7 +667,7 @@ int g4_forward(g4_state *s, const int32_t *tokens, int T, float *logits, int all
     if (!logits) return 0;
     int first = all_rows ? 0 : T - 1, n = T - first;
     for (int t = 0; t < n; t++)
-        rmsnorm(s->xn + (size_t)t * H, s->x + (size_t)(first + t) * H, m->output_norm, H, m->eps);
+        g4_rmsnorm(s->xn + (size_t)t * H, s->x + (size_t)(first + t) * H, m->output_norm, H, m->eps);
     /* final softcap applied by the threads, on the rows each computed */
     g4_mm_job head = { .w = &m->output, .y = logits, .ldy = m->n_vocab, .softcap = m->softcap };
     g4_matmul_multi(s->pool, &head, 1, s->xn, H, n, s->precision, &s->mm);

@@ -12,11 +12,12 @@ static inline float g4_gelu(float x) {
 
 /* GELU through a 65,536-entry fp16 table, the way llama.cpp's CPU backend
  * computes it: input rounded to fp16, output the fp16-rounded GELU of that
- * value; |x| >= 10 passes through (x) or gives 0. Used on the fast path: it
- * is cheaper than tanhf and keeps our logits next to llama.cpp's. */
+ * value; |x| >= 10 passes through (x) or gives 0. The fast path computes
+ * this function (vectorized without the table where it can) and keeps our
+ * logits next to llama.cpp's. */
 #include <stdint.h>
 #include "tensor/types.h"
-extern uint16_t g4_gelu_f16[(1 << 16) + 2];
+extern uint16_t g4_gelu_f16[1 << 16];
 void g4_act_init(void);   /* fills the table once per process; call before use */
 static inline float g4_gelu_table(float x) {
     if (x <= -10.0f) return 0.0f;
@@ -24,13 +25,18 @@ static inline float g4_gelu_table(float x) {
     return g4_fp16_to_fp32(g4_gelu_f16[g4_fp32_to_fp16(x)]);
 }
 
-/* out[i] = gelu(g[i]) * u[i] (u NULL: gelu(g[i])); exact tanh form or the
- * fp16 table (vectorized with F16C where the CPU has it). out may alias g. */
+/* out[i] = gelu(g[i]) * u[i] (u NULL: gelu(g[i])); exact: the tanh form;
+ * else the fp16 table's function (with AVX2/F16C computed, not looked up:
+ * within one fp16 ulp of the table). out may alias g. */
 void g4_geglu(float *out, const float *g, const float *u, int64_t n, int exact);
 
 /* y[i] = cap * tanh(y[i] / cap) (Gemma's final logit softcap). exact: tanhf;
  * else 8 lanes at a time through exp (|error| <= ~2e-7 * cap; the LM head
  * of a decode step has 262,144 of them). NaN stays NaN, +-inf gives +-cap. */
 void g4_softcap(float *y, int64_t n, float cap, int exact);
+
+/* y = x / rms(x) * w over one row of n (w may be NULL: no scale); y may
+ * alias x. */
+void g4_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 
 #endif
