@@ -12,6 +12,7 @@
 #include "engine/engine.h"
 #include "gemma4c.h"
 #include "tensor/act.h"
+#include "tensor/cpu.h"
 #include "tensor/vec.h"
 
 static const char *MODELS[] = { "gemma4-e", "gemma4-dense", "gemma4-moe", "gemma4-kq.Q4_K_M" };
@@ -342,7 +343,8 @@ TEST(softcap_fast_matches_tanh) {
 
 /* SIMD attention kernels against a double-precision reference, odd sizes. */
 TEST(vec_kernels) {
-    const g4_vec_ops *v = g4_vec_get();
+    for (int lv = G4_CPU_REF; lv <= G4_CPU_AVX512; lv++) {
+    const g4_vec_ops *v = g4_vec_get_level(lv);
     float a[1031], b[1031], y[1031], y2[1031];
     uint64_t st = 5;
     for (int i = 0; i < 1031; i++) {
@@ -363,6 +365,23 @@ TEST(vec_kernels) {
         for (int i = 0; i < n; i++) bad += fabsf(y[i] - y2[i]) > 1e-6f;
         CHECKF(bad == 0, "axpy n=%d", n);
     }
+    /* softmax exponentials: every value and the sum against double */
+    float e[203];
+    for (int n = 0; n <= 203; n += (n < 20 ? 1 : 61)) {
+        for (int i = 0; i < n; i++) e[i] = -(float)i * 0.9f + (i % 3 ? 0.0f : -120.0f); /* some below -87 */
+        float m = n ? 0.5f : 0.0f, su = v->expsum(e, n, m);
+        double want = 0;
+        int badx = 0;
+        for (int i = 0; i < n; i++) {
+            float arg = (-(float)i * 0.9f + (i % 3 ? 0.0f : -120.0f)) - m;   /* rounded as the kernels round it */
+            double x = exp((double)arg);
+            want += x;
+            badx += fabs(e[i] - x) > 1e-6 * x + 1e-37;
+        }
+        CHECKF(badx == 0 && fabs(su - want) <= 1e-6 * want + 1e-37, "expsum level %d n=%d: %d bad, sum %g vs %g", lv, n,
+               badx, su, want);
+    }
+    }
 }
 
 /* Grouped attention kernels (G heads sharing each cache row) against double
@@ -370,7 +389,8 @@ TEST(vec_kernels) {
  * around the tile widths, head sizes with and without a vector tail, and a
  * cache row stride wider than the head (several KV heads per row). */
 TEST(vec_group_kernels) {
-    const g4_vec_ops *v = g4_vec_get();
+    for (int lv = G4_CPU_REF; lv <= G4_CPU_AVX512; lv++) {
+    const g4_vec_ops *v = g4_vec_get_level(lv);
     enum { MAXG = 9, MAXJ = 67, MAXD = 264, KS = MAXD + 40 };
     float *q = malloc(sizeof(float) * MAXG * MAXD), *k = malloc(sizeof(float) * MAXJ * KS);
     float *p = malloc(sizeof(float) * MAXG * 80), *s = malloc(sizeof(float) * MAXG * 80);
@@ -383,7 +403,7 @@ TEST(vec_group_kernels) {
         if (i < MAXG * MAXD) q[i] = (float)((st >> 40) & 0xfff) / 2048.0f - 1.0f;
         if (i < MAXG * 80) p[i] = (float)((st >> 8) & 0xff) / 256.0f;
     }
-    static const int HD[] = { 8, 13, 16, 40, 256, 264 }, NJ[] = { 1, 2, 3, 64, 67 };
+    static const int HD[] = { 8, 13, 16, 17, 40, 48, 256, 264 }, NJ[] = { 1, 2, 3, 64, 67 };
     int bad = 0;
     for (int G = 1; G <= MAXG; G++)
         for (size_t a = 0; a < sizeof HD / sizeof *HD; a++)
@@ -409,8 +429,9 @@ TEST(vec_group_kernels) {
                     if (fabs(acc[i] - ref[i]) > 1e-5 * (fabs(ref[i]) + 1) && bad++ < 5)
                         fprintf(stderr, "  pv G=%d hd=%d nj=%d i=%d: %g vs %g\n", G, hd, nj, i, acc[i], ref[i]);
             }
-    CHECKF(bad == 0, "%d grouped-attention mismatches", bad);
+    CHECKF(bad == 0, "level %d: %d grouped-attention mismatches", lv, bad);
     free(q); free(k); free(p); free(s); free(acc); free(ref);
+    }
 }
 
 int main(void) {

@@ -303,9 +303,7 @@ static void attn_span(const g4_vec_ops *vo, const float *q, int G, int hd, const
                 for (int i = 0; i < hd; i++) acc[(size_t)h * hd + i] *= r;
                 mx[h] = bm;
             }
-            float su = 0;
-            for (int j = 0; j < nb; j++) { sh[j] = expf(sh[j] - bm); su += sh[j]; }
-            sum[h] += su;
+            sum[h] += vo->expsum(sh, nb, bm);
         }
         vo->pv(acc, sc, ATT_B, G, v, rs, nb, hd);
         b0 += nb;
@@ -346,6 +344,7 @@ static void attn_worker(void *arg, int ith, int nth) {
 /* ns > 1: out_h = sum_p acc_p,h e^(m_p - M) / sum_p l_p e^(m_p - M) */
 static void attn_merge(attn_task *a) {
     g4_state *s = a->s;
+    const g4_vec_ops *vo = g4_vec_get();
     int hd = a->y->head_dim, nH = s->m->n_head, nkv = a->y->n_kv_head, G = nH / nkv, ns = a->ns;
     for (int t = 0; t < a->T; t++)
         for (int g = 0; g < nkv; g++) {
@@ -364,8 +363,7 @@ static void attn_merge(attn_task *a) {
                     if (pp[h] == -INFINITY) continue;      /* empty part */
                     float w = expf(pp[h] - M);
                     L += pp[G + h] * w;
-                    const float *ac = pp + 2 * G + (size_t)h * hd;
-                    for (int i = 0; i < hd; i++) oh[i] += ac[i] * w;
+                    vo->axpy(oh, w, pp + 2 * G + (size_t)h * hd, hd);
                 }
                 float inv = 1.0f / L;
                 for (int i = 0; i < hd; i++) oh[i] *= inv;

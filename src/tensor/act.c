@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "tensor/cpu.h"
+#include "tensor/exp_x86.h"
 #include "tensor/types.h"
 
 uint16_t g4_gelu_f16[1 << 16];
@@ -29,27 +30,6 @@ void g4_act_init(void) { pthread_once(&gelu_once, gelu_init); }
 /* AVX2 + FMA + F16C, unless GEMMA4C_CPU asks for the reference code */
 static bool use_avx2(void) { return g4_cpu_level() == G4_CPU_AVX2 || g4_cpu_level() == G4_CPU_AVX512; }
 
-/* e^x for x in [-87, 88]: 2^k * P(r), r = x - k ln2 in [-ln2/2, ln2/2], P
- * the degree-7 Taylor polynomial (remainder < 1e-8, so ~2 ulp in all);
- * the bounds keep 2^k a normal float. */
-__attribute__((target("avx2,fma"), always_inline)) static inline __m256 exp_avx2(__m256 x) {
-    const __m256 one = _mm256_set1_ps(1.0f);
-    const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    x = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
-    x = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), x);
-    __m256 p = _mm256_set1_ps(1.0f / 5040);
-    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.0f / 720));
-    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.0f / 120));
-    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.0f / 24));
-    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.0f / 6));
-    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, x, one);
-    p = _mm256_fmadd_ps(p, x, one);
-    const __m256i e2 = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e2));
-}
-
 /* The table's function without the table: input rounded to fp16, GELU as
  * x * sigmoid(2z) = x / (1 + e^-2z) (no cancellation for negative x, where
  * the tanh form loses its digits), output rounded to fp16, |x| >= 10 as in
@@ -68,7 +48,7 @@ __attribute__((target("avx2,f16c,fma"))) static void geglu_f16c(float *out, cons
         const __m256 xr = _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
         __m256 t = _mm256_mul_ps(_mm256_mul_ps(c2, xr), _mm256_fmadd_ps(_mm256_mul_ps(a, xr), xr, one));
         t = _mm256_min_ps(_mm256_max_ps(t, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
-        __m256 y = _mm256_div_ps(xr, _mm256_add_ps(one, exp_avx2(t)));
+        __m256 y = _mm256_div_ps(xr, _mm256_add_ps(one, g4_exp8(t)));
         y = _mm256_cvtph_ps(_mm256_cvtps_ph(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
         y = _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, hi, _CMP_GE_OQ));
         y = _mm256_blendv_ps(y, _mm256_setzero_ps(), _mm256_cmp_ps(x, lo, _CMP_LE_OQ));
@@ -92,7 +72,7 @@ __attribute__((target("avx2,fma"))) static int64_t softcap_avx2(float *y, int64_
         const __m256 z = _mm256_mul_ps(v, ic);
         const __m256 s = _mm256_and_ps(z, sgn);
         const __m256 x = _mm256_max_ps(_mm256_mul_ps(_mm256_andnot_ps(sgn, z), _mm256_set1_ps(-2.0f)), lo);
-        const __m256 e = exp_avx2(x);
+        const __m256 e = g4_exp8(x);
         __m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
         t = _mm256_mul_ps(_mm256_or_ps(t, s), vc);
         t = _mm256_blendv_ps(t, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)); /* NaN in, NaN out */

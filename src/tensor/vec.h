@@ -1,6 +1,6 @@
-/* Small f32 vector kernels for attention (q.k over the cache, p*v sums).
- * AVX2+FMA where the CPU has it (chosen per call from the cached feature
- * flags), portable C otherwise. The SIMD path sums in a different order than
+/* Small f32 vector kernels for attention (q.k over the cache, p*v sums,
+ * softmax exponentials). AVX-512 or AVX2+FMA where the CPU has them, portable
+ * C otherwise. The SIMD path sums in a different order than
  * the scalar one, so results differ in the last bits, never more. */
 #ifndef G4_VEC_H
 #define G4_VEC_H
@@ -17,9 +17,13 @@ typedef struct g4_vec_ops {
      * The G query heads that share a KV head read each cache row once. */
     void (*qk)(float *s, int lds, const float *q, int G, const float *k, size_t ks, int nj, int hd);
     void (*pv)(float *acc, const float *p, int ldp, int G, const float *v, size_t vs, int nj, int hd);
+    /* s[j] = e^(s[j] - m) for j < n, m >= every s[j]; returns the sum */
+    float (*expsum)(float *s, int n, float m);
 } g4_vec_ops;
 
 /* The best kernels for this CPU (GEMMA4C_CPU=ref forces the portable ones). */
 const g4_vec_ops *g4_vec_get(void);
+/* The kernels of one level (the portable ones where the CPU lacks it). */
+const g4_vec_ops *g4_vec_get_level(int level);
 
 #endif
