@@ -4,8 +4,9 @@
  *   pp: FLOPs per token / arithmetic peak                   (compute roofline)
  * Results are the median of -r repetitions, with min-max spread. On a shared
  * machine the bandwidth moves with the other tenants (±30% within minutes
- * was seen), so tg also probes it right before each repetition and reports
- * the median of each repetition's share of its own probe ("adjacent"). */
+ * was seen), so tg also probes it right before and right after each
+ * repetition and reports the median of each repetition's share of the mean
+ * of its two probes ("adjacent"). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +34,7 @@ typedef struct result {
     double med, lo, hi;     /* tokens/s */
     double roof;            /* t/s the limit allows */
     const char *limit;      /* "bw" or "int8"/"f32" */
-    double adj_pct, adj_bw; /* tg: median % of the probe run just before each repetition, median probe; else 0 */
+    double adj_pct, adj_bw; /* tg: median % of the probes around each repetition, median of them; else 0 */
 } result;
 
 /* Start a test from `depth` tokens of context (untimed; eval batches them). */
@@ -95,7 +96,7 @@ int cmd_bench(int argc, char **argv) {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = ncpu > 0 ? (int)ncpu : 1;
     double bw = -1, f32 = -1, i8 = -1;
-    int probe_each = 1; /* tg: probe before every repetition (off with --bw) */
+    int probe_each = 1; /* tg: probe before and after every repetition (off with --bw) */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -105,8 +106,9 @@ int cmd_bench(int argc, char **argv) {
                    "with this machine's limits, measured at the start: read bandwidth for tg\n"
                    "(bytes of weights and KV read per token) and the int8 / f32 arithmetic peak\n"
                    "for pp (FLOPs per token). Reports the median over REPS runs and the spread.\n"
-                   "On a shared machine the bandwidth moves, so tg also probes it before every\n"
-                   "repetition and reports the median share of that adjacent probe.\n\n"
+                   "On a shared machine the bandwidth moves, so tg also probes it right before\n"
+                   "and after every repetition and reports the median share of the mean of\n"
+                   "those two adjacent probes.\n\n"
                    "  -m MODEL     GGUF file or HF folder (gemma4c synth makes real-shape ones)\n"
                    "  -p N         prompt tokens (default 512; 0 skips pp)\n"
                    "  -n N         generated tokens (default 128; 0 skips tg)\n"
@@ -200,7 +202,7 @@ int cmd_bench(int argc, char **argv) {
         bytes /= tg;
         for (int r = 0; r < reps; r++) {
             if (fill_depth(c, ids, depth, err, sizeof err)) { rc = 1; goto out; }
-            adj_bw[r] = probe_each ? probe_bw(threads) : 0;
+            double before = probe_each ? probe_bw(threads) : 0;
             int32_t tok = ids[0];
             double t0 = now();
             for (int k = 0; k < tg; k++) {
@@ -208,6 +210,9 @@ int cmd_bench(int argc, char **argv) {
                 tok = (int32_t)((tok * 7 + 13) % info.n_vocab);
             }
             t[r] = tg / (now() - t0);
+            /* a probe takes ~0.2 s, a repetition seconds: the two around it
+             * bracket what the memory system gave during it */
+            adj_bw[r] = probe_each ? (before + probe_bw(threads)) / 2 : 0;
             adj[r] = adj_bw[r] > 0 ? 100.0 * t[r] * bytes / (adj_bw[r] * 1e9) : 0;
         }
         qsort(t, (size_t)reps, sizeof *t, cmp_d);

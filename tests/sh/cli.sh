@@ -60,8 +60,9 @@ assert set(t) == {'pp16 @ d8', 'tg4 @ d8'}, t
 assert all(x['tps'] > 0 and x['roofline_tps'] > 0 for x in t.values())
 assert r['peak_rss_bytes'] > 0 and r['plan_bytes'] > 0
 " "$out"
-# with probes: each tg repetition gets an adjacent bandwidth probe, and the
-# probes' 1 GiB buffer is not counted in the peak RSS (tiny model: a few MB)
+# with probes: each tg repetition gets adjacent bandwidth probes (before and
+# after it), and the probes' 1 GiB buffer is not counted in the peak RSS
+# (tiny model: a few MB)
 out=$("$G4" bench -m "$TMP/tiny.gguf" -p 0 -n 2 -r 1 -t 1 --json 2>/dev/null)
 check "bench reports the adjacent probe and a peak RSS without the probe buffer" /usr/bin/python3 -c "
 import json, sys
