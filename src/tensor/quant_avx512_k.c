@@ -36,6 +36,7 @@
 #if defined(__x86_64__)
 
 #include <immintrin.h>
+#include <stdint.h>
 #include <string.h>
 
 #define QK_K 256
@@ -306,8 +307,11 @@ INL void relayout(const uint8_t *x, uint8_t *buf, int64_t m) {
     }
 }
 
-/* decode: one row, two float accumulators (even / odd blocks) */
-INL float row_dot(const int type, int64_t nb, const uint8_t *w, const uint8_t *x, size_t xbs) {
+/* decode: one row, two float accumulators (even / odd blocks); prefetches
+ * stop at pf_end, the end of the call's rows: past it are rows another
+ * thread reads (prefetching them here cost ~1% of a decode step) */
+INL float row_dot(const int type, int64_t nb, const uint8_t *w, const uint8_t *x, size_t xbs,
+                  uintptr_t pf_end) {
     const size_t bsz = bsize(type);
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
     int64_t ib = 0;
@@ -318,10 +322,9 @@ INL float row_dot(const int type, int64_t nb, const uint8_t *w, const uint8_t *x
          * read in between, as in a decode step; L1 hint and 8 KB beat L2
          * hint, 4 KB and 12 KB); rows of a decode call are contiguous and
          * the next call continues them, so run PF_DIST bytes ahead */
-        {
-            const char *pf = (const char *)w + (size_t)ib * bsz + PF_DIST;
-            for (int o = 0; o < (int)(2 * bsz); o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
-        }
+        const uintptr_t pf = (uintptr_t)(w + (size_t)ib * bsz) + PF_DIST;  /* may lie past the array */
+        if (pf < pf_end)
+            for (int o = 0; o < (int)(2 * bsz); o += 64) _mm_prefetch((const char *)(pf + (uintptr_t)o), _MM_HINT_T0);
         unpack(type, w + (size_t)ib * bsz, &b0);
         unpack(type, w + (size_t)(ib + 1) * bsz, &b1);
         a0 = block_dot(type, &b0, x + (size_t)ib * xbs, a0);
@@ -340,20 +343,22 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
     const int64_t nb = n / QK_K;
     const uint8_t *w = vw, *x = vx;
     if (nc == 1 && type == K6) {
-        for (int r = 0; r < nr; r++) y[r] = row_dot(type, nb, w + (size_t)r * ws, x, Q8_K_SIZE);
+        const uintptr_t end = (uintptr_t)(w + (size_t)nr * ws);
+        for (int r = 0; r < nr; r++) y[r] = row_dot(type, nb, w + (size_t)r * ws, x, Q8_K_SIZE, end);
         return;
     }
     if (nc == 1) {
         /* decode: the activation row re-laid once for all rows (chunked) */
         _Alignas(64) uint8_t buf[RL_CHUNK * RL_STRIDE + 64]; /* last block ends at RL_OFF + 292 */
         const int tr = IS5(type) ? K5R : K4R;
+        const uintptr_t end = (uintptr_t)(w + (size_t)nr * ws);
         int64_t cb = 0;
         do { /* once even for nb == 0, so y is always written */
             const int64_t m = nb - cb < RL_CHUNK ? nb - cb : RL_CHUNK;
             relayout(x + (size_t)cb * Q8_K_SIZE, buf, m);
             const uint8_t *wc = w + (size_t)cb * bsize(type);
             for (int r = 0; r < nr; r++) {
-                const float v = row_dot(tr, m, wc + (size_t)r * ws, buf + RL_OFF, RL_STRIDE);
+                const float v = row_dot(tr, m, wc + (size_t)r * ws, buf + RL_OFF, RL_STRIDE, end);
                 y[r] = cb ? y[r] + v : v;
             }
             cb += RL_CHUNK;
@@ -376,7 +381,7 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
             tile(type, 1, CT, nb, w + (size_t)r0 * ws, ws, x + (size_t)c0 * xs, xs, y + (size_t)c0 * ys + r0, ys);
         for (; c0 + 2 <= nc; c0 += 2)
             tile(type, 1, 2, nb, w + (size_t)r0 * ws, ws, x + (size_t)c0 * xs, xs, y + (size_t)c0 * ys + r0, ys);
-        for (; c0 < nc; c0++) y[(size_t)c0 * ys + r0] = row_dot(type, nb, w + (size_t)r0 * ws, x + (size_t)c0 * xs, Q8_K_SIZE);
+        for (; c0 < nc; c0++) y[(size_t)c0 * ys + r0] = row_dot(type, nb, w + (size_t)r0 * ws, x + (size_t)c0 * xs, Q8_K_SIZE, UINTPTR_MAX);
     }
 }
 
@@ -385,7 +390,7 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
                               float *y, size_t ys) {                                                      \
         gemm_k(T, n, nr, nc, w, ws, x, xs, y, ys);                                                        \
     }                                                                                                     \
-    T512 static float vd_##t(const void *w, const void *x, int64_t n) { return row_dot(T, n / QK_K, w, x, Q8_K_SIZE); }
+    T512 static float vd_##t(const void *w, const void *x, int64_t n) { return row_dot(T, n / QK_K, w, x, Q8_K_SIZE, UINTPTR_MAX); }
 KERNELS(q4_K, K4)
 KERNELS(q5_K, K5)
 KERNELS(q6_K, K6)
