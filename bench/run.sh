@@ -11,8 +11,8 @@
 # bench probes the machine again; on a shared VM the probes move (±30% within
 # minutes was seen), so the table's percentages use the best bandwidth and
 # int8 peak measured in the whole run (a low probe would flatter a result);
-# for tg it also gives the median share of the probe run right before each
-# repetition (same moment, same neighbours).
+# for tg it also gives the median share of the probes run right before and
+# right after each repetition (same moment, same neighbours).
 # -c (root only) drops the page cache and compacts memory before each model,
 # so every model starts alike: cold, with free memory for the 2 MB pages its
 # weights are mapped with (src/format/mapfile.h); otherwise whichever model
