@@ -29,6 +29,13 @@ static int cmp_d(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* Median of n values, sorted in place; an even count averages the middle
+ * two (taking the upper one reported the better of two repetitions). */
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 typedef struct result {
     char test[32];
     double med, lo, hi;     /* tokens/s */
@@ -178,7 +185,7 @@ int cmd_bench(int argc, char **argv) {
             if (gemma4c_eval(c, ids, pp, 0, err, sizeof err)) { rc = 1; goto out; }
             t[r] = pp / (now() - t0);
         }
-        qsort(t, (size_t)reps, sizeof *t, cmp_d);
+        double med = median(t, reps);
         double flops = 0;
         for (int i = 0; i < pp; i++) {
             gemma4c_token_cost tc;
@@ -187,7 +194,7 @@ int cmd_bench(int argc, char **argv) {
         }
         flops /= pp;
         double peak = (!exact && i8 > 0) ? i8 : f32;
-        result r = { "", t[reps / 2], t[0], t[reps - 1], peak * 1e9 / flops, (!exact && i8 > 0) ? "int8 peak" : "f32 peak",
+        result r = { "", med, t[0], t[reps - 1], peak * 1e9 / flops, (!exact && i8 > 0) ? "int8 peak" : "f32 peak",
                      0, 0 };
         snprintf(r.test, sizeof r.test, depth ? "pp%d @ d%d" : "pp%d", pp, depth);
         res[nres++] = r;
@@ -215,10 +222,8 @@ int cmd_bench(int argc, char **argv) {
             adj_bw[r] = probe_each ? (before + probe_bw(threads)) / 2 : 0;
             adj[r] = adj_bw[r] > 0 ? 100.0 * t[r] * bytes / (adj_bw[r] * 1e9) : 0;
         }
-        qsort(t, (size_t)reps, sizeof *t, cmp_d);
-        qsort(adj, (size_t)reps, sizeof *adj, cmp_d);
-        qsort(adj_bw, (size_t)reps, sizeof *adj_bw, cmp_d);
-        result r = { "", t[reps / 2], t[0], t[reps - 1], bw * 1e9 / bytes, "bandwidth", adj[reps / 2], adj_bw[reps / 2] };
+        double med = median(t, reps), adj_med = median(adj, reps), adj_bw_med = median(adj_bw, reps);
+        result r = { "", med, t[0], t[reps - 1], bw * 1e9 / bytes, "bandwidth", adj_med, adj_bw_med };
         snprintf(r.test, sizeof r.test, depth ? "tg%d @ d%d" : "tg%d", tg, depth);
         res[nres++] = r;
     }

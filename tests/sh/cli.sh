@@ -71,4 +71,11 @@ t = r['results'][0]
 assert t['adjacent_bandwidth_gbs'] > 0 and t['adjacent_pct'] > 0, t
 assert 0 < r['peak_rss_bytes'] < 256 << 20, r['peak_rss_bytes']
 " "$out"
+# an even number of repetitions: the median is the mean of the middle two
+out=$("$G4" bench -m "$TMP/tiny.gguf" -p 8 -n 4 -r 2 -t 1 --bw 10 --json 2>/dev/null)
+check "bench's median of 2 repetitions is their mean" /usr/bin/python3 -c "
+import json, sys
+for t in json.loads(sys.argv[1])['results']:
+    assert abs(t['tps'] - (t['tps_min'] + t['tps_max']) / 2) <= 0.002 + 1e-6 * t['tps'], t
+" "$out"
 "$G4" bench -m "$TMP/tiny.gguf" -p abc 2>/dev/null; check "bench rejects a bad -p (exit 2)" test $? = 2
