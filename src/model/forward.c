@@ -165,8 +165,6 @@ oom:
     return NULL;
 }
 
-/* ---- small row ops ---------------------------------------------------------- */
-
 /* ---- data-parallel helpers ------------------------------------------------------
  * Elementwise work is small next to the matmuls at batch 1 (run inline), but
  * at prefill batch sizes GELU and the norms over [T][H] rows are worth
