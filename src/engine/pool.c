@@ -114,8 +114,9 @@ void g4_pool_run(g4_pool *p, g4_task_fn fn, void *arg) {
     fn(arg, 0, p->n);
     /* the workers usually finish within microseconds of us: spin, and only
      * yield the CPU when one is late (descheduled, or a long imbalance).
-     * Spinning 16x longer than the first version (SPIN_ITERS / 4) made a
-     * decode step 0.5% faster: in a VM every sched_yield is a costly exit. */
+     * Spins 16x longer than the first version (SPIN_ITERS / 4): in a VM
+     * every sched_yield is a costly exit (measured 0.5% per decode step,
+     * within the bias of the A/B used then; see bench/README.md). */
     for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
         if (spins < SPIN_ITERS * 4) cpu_relax();
         else sched_yield();

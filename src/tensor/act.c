@@ -61,8 +61,8 @@ __attribute__((target("avx2,f16c,fma"))) static void geglu_f16c(float *out, cons
 /* tanh(z) = sign(z) (1 - e) / (1 + e), e = exp(-2|z|) in [0, 1]: no
  * overflow, and the absolute error stays ~1e-7 (what matters for logits;
  * relative error grows only where tanh is tiny); -2|z| >= -87 (e below
- * that is ~1e-38, and the result 1 either way). */
-/* Returns how many leading elements it did (whole vectors). */
+ * that is ~1e-38, and the result 1 either way). Returns how many leading
+ * elements it did (whole vectors; the caller does the tail). */
 __attribute__((target("avx2,fma"))) static int64_t softcap_avx2(float *y, int64_t n, float cap) {
     const __m256 ic = _mm256_set1_ps(1.0f / cap), vc = _mm256_set1_ps(cap), one = _mm256_set1_ps(1.0f);
     const __m256 sgn = _mm256_set1_ps(-0.0f), lo = _mm256_set1_ps(-87.0f);

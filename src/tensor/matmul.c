@@ -85,7 +85,8 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
         if (k->T == 1) {
             /* the kernels' row loops prefetch ahead of themselves; a new
              * stream's first 8 KB would otherwise come one demand miss at a
-             * time (K-quants ~3% of a step, Q4_0/Q8_0 0.5-1%) */
+             * time (K-quants ~3% of a step; Q4_0/Q8_0 0.5-1%, within the
+             * A/B's bias) */
             const char *p = g4_mat_row(w, jb->mat, lo);
             const size_t pre = (size_t)(hi - lo) * w->row_bytes < 8192 ? (size_t)(hi - lo) * w->row_bytes : 8192;
             for (size_t o = 0; o < pre; o += 64) __builtin_prefetch(p + o, 0, 3);
@@ -172,8 +173,8 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
         k.rstart[j + 1] = k.rstart[j] + (long)w->n_out;
         bytes += (double)w->n_out * (double)w->row_bytes;
         /* decode: >= 64 KB of weights per grab (each grab starts a new
-         * stream; 64 KB measured 1.3% faster per step than 16 KB, 256 KB
-         * no better); prefill: whole 32-row blocks */
+         * stream; 1.3% per step over 16 KB in an A/B later found biased by
+         * ~0.5%, 256 KB no better); prefill: whole 32-row blocks */
         long mr = T == 1 ? (long)(65536 / (w->row_bytes ? w->row_bytes : 1)) : 32;
         k.min_rows[j] = mr < 1 ? 1 : mr;
     }

@@ -320,8 +320,8 @@ INL float row_dot(const int type, int64_t nb, const uint8_t *w, const uint8_t *x
         /* the hardware prefetcher alone left Q4_K/Q5_K at ~0.7-0.8 of a
          * plain stream's rate, Q6_K at ~0.9 (measured with another matrix
          * read in between, as in a decode step; L1 hint and 8 KB beat L2
-         * hint, 4 KB and 12 KB); rows of a decode call are contiguous and
-         * the next call continues them, so run PF_DIST bytes ahead */
+         * hint, 4 KB and 12 KB); rows of a decode call are contiguous, so
+         * run PF_DIST bytes ahead, up to the call's end (pf_end) */
         const uintptr_t pf = (uintptr_t)(w + (size_t)ib * bsz) + PF_DIST;  /* may lie past the array */
         if (pf < pf_end)
             for (int o = 0; o < (int)(2 * bsz); o += 64) _mm_prefetch((const char *)(pf + (uintptr_t)o), _MM_HINT_T0);

@@ -41,6 +41,8 @@ static float expsum_ref(float *s, int n, float m) {
  * past the end of the cache array (a prefetch never faults). */
 #define PREFETCH_AHEAD(p, off) \
     _mm_prefetch((const char *)((uintptr_t)(p) + (size_t)(off) * sizeof(float)), _MM_HINT_T0)
+/* p.v takes the cache rows this many at a time (see pv_avx512) */
+#define PV_CHUNK 8
 #define AVX2_FN __attribute__((target("avx2,fma"))) static
 #define AVX2_INL __attribute__((target("avx2,fma"), always_inline)) static inline
 
@@ -132,11 +134,13 @@ AVX2_INL void pv_rows_avx2(float *acc, const float *p, int ldp, int G, const flo
     }
 }
 
-/* Rows in chunks of 8, each used up across all column strips before the
- * next (see pv_avx512) */
+/* Rows in chunks of PV_CHUNK, each used up across all column strips before
+ * the next (see pv_avx512) */
 AVX2_FN void pv_avx2(float *acc, const float *p, int ldp, int G, const float *v, size_t vs, int nj, int hd) {
-    for (int j0 = 0; j0 < nj; j0 += 8)
-        pv_rows_avx2(acc, p + j0, ldp, G, v + (size_t)j0 * vs, vs, nj - j0 < 8 ? nj - j0 : 8, hd);
+    for (int j0 = 0; j0 < nj; j0 += PV_CHUNK) {
+        const int jn = nj - j0 < PV_CHUNK ? nj - j0 : PV_CHUNK;
+        pv_rows_avx2(acc, p + j0, ldp, G, v + (size_t)j0 * vs, vs, jn, hd);
+    }
 }
 
 /* s - m <= 0 (m is the maximum); below -87 e^x is < 1.7e-38: clamped there
@@ -224,21 +228,6 @@ AVX512_INL void pv_tile16(const int R, float *acc, int hd, int cols, const float
     }
 }
 
-AVX512_INL void pv_rows_avx512(float *acc, const float *p, int ldp, int G, const float *v, size_t vs, int nj, int hd);
-
-/* Rows in chunks of 8, each chunk used up across all column strips before
- * the next, whose rows the tile prefetches meanwhile: strips over all rows
- * at once jumped a row stride (~2 KB) per load and waited on memory at
- * every row (the KV cache of a long context is far out of cache). Cold
- * cache rows: 22 -> 107 GFLOP/s in one thread; qk's next-tile prefetch
- * 37 -> 67. */
-AVX512_FN void pv_avx512(float *acc, const float *p, int ldp, int G, const float *v, size_t vs, int nj, int hd) {
-    for (int j0 = 0; j0 < nj; j0 += 8) {
-        const int jn = nj - j0 < 8 ? nj - j0 : 8;
-        pv_rows_avx512(acc, p + j0, ldp, G, v + (size_t)j0 * vs, vs, jn, hd);
-    }
-}
-
 AVX512_INL void pv_rows_avx512(float *acc, const float *p, int ldp, int G, const float *v, size_t vs, int nj, int hd) {
     for (int h = 0; h < G; h += 8) {
         const int R = G - h >= 8 ? 8 : G - h;
@@ -257,6 +246,19 @@ AVX512_INL void pv_rows_avx512(float *acc, const float *p, int ldp, int G, const
             default: pv_tile16(1, ah + i, hd, cols, ph, ldp, v + i, vs, nj); break;
             }
         }
+    }
+}
+
+/* Rows in chunks of PV_CHUNK, each chunk used up across all column strips
+ * before the next, whose rows the tile prefetches meanwhile: strips over all rows
+ * at once jumped a row stride (~2 KB) per load and waited on memory at
+ * every row (the KV cache of a long context is far out of cache). Cold
+ * cache rows: 22 -> 107 GFLOP/s in one thread; qk's next-tile prefetch
+ * 37 -> 67. */
+AVX512_FN void pv_avx512(float *acc, const float *p, int ldp, int G, const float *v, size_t vs, int nj, int hd) {
+    for (int j0 = 0; j0 < nj; j0 += PV_CHUNK) {
+        const int jn = nj - j0 < PV_CHUNK ? nj - j0 : PV_CHUNK;
+        pv_rows_avx512(acc, p + j0, ldp, G, v + (size_t)j0 * vs, vs, jn, hd);
     }
 }
 
