@@ -6,11 +6,16 @@
  * generator, not by us. `gemma4c info` must print the same KV numbers. */
 #include "harness.h"
 
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "engine/engine.h"
+#include "format/mapfile.h"
 #include "gemma4c.h"
+#include "model/model.h"
 #include "tensor/act.h"
 #include "tensor/cpu.h"
 #include "tensor/vec.h"
@@ -434,6 +439,75 @@ TEST(vec_group_kernels) {
     }
 }
 
+/* Resident KB of the mappings that lie inside [a, b), from /proc/self/smaps;
+ * -1 where it cannot be read. */
+static long resident_kb(uintptr_t a, uintptr_t b) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    char line[512];
+    long kb = 0;
+    int inside = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        long v;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+            inside = lo >= a && hi <= b;
+        else if (inside && sscanf(line, "Rss: %ld kB", &v) == 1)
+            kb += v;
+    }
+    fclose(f);
+    return kb;
+}
+
+/* The per-layer-embedding table is read one row per token and each row is
+ * unmapped after use, so a long text never makes it resident. The kernel
+ * maps more than the faulting page: fault-around, and a whole large folio
+ * where the page cache holds one -- which it does after the file was read
+ * through a 2 MB-page mapping (as gemma4c maps weights). The table here is
+ * read that way first, then rows spread over it are read and released: none
+ * may stay mapped. (With a 64 KB release window this kept ~2 MB per row.) */
+TEST(released_table_rows_stay_unmapped) {
+    const char *dir = getenv("TMPDIR");
+    char path[512];
+    snprintf(path, sizeof path, "%s/g4rowsXXXXXX", dir && *dir ? dir : "/tmp");
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    unlink(path);
+    const size_t size = (size_t)16 << 20, MB = (size_t)1 << 20;
+    static unsigned char chunk[1 << 20];
+    for (size_t i = 0; i < sizeof chunk; i++) chunk[i] = (unsigned char)(i * 131 + 7);
+    for (size_t off = 0; off < size; off += sizeof chunk) CHECK(write(fd, chunk, sizeof chunk) == (ssize_t)sizeof chunk);
+
+    unsigned sum = 0;
+    unsigned char *m = g4_map_file(fd, size);
+    CHECK(m != NULL);
+    if (!m) { close(fd); return; }
+    for (size_t i = 0; i < size; i += 4096) sum += ((volatile unsigned char *)m)[i];
+    munmap(m, size);
+
+    m = g4_map_file(fd, size);
+    CHECK(m != NULL);
+    if (!m) { close(fd); return; }
+    g4_mat t = { .data = m + MB, .type = 0, .n_in = 9000, .n_out = 14 * MB / 9000, .n_mat = 1, .row_bytes = 9000 };
+    g4_advise_row_table(&t);
+    uintptr_t a = (uintptr_t)m + MB, b = (uintptr_t)m + 15 * MB;
+    long most = 0;
+    for (int i = 0; i < 24; i++) {
+        const unsigned char *row = g4_mat_row(&t, 0, (i * 67) % t.n_out);
+        for (size_t j = 0; j < t.row_bytes; j += 512) sum += ((volatile const unsigned char *)row)[j];
+        long kb = resident_kb(a, b);
+        if (kb > most) most = kb;
+        g4_release_rows(&t, row, t.row_bytes);
+    }
+    long left = resident_kb(a, b);
+    printf("     table rows mapped %ld KB at most after a read, %ld KB after release (sum %u)\n", most, left, sum);
+    CHECK(most > 0);
+    CHECKF(left >= 0 && left < 64, "%ld KB of the table still mapped", left);
+    munmap(m, size);
+    close(fd);
+}
+
 int main(void) {
     RUN(vec_kernels);
     RUN(vec_group_kernels);
@@ -441,6 +515,7 @@ int main(void) {
     RUN(rmsnorm_matches_double);
     RUN(softcap_fast_matches_tanh);
     RUN(layer_table_matches_config);
+    RUN(released_table_rows_stay_unmapped);
     RUN(kv_plan_matches_formula);
     RUN(sampler_greedy_and_ties);
     RUN(sampler_reproducible_and_respects_filters);

@@ -91,8 +91,12 @@ typedef struct g4_model {
 g4_model *g4_model_load(gguf_file *f, g4_error *err);
 void g4_model_free(g4_model *m);
 
+/* Hint that a memory-mapped table is read one scattered row at a time (no
+ * readahead, small pages); pair with g4_release_rows. */
+void g4_advise_row_table(const g4_mat *w);
+
 /* Unmap the pages of a row just read from a memory-mapped, read-only table
- * (and the fault-around window the kernel mapped with it). Only for tables
+ * (and whatever the kernel mapped with it: fault-around, a large folio). Only for tables
  * in a file mapping: the next read faults them back in from the page cache.
  * Keeps the per-layer-embedding rows of past tokens out of the process's
  * resident memory, so RSS stays at the memory plan however long the text. */
