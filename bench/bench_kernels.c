@@ -1,7 +1,7 @@
 /* Kernel microbenchmark: reference C vs each SIMD level this CPU runs, in the
  * same process, one thread.
  *
- *   build/bench/bench_kernels [--types Q4_0,Q4_K,...] [--mb 256] [--reps 5] [--n 4096]
+ *   build/bench/bench_kernels [--types Q4_0,Q4_K,...] [--mb 256] [--reps 5] [--n 4096] [--stream N]
  *
  * Per weight type:
  *   matvec: n_in = --n (4096), as many rows as make --mb MB of weights (larger than
@@ -12,14 +12,25 @@
  *           limit is integer throughput);
  *   quant : activation quantizer (from_float of the vec_dot type), GB/s of
  *           f32 input.
- * Best of --reps runs; "x" columns are ratios to the reference level. */
+ * Best of --reps runs; "x" columns are ratios to the reference level.
+ *
+ * --stream N: instead, for each type, decode's matrix-vector product as the
+ * engine runs it (g4_matmul: fastest kernels, N threads, --mb MB of weights
+ * in 2 MB pages) against a plain read of the same buffer on the same
+ * threads, interleaved, best of --reps each. The ratio says whether the
+ * kernel keeps up with the memory system: below 1, decode is limited by
+ * the kernel's arithmetic, not by bandwidth. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <sys/mman.h>
+
+#include "engine/pool.h"
 #include "tensor/cpu.h"
+#include "tensor/matmul.h"
 #include "tensor/quant_ref.h"
 #include "tensor/quant_simd.h"
 #include "tensor/types.h"
@@ -110,24 +121,124 @@ static result run_level(int type, int level, size_t mb, int reps) {
     return res;
 }
 
+/* ---- --stream: the threaded matvec against a plain read ----------------- */
+
+typedef struct { const uint8_t *p; size_t n; uint64_t sink[64]; } read_task;
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+/* as the engine's bandwidth probe: 256-bit loads, four independent sums
+ * (a scalar loop measures the core, not the memory) */
+__attribute__((target("avx2"))) static uint64_t read_avx2(const uint8_t *p, size_t lo, size_t hi) {
+    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+    for (size_t i = lo; i + 128 <= hi; i += 128) {
+        a = _mm256_add_epi64(a, _mm256_loadu_si256((const __m256i *)(const void *)(p + i)));
+        b = _mm256_add_epi64(b, _mm256_loadu_si256((const __m256i *)(const void *)(p + i + 32)));
+        c = _mm256_add_epi64(c, _mm256_loadu_si256((const __m256i *)(const void *)(p + i + 64)));
+        d = _mm256_add_epi64(d, _mm256_loadu_si256((const __m256i *)(const void *)(p + i + 96)));
+    }
+    a = _mm256_add_epi64(_mm256_add_epi64(a, b), _mm256_add_epi64(c, d));
+    return (uint64_t)_mm256_extract_epi64(a, 0) + (uint64_t)_mm256_extract_epi64(a, 3);
+}
+#endif
+
+static void read_worker(void *arg, int ith, int nth) {
+    read_task *t = arg;
+    const size_t lo = t->n * (size_t)ith / (size_t)nth / 64 * 64, hi = t->n * (size_t)(ith + 1) / (size_t)nth / 64 * 64;
+#if defined(__x86_64__)
+    if (g4_cpu_features_get()->avx2) {
+        t->sink[ith & 63] = read_avx2(t->p, lo, hi);
+        return;
+    }
+#endif
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (size_t i = lo; i + 32 <= hi; i += 32) {
+        uint64_t v[4];
+        memcpy(v, t->p + i, 32);
+        a += v[0]; b ^= v[1]; c += v[2]; d ^= v[3];
+    }
+    t->sink[ith & 63] = a + b + c + d;
+}
+
+static void run_stream(int type, size_t mb, int reps, int nth) {
+    const int64_t n = g_n;
+    const size_t rs = g4_row_size(type, n), huge = (size_t)2 << 20;
+    const int64_t rows = (int64_t)((mb << 20) / rs);
+    const size_t bytes = (size_t)rows * rs;
+    uint8_t *w = aligned_alloc(huge, (bytes + huge - 1) / huge * huge);
+    float *f = malloc((size_t)n * sizeof *f), *y = malloc((size_t)rows * sizeof *y);
+    g4_mm_scratch sc = { .act = malloc((size_t)n * 8), .act_bytes = (size_t)n * 8,
+                         .rowbuf = malloc((size_t)nth * (size_t)n * sizeof(float)), .rowbuf_n = (size_t)(nth * n) };
+    g4_pool *pool = g4_pool_new(nth);
+    if (!w || !f || !y || !sc.act || !sc.rowbuf || !pool) { fprintf(stderr, "out of memory\n"); exit(1); }
+#ifdef MADV_HUGEPAGE
+    (void)madvise(w, bytes, MADV_HUGEPAGE);
+#endif
+    g4_type_traits wr = *g4_type_info(type);
+    g4_quant_ref_fill(type, &wr);
+    for (int64_t r = 0; r < 16 && r < rows; r++) {
+        for (int64_t i = 0; i < n; i++) f[i] = frand();
+        wr.from_float(f, w + (size_t)r * rs, n);
+    }
+    for (int64_t r = 16; r < rows; r++) memcpy(w + (size_t)r * rs, w + (size_t)(r % 16) * rs, rs);
+    for (int64_t i = 0; i < n; i++) f[i] = frand();
+    const g4_mat m = { .data = w, .type = type, .n_in = n, .n_out = rows, .n_mat = 1, .row_bytes = rs, .name = "w" };
+    read_task rt = { .p = w, .n = bytes };
+    double bm = 1e30, br = 1e30;
+    for (int k = 0; k < reps + 1; k++) { /* the first round warms both up */
+        double t0 = now();
+        g4_matmul(pool, &m, 0, f, n, 1, y, rows, 0, &sc);
+        double tm = now() - t0;
+        t0 = now();
+        g4_pool_run(pool, read_worker, &rt);
+        double tr = now() - t0;
+        if (k && tm < bm) bm = tm;
+        if (k && tr < br) br = tr;
+    }
+    sink = y[rows / 2] + (float)rt.sink[0];
+    printf("%-6s %12.1f %12.1f %7.2f\n", g4_type_name(type), bytes / bm / 1e9, bytes / br / 1e9, br / bm);
+    fflush(stdout);
+    g4_pool_free(pool);
+    free(w); free(f); free(y); free(sc.act); free(sc.rowbuf);
+}
+
 int main(int argc, char **argv) {
     const char *types = "F32,F16,BF16,Q4_0,Q8_0,Q4_K,Q5_K,Q6_K";
     size_t mb = 256;
-    int reps = 5;
+    int reps = 5, stream = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--types") && i + 1 < argc) types = argv[++i];
         else if (!strcmp(argv[i], "--mb") && i + 1 < argc) mb = (size_t)atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--n") && i + 1 < argc) g_n = atoi(argv[++i]);
-        else { fprintf(stderr, "usage: %s [--types T,T,...] [--mb MB] [--reps N] [--n WIDTH]\n", argv[0]); return 2; }
+        else if (!strcmp(argv[i], "--stream") && i + 1 < argc) stream = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [--types T,T,...] [--mb MB] [--reps N] [--n WIDTH] [--stream THREADS]\n", argv[0]);
+            return 2;
+        }
     }
-    if (mb < 1 || mb > 16384 || reps < 1 || reps > 1000 || g_n < 256 || g_n > 65536 || g_n % 256) {
-        fprintf(stderr, "bad --mb, --reps or --n (a multiple of 256, 256..65536)\n");
+    if (mb < 1 || mb > 16384 || reps < 1 || reps > 1000 || g_n < 256 || g_n > 65536 || g_n % 256 || stream < 0 ||
+        stream > 64) {
+        fprintf(stderr, "bad --mb, --reps, --stream (0..64) or --n (a multiple of 256, 256..65536)\n");
         return 2;
     }
     char desc[256];
     g4_cpu_describe(desc, sizeof desc);
     printf("cpu: %s\n", desc);
+    if (stream) {
+        printf("decode matvec (g4_matmul, %d threads) vs a plain read of the same %zu MB, n_in %lld, best of %d\n",
+               stream, mb, (long long)g_n, reps);
+        printf("%-6s %12s %12s %7s\n", "type", "matvec GB/s", "read GB/s", "ratio");
+        char *list = strdup(types);
+        for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+            const int type = g4_type_from_name(tok);
+            const g4_type_traits *ti = type >= 0 ? g4_type_info(type) : NULL;
+            if (!ti || !ti->vec_dot) { fprintf(stderr, "skipping %s: no fast-path kernel\n", tok); continue; }
+            run_stream(type, mb, reps, stream);
+        }
+        free(list);
+        return 0;
+    }
     printf("matvec: %lld x rows (%zu MB of weights), 1 token; gemm: 256 rows x 64 tokens x %lld; 1 thread, best of %d\n",
            (long long)g_n, mb, (long long)g_n, reps);
     printf("%-6s %-8s %12s %7s %12s %7s %12s %7s\n", "type", "level", "matvec GB/s", "x ref", "gemm GOP/s", "x ref",

@@ -79,3 +79,15 @@ for t in json.loads(sys.argv[1])['results']:
     assert abs(t['tps'] - (t['tps_min'] + t['tps_max']) / 2) <= 0.002 + 1e-6 * t['tps'], t
 " "$out"
 "$G4" bench -m "$TMP/tiny.gguf" -p abc 2>/dev/null; check "bench rejects a bad -p (exit 2)" test $? = 2
+
+# bench_kernels --stream: one line per type, matvec and read GB/s and their ratio (matvec / read)
+out=$("$BUILD/bench/bench_kernels" --stream 2 --mb 4 --n 512 --reps 1 --types Q4_0,Q6_K 2>&1)
+check "bench_kernels --stream prints matvec and read GB/s per type" /usr/bin/python3 -c "
+import sys
+rows = [l.split() for l in sys.argv[1].splitlines() if l.split()[:1] in (['Q4_0'], ['Q6_K'])]
+assert [r[0] for r in rows] == ['Q4_0', 'Q6_K'], sys.argv[1]
+for r in rows:
+    m, rd, q = map(float, r[1:4])
+    assert m > 0 and rd > 0 and abs(q - m / rd) <= 0.01 + 0.01 * q, r
+" "$out"
+"$BUILD/bench/bench_kernels" --stream -1 >/dev/null 2>&1; check "bench_kernels rejects a bad --stream (exit 2)" test $? = 2
