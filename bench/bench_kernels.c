@@ -29,6 +29,8 @@
 #include <sys/mman.h>
 
 #include "engine/pool.h"
+#include "engine/probe.h"
+#include "gemma4c.h"
 #include "tensor/cpu.h"
 #include "tensor/matmul.h"
 #include "tensor/quant_ref.h"
@@ -53,6 +55,20 @@ typedef struct { double mv_gbs, gemm_gops, q_gbs; } result;
 
 static int64_t g_n = 4096; /* --n: input width (Gemma 4 E2B's is 1536) */
 
+/* rows x n weights of `type` at w: 16 distinct quantized rows (quantizing
+ * every row would take long), repeated: the traffic is the same. f: n floats
+ * of scratch. */
+static void fill_weights(int type, int64_t n, int64_t rows, uint8_t *w, float *f) {
+    const size_t rs = g4_row_size(type, n);
+    g4_type_traits wr = *g4_type_info(type);
+    g4_quant_ref_fill(type, &wr);
+    for (int64_t r = 0; r < 16 && r < rows; r++) {
+        for (int64_t i = 0; i < n; i++) f[i] = frand();
+        wr.from_float(f, w + (size_t)r * rs, n);
+    }
+    for (int64_t r = 16; r < rows; r++) memcpy(w + (size_t)r * rs, w + (size_t)(r % 16) * rs, rs);
+}
+
 static result run_level(int type, int level, size_t mb, int reps) {
     result res = { 0, 0, 0 };
     g4_type_traits tr = *g4_type_info(type), at;
@@ -72,15 +88,7 @@ static result run_level(int type, int level, size_t mb, int reps) {
     uint8_t *xq = malloc(xs * 64);
     float *y = malloc((size_t)rows * 64 * sizeof *y);
     if (!w || !f || !xq || !y) { fprintf(stderr, "out of memory\n"); exit(1); }
-    /* 16 distinct quantized rows (quantizing every row would take long),
-     * repeated: the traffic is the same */
-    g4_type_traits wr = *g4_type_info(type);
-    g4_quant_ref_fill(type, &wr);
-    for (int r = 0; r < 16 && r < rows; r++) {
-        for (int64_t i = 0; i < n; i++) f[i] = frand();
-        wr.from_float(f, w + (size_t)r * rs, n);
-    }
-    for (int r = 16; r < rows; r++) memcpy(w + (size_t)r * rs, w + (size_t)(r % 16) * rs, rs);
+    fill_weights(type, n, rows, w, f);
     for (int64_t i = 0; i < n * 64; i++) f[i] = frand();
     for (int c = 0; c < 64; c++) at.from_float(f + c * n, xq + (size_t)c * xs, n);
 
@@ -125,39 +133,10 @@ static result run_level(int type, int level, size_t mb, int reps) {
 
 typedef struct { const uint8_t *p; size_t n; uint64_t sink[64]; } read_task;
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-/* as the engine's bandwidth probe: 256-bit loads, four independent sums
- * (a scalar loop measures the core, not the memory) */
-__attribute__((target("avx2"))) static uint64_t read_avx2(const uint8_t *p, size_t lo, size_t hi) {
-    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
-    for (size_t i = lo; i + 128 <= hi; i += 128) {
-        a = _mm256_add_epi64(a, _mm256_loadu_si256((const __m256i *)(const void *)(p + i)));
-        b = _mm256_add_epi64(b, _mm256_loadu_si256((const __m256i *)(const void *)(p + i + 32)));
-        c = _mm256_add_epi64(c, _mm256_loadu_si256((const __m256i *)(const void *)(p + i + 64)));
-        d = _mm256_add_epi64(d, _mm256_loadu_si256((const __m256i *)(const void *)(p + i + 96)));
-    }
-    a = _mm256_add_epi64(_mm256_add_epi64(a, b), _mm256_add_epi64(c, d));
-    return (uint64_t)_mm256_extract_epi64(a, 0) + (uint64_t)_mm256_extract_epi64(a, 3);
-}
-#endif
-
 static void read_worker(void *arg, int ith, int nth) {
     read_task *t = arg;
     const size_t lo = t->n * (size_t)ith / (size_t)nth / 64 * 64, hi = t->n * (size_t)(ith + 1) / (size_t)nth / 64 * 64;
-#if defined(__x86_64__)
-    if (g4_cpu_features_get()->avx2) {
-        t->sink[ith & 63] = read_avx2(t->p, lo, hi);
-        return;
-    }
-#endif
-    uint64_t a = 0, b = 0, c = 0, d = 0;
-    for (size_t i = lo; i + 32 <= hi; i += 32) {
-        uint64_t v[4];
-        memcpy(v, t->p + i, 32);
-        a += v[0]; b ^= v[1]; c += v[2]; d ^= v[3];
-    }
-    t->sink[ith & 63] = a + b + c + d;
+    t->sink[ith & 63] = g4_read_sum(t->p + lo, hi - lo); /* the bandwidth probe's loop */
 }
 
 static void run_stream(int type, size_t mb, int reps, int nth) {
@@ -174,20 +153,14 @@ static void run_stream(int type, size_t mb, int reps, int nth) {
 #ifdef MADV_HUGEPAGE
     (void)madvise(w, bytes, MADV_HUGEPAGE);
 #endif
-    g4_type_traits wr = *g4_type_info(type);
-    g4_quant_ref_fill(type, &wr);
-    for (int64_t r = 0; r < 16 && r < rows; r++) {
-        for (int64_t i = 0; i < n; i++) f[i] = frand();
-        wr.from_float(f, w + (size_t)r * rs, n);
-    }
-    for (int64_t r = 16; r < rows; r++) memcpy(w + (size_t)r * rs, w + (size_t)(r % 16) * rs, rs);
+    fill_weights(type, n, rows, w, f);
     for (int64_t i = 0; i < n; i++) f[i] = frand();
     const g4_mat m = { .data = w, .type = type, .n_in = n, .n_out = rows, .n_mat = 1, .row_bytes = rs, .name = "w" };
     read_task rt = { .p = w, .n = bytes };
     double bm = 1e30, br = 1e30;
     for (int k = 0; k < reps + 1; k++) { /* the first round warms both up */
         double t0 = now();
-        g4_matmul(pool, &m, 0, f, n, 1, y, rows, 0, &sc);
+        g4_matmul(pool, &m, 0, f, n, 1, y, rows, GEMMA4C_PREC_FAST, &sc);
         double tm = now() - t0;
         t0 = now();
         g4_pool_run(pool, read_worker, &rt);

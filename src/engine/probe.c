@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "engine/pool.h"
+#include "engine/probe.h"
 #include "tensor/cpu.h"
 #include "gemma4c.h"
 
@@ -33,10 +34,10 @@ typedef struct bw_task {
 #if defined(__x86_64__)
 /* 256-bit loads, 4 independent accumulators: enough to keep the load units
  * and the memory system saturated (a scalar loop measures the core instead). */
-__attribute__((target("avx2"))) static uint64_t sum_avx2(const uint64_t *p, long lo, long hi) {
+__attribute__((target("avx2"))) static uint64_t sum_avx2(const uint64_t *p, size_t n) {
     __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
-    long i = lo;
-    for (; i + 15 < hi; i += 16) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
         a = _mm256_add_epi64(a, _mm256_loadu_si256((const __m256i *)(p + i)));
         b = _mm256_add_epi64(b, _mm256_loadu_si256((const __m256i *)(p + i + 4)));
         c = _mm256_add_epi64(c, _mm256_loadu_si256((const __m256i *)(p + i + 8)));
@@ -46,29 +47,34 @@ __attribute__((target("avx2"))) static uint64_t sum_avx2(const uint64_t *p, long
     uint64_t v[4];
     _mm256_storeu_si256((__m256i *)v, a);
     uint64_t s = v[0] + v[1] + v[2] + v[3];
-    for (; i < hi; i++) s += p[i];
+    for (; i < n; i++) s += p[i];
     return s;
 }
 #endif
+
+uint64_t g4_read_sum(const void *vp, size_t n) {
+    const uint64_t *p = vp;
+    n /= 8;
+#if defined(__x86_64__)
+    if (g4_cpu_features_get()->avx2) return sum_avx2(p, n);
+#endif
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        a += p[i];
+        b ^= p[i + 1];
+        c += p[i + 2];
+        d ^= p[i + 3];
+    }
+    for (; i < n; i++) a += p[i];
+    return a + b + c + d;
+}
 
 static void bw_worker(void *arg, int ith, int nth) {
     bw_task *t = arg;
     long lo, hi;
     g4_split((long)t->n, ith, nth, &lo, &hi);
-#if defined(__x86_64__)
-    if (g4_cpu_features_get()->avx2) {
-        t->sink[ith & 255] = sum_avx2(t->buf, lo, hi);
-        return;
-    }
-#endif
-    uint64_t a = 0, b = 0, c = 0, d = 0;
-    for (long i = lo; i + 3 < hi; i += 4) {
-        a += t->buf[i];
-        b ^= t->buf[i + 1];
-        c += t->buf[i + 2];
-        d ^= t->buf[i + 3];
-    }
-    t->sink[ith & 255] = a + b + c + d;
+    t->sink[ith & 255] = g4_read_sum(t->buf + lo, (size_t)(hi - lo) * 8);
 }
 
 double gemma4c_probe_bandwidth(int n_threads) {
