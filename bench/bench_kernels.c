@@ -2,6 +2,7 @@
  * same process, one thread.
  *
  *   build/bench/bench_kernels [--types Q4_0,Q4_K,...] [--mb 256] [--reps 5] [--n 4096] [--stream N]
+ *   (--n: a multiple of 32; types whose blocks do not divide it are skipped)
  *
  * Per weight type:
  *   matvec: n_in = --n (4096), as many rows as make --mb MB of weights (larger than
@@ -51,9 +52,20 @@ static float frand(void) {
 
 static volatile float sink;
 
-typedef struct { double mv_gbs, gemm_gops, q_gbs; } result;
-
 static int64_t g_n = 4096; /* --n: input width (Gemma 4 E2B's is 1536) */
+
+/* --n must hold whole blocks of the weights and of their activation type
+ * (256 for the K-quants, 32 for the legacy types: 704, the 26B-A4B expert
+ * width, only runs the latter) */
+static int fits_n(const g4_type_traits *ti) {
+    const int64_t b = ti->blck_size, bx = g4_type_info(ti->vec_dot_type)->blck_size;
+    if (g_n % b == 0 && g_n % bx == 0) return 1;
+    fprintf(stderr, "skipping %s: --n %lld is not a multiple of %lld\n", ti->name, (long long)g_n,
+            (long long)(b > bx ? b : bx));
+    return 0;
+}
+
+typedef struct { double mv_gbs, gemm_gops, q_gbs; } result;
 
 /* rows x n weights of `type` at w: 16 distinct quantized rows (quantizing
  * every row would take long), repeated: the traffic is the same. f: n floats
@@ -190,9 +202,9 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (mb < 1 || mb > 16384 || reps < 1 || reps > 1000 || g_n < 256 || g_n > 65536 || g_n % 256 || stream < 0 ||
+    if (mb < 1 || mb > 16384 || reps < 1 || reps > 1000 || g_n < 32 || g_n > 65536 || g_n % 32 || stream < 0 ||
         stream > 64) {
-        fprintf(stderr, "bad --mb, --reps, --stream (0..64) or --n (a multiple of 256, 256..65536)\n");
+        fprintf(stderr, "bad --mb, --reps, --stream (0..64) or --n (a multiple of 32, 32..65536)\n");
         return 2;
     }
     char desc[256];
@@ -207,6 +219,7 @@ int main(int argc, char **argv) {
             const int type = g4_type_from_name(tok);
             const g4_type_traits *ti = type >= 0 ? g4_type_info(type) : NULL;
             if (!ti || !ti->vec_dot) { fprintf(stderr, "skipping %s: no fast-path kernel\n", tok); continue; }
+            if (!fits_n(ti)) continue;
             run_stream(type, mb, reps, stream);
         }
         free(list);
@@ -221,6 +234,7 @@ int main(int argc, char **argv) {
         const int type = g4_type_from_name(tok);
         const g4_type_traits *ti = type >= 0 ? g4_type_info(type) : NULL;
         if (!ti || !ti->vec_dot) { fprintf(stderr, "skipping %s: no fast-path kernel\n", tok); continue; }
+        if (!fits_n(ti)) continue;
         result ref = { 0, 0, 0 };
         for (int level = G4_CPU_REF; level <= G4_CPU_DOTPROD; level++) {
             if (!g4_cpu_level_supported(level)) continue;

@@ -60,12 +60,16 @@ enum {
 
 /* zmm prefill tile rows per type (measured 4..6 at 4096 x 256 x 64: Q5_0 6,
  * Q5_1 / Q4_1 5: their min vectors need registers too). Decode rows of at
- * most DEC2 blocks go two at a time (704 wide: ~5% faster; software prefetch
- * 4-16 KB ahead measured no gain). */
+ * most DEC2 blocks go two at a time: streamed from DRAM (bench_kernels
+ * --stream 2) that reads 704-768 wide rows at 0.77-0.81 of a plain read
+ * instead of 0.61-0.77, but from 896 wide on the two rows are two streams
+ * apart and the pair ran at 0.27-0.53 (1024-2048 wide: 0.27-0.38) against
+ * 0.82-0.87 one row at a time. Software prefetch 4-16 KB ahead measured no
+ * gain. */
 #define RT50 6
 #define RT51 5
 #define RT41 5
-#define DEC2 64
+#define DEC2 24
 
 static inline size_t wsize(int kind) { return kind == K50 ? Q5_0_SIZE : kind == K51 ? Q5_1_SIZE : Q4_1_SIZE; }
 static inline size_t xsize(int kind) { return kind == K50 ? Q8_0_SIZE : Q8_1_SIZE; }

@@ -91,3 +91,12 @@ for r in rows:
     assert m > 0 and rd > 0 and abs(q - m / rd) <= 0.01 + 0.01 * q, r
 " "$out"
 "$BUILD/bench/bench_kernels" --stream -1 >/dev/null 2>&1; check "bench_kernels rejects a bad --stream (exit 2)" test $? = 2
+# --n 704 (the 26B-A4B expert width): the legacy types run, the K-quants are skipped by name
+out=$("$BUILD/bench/bench_kernels" --stream 1 --mb 4 --n 704 --reps 1 --types Q5_0,Q4_K 2>&1)
+check "bench_kernels --n 704 runs Q5_0 and skips Q4_K by name" /usr/bin/python3 -c "
+import sys
+t = sys.argv[1]
+assert any(l.split()[:1] == ['Q5_0'] and float(l.split()[1]) > 0 for l in t.splitlines()), t
+assert 'skipping Q4_K: --n 704 is not a multiple of 256' in t, t
+" "$out"
+"$BUILD/bench/bench_kernels" --n 100 >/dev/null 2>&1; check "bench_kernels rejects an --n that is not a multiple of 32 (exit 2)" test $? = 2
