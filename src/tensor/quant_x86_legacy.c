@@ -1,11 +1,14 @@
 /* x86 kernels for the legacy 32-weight types llama-quantize falls back to
  * when a row is not a multiple of 256 (26B-A4B Q4_K_M: the 704-wide expert
- * down projections are Q5_0):
+ * down projections are Q5_0; IQ4_XS files: IQ4_NL), and for files of those
+ * types:
  *   Q5_0 x Q8_0: value (q - 16) * d, q = nibble | hbit << 4
  *   Q5_1 x Q8_1: value q * d + m   -> d*dx*sum(q*x) + m*sx   (sx = dx*sum(x))
  *   Q4_1 x Q8_1: value q * d + m   -> the same with q = nibble
- * Weights enter the u8 x s8 multiply as their unsigned codes q; Q5_0's -16
- * is taken out with -16*sum(x) (AVX-512) or by signing q - 16 (AVX2).
+ *   IQ4_NL x Q8_0: value kvalues[nibble] * d (a 16-entry table, -127..113)
+ * Weights enter the u8 x s8 multiply as unsigned codes q (IQ4_NL: the table
+ * value + 128, by one vpshufb); the offset (Q5_0 -16, IQ4_NL -128) is taken
+ * out with offset*sum(x) (AVX-512) or by signing the value (AVX2).
  *
  * AVX-512 level: full zmm, the structure of quant_avx512_q.c: groups of 4
  * blocks (block k in 128-bit lane k, elements 0..15 in `lo`, 16..31 in `hi`),
@@ -45,10 +48,10 @@
 #define INL256 T256 static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 16")
 
-enum { K50, K51, K41 }; /* weight kinds */
+enum { K50, K51, K41, KNL }; /* weight kinds; KNL: IQ4_NL */
 enum {
     QK = 32,
-    Q5_0_SIZE = 22, Q5_1_SIZE = 24, Q4_1_SIZE = 20,
+    Q5_0_SIZE = 22, Q5_1_SIZE = 24, Q4_1_SIZE = 20, IQ4_NL_SIZE = 18,
     Q8_0_SIZE = 34, Q8_1_SIZE = 36,
     GB = 4,   /* blocks per zmm group */
     RT = 6,   /* zmm prefill tile: rows */
@@ -71,10 +74,16 @@ enum {
 #define RT41 5
 #define DEC2 24
 
-static inline size_t wsize(int kind) { return kind == K50 ? Q5_0_SIZE : kind == K51 ? Q5_1_SIZE : Q4_1_SIZE; }
-static inline size_t xsize(int kind) { return kind == K50 ? Q8_0_SIZE : Q8_1_SIZE; }
+static inline size_t wsize(int kind) {
+    return kind == K50 ? Q5_0_SIZE : kind == K51 ? Q5_1_SIZE : kind == K41 ? Q4_1_SIZE : IQ4_NL_SIZE;
+}
+/* activations: Q8_0 (d, qs) or Q8_1 (d, s, qs) */
+static inline int x_is_q8_0(int kind) { return kind == K50 || kind == KNL; }
+static inline int has_min(int kind) { return kind == K51 || kind == K41; }
+static inline int has_qh(int kind) { return kind == K50 || kind == K51; }
+static inline size_t xsize(int kind) { return x_is_q8_0(kind) ? Q8_0_SIZE : Q8_1_SIZE; }
 /* byte offsets inside a weight block: qh (Q5 only), qs, m (_1 only) */
-static inline size_t woff_qs(int kind) { return kind == K50 ? 6 : kind == K51 ? 8 : 4; }
+static inline size_t woff_qs(int kind) { return kind == K50 ? 6 : kind == K51 ? 8 : kind == K41 ? 4 : 2; }
 static inline size_t woff_qh(int kind) { return kind == K50 ? 2 : 4; }
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 
@@ -95,6 +104,13 @@ static const int16_t IDX_H50[32] __attribute__((aligned(64))) = { H4(1, 12, 23, 
 static const int16_t IDX_D51[32] __attribute__((aligned(64))) = { D4(0, 12, 24, 32 + 20) };
 static const int16_t IDX_M51[32] __attribute__((aligned(64))) = { D4(1, 13, 25, 32 + 21) };
 static const int16_t IDX_H51[32] __attribute__((aligned(64))) = { H4(2, 14, 26, 32 + 22) };
+/* IQ4_NL: 72-byte group, all scales in a: d_k at 18k */
+static const int16_t IDX_DNL[32] __attribute__((aligned(64))) = { D4(0, 9, 18, 27) };
+/* IQ4_NL levels + 128 (unsigned codes), in every 128-bit lane */
+static const uint8_t KV_U8[64] __attribute__((aligned(64))) = {
+#define KV 1, 24, 45, 63, 79, 93, 106, 118, 129, 141, 153, 166, 181, 197, 217, 241
+    KV, KV, KV, KV };
+#undef KV
 /* Q4_1: 80-byte group, all scales in a: d_k at 20k, m at +2 */
 static const int16_t IDX_D41[32] __attribute__((aligned(64))) = { D4(0, 10, 20, 30) };
 static const int16_t IDX_M41[32] __attribute__((aligned(64))) = { D4(1, 11, 21, 31) };
@@ -135,10 +151,10 @@ INL512 void x_halves(const uint8_t *p, size_t bs, size_t off, __m512i *lo, __m51
 INL512 void prep_group(const int kind, const uint8_t *p, xgroup *o) {
     const __m512i z = _mm512_setzero_si512();
     const __m512i a = _mm512_loadu_si512((const void *)p), b = _mm512_loadu_si512((const void *)(p + 64));
-    x_halves(p, xsize(kind), kind == K50 ? 2 : 4, &o->lo, &o->hi);
-    if (kind == K50) {
-        const __m512i k16 = _mm512_set1_epi8(16);
-        o->seed = _mm512_sub_epi32(z, _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, k16, o->lo), k16, o->hi));
+    x_halves(p, xsize(kind), x_is_q8_0(kind) ? 2 : 4, &o->lo, &o->hi);
+    if (x_is_q8_0(kind)) { /* the codes' offset: 16 (Q5_0) or 128 (IQ4_NL) */
+        const __m512i k = _mm512_set1_epi8((char)(kind == K50 ? 16 : 128));
+        o->seed = _mm512_sub_epi32(z, _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, k, o->lo), k, o->hi));
         o->dx = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(a, LD(IDX_X80), b)));
         o->sx = _mm512_setzero_ps();
     } else {
@@ -174,7 +190,7 @@ INL512 wgroup load_w_t(const int kind, const uint8_t *p, const int t) {
     __m512i a, b, q;
     if (t == GB) {
         a = _mm512_loadu_si512((const void *)p);
-        b = kind == K41 ? a : _mm512_loadu_si512((const void *)(p + gsz - 64));
+        b = kind == K41 || kind == KNL ? a : _mm512_loadu_si512((const void *)(p + gsz - 64));
         q = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)(p + oq)));
         q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)(const void *)(p + bs + oq)), 1);
         q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)(const void *)(p + 2 * bs + oq)), 2);
@@ -184,7 +200,7 @@ INL512 wgroup load_w_t(const int kind, const uint8_t *p, const int t) {
         const __mmask64 ma = v >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << v) - 1);
         const __mmask64 mb = vb <= 0 ? 0 : (((__mmask64)1 << vb) - 1);
         a = _mm512_maskz_loadu_epi8(ma, p);
-        b = kind == K41 ? a : _mm512_maskz_loadu_epi8(mb, p + gsz - 64);
+        b = kind == K41 || kind == KNL ? a : _mm512_maskz_loadu_epi8(mb, p + gsz - 64);
         q = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)(p + oq)));
         q = _mm512_inserti32x4(q, _mm_maskz_loadu_epi8(t > 1 ? 0xFFFF : 0, p + bs + oq), 1);
         q = _mm512_inserti32x4(q, _mm_maskz_loadu_epi8(t > 2 ? 0xFFFF : 0, p + 2 * bs + oq), 2);
@@ -193,15 +209,19 @@ INL512 wgroup load_w_t(const int kind, const uint8_t *p, const int t) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     r.lo = _mm512_and_si512(q, m4);
     r.hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-    const __m512i idd = LD(kind == K50 ? IDX_D50 : kind == K51 ? IDX_D51 : IDX_D41);
+    if (kind == KNL) {
+        r.lo = _mm512_shuffle_epi8(LD(KV_U8), r.lo);
+        r.hi = _mm512_shuffle_epi8(LD(KV_U8), r.hi);
+    }
+    const __m512i idd = LD(kind == K50 ? IDX_D50 : kind == K51 ? IDX_D51 : kind == K41 ? IDX_D41 : IDX_DNL);
     r.d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(a, idd, b)));
-    if (kind != K50) {
+    if (has_min(kind)) {
         const __m512i idm = LD(kind == K51 ? IDX_M51 : IDX_M41);
         r.m = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(a, idm, b)));
     } else {
         r.m = _mm512_setzero_ps();
     }
-    if (kind != K41) {
+    if (has_qh(kind)) {
         const __m512i h = _mm512_permutex2var_epi16(a, LD(kind == K50 ? IDX_H50 : IDX_H51), b);
         const __m512i bits = LD(BITS), k16 = _mm512_set1_epi8(16);
         const __mmask64 mlo = _mm512_test_epi8_mask(_mm512_shuffle_epi8(h, LD(SHUF_HLO)), bits);
@@ -216,7 +236,7 @@ INL512 wgroup load_w_t(const int kind, const uint8_t *p, const int t) {
 INL512 __m512 fdot(const int kind, __m512 acc, const wgroup *w, const xgroup *x) {
     const __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(x->seed, w->lo, x->lo), w->hi, x->hi);
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(w->d, x->dx), acc);
-    if (kind != K50) acc = _mm512_fmadd_ps(w->m, x->sx, acc);
+    if (has_min(kind)) acc = _mm512_fmadd_ps(w->m, x->sx, acc);
     return acc;
 }
 
@@ -292,7 +312,7 @@ INL512 void gemm512(const int kind, int64_t n, int nr, int nc, const void *vw, s
     const int64_t chunk = nc == 1 ? (int64_t)CT * GCH * GB : (int64_t)GCH * GB; /* blocks */
     /* decode: one row stream at a time; short rows (the 704-wide Q5_0 expert
      * down projections: 5.5 groups) two at a time to halve the per-row overhead */
-    const int rstep = nc == 1 ? (nb <= DEC2 ? 2 : 1) : kind == K51 ? RT51 : kind == K41 ? RT41 : RT50;
+    const int rstep = nc == 1 ? (nb <= DEC2 ? 2 : 1) : kind == K51 ? RT51 : kind == K41 ? RT41 : RT50; /* KNL: as Q5_0 */
     for (int c0 = 0; c0 < nc; c0 += cstep) {
         const int C = nc - c0 < cstep ? nc - c0 : cstep;
         for (int64_t b0 = 0; b0 < nb; b0 += chunk) {
@@ -323,6 +343,7 @@ INL512 void gemm512(const int kind, int64_t n, int nr, int nc, const void *vw, s
 ZMM_KERNELS(q5_0, K50)
 ZMM_KERNELS(q5_1, K51)
 ZMM_KERNELS(q4_1, K41)
+ZMM_KERNELS(iq4_nl, KNL)
 #undef ZMM_KERNELS
 
 /* ========================================================================== */
@@ -346,11 +367,17 @@ INL256 __m256i bits_to_bytes(uint32_t h) {
     return _mm256_cmpeq_epi8(_mm256_or_si256(v, ones), _mm256_set1_epi8(-1));
 }
 
-/* unsigned codes of one weight block (lo lane: elements 0..15) */
+/* codes of one weight block (lo lane: elements 0..15): unsigned, or for
+ * IQ4_NL the signed table values */
 INL256 __m256i w_codes(const int kind, const uint8_t *wb) {
     const __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)(wb + woff_qs(kind)));
     __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0F));
-    if (kind != K41) {
+    if (kind == KNL) {
+        const __m256i kv = _mm256_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+                                            -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+        return _mm256_shuffle_epi8(kv, q);
+    }
+    if (has_qh(kind)) {
         uint32_t h;
         memcpy(&h, wb + woff_qh(kind), 4);
         q = _mm256_or_si256(q, _mm256_and_si256(bits_to_bytes(h), _mm256_set1_epi8(0x10)));
@@ -361,8 +388,8 @@ INL256 __m256i w_codes(const int kind, const uint8_t *wb) {
 /* one weight block x one activation block: the integer sums (8 lanes) */
 INL256 __m256i dot256(const int kind, __m256i q, __m256i xv) {
     const __m256i one16 = _mm256_set1_epi16(1);
-    if (kind == K50) { /* signed q - 16 in -16..15: |w| x sign-applied x */
-        const __m256i w = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+    if (kind == K50 || kind == KNL) { /* signed (q - 16 in -16..15, or -127..113): |w| x sign-applied x */
+        const __m256i w = kind == K50 ? _mm256_sub_epi8(q, _mm256_set1_epi8(16)) : q;
         return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xv, w)), one16);
     }
     return _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv), one16);
@@ -370,7 +397,7 @@ INL256 __m256i dot256(const int kind, __m256i q, __m256i xv) {
 
 INL256 void tile256(const int R, const int C, const int kind, int64_t nb, const uint8_t *w, size_t ws,
                     const uint8_t *x, size_t xs, float *y, size_t ys) {
-    const size_t wbs = wsize(kind), xbs = xsize(kind), xo = kind == K50 ? 2 : 4;
+    const size_t wbs = wsize(kind), xbs = xsize(kind), xo = x_is_q8_0(kind) ? 2 : 4;
     __m256 acc[RT2][CT2];
     float ms[RT2][CT2];
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) {
@@ -385,16 +412,16 @@ INL256 void tile256(const int R, const int C, const int kind, int64_t nb, const 
             const uint8_t *xb = x + (size_t)c * xs + (size_t)ib * xbs;
             xv[c] = _mm256_loadu_si256((const __m256i *)(const void *)(xb + xo));
             dx[c] = _cvtsh_ss(rd16(xb));
-            sx[c] = kind == K50 ? 0.0f : _cvtsh_ss(rd16(xb + 2));
+            sx[c] = has_min(kind) ? _cvtsh_ss(rd16(xb + 2)) : 0.0f;
         }
         UNROLL for (int r = 0; r < R; r++) {
             const uint8_t *wb = w + (size_t)r * ws + (size_t)ib * wbs;
             const __m256i q = w_codes(kind, wb);
-            const float dw = _cvtsh_ss(rd16(wb)), mw = kind == K50 ? 0.0f : _cvtsh_ss(rd16(wb + 2));
+            const float dw = _cvtsh_ss(rd16(wb)), mw = has_min(kind) ? _cvtsh_ss(rd16(wb + 2)) : 0.0f;
             UNROLL for (int c = 0; c < C; c++) {
                 const __m256i s = dot256(kind, q, xv[c]);
                 acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(dw * dx[c]), acc[r][c]);
-                if (kind != K50) ms[r][c] += mw * sx[c];
+                if (has_min(kind)) ms[r][c] += mw * sx[c];
             }
         }
     }
@@ -438,6 +465,7 @@ INL256 void gemm256(const int kind, int64_t n, int nr, int nc, const void *vw, s
 YMM_KERNELS(q5_0, K50)
 YMM_KERNELS(q5_1, K51)
 YMM_KERNELS(q4_1, K41)
+YMM_KERNELS(iq4_nl, KNL)
 #undef YMM_KERNELS
 
 void g4_quant_x86_legacy_fill(int type, int level, g4_type_traits *tr) {
@@ -447,6 +475,7 @@ void g4_quant_x86_legacy_fill(int type, int level, g4_type_traits *tr) {
     case G4_Q5_0: tr->vec_dot = z ? vd_q5_0_z : vd_q5_0_y; tr->gemm = z ? gemm_q5_0_z : gemm_q5_0_y; break;
     case G4_Q5_1: tr->vec_dot = z ? vd_q5_1_z : vd_q5_1_y; tr->gemm = z ? gemm_q5_1_z : gemm_q5_1_y; break;
     case G4_Q4_1: tr->vec_dot = z ? vd_q4_1_z : vd_q4_1_y; tr->gemm = z ? gemm_q4_1_z : gemm_q4_1_y; break;
+    case G4_IQ4_NL: tr->vec_dot = z ? vd_iq4_nl_z : vd_iq4_nl_y; tr->gemm = z ? gemm_iq4_nl_z : gemm_iq4_nl_y; break;
     default: break;
     }
 }
