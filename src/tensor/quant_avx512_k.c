@@ -1,5 +1,5 @@
-/* Full-width AVX-512 (zmm) kernels for Q4_K, Q5_K, Q6_K weights x Q8_K
- * activations (see quant_simd.h; only used at the AVX-512 level).
+/* Full-width AVX-512 (zmm) kernels for Q2_K, Q3_K, Q4_K, Q5_K, Q6_K weights
+ * x Q8_K activations (see quant_simd.h; only used at the AVX-512 level).
  *
  * Every weight block is unpacked to four zmm of unsigned codes W[k] whose
  * byte i is the weight of activation byte 64k+i (the natural Q8_K order, so
@@ -22,6 +22,12 @@
  * Q6_K: 64 bytes of ql give weights 0..63 (low nibbles) and 64..127 (high);
  * the 2-bit high parts come from the 32 qh bytes broadcast to both halves
  * with a per-half variable shift.
+ * Q3_K / Q2_K (16-weight sub-blocks like Q6_K): weights 128n + 32j + l are
+ * bits 2j..2j+1 of qs[32n + l], so the 32 qs bytes of a 128-weight half are
+ * broadcast to both zmm halves and shifted by 2j per half; Q3_K adds 4 where
+ * hmask[l] has bit 4n + j (codes 0..7 for values -4..3: the -4 enters I as
+ * -4*sc . bsums, as Q6_K's -32). Q2_K's 4-bit scales and mins take the
+ * Q4_K route (mins . bsums scaled by dmin).
  *
  * Integer sums are exact; results equal the reference up to float
  * summation order. Rows may be unaligned. */
@@ -43,6 +49,8 @@
 #define Q4_K_SIZE 144
 #define Q5_K_SIZE 176
 #define Q6_K_SIZE 210
+#define Q3_K_SIZE 110
+#define Q2_K_SIZE 84
 #define Q8_K_SIZE 292
 
 #define T512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
@@ -50,8 +58,12 @@
 #define UNROLL _Pragma("GCC unroll 16")
 
 /* K4R/K5R: Q4_K/Q5_K against activations re-laid by relayout() (decode) */
-enum { K4 = 0, K5 = 1, K6 = 2, K4R = 3, K5R = 4 };
+enum { K4 = 0, K5 = 1, K6 = 2, K4R = 3, K5R = 4, K3 = 5, K2 = 6 };
 #define IS5(t) ((t) == K5 || (t) == K5R)
+/* 16-weight sub-blocks, weights in natural order */
+#define IS16(t) ((t) == K6 || (t) == K3 || (t) == K2)
+/* no mins: d only, the code offset enters I through E . bsums */
+#define DONLY(t) ((t) == K6 || (t) == K3)
 
 /* software prefetch distance of the decode row loop (bytes of weights) */
 #ifndef PF_DIST
@@ -95,7 +107,7 @@ typedef struct {
 
 /* Sub-block of the bytes of weight vector k (0..3) in 128-bit lane l */
 INL int sbmap(const int type, int k, int l) {
-    if (type == K6) return 4 * k + l;                                  /* 16 weights each */
+    if (IS16(type)) return 4 * k + l;                                  /* 16 weights each */
     if (type == K4R || type == K5R) return 4 * (k >> 1) + (k & 1) + (l >= 2 ? 2 : 0);
     return 2 * k + (l >= 2);                                           /* natural K4/K5 */
 }
@@ -115,8 +127,52 @@ INL __m512i scale_pat(const int type, int k0, int pshufb) {
                              d[13], d[14], d[15]);
 }
 
+/* Q3_K / Q2_K: 2-bit codes of weights 64k..64k+63 (see the top) */
+INL __m512i q2bits(const uint8_t *qs, int k) {
+    const __m512i cnt = _mm512_inserti64x4(_mm512_set1_epi16((short)(4 * (k & 1))), _mm256_set1_epi16((short)(4 * (k & 1) + 2)), 1);
+    return _mm512_and_si512(_mm512_srlv_epi16(BC256(qs + 32 * (k >> 1)), cnt), _mm512_set1_epi8(3));
+}
+
 INL void unpack(const int type, const uint8_t *wb, kblk *b) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
+    if (type == K3) { /* hmask[32] qs[64] scales[12] d */
+        b->dd = _mm_cvtph_ps(_mm_cvtsi32_si128(rd16(wb + 108)));
+        /* 16 six-bit scales: dwords a0 a1 a2 = scales[0..11] (read from 94
+         * and shifted: the block ends at 110) */
+        const __m128i a = _mm_srli_si128(_mm_loadu_si128((const __m128i *)(const void *)(wb + 94)), 2);
+        const __m128i lo = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(a, _MM_SHUFFLE(1, 0, 1, 0)), _mm_setr_epi32(0, 0, 4, 4)),
+                                         _mm_set1_epi8(0x0F));
+        const __m128i hi = _mm_slli_epi32(_mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(a, _MM_SHUFFLE(2, 2, 2, 2)),
+                                                                       _mm_setr_epi32(0, 2, 4, 6)),
+                                                        _mm_set1_epi8(3)),
+                                          4);
+        const __m128i sc = _mm_sub_epi8(_mm_or_si128(lo, hi), _mm_set1_epi8(32));
+        const __m512i s16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(sc));
+        const __m512i hm = BC256(wb);
+        UNROLL for (int k = 0; k < 4; k++) {
+            const int bit = 4 * (k >> 1) + 2 * (k & 1); /* hmask bit of the lower half; upper: bit + 1 */
+            const __m512i bits = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << bit)), _mm256_set1_epi8((char)(1 << (bit + 1))), 1);
+            const __m512i q = q2bits(wb + 32, k);
+            b->W[k] = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(hm, bits), q, _mm512_set1_epi8(4));
+        }
+        b->S[0] = _mm512_permutexvar_epi16(scale_pat(type, 0, 0), s16);
+        b->S[1] = _mm512_permutexvar_epi16(scale_pat(type, 2, 0), s16);
+        b->E = _mm512_broadcast_i64x4(_mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(_mm512_castsi512_si256(s16), 2)));
+        return;
+    }
+    if (type == K2) { /* scales[16] qs[64] d dmin */
+        uint32_t dd16;
+        memcpy(&dd16, wb + 80, 4);
+        b->dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd16));
+        const __m128i sm = _mm_loadu_si128((const __m128i *)(const void *)wb);
+        const __m512i scm = _mm512_broadcast_i32x4(_mm_and_si128(sm, _mm_set1_epi8(0x0F)));
+        UNROLL for (int k = 0; k < 4; k++) b->W[k] = q2bits(wb + 16, k);
+        b->S[0] = _mm512_shuffle_epi8(scm, scale_pat(type, 0, 1));
+        b->S[1] = _mm512_shuffle_epi8(scm, scale_pat(type, 2, 1));
+        /* word s = min of sub-block s, in both halves */
+        b->E = _mm512_broadcast_i64x4(_mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), _mm_set1_epi8(0x0F))));
+        return;
+    }
     if (type != K6) {
         const uint8_t *qs = wb + (IS5(type) ? 48 : 16);
         uint32_t dd16;
@@ -205,7 +261,7 @@ INL __m512 block_dot(const int type, const kblk *b, const uint8_t *xb, __m512 ac
     __m512i i0 = block_int(b, xb + 4);
     const __m128 m = _mm_mul_ps(_mm_xor_ps(b->dd, _mm_setr_ps(0.0f, -0.0f, 0.0f, 0.0f)), _mm_set1_ps(rdf32(xb)));
     __m512 sc;
-    if (type == K6) {
+    if (DONLY(type)) {
         /* bsums in the lower half only (E has both) */
         i0 = _mm512_dpwssd_epi32(i0, _mm512_maskz_loadu_epi16(0xFFFF, xb + 260), b->E);
         sc = _mm512_broadcastss_ps(m);
@@ -235,7 +291,7 @@ INL __m512 pair_dot(const int type, const kblk *b, const uint8_t *xa, const uint
     const __m128 m = _mm_xor_ps(_mm_mul_ps(_mm_unpacklo_ps(b->dd, b->dd), _mm_movelh_ps(dx, dx)),
                                 _mm_setr_ps(0.0f, 0.0f, -0.0f, -0.0f));
     __m512 sc;
-    if (type == K6) {
+    if (DONLY(type)) {
         v = _mm512_add_epi32(v, mv);
         sc = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
                                    _mm512_castps128_ps512(m));
@@ -247,7 +303,9 @@ INL __m512 pair_dot(const int type, const kblk *b, const uint8_t *xa, const uint
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), sc, acc);
 }
 
-static inline size_t bsize(int type) { return type == K6 ? Q6_K_SIZE : IS5(type) ? Q5_K_SIZE : Q4_K_SIZE; }
+static inline size_t bsize(int type) {
+    return type == K6 ? Q6_K_SIZE : type == K3 ? Q3_K_SIZE : type == K2 ? Q2_K_SIZE : IS5(type) ? Q5_K_SIZE : Q4_K_SIZE;
+}
 
 /* R x C tile over nb blocks: y[c*ys + r]; tokens in pairs (C even) or C == 1. */
 INL void tile(const int type, const int R, const int C, int64_t nb, const uint8_t *w, size_t ws,
@@ -277,7 +335,7 @@ INL void tile(const int type, const int R, const int C, int64_t nb, const uint8_
             }
         }
     }
-    const __mmask16 ma = type == K6 ? 0x00FF : 0x0F0F;
+    const __mmask16 ma = DONLY(type) ? 0x00FF : 0x0F0F;
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < CP; c++) {
         y[(size_t)(2 * c) * ys + (size_t)r] = _mm512_mask_reduce_add_ps(ma, acc[r][c]);
         y[(size_t)(2 * c + 1) * ys + (size_t)r] = _mm512_mask_reduce_add_ps((__mmask16)~ma, acc[r][c]);
@@ -342,7 +400,7 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
                 float *y, size_t ys) {
     const int64_t nb = n / QK_K;
     const uint8_t *w = vw, *x = vx;
-    if (nc == 1 && type == K6) {
+    if (nc == 1 && IS16(type)) {
         const uintptr_t end = (uintptr_t)(w + (size_t)nr * ws);
         for (int r = 0; r < nr; r++) y[r] = row_dot(type, nb, w + (size_t)r * ws, x, Q8_K_SIZE, end);
         return;
@@ -394,6 +452,8 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
 KERNELS(q4_K, K4)
 KERNELS(q5_K, K5)
 KERNELS(q6_K, K6)
+KERNELS(q3_K, K3)
+KERNELS(q2_K, K2)
 #undef KERNELS
 
 void g4_quant_avx512_k_fill(int type, g4_type_traits *tr) {
@@ -401,6 +461,8 @@ void g4_quant_avx512_k_fill(int type, g4_type_traits *tr) {
     case G4_Q4_K: tr->vec_dot = vd_q4_K; tr->gemm = gemm_q4_K; break;
     case G4_Q5_K: tr->vec_dot = vd_q5_K; tr->gemm = gemm_q5_K; break;
     case G4_Q6_K: tr->vec_dot = vd_q6_K; tr->gemm = gemm_q6_K; break;
+    case G4_Q3_K: tr->vec_dot = vd_q3_K; tr->gemm = gemm_q3_K; break;
+    case G4_Q2_K: tr->vec_dot = vd_q2_K; tr->gemm = gemm_q2_K; break;
     default: break;
     }
 }

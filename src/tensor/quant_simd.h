@@ -29,7 +29,7 @@ void g4_quant_arm_fill(int type, int level, g4_type_traits *tr);
  * double the per-instruction work on cores with 512-bit datapaths. Called
  * by g4_quant_x86_fill after the 256-bit kernels are set; each overrides
  * vec_dot/gemm for the types it has and leaves the others alone.
- *   quant_avx512_k.c: Q4_K, Q5_K, Q6_K (x Q8_K)
+ *   quant_avx512_k.c: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (x Q8_K)
  *   quant_avx512_q.c: Q4_0, Q8_0 (x Q8_0)
  *   quant_avx512_iq4xs.c: IQ4_XS (x Q8_K) */
 void g4_quant_avx512_k_fill(int type, g4_type_traits *tr);
