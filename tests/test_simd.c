@@ -179,7 +179,9 @@ static int check_problem(const problem *p, const g4_type_traits *ref, const g4_t
 }
 
 TEST(vec_dot_and_gemm_match_reference) {
-    static const int NBLK[] = { 1, 3, 7, 33 };
+    /* row lengths in blocks: partial 4-block groups of 1, 2 and 3 blocks
+     * (22: the 704-wide 26B-A4B expert rows), one past a tile */
+    static const int NBLK[] = { 1, 2, 3, 7, 22, 33 };
     for (size_t l = 0; l < sizeof LEVELS / sizeof LEVELS[0]; l++) {
         const int level = LEVELS[l];
         if (!g4_cpu_level_supported(level)) continue;
@@ -197,6 +199,9 @@ TEST(vec_dot_and_gemm_match_reference) {
                 problem p;
                 problem_make(&p, type, NBLK[k] * unit + (bs == 1 ? (int64_t)k : 0), 5, 6, (int)k);
                 bad += check_problem(&p, &ref, &simd, level);
+                problem q = p; /* and as decode (one token) */
+                q.nc = 1;
+                bad += check_problem(&q, &ref, &simd, level);
                 problem_free(&p);
             }
             /* rows long enough that kernels staging activations on the
