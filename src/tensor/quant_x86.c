@@ -40,6 +40,9 @@
 #define Q5_K_SIZE 176
 #define Q6_K_SIZE 210
 #define Q8_K_SIZE 292
+#define Q3_K_SIZE 110
+#define Q2_K_SIZE 84
+#define IQ4_XS_SIZE 136
 
 #define T_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define T_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
@@ -251,6 +254,9 @@ void g4_quant_x86_fill(int type, int level, g4_type_traits *tr) {
     SETK(G4_Q4_K, q4_K)
     SETK(G4_Q5_K, q5_K)
     SETK(G4_Q6_K, q6_K)
+    SETK(G4_Q3_K, q3_K)
+    SETK(G4_Q2_K, q2_K)
+    SETK(G4_IQ4_XS, iq4_xs)
     default: break;
     }
 #undef SETK

@@ -242,6 +242,140 @@ INL void F(tile_q6_K)(const int R, const int C, int64_t nb, const uint8_t *w, si
     TILE_STORE()
 }
 
+/* ---- Q3_K / Q2_K x Q8_K: 16-weight sub-blocks ------------------------------
+ * Weights 32G + l (G = 4n + j, l = 0..31) are bits 2j..2j+1 of qs[32n + l];
+ * sub-block 2G holds l < 16 (lower 128 bits), 2G+1 the rest, as in Q6_K.
+ * Q3_K: value d*sc*(q + 4*hbit - 4), hbit = bit 4n+j of hmask[l], the -4
+ * through -4*sc.bsums; Q2_K: d*sc*q - dmin*m with 4-bit sc, m. */
+
+/* Q3_K's 16 six-bit scales from the 12 bytes at p (p[-2..13] is read: the
+ * block ends 2 bytes after them), minus 32 */
+INL __m128i F(q3k_scales)(const uint8_t *p) {
+    const __m128i a = _mm_srli_si128(_mm_loadu_si128((const __m128i *)(const void *)(p - 2)), 2);
+    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(a, _MM_SHUFFLE(1, 0, 1, 0)), _mm_setr_epi32(0, 0, 4, 4)),
+                                     _mm_set1_epi8(0x0F));
+    const __m128i hi = _mm_slli_epi32(_mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(a, _MM_SHUFFLE(2, 2, 2, 2)),
+                                                                   _mm_setr_epi32(0, 2, 4, 6)),
+                                                    _mm_set1_epi8(3)),
+                                      4);
+    return _mm_sub_epi8(_mm_or_si128(lo, hi), _mm_set1_epi8(32));
+}
+
+INL void F(tile_qk23)(const int R, const int C, const int three, int64_t nb, const uint8_t *w, size_t ws,
+                      const uint8_t *x, size_t xs, float *y, size_t ys) {
+    TILE_ZERO()
+    const size_t bsz = three ? Q3_K_SIZE : Q2_K_SIZE;
+    const __m256i m3 = _mm256_set1_epi8(3), k4 = _mm256_set1_epi8(4), z = _mm256_setzero_si256();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        float dx[CT];
+        const uint8_t *xq[CT];
+        UNROLL for (int c = 0; c < C; c++) {
+            const uint8_t *xb = x + (size_t)c * xs + (size_t)ib * Q8_K_SIZE;
+            dx[c] = rdf32(xb);
+            xq[c] = xb + 4;
+        }
+        UNROLL for (int r = 0; r < R; r++) {
+            const uint8_t *wb = w + (size_t)r * ws + (size_t)ib * bsz;
+            const uint8_t *qs = wb + (three ? 32 : 16);
+            int16_t sc[16];
+            __m256i is[CT], mn[CT];
+            float d, dmin = 0;
+            if (three) {
+                const __m128i s8 = F(q3k_scales)(wb + 96);
+                _mm256_storeu_si256((__m256i *)(void *)sc, _mm256_cvtepi8_epi16(s8));
+                d = H2F(wb + 108);
+                const __m256i scv = _mm256_cvtepi8_epi16(s8);
+                UNROLL for (int c = 0; c < C; c++) {
+                    const __m256i bs = _mm256_loadu_si256((const __m256i *)(const void *)(xq[c] + 256));
+                    is[c] = _mm256_sub_epi32(z, _mm256_slli_epi32(_mm256_madd_epi16(bs, scv), 2));
+                }
+            } else {
+                const __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)wb);
+                const __m128i m4 = _mm_set1_epi8(0x0F);
+                _mm256_storeu_si256((__m256i *)(void *)sc, _mm256_cvtepu8_epi16(_mm_and_si128(raw, m4)));
+                const __m256i mv = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+                d = H2F(wb + 80);
+                dmin = H2F(wb + 82);
+                UNROLL for (int c = 0; c < C; c++) {
+                    mn[c] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(xq[c] + 256)), mv);
+                    is[c] = z;
+                }
+            }
+            const __m256i hm = three ? _mm256_loadu_si256((const __m256i *)(const void *)wb) : z;
+            UNROLL for (int n = 0; n < 2; n++) {
+                const __m256i Q = _mm256_loadu_si256((const __m256i *)(const void *)(qs + 32 * n));
+                UNROLL for (int j = 0; j < 4; j++) {
+                    const int G = 4 * n + j, hb = 4 * n + j; /* hmask bit, moved to bit 2 */
+                    __m256i q = _mm256_and_si256(_mm256_srli_epi16(Q, 2 * j), m3);
+                    if (three) {
+                        const __m256i h = hb >= 2 ? _mm256_srli_epi16(hm, hb - 2) : _mm256_slli_epi16(hm, 2 - hb);
+                        q = _mm256_or_si256(q, _mm256_and_si256(h, k4));
+                    }
+                    const __m256i sv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * G + 1]), _mm_set1_epi16(sc[2 * G]));
+                    UNROLL for (int c = 0; c < C; c++) {
+                        const __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(xq[c] + 32 * G));
+                        is[c] = DPWSSD(is[c], _mm256_maddubs_epi16(q, xv), sv);
+                    }
+                }
+            }
+            UNROLL for (int c = 0; c < C; c++) {
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[c]), _mm256_set1_ps(d * dx[c]), acc[r][c]);
+                if (!three) acc[r][c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mn[c]), _mm256_set1_ps(dmin * dx[c]), acc[r][c]);
+            }
+        }
+    }
+    TILE_STORE()
+}
+INL void F(tile_q3_K)(const int R, const int C, int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,
+                      size_t xs, float *y, size_t ys) {
+    F(tile_qk23)(R, C, 1, nb, w, ws, x, xs, y, ys);
+}
+INL void F(tile_q2_K)(const int R, const int C, int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,
+                      size_t xs, float *y, size_t ys) {
+    F(tile_qk23)(R, C, 0, nb, w, ws, x, xs, y, ys);
+}
+
+/* ---- IQ4_XS x Q8_K: value d*(ls-32)*kvalues[nibble], 32-weight sub-blocks -
+ * Sub-block j: qs[16j..16j+15], low nibbles weights 0..15, high 16..31. The
+ * table values are signed (-127..113): |w| times sign-applied x keeps the
+ * 16-bit pair sums in range (2*127*127). */
+INL void F(tile_iq4_xs)(const int R, const int C, int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,
+                        size_t xs, float *y, size_t ys) {
+    TILE_ZERO()
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i kv = _mm256_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+                                        -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        float dx[CT];
+        const uint8_t *xq[CT];
+        UNROLL for (int c = 0; c < C; c++) {
+            const uint8_t *xb = x + (size_t)c * xs + (size_t)ib * Q8_K_SIZE;
+            dx[c] = rdf32(xb);
+            xq[c] = xb + 4;
+        }
+        UNROLL for (int r = 0; r < R; r++) {
+            const uint8_t *wb = w + (size_t)r * ws + (size_t)ib * IQ4_XS_SIZE;
+            const float d = H2F(wb);
+            const int sh = rd16(wb + 2);
+            __m256i is[CT];
+            UNROLL for (int c = 0; c < C; c++) is[c] = _mm256_setzero_si256();
+            UNROLL for (int j = 0; j < 8; j++) {
+                const int ls = ((wb[4 + j / 2] >> 4 * (j % 2)) & 0xF) | (((sh >> 2 * j) & 3) << 4);
+                const __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)(wb + 8 + 16 * j));
+                const __m256i v = _mm256_shuffle_epi8(kv, _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4));
+                const __m256i av = _mm256_abs_epi8(v), sv = _mm256_set1_epi16((short)(ls - 32));
+                UNROLL for (int c = 0; c < C; c++) {
+                    const __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(xq[c] + 32 * j));
+                    is[c] = DPWSSD(is[c], _mm256_maddubs_epi16(av, _mm256_sign_epi8(xv, v)), sv);
+                }
+            }
+            UNROLL for (int c = 0; c < C; c++)
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[c]), _mm256_set1_ps(d * dx[c]), acc[r][c]);
+        }
+    }
+    TILE_STORE()
+}
+
 /* ---- drivers: full tiles, then row and token tails ------------------------ */
 #define DRIVER(t, BLK)                                                                          \
     TGT static void F(gemm_##t)(int64_t n, int nr, int nc, const void *vw, size_t ws, const void *vx, \
@@ -282,6 +416,9 @@ DRIVER(q8_0, QK)
 DRIVER(q4_K, QK_K)
 DRIVER(q5_K, QK_K)
 DRIVER(q6_K, QK_K)
+DRIVER(q3_K, QK_K)
+DRIVER(q2_K, QK_K)
+DRIVER(iq4_xs, QK_K)
 #undef DRIVER
 
 #undef TILE_STORE
