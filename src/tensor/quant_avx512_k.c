@@ -32,6 +32,7 @@
  * Integer sums are exact; results equal the reference up to float
  * summation order. Rows may be unaligned. */
 #include "tensor/quant_simd.h"
+#include "tensor/quant_x86_q3k.h"
 
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
@@ -137,16 +138,7 @@ INL void unpack(const int type, const uint8_t *wb, kblk *b) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     if (type == K3) { /* hmask[32] qs[64] scales[12] d */
         b->dd = _mm_cvtph_ps(_mm_cvtsi32_si128(rd16(wb + 108)));
-        /* 16 six-bit scales: dwords a0 a1 a2 = scales[0..11] (read from 94
-         * and shifted: the block ends at 110) */
-        const __m128i a = _mm_srli_si128(_mm_loadu_si128((const __m128i *)(const void *)(wb + 94)), 2);
-        const __m128i lo = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(a, _MM_SHUFFLE(1, 0, 1, 0)), _mm_setr_epi32(0, 0, 4, 4)),
-                                         _mm_set1_epi8(0x0F));
-        const __m128i hi = _mm_slli_epi32(_mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(a, _MM_SHUFFLE(2, 2, 2, 2)),
-                                                                       _mm_setr_epi32(0, 2, 4, 6)),
-                                                        _mm_set1_epi8(3)),
-                                          4);
-        const __m128i sc = _mm_sub_epi8(_mm_or_si128(lo, hi), _mm_set1_epi8(32));
+        const __m128i sc = g4_q3k_scales(wb + 96);
         const __m512i s16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(sc));
         const __m512i hm = BC256(wb);
         UNROLL for (int k = 0; k < 4; k++) {

@@ -18,6 +18,7 @@
 
 #include "tensor/cpu.h"
 #include "tensor/quant_ref.h"
+#include "tensor/quant_x86_q3k.h"
 
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF

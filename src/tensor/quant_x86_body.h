@@ -248,19 +248,6 @@ INL void F(tile_q6_K)(const int R, const int C, int64_t nb, const uint8_t *w, si
  * Q3_K: value d*sc*(q + 4*hbit - 4), hbit = bit 4n+j of hmask[l], the -4
  * through -4*sc.bsums; Q2_K: d*sc*q - dmin*m with 4-bit sc, m. */
 
-/* Q3_K's 16 six-bit scales from the 12 bytes at p (p[-2..13] is read: the
- * block ends 2 bytes after them), minus 32 */
-INL __m128i F(q3k_scales)(const uint8_t *p) {
-    const __m128i a = _mm_srli_si128(_mm_loadu_si128((const __m128i *)(const void *)(p - 2)), 2);
-    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(a, _MM_SHUFFLE(1, 0, 1, 0)), _mm_setr_epi32(0, 0, 4, 4)),
-                                     _mm_set1_epi8(0x0F));
-    const __m128i hi = _mm_slli_epi32(_mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(a, _MM_SHUFFLE(2, 2, 2, 2)),
-                                                                   _mm_setr_epi32(0, 2, 4, 6)),
-                                                    _mm_set1_epi8(3)),
-                                      4);
-    return _mm_sub_epi8(_mm_or_si128(lo, hi), _mm_set1_epi8(32));
-}
-
 INL void F(tile_qk23)(const int R, const int C, const int three, int64_t nb, const uint8_t *w, size_t ws,
                       const uint8_t *x, size_t xs, float *y, size_t ys) {
     TILE_ZERO()
@@ -281,7 +268,7 @@ INL void F(tile_qk23)(const int R, const int C, const int three, int64_t nb, con
             __m256i is[CT], mn[CT];
             float d, dmin = 0;
             if (three) {
-                const __m128i s8 = F(q3k_scales)(wb + 96);
+                const __m128i s8 = g4_q3k_scales(wb + 96);
                 _mm256_storeu_si256((__m256i *)(void *)sc, _mm256_cvtepi8_epi16(s8));
                 d = H2F(wb + 108);
                 const __m256i scv = _mm256_cvtepi8_epi16(s8);
