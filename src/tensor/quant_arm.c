@@ -148,6 +148,13 @@ void g4_quant_arm_fill(int type, int level, g4_type_traits *tr) {
     SETK(G4_Q4_K, q4_K)
     SETK(G4_Q5_K, q5_K)
     SETK(G4_Q6_K, q6_K)
+    SETK(G4_Q4_1, q4_1)
+    SETK(G4_Q5_0, q5_0)
+    SETK(G4_Q5_1, q5_1)
+    SETK(G4_IQ4_NL, iq4_nl)
+    SETK(G4_IQ4_XS, iq4_xs)
+    SETK(G4_Q3_K, q3_K)
+    SETK(G4_Q2_K, q2_K)
     default: break;
     }
 #undef SETK

@@ -127,6 +127,135 @@ INL float F(dot_q6_K)(const uint8_t *w, const uint8_t *x, int64_t nb) {
     return vaddvq_f32(acc);
 }
 
+/* ---- legacy 32-weight types and IQ4_NL (x Q8_0 / Q8_1) ---------------------
+ * Element j (0..15): low nibble of qs[j]; j + 16: its high nibble; Q5_x
+ * adds bit j of qh as the 5th bit. Values enter SDOT signed: Q5_0 q - 16,
+ * IQ4_NL the table value; Q4_1 / Q5_1 unsigned q (0..31), plus m * s. */
+
+/* the 5th bits of elements 16h .. 16h+15 as 0x10 bytes (qh little-endian) */
+INL uint8x16_t F(qh_bits)(const uint8_t *qh, int h) {
+    static const uint8_t bit[16] = { 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128 };
+    const uint8x16_t b = vcombine_u8(vdup_n_u8(qh[2 * h]), vdup_n_u8(qh[2 * h + 1]));
+    return vandq_u8(vtstq_u8(b, vld1q_u8(bit)), vdupq_n_u8(0x10));
+}
+
+/* kind: 0 Q4_1, 1 Q5_0, 2 Q5_1, 3 IQ4_NL */
+INL float F(dot_leg)(const int kind, const uint8_t *w, const uint8_t *x, int64_t nb) {
+    static const int8_t kv[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
+    const size_t wbs = kind == 0 ? 20 : kind == 1 ? 22 : kind == 2 ? 24 : 18;
+    const size_t qo = kind == 0 ? 4 : kind == 1 ? 6 : kind == 2 ? 8 : 2; /* qs offset */
+    const size_t xbs = kind == 1 || kind == 3 ? Q8_0_SIZE : 36, xo = kind == 1 || kind == 3 ? 2 : 4;
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    const int8x16_t tbl = vld1q_s8(kv);
+    float32x4_t acc = vdupq_n_f32(0);
+    float summ = 0;
+    for (int64_t ib = 0; ib < nb; ib++, w += wbs, x += xbs) {
+        const uint8x16_t raw = vld1q_u8(w + qo);
+        uint8x16_t lo = vandq_u8(raw, m4), hi = vshrq_n_u8(raw, 4);
+        int8x16_t a, b;
+        if (kind == 3) {
+            a = vqtbl1q_s8(tbl, lo);
+            b = vqtbl1q_s8(tbl, hi);
+        } else {
+            if (kind != 0) {
+                const uint8_t *qh = w + (kind == 1 ? 2 : 4);
+                lo = vorrq_u8(lo, F(qh_bits)(qh, 0));
+                hi = vorrq_u8(hi, F(qh_bits)(qh, 1));
+            }
+            a = vreinterpretq_s8_u8(lo);
+            b = vreinterpretq_s8_u8(hi);
+            if (kind == 1) {
+                a = vsubq_s8(a, vdupq_n_s8(16));
+                b = vsubq_s8(b, vdupq_n_s8(16));
+            }
+        }
+        int32x4_t s = DOT16(vdupq_n_s32(0), a, vld1q_s8((const int8_t *)(x + xo)));
+        s = DOT16(s, b, vld1q_s8((const int8_t *)(x + xo + 16)));
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(s), h2f(w) * h2f(x));
+        if (kind == 0 || kind == 2) summ += h2f(w + 2) * h2f(x + 2);
+    }
+    return vaddvq_f32(acc) + summ;
+}
+INL float F(dot_q4_1)(const uint8_t *w, const uint8_t *x, int64_t nb) { return F(dot_leg)(0, w, x, nb); }
+INL float F(dot_q5_0)(const uint8_t *w, const uint8_t *x, int64_t nb) { return F(dot_leg)(1, w, x, nb); }
+INL float F(dot_q5_1)(const uint8_t *w, const uint8_t *x, int64_t nb) { return F(dot_leg)(2, w, x, nb); }
+INL float F(dot_iq4_nl)(const uint8_t *w, const uint8_t *x, int64_t nb) { return F(dot_leg)(3, w, x, nb); }
+
+/* ---- IQ4_XS x Q8_K: d * (ls_j - 32) * kvalues[nibble], 32-weight sub-blocks */
+INL float F(dot_iq4_xs)(const uint8_t *w, const uint8_t *x, int64_t nb) {
+    static const int8_t kv[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
+    const int8x16_t tbl = vld1q_s8(kv);
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    float32x4_t acc = vdupq_n_f32(0);
+    for (int64_t ib = 0; ib < nb; ib++, w += 136, x += Q8_K_SIZE) {
+        const int sh = rd16(w + 2);
+        const int8_t *q8 = (const int8_t *)(x + 4);
+        int32x4_t is = vdupq_n_s32(0);
+        for (int j = 0; j < 8; j++) {
+            const int ls = ((w[4 + j / 2] >> 4 * (j % 2)) & 0xF) | (((sh >> 2 * j) & 3) << 4);
+            const uint8x16_t raw = vld1q_u8(w + 8 + 16 * j);
+            int32x4_t s = DOT16(vdupq_n_s32(0), vqtbl1q_s8(tbl, vandq_u8(raw, m4)), vld1q_s8(q8 + 32 * j));
+            s = DOT16(s, vqtbl1q_s8(tbl, vshrq_n_u8(raw, 4)), vld1q_s8(q8 + 32 * j + 16));
+            is = vmlaq_n_s32(is, s, ls - 32);
+        }
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(is), h2f(w) * rdf32(x));
+    }
+    return vaddvq_f32(acc);
+}
+
+/* ---- Q3_K / Q2_K x Q8_K: 16-weight sub-blocks --------------------------------
+ * Weights 128n + 32j + l are bits 2j..2j+1 of qs[32n + l], sub-block
+ * 8n + 2j + (l >= 16). Q3_K: value q + 4*hbit - 4 (hbit: bit 4n + j of
+ * hmask[l]), scales 6-bit - 32; Q2_K: d*sc*q - dmin*m, 4-bit sc and m. */
+INL float F(dot_qk23)(const int three, const uint8_t *w, const uint8_t *x, int64_t nb) {
+    const uint8x16_t m3 = vdupq_n_u8(3);
+    float32x4_t acc = vdupq_n_f32(0);
+    float summ = 0;
+    const size_t bsz = three ? 110 : 84;
+    for (int64_t ib = 0; ib < nb; ib++, w += bsz, x += Q8_K_SIZE) {
+        const int8_t *q8 = (const int8_t *)(x + 4);
+        const uint8_t *qs = w + (three ? 32 : 16);
+        int sc[16];
+        if (three) {
+            for (int j = 0; j < 16; j++) {
+                const uint8_t *s = w + 96;
+                const int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
+                sc[j] = (lo | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+            }
+        } else {
+            int summs = 0;
+            for (int j = 0; j < 16; j++) {
+                sc[j] = w[j] & 0xF;
+                summs += (w[j] >> 4) * (int16_t)rd16(x + 260 + 2 * j);
+            }
+            summ += h2f(w + 82) * rdf32(x) * (float)summs;
+        }
+        int32x4_t is = vdupq_n_s32(0);
+        for (int n = 0; n < 2; n++)
+            for (int p = 0; p < 2; p++) { /* l in [16p, 16p + 16) */
+                const uint8x16_t Q = vld1q_u8(qs + 32 * n + 16 * p);
+                const uint8x16_t H = three ? vld1q_u8(w + 16 * p) : vdupq_n_u8(0);
+                for (int j = 0; j < 4; j++) {
+                    uint8x16_t q = vandq_u8(vshlq_u8(Q, vdupq_n_s8((int8_t)(-2 * j))), m3);
+                    int8x16_t v;
+                    if (three) {
+                        const uint8x16_t hb = vtstq_u8(H, vdupq_n_u8((uint8_t)(1u << (4 * n + j))));
+                        v = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(q, vandq_u8(hb, vdupq_n_u8(4)))), vdupq_n_s8(4));
+                    } else {
+                        v = vreinterpretq_s8_u8(q);
+                    }
+                    const int sb = 8 * n + 2 * j + p;
+                    const int32x4_t s = DOT16(vdupq_n_s32(0), v, vld1q_s8(q8 + 128 * n + 32 * j + 16 * p));
+                    is = vmlaq_n_s32(is, s, sc[sb]);
+                }
+            }
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(is), h2f(w + (three ? 108 : 80)) * rdf32(x));
+    }
+    return vaddvq_f32(acc) - summ;
+}
+INL float F(dot_q3_K)(const uint8_t *w, const uint8_t *x, int64_t nb) { return F(dot_qk23)(1, w, x, nb); }
+INL float F(dot_q2_K)(const uint8_t *w, const uint8_t *x, int64_t nb) { return F(dot_qk23)(0, w, x, nb); }
+
 #define DRIVER(t, BLK)                                                                          \
     TGT static float F(vd_##t)(const void *vw, const void *vx, int64_t n) {                    \
         return F(dot_##t)(vw, vx, n / (BLK));                                                   \
@@ -143,6 +272,13 @@ DRIVER(q8_0, QK)
 DRIVER(q4_K, QK_K)
 DRIVER(q5_K, QK_K)
 DRIVER(q6_K, QK_K)
+DRIVER(q4_1, QK)
+DRIVER(q5_0, QK)
+DRIVER(q5_1, QK)
+DRIVER(iq4_nl, QK)
+DRIVER(iq4_xs, QK_K)
+DRIVER(q3_K, QK_K)
+DRIVER(q2_K, QK_K)
 #undef DRIVER
 #undef DOT16
 #undef INL
