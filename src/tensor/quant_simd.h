@@ -29,9 +29,8 @@ void g4_quant_arm_fill(int type, int level, g4_type_traits *tr);
  * double the per-instruction work on cores with 512-bit datapaths. Called
  * by g4_quant_x86_fill after the 256-bit kernels are set; each overrides
  * vec_dot/gemm for the types it has and leaves the others alone.
- *   quant_avx512_k.c: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (x Q8_K)
- *   quant_avx512_q.c: Q4_0, Q8_0 (x Q8_0)
- *   quant_avx512_iq4xs.c: IQ4_XS (x Q8_K) */
+ *   quant_avx512_k.c: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS (x Q8_K)
+ *   quant_avx512_q.c: Q4_0, Q8_0 (x Q8_0) */
 void g4_quant_avx512_k_fill(int type, g4_type_traits *tr);
 /* x86 AVX2 and AVX-512 levels: Q5_0 / Q5_1 / Q4_1 / IQ4_NL
  * (quant_x86_legacy.c), the types llama-quantize falls back to for rows that
@@ -39,7 +38,5 @@ void g4_quant_avx512_k_fill(int type, g4_type_traits *tr);
  * wide, in Q4_K_M files), and files of those types. */
 void g4_quant_x86_legacy_fill(int type, int level, g4_type_traits *tr);
 void g4_quant_avx512_q_fill(int type, g4_type_traits *tr);
-/* x86 AVX-512 level only: IQ4_XS x Q8_K (quant_avx512_iq4xs.c) */
-void g4_quant_avx512_iq4xs_fill(int type, g4_type_traits *tr);
 
 #endif

@@ -266,7 +266,6 @@ void g4_quant_x86_fill(int type, int level, g4_type_traits *tr) {
     if (v512) {
         g4_quant_avx512_k_fill(type, tr);
         g4_quant_avx512_q_fill(type, tr);
-        g4_quant_avx512_iq4xs_fill(type, tr);
     }
 }
 
