@@ -141,12 +141,11 @@ INL uint8x16_t F(qh_bits)(const uint8_t *qh, int h) {
 
 /* kind: 0 Q4_1, 1 Q5_0, 2 Q5_1, 3 IQ4_NL */
 INL float F(dot_leg)(const int kind, const uint8_t *w, const uint8_t *x, int64_t nb) {
-    static const int8_t kv[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
     const size_t wbs = kind == 0 ? 20 : kind == 1 ? 22 : kind == 2 ? 24 : 18;
     const size_t qo = kind == 0 ? 4 : kind == 1 ? 6 : kind == 2 ? 8 : 2; /* qs offset */
     const size_t xbs = kind == 1 || kind == 3 ? Q8_0_SIZE : 36, xo = kind == 1 || kind == 3 ? 2 : 4;
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
-    const int8x16_t tbl = vld1q_s8(kv);
+    const int8x16_t tbl = vld1q_s8(g4_kvalues_iq4nl);
     float32x4_t acc = vdupq_n_f32(0);
     float summ = 0;
     for (int64_t ib = 0; ib < nb; ib++, w += wbs, x += xbs) {
@@ -183,20 +182,17 @@ INL float F(dot_iq4_nl)(const uint8_t *w, const uint8_t *x, int64_t nb) { return
 
 /* ---- IQ4_XS x Q8_K: d * (ls_j - 32) * kvalues[nibble], 32-weight sub-blocks */
 INL float F(dot_iq4_xs)(const uint8_t *w, const uint8_t *x, int64_t nb) {
-    static const int8_t kv[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
-    const int8x16_t tbl = vld1q_s8(kv);
+    const int8x16_t tbl = vld1q_s8(g4_kvalues_iq4nl);
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     float32x4_t acc = vdupq_n_f32(0);
     for (int64_t ib = 0; ib < nb; ib++, w += 136, x += Q8_K_SIZE) {
-        const int sh = rd16(w + 2);
         const int8_t *q8 = (const int8_t *)(x + 4);
         int32x4_t is = vdupq_n_s32(0);
         for (int j = 0; j < 8; j++) {
-            const int ls = ((w[4 + j / 2] >> 4 * (j % 2)) & 0xF) | (((sh >> 2 * j) & 3) << 4);
             const uint8x16_t raw = vld1q_u8(w + 8 + 16 * j);
             int32x4_t s = DOT16(vdupq_n_s32(0), vqtbl1q_s8(tbl, vandq_u8(raw, m4)), vld1q_s8(q8 + 32 * j));
             s = DOT16(s, vqtbl1q_s8(tbl, vshrq_n_u8(raw, 4)), vld1q_s8(q8 + 32 * j + 16));
-            is = vmlaq_n_s32(is, s, ls - 32);
+            is = vmlaq_n_s32(is, s, g4_iq4xs_scale(w, j));
         }
         acc = vmlaq_n_f32(acc, vcvtq_f32_s32(is), h2f(w) * rdf32(x));
     }
@@ -217,11 +213,7 @@ INL float F(dot_qk23)(const int three, const uint8_t *w, const uint8_t *x, int64
         const uint8_t *qs = w + (three ? 32 : 16);
         int sc[16];
         if (three) {
-            for (int j = 0; j < 16; j++) {
-                const uint8_t *s = w + 96;
-                const int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
-                sc[j] = (lo | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
-            }
+            for (int j = 0; j < 16; j++) sc[j] = g4_q3k_scale(w + 96, j);
         } else {
             int summs = 0;
             for (int j = 0; j < 16; j++) {

@@ -33,6 +33,7 @@
  * Integer sums are exact; results equal the reference up to float
  * summation order. Rows may be unaligned. */
 #include "tensor/quant_simd.h"
+#include "tensor/quant_ref.h"
 #include "tensor/quant_x86_q3k.h"
 
 #if defined(__clang__)
@@ -407,8 +408,7 @@ INL void xs_unpack(const uint8_t *wb, xsblk *b) {
     const __m256i e = _mm256_mullo_epi32(sc, _mm256_set1_epi32(-128)); /* fits 16 bits */
     b->E = _mm256_or_si256(_mm256_and_si256(e, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32(e, 16));
 
-    const __m512i kv = _mm512_broadcast_i32x4(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141, (char)153,
-                                                            (char)166, (char)181, (char)197, (char)217, (char)241));
+    const __m512i kv = _mm512_xor_si512(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)g4_kvalues_iq4nl)), _mm512_set1_epi8((char)0x80)); /* levels + 128 */
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     /* per 128-bit lane: shift 0 (low nibbles) or 4 (high) */
     const __m512i cnt = _mm512_setr_epi64(0, 0, 0x0004000400040004LL, 0x0004000400040004LL, 0, 0,

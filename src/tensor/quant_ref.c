@@ -75,7 +75,7 @@ _Static_assert(sizeof(blk_iq4_nl) == 18, "iq4_nl");
 _Static_assert(sizeof(blk_iq4_xs) == 136, "iq4_xs");
 
 /* Non-linear 4-bit levels of IQ4_NL / IQ4_XS (ggml's kvalues_iq4nl). */
-static const int8_t kvalues_iq4nl[16] = {
+const int8_t g4_kvalues_iq4nl[16] = {
     -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 };
 
@@ -209,14 +209,9 @@ static void dq_q2_K(const void *vb, float *y) {
     }
 }
 
-/* Q3_K's 16 six-bit scales: low 4 bits in scales[0..7] (two per byte), high
- * 2 bits in scales[8..11]; stored with an offset of 32. */
+/* Q3_K's 16 six-bit scales (quant_ref.h), offset 32 removed */
 static inline void q3k_scales(const uint8_t *s, int out[16]) {
-    for (int j = 0; j < 16; j++) {
-        const int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
-        const int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
-        out[j] = (lo | (hi << 4)) - 32;
-    }
+    for (int j = 0; j < 16; j++) out[j] = g4_q3k_scale(s, j);
 }
 
 static void dq_q3_K(const void *vb, float *y) {
@@ -327,15 +322,12 @@ static void dq_iq4_nl(const void *vb, float *y) {
     const blk_iq4_nl *b = vb;
     const float d = ld_f16(b->d);
     for (int j = 0; j < QK / 2; j++) {
-        y[j] = d * kvalues_iq4nl[b->qs[j] & 0xF];
-        y[j + QK / 2] = d * kvalues_iq4nl[b->qs[j] >> 4];
+        y[j] = d * g4_kvalues_iq4nl[b->qs[j] & 0xF];
+        y[j + QK / 2] = d * g4_kvalues_iq4nl[b->qs[j] >> 4];
     }
 }
 
-static inline int iq4xs_scale(const blk_iq4_xs *b, int ib) {
-    const int sh = b->scales_h[0] | (b->scales_h[1] << 8);
-    return (((b->scales_l[ib / 2] >> 4 * (ib % 2)) & 0xF) | (((sh >> 2 * ib) & 3) << 4)) - 32;
-}
+static inline int iq4xs_scale(const blk_iq4_xs *b, int ib) { return g4_iq4xs_scale((const uint8_t *)b, ib); }
 
 static void dq_iq4_xs(const void *vb, float *y) {
     const blk_iq4_xs *b = vb;
@@ -344,8 +336,8 @@ static void dq_iq4_xs(const void *vb, float *y) {
     for (int ib = 0; ib < QK_K / 32; ib++) {
         const float dl = d * iq4xs_scale(b, ib);
         for (int j = 0; j < 16; j++) {
-            y[j] = dl * kvalues_iq4nl[qs[j] & 0xF];
-            y[j + 16] = dl * kvalues_iq4nl[qs[j] >> 4];
+            y[j] = dl * g4_kvalues_iq4nl[qs[j] & 0xF];
+            y[j + 16] = dl * g4_kvalues_iq4nl[qs[j] >> 4];
         }
         y += 32;
         qs += 16;
@@ -982,7 +974,7 @@ static void quant_q6_K(const float *x, void *vy, int64_t n) {
 
 /* Index of the level nearest to x (upper one on exact ties). */
 static inline int best_index_iq4(float x) {
-    const int8_t *val = kvalues_iq4nl;
+    const int8_t *val = g4_kvalues_iq4nl;
     if (x <= val[0]) return 0;
     if (x >= val[15]) return 15;
     int ml = 0, mu = 15;
@@ -998,7 +990,7 @@ static inline int best_index_iq4(float x) {
 static void iq4_quant_superblock(int sbs, const float *x, uint8_t *dh, uint8_t *q4,
                                  uint8_t *scales_h, uint8_t *scales_l) {
     const int ntry = 7;
-    const int8_t *values = kvalues_iq4nl;
+    const int8_t *values = g4_kvalues_iq4nl;
     float scales[QK_K / 32], weight[32];
     uint8_t L[QK_K];
     memset(q4, 0, (size_t)sbs / 2);
@@ -1196,8 +1188,8 @@ static float vd_iq4_nl(const void *vw, const void *vq, int64_t n) {
         const float d = ld_f16(y[ib].d) * ld_f16(x[ib].d);
         int sumi1 = 0, sumi2 = 0;
         for (int j = 0; j < QK / 2; j++) {
-            sumi1 += y[ib].qs[j] * kvalues_iq4nl[x[ib].qs[j] & 0xF];
-            sumi2 += y[ib].qs[j + QK / 2] * kvalues_iq4nl[x[ib].qs[j] >> 4];
+            sumi1 += y[ib].qs[j] * g4_kvalues_iq4nl[x[ib].qs[j] & 0xF];
+            sumi2 += y[ib].qs[j + QK / 2] * g4_kvalues_iq4nl[x[ib].qs[j] >> 4];
         }
         sumf += d * (sumi1 + sumi2);
     }
@@ -1393,8 +1385,8 @@ static float vd_iq4_xs(const void *vw, const void *vq, int64_t n) {
             const float dl = d4d8 * iq4xs_scale(&x[i], ib);
             int sumi1 = 0, sumi2 = 0;
             for (int j = 0; j < 16; j++) {
-                sumi1 += q8[j] * kvalues_iq4nl[qs[j] & 0xF];
-                sumi2 += q8[j + 16] * kvalues_iq4nl[qs[j] >> 4];
+                sumi1 += q8[j] * g4_kvalues_iq4nl[qs[j] & 0xF];
+                sumi2 += q8[j + 16] * g4_kvalues_iq4nl[qs[j] >> 4];
             }
             sumf += dl * (sumi1 + sumi2);
         }

@@ -330,8 +330,7 @@ INL void F(tile_iq4_xs)(const int R, const int C, int64_t nb, const uint8_t *w, 
                         size_t xs, float *y, size_t ys) {
     TILE_ZERO()
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i kv = _mm256_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
-                                        -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+    const __m256i kv = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)g4_kvalues_iq4nl));
     for (int64_t ib = 0; ib < nb; ib++) {
         float dx[CT];
         const uint8_t *xq[CT];
@@ -343,14 +342,12 @@ INL void F(tile_iq4_xs)(const int R, const int C, int64_t nb, const uint8_t *w, 
         UNROLL for (int r = 0; r < R; r++) {
             const uint8_t *wb = w + (size_t)r * ws + (size_t)ib * IQ4_XS_SIZE;
             const float d = H2F(wb);
-            const int sh = rd16(wb + 2);
             __m256i is[CT];
             UNROLL for (int c = 0; c < C; c++) is[c] = _mm256_setzero_si256();
             UNROLL for (int j = 0; j < 8; j++) {
-                const int ls = ((wb[4 + j / 2] >> 4 * (j % 2)) & 0xF) | (((sh >> 2 * j) & 3) << 4);
                 const __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)(wb + 8 + 16 * j));
                 const __m256i v = _mm256_shuffle_epi8(kv, _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4));
-                const __m256i av = _mm256_abs_epi8(v), sv = _mm256_set1_epi16((short)(ls - 32));
+                const __m256i av = _mm256_abs_epi8(v), sv = _mm256_set1_epi16((short)g4_iq4xs_scale(wb, j));
                 UNROLL for (int c = 0; c < C; c++) {
                     const __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(xq[c] + 32 * j));
                     is[c] = DPWSSD(is[c], _mm256_maddubs_epi16(av, _mm256_sign_epi8(xv, v)), sv);

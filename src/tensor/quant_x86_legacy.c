@@ -106,11 +106,6 @@ static const int16_t IDX_M51[32] __attribute__((aligned(64))) = { D4(1, 13, 25, 
 static const int16_t IDX_H51[32] __attribute__((aligned(64))) = { H4(2, 14, 26, 32 + 22) };
 /* IQ4_NL: 72-byte group, all scales in a: d_k at 18k */
 static const int16_t IDX_DNL[32] __attribute__((aligned(64))) = { D4(0, 9, 18, 27) };
-/* IQ4_NL levels + 128 (unsigned codes), in every 128-bit lane */
-static const uint8_t KV_U8[64] __attribute__((aligned(64))) = {
-#define KV 1, 24, 45, 63, 79, 93, 106, 118, 129, 141, 153, 166, 181, 197, 217, 241
-    KV, KV, KV, KV };
-#undef KV
 /* Q4_1: 80-byte group, all scales in a: d_k at 20k, m at +2 */
 static const int16_t IDX_D41[32] __attribute__((aligned(64))) = { D4(0, 10, 20, 30) };
 static const int16_t IDX_M41[32] __attribute__((aligned(64))) = { D4(1, 11, 21, 31) };
@@ -209,9 +204,10 @@ INL512 wgroup load_w_t(const int kind, const uint8_t *p, const int t) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     r.lo = _mm512_and_si512(q, m4);
     r.hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-    if (kind == KNL) {
-        r.lo = _mm512_shuffle_epi8(LD(KV_U8), r.lo);
-        r.hi = _mm512_shuffle_epi8(LD(KV_U8), r.hi);
+    if (kind == KNL) { /* the levels + 128 (unsigned codes), in every 128-bit lane */
+        const __m512i kv = _mm512_xor_si512(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)g4_kvalues_iq4nl)), _mm512_set1_epi8((char)0x80));
+        r.lo = _mm512_shuffle_epi8(kv, r.lo);
+        r.hi = _mm512_shuffle_epi8(kv, r.hi);
     }
     const __m512i idd = LD(kind == K50 ? IDX_D50 : kind == K51 ? IDX_D51 : kind == K41 ? IDX_D41 : IDX_DNL);
     r.d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(a, idd, b)));
@@ -373,9 +369,7 @@ INL256 __m256i w_codes(const int kind, const uint8_t *wb) {
     const __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)(wb + woff_qs(kind)));
     __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0F));
     if (kind == KNL) {
-        const __m256i kv = _mm256_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
-                                            -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
-        return _mm256_shuffle_epi8(kv, q);
+        return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)g4_kvalues_iq4nl)), q);
     }
     if (has_qh(kind)) {
         uint32_t h;
