@@ -54,15 +54,22 @@ static volatile float sink;
 
 static int64_t g_n = 4096; /* --n: input width (Gemma 4 E2B's is 1536) */
 
-/* --n must hold whole blocks of the weights and of their activation type
- * (256 for the K-quants, 32 for the legacy types: 704, the 26B-A4B expert
- * width, only runs the latter) */
-static int fits_n(const g4_type_traits *ti) {
+/* The type named by a --types entry, or -1 (said on stderr) when it has no
+ * fast-path kernel or --n does not hold whole blocks of its weights and of
+ * their activation type (256 for the K-quants, 32 for the legacy types: 704,
+ * the 26B-A4B expert width, only runs the latter). */
+static int bench_type(const char *name) {
+    const int type = g4_type_from_name(name);
+    const g4_type_traits *ti = type >= 0 ? g4_type_info(type) : NULL;
+    if (!ti || !ti->vec_dot) {
+        fprintf(stderr, "skipping %s: no fast-path kernel\n", name);
+        return -1;
+    }
     const int64_t b = ti->blck_size, bx = g4_type_info(ti->vec_dot_type)->blck_size;
-    if (g_n % b == 0 && g_n % bx == 0) return 1;
+    if (g_n % b == 0 && g_n % bx == 0) return type;
     fprintf(stderr, "skipping %s: --n %lld is not a multiple of %lld\n", ti->name, (long long)g_n,
             (long long)(b > bx ? b : bx));
-    return 0;
+    return -1;
 }
 
 typedef struct { double mv_gbs, gemm_gops, q_gbs; } result;
@@ -216,11 +223,8 @@ int main(int argc, char **argv) {
         printf("%-6s %12s %12s %7s\n", "type", "matvec GB/s", "read GB/s", "ratio");
         char *list = strdup(types);
         for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
-            const int type = g4_type_from_name(tok);
-            const g4_type_traits *ti = type >= 0 ? g4_type_info(type) : NULL;
-            if (!ti || !ti->vec_dot) { fprintf(stderr, "skipping %s: no fast-path kernel\n", tok); continue; }
-            if (!fits_n(ti)) continue;
-            run_stream(type, mb, reps, stream);
+            const int type = bench_type(tok);
+            if (type >= 0) run_stream(type, mb, reps, stream);
         }
         free(list);
         return 0;
@@ -231,10 +235,8 @@ int main(int argc, char **argv) {
            "quant GB/s", "x ref");
     char *list = strdup(types);
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
-        const int type = g4_type_from_name(tok);
-        const g4_type_traits *ti = type >= 0 ? g4_type_info(type) : NULL;
-        if (!ti || !ti->vec_dot) { fprintf(stderr, "skipping %s: no fast-path kernel\n", tok); continue; }
-        if (!fits_n(ti)) continue;
+        const int type = bench_type(tok);
+        if (type < 0) continue;
         result ref = { 0, 0, 0 };
         for (int level = G4_CPU_REF; level <= G4_CPU_DOTPROD; level++) {
             if (!g4_cpu_level_supported(level)) continue;
