@@ -29,7 +29,7 @@
 
 #include <sys/mman.h>
 
-#include "engine/pool.h"
+#include "tensor/pool.h"
 #include "engine/probe.h"
 #include "gemma4c.h"
 #include "tensor/cpu.h"

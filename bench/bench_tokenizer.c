@@ -108,7 +108,7 @@ static void build_corpus(buf *b, size_t want) {
 }
 
 /* GGUF-style load: the same vocabulary as tokenizer.ggml.* arrays in an
- * in-memory gguf_file (what a .gguf holds), then the tokenizer built from it. */
+ * in-memory g4_gguf_file (what a .gguf holds), then the tokenizer built from it. */
 static double time_gguf_load(const char *json_path, const g4_tokenizer *ref) {
     json_t *root = json_load_file(json_path, 0, NULL);
     json_t *merges = json_object_get(json_object_get(root, "model"), "merges");
@@ -137,20 +137,20 @@ static double time_gguf_load(const char *json_path, const g4_tokenizer *ref) {
         memcpy(ms[i] + la + 1, c ? c : "", lc + 1);
     }
     json_decref(root);
-    gguf_file *f = gguf_new("bench");
-    gguf_set_str(f, "tokenizer.ggml.model", "gemma4");
-    gguf_set_arr_str(f, "tokenizer.ggml.tokens", toks, (uint64_t)n);
-    gguf_set_arr(f, "tokenizer.ggml.token_type", GGUF_INT32, types, (uint64_t)n);
-    gguf_set_arr_str(f, "tokenizer.ggml.merges", (const char *const *)ms, nm);
-    gguf_set_u32(f, "tokenizer.ggml.bos_token_id", 2);
-    gguf_set_u32(f, "tokenizer.ggml.eos_token_id", 1);
+    g4_gguf_file *f = g4_gguf_new("bench");
+    g4_gguf_set_str(f, "tokenizer.ggml.model", "gemma4");
+    g4_gguf_set_arr_str(f, "tokenizer.ggml.tokens", toks, (uint64_t)n);
+    g4_gguf_set_arr(f, "tokenizer.ggml.token_type", GGUF_INT32, types, (uint64_t)n);
+    g4_gguf_set_arr_str(f, "tokenizer.ggml.merges", (const char *const *)ms, nm);
+    g4_gguf_set_u32(f, "tokenizer.ggml.bos_token_id", 2);
+    g4_gguf_set_u32(f, "tokenizer.ggml.eos_token_id", 1);
     g4_error err = {{0}};
     double t0 = now();
     g4_tokenizer *t = g4_tokenizer_from_gguf(f, &err);
     double dt = now() - t0;
     if (!t) { fprintf(stderr, "gguf load: %s\n", err.msg); dt = -1; }
     g4_tokenizer_free(t);
-    gguf_close(f);
+    g4_gguf_close(f);
     for (int32_t i = 0; i < n; i++) free(own[i]);
     for (size_t i = 0; i < nm; i++) free(ms[i]);
     free(own); free(toks); free(types); free(ms);

@@ -177,6 +177,6 @@ void cli_show_progress(void *ud, uint64_t done, uint64_t total, double el, bool 
 }
 
 void cli_cleanup_on_signal(int sig) {
-    gguf_write_cleanup_tmp();
+    g4_gguf_write_cleanup_tmp();
     _exit(128 + sig);
 }

@@ -29,7 +29,7 @@ char *read_text_file(const char *path);
 
 /* Progress line for long writes (synth, convert, quantize): bytes done/total,
  * rate, ETA; printed on stderr only when it is a terminal. Matches
- * gguf_progress_fn. */
+ * g4_gguf_progress_fn. */
 #include <stdbool.h>
 void cli_show_progress(void *ud, uint64_t done, uint64_t total, double elapsed_s, bool final);
 

@@ -8,13 +8,13 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     g4_error e;
-    gguf_file *f = gguf_parse(data, size, "fuzz", &e);
+    g4_gguf_file *f = g4_gguf_parse(data, size, "fuzz", &e);
     if (!f) return 0;
     /* walk what was parsed, as the tokenizer and loader do */
     for (uint64_t i = 0; i < f->n_kv; i++) {
-        const gguf_kv *kv = &f->kv[i];
+        const g4_gguf_kv *kv = &f->kv[i];
         if (kv->type == GGUF_ARRAY && kv->arr_type != GGUF_STRING)
-            for (uint64_t j = 0; j < kv->arr_n && j < 64; j++) (void)gguf_arr_i64(kv, j);
+            for (uint64_t j = 0; j < kv->arr_n && j < 64; j++) (void)g4_gguf_arr_i64(kv, j);
     }
     g4_model *m = g4_model_load(f, &e); /* takes ownership of f */
     g4_model_free(m);

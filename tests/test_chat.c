@@ -181,22 +181,22 @@ TEST(render_family_selection) {
 }
 
 TEST(render_family_from_gguf) {
-    gguf_file *g = gguf_new("mem");
+    g4_gguf_file *g = g4_gguf_new("mem");
     CHECK(g != NULL);
     if (!g) return;
-    gguf_set_str(g, "general.architecture", "gemma4");
-    gguf_set_u32(g, "gemma4.block_count", 60);
+    g4_gguf_set_str(g, "general.architecture", "gemma4");
+    g4_gguf_set_u32(g, "gemma4.block_count", 60);
     CHECK(g4_chat_family_from_gguf(g) == G4_CHAT_FAMILY_31B);
-    gguf_set_u32(g, "gemma4.embedding_length_per_layer_input", 256);
+    g4_gguf_set_u32(g, "gemma4.embedding_length_per_layer_input", 256);
     CHECK(g4_chat_family_from_gguf(g) == G4_CHAT_FAMILY_E);
     /* an embedded template wins over the shape */
     char *t = th_read_file(shared_path("reference/templates/google-gemma-4-31B-it.jinja"), NULL);
-    if (t) gguf_set_str(g, "tokenizer.chat_template", t);
+    if (t) g4_gguf_set_str(g, "tokenizer.chat_template", t);
     CHECK(t && g4_chat_family_from_gguf(g) == G4_CHAT_FAMILY_31B);
     free(t);
-    gguf_set_str(g, "tokenizer.chat_template", "{{ messages }}");   /* not Gemma 4: shape decides */
+    g4_gguf_set_str(g, "tokenizer.chat_template", "{{ messages }}");   /* not Gemma 4: shape decides */
     CHECK(g4_chat_family_from_gguf(g) == G4_CHAT_FAMILY_E);
-    gguf_close(g);
+    g4_gguf_close(g);
     g4_error err = {0};
     CHECK(g4_chat_family_from_path("/nonexistent/model.gguf", &err) == G4_CHAT_FAMILY_UNKNOWN && err.msg[0]);
     CHECK(g4_chat_family_from_path(shared_path("testdata/gemma4-ref/gemma4-e.hf"), &err) == G4_CHAT_FAMILY_E);

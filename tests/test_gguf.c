@@ -91,8 +91,8 @@ static int t_index(const char *name) {
 /* Parse a damaged copy; returns 1 if rejected with an error containing `want`. */
 static int rejects(const uint8_t *buf, size_t n, const char *want) {
     g4_error e = { { 0 } };
-    gguf_file *f = gguf_parse(buf, n, "bad.gguf", &e);
-    if (f) { gguf_close(f); return 0; }
+    g4_gguf_file *f = g4_gguf_parse(buf, n, "bad.gguf", &e);
+    if (f) { g4_gguf_close(f); return 0; }
     if (want && !strstr(e.msg, want)) {
         fprintf(stderr, "    message \"%s\" lacks \"%s\"\n", e.msg, want);
         return 0;
@@ -126,20 +126,20 @@ static uint8_t *copy(void) {
 
 TEST(valid_file_parses) {
     g4_error e;
-    gguf_file *f = gguf_parse(G, GN, "ok", &e);
+    g4_gguf_file *f = g4_gguf_parse(G, GN, "ok", &e);
     CHECK(f != NULL);
     if (!f) return;
     CHECK(f->version == 3 && f->n_tensors == (uint64_t)FM.nt && f->n_kv == (uint64_t)FM.nkv);
     uint32_t v = 0;
-    CHECK(gguf_get_u32(f, "gemma4.block_count", &v, &e) == 0 && v == 10);
-    CHECK(gguf_get_u32(f, "no.such.key", &v, &e) == 1);
+    CHECK(g4_gguf_get_u32(f, "gemma4.block_count", &v, &e) == 0 && v == 10);
+    CHECK(g4_gguf_get_u32(f, "no.such.key", &v, &e) == 1);
     char *s = NULL;
-    CHECK(gguf_get_u32(f, "general.architecture", &v, &e) == -1 && strstr(e.msg, "expected an integer"));
-    CHECK(gguf_get_str(f, "general.architecture", &s, &e) == 0 && !strcmp(s, "gemma4"));
+    CHECK(g4_gguf_get_u32(f, "general.architecture", &v, &e) == -1 && strstr(e.msg, "expected an integer"));
+    CHECK(g4_gguf_get_str(f, "general.architecture", &s, &e) == 0 && !strcmp(s, "gemma4"));
     free(s);
-    const gguf_tensor *t = gguf_find_tensor(f, "blk.0.attn_q.weight");
+    const g4_gguf_tensor *t = g4_gguf_find_tensor(f, "blk.0.attn_q.weight");
     CHECK(t && t->ne[0] == 64 && t->ne[1] == 128 && t->nbytes == 64 * 128 * 4);
-    gguf_close(f);
+    g4_gguf_close(f);
 }
 
 TEST(truncation_everywhere) {
@@ -305,8 +305,8 @@ TEST(random_header_damage_never_crashes) {
             b[pos] ^= (uint8_t)(1u << ((s >> 20) & 7));
         }
         g4_error e;
-        gguf_file *f = gguf_parse(b, GN, "fuzz", &e);
-        if (f) gguf_close(f);
+        g4_gguf_file *f = g4_gguf_parse(b, GN, "fuzz", &e);
+        if (f) g4_gguf_close(f);
         else rejected++;
     }
     printf("  3000 damaged headers: %d rejected, the rest parsed safely\n", rejected);

@@ -19,7 +19,7 @@ static char tmpdir[256];
 
 /* --- comparison helpers -------------------------------------------------- */
 
-static int kv_equal(const gguf_kv *a, const gguf_kv *b, char *why, size_t n) {
+static int kv_equal(const g4_gguf_kv *a, const g4_gguf_kv *b, char *why, size_t n) {
     if (strcmp(a->key, b->key)) { snprintf(why, n, "key %s vs %s", a->key, b->key); return 0; }
     if (a->type != b->type) { snprintf(why, n, "%s: type %d vs %d", a->key, a->type, b->type); return 0; }
     switch (a->type) {
@@ -43,7 +43,7 @@ static int kv_equal(const gguf_kv *a, const gguf_kv *b, char *why, size_t n) {
                     snprintf(why, n, "%s[%llu] differs", a->key, (unsigned long long)i);
                     return 0;
                 }
-        } else if (memcmp(a->arr_data, b->arr_data, a->arr_n * gguf_vtype_size(a->arr_type))) {
+        } else if (memcmp(a->arr_data, b->arr_data, a->arr_n * g4_gguf_vtype_size(a->arr_type))) {
             snprintf(why, n, "%s: array data differs", a->key);
             return 0;
         }
@@ -64,7 +64,7 @@ static int kv_equal(const gguf_kv *a, const gguf_kv *b, char *why, size_t n) {
 }
 
 /* Same metadata (keys, order, types, values). */
-static int same_metadata(const gguf_file *a, const gguf_file *b) {
+static int same_metadata(const g4_gguf_file *a, const g4_gguf_file *b) {
     char why[256];
     if (a->n_kv != b->n_kv) {
         fprintf(stderr, "  n_kv %llu vs %llu\n", (unsigned long long)a->n_kv, (unsigned long long)b->n_kv);
@@ -83,14 +83,14 @@ static int same_metadata(const gguf_file *a, const gguf_file *b) {
 /* Same tensor set (any order): names, shapes, and types+bytes when
  * check_data; with check_data == 2, a holds the bfloat16-rounded values of
  * b's F32 tensors. */
-static int same_tensors(const gguf_file *a, const gguf_file *b, int check_data) {
+static int same_tensors(const g4_gguf_file *a, const g4_gguf_file *b, int check_data) {
     if (a->n_tensors != b->n_tensors) {
         fprintf(stderr, "  n_tensors %llu vs %llu\n", (unsigned long long)a->n_tensors,
                 (unsigned long long)b->n_tensors);
         return 0;
     }
     for (uint64_t i = 0; i < a->n_tensors; i++) {
-        const gguf_tensor *x = &a->tensors[i], *y = gguf_find_tensor(b, x->name);
+        const g4_gguf_tensor *x = &a->tensors[i], *y = g4_gguf_find_tensor(b, x->name);
         if (!y) { fprintf(stderr, "  tensor %s missing\n", x->name); return 0; }
         if (x->n_dims != y->n_dims || memcmp(x->ne, y->ne, sizeof x->ne)) {
             fprintf(stderr, "  tensor %s: shape differs\n", x->name);
@@ -142,21 +142,21 @@ static const char *tmp(const char *name) {
     return b;
 }
 
-/* --- hf_open vs golden GGUF ---------------------------------------------- */
+/* --- g4_hf_open vs golden GGUF ---------------------------------------------- */
 
 static void check_hf_vs_gguf(const char *hfname, const char *ggname, const char *model_name, int mode) {
     g4_error err = {0};
-    hf_opts o = { model_name, false };
-    gguf_file *h = hf_open_ex(ref(hfname), &o, &err);
+    g4_hf_opts o = { model_name, false };
+    g4_gguf_file *h = g4_hf_open_ex(ref(hfname), &o, &err);
     CHECKF(h != NULL, "%s", err.msg);
-    gguf_file *g = gguf_open(ref(ggname), &err);
+    g4_gguf_file *g = g4_gguf_open(ref(ggname), &err);
     CHECKF(g != NULL, "%s", err.msg);
     if (h && g) {
         if (mode == 2) {
             /* BF16 folder: file_type is BF16; everything else equal */
-            const gguf_kv *ft = gguf_find_kv(h, "general.file_type");
+            const g4_gguf_kv *ft = g4_gguf_find_kv(h, "general.file_type");
             CHECK(ft && ft->v.u == 32);
-            gguf_set_u32(h, "general.file_type", 0);
+            g4_gguf_set_u32(h, "general.file_type", 0);
         }
         CHECK(same_metadata(h, g));
         CHECK(same_tensors(h, g, mode == 2 ? 2 : 1));
@@ -164,12 +164,12 @@ static void check_hf_vs_gguf(const char *hfname, const char *ggname, const char 
         CHECK(!strcmp(h->tensors[0].name, "rope_freqs.weight"));
         if (mode == 2)
             for (uint64_t i = 0; i < h->n_tensors; i++) {
-                const gguf_tensor *t = &h->tensors[i];
-                CHECKF(t->type == (hf_force_f32(t->name, t->n_dims) ? G4_F32 : G4_BF16), "%s", t->name);
+                const g4_gguf_tensor *t = &h->tensors[i];
+                CHECKF(t->type == (g4_hf_force_f32(t->name, t->n_dims) ? G4_F32 : G4_BF16), "%s", t->name);
             }
     }
-    gguf_close(h);
-    gguf_close(g);
+    g4_gguf_close(h);
+    g4_gguf_close(g);
 }
 
 TEST(hf_open_e) { check_hf_vs_gguf("gemma4-e.hf", "gemma4-e.gguf", "tiny-gemma4-e-style", 1); }
@@ -179,12 +179,12 @@ TEST(hf_open_bf16) { check_hf_vs_gguf("gemma4-e.bf16.hf", "gemma4-e.gguf", "tiny
 
 TEST(hf_default_name) {
     g4_error err = {0};
-    gguf_file *h = hf_open(ref("gemma4-e.hf"), &err);
+    g4_gguf_file *h = g4_hf_open(ref("gemma4-e.hf"), &err);
     CHECKF(h != NULL, "%s", err.msg);
     char *name = NULL;
-    CHECK(h && gguf_get_str(h, "general.name", &name, &err) == 0 && name && !strcmp(name, "Gemma4 E.Hf"));
+    CHECK(h && g4_gguf_get_str(h, "general.name", &name, &err) == 0 && name && !strcmp(name, "Gemma4 E.Hf"));
     free(name);
-    gguf_close(h);
+    g4_gguf_close(h);
 }
 
 
@@ -206,21 +206,21 @@ static int files_equal(const char *a, const char *b) {
 
 /* Rewrite `golden` with its tensors in the order of `like` (the converter's
  * order) so the two files can be compared byte for byte. */
-static int reorder_like(const char *golden, const gguf_file *like, const char *outp) {
+static int reorder_like(const char *golden, const g4_gguf_file *like, const char *outp) {
     g4_error err = {0};
-    gguf_file *g = gguf_open(golden, &err);
-    if (!g || g->n_tensors != like->n_tensors) { gguf_close(g); return -1; }
-    gguf_tensor *t = malloc(g->n_tensors * sizeof *t);
+    g4_gguf_file *g = g4_gguf_open(golden, &err);
+    if (!g || g->n_tensors != like->n_tensors) { g4_gguf_close(g); return -1; }
+    g4_gguf_tensor *t = malloc(g->n_tensors * sizeof *t);
     for (uint64_t i = 0; i < like->n_tensors; i++) {
-        const gguf_tensor *x = gguf_find_tensor(g, like->tensors[i].name);
-        if (!x) { free(t); gguf_close(g); return -1; }
+        const g4_gguf_tensor *x = g4_gguf_find_tensor(g, like->tensors[i].name);
+        if (!x) { free(t); g4_gguf_close(g); return -1; }
         t[i] = *x;
     }
-    gguf_write_opts o = { .tensors = t, .n_tensors = g->n_tensors, .force = true };
-    int rc = gguf_write_ex(g, outp, &o, &err);
+    g4_gguf_write_opts o = { .tensors = t, .n_tensors = g->n_tensors, .force = true };
+    int rc = g4_gguf_write_ex(g, outp, &o, &err);
     if (rc) fprintf(stderr, "  %s\n", err.msg);
     free(t);
-    gguf_close(g);
+    g4_gguf_close(g);
     return rc;
 }
 
@@ -231,7 +231,7 @@ static void check_convert_f32(const char *hfname, const char *ggname, const char
     g4_conv_opts o = { 2, true, NULL, NULL };
     int rc = g4_convert_hf(ref(hfname), out, G4_FTYPE_F32, model_name, &o, &err);
     CHECKF(rc == 0, "%s", err.msg);
-    gguf_file *a = gguf_open(out, &err), *g = gguf_open(ref(ggname), &err);
+    g4_gguf_file *a = g4_gguf_open(out, &err), *g = g4_gguf_open(ref(ggname), &err);
     CHECKF(a && g, "%s", err.msg);
     if (a && g) {
         CHECK(same_metadata(a, g));
@@ -241,8 +241,8 @@ static void check_convert_f32(const char *hfname, const char *ggname, const char
         CHECK(reorder_like(ref(ggname), a, re) == 0);
         CHECK(files_equal(out, re));
     }
-    gguf_close(a);
-    gguf_close(g);
+    g4_gguf_close(a);
+    g4_gguf_close(g);
 }
 
 TEST(convert_e_f32) { check_convert_f32("gemma4-e.hf", "gemma4-e.gguf", "tiny-gemma4-e-style"); }
@@ -255,25 +255,25 @@ TEST(convert_bf16) {
     g4_error err = {0};
     g4_conv_opts o = { 1, true, NULL, NULL };
     CHECKF(g4_convert_hf(ref("gemma4-e.bf16.hf"), tmp("bf16.gguf"), G4_FTYPE_BF16, NULL, &o, &err) == 0, "%s", err.msg);
-    gguf_file *a = gguf_open(tmp("bf16.gguf"), &err);
-    gguf_file *h = hf_open(ref("gemma4-e.bf16.hf"), &err);
+    g4_gguf_file *a = g4_gguf_open(tmp("bf16.gguf"), &err);
+    g4_gguf_file *h = g4_hf_open(ref("gemma4-e.bf16.hf"), &err);
     CHECKF(a && h, "%s", err.msg);
     if (a && h) {
         uint32_t ft = 0;
-        CHECK(gguf_get_u32(a, "general.file_type", &ft, &err) == 0 && ft == 32);
+        CHECK(g4_gguf_get_u32(a, "general.file_type", &ft, &err) == 0 && ft == 32);
         CHECK(same_tensors(a, h, 1));
-        const gguf_tensor *p = gguf_find_tensor(a, "per_layer_model_proj.weight");
+        const g4_gguf_tensor *p = g4_gguf_find_tensor(a, "per_layer_model_proj.weight");
         CHECK(p && p->type == G4_BF16);
     }
-    gguf_close(a);
-    gguf_close(h);
+    g4_gguf_close(a);
+    g4_gguf_close(h);
     /* F16 from F32: every matrix F16, values round-trip within fp16 precision */
     CHECKF(g4_convert_hf(ref("gemma4-e.hf"), tmp("f16.gguf"), G4_FTYPE_F16, NULL, &o, &err) == 0, "%s", err.msg);
-    a = gguf_open(tmp("f16.gguf"), &err);
-    gguf_file *g = gguf_open(ref("gemma4-e.gguf"), &err);
+    a = g4_gguf_open(tmp("f16.gguf"), &err);
+    g4_gguf_file *g = g4_gguf_open(ref("gemma4-e.gguf"), &err);
     CHECK(a && g);
     if (a && g) {
-        const gguf_tensor *x = gguf_find_tensor(a, "blk.0.attn_q.weight"), *y = gguf_find_tensor(g, "blk.0.attn_q.weight");
+        const g4_gguf_tensor *x = g4_gguf_find_tensor(a, "blk.0.attn_q.weight"), *y = g4_gguf_find_tensor(g, "blk.0.attn_q.weight");
         CHECK(x && y && x->type == G4_F16 && y->type == G4_F32);
         if (x && y && x->type == G4_F16) {
             const uint16_t *hx = x->data;
@@ -284,8 +284,8 @@ TEST(convert_bf16) {
             CHECK(bad == 0);
         }
     }
-    gguf_close(a);
-    gguf_close(g);
+    g4_gguf_close(a);
+    g4_gguf_close(g);
 }
 
 /* Refuses to overwrite without force; leaves no temporary file behind. */
@@ -318,7 +318,7 @@ TEST(convert_no_overwrite) {
 /* Type plan of every shipped quantized file equals llama-quantize's choice. */
 static void check_plan(const char *file, const char *ftname) {
     g4_error err = {0};
-    gguf_file *g = gguf_open(ref(file), &err);
+    g4_gguf_file *g = g4_gguf_open(ref(file), &err);
     CHECKF(g != NULL, "%s", err.msg);
     if (!g) return;
     int ft = g4_ftype_from_name(ftname);
@@ -329,7 +329,7 @@ static void check_plan(const char *file, const char *ftname) {
         CHECKF(types[i] == g->tensors[i].type, "%s %s: planned %s, shipped %s", file, g->tensors[i].name,
                g4_type_name(types[i]), g4_type_name(g->tensors[i].type));
     free(types);
-    gguf_close(g);
+    g4_gguf_close(g);
 }
 
 TEST(quant_plan_matches_shipped) {
@@ -355,14 +355,14 @@ static void check_quantize_exact(const char *ftname) {
     int rc = g4_quantize_gguf(ref("gemma4-e.gguf"), tmp(name), g4_ftype_from_name(ftname), &o, &err);
     CHECKF(rc == 0, "%s", err.msg);
     if (rc) return;
-    gguf_file *a = gguf_open(tmp(name), &err), *g = gguf_open(ref(name), &err);
+    g4_gguf_file *a = g4_gguf_open(tmp(name), &err), *g = g4_gguf_open(ref(name), &err);
     CHECK(a && g);
     if (a && g) {
         CHECK(same_metadata(a, g));
         CHECK(same_tensors(a, g, 1));
     }
-    gguf_close(a);
-    gguf_close(g);
+    g4_gguf_close(a);
+    g4_gguf_close(g);
     CHECK(files_equal(tmp(name), ref(name)));
 }
 
@@ -387,11 +387,11 @@ static void expect_st_error(const char *json, size_t data_len, const char *needl
     size_t n;
     uint8_t *b = mk_st(json, data_len, &n);
     g4_error err = {0};
-    st_file *f = st_parse(b, n, "bad.safetensors", &err);
+    g4_st_file *f = g4_st_parse(b, n, "bad.safetensors", &err);
     CHECKF(f == NULL, "accepted: %s", json);
     CHECKF(strstr(err.msg, needle) != NULL, "message '%s' lacks '%s'", err.msg, needle);
     CHECKF(strstr(err.msg, "bad.safetensors") != NULL, "message '%s' lacks the file name", err.msg);
-    st_close(f);
+    g4_st_close(f);
     free(b);
 }
 
@@ -401,27 +401,27 @@ TEST(safetensors_valid_minimal) {
                        "\"data_offsets\":[0,24]},\"b\":{\"dtype\":\"BF16\",\"shape\":[],\"data_offsets\":[24,26]}}",
                        26, &n);
     g4_error err = {0};
-    st_file *f = st_parse(b, n, "ok.safetensors", &err);
+    g4_st_file *f = g4_st_parse(b, n, "ok.safetensors", &err);
     CHECKF(f != NULL, "%s", err.msg);
     if (f) {
         CHECK(f->n == 2);
         for (size_t i = 0; i < f->n; i++) {
-            if (!strcmp(f->t[i].name, "a")) CHECK(f->t[i].type == G4_F32 && f->t[i].n_dims == 2 && st_nelements(&f->t[i]) == 6);
+            if (!strcmp(f->t[i].name, "a")) CHECK(f->t[i].type == G4_F32 && f->t[i].n_dims == 2 && g4_st_nelements(&f->t[i]) == 6);
             else CHECK(f->t[i].type == G4_BF16 && f->t[i].n_dims == 0 && f->t[i].data == b + n - 2);
         }
     }
-    st_close(f);
+    g4_st_close(f);
     free(b);
 }
 
 TEST(safetensors_corrupt_headers) {
     g4_error err = {0};
-    CHECK(st_parse("abc", 3, "bad.safetensors", &err) == NULL && strstr(err.msg, "too short"));
+    CHECK(g4_st_parse("abc", 3, "bad.safetensors", &err) == NULL && strstr(err.msg, "too short"));
     /* header length beyond the file / beyond the limit */
     uint8_t h[16] = { 200, 0, 0, 0, 0, 0, 0, 0, '{', '}' };
-    CHECK(st_parse(h, sizeof h, "bad.safetensors", &err) == NULL && strstr(err.msg, "does not fit"));
+    CHECK(g4_st_parse(h, sizeof h, "bad.safetensors", &err) == NULL && strstr(err.msg, "does not fit"));
     uint8_t h2[16] = { 0, 0, 0, 0, 0, 0, 0, 0x80, '{', '}' };
-    CHECK(st_parse(h2, sizeof h2, "bad.safetensors", &err) == NULL && strstr(err.msg, "exceeds"));
+    CHECK(g4_st_parse(h2, sizeof h2, "bad.safetensors", &err) == NULL && strstr(err.msg, "exceeds"));
     expect_st_error("{\"a\":{\"dtype\":\"F32\"", 0, "invalid");
     expect_st_error("[1,2,3]", 0, "not an object");
     expect_st_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
@@ -459,16 +459,16 @@ TEST(safetensors_truncations) {
         g4_error err = {0};
         char *c = malloc(cuts[i] ? cuts[i] : 1);
         memcpy(c, buf, cuts[i]);
-        st_file *f = st_parse(c, cuts[i], "cut.safetensors", &err);
+        g4_st_file *f = g4_st_parse(c, cuts[i], "cut.safetensors", &err);
         CHECKF(f == NULL, "truncation at %zu accepted", cuts[i]);
         CHECK(err.msg[0] != 0);
-        st_close(f);
+        g4_st_close(f);
         free(c);
     }
     g4_error err = {0};
-    st_file *f = st_parse(buf, n, "whole.safetensors", &err);
+    g4_st_file *f = g4_st_parse(buf, n, "whole.safetensors", &err);
     CHECKF(f != NULL, "%s", err.msg);
-    st_close(f);
+    g4_st_close(f);
     free(buf);
 }
 
@@ -495,10 +495,10 @@ static const char *mk_sharded(const char *sub, const char *index) {
 
 static void expect_index_error(const char *sub, const char *index, const char *needle) {
     g4_error err = {0};
-    st_set *s = st_open_dir(mk_sharded(sub, index), &err);
+    g4_st_set *s = g4_st_open_dir(mk_sharded(sub, index), &err);
     CHECKF(s == NULL, "index accepted: %s", index);
     CHECKF(strstr(err.msg, needle) != NULL, "message '%s' lacks '%s'", err.msg, needle);
-    st_set_close(s);
+    g4_st_set_close(s);
 }
 
 TEST(safetensors_bad_index) {
@@ -508,9 +508,9 @@ TEST(safetensors_bad_index) {
     CHECK(good != NULL);
     if (!good) return;
     g4_error err = {0};
-    st_set *s = st_open_dir(mk_sharded("idx_ok", good), &err);
+    g4_st_set *s = g4_st_open_dir(mk_sharded("idx_ok", good), &err);
     CHECKF(s != NULL, "%s", err.msg);
-    st_set_close(s);
+    g4_st_set_close(s);
     expect_index_error("idx_json", "{\"weight_map\": {", "invalid JSON");
     expect_index_error("idx_nomap", "{\"metadata\": {}}", "weight_map");
     expect_index_error("idx_missing_shard",
@@ -565,35 +565,35 @@ TEST(hf_bad_config) {
     char *c1 = strdup(cfg), *p = strstr(c1, "\"hidden_size\": 64,");
     if (p) memcpy(p, "\"hidden_sizX\"", 13);
     write_text(b, c1);
-    gguf_file *f = hf_open(d, &err);
+    g4_gguf_file *f = g4_hf_open(d, &err);
     CHECK(f == NULL && strstr(err.msg, "config.json") && strstr(err.msg, "text_config.hidden_size"));
-    gguf_close(f);
+    g4_gguf_close(f);
     free(c1);
     /* wrong layer_types length */
     c1 = strdup(cfg);
     p = strstr(c1, "\"num_hidden_layers\": 10");
     if (p) p[22] = '1';
     write_text(b, c1);
-    f = hf_open(d, &err);
+    f = g4_hf_open(d, &err);
     CHECK(f == NULL && strstr(err.msg, "layer_types"));
-    gguf_close(f);
+    g4_gguf_close(f);
     free(c1);
     /* not JSON */
     write_text(b, "{ nope");
-    f = hf_open(d, &err);
+    f = g4_hf_open(d, &err);
     CHECK(f == NULL && strstr(err.msg, "config.json") && strstr(err.msg, "invalid JSON"));
-    gguf_close(f);
+    g4_gguf_close(f);
     /* missing tokenizer.json */
     write_text(b, cfg);
     snprintf(a, sizeof a, "%s/tokenizer.json", d);
     unlink(a);
-    f = hf_open(d, &err);
+    f = g4_hf_open(d, &err);
     CHECK(f == NULL && strstr(err.msg, "tokenizer.json"));
-    gguf_close(f);
+    g4_gguf_close(f);
     free(cfg);
 }
 
-static int64_t kv_index(const gguf_file *f, const char *key) {
+static int64_t kv_index(const g4_gguf_file *f, const char *key) {
     for (uint64_t i = 0; i < f->n_kv; i++) if (!strcmp(f->kv[i].key, key)) return (int64_t)i;
     return -1;
 }
@@ -615,7 +615,7 @@ TEST(hf_sampling_and_template) {
     snprintf(b, sizeof b, "%s/chat_template.jinja", d);
     write_text(b, "{{ bos_token }}{% for m in messages %}<|turn>{{ m.role }}\n{{ m.content }}<turn|>\n{% endfor %}");
     g4_error err = {0};
-    gguf_file *f = hf_open(d, &err);
+    g4_gguf_file *f = g4_hf_open(d, &err);
     CHECKF(f != NULL, "%s", err.msg);
     if (f) {
         int64_t ty = kv_index(f, "general.type"), k = kv_index(f, "general.sampling.top_k"),
@@ -624,22 +624,22 @@ TEST(hf_sampling_and_template) {
         CHECK(ty >= 0 && k == ty + 1 && p == k + 1 && t == p + 1 && nm == t + 1);
         if (k >= 0) CHECK(f->kv[k].type == GGUF_INT32 && f->kv[k].v.i == 64);
         float tp = 0;
-        CHECK(gguf_get_f32(f, "general.sampling.top_p", &tp, &err) == 0 && tp == 0.95f);
+        CHECK(g4_gguf_get_f32(f, "general.sampling.top_p", &tp, &err) == 0 && tp == 0.95f);
         int64_t ct = kv_index(f, "tokenizer.chat_template"), ae = kv_index(f, "tokenizer.ggml.add_eos_token"),
                 sp = kv_index(f, "tokenizer.ggml.add_space_prefix");
         CHECK(ct == ae + 1 && sp == ct + 1);
         char *tmpl = NULL;
-        CHECK(gguf_get_str(f, "tokenizer.chat_template", &tmpl, &err) == 0 && tmpl && !strncmp(tmpl, "{{ bos_token }}", 15));
+        CHECK(g4_gguf_get_str(f, "tokenizer.chat_template", &tmpl, &err) == 0 && tmpl && !strncmp(tmpl, "{{ bos_token }}", 15));
         free(tmpl);
-        const gguf_kv *eos = gguf_find_kv(f, "tokenizer.ggml.eos_token_ids");
-        CHECK(eos && eos->arr_n == 3 && gguf_arr_i64(eos, 1) == 6);
+        const g4_gguf_kv *eos = g4_gguf_find_kv(f, "tokenizer.ggml.eos_token_ids");
+        CHECK(eos && eos->arr_n == 3 && g4_gguf_arr_i64(eos, 1) == 6);
     }
-    gguf_close(f);
+    g4_gguf_close(f);
     /* the converter's layout has no eos_token_ids */
-    hf_opts o = { "x", false };
-    f = hf_open_ex(d, &o, &err);
-    CHECK(f && !gguf_find_kv(f, "tokenizer.ggml.eos_token_ids"));
-    gguf_close(f);
+    g4_hf_opts o = { "x", false };
+    f = g4_hf_open_ex(d, &o, &err);
+    CHECK(f && !g4_gguf_find_kv(f, "tokenizer.ggml.eos_token_ids"));
+    g4_gguf_close(f);
 }
 
 /* Token types with the real 262k vocabulary (shared/testdata/tokenizer):
@@ -676,22 +676,22 @@ TEST(hf_real_vocab_token_types) {
     free(c2);
     free(cfg);
     g4_error err = {0};
-    gguf_file *f = hf_open(d, &err);
+    g4_gguf_file *f = g4_hf_open(d, &err);
     CHECKF(f != NULL, "%s", err.msg);
     if (f) {
-        const gguf_kv *tt = gguf_find_kv(f, "tokenizer.ggml.token_type"), *tk = gguf_find_kv(f, "tokenizer.ggml.tokens"),
-                      *mg = gguf_find_kv(f, "tokenizer.ggml.merges");
+        const g4_gguf_kv *tt = g4_gguf_find_kv(f, "tokenizer.ggml.token_type"), *tk = g4_gguf_find_kv(f, "tokenizer.ggml.tokens"),
+                      *mg = g4_gguf_find_kv(f, "tokenizer.ggml.merges");
         CHECK(tt && tk && tt->arr_n == 262144 && tk->arr_n == 262144);
         CHECK(mg && mg->arr_n == 514906);
         if (tt && tt->arr_n == 262144) {
-            CHECK(gguf_arr_i64(tt, 0) == 3 && gguf_arr_i64(tt, 1) == 3 && gguf_arr_i64(tt, 2) == 3);
-            CHECK(gguf_arr_i64(tt, 107) == 1);   /* "\n" is plain text */
-            CHECK(gguf_arr_i64(tt, 238) == 6);   /* <0x00> */
-            CHECK(gguf_arr_i64(tt, 9259) == 1);  /* "Hello" */
+            CHECK(g4_gguf_arr_i64(tt, 0) == 3 && g4_gguf_arr_i64(tt, 1) == 3 && g4_gguf_arr_i64(tt, 2) == 3);
+            CHECK(g4_gguf_arr_i64(tt, 107) == 1);   /* "\n" is plain text */
+            CHECK(g4_gguf_arr_i64(tt, 238) == 6);   /* <0x00> */
+            CHECK(g4_gguf_arr_i64(tt, 9259) == 1);  /* "Hello" */
             CHECK(tk->arr_str[238].len == 6 && !memcmp(tk->arr_str[238].ptr, "<0x00>", 6));
         }
     }
-    gguf_close(f);
+    g4_gguf_close(f);
 }
 
 /* K-quant files through the whole quantize path: re-quantizing the Q8_0
@@ -708,7 +708,7 @@ TEST(quantize_kq_kquants_layout) {
         int rc = g4_quantize_gguf(ref("gemma4-kq.Q8_0.gguf"), tmp(name), g4_ftype_from_name(T[i]), &o, &err);
         CHECKF(rc == 0, "%s: %s", T[i], err.msg);
         if (rc) continue;
-        gguf_file *a = gguf_open(tmp(name), &err), *g = gguf_open(ref(shipped), &err);
+        g4_gguf_file *a = g4_gguf_open(tmp(name), &err), *g = g4_gguf_open(ref(shipped), &err);
         CHECK(a && g);
         if (a && g) {
             CHECK(same_metadata(a, g));
@@ -718,14 +718,14 @@ TEST(quantize_kq_kquants_layout) {
                        a->tensors[k].offset == g->tensors[k].offset, "%s %s", T[i], g->tensors[k].name);
             CHECK(a->map_size == g->map_size);
         }
-        gguf_close(a);
-        gguf_close(g);
+        g4_gguf_close(a);
+        g4_gguf_close(g);
     }
 }
 
 /* Write a safetensors file from (name, tensor) pairs; extra F32 tensors of
  * shape [r, c] filled with zeros when src is NULL. */
-typedef struct wt { char name[160]; const st_tensor *src; int64_t r, c; } wt;
+typedef struct wt { char name[160]; const g4_st_tensor *src; int64_t r, c; } wt;
 
 static int write_st(const char *path, const wt *t, size_t n) {
     json_t *h = json_object();
@@ -772,10 +772,10 @@ static int write_st(const char *path, const wt *t, size_t n) {
  * save (prefix "model.", flat config.json) loads the same model. */
 TEST(hf_ignored_tensors_and_text_only_layout) {
     g4_error err = {0};
-    st_set *s = st_open_dir(ref("gemma4-e.hf"), &err);
+    g4_st_set *s = g4_st_open_dir(ref("gemma4-e.hf"), &err);
     CHECKF(s != NULL, "%s", err.msg);
     if (!s) return;
-    gguf_file *g = gguf_open(ref("gemma4-e.gguf"), &err);
+    g4_gguf_file *g = g4_gguf_open(ref("gemma4-e.gguf"), &err);
     wt *t = calloc(s->n + 4, sizeof *t);
     char d[4200], a[8400], b[8400];
     static const char *const FILES[] = { "tokenizer.json", "tokenizer_config.json", "generation_config.json" };
@@ -815,14 +815,14 @@ TEST(hf_ignored_tensors_and_text_only_layout) {
             if (tc) json_dump_file(tc, b, JSON_INDENT(2));
             json_decref(root);
         }
-        hf_opts o = { "tiny-gemma4-e-style", false };
-        gguf_file *h = hf_open_ex(d, &o, &err);
+        g4_hf_opts o = { "tiny-gemma4-e-style", false };
+        g4_gguf_file *h = g4_hf_open_ex(d, &o, &err);
         CHECKF(h != NULL, "mode %d: %s", mode, err.msg);
         if (h && g) {
             CHECK(same_metadata(h, g));
             CHECK(same_tensors(h, g, 1));
         }
-        gguf_close(h);
+        g4_gguf_close(h);
     }
     /* an unknown text-model tensor is an error naming it */
     snprintf(d, sizeof d, "%s/layout_unknown", tmpdir);
@@ -843,12 +843,12 @@ TEST(hf_ignored_tensors_and_text_only_layout) {
     t[n++] = (wt){ "model.language_model.layers.0.self_attn.mystery.weight", NULL, 2, 2 };
     snprintf(b, sizeof b, "%s/model.safetensors", d);
     CHECK(write_st(b, t, n) == 0);
-    gguf_file *h = hf_open(d, &err);
+    g4_gguf_file *h = g4_hf_open(d, &err);
     CHECK(h == NULL && strstr(err.msg, "mystery"));
-    gguf_close(h);
+    g4_gguf_close(h);
     free(t);
-    gguf_close(g);
-    st_set_close(s);
+    g4_gguf_close(g);
+    g4_st_set_close(s);
 }
 
 typedef struct prog_rec { int calls, finals; uint64_t done, total; } prog_rec;
@@ -867,11 +867,11 @@ TEST(convert_progress_callback) {
     prog_rec r = {0};
     g4_conv_opts o = { 1, true, rec_progress, &r };
     CHECKF(g4_convert_hf(ref("gemma4-e.hf"), tmp("prog.gguf"), G4_FTYPE_F32, NULL, &o, &err) == 0, "%s", err.msg);
-    gguf_file *a = gguf_open(tmp("prog.gguf"), &err);
+    g4_gguf_file *a = g4_gguf_open(tmp("prog.gguf"), &err);
     CHECK(a != NULL);
     CHECK(r.finals == 1 && r.calls >= 1 && r.done == r.total);
     if (a) CHECK(r.total == a->map_size - a->data_offset);
-    gguf_close(a);
+    g4_gguf_close(a);
 }
 
 int main(void) {

@@ -377,23 +377,23 @@ TEST(tiny_gguf_equals_hf) {
                "type of id %d: gguf %d hf %d", id, g4_tok_type(g_tiny_gguf, id), g4_tok_type(g_tiny_hf, id));
 }
 
-static gguf_file *mem_vocab(const char *model) {
-    gguf_file *f = gguf_new("test");
+static g4_gguf_file *mem_vocab(const char *model) {
+    g4_gguf_file *f = g4_gguf_new("test");
     const char *toks[] = { "<pad>", "<eos>", "<bos>", "a", "b", "ab" };
     const char *merges[] = { "a b" };
     int32_t types[] = { 3, 3, 3, 1, 1, 1 };
-    if (model) gguf_set_str(f, "tokenizer.ggml.model", model);
-    gguf_set_arr_str(f, "tokenizer.ggml.tokens", toks, 6);
-    gguf_set_arr(f, "tokenizer.ggml.token_type", GGUF_INT32, types, 6);
-    gguf_set_arr_str(f, "tokenizer.ggml.merges", merges, 1);
-    gguf_set_u32(f, "tokenizer.ggml.bos_token_id", 2);
-    gguf_set_u32(f, "tokenizer.ggml.eos_token_id", 1);
+    if (model) g4_gguf_set_str(f, "tokenizer.ggml.model", model);
+    g4_gguf_set_arr_str(f, "tokenizer.ggml.tokens", toks, 6);
+    g4_gguf_set_arr(f, "tokenizer.ggml.token_type", GGUF_INT32, types, 6);
+    g4_gguf_set_arr_str(f, "tokenizer.ggml.merges", merges, 1);
+    g4_gguf_set_u32(f, "tokenizer.ggml.bos_token_id", 2);
+    g4_gguf_set_u32(f, "tokenizer.ggml.eos_token_id", 1);
     return f;
 }
 
 TEST(gguf_loader_errors) {
     g4_error err = {{0}};
-    gguf_file *f = mem_vocab("gemma4");
+    g4_gguf_file *f = mem_vocab("gemma4");
     g4_tokenizer *t = g4_tokenizer_from_gguf(f, &err);
     CHECKF(t != NULL, "%s", err.msg);
     if (t) {
@@ -401,27 +401,27 @@ TEST(gguf_loader_errors) {
         CHECK(g4_tok_unk(t) == -1);
         g4_tokenizer_free(t);
     }
-    gguf_set_u32(f, "tokenizer.ggml.bos_token_id", 99);
+    g4_gguf_set_u32(f, "tokenizer.ggml.bos_token_id", 99);
     CHECK(g4_tokenizer_from_gguf(f, &err) == NULL && strstr(err.msg, "bos"));
-    gguf_close(f);
+    g4_gguf_close(f);
     f = mem_vocab("llama");
     CHECK(g4_tokenizer_from_gguf(f, &err) == NULL && strstr(err.msg, "tokenizer.ggml.model"));
-    gguf_close(f);
+    g4_gguf_close(f);
     f = mem_vocab(NULL);
     CHECK(g4_tokenizer_from_gguf(f, &err) == NULL && strstr(err.msg, "tokenizer.ggml.model"));
-    gguf_close(f);
+    g4_gguf_close(f);
     f = mem_vocab("gemma4");
     int32_t short_types[] = { 1, 1 };
-    gguf_set_arr(f, "tokenizer.ggml.token_type", GGUF_INT32, short_types, 2);
+    g4_gguf_set_arr(f, "tokenizer.ggml.token_type", GGUF_INT32, short_types, 2);
     CHECK(g4_tokenizer_from_gguf(f, &err) == NULL && strstr(err.msg, "token_type"));
     int32_t bad_types[] = { 1, 1, 1, 1, 1, 77 };
-    gguf_set_arr(f, "tokenizer.ggml.token_type", GGUF_INT32, bad_types, 6);
+    g4_gguf_set_arr(f, "tokenizer.ggml.token_type", GGUF_INT32, bad_types, 6);
     CHECK(g4_tokenizer_from_gguf(f, &err) == NULL && strstr(err.msg, "token_type[5]"));
-    gguf_close(f);
-    f = gguf_new("empty");
-    gguf_set_str(f, "tokenizer.ggml.model", "gemma4");
+    g4_gguf_close(f);
+    f = g4_gguf_new("empty");
+    g4_gguf_set_str(f, "tokenizer.ggml.model", "gemma4");
     CHECK(g4_tokenizer_from_gguf(f, &err) == NULL && strstr(err.msg, "tokenizer.ggml.tokens"));
-    gguf_close(f);
+    g4_gguf_close(f);
 }
 
 static const char *write_tmp(const char *name, const char *content) {

@@ -29,9 +29,9 @@ gemma4c_model *gemma4c_model_open(const char *path, char *err, size_t errlen) {
     gemma4c_model *m = calloc(1, sizeof *m);
     if (!m) { copy_err(err, errlen, &(g4_error){ "out of memory" }); return NULL; }
     struct stat st;
-    gguf_file *f = NULL;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) f = hf_open(path, &e);
-    else f = gguf_open(path, &e);
+    g4_gguf_file *f = NULL;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) f = g4_hf_open(path, &e);
+    else f = g4_gguf_open(path, &e);
     if (!f) goto fail;
     m->m = g4_model_load(f, &e);
     if (!m->m) goto fail;
@@ -40,7 +40,7 @@ gemma4c_model *gemma4c_model_open(const char *path, char *err, size_t errlen) {
     g4_error te = { { 0 } };
     m->tok = g4_tokenizer_from_gguf(m->m->file, &te);
     if (!m->tok) m->tok_err = strdup(te.msg);
-    if (gguf_get_str(m->m->file, "tokenizer.chat_template", &m->chat_template, NULL) < 0) m->chat_template = NULL;
+    if (g4_gguf_get_str(m->m->file, "tokenizer.chat_template", &m->chat_template, NULL) < 0) m->chat_template = NULL;
     return m;
 fail:
     copy_err(err, errlen, &e);

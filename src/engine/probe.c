@@ -8,7 +8,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#include "engine/pool.h"
+#include "tensor/pool.h"
 #include "engine/probe.h"
 #include "tensor/cpu.h"
 #include "gemma4c.h"

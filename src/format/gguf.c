@@ -55,7 +55,7 @@ static int rd(cursor *c, void *dst, size_t n, const char *what) {
 static int rd_u32(cursor *c, uint32_t *v, const char *what) { return rd(c, v, 4, what); }
 static int rd_u64(cursor *c, uint64_t *v, const char *what) { return rd(c, v, 8, what); }
 
-static int rd_str(cursor *c, gguf_str *s, uint64_t max, const char *what) {
+static int rd_str(cursor *c, g4_gguf_str *s, uint64_t max, const char *what) {
     uint64_t len;
     if (rd_u64(c, &len, what)) return -1;
     if (len > max)
@@ -68,7 +68,7 @@ static int rd_str(cursor *c, gguf_str *s, uint64_t max, const char *what) {
     return 0;
 }
 
-static char *dup_str(gguf_str s) {
+static char *dup_str(g4_gguf_str s) {
     char *r = malloc(s.len + 1);
     if (!r) return NULL;
     memcpy(r, s.ptr, s.len);
@@ -82,9 +82,9 @@ static const size_t VSIZE[GGUF_VTYPE_COUNT] = {
     [GGUF_UINT64] = 8, [GGUF_INT64] = 8, [GGUF_FLOAT64] = 8,
 };
 
-size_t gguf_vtype_size(int t) { return (t >= 0 && t < GGUF_VTYPE_COUNT) ? VSIZE[t] : 0; }
+size_t g4_gguf_vtype_size(int t) { return (t >= 0 && t < GGUF_VTYPE_COUNT) ? VSIZE[t] : 0; }
 
-const char *gguf_vtype_name(int t) {
+const char *g4_gguf_vtype_name(int t) {
     static const char *N[GGUF_VTYPE_COUNT] = {
         "u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64",
     };
@@ -92,7 +92,7 @@ const char *gguf_vtype_name(int t) {
 }
 
 /* Widen a packed scalar of type t at p into kv->v. */
-static void load_scalar(gguf_kv *kv, int t, const void *p) {
+static void load_scalar(g4_gguf_kv *kv, int t, const void *p) {
     switch (t) {
     case GGUF_UINT8:   { uint8_t x;  memcpy(&x, p, 1); kv->v.u = x; break; }
     case GGUF_INT8:    { int8_t x;   memcpy(&x, p, 1); kv->v.i = x; break; }
@@ -115,8 +115,8 @@ static int is_int(int t) {
     return t == GGUF_UINT8 || t == GGUF_UINT16 || t == GGUF_UINT32 || t == GGUF_UINT64 || is_signed(t);
 }
 
-static int parse_kv(cursor *c, gguf_kv *kv, uint64_t idx) {
-    gguf_str key;
+static int parse_kv(cursor *c, g4_gguf_kv *kv, uint64_t idx) {
+    g4_gguf_str key;
     char what[64];
     snprintf(what, sizeof what, "key of metadata entry %llu", (unsigned long long)idx);
     if (rd_str(c, &key, MAX_KEY_LEN, what)) return -1;
@@ -151,7 +151,7 @@ static int parse_kv(cursor *c, gguf_kv *kv, uint64_t idx) {
         if (n > (c->size - c->pos) / 8)
             return g4_seterr(c->err, "%s: metadata array '%s' claims %llu strings, more than the file holds",
                              c->name, kv->key, (unsigned long long)n);
-        kv->arr_str = malloc((n ? n : 1) * sizeof(gguf_str));
+        kv->arr_str = malloc((n ? n : 1) * sizeof(g4_gguf_str));
         if (!kv->arr_str) return g4_seterr(c->err, "out of memory");
         for (uint64_t i = 0; i < n; i++)
             if (rd_str(c, &kv->arr_str[i], c->size, kv->key)) return -1;
@@ -166,8 +166,8 @@ static int parse_kv(cursor *c, gguf_kv *kv, uint64_t idx) {
     return 0;
 }
 
-static int parse_tensor(cursor *c, gguf_tensor *t, uint64_t idx) {
-    gguf_str name;
+static int parse_tensor(cursor *c, g4_gguf_tensor *t, uint64_t idx) {
+    g4_gguf_str name;
     char what[64];
     snprintf(what, sizeof what, "name of tensor %llu", (unsigned long long)idx);
     if (rd_str(c, &name, MAX_NAME_LEN, what)) return -1;
@@ -213,7 +213,7 @@ static int parse_tensor(cursor *c, gguf_tensor *t, uint64_t idx) {
     return 0;
 }
 
-static void free_contents(gguf_file *f) {
+static void free_contents(g4_gguf_file *f) {
     for (uint64_t i = 0; i < f->n_kv; i++) {
         free(f->kv[i].key);
         free(f->kv[i].arr_str);
@@ -225,7 +225,7 @@ static void free_contents(gguf_file *f) {
     free(f->owned);
 }
 
-void gguf_close(gguf_file *f) {
+void g4_gguf_close(g4_gguf_file *f) {
     if (!f) return;
     free_contents(f);
     if (f->extra_free) f->extra_free(f->extra);
@@ -237,16 +237,16 @@ void gguf_close(gguf_file *f) {
 /* Tensor names must be unique and data ranges must not overlap. Both checks
  * sort (O(n log n)) so a hostile file with many tensors stays cheap. */
 static int cmp_off(const void *a, const void *b) {
-    const gguf_tensor *x = *(const gguf_tensor *const *)a, *y = *(const gguf_tensor *const *)b;
+    const g4_gguf_tensor *x = *(const g4_gguf_tensor *const *)a, *y = *(const g4_gguf_tensor *const *)b;
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 static int cmp_name(const void *a, const void *b) {
-    return strcmp((*(const gguf_tensor *const *)a)->name, (*(const gguf_tensor *const *)b)->name);
+    return strcmp((*(const g4_gguf_tensor *const *)a)->name, (*(const g4_gguf_tensor *const *)b)->name);
 }
 static int cmp_str(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
-static int check_unique_keys(gguf_file *f, g4_error *err) {
+static int check_unique_keys(g4_gguf_file *f, g4_error *err) {
     uint64_t n = f->n_kv;
     if (n < 2) return 0;
     const char **k = malloc(n * sizeof *k);
@@ -259,10 +259,10 @@ static int check_unique_keys(gguf_file *f, g4_error *err) {
     free(k);
     return rc;
 }
-static int check_unique_and_disjoint(gguf_file *f, g4_error *err) {
+static int check_unique_and_disjoint(g4_gguf_file *f, g4_error *err) {
     uint64_t n = f->n_tensors;
     if (n < 2) return 0;
-    gguf_tensor **ix = malloc(n * sizeof *ix);
+    g4_gguf_tensor **ix = malloc(n * sizeof *ix);
     if (!ix) return g4_seterr(err, "out of memory");
     for (uint64_t i = 0; i < n; i++) ix[i] = &f->tensors[i];
     int rc = 0;
@@ -279,10 +279,10 @@ static int check_unique_and_disjoint(gguf_file *f, g4_error *err) {
     return rc;
 }
 
-gguf_file *gguf_parse(const void *buf, size_t size, const char *name, g4_error *err) {
+g4_gguf_file *g4_gguf_parse(const void *buf, size_t size, const char *name, g4_error *err) {
     if (!name) name = "<memory>";
     cursor c = { .p = buf, .pos = 0, .size = size, .err = err, .name = name };
-    gguf_file *f = calloc(1, sizeof *f);
+    g4_gguf_file *f = calloc(1, sizeof *f);
     if (!f) { g4_seterr(err, "out of memory"); return NULL; }
     f->path = strdup(name);
     char magic[4];
@@ -318,7 +318,7 @@ gguf_file *gguf_parse(const void *buf, size_t size, const char *name, g4_error *
     }
     if (check_unique_keys(f, err)) goto fail;
     f->alignment = GGUF_DEFAULT_ALIGNMENT;
-    const gguf_kv *al = gguf_find_kv(f, "general.alignment");
+    const g4_gguf_kv *al = g4_gguf_find_kv(f, "general.alignment");
     if (al) {
         if (!is_int(al->type) || al->v.u == 0 || al->v.u > (1u << 20) || (al->v.u & (al->v.u - 1))) {
             g4_seterr(err, "%s: general.alignment must be a power-of-two integer up to 1 MiB", name);
@@ -340,7 +340,7 @@ gguf_file *gguf_parse(const void *buf, size_t size, const char *name, g4_error *
     uint64_t avail = data <= size ? size - data : 0;
     /* tensor ranges: inside the data section, aligned, not overlapping */
     for (uint64_t i = 0; i < f->n_tensors; i++) {
-        gguf_tensor *t = &f->tensors[i];
+        g4_gguf_tensor *t = &f->tensors[i];
         if (t->offset % f->alignment) {
             g4_seterr(err, "%s: tensor '%s' offset %llu is not a multiple of the alignment %u", name, t->name,
                       (unsigned long long)t->offset, f->alignment);
@@ -356,11 +356,11 @@ gguf_file *gguf_parse(const void *buf, size_t size, const char *name, g4_error *
     if (check_unique_and_disjoint(f, err)) goto fail;
     return f;
 fail:
-    gguf_close(f);
+    g4_gguf_close(f);
     return NULL;
 }
 
-gguf_file *gguf_open(const char *path, g4_error *err) {
+g4_gguf_file *g4_gguf_open(const char *path, g4_error *err) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) {
         g4_seterr(err, "%s: cannot open: %s", path, strerror(errno));
@@ -384,7 +384,7 @@ gguf_file *gguf_open(const char *path, g4_error *err) {
         g4_seterr(err, "%s: mmap failed: %s", path, strerror(errno));
         return NULL;
     }
-    gguf_file *f = gguf_parse(map, size, path, err);
+    g4_gguf_file *f = g4_gguf_parse(map, size, path, err);
     if (!f) {
         munmap(map, size);
         return NULL;
@@ -394,25 +394,25 @@ gguf_file *gguf_open(const char *path, g4_error *err) {
     return f;
 }
 
-const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key) {
+const g4_gguf_kv *g4_gguf_find_kv(const g4_gguf_file *f, const char *key) {
     for (uint64_t i = 0; i < f->n_kv; i++)
         if (!strcmp(f->kv[i].key, key)) return &f->kv[i];
     return NULL;
 }
 
-const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name) {
+const g4_gguf_tensor *g4_gguf_find_tensor(const g4_gguf_file *f, const char *name) {
     for (uint64_t i = 0; i < f->n_tensors; i++)
         if (!strcmp(f->tensors[i].name, name)) return &f->tensors[i];
     return NULL;
 }
 
-static int get_int(const gguf_file *f, const char *key, int64_t lo, uint64_t hi, uint64_t *out_u,
+static int get_int(const g4_gguf_file *f, const char *key, int64_t lo, uint64_t hi, uint64_t *out_u,
                    int64_t *out_i, g4_error *err) {
-    const gguf_kv *kv = gguf_find_kv(f, key);
+    const g4_gguf_kv *kv = g4_gguf_find_kv(f, key);
     if (!kv) return 1;
     if (!is_int(kv->type))
         return g4_seterr(err, "%s: metadata '%s' is %s, expected an integer", f->path, key,
-                         gguf_vtype_name(kv->type));
+                         g4_gguf_vtype_name(kv->type));
     if (is_signed(kv->type)) {
         if (kv->v.i < lo || (kv->v.i > 0 && (uint64_t)kv->v.i > hi))
             return g4_seterr(err, "%s: metadata '%s' = %lld is out of range", f->path, key, (long long)kv->v.i);
@@ -428,45 +428,45 @@ static int get_int(const gguf_file *f, const char *key, int64_t lo, uint64_t hi,
     return 0;
 }
 
-int gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out, g4_error *err) {
+int g4_gguf_get_u32(const g4_gguf_file *f, const char *key, uint32_t *out, g4_error *err) {
     uint64_t u;
     int r = get_int(f, key, 0, UINT32_MAX, &u, NULL, err);
     if (r == 0) *out = (uint32_t)u;
     return r;
 }
 
-int gguf_get_i64(const gguf_file *f, const char *key, int64_t *out, g4_error *err) {
+int g4_gguf_get_i64(const g4_gguf_file *f, const char *key, int64_t *out, g4_error *err) {
     return get_int(f, key, INT64_MIN, INT64_MAX, NULL, out, err);
 }
 
-int gguf_get_f32(const gguf_file *f, const char *key, float *out, g4_error *err) {
-    const gguf_kv *kv = gguf_find_kv(f, key);
+int g4_gguf_get_f32(const g4_gguf_file *f, const char *key, float *out, g4_error *err) {
+    const g4_gguf_kv *kv = g4_gguf_find_kv(f, key);
     if (!kv) return 1;
     if (kv->type == GGUF_FLOAT32 || kv->type == GGUF_FLOAT64) *out = (float)kv->v.f;
     else if (is_signed(kv->type)) *out = (float)kv->v.i;
     else if (is_int(kv->type)) *out = (float)kv->v.u;
     else
         return g4_seterr(err, "%s: metadata '%s' is %s, expected a number", f->path, key,
-                         gguf_vtype_name(kv->type));
+                         g4_gguf_vtype_name(kv->type));
     return 0;
 }
 
-int gguf_get_bool(const gguf_file *f, const char *key, bool *out, g4_error *err) {
-    const gguf_kv *kv = gguf_find_kv(f, key);
+int g4_gguf_get_bool(const g4_gguf_file *f, const char *key, bool *out, g4_error *err) {
+    const g4_gguf_kv *kv = g4_gguf_find_kv(f, key);
     if (!kv) return 1;
     if (kv->type == GGUF_BOOL) *out = kv->v.b;
     else if (is_int(kv->type)) *out = kv->v.u != 0;
     else
-        return g4_seterr(err, "%s: metadata '%s' is %s, expected a bool", f->path, key, gguf_vtype_name(kv->type));
+        return g4_seterr(err, "%s: metadata '%s' is %s, expected a bool", f->path, key, g4_gguf_vtype_name(kv->type));
     return 0;
 }
 
-int gguf_get_str(const gguf_file *f, const char *key, char **out, g4_error *err) {
-    const gguf_kv *kv = gguf_find_kv(f, key);
+int g4_gguf_get_str(const g4_gguf_file *f, const char *key, char **out, g4_error *err) {
+    const g4_gguf_kv *kv = g4_gguf_find_kv(f, key);
     if (!kv) return 1;
     if (kv->type != GGUF_STRING)
         return g4_seterr(err, "%s: metadata '%s' is %s, expected a string", f->path, key,
-                         gguf_vtype_name(kv->type));
+                         g4_gguf_vtype_name(kv->type));
     if (memchr(kv->str.ptr, 0, kv->str.len))
         return g4_seterr(err, "%s: metadata '%s' contains a NUL byte", f->path, key);
     *out = dup_str(kv->str);
@@ -474,9 +474,9 @@ int gguf_get_str(const gguf_file *f, const char *key, char **out, g4_error *err)
     return 0;
 }
 
-int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i) {
+int64_t g4_gguf_arr_i64(const g4_gguf_kv *kv, uint64_t i) {
     if (kv->type != GGUF_ARRAY || i >= kv->arr_n || kv->arr_type == GGUF_STRING) return 0;
-    gguf_kv tmp = { 0 };
+    g4_gguf_kv tmp = { 0 };
     const uint8_t *p = (const uint8_t *)kv->arr_data + i * VSIZE[kv->arr_type];
     load_scalar(&tmp, kv->arr_type, p);
     if (kv->arr_type == GGUF_FLOAT32 || kv->arr_type == GGUF_FLOAT64) return (int64_t)tmp.v.f;
@@ -485,9 +485,9 @@ int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i) {
     return (int64_t)tmp.v.u;
 }
 
-double gguf_arr_f64(const gguf_kv *kv, uint64_t i) {
+double g4_gguf_arr_f64(const g4_gguf_kv *kv, uint64_t i) {
     if (kv->type != GGUF_ARRAY || i >= kv->arr_n || kv->arr_type == GGUF_STRING) return 0;
-    gguf_kv tmp = { 0 };
+    g4_gguf_kv tmp = { 0 };
     const uint8_t *p = (const uint8_t *)kv->arr_data + i * VSIZE[kv->arr_type];
     load_scalar(&tmp, kv->arr_type, p);
     if (kv->arr_type == GGUF_FLOAT32 || kv->arr_type == GGUF_FLOAT64) return tmp.v.f;
@@ -498,8 +498,8 @@ double gguf_arr_f64(const gguf_kv *kv, uint64_t i) {
 
 /* ---- in-memory builder -------------------------------------------------- */
 
-gguf_file *gguf_new(const char *name) {
-    gguf_file *f = calloc(1, sizeof *f);
+g4_gguf_file *g4_gguf_new(const char *name) {
+    g4_gguf_file *f = calloc(1, sizeof *f);
     if (!f) return NULL;
     f->path = strdup(name ? name : "<memory>");
     f->version = 3;
@@ -508,7 +508,7 @@ gguf_file *gguf_new(const char *name) {
     return f;
 }
 
-void *gguf_own(gguf_file *f, void *p) {
+void *g4_gguf_own(g4_gguf_file *f, void *p) {
     if (!p) return NULL;
     if (f->n_owned == f->cap_owned) {
         size_t cap = f->cap_owned ? f->cap_owned * 2 : 64;
@@ -523,10 +523,10 @@ void *gguf_own(gguf_file *f, void *p) {
 
 /* Find or append the slot for key. Replacing keeps the position (GGUF key
  * order is part of what a converter must reproduce). */
-static gguf_kv *slot(gguf_file *f, const char *key) {
+static g4_gguf_kv *slot(g4_gguf_file *f, const char *key) {
     for (uint64_t i = 0; i < f->n_kv; i++)
         if (!strcmp(f->kv[i].key, key)) {
-            gguf_kv *kv = &f->kv[i];
+            g4_gguf_kv *kv = &f->kv[i];
             char *k = kv->key;
             free(kv->arr_str);
             memset(kv, 0, sizeof *kv);
@@ -536,11 +536,11 @@ static gguf_kv *slot(gguf_file *f, const char *key) {
     /* grow by doubling: n_kv is small but avoid quadratic reallocs anyway */
     uint64_t n = f->n_kv;
     if ((n & (n - 1)) == 0) {
-        gguf_kv *kv = realloc(f->kv, (n ? 2 * n : 8) * sizeof *kv);
+        g4_gguf_kv *kv = realloc(f->kv, (n ? 2 * n : 8) * sizeof *kv);
         if (!kv) return NULL;
         f->kv = kv;
     }
-    gguf_kv *kv = &f->kv[n];
+    g4_gguf_kv *kv = &f->kv[n];
     memset(kv, 0, sizeof *kv);
     kv->key = strdup(key);
     if (!kv->key) return NULL;
@@ -548,42 +548,42 @@ static gguf_kv *slot(gguf_file *f, const char *key) {
     return kv;
 }
 
-int gguf_set_u32(gguf_file *f, const char *key, uint32_t v) {
-    gguf_kv *kv = slot(f, key);
+int g4_gguf_set_u32(g4_gguf_file *f, const char *key, uint32_t v) {
+    g4_gguf_kv *kv = slot(f, key);
     if (!kv) return -1;
     kv->type = GGUF_UINT32;
     kv->v.u = v;
     return 0;
 }
 
-int gguf_set_i32(gguf_file *f, const char *key, int32_t v) {
-    gguf_kv *kv = slot(f, key);
+int g4_gguf_set_i32(g4_gguf_file *f, const char *key, int32_t v) {
+    g4_gguf_kv *kv = slot(f, key);
     if (!kv) return -1;
     kv->type = GGUF_INT32;
     kv->v.i = v;
     return 0;
 }
 
-int gguf_set_f32(gguf_file *f, const char *key, float v) {
-    gguf_kv *kv = slot(f, key);
+int g4_gguf_set_f32(g4_gguf_file *f, const char *key, float v) {
+    g4_gguf_kv *kv = slot(f, key);
     if (!kv) return -1;
     kv->type = GGUF_FLOAT32;
     kv->v.f = v;
     return 0;
 }
 
-int gguf_set_bool(gguf_file *f, const char *key, bool v) {
-    gguf_kv *kv = slot(f, key);
+int g4_gguf_set_bool(g4_gguf_file *f, const char *key, bool v) {
+    g4_gguf_kv *kv = slot(f, key);
     if (!kv) return -1;
     kv->type = GGUF_BOOL;
     kv->v.b = v;
     return 0;
 }
 
-int gguf_set_str(gguf_file *f, const char *key, const char *v) {
-    char *copy = gguf_own(f, strdup(v));
+int g4_gguf_set_str(g4_gguf_file *f, const char *key, const char *v) {
+    char *copy = g4_gguf_own(f, strdup(v));
     if (!copy) return -1;
-    gguf_kv *kv = slot(f, key);
+    g4_gguf_kv *kv = slot(f, key);
     if (!kv) return -1;
     kv->type = GGUF_STRING;
     kv->str.ptr = copy;
@@ -591,13 +591,13 @@ int gguf_set_str(gguf_file *f, const char *key, const char *v) {
     return 0;
 }
 
-int gguf_set_arr(gguf_file *f, const char *key, int vtype, const void *data, uint64_t n) {
-    size_t es = gguf_vtype_size(vtype);
+int g4_gguf_set_arr(g4_gguf_file *f, const char *key, int vtype, const void *data, uint64_t n) {
+    size_t es = g4_gguf_vtype_size(vtype);
     if (!es || n > SIZE_MAX / es) return -1;
-    void *copy = gguf_own(f, malloc(n * es + 1));
+    void *copy = g4_gguf_own(f, malloc(n * es + 1));
     if (!copy) return -1;
     if (n) memcpy(copy, data, n * es);
-    gguf_kv *kv = slot(f, key);
+    g4_gguf_kv *kv = slot(f, key);
     if (!kv) return -1;
     kv->type = GGUF_ARRAY;
     kv->arr_type = vtype;
@@ -606,11 +606,11 @@ int gguf_set_arr(gguf_file *f, const char *key, int vtype, const void *data, uin
     return 0;
 }
 
-int gguf_set_arr_str(gguf_file *f, const char *key, const char *const *v, uint64_t n) {
+int g4_gguf_set_arr_str(g4_gguf_file *f, const char *key, const char *const *v, uint64_t n) {
     size_t total = 0;
     for (uint64_t i = 0; i < n; i++) total += strlen(v[i]);
-    char *pool = gguf_own(f, malloc(total + 1));
-    gguf_str *idx = malloc((n ? n : 1) * sizeof *idx);
+    char *pool = g4_gguf_own(f, malloc(total + 1));
+    g4_gguf_str *idx = malloc((n ? n : 1) * sizeof *idx);
     if (!pool || !idx) { free(idx); return -1; }
     size_t off = 0;
     for (uint64_t i = 0; i < n; i++) {
@@ -620,7 +620,7 @@ int gguf_set_arr_str(gguf_file *f, const char *key, const char *const *v, uint64
         idx[i].len = l;
         off += l;
     }
-    gguf_kv *kv = slot(f, key);
+    g4_gguf_kv *kv = slot(f, key);
     if (!kv) { free(idx); return -1; }
     kv->type = GGUF_ARRAY;
     kv->arr_type = GGUF_STRING;
@@ -629,13 +629,13 @@ int gguf_set_arr_str(gguf_file *f, const char *key, const char *const *v, uint64
     return 0;
 }
 
-gguf_tensor *gguf_add_tensor(gguf_file *f, const char *name, int type, int n_dims, const int64_t *ne,
+g4_gguf_tensor *g4_gguf_add_tensor(g4_gguf_file *f, const char *name, int type, int n_dims, const int64_t *ne,
                              const void *data, g4_error *err) {
     if (n_dims < 1 || n_dims > GGUF_MAX_DIMS) {
         g4_seterr(err, "tensor '%s': %d dimensions (expected 1..4)", name, n_dims);
         return NULL;
     }
-    if (gguf_find_tensor(f, name)) {
+    if (g4_gguf_find_tensor(f, name)) {
         g4_seterr(err, "duplicate tensor name '%s'", name);
         return NULL;
     }
@@ -659,11 +659,11 @@ gguf_tensor *gguf_add_tensor(gguf_file *f, const char *name, int type, int n_dim
     }
     uint64_t n = f->n_tensors;
     if ((n & (n - 1)) == 0) {
-        gguf_tensor *t = realloc(f->tensors, (n ? 2 * n : 8) * sizeof *t);
+        g4_gguf_tensor *t = realloc(f->tensors, (n ? 2 * n : 8) * sizeof *t);
         if (!t) { g4_seterr(err, "out of memory"); return NULL; }
         f->tensors = t;
     }
-    gguf_tensor *t = &f->tensors[n];
+    g4_gguf_tensor *t = &f->tensors[n];
     memset(t, 0, sizeof *t);
     t->name = strdup(name);
     if (!t->name) { g4_seterr(err, "out of memory"); return NULL; }

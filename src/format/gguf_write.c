@@ -40,7 +40,7 @@ static void put_u32(wbuf *b, uint32_t v) { put(b, &v, 4); }  /* little-endian ho
 static void put_u64(wbuf *b, uint64_t v) { put(b, &v, 8); }
 static void put_str(wbuf *b, const char *s, uint64_t n) { put_u64(b, n); put(b, s, n); }
 
-static int put_scalar(wbuf *b, const gguf_kv *kv) {
+static int put_scalar(wbuf *b, const g4_gguf_kv *kv) {
     switch (kv->type) {
     case GGUF_UINT8:   { uint8_t x = (uint8_t)kv->v.u;   put(b, &x, 1); break; }
     case GGUF_INT8:    { int8_t x = (int8_t)kv->v.i;     put(b, &x, 1); break; }
@@ -58,7 +58,7 @@ static int put_scalar(wbuf *b, const gguf_kv *kv) {
     return 0;
 }
 
-static int put_kv(wbuf *b, const gguf_kv *kv, g4_error *err) {
+static int put_kv(wbuf *b, const g4_gguf_kv *kv, g4_error *err) {
     put_str(b, kv->key, strlen(kv->key));
     put_u32(b, (uint32_t)kv->type);
     if (kv->type == GGUF_STRING) {
@@ -69,7 +69,7 @@ static int put_kv(wbuf *b, const gguf_kv *kv, g4_error *err) {
         if (kv->arr_type == GGUF_STRING) {
             for (uint64_t i = 0; i < kv->arr_n; i++) put_str(b, kv->arr_str[i].ptr, kv->arr_str[i].len);
         } else {
-            size_t es = gguf_vtype_size(kv->arr_type);
+            size_t es = g4_gguf_vtype_size(kv->arr_type);
             if (!es || kv->arr_type == GGUF_ARRAY)
                 return g4_seterr(err, "metadata '%s': bad array element type %d", kv->key, kv->arr_type);
             if (kv->arr_n > SIZE_MAX / es)
@@ -84,11 +84,11 @@ static int put_kv(wbuf *b, const gguf_kv *kv, g4_error *err) {
 
 static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
-static uint32_t alignment_of(const gguf_file *f, const gguf_write_opts *o) {
-    const gguf_kv *const *kvs = o && o->kvs ? o->kvs : NULL;
+static uint32_t alignment_of(const g4_gguf_file *f, const g4_gguf_write_opts *o) {
+    const g4_gguf_kv *const *kvs = o && o->kvs ? o->kvs : NULL;
     uint64_t n = kvs ? o->n_kvs : f->n_kv;
     for (uint64_t i = 0; i < n; i++) {
-        const gguf_kv *kv = kvs ? kvs[i] : &f->kv[i];
+        const g4_gguf_kv *kv = kvs ? kvs[i] : &f->kv[i];
         if (!strcmp(kv->key, "general.alignment") && kv->type == GGUF_UINT32 && kv->v.u &&
             kv->v.u <= (1u << 20) && !(kv->v.u & (kv->v.u - 1)))
             return (uint32_t)kv->v.u;
@@ -97,11 +97,11 @@ static uint32_t alignment_of(const gguf_file *f, const gguf_write_opts *o) {
 }
 
 /* Serialize the header (with trailing padding). */
-static int build_header(const gguf_file *f, const gguf_write_opts *o, wbuf *b, uint64_t *data_total,
+static int build_header(const g4_gguf_file *f, const g4_gguf_write_opts *o, wbuf *b, uint64_t *data_total,
                         g4_error *err) {
-    const gguf_kv *const *kvs = o && o->kvs ? o->kvs : NULL;
+    const g4_gguf_kv *const *kvs = o && o->kvs ? o->kvs : NULL;
     uint64_t n_kv = kvs ? o->n_kvs : f->n_kv;
-    const gguf_tensor *ts = o && o->tensors ? o->tensors : f->tensors;
+    const g4_gguf_tensor *ts = o && o->tensors ? o->tensors : f->tensors;
     uint64_t n_t = o && o->tensors ? o->n_tensors : f->n_tensors;
     uint32_t al = alignment_of(f, o);
     put(b, "GGUF", 4);
@@ -112,7 +112,7 @@ static int build_header(const gguf_file *f, const gguf_write_opts *o, wbuf *b, u
         if (put_kv(b, kvs ? kvs[i] : &f->kv[i], err)) return -1;
     uint64_t off = 0;
     for (uint64_t i = 0; i < n_t; i++) {
-        const gguf_tensor *t = &ts[i];
+        const g4_gguf_tensor *t = &ts[i];
         if (t->n_dims < 1 || t->n_dims > GGUF_MAX_DIMS)
             return g4_seterr(err, "tensor '%s': %d dims", t->name, t->n_dims);
         put_str(b, t->name, strlen(t->name));
@@ -130,7 +130,7 @@ static int build_header(const gguf_file *f, const gguf_write_opts *o, wbuf *b, u
     return 0;
 }
 
-int gguf_write_sizes(const gguf_file *f, const gguf_write_opts *o, uint64_t *header, uint64_t *total,
+int g4_gguf_write_sizes(const g4_gguf_file *f, const g4_gguf_write_opts *o, uint64_t *header, uint64_t *total,
                      g4_error *err) {
     wbuf b = {0};
     uint64_t data = 0;
@@ -298,7 +298,7 @@ static double now_s(void) {
 }
 
 typedef struct progress {
-    gguf_progress_fn fn;
+    g4_gguf_progress_fn fn;
     void *ud;
     double t0, last;
     uint64_t total;
@@ -312,12 +312,12 @@ static void progress_show(progress *p, uint64_t done, bool final) {
     p->fn(p->ud, done, p->total, t - p->t0, final);
 }
 
-/* Path of the temporary file being written, for gguf_write_cleanup_tmp().
+/* Path of the temporary file being written, for g4_gguf_write_cleanup_tmp().
  * One write at a time per process is the front ends' use. */
 static char g_tmp_path[4096];
 static volatile sig_atomic_t g_tmp_set;
 
-void gguf_write_cleanup_tmp(void) {
+void g4_gguf_write_cleanup_tmp(void) {
     if (g_tmp_set) unlink(g_tmp_path);
 }
 
@@ -329,10 +329,10 @@ static void tmp_register(const char *p) {
     g_tmp_set = 1;
 }
 
-int gguf_write_ex(const gguf_file *f, const char *path, const gguf_write_opts *o, g4_error *err) {
-    gguf_write_opts defo = {0};
+int g4_gguf_write_ex(const g4_gguf_file *f, const char *path, const g4_gguf_write_opts *o, g4_error *err) {
+    g4_gguf_write_opts defo = {0};
     if (!o) o = &defo;
-    const gguf_tensor *ts = o->tensors ? o->tensors : f->tensors;
+    const g4_gguf_tensor *ts = o->tensors ? o->tensors : f->tensors;
     uint64_t n_t = o->tensors ? o->n_tensors : f->n_tensors;
     uint32_t al = alignment_of(f, o);
     size_t chunk = o->chunk_bytes ? o->chunk_bytes : (32u << 20);
@@ -388,7 +388,7 @@ int gguf_write_ex(const gguf_file *f, const char *path, const gguf_write_opts *o
     static const uint8_t zero[256] = {0};
     uint64_t done = 0;
     for (uint64_t i = 0; i < n_t && !rc; i++) {
-        const gguf_tensor *t = &ts[i];
+        const g4_gguf_tensor *t = &ts[i];
         size_t row = g4_row_size(t->type, t->ne[0]);
         int64_t nrows = t->ne[1] * t->ne[2] * t->ne[3];
         if (!row || (uint64_t)row * (uint64_t)nrows != t->nbytes) {
@@ -450,7 +450,7 @@ int gguf_write_ex(const gguf_file *f, const char *path, const gguf_write_opts *o
     return rc;
 }
 
-int gguf_write(const gguf_file *f, const char *path, g4_error *err) {
-    gguf_write_opts o = { .force = true };
-    return gguf_write_ex(f, path, &o, err);
+int g4_gguf_write(const g4_gguf_file *f, const char *path, g4_error *err) {
+    g4_gguf_write_opts o = { .force = true };
+    return g4_gguf_write_ex(f, path, &o, err);
 }

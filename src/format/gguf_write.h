@@ -1,4 +1,4 @@
-/* Streaming GGUF v3 writer (gguf_write() in gguf.h is the simple form).
+/* Streaming GGUF v3 writer (g4_gguf_write() in gguf.h is the simple form).
  *
  * The writer emits the header (metadata, tensor infos), then each tensor's
  * bytes padded to the alignment. Tensor bytes come either from the
@@ -17,35 +17,35 @@
 
 /* Progress report: bytes of tensor data written so far, total, seconds
  * since the start; final is true once, after the last byte was synced. */
-typedef void (*gguf_progress_fn)(void *ud, uint64_t done, uint64_t total, double elapsed_s, bool final);
+typedef void (*g4_gguf_progress_fn)(void *ud, uint64_t done, uint64_t total, double elapsed_s, bool final);
 
 /* Fill rows [row0, row0+nrows) of output tensor ti into dst (nrows * row
  * size bytes, row = ne[0] elements of the output type). Return 0 or -1. */
-typedef int (*gguf_fill_fn)(void *ud, uint64_t ti, int64_t row0, int64_t nrows, void *dst,
+typedef int (*g4_gguf_fill_fn)(void *ud, uint64_t ti, int64_t row0, int64_t nrows, void *dst,
                             g4_error *err);
 
-typedef struct gguf_write_opts {
-    const gguf_kv *const *kvs;  /* metadata in order; NULL: f->kv */
+typedef struct g4_gguf_write_opts {
+    const g4_gguf_kv *const *kvs;  /* metadata in order; NULL: f->kv */
     uint64_t n_kvs;
-    const gguf_tensor *tensors; /* output descriptors; NULL: f->tensors */
+    const g4_gguf_tensor *tensors; /* output descriptors; NULL: f->tensors */
     uint64_t n_tensors;
-    gguf_fill_fn fill;          /* used for descriptors whose data is NULL */
+    g4_gguf_fill_fn fill;          /* used for descriptors whose data is NULL */
     void *ud;
     bool force;                 /* replace an existing PATH */
-    gguf_progress_fn progress_fn; /* optional; called at most every 0.25 s */
+    g4_gguf_progress_fn progress_fn; /* optional; called at most every 0.25 s */
     void *progress_ud;
     size_t chunk_bytes;         /* 0: 64 MiB */
-} gguf_write_opts;
+} g4_gguf_write_opts;
 
-int gguf_write_ex(const gguf_file *f, const char *path, const gguf_write_opts *o, g4_error *err);
+int g4_gguf_write_ex(const g4_gguf_file *f, const char *path, const g4_gguf_write_opts *o, g4_error *err);
 
 /* Serialized size of the header (everything before the first tensor byte,
  * alignment padding included) and of the whole file. */
-int gguf_write_sizes(const gguf_file *f, const gguf_write_opts *o, uint64_t *header,
+int g4_gguf_write_sizes(const g4_gguf_file *f, const g4_gguf_write_opts *o, uint64_t *header,
                      uint64_t *total, g4_error *err);
 
 /* Async-signal-safe: unlink the temporary file of a write in progress (for a
  * SIGINT/SIGTERM handler in a front end, so Ctrl-C leaves nothing behind). */
-void gguf_write_cleanup_tmp(void);
+void g4_gguf_write_cleanup_tmp(void);
 
 #endif

@@ -1,4 +1,4 @@
-/* Hugging Face folder -> in-memory gguf_file, laid out exactly like the
+/* Hugging Face folder -> in-memory g4_gguf_file, laid out exactly like the
  * output of llama.cpp's convert_hf_to_gguf.py for Gemma 4 (see hf.h and
  * shared/docs/gemma4-text.md section 3). */
 #include "format/hf.h"
@@ -26,12 +26,12 @@ static bool ends_with(const char *s, const char *suf) {
     return a >= b && !memcmp(s + a - b, suf, b);
 }
 
-bool hf_force_f32(const char *name, int n_dims) {
+bool g4_hf_force_f32(const char *name, int n_dims) {
     return n_dims <= 1 || ends_with(name, "_norm.weight") || !ends_with(name, ".weight") ||
            strstr(name, "ffn_gate_inp.weight") != NULL;
 }
 
-bool hf_is_dir(const char *path) {
+bool g4_hf_is_dir(const char *path) {
     struct stat sb;
     if (stat(path, &sb) || !S_ISDIR(sb.st_mode)) return false;
     char p[4096];
@@ -343,10 +343,10 @@ static void rounded_notation(double n, char *out, size_t sz) {
     snprintf(out, sz, "%.*f%s", fix, s, suf);
 }
 
-void hf_size_label(const gguf_file *f, char *out, size_t n) {
+void g4_hf_size_label(const g4_gguf_file *f, char *out, size_t n) {
     uint64_t total = 0, shared = 0, expert = 0, expert_sum = 0, n_exp_t = 0;
     for (uint64_t i = 0; i < f->n_tensors; i++) {
-        const gguf_tensor *t = &f->tensors[i];
+        const g4_gguf_tensor *t = &f->tensors[i];
         uint64_t size = (uint64_t)t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
         if (strstr(t->name, "_exps.") && t->n_dims >= 3) {
             uint64_t ec = (uint64_t)t->ne[t->n_dims - 1];
@@ -385,7 +385,7 @@ static const char *tok_content(json_t *v) {
     return NULL;
 }
 
-static int add_tokenizer(gguf_file *f, const char *dir, const hparams *hp, json_t *cfg_root, json_t *tcfg,
+static int add_tokenizer(g4_gguf_file *f, const char *dir, const hparams *hp, json_t *cfg_root, json_t *tcfg,
                          bool eos_ids, json_t *gen, g4_error *err) {
     char path[4200];
     int rc = 0;
@@ -532,11 +532,11 @@ static int add_tokenizer(gguf_file *f, const char *dir, const hparams *hp, json_
         }
     }
     if (!rc) {
-        if (gguf_set_str(f, "tokenizer.ggml.model", "gemma4") ||
-            gguf_set_arr_str(f, "tokenizer.ggml.tokens", toks, (uint64_t)n) ||
-            gguf_set_arr(f, "tokenizer.ggml.scores", GGUF_FLOAT32, scores, (uint64_t)n) ||
-            gguf_set_arr(f, "tokenizer.ggml.token_type", GGUF_INT32, types, (uint64_t)n) ||
-            (n_m && gguf_set_arr_str(f, "tokenizer.ggml.merges", merges, n_m)))
+        if (g4_gguf_set_str(f, "tokenizer.ggml.model", "gemma4") ||
+            g4_gguf_set_arr_str(f, "tokenizer.ggml.tokens", toks, (uint64_t)n) ||
+            g4_gguf_set_arr(f, "tokenizer.ggml.scores", GGUF_FLOAT32, scores, (uint64_t)n) ||
+            g4_gguf_set_arr(f, "tokenizer.ggml.token_type", GGUF_INT32, types, (uint64_t)n) ||
+            (n_m && g4_gguf_set_arr_str(f, "tokenizer.ggml.merges", merges, n_m)))
             rc = g4_seterr(err, "out of memory");
     }
     for (size_t i = 0; i < n_m; i++) free(mown[i]);
@@ -574,14 +574,14 @@ static int add_tokenizer(gguf_file *f, const char *dir, const hparams *hp, json_
         if (id < 0 || id >= n) continue;
         char gk[80];
         snprintf(gk, sizeof gk, "tokenizer.ggml.%s_token_id", KEY[k]);
-        if (gguf_set_u32(f, gk, (uint32_t)id)) { rc = g4_seterr(err, "out of memory"); goto out; }
+        if (g4_gguf_set_u32(f, gk, (uint32_t)id)) { rc = g4_seterr(err, "out of memory"); goto out; }
     }
     /* add_{bos,eos}_token as tokenizer_config.json gives them (SpecialVocab);
      * the converter later sets add_bos to true, in place if it exists. */
     for (int k = 0; k < 2; k++) {
         json_t *ae = tcfg ? json_object_get(tcfg, k ? "add_eos_token" : "add_bos_token") : NULL;
         if (json_is_boolean(ae) &&
-            gguf_set_bool(f, k ? "tokenizer.ggml.add_eos_token" : "tokenizer.ggml.add_bos_token", json_is_true(ae))) {
+            g4_gguf_set_bool(f, k ? "tokenizer.ggml.add_eos_token" : "tokenizer.ggml.add_bos_token", json_is_true(ae))) {
             rc = g4_seterr(err, "out of memory");
             goto out;
         }
@@ -617,13 +617,13 @@ static int add_tokenizer(gguf_file *f, const char *dir, const hparams *hp, json_
             tmpl = strdup(json_string_value(json_object_get(tcfg, "chat_template")));
         }
         if (tmpl) {
-            int e = gguf_set_str(f, "tokenizer.chat_template", tmpl);
+            int e = g4_gguf_set_str(f, "tokenizer.chat_template", tmpl);
             free(tmpl);
             if (e) { rc = g4_seterr(err, "out of memory"); goto out; }
         }
     }
-    if (gguf_set_bool(f, "tokenizer.ggml.add_space_prefix", false) ||
-        gguf_set_bool(f, "tokenizer.ggml.add_bos_token", true)) {  /* llama.cpp forces BOS for gemma4 */
+    if (g4_gguf_set_bool(f, "tokenizer.ggml.add_space_prefix", false) ||
+        g4_gguf_set_bool(f, "tokenizer.ggml.add_bos_token", true)) {  /* llama.cpp forces BOS for gemma4 */
         rc = g4_seterr(err, "out of memory");
         goto out;
     }
@@ -637,7 +637,7 @@ static int add_tokenizer(gguf_file *f, const char *dir, const hparams *hp, json_
             if (json_is_integer(e) && json_integer_value(e) >= 0 && json_integer_value(e) < n)
                 ids[k++] = (int32_t)json_integer_value(e);
         }
-        if (k && gguf_set_arr(f, "tokenizer.ggml.eos_token_ids", GGUF_INT32, ids, k)) {
+        if (k && g4_gguf_set_arr(f, "tokenizer.ggml.eos_token_ids", GGUF_INT32, ids, k)) {
             rc = g4_seterr(err, "out of memory");
             goto out;
         }
@@ -656,24 +656,24 @@ out:
 /* --- tensors ------------------------------------------------------------------ */
 
 typedef struct mapped {
-    const st_tensor *st;
+    const g4_st_tensor *st;
     char name[128];
 } mapped;
 
-static int add_weights(gguf_file *f, st_set *s, const hparams *hp, int *file_type, g4_error *err) {
+static int add_weights(g4_gguf_file *f, g4_st_set *s, const hparams *hp, int *file_type, g4_error *err) {
     /* rope_freqs: 1.0 on the rotated pairs of the full layers, 1e30 (no
      * rotation) on the rest; the converter writes it first. */
     int64_t nf = hp->ghd / 2;
-    float *rf = gguf_own(f, malloc((size_t)nf * sizeof *rf));
+    float *rf = g4_gguf_own(f, malloc((size_t)nf * sizeof *rf));
     if (!rf) return g4_seterr(err, "out of memory");
     int64_t ones = (int64_t)(hp->ghd * hp->prf / 2);
     for (int64_t i = 0; i < nf; i++) rf[i] = i < ones ? 1.0f : 1e30f;
-    if (!gguf_add_tensor(f, "rope_freqs.weight", G4_F32, 1, &nf, rf, err)) return -1;
+    if (!g4_gguf_add_tensor(f, "rope_freqs.weight", G4_F32, 1, &nf, rf, err)) return -1;
 
     int n16 = 0, nbf = 0, n32 = 0;
     /* s->all is sorted by HF name: the converter's order */
     for (size_t i = 0; i < s->n; i++) {
-        const st_tensor *t = s->all[i];
+        const g4_st_tensor *t = s->all[i];
         char name[128];
         int r = map_name(t->name, hp, name, sizeof name, err);
         if (r < 0) return g4_preferr(err, "%s", t->file->path);
@@ -687,12 +687,12 @@ static int add_weights(gguf_file *f, st_set *s, const hparams *hp, int *file_typ
             if (ne[d] < 1)
                 return g4_seterr(err, "%s: tensor '%s' has an empty dimension", t->file->path, t->name);
         }
-        int64_t nel = st_nelements(t);
+        int64_t nel = g4_st_nelements(t);
         const void *data = t->data;
         int type = t->type;
         size_t es = type == G4_F32 ? 4 : 2;
-        if (hf_force_f32(name, nd) && type != G4_F32) {
-            float *w = gguf_own(f, malloc((size_t)nel * sizeof *w));
+        if (g4_hf_force_f32(name, nd) && type != G4_F32) {
+            float *w = g4_gguf_own(f, malloc((size_t)nel * sizeof *w));
             if (!w) return g4_seterr(err, "out of memory");
             const uint16_t *src = t->data;
             for (int64_t k = 0; k < nel; k++) {
@@ -705,7 +705,7 @@ static int add_weights(gguf_file *f, st_set *s, const hparams *hp, int *file_typ
         } else if ((uintptr_t)data % es) {
             /* safetensors does not promise alignment; the engine reads
              * elements in place, so copy misaligned tensors */
-            void *w = gguf_own(f, malloc((size_t)nel * es));
+            void *w = g4_gguf_own(f, malloc((size_t)nel * es));
             if (!w) return g4_seterr(err, "out of memory");
             memcpy(w, data, (size_t)nel * es);
             data = w;
@@ -715,10 +715,10 @@ static int add_weights(gguf_file *f, st_set *s, const hparams *hp, int *file_typ
             else if (type == G4_BF16) nbf++;
             else n32++;
         }
-        if (!gguf_add_tensor(f, name, type, nd, ne, data, err))
+        if (!g4_gguf_add_tensor(f, name, type, nd, ne, data, err))
             return g4_preferr(err, "%s", t->file->path);
     }
-    if (!gguf_find_tensor(f, "token_embd.weight"))
+    if (!g4_gguf_find_tensor(f, "token_embd.weight"))
         return g4_seterr(err, "no embed_tokens.weight in the checkpoint (is this a Gemma 4 text model?)");
     *file_type = nbf > n16 && nbf > n32 ? 32 : n16 > n32 ? 1 : 0;
     return 0;
@@ -751,20 +751,20 @@ static void hp_free(hparams *hp) {
     free(hp->ff_arr);
 }
 
-static void st_set_free_cb(void *p) { st_set_close(p); }
+static void g4_st_set_free_cb(void *p) { g4_st_set_close(p); }
 
 #define SETX(call) do { if (call) { g4_seterr(err, "out of memory"); goto fail; } } while (0)
 
-gguf_file *hf_open_ex(const char *dir, const hf_opts *o, g4_error *err) {
-    hf_opts defo = { NULL, true };
+g4_gguf_file *g4_hf_open_ex(const char *dir, const g4_hf_opts *o, g4_error *err) {
+    g4_hf_opts defo = { NULL, true };
     if (!o) o = &defo;
     char path[4200];
     int rc = 0;
     hparams hp;
     memset(&hp, 0, sizeof hp);
     json_t *cfg = NULL, *gen = NULL, *tcfg = NULL;
-    gguf_file *f = NULL;
-    st_set *s = NULL;
+    g4_gguf_file *f = NULL;
+    g4_st_set *s = NULL;
 
     cfg = load_json(dir, "config.json", true, path, sizeof path, err, &rc);
     if (!cfg) return NULL;
@@ -773,14 +773,14 @@ gguf_file *hf_open_ex(const char *dir, const hf_opts *o, g4_error *err) {
     if (rc) goto fail;
     tcfg = load_json(dir, "tokenizer_config.json", false, path, sizeof path, err, &rc);
     if (rc) goto fail;
-    s = st_open_dir(dir, err);
+    s = g4_st_open_dir(dir, err);
     if (!s) goto fail;
 
-    f = gguf_new(dir);
+    f = g4_gguf_new(dir);
     if (!f) { g4_seterr(err, "out of memory"); goto fail; }
     f->extra = s;
-    f->extra_free = st_set_free_cb;
-    st_set *sref = s;
+    f->extra_free = g4_st_set_free_cb;
+    g4_st_set *sref = s;
     s = NULL;  /* owned by f now */
 
     char name[512];
@@ -788,24 +788,24 @@ gguf_file *hf_open_ex(const char *dir, const hf_opts *o, g4_error *err) {
     else default_name(dir, name, sizeof name);
 
     /* Key order below is the order convert_hf_to_gguf.py writes them. */
-    SETX(gguf_set_str(f, "general.architecture", "gemma4"));
-    SETX(gguf_set_str(f, "general.type", "model"));
+    SETX(g4_gguf_set_str(f, "general.architecture", "gemma4"));
+    SETX(g4_gguf_set_str(f, "general.type", "model"));
     if (gen) {
         cfgctx gc = { "generation_config.json", "", err };
         int64_t k;
         double d;
         if ((rc = cfg_int(&gc, gen, "top_k", false, 0, INT32_MAX, &k)) < 0) goto fail;
-        if (rc == 0) SETX(gguf_set_i32(f, "general.sampling.top_k", (int32_t)k));
+        if (rc == 0) SETX(g4_gguf_set_i32(f, "general.sampling.top_k", (int32_t)k));
         if ((rc = cfg_num(&gc, gen, "top_p", false, &d)) < 0) goto fail;
-        if (rc == 0) SETX(gguf_set_f32(f, "general.sampling.top_p", (float)d));
+        if (rc == 0) SETX(g4_gguf_set_f32(f, "general.sampling.top_p", (float)d));
         if ((rc = cfg_num(&gc, gen, "temperature", false, &d)) < 0) goto fail;
-        if (rc == 0) SETX(gguf_set_f32(f, "general.sampling.temp", (float)d));
+        if (rc == 0) SETX(g4_gguf_set_f32(f, "general.sampling.temp", (float)d));
     }
-    SETX(gguf_set_str(f, "general.name", name));
-    SETX(gguf_set_str(f, "general.size_label", "?"));  /* filled in once the tensors are known */
-    SETX(gguf_set_u32(f, "gemma4.block_count", (uint32_t)hp.L));
-    SETX(gguf_set_u32(f, "gemma4.context_length", (uint32_t)hp.ctx));
-    SETX(gguf_set_u32(f, "gemma4.embedding_length", (uint32_t)hp.H));
+    SETX(g4_gguf_set_str(f, "general.name", name));
+    SETX(g4_gguf_set_str(f, "general.size_label", "?"));  /* filled in once the tensors are known */
+    SETX(g4_gguf_set_u32(f, "gemma4.block_count", (uint32_t)hp.L));
+    SETX(g4_gguf_set_u32(f, "gemma4.context_length", (uint32_t)hp.ctx));
+    SETX(g4_gguf_set_u32(f, "gemma4.embedding_length", (uint32_t)hp.H));
     if (hp.ff_arr || hp.double_wide) {
         int32_t *ff = malloc((size_t)hp.L * sizeof *ff);
         if (!ff) { g4_seterr(err, "out of memory"); goto fail; }
@@ -815,59 +815,59 @@ gguf_file *hf_open_ex(const char *dir, const hf_opts *o, g4_error *err) {
             if (hp.double_wide && i >= hp.L - hp.n_shared) w *= 2;
             ff[i] = (int32_t)(w > INT32_MAX ? INT32_MAX : w);
         }
-        int e = gguf_set_arr(f, "gemma4.feed_forward_length", GGUF_INT32, ff, (uint64_t)hp.L);
+        int e = g4_gguf_set_arr(f, "gemma4.feed_forward_length", GGUF_INT32, ff, (uint64_t)hp.L);
         free(ff);
         SETX(e);
     } else {
-        SETX(gguf_set_u32(f, "gemma4.feed_forward_length", (uint32_t)hp.ff));
+        SETX(g4_gguf_set_u32(f, "gemma4.feed_forward_length", (uint32_t)hp.ff));
     }
-    SETX(gguf_set_u32(f, "gemma4.attention.head_count", (uint32_t)hp.nH));
+    SETX(g4_gguf_set_u32(f, "gemma4.attention.head_count", (uint32_t)hp.nH));
     if (hp.has_gkv) {
         int32_t *kv = malloc((size_t)hp.L * sizeof *kv);
         if (!kv) { g4_seterr(err, "out of memory"); goto fail; }
         for (int64_t i = 0; i < hp.L; i++) kv[i] = (int32_t)(hp.sliding[i] ? hp.nKV : hp.nGKV);
-        int e = gguf_set_arr(f, "gemma4.attention.head_count_kv", GGUF_INT32, kv, (uint64_t)hp.L);
+        int e = g4_gguf_set_arr(f, "gemma4.attention.head_count_kv", GGUF_INT32, kv, (uint64_t)hp.L);
         free(kv);
         SETX(e);
     } else {
-        SETX(gguf_set_u32(f, "gemma4.attention.head_count_kv", (uint32_t)hp.nKV));
+        SETX(g4_gguf_set_u32(f, "gemma4.attention.head_count_kv", (uint32_t)hp.nKV));
     }
-    SETX(gguf_set_f32(f, "gemma4.rope.freq_base", (float)hp.theta));
-    SETX(gguf_set_f32(f, "gemma4.rope.freq_base_swa", (float)hp.theta_swa));
-    SETX(gguf_set_f32(f, "gemma4.attention.layer_norm_rms_epsilon", (float)hp.eps));
+    SETX(g4_gguf_set_f32(f, "gemma4.rope.freq_base", (float)hp.theta));
+    SETX(g4_gguf_set_f32(f, "gemma4.rope.freq_base_swa", (float)hp.theta_swa));
+    SETX(g4_gguf_set_f32(f, "gemma4.attention.layer_norm_rms_epsilon", (float)hp.eps));
     if (hp.moe) {
-        SETX(gguf_set_u32(f, "gemma4.expert_count", (uint32_t)hp.E));
-        SETX(gguf_set_u32(f, "gemma4.expert_used_count", (uint32_t)hp.K));
+        SETX(g4_gguf_set_u32(f, "gemma4.expert_count", (uint32_t)hp.E));
+        SETX(g4_gguf_set_u32(f, "gemma4.expert_used_count", (uint32_t)hp.K));
     }
-    SETX(gguf_set_u32(f, "gemma4.attention.key_length", (uint32_t)hp.ghd));
-    SETX(gguf_set_u32(f, "gemma4.attention.value_length", (uint32_t)hp.ghd));
-    SETX(gguf_set_u32(f, "general.file_type", 0));
-    if (hp.has_softcap) SETX(gguf_set_f32(f, "gemma4.final_logit_softcapping", (float)hp.softcap));
-    SETX(gguf_set_u32(f, "gemma4.attention.sliding_window", (uint32_t)hp.window));
-    SETX(gguf_set_u32(f, "gemma4.attention.shared_kv_layers", (uint32_t)hp.n_shared));
-    SETX(gguf_set_u32(f, "gemma4.embedding_length_per_layer_input", (uint32_t)hp.ple));
+    SETX(g4_gguf_set_u32(f, "gemma4.attention.key_length", (uint32_t)hp.ghd));
+    SETX(g4_gguf_set_u32(f, "gemma4.attention.value_length", (uint32_t)hp.ghd));
+    SETX(g4_gguf_set_u32(f, "general.file_type", 0));
+    if (hp.has_softcap) SETX(g4_gguf_set_f32(f, "gemma4.final_logit_softcapping", (float)hp.softcap));
+    SETX(g4_gguf_set_u32(f, "gemma4.attention.sliding_window", (uint32_t)hp.window));
+    SETX(g4_gguf_set_u32(f, "gemma4.attention.shared_kv_layers", (uint32_t)hp.n_shared));
+    SETX(g4_gguf_set_u32(f, "gemma4.embedding_length_per_layer_input", (uint32_t)hp.ple));
     {
         uint8_t *pat = malloc((size_t)hp.L);
         if (!pat) { g4_seterr(err, "out of memory"); goto fail; }
         for (int64_t i = 0; i < hp.L; i++) pat[i] = hp.sliding[i];
-        int e = gguf_set_arr(f, "gemma4.attention.sliding_window_pattern", GGUF_BOOL, pat, (uint64_t)hp.L);
+        int e = g4_gguf_set_arr(f, "gemma4.attention.sliding_window_pattern", GGUF_BOOL, pat, (uint64_t)hp.L);
         free(pat);
         SETX(e);
     }
-    SETX(gguf_set_u32(f, "gemma4.attention.key_length_swa", (uint32_t)hp.hd));
-    SETX(gguf_set_u32(f, "gemma4.attention.value_length_swa", (uint32_t)hp.hd));
-    if (hp.moe) SETX(gguf_set_u32(f, "gemma4.expert_feed_forward_length", (uint32_t)hp.Fe));
-    SETX(gguf_set_u32(f, "gemma4.rope.dimension_count", (uint32_t)hp.ghd));
-    SETX(gguf_set_u32(f, "gemma4.rope.dimension_count_swa", (uint32_t)(hp.hd * hp.prf_swa)));
-    SETX(gguf_set_u32(f, "general.quantization_version", 2));
+    SETX(g4_gguf_set_u32(f, "gemma4.attention.key_length_swa", (uint32_t)hp.hd));
+    SETX(g4_gguf_set_u32(f, "gemma4.attention.value_length_swa", (uint32_t)hp.hd));
+    if (hp.moe) SETX(g4_gguf_set_u32(f, "gemma4.expert_feed_forward_length", (uint32_t)hp.Fe));
+    SETX(g4_gguf_set_u32(f, "gemma4.rope.dimension_count", (uint32_t)hp.ghd));
+    SETX(g4_gguf_set_u32(f, "gemma4.rope.dimension_count_swa", (uint32_t)(hp.hd * hp.prf_swa)));
+    SETX(g4_gguf_set_u32(f, "general.quantization_version", 2));
     if (add_tokenizer(f, dir, &hp, cfg, tcfg, o->eos_ids, gen, err)) goto fail;
 
     int ftype = 0;
     if (add_weights(f, sref, &hp, &ftype, err)) goto fail;
-    SETX(gguf_set_u32(f, "general.file_type", (uint32_t)ftype));
+    SETX(g4_gguf_set_u32(f, "general.file_type", (uint32_t)ftype));
     char label[64];
-    hf_size_label(f, label, sizeof label);
-    SETX(gguf_set_str(f, "general.size_label", label));
+    g4_hf_size_label(f, label, sizeof label);
+    SETX(g4_gguf_set_str(f, "general.size_label", label));
 
     hp_free(&hp);
     json_decref(cfg);
@@ -879,12 +879,12 @@ fail:
     json_decref(cfg);
     json_decref(gen);
     json_decref(tcfg);
-    st_set_close(s);
-    gguf_close(f);
+    g4_st_set_close(s);
+    g4_gguf_close(f);
     return NULL;
 }
 
-gguf_file *hf_open(const char *dir, g4_error *err) {
-    hf_opts o = { NULL, true };
-    return hf_open_ex(dir, &o, err);
+g4_gguf_file *g4_hf_open(const char *dir, g4_error *err) {
+    g4_hf_opts o = { NULL, true };
+    return g4_hf_open_ex(dir, &o, err);
 }

@@ -1,9 +1,9 @@
 /* Hugging Face checkpoint folders as an in-memory GGUF description.
  *
- * hf_open() reads config.json (fields nested under text_config, or flat for a
+ * g4_hf_open() reads config.json (fields nested under text_config, or flat for a
  * text-only save), generation_config.json, tokenizer.json +
  * tokenizer_config.json, chat_template.jinja and the safetensors weights, and
- * builds the gguf_file that llama.cpp's convert_hf_to_gguf.py would write for
+ * builds the g4_gguf_file that llama.cpp's convert_hf_to_gguf.py would write for
  * Gemma 4: the same metadata keys in the same order with the same types and
  * values, the same tensor names and shapes, tensors in the converter's order
  * (rope_freqs.weight first, then sorted by Hugging Face name).
@@ -21,24 +21,24 @@
 
 #include "format/gguf.h"
 
-typedef struct hf_opts {
+typedef struct g4_hf_opts {
     const char *name;   /* general.name; NULL: derived from the folder name */
     /* Add tokenizer.ggml.eos_token_ids when generation_config.json lists
      * several EOS ids (llama.cpp's converter does not write this key). */
     bool eos_ids;
-} hf_opts;
+} g4_hf_opts;
 
-/* hf_open(dir) == hf_open_ex(dir, {NULL, true}). */
-gguf_file *hf_open(const char *dir, g4_error *err);
-gguf_file *hf_open_ex(const char *dir, const hf_opts *o, g4_error *err);
+/* g4_hf_open(dir) == g4_hf_open_ex(dir, {NULL, true}). */
+g4_gguf_file *g4_hf_open(const char *dir, g4_error *err);
+g4_gguf_file *g4_hf_open_ex(const char *dir, const g4_hf_opts *o, g4_error *err);
 
 /* True when dir looks like a Hugging Face folder (has config.json). */
-bool hf_is_dir(const char *path);
+bool g4_hf_is_dir(const char *path);
 
 /* The converter's rule: tensors stored as F32 whatever the output type. */
-bool hf_force_f32(const char *gguf_name, int n_dims);
+bool g4_hf_force_f32(const char *gguf_name, int n_dims);
 
 /* general.size_label the way gguf-py computes it ("876K", "16x313K"). */
-void hf_size_label(const gguf_file *f, char *out, size_t n);
+void g4_hf_size_label(const g4_gguf_file *f, char *out, size_t n);
 
 #endif

@@ -28,7 +28,7 @@ static char *xstrdup(const char *s) {
     return p;
 }
 
-int64_t st_nelements(const st_tensor *t) {
+int64_t g4_st_nelements(const g4_st_tensor *t) {
     int64_t n = 1;
     for (int i = 0; i < t->n_dims; i++) n *= t->shape[i];
     return n;
@@ -41,7 +41,7 @@ static int dtype_of(const char *s, int *type, size_t *esize) {
     return -1;
 }
 
-void st_close(st_file *f) {
+void g4_st_close(g4_st_file *f) {
     if (!f) return;
     for (size_t i = 0; i < f->n; i++) free(f->t[i].name);
     free(f->t);
@@ -51,13 +51,13 @@ void st_close(st_file *f) {
 }
 
 static int cmp_begin(const void *a, const void *b) {
-    const st_tensor *x = *(const st_tensor *const *)a, *y = *(const st_tensor *const *)b;
+    const g4_st_tensor *x = *(const g4_st_tensor *const *)a, *y = *(const g4_st_tensor *const *)b;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
 /* Parse one tensor entry; returns 0 or -1 with err set. */
-static int parse_entry(const char *name, json_t *v, uint64_t data_size, st_tensor *t,
+static int parse_entry(const char *name, json_t *v, uint64_t data_size, g4_st_tensor *t,
                        g4_error *err) {
     if (!json_is_object(v)) return g4_seterr(err, "tensor '%s': entry is not an object", name);
     json_t *dt = json_object_get(v, "dtype"), *sh = json_object_get(v, "shape"),
@@ -101,7 +101,7 @@ static int parse_entry(const char *name, json_t *v, uint64_t data_size, st_tenso
     return 0;
 }
 
-st_file *st_parse(const void *buf, size_t size, const char *name, g4_error *err) {
+g4_st_file *g4_st_parse(const void *buf, size_t size, const char *name, g4_error *err) {
     const uint8_t *p = buf;
     if (!name) name = "<memory>";
     if (size < 8) { g4_seterr(err, "%s: file too short for a safetensors header (%zu bytes)", name, size); return NULL; }
@@ -117,7 +117,7 @@ st_file *st_parse(const void *buf, size_t size, const char *name, g4_error *err)
                   (unsigned long long)hlen, size);
         return NULL;
     }
-    st_file *f = calloc(1, sizeof *f);
+    g4_st_file *f = calloc(1, sizeof *f);
     if (!f) { g4_seterr(err, "%s: out of memory", name); return NULL; }
     f->buf = p;
     f->size = size;
@@ -145,7 +145,7 @@ st_file *st_parse(const void *buf, size_t size, const char *name, g4_error *err)
             continue;
         }
         if (!*key) { g4_seterr(err, "%s: empty tensor name", name); goto fail; }
-        st_tensor *t = &f->t[f->n];
+        g4_st_tensor *t = &f->t[f->n];
         if (parse_entry(key, v, data_size, t, err)) { g4_preferr(err, "%s", name); goto fail; }
         t->name = xstrdup(key);
         if (!t->name) { g4_seterr(err, "%s: out of memory", name); goto fail; }
@@ -156,11 +156,11 @@ st_file *st_parse(const void *buf, size_t size, const char *name, g4_error *err)
     /* Overlap check: sort by begin and compare neighbours (empty tensors
      * occupy no bytes and may share an offset). */
     if (f->n > 1) {
-        st_tensor **ord = malloc(f->n * sizeof *ord);
+        g4_st_tensor **ord = malloc(f->n * sizeof *ord);
         if (!ord) { g4_seterr(err, "%s: out of memory", name); goto fail; }
         for (size_t i = 0; i < f->n; i++) ord[i] = &f->t[i];
         qsort(ord, f->n, sizeof *ord, cmp_begin);
-        const st_tensor *prev = NULL;
+        const g4_st_tensor *prev = NULL;
         for (size_t i = 0; i < f->n; i++) {
             if (ord[i]->begin == ord[i]->end) continue;
             if (prev && ord[i]->begin < prev->end) {
@@ -178,11 +178,11 @@ st_file *st_parse(const void *buf, size_t size, const char *name, g4_error *err)
 fail:
     json_decref(root);
 fail_nojson:
-    st_close(f);
+    g4_st_close(f);
     return NULL;
 }
 
-st_file *st_open(const char *path, g4_error *err) {
+g4_st_file *g4_st_open(const char *path, g4_error *err) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) { g4_seterr(err, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
     struct stat sb;
@@ -200,7 +200,7 @@ st_file *st_open(const char *path, g4_error *err) {
     void *m = g4_map_file(fd, size);
     close(fd);
     if (!m) { g4_seterr(err, "%s: mmap failed: %s", path, strerror(errno)); return NULL; }
-    st_file *f = st_parse(m, size, path, err);
+    g4_st_file *f = g4_st_parse(m, size, path, err);
     if (!f) { munmap(m, size); return NULL; }
     f->map = m;
     return f;
@@ -208,19 +208,19 @@ st_file *st_open(const char *path, g4_error *err) {
 
 /* --- sets (single file or shards) -------------------------------------- */
 
-void st_set_close(st_set *s) {
+void g4_st_set_close(g4_st_set *s) {
     if (!s) return;
-    for (size_t i = 0; i < s->n_files; i++) st_close(s->files[i]);
+    for (size_t i = 0; i < s->n_files; i++) g4_st_close(s->files[i]);
     free(s->files);
     free(s->all);
     free(s);
 }
 
 static int cmp_name(const void *a, const void *b) {
-    return strcmp((*(const st_tensor *const *)a)->name, (*(const st_tensor *const *)b)->name);
+    return strcmp((*(const g4_st_tensor *const *)a)->name, (*(const g4_st_tensor *const *)b)->name);
 }
 
-const st_tensor *st_find(const st_set *s, const char *name) {
+const g4_st_tensor *g4_st_find(const g4_st_set *s, const char *name) {
     size_t lo = 0, hi = s->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -232,7 +232,7 @@ const st_tensor *st_find(const st_set *s, const char *name) {
 }
 
 /* Collect all tensors of the opened files, sorted; duplicates are an error. */
-static int set_finish(st_set *s, g4_error *err) {
+static int set_finish(g4_st_set *s, g4_error *err) {
     size_t n = 0;
     for (size_t i = 0; i < s->n_files; i++) n += s->files[i]->n;
     s->all = malloc((n ? n : 1) * sizeof *s->all);
@@ -247,8 +247,8 @@ static int set_finish(st_set *s, g4_error *err) {
     return 0;
 }
 
-static int add_file(st_set *s, st_file *f) {
-    st_file **nf = realloc(s->files, (s->n_files + 1) * sizeof *nf);
+static int add_file(g4_st_set *s, g4_st_file *f) {
+    g4_st_file **nf = realloc(s->files, (s->n_files + 1) * sizeof *nf);
     if (!nf) return -1;
     s->files = nf;
     s->files[s->n_files++] = f;
@@ -261,7 +261,7 @@ static bool shard_name_ok(const char *s) {
     return strchr(s, '/') == NULL;
 }
 
-st_set *st_open_index(const char *dir, const char *json, size_t len, g4_error *err) {
+g4_st_set *g4_st_open_index(const char *dir, const char *json, size_t len, g4_error *err) {
     const char *iname = "model.safetensors.index.json";
     json_error_t je;
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
@@ -269,7 +269,7 @@ st_set *st_open_index(const char *dir, const char *json, size_t len, g4_error *e
         g4_seterr(err, "%s/%s: invalid JSON at line %d: %s", dir, iname, je.line, je.text);
         return NULL;
     }
-    st_set *s = calloc(1, sizeof *s);
+    g4_st_set *s = calloc(1, sizeof *s);
     char **names = NULL;
     size_t n_names = 0;
     if (!s) { g4_seterr(err, "out of memory"); goto fail; }
@@ -299,15 +299,15 @@ st_set *st_open_index(const char *dir, const char *json, size_t len, g4_error *e
             g4_seterr(err, "%s: path too long", dir);
             goto fail;
         }
-        st_file *f = st_open(path, err);
+        g4_st_file *f = g4_st_open(path, err);
         if (!f) { g4_preferr(err, "%s (listed in %s)", names[i], iname); goto fail; }
-        if (add_file(s, f)) { st_close(f); g4_seterr(err, "out of memory"); goto fail; }
+        if (add_file(s, f)) { g4_st_close(f); g4_seterr(err, "out of memory"); goto fail; }
     }
     if (set_finish(s, err)) { g4_preferr(err, "%s", dir); goto fail; }
     /* Every indexed name must be in the shard the index names, and every
      * stored tensor must be indexed. */
     json_object_foreach(wm, key, v) {
-        const st_tensor *t = st_find(s, key);
+        const g4_st_tensor *t = g4_st_find(s, key);
         if (!t) {
             g4_seterr(err, "%s/%s: tensor '%.200s' is listed for %s but not stored there", dir, iname,
                       key, json_string_value(v));
@@ -335,11 +335,11 @@ st_set *st_open_index(const char *dir, const char *json, size_t len, g4_error *e
 fail:
     free(names);
     json_decref(root);
-    st_set_close(s);
+    g4_st_set_close(s);
     return NULL;
 }
 
-st_set *st_open_dir(const char *dir, g4_error *err) {
+g4_st_set *g4_st_open_dir(const char *dir, g4_error *err) {
     char path[4096];
     if (snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir) >= (int)sizeof path) {
         g4_seterr(err, "%s: path too long", dir);
@@ -370,7 +370,7 @@ st_set *st_open_dir(const char *dir, g4_error *err) {
         bool bad = ferror(fp);
         fclose(fp);
         if (bad) { free(buf); g4_seterr(err, "%s: read error", path); return NULL; }
-        st_set *s = st_open_index(dir, buf, len, err);
+        g4_st_set *s = g4_st_open_index(dir, buf, len, err);
         free(buf);
         return s;
     }
@@ -379,14 +379,14 @@ st_set *st_open_dir(const char *dir, g4_error *err) {
         g4_seterr(err, "%s: no model.safetensors or model.safetensors.index.json", dir);
         return NULL;
     }
-    st_set *s = calloc(1, sizeof *s);
+    g4_st_set *s = calloc(1, sizeof *s);
     if (!s) { g4_seterr(err, "out of memory"); return NULL; }
-    st_file *f = st_open(path, err);
+    g4_st_file *f = g4_st_open(path, err);
     if (!f || add_file(s, f)) {
-        if (f) { st_close(f); g4_seterr(err, "out of memory"); }
-        st_set_close(s);
+        if (f) { g4_st_close(f); g4_seterr(err, "out of memory"); }
+        g4_st_set_close(s);
         return NULL;
     }
-    if (set_finish(s, err)) { g4_preferr(err, "%s", path); st_set_close(s); return NULL; }
+    if (set_finish(s, err)) { g4_preferr(err, "%s", path); g4_st_set_close(s); return NULL; }
     return s;
 }

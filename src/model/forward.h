@@ -5,7 +5,7 @@
 #ifndef G4_FORWARD_H
 #define G4_FORWARD_H
 
-#include "engine/pool.h"
+#include "tensor/pool.h"
 #include "model/model.h"
 #include "tensor/matmul.h"
 

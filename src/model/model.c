@@ -1,4 +1,4 @@
-/* Loading a Gemma 4 text model from a gguf_file: hyper-parameters from the
+/* Loading a Gemma 4 text model from a g4_gguf_file: hyper-parameters from the
  * `gemma4.*` metadata, the per-layer table, and weight views checked against
  * the shapes the config implies. Nothing is copied except 1-D vectors. */
 #include "model/model.h"
@@ -53,7 +53,7 @@ void g4_advise_row_table(const g4_mat *w) {
 
 typedef struct loader {
     g4_model *m;
-    gguf_file *f;
+    g4_gguf_file *f;
     g4_error *err;
 } loader;
 
@@ -62,7 +62,7 @@ static int need_u32(loader *ld, const char *key, int *out, int lo, int hi) {
     char full[128];
     snprintf(full, sizeof full, ARCH ".%s", key);
     uint32_t v;
-    int r = gguf_get_u32(ld->f, full, &v, ld->err);
+    int r = g4_gguf_get_u32(ld->f, full, &v, ld->err);
     if (r < 0) return -1;
     if (r > 0) return g4_seterr(ld->err, "%s: required metadata '%s' is missing", ld->f->path, full);
     if ((int64_t)v < lo || (int64_t)v > hi)
@@ -75,7 +75,7 @@ static int opt_u32(loader *ld, const char *key, int *out, int def, int lo, int h
     char full[128];
     snprintf(full, sizeof full, ARCH ".%s", key);
     uint32_t v;
-    int r = gguf_get_u32(ld->f, full, &v, ld->err);
+    int r = g4_gguf_get_u32(ld->f, full, &v, ld->err);
     if (r < 0) return -1;
     if (r > 0) { *out = def; return 0; }
     if ((int64_t)v < lo || (int64_t)v > hi)
@@ -87,7 +87,7 @@ static int opt_u32(loader *ld, const char *key, int *out, int def, int lo, int h
 static int opt_f32(loader *ld, const char *key, float *out, float def) {
     char full[128];
     snprintf(full, sizeof full, ARCH ".%s", key);
-    int r = gguf_get_f32(ld->f, full, out, ld->err);
+    int r = g4_gguf_get_f32(ld->f, full, out, ld->err);
     if (r < 0) return -1;
     if (r > 0) *out = def;
     if (!isfinite(*out)) return g4_seterr(ld->err, "%s: metadata '%s' is not finite", ld->f->path, full);
@@ -100,7 +100,7 @@ static int per_layer_u32(loader *ld, const char *key, int *out, int n_layer, int
                          int hi) {
     char full[128];
     snprintf(full, sizeof full, ARCH ".%s", key);
-    const gguf_kv *kv = gguf_find_kv(ld->f, full);
+    const g4_gguf_kv *kv = g4_gguf_find_kv(ld->f, full);
     if (!kv) {
         if (required) return g4_seterr(ld->err, "%s: required metadata '%s' is missing", ld->f->path, full);
         for (int i = 0; i < n_layer; i++) out[i] = def;
@@ -114,7 +114,7 @@ static int per_layer_u32(loader *ld, const char *key, int *out, int n_layer, int
             return g4_seterr(ld->err, "%s: metadata '%s' has %llu entries, expected one per layer (%d)",
                              ld->f->path, full, (unsigned long long)kv->arr_n, n_layer);
         for (int i = 0; i < n_layer; i++) {
-            int64_t v = gguf_arr_i64(kv, (uint64_t)i);
+            int64_t v = g4_gguf_arr_i64(kv, (uint64_t)i);
             if (v < lo || v > hi)
                 return g4_seterr(ld->err, "%s: metadata '%s'[%d] = %lld is out of range [%d, %d]", ld->f->path,
                                  full, i, (long long)v, lo, hi);
@@ -128,13 +128,13 @@ static int per_layer_u32(loader *ld, const char *key, int *out, int n_layer, int
     return 0;
 }
 
-static const gguf_tensor *find(loader *ld, const char *fmt, int layer) {
+static const g4_gguf_tensor *find(loader *ld, const char *fmt, int layer) {
     char name[128];
     snprintf(name, sizeof name, fmt, layer);
-    return gguf_find_tensor(ld->f, name);
+    return g4_gguf_find_tensor(ld->f, name);
 }
 
-static int check_type(loader *ld, const gguf_tensor *t, bool matrix) {
+static int check_type(loader *ld, const g4_gguf_tensor *t, bool matrix) {
     const g4_type_traits *tr = g4_type_info(t->type);
     if (!tr || !tr->to_float || (matrix && (!tr->dot_f32 || !tr->vec_dot)))
         return g4_seterr(ld->err, "%s: tensor '%s' has type %s, which gemma4c cannot compute with yet",
@@ -145,7 +145,7 @@ static int check_type(loader *ld, const gguf_tensor *t, bool matrix) {
 /* Matrix view with the expected shape {n_in, n_out[, n_mat]}. */
 static int get_mat(loader *ld, g4_mat *out, const char *fmt, int layer, int64_t n_in, int64_t n_out,
                    int64_t n_mat, bool required) {
-    const gguf_tensor *t = find(ld, fmt, layer);
+    const g4_gguf_tensor *t = find(ld, fmt, layer);
     memset(out, 0, sizeof *out);
     char name[128];
     snprintf(name, sizeof name, fmt, layer);
@@ -173,7 +173,7 @@ static int get_mat(loader *ld, g4_mat *out, const char *fmt, int layer, int64_t 
 
 /* 1-D vector of n elements, decoded to f32 and owned by the file. */
 static int get_vec(loader *ld, float **out, const char *fmt, int layer, int64_t n, bool required) {
-    const gguf_tensor *t = find(ld, fmt, layer);
+    const g4_gguf_tensor *t = find(ld, fmt, layer);
     *out = NULL;
     if (!t) {
         if (!required) return 0;
@@ -186,7 +186,7 @@ static int get_vec(loader *ld, float **out, const char *fmt, int layer, int64_t 
         return g4_seterr(ld->err, "%s: tensor '%s' has %lld elements, expected %lld", ld->f->path, t->name,
                          (long long)elems, (long long)n);
     if (check_type(ld, t, false)) return -1;
-    float *v = gguf_own(ld->f, malloc((size_t)n * sizeof(float)));
+    float *v = g4_gguf_own(ld->f, malloc((size_t)n * sizeof(float)));
     if (!v) return g4_seterr(ld->err, "out of memory");
     g4_type_info(t->type)->to_float(t->data, v, n);
     *out = v;
@@ -195,9 +195,9 @@ static int get_vec(loader *ld, float **out, const char *fmt, int layer, int64_t 
 
 static int load_hparams(loader *ld) {
     g4_model *m = ld->m;
-    gguf_file *f = ld->f;
+    g4_gguf_file *f = ld->f;
     char *arch = NULL;
-    int r = gguf_get_str(f, "general.architecture", &arch, ld->err);
+    int r = g4_gguf_get_str(f, "general.architecture", &arch, ld->err);
     if (r < 0) return -1;
     if (r > 0) return g4_seterr(ld->err, "%s: metadata 'general.architecture' is missing", f->path);
     if (strcmp(arch, ARCH)) {
@@ -207,7 +207,7 @@ static int load_hparams(loader *ld) {
         return -1;
     }
     free(arch);
-    if (gguf_get_str(f, "general.name", &m->name, ld->err) < 0) return -1;
+    if (g4_gguf_get_str(f, "general.name", &m->name, ld->err) < 0) return -1;
 
     if (need_u32(ld, "block_count", &m->n_layer, 1, 4096) ||
         need_u32(ld, "embedding_length", &m->n_embd, 1, 1 << 20) ||
@@ -241,9 +241,9 @@ static int load_hparams(loader *ld) {
 
 static int load_layers(loader *ld) {
     g4_model *m = ld->m;
-    gguf_file *f = ld->f;
+    g4_gguf_file *f = ld->f;
     int L = m->n_layer;
-    m->layers = gguf_own(f, calloc((size_t)L, sizeof *m->layers));
+    m->layers = g4_gguf_own(f, calloc((size_t)L, sizeof *m->layers));
     int *tmp = malloc((size_t)L * 2 * sizeof(int));
     if (!m->layers || !tmp) { free(tmp); return g4_seterr(ld->err, "out of memory"); }
     int *n_ff = tmp, *n_kv = tmp + L;
@@ -253,7 +253,7 @@ static int load_layers(loader *ld) {
         return -1;
     }
     /* sliding pattern: bool array, true = sliding. Absent: all full. */
-    const gguf_kv *pat = gguf_find_kv(f, ARCH ".attention.sliding_window_pattern");
+    const g4_gguf_kv *pat = g4_gguf_find_kv(f, ARCH ".attention.sliding_window_pattern");
     if (pat && (pat->type != GGUF_ARRAY || pat->arr_type == GGUF_STRING || pat->arr_n != (uint64_t)L)) {
         free(tmp);
         return g4_seterr(ld->err, "%s: metadata '" ARCH ".attention.sliding_window_pattern' must be a bool array "
@@ -275,7 +275,7 @@ static int load_layers(loader *ld) {
     bool any_swa = false;
     for (int l = 0; l < L; l++) {
         g4_layer *y = &m->layers[l];
-        y->swa = pat ? gguf_arr_i64(pat, (uint64_t)l) != 0 : false;
+        y->swa = pat ? g4_gguf_arr_i64(pat, (uint64_t)l) != 0 : false;
         any_swa |= y->swa;
         y->head_dim = y->swa ? m->head_dim_swa : m->head_dim_full;
         y->n_kv_head = n_kv[l];
@@ -317,7 +317,7 @@ static int load_layers(loader *ld) {
 static int load_weights(loader *ld) {
     g4_model *m = ld->m;
     int H = m->n_embd, L = m->n_layer, P = m->n_ple;
-    const gguf_tensor *te = gguf_find_tensor(ld->f, "token_embd.weight");
+    const g4_gguf_tensor *te = g4_gguf_find_tensor(ld->f, "token_embd.weight");
     if (!te) return g4_seterr(ld->err, "%s: tensor 'token_embd.weight' is missing", ld->f->path);
     if (te->n_dims != 2 || te->ne[1] < 1 || te->ne[1] > (1 << 24))
         return g4_seterr(ld->err, "%s: tensor 'token_embd.weight' must be 2-D {n_embd, n_vocab}", ld->f->path);
@@ -329,7 +329,7 @@ static int load_weights(loader *ld) {
     if (!m->output.data) m->output = m->tok_embd; /* tied */
 
     /* rope_freqs: one divisor per rotated pair of the full layers */
-    const gguf_tensor *rf = gguf_find_tensor(ld->f, "rope_freqs.weight");
+    const g4_gguf_tensor *rf = g4_gguf_find_tensor(ld->f, "rope_freqs.weight");
     if (rf) {
         int rot_full = 0;
         for (int l = 0; l < L; l++) if (!m->layers[l].swa) rot_full = m->layers[l].n_rot;
@@ -403,17 +403,17 @@ static int load_weights(loader *ld) {
         }
     }
     for (uint64_t i = 0; i < ld->f->n_tensors; i++) {
-        const gguf_tensor *t = &ld->f->tensors[i];
+        const g4_gguf_tensor *t = &ld->f->tensors[i];
         m->n_params += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
         m->weight_bytes += t->nbytes;
     }
     return 0;
 }
 
-g4_model *g4_model_load(gguf_file *f, g4_error *err) {
+g4_model *g4_model_load(g4_gguf_file *f, g4_error *err) {
     g4_model *m = calloc(1, sizeof *m);
     if (!m) {
-        gguf_close(f);
+        g4_gguf_close(f);
         g4_seterr(err, "out of memory");
         return NULL;
     }
@@ -426,8 +426,8 @@ g4_model *g4_model_load(gguf_file *f, g4_error *err) {
         return NULL;
     }
     uint32_t v;
-    if (gguf_get_u32(f, "tokenizer.ggml.bos_token_id", &v, NULL) == 0) m->bos_id = (int)v;
-    if (gguf_get_u32(f, "tokenizer.ggml.eos_token_id", &v, NULL) == 0) m->eos_id = (int)v;
+    if (g4_gguf_get_u32(f, "tokenizer.ggml.bos_token_id", &v, NULL) == 0) m->bos_id = (int)v;
+    if (g4_gguf_get_u32(f, "tokenizer.ggml.eos_token_id", &v, NULL) == 0) m->eos_id = (int)v;
     if (!m->name) {
         const char *base = strrchr(f->path, '/');
         m->name = strdup(base ? base + 1 : f->path);
@@ -437,7 +437,7 @@ g4_model *g4_model_load(gguf_file *f, g4_error *err) {
 
 void g4_model_free(g4_model *m) {
     if (!m) return;
-    gguf_close(m->file);
+    g4_gguf_close(m->file);
     free(m->name);
     free(m);
 }

@@ -11,21 +11,8 @@
 #include <stdint.h>
 
 #include "format/gguf.h"
+#include "tensor/mat.h"
 #include "util/error.h"
-
-/* A weight matrix as stored: n_out rows of n_in elements (GGUF ne = {n_in,
- * n_out[, n_mat]}). 3-D expert tensors hold n_mat matrices back to back. */
-typedef struct g4_mat {
-    const void *data;
-    int type;
-    int64_t n_in, n_out, n_mat;
-    size_t row_bytes;
-    const char *name;
-} g4_mat;
-
-static inline const void *g4_mat_row(const g4_mat *m, int64_t mat, int64_t row) {
-    return (const char *)m->data + ((size_t)mat * (size_t)m->n_out + (size_t)row) * m->row_bytes;
-}
 
 typedef struct g4_layer {
     /* geometry */
@@ -58,7 +45,7 @@ typedef struct g4_layer {
 } g4_layer;
 
 typedef struct g4_model {
-    gguf_file *file;
+    g4_gguf_file *file;
     char *name;
 
     /* hyper-parameters */
@@ -88,7 +75,7 @@ typedef struct g4_model {
 } g4_model;
 
 /* Take ownership of f (closed by g4_model_free, also on failure). */
-g4_model *g4_model_load(gguf_file *f, g4_error *err);
+g4_model *g4_model_load(g4_gguf_file *f, g4_error *err);
 void g4_model_free(g4_model *m);
 
 /* Hint that a memory-mapped table is read one scattered row at a time (no

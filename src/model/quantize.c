@@ -63,13 +63,13 @@ static int layer_of(const char *name) {
     return l;
 }
 static int cmp_llama(const void *a, const void *b, void *ctx) {
-    const gguf_file *f = ctx;
+    const g4_gguf_file *f = ctx;
     const char *x = f->tensors[*(const uint64_t *)a].name, *y = f->tensors[*(const uint64_t *)b].name;
     int lx = layer_of(x), ly = layer_of(y);
     if (lx != ly) return lx < ly ? -1 : 1;
     return strcmp(x, y);
 }
-static uint64_t *llama_order(const gguf_file *f) {
+static uint64_t *llama_order(const g4_gguf_file *f) {
     uint64_t *o = malloc((f->n_tensors ? f->n_tensors : 1) * sizeof *o);
     if (!o) return NULL;
     for (uint64_t i = 0; i < f->n_tensors; i++) o[i] = i;
@@ -86,22 +86,22 @@ static int blck(int type) {
     return t ? (int)t->blck_size : 1;
 }
 
-static uint32_t kv_u32(const gguf_file *f, const char *arch, const char *suffix, uint32_t def) {
+static uint32_t kv_u32(const g4_gguf_file *f, const char *arch, const char *suffix, uint32_t def) {
     char key[160];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
-    const gguf_kv *kv = gguf_find_kv(f, key);
+    const g4_gguf_kv *kv = g4_gguf_find_kv(f, key);
     if (!kv) return def;
-    if (kv->type == GGUF_ARRAY) return kv->arr_n && kv->arr_type != GGUF_STRING ? (uint32_t)gguf_arr_i64(kv, 0) : def;
+    if (kv->type == GGUF_ARRAY) return kv->arr_n && kv->arr_type != GGUF_STRING ? (uint32_t)g4_gguf_arr_i64(kv, 0) : def;
     uint32_t v = def;
-    if (gguf_get_u32(f, key, &v, NULL)) return def;
+    if (g4_gguf_get_u32(f, key, &v, NULL)) return def;
     return v;
 }
 
-int g4_quant_plan(const gguf_file *f, int ftype, int *out, g4_error *err) {
+int g4_quant_plan(const g4_gguf_file *f, int ftype, int *out, g4_error *err) {
     int base = g4_ftype_base_type(ftype);
     if (base < 0) return g4_seterr(err, "unknown file type %d", ftype);
     char *arch = NULL;
-    if (gguf_get_str(f, "general.architecture", &arch, NULL) || !arch) arch = strdup("gemma4");
+    if (g4_gguf_get_str(f, "general.architecture", &arch, NULL) || !arch) arch = strdup("gemma4");
     if (!arch) return g4_seterr(err, "out of memory");
     int n_layer = (int)kv_u32(f, arch, "block_count", 1);
     int n_expert = (int)kv_u32(f, arch, "expert_count", 0);
@@ -109,7 +109,7 @@ int g4_quant_plan(const gguf_file *f, int ftype, int *out, g4_error *err) {
     uint32_t n_head_kv = kv_u32(f, arch, "attention.head_count_kv", n_head);
     free(arch);
     int n_gqa = n_head_kv ? (int)(n_head / n_head_kv) : 1;
-    bool has_output = gguf_find_tensor(f, "output.weight") != NULL;
+    bool has_output = g4_gguf_find_tensor(f, "output.weight") != NULL;
     int n_attn_wv = 0;
     for (uint64_t i = 0; i < f->n_tensors; i++)
         if (strstr(f->tensors[i].name, "attn_v.weight")) n_attn_wv++;
@@ -119,7 +119,7 @@ int g4_quant_plan(const gguf_file *f, int ftype, int *out, g4_error *err) {
     if (!ord) return g4_seterr(err, "out of memory");
     int i_attn_wv = 0, i_ffn_down = 0;
     for (uint64_t k = 0; k < f->n_tensors; k++) {
-        const gguf_tensor *t = &f->tensors[ord[k]];
+        const g4_gguf_tensor *t = &f->tensors[ord[k]];
         const char *name = t->name;
         bool q = ends_with(name, "weight") && t->n_dims >= 2 && !strstr(name, "_norm.weight") &&
                  !strstr(name, "ffn_gate_inp.weight") && !strstr(name, "per_layer_model_proj");
@@ -177,14 +177,14 @@ int g4_quant_plan(const gguf_file *f, int ftype, int *out, g4_error *err) {
     return 0;
 }
 
-int g4_convert_plan(const gguf_file *f, int ftype, int *out, g4_error *err) {
+int g4_convert_plan(const g4_gguf_file *f, int ftype, int *out, g4_error *err) {
     int base = g4_ftype_base_type(ftype);
     if (base < 0) return g4_seterr(err, "unknown file type %d", ftype);
     const g4_type_traits *bt = g4_type_info(base);
     if (bt->is_quantized) return g4_quant_plan(f, ftype, out, err);
     for (uint64_t i = 0; i < f->n_tensors; i++) {
-        const gguf_tensor *t = &f->tensors[i];
-        out[i] = hf_force_f32(t->name, t->n_dims) ? G4_F32 : base;
+        const g4_gguf_tensor *t = &f->tensors[i];
+        out[i] = g4_hf_force_f32(t->name, t->n_dims) ? G4_F32 : base;
     }
     return 0;
 }
@@ -194,9 +194,9 @@ int g4_convert_plan(const gguf_file *f, int ftype, int *out, g4_error *err) {
 typedef struct range { uintptr_t lo, hi; } range;
 
 typedef struct conv_ctx {
-    const gguf_file *f;
+    const g4_gguf_file *f;
     const uint64_t *src_of;   /* output index -> f->tensors index */
-    const gguf_tensor *out;   /* output descriptors */
+    const g4_gguf_tensor *out;   /* output descriptors */
     int n_threads;
     const range *drop;        /* file mappings whose pages may be dropped */
     size_t n_drop;
@@ -256,7 +256,7 @@ static bool can_convert(int from, int to) {
 }
 
 typedef struct job {
-    const gguf_tensor *src;
+    const g4_gguf_tensor *src;
     int dtype;
     int64_t row0, nrows;
     uint8_t *dst;
@@ -265,7 +265,7 @@ typedef struct job {
 
 static void *run_job(void *p) {
     job *j = p;
-    const gguf_tensor *s = j->src;
+    const g4_gguf_tensor *s = j->src;
     int64_t ne0 = s->ne[0];
     size_t srow = g4_row_size(s->type, ne0), drow = g4_row_size(j->dtype, ne0);
     const uint8_t *src = (const uint8_t *)s->data + (size_t)j->row0 * srow;
@@ -286,7 +286,7 @@ static void *run_job(void *p) {
 
 static int conv_fill(void *ud, uint64_t ti, int64_t row0, int64_t nrows, void *dst, g4_error *err) {
     conv_ctx *c = ud;
-    const gguf_tensor *s = &c->f->tensors[c->src_of[ti]];
+    const g4_gguf_tensor *s = &c->f->tensors[c->src_of[ti]];
     int dtype = c->out[ti].type;
     int nt = c->n_threads;
     /* threads only pay off on big chunks */
@@ -335,19 +335,19 @@ static int conv_fill(void *ud, uint64_t ti, int64_t row0, int64_t nrows, void *d
     return 0;
 }
 
-static int write_converted(const gguf_file *f, const int *types, const uint64_t *order, const gguf_kv *const *kvs,
+static int write_converted(const g4_gguf_file *f, const int *types, const uint64_t *order, const g4_gguf_kv *const *kvs,
                            uint64_t n_kvs, const char *path, const g4_conv_opts *o, const range *drop,
                            size_t n_drop, g4_error *err) {
     g4_conv_opts defo = { 1, false, NULL, NULL };
     if (!o) o = &defo;
     uint64_t n = f->n_tensors;
-    gguf_tensor *out = calloc(n ? n : 1, sizeof *out);
+    g4_gguf_tensor *out = calloc(n ? n : 1, sizeof *out);
     uint64_t *src_of = malloc((n ? n : 1) * sizeof *src_of);
     if (!out || !src_of) { free(out); free(src_of); return g4_seterr(err, "out of memory"); }
     int rc = 0;
     for (uint64_t i = 0; i < n && !rc; i++) {
         uint64_t si = order ? order[i] : i;
-        const gguf_tensor *s = &f->tensors[si];
+        const g4_gguf_tensor *s = &f->tensors[si];
         int dt = types[si];
         size_t row = g4_row_size(dt, s->ne[0]);
         if (!row) {
@@ -370,18 +370,18 @@ static int write_converted(const gguf_file *f, const int *types, const uint64_t 
     if (!rc) {
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         conv_ctx c = { f, src_of, out, o->n_threads > 0 ? o->n_threads : (int)(ncpu > 0 ? ncpu : 1), drop, n_drop };
-        gguf_write_opts wo = {
+        g4_gguf_write_opts wo = {
             .kvs = kvs, .n_kvs = n_kvs, .tensors = out, .n_tensors = n, .fill = conv_fill, .ud = &c,
             .force = o->force, .progress_fn = o->progress, .progress_ud = o->progress_ud,
         };
-        rc = gguf_write_ex(f, path, &wo, err);
+        rc = g4_gguf_write_ex(f, path, &wo, err);
     }
     free(out);
     free(src_of);
     return rc;
 }
 
-int g4_write_converted(const gguf_file *f, const int *types, const uint64_t *order, const gguf_kv *const *kvs,
+int g4_write_converted(const g4_gguf_file *f, const int *types, const uint64_t *order, const g4_gguf_kv *const *kvs,
                        uint64_t n_kvs, const char *path, const g4_conv_opts *o, g4_error *err) {
     return write_converted(f, types, order, kvs, n_kvs, path, o, NULL, 0, err);
 }
@@ -389,15 +389,15 @@ int g4_write_converted(const gguf_file *f, const int *types, const uint64_t *ord
 int g4_convert_hf(const char *dir, const char *out, int ftype, const char *name, const g4_conv_opts *o,
                   g4_error *err) {
     if (g4_ftype_base_type(ftype) < 0) return g4_seterr(err, "unknown output type %d", ftype);
-    hf_opts ho = { name, false };
-    gguf_file *f = hf_open_ex(dir, &ho, err);
+    g4_hf_opts ho = { name, false };
+    g4_gguf_file *f = g4_hf_open_ex(dir, &ho, err);
     if (!f) return -1;
     int *types = malloc((f->n_tensors ? f->n_tensors : 1) * sizeof *types);
     int rc = types ? g4_convert_plan(f, ftype, types, err) : g4_seterr(err, "out of memory");
-    if (!rc && gguf_set_u32(f, "general.file_type", (uint32_t)ftype)) rc = g4_seterr(err, "out of memory");
+    if (!rc && g4_gguf_set_u32(f, "general.file_type", (uint32_t)ftype)) rc = g4_seterr(err, "out of memory");
     range *drop = NULL;
     size_t n_drop = 0;
-    const st_set *s = f->extra;  /* hf_open keeps the shards here */
+    const g4_st_set *s = f->extra;  /* g4_hf_open keeps the shards here */
     if (!rc && s && s->n_files) {
         drop = malloc(s->n_files * sizeof *drop);
         for (size_t i = 0; drop && i < s->n_files; i++)
@@ -407,35 +407,35 @@ int g4_convert_hf(const char *dir, const char *out, int ftype, const char *name,
     if (!rc) rc = write_converted(f, types, NULL, NULL, 0, out, o, drop, n_drop, err);
     free(drop);
     free(types);
-    gguf_close(f);
+    g4_gguf_close(f);
     return rc;
 }
 
 int g4_quantize_gguf(const char *in, const char *out, int ftype, const g4_conv_opts *o, g4_error *err) {
     if (g4_ftype_base_type(ftype) < 0) return g4_seterr(err, "unknown output type %d", ftype);
-    gguf_file *f = gguf_open(in, err);
+    g4_gguf_file *f = g4_gguf_open(in, err);
     if (!f) return -1;
     int rc = 0;
     int *types = malloc((f->n_tensors ? f->n_tensors : 1) * sizeof *types);
     uint64_t *ord = llama_order(f);
-    const gguf_kv **kvs = malloc((f->n_kv + 2) * sizeof *kvs);
+    const g4_gguf_kv **kvs = malloc((f->n_kv + 2) * sizeof *kvs);
     if (!types || !ord || !kvs) rc = g4_seterr(err, "out of memory");
     if (!rc) rc = g4_quant_plan(f, ftype, types, err);
     uint64_t n_kvs = 0;
     /* llama-quantize re-adds these two at the end */
-    gguf_kv qv = { .key = "general.quantization_version", .type = GGUF_UINT32, .v.u = 2 };
-    gguf_kv ft = { .key = "general.file_type", .type = GGUF_UINT32, .v.u = (uint64_t)ftype };
+    g4_gguf_kv qv = { .key = "general.quantization_version", .type = GGUF_UINT32, .v.u = 2 };
+    g4_gguf_kv ft = { .key = "general.file_type", .type = GGUF_UINT32, .v.u = (uint64_t)ftype };
     if (!rc) {
         for (uint64_t i = 0; i < f->n_kv; i++)
             if (strcmp(f->kv[i].key, qv.key) && strcmp(f->kv[i].key, ft.key)) kvs[n_kvs++] = &f->kv[i];
         kvs[n_kvs++] = &qv;
         kvs[n_kvs++] = &ft;
         range drop = { (uintptr_t)f->map, (uintptr_t)f->map + f->map_size };
-        rc = write_converted(f, types, ord, (const gguf_kv *const *)kvs, n_kvs, out, o, &drop, f->map ? 1 : 0, err);
+        rc = write_converted(f, types, ord, (const g4_gguf_kv *const *)kvs, n_kvs, out, o, &drop, f->map ? 1 : 0, err);
     }
     free(kvs);
     free(ord);
     free(types);
-    gguf_close(f);
+    g4_gguf_close(f);
     return rc;
 }

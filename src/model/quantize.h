@@ -33,8 +33,8 @@ int g4_ftype_base_type(int ftype);       /* Q4_K_M -> G4_Q4_K; -1 if unknown */
 /* Output type of every tensor of f (out[i] for f->tensors[i]).
  * g4_convert_plan: convert_hf_to_gguf rules (F32/F16/BF16; quantized ftypes
  * use g4_quant_plan). g4_quant_plan: llama-quantize rules. */
-int g4_convert_plan(const gguf_file *f, int ftype, int *out, g4_error *err);
-int g4_quant_plan(const gguf_file *f, int ftype, int *out, g4_error *err);
+int g4_convert_plan(const g4_gguf_file *f, int ftype, int *out, g4_error *err);
+int g4_quant_plan(const g4_gguf_file *f, int ftype, int *out, g4_error *err);
 
 typedef struct g4_conv_opts {
     int n_threads;       /* <= 0: 1 */
@@ -54,8 +54,8 @@ int g4_quantize_gguf(const char *in, const char *out, int ftype, const g4_conv_o
 
 /* Write f with tensor i converted to types[i] (tensors in f's order, or in
  * `order` if non-NULL), metadata kvs (NULL: f's). Exposed for tests. */
-int g4_write_converted(const gguf_file *f, const int *types, const uint64_t *order,
-                       const gguf_kv *const *kvs, uint64_t n_kvs, const char *path,
+int g4_write_converted(const g4_gguf_file *f, const int *types, const uint64_t *order,
+                       const g4_gguf_kv *const *kvs, uint64_t n_kvs, const char *path,
                        const g4_conv_opts *o, g4_error *err);
 
 #endif

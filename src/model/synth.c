@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "format/gguf.h"
-#include "engine/pool.h"
+#include "tensor/pool.h"
 #include "format/gguf_write.h"
 #include "model/quantize.h"
 #include "tensor/types.h"
@@ -192,7 +192,7 @@ enum kind { K_MATRIX, K_NORM, K_SCALE, K_ROPE, K_ROUTER_SCALE, K_EXPERT_SCALE, K
 typedef struct synth_ctx {
     uint64_t seed;
     const int *kinds;
-    const gguf_tensor *src;      /* F32 descriptors (shapes) */
+    const g4_gguf_tensor *src;      /* F32 descriptors (shapes) */
     const int *types;            /* output types */
     const preset *p;
     float *row;                  /* one f32 row per thread */
@@ -209,7 +209,7 @@ typedef struct synth_ctx {
 static void fill_rows(void *arg, int ith, int nth) {
     synth_ctx *c = arg;
     uint64_t ti = c->ti;
-    const gguf_tensor *t = &c->src[ti];
+    const g4_gguf_tensor *t = &c->src[ti];
     int64_t n = t->ne[0];
     const g4_type_traits *tr = g4_type_info(c->types[ti]);
     size_t rb = g4_row_size(c->types[ti], n);
@@ -255,12 +255,12 @@ static int fill(void *ud, uint64_t ti, int64_t row0, int64_t nrows, void *dst, g
     return 0;
 }
 
-static int add(gguf_file *f, int *kinds, int kind, const char *name, int nd, int64_t a, int64_t b, int64_t c,
+static int add(g4_gguf_file *f, int *kinds, int kind, const char *name, int nd, int64_t a, int64_t b, int64_t c,
                g4_error *err) {
     int64_t ne[3] = { a, b, c };
     if (f->n_tensors >= MAX_TENSORS) return g4_seterr(err, "too many tensors");
     kinds[f->n_tensors] = kind;
-    return gguf_add_tensor(f, name, G4_F32, nd, ne, NULL, err) ? 0 : -1;
+    return g4_gguf_add_tensor(f, name, G4_F32, nd, ne, NULL, err) ? 0 : -1;
 }
 
 int g4_synth(const char *out_path, const g4_synth_opts *o, g4_error *err) {
@@ -271,7 +271,7 @@ int g4_synth(const char *out_path, const g4_synth_opts *o, g4_error *err) {
     int ftype = g4_ftype_from_name(o->ftype ? o->ftype : "F32");
     if (ftype < 0) return g4_seterr(err, "unknown --type '%s'", o->ftype);
 
-    gguf_file *f = gguf_new(out_path);
+    g4_gguf_file *f = g4_gguf_new(out_path);
     vocab v = { 0 };
     int *kinds = malloc(MAX_TENSORS * sizeof *kinds);
     int *types = NULL;
@@ -294,55 +294,55 @@ int g4_synth(const char *out_path, const g4_synth_opts *o, g4_error *err) {
     snprintf(name, sizeof name, "gemma4c-synthetic-%s", p->name);
     /* metadata in the converter's order */
     int e = 0;
-    e |= gguf_set_str(f, "general.architecture", "gemma4");
-    e |= gguf_set_str(f, "general.type", "model");
-    e |= gguf_set_str(f, "general.name", name);
-    e |= gguf_set_str(f, "general.size_label", p->label);
-    e |= gguf_set_u32(f, "gemma4.block_count", (uint32_t)L);
-    e |= gguf_set_u32(f, "gemma4.context_length", (uint32_t)p->ctx);
-    e |= gguf_set_u32(f, "gemma4.embedding_length", (uint32_t)p->H);
-    if (p->ff_wide) e |= gguf_set_arr(f, "gemma4.feed_forward_length", GGUF_INT32, ffl, (uint64_t)L);
-    else e |= gguf_set_u32(f, "gemma4.feed_forward_length", (uint32_t)p->ff);
-    e |= gguf_set_u32(f, "gemma4.attention.head_count", (uint32_t)p->nH);
-    if (p->kv_swa != p->kv_full) e |= gguf_set_arr(f, "gemma4.attention.head_count_kv", GGUF_INT32, kvl, (uint64_t)L);
-    else e |= gguf_set_u32(f, "gemma4.attention.head_count_kv", (uint32_t)p->kv_swa);
-    e |= gguf_set_f32(f, "gemma4.rope.freq_base", 1e6f);
-    e |= gguf_set_f32(f, "gemma4.rope.freq_base_swa", 1e4f);
-    e |= gguf_set_f32(f, "gemma4.attention.layer_norm_rms_epsilon", 1e-6f);
+    e |= g4_gguf_set_str(f, "general.architecture", "gemma4");
+    e |= g4_gguf_set_str(f, "general.type", "model");
+    e |= g4_gguf_set_str(f, "general.name", name);
+    e |= g4_gguf_set_str(f, "general.size_label", p->label);
+    e |= g4_gguf_set_u32(f, "gemma4.block_count", (uint32_t)L);
+    e |= g4_gguf_set_u32(f, "gemma4.context_length", (uint32_t)p->ctx);
+    e |= g4_gguf_set_u32(f, "gemma4.embedding_length", (uint32_t)p->H);
+    if (p->ff_wide) e |= g4_gguf_set_arr(f, "gemma4.feed_forward_length", GGUF_INT32, ffl, (uint64_t)L);
+    else e |= g4_gguf_set_u32(f, "gemma4.feed_forward_length", (uint32_t)p->ff);
+    e |= g4_gguf_set_u32(f, "gemma4.attention.head_count", (uint32_t)p->nH);
+    if (p->kv_swa != p->kv_full) e |= g4_gguf_set_arr(f, "gemma4.attention.head_count_kv", GGUF_INT32, kvl, (uint64_t)L);
+    else e |= g4_gguf_set_u32(f, "gemma4.attention.head_count_kv", (uint32_t)p->kv_swa);
+    e |= g4_gguf_set_f32(f, "gemma4.rope.freq_base", 1e6f);
+    e |= g4_gguf_set_f32(f, "gemma4.rope.freq_base_swa", 1e4f);
+    e |= g4_gguf_set_f32(f, "gemma4.attention.layer_norm_rms_epsilon", 1e-6f);
     if (p->E) {
-        e |= gguf_set_u32(f, "gemma4.expert_count", (uint32_t)p->E);
-        e |= gguf_set_u32(f, "gemma4.expert_used_count", (uint32_t)p->K);
+        e |= g4_gguf_set_u32(f, "gemma4.expert_count", (uint32_t)p->E);
+        e |= g4_gguf_set_u32(f, "gemma4.expert_used_count", (uint32_t)p->K);
     }
-    e |= gguf_set_u32(f, "gemma4.attention.key_length", (uint32_t)p->hd_full);
-    e |= gguf_set_u32(f, "gemma4.attention.value_length", (uint32_t)p->hd_full);
-    e |= gguf_set_u32(f, "general.file_type", (uint32_t)ftype);
-    e |= gguf_set_f32(f, "gemma4.final_logit_softcapping", 30.0f);
-    e |= gguf_set_u32(f, "gemma4.attention.sliding_window", (uint32_t)p->window);
-    e |= gguf_set_u32(f, "gemma4.attention.shared_kv_layers", (uint32_t)p->shared);
-    e |= gguf_set_u32(f, "gemma4.embedding_length_per_layer_input", (uint32_t)p->P);
-    e |= gguf_set_arr(f, "gemma4.attention.sliding_window_pattern", GGUF_BOOL, pat, (uint64_t)L);
-    e |= gguf_set_u32(f, "gemma4.attention.key_length_swa", (uint32_t)p->hd_swa);
-    e |= gguf_set_u32(f, "gemma4.attention.value_length_swa", (uint32_t)p->hd_swa);
-    if (p->E) e |= gguf_set_u32(f, "gemma4.expert_feed_forward_length", (uint32_t)p->Fe);
-    e |= gguf_set_u32(f, "gemma4.rope.dimension_count", (uint32_t)p->hd_full);
-    e |= gguf_set_u32(f, "gemma4.rope.dimension_count_swa", (uint32_t)p->hd_swa);
-    e |= gguf_set_u32(f, "general.quantization_version", 2);
-    e |= gguf_set_str(f, "tokenizer.ggml.model", "gemma4");
-    e |= gguf_set_arr_str(f, "tokenizer.ggml.tokens", (const char *const *)v.tok, (uint64_t)v.n);
+    e |= g4_gguf_set_u32(f, "gemma4.attention.key_length", (uint32_t)p->hd_full);
+    e |= g4_gguf_set_u32(f, "gemma4.attention.value_length", (uint32_t)p->hd_full);
+    e |= g4_gguf_set_u32(f, "general.file_type", (uint32_t)ftype);
+    e |= g4_gguf_set_f32(f, "gemma4.final_logit_softcapping", 30.0f);
+    e |= g4_gguf_set_u32(f, "gemma4.attention.sliding_window", (uint32_t)p->window);
+    e |= g4_gguf_set_u32(f, "gemma4.attention.shared_kv_layers", (uint32_t)p->shared);
+    e |= g4_gguf_set_u32(f, "gemma4.embedding_length_per_layer_input", (uint32_t)p->P);
+    e |= g4_gguf_set_arr(f, "gemma4.attention.sliding_window_pattern", GGUF_BOOL, pat, (uint64_t)L);
+    e |= g4_gguf_set_u32(f, "gemma4.attention.key_length_swa", (uint32_t)p->hd_swa);
+    e |= g4_gguf_set_u32(f, "gemma4.attention.value_length_swa", (uint32_t)p->hd_swa);
+    if (p->E) e |= g4_gguf_set_u32(f, "gemma4.expert_feed_forward_length", (uint32_t)p->Fe);
+    e |= g4_gguf_set_u32(f, "gemma4.rope.dimension_count", (uint32_t)p->hd_full);
+    e |= g4_gguf_set_u32(f, "gemma4.rope.dimension_count_swa", (uint32_t)p->hd_swa);
+    e |= g4_gguf_set_u32(f, "general.quantization_version", 2);
+    e |= g4_gguf_set_str(f, "tokenizer.ggml.model", "gemma4");
+    e |= g4_gguf_set_arr_str(f, "tokenizer.ggml.tokens", (const char *const *)v.tok, (uint64_t)v.n);
     float *scores = malloc((size_t)v.n * sizeof *scores);
     if (scores) for (int i = 0; i < v.n; i++) scores[i] = -1000.0f;
-    e |= !scores || gguf_set_arr(f, "tokenizer.ggml.scores", GGUF_FLOAT32, scores, (uint64_t)v.n);
+    e |= !scores || g4_gguf_set_arr(f, "tokenizer.ggml.scores", GGUF_FLOAT32, scores, (uint64_t)v.n);
     free(scores);
-    e |= gguf_set_arr(f, "tokenizer.ggml.token_type", GGUF_INT32, v.type, (uint64_t)v.n);
-    e |= gguf_set_arr_str(f, "tokenizer.ggml.merges", (const char *const *)v.merge, (uint64_t)v.n_merge);
-    e |= gguf_set_u32(f, "tokenizer.ggml.bos_token_id", 2);
-    e |= gguf_set_u32(f, "tokenizer.ggml.eos_token_id", 1);
-    e |= gguf_set_u32(f, "tokenizer.ggml.unknown_token_id", 3);
-    e |= gguf_set_u32(f, "tokenizer.ggml.padding_token_id", 0);
-    e |= gguf_set_u32(f, "tokenizer.ggml.mask_token_id", 4);
-    e |= gguf_set_bool(f, "tokenizer.ggml.add_bos_token", true);
-    e |= gguf_set_bool(f, "tokenizer.ggml.add_eos_token", false);
-    e |= gguf_set_bool(f, "tokenizer.ggml.add_space_prefix", false);
+    e |= g4_gguf_set_arr(f, "tokenizer.ggml.token_type", GGUF_INT32, v.type, (uint64_t)v.n);
+    e |= g4_gguf_set_arr_str(f, "tokenizer.ggml.merges", (const char *const *)v.merge, (uint64_t)v.n_merge);
+    e |= g4_gguf_set_u32(f, "tokenizer.ggml.bos_token_id", 2);
+    e |= g4_gguf_set_u32(f, "tokenizer.ggml.eos_token_id", 1);
+    e |= g4_gguf_set_u32(f, "tokenizer.ggml.unknown_token_id", 3);
+    e |= g4_gguf_set_u32(f, "tokenizer.ggml.padding_token_id", 0);
+    e |= g4_gguf_set_u32(f, "tokenizer.ggml.mask_token_id", 4);
+    e |= g4_gguf_set_bool(f, "tokenizer.ggml.add_bos_token", true);
+    e |= g4_gguf_set_bool(f, "tokenizer.ggml.add_eos_token", false);
+    e |= g4_gguf_set_bool(f, "tokenizer.ggml.add_space_prefix", false);
     free(ffl); free(kvl); free(pat);
     if (e) { g4_seterr(err, "out of memory"); goto done; }
 
@@ -393,7 +393,7 @@ int g4_synth(const char *out_path, const g4_synth_opts *o, g4_error *err) {
     if (!types) { g4_seterr(err, "out of memory"); goto done; }
     if (g4_quant_plan(f, ftype, types, err)) goto done;
     /* output descriptors: same shapes, planned types, data generated by fill() */
-    gguf_tensor *outd = calloc(f->n_tensors, sizeof *outd);
+    g4_gguf_tensor *outd = calloc(f->n_tensors, sizeof *outd);
     if (!outd) { g4_seterr(err, "out of memory"); goto done; }
     int64_t max_row = 1;
     for (uint64_t i = 0; i < f->n_tensors; i++) {
@@ -409,9 +409,9 @@ int g4_synth(const char *out_path, const g4_synth_opts *o, g4_error *err) {
                       .row = malloc((size_t)nth * (size_t)max_row * sizeof(float)), .max_row = max_row,
                       .pool = g4_pool_new(nth) };
     if (!sc.row || !sc.pool) { free(outd); g4_seterr(err, "out of memory"); goto done; }
-    gguf_write_opts wo = { .tensors = outd, .n_tensors = f->n_tensors, .fill = fill, .ud = &sc,
+    g4_gguf_write_opts wo = { .tensors = outd, .n_tensors = f->n_tensors, .fill = fill, .ud = &sc,
                            .force = o->force, .progress_fn = o->progress, .progress_ud = o->progress_ud };
-    rc = gguf_write_ex(f, out_path, &wo, err);
+    rc = g4_gguf_write_ex(f, out_path, &wo, err);
     free(outd);
 done:
     if (sc.pool) g4_pool_free(sc.pool);
@@ -419,6 +419,6 @@ done:
     free(types);
     free(kinds);
     vocab_free(&v);
-    gguf_close(f);
+    g4_gguf_close(f);
     return rc;
 }

@@ -17,8 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/pool.h"
-#include "model/model.h"
+#include "tensor/mat.h"
+#include "tensor/pool.h"
 
 typedef struct g4_mm_scratch {
     void *act;        /* quantized activations: >= T * n_in * 4 bytes */

@@ -1190,11 +1190,11 @@ static char *read_text(const char *path) {
     return b.p ? b.p : calloc(1, 1);
 }
 
-g4_chat_family g4_chat_family_from_gguf(const struct gguf_file *g) {
+g4_chat_family g4_chat_family_from_gguf(const struct g4_gguf_file *g) {
     g4_chat_family f = G4_CHAT_FAMILY_UNKNOWN;
     char *tmpl = NULL;
     g4_error err;
-    if (gguf_get_str(g, "tokenizer.chat_template", &tmpl, &err) == 0) {
+    if (g4_gguf_get_str(g, "tokenizer.chat_template", &tmpl, &err) == 0) {
         f = g4_chat_family_from_template(tmpl);
         free(tmpl);
     }
@@ -1202,11 +1202,11 @@ g4_chat_family g4_chat_family_from_gguf(const struct gguf_file *g) {
         char *arch = NULL;
         char key[256];
         uint32_t nl = 0, ple = 0;
-        if (gguf_get_str(g, "general.architecture", &arch, &err) != 0) arch = NULL;
+        if (g4_gguf_get_str(g, "general.architecture", &arch, &err) != 0) arch = NULL;
         snprintf(key, sizeof key, "%s.block_count", arch ? arch : "gemma4");
-        gguf_get_u32(g, key, &nl, &err);
+        g4_gguf_get_u32(g, key, &nl, &err);
         snprintf(key, sizeof key, "%s.embedding_length_per_layer_input", arch ? arch : "gemma4");
-        gguf_get_u32(g, key, &ple, &err);
+        g4_gguf_get_u32(g, key, &ple, &err);
         free(arch);
         f = g4_chat_family_from_model(nl, ple);
     }
@@ -1249,9 +1249,9 @@ g4_chat_family g4_chat_family_from_path(const char *path, g4_error *err) {
         }
         return g4_chat_family_from_model((uint32_t)nl, (uint32_t)ple);
     }
-    gguf_file *g = gguf_open(path, err);
+    g4_gguf_file *g = g4_gguf_open(path, err);
     if (!g) return G4_CHAT_FAMILY_UNKNOWN;
     g4_chat_family f = g4_chat_family_from_gguf(g);
-    gguf_close(g);
+    g4_gguf_close(g);
     return f;
 }

@@ -73,10 +73,10 @@ g4_chat_family g4_chat_family_from_model(uint32_t n_layers, uint32_t ple_dim);
 g4_chat_family g4_chat_family_from_name(const char *name);
 const char *g4_chat_family_name(g4_chat_family f);
 
-struct gguf_file;
+struct g4_gguf_file;
 /* From a GGUF: tokenizer.chat_template if it is a Gemma 4 template, else
  * block_count / embedding_length_per_layer_input. Never UNKNOWN. */
-g4_chat_family g4_chat_family_from_gguf(const struct gguf_file *g);
+g4_chat_family g4_chat_family_from_gguf(const struct g4_gguf_file *g);
 /* From a model path: a Hugging Face folder (chat_template.jinja, then
  * tokenizer_config.json "chat_template", then config.json's shape) or a
  * .gguf file. UNKNOWN with err set if it cannot be read. */

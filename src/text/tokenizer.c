@@ -401,9 +401,9 @@ g4_tokenizer *g4_tokenizer_create(const g4_tok_vocab *v, g4_error *err) {
 /* ------------------------------------------------------------------------ */
 /* GGUF                                                                      */
 
-static int gguf_opt_id(const struct gguf_file *f, const char *key, int32_t *out, g4_error *err) {
+static int gguf_opt_id(const struct g4_gguf_file *f, const char *key, int32_t *out, g4_error *err) {
     int64_t v;
-    int r = gguf_get_i64(f, key, &v, err);
+    int r = g4_gguf_get_i64(f, key, &v, err);
     if (r < 0) return -1;
     if (r == 1) { *out = -1; return 0; }
     if (v < -1 || v > INT32_MAX) return g4_seterr(err, "%s = %lld out of range", key, (long long)v);
@@ -411,9 +411,9 @@ static int gguf_opt_id(const struct gguf_file *f, const char *key, int32_t *out,
     return 0;
 }
 
-g4_tokenizer *g4_tokenizer_from_gguf(const struct gguf_file *f, g4_error *err) {
+g4_tokenizer *g4_tokenizer_from_gguf(const struct g4_gguf_file *f, g4_error *err) {
     char *model = NULL;
-    int r = gguf_get_str(f, "tokenizer.ggml.model", &model, err);
+    int r = g4_gguf_get_str(f, "tokenizer.ggml.model", &model, err);
     if (r < 0) return NULL;
     if (r == 1) return g4_seterr(err, "tokenizer.ggml.model missing (no tokenizer in this file)"), NULL;
     if (strcmp(model, "gemma4") != 0) {
@@ -423,19 +423,19 @@ g4_tokenizer *g4_tokenizer_from_gguf(const struct gguf_file *f, g4_error *err) {
     }
     free(model);
 
-    const gguf_kv *kt = gguf_find_kv(f, "tokenizer.ggml.tokens");
+    const g4_gguf_kv *kt = g4_gguf_find_kv(f, "tokenizer.ggml.tokens");
     if (!kt || kt->type != GGUF_ARRAY || kt->arr_type != GGUF_STRING)
         return g4_seterr(err, "tokenizer.ggml.tokens missing or not a string array"), NULL;
     if (kt->arr_n == 0 || kt->arr_n > MAX_VOCAB)
         return g4_seterr(err, "tokenizer.ggml.tokens has %llu entries", (unsigned long long)kt->arr_n), NULL;
     size_t n = (size_t)kt->arr_n;
-    const gguf_kv *ky = gguf_find_kv(f, "tokenizer.ggml.token_type");
+    const g4_gguf_kv *ky = g4_gguf_find_kv(f, "tokenizer.ggml.token_type");
     if (ky && (ky->type != GGUF_ARRAY || ky->arr_type == GGUF_STRING || ky->arr_n != n))
         return g4_seterr(err, "tokenizer.ggml.token_type must be a numeric array of %zu", n), NULL;
-    const gguf_kv *km = gguf_find_kv(f, "tokenizer.ggml.merges");
+    const g4_gguf_kv *km = g4_gguf_find_kv(f, "tokenizer.ggml.merges");
     if (km && (km->type != GGUF_ARRAY || km->arr_type != GGUF_STRING))
         return g4_seterr(err, "tokenizer.ggml.merges is not a string array"), NULL;
-    const gguf_kv *ke = gguf_find_kv(f, "tokenizer.ggml.eos_token_ids");
+    const g4_gguf_kv *ke = g4_gguf_find_kv(f, "tokenizer.ggml.eos_token_ids");
     if (ke && (ke->type != GGUF_ARRAY || ke->arr_type == GGUF_STRING || ke->arr_n > 64))
         return g4_seterr(err, "tokenizer.ggml.eos_token_ids must be a short numeric array"), NULL;
 
@@ -452,7 +452,7 @@ g4_tokenizer *g4_tokenizer_from_gguf(const struct gguf_file *f, g4_error *err) {
         toks[i] = kt->arr_str[i].ptr ? kt->arr_str[i].ptr : "";
         lens[i] = kt->arr_str[i].ptr ? (size_t)kt->arr_str[i].len : 0;
         if (ky) {
-            int64_t ty = gguf_arr_i64(ky, i);
+            int64_t ty = g4_gguf_arr_i64(ky, i);
             if (ty < G4_TOK_NORMAL || ty > G4_TOK_BYTE) {
                 g4_seterr(err, "tokenizer.ggml.token_type[%zu] = %lld is not a valid type", i, (long long)ty);
                 goto done;
@@ -461,7 +461,7 @@ g4_tokenizer *g4_tokenizer_from_gguf(const struct gguf_file *f, g4_error *err) {
         }
     }
     for (size_t i = 0; i < nm; i++) {
-        const gguf_str *s = &km->arr_str[i];
+        const g4_gguf_str *s = &km->arr_str[i];
         const char *sp = s->ptr && s->len > 1 ? memchr(s->ptr + 1, ' ', (size_t)s->len - 1) : NULL;
         if (!sp) { g4_seterr(err, "tokenizer.ggml.merges[%zu] has no space", i); goto done; }
         mp[i].l = s->ptr; mp[i].ll = (size_t)(sp - s->ptr);
@@ -475,7 +475,7 @@ g4_tokenizer *g4_tokenizer_from_gguf(const struct gguf_file *f, g4_error *err) {
         goto done;
     if (ke) {
         for (size_t i = 0; i < ke->arr_n; i++) {
-            int64_t id = gguf_arr_i64(ke, i);
+            int64_t id = g4_gguf_arr_i64(ke, i);
             if (id < 0 || id >= (int64_t)n) {
                 g4_seterr(err, "tokenizer.ggml.eos_token_ids[%zu] = %lld out of range", i, (long long)id);
                 goto done;
@@ -1081,11 +1081,11 @@ g4_tokenizer *g4_tokenizer_load(const char *path, g4_error *err) {
     size_t got = fread(magic, 1, 4, fp);
     fclose(fp);
     if (got == 4 && memcmp(magic, "GGUF", 4) == 0) {
-        gguf_file *f = gguf_open(path, err);
+        g4_gguf_file *f = g4_gguf_open(path, err);
         if (!f) return NULL;
         g4_tokenizer *t = g4_tokenizer_from_gguf(f, err);
         if (!t) g4_preferr(err, "%s", path);
-        gguf_close(f);   /* the tokenizer holds copies */
+        g4_gguf_close(f);   /* the tokenizer holds copies */
         return t;
     }
     return g4_tokenizer_from_hf_json(path, NULL, err);

@@ -30,7 +30,7 @@
 
 #include "util/error.h"
 
-struct gguf_file;
+struct g4_gguf_file;
 
 /* ggml token types (tokenizer.ggml.token_type). */
 enum g4_tok_type {
@@ -72,7 +72,7 @@ g4_tokenizer *g4_tokenizer_create(const g4_tok_vocab *v, g4_error *err);
 void g4_tokenizer_free(g4_tokenizer *t);
 
 /* From a GGUF's tokenizer.ggml.* block (model must be "gemma4"). */
-g4_tokenizer *g4_tokenizer_from_gguf(const struct gguf_file *f, g4_error *err);
+g4_tokenizer *g4_tokenizer_from_gguf(const struct g4_gguf_file *f, g4_error *err);
 /* From a Hugging Face tokenizer.json; config_path (tokenizer_config.json) is
  * optional (NULL: look next to json_path, silently skip if absent). It only
  * names the bos/eos/unk/pad tokens. Requires model.type "BPE" and Gemma's

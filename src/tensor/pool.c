@@ -1,4 +1,4 @@
-#include "engine/pool.h"
+#include "tensor/pool.h"
 
 #include <pthread.h>
 #include <sched.h>
