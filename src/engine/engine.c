@@ -14,7 +14,9 @@
 
 struct gemma4c_context {
     gemma4c_model *model;
-    g4_state *st;
+    g4_workspace *ws;       /* scratch for one batch; the thread pool inside is shared */
+    g4_seq *seq;            /* this context's sequence: its KV caches and n_past */
+    int32_t *pos;           /* [n_batch] positions of the batch being evaluated */
     float *logits;          /* [rows][n_vocab] */
     size_t logits_cap;      /* rows allocated */
     int row0, n_logits;     /* rows [row0, row0 + n_logits) of the last eval */
@@ -91,7 +93,7 @@ int gemma4c_memory_plan_for(const gemma4c_model *mm, int n_ctx, int n_batch, gem
     o->kv_bytes = kv.bytes_total;
     /* scratch for n_threads = 1 plus one row of logits; threads add a few
      * rows of n_in and n_ctx floats each */
-    o->scratch_bytes = g4_state_scratch_bytes(m, n_ctx, n_batch, 1) + (uint64_t)m->n_vocab * sizeof(float);
+    o->scratch_bytes = g4_workspace_bytes(m, n_batch, 1) + (uint64_t)m->n_vocab * sizeof(float);
     o->weight_resident_bytes = m->weight_bytes;
     if (m->n_ple) o->weight_resident_bytes -= m->ple_embd.row_bytes * (uint64_t)m->ple_embd.n_out;
     o->total_bytes = o->weight_resident_bytes + o->kv_bytes + o->scratch_bytes;
@@ -132,10 +134,14 @@ gemma4c_context *gemma4c_context_new(gemma4c_model *mm, const gemma4c_context_pa
     gemma4c_context *c = calloc(1, sizeof *c);
     if (!c) { copy_err(err, errlen, &(g4_error){ "out of memory" }); return NULL; }
     c->model = mm;
-    c->st = g4_state_new(m, p.n_ctx, p.n_batch, p.n_threads, p.precision == GEMMA4C_PREC_EXACT, &e);
-    if (!c->st) {
+    if (p.n_batch > p.n_ctx) p.n_batch = p.n_ctx;
+    c->seq = g4_seq_new(m, p.n_ctx, p.n_batch, &e);
+    if (c->seq) c->ws = g4_workspace_new(m, p.n_batch, p.n_threads, p.precision == GEMMA4C_PREC_EXACT, &e);
+    c->pos = malloc((size_t)p.n_batch * sizeof *c->pos);
+    if (!c->seq || !c->ws || !c->pos) {
+        if (c->seq && c->ws) g4_seterr(&e, "out of memory");
         copy_err(err, errlen, &e);
-        free(c);
+        gemma4c_context_free(c);
         return NULL;
     }
     return c;
@@ -143,7 +149,9 @@ gemma4c_context *gemma4c_context_new(gemma4c_model *mm, const gemma4c_context_pa
 
 void gemma4c_context_free(gemma4c_context *c) {
     if (!c) return;
-    g4_state_free(c->st);
+    g4_workspace_free(c->ws);
+    g4_seq_free(c->seq);
+    free(c->pos);
     free(c->logits);
     free(c);
 }
@@ -165,9 +173,9 @@ int gemma4c_eval(gemma4c_context *c, const int32_t *tokens, int n, int all_logit
         copy_err(err, errlen, &(g4_error){ "eval: no tokens" });
         return -1;
     }
-    if (c->st->n_past + n > c->st->n_ctx) {
+    if (c->seq->n_past + n > c->seq->n_ctx) {
         g4_seterr(&e, "context full: %d tokens in context + %d new exceed the context size %d (use a larger "
-                  "--ctx)", c->st->n_past, n, c->st->n_ctx);
+                  "--ctx)", c->seq->n_past, n, c->seq->n_ctx);
         copy_err(err, errlen, &e);
         return -1;
     }
@@ -176,11 +184,14 @@ int gemma4c_eval(gemma4c_context *c, const int32_t *tokens, int n, int all_logit
         return -1;
     }
     size_t V = (size_t)c->model->m->n_vocab;
-    for (int i = 0; i < n; i += c->st->n_batch) {
-        int T = n - i < c->st->n_batch ? n - i : c->st->n_batch;
+    int nb = c->ws->n_batch;
+    for (int i = 0; i < n; i += nb) {
+        int T = n - i < nb ? n - i : nb;
         bool last = i + T == n;
         float *out = all_logits ? c->logits + (size_t)i * V : (last ? c->logits : NULL);
-        if (g4_forward(c->st, tokens + i, T, out, all_logits, &e)) {
+        for (int t = 0; t < T; t++) c->pos[t] = c->seq->n_past + t;
+        g4_batch b = { .n = T, .tokens = tokens + i, .pos = c->pos, .seq0 = c->seq };
+        if (g4_forward(c->ws, &b, out, all_logits, &e)) {
             copy_err(err, errlen, &e);
             return -1;
         }
@@ -201,30 +212,16 @@ const float *gemma4c_logits_last(const gemma4c_context *c) {
 }
 
 int gemma4c_n_vocab(const gemma4c_context *c) { return c->model->m->n_vocab; }
-int gemma4c_n_past(const gemma4c_context *c) { return c->st->n_past; }
-int gemma4c_n_ctx(const gemma4c_context *c) { return c->st->n_ctx; }
+int gemma4c_n_past(const gemma4c_context *c) { return c->seq->n_past; }
+int gemma4c_n_ctx(const gemma4c_context *c) { return c->seq->n_ctx; }
 
 void gemma4c_reset(gemma4c_context *c) {
-    c->st->n_past = 0;
+    c->seq->n_past = 0;
     c->n_logits = 0;
 }
 
 int gemma4c_truncate(gemma4c_context *c, int n) {
-    /* Full-attention caches keep every position, so any prefix is valid.
-     * Sliding rings only hold the last window: truncating further back than
-     * the ring would leave holes, so the caller must re-evaluate. */
-    if (n < 0 || n > c->st->n_past) return -1;
-    int dropped = c->st->n_past - n;
-    const g4_model *m = c->model->m;
-    for (int l = 0; l < m->n_layer; l++) {
-        const g4_layer *y = &m->layers[l];
-        if (y->kv_slot >= 0 && y->swa) {
-            int cap = c->st->kv[y->kv_slot].cap;
-            /* positions n-W+1 .. n-1 must still be in the ring */
-            if (dropped > cap - m->sliding_window) return -1;
-        }
-    }
-    c->st->n_past = n;
+    if (g4_seq_truncate(c->seq, n)) return -1;
     c->n_logits = 0;
     return 0;
 }

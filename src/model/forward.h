@@ -1,47 +1,80 @@
-/* The decoder forward pass and the state it needs: KV caches and scratch.
+/* The decoder forward pass: a schedule of the ops in ops/ over one batch.
  *
- * One sequence per state. Tokens are appended in batches of at most n_batch;
- * prefill (many tokens) and decode (one token) run the same code. */
+ * State is split three ways:
+ *   - the thread pool is process-wide (g4_pool_acquire), shared by every
+ *     workspace with the same thread count;
+ *   - a workspace (g4_workspace) is the scratch for one batch of up to
+ *     n_batch tokens: activations, rope tables, matmul staging;
+ *   - the KV state is per sequence (g4_seq, kv.h); a batch may mix tokens of
+ *     several sequences, each with its own positions.
+ * Prefill (many tokens) and decode (one token) run the same code. */
 #ifndef G4_FORWARD_H
 #define G4_FORWARD_H
 
-#include "tensor/pool.h"
+#include "model/kv.h"
 #include "model/model.h"
-#include "tensor/matmul.h"
+#include "ops/ops.h"
 
-typedef struct g4_kv {
-    float *k, *v;   /* [cap][n_kv_head][head_dim] */
-    int cap;        /* positions held: n_ctx (full) or the sliding ring */
-} g4_kv;
+/* Sizes derived from the model once (the widest layer decides the scratch). */
+typedef struct g4_dims {
+    int H, nH, L, P, E, K, Fe, V;
+    int hd_max, nq_max, nkv_max, ff_max, max_in;
+    int rot_full, rot_swa;
+} g4_dims;
 
-typedef struct g4_state {
+void g4_dims_of(const g4_model *m, g4_dims *d);
+
+typedef struct g4_workspace {
     const g4_model *m;
-    int n_ctx, n_batch, precision, n_threads;
-    g4_pool *pool;
-    int n_past;
-    g4_kv *kv;      /* one per owning layer (layer.kv_slot) */
+    g4_dims d;
+    int n_batch;
+    g4_exec ex;              /* pool (shared), precision, matmul scratch */
 
-    /* scratch for one batch of T <= n_batch tokens */
+    /* scratch for T <= n_batch tokens */
     float *x, *xn, *h2, *q, *k, *v, *att, *ff_a, *ff_b;
     float *ple, *ple_g;           /* [T][L*P], [T][P] */
-    float *rope;                  /* cos/sin tables, see forward.c */
-    float *scores;                /* [n_threads][n_ctx] */
+    float *rope;                  /* cos/sin: [T][rot_swa] then [T][rot_full] */
+    float *attn_ws;               /* g4_attn_ws_floats */
     float *moe_logit, *moe_w;     /* [T][E] */
     int *moe_sel;                 /* [T][K] */
-    float *moe_in, *moe_out, *moe_acc; /* gathered rows */
+    float *moe_in, *moe_out, *moe_acc;
     int *moe_rows;
-    g4_mm_scratch mm;
+    int32_t *pos, *lo_swa, *hi_swa, *lo_full, *hi_full;   /* [T] */
+    const g4_kv_view **kvp;       /* [T] */
     size_t scratch_bytes;
-} g4_state;
+} g4_workspace;
 
-g4_state *g4_state_new(const g4_model *m, int n_ctx, int n_batch, int n_threads, int precision, g4_error *err);
-void g4_state_free(g4_state *s);
+g4_workspace *g4_workspace_new(const g4_model *m, int n_batch, int n_threads, int precision, g4_error *err);
+void g4_workspace_free(g4_workspace *w);
 
-/* Run T (1..n_batch) tokens at positions n_past.. and advance n_past.
- * logits: NULL, or room for T (all_rows) or 1 row of n_vocab floats. */
-int g4_forward(g4_state *s, const int32_t *tokens, int T, float *logits, int all_rows, g4_error *err);
+/* Bytes of scratch a workspace of this shape allocates (memory plan). */
+size_t g4_workspace_bytes(const g4_model *m, int n_batch, int n_threads);
 
-/* Bytes of scratch a state of this shape allocates (for the memory plan). */
-size_t g4_state_scratch_bytes(const g4_model *m, int n_ctx, int n_batch, int n_threads);
+/* One batch of n tokens. Each token is a token id or an embedding row:
+ *   tokens[t]  the id embedded (x sqrt(H)), unless embd gives the row; also
+ *              the row of the per-layer-embedding table (E2B/E4B) the token
+ *              reads: a media soft token uses 0, the pad id, as the reference
+ *   embd       NULL, or [n][H] input rows (not scaled) used where has_embd[t]
+ *              is set (has_embd NULL: every row)
+ *   pos        [n] positions; a sequence's tokens must continue it: the first
+ *              at its n_past, then one apart, in batch order
+ *   seq        [n] the sequence of each token, or NULL: all in seq0
+ *   run        NULL, or [n] run ids: consecutive tokens with the same id >= 0
+ *              see each other on sliding layers (G4_MASK_BIDIR, the image
+ *              tokens of 26B-A4B/31B); -1 for causal tokens */
+typedef struct g4_batch {
+    int n;
+    const int32_t *tokens;
+    const float *embd;
+    const uint8_t *has_embd;
+    const int32_t *pos;
+    g4_seq *const *seq;
+    g4_seq *seq0;
+    const int32_t *run;
+} g4_batch;
+
+/* Run the batch and advance each sequence's n_past. logits: NULL, or room
+ * for n rows (all_rows) or for the last token's row, of n_vocab floats. */
+int g4_forward(g4_workspace *w, const g4_batch *b, float *logits, int all_rows, g4_error *err);
 
 #endif

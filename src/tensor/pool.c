@@ -24,6 +24,7 @@ struct g4_pool {
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    pthread_mutex_t run_mu; /* one section at a time: contexts in several threads share a pool */
     atomic_uint gen;        /* bumped once per run */
     atomic_int pending;     /* workers still running the current task */
     atomic_int sleepers;
@@ -66,6 +67,7 @@ g4_pool *g4_pool_new(int n) {
     if (!p) return NULL;
     p->n = n;
     pthread_mutex_init(&p->mu, NULL);
+    pthread_mutex_init(&p->run_mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->threads = calloc((size_t)n, sizeof *p->threads);
     if (!p->threads) { free(p); return NULL; }
@@ -93,6 +95,7 @@ void g4_pool_free(g4_pool *p) {
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
     pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->run_mu);
     pthread_cond_destroy(&p->cv);
     free(p->threads);
     free(p);
@@ -102,6 +105,7 @@ int g4_pool_size(const g4_pool *p) { return p->n; }
 
 void g4_pool_run(g4_pool *p, g4_task_fn fn, void *arg) {
     if (p->n == 1) { fn(arg, 0, 1); return; }
+    pthread_mutex_lock(&p->run_mu);   /* uncontended: ~20 ns of a ~50 us section */
     p->fn = fn;
     p->arg = arg;
     atomic_store(&p->pending, p->n - 1);
@@ -121,4 +125,36 @@ void g4_pool_run(g4_pool *p, g4_task_fn fn, void *arg) {
         if (spins < SPIN_ITERS * 4) cpu_relax();
         else sched_yield();
     }
+    pthread_mutex_unlock(&p->run_mu);
+}
+
+/* ---- the process-wide pools ----------------------------------------------------
+ * One pool per thread count, shared by every context that asks for it, so a
+ * server with many sequences runs one set of workers, not one per request. */
+
+static struct shared_pool { g4_pool *p; int n, refs; } g_shared[8];
+static pthread_mutex_t g_shared_mu = PTHREAD_MUTEX_INITIALIZER;
+
+g4_pool *g4_pool_acquire(int n) {
+    if (n < 1) n = 1;
+    g4_pool *r = NULL;
+    pthread_mutex_lock(&g_shared_mu);
+    struct shared_pool *free_slot = NULL;
+    for (size_t i = 0; i < sizeof g_shared / sizeof g_shared[0] && !r; i++) {
+        if (g_shared[i].p && g_shared[i].n == n) { g_shared[i].refs++; r = g_shared[i].p; }
+        else if (!g_shared[i].p && !free_slot) free_slot = &g_shared[i];
+    }
+    if (!r && free_slot && (r = g4_pool_new(n))) *free_slot = (struct shared_pool){ r, n, 1 };
+    pthread_mutex_unlock(&g_shared_mu);
+    return r;   /* NULL: out of memory, or more than 8 distinct thread counts at once */
+}
+
+void g4_pool_release(g4_pool *p) {
+    if (!p) return;
+    g4_pool *dead = NULL;
+    pthread_mutex_lock(&g_shared_mu);
+    for (size_t i = 0; i < sizeof g_shared / sizeof g_shared[0]; i++)
+        if (g_shared[i].p == p && --g_shared[i].refs == 0) { dead = p; g_shared[i].p = NULL; }
+    pthread_mutex_unlock(&g_shared_mu);
+    g4_pool_free(dead);
 }

@@ -14,6 +14,12 @@ typedef struct g4_pool g4_pool;
 g4_pool *g4_pool_new(int n_threads);   /* n_threads >= 1; NULL on failure */
 void g4_pool_free(g4_pool *p);
 int g4_pool_size(const g4_pool *p);
+
+/* The process-wide pool of n threads, created on first use and shared
+ * (reference counted) by every caller asking for n; NULL on failure.
+ * Sections from several threads run one after the other. */
+g4_pool *g4_pool_acquire(int n_threads);
+void g4_pool_release(g4_pool *p);
 void g4_pool_run(g4_pool *p, g4_task_fn fn, void *arg);
 
 /* Split [0, n) into nth nearly equal chunks; chunk ith is [*lo, *hi). */

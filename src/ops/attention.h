@@ -1,0 +1,60 @@
+/* Attention of query rows over a KV cache, with an explicit mask.
+ *
+ * The cache is a ring of `cap` positions: position p lives in slot p % cap,
+ * each slot [n_kv_head][head_dim] f32 for K and for V. Each query token has
+ * its own cache (tokens of different sequences may share a batch) and its
+ * own visible key positions [lo, hi), which g4_attn_ranges derives from the
+ * mask kind. Scores are q.k with scale 1 (Gemma 4 normalises q and k
+ * instead); no softcap. */
+#ifndef G4_ATTENTION_H
+#define G4_ATTENTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ops/ops.h"
+
+typedef enum g4_mask_kind {
+    G4_MASK_CAUSAL,    /* keys at positions 0..pos */
+    G4_MASK_SLIDING,   /* keys at pos - window + 1 .. pos */
+    G4_MASK_BIDIR,     /* causal (or sliding when window > 0), and the tokens of one
+                          run (same run id >= 0, consecutive in the batch) also see
+                          each other: an image's soft tokens on 26B/31B sliding layers */
+    G4_MASK_CHUNKED,   /* blocks of `chunk` positions; a query sees its own block and
+                          `left` blocks before it (local attention of an encoder) */
+} g4_mask_kind;
+
+typedef struct g4_mask {
+    g4_mask_kind kind;
+    int window;           /* SLIDING, BIDIR: 0 = unlimited */
+    int chunk, left;      /* CHUNKED */
+    const int32_t *run;   /* BIDIR: per token, run id or -1 */
+} g4_mask;
+
+/* Visible positions [lo[t], hi[t]) of T query tokens at positions pos[t]
+ * (n_pos: how many positions exist, bounds CHUNKED blocks). */
+void g4_attn_ranges(const g4_mask *mask, const int32_t *pos, int T, int n_pos, int32_t *lo, int32_t *hi);
+
+typedef struct g4_kv_view {
+    float *k, *v;    /* [cap][n_kv_head][head_dim] */
+    int cap;
+} g4_kv_view;
+
+typedef struct g4_attn {
+    const float *q;              /* [T][n_head * head_dim] */
+    float *out;                  /* [T][n_head * head_dim] */
+    int T, n_head, n_kv_head, head_dim;
+    const g4_kv_view *const *kv; /* per token */
+    const int32_t *lo, *hi;      /* per token, hi - lo <= cap */
+} g4_attn;
+
+/* Workspace floats g4_op_attention needs for n_threads and heads of up to
+ * nq_max = n_head * head_dim floats. */
+size_t g4_attn_ws_floats(int n_threads, int n_head, int nq_max);
+
+/* Grouped-query attention: the n_head / n_kv_head query heads sharing a KV
+ * head read each cache row once; online softmax over blocks of positions.
+ * ws: g4_attn_ws_floats(ex->n_threads, n_head, nq) floats. */
+void g4_op_attention(g4_exec *ex, const g4_attn *a, float *ws, int nq_max);
+
+#endif

@@ -1,0 +1,227 @@
+/* CPU implementation of the decoder ops (ops.h). */
+#include "ops/ops.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "tensor/act.h"
+
+/* ---- weight products -------------------------------------------------------- */
+
+void g4_op_matmul(g4_exec *ex, const g4_mat *w, int64_t mat, const float *x, int64_t ldx, int T, float *y,
+                  int64_t ldy) {
+    g4_matmul(ex->pool, w, mat, x, ldx, T, y, ldy, ex->precision, &ex->mm);
+}
+
+void g4_op_matmul_multi(g4_exec *ex, const g4_mm_job *jobs, int n_jobs, const float *x, int64_t ldx, int T) {
+    g4_matmul_multi(ex->pool, jobs, n_jobs, x, ldx, T, ex->precision, &ex->mm);
+}
+
+/* ---- data-parallel row ops --------------------------------------------------------
+ * Elementwise work is small next to the matmuls at batch 1 (run inline), but
+ * at prefill batch sizes GELU and the norms over [T][H] rows are worth
+ * splitting across the pool. */
+
+#define PAR_MIN_WORK 32768
+
+typedef struct norm_task {
+    float *dst, *add;
+    const float *src, *w;
+    int n, width;
+    size_t ld;
+    float eps;
+} norm_task;
+
+static void norm_rows(void *arg, int ith, int nth) {
+    norm_task *k = arg;
+    long lo, hi;
+    g4_split(k->n, ith, nth, &lo, &hi);
+    for (long t = lo; t < hi; t++) {
+        float *d = k->dst + (size_t)t * k->ld;
+        g4_rmsnorm(d, k->src + (size_t)t * k->ld, k->w, k->width, k->eps);
+        if (k->add) {
+            float *a = k->add + (size_t)t * k->ld;
+            for (int i = 0; i < k->width; i++) a[i] += d[i];
+        }
+    }
+}
+
+void g4_op_rmsnorm(g4_exec *ex, float *dst, const float *src, const float *w, int n, int width, size_t ld,
+                   float eps, float *add) {
+    norm_task k = { dst, add, src, w, n, width, ld, eps };
+    if ((long)n * width < PAR_MIN_WORK || n < 2) norm_rows(&k, 0, 1);
+    else g4_pool_run(ex->pool, norm_rows, &k);
+}
+
+typedef struct geglu_task {
+    float *out;
+    const float *g, *u;
+    long n;
+    int exact;
+} geglu_task;
+
+static void geglu_worker(void *arg, int ith, int nth) {
+    geglu_task *k = arg;
+    long lo, hi;
+    g4_split(k->n / 8, ith, nth, &lo, &hi); /* 8-element chunks keep vector loops whole */
+    lo *= 8;
+    hi = ith == nth - 1 ? k->n : hi * 8;
+    if (hi > lo) g4_geglu(k->out + lo, k->g + lo, k->u ? k->u + lo : NULL, hi - lo, k->exact);
+}
+
+void g4_op_geglu(g4_exec *ex, float *out, const float *g, const float *u, long n) {
+    geglu_task k = { out, g, u, n, ex->precision };
+    /* a decode step's 6-12K GELUs (~10 us) are worth one barrier */
+    if (n < PAR_MIN_WORK / 4) geglu_worker(&k, 0, 1);
+    else g4_pool_run(ex->pool, geglu_worker, &k);
+}
+
+void g4_op_scale(float *x, size_t n, float s) {
+    for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
+/* ---- rotary position embedding ------------------------------------------------ */
+
+/* Computed in double: positions reach 2^18 and f32 angles would lose bits. */
+void g4_op_rope_table(float *out, const int32_t *pos, int T, int n_rot, float base, const float *factors) {
+    int half = n_rot / 2;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            double f = pow((double)base, -2.0 * i / n_rot);
+            if (factors) f /= factors[i];
+            double a = pos[t] * f;
+            out[(size_t)t * n_rot + 2 * i] = (float)cos(a);
+            out[(size_t)t * n_rot + 2 * i + 1] = (float)sin(a);
+        }
+}
+
+void g4_op_rope(float *x, const float *cs, int n_rot) {
+    int half = n_rot / 2;
+    for (int i = 0; i < half; i++) {
+        float c = cs[2 * i], s = cs[2 * i + 1];
+        float a = x[i], b = x[i + half];
+        x[i] = a * c - b * s;
+        x[i + half] = b * c + a * s;
+    }
+}
+
+/* ---- mixture of experts ------------------------------------------------------- */
+
+void g4_op_moe_route(g4_exec *ex, const g4_moe_weights *mw, const float *x, int T, int H, float eps,
+                     float *logit, float *xs, int *sel_all, float *w_all) {
+    int E = mw->E, K = mw->K;
+    float rs = 1.0f / sqrtf((float)H);
+    for (int t = 0; t < T; t++) {
+        float *r = xs + (size_t)t * H;
+        g4_rmsnorm(r, x + (size_t)t * H, NULL, H, eps);
+        for (int i = 0; i < H; i++) r[i] *= mw->router_scale[i] * rs;
+    }
+    g4_op_matmul(ex, mw->router, 0, xs, H, T, logit, E);
+    for (int t = 0; t < T; t++) {
+        float *lg = logit + (size_t)t * E, mx = -INFINITY, sum = 0;
+        for (int e = 0; e < E; e++) if (lg[e] > mx) mx = lg[e];
+        for (int e = 0; e < E; e++) { lg[e] = expf(lg[e] - mx); sum += lg[e]; }
+        for (int e = 0; e < E; e++) lg[e] /= sum;
+        int *sel = sel_all + (size_t)t * K;
+        float *w = w_all + (size_t)t * E, wsum = 0;
+        for (int e = 0; e < E; e++) w[e] = 0;
+        for (int k = 0; k < K; k++) {          /* top-k, lowest id on ties */
+            int best = -1;
+            for (int e = 0; e < E; e++) {
+                bool taken = false;
+                for (int j = 0; j < k; j++) taken |= sel[j] == e;
+                if (!taken && (best < 0 || lg[e] > lg[best])) best = e;
+            }
+            sel[k] = best;
+            wsum += lg[best];
+        }
+        if (wsum < 6.1e-5f) wsum = 6.1e-5f;
+        for (int k = 0; k < K; k++)
+            w[sel[k]] = lg[sel[k]] / wsum * (mw->expert_scale ? mw->expert_scale[sel[k]] : 1.0f);
+    }
+}
+
+/* Decode: the K selected experts of one token as two parallel sections
+ * (all gate/up products, then all down products) instead of 2K small ones. */
+static void moe_one_token(g4_exec *ex, const g4_moe_weights *mw, const float *x, int H, const int *sel_in,
+                          const float *wt, g4_moe_scratch *sc, float *out) {
+    int K = mw->K, Fe = mw->Fe;
+    int sel[G4_MM_MAX_JOBS];
+    for (int k = 0; k < K; k++) {         /* insertion sort by id: the batch path's order */
+        int e = sel_in[k], j = k;
+        for (; j > 0 && sel[j - 1] > e; j--) sel[j] = sel[j - 1];
+        sel[j] = e;
+    }
+    g4_mm_job jobs[G4_MM_MAX_JOBS] = { { 0 } };   /* gcc cannot see the K <= 8 bound */
+    int nj = 0;
+    for (int k = 0; k < K; k++) {
+        float *gu = sc->ff_a + (size_t)k * 2 * Fe;   /* gate rows, then up rows */
+        if (mw->gate_up) {
+            jobs[nj++] = (g4_mm_job){ .w = mw->gate_up, .mat = sel[k], .y = gu, .ldy = 2 * Fe };
+        } else {
+            jobs[nj++] = (g4_mm_job){ .w = mw->gate, .mat = sel[k], .y = gu, .ldy = 2 * Fe };
+            jobs[nj++] = (g4_mm_job){ .w = mw->up, .mat = sel[k], .y = gu + Fe, .ldy = 2 * Fe };
+        }
+    }
+    g4_op_matmul_multi(ex, jobs, nj, x, H, 1);
+    for (int k = 0; k < K; k++) {
+        float *gu = sc->ff_a + (size_t)k * 2 * Fe;
+        g4_geglu(sc->ff_b + (size_t)k * Fe, gu, gu + Fe, Fe, ex->precision);
+        jobs[k] = (g4_mm_job){ .w = mw->down, .mat = sel[k], .x = sc->ff_b + (size_t)k * Fe,
+                               .y = sc->out + (size_t)k * H, .ldy = H };
+    }
+    g4_op_matmul_multi(ex, jobs, K, NULL, Fe, 1);
+    for (int k = 0; k < K; k++) {
+        float w = wt[sel[k]];
+        const float *src = sc->out + (size_t)k * H;
+        for (int j = 0; j < H; j++) out[j] += w * src[j];
+    }
+}
+
+void g4_op_moe_experts(g4_exec *ex, const g4_moe_weights *mw, const float *x, int T, int H, const int *sel,
+                       const float *w, g4_moe_scratch *sc, float *out) {
+    int E = mw->E, K = mw->K, Fe = mw->Fe;
+    memset(out, 0, (size_t)T * H * sizeof(float));
+    if (T == 1 && 2 * K <= G4_MM_MAX_JOBS) { moe_one_token(ex, mw, x, H, sel, w, sc, out); return; }
+    for (int e = 0; e < E; e++) {
+        int n = 0;
+        for (int t = 0; t < T; t++) {
+            bool chosen = false;
+            for (int k = 0; k < K; k++) chosen |= sel[(size_t)t * K + k] == e;
+            if (chosen) sc->rows[n++] = t;
+        }
+        if (!n) continue;
+        for (int i = 0; i < n; i++)
+            memcpy(sc->in + (size_t)i * H, x + (size_t)sc->rows[i] * H, (size_t)H * sizeof(float));
+        if (mw->gate_up) {
+            /* fused [2*Fe] rows: gate rows first, then up */
+            g4_op_matmul(ex, mw->gate_up, e, sc->in, H, n, sc->ff_a, 2 * Fe);
+            for (int i = 0; i < n; i++) {
+                float *gu = sc->ff_a + (size_t)i * 2 * Fe, *o = sc->ff_b + (size_t)i * Fe;
+                g4_geglu(o, gu, gu + Fe, Fe, ex->precision);
+            }
+        } else {
+            g4_op_matmul(ex, mw->gate, e, sc->in, H, n, sc->ff_a, Fe);
+            g4_op_matmul(ex, mw->up, e, sc->in, H, n, sc->ff_b, Fe);
+            g4_op_geglu(ex, sc->ff_b, sc->ff_a, sc->ff_b, (long)n * Fe);
+        }
+        g4_op_matmul(ex, mw->down, e, sc->ff_b, Fe, n, sc->out, H);
+        for (int i = 0; i < n; i++) {
+            int t = sc->rows[i];
+            float wt = w[(size_t)t * E + e];
+            float *o = out + (size_t)t * H;
+            const float *src = sc->out + (size_t)i * H;
+            for (int j = 0; j < H; j++) o[j] += wt * src[j];
+        }
+    }
+}
+
+/* ---- per-layer embeddings -------------------------------------------------------- */
+
+void g4_op_ple_combine(float *c, const float *tok, int L, int P, int H, const float *proj_norm, float eps) {
+    size_t LP = (size_t)L * P;
+    float ps = 1.0f / sqrtf((float)H), ts = sqrtf((float)P), mix = 0.70710678118654752f;
+    for (size_t i = 0; i < LP; i++) c[i] *= ps;
+    for (int l = 0; l < L; l++) g4_rmsnorm(c + (size_t)l * P, c + (size_t)l * P, proj_norm, P, eps);
+    for (size_t i = 0; i < LP; i++) c[i] = (c[i] + tok[i] * ts) * mix;
+}
