@@ -48,6 +48,7 @@ int g4_seq_truncate(g4_seq *s, int n) {
     if (n < 0 || n > s->n_past) return -1;
     int dropped = s->n_past - n;
     const g4_model *m = s->m;
+    if (n == 0) { s->n_past = 0; return 0; }   /* nothing before 0 is needed */
     for (int l = 0; l < m->n_layer; l++) {
         const g4_layer *y = &m->layers[l];
         /* positions n-W+1 .. n-1 must still be in the ring */
