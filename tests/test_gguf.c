@@ -12,6 +12,7 @@
 
 #include "format/gguf.h"
 #include "format/mapfile.h"
+#include "util/esc.h"
 #include "gemma4c.h"
 
 static uint8_t *G;          /* pristine file */
@@ -292,6 +293,95 @@ TEST(model_level_errors) {
     free(b);
 }
 
+/* Only printable ASCII: what a message quoting a hostile file may contain. */
+static int printable_ascii(const char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e) return 0;
+    return 1;
+}
+
+TEST(escape_helper) {
+    char b[G4_ESC_MAX];
+    CHECK(!strcmp(g4_esc(b, sizeof b, "blk.0.attn_q.weight", SIZE_MAX), "blk.0.attn_q.weight"));
+    CHECK(!strcmp(g4_esc(b, sizeof b, "a\nb\tc\rd\\e", SIZE_MAX), "a\\nb\\tc\\rd\\\\e"));
+    CHECK(!strcmp(g4_esc(b, sizeof b, "x\xff\x1b[2Jy\x7f", SIZE_MAX), "x\\xff\\x1b[2Jy\\x7f"));
+    /* valid UTF-8 stays; C1 controls, overlongs, surrogates, truncated sequences do not */
+    CHECK(!strcmp(g4_esc(b, sizeof b, "\xe2\x96\x81" "caf\xc3\xa9", SIZE_MAX), "\xe2\x96\x81" "caf\xc3\xa9"));
+    CHECK(!strcmp(g4_esc(b, sizeof b, "\xc2\x9b", SIZE_MAX), "\\xc2\\x9b"));
+    CHECK(!strcmp(g4_esc(b, sizeof b, "\xc0\xaf", SIZE_MAX), "\\xc0\\xaf"));
+    CHECK(!strcmp(g4_esc(b, sizeof b, "\xed\xa0\x80", SIZE_MAX), "\\xed\\xa0\\x80"));
+    CHECK(!strcmp(g4_esc(b, sizeof b, "ab\xe2\x96", SIZE_MAX), "ab\\xe2\\x96"));
+    /* explicit length: embedded NUL shown, bytes past len ignored */
+    CHECK(!strcmp(g4_esc(b, sizeof b, "a\0bc", 3), "a\\x00b"));
+    CHECK(!strcmp(g4_esc(b, sizeof b, NULL, 0), "(null)"));
+    /* long text: cut at a character boundary with "...", never past the buffer */
+    char long_s[400];
+    memset(long_s, 'k', sizeof long_s - 1);
+    long_s[sizeof long_s - 1] = 0;
+    g4_esc(b, sizeof b, long_s, SIZE_MAX);
+    CHECK(strlen(b) == sizeof b - 1 && !strcmp(b + sizeof b - 4, "..."));
+    memset(long_s, 0xff, sizeof long_s - 1);
+    g4_esc(b, sizeof b, long_s, SIZE_MAX);
+    CHECK(strlen(b) < sizeof b && !strcmp(b + strlen(b) - 3, "...") && printable_ascii(b));
+    char small[8];
+    CHECK(!strcmp(g4_esc(small, sizeof small, "abcdefgh", SIZE_MAX), "abcd..."));
+    CHECK(!strcmp(g4_esc(small, sizeof small, "abcdefg", SIZE_MAX), "abcdefg"));
+    /* the printf form */
+    CHECK(!strcmp(G4_ESC("\x01"), "\\x01"));
+}
+
+/* Parse a damaged copy and return its error message in msg. */
+static int parse_msg(const uint8_t *buf, size_t n, char *msg, size_t cap) {
+    g4_error e = { { 0 } };
+    g4_gguf_file *f = g4_gguf_parse(buf, n, "bad.gguf", &e);
+    if (f) { g4_gguf_close(f); return 0; }
+    snprintf(msg, cap, "%s", e.msg);
+    return 1;
+}
+
+TEST(hostile_text_is_escaped) {
+    uint8_t *b = copy();
+    char msg[600];
+    /* a key with 0xff and an escape sequence, and an unknown value type */
+    int k = kv_index("gemma4.block_count");
+    b[FM.kv_key[k] + 8 + 0] = 0xff;
+    b[FM.kv_key[k] + 8 + 6] = 0x1b;
+    b[FM.kv_key[k] + 8 + 7] = '\n';
+    uint32_t vt = 99;
+    memcpy(b + FM.kv_type[k], &vt, 4);
+    CHECK(parse_msg(b, GN, msg, sizeof msg));
+    CHECKF(printable_ascii(msg) && strstr(msg, "'\\xffemma4\\x1b\\nlock_count'"), "%s", msg);
+    memcpy(b, G, GN);
+    /* a tensor name with control bytes and invalid UTF-8, and an unknown type */
+    int t = t_index("blk.0.attn_q.weight");
+    size_t name_at = FM.t_ndims[t] - 19;   /* the 19 name bytes precede n_dims */
+    b[name_at + 1] = 0x07;
+    b[name_at + 2] = 0xc3;
+    b[name_at + 3] = 0x9b;   /* U+00DB is fine ... */
+    b[name_at + 4] = 0x80;   /* ... a stray continuation byte is not */
+    uint32_t ty = 99;
+    memcpy(b + FM.t_type[t], &ty, 4);
+    CHECK(parse_msg(b, GN, msg, sizeof msg));
+    CHECKF(strstr(msg, "'b\\x07\xc3\x9b\\x80.attn_q.weight'") != NULL, "%s", msg);
+    for (const char *p = msg; *p; p++) CHECK((unsigned char)*p >= 0x20 && *p != 0x7f);
+    memcpy(b, G, GN);
+    /* through the public API: the architecture string */
+    int a = kv_index("general.architecture");
+    b[FM.kv_type[a] + 4 + 8 + 3] = 0xff;
+    b[FM.kv_type[a] + 4 + 8 + 4] = 0x1b;
+    char path[] = "/tmp/g4test-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0 && write(fd, b, GN) == (ssize_t)GN);
+    if (fd >= 0) close(fd);
+    char err[600] = "";
+    gemma4c_model *m = gemma4c_model_open(path, err, sizeof err);
+    unlink(path);
+    CHECK(!m);
+    if (m) gemma4c_model_free(m);
+    CHECKF(printable_ascii(err) && strstr(err, "architecture is 'gem\\xff\\x1b4'"), "%s", err);
+    free(b);
+}
+
 TEST(random_header_damage_never_crashes) {
     uint8_t *b = copy();
     uint64_t s = 12345;
@@ -379,6 +469,8 @@ int main(void) {
     RUN(flipped_counts);
     RUN(huge_dims_and_types);
     RUN(model_level_errors);
+    RUN(escape_helper);
+    RUN(hostile_text_is_escaped);
     RUN(random_header_damage_never_crashes);
     free(G);
     return test_summary();

@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "arch/gemma4.h"
 #include "engine/engine.h"
 #include "format/mapfile.h"
 #include "gemma4c.h"
@@ -56,6 +57,29 @@ static void expected_kv(json_t *cfg, int n_ctx, int n_batch, uint64_t *per_tok, 
                      (uint64_t)json_integer_value(json_array_get(hd, l));
         if (json_is_true(json_array_get(sl, l))) *swa += b * ring;
         else *per_tok += b;
+    }
+}
+
+/* The tensor table is indexed by id, and every tensor of every reference
+ * model is one of its rows (the loader, converter, synth and quantizer rely
+ * on both). */
+TEST(tensor_table_covers_reference_models) {
+    for (int i = 0; i < G4_T_COUNT; i++) {
+        CHECK(g4_tensors[i].id == i && g4_tensors[i].gguf);
+        int l = -2;
+        char name[96];
+        g4_tensor_name(&g4_tensors[i], 7, name, sizeof name);
+        CHECKF(g4_tensor_find(name, &l) == &g4_tensors[i] && l == (g4_tensors[i].layer ? 7 : -1), "%s", name);
+    }
+    CHECK(!g4_tensor_find("blk.x.attn_q.weight", NULL) && !g4_tensor_find("attn_q.weight", NULL));
+    for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++) {
+        gemma4c_model *m = open_golden(MODELS[i]);
+        CHECKF(m, "%s", MODELS[i]);
+        if (!m) continue;
+        const g4_gguf_file *f = m->m->file;
+        for (uint64_t t = 0; t < f->n_tensors; t++)
+            CHECKF(g4_tensor_find(f->tensors[t].name, NULL), "%s: %s", MODELS[i], f->tensors[t].name);
+        gemma4c_model_free(m);
     }
 }
 
@@ -515,6 +539,7 @@ int main(void) {
     RUN(rmsnorm_matches_double);
     RUN(softcap_fast_matches_tanh);
     RUN(layer_table_matches_config);
+    RUN(tensor_table_covers_reference_models);
     RUN(released_table_rows_stay_unmapped);
     RUN(kv_plan_matches_formula);
     RUN(sampler_greedy_and_ties);

@@ -24,6 +24,7 @@
 
 #include "format/mapfile.h"
 #include "tensor/types.h"
+#include "util/esc.h"
 
 /* Limits that no real model comes near; they turn absurd values into errors. */
 #define MAX_KEY_LEN      (1u << 16)
@@ -41,7 +42,7 @@ typedef struct cursor {
 static int need(cursor *c, uint64_t n, const char *what) {
     if (n > c->size - c->pos)
         return g4_seterr(c->err, "%s: truncated file: %s needs %llu bytes at offset %zu, only %zu left",
-                         c->name, what, (unsigned long long)n, c->pos, c->size - c->pos);
+                         c->name, G4_ESC(what), (unsigned long long)n, c->pos, c->size - c->pos);
     return 0;
 }
 
@@ -59,7 +60,7 @@ static int rd_str(cursor *c, g4_gguf_str *s, uint64_t max, const char *what) {
     uint64_t len;
     if (rd_u64(c, &len, what)) return -1;
     if (len > max)
-        return g4_seterr(c->err, "%s: %s has length %llu at offset %zu (limit %llu)", c->name, what,
+        return g4_seterr(c->err, "%s: %s has length %llu at offset %zu (limit %llu)", c->name, G4_ESC(what),
                          (unsigned long long)len, c->pos - 8, (unsigned long long)max);
     if (need(c, len, what)) return -1;
     s->len = len;
@@ -129,7 +130,7 @@ static int parse_kv(cursor *c, g4_gguf_kv *kv, uint64_t idx) {
     if (rd_u32(c, &t, "metadata value type")) return -1;
     if (t >= GGUF_VTYPE_COUNT)
         return g4_seterr(c->err, "%s: metadata '%s' has unknown value type %u (expected 0..12)", c->name,
-                         kv->key, t);
+                         G4_ESC(kv->key), t);
     kv->type = (int)t;
     if (t == GGUF_STRING) return rd_str(c, &kv->str, c->size, kv->key);
     if (t != GGUF_ARRAY) {
@@ -143,14 +144,14 @@ static int parse_kv(cursor *c, g4_gguf_kv *kv, uint64_t idx) {
     if (rd_u32(c, &at, "array element type") || rd_u64(c, &n, "array length")) return -1;
     if (at >= GGUF_VTYPE_COUNT || at == GGUF_ARRAY)
         return g4_seterr(c->err, "%s: metadata array '%s' has unsupported element type %u", c->name,
-                         kv->key, at);
+                         G4_ESC(kv->key), at);
     kv->arr_type = (int)at;
     kv->arr_n = n;
     if (at == GGUF_STRING) {
         /* each element takes at least 8 bytes: bound n before allocating */
         if (n > (c->size - c->pos) / 8)
             return g4_seterr(c->err, "%s: metadata array '%s' claims %llu strings, more than the file holds",
-                             c->name, kv->key, (unsigned long long)n);
+                             c->name, G4_ESC(kv->key), (unsigned long long)n);
         kv->arr_str = malloc((n ? n : 1) * sizeof(g4_gguf_str));
         if (!kv->arr_str) return g4_seterr(c->err, "out of memory");
         for (uint64_t i = 0; i < n; i++)
@@ -160,7 +161,7 @@ static int parse_kv(cursor *c, g4_gguf_kv *kv, uint64_t idx) {
     size_t es = VSIZE[at];
     if (n > (c->size - c->pos) / es)
         return g4_seterr(c->err, "%s: metadata array '%s' claims %llu elements, more than the file holds",
-                         c->name, kv->key, (unsigned long long)n);
+                         c->name, G4_ESC(kv->key), (unsigned long long)n);
     kv->arr_data = c->p + c->pos;
     c->pos += n * es;
     return 0;
@@ -179,7 +180,7 @@ static int parse_tensor(cursor *c, g4_gguf_tensor *t, uint64_t idx) {
     uint32_t nd;
     if (rd_u32(c, &nd, "tensor n_dims")) return -1;
     if (nd < 1 || nd > GGUF_MAX_DIMS)
-        return g4_seterr(c->err, "%s: tensor '%s' has %u dimensions (expected 1..%d)", c->name, t->name, nd,
+        return g4_seterr(c->err, "%s: tensor '%s' has %u dimensions (expected 1..%d)", c->name, G4_ESC(t->name), nd,
                          GGUF_MAX_DIMS);
     t->n_dims = (int)nd;
     int64_t elems = 1;
@@ -189,25 +190,25 @@ static int parse_tensor(cursor *c, g4_gguf_tensor *t, uint64_t idx) {
         if (rd_u64(c, &ne, "tensor dimension")) return -1;
         if (ne == 0 || ne > (uint64_t)MAX_DIM)
             return g4_seterr(c->err, "%s: tensor '%s' dimension %u is %llu (expected 1..2^40)", c->name,
-                             t->name, d, (unsigned long long)ne);
+                             G4_ESC(t->name), d, (unsigned long long)ne);
         t->ne[d] = (int64_t)ne;
         if (elems > MAX_ELEMS / (int64_t)ne)
-            return g4_seterr(c->err, "%s: tensor '%s' has too many elements", c->name, t->name);
+            return g4_seterr(c->err, "%s: tensor '%s' has too many elements", c->name, G4_ESC(t->name));
         elems *= (int64_t)ne;
     }
     uint32_t type;
     if (rd_u32(c, &type, "tensor type")) return -1;
     const g4_type_traits *tr = g4_type_info((int)type);
     if (!tr)
-        return g4_seterr(c->err, "%s: tensor '%s' has unknown type id %u", c->name, t->name, type);
+        return g4_seterr(c->err, "%s: tensor '%s' has unknown type id %u", c->name, G4_ESC(t->name), type);
     t->type = (int)type;
     if (t->ne[0] % tr->blck_size)
         return g4_seterr(c->err, "%s: tensor '%s' row length %lld is not a multiple of the %s block size %lld",
-                         c->name, t->name, (long long)t->ne[0], tr->name, (long long)tr->blck_size);
+                         c->name, G4_ESC(t->name), (long long)t->ne[0], tr->name, (long long)tr->blck_size);
     size_t row = g4_row_size(t->type, t->ne[0]);
     uint64_t rows = (uint64_t)(elems / t->ne[0]);
     if (row == 0 || rows > (UINT64_MAX / 4) / row)
-        return g4_seterr(c->err, "%s: tensor '%s' byte size overflows", c->name, t->name);
+        return g4_seterr(c->err, "%s: tensor '%s' byte size overflows", c->name, G4_ESC(t->name));
     t->nbytes = (size_t)(row * rows);
     if (rd_u64(c, &t->offset, "tensor offset")) return -1;
     return 0;
@@ -255,7 +256,8 @@ static int check_unique_keys(g4_gguf_file *f, g4_error *err) {
     qsort(k, n, sizeof *k, cmp_str);
     int rc = 0;
     for (uint64_t i = 1; i < n && !rc; i++)
-        if (!strcmp(k[i - 1], k[i])) rc = g4_seterr(err, "%s: duplicate metadata key '%s'", f->path, k[i]);
+        if (!strcmp(k[i - 1], k[i]))
+            rc = g4_seterr(err, "%s: duplicate metadata key '%s'", f->path, G4_ESC(k[i]));
     free(k);
     return rc;
 }
@@ -270,11 +272,11 @@ static int check_unique_and_disjoint(g4_gguf_file *f, g4_error *err) {
     for (uint64_t i = 1; i < n && !rc; i++)
         if (ix[i - 1]->offset + ix[i - 1]->nbytes > ix[i]->offset)
             rc = g4_seterr(err, "%s: tensors '%s' and '%s' overlap in the data section", f->path,
-                           ix[i - 1]->name, ix[i]->name);
+                           G4_ESC(ix[i - 1]->name), G4_ESC(ix[i]->name));
     qsort(ix, n, sizeof *ix, cmp_name);
     for (uint64_t i = 1; i < n && !rc; i++)
         if (!strcmp(ix[i - 1]->name, ix[i]->name))
-            rc = g4_seterr(err, "%s: duplicate tensor name '%s'", f->path, ix[i]->name);
+            rc = g4_seterr(err, "%s: duplicate tensor name '%s'", f->path, G4_ESC(ix[i]->name));
     free(ix);
     return rc;
 }
@@ -342,13 +344,13 @@ g4_gguf_file *g4_gguf_parse(const void *buf, size_t size, const char *name, g4_e
     for (uint64_t i = 0; i < f->n_tensors; i++) {
         g4_gguf_tensor *t = &f->tensors[i];
         if (t->offset % f->alignment) {
-            g4_seterr(err, "%s: tensor '%s' offset %llu is not a multiple of the alignment %u", name, t->name,
+            g4_seterr(err, "%s: tensor '%s' offset %llu is not a multiple of the alignment %u", name, G4_ESC(t->name),
                       (unsigned long long)t->offset, f->alignment);
             goto fail;
         }
         if (t->offset > avail || t->nbytes > avail - t->offset) {
             g4_seterr(err, "%s: tensor '%s' data [%llu, +%zu) lies outside the file (data section holds %llu bytes)",
-                      name, t->name, (unsigned long long)t->offset, t->nbytes, (unsigned long long)avail);
+                      name, G4_ESC(t->name), (unsigned long long)t->offset, t->nbytes, (unsigned long long)avail);
             goto fail;
         }
         t->data = (const uint8_t *)buf + data + t->offset;
@@ -411,16 +413,16 @@ static int get_int(const g4_gguf_file *f, const char *key, int64_t lo, uint64_t 
     const g4_gguf_kv *kv = g4_gguf_find_kv(f, key);
     if (!kv) return 1;
     if (!is_int(kv->type))
-        return g4_seterr(err, "%s: metadata '%s' is %s, expected an integer", f->path, key,
+        return g4_seterr(err, "%s: metadata '%s' is %s, expected an integer", f->path, G4_ESC(key),
                          g4_gguf_vtype_name(kv->type));
     if (is_signed(kv->type)) {
         if (kv->v.i < lo || (kv->v.i > 0 && (uint64_t)kv->v.i > hi))
-            return g4_seterr(err, "%s: metadata '%s' = %lld is out of range", f->path, key, (long long)kv->v.i);
+            return g4_seterr(err, "%s: metadata '%s' = %lld is out of range", f->path, G4_ESC(key), (long long)kv->v.i);
         if (out_i) *out_i = kv->v.i;
         if (out_u) *out_u = (uint64_t)kv->v.i;
     } else {
         if (kv->v.u > hi)
-            return g4_seterr(err, "%s: metadata '%s' = %llu is out of range", f->path, key,
+            return g4_seterr(err, "%s: metadata '%s' = %llu is out of range", f->path, G4_ESC(key),
                              (unsigned long long)kv->v.u);
         if (out_i) *out_i = (int64_t)kv->v.u;
         if (out_u) *out_u = kv->v.u;
@@ -446,7 +448,7 @@ int g4_gguf_get_f32(const g4_gguf_file *f, const char *key, float *out, g4_error
     else if (is_signed(kv->type)) *out = (float)kv->v.i;
     else if (is_int(kv->type)) *out = (float)kv->v.u;
     else
-        return g4_seterr(err, "%s: metadata '%s' is %s, expected a number", f->path, key,
+        return g4_seterr(err, "%s: metadata '%s' is %s, expected a number", f->path, G4_ESC(key),
                          g4_gguf_vtype_name(kv->type));
     return 0;
 }
@@ -457,7 +459,7 @@ int g4_gguf_get_bool(const g4_gguf_file *f, const char *key, bool *out, g4_error
     if (kv->type == GGUF_BOOL) *out = kv->v.b;
     else if (is_int(kv->type)) *out = kv->v.u != 0;
     else
-        return g4_seterr(err, "%s: metadata '%s' is %s, expected a bool", f->path, key, g4_gguf_vtype_name(kv->type));
+        return g4_seterr(err, "%s: metadata '%s' is %s, expected a bool", f->path, G4_ESC(key), g4_gguf_vtype_name(kv->type));
     return 0;
 }
 
@@ -465,10 +467,10 @@ int g4_gguf_get_str(const g4_gguf_file *f, const char *key, char **out, g4_error
     const g4_gguf_kv *kv = g4_gguf_find_kv(f, key);
     if (!kv) return 1;
     if (kv->type != GGUF_STRING)
-        return g4_seterr(err, "%s: metadata '%s' is %s, expected a string", f->path, key,
+        return g4_seterr(err, "%s: metadata '%s' is %s, expected a string", f->path, G4_ESC(key),
                          g4_gguf_vtype_name(kv->type));
     if (memchr(kv->str.ptr, 0, kv->str.len))
-        return g4_seterr(err, "%s: metadata '%s' contains a NUL byte", f->path, key);
+        return g4_seterr(err, "%s: metadata '%s' contains a NUL byte", f->path, G4_ESC(key));
     *out = dup_str(kv->str);
     if (!*out) return g4_seterr(err, "out of memory");
     return 0;
@@ -632,29 +634,29 @@ int g4_gguf_set_arr_str(g4_gguf_file *f, const char *key, const char *const *v, 
 g4_gguf_tensor *g4_gguf_add_tensor(g4_gguf_file *f, const char *name, int type, int n_dims, const int64_t *ne,
                              const void *data, g4_error *err) {
     if (n_dims < 1 || n_dims > GGUF_MAX_DIMS) {
-        g4_seterr(err, "tensor '%s': %d dimensions (expected 1..4)", name, n_dims);
+        g4_seterr(err, "tensor '%s': %d dimensions (expected 1..4)", G4_ESC(name), n_dims);
         return NULL;
     }
     if (g4_gguf_find_tensor(f, name)) {
-        g4_seterr(err, "duplicate tensor name '%s'", name);
+        g4_seterr(err, "duplicate tensor name '%s'", G4_ESC(name));
         return NULL;
     }
     const g4_type_traits *tr = g4_type_info(type);
     if (!tr) {
-        g4_seterr(err, "tensor '%s': unknown type %d", name, type);
+        g4_seterr(err, "tensor '%s': unknown type %d", G4_ESC(name), type);
         return NULL;
     }
     int64_t rows = 1;
     for (int d = 1; d < n_dims; d++) {
         if (ne[d] < 1 || ne[d] > MAX_DIM || rows > MAX_ELEMS / ne[d]) {
-            g4_seterr(err, "tensor '%s': bad dimension %d", name, d);
+            g4_seterr(err, "tensor '%s': bad dimension %d", G4_ESC(name), d);
             return NULL;
         }
         rows *= ne[d];
     }
     size_t row = g4_row_size(type, ne[0]);
     if (ne[0] < 1 || row == 0 || (uint64_t)rows > (UINT64_MAX / 4) / row) {
-        g4_seterr(err, "tensor '%s': row of %lld elements does not fit type %s", name, (long long)ne[0], tr->name);
+        g4_seterr(err, "tensor '%s': row of %lld elements does not fit type %s", G4_ESC(name), (long long)ne[0], tr->name);
         return NULL;
     }
     uint64_t n = f->n_tensors;

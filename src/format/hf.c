@@ -13,23 +13,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "arch/gemma4.h"
+#include "arch/markers.h"
 #include "format/safetensors.h"
 #include "tensor/types.h"
+#include "util/esc.h"
 
 #define MAX_LAYERS 4096
 
-/* token types as llama.cpp numbers them */
-enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER_DEFINED = 4, TT_UNUSED = 5, TT_BYTE = 6 };
-
-static bool ends_with(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !memcmp(s + a - b, suf, b);
-}
-
-bool g4_hf_force_f32(const char *name, int n_dims) {
-    return n_dims <= 1 || ends_with(name, "_norm.weight") || !ends_with(name, ".weight") ||
-           strstr(name, "ffn_gate_inp.weight") != NULL;
-}
+bool g4_hf_force_f32(const char *name, int n_dims) { return g4_tensor_keep_f32(name, n_dims); }
 
 bool g4_hf_is_dir(const char *path) {
     struct stat sb;
@@ -74,7 +66,7 @@ static json_t *load_json(const char *dir, const char *name, bool required, char 
     json_t *j = json_loadb(buf, got, JSON_REJECT_DUPLICATES, &je);
     free(buf);
     if (!j) {
-        *rc = g4_seterr(err, "%s: invalid JSON at line %d: %s", fullpath, je.line, je.text);
+        *rc = g4_seterr(err, "%s: invalid JSON at line %d: %s", fullpath, je.line, G4_ESC(je.text));
         return NULL;
     }
     if (!json_is_object(j)) {
@@ -247,57 +239,19 @@ static int read_hparams(const char *dir, json_t *root, hparams *hp, g4_error *er
 
 /* --- tensor names ---------------------------------------------------------- */
 
-static const struct { const char *hf, *gg; } LAYER_MAP[] = {
-    { "input_layernorm.weight", "attn_norm.weight" },
-    { "self_attn.q_proj.weight", "attn_q.weight" },
-    { "self_attn.k_proj.weight", "attn_k.weight" },
-    { "self_attn.v_proj.weight", "attn_v.weight" },
-    { "self_attn.o_proj.weight", "attn_output.weight" },
-    { "self_attn.q_norm.weight", "attn_q_norm.weight" },
-    { "self_attn.k_norm.weight", "attn_k_norm.weight" },
-    { "post_attention_layernorm.weight", "post_attention_norm.weight" },
-    { "pre_feedforward_layernorm.weight", "ffn_norm.weight" },
-    { "mlp.gate_proj.weight", "ffn_gate.weight" },
-    { "mlp.up_proj.weight", "ffn_up.weight" },
-    { "mlp.down_proj.weight", "ffn_down.weight" },
-    { "post_feedforward_layernorm.weight", "post_ffw_norm.weight" },
-    { "layer_scalar", "layer_output_scale.weight" },
-    { "per_layer_input_gate.weight", "inp_gate.weight" },
-    { "per_layer_projection.weight", "proj.weight" },
-    { "post_per_layer_input_norm.weight", "post_norm.weight" },
-    { "router.proj.weight", "ffn_gate_inp.weight" },
-    { "router.scale", "ffn_gate_inp.scale" },
-    { "router.per_expert_scale", "ffn_down_exps.scale" },
-    { "experts.gate_up_proj", "ffn_gate_up_exps.weight" },
-    { "experts.down_proj", "ffn_down_exps.weight" },
-    { "pre_feedforward_layernorm_2.weight", "pre_ffw_norm_2.weight" },
-    { "post_feedforward_layernorm_1.weight", "post_ffw_norm_1.weight" },
-    { "post_feedforward_layernorm_2.weight", "post_ffw_norm_2.weight" },
-};
-
-static const struct { const char *hf, *gg; } GLOBAL_MAP[] = {
-    { "embed_tokens.weight", "token_embd.weight" },
-    { "norm.weight", "output_norm.weight" },
-    { "embed_tokens_per_layer.weight", "per_layer_token_embd.weight" },
-    { "per_layer_model_projection.weight", "per_layer_model_proj.weight" },
-    { "per_layer_projection_norm.weight", "per_layer_proj_norm.weight" },
-};
-
-/* Map an HF name to a GGUF name. Returns 1 (mapped), 0 (ignore), -1 (error:
- * a text-model name we do not know). */
+/* Map an HF name to a GGUF name through the tensor table (arch/gemma4.h).
+ * Returns 1 (mapped), 0 (ignore), -1 (error: a text-model name we do not
+ * know). */
 static int map_name(const char *hf, const hparams *hp, char *out, size_t n, g4_error *err) {
-    static const char *const IGNORE[] = { "vision_tower.", "audio_tower.", "embed_vision.", "embed_audio.",
-                                          "multi_modal_projector.", "vision_model.", "audio_model." };
-    const char *rest;
-    if (!strcmp(hf, "lm_head.weight")) { snprintf(out, n, "output.weight"); return 1; }
-    if (!strncmp(hf, "model.language_model.", 21)) rest = hf + 21;
-    else if (!strncmp(hf, "model.", 6)) rest = hf + 6;
-    else if (!strncmp(hf, "language_model.model.", 21)) rest = hf + 21;
-    else return 0;  /* other towers / heads live outside the text model */
-    for (size_t i = 0; i < sizeof IGNORE / sizeof *IGNORE; i++)
-        if (!strncmp(rest, IGNORE[i], strlen(IGNORE[i]))) return 0;
-    for (size_t i = 0; i < sizeof GLOBAL_MAP / sizeof *GLOBAL_MAP; i++)
-        if (!strcmp(rest, GLOBAL_MAP[i].hf)) { snprintf(out, n, "%s", GLOBAL_MAP[i].gg); return 1; }
+    const g4_tensor_info *t = g4_tensor_by_hf(hf, false, true);
+    if (t) { g4_tensor_name(t, 0, out, n); return 1; }
+    const char *rest = NULL;
+    for (size_t i = 0; g4_hf_prefixes[i] && !rest; i++)
+        if (!strncmp(hf, g4_hf_prefixes[i], strlen(g4_hf_prefixes[i]))) rest = hf + strlen(g4_hf_prefixes[i]);
+    if (!rest) return 0;  /* other towers / heads live outside the text model */
+    for (size_t i = 0; g4_hf_ignored[i]; i++)
+        if (!strncmp(rest, g4_hf_ignored[i], strlen(g4_hf_ignored[i]))) return 0;
+    if ((t = g4_tensor_by_hf(rest, false, false))) { g4_tensor_name(t, 0, out, n); return 1; }
     if (!strncmp(rest, "layers.", 7)) {
         const char *p = rest + 7;
         char *end;
@@ -306,21 +260,19 @@ static int map_name(const char *hf, const hparams *hp, char *out, size_t n, g4_e
         long li = strtol(p, &end, 10);
         if (errno || *end != '.' || li < 0) goto unknown;
         if (li >= hp->L)
-            return g4_seterr(err, "tensor '%s': layer %ld but num_hidden_layers is %lld", hf, li, (long long)hp->L);
-        const char *suf = end + 1;
-        for (size_t i = 0; i < sizeof LAYER_MAP / sizeof *LAYER_MAP; i++) {
-            if (strcmp(suf, LAYER_MAP[i].hf)) continue;
+            return g4_seterr(err, "tensor '%s': layer %ld but num_hidden_layers is %lld", G4_ESC(hf), li,
+                             (long long)hp->L);
+        if ((t = g4_tensor_by_hf(end + 1, true, false))) {
             /* KV-shared layers reuse an earlier layer's cache: their own K/V
              * projections (present in some uploads) are never used. */
-            bool kv = !strcmp(suf, "self_attn.k_proj.weight") || !strcmp(suf, "self_attn.v_proj.weight") ||
-                      !strcmp(suf, "self_attn.k_norm.weight");
+            bool kv = t->in == G4_IN_OWN_KV || t->in == G4_IN_OWN_V;
             if (kv && li >= hp->L - hp->n_shared) return 0;
-            snprintf(out, n, "blk.%ld.%s", li, LAYER_MAP[i].gg);
+            g4_tensor_name(t, (int)li, out, n);
             return 1;
         }
     }
 unknown:
-    return g4_seterr(err, "tensor '%s' is not a known Gemma 4 text-model tensor", hf);
+    return g4_seterr(err, "tensor '%s' is not a known Gemma 4 text-model tensor", G4_ESC(hf));
 }
 
 /* --- size label (gguf-py's model_weight_count_rounded_notation) ----------- */
@@ -368,10 +320,6 @@ void g4_hf_size_label(const g4_gguf_file *f, char *out, size_t n) {
 }
 
 /* --- tokenizer --------------------------------------------------------------- */
-
-static const char *const USER_DEFINED_TOKENS[] = {
-    "<|channel>", "<channel|>", "<|tool_call>", "<tool_call|>", "<|tool_response>", "<tool_response|>", "<|\"|>",
-};
 
 static bool is_byte_token(const char *s) {
     return strlen(s) == 6 && !strncmp(s, "<0x", 3) && isxdigit((unsigned char)s[3]) &&
@@ -423,7 +371,7 @@ static int add_tokenizer(g4_gguf_file *f, const char *dir, const hparams *hp, js
     json_t *v;
     json_object_foreach(vocab, key, v) {
         if (!json_is_integer(v) || json_integer_value(v) < 0) {
-            rc = g4_seterr(err, "%s: model.vocab[\"%.100s\"] is not a non-negative integer id", path, key);
+            rc = g4_seterr(err, "%s: model.vocab[\"%s\"] is not a non-negative integer id", path, G4_ESC(key));
             goto out;
         }
         int64_t id = json_integer_value(v);
@@ -433,7 +381,7 @@ static int add_tokenizer(g4_gguf_file *f, const char *dir, const hparams *hp, js
             goto out;
         }
         toks[id] = key;
-        types[id] = is_byte_token(key) ? TT_BYTE : TT_NORMAL;
+        types[id] = is_byte_token(key) ? G4_TT_BYTE : G4_TT_NORMAL;
     }
     for (size_t i = 0; i < json_array_size(added); i++) {
         json_t *a = json_array_get(added, i);
@@ -451,7 +399,7 @@ static int add_tokenizer(g4_gguf_file *f, const char *dir, const hparams *hp, js
         bool special = json_is_true(json_object_get(a, "special"));
         json_t *vid = json_object_get(vocab, content);
         bool in_vocab = json_is_integer(vid) && json_integer_value(vid) == id;
-        int t = special ? TT_CONTROL : in_vocab ? (is_byte_token(content) ? TT_BYTE : TT_NORMAL) : TT_USER_DEFINED;
+        int t = special ? G4_TT_CONTROL : in_vocab ? (is_byte_token(content) ? G4_TT_BYTE : G4_TT_NORMAL) : G4_TT_USER_DEFINED;
         toks[id] = content;
         types[id] = t;
     }
@@ -488,13 +436,14 @@ static int add_tokenizer(g4_gguf_file *f, const char *dir, const hparams *hp, js
                 const char *c = json_string_value(json_object_get(a, "content"));
                 if (c && !strcmp(c, names[k])) id = json_integer_value(json_object_get(a, "id"));
             }
-            if (id >= 0 && id < n && toks[id] && !strcmp(toks[id], names[k])) types[id] = TT_CONTROL;
+            if (id >= 0 && id < n && toks[id] && !strcmp(toks[id], names[k])) types[id] = G4_TT_CONTROL;
         }
     }
     /* Gemma 4's converter marks these USER_DEFINED so they are always rendered */
     for (int64_t i = 0; i < n; i++)
-        for (size_t k = 0; toks[i] && k < sizeof USER_DEFINED_TOKENS / sizeof *USER_DEFINED_TOKENS; k++)
-            if (!strcmp(toks[i], USER_DEFINED_TOKENS[k])) types[i] = TT_USER_DEFINED;
+        for (size_t k = 0; toks[i] && k < g4_n_markers; k++)
+            if ((g4_markers[k].flags & G4_MKF_RENDERED) && !strcmp(toks[i], g4_markers[k].s))
+                types[i] = G4_TT_USER_DEFINED;
     for (int64_t i = 0; i < n; i++) {
         scores[i] = -1000.0f;
         if (!toks[i]) {
@@ -503,7 +452,7 @@ static int add_tokenizer(g4_gguf_file *f, const char *dir, const hparams *hp, js
             owned[n_owned] = strdup(buf);
             if (!owned[n_owned]) { rc = g4_seterr(err, "out of memory"); goto out; }
             toks[i] = owned[n_owned++];
-            types[i] = TT_UNUSED;
+            types[i] = G4_TT_UNUSED;
         }
     }
     /* merges: ["a b", ...] or [["a", "b"], ...] */
@@ -679,13 +628,13 @@ static int add_weights(g4_gguf_file *f, g4_st_set *s, const hparams *hp, int *fi
         if (r < 0) return g4_preferr(err, "%s", t->file->path);
         if (r == 0) continue;
         if (t->n_dims > GGUF_MAX_DIMS)
-            return g4_seterr(err, "%s: tensor '%s' has %d dims (max 4)", t->file->path, t->name, t->n_dims);
+            return g4_seterr(err, "%s: tensor '%s' has %d dims (max 4)", t->file->path, G4_ESC(t->name), t->n_dims);
         int64_t ne[GGUF_MAX_DIMS] = { 1, 1, 1, 1 };
         int nd = t->n_dims ? t->n_dims : 1;
         for (int d = 0; d < t->n_dims; d++) {
             ne[d] = t->shape[t->n_dims - 1 - d];
             if (ne[d] < 1)
-                return g4_seterr(err, "%s: tensor '%s' has an empty dimension", t->file->path, t->name);
+                return g4_seterr(err, "%s: tensor '%s' has an empty dimension", t->file->path, G4_ESC(t->name));
         }
         int64_t nel = g4_st_nelements(t);
         const void *data = t->data;

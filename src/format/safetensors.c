@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "tensor/types.h"
+#include "util/esc.h"
 
 /* Largest dimension we accept; 2^40 elements is far beyond any real tensor
  * and keeps products of a few dims from overflowing before the range check. */
@@ -59,44 +60,44 @@ static int cmp_begin(const void *a, const void *b) {
 /* Parse one tensor entry; returns 0 or -1 with err set. */
 static int parse_entry(const char *name, json_t *v, uint64_t data_size, g4_st_tensor *t,
                        g4_error *err) {
-    if (!json_is_object(v)) return g4_seterr(err, "tensor '%s': entry is not an object", name);
+    if (!json_is_object(v)) return g4_seterr(err, "tensor '%s': entry is not an object", G4_ESC(name));
     json_t *dt = json_object_get(v, "dtype"), *sh = json_object_get(v, "shape"),
            *off = json_object_get(v, "data_offsets");
-    if (!json_is_string(dt)) return g4_seterr(err, "tensor '%s': missing or non-string \"dtype\"", name);
+    if (!json_is_string(dt)) return g4_seterr(err, "tensor '%s': missing or non-string \"dtype\"", G4_ESC(name));
     size_t esize;
     if (dtype_of(json_string_value(dt), &t->type, &esize))
-        return g4_seterr(err, "tensor '%s': unsupported dtype \"%.32s\" (supported: F32, F16, BF16)",
-                         name, json_string_value(dt));
-    if (!json_is_array(sh)) return g4_seterr(err, "tensor '%s': missing or non-array \"shape\"", name);
+        return g4_seterr(err, "tensor '%s': unsupported dtype \"%s\" (supported: F32, F16, BF16)",
+                         G4_ESC(name), G4_ESC(json_string_value(dt)));
+    if (!json_is_array(sh)) return g4_seterr(err, "tensor '%s': missing or non-array \"shape\"", G4_ESC(name));
     size_t nd = json_array_size(sh);
     if (nd > ST_MAX_DIMS)
-        return g4_seterr(err, "tensor '%s': shape has %zu dims (max %d)", name, nd, ST_MAX_DIMS);
+        return g4_seterr(err, "tensor '%s': shape has %zu dims (max %d)", G4_ESC(name), nd, ST_MAX_DIMS);
     t->n_dims = (int)nd;
     uint64_t nel = 1;
     for (size_t i = 0; i < nd; i++) {
         json_t *d = json_array_get(sh, i);
         if (!json_is_integer(d) || json_integer_value(d) < 0 || json_integer_value(d) > ST_MAX_DIM)
-            return g4_seterr(err, "tensor '%s': shape[%zu] is not an integer in [0, 2^40]", name, i);
+            return g4_seterr(err, "tensor '%s': shape[%zu] is not an integer in [0, 2^40]", G4_ESC(name), i);
         t->shape[i] = (int64_t)json_integer_value(d);
         if (t->shape[i] != 0 && nel > UINT64_MAX / 8 / (uint64_t)t->shape[i])
-            return g4_seterr(err, "tensor '%s': shape too large (element count overflows)", name);
+            return g4_seterr(err, "tensor '%s': shape too large (element count overflows)", G4_ESC(name));
         nel *= (uint64_t)t->shape[i];
     }
     if (!json_is_array(off) || json_array_size(off) != 2)
-        return g4_seterr(err, "tensor '%s': \"data_offsets\" must be an array [begin, end]", name);
+        return g4_seterr(err, "tensor '%s': \"data_offsets\" must be an array [begin, end]", G4_ESC(name));
     json_t *b = json_array_get(off, 0), *e = json_array_get(off, 1);
     if (!json_is_integer(b) || !json_is_integer(e) || json_integer_value(b) < 0 ||
         json_integer_value(e) < json_integer_value(b))
-        return g4_seterr(err, "tensor '%s': \"data_offsets\" must be integers with 0 <= begin <= end", name);
+        return g4_seterr(err, "tensor '%s': \"data_offsets\" must be integers with 0 <= begin <= end", G4_ESC(name));
     t->begin = (uint64_t)json_integer_value(b);
     t->end = (uint64_t)json_integer_value(e);
     if (t->end > data_size)
         return g4_seterr(err, "tensor '%s': data_offsets [%llu, %llu) outside the data section (%llu bytes)",
-                         name, (unsigned long long)t->begin, (unsigned long long)t->end,
+                         G4_ESC(name), (unsigned long long)t->begin, (unsigned long long)t->end,
                          (unsigned long long)data_size);
     if (t->end - t->begin != nel * esize)
         return g4_seterr(err, "tensor '%s': %llu bytes in data_offsets but dtype %s and shape need %llu",
-                         name, (unsigned long long)(t->end - t->begin), json_string_value(dt),
+                         G4_ESC(name), (unsigned long long)(t->end - t->begin), G4_ESC(json_string_value(dt)),
                          (unsigned long long)(nel * esize));
     return 0;
 }
@@ -125,7 +126,7 @@ g4_st_file *g4_st_parse(const void *buf, size_t size, const char *name, g4_error
     json_error_t je;
     json_t *root = json_loadb((const char *)p + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        g4_seterr(err, "%s: header JSON is invalid at byte %d: %s", name, je.position, je.text);
+        g4_seterr(err, "%s: header JSON is invalid at byte %d: %s", name, je.position, G4_ESC(je.text));
         goto fail_nojson;
     }
     if (!json_is_object(root)) { g4_seterr(err, "%s: header JSON is not an object", name); goto fail; }
@@ -165,7 +166,7 @@ g4_st_file *g4_st_parse(const void *buf, size_t size, const char *name, g4_error
             if (ord[i]->begin == ord[i]->end) continue;
             if (prev && ord[i]->begin < prev->end) {
                 g4_seterr(err, "%s: tensors '%s' and '%s' have overlapping data ranges", name,
-                          prev->name, ord[i]->name);
+                          G4_ESC(prev->name), G4_ESC(ord[i]->name));
                 free(ord);
                 goto fail;
             }
@@ -242,7 +243,7 @@ static int set_finish(g4_st_set *s, g4_error *err) {
     qsort(s->all, s->n, sizeof *s->all, cmp_name);
     for (size_t i = 1; i < s->n; i++)
         if (!strcmp(s->all[i]->name, s->all[i - 1]->name))
-            return g4_seterr(err, "tensor '%s' is stored twice (%s and %s)", s->all[i]->name,
+            return g4_seterr(err, "tensor '%s' is stored twice (%s and %s)", G4_ESC(s->all[i]->name),
                              s->all[i - 1]->file->path, s->all[i]->file->path);
     return 0;
 }
@@ -255,10 +256,13 @@ static int add_file(g4_st_set *s, g4_st_file *f) {
     return 0;
 }
 
-/* A shard file name from the index: plain file name, no directories. */
+/* A shard file name from the index: plain file name, no directories, and
+ * nothing that would need escaping when a message quotes it (the shard
+ * names end up in file paths, which messages print as they are). */
 static bool shard_name_ok(const char *s) {
     if (!*s || strlen(s) > 255 || !strcmp(s, ".") || !strcmp(s, "..")) return false;
-    return strchr(s, '/') == NULL;
+    char esc[512];
+    return strchr(s, '/') == NULL && !strcmp(g4_esc(esc, sizeof esc, s, SIZE_MAX), s);
 }
 
 g4_st_set *g4_st_open_index(const char *dir, const char *json, size_t len, g4_error *err) {
@@ -266,7 +270,7 @@ g4_st_set *g4_st_open_index(const char *dir, const char *json, size_t len, g4_er
     json_error_t je;
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        g4_seterr(err, "%s/%s: invalid JSON at line %d: %s", dir, iname, je.line, je.text);
+        g4_seterr(err, "%s/%s: invalid JSON at line %d: %s", dir, iname, je.line, G4_ESC(je.text));
         return NULL;
     }
     g4_st_set *s = calloc(1, sizeof *s);
@@ -285,7 +289,7 @@ g4_st_set *g4_st_open_index(const char *dir, const char *json, size_t len, g4_er
     json_t *v;
     json_object_foreach(wm, key, v) {
         if (!json_is_string(v) || !shard_name_ok(json_string_value(v))) {
-            g4_seterr(err, "%s/%s: weight_map[\"%.200s\"] is not a plain file name", dir, iname, key);
+            g4_seterr(err, "%s/%s: weight_map[\"%s\"] is not a plain file name", dir, iname, G4_ESC(key));
             goto fail;
         }
         const char *fn = json_string_value(v);
@@ -309,14 +313,14 @@ g4_st_set *g4_st_open_index(const char *dir, const char *json, size_t len, g4_er
     json_object_foreach(wm, key, v) {
         const g4_st_tensor *t = g4_st_find(s, key);
         if (!t) {
-            g4_seterr(err, "%s/%s: tensor '%.200s' is listed for %s but not stored there", dir, iname,
-                      key, json_string_value(v));
+            g4_seterr(err, "%s/%s: tensor '%s' is listed for %s but not stored there", dir, iname,
+                      G4_ESC(key), json_string_value(v));
             goto fail;
         }
         const char *base = strrchr(t->file->path, '/');
         base = base ? base + 1 : t->file->path;
         if (strcmp(base, json_string_value(v))) {
-            g4_seterr(err, "%s/%s: tensor '%.200s' is listed for %s but stored in %s", dir, iname, key,
+            g4_seterr(err, "%s/%s: tensor '%s' is listed for %s but stored in %s", dir, iname, G4_ESC(key),
                       json_string_value(v), base);
             goto fail;
         }
@@ -324,8 +328,8 @@ g4_st_set *g4_st_open_index(const char *dir, const char *json, size_t len, g4_er
     if (s->n != json_object_size(wm)) {
         for (size_t i = 0; i < s->n; i++)
             if (!json_object_get(wm, s->all[i]->name)) {
-                g4_seterr(err, "%s/%s: tensor '%.200s' stored in %s is missing from weight_map", dir,
-                          iname, s->all[i]->name, s->all[i]->file->path);
+                g4_seterr(err, "%s/%s: tensor '%s' stored in %s is missing from weight_map", dir,
+                          iname, G4_ESC(s->all[i]->name), s->all[i]->file->path);
                 goto fail;
             }
     }

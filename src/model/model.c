@@ -4,11 +4,14 @@
 #include "model/model.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch/gemma4.h"
 #include "tensor/types.h"
+#include "util/esc.h"
 
 #include <stdint.h>
 #include <sys/mman.h>
@@ -49,12 +52,13 @@ void g4_advise_row_table(const g4_mat *w) {
 #endif
 }
 
-#define ARCH "gemma4"
+#define ARCH G4_ARCH_NAME
 
 typedef struct loader {
     g4_model *m;
     g4_gguf_file *f;
     g4_error *err;
+    g4_arch_dims dims;   /* model sizes the tensor table's shapes refer to */
 } loader;
 
 /* Required scalar u32 metadata "gemma4.<key>". */
@@ -128,38 +132,24 @@ static int per_layer_u32(loader *ld, const char *key, int *out, int n_layer, int
     return 0;
 }
 
-static const g4_gguf_tensor *find(loader *ld, const char *fmt, int layer) {
-    char name[128];
-    snprintf(name, sizeof name, fmt, layer);
-    return g4_gguf_find_tensor(ld->f, name);
-}
-
 static int check_type(loader *ld, const g4_gguf_tensor *t, bool matrix) {
     const g4_type_traits *tr = g4_type_info(t->type);
     if (!tr || !tr->to_float || (matrix && (!tr->dot_f32 || !tr->vec_dot)))
         return g4_seterr(ld->err, "%s: tensor '%s' has type %s, which gemma4c cannot compute with yet",
-                         ld->f->path, t->name, g4_type_name(t->type));
+                         ld->f->path, G4_ESC(t->name), g4_type_name(t->type));
     return 0;
 }
 
-/* Matrix view with the expected shape {n_in, n_out[, n_mat]}. */
-static int get_mat(loader *ld, g4_mat *out, const char *fmt, int layer, int64_t n_in, int64_t n_out,
-                   int64_t n_mat, bool required) {
-    const g4_gguf_tensor *t = find(ld, fmt, layer);
-    memset(out, 0, sizeof *out);
-    char name[128];
-    snprintf(name, sizeof name, fmt, layer);
-    if (!t) {
-        if (required) return g4_seterr(ld->err, "%s: tensor '%s' is missing", ld->f->path, name);
-        return 0;
-    }
+/* Matrix view of t with the shape the table gives {n_in, n_out[, n_mat]}. */
+static int get_mat(loader *ld, g4_mat *out, const g4_gguf_tensor *t, const int64_t ne[3]) {
+    int64_t n_in = ne[0], n_out = ne[1], n_mat = ne[2];
     int want_dims = n_mat > 1 ? 3 : 2;
     int64_t got_mat = t->n_dims >= 3 ? t->ne[2] : 1;
     if (t->n_dims > want_dims || t->ne[0] != n_in || t->ne[1] != n_out || got_mat != n_mat || t->ne[3] != 1)
         return g4_seterr(ld->err,
                          "%s: tensor '%s' has shape {%lld, %lld, %lld}, the config implies {%lld, %lld, %lld}",
-                         ld->f->path, t->name, (long long)t->ne[0], (long long)t->ne[1], (long long)got_mat,
-                         (long long)n_in, (long long)n_out, (long long)n_mat);
+                         ld->f->path, G4_ESC(t->name), (long long)t->ne[0], (long long)t->ne[1],
+                         (long long)got_mat, (long long)n_in, (long long)n_out, (long long)n_mat);
     if (check_type(ld, t, true)) return -1;
     out->data = t->data;
     out->type = t->type;
@@ -172,25 +162,33 @@ static int get_mat(loader *ld, g4_mat *out, const char *fmt, int layer, int64_t 
 }
 
 /* 1-D vector of n elements, decoded to f32 and owned by the file. */
-static int get_vec(loader *ld, float **out, const char *fmt, int layer, int64_t n, bool required) {
-    const g4_gguf_tensor *t = find(ld, fmt, layer);
-    *out = NULL;
-    if (!t) {
-        if (!required) return 0;
-        char name[128];
-        snprintf(name, sizeof name, fmt, layer);
-        return g4_seterr(ld->err, "%s: tensor '%s' is missing", ld->f->path, name);
-    }
+static int get_vec(loader *ld, float **out, const g4_gguf_tensor *t, int64_t n) {
     int64_t elems = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
     if (elems != n)
-        return g4_seterr(ld->err, "%s: tensor '%s' has %lld elements, expected %lld", ld->f->path, t->name,
-                         (long long)elems, (long long)n);
+        return g4_seterr(ld->err, "%s: tensor '%s' has %lld elements, expected %lld", ld->f->path,
+                         G4_ESC(t->name), (long long)elems, (long long)n);
     if (check_type(ld, t, false)) return -1;
     float *v = g4_gguf_own(ld->f, malloc((size_t)n * sizeof(float)));
     if (!v) return g4_seterr(ld->err, "out of memory");
     g4_type_info(t->type)->to_float(t->data, v, n);
     *out = v;
     return 0;
+}
+
+/* Load table row ti (of layer `layer`) into dst: a g4_mat for matrices, a
+ * float * for vectors. Absent and not required: dst cleared, 0. */
+static int get_row(loader *ld, const g4_tensor_info *ti, int layer, const g4_arch_dims *d, void *dst,
+                   bool required) {
+    char name[128];
+    g4_tensor_name(ti, layer, name, sizeof name);
+    const g4_gguf_tensor *t = g4_gguf_find_tensor(ld->f, name);
+    bool mat = ti->kind == G4_TK_WEIGHT || ti->kind == G4_TK_EMBD;
+    if (mat) memset(dst, 0, sizeof(g4_mat));
+    else *(float **)dst = NULL;
+    if (!t) return required ? g4_seterr(ld->err, "%s: tensor '%s' is missing", ld->f->path, name) : 0;
+    int64_t ne[3];
+    g4_tensor_shape(ti, d, ne);
+    return mat ? get_mat(ld, dst, t, ne) : get_vec(ld, dst, t, ne[0] * ne[1] * ne[2]);
 }
 
 static int load_hparams(loader *ld) {
@@ -202,7 +200,7 @@ static int load_hparams(loader *ld) {
     if (r > 0) return g4_seterr(ld->err, "%s: metadata 'general.architecture' is missing", f->path);
     if (strcmp(arch, ARCH)) {
         g4_seterr(ld->err, "%s: architecture is '%s'; gemma4c runs only '" ARCH "' (Gemma 4) models", f->path,
-                  arch);
+                  G4_ESC(arch));
         free(arch);
         return -1;
     }
@@ -310,97 +308,95 @@ static int load_layers(loader *ld) {
         y->kv_src = src;
     }
     int slot = 0;
-    for (int l = 0; l < L; l++) m->layers[l].kv_slot = m->layers[l].own_kv ? slot++ : -1;
+    bool any_full = false;
+    for (int l = 0; l < L; l++) {
+        m->layers[l].kv_slot = m->layers[l].own_kv ? slot++ : -1;
+        any_full |= !m->layers[l].swa;
+    }
+    ld->dims = (g4_arch_dims){ .n_embd = m->n_embd, .n_layer = L, .n_ple = m->n_ple, .n_head = m->n_head,
+                               .n_expert = m->n_expert, .n_ff_exp = m->n_ff_exp,
+                               /* rope_freqs: one divisor per rotated pair of the full layers */
+                               .n_rope_pairs = (any_full ? rot_full : m->head_dim_full) / 2 };
     return 0;
 }
 
+/* Where each row of the tensor table (arch/gemma4.h) lands. */
+#define MF(id, field) [G4_T_##id] = offsetof(g4_model, field) + 1
+#define LF(id, field) [G4_T_##id] = offsetof(g4_layer, field) + 1
+static const size_t MODEL_FIELD[G4_T_COUNT] = {   /* offset + 1; 0: none */
+    MF(ROPE_FREQS, rope_freqs), MF(TOKEN_EMBD, tok_embd), MF(PLE_EMBD, ple_embd),
+    MF(PLE_MODEL_PROJ, ple_model_proj), MF(PLE_PROJ_NORM, ple_proj_norm), MF(OUTPUT_NORM, output_norm),
+    MF(OUTPUT, output),
+};
+static const size_t LAYER_FIELD[G4_T_COUNT] = {
+    LF(ATTN_NORM, attn_norm), LF(ATTN_Q, wq), LF(ATTN_Q_NORM, q_norm), LF(ATTN_K, wk), LF(ATTN_K_NORM, k_norm),
+    LF(ATTN_V, wv), LF(ATTN_OUT, wo), LF(POST_ATTN_NORM, post_attn_norm), LF(FFN_NORM, ffn_norm),
+    LF(FFN_GATE, ffn_gate), LF(FFN_UP, ffn_up), LF(FFN_DOWN, ffn_down), LF(ROUTER, router),
+    LF(ROUTER_SCALE, router_scale), LF(EXP_GATE_UP, exp_gate_up), LF(EXP_GATE, exp_gate), LF(EXP_UP, exp_up),
+    LF(EXP_DOWN, exp_down), LF(EXP_SCALE, expert_scale), LF(POST_FFW_NORM_1, post_ffw_norm_1),
+    LF(PRE_FFW_NORM_2, pre_ffw_norm_2), LF(POST_FFW_NORM_2, post_ffw_norm_2), LF(POST_FFW_NORM, post_ffw_norm),
+    LF(PLE_GATE, ple_gate), LF(PLE_PROJ, ple_proj), LF(PLE_POST_NORM, ple_post_norm),
+    /* OUT_SCALE: a float in g4_layer, set from the decoded vector below */
+};
+#undef MF
+#undef LF
+
 static int load_weights(loader *ld) {
     g4_model *m = ld->m;
-    int H = m->n_embd, L = m->n_layer, P = m->n_ple;
-    const g4_gguf_tensor *te = g4_gguf_find_tensor(ld->f, "token_embd.weight");
+    int L = m->n_layer;
+    const g4_gguf_tensor *te = g4_gguf_find_tensor(ld->f, g4_tensors[G4_T_TOKEN_EMBD].gguf);
     if (!te) return g4_seterr(ld->err, "%s: tensor 'token_embd.weight' is missing", ld->f->path);
     if (te->n_dims != 2 || te->ne[1] < 1 || te->ne[1] > (1 << 24))
         return g4_seterr(ld->err, "%s: tensor 'token_embd.weight' must be 2-D {n_embd, n_vocab}", ld->f->path);
     m->n_vocab = (int)te->ne[1];
-    if (get_mat(ld, &m->tok_embd, "token_embd.weight", 0, H, m->n_vocab, 1, true) ||
-        get_mat(ld, &m->output, "output.weight", 0, H, m->n_vocab, 1, false) ||
-        get_vec(ld, &m->output_norm, "output_norm.weight", 0, H, true))
-        return -1;
-    if (!m->output.data) m->output = m->tok_embd; /* tied */
+    g4_arch_dims d = ld->dims;
+    d.n_vocab = m->n_vocab;
 
-    /* rope_freqs: one divisor per rotated pair of the full layers */
-    const g4_gguf_tensor *rf = g4_gguf_find_tensor(ld->f, "rope_freqs.weight");
-    if (rf) {
-        int rot_full = 0;
-        for (int l = 0; l < L; l++) if (!m->layers[l].swa) rot_full = m->layers[l].n_rot;
-        if (rot_full == 0) rot_full = m->head_dim_full;
-        if (rf->type != 0)
-            return g4_seterr(ld->err, "%s: 'rope_freqs.weight' must be F32 (its 1e30 entries overflow %s)",
-                             ld->f->path, g4_type_name(rf->type));
-        if (get_vec(ld, &m->rope_freqs, "rope_freqs.weight", 0, rot_full / 2, true)) return -1;
-        for (int i = 0; i < rot_full / 2; i++)
-            if (!(m->rope_freqs[i] > 0))
-                return g4_seterr(ld->err, "%s: 'rope_freqs.weight'[%d] = %g, expected a positive factor",
-                                 ld->f->path, i, m->rope_freqs[i]);
+    for (int i = 0; i < G4_T_COUNT; i++) {
+        const g4_tensor_info *ti = &g4_tensors[i];
+        if (ti->layer || !g4_tensor_present(ti, &d)) continue;
+        if (ti->kind == G4_TK_ROPE) {
+            const g4_gguf_tensor *rf = g4_gguf_find_tensor(ld->f, ti->gguf);
+            if (rf && rf->type != G4_F32)
+                return g4_seterr(ld->err, "%s: 'rope_freqs.weight' must be F32 (its 1e30 entries overflow %s)",
+                                 ld->f->path, g4_type_name(rf->type));
+        }
+        if (get_row(ld, ti, 0, &d, (char *)m + MODEL_FIELD[i] - 1, !(ti->flags & G4_TF_OPTIONAL))) return -1;
     }
-    if (P > 0) {
-        if (get_mat(ld, &m->ple_embd, "per_layer_token_embd.weight", 0, (int64_t)L * P, m->n_vocab, 1, true) ||
-            get_mat(ld, &m->ple_model_proj, "per_layer_model_proj.weight", 0, H, (int64_t)L * P, 1, true) ||
-            get_vec(ld, &m->ple_proj_norm, "per_layer_proj_norm.weight", 0, P, true))
-            return -1;
+    if (!m->output.data) m->output = m->tok_embd; /* tied */
+    for (int i = 0; m->rope_freqs && i < d.n_rope_pairs; i++)
+        if (!(m->rope_freqs[i] > 0))
+            return g4_seterr(ld->err, "%s: 'rope_freqs.weight'[%d] = %g, expected a positive factor",
+                             ld->f->path, i, m->rope_freqs[i]);
+    if (m->n_ple > 0) {
         g4_advise_row_table(&m->ple_embd);
-        const char *base = ld->f->map, *d = m->ple_embd.data;
-        m->ple_in_file_map = base && d >= base &&
-                             (size_t)(d - base) + (size_t)m->n_vocab * m->ple_embd.row_bytes <= ld->f->map_size;
+        const char *base = ld->f->map, *p = m->ple_embd.data;
+        m->ple_in_file_map = base && p >= base &&
+                             (size_t)(p - base) + (size_t)m->n_vocab * m->ple_embd.row_bytes <= ld->f->map_size;
     }
+
     for (int l = 0; l < L; l++) {
         g4_layer *y = &m->layers[l];
-        int hd = y->head_dim, nq = m->n_head * hd, nkv = y->n_kv_head * hd;
+        d.head_dim = y->head_dim;
+        d.n_kv_head = y->n_kv_head;
+        d.n_ff = y->n_ff;
+        d.own_kv = y->own_kv;
+        d.k_eq_v = false;   /* not in the metadata: a missing V projection says so */
         if (!y->swa) y->rope_freqs = m->rope_freqs;
-        if (get_vec(ld, &y->attn_norm, "blk.%d.attn_norm.weight", l, H, true) ||
-            get_mat(ld, &y->wq, "blk.%d.attn_q.weight", l, H, nq, 1, true) ||
-            get_vec(ld, &y->q_norm, "blk.%d.attn_q_norm.weight", l, hd, true) ||
-            get_mat(ld, &y->wo, "blk.%d.attn_output.weight", l, nq, H, 1, true) ||
-            get_vec(ld, &y->post_attn_norm, "blk.%d.post_attention_norm.weight", l, H, true) ||
-            get_vec(ld, &y->ffn_norm, "blk.%d.ffn_norm.weight", l, H, true) ||
-            get_mat(ld, &y->ffn_gate, "blk.%d.ffn_gate.weight", l, H, y->n_ff, 1, true) ||
-            get_mat(ld, &y->ffn_up, "blk.%d.ffn_up.weight", l, H, y->n_ff, 1, true) ||
-            get_mat(ld, &y->ffn_down, "blk.%d.ffn_down.weight", l, y->n_ff, H, 1, true) ||
-            get_vec(ld, &y->post_ffw_norm, "blk.%d.post_ffw_norm.weight", l, H, true))
-            return -1;
-        if (y->own_kv) {
-            /* shared layers may carry unused K/V tensors (Google's upload): ignored */
-            if (get_mat(ld, &y->wk, "blk.%d.attn_k.weight", l, H, nkv, 1, true) ||
-                get_vec(ld, &y->k_norm, "blk.%d.attn_k_norm.weight", l, hd, true) ||
-                get_mat(ld, &y->wv, "blk.%d.attn_v.weight", l, H, nkv, 1, false))
-                return -1;
-            y->k_eq_v = y->wv.data == NULL;
-        }
         float *scale = NULL;
-        if (get_vec(ld, &scale, "blk.%d.layer_output_scale.weight", l, 1, true)) return -1;
+        for (int i = 0; i < G4_T_COUNT; i++) {
+            const g4_tensor_info *ti = &g4_tensors[i];
+            /* the split experts are read only where the fused tensor is absent */
+            if (!ti->layer || (ti->flags & G4_TF_VARIANT) || !g4_tensor_present(ti, &d)) continue;
+            void *dst = i == G4_T_OUT_SCALE ? (void *)&scale : (char *)y + LAYER_FIELD[i] - 1;
+            if (get_row(ld, ti, l, &d, dst, !(ti->flags & G4_TF_OPTIONAL))) return -1;
+        }
         y->out_scale = scale[0];
-        if (P > 0) {
-            if (get_mat(ld, &y->ple_gate, "blk.%d.inp_gate.weight", l, H, P, 1, true) ||
-                get_mat(ld, &y->ple_proj, "blk.%d.proj.weight", l, P, H, 1, true) ||
-                get_vec(ld, &y->ple_post_norm, "blk.%d.post_norm.weight", l, H, true))
-                return -1;
-        }
-        if (m->n_expert > 0) {
-            int E = m->n_expert, Fe = m->n_ff_exp;
-            if (get_mat(ld, &y->router, "blk.%d.ffn_gate_inp.weight", l, H, E, 1, true) ||
-                get_vec(ld, &y->router_scale, "blk.%d.ffn_gate_inp.scale", l, H, true) ||
-                get_vec(ld, &y->expert_scale, "blk.%d.ffn_down_exps.scale", l, E, false) ||
-                get_mat(ld, &y->exp_gate_up, "blk.%d.ffn_gate_up_exps.weight", l, H, 2 * Fe, E, false) ||
-                get_mat(ld, &y->exp_down, "blk.%d.ffn_down_exps.weight", l, Fe, H, E, true) ||
-                get_vec(ld, &y->pre_ffw_norm_2, "blk.%d.pre_ffw_norm_2.weight", l, H, true) ||
-                get_vec(ld, &y->post_ffw_norm_1, "blk.%d.post_ffw_norm_1.weight", l, H, true) ||
-                get_vec(ld, &y->post_ffw_norm_2, "blk.%d.post_ffw_norm_2.weight", l, H, true))
-                return -1;
-            if (!y->exp_gate_up.data &&
-                (get_mat(ld, &y->exp_gate, "blk.%d.ffn_gate_exps.weight", l, H, Fe, E, true) ||
-                 get_mat(ld, &y->exp_up, "blk.%d.ffn_up_exps.weight", l, H, Fe, E, true)))
-                return g4_preferr(ld->err, "MoE layer %d needs ffn_gate_up_exps or ffn_gate_exps + ffn_up_exps", l);
-        }
+        y->k_eq_v = y->own_kv && !y->wv.data;
+        if (m->n_expert > 0 && !y->exp_gate_up.data &&
+            (get_row(ld, &g4_tensors[G4_T_EXP_GATE], l, &d, &y->exp_gate, true) ||
+             get_row(ld, &g4_tensors[G4_T_EXP_UP], l, &d, &y->exp_up, true)))
+            return g4_preferr(ld->err, "MoE layer %d needs ffn_gate_up_exps or ffn_gate_exps + ffn_up_exps", l);
     }
     for (uint64_t i = 0; i < ld->f->n_tensors; i++) {
         const g4_gguf_tensor *t = &ld->f->tensors[i];
@@ -420,7 +416,7 @@ g4_model *g4_model_load(g4_gguf_file *f, g4_error *err) {
     m->file = f;
     m->bos_id = 2;
     m->eos_id = 1;
-    loader ld = { m, f, err };
+    loader ld = { .m = m, .f = f, .err = err };
     if (load_hparams(&ld) || load_layers(&ld) || load_weights(&ld)) {
         g4_model_free(m);
         return NULL;

@@ -11,10 +11,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "arch/gemma4.h"
 #include "format/gguf_write.h"
 #include "format/hf.h"
 #include "format/safetensors.h"
 #include "tensor/types.h"
+#include "util/esc.h"
 
 static const struct { const char *name; int ftype, base; } FTYPES[] = {
     { "F32", G4_FTYPE_F32, G4_F32 },       { "F16", G4_FTYPE_F16, G4_F16 },
@@ -47,11 +49,6 @@ int g4_ftype_base_type(int ftype) {
     for (size_t i = 0; i < N_FTYPES; i++)
         if (FTYPES[i].ftype == ftype) return FTYPES[i].base;
     return -1;
-}
-
-static bool ends_with(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !memcmp(s + a - b, suf, b);
 }
 
 /* llama-quantize processes tensors ordered by layer (non-layer tensors
@@ -101,7 +98,7 @@ int g4_quant_plan(const g4_gguf_file *f, int ftype, int *out, g4_error *err) {
     int base = g4_ftype_base_type(ftype);
     if (base < 0) return g4_seterr(err, "unknown file type %d", ftype);
     char *arch = NULL;
-    if (g4_gguf_get_str(f, "general.architecture", &arch, NULL) || !arch) arch = strdup("gemma4");
+    if (g4_gguf_get_str(f, "general.architecture", &arch, NULL) || !arch) arch = strdup(G4_ARCH_NAME);
     if (!arch) return g4_seterr(err, "out of memory");
     int n_layer = (int)kv_u32(f, arch, "block_count", 1);
     int n_expert = (int)kv_u32(f, arch, "expert_count", 0);
@@ -109,10 +106,14 @@ int g4_quant_plan(const g4_gguf_file *f, int ftype, int *out, g4_error *err) {
     uint32_t n_head_kv = kv_u32(f, arch, "attention.head_count_kv", n_head);
     free(arch);
     int n_gqa = n_head_kv ? (int)(n_head / n_head_kv) : 1;
-    bool has_output = g4_gguf_find_tensor(f, "output.weight") != NULL;
+    bool has_output = g4_gguf_find_tensor(f, g4_tensors[G4_T_OUTPUT].gguf) != NULL;
+    /* llama-quantize's per-tensor rules, by the tensor table's class of each
+     * name (arch/gemma4.h); tensors outside the table keep their type */
     int n_attn_wv = 0;
-    for (uint64_t i = 0; i < f->n_tensors; i++)
-        if (strstr(f->tensors[i].name, "attn_v.weight")) n_attn_wv++;
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        const g4_tensor_info *ti = g4_tensor_find(f->tensors[i].name, NULL);
+        if (ti && ti->quant == G4_Q_ATTN_V) n_attn_wv++;
+    }
     const g4_type_traits *bt = g4_type_info(base);
     bool quant = bt && bt->is_quantized;
     uint64_t *ord = llama_order(f);
@@ -120,18 +121,17 @@ int g4_quant_plan(const g4_gguf_file *f, int ftype, int *out, g4_error *err) {
     int i_attn_wv = 0, i_ffn_down = 0;
     for (uint64_t k = 0; k < f->n_tensors; k++) {
         const g4_gguf_tensor *t = &f->tensors[ord[k]];
-        const char *name = t->name;
-        bool q = ends_with(name, "weight") && t->n_dims >= 2 && !strstr(name, "_norm.weight") &&
-                 !strstr(name, "ffn_gate_inp.weight") && !strstr(name, "per_layer_model_proj");
-        if (!q) { out[ord[k]] = t->type; continue; }
+        int layer = -1;
+        const g4_tensor_info *ti = g4_tensor_find(t->name, &layer);
+        int rule = ti ? ti->quant : G4_Q_KEEP;
+        if (rule == G4_Q_KEEP || t->n_dims < 2) { out[ord[k]] = t->type; continue; }
         int nt = base;
         if (quant) {
             int ft = ftype;
-            if (!strcmp(name, "output.weight") ||
-                (!has_output && (!strcmp(name, "token_embd.weight") || !strcmp(name, "per_layer_token_embd.weight")))) {
+            if (rule == G4_Q_OUTPUT || (rule == G4_Q_EMBD && !has_output)) {
                 if (t->ne[0] % blck(nt)) nt = G4_Q8_0;
                 else if (nt != G4_Q8_0) nt = G4_Q6_K;
-            } else if (strstr(name, "attn_v.weight")) {
+            } else if (rule == G4_Q_ATTN_V) {
                 if (ft == G4_FTYPE_Q2_K) nt = n_gqa >= 4 ? G4_Q4_K : G4_Q3_K;
                 else if (ft == G4_FTYPE_Q3_K_M) nt = i_attn_wv < 2 ? G4_Q5_K : G4_Q4_K;
                 else if (ft == G4_FTYPE_Q3_K_L) nt = G4_Q5_K;
@@ -140,10 +140,10 @@ int g4_quant_plan(const g4_gguf_file *f, int ftype, int *out, g4_error *err) {
                     nt = G4_Q6_K;
                 else if (ft == G4_FTYPE_Q4_K_S && i_attn_wv < 4) nt = G4_Q5_K;
                 i_attn_wv++;
-            } else if (strstr(name, "ffn_down")) {
+            } else if (rule == G4_Q_FFN_DOWN) {
                 int il = i_ffn_down, nl = n_layer;
                 if (n_expert > 1) {
-                    il = layer_of(name);
+                    il = layer;
                     if (il < 0 || il >= nl) il = 0;
                 }
                 if (ft == G4_FTYPE_Q2_K) nt = G4_Q3_K;
@@ -153,7 +153,7 @@ int g4_quant_plan(const g4_gguf_file *f, int ftype, int *out, g4_error *err) {
                 else if (ft == G4_FTYPE_Q4_K_S && il < nl / 8) nt = G4_Q5_K;
                 else if (il < nl / 8 && (ft == G4_FTYPE_IQ4_NL || ft == G4_FTYPE_IQ4_XS)) nt = G4_Q5_K;
                 i_ffn_down++;
-            } else if (strstr(name, "attn_output.weight")) {
+            } else if (rule == G4_Q_ATTN_OUT) {
                 if (ft == G4_FTYPE_Q2_K) nt = G4_Q3_K;
                 else if (ft == G4_FTYPE_Q3_K_M) nt = G4_Q4_K;
                 else if (ft == G4_FTYPE_Q3_K_L) nt = G4_Q5_K;
@@ -317,7 +317,7 @@ static int conv_fill(void *ud, uint64_t ti, int64_t row0, int64_t nrows, void *d
         if (jobs[i].rc) rc = -1;
     }
     if (rc)
-        return g4_seterr(err, "tensor '%s': cannot convert %s to %s (no kernel for this type)", s->name,
+        return g4_seterr(err, "tensor '%s': cannot convert %s to %s (no kernel for this type)", G4_ESC(s->name),
                          g4_type_name(s->type), g4_type_name(dtype));
     /* Drop the source pages we just consumed so a multi-GB conversion keeps
      * a small resident set (they are clean file pages). */
@@ -351,16 +351,16 @@ static int write_converted(const g4_gguf_file *f, const int *types, const uint64
         int dt = types[si];
         size_t row = g4_row_size(dt, s->ne[0]);
         if (!row) {
-            rc = g4_seterr(err, "tensor '%s': row of %lld is not a multiple of the %s block", s->name,
+            rc = g4_seterr(err, "tensor '%s': row of %lld is not a multiple of the %s block", G4_ESC(s->name),
                            (long long)s->ne[0], g4_type_name(dt));
             break;
         }
         if (!can_convert(s->type, dt)) {
-            rc = g4_seterr(err, "tensor '%s': no kernel to convert %s to %s", s->name, g4_type_name(s->type),
+            rc = g4_seterr(err, "tensor '%s': no kernel to convert %s to %s", G4_ESC(s->name), g4_type_name(s->type),
                            g4_type_name(dt));
             break;
         }
-        if (!s->data) { rc = g4_seterr(err, "tensor '%s': no data", s->name); break; }
+        if (!s->data) { rc = g4_seterr(err, "tensor '%s': no data", G4_ESC(s->name)); break; }
         src_of[i] = si;
         out[i] = *s;
         out[i].type = dt;

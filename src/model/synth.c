@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch/gemma4.h"
+#include "arch/markers.h"
 #include "format/gguf.h"
 #include "tensor/pool.h"
 #include "format/gguf_write.h"
@@ -52,15 +54,6 @@ typedef struct rng { uint64_t s; } rng;
 static double unif(rng *r) { r->s += 0x9e3779b97f4a7c15ull; return (double)(mix64(r->s) >> 11) * (1.0 / 9007199254740992.0); }
 
 /* ---- vocabulary --------------------------------------------------------------- */
-
-/* Gemma 4 control tokens at their real ids (shared/docs/gemma4-chat-format.md §1). */
-static const struct { int id; const char *s; int type; } SPECIALS[] = {
-    { 0, "<pad>", 3 }, { 1, "<eos>", 3 }, { 2, "<bos>", 3 }, { 3, "<unk>", 2 }, { 4, "<mask>", 3 },
-    { 46, "<|tool>", 3 }, { 47, "<tool|>", 3 }, { 48, "<|tool_call>", 4 }, { 49, "<tool_call|>", 4 },
-    { 50, "<|tool_response>", 4 }, { 51, "<tool_response|>", 4 }, { 52, "<|\"|>", 4 },
-    { 98, "<|think|>", 3 }, { 100, "<|channel>", 4 }, { 101, "<channel|>", 4 },
-    { 105, "<|turn>", 3 }, { 106, "<turn|>", 3 }, { 107, "\n", 1 }, { 108, "\n\n", 1 }, { 109, "\n\n\n", 1 },
-};
 
 /* Text the tiny vocabulary's merges are learned from. */
 static const char CORPUS[] =
@@ -143,13 +136,14 @@ static int build_vocab(vocab *v, int V) {
     v->tok = calloc((size_t)V, sizeof *v->tok);
     v->type = calloc((size_t)V, sizeof *v->type);
     if (!v->tok || !v->type) return -1;
-    /* 0..237: control tokens at their Gemma 4 ids, the rest unused */
+    /* 0..237: control tokens at their Gemma 4 ids (arch/markers.h; the media
+     * markers sit above 238 and are left out), the rest unused */
     for (int id = 0; id < 238; id++) {
         char buf[32];
         const char *s = NULL;
-        int type = 5;
-        for (size_t k = 0; k < sizeof SPECIALS / sizeof SPECIALS[0]; k++)
-            if (SPECIALS[k].id == id) { s = SPECIALS[k].s; type = SPECIALS[k].type; }
+        int type = G4_TT_UNUSED;
+        for (size_t k = 0; k < g4_n_markers; k++)
+            if (g4_markers[k].id == id) { s = g4_markers[k].s; type = g4_markers[k].type; }
         if (!s) { snprintf(buf, sizeof buf, "<unused%d>", id); s = buf; }
         if (vocab_add(v, s, type)) return -1;
     }
@@ -157,7 +151,7 @@ static int build_vocab(vocab *v, int V) {
     for (int b = 0; b < 256; b++) {
         char buf[8];
         snprintf(buf, sizeof buf, "<0x%02X>", b);
-        if (vocab_add(v, buf, 6)) return -1;
+        if (vocab_add(v, buf, G4_TT_BYTE)) return -1;
     }
     if (vocab_add(v, "\xe2\x96\x81", 1)) return -1;
     for (int c = 0x21; c < 0x7f; c++) {
@@ -186,8 +180,6 @@ static void vocab_free(vocab *v) {
 /* ---- tensors -------------------------------------------------------------------- */
 
 #define MAX_TENSORS 4096
-
-enum kind { K_MATRIX, K_NORM, K_SCALE, K_ROPE, K_ROUTER_SCALE, K_EXPERT_SCALE, K_EMBD };
 
 typedef struct synth_ctx {
     uint64_t seed;
@@ -219,10 +211,9 @@ static void fill_rows(void *arg, int ith, int nth) {
         rng g = { mix64(c->seed ^ mix64((ti + 1) * 0x100000001b3ull) ^ (uint64_t)(c->row0 + r) * 0x9e3779b97f4a7c15ull) };
         float *x = c->row + (size_t)ith * (size_t)c->max_row;
         switch (c->kinds[ti]) {
-        case K_NORM: for (int64_t i = 0; i < n; i++) x[i] = (float)(0.5 + unif(&g)); break;
-        case K_SCALE: x[0] = (float)(0.5 + 0.5 * unif(&g)); break;
-        case K_ROUTER_SCALE: case K_EXPERT_SCALE: for (int64_t i = 0; i < n; i++) x[i] = (float)(0.5 + unif(&g)); break;
-        case K_ROPE: {
+        case G4_TK_NORM: for (int64_t i = 0; i < n; i++) x[i] = (float)(0.5 + unif(&g)); break;
+        case G4_TK_SCALE: x[0] = (float)(0.5 + 0.5 * unif(&g)); break;
+        case G4_TK_ROPE: {
             int rot = (int)(c->p->hd_full * 0.25 / 2);
             for (int64_t i = 0; i < n; i++) x[i] = i < rot ? 1.0f : 1e30f;
             break;
@@ -230,7 +221,7 @@ static void fill_rows(void *arg, int ith, int nth) {
         default: {
             /* uniform with the variance of N(0, 1/n) (embeddings: 4/n): cheap
              * for billions of weights */
-            float a = (float)(sqrt(3.0 / (double)n)) * (c->kinds[ti] == K_EMBD ? 2.0f : 1.0f);
+            float a = (float)(sqrt(3.0 / (double)n)) * (c->kinds[ti] == G4_TK_EMBD ? 2.0f : 1.0f);
             uint64_t z = g.s;
             for (int64_t i = 0; i < n; i++) {
                 z ^= z << 13; z ^= z >> 7; z ^= z << 17;
@@ -346,48 +337,33 @@ int g4_synth(const char *out_path, const g4_synth_opts *o, g4_error *err) {
     free(ffl); free(kvl); free(pat);
     if (e) { g4_seterr(err, "out of memory"); goto done; }
 
-    /* tensors, layer by layer like llama-quantize writes them */
-    int H = p->H, P = p->P;
-    char n[96];
-    if (add(f, kinds, K_ROPE, "rope_freqs.weight", 1, p->hd_full / 2, 1, 1, err) ||
-        add(f, kinds, K_EMBD, "token_embd.weight", 2, H, V, 1, err))
-        goto done;
-    if (P && (add(f, kinds, K_EMBD, "per_layer_token_embd.weight", 2, (int64_t)L * P, V, 1, err) ||
-              add(f, kinds, K_MATRIX, "per_layer_model_proj.weight", 2, H, (int64_t)L * P, 1, err) ||
-              add(f, kinds, K_NORM, "per_layer_proj_norm.weight", 1, P, 1, 1, err)))
-        goto done;
-    for (int l = 0; l < L; l++) {
-        bool full = (l % p->period) == p->period - 1;
-        int hd = full ? p->hd_full : p->hd_swa, kvh = full ? p->kv_full : p->kv_swa;
-        int ff = p->ff_wide && l >= first_shared ? p->ff_wide : p->ff;
-#define T1(kind, nm, a) (snprintf(n, sizeof n, "blk.%d." nm, l), add(f, kinds, kind, n, 1, a, 1, 1, err))
-#define T2(nm, a, b) (snprintf(n, sizeof n, "blk.%d." nm, l), add(f, kinds, K_MATRIX, n, 2, a, b, 1, err))
-#define T3(nm, a, b, c) (snprintf(n, sizeof n, "blk.%d." nm, l), add(f, kinds, K_MATRIX, n, 3, a, b, c, err))
-        if (T1(K_NORM, "attn_norm.weight", H) || T2("attn_q.weight", H, p->nH * hd) ||
-            T1(K_NORM, "attn_q_norm.weight", hd))
-            goto done;
-        if (l < first_shared) {
-            if (T2("attn_k.weight", H, kvh * hd) || T1(K_NORM, "attn_k_norm.weight", hd)) goto done;
-            if (!(full && p->k_eq_v) && T2("attn_v.weight", H, kvh * hd)) goto done;
+    /* tensors: the table's rows in its (the converter's) order; the block of
+     * per-layer rows is written once per layer */
+    g4_arch_dims d = { .n_embd = p->H, .n_vocab = V, .n_layer = L, .n_ple = p->P, .n_head = p->nH,
+                       .n_expert = p->E, .n_ff_exp = p->Fe, .n_rope_pairs = p->hd_full / 2 };
+    for (int i = 0; i < G4_T_COUNT; i++) {
+        int end = i + 1;
+        if (g4_tensors[i].layer)
+            while (end < G4_T_COUNT && g4_tensors[end].layer) end++;
+        for (int l = 0; l < (g4_tensors[i].layer ? L : 1); l++) {
+            bool full = (l % p->period) == p->period - 1;
+            d.head_dim = full ? p->hd_full : p->hd_swa;
+            d.n_kv_head = full ? p->kv_full : p->kv_swa;
+            d.n_ff = p->ff_wide && l >= first_shared ? p->ff_wide : p->ff;
+            d.own_kv = l < first_shared;
+            d.k_eq_v = full && p->k_eq_v;
+            for (int j = i; j < end; j++) {
+                const g4_tensor_info *t = &g4_tensors[j];
+                if ((t->flags & G4_TF_VARIANT) || !g4_tensor_present(t, &d)) continue;
+                char n[96];
+                int64_t ne[3];
+                int nd = g4_tensor_shape(t, &d, ne);
+                g4_tensor_name(t, l, n, sizeof n);
+                if (add(f, kinds, t->kind, n, nd, ne[0], ne[1], ne[2], err)) goto done;
+            }
         }
-        if (T2("attn_output.weight", p->nH * hd, H) || T1(K_NORM, "post_attention_norm.weight", H) ||
-            T1(K_NORM, "ffn_norm.weight", H) || T2("ffn_gate.weight", H, ff) || T2("ffn_up.weight", H, ff) ||
-            T2("ffn_down.weight", ff, H))
-            goto done;
-        if (p->E && (T2("ffn_gate_inp.weight", H, p->E) || T1(K_ROUTER_SCALE, "ffn_gate_inp.scale", H) ||
-                     T3("ffn_gate_up_exps.weight", H, 2 * p->Fe, p->E) ||
-                     T3("ffn_down_exps.weight", p->Fe, H, p->E) ||
-                     T1(K_EXPERT_SCALE, "ffn_down_exps.scale", p->E) || T1(K_NORM, "post_ffw_norm_1.weight", H) ||
-                     T1(K_NORM, "pre_ffw_norm_2.weight", H) || T1(K_NORM, "post_ffw_norm_2.weight", H)))
-            goto done;
-        if (T1(K_NORM, "post_ffw_norm.weight", H) || T1(K_SCALE, "layer_output_scale.weight", 1)) goto done;
-        if (P && (T2("inp_gate.weight", H, P) || T2("proj.weight", P, H) || T1(K_NORM, "post_norm.weight", H)))
-            goto done;
-#undef T1
-#undef T2
-#undef T3
+        i = end - 1;
     }
-    if (add(f, kinds, K_NORM, "output_norm.weight", 1, H, 1, 1, err)) goto done;
 
     types = malloc(f->n_tensors * sizeof *types);
     if (!types) { g4_seterr(err, "out of memory"); goto done; }

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch/markers.h"
 #include "format/gguf.h"
 
 /* ---- growable byte buffer ------------------------------------------------ */
@@ -50,7 +51,7 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
 }
 static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 
-#define Q "<|\"|>"   /* the string delimiter token */
+#define Q G4_MK_QUOTE   /* the string delimiter token */
 
 /* ---- render context ------------------------------------------------------ */
 
@@ -304,7 +305,7 @@ static void put_trim(rctx *c, const json_t *v) {
 
 /* The template's strip_thinking macro. */
 static void put_strip_thinking(rctx *c, const char *s, size_t n) {
-    static const char END[] = "<channel|>", BEG[] = "<|channel>";
+    static const char END[] = G4_MK_CHANNEL_CLOSE, BEG[] = G4_MK_CHANNEL_OPEN;
     sbuf t = {0};
     size_t i = 0;
     for (;;) {
@@ -721,7 +722,7 @@ static void tool_response_block(rctx *c, const json_t *name, const json_t *resp)
                                             : "tool result has no name (no matching tool_call_id and no \"name\")");
         return;
     }
-    sb_puts(&c->out, "<|tool_response>response:");
+    sb_puts(&c->out, G4_MK_RESPONSE_OPEN "response:");
     py_str(&c->out, name, 0);
     if (json_is_object(resp)) {
         size_t n;
@@ -740,7 +741,7 @@ static void tool_response_block(rctx *c, const json_t *name, const json_t *resp)
         fmt(c, resp, 0, 1);
         sb_puts(&c->out, "}");
     }
-    sb_puts(&c->out, "<tool_response|>");
+    sb_puts(&c->out, G4_MK_RESPONSE_CLOSE);
 }
 
 enum prev_type { P_NONE, P_THINK, P_TOOL, P_TOOL_CALL, P_TOOL_RESPONSE, P_MEDIA };
@@ -764,7 +765,7 @@ static int render_message(rctx *c, const json_t *loop, size_t i, size_t nloop, l
         if (!str_is(r, "tool")) { prev_role = r; break; }
     }
     if (!(role_model && str_is(prev_role, "assistant"))) {
-        sb_puts(&c->out, "<|turn>");
+        sb_puts(&c->out, G4_MK_TURN_OPEN);
         if (is_model) sb_puts(&c->out, "model");
         else sb_put(&c->out, json_string_value(mrole), json_string_length(mrole));
         sb_puts(&c->out, "\n");
@@ -775,9 +776,9 @@ static int render_message(rctx *c, const json_t *loop, size_t i, size_t nloop, l
     if (!truthy(thinking)) thinking = get(m, "reasoning_content");
     if (truthy(thinking) && (long)i > last_user && truthy(tool_calls)) {
         if (!json_is_string(thinking)) { fail(c, "\"reasoning_content\" must be a string"); return prev; }
-        sb_puts(&c->out, "<|channel>thought\n");
+        sb_puts(&c->out, G4_MK_CHANNEL_OPEN "thought\n");
         sb_put(&c->out, json_string_value(thinking), json_string_length(thinking));
-        sb_puts(&c->out, "\n<channel|>");
+        sb_puts(&c->out, "\n" G4_MK_CHANNEL_CLOSE);
     }
 
     json_t *calls = NULL;
@@ -793,7 +794,7 @@ static int render_message(rctx *c, const json_t *loop, size_t i, size_t nloop, l
                 fail(c, "function.name must be a string");
                 break;
             }
-            sb_puts(&c->out, "<|tool_call>call:");
+            sb_puts(&c->out, G4_MK_CALL_OPEN "call:");
             sb_put(&c->out, json_string_value(name), json_string_length(name));
             sb_puts(&c->out, "{");
             json_t *args = get(fn, "arguments"), *parsed = NULL;
@@ -815,7 +816,7 @@ static int render_message(rctx *c, const json_t *loop, size_t i, size_t nloop, l
                 /* inserted raw (the template does not parse it) */
                 sb_put(&c->out, json_string_value(args), json_string_length(args));
             }
-            sb_puts(&c->out, "}<tool_call|>");
+            sb_puts(&c->out, "}" G4_MK_CALL_CLOSE);
             json_decref(parsed);
         }
         prev = P_TOOL_CALL;
@@ -896,20 +897,20 @@ static int render_message(rctx *c, const json_t *loop, size_t i, size_t nloop, l
                     put_trim(c, tx);
                 }
             } else if (str_is(type, "image")) {
-                sb_puts(&c->out, "<|image|>");
+                sb_puts(&c->out, G4_MK_IMAGE);
                 prev = P_MEDIA;
             } else if (str_is(type, "audio")) {
-                sb_puts(&c->out, "<|audio|>");
+                sb_puts(&c->out, G4_MK_AUDIO);
                 prev = P_MEDIA;
             } else if (str_is(type, "video")) {
-                sb_puts(&c->out, "<|video|>");
+                sb_puts(&c->out, G4_MK_VIDEO);
                 prev = P_MEDIA;
             }
         }
         json_decref(parts);
     }
-    if (prev == P_TOOL_CALL && !responded) sb_puts(&c->out, "<|tool_response>");
-    else if (!(responded && !truthy(content))) sb_puts(&c->out, "<turn|>\n");
+    if (prev == P_TOOL_CALL && !responded) sb_puts(&c->out, G4_MK_RESPONSE_OPEN);
+    else if (!(responded && !truthy(content))) sb_puts(&c->out, G4_MK_TURN_CLOSE "\n");
     return prev;
 }
 
@@ -924,7 +925,7 @@ static void render_message_il(rctx *c, const json_t *m, size_t i, long last_user
     int role_model = is_model || str_is(mrole, "model");
     json_t *tool_calls = get(m, "tool_calls");
     if (!(*prev == P_TOOL_RESPONSE && truthy(tool_calls))) {
-        sb_puts(&c->out, "<|turn>");
+        sb_puts(&c->out, G4_MK_TURN_OPEN);
         if (is_model) sb_puts(&c->out, "model");
         else sb_put(&c->out, json_string_value(mrole), json_string_length(mrole));
         sb_puts(&c->out, "\n");
@@ -933,16 +934,16 @@ static void render_message_il(rctx *c, const json_t *m, size_t i, long last_user
     if (truthy(tool_calls)) {
         json_t *rc = get(m, "reasoning_content");
         if (truthy(rc) && (long)i > last_user) {
-            sb_puts(&c->out, "<|channel>thought\n");
+            sb_puts(&c->out, G4_MK_CHANNEL_OPEN "thought\n");
             py_str(&c->out, rc, 0);
-            sb_puts(&c->out, "<channel|>");
+            sb_puts(&c->out, G4_MK_CHANNEL_CLOSE);
         }
         json_t *calls = py_list(c, tool_calls, "\"tool_calls\" must be a list");
         for (size_t k = 0; calls && k < json_array_size(calls) && !c->failed; k++) {
             json_t *fn = get(json_array_get(calls, k), "function");
             json_t *name = get(fn, "name");
             if (!json_is_string(name)) { fail(c, "tool_calls[].function.name must be a string"); break; }
-            sb_puts(&c->out, "<|tool_call>call:");
+            sb_puts(&c->out, G4_MK_CALL_OPEN "call:");
             sb_put(&c->out, json_string_value(name), json_string_length(name));
             sb_puts(&c->out, "{");
             json_t *args = get(fn, "arguments"), *parsed = NULL;
@@ -963,7 +964,7 @@ static void render_message_il(rctx *c, const json_t *m, size_t i, long last_user
             } else if (json_is_string(args)) {
                 sb_put(&c->out, json_string_value(args), json_string_length(args));
             }
-            sb_puts(&c->out, "}<tool_call|>");
+            sb_puts(&c->out, "}" G4_MK_CALL_CLOSE);
             json_decref(parsed);
         }
         json_decref(calls);
@@ -1001,13 +1002,13 @@ static void render_message_il(rctx *c, const json_t *m, size_t i, long last_user
                 } else {
                     put_trim(c, tx);
                 }
-            } else if (str_is(type, "image")) { sb_puts(&c->out, "<|image|>"); *prev = P_MEDIA; }
-            else if (str_is(type, "audio")) { sb_puts(&c->out, "<|audio|>"); *prev = P_MEDIA; }
-            else if (str_is(type, "video")) { sb_puts(&c->out, "<|video|>"); *prev = P_MEDIA; }
+            } else if (str_is(type, "image")) { sb_puts(&c->out, G4_MK_IMAGE); *prev = P_MEDIA; }
+            else if (str_is(type, "audio")) { sb_puts(&c->out, G4_MK_AUDIO); *prev = P_MEDIA; }
+            else if (str_is(type, "video")) { sb_puts(&c->out, G4_MK_VIDEO); *prev = P_MEDIA; }
         }
         json_decref(parts);
     }
-    if (!(truthy(trs) && !truthy(content))) sb_puts(&c->out, "<turn|>\n");
+    if (!(truthy(trs) && !truthy(content))) sb_puts(&c->out, G4_MK_TURN_CLOSE "\n");
 }
 
 char *g4_chat_render(const json_t *request, const g4_chat_options *opt, g4_chat_family family,
@@ -1048,15 +1049,15 @@ char *g4_chat_render(const json_t *request, const g4_chat_options *opt, g4_chat_
 
     if (opt && opt->bos_token) sb_puts(&c.out, opt->bos_token);
     else if (bos) py_str(&c.out, bos, 0);
-    else sb_puts(&c.out, "<bos>");
+    else sb_puts(&c.out, G4_MK_BOS);
 
     int prev = P_NONE;
     const json_t *m0 = json_array_get(messages, 0);
     int first_is_system = str_is(role_of(m0), "system") || str_is(role_of(m0), "developer");
     size_t skip = 0;
     if (thinking || truthy(tools) || first_is_system) {
-        sb_puts(&c.out, "<|turn>system\n");
-        if (thinking) { sb_puts(&c.out, "<|think|>\n"); prev = P_THINK; }
+        sb_puts(&c.out, G4_MK_TURN_OPEN "system\n");
+        if (thinking) { sb_puts(&c.out, G4_MK_THINK "\n"); prev = P_THINK; }
         if (first_is_system) {
             put_trim(&c, get(m0, "content"));
             skip = 1;
@@ -1072,15 +1073,15 @@ char *g4_chat_render(const json_t *request, const g4_chat_options *opt, g4_chat_
                 sbuf decl = c.out;
                 c.out = save;
                 if (decl.oom) c.out.oom = 1;
-                sb_puts(&c.out, "<|tool>");
+                sb_puts(&c.out, G4_MK_TOOL_OPEN);
                 if (decl.p) put_trimmed(&c.out, decl.p, decl.n);
-                sb_puts(&c.out, "<tool|>");
+                sb_puts(&c.out, G4_MK_TOOL_CLOSE);
                 free(decl.p);
             }
             json_decref(tl);
             prev = P_TOOL;
         }
-        sb_puts(&c.out, "<turn|>\n");
+        sb_puts(&c.out, G4_MK_TURN_CLOSE "\n");
     }
 
     /* loop = messages[skip:] as a view */
@@ -1110,18 +1111,18 @@ char *g4_chat_render(const json_t *request, const g4_chat_options *opt, g4_chat_
         /* header unless the turn is open after tool responses; the empty
          * thought pre-fill independently of it */
         if (!c.failed && gen) {
-            if (prev != P_TOOL_RESPONSE) sb_puts(&c.out, "<|turn>model\n");
-            if (!thinking) sb_puts(&c.out, "<|channel>thought\n<channel|>");
+            if (prev != P_TOOL_RESPONSE) sb_puts(&c.out, G4_MK_TURN_OPEN "model\n");
+            if (!thinking) sb_puts(&c.out, G4_MK_CHANNEL_OPEN "thought\n" G4_MK_CHANNEL_CLOSE);
         }
         gen = 0;
     }
 
     if (!c.failed && gen && prev != P_TOOL_RESPONSE && prev != P_TOOL_CALL) {
-        sb_puts(&c.out, "<|turn>model\n");
-        if (!thinking && family == G4_CHAT_FAMILY_31B) sb_puts(&c.out, "<|channel>thought\n<channel|>");
+        sb_puts(&c.out, G4_MK_TURN_OPEN "model\n");
+        if (!thinking && family == G4_CHAT_FAMILY_31B) sb_puts(&c.out, G4_MK_CHANNEL_OPEN "thought\n" G4_MK_CHANNEL_CLOSE);
     } else if (!c.failed && gen && (c.compat & G4_CHAT_COMPAT_GEN_AFTER_TURN) && c.out.n >= 8 &&
-               !memcmp(c.out.p + c.out.n - 8, "<turn|>\n", 8)) {
-        sb_puts(&c.out, "<|turn>model\n");
+               !memcmp(c.out.p + c.out.n - 8, G4_MK_TURN_CLOSE "\n", 8)) {
+        sb_puts(&c.out, G4_MK_TURN_OPEN "model\n");
     }
     if (!c.failed && c.out.oom) g4_seterr(err, "chat render: out of memory");
     if (c.failed || c.out.oom) {
@@ -1140,13 +1141,13 @@ g4_chat_family g4_chat_family_from_template(const char *text) {
     /* Both official templates contain the tool-call syntax and turn markers
      * (llama.cpp keys on '<|tool_call>call:'); only the 26B/31B one writes
      * the empty thought block, as the Jinja literal '<|channel>thought\n<channel|>'. */
-    if (!strstr(text, "<|tool_call>call:") && !strstr(text, "<|turn>"))
+    if (!strstr(text, G4_MK_CALL_OPEN "call:") && !strstr(text, G4_MK_TURN_OPEN))
         return G4_CHAT_FAMILY_UNKNOWN;
     /* llama.cpp's -interleaved variant of the earlier template: no OpenAI
      * tool-message branch, reasoning kept between calls */
     if (!strstr(text, "OpenAI Chat Completions") && strstr(text, "last_user_message"))
         return G4_CHAT_FAMILY_INTERLEAVED;
-    if (strstr(text, "<|channel>thought\\n<channel|>")) return G4_CHAT_FAMILY_31B;
+    if (strstr(text, G4_MK_CHANNEL_OPEN "thought\\n" G4_MK_CHANNEL_CLOSE)) return G4_CHAT_FAMILY_31B;
     return G4_CHAT_FAMILY_E;
 }
 

@@ -14,8 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define Q "<|\"|>"
-#define QLEN 5
+#include "arch/markers.h"
+
+#define Q G4_MK_QUOTE
+#define QLEN G4_MK_QUOTE_LEN
 #define WS_HOLD_MAX 4096     /* trailing whitespace held back at most */
 #define MAX_DEPTH 128        /* nesting of call argument values */
 
@@ -432,7 +434,7 @@ static int finish_call(g4_chat_parser *p) {
 
 /* An unusable call goes back to the content verbatim. */
 static void call_to_content(g4_chat_parser *p, const char *tail) {
-    stream_put(p, &p->content, "<|tool_call>", 12);
+    stream_put(p, &p->content, G4_MK_CALL_OPEN, sizeof G4_MK_CALL_OPEN - 1);
     stream_put(p, &p->content, p->call.p ? p->call.p : "", p->call.n);
     if (tail) stream_put(p, &p->content, tail, strlen(tail));
     p->call.n = 0;
@@ -459,15 +461,15 @@ typedef struct marker {
 } marker;
 
 static const marker CONTENT_M[] = {
-    { "<|channel>", K_CHANNEL_OPEN }, { "<channel|>", K_CHANNEL_CLOSE }, { "<|tool_call>", K_CALL_OPEN },
-    { "<turn|>", K_STOP }, { "<|tool_response>", K_STOP }, { "<eos>", K_STOP },
-    { "<|turn>model\n", K_TURN_MODEL }, { NULL, 0 } };
+    { G4_MK_CHANNEL_OPEN, K_CHANNEL_OPEN }, { G4_MK_CHANNEL_CLOSE, K_CHANNEL_CLOSE }, { G4_MK_CALL_OPEN, K_CALL_OPEN },
+    { G4_MK_TURN_CLOSE, K_STOP }, { G4_MK_RESPONSE_OPEN, K_STOP }, { G4_MK_EOS, K_STOP },
+    { G4_MK_TURN_OPEN "model\n", K_TURN_MODEL }, { NULL, 0 } };
 static const marker REASON_M[] = {
-    { "<channel|>", K_CHANNEL_CLOSE }, { "<|tool_call>", K_CALL_OPEN }, { "<turn|>", K_STOP },
-    { "<|tool_response>", K_STOP }, { "<eos>", K_STOP }, { NULL, 0 } };
+    { G4_MK_CHANNEL_CLOSE, K_CHANNEL_CLOSE }, { G4_MK_CALL_OPEN, K_CALL_OPEN }, { G4_MK_TURN_CLOSE, K_STOP },
+    { G4_MK_RESPONSE_OPEN, K_STOP }, { G4_MK_EOS, K_STOP }, { NULL, 0 } };
 static const marker CALL_M[] = {
-    { Q, K_QUOTE }, { "<tool_call|>", K_CALL_CLOSE }, { "<|tool_call>", K_CALL_OPEN }, { "<turn|>", K_STOP },
-    { "<|tool_response>", K_STOP }, { "<eos>", K_STOP }, { NULL, 0 } };
+    { Q, K_QUOTE }, { G4_MK_CALL_CLOSE, K_CALL_CLOSE }, { G4_MK_CALL_OPEN, K_CALL_OPEN }, { G4_MK_TURN_CLOSE, K_STOP },
+    { G4_MK_RESPONSE_OPEN, K_STOP }, { G4_MK_EOS, K_STOP }, { NULL, 0 } };
 static const marker STRING_M[] = { { Q, K_QUOTE }, { NULL, 0 } };
 
 /* Match markers at s[0..n). Returns kind and *len, K_NONE if none can
@@ -546,7 +548,7 @@ static void run(g4_chat_parser *p, int final) {
             p->call_in_str = 0;
             break;
         case K_CALL_CLOSE:
-            if (finish_call(p) != 0) call_to_content(p, "<tool_call|>");
+            if (finish_call(p) != 0) call_to_content(p, G4_MK_CALL_CLOSE);
             p->call.n = 0;
             p->mode = M_CONTENT;
             break;

@@ -13,7 +13,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "arch/markers.h"
 #include "format/gguf.h"
+#include "util/esc.h"
 
 #define MAX_VOCAB (1 << 24)       /* sanity bound on ids from files */
 #define MAX_PIECE (1 << 16)       /* longest piece accepted, in bytes */
@@ -195,8 +197,6 @@ static int32_t trie_match(const g4_tokenizer *t, const char *s, size_t n, bool s
     return best;
 }
 
-static const char *const GEMMA4_EOG_PIECES[] = { "<eos>", "<turn|>", "<|tool_response>" };
-
 /* Core constructor; merges as already-split pairs. */
 static g4_tokenizer *build(const g4_tok_vocab *v, const mpair *mp, size_t n_mp, g4_error *err) {
     if (!v || !v->tokens || v->n_tokens == 0)
@@ -347,8 +347,10 @@ static g4_tokenizer *build(const g4_tok_vocab *v, const mpair *mp, size_t n_mp, 
     t->bos = v->bos; t->eos = v->eos; t->unk = v->unk; t->pad = v->pad;
 
     if (t->eos >= 0) t->eog[t->eos] = 1;
-    for (size_t k = 0; k < sizeof GEMMA4_EOG_PIECES / sizeof *GEMMA4_EOG_PIECES; k++) {
-        int32_t id = find_piece(t, GEMMA4_EOG_PIECES[k], strlen(GEMMA4_EOG_PIECES[k]));
+    /* Gemma 4's end-of-generation markers, found by text (arch/markers.h) */
+    for (size_t k = 0; k < g4_n_markers; k++) {
+        if (!(g4_markers[k].flags & G4_MKF_EOG)) continue;
+        int32_t id = find_piece(t, g4_markers[k].s, strlen(g4_markers[k].s));
         if (id >= 0) t->eog[id] = 1;
     }
     for (size_t k = 0; k < v->n_eog_ids; k++) {
@@ -375,7 +377,7 @@ fail:
 static int split_merge(const char *s, size_t i, mpair *out, g4_error *err) {
     size_t n = strlen(s);
     const char *sp = n > 1 ? memchr(s + 1, ' ', n - 1) : NULL;
-    if (!sp) return g4_seterr(err, "tokenizer: merge %zu (\"%.40s\") has no space", i, s);
+    if (!sp) return g4_seterr(err, "tokenizer: merge %zu (\"%s\") has no space", i, G4_ESC(s));
     out->l = s; out->ll = (size_t)(sp - s);
     out->r = sp + 1; out->rl = n - out->ll - 1;
     return 0;
@@ -417,7 +419,7 @@ g4_tokenizer *g4_tokenizer_from_gguf(const struct g4_gguf_file *f, g4_error *err
     if (r < 0) return NULL;
     if (r == 1) return g4_seterr(err, "tokenizer.ggml.model missing (no tokenizer in this file)"), NULL;
     if (strcmp(model, "gemma4") != 0) {
-        g4_seterr(err, "tokenizer.ggml.model is \"%.64s\"; only \"gemma4\" is supported", model);
+        g4_seterr(err, "tokenizer.ggml.model is \"%s\"; only \"gemma4\" is supported", G4_ESC(model));
         free(model);
         return NULL;
     }
@@ -493,13 +495,6 @@ done:
 
 /* ------------------------------------------------------------------------ */
 /* Hugging Face tokenizer.json                                               */
-
-/* Gemma 4 markers that llama.cpp's converter marks USER_DEFINED (always
- * rendered when decoding, so output parsers see them). */
-static const char *const GEMMA4_RENDERED[] = {
-    "<|channel>", "<channel|>", "<|tool_call>", "<tool_call|>",
-    "<|tool_response>", "<tool_response|>", "<|\"|>",
-};
 
 /* --- fast path for tokenizer.json's two big members ------------------------
  * model.vocab (262,144 keys) and model.merges (514,906 pairs) are most of the
@@ -855,7 +850,7 @@ g4_tokenizer *g4_tokenizer_from_hf_json(const char *json_path, const char *confi
     }
     if (!root) {
         free(fbuf);
-        return g4_seterr(err, "%s: line %d: %s", json_path, je.line, je.text), NULL;
+        return g4_seterr(err, "%s: line %d: %s", json_path, je.line, G4_ESC(je.text)), NULL;
     }
     json_t *cfg = NULL;
     g4_tokenizer *t = NULL;
@@ -1003,8 +998,11 @@ g4_tokenizer *g4_tokenizer_from_hf_json(const char *json_path, const char *confi
         lens[id] = json_string_length(c);
         if (special) {
             types[id] = G4_TOK_CONTROL;
-            for (size_t k = 0; k < sizeof GEMMA4_RENDERED / sizeof *GEMMA4_RENDERED; k++)
-                if (!strcmp(toks[id], GEMMA4_RENDERED[k])) types[id] = G4_TOK_USER_DEFINED;
+            /* markers llama.cpp's converter marks USER_DEFINED: always
+             * rendered when decoding, so output parsers see them */
+            for (size_t k = 0; k < g4_n_markers; k++)
+                if ((g4_markers[k].flags & G4_MKF_RENDERED) && !strcmp(toks[id], g4_markers[k].s))
+                    types[id] = G4_TOK_USER_DEFINED;
             match[id] = G4_MATCH_SPECIAL;
         } else {
             /* HF splits non-special added tokens out of any text */
@@ -1028,7 +1026,7 @@ g4_tokenizer *g4_tokenizer_from_hf_json(const char *json_path, const char *confi
     }
     if (config_path) {
         cfg = json_load_file(config_path, 0, &je);
-        if (!cfg) { g4_seterr(err, "%s: line %d: %s", config_path, je.line, je.text); goto done; }
+        if (!cfg) { g4_seterr(err, "%s: line %d: %s", config_path, je.line, G4_ESC(je.text)); goto done; }
     }
 
     g4_tok_vocab v = {0};
@@ -1038,7 +1036,7 @@ g4_tokenizer *g4_tokenizer_from_hf_json(const char *json_path, const char *confi
     if (!t) goto done;
     const char *want[4] = { cfg_token_name(cfg, "bos_token"), cfg_token_name(cfg, "eos_token"),
                             cfg_token_name(cfg, "unk_token"), cfg_token_name(cfg, "pad_token") };
-    const char *dflt[4] = { "<bos>", "<eos>", "<unk>", "<pad>" };
+    const char *dflt[4] = { G4_MK_BOS, G4_MK_EOS, G4_MK_UNK, G4_MK_PAD };
     json_t *munk = json_object_get(model, "unk_token");
     if (!want[2] && json_is_string(munk)) want[2] = json_string_value(munk);
     int32_t *slot[4] = { &t->bos, &t->eos, &t->unk, &t->pad };
@@ -1046,8 +1044,8 @@ g4_tokenizer *g4_tokenizer_from_hf_json(const char *json_path, const char *confi
         const char *s = want[k] ? want[k] : dflt[k];
         *slot[k] = find_piece(t, s, strlen(s));
         if (want[k] && *slot[k] < 0) {
-            g4_seterr(err, "%s: special token \"%.40s\" is not in the vocabulary",
-                      config_path ? config_path : json_path, s);
+            g4_seterr(err, "%s: special token \"%s\" is not in the vocabulary",
+                      config_path ? config_path : json_path, G4_ESC(s));
             g4_tokenizer_free(t);
             t = NULL;
             goto done;
