@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arch/markers.h"
 #include "engine/engine.h"
 #include "format/hf.h"
 #include "gemma4c.h"
@@ -252,7 +253,7 @@ int gemma4c_tokenize(const gemma4c_model *m, const char *text, size_t len, int a
 
 int gemma4c_is_eog(const gemma4c_model *m, int32_t id) {
     if (m->tok) return g4_tok_is_eog(m->tok, id);
-    return id == 1 || id == 106 || id == 50;
+    return id == G4_ID_EOS || id == G4_ID_TURN_CLOSE || id == G4_ID_RESPONSE_OPEN;
 }
 
 const char *gemma4c_chat_template(const gemma4c_model *m) { return m->chat_template; }
