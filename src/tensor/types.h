@@ -16,6 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* the half conversions, which most users of the types take from here */
+#include "tensor/fp16.h"
+
 enum g4_type {
     G4_F32 = 0, G4_F16 = 1, G4_Q4_0 = 2, G4_Q4_1 = 3,
     G4_Q5_0 = 6, G4_Q5_1 = 7, G4_Q8_0 = 8, G4_Q8_1 = 9,
@@ -61,15 +64,5 @@ int g4_type_from_name(const char *name);     /* -1 if unknown; case-insensitive 
 /* Bytes of a row of n elements; 0 if n is not a multiple of the block size or
  * the type is unknown. Overflow-safe for n < 2^62. */
 size_t g4_row_size(int type, int64_t n);
-
-/* Half-precision helpers (IEEE fp16 and bfloat16). fp32->bf16 rounds to
- * nearest even like ggml (NaN kept quiet). */
-float    g4_fp16_to_fp32(uint16_t h);
-uint16_t g4_fp32_to_fp16(float f);
-static inline float g4_bf16_to_fp32(uint16_t h) {
-    union { uint32_t u; float f; } v = { .u = (uint32_t)h << 16 };
-    return v.f;
-}
-uint16_t g4_fp32_to_bf16(float f);
 
 #endif
