@@ -1,5 +1,6 @@
-/* Tensor element types, numbered exactly as ggml/GGUF numbers them, and the
- * per-type kernel table.
+/* Tensor element types, numbered exactly as ggml/GGUF numbers them: their
+ * facts (names, block and row sizes; types.c) and the shape of the per-type
+ * kernel table (filled by tensor/kernels.c).
  *
  * Weights stay in their stored (block-quantized) form. Two ways to multiply a
  * stored row with an activation vector:
@@ -56,7 +57,12 @@ typedef struct g4_type_traits {
     g4_gemm_fn       gemm;         /* fast path, many rows x tokens; NULL: loop over vec_dot */
 } g4_type_traits;
 
-/* NULL for ids that are not a ggml type. */
+/* A type's facts (name, sizes) with every kernel field NULL; NULL for ids
+ * that are not a ggml type. */
+const g4_type_traits *g4_type_facts(int type);
+/* The facts plus the kernels this process uses; NULL for ids that are not a
+ * ggml type. Declared here for its many users, defined by the kernel
+ * registry (tensor/kernels.c): nothing in types.c calls up into kernels. */
 const g4_type_traits *g4_type_info(int type);
 const char *g4_type_name(int type);          /* "?" for unknown */
 int g4_type_from_name(const char *name);     /* -1 if unknown; case-insensitive */
