@@ -33,9 +33,9 @@
 #include "engine/probe.h"
 #include "gemma4c.h"
 #include "tensor/cpu.h"
+#include "tensor/kernels.h"
 #include "tensor/matmul.h"
 #include "tensor/quant_ref.h"
-#include "tensor/quant_simd.h"
 #include "tensor/types.h"
 
 static double now(void) {
@@ -90,14 +90,9 @@ static void fill_weights(int type, int64_t n, int64_t rows, uint8_t *w, float *f
 
 static result run_level(int type, int level, size_t mb, int reps) {
     result res = { 0, 0, 0 };
-    g4_type_traits tr = *g4_type_info(type), at;
-    g4_quant_ref_fill(type, &tr);
-    tr.gemm = NULL;
-    if (g4_quant_simd_fill_level(type, level, &tr) != 0 && level != G4_CPU_REF) return res;
-    at = *g4_type_info(tr.vec_dot_type);
-    g4_quant_ref_fill(tr.vec_dot_type, &at);
-    at.gemm = NULL;
-    g4_quant_simd_fill_level(tr.vec_dot_type, level, &at);
+    g4_type_traits tr, at;
+    if (g4_kernels_for_level(type, level, &tr) != 0 && level != G4_CPU_REF) return res;
+    g4_kernels_for_level(tr.vec_dot_type, level, &at);
 
     const int64_t n = g_n;
     const size_t rs = g4_row_size(type, n), xs = g4_row_size(tr.vec_dot_type, n);

@@ -7,8 +7,8 @@
 #include <stdint.h>
 
 #include "tensor/cpu.h"
+#include "tensor/kernels.h"
 #include "tensor/quant_ref.h"
-#include "tensor/quant_simd.h"
 #include "tensor/types.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
@@ -36,13 +36,9 @@ static const int TYPES_UNDER_TEST[] = { G4_F32, G4_F16, G4_BF16, G4_Q4_0, G4_Q4_
 static const int LEVELS[] = { G4_CPU_AVX2, G4_CPU_AVX512, G4_CPU_NEON, G4_CPU_DOTPROD };
 
 static void traits_pair(int type, int level, g4_type_traits *ref, g4_type_traits *simd) {
-    *ref = *g4_type_info(type);
-    g4_quant_ref_fill(type, ref);
-    ref->gemm = NULL;
-    *simd = *ref;
-    g4_quant_simd_fill_level(type, level, simd);
     /* the reference table's gemm: the generic loop over the reference vec_dot */
-    g4_quant_simd_fill_level(type, G4_CPU_REF, ref);
+    g4_kernels_for_level(type, G4_CPU_REF, ref);
+    g4_kernels_for_level(type, level, simd);
 }
 
 static int tested_levels;
@@ -57,8 +53,11 @@ TEST(cpu_levels) {
     CHECK(g4_cpu_level_from_name(NULL) == -1);
     CHECK(strcmp(g4_cpu_level_name(G4_CPU_DOTPROD), "dotprod") == 0);
     CHECK(strcmp(g4_cpu_level_name(99), "?") == 0);
-    g4_type_traits t = *g4_type_info(G4_Q4_0);
-    CHECK(g4_quant_simd_fill_level(G4_Q4_0, 99, &t) == -1);
+    g4_type_traits t;
+    CHECK(g4_kernels_for_level(G4_Q4_0, 99, &t) == -1);
+    CHECK(t.vec_dot != NULL && t.gemm != NULL); /* the reference kernels */
+    CHECK(g4_kernels_for_level(4, G4_CPU_REF, &t) == -1); /* no type 4 */
+    CHECK(g4_type_facts(G4_Q4_0)->vec_dot == NULL);         /* facts carry no kernels */
     char buf[256];
     g4_cpu_describe(buf, sizeof buf);
     printf("  cpu: %s (best %s)\n", buf, g4_cpu_level_name(g4_cpu_best_level()));
@@ -241,10 +240,8 @@ TEST(vec_dot_and_gemm_match_reference) {
 TEST(process_table_matches_reference) {
     for (int ti = 0; ti < NTYPES; ti++) {
         const int type = TYPES_UNDER_TEST[ti];
-        g4_type_traits ref = *g4_type_info(type), cur = *g4_type_info(type);
-        g4_quant_ref_fill(type, &ref);
-        ref.gemm = NULL;
-        g4_quant_simd_fill_level(type, G4_CPU_REF, &ref);
+        g4_type_traits ref, cur = *g4_type_info(type);
+        g4_kernels_for_level(type, G4_CPU_REF, &ref);
         problem p;
         problem_make(&p, type, 2 * (g4_type_info(type)->blck_size == 1 ? 32 : g4_type_info(type)->blck_size), 7, 5, 3);
         CHECKF(check_problem(&p, &ref, &cur, g4_cpu_level()) == 0, "%s", g4_type_name(type));

@@ -6,8 +6,7 @@
  * on to reproduce llama-quantize's bytes. NaN becomes a quiet NaN (0x7e00 with
  * the sign kept), as ggml's portable path does. Integer arithmetic only, so
  * the result does not depend on the FPU rounding mode or compiler flags. */
-#include "tensor/types.h"
-#include "tensor/quant_ref.h"
+#include "tensor/fp16.h"
 
 #include <string.h>
 

@@ -8,7 +8,7 @@
  * level. Activation quantizers are byte-identical to quant_ref.c: vrndaq
  * rounds half away from zero like roundf, vcvtnq half to even like ggml's
  * nearest_int; blocks holding inf/NaN take the scalar reference path. */
-#include "tensor/quant_simd.h"
+#include "tensor/quant_isa.h"
 
 #include "tensor/cpu.h"
 #include "tensor/quant_ref.h"

@@ -1,5 +1,5 @@
 /* Full-width AVX-512 (zmm) kernels for Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and
- * IQ4_XS weights x Q8_K activations (see quant_simd.h; only used at the
+ * IQ4_XS weights x Q8_K activations (see quant_isa.h; only used at the
  * AVX-512 level). IQ4_XS has its own block code (further down); for the rest:
  *
  * Every weight block is unpacked to four zmm of unsigned codes W[k] whose
@@ -32,7 +32,9 @@
  *
  * Integer sums are exact; results equal the reference up to float
  * summation order. Rows may be unaligned. */
-#include "tensor/quant_simd.h"
+#include "tensor/quant_isa.h"
+
+#include "tensor/cpu.h"
 #include "tensor/quant_ref.h"
 #include "tensor/quant_x86_q3k.h"
 
@@ -584,7 +586,8 @@ KERNELS(q2_K, K2)
 KERNELS(iq4_xs, KX)
 #undef KERNELS
 
-void g4_quant_avx512_k_fill(int type, g4_type_traits *tr) {
+void g4_quant_avx512_k_fill(int type, int level, g4_type_traits *tr) {
+    if (level != G4_CPU_AVX512) return;
     switch (type) {
     case G4_Q4_K: tr->vec_dot = vd_q4_K; tr->gemm = gemm_q4_K; break;
     case G4_Q5_K: tr->vec_dot = vd_q5_K; tr->gemm = gemm_q5_K; break;
@@ -598,6 +601,6 @@ void g4_quant_avx512_k_fill(int type, g4_type_traits *tr) {
 
 #else /* !__x86_64__ */
 
-void g4_quant_avx512_k_fill(int type, g4_type_traits *tr) { (void)type; (void)tr; }
+void g4_quant_avx512_k_fill(int type, int level, g4_type_traits *tr) { (void)type; (void)level; (void)tr; }
 
 #endif

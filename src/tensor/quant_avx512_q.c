@@ -17,7 +17,7 @@
  * Prefill tiles RT rows x CT tokens: each gathered weight group serves CT
  * tokens, each activation group RT rows. Integer sums are exact; the float
  * summation order differs from the reference. */
-#include "tensor/quant_simd.h"
+#include "tensor/quant_isa.h"
 
 #if defined(__x86_64__)
 
@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "tensor/cpu.h"
 #include "tensor/quant_ref.h"
 
 #if defined(__clang__)
@@ -272,13 +273,14 @@ TGT static float vd_q8_0_avx512q(const void *w, const void *x, int64_t n) {
     return r;
 }
 
-void g4_quant_avx512_q_fill(int type, g4_type_traits *tr) {
+void g4_quant_avx512_q_fill(int type, int level, g4_type_traits *tr) {
+    if (level != G4_CPU_AVX512) return;
     if (type == G4_Q4_0) { tr->vec_dot = vd_q4_0_avx512q; tr->gemm = gemm_q4_0_avx512q; }
     else if (type == G4_Q8_0) { tr->vec_dot = vd_q8_0_avx512q; tr->gemm = gemm_q8_0_avx512q; }
 }
 
 #else /* !__x86_64__ */
 
-void g4_quant_avx512_q_fill(int type, g4_type_traits *tr) { (void)type; (void)tr; }
+void g4_quant_avx512_q_fill(int type, int level, g4_type_traits *tr) { (void)type; (void)level; (void)tr; }
 
 #endif

@@ -22,7 +22,7 @@
  * integer conversion goes through a saturating helper.
  *
  * SIMD variants come later: g4_quant_ref_fill() only sets pointers, and a
- * per-CPU fill can overwrite any of them afterwards (types.c, pthread_once). */
+ * per-CPU fill can overwrite any of them afterwards (kernels.c). */
 #include "tensor/quant_ref.h"
 
 #include <float.h>

@@ -1,7 +1,8 @@
 /* Reference (portable C) kernels for every type we compute with.
  *
- * g4_quant_ref_fill() sets the kernel fields of one type's traits; types.c
- * calls it once per process (pthread_once) and the table is read-only after.
+ * g4_quant_ref_fill() sets the kernel fields of one type's traits; the
+ * registry (kernels.c) calls it once per process and the table is read-only
+ * after.
  * A SIMD variant slots in per type by overwriting individual pointers after
  * this fill (same signatures, same results up to float summation order);
  * the reference kernels stay the definition the tests compare against.
@@ -10,8 +11,6 @@
  * GGUF stores them). See quant_ref.c. */
 #ifndef G4_QUANT_REF_H
 #define G4_QUANT_REF_H
-
-#include <string.h>
 
 #include "tensor/types.h"
 
@@ -41,30 +40,6 @@ static inline int g4_q3k_scale(const uint8_t *s, int j) {
 static inline int g4_iq4xs_scale(const uint8_t *b, int j) {
     const int sh = b[2] | (b[3] << 8);
     return (((b[4 + j / 2] >> 4 * (j % 2)) & 0xF) | (((sh >> 2 * j) & 3) << 4)) - 32;
-}
-
-/* fp16 -> fp32 without branches, for hot loops (g4_fp16_to_fp32 is this).
- * Exact for every finite half, subnormals included; inf stays inf, NaN stays
- * NaN (a signaling NaN comes out quiet). Normal halves are rebiased by a
- * power-of-two multiply, subnormals by the 0.5 + m*2^-24 - 0.5 trick. */
-static inline float g4_fp16_to_fp32_inline(uint16_t h) {
-    const uint32_t w = (uint32_t)h << 16;
-    const uint32_t sign = w & 0x80000000u;
-    const uint32_t two_w = w + w;
-    uint32_t u = (two_w >> 4) + (0xE0u << 23);
-    float normalized, denormalized;
-    memcpy(&normalized, &u, 4);
-    normalized *= 0x1.0p-112f;
-    u = (two_w >> 17) | (126u << 23);
-    memcpy(&denormalized, &u, 4);
-    denormalized -= 0.5f;
-    uint32_t r;
-    if (two_w < (1u << 27)) memcpy(&r, &denormalized, 4);
-    else memcpy(&r, &normalized, 4);
-    r |= sign;
-    float f;
-    memcpy(&f, &r, 4);
-    return f;
 }
 
 #endif

@@ -14,7 +14,7 @@
  * x + 128) and 128 * sum(w) is subtracted.
  *
  * Block layouts are ggml's (see quant_ref.c); rows may be unaligned. */
-#include "tensor/quant_simd.h"
+#include "tensor/quant_isa.h"
 
 #include "tensor/cpu.h"
 #include "tensor/quant_ref.h"
@@ -261,12 +261,6 @@ void g4_quant_x86_fill(int type, int level, g4_type_traits *tr) {
     default: break;
     }
 #undef SETK
-    g4_quant_x86_legacy_fill(type, level, tr);
-    /* full-width 512-bit kernels replace the 256-bit ones where written */
-    if (v512) {
-        g4_quant_avx512_k_fill(type, tr);
-        g4_quant_avx512_q_fill(type, tr);
-    }
 }
 
 #else /* !__x86_64__ */

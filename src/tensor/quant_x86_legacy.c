@@ -25,7 +25,7 @@
  * accumulates in a scalar per row and token.
  *
  * Integer sums are exact; float summation order differs from the reference. */
-#include "tensor/quant_simd.h"
+#include "tensor/quant_isa.h"
 
 #if defined(__x86_64__)
 

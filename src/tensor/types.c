@@ -1,11 +1,8 @@
-/* The ggml type table: block sizes and byte sizes for every type id a GGUF
- * file may name (so the reader can validate any file), plus kernels for the
- * types we compute with. Kernels live in quant_ref.c (reference C). */
+/* The ggml type facts: block sizes and byte sizes for every type id a GGUF
+ * file may name (so the reader can validate any file). Pure data: the
+ * kernels are attached above this, in kernels.c. */
 #include "tensor/types.h"
-#include "tensor/quant_ref.h"
-#include "tensor/quant_simd.h"
 
-#include <pthread.h>
 #include <strings.h>
 
 #define QK_K 256
@@ -48,25 +45,9 @@ static const g4_type_traits TYPES[G4_TYPE_COUNT] = {
     [G4_MXFP4]   = TY("MXFP4", 32, 17, true),
 };
 
-static g4_type_traits TABLE[G4_TYPE_COUNT];
-static pthread_once_t table_once = PTHREAD_ONCE_INIT;
-
-/* Kernel pointers are chosen once per process (later: by CPU features) and
- * never change afterwards, so the table is read-only for every caller. */
-static void fill(void) {
-    for (int t = 0; t < G4_TYPE_COUNT; t++) {
-        TABLE[t] = TYPES[t];
-        if (TYPES[t].name) {
-            g4_quant_ref_fill(t, &TABLE[t]);
-            g4_quant_simd_fill(t, &TABLE[t]); /* SIMD variants for this CPU */
-        }
-    }
-}
-
-const g4_type_traits *g4_type_info(int type) {
+const g4_type_traits *g4_type_facts(int type) {
     if (type < 0 || type >= G4_TYPE_COUNT || !TYPES[type].name) return NULL;
-    pthread_once(&table_once, fill);
-    return &TABLE[type];
+    return &TYPES[type];
 }
 
 const char *g4_type_name(int type) {

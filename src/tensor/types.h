@@ -1,5 +1,6 @@
-/* Tensor element types, numbered exactly as ggml/GGUF numbers them, and the
- * per-type kernel table.
+/* Tensor element types, numbered exactly as ggml/GGUF numbers them: their
+ * facts (names, block and row sizes; types.c) and the shape of the per-type
+ * kernel table (filled by tensor/kernels.c).
  *
  * Weights stay in their stored (block-quantized) form. Two ways to multiply a
  * stored row with an activation vector:
@@ -15,6 +16,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* the half conversions, which most users of the types take from here */
+#include "tensor/fp16.h"
 
 enum g4_type {
     G4_F32 = 0, G4_F16 = 1, G4_Q4_0 = 2, G4_Q4_1 = 3,
@@ -53,7 +57,12 @@ typedef struct g4_type_traits {
     g4_gemm_fn       gemm;         /* fast path, many rows x tokens; NULL: loop over vec_dot */
 } g4_type_traits;
 
-/* NULL for ids that are not a ggml type. */
+/* A type's facts (name, sizes) with every kernel field NULL; NULL for ids
+ * that are not a ggml type. */
+const g4_type_traits *g4_type_facts(int type);
+/* The facts plus the kernels this process uses; NULL for ids that are not a
+ * ggml type. Declared here for its many users, defined by the kernel
+ * registry (tensor/kernels.c): nothing in types.c calls up into kernels. */
 const g4_type_traits *g4_type_info(int type);
 const char *g4_type_name(int type);          /* "?" for unknown */
 int g4_type_from_name(const char *name);     /* -1 if unknown; case-insensitive */
@@ -61,15 +70,5 @@ int g4_type_from_name(const char *name);     /* -1 if unknown; case-insensitive 
 /* Bytes of a row of n elements; 0 if n is not a multiple of the block size or
  * the type is unknown. Overflow-safe for n < 2^62. */
 size_t g4_row_size(int type, int64_t n);
-
-/* Half-precision helpers (IEEE fp16 and bfloat16). fp32->bf16 rounds to
- * nearest even like ggml (NaN kept quiet). */
-float    g4_fp16_to_fp32(uint16_t h);
-uint16_t g4_fp32_to_fp16(float f);
-static inline float g4_bf16_to_fp32(uint16_t h) {
-    union { uint32_t u; float f; } v = { .u = (uint32_t)h << 16 };
-    return v.f;
-}
-uint16_t g4_fp32_to_bf16(float f);
 
 #endif

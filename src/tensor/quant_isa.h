@@ -1,0 +1,37 @@
+/* The per-ISA kernel files (layer 3, see kernels.h): SIMD variants of the
+ * reference kernels for the fast path (vec_dot, gemm, activation quantizers).
+ *
+ * Each file exports one fill for a CPU level: for `level` it overwrites the
+ * kernel pointers of `tr` (which holds the reference kernels) for the types
+ * it has and leaves the others alone; any other level, and any other
+ * architecture (where the file compiles to a stub), leaves `tr` untouched.
+ * Only the registry (kernels.c) calls these, in a fixed order in which later
+ * fills override earlier ones.
+ *
+ * Results equal the reference kernels up to float summation order (the
+ * integer block sums are exact); quantized activations are byte-identical. */
+#ifndef G4_QUANT_ISA_H
+#define G4_QUANT_ISA_H
+
+#include "tensor/types.h"
+
+/* x86 AVX2 and AVX-512 levels (quant_x86.c): F32/F16/BF16, Q8_0, Q4_0,
+ * Q2_K..Q6_K, IQ4_XS and the Q8_0 / Q8_K activation quantizers; 256-bit
+ * vectors at both levels (AVX-512: VNNI, 32 registers). */
+void g4_quant_x86_fill(int type, int level, g4_type_traits *tr);
+/* x86 AVX2 and AVX-512 levels: Q5_0 / Q5_1 / Q4_1 / IQ4_NL
+ * (quant_x86_legacy.c), the types llama-quantize falls back to for rows that
+ * are not a multiple of 256 (e.g. the 26B-A4B expert down projections, 704
+ * wide, in Q4_K_M files), and files of those types. */
+void g4_quant_x86_legacy_fill(int type, int level, g4_type_traits *tr);
+/* x86 AVX-512 level only: kernels on full 512-bit vectors (zmm), which
+ * double the per-instruction work on cores with 512-bit datapaths; they
+ * replace the 256-bit ones of the same types, so they fill after them.
+ *   quant_avx512_k.c: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS (x Q8_K)
+ *   quant_avx512_q.c: Q4_0, Q8_0 (x Q8_0) */
+void g4_quant_avx512_k_fill(int type, int level, g4_type_traits *tr);
+void g4_quant_avx512_q_fill(int type, int level, g4_type_traits *tr);
+/* arm64 NEON and dotprod levels (quant_arm.c). */
+void g4_quant_arm_fill(int type, int level, g4_type_traits *tr);
+
+#endif
