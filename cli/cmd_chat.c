@@ -1,11 +1,8 @@
-/* gemma4c run / chat: the Gemma 4 chat format end to end.
- *
- * A turn: messages (OpenAI style) -> the official template's prompt (C
- * renderer) -> ids (special tokens matched, since the template writes them)
- * -> decode until an end-of-generation token -> detokenized text (special
- * tokens kept as text) -> streaming parser -> reasoning / content / tool
- * calls. In `chat`, the conversation is re-rendered every turn and only the
- * part after the longest common prefix with the cached tokens is evaluated. */
+/* gemma4c run / chat: the Gemma 4 chat format end to end, through the
+ * library's chat sessions (gemma4c_session_*): this file only reads input,
+ * builds the OpenAI-style request and prints the deltas. In `chat`, the
+ * whole conversation is sent every turn; the session evaluates only what
+ * follows the prefix already in the context. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,169 +16,96 @@
 #include "commands.h"
 #include "gemma4c.h"
 #include "opts.h"
-#include "text/chat.h"
-#include "text/chat_parse.h"
 
 static volatile sig_atomic_t g_stop;
 static void on_sigint(int sig) { (void)sig; g_stop = 1; }
+static int stop_requested(void *user) { (void)user; return g_stop; }
 
-typedef struct session {
+typedef struct chat_cli {
     run_opts o;
-    gemma4c_sampler_params sp;
+    gemma4c_session_params sp;
     gemma4c_model *m;
     gemma4c_context *c;
-    gemma4c_sampler *s;
-    g4_chat_family family;
-    int n_predict;
+    gemma4c_session *ss;
     int think;             /* enable_thinking */
     int hide_thinking;
     int color;             /* dim the thoughts (stdout is a terminal) */
-    int32_t *cached;       /* ids currently in the context */
-    int n_cached, cap_cached;
-} session;
+} chat_cli;
 
 /* Printing deltas as they arrive. */
 typedef struct printer {
-    session *ss;
+    chat_cli *cc;
     int in_thought;
     int printed_any;
 } printer;
 
-static void on_delta(void *user, const g4_chat_delta *d) {
+static void on_delta(void *user, const gemma4c_delta *d) {
     printer *p = user;
-    session *ss = p->ss;
-    if (d->kind == G4_DELTA_REASONING) {
-        if (ss->hide_thinking) return;
+    chat_cli *cc = p->cc;
+    if (d->kind == GEMMA4C_DELTA_REASONING) {
+        if (cc->hide_thinking) return;
         if (!p->in_thought) {
-            fputs(ss->color ? "\033[2m" : "[thinking] ", stdout);
+            fputs(cc->color ? "\033[2m" : "[thinking] ", stdout);
             p->in_thought = 1;
         }
         fwrite(d->text, 1, d->len, stdout);
     } else {
         if (p->in_thought) {
-            fputs(ss->color ? "\033[0m\n" : "\n[/thinking]\n", stdout);
+            fputs(cc->color ? "\033[0m\n" : "\n[/thinking]\n", stdout);
             p->in_thought = 0;
         }
-        if (d->kind == G4_DELTA_CONTENT) fwrite(d->text, 1, d->len, stdout);
+        if (d->kind == GEMMA4C_DELTA_CONTENT) fwrite(d->text, 1, d->len, stdout);
         else printf("%s[tool call] %s(%s)\n", p->printed_any ? "\n" : "", d->name, d->arguments);
     }
     p->printed_any = 1;
     fflush(stdout);
 }
 
-static int ensure_cap(session *ss, int n) {
-    if (n <= ss->cap_cached) return 0;
-    int cap = n * 2;
-    int32_t *c = realloc(ss->cached, (size_t)cap * sizeof *c);
-    if (!c) return -1;
-    ss->cached = c;
-    ss->cap_cached = cap;
-    return 0;
-}
-
-/* Evaluate `ids` reusing the longest prefix already in the context. */
-static int feed_prompt(session *ss, const int32_t *ids, int n, char *err, size_t errlen) {
-    int common = 0;
-    while (common < n && common < ss->n_cached && ids[common] == ss->cached[common]) common++;
-    if (common == n) common = n - 1; /* re-evaluate the last token to get fresh logits */
-    if (gemma4c_truncate(ss->c, common) != 0) {
-        gemma4c_reset(ss->c); /* sliding caches no longer hold that prefix */
-        common = 0;
-    }
-    ss->n_cached = common;
-    if (ensure_cap(ss, n)) { snprintf(err, errlen, "out of memory"); return -1; }
-    if (gemma4c_eval(ss->c, ids + common, n - common, 0, err, errlen)) return -1;
-    memcpy(ss->cached + common, ids + common, (size_t)(n - common) * sizeof *ids);
-    ss->n_cached = n;
-    return 0;
-}
-
-/* One assistant turn for `request` (messages + options). Returns the parsed
- * assistant message (new reference) or NULL. */
-static json_t *turn(session *ss, json_t *request) {
+/* One assistant turn for the messages (the thinking switch is added here).
+ * Returns the parsed assistant message (new reference) or NULL. */
+static json_t *turn(chat_cli *cc, json_t *messages) {
+    json_t *req = json_pack("{s:O,s:b}", "messages", messages, "enable_thinking", cc->think);
+    char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    if (!text) { fprintf(stderr, "gemma4c: out of memory\n"); return NULL; }
     char err[600];
-    g4_error e = { { 0 } };
-    g4_chat_options co = G4_CHAT_OPTIONS_DEFAULT;
-    co.enable_thinking = ss->think;
-    co.add_generation_prompt = 1;
-    size_t plen;
-    char *prompt = g4_chat_render(request, &co, ss->family, &plen, &e);
-    if (!prompt) { fprintf(stderr, "gemma4c: chat format: %s\n", e.msg); return NULL; }
-    int32_t *ids = NULL;
-    int n = gemma4c_tokenize(ss->m, prompt, plen, 0, 1, &ids, err, sizeof err);
-    g4_chat_parse_options po = { 0 };
-    const char *tail = "<|channel>thought\n";
-    po.in_reasoning = plen >= strlen(tail) && !memcmp(prompt + plen - strlen(tail), tail, strlen(tail));
-    free(prompt);
-    if (n < 0) { fprintf(stderr, "gemma4c: %s\n", err); return NULL; }
-    /* the answer may use what the context has left, up to -n */
-    int n_gen = gemma4c_n_ctx(ss->c) - n;
-    if (n_gen < 1) {
-        fprintf(stderr, "gemma4c: the conversation (%d tokens) fills the context (%d); use /clear or a larger "
-                "--ctx\n", n, gemma4c_n_ctx(ss->c));
-        free(ids);
-        return NULL;
-    }
-    if (n_gen > ss->n_predict) n_gen = ss->n_predict;
-    if (feed_prompt(ss, ids, n, err, sizeof err)) {
-        fprintf(stderr, "gemma4c: %s\n", err);
-        free(ids);
-        return NULL;
-    }
-    free(ids);
-    printer pr = { ss, 0, 0 };
-    g4_chat_parser *parser = g4_chat_parser_new(&po, on_delta, &pr);
-    gemma4c_detok *dt = gemma4c_detok_new(ss->m, 1);
-    if (!parser || !dt) {
-        fprintf(stderr, "gemma4c: out of memory\n");
-        g4_chat_parser_free(parser);
-        gemma4c_detok_free(dt);
-        return NULL;
-    }
-    gemma4c_sampler_reset(ss->s);
+    printer pr = { cc, 0, 0 };
+    gemma4c_turn_result res;
     g_stop = 0;
-    int k = 0, failed = 0;
-    for (; k < n_gen && !g_stop; k++) {
-        int32_t t = gemma4c_sampler_sample(ss->s, gemma4c_logits_last(ss->c), gemma4c_n_vocab(ss->c));
-        gemma4c_sampler_accept(ss->s, t);
-        if (gemma4c_is_eog(ss->m, t)) break;
-        size_t len;
-        const char *piece = gemma4c_detok_push(dt, t, &len);
-        if (g4_chat_parser_feed(parser, piece, len)) { failed = 1; break; }
-        if (g4_chat_parser_stopped(parser)) break;
-        if (gemma4c_eval(ss->c, &t, 1, 0, err, sizeof err)) {
-            fprintf(stderr, "\ngemma4c: %s\n", err);
-            failed = 1;
-            break;
-        }
-        if (ensure_cap(ss, ss->n_cached + 1) == 0) ss->cached[ss->n_cached++] = t;
+    int rc = gemma4c_session_turn(cc->ss, text, strlen(text), on_delta, &pr, &res, err, sizeof err);
+    free(text);
+    if (rc == GEMMA4C_ERR_CONTEXT_FULL) {
+        fprintf(stderr, "gemma4c: %s; use /clear or a larger --ctx\n", err);
+        return NULL;
     }
-    size_t len;
-    const char *rest = gemma4c_detok_flush(dt, &len);
-    if (rest && len) g4_chat_parser_feed(parser, rest, len);
-    g4_chat_parser_finish(parser);
-    if (pr.in_thought) fputs(ss->color ? "\033[0m" : "\n[/thinking]", stdout);
-    if (g_stop) fputs(" [stopped]", stdout);
-    else if (k == n_gen) fputs(" [length limit]", stdout);
+    if (res.finish < 0) { fprintf(stderr, "gemma4c: %s\n", err); return NULL; }
+    /* the answer was (partly) streamed: close it */
+    if (res.finish == GEMMA4C_FINISH_ERROR) fprintf(stderr, "\ngemma4c: %s\n", err);
+    if (pr.in_thought) fputs(cc->color ? "\033[0m" : "\n[/thinking]", stdout);
+    if (res.finish == GEMMA4C_FINISH_CANCEL) fputs(" [stopped]", stdout);
+    else if (res.finish == GEMMA4C_FINISH_LENGTH) fputs(" [length limit]", stdout);
     fputc('\n', stdout);
     fflush(stdout);
     g_stop = 0;
-    json_t *msg = failed ? NULL : g4_chat_parser_message(parser);
-    g4_chat_parser_free(parser);
-    gemma4c_detok_free(dt);
+    json_t *msg = NULL;
+    if (rc == 0) {
+        msg = json_loads(res.message, JSON_ALLOW_NUL, NULL);
+        if (!msg) fprintf(stderr, "gemma4c: out of memory\n");
+    }
+    free(res.message);
     return msg;
 }
 
-static int session_open(session *ss) {
-    ss->m = open_model(&ss->o);
-    if (!ss->m) return -1;
-    g4_error e = { { 0 } };
-    if (ss->family == G4_CHAT_FAMILY_UNKNOWN) ss->family = g4_chat_family_from_path(ss->o.model, &e);
-    if (ss->family == G4_CHAT_FAMILY_UNKNOWN) ss->family = G4_CHAT_FAMILY_E;
-    ss->c = open_ctx(ss->m, &ss->o);
-    ss->s = gemma4c_sampler_new(&ss->sp);
-    if (!ss->c || !ss->s) return -1;
-    ss->color = isatty(1);
+static int session_open(chat_cli *cc) {
+    cc->m = open_model(&cc->o);
+    if (!cc->m) return -1;
+    cc->c = open_ctx(cc->m, &cc->o);
+    if (!cc->c) return -1;
+    char err[600];
+    cc->sp.cancel = stop_requested;
+    cc->ss = gemma4c_session_new(cc->c, &cc->sp, err, sizeof err);
+    if (!cc->ss) { fprintf(stderr, "gemma4c: %s\n", err); return -1; }
+    cc->color = isatty(1);
     struct sigaction sa = { 0 };
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
@@ -190,28 +114,27 @@ static int session_open(session *ss) {
     return 0;
 }
 
-static void session_close(session *ss) {
-    gemma4c_sampler_free(ss->s);
-    gemma4c_context_free(ss->c);
-    gemma4c_model_free(ss->m);
-    free(ss->cached);
+static void session_close(chat_cli *cc) {
+    gemma4c_session_free(cc->ss);
+    gemma4c_context_free(cc->c);
+    gemma4c_model_free(cc->m);
 }
 
 /* Options common to run and chat. Returns 1 consumed, 0 not ours, -1 error. */
-static int chat_opt(session *ss, int argc, char **argv, int *i) {
+static int chat_opt(chat_cli *cc, int argc, char **argv, int *i) {
     const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
-    if (!strcmp(a, "--think")) { ss->think = 1; return 1; }
-    if (!strcmp(a, "--no-think")) { ss->think = 0; return 1; }
-    if (!strcmp(a, "--hide-thinking")) { ss->hide_thinking = 1; return 1; }
-    if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { (*i)++; return parse_int(a, v, 1, 1 << 24, &ss->n_predict) ? -1 : 1; }
+    if (!strcmp(a, "--think")) { cc->think = 1; return 1; }
+    if (!strcmp(a, "--no-think")) { cc->think = 0; return 1; }
+    if (!strcmp(a, "--hide-thinking")) { cc->hide_thinking = 1; return 1; }
+    if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { (*i)++; return parse_int(a, v, 1, 1 << 24, &cc->sp.n_predict) ? -1 : 1; }
     if (!strcmp(a, "--family")) {
         (*i)++;
-        ss->family = v ? g4_chat_family_from_name(v) : G4_CHAT_FAMILY_UNKNOWN;
-        if (ss->family == G4_CHAT_FAMILY_UNKNOWN) { fprintf(stderr, "gemma4c: --family expects e or 31b\n"); return -1; }
+        cc->sp.family = v ? gemma4c_chat_family_from_name(v) : GEMMA4C_CHAT_UNKNOWN;
+        if (cc->sp.family == GEMMA4C_CHAT_UNKNOWN) { fprintf(stderr, "gemma4c: --family expects e or 31b\n"); return -1; }
         return 1;
     }
-    int r = sampling_opt(&ss->sp, argc, argv, i);
-    if (r == 0) r = common_opt(&ss->o, argc, argv, i);
+    int r = sampling_opt(&cc->sp.sampling, argc, argv, i);
+    if (r == 0) r = common_opt(&cc->o, argc, argv, i);
     return r;
 }
 
@@ -221,16 +144,16 @@ static const char *CHAT_HELP =
     "  -n, --n-predict N       most tokens per answer (default 1024)\n"
     "      --family e|31b      chat template family (default: from the model)\n";
 
-static void session_defaults(session *ss) {
-    memset(ss, 0, sizeof *ss);
-    ss->sp = gemma4c_sampler_default_params();
-    ss->n_predict = 1024;
-    ss->o.n_ctx = 8192;
+static void session_defaults(chat_cli *cc) {
+    memset(cc, 0, sizeof *cc);
+    cc->sp = gemma4c_session_default_params();
+    cc->sp.n_predict = 1024;
+    cc->o.n_ctx = 8192;
 }
 
 int cmd_run(int argc, char **argv) {
-    session ss;
-    session_defaults(&ss);
+    chat_cli cc;
+    session_defaults(&cc);
     const char *prompt = NULL, *system = NULL;
     int json_out = 0;
     for (int i = 1; i < argc; i++) {
@@ -249,17 +172,16 @@ int cmd_run(int argc, char **argv) {
         if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && v) { prompt = v; i++; continue; }
         if ((!strcmp(a, "-s") || !strcmp(a, "--system")) && v) { system = v; i++; continue; }
         if (!strcmp(a, "--json")) { json_out = 1; continue; }
-        int r = chat_opt(&ss, argc, argv, &i);
+        int r = chat_opt(&cc, argc, argv, &i);
         if (r == 0) { fprintf(stderr, "gemma4c run: unknown or incomplete option '%s'\n", a); return 2; }
         if (r < 0) return 2;
     }
     if (!prompt) { fprintf(stderr, "gemma4c run: need -p PROMPT (see --help)\n"); return 2; }
-    if (session_open(&ss)) { session_close(&ss); return 1; }
+    if (session_open(&cc)) { session_close(&cc); return 1; }
     json_t *msgs = json_array();
     if (system) json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "system", "content", system));
     json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "user", "content", prompt));
-    json_t *req = json_pack("{s:o}", "messages", msgs);
-    json_t *msg = turn(&ss, req);
+    json_t *msg = turn(&cc, msgs);
     int rc = msg ? 0 : 1;
     if (msg && json_out) {
         char *s = json_dumps(msg, JSON_COMPACT);
@@ -267,8 +189,8 @@ int cmd_run(int argc, char **argv) {
         free(s);
     }
     json_decref(msg);
-    json_decref(req);
-    session_close(&ss);
+    json_decref(msgs);
+    session_close(&cc);
     return rc;
 }
 
@@ -297,8 +219,8 @@ static char *read_line(int tty) {
 }
 
 int cmd_chat(int argc, char **argv) {
-    session ss;
-    session_defaults(&ss);
+    chat_cli cc;
+    session_defaults(&cc);
     const char *system = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -313,17 +235,17 @@ int cmd_chat(int argc, char **argv) {
             return 0;
         }
         if ((!strcmp(a, "-s") || !strcmp(a, "--system")) && v) { system = v; i++; continue; }
-        int r = chat_opt(&ss, argc, argv, &i);
+        int r = chat_opt(&cc, argc, argv, &i);
         if (r == 0) { fprintf(stderr, "gemma4c chat: unknown or incomplete option '%s'\n", a); return 2; }
         if (r < 0) return 2;
     }
-    if (session_open(&ss)) { session_close(&ss); return 1; }
+    if (session_open(&cc)) { session_close(&cc); return 1; }
     int tty = isatty(0);
     char *sys = system ? strdup(system) : NULL;
     json_t *msgs = json_array();
     if (tty)
         printf("gemma4c chat (%s template, thinking %s). /help for commands, Ctrl-D to leave.\n",
-               g4_chat_family_name(ss.family), ss.think ? "on" : "off");
+               gemma4c_chat_family_name(gemma4c_session_family(cc.ss)), cc.think ? "on" : "off");
     for (;;) {
         char *line = read_line(tty);
         if (!line) break;
@@ -331,16 +253,15 @@ int cmd_chat(int argc, char **argv) {
         if (!strcmp(line, "/help")) {
             printf("/think  /system TEXT  /clear  /quit\n");
         } else if (!strcmp(line, "/think")) {
-            ss.think = !ss.think;
-            printf("thinking %s\n", ss.think ? "on" : "off");
+            cc.think = !cc.think;
+            printf("thinking %s\n", cc.think ? "on" : "off");
         } else if (!strncmp(line, "/system", 7) && (line[7] == ' ' || line[7] == 0)) {
             free(sys);
             sys = line[7] ? strdup(line + 8) : NULL;
             printf("system prompt %s\n", sys ? "set" : "cleared");
         } else if (!strcmp(line, "/clear")) {
             json_array_clear(msgs);
-            gemma4c_reset(ss.c);
-            ss.n_cached = 0;
+            gemma4c_session_reset(cc.ss);
             printf("conversation cleared\n");
         } else if (line[0] == '/') {
             printf("unknown command %s (/help)\n", line);
@@ -349,9 +270,8 @@ int cmd_chat(int argc, char **argv) {
             json_t *all = json_array();
             if (sys) json_array_append_new(all, json_pack("{s:s,s:s}", "role", "system", "content", sys));
             json_array_extend(all, msgs);
-            json_t *req = json_pack("{s:o}", "messages", all);
-            json_t *msg = turn(&ss, req);
-            json_decref(req);
+            json_t *msg = turn(&cc, all);
+            json_decref(all);
             if (msg) {
                 /* history keeps content and tool calls; the thought is dropped */
                 json_object_del(msg, "reasoning_content");
@@ -365,6 +285,6 @@ int cmd_chat(int argc, char **argv) {
     }
     free(sys);
     json_decref(msgs);
-    session_close(&ss);
+    session_close(&cc);
     return 0;
 }

@@ -9,9 +9,8 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "gemma4c.h"
 #include "opts.h"
-#include "format/gguf_write.h"
-#include "model/quantize.h"
 
 static void usage(FILE *o) {
     fprintf(o,
@@ -33,7 +32,7 @@ static void usage(FILE *o) {
 
 int cmd_convert(int argc, char **argv) {
     const char *dir = NULL, *out = NULL, *type = "BF16", *name = NULL;
-    g4_conv_opts o = { 0, false, cli_show_progress, NULL };
+    gemma4c_write_params o = { 0, 0, cli_show_progress, NULL };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool more = i + 1 < argc;
@@ -41,7 +40,7 @@ int cmd_convert(int argc, char **argv) {
         else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && more) out = argv[++i];
         else if (!strcmp(a, "--type") && more) type = argv[++i];
         else if (!strcmp(a, "--name") && more) name = argv[++i];
-        else if (!strcmp(a, "--force")) o.force = true;
+        else if (!strcmp(a, "--force")) o.force = 1;
         else if (!strcmp(a, "-t") && more) {
             char *end;
             long n = strtol(argv[++i], &end, 10);
@@ -55,13 +54,12 @@ int cmd_convert(int argc, char **argv) {
         else { fprintf(stderr, "gemma4c convert: unexpected argument '%s'\n", a); return 2; }
     }
     if (!dir || !out) { usage(stderr); return 2; }
-    int ft = g4_ftype_from_name(type);
-    if (ft < 0) { fprintf(stderr, "gemma4c convert: unknown type '%s'\n", type); return 2; }
+    if (gemma4c_file_type_from_name(type) < 0) { fprintf(stderr, "gemma4c convert: unknown type '%s'\n", type); return 2; }
     signal(SIGINT, cli_cleanup_on_signal);
     signal(SIGTERM, cli_cleanup_on_signal);
-    g4_error err = {0};
-    if (g4_convert_hf(dir, out, ft, name, &o, &err)) {
-        fprintf(stderr, "gemma4c convert: %s\n", err.msg);
+    char err[600];
+    if (gemma4c_convert(dir, out, type, name, &o, err, sizeof err)) {
+        fprintf(stderr, "gemma4c convert: %s\n", err);
         return 1;
     }
     return 0;

@@ -131,6 +131,26 @@ int cmd_logits(int argc, char **argv) {
     return rc;
 }
 
+/* Prints each generated token as it comes: ids, or text through the
+ * streaming detokenizer. */
+typedef struct gen_printer {
+    gemma4c_detok *dt;   /* NULL: print ids */
+    int n;
+} gen_printer;
+
+static int print_token(void *user, int32_t t) {
+    gen_printer *p = user;
+    if (!p->dt) printf(p->n ? " %d" : "%d", t);
+    else {
+        size_t len;
+        const char *piece = gemma4c_detok_push(p->dt, t, &len);
+        fwrite(piece, 1, len, stdout);
+    }
+    p->n++;
+    fflush(stdout);
+    return 0;
+}
+
 int cmd_generate(int argc, char **argv) {
     run_opts o = { 0 };
     const char *tokens = NULL, *tokfile = NULL, *prompt = NULL;
@@ -200,23 +220,12 @@ int cmd_generate(int argc, char **argv) {
     int rc = 1;
     if (c && s && gemma4c_eval(c, ids, n, 0, err, sizeof err) == 0) {
         for (int i = 0; i < n; i++) gemma4c_sampler_accept(s, ids[i]);
+        gen_printer pr = { dt, 0 };
+        gemma4c_generate_params gp = { n_gen, stop_eos, print_token, NULL, &pr };
         rc = 0;
-        for (int k = 0; k < n_gen; k++) {
-            int32_t t = gemma4c_sampler_sample(s, gemma4c_logits_last(c), gemma4c_n_vocab(c));
-            gemma4c_sampler_accept(s, t);
-            if (stop_eos && gemma4c_is_eog(m, t)) break;
-            if (print_ids) printf(k ? " %d" : "%d", t);
-            else {
-                size_t len;
-                const char *piece = gemma4c_detok_push(dt, t, &len);
-                fwrite(piece, 1, len, stdout);
-            }
-            fflush(stdout);
-            if (k + 1 < n_gen && gemma4c_eval(c, &t, 1, 0, err, sizeof err)) {
-                fprintf(stderr, "\ngemma4c: %s\n", err);
-                rc = 1;
-                break;
-            }
+        if (gemma4c_generate(c, s, &gp, err, sizeof err) < 0) {
+            fprintf(stderr, "\ngemma4c: %s\n", err);
+            rc = 1;
         }
         if (dt) {
             size_t len;

@@ -7,7 +7,7 @@
 #include <jansson.h>
 
 #include "commands.h"
-#include "text/chat_parse.h"
+#include "gemma4c.h"
 
 static void parse_usage(FILE *o) {
     fprintf(o,
@@ -27,14 +27,14 @@ static void parse_usage(FILE *o) {
         "              (\"<|channel>thought\\n\"), so the output starts as reasoning\n");
 }
 
-static void print_delta(void *user, const g4_chat_delta *d) {
+static void print_delta(void *user, const gemma4c_delta *d) {
     (void)user;
     json_t *j = NULL;
-    if (d->kind == G4_DELTA_TOOL_CALL)
+    if (d->kind == GEMMA4C_DELTA_TOOL_CALL)
         j = json_pack("{s:{s:i,s:s,s:s,s:s}}", "tool_call", "index", d->index, "id", d->id, "name", d->name,
                       "arguments", d->arguments);
     else
-        j = json_pack("{s:s%}", d->kind == G4_DELTA_REASONING ? "reasoning" : "content", d->text, d->len);
+        j = json_pack("{s:s%}", d->kind == GEMMA4C_DELTA_REASONING ? "reasoning" : "content", d->text, d->len);
     if (!j) return;   /* e.g. a delta ending inside a UTF-8 sequence: shown in the final message */
     char *s = json_dumps(j, JSON_COMPACT);
     if (s) { puts(s); free(s); }
@@ -45,7 +45,7 @@ int cmd_parse(int argc, char **argv) {
     int stream = 0, compact = 0;
     char *list = NULL;
     const char **names = NULL;
-    g4_chat_parse_options opt = {0};
+    gemma4c_parse_options opt = {0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             parse_usage(stdout);
@@ -78,22 +78,19 @@ int cmd_parse(int argc, char **argv) {
             return 2;
         }
     }
-    g4_chat_parser *p = g4_chat_parser_new(&opt, stream ? print_delta : NULL, NULL);
+    gemma4c_chat_parser *p = gemma4c_chat_parser_new(&opt, stream ? print_delta : NULL, NULL);
     if (!p) { fprintf(stderr, "gemma4c parse: out of memory\n"); free(list); free(names); return 1; }
     char buf[4096];
     size_t n;
     int rc = 0;
     while ((n = fread(buf, 1, sizeof buf, stdin)) > 0)
-        if (g4_chat_parser_feed(p, buf, n)) { rc = 1; break; }
-    if (!rc && g4_chat_parser_finish(p)) rc = 1;
-    json_t *m = rc ? NULL : g4_chat_parser_message(p);
-    g4_chat_parser_free(p);
+        if (gemma4c_chat_parser_feed(p, buf, n)) { rc = 1; break; }
+    if (!rc && gemma4c_chat_parser_finish(p)) rc = 1;
+    char *s = rc ? NULL : gemma4c_chat_parser_message(p, compact ? 0 : 2);
+    gemma4c_chat_parser_free(p);
     free(list);
     free(names);
-    if (!m) { fprintf(stderr, "gemma4c parse: out of memory or invalid UTF-8 in output\n"); return 1; }
-    char *s = json_dumps(m, compact ? JSON_COMPACT : JSON_INDENT(2));
-    json_decref(m);
-    if (!s) { fprintf(stderr, "gemma4c parse: cannot encode the message\n"); return 1; }
+    if (!s) { fprintf(stderr, "gemma4c parse: out of memory or invalid UTF-8 in output\n"); return 1; }
     puts(s);
     free(s);
     return 0;

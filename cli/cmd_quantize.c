@@ -8,9 +8,8 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "gemma4c.h"
 #include "opts.h"
-#include "format/gguf_write.h"
-#include "model/quantize.h"
 
 static void usage(FILE *o) {
     fprintf(o,
@@ -29,11 +28,11 @@ static void usage(FILE *o) {
 int cmd_quantize(int argc, char **argv) {
     const char *pos[3] = { NULL, NULL, NULL };
     int npos = 0;
-    g4_conv_opts o = { 0, false, cli_show_progress, NULL };
+    gemma4c_write_params o = { 0, 0, cli_show_progress, NULL };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "--force")) o.force = true;
+        else if (!strcmp(a, "--force")) o.force = 1;
         else if (!strcmp(a, "-t") && i + 1 < argc) {
             char *end;
             long n = strtol(argv[++i], &end, 10);
@@ -47,13 +46,15 @@ int cmd_quantize(int argc, char **argv) {
         else { fprintf(stderr, "gemma4c quantize: unexpected argument '%s'\n", a); return 2; }
     }
     if (npos != 3) { usage(stderr); return 2; }
-    int ft = g4_ftype_from_name(pos[2]);
-    if (ft < 0) { fprintf(stderr, "gemma4c quantize: unknown type '%s'\n", pos[2]); return 2; }
+    if (gemma4c_file_type_from_name(pos[2]) < 0) {
+        fprintf(stderr, "gemma4c quantize: unknown type '%s'\n", pos[2]);
+        return 2;
+    }
     signal(SIGINT, cli_cleanup_on_signal);
     signal(SIGTERM, cli_cleanup_on_signal);
-    g4_error err = {0};
-    if (g4_quantize_gguf(pos[0], pos[1], ft, &o, &err)) {
-        fprintf(stderr, "gemma4c quantize: %s\n", err.msg);
+    char err[600];
+    if (gemma4c_quantize(pos[0], pos[1], pos[2], &o, err, sizeof err)) {
+        fprintf(stderr, "gemma4c quantize: %s\n", err);
         return 1;
     }
     return 0;

@@ -5,10 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "commands.h"
-#include "text/chat.h"
+#include "gemma4c.h"
 
 static void render_usage(FILE *o) {
     fprintf(o,
@@ -63,24 +61,19 @@ static char *slurp(const char *path, size_t *len) {
 }
 
 /* Render one request file; returns the malloc'd prompt or NULL with a message. */
-static char *render_file(const char *path, const g4_chat_options *opt, g4_chat_family fam, size_t *n,
-                         char *msg, size_t msz) {
+static char *render_file(const char *path, const gemma4c_chat_options *opt, int fam, size_t *n, char *msg,
+                         size_t msz) {
     size_t rlen = 0;
     char *rtext = slurp(path, &rlen);
     if (!rtext) { snprintf(msg, msz, "cannot read %s", path); return NULL; }
-    json_error_t je;
-    json_t *r = json_loadb(rtext, rlen, JSON_ALLOW_NUL, &je);
+    char err[600];
+    char *out = gemma4c_chat_render(fam, rtext, rlen, opt, n, err, sizeof err);
     free(rtext);
-    if (!r) { snprintf(msg, msz, "%s:%d:%d: %s", path, je.line, je.column, je.text); return NULL; }
-    g4_error err = {0};
-    char *out = g4_chat_render(r, opt, fam, n, &err);
-    json_decref(r);
-    if (!out) snprintf(msg, msz, "%s: %s", path, err.msg);
+    if (!out) snprintf(msg, msz, "%s: %s", path, err);
     return out;
 }
 
-static int render_batch(const char *dir, char **files, int nfiles, const g4_chat_options *opt,
-                        g4_chat_family fam) {
+static int render_batch(const char *dir, char **files, int nfiles, const gemma4c_chat_options *opt, int fam) {
     int rc = 0;
     for (int i = 0; i < nfiles; i++) {
         const char *base = strrchr(files[i], '/');
@@ -90,7 +83,7 @@ static int render_batch(const char *dir, char **files, int nfiles, const g4_chat
         char msg[1024], path[4096];
         size_t n = 0;
         char *out = render_file(files[i], opt, fam, &n, msg, sizeof msg);
-        snprintf(path, sizeof path, "%s/%.*s.%s.%s", dir, (int)bl, base, g4_chat_family_name(fam), out ? "txt" : "err");
+        snprintf(path, sizeof path, "%s/%.*s.%s.%s", dir, (int)bl, base, gemma4c_chat_family_name(fam), out ? "txt" : "err");
         if (!out) fprintf(stderr, "gemma4c render: %s\n", msg);
         FILE *f = fopen(path, "wb");
         if (!f || (out && fwrite(out, 1, n, f) != n)) { fprintf(stderr, "gemma4c render: cannot write %s\n", path); rc = 1; }
@@ -105,7 +98,7 @@ int cmd_render(int argc, char **argv) {
     int nfiles = 0;
     char **files = calloc((size_t)argc + 1, sizeof *files);
     if (!files) return 1;
-    g4_chat_options opt = G4_CHAT_OPTIONS_DEFAULT;
+    gemma4c_chat_options opt = gemma4c_chat_default_options();
     int print_family = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -120,7 +113,7 @@ int cmd_render(int argc, char **argv) {
         else if (!strcmp(a, "--gen")) opt.add_generation_prompt = 1;
         else if (!strcmp(a, "--no-gen")) opt.add_generation_prompt = 0;
         else if (!strcmp(a, "--print-family")) print_family = 1;
-        else if (!strcmp(a, "--openai-compat")) opt.compat = G4_CHAT_COMPAT_LLAMACPP;
+        else if (!strcmp(a, "--openai-compat")) opt.openai_compat = 1;
         else if (!strcmp(a, "--out-dir") && has) outdir = argv[++i];
         else if (a[0] != '-') files[nfiles++] = argv[i];
         else { fprintf(stderr, "gemma4c render: bad argument '%s'\n\n", a); render_usage(stderr); free(files); return 2; }
@@ -131,11 +124,10 @@ int cmd_render(int argc, char **argv) {
         return 2;
     }
 
-    g4_error err = {0};
-    g4_chat_family fam = G4_CHAT_FAMILY_UNKNOWN;
+    int fam = GEMMA4C_CHAT_UNKNOWN;
     if (family) {
-        fam = g4_chat_family_from_name(family);
-        if (fam == G4_CHAT_FAMILY_UNKNOWN) {
+        fam = gemma4c_chat_family_from_name(family);
+        if (fam == GEMMA4C_CHAT_UNKNOWN) {
             fprintf(stderr, "gemma4c render: unknown family '%s' (use e, 31b or interleaved)\n", family);
             free(files);
             return 2;
@@ -143,22 +135,23 @@ int cmd_render(int argc, char **argv) {
     } else if (tmpl) {
         char *t = slurp(tmpl, NULL);
         if (!t) { fprintf(stderr, "gemma4c render: cannot read %s\n", tmpl); free(files); return 1; }
-        fam = g4_chat_family_from_template(t);
+        fam = gemma4c_chat_family_from_template(t);
         free(t);
-        if (fam == G4_CHAT_FAMILY_UNKNOWN) {
+        if (fam == GEMMA4C_CHAT_UNKNOWN) {
             fprintf(stderr, "gemma4c render: %s is not a Gemma 4 chat template (use --family)\n", tmpl);
             free(files);
             return 1;
         }
     } else {
-        fam = g4_chat_family_from_path(model, &err);
-        if (fam == G4_CHAT_FAMILY_UNKNOWN) {
-            fprintf(stderr, "gemma4c render: %s\n", err.msg[0] ? err.msg : "cannot select template family");
+        char err[600];
+        fam = gemma4c_chat_family_from_path(model, err, sizeof err);
+        if (fam == GEMMA4C_CHAT_UNKNOWN) {
+            fprintf(stderr, "gemma4c render: %s\n", err);
             free(files);
             return 1;
         }
     }
-    if (print_family) fprintf(stderr, "family: %s\n", g4_chat_family_name(fam));
+    if (print_family) fprintf(stderr, "family: %s\n", gemma4c_chat_family_name(fam));
     if (outdir) {
         int rc = render_batch(outdir, files, nfiles, &opt, fam);
         free(files);

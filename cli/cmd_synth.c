@@ -5,12 +5,13 @@
 #include <unistd.h>
 
 #include "commands.h"
-#include "model/synth.h"
+#include "gemma4c.h"
 #include "opts.h"
 
 int cmd_synth(int argc, char **argv) {
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    g4_synth_opts o = { .arch = "tiny", .ftype = "F32", .seed = 1, .n_threads = ncpu > 0 ? (int)ncpu : 1 };
+    const char *arch = "tiny", *type = "F32";
+    uint64_t seed = 1;
+    gemma4c_write_params o = { 0, 0, cli_show_progress, NULL };   /* 0 threads: all CPUs */
     const char *out = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -29,27 +30,26 @@ int cmd_synth(int argc, char **argv) {
             return 0;
         }
         if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && v) { out = v; i++; }
-        else if (!strcmp(a, "--arch") && v) { o.arch = v; i++; }
-        else if (!strcmp(a, "--type") && v) { o.ftype = v; i++; }
+        else if (!strcmp(a, "--arch") && v) { arch = v; i++; }
+        else if (!strcmp(a, "--type") && v) { type = v; i++; }
         else if (!strcmp(a, "--seed") && v) {
             char *end;
-            o.seed = strtoull(v, &end, 10);
+            seed = strtoull(v, &end, 10);
             if (*end) { fprintf(stderr, "gemma4c synth: --seed expects an integer\n"); return 2; }
             i++;
         } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && v) {
             o.n_threads = atoi(v);
             if (o.n_threads < 1 || o.n_threads > 1024) { fprintf(stderr, "gemma4c synth: -t expects 1..1024\n"); return 2; }
             i++;
-        } else if (!strcmp(a, "--force")) o.force = true;
+        } else if (!strcmp(a, "--force")) o.force = 1;
         else { fprintf(stderr, "gemma4c synth: unknown or incomplete option '%s'\n", a); return 2; }
     }
     if (!out) { fprintf(stderr, "gemma4c synth: need -o FILE.gguf (see --help)\n"); return 2; }
-    o.progress = cli_show_progress;
-    g4_error e = { { 0 } };
-    if (g4_synth(out, &o, &e)) {
-        fprintf(stderr, "gemma4c synth: %s\n", e.msg);
+    char err[600];
+    if (gemma4c_synth(out, arch, type, seed, &o, err, sizeof err)) {
+        fprintf(stderr, "gemma4c synth: %s\n", err);
         return 1;
     }
-    fprintf(stderr, "wrote %s (%s, %s)\n", out, o.arch, o.ftype);
+    fprintf(stderr, "wrote %s (%s, %s)\n", out, arch, type);
     return 0;
 }

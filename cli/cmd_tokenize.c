@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "commands.h"
-#include "text/tokenizer.h"
+#include "gemma4c.h"
 
 static void usage(FILE *o) {
     fprintf(o,
@@ -45,15 +45,15 @@ static void print_piece(const char *s, size_t n) {
     }
 }
 
-static void print_tokens(const g4_tokenizer *t, const g4_tokens *ids, int pieces) {
-    for (size_t i = 0; i < ids->n; i++) {
+static void print_tokens(const gemma4c_tokenizer *t, const int32_t *ids, int n, int pieces) {
+    for (int i = 0; i < n; i++) {
         if (i) putchar(' ');
         if (pieces) {
             size_t l = 0;
-            const char *s = g4_tok_text(t, ids->ids[i], &l);
+            const char *s = gemma4c_tokenizer_piece(t, ids[i], &l);
             print_piece(s, l);
         } else {
-            printf("%d", ids->ids[i]);
+            printf("%d", ids[i]);
         }
     }
     putchar('\n');
@@ -80,14 +80,14 @@ static char *read_all(const char *path, size_t *len) {
     return buf;
 }
 
-static int run_jsonl(const g4_tokenizer *t, const char *path, int bos, int special, int pieces) {
+static int run_jsonl(const gemma4c_tokenizer *t, const char *path, int bos, int special, int pieces) {
     FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
     if (!f) { fprintf(stderr, "gemma4c tokenize: cannot open %s\n", path); return 1; }
     char *line = NULL;
     size_t cap = 0, rec = 0, bad = 0;
     ssize_t got;
     int rc = 0;
-    g4_error err = {{0}};
+    char err[600];
     while ((got = getline(&line, &cap, f)) >= 0) {
         rec++;
         json_error_t je;
@@ -100,24 +100,25 @@ static int run_jsonl(const g4_tokenizer *t, const char *path, int bos, int speci
         }
         const char *s = json_string_value(j);
         size_t n = json_string_length(j);
-        g4_tokens ids = {0};
-        if (g4_tok_encode(t, s, n, bos, special, &ids, &err)) {
-            fprintf(stderr, "gemma4c tokenize: %s:%zu: %s\n", path, rec, err.msg);
+        int32_t *ids = NULL;
+        int nid = gemma4c_tokenizer_encode(t, s, n, bos, special, &ids, err, sizeof err);
+        if (nid < 0) {
+            fprintf(stderr, "gemma4c tokenize: %s:%zu: %s\n", path, rec, err);
             json_decref(j);
             rc = 1;
             break;
         }
-        print_tokens(t, &ids, pieces);
+        print_tokens(t, ids, nid, pieces);
         char *back = NULL;
         size_t bl = 0;
-        if (g4_tok_decode(t, ids.ids, ids.n, special, &back, &bl, &err) == 0) {
+        if (gemma4c_tokenizer_decode(t, ids, (size_t)nid, special, &back, &bl, err, sizeof err) == 0) {
             if (bl != n || memcmp(back, s, n) != 0) {
                 if (bad < 10) fprintf(stderr, "roundtrip mismatch at record %zu\n", rec);
                 bad++;
             }
             free(back);
         }
-        g4_tokens_free(&ids);
+        free(ids);
         json_decref(j);
     }
     free(line);
@@ -152,9 +153,9 @@ int cmd_tokenize(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    g4_error err = {{0}};
-    g4_tokenizer *t = g4_tokenizer_load(model, &err);
-    if (!t) { fprintf(stderr, "gemma4c tokenize: %s\n", err.msg); return 1; }
+    char err[600];
+    gemma4c_tokenizer *t = gemma4c_tokenizer_load(model, err, sizeof err);
+    if (!t) { fprintf(stderr, "gemma4c tokenize: %s\n", err); return 1; }
     int rc = 0;
     if (jsonl) {
         rc = run_jsonl(t, jsonl, bos, special, pieces);
@@ -163,21 +164,22 @@ int cmd_tokenize(int argc, char **argv) {
         char *buf = NULL;
         if (file) {
             buf = read_all(file, &n);
-            if (!buf) { fprintf(stderr, "gemma4c tokenize: cannot read %s\n", file); g4_tokenizer_free(t); return 1; }
+            if (!buf) { fprintf(stderr, "gemma4c tokenize: cannot read %s\n", file); gemma4c_tokenizer_free(t); return 1; }
             text = buf;
         } else {
             n = strlen(text);
         }
-        g4_tokens ids = {0};
-        if (g4_tok_encode(t, text, n, bos, special, &ids, &err)) {
-            fprintf(stderr, "gemma4c tokenize: %s\n", err.msg);
+        int32_t *ids = NULL;
+        int nid = gemma4c_tokenizer_encode(t, text, n, bos, special, &ids, err, sizeof err);
+        if (nid < 0) {
+            fprintf(stderr, "gemma4c tokenize: %s\n", err);
             rc = 1;
         } else {
-            print_tokens(t, &ids, pieces);
+            print_tokens(t, ids, nid, pieces);
         }
-        g4_tokens_free(&ids);
+        free(ids);
         free(buf);
     }
-    g4_tokenizer_free(t);
+    gemma4c_tokenizer_free(t);
     return rc;
 }

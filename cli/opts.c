@@ -6,7 +6,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "format/gguf_write.h"
 #include "opts.h"
 
 
@@ -165,7 +164,7 @@ int sampling_opt(gemma4c_sampler_params *sp, int argc, char **argv, int *i) {
     return 1;
 }
 
-void cli_show_progress(void *ud, uint64_t done, uint64_t total, double el, bool final) {
+void cli_show_progress(void *ud, uint64_t done, uint64_t total, double el, int final) {
     (void)ud;
     if (!isatty(2)) return;
     double rate = el > 0 ? (double)done / el : 0;
@@ -177,6 +176,6 @@ void cli_show_progress(void *ud, uint64_t done, uint64_t total, double el, bool 
 }
 
 void cli_cleanup_on_signal(int sig) {
-    g4_gguf_write_cleanup_tmp();
+    gemma4c_write_abort_cleanup();
     _exit(128 + sig);
 }

@@ -28,10 +28,9 @@ int parse_ids(const char *s, int32_t **out, const char *src);
 char *read_text_file(const char *path);
 
 /* Progress line for long writes (synth, convert, quantize): bytes done/total,
- * rate, ETA; printed on stderr only when it is a terminal. Matches
- * g4_gguf_progress_fn. */
-#include <stdbool.h>
-void cli_show_progress(void *ud, uint64_t done, uint64_t total, double elapsed_s, bool final);
+ * rate, ETA; printed on stderr only when it is a terminal. A
+ * gemma4c_progress_fn. */
+void cli_show_progress(void *ud, uint64_t done, uint64_t total, double elapsed_s, int final);
 
 /* SIGINT/SIGTERM handler for commands that write files: removes the partial
  * temporary file of a write in progress, then exits 128 + sig. */

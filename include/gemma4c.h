@@ -103,6 +103,25 @@ int gemma4c_is_eog(const gemma4c_model *m, int32_t id);
  * chat_template.jinja), or NULL. */
 const char *gemma4c_chat_template(const gemma4c_model *m);
 
+/* A tokenizer on its own: the model's (borrowed, lives as long as the
+ * model; NULL if the model has none) or one loaded from a .gguf file, a
+ * Hugging Face tokenizer.json (tokenizer_config.json next to it names the
+ * special tokens) or a folder holding tokenizer.json, without any weights.
+ * Immutable: may be shared by threads. */
+typedef struct gemma4c_tokenizer gemma4c_tokenizer;
+const gemma4c_tokenizer *gemma4c_model_tokenizer(const gemma4c_model *m);
+gemma4c_tokenizer *gemma4c_tokenizer_load(const char *path, char *err, size_t errlen);
+void gemma4c_tokenizer_free(gemma4c_tokenizer *t);   /* only for loaded ones */
+/* As gemma4c_tokenize. */
+int gemma4c_tokenizer_encode(const gemma4c_tokenizer *t, const char *text, size_t len, int add_bos,
+                             int parse_special, int32_t **ids, char *err, size_t errlen);
+/* The stored piece of id (SentencePiece form: "▁Hello", "<0x0A>"), or NULL. */
+const char *gemma4c_tokenizer_piece(const gemma4c_tokenizer *t, int32_t id, size_t *len);
+/* Text of n ids as a malloc'd NUL-terminated string (*len without the NUL);
+ * control tokens give their text only with render_special. Returns 0 or -1. */
+int gemma4c_tokenizer_decode(const gemma4c_tokenizer *t, const int32_t *ids, size_t n, int render_special,
+                             char **out, size_t *len, char *err, size_t errlen);
+
 /* Streaming detokenizer: returns only complete UTF-8 characters; a character
  * split across tokens is held until it is complete. The returned text is
  * valid until the next call. */
@@ -134,6 +153,7 @@ gemma4c_context_params gemma4c_context_default_params(void);
 gemma4c_context *gemma4c_context_new(gemma4c_model *m, const gemma4c_context_params *p, char *err,
                                      size_t errlen);
 void gemma4c_context_free(gemma4c_context *c);
+gemma4c_model *gemma4c_context_model(const gemma4c_context *c);
 
 /* Append n tokens to the sequence and run them through the model in batches
  * of at most n_batch. If all_logits is nonzero, logits are kept for every
@@ -174,6 +194,207 @@ int32_t gemma4c_sampler_sample(gemma4c_sampler *s, const float *logits, int n_vo
 /* Tell the sampler which token was chosen/fed (for the penalties). */
 void gemma4c_sampler_accept(gemma4c_sampler *s, int32_t token);
 void gemma4c_sampler_reset(gemma4c_sampler *s);
+
+/* ---- generation -------------------------------------------------------------- */
+
+/* Why a generation ended. */
+enum gemma4c_finish {
+    GEMMA4C_FINISH_STOP = 0,    /* end-of-generation token, stop marker, or on_token asked */
+    GEMMA4C_FINISH_LENGTH = 1,  /* n_predict tokens (or what the context had left) */
+    GEMMA4C_FINISH_CANCEL = 2,  /* the cancel callback returned nonzero */
+    GEMMA4C_FINISH_ERROR = 3,   /* decoding failed part way (see err) */
+};
+
+typedef struct gemma4c_generate_params {
+    int n_predict;      /* most tokens to generate (>= 0) */
+    int stop_at_eog;    /* end at an end-of-generation token (it is not passed on) */
+    /* Each new token, in order; nonzero ends the generation (FINISH_STOP). */
+    int (*on_token)(void *user, int32_t token);
+    /* Polled before each token (may read a flag set by a signal handler);
+     * nonzero ends the generation (FINISH_CANCEL). May be NULL. */
+    int (*cancel)(void *user);
+    void *user;
+} gemma4c_generate_params;
+
+/* Decode from the logits the last eval left (evaluate the prompt first):
+ * sample, accept, hand the token on, evaluate it, repeat. The last token
+ * handed on is not evaluated (a continuation would start by evaluating it);
+ * the others are in the context on return. Returns enum gemma4c_finish
+ * (never FINISH_ERROR) or -1. */
+int gemma4c_generate(gemma4c_context *c, gemma4c_sampler *s, const gemma4c_generate_params *p, char *err,
+                     size_t errlen);
+
+/* ---- chat format ----------------------------------------------------------------- */
+
+/* Gemma 4 ships two chat templates that differ only in the generation prompt
+ * with thinking off (26B/31B pre-fill an empty thought block). */
+enum gemma4c_chat_family {
+    GEMMA4C_CHAT_UNKNOWN = 0,
+    GEMMA4C_CHAT_E = 1,           /* E2B / E4B */
+    GEMMA4C_CHAT_31B = 2,         /* 26B-A4B / 31B */
+    GEMMA4C_CHAT_INTERLEAVED = 3, /* llama.cpp's 31B-it-interleaved variant */
+};
+
+/* The family of an open model: its chat template (GGUF tokenizer.chat_template,
+ * HF chat_template.jinja / tokenizer_config.json), else its shape. Never UNKNOWN. */
+int gemma4c_model_chat_family(const gemma4c_model *m);
+/* The same from a model path without loading the weights; UNKNOWN (0) with
+ * err set if it cannot be read. */
+int gemma4c_chat_family_from_path(const char *path, char *err, size_t errlen);
+/* From chat template text; UNKNOWN if it is not a Gemma 4 template. */
+int gemma4c_chat_family_from_template(const char *text);
+/* "e", "e2b", "e4b", "31b", "26b", "26b-a4b", "dense", "moe", "interleaved"
+ * (case-insensitive); UNKNOWN otherwise. */
+int gemma4c_chat_family_from_name(const char *name);
+const char *gemma4c_chat_family_name(int family);   /* "e", "31b", ... */
+
+typedef struct gemma4c_chat_options {
+    int enable_thinking;        /* -1: from the request (absent = off); 0/1: override */
+    int add_generation_prompt;  /* -1: from the request (absent = off); 0/1: override */
+    int openai_compat;          /* llama.cpp behaviour: JSON-string tool-call arguments
+                                   become objects; a generation prompt after a closed
+                                   tool-use turn is kept. 0: exactly the official template */
+} gemma4c_chat_options;
+
+gemma4c_chat_options gemma4c_chat_default_options(void);   /* -1, -1, 0 */
+
+/* The prompt the official template renders for an OpenAI-style chat request
+ * (JSON text of len bytes: "messages", "tools", "add_generation_prompt",
+ * "enable_thinking", "chat_template_kwargs"; a bare array is the message
+ * list). Returns a malloc'd NUL-terminated string (*out_len bytes: it holds
+ * NULs if the request did) or NULL naming the offending field. o may be NULL. */
+char *gemma4c_chat_render(int family, const char *request_json, size_t len, const gemma4c_chat_options *o,
+                          size_t *out_len, char *err, size_t errlen);
+
+/* Model output, split as it streams. */
+enum gemma4c_delta_kind {
+    GEMMA4C_DELTA_REASONING = 1,
+    GEMMA4C_DELTA_CONTENT = 2,
+    GEMMA4C_DELTA_TOOL_CALL = 3,
+};
+
+typedef struct gemma4c_delta {
+    int kind;               /* enum gemma4c_delta_kind */
+    const char *text;       /* REASONING / CONTENT: bytes, not NUL-terminated */
+    size_t len;
+    int index;              /* TOOL_CALL: 0-based call number */
+    const char *id;         /* TOOL_CALL: "call_<index>" */
+    const char *name;       /* TOOL_CALL: function name */
+    const char *arguments;  /* TOOL_CALL: arguments as compact JSON object text */
+} gemma4c_delta;
+
+/* Called synchronously; the pointers are valid only during the call. */
+typedef void (*gemma4c_delta_fn)(void *user, const gemma4c_delta *d);
+
+typedef struct gemma4c_parse_options {
+    int in_reasoning;              /* the prompt ended inside the thought channel */
+    const char *const *tool_names; /* if n_tool_names > 0, calls to other names stay
+                                      content; the strings must outlive the parser */
+    size_t n_tool_names;
+} gemma4c_parse_options;
+
+/* Incremental parser of output text (special tokens written as text:
+ * "<|channel>", "<|tool_call>", ...) into reasoning, content and tool calls.
+ * Any chunking gives the same deltas and message. o and fn may be NULL. */
+typedef struct gemma4c_chat_parser gemma4c_chat_parser;
+gemma4c_chat_parser *gemma4c_chat_parser_new(const gemma4c_parse_options *o, gemma4c_delta_fn fn, void *user);
+/* 0, or -1 on allocation failure (the parser is then unusable). */
+int gemma4c_chat_parser_feed(gemma4c_chat_parser *p, const char *data, size_t n);
+/* End of output: held text is flushed (an unfinished call becomes content). */
+int gemma4c_chat_parser_finish(gemma4c_chat_parser *p);
+/* 1 once a stop marker (<turn|>, <|tool_response>, <eos>) was seen. */
+int gemma4c_chat_parser_stopped(const gemma4c_chat_parser *p);
+/* The OpenAI-style assistant message so far as malloc'd JSON text:
+ * {"role":"assistant","content":string|null,["reasoning_content"],
+ * ["tool_calls":[{"id","type":"function","function":{"name","arguments"}}]]}.
+ * indent 0: one line, else pretty-printed with indent spaces. NULL on
+ * allocation failure or invalid UTF-8 in the output. */
+char *gemma4c_chat_parser_message(const gemma4c_chat_parser *p, int indent);
+void gemma4c_chat_parser_free(gemma4c_chat_parser *p);
+/* One shot: the message (compact JSON text) of a whole output, or NULL. */
+char *gemma4c_chat_parse(const char *text, size_t len, const gemma4c_parse_options *o, char *err,
+                         size_t errlen);
+
+/* ---- chat sessions ------------------------------------------------------------ */
+
+/* A conversation on a context: each turn renders the whole request, reuses
+ * the longest prefix of it already in the context, decodes the answer and
+ * parses it as it streams. A session uses its context alone; hold many
+ * conversations with one context (and session) each over one shared model. */
+typedef struct gemma4c_session gemma4c_session;
+
+typedef struct gemma4c_session_params {
+    int n_predict;                    /* most tokens per answer (0 = what the context has left) */
+    int family;                       /* enum gemma4c_chat_family; 0 = the model's */
+    gemma4c_chat_options chat;        /* add_generation_prompt is always on */
+    gemma4c_sampler_params sampling;
+    /* Polled before each token (may read a flag set by a signal handler);
+     * nonzero ends the answer with FINISH_CANCEL. May be NULL. */
+    int (*cancel)(void *user);
+    void *cancel_user;
+} gemma4c_session_params;
+
+/* n_predict 1024, the model's family, options from the request, Gemma's sampling. */
+gemma4c_session_params gemma4c_session_default_params(void);
+gemma4c_session *gemma4c_session_new(gemma4c_context *c, const gemma4c_session_params *p, char *err,
+                                     size_t errlen);
+void gemma4c_session_free(gemma4c_session *s);
+/* Forget what the context holds (e.g. the conversation was cleared). */
+void gemma4c_session_reset(gemma4c_session *s);
+int gemma4c_session_family(const gemma4c_session *s);
+
+typedef struct gemma4c_turn_result {
+    int finish;            /* enum gemma4c_finish; -1 if it failed before decoding */
+    int n_prompt;          /* tokens of the rendered prompt */
+    int n_reused;          /* of those, already in the context */
+    int n_generated;
+    char *message;         /* malloc'd compact JSON text of the assistant message
+                              (as gemma4c_chat_parser_message); NULL on failure */
+} gemma4c_turn_result;
+
+/* The prompt leaves no room in the context for an answer. */
+#define GEMMA4C_ERR_CONTEXT_FULL (-2)
+
+/* Answer the chat request (JSON text, as gemma4c_chat_render) with deltas
+ * streamed to on_delta (may be NULL). Returns 0 with out->message set; -1
+ * (out->finish tells whether deltas were already streamed: FINISH_ERROR) or
+ * GEMMA4C_ERR_CONTEXT_FULL with err set. A cancelled or cut answer is a
+ * success: its message is what was generated. */
+int gemma4c_session_turn(gemma4c_session *s, const char *request_json, size_t len, gemma4c_delta_fn on_delta,
+                         void *user, gemma4c_turn_result *out, char *err, size_t errlen);
+
+/* ---- files -------------------------------------------------------------------- */
+
+/* Progress of a long write: tensor bytes done of total, seconds since the
+ * start; final is 1 once, after the last byte was synced. */
+typedef void (*gemma4c_progress_fn)(void *user, uint64_t done, uint64_t total, double elapsed_s, int final);
+
+typedef struct gemma4c_write_params {
+    int n_threads;                 /* <= 0: all CPUs */
+    int force;                     /* replace an existing output file */
+    gemma4c_progress_fn progress;  /* may be NULL */
+    void *progress_user;
+} gemma4c_write_params;
+
+/* llama_ftype number (general.file_type) of a file type name ("BF16",
+ * "Q4_K_M", case-insensitive), or -1 if unknown. */
+int gemma4c_file_type_from_name(const char *name);
+
+/* Output files appear under their name only when complete. Returns 0 or -1. */
+/* Hugging Face folder -> GGUF laid out as llama.cpp's converter does; name
+ * (general.name) may be NULL. */
+int gemma4c_convert(const char *hf_dir, const char *out, const char *type, const char *name,
+                    const gemma4c_write_params *p, char *err, size_t errlen);
+/* GGUF -> GGUF of another type, with llama-quantize's per-tensor rules. */
+int gemma4c_quantize(const char *in, const char *out, const char *type, const gemma4c_write_params *p,
+                     char *err, size_t errlen);
+/* A random-weight Gemma 4 GGUF of preset arch ("tiny", "e2b", "e4b",
+ * "26b-a4b", "31b") and type; same seed, same bytes. */
+int gemma4c_synth(const char *out, const char *arch, const char *type, uint64_t seed,
+                  const gemma4c_write_params *p, char *err, size_t errlen);
+/* Async-signal-safe: remove the temporary file of a write in progress (for
+ * a SIGINT/SIGTERM handler, so an interrupted write leaves nothing behind). */
+void gemma4c_write_abort_cleanup(void);
 
 #ifdef __cplusplus
 }

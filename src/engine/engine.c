@@ -44,6 +44,7 @@ gemma4c_model *gemma4c_model_open(const char *path, char *err, size_t errlen) {
     m->tok = g4_tokenizer_from_gguf(m->m->file, &te);
     if (!m->tok) m->tok_err = strdup(te.msg);
     if (g4_gguf_get_str(m->m->file, "tokenizer.chat_template", &m->chat_template, NULL) < 0) m->chat_template = NULL;
+    m->chat_family = g4_engine_chat_family(path, m->m->file);
     return m;
 fail:
     copy_err(err, errlen, &e);
@@ -147,6 +148,8 @@ gemma4c_context *gemma4c_context_new(gemma4c_model *mm, const gemma4c_context_pa
     }
     return c;
 }
+
+gemma4c_model *gemma4c_context_model(const gemma4c_context *c) { return c->model; }
 
 void gemma4c_context_free(gemma4c_context *c) {
     if (!c) return;
