@@ -5,9 +5,12 @@
  *
  * Conventions: functions that can fail return a negative value or NULL and,
  * when given a non-NULL `char *err` of `errlen` bytes, write a message naming
- * what went wrong. The library never prints, never exits and holds no global
- * mutable state; a model may be shared by several contexts (read-only), a
- * context must be used by one thread at a time. */
+ * what went wrong. The library never prints and never exits. Its only
+ * process-wide state is the worker threads: contexts with the same thread
+ * count share one pool (created with the first, ended with the last), so
+ * many contexts do not multiply threads; their sections run one at a time.
+ * A model may be shared by several contexts (read-only), a context must be
+ * used by one thread at a time. */
 #ifndef GEMMA4C_H
 #define GEMMA4C_H
 
@@ -145,7 +148,7 @@ enum gemma4c_precision {
 typedef struct gemma4c_context_params {
     int n_ctx;        /* max tokens in the sequence (0 = min(model, 4096)) */
     int n_batch;      /* max tokens per eval call (0 = 512) */
-    int n_threads;    /* 0 = number of online CPUs */
+    int n_threads;    /* 0 = number of online CPUs; a pool per count, shared */
     int precision;    /* enum gemma4c_precision */
 } gemma4c_context_params;
 
