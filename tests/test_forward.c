@@ -244,6 +244,104 @@ TEST(bad_batches_are_errors) {
     gemma4c_model_free(other);
 }
 
+/* Evaluate `n` tokens of sequence s in one batch, logits of every row. */
+static int eval_seq(g4_workspace *w, g4_seq *s, const int32_t *tok, int n, float *logits, g4_error *e) {
+    int32_t pos[16];
+    for (int t = 0; t < n; t++) pos[t] = s->n_past + t;
+    g4_batch b = { .n = n, .tokens = tok, .pos = pos, .seq0 = s };
+    return g4_forward(w, &b, logits, 1, e);
+}
+
+/* Sequences in one paged pool (pages of 4 positions, so batches cross page
+ * boundaries): a fork shares its source's pages and both continue
+ * differently (the shared partial page is copied on write); a truncated
+ * fork continues from an earlier point; each equals its tokens alone. */
+TEST(paged_pool_fork_truncate_equal_alone) {
+    for (size_t mi = 0; mi < sizeof MODELS / sizeof MODELS[0]; mi++) {
+        gemma4c_model *mm = open_golden(MODELS[mi]);
+        CHECK(mm);
+        if (!mm) continue;
+        const g4_model *m = mm->m;
+        size_t V = (size_t)m->n_vocab;
+        g4_error e = { { 0 } };
+        g4_workspace *w = g4_workspace_new(m, 16, 2, 1, &e);
+        g4_kv_pool *pool = g4_kv_pool_new(m, 64, 4, 16, 4, &e);
+        CHECK(w && pool);
+        int32_t a[15], b[15], c[13];
+        for (int i = 0; i < 15; i++) a[i] = b[i] = (int32_t)((i * 29 + 7) % m->n_vocab);
+        for (int i = 10; i < 15; i++) b[i] = (int32_t)((i * 31 + 1) % m->n_vocab);
+        for (int i = 0; i < 13; i++) c[i] = i < 7 ? a[i] : (int32_t)((i * 43 + 2) % m->n_vocab);
+        float *ref = malloc(15 * V * sizeof(float)), *got = malloc(16 * V * sizeof(float));
+        g4_seq *sa = g4_seq_new_in(pool, &e);
+        CHECK(sa && eval_seq(w, sa, a, 6, got, &e) == 0 && eval_seq(w, sa, a + 6, 4, got, &e) == 0);
+        g4_seq *sb = g4_seq_fork(sa, &e), *sc = g4_seq_fork(sa, &e);
+        CHECK(sb && sc && sb->n_past == 10);
+        int used0, total;
+        g4_kv_pool_usage(pool, &used0, &total, NULL);
+        CHECKF(used0 == 3, "%d pages after 10 positions and two forks", used0);   /* shared, not copied */
+        CHECK(g4_seq_truncate(sc, 7) == 0);
+        /* A and B continue in one batch; C on its own */
+        int32_t tok[10], pos[10];
+        g4_seq *seq[10];
+        for (int i = 0; i < 5; i++) {
+            tok[2 * i] = a[10 + i]; pos[2 * i] = 10 + i; seq[2 * i] = sa;
+            tok[2 * i + 1] = b[10 + i]; pos[2 * i + 1] = 10 + i; seq[2 * i + 1] = sb;
+        }
+        g4_batch bt = { .n = 10, .tokens = tok, .pos = pos, .seq = seq };
+        CHECK(g4_forward(w, &bt, got, 1, &e) == 0);
+        double da = 0, db = 0, dc = 0;
+        CHECK(run_alone(w, m, a, 15, 16, ref) == 0);
+        for (int i = 0; i < 5; i++) {
+            double d = max_diff(got + (size_t)(2 * i) * V, ref + (size_t)(10 + i) * V, V);
+            if (d > da) da = d;
+        }
+        CHECK(run_alone(w, m, b, 15, 16, ref) == 0);
+        for (int i = 0; i < 5; i++) {
+            double d = max_diff(got + (size_t)(2 * i + 1) * V, ref + (size_t)(10 + i) * V, V);
+            if (d > db) db = d;
+        }
+        CHECK(eval_seq(w, sc, c + 7, 6, got, &e) == 0);
+        CHECK(run_alone(w, m, c, 13, 16, ref) == 0);
+        dc = max_diff(got, ref + 7 * V, 6 * V);
+        printf("  %-13s paged pool: continued %.2e, fork %.2e, truncated fork %.2e\n", MODELS[mi], da, db, dc);
+        CHECK(da <= 3e-5 && db <= 3e-5 && dc <= 3e-5);
+        g4_seq_free(sa);
+        g4_seq_free(sb);
+        g4_seq_free(sc);
+        int used, seqs;
+        g4_kv_pool_usage(pool, &used, &total, &seqs);
+        CHECK(used == 0 && seqs == 0 && total == 16);
+        free(ref); free(got);
+        g4_kv_pool_free(pool);
+        g4_workspace_free(w);
+        gemma4c_model_free(mm);
+    }
+}
+
+/* A pool out of pages or sequences is an error naming it; nothing breaks. */
+TEST(pool_limits_are_errors) {
+    gemma4c_model *mm = open_golden("gemma4-dense");
+    if (!mm) { CHECK(0); return; }
+    const g4_model *m = mm->m;
+    g4_error e = { { 0 } };
+    g4_workspace *w = g4_workspace_new(m, 8, 1, 1, &e);
+    g4_kv_pool *pool = g4_kv_pool_new(m, 8, 2, 8, 4, &e);
+    g4_seq *x = g4_seq_new_in(pool, &e), *y = g4_seq_new_in(pool, &e);
+    CHECK(x && y && !g4_seq_new_in(pool, &e) && strstr(e.msg, "sequences"));
+    int32_t tok[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+    float *l = malloc(8 * (size_t)m->n_vocab * sizeof(float));
+    CHECK(eval_seq(w, x, tok, 8, l, &e) == 0);
+    CHECK(eval_seq(w, y, tok, 1, l, &e) < 0 && strstr(e.msg, "KV cache full") && y->n_past == 0);
+    CHECK(g4_seq_truncate(x, 0) == 0);     /* gives its pages back */
+    CHECK(eval_seq(w, y, tok, 4, l, &e) == 0 && y->n_past == 4);
+    free(l);
+    g4_seq_free(x);
+    g4_seq_free(y);
+    g4_kv_pool_free(pool);
+    g4_workspace_free(w);
+    gemma4c_model_free(mm);
+}
+
 TEST(thread_pool_is_shared) {
     g4_pool *a = g4_pool_acquire(3), *b = g4_pool_acquire(3), *c = g4_pool_acquire(2);
     CHECK(a && a == b && c && c != a && g4_pool_size(a) == 3 && g4_pool_size(c) == 2);
@@ -275,6 +373,8 @@ int main(void) {
     RUN(embedding_rows_equal_token_ids);
     RUN(bidirectional_run_sees_later_tokens);
     RUN(bad_batches_are_errors);
+    RUN(paged_pool_fork_truncate_equal_alone);
+    RUN(pool_limits_are_errors);
     RUN(thread_pool_is_shared);
     return test_summary();
 }

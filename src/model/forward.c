@@ -174,7 +174,7 @@ static void attention(g4_workspace *w, const g4_batch *b, int l) {
         if (y->k_eq_v) memcpy(w->v, w->k, (size_t)T * nk * sizeof(float)); /* V = raw K projection */
         for (int t = 0; t < T; t++) {
             g4_kv_view *c = g4_seq_cache(seq_of(b, t), l);
-            size_t slot = (size_t)(b->pos[t] % c->cap);
+            size_t slot = g4_kv_row(c, b->pos[t]);
             for (int g = 0; g < nkv; g++) {
                 float *k = w->k + (size_t)t * nk + (size_t)g * hd;
                 float *v = w->v + (size_t)t * nk + (size_t)g * hd;
@@ -318,6 +318,13 @@ static int check_batch(const g4_workspace *w, const g4_batch *b, g4_error *err) 
 int g4_forward(g4_workspace *w, const g4_batch *b, float *logits, int all_rows, g4_error *err) {
     const g4_model *m = w->m;
     if (check_batch(w, b, err)) return -1;
+    /* cache pages for the new positions (a page shared with a fork is copied) */
+    if (!b->seq) {
+        if (g4_seq_reserve(b->seq0, b->pos[0], b->n, err)) return -1;
+    } else {
+        for (int t = 0; t < b->n; t++)
+            if (g4_seq_reserve(b->seq[t], b->pos[t], 1, err)) return -1;
+    }
     int T = b->n, H = m->n_embd;
     const g4_type_traits *et = g4_type_info(m->tok_embd.type);
     float es = sqrtf((float)H);

@@ -72,10 +72,11 @@ static void attn_span(const g4_vec_ops *vo, const float *q, int G, int hd, const
     memset(acc, 0, (size_t)G * hd * sizeof(float));
     size_t rs = (size_t)nkv * hd;
     for (int b0 = j0; b0 < j1;) {
-        int slot = b0 % c->cap, nb = j1 - b0;
+        size_t row = g4_kv_row(c, b0);
+        int nb = j1 - b0, left = c->page - b0 % c->page;
         if (nb > ATT_B) nb = ATT_B;
-        if (nb > c->cap - slot) nb = c->cap - slot;     /* the ring wraps here */
-        const float *k = c->k + (size_t)slot * rs + (size_t)g * hd, *v = c->v + (size_t)slot * rs + (size_t)g * hd;
+        if (nb > left) nb = left;     /* the page ends (or the ring wraps) here */
+        const float *k = c->k + row * rs + (size_t)g * hd, *v = c->v + row * rs + (size_t)g * hd;
         vo->qk(sc, ATT_B, q, G, k, rs, nb, hd);
         for (int h = 0; h < G; h++) {
             float *sh = sc + (size_t)h * ATT_B, bm = mx[h];

@@ -35,17 +35,27 @@ typedef struct g4_mask {
  * (n_pos: how many positions exist, bounds CHUNKED blocks). */
 void g4_attn_ranges(const g4_mask *mask, const int32_t *pos, int T, int n_pos, int32_t *lo, int32_t *hi);
 
+/* A cache as the attention reads it: position p's row [n_kv_head][head_dim]
+ * is row g4_kv_row(c, p) of the arena. Pages of `page` positions; the page
+ * table wraps, so a ring is one page of its capacity (n_pages = 1) and a
+ * paged cache a table of n_pages pages. */
 typedef struct g4_kv_view {
-    float *k, *v;    /* [cap][n_kv_head][head_dim] */
-    int cap;
+    float *k, *v;             /* arenas */
+    int page;                 /* positions per page */
+    int n_pages;              /* entries of pages[] */
+    const int32_t *pages;     /* page ids in the arena */
 } g4_kv_view;
+
+static inline size_t g4_kv_row(const g4_kv_view *c, int p) {
+    return (size_t)c->pages[(p / c->page) % c->n_pages] * (size_t)c->page + (size_t)(p % c->page);
+}
 
 typedef struct g4_attn {
     const float *q;              /* [T][n_head * head_dim] */
     float *out;                  /* [T][n_head * head_dim] */
     int T, n_head, n_kv_head, head_dim;
     const g4_kv_view *const *kv; /* per token */
-    const int32_t *lo, *hi;      /* per token, hi - lo <= cap */
+    const int32_t *lo, *hi;      /* per token; every position in [lo, hi) is in its cache */
 } g4_attn;
 
 /* Workspace floats g4_op_attention needs for n_threads and heads of up to
