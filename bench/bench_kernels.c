@@ -160,10 +160,9 @@ static void run_stream(int type, size_t mb, int reps, int nth) {
     const size_t bytes = (size_t)rows * rs;
     uint8_t *w = aligned_alloc(huge, (bytes + huge - 1) / huge * huge);
     float *f = malloc((size_t)n * sizeof *f), *y = malloc((size_t)rows * sizeof *y);
-    g4_mm_scratch sc = { .act = malloc((size_t)n * 8), .act_bytes = (size_t)n * 8,
-                         .rowbuf = malloc((size_t)nth * (size_t)n * sizeof(float)), .rowbuf_n = (size_t)(nth * n) };
+    g4_mm_scratch sc = { .act = malloc((size_t)n * 8), .act_bytes = (size_t)n * 8 };
     g4_pool *pool = g4_pool_new(nth);
-    if (!w || !f || !y || !sc.act || !sc.rowbuf || !pool) { fprintf(stderr, "out of memory\n"); exit(1); }
+    if (!w || !f || !y || !sc.act || !pool) { fprintf(stderr, "out of memory\n"); exit(1); }
 #ifdef MADV_HUGEPAGE
     (void)madvise(w, bytes, MADV_HUGEPAGE);
 #endif
@@ -186,7 +185,7 @@ static void run_stream(int type, size_t mb, int reps, int nth) {
     printf("%-6s %12.1f %12.1f %7.2f\n", g4_type_name(type), bytes / bm / 1e9, bytes / br / 1e9, br / bm);
     fflush(stdout);
     g4_pool_free(pool);
-    free(w); free(f); free(y); free(sc.act); free(sc.rowbuf);
+    free(w); free(f); free(y); free(sc.act);
 }
 
 int main(int argc, char **argv) {

@@ -146,12 +146,16 @@ enum gemma4c_precision {
 };
 
 typedef struct gemma4c_context_params {
-    int n_ctx;        /* max tokens in the sequence (0 = min(model, 4096)) */
-    int n_batch;      /* max tokens per eval call (0 = 512) */
+    int n_ctx;        /* KV positions: of the sequence, or shared by all n_seq (0 = min(model, 4096)) */
+    int n_batch;      /* max tokens per forward pass (0 = 512); longer evals are split */
     int n_threads;    /* 0 = number of online CPUs; a pool per count, shared */
     int precision;    /* enum gemma4c_precision */
+    int n_seq;        /* sequences held at once (0 = 1), ids 0..n_seq-1 */
 } gemma4c_context_params;
 
+/* The same for a context of p (n_seq sequences share the n_ctx positions of
+ * the full-attention layers; each has its own sliding-window rings). */
+int gemma4c_memory_plan_params(const gemma4c_model *m, const gemma4c_context_params *p, gemma4c_memory_plan *out);
 gemma4c_context_params gemma4c_context_default_params(void);
 gemma4c_context *gemma4c_context_new(gemma4c_model *m, const gemma4c_context_params *p, char *err,
                                      size_t errlen);
@@ -173,6 +177,39 @@ int gemma4c_n_ctx(const gemma4c_context *c);
 void gemma4c_reset(gemma4c_context *c);
 /* Drop tokens after position n (n <= n_past): continue from a shared prefix. */
 int gemma4c_truncate(gemma4c_context *c, int n);
+
+/* ---- many sequences ------------------------------------------------------
+ * A context of n_seq sequences evaluates tokens of several of them in one
+ * forward pass, so a decode step of 8 conversations reads each weight once
+ * for all 8. The functions above work on sequence 0. Sequence ids are
+ * 0..n_seq-1; every call checks them. */
+
+typedef struct gemma4c_batch {
+    int n_tokens;
+    const int32_t *token;   /* [n_tokens] */
+    const int32_t *seq;     /* [n_tokens] sequence ids, or NULL: all 0 */
+    const int32_t *pos;     /* [n_tokens] positions, or NULL: each sequence's next. A
+                               sequence's tokens continue it, in batch order */
+    const int8_t *logits;   /* [n_tokens] nonzero: keep that token's logits; NULL: the last token's */
+} gemma4c_batch;
+
+/* Evaluate a batch (split into passes of n_batch tokens where longer). On
+ * error nothing after the failed pass is evaluated; gemma4c_seq_n_past says
+ * where each sequence stands. */
+int gemma4c_decode(gemma4c_context *c, const gemma4c_batch *b, char *err, size_t errlen);
+/* Logits of batch index i of the last decode (a token whose logits were
+ * kept), or NULL. */
+const float *gemma4c_logits_ith(const gemma4c_context *c, int i);
+int gemma4c_n_seq(const gemma4c_context *c);
+int gemma4c_seq_n_past(const gemma4c_context *c, int seq);       /* -1 for a bad id */
+/* Keep positions 0..n-1 of seq; -1 if the id or n is out of range, or the
+ * sliding-window layers no longer hold the window before n (re-evaluate). */
+int gemma4c_seq_truncate(gemma4c_context *c, int seq, int n);
+/* dst becomes a copy of src (positions and KV state; pages shared until
+ * either writes). dst's previous state is dropped. */
+int gemma4c_seq_fork(gemma4c_context *c, int src, int dst, char *err, size_t errlen);
+/* KV pages in use and in all, for statistics. */
+void gemma4c_kv_usage(const gemma4c_context *c, int *pages_used, int *pages_total);
 
 /* ---- sampling --------------------------------------------------------------- */
 

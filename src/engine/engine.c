@@ -15,12 +15,18 @@
 
 struct gemma4c_context {
     gemma4c_model *model;
-    g4_workspace *ws;       /* scratch for one batch; the thread pool inside is shared */
-    g4_seq *seq;            /* this context's sequence: its KV caches and n_past */
-    int32_t *pos;           /* [n_batch] positions of the batch being evaluated */
-    float *logits;          /* [rows][n_vocab] */
+    g4_workspace *ws;       /* scratch for one pass; the thread pool inside is shared */
+    g4_kv_pool *pool;       /* KV memory of all its sequences */
+    g4_seq **seqs;          /* [n_seq] */
+    int n_seq;
+    int32_t *pos;           /* [n_batch] one pass's positions, */
+    g4_seq **bseq;          /*           sequences */
+    int8_t *bout;           /*           and logits flags */
+    float *logits;          /* [rows][n_vocab] kept by the last decode */
     size_t logits_cap;      /* rows allocated */
-    int row0, n_logits;     /* rows [row0, row0 + n_logits) of the last eval */
+    int *row_of;            /* [n_idx]: batch index -> row of logits, -1 */
+    size_t row_of_cap;
+    int n_idx, n_rows;
 };
 
 static void copy_err(char *dst, size_t len, const g4_error *e) {
@@ -82,8 +88,9 @@ void gemma4c_model_get_info(const gemma4c_model *mm, gemma4c_model_info *o) {
     o->weight_bytes = m->weight_bytes;
 }
 
-int gemma4c_memory_plan_for(const gemma4c_model *mm, int n_ctx, int n_batch, gemma4c_memory_plan *o) {
+int gemma4c_memory_plan_params(const gemma4c_model *mm, const gemma4c_context_params *p, gemma4c_memory_plan *o) {
     const g4_model *m = mm->m;
+    int n_ctx = p->n_ctx, n_batch = p->n_batch, n_seq = p->n_seq > 0 ? p->n_seq : 1;
     if (n_ctx < 1 || n_batch < 1) return -1;
     if (n_batch > n_ctx) n_batch = n_ctx;
     g4_kv_plan kv;
@@ -91,8 +98,8 @@ int gemma4c_memory_plan_for(const gemma4c_model *mm, int n_ctx, int n_batch, gem
     memset(o, 0, sizeof *o);
     o->weight_bytes = m->weight_bytes;
     o->kv_bytes_per_token = kv.bytes_per_token_full;
-    o->kv_bytes_swa = kv.bytes_swa;
-    o->kv_bytes = kv.bytes_total;
+    o->kv_bytes_swa = kv.bytes_swa * (uint64_t)n_seq;        /* a ring per sequence */
+    o->kv_bytes = kv.bytes_per_token_full * (uint64_t)n_ctx + o->kv_bytes_swa;
     /* scratch for n_threads = 1 plus one row of logits; threads add a few
      * rows of n_in and n_ctx floats each */
     o->scratch_bytes = g4_workspace_bytes(m, n_batch, 1) + (uint64_t)m->n_vocab * sizeof(float);
@@ -100,6 +107,11 @@ int gemma4c_memory_plan_for(const gemma4c_model *mm, int n_ctx, int n_batch, gem
     if (m->n_ple) o->weight_resident_bytes -= m->ple_embd.row_bytes * (uint64_t)m->ple_embd.n_out;
     o->total_bytes = o->weight_resident_bytes + o->kv_bytes + o->scratch_bytes;
     return 0;
+}
+
+int gemma4c_memory_plan_for(const gemma4c_model *mm, int n_ctx, int n_batch, gemma4c_memory_plan *o) {
+    gemma4c_context_params p = { .n_ctx = n_ctx, .n_batch = n_batch, .n_seq = 1 };
+    return gemma4c_memory_plan_params(mm, &p, o);
 }
 
 int gemma4c_model_layer_desc(const gemma4c_model *mm, int l, char *buf, size_t len) {
@@ -116,9 +128,15 @@ int gemma4c_model_layer_desc(const gemma4c_model *mm, int l, char *buf, size_t l
 }
 
 gemma4c_context_params gemma4c_context_default_params(void) {
-    gemma4c_context_params p = { .n_ctx = 0, .n_batch = 0, .n_threads = 0, .precision = GEMMA4C_PREC_FAST };
+    gemma4c_context_params p = { .n_ctx = 0, .n_batch = 0, .n_threads = 0, .precision = GEMMA4C_PREC_FAST,
+                                 .n_seq = 1 };
     return p;
 }
+
+/* Full-attention pages of a shared pool: small enough that short sequences
+ * do not hold much more than they use, large enough for whole attention
+ * blocks (64 positions). One sequence keeps one contiguous page. */
+enum { KV_PAGE = 256 };
 
 gemma4c_context *gemma4c_context_new(gemma4c_model *mm, const gemma4c_context_params *pp, char *err,
                                      size_t errlen) {
@@ -127,21 +145,38 @@ gemma4c_context *gemma4c_context_new(gemma4c_model *mm, const gemma4c_context_pa
     if (p.n_ctx <= 0) p.n_ctx = m->n_ctx_train < 4096 ? m->n_ctx_train : 4096;
     if (p.n_ctx > m->n_ctx_train) p.n_ctx = m->n_ctx_train;
     if (p.n_batch <= 0) p.n_batch = 512;
+    if (p.n_seq <= 0) p.n_seq = 1;
     if (p.n_threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         p.n_threads = n > 0 ? (int)n : 1;
     }
     if (p.n_threads > 256) p.n_threads = 256;
     g4_error e = { { 0 } };
+    if (p.n_seq > 4096) {
+        g4_seterr(&e, "n_seq %d: at most 4096 sequences", p.n_seq);
+        copy_err(err, errlen, &e);
+        return NULL;
+    }
     gemma4c_context *c = calloc(1, sizeof *c);
     if (!c) { copy_err(err, errlen, &(g4_error){ "out of memory" }); return NULL; }
     c->model = mm;
     if (p.n_batch > p.n_ctx) p.n_batch = p.n_ctx;
-    c->seq = g4_seq_new(m, p.n_ctx, p.n_batch, &e);
-    if (c->seq) c->ws = g4_workspace_new(m, p.n_batch, p.n_threads, p.precision == GEMMA4C_PREC_EXACT, &e);
+    c->n_seq = p.n_seq;
+    int page = 0;          /* one page: a single sequence's contiguous cache */
+    if (p.n_seq > 1)       /* else pages small enough that every sequence can hold one */
+        for (page = KV_PAGE; page > 1 && (long)page * p.n_seq > p.n_ctx; page /= 2) {}
+    c->pool = g4_kv_pool_new(m, p.n_ctx, p.n_seq, p.n_batch, page, &e);
+    c->seqs = calloc((size_t)p.n_seq, sizeof *c->seqs);
+    if (c->pool && c->seqs)
+        for (int i = 0; i < p.n_seq; i++)
+            if (!(c->seqs[i] = g4_seq_new_in(c->pool, &e))) break;
+    if (c->seqs && c->seqs[p.n_seq - 1])
+        c->ws = g4_workspace_new(m, p.n_batch, p.n_threads, p.precision == GEMMA4C_PREC_EXACT, &e);
     c->pos = malloc((size_t)p.n_batch * sizeof *c->pos);
-    if (!c->seq || !c->ws || !c->pos) {
-        if (c->seq && c->ws) g4_seterr(&e, "out of memory");
+    c->bseq = malloc((size_t)p.n_batch * sizeof *c->bseq);
+    c->bout = malloc((size_t)p.n_batch);
+    if (!c->ws || !c->pos || !c->bseq || !c->bout) {
+        if (c->ws) g4_seterr(&e, "out of memory");
         copy_err(err, errlen, &e);
         gemma4c_context_free(c);
         return NULL;
@@ -154,81 +189,154 @@ gemma4c_model *gemma4c_context_model(const gemma4c_context *c) { return c->model
 void gemma4c_context_free(gemma4c_context *c) {
     if (!c) return;
     g4_workspace_free(c->ws);
-    g4_seq_free(c->seq);
+    for (int i = 0; c->seqs && i < c->n_seq; i++) g4_seq_free(c->seqs[i]);
+    free(c->seqs);
+    g4_kv_pool_free(c->pool);
     free(c->pos);
+    free(c->bseq);
+    free(c->bout);
     free(c->logits);
+    free(c->row_of);
     free(c);
 }
 
-static int grow_logits(gemma4c_context *c, size_t rows) {
-    if (rows <= c->logits_cap) return 0;
-    size_t V = (size_t)c->model->m->n_vocab;
-    float *l = realloc(c->logits, rows * V * sizeof(float));
-    if (!l) return -1;
-    c->logits = l;
-    c->logits_cap = rows;
+static int grow(void **buf, size_t *cap, size_t n, size_t size) {
+    if (n <= *cap) return 0;
+    void *p = realloc(*buf, n * size);
+    if (!p) return -1;
+    *buf = p;
+    *cap = n;
     return 0;
 }
 
-int gemma4c_eval(gemma4c_context *c, const int32_t *tokens, int n, int all_logits, char *err, size_t errlen) {
+int gemma4c_decode(gemma4c_context *c, const gemma4c_batch *b, char *err, size_t errlen) {
     g4_error e = { { 0 } };
-    c->n_logits = 0;
-    if (n <= 0) {
-        copy_err(err, errlen, &(g4_error){ "eval: no tokens" });
-        return -1;
-    }
-    if (c->seq->n_past + n > c->seq->n_ctx) {
-        g4_seterr(&e, "context full: %d tokens in context + %d new exceed the context size %d (use a larger "
-                  "--ctx)", c->seq->n_past, n, c->seq->n_ctx);
-        copy_err(err, errlen, &e);
-        return -1;
-    }
-    if (grow_logits(c, all_logits ? (size_t)n : 1)) {
-        copy_err(err, errlen, &(g4_error){ "out of memory for logits" });
+    c->n_idx = c->n_rows = 0;
+    int n = b ? b->n_tokens : 0;
+    if (n <= 0 || !b->token) {
+        copy_err(err, errlen, &(g4_error){ "decode: no tokens" });
         return -1;
     }
     size_t V = (size_t)c->model->m->n_vocab;
-    int nb = c->ws->n_batch;
-    for (int i = 0; i < n; i += nb) {
-        int T = n - i < nb ? n - i : nb;
-        bool last = i + T == n;
-        float *out = all_logits ? c->logits + (size_t)i * V : (last ? c->logits : NULL);
-        for (int t = 0; t < T; t++) c->pos[t] = c->seq->n_past + t;
-        g4_batch b = { .n = T, .tokens = tokens + i, .pos = c->pos, .seq0 = c->seq };
-        if (g4_forward(c->ws, &b, out, all_logits, &e)) {
+    int rows = 0;
+    for (int i = 0; i < n; i++) {
+        int s = b->seq ? b->seq[i] : 0;
+        if (s < 0 || s >= c->n_seq) {
+            g4_seterr(&e, "batch index %d: sequence id %d out of range (0..%d)", i, s, c->n_seq - 1);
             copy_err(err, errlen, &e);
             return -1;
         }
+        rows += b->logits ? b->logits[i] != 0 : i == n - 1;
     }
-    c->row0 = all_logits ? 0 : n - 1;
-    c->n_logits = all_logits ? n : 1;
+    if (grow((void **)&c->logits, &c->logits_cap, (size_t)(rows ? rows : 1) * V, sizeof(float)) ||
+        grow((void **)&c->row_of, &c->row_of_cap, (size_t)n, sizeof(int))) {
+        copy_err(err, errlen, &(g4_error){ "out of memory for logits" });
+        return -1;
+    }
+    int nb = c->ws->n_batch, row = 0;
+    for (int i = 0; i < n; i += nb) {
+        int T = n - i < nb ? n - i : nb, kept = 0;
+        for (int t = 0; t < T; t++) {
+            int k = i + t;
+            g4_seq *s = c->seqs[b->seq ? b->seq[k] : 0];
+            c->bseq[t] = s;
+            if (b->pos) {
+                c->pos[t] = b->pos[k];
+            } else {            /* the sequence's next: its n_past plus its earlier tokens in this pass */
+                c->pos[t] = s->n_past;
+                for (int u = 0; u < t; u++) c->pos[t] += c->bseq[u] == s;
+            }
+            c->bout[t] = (int8_t)(b->logits ? b->logits[k] != 0 : k == n - 1);
+            c->row_of[k] = c->bout[t] ? row + kept++ : -1;
+        }
+        g4_batch pass = { .n = T, .tokens = b->token + i, .pos = c->pos, .out = c->bout };
+        if (b->seq) pass.seq = c->bseq;
+        else pass.seq0 = c->seqs[0];
+        if (g4_forward(c->ws, &pass, kept ? c->logits + (size_t)row * V : NULL, 0, &e)) {
+            copy_err(err, errlen, &e);
+            return -1;
+        }
+        row += kept;
+    }
+    c->n_idx = n;
+    c->n_rows = row;
     return 0;
 }
 
-const float *gemma4c_logits(const gemma4c_context *c, int i) {
-    if (i < c->row0 || i >= c->row0 + c->n_logits) return NULL;
-    return c->logits + (size_t)(i - c->row0) * (size_t)c->model->m->n_vocab;
+const float *gemma4c_logits_ith(const gemma4c_context *c, int i) {
+    if (i < 0 || i >= c->n_idx || c->row_of[i] < 0) return NULL;
+    return c->logits + (size_t)c->row_of[i] * (size_t)c->model->m->n_vocab;
 }
 
+int gemma4c_eval(gemma4c_context *c, const int32_t *tokens, int n, int all_logits, char *err, size_t errlen) {
+    g4_seq *s = c->seqs[0];
+    c->n_idx = c->n_rows = 0;
+    if (n > 0 && s->n_past + n > s->n_ctx) {
+        g4_error e;
+        g4_seterr(&e, "context full: %d tokens in context + %d new exceed the context size %d (use a larger "
+                  "--ctx)", s->n_past, n, s->n_ctx);
+        copy_err(err, errlen, &e);
+        return -1;
+    }
+    if (!all_logits) {
+        gemma4c_batch b = { .n_tokens = n, .token = tokens };
+        return gemma4c_decode(c, &b, err, errlen);
+    }
+    int8_t *flags = malloc(n > 0 ? (size_t)n : 1);
+    if (!flags) { copy_err(err, errlen, &(g4_error){ "out of memory" }); return -1; }
+    memset(flags, 1, n > 0 ? (size_t)n : 1);
+    gemma4c_batch b = { .n_tokens = n, .token = tokens, .logits = flags };
+    int rc = gemma4c_decode(c, &b, err, errlen);
+    free(flags);
+    return rc;
+}
+
+const float *gemma4c_logits(const gemma4c_context *c, int i) { return gemma4c_logits_ith(c, i); }
+
 const float *gemma4c_logits_last(const gemma4c_context *c) {
-    if (c->n_logits <= 0) return NULL;
-    return c->logits + (size_t)(c->n_logits - 1) * (size_t)c->model->m->n_vocab;
+    if (c->n_rows <= 0) return NULL;
+    return c->logits + (size_t)(c->n_rows - 1) * (size_t)c->model->m->n_vocab;
 }
 
 int gemma4c_n_vocab(const gemma4c_context *c) { return c->model->m->n_vocab; }
-int gemma4c_n_past(const gemma4c_context *c) { return c->seq->n_past; }
-int gemma4c_n_ctx(const gemma4c_context *c) { return c->seq->n_ctx; }
+int gemma4c_n_past(const gemma4c_context *c) { return c->seqs[0]->n_past; }
+int gemma4c_n_ctx(const gemma4c_context *c) { return c->seqs[0]->n_ctx; }
+int gemma4c_n_seq(const gemma4c_context *c) { return c->n_seq; }
 
-void gemma4c_reset(gemma4c_context *c) {
-    c->seq->n_past = 0;
-    c->n_logits = 0;
+int gemma4c_seq_n_past(const gemma4c_context *c, int seq) {
+    return seq >= 0 && seq < c->n_seq ? c->seqs[seq]->n_past : -1;
 }
 
-int gemma4c_truncate(gemma4c_context *c, int n) {
-    if (g4_seq_truncate(c->seq, n)) return -1;
-    c->n_logits = 0;
+int gemma4c_seq_truncate(gemma4c_context *c, int seq, int n) {
+    if (seq < 0 || seq >= c->n_seq || g4_seq_truncate(c->seqs[seq], n)) return -1;
+    c->n_idx = c->n_rows = 0;
     return 0;
 }
+
+int gemma4c_seq_fork(gemma4c_context *c, int src, int dst, char *err, size_t errlen) {
+    g4_error e = { { 0 } };
+    if (src < 0 || src >= c->n_seq || dst < 0 || dst >= c->n_seq) {
+        g4_seterr(&e, "fork: sequence ids %d -> %d out of range (0..%d)", src, dst, c->n_seq - 1);
+        copy_err(err, errlen, &e);
+        return -1;
+    }
+    if (src == dst) return 0;
+    g4_seq_free(c->seqs[dst]);          /* its ring becomes free for the copy */
+    c->seqs[dst] = g4_seq_fork(c->seqs[src], &e);
+    if (!c->seqs[dst]) {
+        copy_err(err, errlen, &e);
+        c->seqs[dst] = g4_seq_new_in(c->pool, &e);   /* leave an empty sequence behind */
+        return -1;
+    }
+    c->n_idx = c->n_rows = 0;
+    return 0;
+}
+
+void gemma4c_kv_usage(const gemma4c_context *c, int *used, int *total) { g4_kv_pool_usage(c->pool, used, total, NULL); }
+
+void gemma4c_reset(gemma4c_context *c) { gemma4c_seq_truncate(c, 0, 0); }
+
+int gemma4c_truncate(gemma4c_context *c, int n) { return gemma4c_seq_truncate(c, 0, n); }
 
 /* ---- text ---------------------------------------------------------------- */
 

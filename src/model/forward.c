@@ -40,7 +40,7 @@ void g4_dims_of(const g4_model *m, g4_dims *d) {
 
 /* Scratch sizes in floats, in allocation order (one place for alloc and plan). */
 enum { S_X, S_XN, S_H2, S_Q, S_K, S_V, S_ATT, S_FFA, S_FFB, S_PLE, S_PLEG, S_ROPE, S_ATTN,
-       S_MOEL, S_MOEW, S_MOEIN, S_MOEOUT, S_MOEACC, S_ROWBUF, S_ACT, S_COUNT };
+       S_MOEL, S_MOEW, S_MOEIN, S_MOEOUT, S_MOEACC, S_ACT, S_COUNT };
 
 static void scratch_sizes(const g4_dims *d, int n_batch, int nth, size_t *sz) {
     size_t T = (size_t)n_batch;
@@ -64,7 +64,6 @@ static void scratch_sizes(const g4_dims *d, int n_batch, int nth, size_t *sz) {
         if (sz[S_FFA] < k * 2 * d->Fe) sz[S_FFA] = sz[S_FFB] = k * 2 * d->Fe;
         if (sz[S_MOEOUT] < k * d->H) sz[S_MOEOUT] = k * d->H;
     }
-    sz[S_ROWBUF] = (size_t)nth * d->max_in;
     sz[S_ACT] = T * d->max_in + 1024;                         /* quantized activations (<= f32 size) */
 }
 
@@ -85,7 +84,7 @@ size_t g4_workspace_bytes(const g4_model *m, int n_batch, int n_threads) {
 
 #define WS_FLOAT_BUFS(w) { &w->x, &w->xn, &w->h2, &w->q, &w->k, &w->v, &w->att, &w->ff_a, &w->ff_b, &w->ple, \
                            &w->ple_g, &w->rope, &w->attn_ws, &w->moe_logit, &w->moe_w, &w->moe_in, &w->moe_out, \
-                           &w->moe_acc, &w->ex.mm.rowbuf }
+                           &w->moe_acc }
 
 void g4_workspace_free(g4_workspace *w) {
     if (!w) return;
@@ -124,7 +123,6 @@ g4_workspace *g4_workspace_new(const g4_model *m, int n_batch, int n_threads, in
     }
     w->ex.mm.act = malloc(sz[S_ACT] * sizeof(float));
     w->ex.mm.act_bytes = sz[S_ACT] * sizeof(float);
-    w->ex.mm.rowbuf_n = sz[S_ROWBUF];
     size_t T = (size_t)n_batch;
     w->moe_sel = malloc(T * (size_t)(w->d.K ? w->d.K : 1) * sizeof(int));
     w->moe_rows = malloc(T * sizeof(int));
@@ -362,9 +360,11 @@ int g4_forward(g4_workspace *w, const g4_batch *b, float *logits, int all_rows, 
     }
     for (int t = 0; t < T; t++) seq_of(b, t)->n_past++;
     if (!logits) return 0;
-    int first = all_rows ? 0 : T - 1, n = T - first;
-    for (int t = 0; t < n; t++)
-        g4_rmsnorm(w->xn + (size_t)t * H, w->x + (size_t)(first + t) * H, m->output_norm, H, m->eps);
+    int n = 0;      /* the rows asked for, normed into xn in batch order */
+    for (int t = 0; t < T; t++)
+        if (b->out ? b->out[t] != 0 : (all_rows || t == T - 1))
+            g4_rmsnorm(w->xn + (size_t)n++ * H, w->x + (size_t)t * H, m->output_norm, H, m->eps);
+    if (!n) return 0;
     /* final softcap applied by the threads, on the rows each computed */
     g4_mm_job head = { .w = &m->output, .y = logits, .ldy = m->n_vocab, .softcap = m->softcap };
     g4_op_matmul_multi(&w->ex, &head, 1, w->xn, H, n);

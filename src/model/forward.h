@@ -61,7 +61,9 @@ size_t g4_workspace_bytes(const g4_model *m, int n_batch, int n_threads);
  *   seq        [n] the sequence of each token, or NULL: all in seq0
  *   run        NULL, or [n] run ids: consecutive tokens with the same id >= 0
  *              see each other on sliding layers (G4_MASK_BIDIR, the image
- *              tokens of 26B-A4B/31B); -1 for causal tokens */
+ *              tokens of 26B-A4B/31B); -1 for causal tokens
+ *   out        NULL, or [n] flags: the tokens whose logits are computed, in
+ *              batch order (NULL: g4_forward's all_rows decides) */
 typedef struct g4_batch {
     int n;
     const int32_t *tokens;
@@ -71,10 +73,12 @@ typedef struct g4_batch {
     g4_seq *const *seq;
     g4_seq *seq0;
     const int32_t *run;
+    const int8_t *out;
 } g4_batch;
 
 /* Run the batch and advance each sequence's n_past. logits: NULL, or room
- * for n rows (all_rows) or for the last token's row, of n_vocab floats. */
+ * for the rows asked for (b->out's flagged tokens; else n rows with all_rows,
+ * or the last token's row), of n_vocab floats each. */
 int g4_forward(g4_workspace *w, const g4_batch *b, float *logits, int all_rows, g4_error *err);
 
 #endif

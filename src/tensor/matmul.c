@@ -24,7 +24,6 @@ typedef struct mm_task {
     long min_rows[G4_MM_MAX_JOBS];     /* smallest grab per job */
     long share;                        /* a grab takes 1/(share * nth) of what is left */
     atomic_long next;                  /* next unclaimed combined row */
-    float *rowbuf;
 } mm_task;
 
 /* Used when a type has no block kernel: one vec_dot per (row, token). */
@@ -57,20 +56,13 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
     const int64_t n = k->n;
     if (k->exact) {
         const float *xj = jb->x ? jb->x : k->x;
-        float *buf = k->rowbuf + (size_t)ith * (size_t)n;
+        /* every token through the same dot_f32, so a token's result does not
+         * depend on what else is in the batch (batched equals alone); the
+         * block decode it repeats per token is cheap next to the reference
+         * precision this path is for */
         for (long o = lo; o < hi; o++) {
             const void *row = g4_mat_row(w, jb->mat, o);
-            if (k->T == 1) {
-                jb->y[o] = wt->dot_f32(row, xj, n);
-                continue;
-            }
-            wt->to_float(row, buf, n);
-            for (int t = 0; t < k->T; t++) {
-                const float *x = xj + t * k->ldx;
-                float s = 0;
-                for (int64_t i = 0; i < n; i++) s += buf[i] * x[i];
-                jb->y[t * jb->ldy + o] = s;
-            }
+            for (int t = 0; t < k->T; t++) jb->y[t * jb->ldy + o] = wt->dot_f32(row, xj + t * k->ldx, n);
         }
     } else {
         /* Cache blocking: a block of ROWS weight rows (tens of KB) stays in
@@ -141,7 +133,7 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
                      int precision, g4_mm_scratch *s) {
     if (n_jobs < 1) return;
     mm_task k = { .jobs = jobs, .n_jobs = n_jobs, .x = x, .ldx = ldx, .n = jobs[0].w->n_in, .T = T,
-                  .exact = precision == 1, .rowbuf = s->rowbuf };
+                  .exact = precision == 1 };
     bool split = n_jobs > G4_MM_MAX_JOBS;
     int vdt = g4_type_info(jobs[0].w->type)->vec_dot_type;
     for (int j = 0; j < n_jobs && !split; j++)

@@ -4,7 +4,9 @@
  * Weights are read once per call: threads split the output rows, and each
  * row is used against all T activation rows while it is hot in cache.
  * Precision (see types.h): FAST quantizes each activation row once to the
- * weight's vec_dot_type; EXACT decodes each weight row once to f32.
+ * weight's vec_dot_type; EXACT runs every (row, token) through dot_f32, which
+ * decodes blocks on the fly: the same arithmetic whatever else is in the
+ * batch, so a token batched with others equals that token alone.
  *
  * Several products with the same input width can run as one parallel
  * section (g4_matmul_multi): q/k/v of a layer, gate/up, the selected
@@ -23,8 +25,6 @@
 typedef struct g4_mm_scratch {
     void *act;        /* quantized activations: >= T * n_in * 4 bytes */
     size_t act_bytes;
-    float *rowbuf;    /* decoded weight rows: >= nth * n_in floats */
-    size_t rowbuf_n;
 } g4_mm_scratch;
 
 /* x: T rows with stride ldx floats; y: T rows with stride ldy floats.

@@ -1,0 +1,235 @@
+/* Many sequences in one context, through the public API only: for every
+ * reference model (GGUF files and HF folders), sequences that start and stop
+ * at different steps, are forked and truncated, decoded together in mixed
+ * batches, each get the logits and greedy tokens of the same sequence
+ * evaluated alone (exact path). */
+#include "harness.h"
+
+#include <dirent.h>
+#include <stdint.h>
+
+#include "gemma4c.h"
+
+enum { NSEQ = 4, MAXOPS = 64, MAXTOK = 32 };
+
+/* What happened to one sequence: feeds (tokens, and the logits of the last
+ * one) and truncations, replayed alone afterwards. */
+typedef struct op { int trunc; int n; int32_t tok[MAXTOK]; float *logits; } op;
+typedef struct seqlog { op ops[MAXOPS]; int n_ops, active; int32_t next; } seqlog;
+
+static int32_t argmax(const float *l, int n) {
+    int32_t b = 0;
+    for (int i = 1; i < n; i++) if (l[i] > l[b]) b = i;
+    return b;
+}
+
+static double max_diff(const float *a, const float *b, int n) {
+    double m = 0;
+    for (int i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m)) m = d;
+    }
+    return m;
+}
+
+static op *add_feed(seqlog *s, const int32_t *tok, int n) {
+    op *o = &s->ops[s->n_ops++];
+    memset(o, 0, sizeof *o);
+    o->n = n;
+    memcpy(o->tok, tok, (size_t)n * sizeof *tok);
+    return o;
+}
+
+/* One step: every active sequence's pending tokens in one batch. */
+static int step(gemma4c_context *c, seqlog *L, int32_t pend[NSEQ][MAXTOK], int npend[NSEQ], int V, char *err) {
+    int32_t tok[NSEQ * MAXTOK], seq[NSEQ * MAXTOK];
+    int8_t keep[NSEQ * MAXTOK];
+    int n = 0, last[NSEQ];
+    /* interleave the sequences token by token: a real scheduler's worst case */
+    for (int k = 0; k < MAXTOK; k++)
+        for (int s = 0; s < NSEQ; s++)
+            if (k < npend[s]) { tok[n] = pend[s][k]; seq[n] = s; keep[n] = k == npend[s] - 1; last[s] = n; n++; }
+    if (!n) return 0;
+    gemma4c_batch b = { .n_tokens = n, .token = tok, .seq = seq, .logits = keep };
+    if (gemma4c_decode(c, &b, err, 600)) return -1;
+    for (int s = 0; s < NSEQ; s++) {
+        if (!npend[s]) continue;
+        op *o = add_feed(&L[s], pend[s], npend[s]);
+        o->logits = malloc((size_t)V * sizeof(float));
+        memcpy(o->logits, gemma4c_logits_ith(c, last[s]), (size_t)V * sizeof(float));
+        L[s].next = argmax(o->logits, V);
+        npend[s] = 0;
+    }
+    return 0;
+}
+
+/* Replay a log in a fresh one-sequence context: max logit difference, or -1. */
+static double replay(gemma4c_model *m, const seqlog *L, int V, int *greedy_ok) {
+    gemma4c_context_params p = gemma4c_context_default_params();
+    p.n_ctx = 128; p.n_batch = 32; p.n_threads = 2; p.precision = GEMMA4C_PREC_EXACT;
+    char err[600];
+    gemma4c_context *c = gemma4c_context_new(m, &p, err, sizeof err);
+    if (!c) return -1;
+    double worst = 0;
+    for (int i = 0; i < L->n_ops; i++) {
+        const op *o = &L->ops[i];
+        if (o->trunc >= 0 && o->n == 0) { if (gemma4c_truncate(c, o->trunc)) { worst = -1; break; } continue; }
+        if (gemma4c_eval(c, o->tok, o->n, 0, err, sizeof err)) { worst = -1; break; }
+        const float *l = gemma4c_logits_last(c);
+        double d = max_diff(l, o->logits, V);
+        if (!(d <= worst)) worst = d;
+        if (argmax(l, V) != argmax(o->logits, V)) *greedy_ok = 0;
+    }
+    gemma4c_context_free(c);
+    return worst;
+}
+
+static void free_log(seqlog *L) {
+    for (int i = 0; i < L->n_ops; i++) free(L->ops[i].logits);
+}
+
+static void scenario(const char *path) {
+    char err[600];
+    gemma4c_model *m = gemma4c_model_open(path, err, sizeof err);
+    CHECKF(m, "%s: %s", path, err);
+    if (!m) return;
+    gemma4c_context_params p = gemma4c_context_default_params();
+    p.n_ctx = 128; p.n_batch = 16; p.n_threads = 2; p.precision = GEMMA4C_PREC_EXACT; p.n_seq = NSEQ;
+    gemma4c_context *c = gemma4c_context_new(m, &p, err, sizeof err);
+    CHECKF(c, "%s", err);
+    if (!c) { gemma4c_model_free(m); return; }
+    int V = gemma4c_n_vocab(c);
+    static seqlog L[NSEQ];
+    memset(L, 0, sizeof L);
+    int32_t pend[NSEQ][MAXTOK];
+    int npend[NSEQ] = { 0 };
+    int ok = 1;
+    for (int st = 0; st < 14 && ok; st++) {
+        for (int s = 0; s < NSEQ; s++) {
+            /* starts: seq 0 at step 0 (7 tokens), 1 at step 2 (12), 2 at step 1 (3) */
+            int start_len = st == 0 && s == 0 ? 7 : st == 2 && s == 1 ? 12 : st == 1 && s == 2 ? 3 : 0;
+            if (start_len) {
+                for (int k = 0; k < start_len; k++) pend[s][k] = (int32_t)((s * 97 + k * 31 + 2) % V);
+                npend[s] = start_len;
+                L[s].active = 1;
+            } else if (L[s].active) {
+                pend[s][0] = L[s].next;          /* greedy */
+                npend[s] = 1;
+            }
+        }
+        if (st == 5) {          /* seq 2 stops; its id is reused for a new prompt at step 7 */
+            npend[2] = 0;
+            L[2].active = 0;
+            CHECK(gemma4c_seq_truncate(c, 2, 0) == 0);
+            free_log(&L[2]);
+            memset(&L[2], 0, sizeof L[2]);
+        }
+        if (st == 7) {
+            for (int k = 0; k < 5; k++) pend[2][k] = (int32_t)((k * 13 + 40) % V);
+            npend[2] = 5;
+            L[2].active = 1;
+        }
+        if (st == 4) {          /* seq 3 = fork of seq 0, then fed its own token */
+            CHECK(gemma4c_seq_fork(c, 0, 3, err, sizeof err) == 0);
+            CHECK(gemma4c_seq_n_past(c, 3) == gemma4c_seq_n_past(c, 0));
+            L[3] = L[0];
+            for (int i = 0; i < L[3].n_ops; i++) {
+                if (!L[0].ops[i].logits) continue;
+                L[3].ops[i].logits = malloc((size_t)V * sizeof(float));
+                memcpy(L[3].ops[i].logits, L[0].ops[i].logits, (size_t)V * sizeof(float));
+            }
+            L[3].active = 1;
+            pend[3][0] = (int32_t)(V / 3);
+            npend[3] = 1;
+        }
+        if (st == 9) {          /* seq 1 goes back 2 positions and takes another way */
+            int n = gemma4c_seq_n_past(c, 1) - 2;
+            CHECK(gemma4c_seq_truncate(c, 1, n) == 0);
+            op *o = &L[1].ops[L[1].n_ops++];
+            memset(o, 0, sizeof *o);
+            o->trunc = n;
+            pend[1][0] = 5;
+            npend[1] = 1;
+        }
+        if (step(c, L, pend, npend, V, err)) { CHECKF(0, "%s step %d: %s", path, st, err); ok = 0; }
+    }
+    for (int s = 0; s < NSEQ && ok; s++) {
+        for (int i = 0; i < L[s].n_ops; i++) if (L[s].ops[i].n) L[s].ops[i].trunc = -1;
+        int greedy_ok = 1;
+        double d = replay(m, &L[s], V, &greedy_ok);
+        CHECKF(d >= 0 && d <= 3e-5 && greedy_ok, "%s seq %d: max %.3g greedy %d", path, s, d, greedy_ok);
+        if (s == 0) printf("  %-40s", strrchr(path, '/') + 1);
+        printf(" seq%d %.1e", s, d);
+    }
+    printf("\n");
+    int used, total;
+    gemma4c_kv_usage(c, &used, &total);
+    CHECK(used > 0 && used <= total);
+    for (int s = 0; s < NSEQ; s++) free_log(&L[s]);
+    gemma4c_context_free(c);
+    gemma4c_model_free(m);
+}
+
+TEST(mixed_sequences_equal_alone_every_model) {
+    const char *dir = shared_path("testdata/gemma4-ref");
+    DIR *d = opendir(dir);
+    CHECK(d);
+    if (!d) return;
+    char *names[128];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 128) {
+        size_t l = strlen(e->d_name);
+        if ((l > 5 && !strcmp(e->d_name + l - 5, ".gguf")) || (l > 3 && !strcmp(e->d_name + l - 3, ".hf")))
+            names[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    CHECK(n >= 20);
+    for (int i = 0; i < n; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        scenario(path);
+        free(names[i]);
+    }
+}
+
+TEST(hostile_sequence_use) {
+    char err[600];
+    gemma4c_model *m = gemma4c_model_open(shared_path("testdata/gemma4-ref/gemma4-e.gguf"), err, sizeof err);
+    CHECK(m);
+    if (!m) return;
+    gemma4c_context_params p = gemma4c_context_default_params();
+    p.n_ctx = 16; p.n_batch = 4; p.n_threads = 1; p.n_seq = 2;
+    gemma4c_context *c = gemma4c_context_new(m, &p, err, sizeof err);
+    CHECK(c && gemma4c_n_seq(c) == 2);
+    int32_t tok[6] = { 2, 3, 4, 5, 6, 7 }, seq[6] = { 0, 5, 0, 0, 0, 0 }, pos[6] = { 0, 3, 0, 0, 0, 0 };
+    gemma4c_batch b = { .n_tokens = 2, .token = tok, .seq = seq };
+    CHECK(gemma4c_decode(c, &b, err, sizeof err) < 0 && strstr(err, "sequence id 5 out of range"));
+    seq[1] = 1;
+    b.pos = pos;
+    CHECK(gemma4c_decode(c, &b, err, sizeof err) < 0 && strstr(err, "continues at 0"));   /* skipped positions */
+    b.pos = NULL;
+    b.n_tokens = 0;
+    CHECK(gemma4c_decode(c, &b, err, sizeof err) < 0);
+    CHECK(gemma4c_seq_fork(c, 0, 9, err, sizeof err) < 0 && strstr(err, "out of range"));
+    CHECK(gemma4c_seq_truncate(c, 1, 3) < 0 && gemma4c_seq_truncate(c, -1, 0) < 0);
+    CHECK(gemma4c_seq_n_past(c, 7) == -1);
+    /* a batch longer than n_batch is split into passes */
+    int32_t many[6] = { 2, 3, 4, 5, 6, 7 };
+    gemma4c_batch lb = { .n_tokens = 6, .token = many };
+    CHECK(gemma4c_decode(c, &lb, err, sizeof err) == 0 && gemma4c_seq_n_past(c, 0) == 6);
+    CHECK(gemma4c_logits_ith(c, 5) && !gemma4c_logits_ith(c, 4) && !gemma4c_logits_ith(c, 6));
+    /* the context fills: an error, the sequence stays where it was */
+    int32_t more[12] = { 0 };
+    gemma4c_batch fb = { .n_tokens = 12, .token = more };
+    CHECK(gemma4c_decode(c, &fb, err, sizeof err) < 0 && strstr(err, "context full"));
+    CHECK(gemma4c_seq_n_past(c, 0) <= 16);
+    gemma4c_context_free(c);
+    gemma4c_model_free(m);
+}
+
+int main(void) {
+    RUN(mixed_sequences_equal_alone_every_model);
+    RUN(hostile_sequence_use);
+    return test_summary();
+}
