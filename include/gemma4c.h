@@ -151,6 +151,7 @@ typedef struct gemma4c_context_params {
     int n_threads;    /* 0 = number of online CPUs; a pool per count, shared */
     int precision;    /* enum gemma4c_precision */
     int n_seq;        /* sequences held at once (0 = 1), ids 0..n_seq-1 */
+    int n_prefix;     /* prefix-cache snapshots kept (0 = no prefix cache), see below */
 } gemma4c_context_params;
 
 /* The same for a context of p (n_seq sequences share the n_ctx positions of
@@ -210,6 +211,34 @@ int gemma4c_seq_truncate(gemma4c_context *c, int seq, int n);
 int gemma4c_seq_fork(gemma4c_context *c, int src, int dst, char *err, size_t errlen);
 /* KV pages in use and in all, for statistics. */
 void gemma4c_kv_usage(const gemma4c_context *c, int *pages_used, int *pages_total);
+
+/* ---- prefix cache --------------------------------------------------------
+ * Snapshots of sequences, kept in the context's KV pool: full-attention pages
+ * shared with the sequence (copied only when one side writes), sliding-window
+ * rings copied. A new prompt that starts with a snapshot's tokens (the same
+ * system prompt and tools, the earlier turns of a conversation) continues
+ * from it instead of recomputing them. A snapshot can also serve a prompt
+ * that diverges inside it, as far back as its sliding rings still hold the
+ * window (n_batch - 1 positions); never further, so reuse is always exact.
+ * At most n_prefix snapshots, least recently used evicted first, and
+ * evicted early when the pool runs out of pages. */
+
+/* Snapshot sequence seq as it is now (its tokens and KV state). */
+int gemma4c_prefix_store(gemma4c_context *c, int seq, char *err, size_t errlen);
+/* Make seq continue the snapshot that shares the longest usable prefix with
+ * tokens[0..n), keeping at most n - 1 of them (the last token is left to
+ * evaluate, for its logits). seq's previous state is dropped. Returns the
+ * tokens reused (0: no snapshot fits, seq is empty) or -1. */
+int gemma4c_prefix_load(gemma4c_context *c, int seq, const int32_t *tokens, int n, char *err, size_t errlen);
+
+typedef struct gemma4c_prefix_stats {
+    uint64_t lookups, hits;      /* prefix_load calls, and those that reused tokens */
+    uint64_t tokens_reused;      /* tokens not recomputed thanks to hits */
+    uint64_t stores, evictions;
+    uint64_t tokens_evaluated;   /* every token the context has run through the model */
+    int entries;                 /* snapshots kept now */
+} gemma4c_prefix_stats;
+void gemma4c_prefix_stats_get(const gemma4c_context *c, gemma4c_prefix_stats *out);
 
 /* ---- sampling --------------------------------------------------------------- */
 
