@@ -69,7 +69,7 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
          * L1/L2 while it meets a block of TOKS activation rows; the
          * micro-kernel reuses each loaded block across several rows and
          * tokens in registers. Decode (T = 1) streams the rows once. */
-        enum { ROWS = 32, TOKS = 64 };
+        enum { ROWS = 32, TOKS = 64, SMALL_T = 16 };
         /* decode: one call for the thread's whole range, so per-call work
          * in the kernel (activation re-layout, prefetch ramp-up) is paid
          * once per matrix, not per 32 rows */
@@ -83,6 +83,17 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
             const size_t pre = (size_t)(hi - lo) * w->row_bytes < 8192 ? (size_t)(hi - lo) * w->row_bytes : 8192;
             for (size_t o = 0; o < pre; o += 64) __builtin_prefetch(p + o, 0, 3);
         }
+        if (k->T > 1 && k->T <= SMALL_T) {
+            /* a few tokens (batched decode of several sequences): still bound
+             * by the weight stream, which one row at a time keeps sequential
+             * (the kernels' 4-row tiles would read 4 interleaved streams) */
+            for (long o = lo; o < hi; o++) {
+                const void *row = g4_mat_row(w, jb->mat, o);
+                float *y = jb->y + o;
+                if (wt->gemm) wt->gemm(n, 1, k->T, row, w->row_bytes, k->xq[j], k->xq_row, y, (size_t)jb->ldy);
+                else gemm_generic(wt->vec_dot, n, 1, k->T, row, w->row_bytes, k->xq[j], k->xq_row, y, (size_t)jb->ldy);
+            }
+        } else
         for (long o0 = lo; o0 < hi; o0 += rows) {
             int nr = (int)(hi - o0 < rows ? hi - o0 : rows);
             const void *row = g4_mat_row(w, jb->mat, o0);
