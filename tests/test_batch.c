@@ -228,8 +228,126 @@ TEST(hostile_sequence_use) {
     gemma4c_model_free(m);
 }
 
+/* Last-token logits of tokens[0..n) in a fresh one-sequence context. */
+static int recompute(gemma4c_model *m, const int32_t *tok, int n, float *out, int V) {
+    gemma4c_context_params p = gemma4c_context_default_params();
+    p.n_ctx = 128; p.n_batch = 8; p.n_threads = 2; p.precision = GEMMA4C_PREC_EXACT;
+    gemma4c_context *c = gemma4c_context_new(m, &p, NULL, 0);
+    int rc = c && gemma4c_eval(c, tok, n, 0, NULL, 0) == 0 ? 0 : -1;
+    if (!rc) memcpy(out, gemma4c_logits_last(c), (size_t)V * sizeof(float));
+    gemma4c_context_free(c);
+    return rc;
+}
+
+/* Load tokens into seq 1 from the cache, evaluate the rest, compare with a
+ * recompute; returns the tokens reused (-1 on failure). */
+static int load_and_check(gemma4c_context *c, gemma4c_model *m, const int32_t *tok, int n, const char *what) {
+    char err[600];
+    int V = gemma4c_n_vocab(c);
+    gemma4c_prefix_stats a, b;
+    gemma4c_prefix_stats_get(c, &a);
+    int k = gemma4c_prefix_load(c, 1, tok, n, err, sizeof err);
+    CHECKF(k >= 0, "%s: %s", what, err);
+    if (k < 0) return -1;
+    CHECK(gemma4c_seq_n_past(c, 1) == k);
+    int32_t seq[64];
+    for (int i = 0; i < n - k; i++) seq[i] = 1;
+    gemma4c_batch bt = { .n_tokens = n - k, .token = tok + k, .seq = seq };
+    CHECKF(gemma4c_decode(c, &bt, err, sizeof err) == 0, "%s: %s", what, err);
+    gemma4c_prefix_stats_get(c, &b);
+    /* the hit skipped the computation: only the rest went through the model */
+    CHECKF(b.tokens_evaluated - a.tokens_evaluated == (uint64_t)(n - k), "%s: evaluated %llu of %d (reused %d)",
+           what, (unsigned long long)(b.tokens_evaluated - a.tokens_evaluated), n, k);
+    float *ref = malloc((size_t)V * sizeof(float));
+    CHECK(recompute(m, tok, n, ref, V) == 0);
+    double d = max_diff(gemma4c_logits_ith(c, n - k - 1), ref, V);
+    CHECKF(d <= 3e-5, "%s: reuse vs recompute %g", what, d);
+    free(ref);
+    return k;
+}
+
+TEST(prefix_cache_reuse_equals_recompute) {
+    static const char *models[] = { "gemma4-e.gguf", "gemma4-dense.gguf", "gemma4-moe.gguf" };
+    for (size_t mi = 0; mi < 3; mi++) {
+        char err[600], rel[128];
+        snprintf(rel, sizeof rel, "testdata/gemma4-ref/%s", models[mi]);
+        gemma4c_model *m = gemma4c_model_open(shared_path(rel), err, sizeof err);
+        CHECK(m);
+        if (!m) continue;
+        gemma4c_context_params p = gemma4c_context_default_params();
+        /* n_batch 8, window 8: a snapshot serves divergences up to 7 positions back */
+        p.n_ctx = 128; p.n_batch = 8; p.n_threads = 2; p.precision = GEMMA4C_PREC_EXACT;
+        p.n_seq = 2; p.n_prefix = 2;
+        gemma4c_context *c = gemma4c_context_new(m, &p, err, sizeof err);
+        CHECKF(c, "%s", err);
+        if (!c) { gemma4c_model_free(m); continue; }
+        int V = gemma4c_n_vocab(c);
+        int32_t a[20], t[40];
+        for (int i = 0; i < 20; i++) a[i] = (int32_t)((i * 37 + 3) % V);
+        CHECK(gemma4c_eval(c, a, 20, 0, err, sizeof err) == 0);
+        CHECK(gemma4c_prefix_store(c, 0, err, sizeof err) == 0);
+        /* 1. the whole snapshot, then 6 new tokens */
+        memcpy(t, a, sizeof a);
+        for (int i = 20; i < 26; i++) t[i] = (int32_t)((i * 11 + 5) % V);
+        CHECK(load_and_check(c, m, t, 26, "continuation") == 20);
+        /* 2. diverging 3 positions before the snapshot's end: inside the window */
+        for (int i = 17; i < 22; i++) t[i] = (int32_t)((a[i % 20] + 1 + i) % V);   /* differs from a */
+        CHECK(load_and_check(c, m, t, 22, "divergence inside the window") == 17);
+        /* 3. diverging 15 back: the rings no longer hold it; recomputed, never wrong */
+        for (int i = 5; i < 15; i++) t[i] = (int32_t)((a[i] + 2) % V);
+        CHECK(load_and_check(c, m, t, 15, "divergence outside the window") == 0);
+        /* 4. the identical prompt: all but the last token reused */
+        CHECK(load_and_check(c, m, a, 20, "same prompt") == 19);
+        gemma4c_prefix_stats st;
+        gemma4c_prefix_stats_get(c, &st);
+        CHECK(st.lookups == 4 && st.hits == 3 && st.tokens_reused == 20 + 17 + 19 && st.entries == 1);
+        /* LRU: two more snapshots evict the oldest (a); its prompt finds nothing */
+        int32_t b2[10], c2[10];
+        for (int i = 0; i < 10; i++) { b2[i] = (int32_t)(i + 100); c2[i] = (int32_t)(i + 200); }
+        gemma4c_reset(c);
+        CHECK(gemma4c_eval(c, b2, 10, 0, err, sizeof err) == 0 && gemma4c_prefix_store(c, 0, err, sizeof err) == 0);
+        gemma4c_reset(c);
+        CHECK(gemma4c_eval(c, c2, 10, 0, err, sizeof err) == 0 && gemma4c_prefix_store(c, 0, err, sizeof err) == 0);
+        gemma4c_prefix_stats_get(c, &st);
+        CHECK(st.entries == 2 && st.evictions == 1);
+        CHECK(load_and_check(c, m, a, 20, "evicted") == 0);
+        CHECK(load_and_check(c, m, b2, 10, "kept") == 9);
+        gemma4c_context_free(c);
+        gemma4c_model_free(m);
+        printf("  %s: reuse equals recompute (continuation, divergence in/outside the window, LRU)\n",
+               models[mi]);
+    }
+}
+
+/* Snapshots give their pages back when sequences need them. */
+TEST(prefix_cache_yields_pages) {
+    char err[600];
+    gemma4c_model *m = gemma4c_model_open(shared_path("testdata/gemma4-ref/gemma4-dense.gguf"), err, sizeof err);
+    if (!m) { CHECK(0); return; }
+    gemma4c_context_params p = gemma4c_context_default_params();
+    p.n_ctx = 32; p.n_batch = 8; p.n_threads = 1; p.n_seq = 2; p.n_prefix = 4;
+    gemma4c_context *c = gemma4c_context_new(m, &p, err, sizeof err);
+    CHECK(c);
+    int32_t t[32];
+    for (int i = 0; i < 32; i++) t[i] = i + 2;
+    /* a snapshot of 30 positions shares pages; overwriting them (after a
+     * reset) needs new pages, which only the snapshot can give back */
+    CHECK(gemma4c_eval(c, t, 30, 0, err, sizeof err) == 0 && gemma4c_prefix_store(c, 0, err, sizeof err) == 0);
+    gemma4c_reset(c);
+    for (int i = 0; i < 32; i++) t[i] = 300 + i;
+    CHECKF(gemma4c_eval(c, t, 30, 0, err, sizeof err) == 0, "%s", err);
+    gemma4c_prefix_stats st;
+    gemma4c_prefix_stats_get(c, &st);
+    CHECK(st.evictions == 1 && st.entries == 0);
+    CHECK(gemma4c_prefix_store(c, 5, err, sizeof err) < 0);
+    gemma4c_context_free(c);
+    gemma4c_model_free(m);
+}
+
 int main(void) {
     RUN(mixed_sequences_equal_alone_every_model);
     RUN(hostile_sequence_use);
+    RUN(prefix_cache_reuse_equals_recompute);
+    RUN(prefix_cache_yields_pages);
     return test_summary();
 }

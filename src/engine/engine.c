@@ -13,21 +13,6 @@
 #include "model/forward.h"
 #include "model/model.h"
 
-struct gemma4c_context {
-    gemma4c_model *model;
-    g4_workspace *ws;       /* scratch for one pass; the thread pool inside is shared */
-    g4_kv_pool *pool;       /* KV memory of all its sequences */
-    g4_seq **seqs;          /* [n_seq] */
-    int n_seq;
-    int32_t *pos;           /* [n_batch] one pass's positions, */
-    g4_seq **bseq;          /*           sequences */
-    int8_t *bout;           /*           and logits flags */
-    float *logits;          /* [rows][n_vocab] kept by the last decode */
-    size_t logits_cap;      /* rows allocated */
-    int *row_of;            /* [n_idx]: batch index -> row of logits, -1 */
-    size_t row_of_cap;
-    int n_idx, n_rows;
-};
 
 static void copy_err(char *dst, size_t len, const g4_error *e) {
     if (dst && len) snprintf(dst, len, "%s", e->msg);
@@ -91,6 +76,7 @@ void gemma4c_model_get_info(const gemma4c_model *mm, gemma4c_model_info *o) {
 int gemma4c_memory_plan_params(const gemma4c_model *mm, const gemma4c_context_params *p, gemma4c_memory_plan *o) {
     const g4_model *m = mm->m;
     int n_ctx = p->n_ctx, n_batch = p->n_batch, n_seq = p->n_seq > 0 ? p->n_seq : 1;
+    if (p->n_prefix > 0) n_seq += p->n_prefix;              /* snapshots keep rings too */
     if (n_ctx < 1 || n_batch < 1) return -1;
     if (n_batch > n_ctx) n_batch = n_ctx;
     g4_kv_plan kv;
@@ -152,8 +138,9 @@ gemma4c_context *gemma4c_context_new(gemma4c_model *mm, const gemma4c_context_pa
     }
     if (p.n_threads > 256) p.n_threads = 256;
     g4_error e = { { 0 } };
-    if (p.n_seq > 4096) {
-        g4_seterr(&e, "n_seq %d: at most 4096 sequences", p.n_seq);
+    if (p.n_prefix < 0) p.n_prefix = 0;
+    if (p.n_seq > 4096 || p.n_prefix > 4096) {
+        g4_seterr(&e, "n_seq %d, n_prefix %d: at most 4096 each", p.n_seq, p.n_prefix);
         copy_err(err, errlen, &e);
         return NULL;
     }
@@ -162,11 +149,19 @@ gemma4c_context *gemma4c_context_new(gemma4c_model *mm, const gemma4c_context_pa
     c->model = mm;
     if (p.n_batch > p.n_ctx) p.n_batch = p.n_ctx;
     c->n_seq = p.n_seq;
-    int page = 0;          /* one page: a single sequence's contiguous cache */
-    if (p.n_seq > 1)       /* else pages small enough that every sequence can hold one */
-        for (page = KV_PAGE; page > 1 && (long)page * p.n_seq > p.n_ctx; page /= 2) {}
-    c->pool = g4_kv_pool_new(m, p.n_ctx, p.n_seq, p.n_batch, page, &e);
+    /* one page: a single sequence's contiguous cache; else pages small enough
+     * that every sequence and snapshot can hold a couple */
+    int page = 0, holders = p.n_seq + p.n_prefix;
+    if (holders > 1)
+        for (page = KV_PAGE; page > 1 && (long)page * holders * 2 > p.n_ctx; page /= 2) {}
+    c->pool = g4_kv_pool_new(m, p.n_ctx, p.n_seq + p.n_prefix, p.n_batch, page, &e);
     c->seqs = calloc((size_t)p.n_seq, sizeof *c->seqs);
+    c->n_ctx = p.n_ctx;
+    c->n_prefix = p.n_prefix;
+    c->pfx = calloc((size_t)(p.n_prefix ? p.n_prefix : 1), sizeof *c->pfx);
+    c->toks = calloc((size_t)p.n_seq, sizeof *c->toks);
+    for (int i = 0; c->toks && i < p.n_seq; i++)
+        if (!(c->toks[i] = malloc((size_t)p.n_ctx * sizeof **c->toks))) { free(c->pfx); c->pfx = NULL; break; }
     if (c->pool && c->seqs)
         for (int i = 0; i < p.n_seq; i++)
             if (!(c->seqs[i] = g4_seq_new_in(c->pool, &e))) break;
@@ -175,7 +170,7 @@ gemma4c_context *gemma4c_context_new(gemma4c_model *mm, const gemma4c_context_pa
     c->pos = malloc((size_t)p.n_batch * sizeof *c->pos);
     c->bseq = malloc((size_t)p.n_batch * sizeof *c->bseq);
     c->bout = malloc((size_t)p.n_batch);
-    if (!c->ws || !c->pos || !c->bseq || !c->bout) {
+    if (!c->ws || !c->pos || !c->bseq || !c->bout || !c->pfx || !c->toks) {
         if (c->ws) g4_seterr(&e, "out of memory");
         copy_err(err, errlen, &e);
         gemma4c_context_free(c);
@@ -189,6 +184,10 @@ gemma4c_model *gemma4c_context_model(const gemma4c_context *c) { return c->model
 void gemma4c_context_free(gemma4c_context *c) {
     if (!c) return;
     g4_workspace_free(c->ws);
+    g4_prefix_free_all(c);
+    free(c->pfx);
+    for (int i = 0; c->toks && i < c->n_seq; i++) free(c->toks[i]);
+    free(c->toks);
     for (int i = 0; c->seqs && i < c->n_seq; i++) g4_seq_free(c->seqs[i]);
     free(c->seqs);
     g4_kv_pool_free(c->pool);
@@ -252,10 +251,16 @@ int gemma4c_decode(gemma4c_context *c, const gemma4c_batch *b, char *err, size_t
         g4_batch pass = { .n = T, .tokens = b->token + i, .pos = c->pos, .out = c->bout };
         if (b->seq) pass.seq = c->bseq;
         else pass.seq0 = c->seqs[0];
-        if (g4_forward(c->ws, &pass, kept ? c->logits + (size_t)row * V : NULL, 0, &e)) {
+        int rc;
+        /* out of KV pages: snapshots give theirs back, least recently used first */
+        while ((rc = g4_forward(c->ws, &pass, kept ? c->logits + (size_t)row * V : NULL, 0, &e)) == -2 &&
+               g4_prefix_evict(c) == 0) {}
+        if (rc) {
             copy_err(err, errlen, &e);
             return -1;
         }
+        for (int t = 0; t < T; t++) c->toks[(b->seq ? b->seq[i + t] : 0)][c->pos[t]] = b->token[i + t];
+        c->pst.tokens_evaluated += (uint64_t)T;
         row += kept;
     }
     c->n_idx = n;
@@ -323,6 +328,8 @@ int gemma4c_seq_fork(gemma4c_context *c, int src, int dst, char *err, size_t err
     if (src == dst) return 0;
     g4_seq_free(c->seqs[dst]);          /* its ring becomes free for the copy */
     c->seqs[dst] = g4_seq_fork(c->seqs[src], &e);
+    if (c->seqs[dst])
+        memcpy(c->toks[dst], c->toks[src], (size_t)c->seqs[src]->n_past * sizeof **c->toks);
     if (!c->seqs[dst]) {
         copy_err(err, errlen, &e);
         c->seqs[dst] = g4_seq_new_in(c->pool, &e);   /* leave an empty sequence behind */

@@ -3,6 +3,8 @@
 #define G4_ENGINE_H
 
 #include "format/gguf.h"
+#include "model/forward.h"
+#include "model/kv.h"
 #include "model/model.h"
 
 #include "text/tokenizer.h"
@@ -15,6 +17,42 @@ struct gemma4c_model {
     char *chat_template;
     int chat_family;     /* enum gemma4c_chat_family, never UNKNOWN */
 };
+
+struct gemma4c_context {
+    gemma4c_model *model;
+    g4_workspace *ws;       /* scratch for one pass; the thread pool inside is shared */
+    g4_kv_pool *pool;       /* KV memory of all its sequences */
+    g4_seq **seqs;          /* [n_seq] */
+    int n_seq;
+    int32_t *pos;           /* [n_batch] one pass's positions, */
+    g4_seq **bseq;          /*           sequences */
+    int8_t *bout;           /*           and logits flags */
+    float *logits;          /* [rows][n_vocab] kept by the last decode */
+    size_t logits_cap;      /* rows allocated */
+    int *row_of;            /* [n_idx]: batch index -> row of logits, -1 */
+    size_t row_of_cap;
+    int n_idx, n_rows;
+    int32_t **toks;         /* [n_seq][n_ctx]: each sequence's tokens, by position */
+    int n_ctx;
+
+    /* prefix cache (prefix.c): snapshots are sequences of the same pool */
+    struct g4_prefix *pfx;  /* [n_prefix] */
+    int n_prefix;
+    uint64_t clock;         /* LRU time */
+    gemma4c_prefix_stats pst;
+};
+
+/* A prefix-cache snapshot: a frozen sequence and the tokens it holds. */
+typedef struct g4_prefix {
+    g4_seq *seq;            /* NULL: free slot */
+    int32_t *toks;
+    uint64_t used;
+} g4_prefix;
+
+/* Free the least recently used snapshot; 0, or -1 when there is none. */
+int g4_prefix_evict(gemma4c_context *c);
+void g4_prefix_free_all(gemma4c_context *c);
+
 
 /* The chat family of the model at path whose file f is (chat_api.c). */
 int g4_engine_chat_family(const char *path, const g4_gguf_file *f);

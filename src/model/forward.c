@@ -318,10 +318,13 @@ int g4_forward(g4_workspace *w, const g4_batch *b, float *logits, int all_rows, 
     if (check_batch(w, b, err)) return -1;
     /* cache pages for the new positions (a page shared with a fork is copied) */
     if (!b->seq) {
-        if (g4_seq_reserve(b->seq0, b->pos[0], b->n, err)) return -1;
+        int rc = g4_seq_reserve(b->seq0, b->pos[0], b->n, err);
+        if (rc) return rc;
     } else {
-        for (int t = 0; t < b->n; t++)
-            if (g4_seq_reserve(b->seq[t], b->pos[t], 1, err)) return -1;
+        for (int t = 0; t < b->n; t++) {
+            int rc = g4_seq_reserve(b->seq[t], b->pos[t], 1, err);
+            if (rc) return rc;
+        }
     }
     int T = b->n, H = m->n_embd;
     const g4_type_traits *et = g4_type_info(m->tok_embd.type);

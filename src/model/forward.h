@@ -76,7 +76,8 @@ typedef struct g4_batch {
     const int8_t *out;
 } g4_batch;
 
-/* Run the batch and advance each sequence's n_past. logits: NULL, or room
+/* Run the batch and advance each sequence's n_past. Returns 0, -1 + err, or
+ * -2 + err when the KV pool has no page left (nothing was computed). logits: NULL, or room
  * for the rows asked for (b->out's flagged tokens; else n rows with all_rows,
  * or the last token's row), of n_vocab floats each. */
 int g4_forward(g4_workspace *w, const g4_batch *b, float *logits, int all_rows, g4_error *err);

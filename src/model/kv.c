@@ -182,9 +182,11 @@ int g4_seq_reserve(g4_seq *s, int pos0, int n, g4_error *err) {
     for (int pg = pos0 / p->page; pg <= (pos0 + n - 1) / p->page; pg++) {
         int32_t have = s->pages[pg];
         if (have >= 0 && p->refs[have] == 1) continue;
-        if (p->n_free == 0)
-            return g4_seterr(err, "KV cache full: all %d pages of %d positions are in use by %d sequences",
-                             p->n_pages, p->page, p->n_alive);
+        if (p->n_free == 0) {
+            g4_seterr(err, "KV cache full: all %d pages of %d positions are in use by %d sequences", p->n_pages,
+                      p->page, p->n_alive);
+            return -2;
+        }
         int32_t fresh = p->free_pages[--p->n_free];
         p->refs[fresh] = 1;
         if (have >= 0) {            /* shared with a fork: this sequence writes its own copy */

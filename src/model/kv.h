@@ -55,7 +55,8 @@ static inline g4_kv_view *g4_seq_cache(g4_seq *s, int l) {
 }
 
 /* Make positions pos0 .. pos0 + n - 1 writable: pages allocated, a shared
- * page copied. -1 + err when the pool is out of pages. */
+ * page copied. -2 + err when the pool is out of pages, -1 + err for a
+ * position past the context. */
 int g4_seq_reserve(g4_seq *s, int pos0, int n, g4_error *err);
 
 /* Keep positions 0..n-1 (pages past them go back to the pool). A sliding
