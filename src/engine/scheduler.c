@@ -416,8 +416,29 @@ static void on_delta(void *user, const gemma4c_delta *d) {
     if (r->fn) r->fn(r->user, &e);
 }
 
+/* Length of the valid UTF-8 character at p (n bytes left), 0 if invalid. */
+static size_t utf8_len(const unsigned char *p, size_t n) {
+    unsigned c = p[0];
+    size_t k = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (!k || k > n) return 0;
+    for (size_t i = 1; i < k; i++) if ((p[i] & 0xC0) != 0x80) return 0;
+    if (k == 3 && ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] > 0x9F))) return 0; /* overlong, surrogate */
+    if (k == 4 && ((c == 0xF0 && p[1] < 0x90) || (c == 0xF4 && p[1] > 0x8F))) return 0;
+    return k;
+}
+
+/* To the parser, with bytes that are not UTF-8 (a model can emit any byte
+ * token) as U+FFFD: answers and deltas must stay valid JSON strings. */
 static int feed(request *r, const char *p, size_t n) {
-    if (n && gemma4c_chat_parser_feed(r->parser, p, n)) { r->failed = 1; return -1; }
+    size_t i = 0, run = 0;
+    while (i < n) {
+        size_t k = utf8_len((const unsigned char *)p + i, n - i);
+        if (k) { i += k; continue; }
+        if (gemma4c_chat_parser_feed(r->parser, p + run, i - run) ||
+            gemma4c_chat_parser_feed(r->parser, "\xEF\xBF\xBD", 3)) { r->failed = 1; return -1; }
+        run = ++i;
+    }
+    if (i > run && gemma4c_chat_parser_feed(r->parser, p + run, i - run)) { r->failed = 1; return -1; }
     return 0;
 }
 
@@ -479,7 +500,7 @@ static int complete(request *r, int finish) {
     r->hold_len = 0;
     if (!r->failed && r->parser && gemma4c_chat_parser_finish(r->parser)) r->failed = 1;
     char *msg = !r->failed && r->parser ? gemma4c_chat_parser_message(r->parser, 0) : NULL;
-    json_t *mj = msg ? json_loads(msg, 0, NULL) : NULL;
+    json_t *mj = msg ? json_loads(msg, JSON_ALLOW_NUL, NULL) : NULL;
     if (!r->parser && !r->failed) mj = json_pack("{s:s,s:n}", "role", "assistant", "content");
     free(msg);
     if (!mj) { emit_error(r, "cannot encode the answer (out of memory or invalid UTF-8)"); return -1; }
@@ -592,9 +613,10 @@ static void admit(gemma4c_scheduler *s, request **gone, request **admitted) {
     }
 }
 
-/* Sample the next token of the request on seq from logits; ends it when
- * done. */
-static void advance(gemma4c_scheduler *s, int seq, const float *logits) {
+/* Sample the next token of the request on seq from logits. Returns -1 to
+ * go on, else how it ended (enum gemma4c_finish; FINISH_ERROR: out of
+ * memory). Nothing is released here: that would drop the step's logits. */
+static int advance(gemma4c_scheduler *s, int seq, const float *logits) {
     request *r = s->slot[seq];
     int V = gemma4c_n_vocab(s->c);
     /* CONSTRAINT HOOK: a per-request constraint (JSON schema, tool-call
@@ -604,25 +626,29 @@ static void advance(gemma4c_scheduler *s, int seq, const float *logits) {
     int32_t t = gemma4c_sampler_sample(r->smp, logits, V);
     gemma4c_sampler_accept(r->smp, t);
     r->n_gen++;
-    if (gemma4c_is_eog(s->m, t)) { finish_req(s, seq, GEMMA4C_FINISH_STOP); return; }
+    if (gemma4c_is_eog(s->m, t)) return GEMMA4C_FINISH_STOP;
     size_t len;
     const char *piece = gemma4c_detok_push(r->dt, t, &len);
     int stopped = push_text(r, piece, len);
-    if (r->failed) {
-        emit_error(r, "out of memory");
-        pthread_mutex_lock(&s->mu);
-        s->st.failed++;
-        pthread_mutex_unlock(&s->mu);
-        release(s, seq);
-        return;
-    }
-    if (stopped || gemma4c_chat_parser_stopped(r->parser)) { finish_req(s, seq, GEMMA4C_FINISH_STOP); return; }
-    if (r->n_gen >= r->n_max) { finish_req(s, seq, GEMMA4C_FINISH_LENGTH); return; }
+    if (r->failed) return GEMMA4C_FINISH_ERROR;
+    if (stopped || gemma4c_chat_parser_stopped(r->parser)) return GEMMA4C_FINISH_STOP;
+    if (r->n_gen >= r->n_max) return GEMMA4C_FINISH_LENGTH;
     r->next_tok = t;
     r->state = ST_DECODE;
+    return -1;
 }
 
 int gemma4c_scheduler_step(gemma4c_scheduler *s) {
+    /* cancelled while running: the answer so far (first, so that their
+     * sequences take waiting requests in this step) */
+    for (int i = 0; i < s->p.n_parallel; i++) {
+        request *r = s->slot[i];
+        if (!r) continue;
+        pthread_mutex_lock(&s->mu);
+        int c = r->cancel;
+        pthread_mutex_unlock(&s->mu);
+        if (c) finish_req(s, i, GEMMA4C_FINISH_CANCEL);
+    }
     request *gone = NULL, *admitted = NULL;
     pthread_mutex_lock(&s->mu);
     admit(s, &gone, &admitted);
@@ -652,15 +678,6 @@ int gemma4c_scheduler_step(gemma4c_scheduler *s) {
         s->st.prompt_tokens += (uint64_t)r->n_prompt;
         s->st.cached_tokens += (uint64_t)r->n_cached;
         pthread_mutex_unlock(&s->mu);
-    }
-    /* cancelled while running: the answer so far */
-    for (int i = 0; i < s->p.n_parallel; i++) {
-        request *r = s->slot[i];
-        if (!r) continue;
-        pthread_mutex_lock(&s->mu);
-        int c = r->cancel;
-        pthread_mutex_unlock(&s->mu);
-        if (c) finish_req(s, i, GEMMA4C_FINISH_CANCEL);
     }
     /* the batch: one token of each decoding request, then prompt chunks in
      * sequence order (admission order within a step) */
@@ -717,20 +734,28 @@ int gemma4c_scheduler_step(gemma4c_scheduler *s) {
             }
             return -1;
         }
+        int ended[4096];
         for (int i = 0; i < s->p.n_parallel; i++) {
             request *r = s->slot[i];
+            ended[i] = -1;
             if (!r || r->batch_idx < 0) continue;
-            if (r->state == ST_PREFILL) {
 #if G4_SCHED_PREFIX
-                /* the prompt is in: later requests sharing it continue from here */
-                if (s->p.n_prefix > 0) gemma4c_prefix_store(s->c, i, NULL, 0);
+            /* the prompt is in: later requests sharing it continue from here */
+            if (r->state == ST_PREFILL && s->p.n_prefix > 0) gemma4c_prefix_store(s->c, i, NULL, 0);
 #endif
-            }
-            const float *l = gemma4c_logits_ith(s->c, r->batch_idx);
+            ended[i] = advance(s, i, gemma4c_logits_ith(s->c, r->batch_idx));
             pthread_mutex_lock(&s->mu);
             s->st.completion_tokens++;
             pthread_mutex_unlock(&s->mu);
-            advance(s, i, l);
+        }
+        for (int i = 0; i < s->p.n_parallel; i++) {
+            if (ended[i] < 0) continue;
+            if (ended[i] != GEMMA4C_FINISH_ERROR) { finish_req(s, i, ended[i]); continue; }
+            emit_error(s->slot[i], "out of memory");
+            pthread_mutex_lock(&s->mu);
+            s->st.failed++;
+            pthread_mutex_unlock(&s->mu);
+            release(s, i);
         }
     }
     pthread_mutex_lock(&s->mu);
