@@ -95,3 +95,20 @@ check "a prompt longer than the context is an error with both numbers" test $rc 
 "$G4" batch -m "$M" --prompts "$TMP/empty.jsonl" 2>/dev/null; check "an empty file is an error" test $? = 1
 "$G4" batch -m "$M" 2>/dev/null; check "batch without --prompts -> exit 2" test $? = 2
 "$G4" batch -m "$M" --prompts "$TMP/req.jsonl" --parallel 0 2>/dev/null; check "--parallel 0 -> exit 2" test $? = 2
+
+# bench --parallel: aggregate and per-stream speed per N with a roofline, and
+# the time to first token with a cached prefix
+out=$("$G4" bench -m "$M" --parallel 1,2,4 -n 4 -r 1 -t 1 --bw 10 --ttft-prefix 64 --json 2>/dev/null)
+check "bench --parallel --json reports each N and the cached/cold first token" /usr/bin/python3 -c "
+import json, sys
+r = json.loads(sys.argv[1])
+P = r['parallel']
+assert [p['n'] for p in P] == [1, 2, 4], P
+for p in P:
+    assert p['aggregate_tps'] > 0 and abs(p['per_stream_tps'] * p['n'] - p['aggregate_tps']) < 1e-2 * p['aggregate_tps'], p
+    assert p['roofline_tps'] > 0 and p['limit'] in ('bandwidth', 'int8 peak', 'f32 peak'), p
+assert P[2]['roofline_tps'] > P[0]['roofline_tps']
+t = r['ttft']
+assert t['prompt_tokens'] == 80 and 0 < t['cached_tokens'] <= 64 and t['cold_ms'] > 0 and t['cached_ms'] > 0, t
+" "$out"
+"$G4" bench -m "$M" --parallel 0 2>/dev/null; check "bench --parallel 0 -> exit 2" test $? = 2
