@@ -112,3 +112,10 @@ t = r['ttft']
 assert t['prompt_tokens'] == 80 and 0 < t['cached_tokens'] <= 64 and t['cold_ms'] > 0 and t['cached_ms'] > 0, t
 " "$out"
 "$G4" bench -m "$M" --parallel 0 2>/dev/null; check "bench --parallel 0 -> exit 2" test $? = 2
+
+# info --seq: the plan for S sequences (a sliding ring each)
+one=$("$G4" info -m "$M" --ctx 1024 | sed -n 's/.*kv sliding (fixed): *\([0-9]*\) bytes.*/\1/p')
+eight=$("$G4" info -m "$M" --ctx 1024 --seq 8 | sed -n 's/.*kv sliding (fixed): *\([0-9]*\) bytes.*/\1/p')
+check "info --seq 8 plans eight sliding rings" test -n "$one" -a "$eight" = "$((one * 8))"
+"$G4" info -m "$M" --seq 2 | grep -q "shared by 2 sequences"; check "info --seq names the sequences" test $? = 0
+"$G4" info -m "$M" --seq 0 2>/dev/null; check "info --seq 0 -> exit 2" test $? = 2
