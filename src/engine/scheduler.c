@@ -59,6 +59,7 @@ typedef struct request {
     char *hold;                /* output held back while it may start a stop string */
     size_t hold_len, hold_cap;
     int failed;                /* out of memory in the parser */
+    int stopped;               /* a stop string ended the text */
 } request;
 
 struct gemma4c_scheduler {
@@ -445,6 +446,7 @@ static int feed(request *r, const char *p, size_t n) {
 /* Text of a new token, through the stop strings to the parser. Returns 1 if
  * a stop string ended the answer (the text before it is kept). */
 static int push_text(request *r, const char *p, size_t n) {
+    if (r->stopped) return 1;  /* nothing after a stop string */
     if (!r->n_stop) { feed(r, p, n); return 0; }
     if (r->hold_len + n + 1 > r->hold_cap) {
         size_t cap = (r->hold_len + n + 1) * 2;
@@ -464,6 +466,7 @@ static int push_text(request *r, const char *p, size_t n) {
     if (cut < r->hold_len) {
         feed(r, r->hold, cut);
         r->hold_len = 0;
+        r->stopped = 1;
         return 1;
     }
     /* keep what could still begin a stop string, without splitting a UTF-8
