@@ -97,6 +97,190 @@ static int geti(const char *opt, const char *v, int lo, int hi, int *out) {
     return 0;
 }
 
+/* Random-looking valid ids (the same every run). */
+static void fill_ids(int32_t *ids, int n, int n_vocab, uint64_t seed) {
+    uint64_t s = seed;
+    for (int i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int32_t)(1000 + (s >> 33) % (uint64_t)(n_vocab > 2000 ? n_vocab - 1000 : 1));
+        if (ids[i] >= n_vocab) ids[i] = (int32_t)((s >> 33) % (uint64_t)n_vocab);
+    }
+}
+
+/* --parallel: N streams decoding together, one token each per forward pass
+ * (gemma4c_decode of a batch of N, logits kept for all N as a server samples
+ * each). A step reads the weights once and each stream's KV, and does N
+ * tokens' arithmetic, so the roofline of a step is the larger of
+ * (weights + N x KV) / bandwidth and N x FLOPs / int8 peak. Then the time to
+ * the first token of a prompt whose first ttft_prefix tokens are in the
+ * prefix cache, against the same prompt cold. */
+static int bench_parallel(gemma4c_model *m, const char *model, const int *list, int n_list, int tg, int depth,
+                          int reps, int threads, int exact, double bw, double i8, double f32, int ttft_prefix,
+                          int json) {
+    FILE *log = json ? stderr : stdout;
+    gemma4c_model_info info;
+    gemma4c_model_get_info(m, &info);
+    char err[600];
+    if (tg < 1) tg = 1;
+    double agg[64], per[64], roof[64];
+    const char *limit[64];
+    double *t = malloc((size_t)reps * sizeof *t);
+    int rc = 0;
+    for (int li = 0; li < n_list && !rc; li++) {
+        int N = list[li];
+        gemma4c_context_params cp = gemma4c_context_default_params();
+        cp.n_ctx = N * ((depth + tg + 2 + 255) / 256 * 256); /* whole pages for each stream */
+        cp.n_batch = N > 512 ? N : 512;
+        if (cp.n_batch > cp.n_ctx) cp.n_batch = cp.n_ctx;
+        cp.n_threads = threads;
+        cp.n_seq = N;
+        cp.precision = exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
+        gemma4c_context *c = gemma4c_context_new(m, &cp, err, sizeof err);
+        int32_t *tok = malloc((size_t)(N + depth + 1) * sizeof *tok), *seq = malloc((size_t)N * sizeof *seq);
+        int8_t *keep = malloc((size_t)N);
+        if (!c || !tok || !seq || !keep) {
+            fprintf(stderr, "gemma4c: %s\n", c ? "out of memory" : err);
+            rc = 1;
+        }
+        for (int r = 0; r < reps && !rc; r++) {
+            /* each stream starts with depth + 1 tokens of its own */
+            for (int q = 0; q < N && !rc; q++) {
+                gemma4c_seq_truncate(c, q, 0);
+                fill_ids(tok, depth + 1, info.n_vocab, 77 + (uint64_t)q);
+                int32_t sq[1] = { q };
+                for (int k = 0; k <= depth && !rc; k += 512) {
+                    int n = depth + 1 - k < 512 ? depth + 1 - k : 512;
+                    int32_t *sv = malloc((size_t)n * sizeof *sv);
+                    for (int u = 0; sv && u < n; u++) sv[u] = sq[0];
+                    gemma4c_batch b = { .n_tokens = n, .token = tok + k, .seq = sv };
+                    if (!sv || gemma4c_decode(c, &b, err, sizeof err)) rc = 1;
+                    free(sv);
+                }
+            }
+            for (int q = 0; q < N; q++) { seq[q] = q; keep[q] = 1; tok[q] = (int32_t)(1000 + 37 * q) % info.n_vocab; }
+            double t0 = now();
+            for (int k = 0; k < tg && !rc; k++) {
+                gemma4c_batch b = { .n_tokens = N, .token = tok, .seq = seq, .logits = keep };
+                if (gemma4c_decode(c, &b, err, sizeof err)) rc = 1;
+                for (int q = 0; q < N; q++) tok[q] = (int32_t)((tok[q] * 7 + 13) % info.n_vocab);
+            }
+            t[r] = tg / (now() - t0);
+        }
+        if (rc) { if (c) fprintf(stderr, "gemma4c: %s\n", err); }
+        else {
+            double step = median(t, reps); /* steps per second */
+            double wbytes = 0, kv = 0, flops = 0;
+            for (int i = 0; i < tg; i++) {
+                gemma4c_token_cost tc;
+                gemma4c_token_cost_at(m, depth + i, &tc);
+                wbytes += (double)tc.weight_bytes;
+                kv += (double)tc.kv_bytes;
+                flops += tc.matmul_flops + tc.attn_flops;
+            }
+            wbytes /= tg; kv /= tg; flops /= tg;
+            double peak = (!exact && i8 > 0) ? i8 : f32;
+            double t_mem = (wbytes + N * kv) / (bw * 1e9), t_cmp = N * flops / (peak * 1e9);
+            agg[li] = step * N;
+            per[li] = step;
+            roof[li] = N / (t_mem > t_cmp ? t_mem : t_cmp);
+            limit[li] = t_mem > t_cmp ? "bandwidth" : (!exact && i8 > 0) ? "int8 peak" : "f32 peak";
+            fprintf(log, "  parallel %2d: %8.2f t/s aggregate, %7.2f t/s per stream, roofline %.1f t/s (%s): %.0f%%\n",
+                    N, agg[li], per[li], roof[li], limit[li], 100 * agg[li] / roof[li]);
+        }
+        free(tok);
+        free(seq);
+        free(keep);
+        gemma4c_context_free(c);
+    }
+    /* time to first token: ttft_prefix cached tokens + 16 new ones, vs cold */
+    double cold = 0, warm = 0;
+    int reused = 0, suffix = 16;
+    if (!rc && ttft_prefix > 0) {
+        int n = ttft_prefix + suffix;
+        gemma4c_context_params cp = gemma4c_context_default_params();
+        cp.n_ctx = n + 1;
+        cp.n_threads = threads;
+        cp.n_prefix = 1;
+        cp.precision = exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
+        gemma4c_context *c = gemma4c_context_new(m, &cp, err, sizeof err);
+        int32_t *ids = malloc((size_t)n * sizeof *ids);
+        double *tc = malloc((size_t)reps * sizeof *tc), *tw = malloc((size_t)reps * sizeof *tw);
+        if (!c || !ids || !tc || !tw) rc = 1;
+        else fill_ids(ids, n, info.n_vocab, 4242);
+        for (int r = 0; r < reps && !rc; r++) {
+            gemma4c_reset(c);
+            double t0 = now();
+            if (gemma4c_eval(c, ids, n, 0, err, sizeof err)) { rc = 1; break; }
+            volatile float sink = gemma4c_logits_last(c)[0];
+            (void)sink;
+            tc[r] = now() - t0;
+            /* the shared prefix, stored as a server stores each prompt */
+            gemma4c_reset(c);
+            if (gemma4c_eval(c, ids, ttft_prefix, 0, err, sizeof err) || gemma4c_prefix_store(c, 0, err, sizeof err)) {
+                rc = 1;
+                break;
+            }
+            gemma4c_reset(c);
+            t0 = now();
+            reused = gemma4c_prefix_load(c, 0, ids, n, err, sizeof err);
+            if (reused < 0 || gemma4c_eval(c, ids + reused, n - reused, 0, err, sizeof err)) { rc = 1; break; }
+            sink = gemma4c_logits_last(c)[0];
+            tw[r] = now() - t0;
+        }
+        if (rc) fprintf(stderr, "gemma4c: %s\n", c ? err : "cannot make the prefix-cache context");
+        else {
+            cold = median(tc, reps) * 1e3;
+            warm = median(tw, reps) * 1e3;
+            fprintf(log, "  time to first token, %d-token prompt: cold %.1f ms, %d tokens from the prefix cache %.1f ms (%.1fx)\n",
+                    n, cold, reused, warm, warm > 0 ? cold / warm : 0);
+        }
+        free(ids);
+        free(tc);
+        free(tw);
+        gemma4c_context_free(c);
+    }
+    if (!rc && json) {
+        printf("{\"model\":\"%s\",\"file\":\"%s\",\"size_bytes\":%llu,\"threads\":%d,\"bandwidth_gbs\":%.2f,"
+               "\"f32_gflops\":%.1f,\"int8_gops\":%.1f,\"tg\":%d,\"depth\":%d,\"parallel\":[",
+               info.name, model, (unsigned long long)info.weight_bytes, threads, bw, f32, i8, tg, depth);
+        for (int li = 0; li < n_list; li++)
+            printf("%s{\"n\":%d,\"aggregate_tps\":%.3f,\"per_stream_tps\":%.3f,\"roofline_tps\":%.3f,"
+                   "\"roofline_pct\":%.1f,\"limit\":\"%s\"}", li ? "," : "", list[li], agg[li], per[li], roof[li],
+                   100 * agg[li] / roof[li], limit[li]);
+        printf("]");
+        if (ttft_prefix > 0)
+            printf(",\"ttft\":{\"prompt_tokens\":%d,\"cached_tokens\":%d,\"cold_ms\":%.3f,\"cached_ms\":%.3f}",
+                   ttft_prefix + suffix, reused, cold, warm);
+        printf("}\n");
+    } else if (!rc) {
+        printf("\n| model | threads | streams | aggregate t/s | per stream t/s | roofline t/s | %% of roofline |\n");
+        printf("|---|---:|---:|---:|---:|---:|---:|\n");
+        for (int li = 0; li < n_list; li++)
+            printf("| %s | %d | %d | %.2f | %.2f | %.1f (%s) | %.0f%% |\n", info.name, threads, list[li], agg[li],
+                   per[li], roof[li], limit[li], 100 * agg[li] / roof[li]);
+        if (ttft_prefix > 0)
+            printf("\ntime to first token (%d-token prompt): cold %.1f ms, %d tokens cached %.1f ms\n",
+                   ttft_prefix + suffix, cold, reused, warm);
+    }
+    free(t);
+    return rc;
+}
+
+/* "1,2,4" -> list; returns the count or -1. */
+static int parse_list(const char *v, int *out, int max) {
+    int n = 0;
+    for (const char *p = v; *p;) {
+        char *end;
+        long x = strtol(p, &end, 10);
+        if (end == p || x < 1 || x > 4096 || n == max) return -1;
+        out[n++] = (int)x;
+        p = end;
+        if (*p == ',') p++;
+        else if (*p) return -1;
+    }
+    return n ? n : -1;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *model = NULL;
     int pp = 512, tg = 128, depth = 0, reps = 3, json = 0, exact = 0;
@@ -104,6 +288,7 @@ int cmd_bench(int argc, char **argv) {
     int threads = ncpu > 0 ? (int)ncpu : 1;
     double bw = -1, f32 = -1, i8 = -1;
     int probe_each = 1; /* tg: probe before and after every repetition (off with --bw) */
+    int plist[64], n_plist = 0, ttft = 2000;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -124,7 +309,15 @@ int cmd_bench(int argc, char **argv) {
                    "  -r N         repetitions (default 3)\n"
                    "  --bw GB/s    skip the bandwidth probes and use this value\n"
                    "  --exact      reference precision instead of the fast path\n"
-                   "  --json       one JSON object on stdout\n");
+                   "  --json       one JSON object on stdout\n"
+                   "  --parallel [N,N...]  instead of pp/tg: N streams decoding together, one\n"
+                   "               forward pass per step for all (-n steps after -d tokens each;\n"
+                   "               default list 1,2,4,8,16): aggregate and per-stream t/s against\n"
+                   "               the step's roofline (weights once + N x KV over the bandwidth, or\n"
+                   "               N x FLOPs over the int8 peak); then the time to first token of a\n"
+                   "               prompt whose first --ttft-prefix tokens are in the prefix cache,\n"
+                   "               against the same prompt cold\n"
+                   "  --ttft-prefix N  cached prompt tokens for that (default 2000; 0 skips it)\n");
             return 0;
         }
         int bad = 0;
@@ -137,6 +330,18 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--bw") && v) { bw = atof(v); probe_each = 0; i++; }
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--exact")) exact = 1;
+        else if (!strcmp(a, "--parallel")) {
+            if (v && v[0] >= '0' && v[0] <= '9') {
+                n_plist = parse_list(v, plist, 64);
+                i++;
+                if (n_plist < 0) { fprintf(stderr, "gemma4c bench: --parallel expects N[,N...] in [1, 4096]\n"); return 2; }
+            } else {
+                static const int def[] = { 1, 2, 4, 8, 16 };
+                memcpy(plist, def, sizeof def);
+                n_plist = 5;
+            }
+        }
+        else if (!strcmp(a, "--ttft-prefix")) { bad = geti(a, v, 0, 1 << 20, &ttft); i++; }
         else { fprintf(stderr, "gemma4c bench: unknown or incomplete option '%s'\n", a); return 2; }
         if (bad) return 2;
     }
@@ -153,6 +358,11 @@ int cmd_bench(int argc, char **argv) {
     char err[600];
     gemma4c_model *m = gemma4c_model_open(model, err, sizeof err);
     if (!m) { fprintf(stderr, "gemma4c: %s\n", err); return 1; }
+    if (n_plist > 0) {
+        int r = bench_parallel(m, model, plist, n_plist, tg, depth, reps, threads, exact, bw, i8, f32, ttft, json);
+        gemma4c_model_free(m);
+        return r;
+    }
     gemma4c_model_info info;
     gemma4c_model_get_info(m, &info);
     int n_ctx = depth + (pp > tg ? pp : tg) + 1;

@@ -18,16 +18,23 @@ static void human(double b, char *out, size_t len) {
 
 int cmd_info(int argc, char **argv) {
     run_opts o = { 0 };
-    int layers = 0;
+    int layers = 0, n_seq = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: gemma4c info -m MODEL [--ctx N] [--batch N] [--layers]\n\n"
+            printf("usage: gemma4c info -m MODEL [--ctx N] [--batch N] [--seq S] [--layers]\n\n"
                    "Print the model's configuration and the memory plan for a context of N tokens:\n"
                    "weights (memory-mapped), KV cache per token and in total, and scratch.\n\n%s"
+                   "      --seq S        plan for S sequences sharing the N positions (each has\n"
+                   "                     its own sliding-window rings), as `batch --parallel S`\n"
                    "      --layers       also print the per-layer table\n", COMMON_HELP);
             return 0;
         }
         if (!strcmp(argv[i], "--layers")) { layers = 1; continue; }
+        if (!strcmp(argv[i], "--seq")) {
+            if (parse_int("--seq", i + 1 < argc ? argv[i + 1] : NULL, 1, 4096, &n_seq)) return 2;
+            i++;
+            continue;
+        }
         int r = common_opt(&o, argc, argv, &i);
         if (r < 0) return 2;
         if (r == 0) { fprintf(stderr, "gemma4c info: unknown option '%s'\n", argv[i]); return 2; }
@@ -54,20 +61,31 @@ int cmd_info(int argc, char **argv) {
             printf("  layer %3d: %s\n", l, d);
         }
     gemma4c_memory_plan p;
-    gemma4c_memory_plan_for(m, n_ctx, n_batch, &p);
+    gemma4c_context_params cp = gemma4c_context_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_batch = n_batch;
+    cp.n_seq = n_seq;
+    gemma4c_memory_plan_params(m, &cp, &p);
     human((double)p.weight_bytes, b1, sizeof b1);
     human((double)p.kv_bytes_per_token, b2, sizeof b2);
     human((double)p.kv_bytes_swa, b3, sizeof b3);
     human((double)p.kv_bytes, b4, sizeof b4);
     human((double)p.scratch_bytes, b5, sizeof b5);
     human((double)p.total_bytes, b6, sizeof b6);
-    printf("memory plan for n_ctx = %d, n_batch = %d (f32 KV cache):\n", n_ctx, n_batch);
+    if (n_seq > 1)
+        printf("memory plan for n_ctx = %d shared by %d sequences, n_batch = %d (f32 KV cache):\n", n_ctx, n_seq,
+               n_batch);
+    else
+        printf("memory plan for n_ctx = %d, n_batch = %d (f32 KV cache):\n", n_ctx, n_batch);
     printf("  weights:            %12llu bytes (%s, memory-mapped)\n", (unsigned long long)p.weight_bytes, b1);
     human((double)p.weight_resident_bytes, b1, sizeof b1);
     printf("  weights resident:   %12llu bytes (%s, read every token)\n", (unsigned long long)p.weight_resident_bytes, b1);
     printf("  kv per token:       %12llu bytes (%s, full-attention layers)\n",
            (unsigned long long)p.kv_bytes_per_token, b2);
-    printf("  kv sliding (fixed): %12llu bytes (%s)\n", (unsigned long long)p.kv_bytes_swa, b3);
+    if (n_seq > 1)
+        printf("  kv sliding (fixed): %12llu bytes (%s, %d rings)\n", (unsigned long long)p.kv_bytes_swa, b3, n_seq);
+    else
+        printf("  kv sliding (fixed): %12llu bytes (%s)\n", (unsigned long long)p.kv_bytes_swa, b3);
     printf("  kv total:           %12llu bytes (%s)\n", (unsigned long long)p.kv_bytes, b4);
     printf("  scratch:            %12llu bytes (%s)\n", (unsigned long long)p.scratch_bytes, b5);
     printf("  total:              %12llu bytes (%s)\n", (unsigned long long)p.total_bytes, b6);

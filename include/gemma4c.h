@@ -432,6 +432,110 @@ typedef struct gemma4c_turn_result {
 int gemma4c_session_turn(gemma4c_session *s, const char *request_json, size_t len, gemma4c_delta_fn on_delta,
                          void *user, gemma4c_turn_result *out, char *err, size_t errlen);
 
+/* ---- scheduler: many conversations at once ---------------------------------
+ * Continuous batching over one context of n_parallel sequences. Requests are
+ * OpenAI-style chat requests as JSON text ("messages", "tools", "temperature",
+ * "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
+ * "repeat_penalty", "seed", "max_tokens" / "max_completion_tokens", "stop",
+ * "chat_template_kwargs": {"enable_thinking"}, "reasoning_effort"). Each is
+ * rendered and tokenized when submitted, waits in a bounded FIFO queue for a
+ * free sequence, has its prompt evaluated in chunks (at most n_batch tokens per
+ * step, shared with one decode token of every running request, so a long
+ * prompt does not stall the others) and then decodes with every running
+ * request contributing one token to one forward pass per step (the weights
+ * are read once for all of them). Each request samples with its own sampler
+ * (its own seed), so its tokens do not depend on its neighbours. With
+ * n_prefix > 0 a prompt continues the longest cached prefix (same system
+ * prompt and tools, earlier turns) and each evaluated prompt is cached.
+ *
+ * Threads: submit, cancel, wait and stats may be called from any thread;
+ * step from one thread at a time, and the event callbacks run inside step on
+ * that thread, without the scheduler's lock (they may submit or cancel). */
+typedef struct gemma4c_scheduler gemma4c_scheduler;
+
+typedef struct gemma4c_scheduler_params {
+    int n_parallel;    /* requests decoded at once, one sequence each (0 = 4) */
+    int n_ctx;         /* positions one request may use, prompt + answer (0 = min(model, 4096)) */
+    int n_batch;       /* tokens per step (0 = 512; at least n_parallel) */
+    int n_threads;     /* as gemma4c_context_params */
+    int precision;     /* enum gemma4c_precision */
+    int n_prefix;      /* prefix-cache snapshots (0 = none) */
+    int max_queue;     /* requests waiting for a sequence (0 = 256); more are refused */
+    int n_predict;     /* answer limit when a request gives no max_tokens (0 = what the context has left) */
+    int family;        /* enum gemma4c_chat_family; 0 = the model's */
+    int openai_compat; /* as gemma4c_chat_options */
+} gemma4c_scheduler_params;
+
+gemma4c_scheduler_params gemma4c_scheduler_default_params(void);
+
+enum gemma4c_event_kind {
+    GEMMA4C_EVENT_DELTA = 1,  /* a piece of the answer (delta) */
+    GEMMA4C_EVENT_DONE = 2,   /* the request ended: json is its chat.completion */
+    GEMMA4C_EVENT_ERROR = 3,  /* the request failed after it was accepted: error says why */
+};
+
+typedef struct gemma4c_event {
+    int kind;                    /* enum gemma4c_event_kind */
+    uint64_t id;                 /* the request's id from submit */
+    const gemma4c_delta *delta;  /* DELTA */
+    /* DONE: {"id":"chatcmpl-<id>","object":"chat.completion","created","model",
+     * "choices":[{"index":0,"message":{...as gemma4c_chat_parser_message},
+     * "finish_reason":"stop"|"length"|"tool_calls"|"cancelled"}],"usage":
+     * {"prompt_tokens","completion_tokens","total_tokens",
+     * "prompt_tokens_details":{"cached_tokens"}}} as compact JSON text */
+    const char *json;
+    size_t len;
+    int finish;                  /* DONE: enum gemma4c_finish */
+    const char *error;           /* ERROR */
+} gemma4c_event;
+
+/* Called inside gemma4c_scheduler_step; pointers are valid during the call.
+ * Every accepted request gets exactly one DONE or ERROR event, its last. */
+typedef void (*gemma4c_event_fn)(void *user, const gemma4c_event *e);
+
+/* The queue is full: try again after some requests finished. */
+#define GEMMA4C_ERR_QUEUE_FULL (-3)
+
+/* The scheduler owns a context made from p (NULL: defaults) on the model. */
+gemma4c_scheduler *gemma4c_scheduler_new(gemma4c_model *m, const gemma4c_scheduler_params *p, char *err,
+                                         size_t errlen);
+/* Requests still running or queued are dropped without events. */
+void gemma4c_scheduler_free(gemma4c_scheduler *s);
+/* Accept a request (JSON text of len bytes); its events go to fn(user, ...).
+ * Returns 0 with *id set; -1 for a malformed request (err names the field),
+ * GEMMA4C_ERR_CONTEXT_FULL for a prompt that leaves no room for an answer
+ * (err gives both numbers) or GEMMA4C_ERR_QUEUE_FULL. No event follows an
+ * error. */
+int gemma4c_scheduler_submit(gemma4c_scheduler *s, const char *request_json, size_t len, gemma4c_event_fn fn,
+                             void *user, uint64_t *id, char *err, size_t errlen);
+/* Stop a request at the next step (DONE with finish_reason "cancelled", the
+ * answer so far). Returns 0, or -1 if no such request is pending. */
+int gemma4c_scheduler_cancel(gemma4c_scheduler *s, uint64_t id);
+/* One step: admit queued requests to free sequences, evaluate one batch,
+ * sample, send events. Returns the requests still running or queued (0:
+ * idle), or -1 if the step's forward pass failed (its requests got ERROR
+ * events; the scheduler stays usable). */
+int gemma4c_scheduler_step(gemma4c_scheduler *s);
+/* Block until a request is pending or timeout_ms passed (< 0: no limit);
+ * returns the requests running or queued. For a driver thread that steps
+ * only while there is work. */
+int gemma4c_scheduler_wait(gemma4c_scheduler *s, int timeout_ms);
+/* Wake a wait from another thread (e.g. to shut down). */
+void gemma4c_scheduler_wake(gemma4c_scheduler *s);
+
+typedef struct gemma4c_scheduler_stats {
+    int n_parallel, active, queued;
+    uint64_t submitted, rejected, completed, cancelled, failed;
+    uint64_t prompt_tokens;      /* of the requests admitted */
+    uint64_t cached_tokens;      /* of those, continued from the prefix cache */
+    uint64_t completion_tokens;  /* sampled */
+    uint64_t steps, batch_tokens;  /* forward passes, and tokens in them */
+    uint64_t prefix_lookups, prefix_hits;
+} gemma4c_scheduler_stats;
+void gemma4c_scheduler_stats_get(gemma4c_scheduler *s, gemma4c_scheduler_stats *out);
+/* The scheduler's context (for memory statistics; do not decode on it). */
+gemma4c_context *gemma4c_scheduler_context(gemma4c_scheduler *s);
+
 /* ---- files -------------------------------------------------------------------- */
 
 /* Progress of a long write: tensor bytes done of total, seconds since the

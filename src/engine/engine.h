@@ -62,5 +62,8 @@ struct json_t;
 char *g4_engine_render(int family, const struct json_t *req, const gemma4c_chat_options *o, size_t *out_len,
                        char *err, size_t errlen);
 
+/* 1 if a rendered prompt ends inside the thought channel (session.c): the
+ * output parser must then start in the reasoning. */
+int g4_engine_ends_in_thought(const char *prompt, size_t len);
 
 #endif

@@ -126,7 +126,7 @@ static int on_cancel(void *user) {
 
 /* The template opens the thought channel itself when thinking is on; the
  * parser must then start inside the reasoning. */
-static int ends_in_thought(const char *prompt, size_t len) {
+int g4_engine_ends_in_thought(const char *prompt, size_t len) {
     static const char tail[] = "<|channel>thought\n";
     size_t n = sizeof tail - 1;
     return len >= n && !memcmp(prompt + len - n, tail, n);
@@ -153,7 +153,7 @@ int gemma4c_session_turn(gemma4c_session *s, const char *request_json, size_t rl
     int32_t *ids = NULL;
     int n = gemma4c_tokenize(s->m, prompt, plen, 0, 1, &ids, err, errlen);
     gemma4c_parse_options po = { 0 };
-    po.in_reasoning = ends_in_thought(prompt, plen);
+    po.in_reasoning = g4_engine_ends_in_thought(prompt, plen);
     free(prompt);
     if (n < 0) return -1;
     out->n_prompt = n;
