@@ -451,6 +451,64 @@ TEST(no_dead_ends_and_mask_agrees) {
     free(allowed);
 }
 
+/* Greedy decoding of a tiny Gemma 4 (random weights, its own small
+ * vocabulary) through a session: the answer is still valid JSON. */
+TEST(session_greedy_tiny_model) {
+    const char *sh = getenv("G4_SHARED");
+    char path[512], err[256];
+    snprintf(path, sizeof path, "%s/testdata/gemma4-ref/gemma4-e.gguf", sh ? sh : "../shared");
+    gemma4c_model *m = gemma4c_model_open(path, err, sizeof err);
+    CHECKF(m != NULL, "%s", err);
+    if (!m) return;
+    gemma4c_context_params cp = gemma4c_context_default_params();
+    cp.n_ctx = 1024;
+    cp.n_threads = 1;
+    gemma4c_context *ctx = gemma4c_context_new(m, &cp, err, sizeof err);
+    gemma4c_session_params sp = gemma4c_session_default_params();
+    sp.sampling.temperature = 0;
+    sp.n_predict = 400;
+    sp.constrain = 1;
+    gemma4c_session *ss = ctx ? gemma4c_session_new(ctx, &sp, err, sizeof err) : NULL;
+    CHECKF(ss != NULL, "%s", err);
+    if (ss) {
+        const char *req = "{\"messages\":[{\"role\":\"user\",\"content\":\"Give me a person.\"}],"
+                          "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":"
+                          "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":8},"
+                          "\"age\":{\"type\":\"integer\"}},\"required\":[\"name\",\"age\"],\"additionalProperties\":false}}}}";
+        gemma4c_turn_result r;
+        int rc = gemma4c_session_turn(ss, req, strlen(req), NULL, NULL, &r, err, sizeof err);
+        CHECKF(rc == 0, "%s", err);
+        json_t *msg = rc == 0 ? json_loads(r.message, 0, NULL) : NULL;
+        const char *content = json_string_value(json_object_get(msg, "content"));
+        json_t *v = content ? json_loads(content, 0, NULL) : NULL;
+        CHECKF(v && json_is_string(json_object_get(v, "name")) && json_is_integer(json_object_get(v, "age")) &&
+                   r.finish == GEMMA4C_FINISH_STOP,
+               "finish %d message %s", r.finish, r.message ? r.message : "(null)");
+        json_decref(v);
+        json_decref(msg);
+        free(r.message);
+        /* required tool call */
+        req = "{\"messages\":[{\"role\":\"user\",\"content\":\"Weather?\"}],\"tool_choice\":\"required\","
+              "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":{\"type\":\"object\","
+              "\"properties\":{\"city\":{\"type\":\"string\",\"maxLength\":6}},\"required\":[\"city\"]}}}]}";
+        rc = gemma4c_session_turn(ss, req, strlen(req), NULL, NULL, &r, err, sizeof err);
+        CHECKF(rc == 0, "%s", err);
+        msg = rc == 0 ? json_loads(r.message, 0, NULL) : NULL;
+        json_t *fn = json_object_get(json_array_get(json_object_get(msg, "tool_calls"), 0), "function");
+        const char *args = json_string_value(json_object_get(fn, "arguments"));
+        v = args ? json_loads(args, 0, NULL) : NULL;
+        CHECKF(v && json_is_string(json_object_get(v, "city")) &&
+                   !strcmp(json_string_value(json_object_get(fn, "name")), "get_weather"),
+               "message %s", r.message ? r.message : "(null)");
+        json_decref(v);
+        json_decref(msg);
+        free(r.message);
+    }
+    gemma4c_session_free(ss);
+    gemma4c_context_free(ctx);
+    gemma4c_model_free(m);
+}
+
 int main(void) {
     const char *d = getenv("G4_CONSTRAIN_DUMP");
     if (d) dump = fopen(d, "w");
@@ -461,6 +519,7 @@ int main(void) {
     RUN(random_json_object_mode);
     RUN(random_tool_calls);
     RUN(no_dead_ends_and_mask_agrees);
+    RUN(session_greedy_tiny_model);
     if (dump) fclose(dump);
     gemma4c_token_index_free(tix);
     gemma4c_tokenizer_free(tok);
