@@ -264,6 +264,59 @@ int32_t gemma4c_sampler_sample(gemma4c_sampler *s, const float *logits, int n_vo
 void gemma4c_sampler_accept(gemma4c_sampler *s, int32_t token);
 void gemma4c_sampler_reset(gemma4c_sampler *s);
 
+/* ---- constrained decoding ----------------------------------------------------- */
+
+/* A token index: every token's text in a byte trie, built once per
+ * tokenizer (a fraction of a second for the real vocabulary), immutable,
+ * shared by any number of constraints and threads. It must not outlive its
+ * tokenizer. */
+typedef struct gemma4c_token_index gemma4c_token_index;
+gemma4c_token_index *gemma4c_token_index_new(const gemma4c_tokenizer *t, char *err, size_t errlen);
+void gemma4c_token_index_free(gemma4c_token_index *x);
+
+enum gemma4c_constraint_mode {
+    GEMMA4C_CONSTRAIN_JSON_OBJECT = 1,  /* the answer is any JSON object */
+    GEMMA4C_CONSTRAIN_JSON_SCHEMA = 2,  /* the answer is JSON valid for schema */
+    GEMMA4C_CONSTRAIN_TOOLS = 3,        /* Gemma 4 tool calls: declared names, arguments valid for
+                                           their parameter schemas; text and thoughts free */
+};
+
+typedef struct gemma4c_constraint_params {
+    int mode;                  /* enum gemma4c_constraint_mode */
+    const char *schema;        /* JSON_SCHEMA: JSON Schema text (the subset structured outputs
+                                  accept: types, properties, required, enum, const, anyOf,
+                                  items, min/maxItems, min/maxLength, additionalProperties,
+                                  $defs/$ref) */
+    const char *tools;         /* TOOLS: OpenAI tools array text */
+    const char *tool_choice;   /* TOOLS: "auto" (NULL), "required", "none", a tool name or
+                                  {"type":"function","function":{"name":...}} */
+    int thinking;              /* 0: no thought block; 1: an optional leading
+                                  <|channel>thought...<channel|>; 2: output starts inside one */
+} gemma4c_constraint_params;
+
+/* At each step only tokens that keep the output a valid prefix are allowed;
+ * once the value (or, with tools, the turn) is complete the end-of-generation
+ * tokens are allowed too. Never a dead end: some token is always allowed
+ * until an end token was accepted. Numbers are written with at most 15
+ * digits before and after the point; JSON allows one space after ':' and ','.
+ * Errors name the schema field as a JSON pointer. */
+typedef struct gemma4c_constraint gemma4c_constraint;
+gemma4c_constraint *gemma4c_constraint_new(const gemma4c_token_index *x, const gemma4c_constraint_params *p,
+                                           char *err, size_t errlen);
+void gemma4c_constraint_free(gemma4c_constraint *c);
+/* Back to the start. */
+void gemma4c_constraint_reset(gemma4c_constraint *c);
+/* Set the logits of disallowed tokens to -INFINITY (n_vocab may exceed the
+ * index's vocabulary: the extra ids are disallowed). Returns the number of
+ * allowed tokens (0 only after an end token). */
+int gemma4c_constraint_apply(gemma4c_constraint *c, float *logits, int n_vocab);
+/* The allowed set as bytes (1 = allowed), n_vocab of them; returns the count. */
+int gemma4c_constraint_mask(gemma4c_constraint *c, uint8_t *allowed, int n_vocab);
+/* Advance by the chosen token: 0, or -1 if it was not allowed (state unchanged). */
+int gemma4c_constraint_accept(gemma4c_constraint *c, int32_t token);
+/* 1 when the output so far is complete (an end token may follow or came). */
+int gemma4c_constraint_done(const gemma4c_constraint *c);
+
 /* ---- generation -------------------------------------------------------------- */
 
 /* Why a generation ended. */
@@ -283,6 +336,9 @@ typedef struct gemma4c_generate_params {
      * nonzero ends the generation (FINISH_CANCEL). May be NULL. */
     int (*cancel)(void *user);
     void *user;
+    /* Optional: only tokens it allows are sampled, and each is accepted by
+     * it. Its state carries over (reset it for a new output). */
+    gemma4c_constraint *constraint;
 } gemma4c_generate_params;
 
 /* Decode from the logits the last eval left (evaluate the prompt first):
@@ -401,6 +457,11 @@ typedef struct gemma4c_session_params {
      * nonzero ends the answer with FINISH_CANCEL. May be NULL. */
     int (*cancel)(void *user);
     void *cancel_user;
+    /* Constrained decoding from the request (off when 0): "response_format"
+     * {"type":"json_object"} or {"type":"json_schema","json_schema":{"schema":...}}
+     * (or Ollama's "format": "json" / a schema), and "tools" with
+     * "tool_choice" (auto, required, none, named). */
+    int constrain;
 } gemma4c_session_params;
 
 /* n_predict 1024, the model's family, options from the request, Gemma's sampling. */

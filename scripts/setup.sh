@@ -33,8 +33,9 @@ if [ "$(dpkg --print-architecture)" = amd64 ]; then
         $SUDO apt-get install -y -qq $missing >/dev/null
     fi
 fi
-# Reference JS tokenizer for the tokenizer comparison tests (pinned by the lock file).
-if [ ! -d tests/js/node_modules/@lenml/tokenizers ]; then
+# Reference JS tokenizer for the tokenizer comparison tests and ajv for the
+# constrained-decoding tests (pinned by the lock file).
+if [ ! -d tests/js/node_modules/@lenml/tokenizers ] || [ ! -d tests/js/node_modules/ajv ]; then
     echo "setup: npm ci (tests/js)"
     npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 fi

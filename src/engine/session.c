@@ -24,6 +24,7 @@ struct gemma4c_session {
     int family;
     int32_t *cached;       /* ids currently in the context, in order */
     int n_cached, cap_cached;
+    gemma4c_token_index *tix;   /* built on the first constrained turn */
 };
 
 gemma4c_session_params gemma4c_session_default_params(void) {
@@ -55,6 +56,7 @@ gemma4c_session *gemma4c_session_new(gemma4c_context *c, const gemma4c_session_p
 void gemma4c_session_free(gemma4c_session *s) {
     if (!s) return;
     gemma4c_sampler_free(s->s);
+    gemma4c_token_index_free(s->tix);
     free(s->cached);
     free(s);
 }
@@ -132,6 +134,49 @@ int g4_engine_ends_in_thought(const char *prompt, size_t len) {
     return len >= n && !memcmp(prompt + len - n, tail, n);
 }
 
+/* The request's output constraint (response_format / format, or tools with
+ * tool_choice), NULL when it asks for none; *failed on a bad one. */
+static gemma4c_constraint *turn_constraint(gemma4c_session *s, json_t *req, int thinking, int *failed, char *err,
+                                           size_t errlen) {
+    *failed = 0;
+    if (!s->p.constrain || !req || !json_is_object(req)) return NULL;
+    gemma4c_constraint_params cp = { 0 };
+    cp.thinking = thinking;
+    char *schema = NULL, *tools = NULL, *choice = NULL;
+    json_t *rf = json_object_get(req, "response_format"), *fmt = json_object_get(req, "format");
+    json_t *tl = json_object_get(req, "tools"), *tc = json_object_get(req, "tool_choice");
+    const char *rft = json_string_value(json_object_get(rf, "type"));
+    if (rft && !strcmp(rft, "json_object")) cp.mode = GEMMA4C_CONSTRAIN_JSON_OBJECT;
+    else if (rft && !strcmp(rft, "json_schema")) {
+        json_t *sc = json_object_get(json_object_get(rf, "json_schema"), "schema");
+        cp.mode = GEMMA4C_CONSTRAIN_JSON_SCHEMA;
+        schema = sc ? json_dumps(sc, JSON_COMPACT) : NULL;
+        if (!schema) { set_err(err, errlen, "response_format: json_schema needs a schema"); *failed = 1; return NULL; }
+    } else if (json_is_string(fmt) && !strcmp(json_string_value(fmt), "json")) {
+        cp.mode = GEMMA4C_CONSTRAIN_JSON_OBJECT;
+    } else if (json_is_object(fmt)) {
+        cp.mode = GEMMA4C_CONSTRAIN_JSON_SCHEMA;
+        schema = json_dumps(fmt, JSON_COMPACT);
+    } else if (json_is_array(tl) && json_array_size(tl)) {
+        cp.mode = GEMMA4C_CONSTRAIN_TOOLS;
+        tools = json_dumps(tl, JSON_COMPACT);
+        choice = json_is_string(tc) ? strdup(json_string_value(tc)) : tc ? json_dumps(tc, JSON_COMPACT) : NULL;
+    } else {
+        return NULL;
+    }
+    cp.schema = schema;
+    cp.tools = tools;
+    cp.tool_choice = choice;
+    gemma4c_constraint *c = NULL;
+    if (!s->tix) s->tix = gemma4c_token_index_new(gemma4c_model_tokenizer(s->m), err, errlen);
+    if (s->tix) c = gemma4c_constraint_new(s->tix, &cp, err, errlen);
+    free(schema);
+    free(tools);
+    free(choice);
+    *failed = !c;
+    return c;
+}
+
 int gemma4c_session_turn(gemma4c_session *s, const char *request_json, size_t rlen, gemma4c_delta_fn on_delta,
                          void *user, gemma4c_turn_result *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
@@ -145,17 +190,22 @@ int gemma4c_session_turn(gemma4c_session *s, const char *request_json, size_t rl
     char *prompt = NULL;
     if (!req) snprintf(msg, sizeof msg, "%d:%d: %s", je.line, je.column, je.text);
     else prompt = g4_engine_render(s->family, req, &co, &plen, msg, sizeof msg);
-    json_decref(req);
     if (!prompt) {
+        json_decref(req);
         if (err && errlen) snprintf(err, errlen, "chat format: %s", msg);
         return -1;
     }
+    int cfailed;
+    gemma4c_constraint *cons = turn_constraint(s, req, ends_in_thought(prompt, plen) ? 2 : strstr(prompt, "<|think|>") ? 1 : 0,
+                                               &cfailed, err, errlen);
+    json_decref(req);
+    if (cfailed) { free(prompt); return -1; }
     int32_t *ids = NULL;
     int n = gemma4c_tokenize(s->m, prompt, plen, 0, 1, &ids, err, errlen);
     gemma4c_parse_options po = { 0 };
     po.in_reasoning = g4_engine_ends_in_thought(prompt, plen);
     free(prompt);
-    if (n < 0) return -1;
+    if (n < 0) { gemma4c_constraint_free(cons); return -1; }
     out->n_prompt = n;
     /* the answer may use what the context has left, up to n_predict */
     int n_gen = gemma4c_n_ctx(s->c) - n;
@@ -163,23 +213,26 @@ int gemma4c_session_turn(gemma4c_session *s, const char *request_json, size_t rl
         if (err && errlen)
             snprintf(err, errlen, "the conversation (%d tokens) fills the context (%d)", n, gemma4c_n_ctx(s->c));
         free(ids);
+        gemma4c_constraint_free(cons);
         return GEMMA4C_ERR_CONTEXT_FULL;
     }
     if (s->p.n_predict > 0 && n_gen > s->p.n_predict) n_gen = s->p.n_predict;
     int reused = feed_prompt(s, ids, n, err, errlen);
     free(ids);
-    if (reused < 0) return -1;
+    if (reused < 0) { gemma4c_constraint_free(cons); return -1; }
     out->n_reused = reused;
     turn_state ts = { s, gemma4c_detok_new(s->m, 1), gemma4c_chat_parser_new(&po, on_delta, user), 0, 0, 0 };
     if (!ts.parser || !ts.dt) {
         set_err(err, errlen, "out of memory");
         gemma4c_chat_parser_free(ts.parser);
         gemma4c_detok_free(ts.dt);
+        gemma4c_constraint_free(cons);
         return -1;
     }
     gemma4c_sampler_reset(s->s);
-    gemma4c_generate_params gp = { n_gen, 1, on_token, on_cancel, &ts };
+    gemma4c_generate_params gp = { n_gen, 1, on_token, on_cancel, &ts, cons };
     int fin = gemma4c_generate(s->c, s->s, &gp, err, errlen);
+    gemma4c_constraint_free(cons);
     /* the loop leaves the last token unevaluated; a later turn reuses it */
     if (fin == GEMMA4C_FINISH_LENGTH && !ts.cache_broken && s->n_cached > gemma4c_n_past(s->c) &&
         gemma4c_eval(s->c, &s->cached[s->n_cached - 1], 1, 0, err, errlen))
