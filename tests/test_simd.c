@@ -214,17 +214,20 @@ TEST(vec_dot_and_gemm_match_reference) {
                 bad += check_problem(&q, &ref, &simd, level);
                 problem_free(&p);
             }
-            /* every tile shape with tails: nr, nc in 1..9 */
+            /* every tile shape with tails: nr in 1..9, nc in 1..9 and the
+             * wide single-row tiles of batched decode (8, 16 tokens + tails) */
             problem p;
-            problem_make(&p, type, 3 * unit, 9, 9, 1);
+            problem_make(&p, type, 3 * unit, 9, 19, 1);
+            static const int NCS[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17, 19 };
             for (int nr = 1; nr <= 9; nr++)
-                for (int nc = 1; nc <= 9; nc++) {
+                for (size_t ci = 0; ci < sizeof NCS / sizeof NCS[0]; ci++) {
+                    int nc = NCS[ci];
                     problem q = p;
                     q.nr = nr; q.nc = nc;
                     /* absum is [nc][9]: view it through a copy with nr rows */
                     double *ab = malloc((size_t)nr * (size_t)nc * sizeof *ab);
                     for (int c = 0; c < nc; c++)
-                        for (int r = 0; r < nr; r++) ab[c * nr + r] = p.absum[c * 9 + r];
+                        for (int r = 0; r < nr; r++) ab[c * nr + r] = p.absum[c * 9 + r];   /* [nc][9] */
                     q.absum = ab;
                     bad += check_problem(&q, &ref, &simd, level);
                     free(ab);

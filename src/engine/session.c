@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "arch/markers.h"
 #include "engine/engine.h"
 #include "gemma4c.h"
 
@@ -196,7 +197,7 @@ int gemma4c_session_turn(gemma4c_session *s, const char *request_json, size_t rl
         return -1;
     }
     int cfailed;
-    gemma4c_constraint *cons = turn_constraint(s, req, ends_in_thought(prompt, plen) ? 2 : strstr(prompt, "<|think|>") ? 1 : 0,
+    gemma4c_constraint *cons = turn_constraint(s, req, g4_engine_ends_in_thought(prompt, plen) ? 2 : strstr(prompt, G4_MK_THINK) ? 1 : 0,
                                                &cfailed, err, errlen);
     json_decref(req);
     if (cfailed) { free(prompt); return -1; }

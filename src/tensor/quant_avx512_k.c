@@ -305,22 +305,26 @@ static inline size_t bsize(int type) {
          : IS5(type) ? Q5_K_SIZE : Q4_K_SIZE;
 }
 
-/* R x C tile over nb blocks: y[c*ys + r]; tokens in pairs (C even) or C == 1. */
+_Static_assert(RT * CT >= 16, "a single row takes up to 16 tokens in one tile");
+/* R x C tile over nb blocks: y[c*ys + r]; tokens in pairs (C even) or C == 1.
+ * R * C <= RT * CT: a single row may take up to 16 tokens (batched decode of
+ * several sequences: each block unpacked once for all of them). */
 INL void tile(const int type, const int R, const int C, int64_t nb, const uint8_t *w, size_t ws,
               const uint8_t *x, size_t xs, float *y, size_t ys) {
     const size_t bsz = bsize(type);
     const int CP = C == 1 ? 1 : C / 2;
-    __m512 acc[RT][CT / 2];
-    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < CP; c++) acc[r][c] = _mm512_setzero_ps();
+    __m512 acc[RT * CT / 2];
+#define ACC(r, c) acc[(r) * CP + (c)]
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < CP; c++) ACC(r, c) = _mm512_setzero_ps();
     if (C == 1) {
         const size_t xbs = xs ? xs : Q8_K_SIZE; /* C == 1: xs is the block stride (0: Q8_K) */
         for (int64_t ib = 0; ib < nb; ib++)
             UNROLL for (int r = 0; r < R; r++) {
                 kblk b0;
                 unpack(type, w + (size_t)r * ws + (size_t)ib * bsz, &b0);
-                acc[r][0] = block_dot(type, &b0, x + (size_t)ib * xbs, acc[r][0]);
+                ACC(r, 0) = block_dot(type, &b0, x + (size_t)ib * xbs, ACC(r, 0));
             }
-        UNROLL for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(acc[r][0]);
+        UNROLL for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(ACC(r, 0));
         return;
     }
     for (int64_t ib = 0; ib < nb; ib++) {
@@ -329,15 +333,16 @@ INL void tile(const int type, const int R, const int C, int64_t nb, const uint8_
             unpack(type, w + (size_t)r * ws + (size_t)ib * bsz, &b);
             UNROLL for (int c = 0; c < CP; c++) {
                 const uint8_t *xb = x + (size_t)(2 * c) * xs + (size_t)ib * Q8_K_SIZE;
-                acc[r][c] = pair_dot(type, &b, xb, xb + xs, acc[r][c]);
+                ACC(r, c) = pair_dot(type, &b, xb, xb + xs, ACC(r, c));
             }
         }
     }
     const __mmask16 ma = DONLY(type) ? 0x00FF : 0x0F0F;
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < CP; c++) {
-        y[(size_t)(2 * c) * ys + (size_t)r] = _mm512_mask_reduce_add_ps(ma, acc[r][c]);
-        y[(size_t)(2 * c + 1) * ys + (size_t)r] = _mm512_mask_reduce_add_ps((__mmask16)~ma, acc[r][c]);
+        y[(size_t)(2 * c) * ys + (size_t)r] = _mm512_mask_reduce_add_ps(ma, ACC(r, c));
+        y[(size_t)(2 * c + 1) * ys + (size_t)r] = _mm512_mask_reduce_add_ps((__mmask16)~ma, ACC(r, c));
     }
+#undef ACC
 }
 
 /* Decode copy of Q8_K blocks for K4R/K5R: qs in the order
@@ -564,6 +569,10 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
     }
     for (; r0 < nr; r0++) {
         int c0 = 0;
+        for (; c0 + 16 <= nc; c0 += 16)
+            tile(type, 1, 16, nb, w + (size_t)r0 * ws, ws, x + (size_t)c0 * xs, xs, y + (size_t)c0 * ys + r0, ys);
+        for (; c0 + 8 <= nc; c0 += 8)
+            tile(type, 1, 8, nb, w + (size_t)r0 * ws, ws, x + (size_t)c0 * xs, xs, y + (size_t)c0 * ys + r0, ys);
         for (; c0 + CT <= nc; c0 += CT)
             tile(type, 1, CT, nb, w + (size_t)r0 * ws, ws, x + (size_t)c0 * xs, xs, y + (size_t)c0 * ys + r0, ys);
         for (; c0 + 2 <= nc; c0 += 2)
