@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "constrain/constrain.h"
+#include "engine/engine.h"
 #include "gemma4c.h"
 #include "text/tokenizer.h"
 
@@ -129,4 +132,71 @@ int gemma4c_constraint_done(const gemma4c_constraint *c) {
     if (g4_astate_done(c->g, c->cur)) return 1;
     return c->cur->nt == 1 && c->cur->nf == 1 &&
            ((c->g->tools && c->cur->f[0].st == 3) || (!c->g->tools && c->cur->f[0].st == 2));
+}
+
+/* ---- the constraint a request asks for (sessions and the scheduler) ------- */
+
+const gemma4c_token_index *g4_engine_token_index(const gemma4c_model *cm, char *err, size_t errlen) {
+    /* a cache filled once under its lock: the model stays logically const */
+    gemma4c_model *m = (gemma4c_model *)cm;
+    pthread_mutex_lock(&m->tix_mu);
+    if (!m->tix) m->tix = gemma4c_token_index_new(gemma4c_model_tokenizer(m), err, errlen);
+    const gemma4c_token_index *x = m->tix;
+    pthread_mutex_unlock(&m->tix_mu);
+    return x;
+}
+
+gemma4c_constraint *g4_engine_request_constraint(const gemma4c_model *m, const json_t *req, int thinking, int *failed,
+                                                 char *err, size_t errlen) {
+    *failed = 0;
+    if (!req || !json_is_object(req)) return NULL;
+    gemma4c_constraint_params cp = { 0 };
+    cp.thinking = thinking;
+    char *schema = NULL, *tools = NULL, *choice = NULL;
+    json_t *rf = json_object_get(req, "response_format"), *fmt = json_object_get(req, "format");
+    json_t *tl = json_object_get(req, "tools"), *tc = json_object_get(req, "tool_choice");
+    const char *rft = json_string_value(json_object_get(rf, "type"));
+    if (rf && !json_is_null(rf) && (!json_is_object(rf) || !rft)) {
+        if (err && errlen) snprintf(err, errlen, "response_format: expected an object with a \"type\"");
+        *failed = 1;
+        return NULL;
+    }
+    if (rft && !strcmp(rft, "json_object")) {
+        cp.mode = GEMMA4C_CONSTRAIN_JSON_OBJECT;
+    } else if (rft && !strcmp(rft, "json_schema")) {
+        json_t *sc = json_object_get(json_object_get(rf, "json_schema"), "schema");
+        cp.mode = GEMMA4C_CONSTRAIN_JSON_SCHEMA;
+        schema = sc ? json_dumps(sc, JSON_COMPACT) : NULL;
+        if (!schema) {
+            if (err && errlen) snprintf(err, errlen, "response_format: json_schema needs a \"schema\"");
+            *failed = 1;
+            return NULL;
+        }
+    } else if (rft && strcmp(rft, "text")) {
+        if (err && errlen) snprintf(err, errlen, "response_format: unknown type (expected text, json_object or json_schema)");
+        *failed = 1;
+        return NULL;
+    } else if (json_is_string(fmt) && !strcmp(json_string_value(fmt), "json")) {
+        cp.mode = GEMMA4C_CONSTRAIN_JSON_OBJECT;
+    } else if (json_is_object(fmt)) {
+        cp.mode = GEMMA4C_CONSTRAIN_JSON_SCHEMA;
+        schema = json_dumps(fmt, JSON_COMPACT);
+    } else if (json_is_array(tl) && json_array_size(tl)) {
+        cp.mode = GEMMA4C_CONSTRAIN_TOOLS;
+        tools = json_dumps(tl, JSON_COMPACT);
+        choice = json_is_string(tc) ? strdup(json_string_value(tc)) : tc ? json_dumps(tc, JSON_COMPACT) : NULL;
+    } else {
+        return NULL;
+    }
+    cp.schema = schema;
+    cp.tools = tools;
+    cp.tool_choice = choice;
+    gemma4c_constraint *c = NULL;
+    const gemma4c_token_index *x = g4_engine_token_index(m, err, errlen);
+    if (x) c = gemma4c_constraint_new(x, &cp, err, errlen);
+    free(schema);
+    free(tools);
+    free(choice);
+    *failed = !c;
+    return c;
 }

@@ -21,6 +21,7 @@ static void copy_err(char *dst, size_t len, const g4_error *e) {
 gemma4c_model *gemma4c_model_open(const char *path, char *err, size_t errlen) {
     g4_error e = { { 0 } };
     gemma4c_model *m = calloc(1, sizeof *m);
+    if (m) pthread_mutex_init(&m->tix_mu, NULL);
     if (!m) { copy_err(err, errlen, &(g4_error){ "out of memory" }); return NULL; }
     struct stat st;
     g4_gguf_file *f = NULL;
@@ -45,6 +46,8 @@ fail:
 
 void gemma4c_model_free(gemma4c_model *m) {
     if (!m) return;
+    gemma4c_token_index_free(m->tix);
+    pthread_mutex_destroy(&m->tix_mu);
     g4_tokenizer_free(m->tok);
     free(m->tok_err);
     free(m->chat_template);

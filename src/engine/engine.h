@@ -7,6 +7,8 @@
 #include "model/kv.h"
 #include "model/model.h"
 
+#include <pthread.h>
+
 #include "text/tokenizer.h"
 #include "gemma4c.h"
 
@@ -16,7 +18,23 @@ struct gemma4c_model {
     char *tok_err;       /* why not, for the error of text functions */
     char *chat_template;
     int chat_family;     /* enum gemma4c_chat_family, never UNKNOWN */
+    /* the token index of constrained decoding: built on first use (~0.1 s
+     * and tens of MB for the real vocabulary), then shared read-only */
+    gemma4c_token_index *tix;
+    pthread_mutex_t tix_mu;
 };
+
+/* The model's token index, built on first use (thread-safe), or NULL + err. */
+const gemma4c_token_index *g4_engine_token_index(const gemma4c_model *m, char *err, size_t errlen);
+
+/* The constraint an OpenAI/Ollama-style request asks for: response_format
+ * json_object / json_schema, Ollama's format, or tools + tool_choice.
+ * thinking: 0 none, 1 an optional leading thought, 2 the output starts inside
+ * one. NULL with *failed = 0: the request asks for none; NULL with
+ * *failed = 1: an error (err says which field). */
+struct json_t;
+gemma4c_constraint *g4_engine_request_constraint(const gemma4c_model *m, const struct json_t *req, int thinking,
+                                                 int *failed, char *err, size_t errlen);
 
 struct gemma4c_context {
     gemma4c_model *model;

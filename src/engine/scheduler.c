@@ -20,6 +20,7 @@
 
 #include <jansson.h>
 
+#include "arch/markers.h"
 #include "engine/engine.h"
 #include "gemma4c.h"
 
@@ -56,6 +57,7 @@ typedef struct request {
     gemma4c_sampler *smp;
     gemma4c_detok *dt;
     gemma4c_chat_parser *parser;
+    gemma4c_constraint *cons;  /* response_format / tools, or NULL */
     char *hold;                /* output held back while it may start a stop string */
     size_t hold_len, hold_cap;
     int failed;                /* out of memory in the parser */
@@ -108,6 +110,7 @@ static void request_free(request *r) {
     gemma4c_sampler_free(r->smp);
     gemma4c_detok_free(r->dt);
     gemma4c_chat_parser_free(r->parser);
+    gemma4c_constraint_free(r->cons);
     free(r->hold);
     free(r);
 }
@@ -309,6 +312,10 @@ static request *make_request(gemma4c_scheduler *s, const char *text, size_t len,
     char *prompt = g4_engine_render(family, req, &co, &plen, msg, sizeof msg);
     if (!prompt) { set_err(err, errlen, "chat format: %s", msg); goto fail; }
     r->in_reasoning = g4_engine_ends_in_thought(prompt, plen);
+    int cfailed = 0;
+    r->cons = g4_engine_request_constraint(s->m, req, r->in_reasoning ? 2 : strstr(prompt, G4_MK_THINK) ? 1 : 0,
+                                           &cfailed, err, errlen);
+    if (cfailed) { free(prompt); goto fail; }
     r->n_prompt = gemma4c_tokenize(s->m, prompt, plen, 0, 1, &r->ids, err, errlen);
     free(prompt);
     if (r->n_prompt < 0) goto fail;
@@ -622,12 +629,16 @@ static void admit(gemma4c_scheduler *s, request **gone, request **admitted) {
 static int advance(gemma4c_scheduler *s, int seq, const float *logits) {
     request *r = s->slot[seq];
     int V = gemma4c_n_vocab(s->c);
-    /* CONSTRAINT HOOK: a per-request constraint (JSON schema, tool-call
-     * grammar) masks the logits here, before sampling: copy them into
-     * s->masked, set the tokens it forbids to -INFINITY, sample from the
-     * copy, and advance the constraint with the chosen token below. */
+    /* a constraint (JSON schema, tool calls) masks a copy of the logits; it
+     * allows an end of turn only where the value is complete */
+    if (r->cons) {
+        memcpy(s->masked, logits, (size_t)V * sizeof *logits);
+        if (gemma4c_constraint_apply(r->cons, s->masked, V) <= 0) return GEMMA4C_FINISH_ERROR;
+        logits = s->masked;
+    }
     int32_t t = gemma4c_sampler_sample(r->smp, logits, V);
     gemma4c_sampler_accept(r->smp, t);
+    if (r->cons && gemma4c_constraint_accept(r->cons, t)) return GEMMA4C_FINISH_ERROR;
     r->n_gen++;
     if (gemma4c_is_eog(s->m, t)) return GEMMA4C_FINISH_STOP;
     size_t len;

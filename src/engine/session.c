@@ -25,7 +25,6 @@ struct gemma4c_session {
     int family;
     int32_t *cached;       /* ids currently in the context, in order */
     int n_cached, cap_cached;
-    gemma4c_token_index *tix;   /* built on the first constrained turn */
 };
 
 gemma4c_session_params gemma4c_session_default_params(void) {
@@ -57,7 +56,6 @@ gemma4c_session *gemma4c_session_new(gemma4c_context *c, const gemma4c_session_p
 void gemma4c_session_free(gemma4c_session *s) {
     if (!s) return;
     gemma4c_sampler_free(s->s);
-    gemma4c_token_index_free(s->tix);
     free(s->cached);
     free(s);
 }
@@ -140,42 +138,8 @@ int g4_engine_ends_in_thought(const char *prompt, size_t len) {
 static gemma4c_constraint *turn_constraint(gemma4c_session *s, json_t *req, int thinking, int *failed, char *err,
                                            size_t errlen) {
     *failed = 0;
-    if (!s->p.constrain || !req || !json_is_object(req)) return NULL;
-    gemma4c_constraint_params cp = { 0 };
-    cp.thinking = thinking;
-    char *schema = NULL, *tools = NULL, *choice = NULL;
-    json_t *rf = json_object_get(req, "response_format"), *fmt = json_object_get(req, "format");
-    json_t *tl = json_object_get(req, "tools"), *tc = json_object_get(req, "tool_choice");
-    const char *rft = json_string_value(json_object_get(rf, "type"));
-    if (rft && !strcmp(rft, "json_object")) cp.mode = GEMMA4C_CONSTRAIN_JSON_OBJECT;
-    else if (rft && !strcmp(rft, "json_schema")) {
-        json_t *sc = json_object_get(json_object_get(rf, "json_schema"), "schema");
-        cp.mode = GEMMA4C_CONSTRAIN_JSON_SCHEMA;
-        schema = sc ? json_dumps(sc, JSON_COMPACT) : NULL;
-        if (!schema) { set_err(err, errlen, "response_format: json_schema needs a schema"); *failed = 1; return NULL; }
-    } else if (json_is_string(fmt) && !strcmp(json_string_value(fmt), "json")) {
-        cp.mode = GEMMA4C_CONSTRAIN_JSON_OBJECT;
-    } else if (json_is_object(fmt)) {
-        cp.mode = GEMMA4C_CONSTRAIN_JSON_SCHEMA;
-        schema = json_dumps(fmt, JSON_COMPACT);
-    } else if (json_is_array(tl) && json_array_size(tl)) {
-        cp.mode = GEMMA4C_CONSTRAIN_TOOLS;
-        tools = json_dumps(tl, JSON_COMPACT);
-        choice = json_is_string(tc) ? strdup(json_string_value(tc)) : tc ? json_dumps(tc, JSON_COMPACT) : NULL;
-    } else {
-        return NULL;
-    }
-    cp.schema = schema;
-    cp.tools = tools;
-    cp.tool_choice = choice;
-    gemma4c_constraint *c = NULL;
-    if (!s->tix) s->tix = gemma4c_token_index_new(gemma4c_model_tokenizer(s->m), err, errlen);
-    if (s->tix) c = gemma4c_constraint_new(s->tix, &cp, err, errlen);
-    free(schema);
-    free(tools);
-    free(choice);
-    *failed = !c;
-    return c;
+    if (!s->p.constrain) return NULL;
+    return g4_engine_request_constraint(s->m, req, thinking, failed, err, errlen);
 }
 
 int gemma4c_session_turn(gemma4c_session *s, const char *request_json, size_t rlen, gemma4c_delta_fn on_delta,
