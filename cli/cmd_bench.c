@@ -122,7 +122,7 @@ static int bench_parallel(gemma4c_model *m, const char *model, const int *list, 
     gemma4c_model_get_info(m, &info);
     char err[600];
     if (tg < 1) tg = 1;
-    double agg[64], per[64], roof[64];
+    double agg[64], per[64], roof[64], rss[64], plan_b[64];
     const char *limit[64];
     double *t = malloc((size_t)reps * sizeof *t);
     int rc = 0;
@@ -135,6 +135,7 @@ static int bench_parallel(gemma4c_model *m, const char *model, const int *list, 
         cp.n_threads = threads;
         cp.n_seq = N;
         cp.precision = exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
+        int hwm = reset_hwm() == 0;     /* peak RSS of this N alone (the weights stay mapped) */
         gemma4c_context *c = gemma4c_context_new(m, &cp, err, sizeof err);
         int32_t *tok = malloc((size_t)(N + depth + 1) * sizeof *tok), *seq = malloc((size_t)N * sizeof *seq);
         int8_t *keep = malloc((size_t)N);
@@ -180,12 +181,17 @@ static int bench_parallel(gemma4c_model *m, const char *model, const int *list, 
             wbytes /= tg; kv /= tg; flops /= tg;
             double peak = (!exact && i8 > 0) ? i8 : f32;
             double t_mem = (wbytes + N * kv) / (bw * 1e9), t_cmp = N * flops / (peak * 1e9);
+            gemma4c_memory_plan pl;
+            gemma4c_memory_plan_params(m, &cp, &pl);
+            plan_b[li] = (double)pl.total_bytes;
+            rss[li] = hwm ? vm_hwm() : -1;
             agg[li] = step * N;
             per[li] = step;
             roof[li] = N / (t_mem > t_cmp ? t_mem : t_cmp);
             limit[li] = t_mem > t_cmp ? "bandwidth" : (!exact && i8 > 0) ? "int8 peak" : "f32 peak";
-            fprintf(log, "  parallel %2d: %8.2f t/s aggregate, %7.2f t/s per stream, roofline %.1f t/s (%s): %.0f%%\n",
-                    N, agg[li], per[li], roof[li], limit[li], 100 * agg[li] / roof[li]);
+            fprintf(log, "  parallel %2d: %8.2f t/s aggregate, %7.2f t/s per stream, roofline %.1f t/s (%s): %.0f%%; "
+                    "peak RSS %.1f MiB = %.1f%% of the plan\n", N, agg[li], per[li], roof[li], limit[li],
+                    100 * agg[li] / roof[li], rss[li] / 1048576.0, 100 * rss[li] / plan_b[li]);
         }
         free(tok);
         free(seq);
@@ -245,8 +251,9 @@ static int bench_parallel(gemma4c_model *m, const char *model, const int *list, 
                info.name, model, (unsigned long long)info.weight_bytes, threads, bw, f32, i8, tg, depth);
         for (int li = 0; li < n_list; li++)
             printf("%s{\"n\":%d,\"aggregate_tps\":%.3f,\"per_stream_tps\":%.3f,\"roofline_tps\":%.3f,"
-                   "\"roofline_pct\":%.1f,\"limit\":\"%s\"}", li ? "," : "", list[li], agg[li], per[li], roof[li],
-                   100 * agg[li] / roof[li], limit[li]);
+                   "\"roofline_pct\":%.1f,\"limit\":\"%s\",\"peak_rss_bytes\":%.0f,\"plan_bytes\":%.0f}",
+                   li ? "," : "", list[li], agg[li], per[li], roof[li], 100 * agg[li] / roof[li], limit[li], rss[li],
+                   plan_b[li]);
         printf("]");
         if (ttft_prefix > 0)
             printf(",\"ttft\":{\"prompt_tokens\":%d,\"cached_tokens\":%d,\"cold_ms\":%.3f,\"cached_ms\":%.3f}",

@@ -89,9 +89,10 @@ int gemma4c_memory_plan_params(const gemma4c_model *mm, const gemma4c_context_pa
     o->kv_bytes_per_token = kv.bytes_per_token_full;
     o->kv_bytes_swa = kv.bytes_swa * (uint64_t)n_seq;        /* a ring per sequence */
     o->kv_bytes = kv.bytes_per_token_full * (uint64_t)n_ctx + o->kv_bytes_swa;
-    /* scratch for n_threads = 1 plus one row of logits; threads add a few
-     * rows of n_in and n_ctx floats each */
-    o->scratch_bytes = g4_workspace_bytes(m, n_batch, 1) + (uint64_t)m->n_vocab * sizeof(float);
+    /* scratch for n_threads = 1 plus a row of logits per sequence (a decode
+     * step keeps one for each); threads add a few rows of n_in floats each */
+    o->scratch_bytes = g4_workspace_bytes(m, n_batch, 1) +
+                       (uint64_t)(p->n_seq > 1 ? p->n_seq : 1) * (uint64_t)m->n_vocab * sizeof(float);
     o->weight_resident_bytes = m->weight_bytes;
     if (m->n_ple) o->weight_resident_bytes -= m->ple_embd.row_bytes * (uint64_t)m->ple_embd.n_out;
     o->total_bytes = o->weight_resident_bytes + o->kv_bytes + o->scratch_bytes;
