@@ -13,9 +13,11 @@ CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter
               -Iinclude -Isrc -pthread
 CFLAGS  ?= $(OPT) -g
 LIBS    = -ljansson -ledit -lm -pthread
+# gemma4c serve's HTTP (server/http.c says why libmicrohttpd); the binary only
+SERVER_LIBS = -lmicrohttpd
 
 LIB_SRC  := $(sort $(wildcard src/*/*.c))
-CLI_SRC  := $(sort $(wildcard cli/*.c))
+CLI_SRC  := $(sort $(wildcard cli/*.c server/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 BENCH_SRC:= $(sort $(wildcard bench/bench_*.c))
 
@@ -41,7 +43,7 @@ $(BUILD)/libgemma4c.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/gemma4c: $(CLI_OBJ) $(BUILD)/libgemma4c.a
-	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libgemma4c.a $(LIBS)
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libgemma4c.a $(LIBS) $(SERVER_LIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libgemma4c.a
 	@mkdir -p $(dir $@)
@@ -86,4 +88,10 @@ demo: $(BUILD)/gemma4c
 	$(BUILD)/gemma4c info -m $(DEMO_MODEL) --ctx 4096
 	$(BUILD)/gemma4c run -m $(DEMO_MODEL) -p "Write a haiku about the sea." -n 48
 
-.PHONY: demo
+# The OpenAI-compatible server on the default model (http://127.0.0.1:8080/v1).
+serve: $(BUILD)/gemma4c
+	@mkdir -p $(dir $(DEMO_MODEL))
+	@[ -f $(DEMO_MODEL) ] || $(BUILD)/gemma4c synth --arch tiny -o $(DEMO_MODEL)
+	$(BUILD)/gemma4c serve -m $(DEMO_MODEL) $(SERVE_ARGS)
+
+.PHONY: demo serve

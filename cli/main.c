@@ -17,6 +17,7 @@ static const cli_command COMMANDS[] = {
     { "run",      "answer one message with the chat format (thinking, tools)", cmd_run },
     { "chat",     "interactive multi-turn chat", cmd_chat },
     { "batch",    "answer a JSONL file of chat requests, many at once (continuous batching)", cmd_batch },
+    { "serve",    "an OpenAI-compatible HTTP server (server/)", cmd_serve },
     { "bench",    "measure prompt and generation speed against the machine's limits", cmd_bench },
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])

@@ -498,7 +498,9 @@ int gemma4c_session_turn(gemma4c_session *s, const char *request_json, size_t le
  * OpenAI-style chat requests as JSON text ("messages", "tools", "temperature",
  * "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
  * "repeat_penalty", "seed", "max_tokens" / "max_completion_tokens", "stop",
- * "chat_template_kwargs": {"enable_thinking"}, "reasoning_effort"). Each is
+ * "chat_template_kwargs": {"enable_thinking"}, "reasoning_effort"; or, for a
+ * plain continuation, "prompt": text without "messages": BOS + the text,
+ * no chat format, the answer all content). Each is
  * rendered and tokenized when submitted, waits in a bounded FIFO queue for a
  * free sequence, has its prompt evaluated in chunks (at most n_batch tokens per
  * step, shared with one decode token of every running request, so a long

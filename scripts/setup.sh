@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what gemma4c needs on Debian 12 (run as root or with sudo):
-# the C toolchain and libraries it builds against, and what the tests use
+# the C toolchain and libraries it builds against (libmicrohttpd: gemma4c serve), and what the tests use
 # (clang for sanitizers and fuzzing, python3-jinja2/numpy for the reference
 # chat templates, the npm reference tokenizer).
 set -euo pipefail
@@ -9,7 +9,7 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 arch=$(dpkg --print-architecture)
-pkgs="build-essential clang libclang-rt-14-dev libjansson-dev libedit-dev python3-jinja2 python3-numpy"
+pkgs="build-essential clang libclang-rt-14-dev libjansson-dev libedit-dev libmicrohttpd-dev python3-jinja2 python3-numpy"
 missing=""
 # arch-qualified: with arm64 libraries also installed, a bare name is ambiguous
 for p in $pkgs; do dpkg -s "$p:$arch" >/dev/null 2>&1 || dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
@@ -34,8 +34,10 @@ if [ "$(dpkg --print-architecture)" = amd64 ]; then
     fi
 fi
 # Reference JS tokenizer for the tokenizer comparison tests and ajv for the
-# constrained-decoding tests (pinned by the lock file).
-if [ ! -d tests/js/node_modules/@lenml/tokenizers ] || [ ! -d tests/js/node_modules/ajv ]; then
+# constrained-decoding tests, the openai client for the server tests (pinned
+# by the lock file).
+if [ ! -d tests/js/node_modules/@lenml/tokenizers ] || [ ! -d tests/js/node_modules/ajv ] ||
+    [ ! -d tests/js/node_modules/openai ]; then
     echo "setup: npm ci (tests/js)"
     npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 fi

@@ -44,6 +44,9 @@ typedef struct request {
     int n_stop;
     size_t stop_max;           /* longest stop string */
     int in_reasoning;
+    int raw;                   /* "prompt" without "messages": plain continuation */
+    char *text;                /* raw: the answer so far (no chat parser) */
+    size_t text_len, text_cap;
     char *model;               /* "model" echoed in the result */
     int pages;                 /* KV pages reserved */
     int cancel;                /* set under the lock */
@@ -112,6 +115,7 @@ static void request_free(request *r) {
     gemma4c_chat_parser_free(r->parser);
     gemma4c_constraint_free(r->cons);
     free(r->hold);
+    free(r->text);
     free(r);
 }
 
@@ -309,15 +313,25 @@ static request *make_request(gemma4c_scheduler *s, const char *text, size_t len,
     }
     int family = s->p.family ? s->p.family : gemma4c_model_chat_family(s->m);
     size_t plen = 0;
-    char *prompt = g4_engine_render(family, req, &co, &plen, msg, sizeof msg);
-    if (!prompt) { set_err(err, errlen, "chat format: %s", msg); goto fail; }
-    r->in_reasoning = g4_engine_ends_in_thought(prompt, plen);
-    int cfailed = 0;
-    r->cons = g4_engine_request_constraint(s->m, req, r->in_reasoning ? 2 : strstr(prompt, G4_MK_THINK) ? 1 : 0,
-                                           &cfailed, err, errlen);
-    if (cfailed) { free(prompt); goto fail; }
-    r->n_prompt = gemma4c_tokenize(s->m, prompt, plen, 0, 1, &r->ids, err, errlen);
-    free(prompt);
+    json_t *pj = json_object_get(req, "prompt");
+    if (pj && !json_object_get(req, "messages")) {
+        /* raw continuation (/v1/completions): BOS + the text, control-token
+         * strings kept as text, no chat format, no parser, no constraint */
+        if (!json_is_string(pj)) { set_err(err, errlen, "request: \"prompt\" must be a string"); goto fail; }
+        r->raw = 1;
+        r->n_prompt = gemma4c_tokenize(s->m, json_string_value(pj), json_string_length(pj), 1, 0, &r->ids, err,
+                                       errlen);
+    } else {
+        char *prompt = g4_engine_render(family, req, &co, &plen, msg, sizeof msg);
+        if (!prompt) { set_err(err, errlen, "chat format: %s", msg); goto fail; }
+        r->in_reasoning = g4_engine_ends_in_thought(prompt, plen);
+        int cfailed = 0;
+        r->cons = g4_engine_request_constraint(s->m, req, r->in_reasoning ? 2 : strstr(prompt, G4_MK_THINK) ? 1 : 0,
+                                               &cfailed, err, errlen);
+        if (cfailed) { free(prompt); goto fail; }
+        r->n_prompt = gemma4c_tokenize(s->m, prompt, plen, 0, 1, &r->ids, err, errlen);
+        free(prompt);
+    }
     if (r->n_prompt < 0) goto fail;
     if (r->n_prompt >= s->n_ctx) {
         set_err(err, errlen, "the prompt has %d tokens; the context holds %d per request (prompt and answer)",
@@ -435,18 +449,41 @@ static size_t utf8_len(const unsigned char *p, size_t n) {
     return k;
 }
 
-/* To the parser, with bytes that are not UTF-8 (a model can emit any byte
+/* Raw mode: the text is all content, kept whole and streamed as is (the
+ * detokenizer gives whole characters). */
+static int feed_raw(request *r, const char *p, size_t n) {
+    if (!n) return 0;
+    if (r->text_len + n + 1 > r->text_cap) {
+        size_t cap = (r->text_len + n + 1) * 2;
+        char *t = realloc(r->text, cap);
+        if (!t) { r->failed = 1; return -1; }
+        r->text = t;
+        r->text_cap = cap;
+    }
+    memcpy(r->text + r->text_len, p, n);
+    r->text_len += n;
+    r->text[r->text_len] = 0;
+    gemma4c_delta d = { .kind = GEMMA4C_DELTA_CONTENT, .text = p, .len = n };
+    on_delta(r, &d);
+    return 0;
+}
+
+/* To the parser (or the raw text), with bytes that are not UTF-8 (a model can emit any byte
  * token) as U+FFFD: answers and deltas must stay valid JSON strings. */
+/* The parser's input, or raw mode's text. */
+static int sink(request *r, const char *p, size_t n) {
+    return r->raw ? feed_raw(r, p, n) : gemma4c_chat_parser_feed(r->parser, p, n);
+}
+
 static int feed(request *r, const char *p, size_t n) {
     size_t i = 0, run = 0;
     while (i < n) {
         size_t k = utf8_len((const unsigned char *)p + i, n - i);
         if (k) { i += k; continue; }
-        if (gemma4c_chat_parser_feed(r->parser, p + run, i - run) ||
-            gemma4c_chat_parser_feed(r->parser, "\xEF\xBF\xBD", 3)) { r->failed = 1; return -1; }
+        if (sink(r, p + run, i - run) || sink(r, "\xEF\xBF\xBD", 3)) { r->failed = 1; return -1; }
         run = ++i;
     }
-    if (i > run && gemma4c_chat_parser_feed(r->parser, p + run, i - run)) { r->failed = 1; return -1; }
+    if (i > run && sink(r, p + run, i - run)) { r->failed = 1; return -1; }
     return 0;
 }
 
@@ -511,7 +548,9 @@ static int complete(request *r, int finish) {
     if (!r->failed && r->parser && gemma4c_chat_parser_finish(r->parser)) r->failed = 1;
     char *msg = !r->failed && r->parser ? gemma4c_chat_parser_message(r->parser, 0) : NULL;
     json_t *mj = msg ? json_loads(msg, JSON_ALLOW_NUL, NULL) : NULL;
-    if (!r->parser && !r->failed) mj = json_pack("{s:s,s:n}", "role", "assistant", "content");
+    if (r->raw && !r->failed)
+            mj = json_pack("{s:s,s:s%}", "role", "assistant", "content", r->text ? r->text : "", r->text_len);
+    else if (!r->parser && !r->failed) mj = json_pack("{s:s,s:n}", "role", "assistant", "content");
     free(msg);
     if (!mj) { emit_error(r, "cannot encode the answer (out of memory or invalid UTF-8)"); return -1; }
     int tools = json_array_size(json_object_get(mj, "tool_calls")) > 0;
@@ -570,8 +609,8 @@ static int start(gemma4c_scheduler *s, request *r, int seq, char *err, size_t er
     r->dt = gemma4c_detok_new(s->m, 1);
     gemma4c_parse_options po = { 0 };
     po.in_reasoning = r->in_reasoning;
-    r->parser = gemma4c_chat_parser_new(&po, on_delta, r);
-    if (!r->smp || !r->dt || !r->parser) { set_err(err, errlen, "out of memory"); return -1; }
+    r->parser = r->raw ? NULL : gemma4c_chat_parser_new(&po, on_delta, r);
+    if (!r->smp || !r->dt || (!r->raw && !r->parser)) { set_err(err, errlen, "out of memory"); return -1; }
     int reused = 0;
 #if G4_SCHED_PREFIX
     if (s->p.n_prefix > 0) {
@@ -645,7 +684,7 @@ static int advance(gemma4c_scheduler *s, int seq, const float *logits) {
     const char *piece = gemma4c_detok_push(r->dt, t, &len);
     int stopped = push_text(r, piece, len);
     if (r->failed) return GEMMA4C_FINISH_ERROR;
-    if (stopped || gemma4c_chat_parser_stopped(r->parser)) return GEMMA4C_FINISH_STOP;
+    if (stopped || (r->parser && gemma4c_chat_parser_stopped(r->parser))) return GEMMA4C_FINISH_STOP;
     if (r->n_gen >= r->n_max) return GEMMA4C_FINISH_LENGTH;
     r->next_tok = t;
     r->state = ST_DECODE;

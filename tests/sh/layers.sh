@@ -35,8 +35,9 @@ TENSOR_ROWS='
 4 : kernels
 5 : matmul
 '
-# cli/ may include, in quotes, only gemma4c.h and its own headers; in angle
-# brackets anything that is not a header of src/ (libc, jansson, libedit).
+# cli/ and server/ (front ends) may include, in quotes, only gemma4c.h and
+# their own headers; in angle brackets anything that is not a header of src/
+# (libc, jansson, libedit; server/ also <microhttpd.h>).
 CLI=${LAYERS_CLI:-1}
 for a in "$@"; do
     case $a in
@@ -65,7 +66,7 @@ includes() {
 target() {
     local file=$1 d=$2 p=$3 dir=${1%/*} first=${3%%/*}
     if [ "$d" = '"' ] && [ -e "$dir/$p" ]; then
-        case $dir in src/*) first=${dir#src/}; T=${first%%/*} ;; cli) T=cli ;; *) T="?" ;; esac
+        case $dir in src/*) first=${dir#src/}; T=${first%%/*} ;; cli | server) case $p in */*) T="?" ;; *) T=$dir ;; esac ;; *) T="?" ;; esac
     elif [ "$p" != "$first" ] && { is_layer "$first" || [ -e "src/$p" ]; }; then T=$first
     elif [ -e "include/$p" ]; then T=public
     elif [ "$d" = '<' ]; then T=system
@@ -104,18 +105,21 @@ check "includes: include/ needs only system headers" test $bad = 0
 if [ "$CLI" = 0 ]; then
     echo "skip includes: cli/ (--no-cli / LAYERS_CLI=0)"
 else
-    bad=0; n=0
-    for f in cli/*.c cli/*.h; do
-        [ -e "$f" ] || continue
-        n=$((n + 1))
-        while read -r ln d p; do
-            target "$f" "$d" "$p"; t=$T
-            case $t in system | cli) continue ;; public) [ "$p" = gemma4c.h ] && continue ;; esac
-            echo "  $f:$ln: cli includes $p ($t)"; bad=$((bad + 1))
-        done < <(includes "$f")
+    for fe in cli server; do
+        bad=0; n=0
+        for f in $fe/*.c $fe/*.h; do
+            [ -e "$f" ] || continue
+            n=$((n + 1))
+            while read -r ln d p; do
+                target "$f" "$d" "$p"; t=$T
+                [ "$t" = "$fe" ] && continue
+                case $t in system) continue ;; public) [ "$p" = gemma4c.h ] && continue ;; esac
+                echo "  $f:$ln: $fe includes $p ($t)"; bad=$((bad + 1))
+            done < <(includes "$f")
+        done
+        if [ $bad = 0 ]; then ok "includes: $fe/ uses only gemma4c.h ($n files)"
+        else fail "includes: $bad include(s) in $fe/ reach past gemma4c.h"; fi
     done
-    if [ $bad = 0 ]; then ok "includes: cli/ uses only gemma4c.h ($n files)"
-    else fail "includes: $bad include(s) in cli/ reach past gemma4c.h"; fi
 fi
 
 # ---- (2) object graph -------------------------------------------------------

@@ -1,0 +1,126 @@
+/* gemma4c serve: shared declarations of the HTTP server (server/).
+ *
+ * http.c    libmicrohttpd glue: bodies, routing, auth, errors, logging, the
+ *           per-request event queue (jobs) and SSE responses fed from it
+ * openai.c  the OpenAI-compatible routes (/v1/...) and the utility routes
+ * serve.c   the command: options, model, scheduler thread, signals
+ *
+ * An API family (OpenAI now, Ollama and the chat page later) is a table of
+ * routes; http.c tries the tables in srv.routes in order. */
+#ifndef G4_SERVER_H
+#define G4_SERVER_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "gemma4c.h"
+
+#define SRV_MAX_BODY (8u << 20) /* 8 MiB: far above any chat request; bounds memory per connection */
+
+struct MHD_Connection;
+typedef struct srv srv;
+typedef struct http_req http_req;
+
+/* A route handler answers with one of the reply_* calls below and returns
+ * what it returns. */
+typedef int (*route_fn)(srv *S, http_req *r);
+typedef struct route {
+    const char *method;   /* "GET", "POST" */
+    const char *path;     /* exact path */
+    route_fn fn;
+} route;
+
+/* One scheduler request seen from its HTTP thread: the scheduler's events
+ * copied into a queue (the scheduler thread must never wait on a client). */
+typedef struct job_ev {
+    struct job_ev *next;
+    int kind;             /* GEMMA4C_EVENT_* */
+    int dkind;            /* DELTA: GEMMA4C_DELTA_* */
+    int index;            /* TOOL_CALL */
+    char *text;           /* DELTA text / tool arguments, DONE json, ERROR message */
+    size_t len;
+    char *name, *call_id; /* TOOL_CALL */
+} job_ev;
+
+typedef struct job {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    job_ev *head, *tail;
+    int ended;            /* DONE or ERROR queued: no more events */
+    int refs;             /* the scheduler (until its last event) + the HTTP side */
+    uint64_t id;
+    struct job *next_live; /* srv.live list, for cancelling at shutdown */
+} job;
+
+struct srv {
+    gemma4c_model *model;
+    gemma4c_scheduler *sched;
+    const char *model_id;     /* the name /v1/models lists */
+    const char *model_file;   /* base name of the file, accepted as a model name too */
+    const char *api_key;      /* NULL: no auth */
+    size_t api_key_len;
+    int n_ctx, verbose;
+    const route *const *routes; /* NULL-terminated list of NULL-path-terminated tables */
+    pthread_mutex_t mu;       /* live, stopping, counters */
+    job *live;
+    int stopping;
+    uint64_t http_requests, http_errors;
+};
+
+struct http_req {
+    srv *S;
+    struct MHD_Connection *conn;
+    char method[8];
+    char *path;
+    char *body;               /* NUL-terminated */
+    size_t len, cap;
+    int too_big;
+    double t0;
+    int status;               /* for the log */
+    long tokens_in, tokens_out;
+    job *job;                 /* the scheduler request this HTTP request waits on */
+    int streamed;
+};
+
+/* ---- http.c ---- */
+int http_run(srv *S, const char *host, int port, char *err, size_t errlen); /* starts the daemon */
+void http_quiesce(void);   /* stop accepting connections */
+void http_stop(void);      /* close everything (after in-flight requests ended) */
+double now_s(void);
+
+int reply_json(http_req *r, int status, json_t *body);           /* steals body */
+int reply_text(http_req *r, int status, const char *ctype, const char *text, size_t len);
+/* OpenAI's error object; param may be NULL (then taken from the first
+ * "quoted" name in msg), code may be NULL. */
+int reply_error(http_req *r, int status, const char *type, const char *param, const char *code,
+                const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* The body as a JSON object, or NULL after replying 400. */
+json_t *body_object(http_req *r, int *ret);
+
+/* Submit req (JSON) to the scheduler for r; on failure replies with the
+ * right status and returns NULL (*ret holds the MHD result). */
+job *job_submit(http_req *r, json_t *req, int *ret);
+/* Next event (blocks up to timeout_ms; NULL on timeout). Caller frees it. */
+job_ev *job_next(job *j, int timeout_ms);
+void job_ev_free(job_ev *e);
+/* Is the client of r gone (non-streaming waits poll this)? */
+int client_gone(http_req *r);
+
+/* A streaming response: fill(ctx, r, out) appends SSE text to out (a
+ * growing buffer) from the job's events and returns 1 when the stream is
+ * complete; it runs on the connection's thread and may block in job_next. */
+typedef struct sbuf { char *p; size_t len, cap, off; } sbuf;
+void sbuf_add(sbuf *b, const char *s, size_t n);
+void sbuf_sse(sbuf *b, json_t *obj);   /* "data: <compact json>\n\n"; steals obj */
+typedef int (*stream_fill)(void *ctx, http_req *r, sbuf *out);
+int reply_stream(http_req *r, stream_fill fill, void *ctx, void (*ctx_free)(void *));
+
+/* ---- openai.c ---- */
+extern const route OPENAI_ROUTES[];
+/* "model" of a request: NULL/absent/ours is fine; else replies 404 and returns -1. */
+int check_model(http_req *r, json_t *req, int *ret);
+
+#endif
