@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# gemma4c serve on the tiny synthetic model: every endpoint and error status
+# over curl, a client that leaves mid-stream (its request is cancelled, the
+# server goes on), a full queue, the API key, SIGTERM with a stream in
+# flight (it gets its final event, exit 0), and the real openai npm client
+# (tests/js/openai_serve.js). Servers listen on free loopback ports and are
+# always killed; every wait is bounded.
+. "$(dirname "$0")/lib.sh"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done; rm -rf "$TMP"; echo "RESULT $_p $_f"; }
+trap cleanup EXIT
+M=$TMP/tiny.gguf
+"$G4" synth --arch tiny --type Q8_0 -o "$M" 2>/dev/null
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# start NAME ARGS...: a server on a free port; sets PORT, PID
+start() {
+    local name=$1; shift
+    PORT=$(free_port)
+    "$G4" serve -m "$M" --port "$PORT" -t 2 "$@" >"$TMP/$name.out" 2>"$TMP/$name.log" &
+    PID=$!; PIDS+=("$PID")
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && return 0; sleep 0.1; done
+    fail "$name: the server did not answer /health in 10 s"; cat "$TMP/$name.log"; return 1
+}
+# code METHOD PATH [BODY] [curl args]: prints the status; the body goes to $TMP/body
+code() {
+    local m=$1 p=$2 b=${3:-}; shift 3 2>/dev/null || shift $#
+    if [ -n "$b" ]; then curl -s -m 30 -o "$TMP/body" -w '%{http_code}' -X "$m" "$B$p" -H 'Content-Type: application/json' --data-binary "$b" "$@"
+    else curl -s -m 30 -o "$TMP/body" -w '%{http_code}' -X "$m" "$B$p" "$@"; fi
+}
+py() { python3 -c "import json,sys; b=open('$TMP/body','rb').read(); $1"; }
+expect() { # DESC STATUS METHOD PATH [BODY] [PYTHON-ASSERTS]
+    local d=$1 want=$2 got; got=$(code "$3" "$4" "${5:-}")
+    if [ "$got" = "$want" ] && { [ -z "${6:-}" ] || py "$6" 2>"$TMP/pyerr"; }; then ok "$d"
+    else fail "$d (status $got, want $want: $(head -c 300 "$TMP/body") $(tail -1 "$TMP/pyerr" 2>/dev/null))"; fi
+}
+ERR="e=json.loads(b)['error']; assert set(e)=={'message','type','param','code'}, e"
+
+start main --ctx 1024 --parallel 2 || exit 0
+B=http://127.0.0.1:$PORT
+check "prints the URL and the memory plan" grep -q "http://127.0.0.1:$PORT/v1" "$TMP/main.out"
+grep -q "memory plan:" "$TMP/main.out"; check "prints the memory plan" test $? = 0
+ID=$(curl -s "$B/v1/models" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
+check "GET /v1/models lists tiny" test "$ID" = tiny
+expect "GET /health" 200 GET /health "" "assert json.loads(b)=={'status':'ok'}"
+expect "GET /v1/models/tiny" 200 GET /v1/models/tiny "" "assert json.loads(b)['id']=='tiny'"
+HELLO='{"model":"tiny","messages":[{"role":"user","content":"Hello there"}],"max_tokens":8,"temperature":0}'
+expect "POST /v1/chat/completions" 200 POST /v1/chat/completions "$HELLO" \
+    "o=json.loads(b); assert o['object']=='chat.completion' and o['model']=='tiny' and o['id'].startswith('chatcmpl-'); assert o['usage']['completion_tokens']==8"
+cp "$TMP/body" "$TMP/chat.json"
+"$G4" run -m "$M" -p "Hello there" --greedy -n 8 -t 2 --json 2>/dev/null | tail -1 >"$TMP/run.json"
+check "a greedy chat answer = run --greedy (same bytes)" python3 -c "
+import json, sys
+a = json.load(open(sys.argv[1]))['choices'][0]['message']; b = json.load(open(sys.argv[2]))
+assert a == b, (a, b)" "$TMP/chat.json" "$TMP/run.json"
+curl -sN -m 30 "$B/v1/chat/completions" -d "${HELLO%\}},\"stream\":true,\"stream_options\":{\"include_usage\":true}}" >"$TMP/sse"
+check "streaming chat: role, deltas, finish_reason, usage chunk, [DONE]; deltas = the answer" python3 -c "
+import json, sys
+ev = [l[6:] for l in open(sys.argv[1]).read().split('\n') if l.startswith('data: ')]
+assert ev[-1] == '[DONE]', ev[-1]
+ch = [json.loads(e) for e in ev[:-1]]
+assert all(c['object'] == 'chat.completion.chunk' for c in ch)
+assert ch[0]['choices'][0]['delta']['role'] == 'assistant'
+assert ch[-1]['choices'] == [] and ch[-1]['usage']['completion_tokens'] == 8
+assert ch[-2]['choices'][0]['finish_reason'] == 'length'
+text = ''.join(c['choices'][0]['delta'].get('content', '') for c in ch if c['choices'])
+want = json.load(open(sys.argv[2]))['choices'][0]['message']['content']
+assert text == want, (text, want)" "$TMP/sse" "$TMP/chat.json"
+COMP='{"prompt":"Once upon a time","max_tokens":6,"temperature":0}'
+expect "POST /v1/completions" 200 POST /v1/completions "$COMP" \
+    "o=json.loads(b); assert o['object']=='text_completion' and isinstance(o['choices'][0]['text'], str) and o['usage']['completion_tokens']==6"
+cp "$TMP/body" "$TMP/comp.json"
+curl -sN -m 30 "$B/v1/completions" -d "${COMP%\}},\"stream\":true}" >"$TMP/sse2"
+check "streaming completions: text chunks add up to the answer, then [DONE]" python3 -c "
+import json, sys
+ev = [l[6:] for l in open(sys.argv[1]).read().split('\n') if l.startswith('data: ')]
+assert ev[-1] == '[DONE]'
+text = ''.join(json.loads(e)['choices'][0]['text'] for e in ev[:-1])
+assert text == json.load(open(sys.argv[2]))['choices'][0]['text'], text" "$TMP/sse2" "$TMP/comp.json"
+expect "POST /tokenize" 200 POST /tokenize '{"content":"Hello world","with_pieces":true}' \
+    "t=json.loads(b)['tokens']; assert len(t)>=2 and all('id' in x and 'piece' in x for x in t)"
+IDS=$(python3 -c "import json; print(json.dumps([x['id'] for x in json.load(open('$TMP/body'))['tokens']]))")
+expect "POST /detokenize gives the text back" 200 POST /detokenize "{\"tokens\":$IDS}" "assert json.loads(b)['content']=='Hello world'"
+expect "POST /apply-template: the rendered prompt" 200 POST /apply-template \
+    '{"messages":[{"role":"user","content":"Hi you"}],"chat_template_kwargs":{"enable_thinking":true}}' \
+    "p=json.loads(b)['prompt']; assert 'Hi you' in p and '<|think|>' in p and p.endswith('model\n'), p"
+expect "GET /metrics (Prometheus text)" 200 GET /metrics "" \
+    "t=b.decode(); assert 'gemma4c_requests_total{outcome=\"completed\"}' in t and 'gemma4c_queue_depth 0' in t and 'gemma4c_completion_tokens_total' in t and 'gemma4c_prefix_hits_total' in t"
+
+# errors: OpenAI's error object with the right status, naming the field
+expect "unknown path -> 404" 404 GET /v1/nothing "" "$ERR"
+expect "wrong method -> 405" 405 GET /v1/chat/completions "" "$ERR"
+expect "unknown model -> 404" 404 POST /v1/chat/completions '{"model":"gpt-9","messages":[]}' "$ERR; assert e['code']=='model_not_found'"
+expect "malformed JSON -> 400" 400 POST /v1/chat/completions '{"messages":' "$ERR; assert e['param']=='body'"
+expect "a wrong type -> 400 naming the field" 400 POST /v1/chat/completions \
+    '{"messages":[{"role":"user","content":"a"}],"top_k":"many"}' "$ERR; assert e['param']=='top_k', e"
+expect "stream not a boolean -> 400" 400 POST /v1/chat/completions '{"messages":[],"stream":"yes"}' "$ERR; assert e['param']=='stream'"
+expect "messages missing -> 400" 400 POST /v1/chat/completions '{"max_tokens":2}' "$ERR; assert e['param']=='messages'"
+expect "prompt not a string -> 400" 400 POST /v1/completions '{"prompt":5}' "$ERR; assert e['param']=='prompt'"
+LONG=$(python3 -c "print(' '.join(['word'] * 1200))")
+expect "a prompt longer than the context -> 400 with both numbers" 400 POST /v1/chat/completions \
+    "{\"messages\":[{\"role\":\"user\",\"content\":\"$LONG\"}]}" \
+    "$ERR; import re; assert e['code']=='context_length_exceeded' and re.search(r'has \d+ tokens; the context holds 1024', e['message']), e"
+python3 -c "print('{\"messages\":[{\"role\":\"user\",\"content\":\"' + 'a' * (9 << 20) + '\"}]}')" >"$TMP/big.json"
+got=$(curl -s -m 30 -o "$TMP/body" -w '%{http_code}' "$B/v1/chat/completions" --data-binary @"$TMP/big.json")
+check "a 9 MiB body -> 413 (limit 8 MiB)" test "$got" = 413
+got=$(curl -s -m 30 -o "$TMP/body" -w '%{http_code}' "$B/tokenize" -H 'Transfer-Encoding: chunked' --data-binary @"$TMP/big.json")
+check "a 9 MiB chunked body -> 413" test "$got" = 413
+
+# a client that leaves mid-stream: its request is cancelled, the server goes on
+metric() { curl -s "$B/metrics" | awk -v k="$1" '$1 == k { print $2 }'; }
+c0=$(metric 'gemma4c_requests_total{outcome="cancelled"}')
+curl -sN -m 30 "$B/v1/chat/completions" -d '{"messages":[{"role":"user","content":"Tell me a long story"}],"max_tokens":200,"temperature":1,"stream":true}' 2>/dev/null | head -c 600 >/dev/null
+ok=0
+for _ in $(seq 50); do
+    [ "$(metric 'gemma4c_requests_total{outcome="cancelled"}')" -gt "$c0" ] && [ "$(metric gemma4c_requests_active)" = 0 ] && { ok=1; break; }
+    sleep 0.1
+done
+check "a client that disconnects mid-stream cancels its request" test $ok = 1
+expect "... and the server still serves" 200 POST /v1/chat/completions "$HELLO" "assert json.loads(b)['usage']['completion_tokens']==8"
+
+# the openai npm client
+if [ -d tests/js/node_modules/openai ]; then
+    node tests/js/openai_serve.js "$B/v1" tiny "$(cat "$TMP/run.json")" >"$TMP/node.out" 2>&1
+    grep -v '^RESULT' "$TMP/node.out"
+    set -- $(grep '^RESULT' "$TMP/node.out" | tail -1) RESULT 0 1
+    _p=$((_p + $2)); _f=$((_f + $3))
+else
+    fail "openai client: tests/js/node_modules/openai is missing (run scripts/setup.sh)"
+fi
+grep -q '^POST /v1/chat/completions 200 18+8 tokens [0-9]* ms$' "$TMP/main.log"
+check "one log line per request: method, path, status, tokens, ms" test $? = 0
+grep -q "Hello there" "$TMP/main.log"; check "no prompt text in the log without --verbose" test $? = 1
+kill -TERM "$PID"; wait "$PID"; check "SIGTERM on an idle server: exit 0" test $? = 0
+
+# API key, full queue, SIGTERM with a stream in flight
+start keyed --api-key s3cret --parallel 1 --queue 1 || exit 0
+B=http://127.0.0.1:$PORT
+expect "--api-key: /health needs no key" 200 GET /health
+expect "--api-key: no key -> 401" 401 GET /v1/models "" "$ERR"
+got=$(code GET /v1/models "" -H 'Authorization: Bearer s3creT'); check "--api-key: a wrong key -> 401" test "$got" = 401
+got=$(code GET /v1/models "" -H 'Authorization: Bearer s3cret'); check "--api-key: the key -> 200" test "$got" = 200
+# one decoding, one waiting: a burst of six leaves some with 503
+Q='{"messages":[{"role":"user","content":"Tell me a long story"}],"max_tokens":300,"temperature":1}'
+CP=()
+for k in 1 2 3 4 5 6; do
+    curl -s -m 60 -D "$TMP/h$k" -o /dev/null -w '%{http_code}\n' "$B/v1/chat/completions" -H 'Authorization: Bearer s3cret' -d "$Q" >"$TMP/q$k" &
+    CP+=($!)
+done
+wait "${CP[@]}"
+check "a full queue -> 503 with Retry-After (--parallel 1 --queue 1, six at once)" python3 -c "
+import sys
+codes = [open(sys.argv[1] + '/q%d' % k).read().strip() for k in range(1, 7)]
+hdrs = [open(sys.argv[1] + '/h%d' % k).read().lower() for k in range(1, 7)]
+assert codes.count('503') >= 3 and codes.count('200') >= 2, codes
+assert all('retry-after: 1' in h for c, h in zip(codes, hdrs) if c == '503'), hdrs" "$TMP"
+SLOW='{"messages":[{"role":"user","content":"Tell me a long story"}],"max_tokens":3000,"temperature":1,"stream":true}'
+curl -sN -m 60 "$B/v1/chat/completions" -H 'Authorization: Bearer s3cret' -d "$SLOW" >"$TMP/s1" 2>/dev/null & C1=$!
+curl -sN -m 60 "$B/v1/chat/completions" -H 'Authorization: Bearer s3cret' -d "$SLOW" >"$TMP/s2" 2>/dev/null & C2=$!
+sleep 0.3
+kill -TERM "$PID"
+rc=0; for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+wait "$PID"; rc=$?
+check "SIGTERM: the server exits 0" test $rc = 0
+wait "$C1" "$C2" 2>/dev/null
+check "SIGTERM: the running stream ends with a final chunk and [DONE]" python3 -c "
+import json, sys
+ev = [l[6:] for l in open(sys.argv[1]).read().split('\n') if l.startswith('data: ')]
+assert ev[-1] == '[DONE]', ev[-3:]
+assert json.loads(ev[-2])['choices'][0]['finish_reason'] is not None" "$TMP/s1"
+check "SIGTERM: the queued stream ends too" grep -q 'data: \[DONE\]' "$TMP/s2"
