@@ -60,9 +60,16 @@ int main(int argc, char **argv) {
             text[0] = 0;
             for (int k = 0; k < 400; k++) {
                 for (int i = 0; i < nv; i++) { r ^= r << 13; r ^= r >> 7; r ^= r << 17; logits[i] = (float)(r >> 40) * 1e-6f; }
-                double a = now();
-                int n = gemma4c_constraint_apply(c, logits, nv);
-                double d = now() - a;
+                /* the least of 3 runs: on shared cores a preempted run
+                 * would otherwise pass for a slow state */
+                double d = 1e9;
+                int n = 0;
+                for (int rr = 0; rr < 3; rr++) {
+                    double a = now();
+                    n = gemma4c_constraint_apply(c, logits, nv);
+                    double e = now() - a;
+                    if (e < d) d = e;
+                }
                 tot += d; steps++;
                 if (d > worst) { worst = d; memcpy(worst_at, text, tl + 1); }
                 if (n <= 0) break;
@@ -74,12 +81,12 @@ int main(int argc, char **argv) {
                 if (gemma4c_constraint_accept(c, best) || gemma4c_constraint_done(c)) break;
             }
         }
-        printf("%-12s mask: %.3f ms/step mean, %.3f ms worst (%d steps, random logits)\n", S[s].name, tot / steps * 1e3,
+        printf("%-12s mask: %.3f ms/step mean, %.3f ms worst (%d steps, random logits, least of 3 runs each)\n", S[s].name, tot / steps * 1e3,
                worst * 1e3, steps);
         printf("  slowest after: %.60s%s\n", tl > 60 && strlen(worst_at) > 60 ? worst_at + strlen(worst_at) - 60 : worst_at,
                "");
         /* fixed states: the prefix is tokenized and accepted, then the
-         * mask is timed a few times (the worst run counts) */
+         * mask is timed a few times */
         for (size_t k = 0; k < sizeof PROBES / sizeof PROBES[0]; k++) {
             if (PROBES[k].schema != (int)s) continue;
             gemma4c_constraint_reset(c);
@@ -89,16 +96,16 @@ int main(int argc, char **argv) {
             for (int i = 0; ok && i < n; i++) ok = gemma4c_constraint_accept(c, ids[i]) == 0;
             free(ids);
             if (!ok) { printf("  %-24s (prefix refused)\n", PROBES[k].prefix); continue; }
-            double pw = 0, pt = 0;
+            double pw = 1e9, pt = 0;
             int na = 0;
             for (int rep = 0; rep < 5; rep++) {
                 double a = now();
                 na = gemma4c_constraint_apply(c, logits, nv);
                 double d = now() - a;
                 pt += d;
-                if (d > pw) pw = d;
+                if (d < pw) pw = d;
             }
-            printf("  state %-24s %8.3f ms mean, %8.3f ms worst (%d allowed)\n", PROBES[k].prefix, pt / 5 * 1e3,
+            printf("  state %-24s %8.3f ms mean, %8.3f ms least (%d allowed)\n", PROBES[k].prefix, pt / 5 * 1e3,
                    pw * 1e3, na);
         }
         gemma4c_constraint_free(c);
