@@ -480,11 +480,11 @@ static int split(const walker *w, uint32_t i, const g4_astate *s) {
     if (i == 0) {
         /* the whole vocabulary: in id order, so the stores stream */
         const g4_tindex *x = w->x;
-        const uint8_t *rp = x->root_plain[k];
-        uint8_t *al = w->allowed;
+        const uint8_t *restrict rp = x->root_plain[k];
+        uint8_t *restrict al = w->allowed;
         int32_t nv = x->n_vocab;
         uint32_t lim = room < 0 ? UINT16_MAX : (uint32_t)room;
-        const uint16_t *cnt = k == 2 ? x->len : x->root_ncb;   /* a key counts bytes */
+        const uint16_t *restrict cnt = k == 2 ? x->len : x->root_ncb;   /* a key counts bytes */
         if (any_risky)
             for (int32_t id = 0; id < nv; id++)
                 al[id] |= rp[id] & (cnt[id] <= lim) & !bit(risky, x->first[id]);
@@ -513,13 +513,32 @@ static int split(const walker *w, uint32_t i, const g4_astate *s) {
     return 1;
 }
 
+/* Bytes that are 1 in a[0..n) (each is 0 or 1), eight at a time: up to
+ * 255 words add lane by lane without carrying over. */
+static int count_ones(const uint8_t *a, int32_t n) {
+    const uint64_t lo = 0x00ff00ff00ff00ffull;
+    int count = 0;
+    int32_t i = 0;
+    while (n - i >= 8) {
+        uint64_t acc = 0;
+        for (int k = 0; k < 255 && n - i >= 8; k++, i += 8) {
+            uint64_t wd;
+            memcpy(&wd, a + i, 8);
+            acc += wd;
+        }
+        acc = (acc & lo) + (acc >> 8 & lo);
+        count += (int)((acc * 0x0001000100010001ull) >> 48);
+    }
+    for (; i < n; i++) count += a[i];
+    return count;
+}
+
 int g4_mask_compute(const g4_tindex *x, const g4_grammar *g, const g4_astate *s, g4_mask_scratch *m,
                     uint8_t *allowed) {
     memset(allowed, 0, (size_t)x->n_vocab);
     walker w = { x, &x->all, g, m, allowed };
     if (!split(&w, 0, s)) full(&w, s, 0, NULL);
-    int count = 0;
-    for (int32_t i = 0; i < x->n_vocab; i++) count += allowed[i];
+    int count = count_ones(allowed, x->n_vocab);
     for (int k = 0; k < G4_NSYM - 256; k++) {
         if (!x->n_sym_ids[k] || !g4_astate_step(g, s, 256 + k, &m->st[0])) continue;
         for (int i = 0; i < x->n_sym_ids[k]; i++)
