@@ -451,6 +451,133 @@ TEST(no_dead_ends_and_mask_agrees) {
     free(allowed);
 }
 
+/* The mask against token-by-token stepping in the states the mask decides
+ * in bulk (string tails after an escape, inside \u, mid-character, near
+ * the length limit, a marker begun, anyOf of several strings, bare Gemma
+ * keys): every token with a byte that can end or break a plain tail, a
+ * random sample, and for a few states the whole vocabulary. Prefix codes:
+ * \x01 <|"|>, \x02 <|tool_call>, \x04 <|channel>, \x05 <channel|>. */
+static int hard_state(const g4_grammar *g, const char *prefix, g4_astate *a) {
+    static g4_astate b;
+    g4_astate_init(g, a);
+    for (const char *p = prefix; *p; p++) {
+        int sym = *p == 1 ? G4_SYM_QUOTE : *p == 2 ? G4_SYM_CALL_OPEN : *p == 4 ? G4_SYM_CH_OPEN
+                  : *p == 5 ? G4_SYM_CH_CLOSE : (uint8_t)*p;
+        if (!g4_astate_step(g, a, sym, &b)) return 0;
+        g4_astate_copy(a, &b);
+    }
+    return 1;
+}
+
+TEST(mask_agrees_hard_states) {
+    if (!load_tok()) { CHECK(0); return; }
+    g4_tindex *x = (g4_tindex *)tix;
+    int nv = g4_tindex_n_vocab(x);
+    /* tokens whose bytes can end, break or extend a plain tail oddly */
+    int32_t *odd = malloc((size_t)nv * sizeof *odd);
+    int n_odd = 0;
+    for (int32_t id = 0; id < nv; id++) {
+        int len;
+        const uint8_t *p = g4_tindex_text(x, id, &len);
+        int o = !p;
+        for (int k = 0; p && k < len && !o; k++)
+            o = p[k] < 0x20 || p[k] == '"' || p[k] == '\\' || p[k] == '<' || p[k] == '|' || p[k] == '>' ||
+                (k == 0 && p[k] >= 0x80 && p[k] < 0xc2) || (k == len - 1 && p[k] >= 0xc0);
+        if (o) odd[n_odd++] = id;
+    }
+    const struct { int tools; const char *spec, *choice; int thinking; const char *prefix; int full; } H[] = {
+        { 0, "{\"type\":\"string\"}", NULL, 0, "\"", 1 },
+        { 0, "{\"type\":\"string\"}", NULL, 0, "\"ab\\", 1 },
+        { 0, "{\"type\":\"string\"}", NULL, 0, "\"ab\\u", 0 },
+        { 0, "{\"type\":\"string\"}", NULL, 0, "\"ab\\u0", 0 },
+        { 0, "{\"type\":\"string\"}", NULL, 0, "\"ab\\u00e", 1 },
+        { 0, "{\"type\":\"string\"}", NULL, 0, "\"ab\\ud", 0 },
+        { 0, "{\"type\":\"string\"}", NULL, 0, "\"ab\\n\\", 0 },
+        { 0, "{\"type\":\"string\"}", NULL, 0, "\"ab<", 1 },
+        { 0, "{\"type\":\"string\"}", NULL, 0, "\"ab<|", 0 },
+        { 0, "{\"type\":\"string\"}", NULL, 0, "\"ab<tu", 0 },
+        { 0, "{\"type\":\"string\"}", NULL, 0, "\"\xc3", 0 },
+        { 0, "{\"type\":\"string\"}", NULL, 0, "\"\xe2\x82", 0 },
+        { 0, "{\"type\":\"string\"}", NULL, 0, "\"\xf0\x9f\x98", 0 },
+        { 0, "{\"type\":\"string\"}", NULL, 0, "\"\xc3\xa9\\t", 0 },
+        { 0, "{\"type\":\"string\",\"maxLength\":5}", NULL, 0, "\"abcd", 0 },
+        { 0, "{\"type\":\"string\",\"maxLength\":5}", NULL, 0, "\"abc\\", 1 },
+        { 0, "{\"type\":\"string\",\"maxLength\":5}", NULL, 0, "\"ab\\u00", 0 },
+        { 0, "{\"type\":\"string\",\"maxLength\":5}", NULL, 0, "\"\xc3\xa9\xc3\xa9\xc3\xa9", 0 },
+        { 0, "{\"type\":\"string\",\"maxLength\":5}", NULL, 0, "\"abcde", 0 },
+        { 0, "{\"type\":\"string\",\"maxLength\":5}", NULL, 0, "\"abcd<", 0 },
+        { 0, "{\"type\":\"string\",\"minLength\":3,\"maxLength\":3}", NULL, 0, "\"a\\", 0 },
+        { 0, "{\"anyOf\":[{\"type\":\"string\",\"maxLength\":3},{\"type\":\"string\",\"minLength\":5}]}", NULL, 0, "\"", 1 },
+        { 0, "{\"anyOf\":[{\"type\":\"string\",\"maxLength\":3},{\"type\":\"string\",\"minLength\":5}]}", NULL, 0, "\"ab", 0 },
+        { 0, "{\"anyOf\":[{\"type\":\"string\",\"maxLength\":3},{\"type\":\"string\",\"minLength\":5}]}", NULL, 0, "\"ab\\", 1 },
+        { 0, "{\"anyOf\":[{\"type\":\"string\",\"maxLength\":3},{\"type\":\"string\",\"minLength\":5}]}", NULL, 0, "\"a\\u00", 0 },
+        { 0, "{\"type\":\"array\",\"items\":{\"anyOf\":[{\"enum\":[\"red\",\"green\",\"blue\"]},{\"type\":\"number\"},{\"type\":\"string\",\"maxLength\":5}]},\"maxItems\":20}", NULL, 0, "[\"", 1 },
+        { 0, "{\"type\":\"array\",\"items\":{\"anyOf\":[{\"enum\":[\"red\",\"green\",\"blue\"]},{\"type\":\"number\"},{\"type\":\"string\",\"maxLength\":5}]},\"maxItems\":20}", NULL, 0, "[\"re", 0 },
+        { 0, "{\"type\":\"array\",\"items\":{\"anyOf\":[{\"enum\":[\"red\",\"green\",\"blue\"]},{\"type\":\"number\"},{\"type\":\"string\",\"maxLength\":5}]},\"maxItems\":20}", NULL, 0, "[\"red\", \"b", 0 },
+        { 0, "{\"anyOf\":[{\"enum\":[\"a\\\"b\",\"x\\\\y\",\"x\\u00e9\"]},{\"type\":\"string\",\"maxLength\":4}]}", NULL, 0, "\"x", 0 },
+        { 0, "{\"anyOf\":[{\"enum\":[\"a\\\"b\",\"x\\\\y\",\"x\\u00e9\"]},{\"type\":\"string\",\"maxLength\":4}]}", NULL, 0, "\"x\\", 0 },
+        /* more string alternatives than the automaton keeps threads */
+        { 0, "{\"type\":\"array\",\"items\":{\"anyOf\":[{\"type\":\"string\",\"maxLength\":1},{\"type\":\"string\",\"maxLength\":2},"
+             "{\"type\":\"string\",\"maxLength\":3},{\"type\":\"string\",\"maxLength\":4},{\"type\":\"string\",\"maxLength\":5},"
+             "{\"type\":\"string\",\"maxLength\":6},{\"enum\":[\"ab\",\"abc\\n\"]},{\"type\":\"string\",\"maxLength\":7},"
+             "{\"type\":\"string\",\"maxLength\":8},{\"type\":\"string\",\"minLength\":9}]}}", NULL, 0, "[\"a", 1 },
+        { 0, "{\"type\":\"array\",\"items\":{\"anyOf\":[{\"enum\":[\"ab\",\"abc\"]},{\"enum\":[\"abd\",\"abe\"]},{\"enum\":[\"abf\"]},"
+             "{\"enum\":[\"abg\"]},{\"enum\":[\"abh\"]},{\"enum\":[\"abi\"]},{\"enum\":[\"abj\"]},{\"type\":\"string\",\"maxLength\":3}]}}",
+          NULL, 0, "[\"a", 0 },
+        /* a non-string alternative that takes plain text the string has no room for */
+        { 0, "{\"anyOf\":[{\"type\":\"string\",\"maxLength\":2},{\"enum\":[\"abcdef\",\"abxyz\",\"ab\\\"c\"]}]}", NULL, 0, "\"ab", 1 },
+        { 0, "{\"anyOf\":[{\"type\":\"string\",\"maxLength\":2},{\"enum\":[\"abcdef\",\"abxyz\",\"ab\\\"c\"]}]}", NULL, 0, "\"a", 0 },
+        { 0, "{\"type\":\"array\",\"items\":{\"anyOf\":[{\"type\":\"string\",\"maxLength\":1},{\"enum\":[\"nation\",\"the\"]}]}}", NULL, 0, "[\"", 1 },
+        { 0, "{\"type\":\"array\",\"items\":{\"anyOf\":[{\"type\":\"string\",\"maxLength\":1},{\"enum\":[\"nation\",\"the\"]}]}}", NULL, 0, "[\"x\", ", 0 },
+        { 0, NULL, NULL, 0, "{\"", 0 },
+        { 0, NULL, NULL, 0, "{\"k\\", 0 },
+        { 0, NULL, NULL, 0, "{\"a\": \"x<|", 0 },
+        { 0, NULL, NULL, 1, "\x04th<", 0 },
+        { 1, TOOLS, "auto", 0, "", 1 },
+        { 1, TOOLS, "auto", 0, "Hi <|", 0 },
+        { 1, TOOLS, "auto", 0, "Hi <tool", 0 },
+        { 1, TOOLS, "auto", 0, "\x02" "call:get_weather{city:\x01", 0 },
+        { 1, TOOLS, "auto", 0, "\x02" "call:get_weather{city:\x01Paris ab", 0 },
+        { 1, TOOLS, "auto", 0, "\x02" "call:get_weather{city:\x01" "Par<|", 0 },
+        { 1, TOOLS, "auto", 0, "\x02" "call:noargs{", 1 },
+        { 1, TOOLS, "auto", 0, "\x02" "call:noargs{abcdefghijklmnopqrstuvwxyz0123", 0 },
+        { 1, TOOLS, "auto", 0, "\x02" "call:noargs{abcdefghijklmnopqrstuvwxyz012345", 0 },
+        { 1, TOOLS, "auto", 0, "\x02" "call:search{filters:[{k:\x01" "ab", 0 },
+    };
+    uint8_t *allowed = malloc((size_t)nv);
+    g4_mask_scratch *ms = g4_mask_scratch_new(x);
+    static g4_astate st, tmp;
+    rng = 4711;
+    for (size_t h = 0; h < sizeof H / sizeof H[0]; h++) {
+        char err[256];
+        g4_grammar *g = H[h].tools ? g4_grammar_tools(H[h].spec, strlen(H[h].spec), H[h].choice, H[h].thinking, err, sizeof err)
+                                   : g4_grammar_json(H[h].spec, H[h].spec ? strlen(H[h].spec) : 0, H[h].thinking, err, sizeof err);
+        CHECKF(g != NULL, "state %zu: %s", h, err);
+        if (!g) continue;
+        int ok = hard_state(g, H[h].prefix, &st);
+        CHECKF(ok, "state %zu: prefix refused", h);
+        if (ok) {
+            int n = g4_mask_compute(x, g, &st, ms, allowed);
+            int bad = 0, checked = 0, first_bad = -1;
+            for (int k = 0; k < (H[h].full ? nv : n_odd + 4000); k++) {
+                int32_t id = H[h].full ? k : k < n_odd ? odd[k] : (int32_t)(urand() * nv);
+                int acc = g4_mask_step_token(x, g, &st, id, &tmp, ms) > 0;
+                checked++;
+                if (acc != allowed[id]) { if (first_bad < 0) first_bad = id; bad++; }
+            }
+            int len = 0;
+            const uint8_t *tx = first_bad >= 0 ? g4_tindex_text(x, first_bad, &len) : NULL;
+            CHECKF(bad == 0, "state %zu (%s): %d of %d ids disagree, first %d \"%.*s\" (mask %d)", h, H[h].prefix, bad,
+                   checked, first_bad, len, tx ? (const char *)tx : "", first_bad >= 0 ? allowed[first_bad] : -1);
+            CHECKF(n > 0, "state %zu: nothing allowed", h);
+        }
+        g4_grammar_free(g);
+    }
+    g4_mask_scratch_free(ms);
+    free(allowed);
+    free(odd);
+}
+
 /* Greedy decoding of a tiny Gemma 4 (random weights, its own small
  * vocabulary) through a session: the answer is still valid JSON. */
 TEST(session_greedy_tiny_model) {
@@ -519,6 +646,7 @@ int main(void) {
     RUN(random_json_object_mode);
     RUN(random_tool_calls);
     RUN(no_dead_ends_and_mask_agrees);
+    RUN(mask_agrees_hard_states);
     RUN(session_greedy_tiny_model);
     if (dump) fclose(dump);
     gemma4c_token_index_free(tix);

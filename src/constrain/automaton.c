@@ -589,9 +589,8 @@ void g4_astate_copy(g4_astate *dst, const g4_astate *src) {
     memcpy(dst->f, src->f, (size_t)src->nf * sizeof src->f[0]);
 }
 
-int g4_astate_plain(const g4_grammar *g, const g4_astate *s, int32_t *room, uint8_t risky[32]) {
-    if (s->nt != 1) return 0;
-    const g4_frame *f = &s->f[s->nf - 1];
+int g4_athread_plain(const g4_grammar *g, const g4_astate *s, int t, int32_t *room, uint8_t risky[32]) {
+    const g4_frame *f = &s->f[s->off[t + 1] - 1];
     int kind = 0;
     *room = -1;
     if (f->kind == K_STR && f->st == S_BODY) {
@@ -599,6 +598,10 @@ int g4_astate_plain(const g4_grammar *g, const g4_astate *s, int32_t *room, uint
         if (f->node >= 0 && g->nodes[f->node].max_len >= 0) *room = g->nodes[f->node].max_len - f->a;
     } else if (f->kind == K_THOUGHT) {
         kind = 2;
+    } else if (f->kind == K_GKEY) {
+        *room = 32 - f->pos;
+        memset(risky, 0, 32);
+        return 3;
     } else if (f->kind == K_TTOP && f->st <= T_CONTENT &&
                (g->choice == G4_CHOICE_AUTO || g->choice == G4_CHOICE_NONE)) {
         kind = 2;
@@ -612,6 +615,11 @@ int g4_astate_plain(const g4_grammar *g, const g4_astate *s, int32_t *room, uint
                 risky[b >> 3] |= (uint8_t)(1u << (b & 7));
             }
     return kind;
+}
+
+int g4_astate_plain(const g4_grammar *g, const g4_astate *s, int32_t *room, uint8_t risky[32]) {
+    if (s->nt != 1) return 0;
+    return g4_athread_plain(g, s, 0, room, risky);
 }
 
 int g4_astate_done(const g4_grammar *g, const g4_astate *s) {

@@ -134,6 +134,9 @@ void g4_astate_copy(g4_astate *dst, const g4_astate *src);
  * risky[] need an exact check). Returns 0 (no), 1 (JSON string), 2 (raw text: Gemma string,
  * content, thought); *room = code points it may still take (-1: any). */
 int g4_astate_plain(const g4_grammar *g, const g4_astate *s, int32_t *room, uint8_t risky[32]);
+/* The same test for thread t alone (any number of threads); also 3 for a
+ * bare Gemma key (room: bytes of [A-Za-z0-9_-] it may still take). */
+int g4_athread_plain(const g4_grammar *g, const g4_astate *s, int t, int32_t *room, uint8_t risky[32]);
 /* The value (or the tool-call turn) is complete: G4_SYM_END is allowed. */
 int g4_astate_done(const g4_grammar *g, const g4_astate *s);
 
