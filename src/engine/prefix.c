@@ -13,7 +13,7 @@
 
 #include "engine/engine.h"
 
-static void drop(gemma4c_context *c, g4_prefix *p) {
+static void drop(g4_prefix *p) {
     g4_seq_free(p->seq);
     free(p->toks);
     memset(p, 0, sizeof *p);
@@ -21,7 +21,7 @@ static void drop(gemma4c_context *c, g4_prefix *p) {
 
 void g4_prefix_free_all(gemma4c_context *c) {
     for (int i = 0; c->pfx && i < c->n_prefix; i++)
-        if (c->pfx[i].seq) drop(c, &c->pfx[i]);
+        if (c->pfx[i].seq) drop(&c->pfx[i]);
 }
 
 int g4_prefix_evict(gemma4c_context *c) {
@@ -29,7 +29,7 @@ int g4_prefix_evict(gemma4c_context *c) {
     for (int i = 0; i < c->n_prefix; i++)
         if (c->pfx[i].seq && (!lru || c->pfx[i].used < lru->used)) lru = &c->pfx[i];
     if (!lru) return -1;
-    drop(c, lru);
+    drop(lru);
     c->pst.evictions++;
     c->pst.entries--;
     return 0;

@@ -19,9 +19,11 @@
 
 void g4_dims_of(const g4_model *m, g4_dims *d) {
     *d = (g4_dims){ .H = m->n_embd, .nH = m->n_head, .L = m->n_layer, .P = m->n_ple, .E = m->n_expert,
-                    .K = m->n_expert_used, .Fe = m->n_ff_exp, .V = m->n_vocab };
+                    .K = m->n_expert_used, .Fe = m->n_ff_exp, .V = m->n_vocab, .l_swa = -1, .l_full = -1 };
     for (int l = 0; l < m->n_layer; l++) {
         const g4_layer *y = &m->layers[l];
+        if (y->swa && d->l_swa < 0) d->l_swa = l;
+        if (!y->swa && d->l_full < 0) d->l_full = l;
         if (y->head_dim > d->hd_max) d->hd_max = y->head_dim;
         if (y->n_kv_head * y->head_dim > d->nkv_max) d->nkv_max = y->n_kv_head * y->head_dim;
         if (y->n_ff > d->ff_max) d->ff_max = y->n_ff;
@@ -274,27 +276,24 @@ static int check_batch(const g4_workspace *w, const g4_batch *b, g4_error *err) 
     int T = b->n;
     if (T < 1 || T > w->n_batch) return g4_seterr(err, "batch of %d tokens (allowed 1..%d)", T, w->n_batch);
     if (!b->tokens || !b->pos) return g4_seterr(err, "batch without token ids or positions");
-    if (!b->seq) {   /* one sequence: positions n_past, n_past + 1, ... */
+    for (int t = 0; t < T; t++)
+        if (b->tokens[t] < 0 || b->tokens[t] >= m->n_vocab)
+            return g4_seterr(err, "token id %d at batch index %d is outside the vocabulary (0..%d)", b->tokens[t],
+                             t, m->n_vocab - 1);
+    if (!b->seq) {   /* one sequence: positions n_past, n_past + 1, ... (O(T), not the pairwise count below) */
         g4_seq *s = b->seq0;
         if (!s || s->m != m) return g4_seterr(err, "batch without a sequence of this model");
         if (s->n_past + T > s->n_ctx)
             return g4_seterr(err, "context full: %d tokens + %d new exceed the context size %d", s->n_past, T,
                              s->n_ctx);
         if (T > s->n_batch) return g4_seterr(err, "%d tokens of one sequence in a batch (most %d)", T, s->n_batch);
-        for (int t = 0; t < T; t++) {
-            if (b->tokens[t] < 0 || b->tokens[t] >= m->n_vocab)
-                return g4_seterr(err, "token id %d at batch index %d is outside the vocabulary (0..%d)",
-                                 b->tokens[t], t, m->n_vocab - 1);
+        for (int t = 0; t < T; t++)
             if (b->pos[t] != s->n_past + t)
                 return g4_seterr(err, "batch index %d: position %d, but its sequence continues at %d", t, b->pos[t],
                                  s->n_past + t);
-        }
         return 0;
     }
     for (int t = 0; t < T; t++) {
-        if (b->tokens[t] < 0 || b->tokens[t] >= m->n_vocab)
-            return g4_seterr(err, "token id %d at batch index %d is outside the vocabulary (0..%d)", b->tokens[t],
-                             t, m->n_vocab - 1);
         g4_seq *s = seq_of(b, t);
         if (!s || s->m != m) return g4_seterr(err, "batch index %d: no sequence of this model", t);
         /* the sequence's next position: its n_past plus its earlier tokens here */
@@ -339,15 +338,12 @@ int g4_forward(g4_workspace *w, const g4_batch *b, float *logits, int all_rows, 
         }
     }
     memcpy(w->pos, b->pos, (size_t)T * sizeof(int32_t));
-    const g4_layer *first_swa = NULL, *first_full = NULL;
-    for (int l = 0; l < m->n_layer; l++) {
-        if (m->layers[l].swa && !first_swa) first_swa = &m->layers[l];
-        if (!m->layers[l].swa && !first_full) first_full = &m->layers[l];
-    }
-    if (first_swa) g4_op_rope_table(w->rope, w->pos, T, w->d.rot_swa, first_swa->rope_base, NULL);
-    if (first_full)
-        g4_op_rope_table(w->rope + (size_t)T * w->d.rot_swa, w->pos, T, w->d.rot_full, first_full->rope_base,
-                         first_full->rope_freqs);
+    /* one table per layer kind: every layer of a kind has the same rope */
+    if (w->d.l_swa >= 0)
+        g4_op_rope_table(w->rope, w->pos, T, w->d.rot_swa, m->layers[w->d.l_swa].rope_base, NULL);
+    if (w->d.l_full >= 0)
+        g4_op_rope_table(w->rope + (size_t)T * w->d.rot_swa, w->pos, T, w->d.rot_full,
+                         m->layers[w->d.l_full].rope_base, m->layers[w->d.l_full].rope_freqs);
     /* visible positions, once per layer kind: sliding (bidirectional within a
      * run of media tokens when the batch names runs) and full (causal) */
     g4_mask swa = { .kind = b->run ? G4_MASK_BIDIR : G4_MASK_SLIDING, .window = m->sliding_window, .run = b->run };

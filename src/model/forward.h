@@ -20,6 +20,7 @@ typedef struct g4_dims {
     int H, nH, L, P, E, K, Fe, V;
     int hd_max, nq_max, nkv_max, ff_max, max_in;
     int rot_full, rot_swa;
+    int l_swa, l_full;       /* first sliding / full layer (their rope), -1 if none */
 } g4_dims;
 
 void g4_dims_of(const g4_model *m, g4_dims *d);

@@ -125,11 +125,9 @@ g4_seq *g4_seq_new_in(g4_kv_pool *p, g4_error *err) {
     for (int l = 0; l < m->n_layer; l++) {
         const g4_layer *y = &m->layers[l];
         if (y->kv_slot < 0) continue;
-        g4_kv_view *c = &s->kv[y->kv_slot];
-        c->k = p->k[y->kv_slot];
-        c->v = p->v[y->kv_slot];
-        if (y->swa) *c = (g4_kv_view){ c->k, c->v, p->ring_cap, 1, &p->ring_ids[ring] };
-        else *c = (g4_kv_view){ c->k, c->v, p->page, p->n_pages, s->pages };
+        /* a ring is a one-page table that wraps; full layers share the page table */
+        s->kv[y->kv_slot] = y->swa ? (g4_kv_view){ p->k[y->kv_slot], p->v[y->kv_slot], p->ring_cap, 1, &p->ring_ids[ring] }
+                                   : (g4_kv_view){ p->k[y->kv_slot], p->v[y->kv_slot], p->page, p->n_pages, s->pages };
     }
     return s;
 }

@@ -49,6 +49,13 @@ static void softcap_rows(float *y, int64_t ldy, int T, long lo, long hi, float c
     for (int t = 0; t < T; t++) g4_softcap(y + t * ldy + lo, hi - lo, cap, exact);
 }
 
+/* The type's block kernel, or the loop over its vec_dot where it has none. */
+static inline void gemm_any(const g4_type_traits *wt, int64_t n, int nr, int nc, const void *w, size_t ws,
+                            const void *xq, size_t xs, float *y, size_t ys) {
+    if (wt->gemm) wt->gemm(n, nr, nc, w, ws, xq, xs, y, ys);
+    else gemm_generic(wt->vec_dot, n, nr, nc, w, ws, xq, xs, y, ys);
+}
+
 static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
     const g4_mm_job *jb = &k->jobs[j];
     const g4_mat *w = jb->w;
@@ -87,12 +94,9 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
             /* a few tokens (batched decode of several sequences): still bound
              * by the weight stream, which one row at a time keeps sequential
              * (the kernels' 4-row tiles would read 4 interleaved streams) */
-            for (long o = lo; o < hi; o++) {
-                const void *row = g4_mat_row(w, jb->mat, o);
-                float *y = jb->y + o;
-                if (wt->gemm) wt->gemm(n, 1, k->T, row, w->row_bytes, k->xq[j], k->xq_row, y, (size_t)jb->ldy);
-                else gemm_generic(wt->vec_dot, n, 1, k->T, row, w->row_bytes, k->xq[j], k->xq_row, y, (size_t)jb->ldy);
-            }
+            for (long o = lo; o < hi; o++)
+                gemm_any(wt, n, 1, k->T, g4_mat_row(w, jb->mat, o), w->row_bytes, k->xq[j], k->xq_row, jb->y + o,
+                         (size_t)jb->ldy);
         } else
         for (long o0 = lo; o0 < hi; o0 += rows) {
             int nr = (int)(hi - o0 < rows ? hi - o0 : rows);
@@ -101,8 +105,7 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
                 int nc = k->T - t0 < TOKS ? k->T - t0 : TOKS;
                 const void *xq = k->xq[j] + (size_t)t0 * k->xq_row;
                 float *y = jb->y + (size_t)t0 * jb->ldy + o0;
-                if (wt->gemm) wt->gemm(n, nr, nc, row, w->row_bytes, xq, k->xq_row, y, (size_t)jb->ldy);
-                else gemm_generic(wt->vec_dot, n, nr, nc, row, w->row_bytes, xq, k->xq_row, y, (size_t)jb->ldy);
+                gemm_any(wt, n, nr, nc, row, w->row_bytes, xq, k->xq_row, y, (size_t)jb->ldy);
             }
         }
     }
