@@ -156,7 +156,10 @@ assert all('retry-after: 1' in h for c, h in zip(codes, hdrs) if c == '503'), hd
 SLOW='{"messages":[{"role":"user","content":"Tell me a long story"}],"max_tokens":3000,"temperature":1,"stream":true}'
 curl -sN -m 60 "$B/v1/chat/completions" -H 'Authorization: Bearer s3cret' -d "$SLOW" >"$TMP/s1" 2>/dev/null & C1=$!
 curl -sN -m 60 "$B/v1/chat/completions" -H 'Authorization: Bearer s3cret' -d "$SLOW" >"$TMP/s2" 2>/dev/null & C2=$!
-sleep 0.3
+# the first stream must be running (its role chunk sent) before the signal:
+# a fixed sleep lost that race on a loaded machine (bounded: 20 s)
+for _ in $(seq 200); do [ -s "$TMP/s1" ] && break; sleep 0.1; done
+sleep 0.2
 kill -TERM "$PID"
 rc=0; for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
 wait "$PID"; rc=$?
