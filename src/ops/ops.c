@@ -8,13 +8,44 @@
 
 /* ---- weight products -------------------------------------------------------- */
 
+/* y += scale * B (A x) for every pair of w: two small products per pair over
+ * G4_LORA_ROWS tokens at a time (A X as one [T][r] product, not per token),
+ * through the same matmul as the weights, so the exact path stays f32 and
+ * threads split B's rows. Only 2-D weights are adapted (mat is 0). */
+static void lora_add(g4_exec *ex, const g4_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy) {
+    const g4_lora_entry *e;
+    int n = g4_lora_find(ex->lora, w, &e);
+    for (int i = 0; i < n; i++, e++) {
+        int r = (int)e->a.n_out;
+        int64_t no = e->b.n_out;
+        float *ax = ex->lora_tmp, *bax = ex->lora_tmp + (size_t)G4_LORA_ROWS * ex->lora->max_r;
+        for (int t0 = 0; t0 < T; t0 += G4_LORA_ROWS) {
+            int nt = T - t0 < G4_LORA_ROWS ? T - t0 : G4_LORA_ROWS;
+            g4_matmul(ex->pool, &e->a, 0, x + (size_t)t0 * ldx, ldx, nt, ax, r, ex->precision, &ex->mm);
+            for (int k = 0; k < nt * r; k++) ax[k] *= e->scale;
+            g4_matmul(ex->pool, &e->b, 0, ax, r, nt, bax, no, ex->precision, &ex->mm);
+            for (int t = 0; t < nt; t++) {
+                float *yt = y + (size_t)(t0 + t) * ldy;
+                const float *d = bax + (size_t)t * no;
+                for (int64_t o = 0; o < no; o++) yt[o] += d[o];
+            }
+        }
+    }
+}
+
 void g4_op_matmul(g4_exec *ex, const g4_mat *w, int64_t mat, const float *x, int64_t ldx, int T, float *y,
                   int64_t ldy) {
     g4_matmul(ex->pool, w, mat, x, ldx, T, y, ldy, ex->precision, &ex->mm);
+    if (ex->lora) lora_add(ex, w, x, ldx, T, y, ldy);
 }
 
 void g4_op_matmul_multi(g4_exec *ex, const g4_mm_job *jobs, int n_jobs, const float *x, int64_t ldx, int T) {
     g4_matmul_multi(ex->pool, jobs, n_jobs, x, ldx, T, ex->precision, &ex->mm);
+    /* a job with a softcap (the LM head) is never adapted: g4_lora_bind
+     * refuses output.weight, so the cap applied above stays last */
+    if (ex->lora)
+        for (int j = 0; j < n_jobs; j++)
+            lora_add(ex, jobs[j].w, jobs[j].x ? jobs[j].x : x, ldx, T, jobs[j].y, jobs[j].ldy);
 }
 
 /* ---- data-parallel row ops --------------------------------------------------------
