@@ -160,14 +160,14 @@ static int set_side(g4_lora_pair *p, bool is_a, int64_t rows, int64_t cols, int 
     return 0;
 }
 
-static int finish(g4_lora *l, const char *what, g4_error *err) {
-    if (!l->n_pairs) return g4_seterr(err, "%s: no LoRA tensors", what);
+static int finish(g4_lora *l, g4_error *err) {
+    if (!l->n_pairs) return g4_seterr(err, "no LoRA tensors");
     for (int i = 0; i < l->n_pairs; i++) {
         g4_lora_pair *p = &l->pairs[i];
         if (!p->a || !p->b) {
             char nm[96];
             g4_tensor_name(&g4_tensors[p->tid], p->layer, nm, sizeof nm);
-            return g4_seterr(err, "%s: %s has lora_%s but no lora_%s", what, nm, p->a ? "a" : "b", p->a ? "b" : "a");
+            return g4_seterr(err, "%s has lora_%s but no lora_%s", nm, p->a ? "a" : "b", p->a ? "b" : "a");
         }
     }
     if (!l->rank) l->rank = l->pairs[0].r;
@@ -238,7 +238,7 @@ static g4_lora *from_gguf(g4_gguf_file *f, const char *path, g4_error *err) {
         /* ggml ne {n_in, r} for lora_a: r rows of n_in; {r, n_out} for lora_b */
         if (set_side(p, is_a, t->ne[1], t->ne[0], t->type, t->data, t->name, shape, err)) goto fail;
     }
-    if (finish(l, path, err)) goto fail;
+    if (finish(l, err)) goto fail;
     g4_gguf_close(f);
     return l;
 fail:
@@ -251,7 +251,7 @@ g4_lora *g4_lora_read_gguf(const char *path, g4_error *err) {
     g4_gguf_file *f = g4_gguf_open(path, err);
     if (!f) return NULL;
     g4_lora *l = from_gguf(f, path, err);
-    if (!l) g4_preferr(err, "%s: ", G4_ESC(path));
+    if (!l) g4_preferr(err, "%s", G4_ESC(path));
     return l;
 }
 
@@ -384,8 +384,9 @@ static g4_lora *from_peft(const char *cfg, size_t cfg_len, g4_st_file *st, const
     for (size_t i = 0; i < st->n; i++) {
         const g4_st_tensor *t = &st->t[i];
         size_t nl = strlen(t->name);
-        bool is_a = nl > 15 && !strcmp(t->name + nl - 15, ".lora_A.weight");
-        bool is_b = nl > 15 && !strcmp(t->name + nl - 15, ".lora_B.weight");
+        /* ".lora_A.weight" / ".lora_B.weight": 14 bytes */
+        bool is_a = nl > 14 && !strcmp(t->name + nl - 14, ".lora_A.weight");
+        bool is_b = nl > 14 && !strcmp(t->name + nl - 14, ".lora_B.weight");
         if (strstr(t->name, "lora_magnitude_vector")) {
             g4_seterr(err, "tensor '%s': DoRA adapters are not supported", G4_ESC(t->name));
             goto fail;
@@ -400,7 +401,7 @@ static g4_lora *from_peft(const char *cfg, size_t cfg_len, g4_st_file *st, const
             goto fail;
         }
         char mod[256];
-        size_t ml = nl - 15 - (sizeof pre - 1);
+        size_t ml = nl < 14 + sizeof pre ? 0 : nl - 14 - (sizeof pre - 1);
         if (ml >= sizeof mod || ml == 0) { g4_seterr(err, "tensor '%s': bad module name", G4_ESC(t->name)); goto fail; }
         memcpy(mod, t->name + sizeof pre - 1, ml);
         mod[ml] = 0;
@@ -430,7 +431,7 @@ static g4_lora *from_peft(const char *cfg, size_t cfg_len, g4_st_file *st, const
         p->alpha = l->alpha;
         if (set_side(p, is_a, t->shape[0], t->shape[1], t->type, t->data, t->name, shape, err)) goto fail;
     }
-    if (finish(l, path, err)) goto fail;
+    if (finish(l, err)) goto fail;
     json_decref(targets);
     return l;
 fail:
@@ -471,7 +472,7 @@ g4_lora *g4_lora_read_peft(const char *dir, g4_error *err) {
     g4_st_file *st = g4_st_open(p, err);
     if (!st) { free(cfg); return NULL; }
     g4_lora *l = from_peft(cfg, n, st, dir, err);
-    if (!l) g4_preferr(err, "%s: ", G4_ESC(dir));
+    if (!l) g4_preferr(err, "%s", G4_ESC(dir));
     g4_st_close(st);
     free(cfg);
     return l;

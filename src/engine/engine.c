@@ -11,6 +11,7 @@
 #include "format/hf.h"
 #include "gemma4c.h"
 #include "model/forward.h"
+#include "model/lora.h"
 #include "model/model.h"
 
 
@@ -180,6 +181,10 @@ gemma4c_context *gemma4c_context_new(gemma4c_model *mm, const gemma4c_context_pa
         gemma4c_context_free(c);
         return NULL;
     }
+    if (p.n_adapters > 0 && g4_engine_context_adapters(c, &p, err, errlen)) {
+        gemma4c_context_free(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -188,6 +193,7 @@ gemma4c_model *gemma4c_context_model(const gemma4c_context *c) { return c->model
 void gemma4c_context_free(gemma4c_context *c) {
     if (!c) return;
     g4_workspace_free(c->ws);
+    g4_lora_set_free(c->lora);
     g4_prefix_free_all(c);
     free(c->pfx);
     for (int i = 0; c->toks && i < c->n_seq; i++) free(c->toks[i]);

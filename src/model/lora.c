@@ -53,7 +53,7 @@ static int check_pair(const g4_model *m, const g4_lora *l, const g4_lora_pair *p
                       g4_error *err) {
     bool skip;
     *out = g4_lora_target(m, p->tid, p->layer, &skip, err);
-    if (!*out) return skip ? 0 : g4_preferr(err, "%s: ", G4_ESC(l->path));
+    if (!*out) return skip ? 0 : g4_preferr(err, "%s", G4_ESC(l->path));
     const g4_mat *w = *out;
     if (p->n_in != w->n_in || p->n_out != w->n_out) {
         char nm[96];
