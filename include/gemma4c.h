@@ -197,6 +197,10 @@ typedef struct gemma4c_adapter gemma4c_adapter;
  * outlive the contexts that use it. */
 gemma4c_adapter *gemma4c_adapter_load(const gemma4c_model *m, const char *path, char *err, size_t errlen);
 void gemma4c_adapter_free(gemma4c_adapter *a);
+/* Split a "PATH[:SCALE]" option value (a trailing ":NUMBER" is the scale,
+ * default 1; other colons belong to the path) into path (size n) and
+ * *scale. 0, or -1 when the path is empty or too long. */
+int gemma4c_adapter_spec(const char *spec, char *path, size_t n, float *scale);
 /* Adapted weights and rank (of the first pair) and alpha, for display. */
 void gemma4c_adapter_info(const gemma4c_adapter *a, int *n_weights, int *rank, float *alpha);
 /* Write a as a GGUF LoRA file (format "gguf") or a PEFT folder ("peft"). */

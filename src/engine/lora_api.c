@@ -1,5 +1,7 @@
 /* Public LoRA calls (include/gemma4c.h): load, write, attach to a context.
  * The representation and readers are adapter/, binding is model/lora.c. */
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,22 @@ gemma4c_adapter *gemma4c_adapter_load(const gemma4c_model *m, const char *path, 
     }
     a->l = l;
     return a;
+}
+
+int gemma4c_adapter_spec(const char *spec, char *path, size_t n, float *scale) {
+    const char *c = strrchr(spec, ':');
+    size_t len = strlen(spec);
+    *scale = 1.0f;
+    if (c && c[1]) {
+        char *end;
+        errno = 0;
+        float x = strtof(c + 1, &end);
+        if (!*end && !errno && x == x && !isinf(x)) { *scale = x; len = (size_t)(c - spec); }
+    }
+    if (!len || len >= n) return -1;
+    memcpy(path, spec, len);
+    path[len] = 0;
+    return 0;
 }
 
 void gemma4c_adapter_free(gemma4c_adapter *a) {
