@@ -20,6 +20,8 @@
 
 #include "adapter/lora.h"
 #include "gemma4c.h"
+#include "arch/gemma4.h"
+#include "model/lora.h"
 
 #define MAXTOK 128
 
@@ -504,6 +506,83 @@ TEST(writers_roundtrip) {
     }
 }
 
+/* Two adapters add up (a at 0.5 twice = a at 1.0); g4_lora_create makes
+ * the pairs PEFT makes for the seven projections (60 / 82), and filled with
+ * the reference values it writes llama.cpp's file byte for byte. */
+TEST(two_adapters_and_create) {
+    int32_t prompt[MAXTOK];
+    int n = read_ids(lref(0, "testdata/gemma4-lora-ref/gemma4-e.tokens.txt"), prompt, MAXTOK);
+    char err[600];
+    gemma4c_model *m = gemma4c_model_open(lref(2, "testdata/gemma4-ref/gemma4-e.gguf"), err, sizeof err);
+    gemma4c_adapter *a = m ? load(m, lref(1, "testdata/gemma4-lora-ref/gemma4-e.peft")) : NULL;
+    CHECK(m && a && n == 40);
+    if (m && a && n == 40) {
+        float *one = prompt_logits(m, GEMMA4C_PREC_EXACT, a, 1.0f, prompt, n);
+        gemma4c_context_params p = gemma4c_context_default_params();
+        p.n_ctx = MAXTOK;
+        p.n_threads = 2;
+        p.precision = GEMMA4C_PREC_EXACT;
+        gemma4c_adapter *two[2] = { a, a };
+        float sc[2] = { 0.5f, 0.5f };
+        p.adapters = two;
+        p.adapter_scales = sc;
+        p.n_adapters = 2;
+        gemma4c_context *c = gemma4c_context_new(m, &p, err, sizeof err);
+        CHECK(one && c && !gemma4c_eval(c, prompt, n, 1, err, sizeof err));
+        if (one && c) {
+            double mx = 0;
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < 512; j++) {
+                    double d = fabs((double)gemma4c_logits(c, i)[j] - one[(size_t)i * 512 + j]);
+                    if (d > mx) mx = d;
+                }
+            printf("  a at 0.5 + a at 0.5 vs a at 1.0 (exact): max %.2e\n", mx);
+            CHECK(mx <= 1e-4);
+        }
+        gemma4c_context_free(c);
+        free(one);
+    }
+    gemma4c_adapter_free(a);
+    gemma4c_model_free(m);
+
+    uint64_t seven = 1ull << G4_T_ATTN_Q | 1ull << G4_T_ATTN_K | 1ull << G4_T_ATTN_V | 1ull << G4_T_ATTN_OUT |
+                     1ull << G4_T_FFN_GATE | 1ull << G4_T_FFN_UP | 1ull << G4_T_FFN_DOWN;
+    for (int i = 0; i < 2; i++) {
+        g4_error ge = { { 0 } };
+        g4_gguf_file *f = g4_gguf_open(lref(2, "testdata/gemma4-ref/%s.gguf", NAMES[i]), &ge);
+        g4_model *gm = f ? g4_model_load(f, &ge) : NULL;
+        g4_lora *ref = g4_lora_read(lref(1, "testdata/gemma4-lora-ref/%s.peft", NAMES[i]), &ge);
+        g4_lora *nl = gm && ref ? g4_lora_create(gm, seven, ref->rank, ref->alpha, &ge) : NULL;
+        CHECKF(nl != NULL, "%s", ge.msg);
+        if (nl) {
+            CHECKF(nl->n_pairs == (i ? 82 : 60), "%s: %d pairs", NAMES[i], nl->n_pairs);
+            int found = 0;
+            for (int k = 0; k < nl->n_pairs; k++)
+                for (int j = 0; j < ref->n_pairs; j++) {
+                    g4_lora_pair *d = &nl->pairs[k], *r = &ref->pairs[j];
+                    if (d->tid != r->tid || d->layer != r->layer) continue;
+                    found++;
+                    CHECK(d->r == r->r && d->n_in == r->n_in && d->n_out == r->n_out);
+                    if (d->r != r->r || d->n_in != r->n_in || d->n_out != r->n_out) continue;
+                    memcpy(d->a, r->a, (size_t)r->r * r->n_in * 4);
+                    memcpy(d->b, r->b, (size_t)r->n_out * r->r * 4);
+                }
+            CHECK(found == nl->n_pairs);
+            char out[512];
+            snprintf(out, sizeof out, "%s/created.lora.gguf", TMP);
+            CHECK(!g4_lora_write_gguf(nl, out, i ? "Gemma4 Dense.Peft" : "Gemma4 E.Peft", true, &ge));
+            size_t la = 0, lb = 0;
+            char *x = th_read_file(out, &la), *y = th_read_file(lref(1, "testdata/gemma4-lora-ref/%s.lora.gguf", NAMES[i]), &lb);
+            CHECKF(x && y && la == lb && !memcmp(x, y, la), "%s: created adapter's file differs", NAMES[i]);
+            free(x);
+            free(y);
+        }
+        g4_lora_free(nl);
+        g4_lora_free(ref);
+        g4_model_free(gm);
+    }
+}
+
 int main(void) {
     snprintf(TMP, sizeof TMP, "/tmp/g4lora-XXXXXX");
     if (!mkdtemp(TMP)) { perror("mkdtemp"); return 1; }
@@ -515,6 +594,7 @@ int main(void) {
     RUN(mismatch_refused);
     RUN(rslora_rule);
     RUN(writers_roundtrip);
+    RUN(two_adapters_and_create);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", TMP);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", TMP);

@@ -67,6 +67,29 @@ static int check_pair(const g4_model *m, const g4_lora *l, const g4_lora_pair *p
     return 0;
 }
 
+g4_lora *g4_lora_create(const g4_model *m, uint64_t targets, int r, float alpha, g4_error *err) {
+    int cap = 0, n = 0;
+    for (int t = 0; t < G4_T_COUNT; t++) cap += (targets >> t & 1) ? m->n_layer : 0;
+    g4_lora_pair *specs = calloc((size_t)(cap ? cap : 1), sizeof *specs);
+    if (!specs) { g4_seterr(err, "out of memory"); return NULL; }
+    for (int t = 0; t < G4_T_COUNT; t++) {
+        if (!(targets >> t & 1)) continue;
+        int nl = g4_tensors[t].layer ? m->n_layer : 1;
+        for (int l = 0; l < nl; l++) {
+            bool skip;
+            g4_error e2;
+            const g4_mat *w = g4_lora_target(m, t, g4_tensors[t].layer ? l : -1, &skip, &e2);
+            if (!w || w->n_mat != 1) continue;   /* not in this model / layer */
+            specs[n++] = (g4_lora_pair){ .tid = t, .layer = g4_tensors[t].layer ? l : -1, .r = r, .n_in = w->n_in,
+                                         .n_out = w->n_out, .alpha = alpha };
+        }
+    }
+    g4_lora *lo = n ? g4_lora_new(specs, n, alpha, r, err) : NULL;
+    if (!n) g4_seterr(err, "no weight of the model matches the targets");
+    free(specs);
+    return lo;
+}
+
 int g4_lora_check(const g4_model *m, const g4_lora *l, g4_error *err) {
     for (int i = 0; i < l->n_pairs; i++) {
         const g4_mat *w;

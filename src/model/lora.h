@@ -17,6 +17,12 @@
  * cache, whose adapters change nothing. */
 const g4_mat *g4_lora_target(const g4_model *m, int tid, int layer, bool *skip, g4_error *err);
 
+/* A new adapter for m (fine-tuning): a pair of rank r, A and B zero, for
+ * every weight of m whose tensor id has its bit set in targets (1 << G4_T_ATTN_Q
+ * | ...) and that the model computes (no K/V in layers reusing another
+ * layer's cache, no V where K = V). alpha as PEFT's lora_alpha. */
+g4_lora *g4_lora_create(const g4_model *m, uint64_t targets, int r, float alpha, g4_error *err);
+
 /* Check adapter l against m: every pair's layer, weight and shapes. The
  * message names the tensor and both shapes. */
 int g4_lora_check(const g4_model *m, const g4_lora *l, g4_error *err);

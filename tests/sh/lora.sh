@@ -42,6 +42,10 @@ check "merge --lora PEFT:0.5 writes a file" test -s "$TMP/m.gguf"
 "$G4" logits -m "$TMP/m.gguf" --tokens-file "$LR/gemma4-e.tokens.txt" --out "$TMP/m.f32" --exact -t 2
 "$G4" logits -m "$E" --lora "$LR/gemma4-e.peft:0.5" --tokens-file "$LR/gemma4-e.tokens.txt" --out "$TMP/r.f32" --exact -t 2
 check "merged F32 = adapter at run time (exact, 1e-4)" cmp_logits "$TMP/m.f32" "$TMP/r.f32" 1e-4 1e-4
+# a Hugging Face folder base with the PEFT folder: F32 GGUF with the reference logits
+"$G4" merge "$REF/gemma4-dense.hf" --lora "$LR/gemma4-dense.peft:0.5" -o "$TMP/h.gguf" >/dev/null 2>&1
+"$G4" logits -m "$TMP/h.gguf" --tokens-file "$LR/gemma4-dense.tokens.txt" --out "$TMP/h.f32" --exact -t 2
+check "merge of an HF folder base: exact logits vs float64 (1e-3)" cmp_logits "$TMP/h.f32" "$LR/gemma4-dense.scale0.5.exact.logits.f32" 1e-3 1e-3
 # --type Q8_0 = merge to F32 then quantize (same weights, so the same logits);
 # Q8_0 on this tiny model is ~1.2 max / 0.2 rms from F32 (llama.cpp's own files)
 "$G4" merge "$E" --lora "$LR/gemma4-e.lora.gguf" -o "$TMP/q.gguf" --type Q8_0 >/dev/null 2>&1
