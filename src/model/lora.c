@@ -2,6 +2,7 @@
  * hook scratch (model/lora.h). Merging is lora_merge.c. */
 #include "model/lora.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,8 +57,13 @@ static int check_pair(const g4_model *m, const g4_lora *l, const g4_lora_pair *p
     if (!*out) return skip ? 0 : g4_preferr(err, "%s", G4_ESC(l->path));
     const g4_mat *w = *out;
     if (p->n_in != w->n_in || p->n_out != w->n_out) {
-        char nm[96];
-        g4_tensor_name(&g4_tensors[p->tid], p->layer, nm, sizeof nm);
+        char nm[200];
+        const g4_tensor_info *ti = &g4_tensors[p->tid];
+        int k = g4_tensor_name(ti, p->layer, nm, sizeof nm);
+        if (ti->hf && k > 0 && (size_t)k < sizeof nm) {   /* and the Hugging Face name a PEFT user knows */
+            if (ti->layer) snprintf(nm + k, sizeof nm - (size_t)k, " (layers.%d.%s)", p->layer, ti->hf);
+            else snprintf(nm + k, sizeof nm - (size_t)k, " (%s)", ti->hf);
+        }
         return g4_seterr(err,
                          "%s: %s: the adapter's A is [%d, %lld] and B [%lld, %d] (PyTorch order), so it adapts a "
                          "[%lld, %lld] weight, but the model's is [%lld, %lld]: an adapter for another base model?",
