@@ -52,7 +52,6 @@ int cmd_merge(int argc, char **argv) {
     signal(SIGTERM, cli_cleanup_on_signal);
     char err[600];
     int rc = gemma4c_merge(base, lo.lora, lo.lora_scale, lo.n_lora, out, type, &wp, err, sizeof err);
-    for (int i = 0; i < lo.n_lora; i++) free((void *)lo.lora[i]);
     if (rc) { fprintf(stderr, "gemma4c merge: %s\n", err); return 1; }
     return 0;
 }

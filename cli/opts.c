@@ -40,31 +40,43 @@ int common_opt(run_opts *o, int argc, char **argv, int *i) {
     return 0;
 }
 
+/* Adapters and the --lora path copies live until exit (freed there, so
+ * LeakSanitizer stays quiet); a context may use them to its end. */
+static gemma4c_adapter *g_adapters[4 * MAX_LORA];
+static int g_n_adapters;
+static char *g_paths[4 * MAX_LORA];
+static int g_n_paths;
+
+static void free_adapters(void) {
+    for (int i = 0; i < g_n_adapters; i++) gemma4c_adapter_free(g_adapters[i]);
+    for (int i = 0; i < g_n_paths; i++) free(g_paths[i]);
+    g_n_adapters = g_n_paths = 0;
+}
+
+static void register_cleanup(void) {
+    static int registered;
+    if (!registered) registered = !atexit(free_adapters);
+}
+
 int parse_lora(run_opts *o, const char *v) {
     if (!v) { fprintf(stderr, "gemma4c: --lora needs PATH[:SCALE]\n"); return -1; }
-    if (o->n_lora == MAX_LORA) { fprintf(stderr, "gemma4c: at most %d --lora adapters\n", MAX_LORA); return -1; }
+    if (o->n_lora == MAX_LORA || g_n_paths == (int)(sizeof g_paths / sizeof *g_paths)) {
+        fprintf(stderr, "gemma4c: at most %d --lora adapters\n", MAX_LORA);
+        return -1;
+    }
     char path[4096];
     if (gemma4c_adapter_spec(v, path, sizeof path, &o->lora_scale[o->n_lora])) {
         fprintf(stderr, "gemma4c: --lora '%s': expected PATH[:SCALE]\n", v);
         return -1;
     }
-    if (!(o->lora[o->n_lora] = strdup(path))) return -1;    /* kept for the process's life, like argv */
-    o->n_lora++;
+    register_cleanup();
+    if (!(g_paths[g_n_paths] = strdup(path))) return -1;
+    o->lora[o->n_lora++] = g_paths[g_n_paths++];
     return 0;
 }
 
-/* Loaded adapters outlive every context; freed at exit. */
-static gemma4c_adapter *g_adapters[4 * MAX_LORA];
-static int g_n_adapters;
-
-static void free_adapters(void) {
-    for (int i = 0; i < g_n_adapters; i++) gemma4c_adapter_free(g_adapters[i]);
-    g_n_adapters = 0;
-}
-
 int load_adapters(gemma4c_model *m, const char *const *paths, int n, gemma4c_adapter **out) {
-    static int registered;
-    if (!registered) registered = !atexit(free_adapters);
+    register_cleanup();
     for (int i = 0; i < n; i++) {
         char err[600];
         if (g_n_adapters == (int)(sizeof g_adapters / sizeof *g_adapters)) {
