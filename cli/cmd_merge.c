@@ -58,7 +58,7 @@ int cmd_merge(int argc, char **argv) {
 
 static void adapter_usage(FILE *o) {
     fprintf(o,
-        "usage: gemma4c adapter PATH [-m MODEL] [-o OUT --format gguf|peft] [--force]\n"
+        "usage: gemma4c adapter PATH [-m MODEL] [-o OUT --format gguf|gguf:F16|gguf:BF16|peft] [--force]\n"
         "\n"
         "Reads a LoRA adapter (GGUF LoRA file or PEFT folder) and prints what it\n"
         "adapts; with -m, checks it against MODEL; with -o, writes it as a GGUF\n"

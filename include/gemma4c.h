@@ -203,7 +203,8 @@ void gemma4c_adapter_free(gemma4c_adapter *a);
 int gemma4c_adapter_spec(const char *spec, char *path, size_t n, float *scale);
 /* Adapted weights and rank (of the first pair) and alpha, for display. */
 void gemma4c_adapter_info(const gemma4c_adapter *a, int *n_weights, int *rank, float *alpha);
-/* Write a as a GGUF LoRA file (format "gguf") or a PEFT folder ("peft"). */
+/* Write a as a GGUF LoRA file (format "gguf": F32 tensors; "gguf:F16",
+ * "gguf:BF16": rounded as the converter's --outtype) or a PEFT folder ("peft"). */
 int gemma4c_adapter_write(const gemma4c_adapter *a, const char *path, const char *format, int force, char *err,
                           size_t errlen);
 /* Use these n adapters (scales NULL: 1.0 each; n 0: none) for the context's

@@ -22,6 +22,7 @@
 #include "gemma4c.h"
 #include "arch/gemma4.h"
 #include "model/lora.h"
+#include "tensor/types.h"
 
 #define MAXTOK 128
 
@@ -583,6 +584,37 @@ TEST(two_adapters_and_create) {
     }
 }
 
+/* GGUF LoRA in F16 / BF16 (the converter's --outtype): read back as the
+ * rounded values; logits stay within the rounding's effect. */
+TEST(half_precision_gguf) {
+    g4_error ge = { { 0 } };
+    g4_lora *l = g4_lora_read(lref(1, "testdata/gemma4-lora-ref/gemma4-e.lora.gguf"), &ge);
+    CHECKF(l != NULL, "%s", ge.msg);
+    if (!l) return;
+    int types[2] = { G4_F16, G4_BF16 };
+    for (int k = 0; k < 2; k++) {
+        char out[512];
+        snprintf(out, sizeof out, "%s/half.lora.gguf", TMP);
+        CHECKF(!g4_lora_write_gguf_as(l, out, NULL, types[k], true, &ge), "%s", ge.msg);
+        g4_lora *h = g4_lora_read(out, &ge);
+        CHECKF(h && h->n_pairs == l->n_pairs, "%s", ge.msg);
+        double mx = 0;
+        for (int i = 0; h && i < l->n_pairs; i++) {
+            const g4_lora_pair *p = &l->pairs[i], *q = &h->pairs[i];
+            CHECK(q->r == p->r && q->n_in == p->n_in && q->n_out == p->n_out);
+            for (size_t j = 0; j < (size_t)p->r * p->n_in; j++) {
+                float want = types[k] == G4_F16 ? g4_fp16_to_fp32(g4_fp32_to_fp16(p->a[j]))
+                                                : g4_bf16_to_fp32(g4_fp32_to_bf16(p->a[j]));
+                if (q->a[j] != want) mx = 1;
+            }
+        }
+        CHECKF(mx == 0, "%s values are not the rounded F32 ones", k ? "BF16" : "F16");
+        g4_lora_free(h);
+    }
+    CHECK(g4_lora_write_gguf_as(l, TMP, NULL, G4_Q8_0, true, &ge) < 0);
+    g4_lora_free(l);
+}
+
 int main(void) {
     snprintf(TMP, sizeof TMP, "/tmp/g4lora-XXXXXX");
     if (!mkdtemp(TMP)) { perror("mkdtemp"); return 1; }
@@ -595,6 +627,7 @@ int main(void) {
     RUN(rslora_rule);
     RUN(writers_roundtrip);
     RUN(two_adapters_and_create);
+    RUN(half_precision_gguf);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", TMP);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", TMP);

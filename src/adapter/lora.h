@@ -85,6 +85,10 @@ g4_lora *g4_lora_new(const g4_lora_pair *specs, int n, float alpha, int rank, g4
  * "LoRA". An rsLoRA adapter is written with alpha * sqrt(r) (GGUF has no
  * rsLoRA flag; the product is the same). */
 int g4_lora_write_gguf(const g4_lora *l, const char *path, const char *name, bool force, g4_error *err);
+/* The same with the tensors stored as type (G4_F32, G4_F16 or G4_BF16: the
+ * converter's --outtype f32/f16/bf16; the reader takes any decodable type). */
+int g4_lora_write_gguf_as(const g4_lora *l, const char *path, const char *name, int type, bool force,
+                          g4_error *err);
 /* PEFT folder (created if missing): adapter_config.json and
  * adapter_model.safetensors with Hugging Face names
  * ("base_model.model.model.language_model.layers.N.self_attn.q_proj.lora_A.weight"). */

@@ -67,8 +67,23 @@ static int common_alpha(const g4_lora *l, bool sqrt_r, float *out, g4_error *err
     return 0;
 }
 
+/* n floats as type (F16/BF16 round to nearest even), owned by f. */
+static const void *as_type(g4_gguf_file *f, const float *src, size_t n, int type) {
+    if (type == G4_F32) return src;
+    uint16_t *d = g4_gguf_own(f, malloc((n ? n : 1) * sizeof *d));
+    for (size_t i = 0; d && i < n; i++) d[i] = type == G4_F16 ? g4_fp32_to_fp16(src[i]) : g4_fp32_to_bf16(src[i]);
+    return d;
+}
+
 int g4_lora_write_gguf(const g4_lora *l, const char *path, const char *name, bool force, g4_error *err) {
+    return g4_lora_write_gguf_as(l, path, name, G4_F32, force, err);
+}
+
+int g4_lora_write_gguf_as(const g4_lora *l, const char *path, const char *name, int type, bool force,
+                          g4_error *err) {
     float alpha;
+    if (type != G4_F32 && type != G4_F16 && type != G4_BF16)
+        return g4_seterr(err, "GGUF LoRA tensors as %s: want F32, F16 or BF16", g4_type_name(type));
     if (common_alpha(l, false, &alpha, err)) return -1;
     named *v = sorted_pairs(l, err);
     if (!v) return -1;
@@ -86,10 +101,13 @@ int g4_lora_write_gguf(const g4_lora *l, const char *path, const char *name, boo
         char base[96], tn[128];
         g4_tensor_name(&g4_tensors[p->tid], p->layer, base, sizeof base);
         int64_t nea[2] = { p->n_in, p->r }, neb[2] = { p->r, p->n_out };
+        const void *da = as_type(f, p->a, (size_t)p->r * (size_t)p->n_in, type);
+        const void *db = as_type(f, p->b, (size_t)p->n_out * (size_t)p->r, type);
+        if (!da || !db) { rc = g4_seterr(err, "out of memory"); break; }
         snprintf(tn, sizeof tn, "%s.lora_a", base);
-        if (!g4_gguf_add_tensor(f, tn, G4_F32, 2, nea, p->a, err)) rc = -1;
+        if (!g4_gguf_add_tensor(f, tn, type, 2, nea, da, err)) rc = -1;
         snprintf(tn, sizeof tn, "%s.lora_b", base);
-        if (!rc && !g4_gguf_add_tensor(f, tn, G4_F32, 2, neb, p->b, err)) rc = -1;
+        if (!rc && !g4_gguf_add_tensor(f, tn, type, 2, neb, db, err)) rc = -1;
     }
     if (!rc) {
         g4_gguf_write_opts o = { .force = force };

@@ -10,6 +10,7 @@
 #include "engine/engine.h"
 #include "gemma4c.h"
 #include "model/lora.h"
+#include "tensor/types.h"
 
 struct gemma4c_adapter {
     g4_lora *l;
@@ -67,7 +68,9 @@ int gemma4c_adapter_write(const gemma4c_adapter *a, const char *path, const char
     int rc;
     if (format && !strcmp(format, "peft")) rc = g4_lora_write_peft(a->l, path, force != 0, &e);
     else if (!format || !strcmp(format, "gguf")) rc = g4_lora_write_gguf(a->l, path, NULL, force != 0, &e);
-    else rc = g4_seterr(&e, "adapter format '%s': want \"gguf\" or \"peft\"", format);
+    else if (!strncmp(format, "gguf:", 5) && g4_type_from_name(format + 5) >= 0)
+        rc = g4_lora_write_gguf_as(a->l, path, NULL, g4_type_from_name(format + 5), force != 0, &e);
+    else rc = g4_seterr(&e, "adapter format '%s': want \"gguf\", \"gguf:F16\", \"gguf:BF16\" or \"peft\"", format);
     if (rc) copy_err(err, errlen, &e);
     return rc;
 }
