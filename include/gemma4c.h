@@ -59,7 +59,7 @@ typedef struct gemma4c_memory_plan {
     uint64_t kv_bytes_per_token;  /* full-attention layers: grows with context */
     uint64_t kv_bytes_swa;        /* sliding layers: fixed ring, independent of n_ctx */
     uint64_t kv_bytes;            /* total KV cache at n_ctx */
-    uint64_t scratch_bytes;       /* activations for one batch, logits */
+    uint64_t scratch_bytes;       /* activations for one batch, logits, LoRA adapters */
     uint64_t total_bytes;         /* resident weights + kv + scratch: the
                                      expected peak RSS of a long decode */
 } gemma4c_memory_plan;

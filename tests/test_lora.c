@@ -518,6 +518,17 @@ TEST(two_adapters_and_create) {
     gemma4c_adapter *a = m ? load(m, lref(1, "testdata/gemma4-lora-ref/gemma4-e.peft")) : NULL;
     CHECK(m && a && n == 40);
     if (m && a && n == 40) {
+        /* the memory plan counts the pairs (53760 parameters, README) and the hook's scratch */
+        gemma4c_context_params pp = gemma4c_context_default_params();
+        pp.n_ctx = 64;
+        pp.n_batch = 64;
+        gemma4c_memory_plan p0, p1;
+        CHECK(!gemma4c_memory_plan_params(m, &pp, &p0));
+        pp.adapters = &a;
+        pp.n_adapters = 1;
+        CHECK(!gemma4c_memory_plan_params(m, &pp, &p1));
+        CHECKF(p1.scratch_bytes - p0.scratch_bytes == 53760 * 4 + 64 * (4 + 256) * 4, "plan grew by %llu",
+               (unsigned long long)(p1.scratch_bytes - p0.scratch_bytes));
         float *one = prompt_logits(m, GEMMA4C_PREC_EXACT, a, 1.0f, prompt, n);
         gemma4c_context_params p = gemma4c_context_default_params();
         p.n_ctx = MAXTOK;

@@ -94,6 +94,7 @@ int gemma4c_memory_plan_params(const gemma4c_model *mm, const gemma4c_context_pa
      * step keeps one for each); threads add a few rows of n_in floats each */
     o->scratch_bytes = g4_workspace_bytes(m, n_batch, 1) +
                        (uint64_t)(p->n_seq > 1 ? p->n_seq : 1) * (uint64_t)m->n_vocab * sizeof(float);
+    o->scratch_bytes += g4_engine_adapter_bytes(p);   /* LoRA pairs and the hook's scratch */
     o->weight_resident_bytes = m->weight_bytes;
     if (m->n_ple) o->weight_resident_bytes -= m->ple_embd.row_bytes * (uint64_t)m->ple_embd.n_out;
     o->total_bytes = o->weight_resident_bytes + o->kv_bytes + o->scratch_bytes;

@@ -69,6 +69,8 @@ typedef struct g4_prefix {
     uint64_t used;
 } g4_prefix;
 
+/* Memory of p's adapters (their pairs, the hook's scratch), for the plan. */
+uint64_t g4_engine_adapter_bytes(const gemma4c_context_params *p);
 /* Bind p's adapters to c (lora_api.c); 0 or -1 + err. */
 int g4_engine_context_adapters(gemma4c_context *c, const gemma4c_context_params *p, char *err, size_t errlen);
 

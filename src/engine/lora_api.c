@@ -102,3 +102,17 @@ int gemma4c_context_set_adapters(gemma4c_context *c, gemma4c_adapter *const *a, 
 int g4_engine_context_adapters(gemma4c_context *c, const gemma4c_context_params *p, char *err, size_t errlen) {
     return gemma4c_context_set_adapters(c, p->adapters, p->adapter_scales, p->n_adapters, err, errlen);
 }
+
+uint64_t g4_engine_adapter_bytes(const gemma4c_context_params *p) {
+    uint64_t b = 0, max_r = 0, max_out = 0;
+    for (int i = 0; p->adapters && i < p->n_adapters; i++) {
+        const g4_lora *l = p->adapters[i]->l;
+        for (int k = 0; k < l->n_pairs; k++) {
+            const g4_lora_pair *q = &l->pairs[k];
+            b += (uint64_t)q->r * (uint64_t)(q->n_in + q->n_out) * sizeof(float);
+            if ((uint64_t)q->r > max_r) max_r = (uint64_t)q->r;
+            if ((uint64_t)q->n_out > max_out) max_out = (uint64_t)q->n_out;
+        }
+    }
+    return b + (b ? (uint64_t)G4_LORA_ROWS * (max_r + max_out) * sizeof(float) : 0);
+}
