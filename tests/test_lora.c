@@ -411,7 +411,7 @@ TEST(mismatch_refused) {
         CHECK(r != NULL);
         if (r) r[5] = '8';
         l = g4_lora_parse_peft(cfg, strlen(cfg), st, len, "edited", &ge);
-        CHECK(l == NULL && strstr(ge.msg, "the config's r is 8"));
+        CHECK(l == NULL && strstr(ge.msg, "the config's r for it is 8"));
         printf("  refused: %s\n", ge.msg);
         g4_lora_free(l);
         if (r) r[5] = '4';
@@ -626,6 +626,101 @@ TEST(half_precision_gguf) {
     g4_lora_free(l);
 }
 
+/* PEFT's alpha_pattern / rank_pattern: read per module, written back by
+ * both writers (PEFT: pattern entries; GGUF: B rescaled), same logits. */
+TEST(rank_and_alpha_patterns) {
+    size_t len, slen;
+    char *cfg = th_read_file(lref(1, "testdata/gemma4-lora-ref/gemma4-e.peft/adapter_config.json"), &len);
+    char *st = th_read_file(lref(1, "testdata/gemma4-lora-ref/gemma4-e.peft/adapter_model.safetensors"), &slen);
+    char err[600];
+    g4_error ge = { { 0 } };
+    gemma4c_model *m = gemma4c_model_open(lref(2, "testdata/gemma4-ref/gemma4-e.gguf"), err, sizeof err);
+    int32_t prompt[MAXTOK];
+    int n = read_ids(lref(0, "testdata/gemma4-lora-ref/gemma4-e.tokens.txt"), prompt, MAXTOK);
+    CHECK(cfg && st && m && n == 40);
+    char *ap = cfg ? strstr(cfg, "\"alpha_pattern\": {}") : NULL;
+    CHECK(ap != NULL);
+    if (!cfg || !st || !m || n != 40 || !ap) goto out;
+    /* alpha 16 for every q_proj: multiplier 4 there, 2 elsewhere */
+    char *cfg2 = malloc(len + 64);
+    snprintf(cfg2, len + 64, "%.*s\"alpha_pattern\": {\"q_proj\": 16}%s", (int)(ap - cfg), cfg,
+             ap + strlen("\"alpha_pattern\": {}"));
+    g4_lora *pa = g4_lora_parse_peft(cfg2, strlen(cfg2), st, slen, "alpha_pattern", &ge);
+    free(cfg2);
+    g4_lora *base = g4_lora_read(lref(1, "testdata/gemma4-lora-ref/gemma4-e.peft"), &ge);
+    CHECKF(pa && base, "%s", ge.msg);
+    if (pa && base) {
+        for (int i = 0; i < pa->n_pairs; i++) {
+            g4_lora_pair *p = &pa->pairs[i];
+            CHECK_NEAR(g4_lora_pair_mult(pa, p), p->tid == G4_T_ATTN_Q ? 4.0 : 2.0, 0);
+            /* the same product the plain way: B doubled on q */
+            if (p->tid == G4_T_ATTN_Q)
+                for (size_t j = 0; j < (size_t)p->n_out * p->r; j++) base->pairs[i].b[j] *= 2;
+        }
+        char a1[512], a2[512], a3[512];
+        snprintf(a1, sizeof a1, "%s/pat.peft", TMP);
+        snprintf(a2, sizeof a2, "%s/pat.lora.gguf", TMP);
+        snprintf(a3, sizeof a3, "%s/plain.lora.gguf", TMP);
+        CHECK(!g4_lora_write_peft(pa, a1, true, &ge) && !g4_lora_write_gguf(pa, a2, "x", true, &ge) &&
+              !g4_lora_write_gguf(base, a3, "x", true, &ge));
+        size_t l2 = 0, l3 = 0;
+        char *x = th_read_file(a2, &l2), *y = th_read_file(a3, &l3);
+        CHECKF(x && y && l2 == l3 && !memcmp(x, y, l2), "GGUF of the alpha_pattern adapter != B doubled");
+        free(x);
+        free(y);
+        gemma4c_adapter *g1 = load(m, a1), *g3 = load(m, a3);
+        float *y1 = g1 ? prompt_logits(m, GEMMA4C_PREC_EXACT, g1, 1.0f, prompt, n) : NULL;
+        float *y3 = g3 ? prompt_logits(m, GEMMA4C_PREC_EXACT, g3, 1.0f, prompt, n) : NULL;
+        CHECKF(y1 && y3 && !memcmp(y1, y3, (size_t)n * 512 * 4), "alpha_pattern PEFT vs doubled-B GGUF logits differ");
+        free(y1);
+        free(y3);
+        gemma4c_adapter_free(g1);
+        gemma4c_adapter_free(g3);
+    }
+    g4_lora_free(pa);
+    /* rank 2 on q_proj (A's first rows, B's first columns): rank_pattern */
+    if (base) {
+        for (int i = 0; i < base->n_pairs; i++) {
+            g4_lora_pair *p = &base->pairs[i];
+            if (p->tid != G4_T_ATTN_Q) continue;
+            for (int64_t o = 0; o < p->n_out; o++)
+                for (int k = 0; k < 2; k++) p->b[o * 2 + k] = p->b[o * p->r + k];
+            p->r = 2;
+        }
+        char a1[512], a2[512];
+        snprintf(a1, sizeof a1, "%s/rank.peft", TMP);
+        snprintf(a2, sizeof a2, "%s/rank.lora.gguf", TMP);
+        CHECK(!g4_lora_write_peft(base, a1, true, &ge) && !g4_lora_write_gguf(base, a2, "x", true, &ge));
+        char p1[600];
+        snprintf(p1, sizeof p1, "%s/adapter_config.json", a1);
+        char *c = th_read_file(p1, NULL);
+        CHECKF(c && strstr(c, "\"model\\\\.language_model\\\\.layers\\\\.0\\\\.self_attn\\\\.q_proj\": 2"),
+               "rank_pattern entry missing: %s", c ? c : "");
+        free(c);
+        g4_lora *back = g4_lora_read(a1, &ge);
+        CHECKF(back != NULL, "%s", ge.msg);
+        for (int i = 0; back && i < back->n_pairs; i++) {
+            const g4_lora_pair *p = &back->pairs[i];
+            CHECK(p->r == (p->tid == G4_T_ATTN_Q ? 2 : 4));
+            CHECK_NEAR(g4_lora_pair_mult(back, p), p->tid == G4_T_ATTN_Q ? 4.0 : 2.0, 0);
+        }
+        g4_lora_free(back);
+        gemma4c_adapter *g1 = load(m, a1), *g2 = load(m, a2);
+        float *y1 = g1 ? prompt_logits(m, GEMMA4C_PREC_EXACT, g1, 1.0f, prompt, n) : NULL;
+        float *y2 = g2 ? prompt_logits(m, GEMMA4C_PREC_EXACT, g2, 1.0f, prompt, n) : NULL;
+        CHECKF(y1 && y2 && !memcmp(y1, y2, (size_t)n * 512 * 4), "rank_pattern PEFT vs GGUF logits differ");
+        free(y1);
+        free(y2);
+        gemma4c_adapter_free(g1);
+        gemma4c_adapter_free(g2);
+    }
+    g4_lora_free(base);
+out:
+    gemma4c_model_free(m);
+    free(cfg);
+    free(st);
+}
+
 int main(void) {
     snprintf(TMP, sizeof TMP, "/tmp/g4lora-XXXXXX");
     if (!mkdtemp(TMP)) { perror("mkdtemp"); return 1; }
@@ -639,6 +734,7 @@ int main(void) {
     RUN(writers_roundtrip);
     RUN(two_adapters_and_create);
     RUN(half_precision_gguf);
+    RUN(rank_and_alpha_patterns);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", TMP);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", TMP);

@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -313,7 +314,65 @@ static bool in_targets(const json_t *tm, const char *mod) {
     return false;
 }
 
-static int peft_config(g4_lora *l, const char *text, size_t len, json_t **targets, g4_error *err) {
+/* PEFT's rank_pattern / alpha_pattern: {key: value}, a key a regular
+ * expression matched against the module's full name as
+ * re.match(r"(.*\.)?(KEY)$", name) does (peft's get_pattern_key: the first
+ * key that matches, in the config's order). POSIX extended expressions here,
+ * which agree with Python's for module names, dots and alternations. */
+#define MAX_PATTERNS 4096
+typedef struct patterns {
+    int n;
+    regex_t *re;
+    double *val;
+} patterns;
+
+static void pat_free(patterns *p) {
+    for (int i = 0; i < p->n; i++) regfree(&p->re[i]);
+    free(p->re);
+    free(p->val);
+    *p = (patterns){ 0 };
+}
+
+static int pat_load(patterns *p, const json_t *o, const char *what, bool integer, g4_error *err) {
+    *p = (patterns){ 0 };
+    if (!o || json_is_null(o)) return 0;
+    if (!json_is_object(o) || json_object_size(o) > MAX_PATTERNS)
+        return g4_seterr(err, "adapter_config.json: %s must be an object of at most %d entries", what, MAX_PATTERNS);
+    size_t n = json_object_size(o);
+    p->re = calloc(n ? n : 1, sizeof *p->re);
+    p->val = calloc(n ? n : 1, sizeof *p->val);
+    if (!p->re || !p->val) { pat_free(p); return g4_seterr(err, "out of memory"); }
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)o, key, v) {
+        double x = json_number_value(v);
+        if (!json_is_number(v) || (integer ? !json_is_integer(v) || x < 1 || x > MAX_RANK : !(x >= 0) || x > 1e6)) {
+            pat_free(p);
+            return g4_seterr(err, "adapter_config.json: %s[\"%s\"] must be %s", what, G4_ESC(key),
+                             integer ? "a rank in 1..65536" : "an alpha in 0..1e6");
+        }
+        char rx[600];
+        if (strlen(key) > 256 || snprintf(rx, sizeof rx, "^(.*\\.)?(%s)$", key) >= (int)sizeof rx ||
+            regcomp(&p->re[p->n], rx, REG_EXTENDED | REG_NOSUB)) {
+            pat_free(p);
+            return g4_seterr(err, "adapter_config.json: %s key \"%s\" is not a regular expression this reader takes",
+                             what, G4_ESC(key));
+        }
+        p->val[p->n++] = x;
+    }
+    return 0;
+}
+
+/* The value of the first key matching module (the full name, after
+ * "base_model.model."), or dflt. */
+static double pat_get(const patterns *p, const char *module, double dflt) {
+    for (int i = 0; i < p->n; i++)
+        if (!regexec(&p->re[i], module, 0, NULL, 0)) return p->val[i];
+    return dflt;
+}
+
+static int peft_config(g4_lora *l, const char *text, size_t len, json_t **targets, patterns pats[2],
+                       g4_error *err) {
     json_error_t je;
     json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (!j) return g4_seterr(err, "adapter_config.json: line %d: %s", je.line, je.text);
@@ -343,14 +402,9 @@ static int peft_config(g4_lora *l, const char *text, size_t len, json_t **target
         g4_seterr(err, "adapter_config.json: use_dora: DoRA adapters are not supported");
         goto out;
     }
-    static const char *const patterns[] = { "rank_pattern", "alpha_pattern", NULL };
-    for (int i = 0; patterns[i]; i++) {
-        v = json_object_get(j, patterns[i]);
-        if (v && !json_is_null(v) && !(json_is_object(v) && json_object_size(v) == 0)) {
-            g4_seterr(err, "adapter_config.json: %s: per-module ranks or alphas are not supported", patterns[i]);
-            goto out;
-        }
-    }
+    if (pat_load(&pats[0], json_object_get(j, "rank_pattern"), "rank_pattern", true, err) ||
+        pat_load(&pats[1], json_object_get(j, "alpha_pattern"), "alpha_pattern", false, err))
+        goto out;
     v = json_object_get(j, "bias");
     if (v && json_is_string(v) && strcmp(json_string_value(v), "none")) {
         g4_seterr(err, "adapter_config.json: bias \"%s\": adapter biases are not supported",
@@ -377,9 +431,10 @@ out:
 static g4_lora *from_peft(const char *cfg, size_t cfg_len, g4_st_file *st, const char *path, g4_error *err) {
     g4_lora *l = lora_alloc(path);
     json_t *targets = NULL;
+    patterns pats[2] = { { 0 }, { 0 } };   /* rank_pattern, alpha_pattern */
     int cap = 0;
     if (!l) { g4_seterr(err, "out of memory"); goto fail; }
-    if (peft_config(l, cfg, cfg_len, &targets, err)) goto fail;
+    if (peft_config(l, cfg, cfg_len, &targets, pats, err)) goto fail;
     static const char pre[] = "base_model.model.";
     for (size_t i = 0; i < st->n; i++) {
         const g4_st_tensor *t = &st->t[i];
@@ -421,21 +476,27 @@ static g4_lora *from_peft(const char *cfg, size_t cfg_len, g4_st_file *st, const
         }
         char shape[64];
         snprintf(shape, sizeof shape, "[%lld, %lld]", (long long)t->shape[0], (long long)t->shape[1]);
-        /* PyTorch [r, in] for lora_A, [out, r] for lora_B */
-        if (is_a ? t->shape[0] != l->rank : t->shape[1] != l->rank) {
-            g4_seterr(err, "tensor '%s': shape %s, but the config's r is %d", G4_ESC(t->name), shape, l->rank);
+        /* PyTorch [r, in] for lora_A, [out, r] for lora_B; r from rank_pattern
+         * where a key matches the module */
+        int r = (int)pat_get(&pats[0], mod, l->rank);
+        if (is_a ? t->shape[0] != r : t->shape[1] != r) {
+            g4_seterr(err, "tensor '%s': shape %s, but the config's r for it is %d", G4_ESC(t->name), shape, r);
             goto fail;
         }
         g4_lora_pair *p = pair_of(l, ti->id, layer, &cap);
         if (!p) { g4_seterr(err, "out of memory"); goto fail; }
-        p->alpha = l->alpha;
+        p->alpha = (float)pat_get(&pats[1], mod, l->alpha);
         if (set_side(p, is_a, t->shape[0], t->shape[1], t->type, t->data, t->name, shape, err)) goto fail;
     }
     if (finish(l, err)) goto fail;
     json_decref(targets);
+    pat_free(&pats[0]);
+    pat_free(&pats[1]);
     return l;
 fail:
     json_decref(targets);
+    pat_free(&pats[0]);
+    pat_free(&pats[1]);
     g4_lora_free(l);
     return NULL;
 }

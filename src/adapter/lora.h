@@ -34,7 +34,8 @@ typedef struct g4_lora_pair {
     int64_t n_in, n_out; /* the base weight's ggml ne[0], ne[1] */
     float *a;            /* [r][n_in] */
     float *b;            /* [n_out][r] */
-    float alpha;         /* this pair's alpha (PEFT alpha_pattern may differ per module) */
+    float alpha;         /* this pair's alpha (PEFT's alpha_pattern may differ per module;
+                            its rank_pattern gives pairs different r) */
 } g4_lora_pair;
 
 typedef struct g4_lora {
@@ -82,8 +83,9 @@ g4_lora *g4_lora_new(const g4_lora_pair *specs, int n, float alpha, int rank, g4
  * the order of the sorted PEFT names, lora_a before lora_b; keys
  * general.architecture, general.type, adapter.type, general.name,
  * adapter.lora.alpha, general.quantization_version). name NULL: l->name or
- * "LoRA". An rsLoRA adapter is written with alpha * sqrt(r) (GGUF has no
- * rsLoRA flag; the product is the same). */
+ * "LoRA". GGUF has one alpha and divides by r: a pair whose multiplier that
+ * cannot give (rsLoRA, PEFT's alpha_pattern / rank_pattern) is written with
+ * B scaled to keep its product (llama.cpp's converter drops them instead). */
 int g4_lora_write_gguf(const g4_lora *l, const char *path, const char *name, bool force, g4_error *err);
 /* The same with the tensors stored as type (G4_F32, G4_F16 or G4_BF16: the
  * converter's --outtype f32/f16/bf16; the reader takes any decodable type). */
@@ -91,7 +93,9 @@ int g4_lora_write_gguf_as(const g4_lora *l, const char *path, const char *name, 
                           g4_error *err);
 /* PEFT folder (created if missing): adapter_config.json and
  * adapter_model.safetensors with Hugging Face names
- * ("base_model.model.model.language_model.layers.N.self_attn.q_proj.lora_A.weight"). */
+ * ("base_model.model.model.language_model.layers.N.self_attn.q_proj.lora_A.weight");
+ * pairs whose rank or alpha differ from the first get rank_pattern /
+ * alpha_pattern entries keyed by their module name. */
 int g4_lora_write_peft(const g4_lora *l, const char *dir, bool force, g4_error *err);
 
 /* ---- application (the matmul hook) -------------------------------------------

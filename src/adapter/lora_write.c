@@ -49,22 +49,13 @@ static named *sorted_pairs(const g4_lora *l, g4_error *err) {
     return v;
 }
 
-/* One alpha for every pair in a format whose multiplier is alpha / r (GGUF;
- * PEFT without rsLoRA) or alpha / sqrt(r) (PEFT with): the first pair's,
- * checked against the others. */
-static int common_alpha(const g4_lora *l, bool sqrt_r, float *out, g4_error *err) {
-    if (!l->n_pairs) return g4_seterr(err, "adapter without pairs");
+/* The multiplier every pair gets in a format that stores one alpha and
+ * multiplies by alpha / r (GGUF LoRA): the first pair's alpha, scaled so its
+ * multiplier is kept (0, "no alpha", stays 0: multiplier 1). */
+static float gguf_alpha(const g4_lora *l) {
     const g4_lora_pair *p0 = &l->pairs[0];
-    float m0 = g4_lora_pair_mult(l, p0);
-    *out = m0 * (sqrt_r ? sqrtf((float)p0->r) : (float)p0->r);
-    if (p0->alpha == 0.0f && !sqrt_r) *out = 0.0f;   /* GGUF: "no alpha" stays so */
-    for (int i = 1; i < l->n_pairs; i++) {
-        const g4_lora_pair *p = &l->pairs[i];
-        float m = *out == 0.0f ? 1.0f : *out / (sqrt_r ? sqrtf((float)p->r) : (float)p->r);
-        if (fabsf(m - g4_lora_pair_mult(l, p)) > 1e-6f * fabsf(m))
-            return g4_seterr(err, "pairs with different alpha / rank cannot share one alpha (pair %d)", i);
-    }
-    return 0;
+    if (p0->alpha == 0.0f) return 0.0f;
+    return g4_lora_pair_mult(l, p0) * (float)p0->r;
 }
 
 /* n floats as type (F16/BF16 round to nearest even), owned by f. */
@@ -84,7 +75,8 @@ int g4_lora_write_gguf_as(const g4_lora *l, const char *path, const char *name, 
     float alpha;
     if (type != G4_F32 && type != G4_F16 && type != G4_BF16)
         return g4_seterr(err, "GGUF LoRA tensors as %s: want F32, F16 or BF16", g4_type_name(type));
-    if (common_alpha(l, false, &alpha, err)) return -1;
+    if (!l->n_pairs) return g4_seterr(err, "adapter without pairs");
+    alpha = gguf_alpha(l);
     named *v = sorted_pairs(l, err);
     if (!v) return -1;
     g4_gguf_file *f = g4_gguf_new(path);
@@ -101,8 +93,19 @@ int g4_lora_write_gguf_as(const g4_lora *l, const char *path, const char *name, 
         char base[96], tn[128];
         g4_tensor_name(&g4_tensors[p->tid], p->layer, base, sizeof base);
         int64_t nea[2] = { p->n_in, p->r }, neb[2] = { p->r, p->n_out };
+        /* a pair whose multiplier one alpha / r cannot give (rsLoRA, PEFT's
+         * alpha_pattern / rank_pattern) keeps its product through B */
+        size_t nb = (size_t)p->n_out * (size_t)p->r;
+        float want = g4_lora_pair_mult(l, p), got = alpha == 0.0f ? 1.0f : alpha / (float)p->r;
+        const float *bsrc = p->b;
+        if (fabsf(want - got) > 1e-7f * fabsf(want)) {
+            float *bs = g4_gguf_own(f, malloc((nb ? nb : 1) * sizeof *bs));
+            if (!bs) { rc = g4_seterr(err, "out of memory"); break; }
+            for (size_t j = 0; j < nb; j++) bs[j] = p->b[j] * (want / got);
+            bsrc = bs;
+        }
         const void *da = as_type(f, p->a, (size_t)p->r * (size_t)p->n_in, type);
-        const void *db = as_type(f, p->b, (size_t)p->n_out * (size_t)p->r, type);
+        const void *db = as_type(f, bsrc, nb, type);
         if (!da || !db) { rc = g4_seterr(err, "out of memory"); break; }
         snprintf(tn, sizeof tn, "%s.lora_a", base);
         if (!g4_gguf_add_tensor(f, tn, type, 2, nea, da, err)) rc = -1;
@@ -142,14 +145,40 @@ static int write_file(const char *dir, const char *name, const void *const *part
     return 0;
 }
 
+/* PEFT's alpha of a pair: multiplier * r (or * sqrt(r) with rsLoRA). */
+static double peft_alpha(const g4_lora *l, const g4_lora_pair *p) {
+    return (double)g4_lora_pair_mult(l, p) * (l->rslora ? sqrt((double)p->r) : (double)p->r);
+}
+
+static json_t *num(double x) {
+    return x == floor(x) && fabs(x) < 1e9 ? json_integer((json_int_t)x) : json_real(x);
+}
+
 static int peft_config(const g4_lora *l, named *v, char **out, g4_error *err) {
-    float alpha;
-    if (common_alpha(l, l->rslora, &alpha, err)) return -1;
+    if (!l->n_pairs) return g4_seterr(err, "adapter without pairs");
+    /* the common r and alpha: the adapter's r where a pair has it, else the
+     * first pair's; pairs that differ get rank_pattern / alpha_pattern
+     * entries keyed by their full module name (dots escaped: a literal match) */
     int r = l->pairs[0].r;
-    for (int i = 1; i < l->n_pairs; i++)
-        if (l->pairs[i].r != r)
-            return g4_seterr(err, "pairs of different ranks (%d, %d) need a rank_pattern: not written", r,
-                             l->pairs[i].r);
+    for (int i = 0; i < l->n_pairs; i++)
+        if (l->pairs[i].r == l->rank) r = l->rank;
+    double alpha = -1;
+    json_t *rp = json_object(), *ap = json_object();
+    for (int i = 0; i < l->n_pairs; i++)
+        if (v[i].p->r == r && alpha < 0) alpha = peft_alpha(l, v[i].p);
+    for (int i = 0; i < l->n_pairs; i++) {
+        const g4_lora_pair *p = v[i].p;
+        char key[400];
+        size_t k = 0;
+        for (const char *c = v[i].name + strlen("base_model.model."); *c && k + 3 < sizeof key; c++) {
+            if (*c == '.') key[k++] = '\\';
+            key[k++] = *c;
+        }
+        key[k] = 0;
+        double a = peft_alpha(l, p);
+        if (p->r != r) json_object_set_new(rp, key, json_integer(p->r));
+        if (fabs(a - alpha) > 1e-6 * fabs(alpha)) json_object_set_new(ap, key, num(a));
+    }
     json_t *j = json_object(), *tm = json_array();
     /* target_modules: each module's last name, once, in sorted order of first use */
     for (int i = 0; i < l->n_pairs; i++) {
@@ -160,7 +189,7 @@ static int peft_config(const g4_lora *l, named *v, char **out, g4_error *err) {
         json_array_foreach(tm, k, e) seen |= !strcmp(json_string_value(e), last);
         if (!seen) json_array_append_new(tm, json_string(last));
     }
-    json_object_set_new(j, "alpha_pattern", json_object());
+    json_object_set_new(j, "alpha_pattern", ap);
     json_object_set_new(j, "auto_mapping", json_null());
     json_object_set_new(j, "base_model_name_or_path", l->base ? json_string(l->base) : json_null());
     json_object_set_new(j, "bias", json_string("none"));
@@ -171,8 +200,7 @@ static int peft_config(const g4_lora *l, named *v, char **out, g4_error *err) {
     json_object_set_new(j, "layers_pattern", json_null());
     json_object_set_new(j, "layers_to_transform", json_null());
     json_object_set_new(j, "loftq_config", json_object());
-    json_object_set_new(j, "lora_alpha", alpha == floorf(alpha) && fabsf(alpha) < 1e9f
-                                             ? json_integer((json_int_t)alpha) : json_real(alpha));
+    json_object_set_new(j, "lora_alpha", num(alpha));
     json_object_set_new(j, "lora_bias", json_false());
     json_object_set_new(j, "lora_dropout", json_real(0.0));
     json_object_set_new(j, "megatron_config", json_null());
@@ -180,7 +208,7 @@ static int peft_config(const g4_lora *l, named *v, char **out, g4_error *err) {
     json_object_set_new(j, "modules_to_save", json_null());
     json_object_set_new(j, "peft_type", json_string("LORA"));
     json_object_set_new(j, "r", json_integer(r));
-    json_object_set_new(j, "rank_pattern", json_object());
+    json_object_set_new(j, "rank_pattern", rp);
     json_object_set_new(j, "revision", json_null());
     json_object_set_new(j, "target_modules", tm);
     json_object_set_new(j, "task_type", json_string("CAUSAL_LM"));
