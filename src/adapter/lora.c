@@ -333,6 +333,30 @@ static void pat_free(patterns *p) {
     *p = (patterns){ 0 };
 }
 
+/* "^(.*\.)?(KEY)$" in POSIX form: Python's \d becomes [0-9], \. stays;
+ * other escapes and bounded repeats ({m,n}: compile-time blow-up on hostile
+ * input) are refused, which module-name patterns do not need. */
+static int pat_translate(const char *key, char *out, size_t n) {
+    size_t k = (size_t)snprintf(out, n, "^(.*\\.)?(");
+    for (const char *c = key; *c; c++) {
+        const char *add = NULL;
+        char one[2] = { *c, 0 };
+        if (*c == '\\') {
+            c++;
+            if (*c == '.') add = "\\.";
+            else if (*c == 'd') add = "[0-9]";
+            else return -1;
+        } else if (*c == '{' || *c == '}') return -1;
+        else add = one;
+        size_t al = strlen(add);
+        if (k + al + 3 >= n) return -1;
+        memcpy(out + k, add, al);
+        k += al;
+    }
+    memcpy(out + k, ")$", 3);
+    return 0;
+}
+
 static int pat_load(patterns *p, const json_t *o, const char *what, bool integer, g4_error *err) {
     *p = (patterns){ 0 };
     if (!o || json_is_null(o)) return 0;
@@ -351,9 +375,8 @@ static int pat_load(patterns *p, const json_t *o, const char *what, bool integer
             return g4_seterr(err, "adapter_config.json: %s[\"%s\"] must be %s", what, G4_ESC(key),
                              integer ? "a rank in 1..65536" : "an alpha in 0..1e6");
         }
-        char rx[600];
-        if (strlen(key) > 256 || snprintf(rx, sizeof rx, "^(.*\\.)?(%s)$", key) >= (int)sizeof rx ||
-            regcomp(&p->re[p->n], rx, REG_EXTENDED | REG_NOSUB)) {
+        char rx[1200];
+        if (strlen(key) > 256 || pat_translate(key, rx, sizeof rx) || regcomp(&p->re[p->n], rx, REG_EXTENDED | REG_NOSUB)) {
             pat_free(p);
             return g4_seterr(err, "adapter_config.json: %s key \"%s\" is not a regular expression this reader takes",
                              what, G4_ESC(key));
