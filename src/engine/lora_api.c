@@ -79,6 +79,9 @@ int gemma4c_context_set_adapters(gemma4c_context *c, gemma4c_adapter *const *a, 
                                  char *err, size_t errlen) {
     g4_error e = { { 0 } };
     g4_lora_set *s = NULL;
+    if (n > 0 && !a) { copy_err(err, errlen, &(g4_error){ "set_adapters: no adapters given" }); return -1; }
+    for (int i = 0; i < n; i++)
+        if (!a[i]) { copy_err(err, errlen, &(g4_error){ "set_adapters: a NULL adapter" }); return -1; }
     if (n > 0) {
         g4_lora **ls = malloc((size_t)n * sizeof *ls);
         if (!ls) { copy_err(err, errlen, &(g4_error){ "out of memory" }); return -1; }
@@ -96,6 +99,7 @@ int gemma4c_context_set_adapters(gemma4c_context *c, gemma4c_adapter *const *a, 
     c->lora = s;
     /* snapshots hold KV computed with the old adapters */
     g4_prefix_free_all(c);
+    c->pst.entries = 0;
     return 0;
 }
 
