@@ -740,6 +740,70 @@ out:
     free(st);
 }
 
+/* Targets beyond the seven projections, on the other model kinds: the MoE
+ * router (gemma4-moe) and the per-layer-embedding matrices, global one
+ * included (gemma4-e). Random pairs from g4_lora_create, written as PEFT
+ * (Hugging Face names of those modules) and read back: at run time (exact)
+ * = merged into an F32 file, and they change the logits. */
+static void check_created(const char *name, uint64_t targets, int expect_pairs) {
+    g4_error ge = { { 0 } };
+    char err[600], ad[512], out[512];
+    int32_t prompt[MAXTOK];
+    int n = read_ids(lref(0, "testdata/gemma4-ref/%s.tokens.txt", name), prompt, MAXTOK);
+    const char *base = lref(2, "testdata/gemma4-ref/%s.gguf", name);
+    g4_gguf_file *f = g4_gguf_open(base, &ge);
+    g4_model *gm = f ? g4_model_load(f, &ge) : NULL;
+    g4_lora *l = gm ? g4_lora_create(gm, targets, 2, 4.0f, &ge) : NULL;
+    CHECKF(l && n > 0, "%s: %s", name, ge.msg);
+    if (!l || n <= 0) { g4_model_free(gm); return; }
+    CHECKF(l->n_pairs == expect_pairs, "%s: %d pairs, want %d", name, l->n_pairs, expect_pairs);
+    uint64_t x = 88172645463325252ull;   /* xorshift: A ~ U(-1,1)/sqrt(in), B ~ U(-.02,.02) */
+    for (int i = 0; i < l->n_pairs; i++) {
+        g4_lora_pair *p = &l->pairs[i];
+        for (size_t j = 0; j < (size_t)p->r * p->n_in; j++) {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            p->a[j] = (float)((double)(x >> 11) / 9007199254740992.0 * 2 - 1) / sqrtf((float)p->n_in);
+        }
+        for (size_t j = 0; j < (size_t)p->n_out * p->r; j++) {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            p->b[j] = (float)((double)(x >> 11) / 9007199254740992.0 * 2 - 1) * 0.02f;
+        }
+    }
+    snprintf(ad, sizeof ad, "%s/created-%s.peft", TMP, name);
+    snprintf(out, sizeof out, "%s/created-%s.merged.gguf", TMP, name);
+    CHECKF(!g4_lora_write_peft(l, ad, true, &ge), "%s", ge.msg);
+    g4_lora_free(l);
+    g4_model_free(gm);
+    gemma4c_write_params wp = { .n_threads = 1, .force = 1 };
+    const char *adp = ad;
+    CHECKF(!gemma4c_merge(base, &adp, NULL, 1, out, NULL, &wp, err, sizeof err), "merge: %s", err);
+    gemma4c_model *m = gemma4c_model_open(base, err, sizeof err), *mm = gemma4c_model_open(out, err, sizeof err);
+    gemma4c_adapter *a = m ? load(m, ad) : NULL;
+    float *rt = a ? prompt_logits(m, GEMMA4C_PREC_EXACT, a, 1.0f, prompt, n) : NULL;
+    float *mg = mm ? prompt_logits(mm, GEMMA4C_PREC_EXACT, NULL, 0, prompt, n) : NULL;
+    float *b0 = m ? prompt_logits(m, GEMMA4C_PREC_EXACT, NULL, 0, prompt, n) : NULL;
+    CHECK(rt && mg && b0);
+    if (rt && mg && b0) {
+        stat_ s = compare(rt, mg, n, 512), d = compare(rt, b0, n, 512);
+        printf("  %-12s %d created pairs: run time vs merged (exact) max %.2e; change vs no adapter max %.3f\n", name,
+               expect_pairs, s.max, d.max);
+        CHECKF(s.max <= 1e-4, "%s: run time vs merged %g", name, s.max);
+        CHECKF(d.max > 0.01, "%s: the adapter changes nothing (%g)", name, d.max);
+    }
+    free(rt); free(mg); free(b0);
+    gemma4c_adapter_free(a);
+    gemma4c_model_free(m);
+    gemma4c_model_free(mm);
+    unlink(out);
+}
+
+TEST(router_and_ple_targets) {
+    /* gemma4-moe: router of every layer (+ q for a dense reference point) */
+    check_created("gemma4-moe", 1ull << G4_T_ROUTER | 1ull << G4_T_ATTN_Q, 12);   /* 6 layers */
+    /* gemma4-e: per-layer input gate and projection (10 layers each) + the global model projection */
+    check_created("gemma4-e", 1ull << G4_T_PLE_GATE | 1ull << G4_T_PLE_PROJ | 1ull << G4_T_PLE_MODEL_PROJ, 21);
+}
+
 int main(void) {
     snprintf(TMP, sizeof TMP, "/tmp/g4lora-XXXXXX");
     if (!mkdtemp(TMP)) { perror("mkdtemp"); return 1; }
@@ -754,6 +818,7 @@ int main(void) {
     RUN(two_adapters_and_create);
     RUN(half_precision_gguf);
     RUN(rank_and_alpha_patterns);
+    RUN(router_and_ple_targets);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", TMP);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", TMP);
