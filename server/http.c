@@ -236,6 +236,7 @@ int reply_error(http_req *r, int status, const char *type, const char *param, co
             param = pbuf;
         }
     }
+    if (r->ollama) return reply_json(r, status, json_pack("{s:s}", "error", msg));
     json_t *e = json_pack("{s:{s:s,s:s,s:s?,s:s?}}", "error", "message", msg, "type", type, "param", param, "code", code);
     if (e && !param) json_object_set_new(json_object_get(e, "error"), "param", json_null());
     if (e && !code) json_object_set_new(json_object_get(e, "error"), "code", json_null());
@@ -289,6 +290,7 @@ typedef struct stream {
     void (*ctx_free)(void *);
     sbuf out;
     int complete;
+    const char *keepalive;  /* sent after a quiet second, or NULL */
 } stream;
 
 /* libmicrohttpd pulls the body from here on the connection's thread;
@@ -299,8 +301,12 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     if (st->out.off == st->out.len) {
         if (st->complete) return MHD_CONTENT_READER_END_OF_STREAM;
         st->out.len = st->out.off = 0;
-        st->complete = st->fill(st->ctx, st->r, &st->out);
-        if (st->out.len == 0 && !st->complete) sbuf_add(&st->out, ": keep-alive\n\n", 14);
+        for (;;) {
+            st->complete = st->fill(st->ctx, st->r, &st->out);
+            if (st->out.len || st->complete) break;
+            if (st->keepalive) { sbuf_add(&st->out, st->keepalive, strlen(st->keepalive)); break; }
+            if (client_gone(st->r)) return MHD_CONTENT_READER_END_WITH_ERROR; /* cancelled in on_completed */
+        }
         if (st->out.len == 0) return MHD_CONTENT_READER_END_OF_STREAM;
     }
     size_t n = st->out.len - st->out.off;
@@ -318,6 +324,11 @@ static void stream_free(void *cls) {
 }
 
 int reply_stream(http_req *r, stream_fill fill, void *ctx, void (*ctx_free)(void *)) {
+    return reply_stream_as(r, "text/event-stream", ": keep-alive\n\n", fill, ctx, ctx_free);
+}
+
+int reply_stream_as(http_req *r, const char *ctype, const char *keepalive, stream_fill fill, void *ctx,
+                    void (*ctx_free)(void *)) {
     stream *st = calloc(1, sizeof *st);
     if (!st) {
         if (ctx_free) ctx_free(ctx);
@@ -327,9 +338,10 @@ int reply_stream(http_req *r, stream_fill fill, void *ctx, void (*ctx_free)(void
     st->fill = fill;
     st->ctx = ctx;
     st->ctx_free = ctx_free;
+    st->keepalive = keepalive;
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
     if (!resp) { stream_free(st); return MHD_NO; }
-    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+    MHD_add_response_header(resp, "Content-Type", ctype);
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     r->streamed = 1;
     return queue(r, 200, resp);
@@ -350,6 +362,7 @@ static int key_ok(const srv *S, const char *auth) {
 
 static int dispatch(http_req *r) {
     srv *S = r->S;
+    r->ollama = !strncmp(r->path, "/api/", 5);
     if (r->too_big)
         return reply_error(r, 413, "invalid_request_error", "body", "request_too_large",
                            "the body is larger than %u bytes", SRV_MAX_BODY);

@@ -1,4 +1,4 @@
-/* gemma4c serve: an OpenAI-compatible HTTP server over the library's
+/* gemma4c serve: an OpenAI- and Ollama-compatible HTTP server over the library's
  * scheduler. One thread steps the scheduler while there is work; the
  * connection threads (http.c) submit requests and wait on their events.
  * SIGINT/SIGTERM: stop accepting, end running answers (streams get their
@@ -18,7 +18,7 @@ int cmd_serve(int argc, char **argv); /* listed in cli/commands.h */
 
 #define DEFAULT_MODEL "models/gemma4c-tiny.gguf"
 
-static const route *const ROUTE_TABLES[] = { OPENAI_ROUTES, NULL };
+static const route *const ROUTE_TABLES[] = { OPENAI_ROUTES, OLLAMA_ROUTES, NULL };
 
 static atomic_int sched_stop;
 
@@ -44,7 +44,8 @@ static void usage(void) {
            "                     [--api-key KEY] [--prefix N] [-t N] [--verbose]\n\n"
            "An OpenAI-compatible HTTP server: POST /v1/chat/completions (streaming too),\n"
            "POST /v1/completions, GET /v1/models, GET /health, GET /metrics (Prometheus),\n"
-           "POST /tokenize, /detokenize, /apply-template. N requests decode together\n"
+           "POST /tokenize, /detokenize, /apply-template; Ollama's /api/chat, /api/generate,\n"
+           "/api/tags, /api/show, /api/ps, /api/version. N requests decode together\n"
            "(continuous batching); more wait in a queue, and past it get 503.\n\n"
            "  -m, --model FILE   the model (default " DEFAULT_MODEL ", written by\n"
            "                     `gemma4c synth --arch tiny` when missing)\n"
@@ -118,8 +119,12 @@ int cmd_serve(int argc, char **argv) {
     snprintf(id, sizeof id, "%s", base_name(model));
     size_t il = strlen(id);
     if (il > 5 && !strcmp(id + il - 5, ".gguf")) id[il - 5] = 0;
-    srv S = { .model = m, .sched = s, .model_id = id, .model_file = base_name(model), .api_key = key,
+    srv S = { .model = m, .sched = s, .model_id = id, .model_file = base_name(model), .model_path = model, .api_key = key,
               .api_key_len = key ? strlen(key) : 0, .verbose = verbose, .routes = ROUTE_TABLES };
+    /* positions per request, as the scheduler bounds them (Ollama's /api/ps) */
+    int per = n_ctx > 0 ? n_ctx : info.n_ctx_train < 4096 ? info.n_ctx_train : 4096;
+    int all = gemma4c_n_ctx(gemma4c_scheduler_context(s));
+    S.n_ctx = per < all ? per : all;
     pthread_mutex_init(&S.mu, NULL);
 
     /* the signals are taken by sigwait below, never by another thread */
@@ -149,11 +154,11 @@ int cmd_serve(int argc, char **argv) {
         cp.n_prefix = n_prefix;
         cp.n_threads = threads;
         if (gemma4c_memory_plan_params(m, &cp, &mp)) memset(&mp, 0, sizeof mp);
-        printf("gemma4c serve: http://%s:%d/v1 (OpenAI API; GET /health, /metrics)\n"
+        printf("gemma4c serve: http://%s:%d/v1 (OpenAI API; GET /health, /metrics; Ollama API at http://%s:%d)\n"
                "  model %s (%s, %d layers, %.1f M parameters), id \"%s\"\n"
                "  %d parallel, %d positions shared, queue %d, prefix cache %d%s\n"
                "  memory plan: weights %.1f MiB, KV %.1f MiB, scratch %.1f MiB, total %.1f MiB\n",
-               host, port, model, info.name ? info.name : "?", info.n_layer, info.n_params / 1e6, id, par, cp.n_ctx,
+               host, port, host, port, model, info.name ? info.name : "?", info.n_layer, info.n_params / 1e6, id, par, cp.n_ctx,
                queue, n_prefix, key ? ", API key required" : "", mp.weight_resident_bytes / 1048576.0,
                mp.kv_bytes / 1048576.0, mp.scratch_bytes / 1048576.0, mp.total_bytes / 1048576.0);
         fflush(stdout);
