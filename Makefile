@@ -42,8 +42,19 @@ $(BUILD)/libgemma4c.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/gemma4c: $(CLI_OBJ) $(BUILD)/libgemma4c.a
-	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libgemma4c.a $(LIBS) $(SERVER_LIBS)
+# gemma4c serve's chat page (server/page.html) as a C array in the binary:
+# nothing to install, no build step for users
+PAGE_OBJ := $(BUILD)/gen/page_html.o
+$(BUILD)/gen/page_html.c: server/page.html
+	@mkdir -p $(dir $@)
+	{ echo '/* generated from server/page.html by the Makefile */'; echo 'const unsigned char g4_page_html[] = {'; \
+	  od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; echo '0 };'; \
+	  echo 'const unsigned long g4_page_html_len = sizeof g4_page_html - 1;'; } >$@
+$(PAGE_OBJ): $(BUILD)/gen/page_html.c
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/gemma4c: $(CLI_OBJ) $(PAGE_OBJ) $(BUILD)/libgemma4c.a
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(PAGE_OBJ) $(BUILD)/libgemma4c.a $(LIBS) $(SERVER_LIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libgemma4c.a
 	@mkdir -p $(dir $@)

@@ -366,7 +366,9 @@ static int dispatch(http_req *r) {
     if (r->too_big)
         return reply_error(r, 413, "invalid_request_error", "body", "request_too_large",
                            "the body is larger than %u bytes", SRV_MAX_BODY);
-    if (S->api_key && strcmp(r->path, "/health") &&
+    /* the page itself holds no data (its calls send the key): a browser
+     * cannot add a header to a page load */
+    if (S->api_key && strcmp(r->path, "/health") && strcmp(r->path, "/") && strcmp(r->path, "/index.html") &&
         !key_ok(S, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization")))
         return reply_error(r, 401, "invalid_request_error", NULL, "invalid_api_key",
                            "a valid API key is needed: Authorization: Bearer KEY");

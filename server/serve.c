@@ -18,7 +18,7 @@ int cmd_serve(int argc, char **argv); /* listed in cli/commands.h */
 
 #define DEFAULT_MODEL "models/gemma4c-tiny.gguf"
 
-static const route *const ROUTE_TABLES[] = { OPENAI_ROUTES, OLLAMA_ROUTES, NULL };
+static const route *const ROUTE_TABLES[] = { OPENAI_ROUTES, OLLAMA_ROUTES, PAGE_ROUTES, NULL };
 
 static atomic_int sched_stop;
 
@@ -45,7 +45,7 @@ static void usage(void) {
            "An OpenAI-compatible HTTP server: POST /v1/chat/completions (streaming too),\n"
            "POST /v1/completions, GET /v1/models, GET /health, GET /metrics (Prometheus),\n"
            "POST /tokenize, /detokenize, /apply-template; Ollama's /api/chat, /api/generate,\n"
-           "/api/tags, /api/show, /api/ps, /api/version. N requests decode together\n"
+           "/api/tags, /api/show, /api/ps, /api/version; a chat page at /. N requests decode together\n"
            "(continuous batching); more wait in a queue, and past it get 503.\n\n"
            "  -m, --model FILE   the model (default " DEFAULT_MODEL ", written by\n"
            "                     `gemma4c synth --arch tiny` when missing)\n"
@@ -54,7 +54,7 @@ static void usage(void) {
            "      --parallel N   requests decoded at once (default 4)\n"
            "  -c, --ctx N        positions per request, prompt + answer (default min(model, 4096))\n"
            "      --queue N      requests waiting beyond those (default 64)\n"
-           "      --api-key KEY  require Authorization: Bearer KEY (all but /health)\n"
+           "      --api-key KEY  require Authorization: Bearer KEY (all but /health and the page)\n"
            "      --prefix N     prompt snapshots kept for reuse (prefix cache; default 8)\n"
            "  -t, --threads N    compute threads (default: all CPUs)\n"
            "      --verbose      log request bodies (prompts) too\n"

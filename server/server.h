@@ -7,6 +7,7 @@
  *
  * ollama.c  the Ollama-compatible routes (/api/...)
  * convert.c request bodies -> scheduler requests (no sockets: fuzzed)
+ * page.c    the chat page at / (server/page.html, compiled in)
  *
  * An API family (OpenAI, Ollama, the chat page) is a table of
  * routes; http.c tries the tables in srv.routes in order. */
@@ -137,5 +138,8 @@ json_t *wait_done(http_req *r, job *j, int *ret);
 
 /* ---- ollama.c ---- */
 extern const route OLLAMA_ROUTES[];
+
+/* ---- page.c: the chat page (GET /) ---- */
+extern const route PAGE_ROUTES[];
 
 #endif
