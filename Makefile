@@ -86,6 +86,9 @@ build-fuzz/libfuzz.a: $(FUZZ_OBJ)
 	ar rcs $@ $^
 build-fuzz/fuzz_%: fuzz/fuzz_%.c build-fuzz/libfuzz.a
 	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $< build-fuzz/libfuzz.a $(LIBS)
+# the server's request conversion has no socket: its source links in directly
+build-fuzz/fuzz_request: fuzz/fuzz_request.c server/convert.c server/convert.h build-fuzz/libfuzz.a
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ fuzz/fuzz_request.c server/convert.c build-fuzz/libfuzz.a $(LIBS)
 fuzz: $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
 -include $(FUZZ_OBJ:.o=.d)
 

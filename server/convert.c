@@ -44,6 +44,14 @@ json_t *conv_openai(const json_t *body, int completion, int *stream, int *usage,
     }
     json_t *m = json_object_get(body, "model");
     if (!absent(m) && !json_is_string(m)) return fail(err, errlen, "\"model\" must be a string");
+    /* the objects the scheduler hands on without looking at their type */
+    json_t *tl = json_object_get(body, "tools"), *tc = json_object_get(body, "tool_choice");
+    json_t *kw = json_object_get(body, "chat_template_kwargs"), *rf = json_object_get(body, "response_format");
+    if (!absent(tl) && !json_is_array(tl)) return fail(err, errlen, "\"tools\" must be an array of tools");
+    if (!absent(tc) && !json_is_string(tc) && !json_is_object(tc))
+        return fail(err, errlen, "\"tool_choice\" must be \"auto\", \"none\", \"required\" or an object naming a function");
+    if (!absent(kw) && !json_is_object(kw)) return fail(err, errlen, "\"chat_template_kwargs\" must be an object");
+    if (!absent(rf) && !json_is_object(rf)) return fail(err, errlen, "\"response_format\" must be an object with a \"type\"");
     json_t *p = json_object_get(body, "prompt");
     if (!completion && !json_is_array(json_object_get(body, "messages")))
         return fail(err, errlen, "\"messages\" must be an array of messages");
@@ -164,6 +172,9 @@ json_t *conv_ollama(const json_t *body, int chat, int *stream, char *err, size_t
         !(json_is_string(fmt) && (!strcmp(json_string_value(fmt), "json") || !json_string_length(fmt))))
         return fail(err, errlen, "\"format\" must be \"json\" or a JSON schema object");
     if (!absent(tools) && !json_is_array(tools)) return fail(err, errlen, "\"tools\" must be an array of tools");
+    json_t *tc = json_object_get(body, "tool_choice");
+    if (!absent(tc) && !json_is_string(tc) && !json_is_object(tc))
+        return fail(err, errlen, "\"tool_choice\" must be \"auto\", \"none\", \"required\" or an object naming a function");
     int think = think_of(body, err, errlen);
     if (think == -2) return NULL;
     json_t *out = json_object();

@@ -24,6 +24,75 @@
 
 static struct MHD_Daemon *daemon_;
 
+/* ---- request deadline --------------------------------------------------------
+ * libmicrohttpd's timeout counts inactivity only, so a client that sends its
+ * headers one byte a second would hold a thread forever (slowloris). Each
+ * connection is tracked from its start (or the end of its last answer): a
+ * request not fully received within req_timeout seconds has its socket shut
+ * down by the watchdog thread; libmicrohttpd then closes it. While a request
+ * is answered (busy) no deadline runs: answers may take long. */
+typedef struct track {
+    MHD_socket fd;
+    double since;
+    int busy, killed;
+    struct track *next;
+} track;
+static pthread_mutex_t track_mu = PTHREAD_MUTEX_INITIALIZER;
+static track *tracks;
+static int req_timeout = 30, watch_stop;
+static pthread_t watch_th;
+static int watch_started;
+
+static void track_set(struct MHD_Connection *conn, int busy) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    track *t = ci ? ci->socket_context : NULL;
+    if (!t) return;
+    pthread_mutex_lock(&track_mu);
+    t->busy = busy;
+    t->since = now_s();
+    pthread_mutex_unlock(&track_mu);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        track *t = ci ? calloc(1, sizeof *t) : NULL;
+        if (!t) return;
+        t->fd = ci->connect_fd;
+        t->since = now_s();
+        pthread_mutex_lock(&track_mu);
+        t->next = tracks;
+        tracks = t;
+        pthread_mutex_unlock(&track_mu);
+        *socket_context = t;
+    } else if (*socket_context) { /* closed: before libmicrohttpd closes the socket */
+        track *t = *socket_context;
+        pthread_mutex_lock(&track_mu);
+        for (track **p = &tracks; *p; p = &(*p)->next)
+            if (*p == t) { *p = t->next; break; }
+        pthread_mutex_unlock(&track_mu);
+        free(t);
+        *socket_context = NULL;
+    }
+}
+
+static void *watchdog(void *arg) {
+    while (!__atomic_load_n(&watch_stop, __ATOMIC_RELAXED)) {
+        usleep(250000);
+        double now = now_s();
+        pthread_mutex_lock(&track_mu);
+        for (track *t = tracks; t; t = t->next)
+            if (!t->busy && !t->killed && now - t->since > req_timeout) {
+                t->killed = 1;
+                shutdown(t->fd, SHUT_RDWR);
+                fprintf(stderr, "connection timed out: no complete request in %d s\n", req_timeout);
+            }
+        pthread_mutex_unlock(&track_mu);
+    }
+    return NULL;
+}
+
 double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -228,6 +297,13 @@ int reply_error(http_req *r, int status, const char *type, const char *param, co
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* "name: ..." (the constraint's messages) names the field before a colon */
+    size_t pre = strspn(msg, "abcdefghijklmnopqrstuvwxyz_");
+    if (!param && status == 400 && pre && msg[pre] == ':' && strncmp(msg, "request:", 8) && pre < sizeof pbuf) {
+        memcpy(pbuf, msg, pre);
+        pbuf[pre] = 0;
+        param = pbuf;
+    }
     if (!param && status == 400) { /* the scheduler names the field first, in quotes */
         const char *a = strchr(msg, '"'), *b = a ? strchr(a + 1, '"') : NULL;
         if (a && b && (size_t)(b - a - 1) < sizeof pbuf && b > a + 1) {
@@ -429,6 +505,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (r->status) return MHD_YES; /* answered already (413 up front) */
+    track_set(conn, 1); /* received: the deadline stops while it is answered */
     int stopping;
     pthread_mutex_lock(&S->mu);
     stopping = S->stopping;
@@ -442,6 +519,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!r) return;
     srv *S = cls;
     job_leave(r); /* a client that left mid-answer cancels it */
+    track_set(conn, 0); /* a kept-alive connection has req_timeout for its next request */
     if (r->status >= 400) {
         pthread_mutex_lock(&S->mu);
         S->http_errors++;
@@ -456,7 +534,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
-int http_run(srv *S, const char *host, int port, char *err, size_t errlen) {
+int http_run(srv *S, const char *host, int port, int timeout_s, char *err, size_t errlen) {
+    req_timeout = timeout_s;
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV }, *ai;
     char ps[16];
     snprintf(ps, sizeof ps, "%d", port);
@@ -465,10 +544,11 @@ int http_run(srv *S, const char *host, int port, char *err, size_t errlen) {
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     daemon_ = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, S, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, S, MHD_OPTION_CONNECTION_TIMEOUT,
-                               (unsigned)300, MHD_OPTION_END);
+                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, S, MHD_OPTION_NOTIFY_CONNECTION,
+                               on_connection, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!daemon_) { snprintf(err, errlen, "cannot listen on %s:%d (in use, or not an address here)", host, port); return -1; }
+    watch_started = !pthread_create(&watch_th, NULL, watchdog, NULL);
     return 0;
 }
 
@@ -479,6 +559,11 @@ void http_quiesce(void) {
 }
 
 void http_stop(void) {
+    if (watch_started) {
+        __atomic_store_n(&watch_stop, 1, __ATOMIC_RELAXED);
+        pthread_join(watch_th, NULL);
+        watch_started = 0;
+    }
     if (daemon_) MHD_stop_daemon(daemon_);
     daemon_ = NULL;
 }

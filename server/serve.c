@@ -41,7 +41,7 @@ static int opt_int(const char *opt, const char *v, int lo, int hi, int *out) {
 
 static void usage(void) {
     printf("usage: gemma4c serve [-m MODEL] [--host ADDR] [--port N] [--parallel N] [--ctx N]\n"
-           "                     [--api-key KEY] [--prefix N] [-t N] [--verbose]\n\n"
+           "                     [--api-key KEY] [--prefix N] [--timeout N] [-t N] [--verbose]\n\n"
            "An OpenAI-compatible HTTP server: POST /v1/chat/completions (streaming too),\n"
            "POST /v1/completions, GET /v1/models, GET /health, GET /metrics (Prometheus),\n"
            "POST /tokenize, /detokenize, /apply-template; Ollama's /api/chat, /api/generate,\n"
@@ -56,6 +56,8 @@ static void usage(void) {
            "      --queue N      requests waiting beyond those (default 64)\n"
            "      --api-key KEY  require Authorization: Bearer KEY (all but /health and the page)\n"
            "      --prefix N     prompt snapshots kept for reuse (prefix cache; default 8)\n"
+           "      --timeout N    seconds a request may take to arrive, headers and body\n"
+           "                     (default 30; slower clients are cut off)\n"
            "  -t, --threads N    compute threads (default: all CPUs)\n"
            "      --verbose      log request bodies (prompts) too\n"
            "Bodies are limited to %u MiB.\n", SRV_MAX_BODY >> 20);
@@ -68,7 +70,7 @@ static const char *base_name(const char *p) {
 
 int cmd_serve(int argc, char **argv) {
     const char *model = NULL, *host = "127.0.0.1", *key = NULL;
-    int port = 8080, par = 4, n_ctx = 0, queue = 64, n_prefix = 8, threads = 0, verbose = 0;
+    int port = 8080, par = 4, n_ctx = 0, queue = 64, n_prefix = 8, threads = 0, verbose = 0, timeout = 30;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
@@ -80,6 +82,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--parallel")) { bad = opt_int(a, v, 1, 4096, &par); i++; }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { bad = opt_int(a, v, 1, 1 << 24, &n_ctx); i++; }
         else if (!strcmp(a, "--queue")) { bad = opt_int(a, v, 1, 1 << 20, &queue); i++; }
+        else if (!strcmp(a, "--timeout")) { bad = opt_int(a, v, 1, 86400, &timeout); i++; }
         else if (!strcmp(a, "--prefix")) { bad = opt_int(a, v, 0, 4096, &n_prefix); i++; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { bad = opt_int(a, v, 0, 4096, &threads); i++; }
         else if (!strcmp(a, "--verbose")) verbose = 1;
@@ -142,7 +145,7 @@ int cmd_serve(int argc, char **argv) {
         return 1;
     }
     int rc = 0;
-    if (http_run(&S, host, port, err, sizeof err)) {
+    if (http_run(&S, host, port, timeout, err, sizeof err)) {
         fprintf(stderr, "gemma4c serve: %s\n", err);
         rc = 1;
     } else {

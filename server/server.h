@@ -92,7 +92,8 @@ struct http_req {
 };
 
 /* ---- http.c ---- */
-int http_run(srv *S, const char *host, int port, char *err, size_t errlen); /* starts the daemon */
+/* Starts the daemon; a request must arrive whole within timeout_s seconds. */
+int http_run(srv *S, const char *host, int port, int timeout_s, char *err, size_t errlen);
 void http_quiesce(void);   /* stop accepting connections */
 void http_stop(void);      /* close everything (after in-flight requests ended) */
 double now_s(void);

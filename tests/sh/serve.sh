@@ -176,9 +176,9 @@ rc=0; for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; do
 wait "$PID"; rc=$?
 check "SIGTERM: the server exits 0" test $rc = 0
 wait "$C1" "$C2" 2>/dev/null
-check "SIGTERM: the running stream ends with a final chunk and [DONE]" python3 -c "
+check "SIGTERM: the running stream ends with a final chunk (finish_reason cancelled) and [DONE]" python3 -c "
 import json, sys
 ev = [l[6:] for l in open(sys.argv[1]).read().split('\n') if l.startswith('data: ')]
 assert ev[-1] == '[DONE]', ev[-3:]
-assert json.loads(ev[-2])['choices'][0]['finish_reason'] is not None" "$TMP/s1"
+assert json.loads(ev[-2])['choices'][0]['finish_reason'] == 'cancelled', ev[-2]" "$TMP/s1"
 check "SIGTERM: the queued stream ends too" grep -q 'data: \[DONE\]' "$TMP/s2"
