@@ -44,6 +44,8 @@ static gemma4c_scheduler *scheduler(int fam) {
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc;
+    (void)argv;
     char path[64], err[600];
     snprintf(path, sizeof path, "/tmp/g4-fuzz-request-%d.gguf", (int)getpid());
     if (gemma4c_synth(path, "tiny", "F32", 1, NULL, err, sizeof err)) { fprintf(stderr, "fuzz_request: %s\n", err); abort(); }
