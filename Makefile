@@ -108,7 +108,8 @@ demo: $(BUILD)/gemma4c
 	$(BUILD)/gemma4c info -m $(DEMO_MODEL) --ctx 4096
 	$(BUILD)/gemma4c run -m $(DEMO_MODEL) -p "Write a haiku about the sea." -n 48
 
-# The OpenAI-compatible server on the default model (http://127.0.0.1:8080/v1).
+# The server on the default model: OpenAI API at http://127.0.0.1:8080/v1,
+# Ollama API at http://127.0.0.1:8080, the chat page at http://127.0.0.1:8080/.
 serve: $(BUILD)/gemma4c
 	@mkdir -p $(dir $(DEMO_MODEL))
 	@[ -f $(DEMO_MODEL) ] || $(BUILD)/gemma4c synth --arch tiny -o $(DEMO_MODEL)
