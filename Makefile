@@ -42,8 +42,19 @@ $(BUILD)/libgemma4c.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/gemma4c: $(CLI_OBJ) $(BUILD)/libgemma4c.a
-	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libgemma4c.a $(LIBS) $(SERVER_LIBS)
+# gemma4c serve's chat page (server/page.html) as a C array in the binary:
+# nothing to install, no build step for users
+PAGE_OBJ := $(BUILD)/gen/page_html.o
+$(BUILD)/gen/page_html.c: server/page.html
+	@mkdir -p $(dir $@)
+	{ echo '/* generated from server/page.html by the Makefile */'; echo 'const unsigned char g4_page_html[] = {'; \
+	  od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; echo '0 };'; \
+	  echo 'const unsigned long g4_page_html_len = sizeof g4_page_html - 1;'; } >$@
+$(PAGE_OBJ): $(BUILD)/gen/page_html.c
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/gemma4c: $(CLI_OBJ) $(PAGE_OBJ) $(BUILD)/libgemma4c.a
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(PAGE_OBJ) $(BUILD)/libgemma4c.a $(LIBS) $(SERVER_LIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libgemma4c.a
 	@mkdir -p $(dir $@)
@@ -75,6 +86,9 @@ build-fuzz/libfuzz.a: $(FUZZ_OBJ)
 	ar rcs $@ $^
 build-fuzz/fuzz_%: fuzz/fuzz_%.c build-fuzz/libfuzz.a
 	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $< build-fuzz/libfuzz.a $(LIBS)
+# the server's request conversion has no socket: its source links in directly
+build-fuzz/fuzz_request: fuzz/fuzz_request.c server/convert.c server/convert.h build-fuzz/libfuzz.a
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ fuzz/fuzz_request.c server/convert.c build-fuzz/libfuzz.a $(LIBS)
 fuzz: $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
 -include $(FUZZ_OBJ:.o=.d)
 
@@ -94,7 +108,8 @@ demo: $(BUILD)/gemma4c
 	$(BUILD)/gemma4c info -m $(DEMO_MODEL) --ctx 4096
 	$(BUILD)/gemma4c run -m $(DEMO_MODEL) -p "Write a haiku about the sea." -n 48
 
-# The OpenAI-compatible server on the default model (http://127.0.0.1:8080/v1).
+# The server on the default model: OpenAI API at http://127.0.0.1:8080/v1,
+# Ollama API at http://127.0.0.1:8080, the chat page at http://127.0.0.1:8080/.
 serve: $(BUILD)/gemma4c
 	@mkdir -p $(dir $(DEMO_MODEL))
 	@[ -f $(DEMO_MODEL) ] || $(BUILD)/gemma4c synth --arch tiny -o $(DEMO_MODEL)

@@ -239,7 +239,7 @@ int cmd_generate(int argc, char **argv) {
     if (c && s && gemma4c_eval(c, ids, n, 0, err, sizeof err) == 0) {
         for (int i = 0; i < n; i++) gemma4c_sampler_accept(s, ids[i]);
         gen_printer pr = { dt, 0 };
-        gemma4c_generate_params gp = { n_gen, stop_eos, print_token, NULL, &pr, NULL };
+        gemma4c_generate_params gp = { n_gen, stop_eos, print_token, NULL, &pr, NULL, NULL, 0 };
         rc = 0;
         if (gemma4c_generate(c, s, &gp, err, sizeof err) < 0) {
             fprintf(stderr, "\ngemma4c: %s\n", err);

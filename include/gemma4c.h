@@ -373,6 +373,10 @@ typedef struct gemma4c_generate_params {
     /* Optional: only tokens it allows are sampled, and each is accepted by
      * it. Its state carries over (reset it for a new output). */
     gemma4c_constraint *constraint;
+    /* Optional: tokens never sampled (e.g. the thought channel's opening
+     * token with thinking off); NULL / 0 for none. */
+    const int32_t *ban;
+    int n_ban;
 } gemma4c_generate_params;
 
 /* Decode from the logits the last eval left (evaluate the prompt first):

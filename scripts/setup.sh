@@ -10,6 +10,8 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 arch=$(dpkg --print-architecture)
 pkgs="build-essential clang libclang-rt-14-dev libjansson-dev libedit-dev libmicrohttpd-dev python3-jinja2 python3-numpy"
+# headless Chromium for the chat page test (tests/sh/serve_page.sh)
+pkgs="$pkgs chromium"
 missing=""
 # arch-qualified: with arm64 libraries also installed, a bare name is ambiguous
 for p in $pkgs; do dpkg -s "$p:$arch" >/dev/null 2>&1 || dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
@@ -34,10 +36,11 @@ if [ "$(dpkg --print-architecture)" = amd64 ]; then
     fi
 fi
 # Reference JS tokenizer for the tokenizer comparison tests and ajv for the
-# constrained-decoding tests, the openai client for the server tests (pinned
-# by the lock file).
+# constrained-decoding tests, the openai and ollama clients for the server
+# tests, puppeteer-core for the chat page test (pinned by the lock file).
 if [ ! -d tests/js/node_modules/@lenml/tokenizers ] || [ ! -d tests/js/node_modules/ajv ] ||
-    [ ! -d tests/js/node_modules/openai ]; then
+    [ ! -d tests/js/node_modules/openai ] || [ ! -d tests/js/node_modules/ollama ] ||
+    [ ! -d tests/js/node_modules/puppeteer-core ]; then
     echo "setup: npm ci (tests/js)"
     npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 fi

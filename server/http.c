@@ -24,6 +24,75 @@
 
 static struct MHD_Daemon *daemon_;
 
+/* ---- request deadline --------------------------------------------------------
+ * libmicrohttpd's timeout counts inactivity only, so a client that sends its
+ * headers one byte a second would hold a thread forever (slowloris). Each
+ * connection is tracked from its start (or the end of its last answer): a
+ * request not fully received within req_timeout seconds has its socket shut
+ * down by the watchdog thread; libmicrohttpd then closes it. While a request
+ * is answered (busy) no deadline runs: answers may take long. */
+typedef struct track {
+    MHD_socket fd;
+    double since;
+    int busy, killed;
+    struct track *next;
+} track;
+static pthread_mutex_t track_mu = PTHREAD_MUTEX_INITIALIZER;
+static track *tracks;
+static int req_timeout = 30, watch_stop;
+static pthread_t watch_th;
+static int watch_started;
+
+static void track_set(struct MHD_Connection *conn, int busy) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    track *t = ci ? ci->socket_context : NULL;
+    if (!t) return;
+    pthread_mutex_lock(&track_mu);
+    t->busy = busy;
+    t->since = now_s();
+    pthread_mutex_unlock(&track_mu);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        track *t = ci ? calloc(1, sizeof *t) : NULL;
+        if (!t) return;
+        t->fd = ci->connect_fd;
+        t->since = now_s();
+        pthread_mutex_lock(&track_mu);
+        t->next = tracks;
+        tracks = t;
+        pthread_mutex_unlock(&track_mu);
+        *socket_context = t;
+    } else if (*socket_context) { /* closed: before libmicrohttpd closes the socket */
+        track *t = *socket_context;
+        pthread_mutex_lock(&track_mu);
+        for (track **p = &tracks; *p; p = &(*p)->next)
+            if (*p == t) { *p = t->next; break; }
+        pthread_mutex_unlock(&track_mu);
+        free(t);
+        *socket_context = NULL;
+    }
+}
+
+static void *watchdog(void *arg) {
+    while (!__atomic_load_n(&watch_stop, __ATOMIC_RELAXED)) {
+        usleep(250000);
+        double now = now_s();
+        pthread_mutex_lock(&track_mu);
+        for (track *t = tracks; t; t = t->next)
+            if (!t->busy && !t->killed && now - t->since > req_timeout) {
+                t->killed = 1;
+                shutdown(t->fd, SHUT_RDWR);
+                fprintf(stderr, "connection timed out: no complete request in %d s\n", req_timeout);
+            }
+        pthread_mutex_unlock(&track_mu);
+    }
+    return NULL;
+}
+
 double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -228,6 +297,13 @@ int reply_error(http_req *r, int status, const char *type, const char *param, co
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* "name: ..." (the constraint's messages) names the field before a colon */
+    size_t pre = strspn(msg, "abcdefghijklmnopqrstuvwxyz_");
+    if (!param && status == 400 && pre && msg[pre] == ':' && strncmp(msg, "request:", 8) && pre < sizeof pbuf) {
+        memcpy(pbuf, msg, pre);
+        pbuf[pre] = 0;
+        param = pbuf;
+    }
     if (!param && status == 400) { /* the scheduler names the field first, in quotes */
         const char *a = strchr(msg, '"'), *b = a ? strchr(a + 1, '"') : NULL;
         if (a && b && (size_t)(b - a - 1) < sizeof pbuf && b > a + 1) {
@@ -236,6 +312,7 @@ int reply_error(http_req *r, int status, const char *type, const char *param, co
             param = pbuf;
         }
     }
+    if (r->ollama) return reply_json(r, status, json_pack("{s:s}", "error", msg));
     json_t *e = json_pack("{s:{s:s,s:s,s:s?,s:s?}}", "error", "message", msg, "type", type, "param", param, "code", code);
     if (e && !param) json_object_set_new(json_object_get(e, "error"), "param", json_null());
     if (e && !code) json_object_set_new(json_object_get(e, "error"), "code", json_null());
@@ -289,6 +366,7 @@ typedef struct stream {
     void (*ctx_free)(void *);
     sbuf out;
     int complete;
+    const char *keepalive;  /* sent after a quiet second, or NULL */
 } stream;
 
 /* libmicrohttpd pulls the body from here on the connection's thread;
@@ -299,8 +377,12 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     if (st->out.off == st->out.len) {
         if (st->complete) return MHD_CONTENT_READER_END_OF_STREAM;
         st->out.len = st->out.off = 0;
-        st->complete = st->fill(st->ctx, st->r, &st->out);
-        if (st->out.len == 0 && !st->complete) sbuf_add(&st->out, ": keep-alive\n\n", 14);
+        for (;;) {
+            st->complete = st->fill(st->ctx, st->r, &st->out);
+            if (st->out.len || st->complete) break;
+            if (st->keepalive) { sbuf_add(&st->out, st->keepalive, strlen(st->keepalive)); break; }
+            if (client_gone(st->r)) return MHD_CONTENT_READER_END_WITH_ERROR; /* cancelled in on_completed */
+        }
         if (st->out.len == 0) return MHD_CONTENT_READER_END_OF_STREAM;
     }
     size_t n = st->out.len - st->out.off;
@@ -318,6 +400,11 @@ static void stream_free(void *cls) {
 }
 
 int reply_stream(http_req *r, stream_fill fill, void *ctx, void (*ctx_free)(void *)) {
+    return reply_stream_as(r, "text/event-stream", ": keep-alive\n\n", fill, ctx, ctx_free);
+}
+
+int reply_stream_as(http_req *r, const char *ctype, const char *keepalive, stream_fill fill, void *ctx,
+                    void (*ctx_free)(void *)) {
     stream *st = calloc(1, sizeof *st);
     if (!st) {
         if (ctx_free) ctx_free(ctx);
@@ -327,9 +414,10 @@ int reply_stream(http_req *r, stream_fill fill, void *ctx, void (*ctx_free)(void
     st->fill = fill;
     st->ctx = ctx;
     st->ctx_free = ctx_free;
+    st->keepalive = keepalive;
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
     if (!resp) { stream_free(st); return MHD_NO; }
-    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+    MHD_add_response_header(resp, "Content-Type", ctype);
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     r->streamed = 1;
     return queue(r, 200, resp);
@@ -350,10 +438,13 @@ static int key_ok(const srv *S, const char *auth) {
 
 static int dispatch(http_req *r) {
     srv *S = r->S;
+    r->ollama = !strncmp(r->path, "/api/", 5);
     if (r->too_big)
         return reply_error(r, 413, "invalid_request_error", "body", "request_too_large",
                            "the body is larger than %u bytes", SRV_MAX_BODY);
-    if (S->api_key && strcmp(r->path, "/health") &&
+    /* the page itself holds no data (its calls send the key): a browser
+     * cannot add a header to a page load */
+    if (S->api_key && strcmp(r->path, "/health") && strcmp(r->path, "/") && strcmp(r->path, "/index.html") &&
         !key_ok(S, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization")))
         return reply_error(r, 401, "invalid_request_error", NULL, "invalid_api_key",
                            "a valid API key is needed: Authorization: Bearer KEY");
@@ -414,6 +505,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (r->status) return MHD_YES; /* answered already (413 up front) */
+    track_set(conn, 1); /* received: the deadline stops while it is answered */
     int stopping;
     pthread_mutex_lock(&S->mu);
     stopping = S->stopping;
@@ -427,6 +519,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!r) return;
     srv *S = cls;
     job_leave(r); /* a client that left mid-answer cancels it */
+    track_set(conn, 0); /* a kept-alive connection has req_timeout for its next request */
     if (r->status >= 400) {
         pthread_mutex_lock(&S->mu);
         S->http_errors++;
@@ -441,7 +534,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
-int http_run(srv *S, const char *host, int port, char *err, size_t errlen) {
+int http_run(srv *S, const char *host, int port, int timeout_s, char *err, size_t errlen) {
+    req_timeout = timeout_s;
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV }, *ai;
     char ps[16];
     snprintf(ps, sizeof ps, "%d", port);
@@ -450,10 +544,11 @@ int http_run(srv *S, const char *host, int port, char *err, size_t errlen) {
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     daemon_ = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, S, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, S, MHD_OPTION_CONNECTION_TIMEOUT,
-                               (unsigned)300, MHD_OPTION_END);
+                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, S, MHD_OPTION_NOTIFY_CONNECTION,
+                               on_connection, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!daemon_) { snprintf(err, errlen, "cannot listen on %s:%d (in use, or not an address here)", host, port); return -1; }
+    watch_started = !pthread_create(&watch_th, NULL, watchdog, NULL);
     return 0;
 }
 
@@ -464,6 +559,11 @@ void http_quiesce(void) {
 }
 
 void http_stop(void) {
+    if (watch_started) {
+        __atomic_store_n(&watch_stop, 1, __ATOMIC_RELAXED);
+        pthread_join(watch_th, NULL);
+        watch_started = 0;
+    }
     if (daemon_) MHD_stop_daemon(daemon_);
     daemon_ = NULL;
 }

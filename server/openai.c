@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "convert.h"
 #include "server.h"
 
 int check_model(http_req *r, json_t *req, int *ret) {
@@ -25,29 +26,6 @@ int check_model(http_req *r, json_t *req, int *ret) {
     return -1;
 }
 
-/* "stream" and "stream_options" of req: 0, or -1 after replying 400. */
-static int stream_opts(http_req *r, json_t *req, int *stream, int *usage, int *ret) {
-    json_t *s = json_object_get(req, "stream"), *so = json_object_get(req, "stream_options");
-    *stream = *usage = 0;
-    if (s && !json_is_null(s)) {
-        if (!json_is_boolean(s)) {
-            *ret = reply_error(r, 400, "invalid_request_error", "stream", NULL, "\"stream\" must be a boolean");
-            return -1;
-        }
-        *stream = json_is_true(s);
-    }
-    if (so && !json_is_null(so)) {
-        json_t *u = json_object_get(so, "include_usage");
-        if (!json_is_object(so) || (u && !json_is_boolean(u))) {
-            *ret = reply_error(r, 400, "invalid_request_error", "stream_options", NULL,
-                               "\"stream_options\" must be an object with a boolean \"include_usage\"");
-            return -1;
-        }
-        *usage = json_is_true(u);
-    }
-    return 0;
-}
-
 /* Count the answer's tokens for the log. */
 static void note_usage(http_req *r, json_t *done) {
     json_t *u = json_object_get(done, "usage");
@@ -57,7 +35,7 @@ static void note_usage(http_req *r, json_t *done) {
 
 /* Non-streaming: wait for the final event (cancelling if the client
  * leaves). Returns the DONE json (caller decrefs) or NULL after replying. */
-static json_t *wait_done(http_req *r, job *j, int *ret) {
+json_t *wait_done(http_req *r, job *j, int *ret) {
     int cancelled = 0;
     for (;;) {
         job_ev *e = job_next(j, 500);
@@ -168,44 +146,24 @@ static int start_stream(http_req *r, job *j, json_t *req, int completion, int us
 
 /* ---- endpoints ------------------------------------------------------------------------ */
 
-static int chat_completions(srv *S, http_req *r) {
+/* /v1/chat/completions and /v1/completions: the body as convert.c makes
+ * it a scheduler request; the answer streamed or whole. */
+static int openai_generate(srv *S, http_req *r, int completion) {
     int ret = 0, stream, usage;
-    json_t *req = body_object(r, &ret);
-    if (!req) return ret;
-    if (check_model(r, req, &ret) || stream_opts(r, req, &stream, &usage, &ret)) goto out;
-    if (!json_is_array(json_object_get(req, "messages"))) {
-        ret = reply_error(r, 400, "invalid_request_error", "messages", NULL, "\"messages\" must be an array of messages");
+    json_t *body = body_object(r, &ret), *req = NULL;
+    if (!body) return ret;
+    char err[600];
+    if (check_model(r, body, &ret)) goto out;
+    if (!(req = conv_openai(body, completion, &stream, &usage, err, sizeof err))) {
+        ret = reply_error(r, 400, "invalid_request_error", NULL, NULL, "%s", err);
         goto out;
     }
     job *j = job_submit(r, req, &ret);
     if (!j) goto out;
-    if (stream) { ret = start_stream(r, j, req, 0, usage); goto out; }
-    json_t *d = wait_done(r, j, &ret);
-    if (d) ret = reply_json(r, 200, d);
-out:
-    json_decref(req);
-    return ret;
-}
-
-static int completions(srv *S, http_req *r) {
-    int ret = 0, stream, usage;
-    json_t *req = body_object(r, &ret);
-    if (!req) return ret;
-    if (check_model(r, req, &ret) || stream_opts(r, req, &stream, &usage, &ret)) goto out;
-    json_t *p = json_object_get(req, "prompt");
-    if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0)))
-        p = json_array_get(p, 0); /* one prompt in a list */
-    if (!json_is_string(p)) {
-        ret = reply_error(r, 400, "invalid_request_error", "prompt", NULL, "\"prompt\" must be a string (or a list of one)");
-        goto out;
-    }
-    json_object_set(req, "prompt", p);
-    json_object_del(req, "messages"); /* the scheduler's raw mode: a prompt and no messages */
-    job *j = job_submit(r, req, &ret);
-    if (!j) goto out;
-    if (stream) { ret = start_stream(r, j, req, 1, usage); goto out; }
+    if (stream) { ret = start_stream(r, j, req, completion, usage); goto out; }
     json_t *d = wait_done(r, j, &ret);
     if (!d) goto out;
+    if (!completion) { ret = reply_json(r, 200, d); goto out; }
     json_t *ch0 = json_array_get(json_object_get(d, "choices"), 0);
     json_t *text = json_object_get(json_object_get(ch0, "message"), "content");
     char id[48];
@@ -218,9 +176,13 @@ static int completions(srv *S, http_req *r) {
     json_decref(d);
     ret = reply_json(r, 200, o);
 out:
+    json_decref(body);
     json_decref(req);
     return ret;
 }
+
+static int chat_completions(srv *S, http_req *r) { return openai_generate(S, r, 0); }
+static int completions(srv *S, http_req *r) { return openai_generate(S, r, 1); }
 
 static json_t *model_obj(srv *S) {
     return json_pack("{s:s,s:s,s:i,s:s}", "id", S->model_id, "object", "model", "created", 0, "owned_by", "gemma4c");

@@ -1,4 +1,4 @@
-/* gemma4c serve: an OpenAI-compatible HTTP server over the library's
+/* gemma4c serve: an OpenAI- and Ollama-compatible HTTP server over the library's
  * scheduler. One thread steps the scheduler while there is work; the
  * connection threads (http.c) submit requests and wait on their events.
  * SIGINT/SIGTERM: stop accepting, end running answers (streams get their
@@ -18,7 +18,7 @@ int cmd_serve(int argc, char **argv); /* listed in cli/commands.h */
 
 #define DEFAULT_MODEL "models/gemma4c-tiny.gguf"
 
-static const route *const ROUTE_TABLES[] = { OPENAI_ROUTES, NULL };
+static const route *const ROUTE_TABLES[] = { OPENAI_ROUTES, OLLAMA_ROUTES, PAGE_ROUTES, NULL };
 
 static atomic_int sched_stop;
 
@@ -41,10 +41,12 @@ static int opt_int(const char *opt, const char *v, int lo, int hi, int *out) {
 
 static void usage(void) {
     printf("usage: gemma4c serve [-m MODEL] [--host ADDR] [--port N] [--parallel N] [--ctx N]\n"
-           "                     [--api-key KEY] [--prefix N] [-t N] [--lora PATH[:S]] [--verbose]\n\n"
+           "                     [--api-key KEY] [--prefix N] [--timeout N] [-t N] [--lora PATH[:S]]\n"
+           "                     [--verbose]\n\n"
            "An OpenAI-compatible HTTP server: POST /v1/chat/completions (streaming too),\n"
            "POST /v1/completions, GET /v1/models, GET /health, GET /metrics (Prometheus),\n"
-           "POST /tokenize, /detokenize, /apply-template. N requests decode together\n"
+           "POST /tokenize, /detokenize, /apply-template; Ollama's /api/chat, /api/generate,\n"
+           "/api/tags, /api/show, /api/ps, /api/version; a chat page at /. N requests decode together\n"
            "(continuous batching); more wait in a queue, and past it get 503.\n\n"
            "  -m, --model FILE   the model (default " DEFAULT_MODEL ", written by\n"
            "                     `gemma4c synth --arch tiny` when missing)\n"
@@ -53,8 +55,10 @@ static void usage(void) {
            "      --parallel N   requests decoded at once (default 4)\n"
            "  -c, --ctx N        positions per request, prompt + answer (default min(model, 4096))\n"
            "      --queue N      requests waiting beyond those (default 64)\n"
-           "      --api-key KEY  require Authorization: Bearer KEY (all but /health)\n"
+           "      --api-key KEY  require Authorization: Bearer KEY (all but /health and the page)\n"
            "      --prefix N     prompt snapshots kept for reuse (prefix cache; default 8)\n"
+           "      --timeout N    seconds a request may take to arrive, headers and body\n"
+           "                     (default 30; slower clients are cut off)\n"
            "  -t, --threads N    compute threads (default: all CPUs)\n"
            "      --lora PATH[:S]  LoRA adapter (GGUF LoRA or PEFT folder) at scale S (repeatable)\n"
            "      --verbose      log request bodies (prompts) too\n"
@@ -68,7 +72,7 @@ static const char *base_name(const char *p) {
 
 int cmd_serve(int argc, char **argv) {
     const char *model = NULL, *host = "127.0.0.1", *key = NULL;
-    int port = 8080, par = 4, n_ctx = 0, queue = 64, n_prefix = 8, threads = 0, verbose = 0;
+    int port = 8080, par = 4, n_ctx = 0, queue = 64, n_prefix = 8, threads = 0, verbose = 0, timeout = 30;
     const char *lora[16];
     int n_lora = 0;
     for (int i = 1; i < argc; i++) {
@@ -82,6 +86,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--parallel")) { bad = opt_int(a, v, 1, 4096, &par); i++; }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { bad = opt_int(a, v, 1, 1 << 24, &n_ctx); i++; }
         else if (!strcmp(a, "--queue")) { bad = opt_int(a, v, 1, 1 << 20, &queue); i++; }
+        else if (!strcmp(a, "--timeout")) { bad = opt_int(a, v, 1, 86400, &timeout); i++; }
         else if (!strcmp(a, "--prefix")) { bad = opt_int(a, v, 0, 4096, &n_prefix); i++; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { bad = opt_int(a, v, 0, 4096, &threads); i++; }
         else if (!strcmp(a, "--lora") && v && n_lora < 16) { lora[n_lora++] = v; i++; }
@@ -139,8 +144,12 @@ int cmd_serve(int argc, char **argv) {
     snprintf(id, sizeof id, "%s", base_name(model));
     size_t il = strlen(id);
     if (il > 5 && !strcmp(id + il - 5, ".gguf")) id[il - 5] = 0;
-    srv S = { .model = m, .sched = s, .model_id = id, .model_file = base_name(model), .api_key = key,
+    srv S = { .model = m, .sched = s, .model_id = id, .model_file = base_name(model), .model_path = model, .api_key = key,
               .api_key_len = key ? strlen(key) : 0, .verbose = verbose, .routes = ROUTE_TABLES };
+    /* positions per request, as the scheduler bounds them (Ollama's /api/ps) */
+    int per = n_ctx > 0 ? n_ctx : info.n_ctx_train < 4096 ? info.n_ctx_train : 4096;
+    int all = gemma4c_n_ctx(gemma4c_scheduler_context(s));
+    S.n_ctx = per < all ? per : all;
     pthread_mutex_init(&S.mu, NULL);
 
     /* the signals are taken by sigwait below, never by another thread */
@@ -158,7 +167,7 @@ int cmd_serve(int argc, char **argv) {
         return 1;
     }
     int rc = 0;
-    if (http_run(&S, host, port, err, sizeof err)) {
+    if (http_run(&S, host, port, timeout, err, sizeof err)) {
         fprintf(stderr, "gemma4c serve: %s\n", err);
         rc = 1;
     } else {
@@ -170,11 +179,11 @@ int cmd_serve(int argc, char **argv) {
         cp.n_prefix = n_prefix;
         cp.n_threads = threads;
         if (gemma4c_memory_plan_params(m, &cp, &mp)) memset(&mp, 0, sizeof mp);
-        printf("gemma4c serve: http://%s:%d/v1 (OpenAI API; GET /health, /metrics)\n"
+        printf("gemma4c serve: http://%s:%d/v1 (OpenAI API; GET /health, /metrics; Ollama API at http://%s:%d)\n"
                "  model %s (%s, %d layers, %.1f M parameters), id \"%s\"\n"
                "  %d parallel, %d positions shared, queue %d, prefix cache %d%s\n"
                "  memory plan: weights %.1f MiB, KV %.1f MiB, scratch %.1f MiB, total %.1f MiB\n",
-               host, port, model, info.name ? info.name : "?", info.n_layer, info.n_params / 1e6, id, par, cp.n_ctx,
+               host, port, host, port, model, info.name ? info.name : "?", info.n_layer, info.n_params / 1e6, id, par, cp.n_ctx,
                queue, n_prefix, key ? ", API key required" : "", mp.weight_resident_bytes / 1048576.0,
                mp.kv_bytes / 1048576.0, mp.scratch_bytes / 1048576.0, mp.total_bytes / 1048576.0);
         fflush(stdout);

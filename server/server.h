@@ -5,7 +5,11 @@
  * openai.c  the OpenAI-compatible routes (/v1/...) and the utility routes
  * serve.c   the command: options, model, scheduler thread, signals
  *
- * An API family (OpenAI now, Ollama and the chat page later) is a table of
+ * ollama.c  the Ollama-compatible routes (/api/...)
+ * convert.c request bodies -> scheduler requests (no sockets: fuzzed)
+ * page.c    the chat page at / (server/page.html, compiled in)
+ *
+ * An API family (OpenAI, Ollama, the chat page) is a table of
  * routes; http.c tries the tables in srv.routes in order. */
 #ifndef G4_SERVER_H
 #define G4_SERVER_H
@@ -60,6 +64,7 @@ struct srv {
     gemma4c_scheduler *sched;
     const char *model_id;     /* the name /v1/models lists */
     const char *model_file;   /* base name of the file, accepted as a model name too */
+    const char *model_path;   /* as given (Ollama's /api/tags, /api/show) */
     const char *api_key;      /* NULL: no auth */
     size_t api_key_len;
     int n_ctx, verbose;
@@ -83,10 +88,12 @@ struct http_req {
     long tokens_in, tokens_out;
     job *job;                 /* the scheduler request this HTTP request waits on */
     int streamed;
+    int ollama;               /* an /api/ route: errors as Ollama's {"error": text} */
 };
 
 /* ---- http.c ---- */
-int http_run(srv *S, const char *host, int port, char *err, size_t errlen); /* starts the daemon */
+/* Starts the daemon; a request must arrive whole within timeout_s seconds. */
+int http_run(srv *S, const char *host, int port, int timeout_s, char *err, size_t errlen);
 void http_quiesce(void);   /* stop accepting connections */
 void http_stop(void);      /* close everything (after in-flight requests ended) */
 double now_s(void);
@@ -117,10 +124,23 @@ void sbuf_add(sbuf *b, const char *s, size_t n);
 void sbuf_sse(sbuf *b, json_t *obj);   /* "data: <compact json>\n\n"; steals obj */
 typedef int (*stream_fill)(void *ctx, http_req *r, sbuf *out);
 int reply_stream(http_req *r, stream_fill fill, void *ctx, void (*ctx_free)(void *));
+/* The same with another Content-Type; keepalive NULL: a quiet second sends
+ * nothing (NDJSON has no comments) and a client that left ends the stream. */
+int reply_stream_as(http_req *r, const char *ctype, const char *keepalive, stream_fill fill, void *ctx,
+                    void (*ctx_free)(void *));
 
 /* ---- openai.c ---- */
 extern const route OPENAI_ROUTES[];
 /* "model" of a request: NULL/absent/ours is fine; else replies 404 and returns -1. */
 int check_model(http_req *r, json_t *req, int *ret);
+/* Non-streaming: wait for the request's final event (cancelling it if the
+ * client leaves). The DONE json (caller decrefs), or NULL after replying. */
+json_t *wait_done(http_req *r, job *j, int *ret);
+
+/* ---- ollama.c ---- */
+extern const route OLLAMA_ROUTES[];
+
+/* ---- page.c: the chat page (GET /) ---- */
+extern const route PAGE_ROUTES[];
 
 #endif

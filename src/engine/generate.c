@@ -1,6 +1,7 @@
 /* The decode loop every front end shares (raw continuation and chat turns),
  * built on the public context and sampler calls only. */
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,8 +16,9 @@ int gemma4c_generate(gemma4c_context *c, gemma4c_sampler *s, const gemma4c_gener
     const gemma4c_model *m = gemma4c_context_model(c);
     int nv = gemma4c_n_vocab(c);
     /* the context's logits are read-only: a constraint masks a copy */
-    float *masked = p->constraint ? malloc((size_t)nv * sizeof *masked) : NULL;
-    if (p->constraint && !masked) {
+    int copy = p->constraint || p->n_ban > 0;
+    float *masked = copy ? malloc((size_t)nv * sizeof *masked) : NULL;
+    if (copy && !masked) {
         if (err && errlen) snprintf(err, errlen, "generate: out of memory");
         return -1;
     }
@@ -30,7 +32,9 @@ int gemma4c_generate(gemma4c_context *c, gemma4c_sampler *s, const gemma4c_gener
         const float *logits = gemma4c_logits_last(c);
         if (masked) {
             memcpy(masked, logits, (size_t)nv * sizeof *masked);
-            if (gemma4c_constraint_apply(p->constraint, masked, nv) <= 0) {
+            for (int i = 0; i < p->n_ban; i++)
+                if (p->ban[i] >= 0 && p->ban[i] < nv) masked[p->ban[i]] = -INFINITY;
+            if (p->constraint && gemma4c_constraint_apply(p->constraint, masked, nv) <= 0) {
                 /* only after an end token: the output is complete */
                 rc = GEMMA4C_FINISH_STOP;
                 break;

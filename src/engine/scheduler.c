@@ -30,7 +30,7 @@
 #endif
 
 enum { ST_QUEUED, ST_PREFILL, ST_DECODE };
-enum { MAX_STOP = 16, MAX_STOP_LEN = 256 };
+enum { MAX_STOP = 16, MAX_STOP_LEN = 256, MAX_BIAS = 1024 };
 
 typedef struct request {
     uint64_t id;
@@ -61,6 +61,9 @@ typedef struct request {
     gemma4c_detok *dt;
     gemma4c_chat_parser *parser;
     gemma4c_constraint *cons;  /* response_format / tools, or NULL */
+    int n_bias;                /* logit_bias entries (+ the thought-channel ban) */
+    int32_t *bias_id;
+    float *bias_v;             /* added to the logit; -INFINITY bans */
     char *hold;                /* output held back while it may start a stop string */
     size_t hold_len, hold_cap;
     int failed;                /* out of memory in the parser */
@@ -86,7 +89,9 @@ struct gemma4c_scheduler {
     /* one step's batch */
     int32_t *btok, *bseq;
     int8_t *bkeep;
-    float *masked;             /* [n_vocab] logits copy for a constraint */
+    float *masked;             /* [n_vocab] logits copy for a constraint or a bias */
+    int32_t tok_channel;       /* "<|channel>" (opens the thought channel), or -1 */
+    int n_vocab;
 };
 
 __attribute__((format(printf, 3, 4))) static void set_err(char *dst, size_t len, const char *fmt, ...) {
@@ -114,6 +119,8 @@ static void request_free(request *r) {
     gemma4c_detok_free(r->dt);
     gemma4c_chat_parser_free(r->parser);
     gemma4c_constraint_free(r->cons);
+    free(r->bias_id);
+    free(r->bias_v);
     free(r->hold);
     free(r->text);
     free(r);
@@ -179,6 +186,14 @@ gemma4c_scheduler *gemma4c_scheduler_new(gemma4c_model *m, const gemma4c_schedul
         return NULL;
     }
     s->st.n_parallel = p.n_parallel;
+    s->n_vocab = V;
+    /* thinking off bans the thought channel's opening token, so that a
+     * thought can only appear when thinking is on (chat-format spec §1) */
+    int32_t *ch = NULL;
+    char cerr[64];
+    s->tok_channel = gemma4c_tokenize(m, G4_MK_CHANNEL_OPEN, strlen(G4_MK_CHANNEL_OPEN), 0, 1, &ch, cerr, sizeof cerr) == 1
+                         ? ch[0] : -1;
+    free(ch);
     return s;
 }
 
@@ -276,6 +291,39 @@ static int read_stop(json_t *req, request *r, char *err, size_t errlen) {
     return 0;
 }
 
+/* OpenAI's "logit_bias": {"<token id>": bias in [-100, 100]}, added to
+ * the token's logit before sampling (and before any constraint's mask).
+ * Room is kept for one more entry: the thought-channel ban. */
+static int read_bias(json_t *req, request *r, int n_vocab, char *err, size_t errlen) {
+    json_t *v = json_object_get(req, "logit_bias");
+    size_t n = json_is_object(v) ? json_object_size(v) : 0;
+    if (v && !json_is_null(v) && !json_is_object(v)) {
+        set_err(err, errlen, "\"logit_bias\" must be an object of token id -> number");
+        return -1;
+    }
+    if (n > MAX_BIAS) { set_err(err, errlen, "\"logit_bias\": at most %d tokens", MAX_BIAS); return -1; }
+    r->bias_id = malloc((n + 1) * sizeof *r->bias_id);
+    r->bias_v = malloc((n + 1) * sizeof *r->bias_v);
+    if (!r->bias_id || !r->bias_v) { set_err(err, errlen, "out of memory"); return -1; }
+    const char *k;
+    json_t *x;
+    json_object_foreach(v, k, x) {
+        char *end;
+        long id = strtol(k, &end, 10);
+        if (!*k || *end || id < 0 || id >= n_vocab) {
+            set_err(err, errlen, "\"logit_bias\": key \"%.40s\" must be a token id in [0, %d)", k, n_vocab);
+            return -1;
+        }
+        if (!json_is_number(x) || !(json_number_value(x) >= -100 && json_number_value(x) <= 100)) {
+            set_err(err, errlen, "\"logit_bias\"[\"%.40s\"] must be a number in [-100, 100]", k);
+            return -1;
+        }
+        r->bias_id[r->n_bias] = (int32_t)id;
+        r->bias_v[r->n_bias++] = (float)json_number_value(x);
+    }
+    return 0;
+}
+
 /* Request text -> a request ready to queue, or NULL with *rc and err set. */
 static request *make_request(gemma4c_scheduler *s, const char *text, size_t len, int *rc, char *err,
                              size_t errlen) {
@@ -291,6 +339,7 @@ static request *make_request(gemma4c_scheduler *s, const char *text, size_t len,
     r->sp = gemma4c_sampler_default_params();
     long long n_max = 0, n1 = 1;
     if (read_sampling(req, &r->sp, msg, sizeof msg) || read_stop(req, r, msg, sizeof msg) ||
+        read_bias(req, r, s->n_vocab, msg, sizeof msg) ||
         get_int(req, "max_tokens", 1, 1 << 30, &n_max, msg, sizeof msg) ||
         get_int(req, "max_completion_tokens", 1, 1 << 30, &n_max, msg, sizeof msg) ||
         get_int(req, "n", 1, 1, &n1, msg, sizeof msg)) {
@@ -329,6 +378,12 @@ static request *make_request(gemma4c_scheduler *s, const char *text, size_t len,
         r->cons = g4_engine_request_constraint(s->m, req, r->in_reasoning ? 2 : strstr(prompt, G4_MK_THINK) ? 1 : 0,
                                                &cfailed, err, errlen);
         if (cfailed) { free(prompt); goto fail; }
+        /* thinking off (no <|think|> in the system turn, the prompt not inside
+         * a thought): the channel cannot open; the ban overrides any bias */
+        if (!r->in_reasoning && !strstr(prompt, G4_MK_THINK) && s->tok_channel >= 0) {
+            r->bias_id[r->n_bias] = s->tok_channel;
+            r->bias_v[r->n_bias++] = -INFINITY;
+        }
         r->n_prompt = gemma4c_tokenize(s->m, prompt, plen, 0, 1, &r->ids, err, errlen);
         free(prompt);
     }
@@ -670,9 +725,11 @@ static int advance(gemma4c_scheduler *s, int seq, const float *logits) {
     int V = gemma4c_n_vocab(s->c);
     /* a constraint (JSON schema, tool calls) masks a copy of the logits; it
      * allows an end of turn only where the value is complete */
-    if (r->cons) {
+    if (r->cons || r->n_bias) {
         memcpy(s->masked, logits, (size_t)V * sizeof *logits);
-        if (gemma4c_constraint_apply(r->cons, s->masked, V) <= 0) return GEMMA4C_FINISH_ERROR;
+        for (int i = 0; i < r->n_bias; i++)
+            if (r->bias_id[i] < V) s->masked[r->bias_id[i]] += r->bias_v[i];
+        if (r->cons && gemma4c_constraint_apply(r->cons, s->masked, V) <= 0) return GEMMA4C_FINISH_ERROR;
         logits = s->masked;
     }
     int32_t t = gemma4c_sampler_sample(r->smp, logits, V);

@@ -161,8 +161,8 @@ int gemma4c_session_turn(gemma4c_session *s, const char *request_json, size_t rl
         return -1;
     }
     int cfailed;
-    gemma4c_constraint *cons = turn_constraint(s, req, g4_engine_ends_in_thought(prompt, plen) ? 2 : strstr(prompt, G4_MK_THINK) ? 1 : 0,
-                                               &cfailed, err, errlen);
+    int thinking = g4_engine_ends_in_thought(prompt, plen) ? 2 : strstr(prompt, G4_MK_THINK) ? 1 : 0;
+    gemma4c_constraint *cons = turn_constraint(s, req, thinking, &cfailed, err, errlen);
     json_decref(req);
     if (cfailed) { free(prompt); return -1; }
     int32_t *ids = NULL;
@@ -195,8 +195,16 @@ int gemma4c_session_turn(gemma4c_session *s, const char *request_json, size_t rl
         return -1;
     }
     gemma4c_sampler_reset(s->s);
-    gemma4c_generate_params gp = { n_gen, 1, on_token, on_cancel, &ts, cons };
+    gemma4c_generate_params gp = { n_gen, 1, on_token, on_cancel, &ts, cons, NULL, 0 };
+    /* thinking off: the thought channel cannot open (as the scheduler) */
+    int32_t *ban = NULL;
+    char berr[64];
+    if (!thinking && gemma4c_tokenize(s->m, G4_MK_CHANNEL_OPEN, strlen(G4_MK_CHANNEL_OPEN), 0, 1, &ban, berr, sizeof berr) == 1) {
+        gp.ban = ban;
+        gp.n_ban = 1;
+    }
     int fin = gemma4c_generate(s->c, s->s, &gp, err, errlen);
+    free(ban);
     gemma4c_constraint_free(cons);
     /* the loop leaves the last token unevaluated; a later turn reuses it */
     if (fin == GEMMA4C_FINISH_LENGTH && !ts.cache_broken && s->n_cached > gemma4c_n_past(s->c) &&

@@ -63,17 +63,26 @@ async function main() {
   const validate = new Ajv().compile(schema);
   check('response_format json_schema: the answer validates', obj !== null && validate(obj), j.choices[0]);
 
-  // thinking on (reasoning_effort): accepted, streamed; any reasoning comes as
-  // reasoning_content, never inside content (the random model rarely opens a
-  // thought channel, so its presence cannot be forced here)
-  const rs = await client.chat.completions.create({ model, messages: user('Why?'), max_tokens: 16, temperature: 1, seed: 7, reasoning_effort: 'high', stream: true });
-  let rOk = true, rn = 0;
-  for await (const c of rs) {
-    const d = c.choices[0] && c.choices[0].delta;
-    if (d && 'reasoning_content' in d) { rn++; rOk = rOk && typeof d.reasoning_content === 'string'; }
-    if (d && d.content) rOk = rOk && !d.content.includes('<|channel>');
-  }
-  check('reasoning_effort: a stream with reasoning_content as a string where present (' + rn + ' deltas)', rOk);
+  // reasoning_content: a strong logit_bias towards the token that opens the
+  // thought channel (<|channel>, id 100; repeat_penalty keeps it to once) makes
+  // the random model think when thinking is on; off, that token is banned, so
+  // the same request gives no reasoning_content
+  const think = (on, stream) => client.chat.completions.create({ model, messages: user('Why?'), max_tokens: 12, temperature: 1, seed: 3,
+    logit_bias: { 100: 100 }, repeat_penalty: 100, chat_template_kwargs: { enable_thinking: on }, stream });
+  const ron = (await think(true, false)).choices[0].message;
+  check('thinking on + logit_bias: reasoning_content present, non-empty, not in content',
+    typeof ron.reasoning_content === 'string' && ron.reasoning_content.length > 0 && !(ron.content || '').includes('<|channel>'), ron);
+  const roff = (await think(false, false)).choices[0].message;
+  check('thinking off + the same logit_bias: no reasoning_content', !('reasoning_content' in roff) && !(roff.content || '').includes('<|channel>'), roff);
+  let rs = '', rsOff = 0;
+  for await (const c of await think(true, true)) { const d = c.choices[0] && c.choices[0].delta; if (d && d.reasoning_content) rs += d.reasoning_content; }
+  for await (const c of await think(false, true)) { const d = c.choices[0] && c.choices[0].delta; if (d && 'reasoning_content' in d) rsOff++; }
+  check('stream: reasoning_content deltas add up to the thought; none with thinking off', rs === ron.reasoning_content && rsOff === 0, { rs, want: ron.reasoning_content, rsOff });
+  const re = await client.chat.completions.create({ model, messages: user('Why?'), max_tokens: 12, temperature: 1, seed: 3, logit_bias: { 100: 100 }, repeat_penalty: 100, reasoning_effort: 'high' });
+  check('reasoning_effort high switches thinking on too', typeof re.choices[0].message.reasoning_content === 'string' && re.choices[0].message.reasoning_content.length > 0, re.choices[0].message);
+  let bad = 0;
+  try { await client.chat.completions.create({ model, messages: user('x'), logit_bias: { 99999999: 5 } }); } catch (e) { bad = e.status; }
+  check('logit_bias with a token id outside the vocabulary -> 400', bad === 400, bad);
 
   // completions (raw prompt), models, errors through the client
   const c1 = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 6, temperature: 0 });

@@ -3,7 +3,7 @@
 # over curl, a client that leaves mid-stream (its request is cancelled, the
 # server goes on), a full queue, the API key, SIGTERM with a stream in
 # flight (it gets its final event, exit 0), and the real openai npm client
-# (tests/js/openai_serve.js). Servers listen on free loopback ports and are
+# (tests/js/openai_serve.js) and ollama npm client (tests/js/ollama_serve.js). Servers listen on free loopback ports and are
 # always killed; every wait is bounded.
 . "$(dirname "$0")/lib.sh"
 PIDS=()
@@ -127,6 +127,15 @@ if [ -d tests/js/node_modules/openai ]; then
 else
     fail "openai client: tests/js/node_modules/openai is missing (run scripts/setup.sh)"
 fi
+# the ollama npm client on the same server (Ollama's base URL: no /v1)
+if [ -d tests/js/node_modules/ollama ]; then
+    node tests/js/ollama_serve.js "$B" tiny >"$TMP/ollama.out" 2>&1
+    grep -v '^RESULT' "$TMP/ollama.out"
+    set -- $(grep '^RESULT' "$TMP/ollama.out" | tail -1) RESULT 0 1
+    _p=$((_p + $2)); _f=$((_f + $3))
+else
+    fail "ollama client: tests/js/node_modules/ollama is missing (run scripts/setup.sh)"
+fi
 grep -q '^POST /v1/chat/completions 200 18+8 tokens [0-9]* ms$' "$TMP/main.log"
 check "one log line per request: method, path, status, tokens, ms" test $? = 0
 grep -q "Hello there" "$TMP/main.log"; check "no prompt text in the log without --verbose" test $? = 1
@@ -154,20 +163,22 @@ hdrs = [open(sys.argv[1] + '/h%d' % k).read().lower() for k in range(1, 7)]
 assert codes.count('503') >= 3 and codes.count('200') >= 2, codes
 assert all('retry-after: 1' in h for c, h in zip(codes, hdrs) if c == '503'), hdrs" "$TMP"
 SLOW='{"messages":[{"role":"user","content":"Tell me a long story"}],"max_tokens":3000,"temperature":1,"stream":true}'
+# the first stream must be running (its role chunk sent) before the second
+# is sent (both at once could find the one queue place taken: 503) and
+# before the signal; a fixed sleep lost these races on a loaded machine
 curl -sN -m 60 "$B/v1/chat/completions" -H 'Authorization: Bearer s3cret' -d "$SLOW" >"$TMP/s1" 2>/dev/null & C1=$!
-curl -sN -m 60 "$B/v1/chat/completions" -H 'Authorization: Bearer s3cret' -d "$SLOW" >"$TMP/s2" 2>/dev/null & C2=$!
-# the first stream must be running (its role chunk sent) before the signal:
-# a fixed sleep lost that race on a loaded machine (bounded: 20 s)
 for _ in $(seq 200); do [ -s "$TMP/s1" ] && break; sleep 0.1; done
+curl -sN -m 60 "$B/v1/chat/completions" -H 'Authorization: Bearer s3cret' -d "$SLOW" >"$TMP/s2" 2>/dev/null & C2=$!
+for _ in $(seq 200); do [ -s "$TMP/s2" ] && break; sleep 0.1; done
 sleep 0.2
 kill -TERM "$PID"
 rc=0; for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
 wait "$PID"; rc=$?
 check "SIGTERM: the server exits 0" test $rc = 0
 wait "$C1" "$C2" 2>/dev/null
-check "SIGTERM: the running stream ends with a final chunk and [DONE]" python3 -c "
+check "SIGTERM: the running stream ends with a final chunk (finish_reason cancelled) and [DONE]" python3 -c "
 import json, sys
 ev = [l[6:] for l in open(sys.argv[1]).read().split('\n') if l.startswith('data: ')]
 assert ev[-1] == '[DONE]', ev[-3:]
-assert json.loads(ev[-2])['choices'][0]['finish_reason'] is not None" "$TMP/s1"
+assert json.loads(ev[-2])['choices'][0]['finish_reason'] == 'cancelled', ev[-2]" "$TMP/s1"
 check "SIGTERM: the queued stream ends too" grep -q 'data: \[DONE\]' "$TMP/s2"
