@@ -114,6 +114,10 @@ static void fill_ids(int32_t *ids, int n, int n_vocab, uint64_t seed) {
  * (weights + N x KV) / bandwidth and N x FLOPs / int8 peak. Then the time to
  * the first token of a prompt whose first ttft_prefix tokens are in the
  * prefix cache, against the same prompt cold. */
+/* --kv-type as given (enum gemma4c_kv_type), resolved by the context; the
+ * cost model's bytes follow it */
+static int g_kv_type;
+
 static int bench_parallel(gemma4c_model *m, const char *model, const int *list, int n_list, int tg, int depth,
                           int reps, int threads, int exact, double bw, double i8, double f32, int ttft_prefix,
                           int json) {
@@ -135,6 +139,7 @@ static int bench_parallel(gemma4c_model *m, const char *model, const int *list, 
         cp.n_threads = threads;
         cp.n_seq = N;
         cp.precision = exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
+        cp.kv_type = g_kv_type;
         int hwm = reset_hwm() == 0;     /* peak RSS of this N alone (the weights stay mapped) */
         gemma4c_context *c = gemma4c_context_new(m, &cp, err, sizeof err);
         int32_t *tok = malloc((size_t)(N + depth + 1) * sizeof *tok), *seq = malloc((size_t)N * sizeof *seq);
@@ -173,7 +178,7 @@ static int bench_parallel(gemma4c_model *m, const char *model, const int *list, 
             double wbytes = 0, kv = 0, flops = 0;
             for (int i = 0; i < tg; i++) {
                 gemma4c_token_cost tc;
-                gemma4c_token_cost_at(m, depth + i, &tc);
+                gemma4c_token_cost_kv(m, depth + i, g_kv_type, &tc);
                 wbytes += (double)tc.weight_bytes;
                 kv += (double)tc.kv_bytes;
                 flops += tc.matmul_flops + tc.attn_flops;
@@ -208,6 +213,7 @@ static int bench_parallel(gemma4c_model *m, const char *model, const int *list, 
         cp.n_threads = threads;
         cp.n_prefix = 1;
         cp.precision = exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
+        cp.kv_type = g_kv_type;
         gemma4c_context *c = gemma4c_context_new(m, &cp, err, sizeof err);
         int32_t *ids = malloc((size_t)n * sizeof *ids);
         double *tc = malloc((size_t)reps * sizeof *tc), *tw = malloc((size_t)reps * sizeof *tw);
@@ -316,6 +322,7 @@ int cmd_bench(int argc, char **argv) {
                    "  -r N         repetitions (default 3)\n"
                    "  --bw GB/s    skip the bandwidth probes and use this value\n"
                    "  --exact      reference precision instead of the fast path\n"
+                   "  --kv-type T  KV cache f32, f16 or q8_0 (default f16; f32 with --exact)\n"
                    "  --json       one JSON object on stdout\n"
                    "  --parallel [N,N...]  instead of pp/tg: N streams decoding together, one\n"
                    "               forward pass per step for all (-n steps after -d tokens each;\n"
@@ -337,6 +344,13 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--bw") && v) { bw = atof(v); probe_each = 0; i++; }
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--exact")) exact = 1;
+        else if (!strcmp(a, "--kv-type") && v) {
+            if ((g_kv_type = gemma4c_kv_type_from_name(v)) < 0) {
+                fprintf(stderr, "gemma4c bench: --kv-type expects f32, f16 or q8_0\n");
+                return 2;
+            }
+            i++;
+        }
         else if (!strcmp(a, "--parallel")) {
             if (v && v[0] >= '0' && v[0] <= '9') {
                 n_plist = parse_list(v, plist, 64);
@@ -353,6 +367,7 @@ int cmd_bench(int argc, char **argv) {
         if (bad) return 2;
     }
     if (!model) { fprintf(stderr, "gemma4c bench: need -m MODEL (see --help)\n"); return 2; }
+    if (g_kv_type == GEMMA4C_KV_DEFAULT) g_kv_type = exact ? GEMMA4C_KV_F32 : GEMMA4C_KV_F16;
 
     FILE *log = json ? stderr : stdout;
     if (bw < 0) bw = gemma4c_probe_bandwidth(threads);
@@ -378,6 +393,7 @@ int cmd_bench(int argc, char **argv) {
     cp.n_batch = pp > 0 ? pp : 512;
     cp.n_threads = threads;
     cp.precision = exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
+    cp.kv_type = g_kv_type;
     gemma4c_context *c = gemma4c_context_new(m, &cp, err, sizeof err);
     if (!c) { fprintf(stderr, "gemma4c: %s\n", err); gemma4c_model_free(m); return 1; }
     int nmax = depth > pp ? depth : pp;
@@ -406,7 +422,7 @@ int cmd_bench(int argc, char **argv) {
         double flops = 0;
         for (int i = 0; i < pp; i++) {
             gemma4c_token_cost tc;
-            gemma4c_token_cost_at(m, depth + i, &tc);
+            gemma4c_token_cost_kv(m, depth + i, g_kv_type, &tc);
             flops += tc.matmul_flops + tc.attn_flops;
         }
         flops /= pp;
@@ -420,7 +436,7 @@ int cmd_bench(int argc, char **argv) {
         double bytes = 0;
         for (int i = 0; i < tg; i++) {
             gemma4c_token_cost tc;
-            gemma4c_token_cost_at(m, depth + i, &tc);
+            gemma4c_token_cost_kv(m, depth + i, g_kv_type, &tc);
             bytes += (double)tc.weight_bytes + (double)tc.kv_bytes;
         }
         bytes /= tg;
@@ -449,7 +465,7 @@ int cmd_bench(int argc, char **argv) {
     note_peak();
     double peak_rss = g_hwm_ok ? g_peak : (double)ru.ru_maxrss * 1024.0;
     gemma4c_memory_plan plan;
-    gemma4c_memory_plan_for(m, n_ctx, cp.n_batch, &plan);
+    gemma4c_memory_plan_params(m, &cp, &plan);
     if (json) {
         printf("{\"model\":\"%s\",\"file\":\"%s\",\"size_bytes\":%llu,\"params\":%llu,\"threads\":%d,"
                "\"bandwidth_gbs\":%.2f,\"f32_gflops\":%.1f,\"int8_gops\":%.1f,\"peak_rss_bytes\":%.0f,"
@@ -478,7 +494,8 @@ int cmd_bench(int argc, char **argv) {
                    info.weight_bytes / 1e9, info.n_params / 1e9, threads, res[i].test, res[i].med,
                    (res[i].hi - res[i].lo) / 2, res[i].roof, res[i].limit, 100 * res[i].med / res[i].roof, adjs);
         }
-        printf("\npeak RSS %.1f MiB; memory plan for n_ctx %d: %.1f MiB (%.1f%%)\n", peak_rss / 1048576.0, n_ctx,
+        printf("\npeak RSS %.1f MiB; memory plan for n_ctx %d, %s KV: %.1f MiB (%.1f%%)\n", peak_rss / 1048576.0, n_ctx,
+               gemma4c_kv_type_name(g_kv_type),
                plan.total_bytes / 1048576.0, 100.0 * peak_rss / (double)plan.total_bytes);
     }
 out:
