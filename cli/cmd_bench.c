@@ -296,7 +296,7 @@ static int parse_list(const char *v, int *out, int max) {
 
 int cmd_bench(int argc, char **argv) {
     const char *model = NULL;
-    int pp = 512, tg = 128, depth = 0, reps = 3, json = 0, exact = 0;
+    int pp = 512, tg = 128, depth = 0, reps = 3, json = 0, exact = 0, n_batch = 0;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = ncpu > 0 ? (int)ncpu : 1;
     double bw = -1, f32 = -1, i8 = -1;
@@ -320,6 +320,8 @@ int cmd_bench(int argc, char **argv) {
                    "  -d N         context depth before each test (default 0)\n"
                    "  -t N         threads (default: all CPUs)\n"
                    "  -r N         repetitions (default 3)\n"
+                   "  -b N         tokens per forward batch (default: P, all of pp in one; a\n"
+                   "               32K prompt: -p 32768 -b 512)\n"
                    "  --bw GB/s    skip the bandwidth probes and use this value\n"
                    "  --exact      reference precision instead of the fast path\n"
                    "  --kv-type T  KV cache f32, f16 or q8_0 (default f16; f32 with --exact)\n"
@@ -341,6 +343,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-d")) { bad = geti(a, v, 0, 1 << 22, &depth); i++; }
         else if (!strcmp(a, "-t")) { bad = geti(a, v, 1, 1024, &threads); i++; }
         else if (!strcmp(a, "-r")) { bad = geti(a, v, 1, 1000, &reps); i++; }
+        else if (!strcmp(a, "-b")) { bad = geti(a, v, 1, 1 << 16, &n_batch); i++; }
         else if (!strcmp(a, "--bw") && v) { bw = atof(v); probe_each = 0; i++; }
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--exact")) exact = 1;
@@ -390,7 +393,7 @@ int cmd_bench(int argc, char **argv) {
     int n_ctx = depth + (pp > tg ? pp : tg) + 1;
     gemma4c_context_params cp = gemma4c_context_default_params();
     cp.n_ctx = n_ctx;
-    cp.n_batch = pp > 0 ? pp : 512;
+    cp.n_batch = n_batch > 0 ? n_batch : pp > 0 ? pp : 512;
     cp.n_threads = threads;
     cp.precision = exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
     cp.kv_type = g_kv_type;
@@ -469,9 +472,11 @@ int cmd_bench(int argc, char **argv) {
     if (json) {
         printf("{\"model\":\"%s\",\"file\":\"%s\",\"size_bytes\":%llu,\"params\":%llu,\"threads\":%d,"
                "\"bandwidth_gbs\":%.2f,\"f32_gflops\":%.1f,\"int8_gops\":%.1f,\"peak_rss_bytes\":%.0f,"
-               "\"plan_bytes\":%llu,\"results\":[",
+               "\"plan_bytes\":%llu,\"kv_type\":\"%s\",\"weight_resident_bytes\":%llu,\"plan_overhead_bytes\":%llu,"
+               "\"results\":[",
                info.name, model, (unsigned long long)info.weight_bytes, (unsigned long long)info.n_params, threads,
-               bw, f32, i8, peak_rss, (unsigned long long)plan.total_bytes);
+               bw, f32, i8, peak_rss, (unsigned long long)plan.total_bytes, gemma4c_kv_type_name(g_kv_type),
+               (unsigned long long)plan.weight_resident_bytes, (unsigned long long)plan.overhead_bytes);
         for (int i = 0; i < nres; i++)
         {
             printf("%s{\"test\":\"%s\",\"tps\":%.3f,\"tps_min\":%.3f,\"tps_max\":%.3f,\"roofline_tps\":%.3f,"
@@ -497,6 +502,10 @@ int cmd_bench(int argc, char **argv) {
         printf("\npeak RSS %.1f MiB; memory plan for n_ctx %d, %s KV: %.1f MiB (%.1f%%)\n", peak_rss / 1048576.0, n_ctx,
                gemma4c_kv_type_name(g_kv_type),
                plan.total_bytes / 1048576.0, 100.0 * peak_rss / (double)plan.total_bytes);
+        /* the edge goal counts all but the weights read per token */
+        printf("beyond the resident weights: %.1f MiB measured, %.1f MiB planned (edge budget %llu MiB)\n",
+               (peak_rss - (double)plan.weight_resident_bytes) / 1048576.0, plan.overhead_bytes / 1048576.0,
+               (unsigned long long)(GEMMA4C_EDGE_BUDGET >> 20));
     }
 out:
     if (rc) fprintf(stderr, "gemma4c: %s\n", err);

@@ -98,6 +98,16 @@ int cmd_info(int argc, char **argv) {
     printf("  edge footprint:     %12llu bytes (%s beyond the resident weights: %s the %llu MiB budget)\n",
            (unsigned long long)p.overhead_bytes, b1, p.edge_ok ? "within" : "over",
            (unsigned long long)(GEMMA4C_EDGE_BUDGET >> 20));
+    if (!p.edge_ok) {   /* the largest batch that fits (scratch and rings shrink with it) */
+        gemma4c_memory_plan q = p;
+        int nb = n_batch;
+        while (nb > 1 && !q.edge_ok) {
+            cp.n_batch = nb /= 2;
+            if (gemma4c_memory_plan_params(m, &cp, &q)) break;
+        }
+        if (q.edge_ok) printf("                      within it at --batch %d\n", nb);
+        else printf("                      over it at any batch: a smaller --ctx or --kv-type q8_0\n");
+    }
     gemma4c_model_free(m);
     return 0;
 }

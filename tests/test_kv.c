@@ -43,6 +43,12 @@ static const char *VARIANTS[] = {
     "gemma4-kq.IQ4_NL", "gemma4-kq.IQ4_XS",
 };
 
+/* 2, or G4_TEST_THREADS (qemu-user in tests/sh/arm64.sh runs one thread) */
+static int threads2(void) {
+    const char *e = getenv("G4_TEST_THREADS");
+    return e && atoi(e) > 0 ? atoi(e) : 2;
+}
+
 static uint64_t rng_state = 7;
 static float frand(void) {   /* uniform in [-1, 1) */
     rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
@@ -225,7 +231,7 @@ static int read_prompt(const char *variant, int32_t *ids, int cap) {
 static float *run_prompt(gemma4c_model *m, const int32_t *ids, int n, int prec, int t) {
     gemma4c_context_params p = gemma4c_context_default_params();
     p.n_ctx = 128;
-    p.n_threads = 2;
+    p.n_threads = threads2();
     p.precision = prec;
     p.kv_type = t;
     char err[600];
@@ -319,7 +325,7 @@ TEST(long_context_batch_equals_one_by_one) {
         p.n_ctx = N;
         p.precision = GEMMA4C_PREC_EXACT;
         p.kv_type = t;
-        p.n_threads = 2;
+        p.n_threads = threads2();
         p.n_batch = N;
         gemma4c_context *cb = gemma4c_context_new(m, &p, err, sizeof err);
         p.n_batch = 1;
@@ -355,7 +361,7 @@ TEST(fork_shares_typed_pages) {
         gemma4c_context_params p = gemma4c_context_default_params();
         p.n_ctx = 256;
         p.n_seq = 2;
-        p.n_threads = 2;
+        p.n_threads = threads2();
         p.kv_type = t;
         gemma4c_context *c = gemma4c_context_new(m, &p, err, sizeof err);
         p.n_seq = 1;
