@@ -69,7 +69,11 @@ typedef struct attn_task {
 static void attn_span(const g4_vec_ops *vo, const float *q, int G, int hd, const g4_kv_view *c, int g,
                       int j0, int j1, float *sc, float *mx, float *sum, float *acc) {
     const g4_kv_ops *ko = g4_kv_ops_get(c->type);
-    const int f32 = c->type == G4_KV_F32;
+#if defined(__aarch64__)
+    const int f32 = 0;                     /* vec_kv.c's NEON rows (vec.c has no NEON kernels) */
+#else
+    const int f32 = c->type == G4_KV_F32;  /* vec.c's kernels, without vec_kv.c's wrapper */
+#endif
     for (int h = 0; h < G; h++) { mx[h] = -INFINITY; sum[h] = 0; }
     memset(acc, 0, (size_t)G * hd * sizeof(float));
     size_t rs = c->rs;
@@ -79,7 +83,6 @@ static void attn_span(const g4_vec_ops *vo, const float *q, int G, int hd, const
         if (nb > ATT_B) nb = ATT_B;
         if (nb > left) nb = left;     /* the page ends (or the ring wraps) here */
         const char *k = c->k + row * rs + (size_t)g * c->hs, *v = c->v + row * rs + (size_t)g * c->hs;
-        /* f32 rows: vec.c's kernels directly, as before the cache had types */
         if (f32) vo->qk(sc, ATT_B, q, G, (const float *)k, rs / sizeof(float), nb, hd);
         else ko->qk(sc, ATT_B, q, G, k, rs, nb, hd);
         for (int h = 0; h < G; h++) {
