@@ -66,7 +66,7 @@ typedef struct attn_task {
 } attn_task;
 
 /* G heads over positions [j0, j1): mx[h], sum[h], unnormalised acc[h][hd]. */
-static void attn_span(const g4_vec_ops *vo, const float *q, int G, int hd, const g4_kv_view *c, int g,
+static void attn_span(const g4_vec_ops *vo, const float *q, int G, int hd, const g4_kv_view *c, int nkv, int g,
                       int j0, int j1, float *sc, float *mx, float *sum, float *acc) {
     const g4_kv_ops *ko = g4_kv_ops_get(c->type);
 #if defined(__aarch64__)
@@ -76,13 +76,14 @@ static void attn_span(const g4_vec_ops *vo, const float *q, int G, int hd, const
 #endif
     for (int h = 0; h < G; h++) { mx[h] = -INFINITY; sum[h] = 0; }
     memset(acc, 0, (size_t)G * hd * sizeof(float));
-    size_t rs = c->rs;
+    /* rs = hs = 0: a view of packed f32 rows (an encoder's own cache) */
+    size_t hs = c->hs ? c->hs : (size_t)hd * sizeof(float), rs = c->rs ? c->rs : (size_t)nkv * hs;
     for (int b0 = j0; b0 < j1;) {
         size_t row = g4_kv_row(c, b0);
         int nb = j1 - b0, left = c->page - b0 % c->page;
         if (nb > ATT_B) nb = ATT_B;
         if (nb > left) nb = left;     /* the page ends (or the ring wraps) here */
-        const char *k = c->k + row * rs + (size_t)g * c->hs, *v = c->v + row * rs + (size_t)g * c->hs;
+        const char *k = c->k + row * rs + (size_t)g * hs, *v = c->v + row * rs + (size_t)g * hs;
         if (f32) vo->qk(sc, ATT_B, q, G, (const float *)k, rs / sizeof(float), nb, hd);
         else ko->qk(sc, ATT_B, q, G, k, rs, nb, hd);
         for (int h = 0; h < G; h++) {
@@ -117,7 +118,7 @@ static void attn_worker(void *arg, int ith, int nth) {
         int p0 = j0 + (int)((long)len * part / ns), p1 = j0 + (int)((long)len * (part + 1) / ns);
         const float *q = a->q + (size_t)t * nq + (size_t)g * G * hd;
         if (ns == 1) {
-            attn_span(vo, q, G, hd, a->kv[t], g, p0, p1, sc, mx, sum, acc);
+            attn_span(vo, q, G, hd, a->kv[t], nkv, g, p0, p1, sc, mx, sum, acc);
             float *o = a->out + (size_t)t * nq + (size_t)g * G * hd;
             for (int h = 0; h < G; h++) {
                 float inv = 1.0f / sum[h];
@@ -125,7 +126,7 @@ static void attn_worker(void *arg, int ith, int nth) {
             }
         } else {
             float *pb = k->part + (size_t)it * G * (hd + 2);
-            attn_span(vo, q, G, hd, a->kv[t], g, p0, p1, sc, pb, pb + G, pb + 2 * G);
+            attn_span(vo, q, G, hd, a->kv[t], nkv, g, p0, p1, sc, pb, pb + G, pb + 2 * G);
         }
     }
 }

@@ -47,7 +47,8 @@ typedef struct g4_kv_view {
     int n_pages;              /* entries of pages[] */
     const int32_t *pages;     /* page ids in the arena */
     int type;                 /* g4_kv_type */
-    size_t rs, hs;            /* bytes per position (all KV heads), per head */
+    size_t rs, hs;            /* bytes per position (all KV heads), per head;
+                                 0, 0 with type f32: packed f32 rows */
 } g4_kv_view;
 
 static inline size_t g4_kv_row(const g4_kv_view *c, int p) {
