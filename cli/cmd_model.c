@@ -93,7 +93,7 @@ int cmd_info(int argc, char **argv) {
     printf("  scratch:            %12llu bytes (%s)\n", (unsigned long long)p.scratch_bytes, b5);
     printf("  total:              %12llu bytes (%s)\n", (unsigned long long)p.total_bytes, b6);
     /* the edge goal: all but the resident weights (KV, scratch, the process's
-     * own ~8 MiB) within 64 MiB */
+     * own: code, stacks, tokenizer) within 64 MiB */
     human((double)p.overhead_bytes, b1, sizeof b1);
     printf("  edge footprint:     %12llu bytes (%s beyond the resident weights: %s the %llu MiB budget)\n",
            (unsigned long long)p.overhead_bytes, b1, p.edge_ok ? "within" : "over",
@@ -106,7 +106,8 @@ int cmd_info(int argc, char **argv) {
             if (gemma4c_memory_plan_params(m, &cp, &q)) break;
         }
         if (q.edge_ok) printf("                      within it at --batch %d\n", nb);
-        else printf("                      over it at any batch: a smaller --ctx or --kv-type q8_0\n");
+        else printf("                      over it at any batch: a smaller --ctx%s\n",
+                    p.kv_type == GEMMA4C_KV_Q8_0 ? "" : " or --kv-type q8_0");
     }
     gemma4c_model_free(m);
     return 0;

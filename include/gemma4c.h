@@ -64,7 +64,9 @@ typedef struct gemma4c_memory_plan {
                                      expected peak RSS of a long decode */
     int kv_type;                  /* enum gemma4c_kv_type the cache uses (never DEFAULT) */
     uint64_t overhead_bytes;      /* all but the resident weights: kv + scratch + the
-                                     process's own (code, stacks, tokenizer; estimated) */
+                                     process's own (code, stacks, and the tokenizer's
+                                     tables: 7 MiB + 96 bytes per vocabulary entry,
+                                     measured) */
     int edge_ok;                  /* overhead_bytes <= GEMMA4C_EDGE_BUDGET */
 } gemma4c_memory_plan;
 

@@ -93,10 +93,12 @@ static int kv_type_of(const gemma4c_context_params *p) {
 }
 
 /* The process's own resident memory besides weights, KV and scratch: code
- * and data of the binary and libc, thread stacks as far as touched, the
- * tokenizer and the model's tables. Measured on the tiny test models and
- * the synthetic E2B (VmHWM minus the plan): 5-7 MiB. */
-enum { PROCESS_BYTES = 8 << 20 };
+ * and data of the binary and libc, thread stacks as far as touched, and the
+ * tokenizer's tables, which grow with the vocabulary. VmHWM of `gemma4c
+ * tokenize`: 6.0 MB with 696 tokens, 36.6-37.7 MB with 262,144 (E2B/E4B);
+ * bench's peak beyond weights, KV and scratch: 6.7-6.9 MiB on the tiny
+ * model, 29.7 MiB on E2B. */
+static uint64_t process_bytes(const g4_model *m) { return (7ull << 20) + 96ull * (uint64_t)m->n_vocab; }
 
 int gemma4c_memory_plan_params(const gemma4c_model *mm, const gemma4c_context_params *p, gemma4c_memory_plan *o) {
     const g4_model *m = mm->m;
@@ -119,7 +121,7 @@ int gemma4c_memory_plan_params(const gemma4c_model *mm, const gemma4c_context_pa
     o->weight_resident_bytes = m->weight_bytes;
     if (m->n_ple) o->weight_resident_bytes -= m->ple_embd.row_bytes * (uint64_t)m->ple_embd.n_out;
     o->total_bytes = o->weight_resident_bytes + o->kv_bytes + o->scratch_bytes;
-    o->overhead_bytes = o->kv_bytes + o->scratch_bytes + PROCESS_BYTES;
+    o->overhead_bytes = o->kv_bytes + o->scratch_bytes + process_bytes(m);
     o->edge_ok = o->overhead_bytes <= GEMMA4C_EDGE_BUDGET;
     return 0;
 }
