@@ -3,7 +3,9 @@
 # model, PAIRS times, and prints the medians and NEW/OLD ratios of pp and tg.
 #
 #   bench/ab.sh OLD_BIN NEW_BIN MODEL.gguf [MODEL.gguf ...]
-#   env: PAIRS (3), THREADS (2), PP (512), TG (128)
+#   env: PAIRS (3), THREADS (2), PP (512), TG (128), OLD_ARGS / NEW_ARGS (extra
+#        bench options of each build, e.g. NEW_ARGS="--kv-type f32" to compare
+#        an f32 cache with a build that predates --kv-type)
 #
 # A shared VM's speed moves by ±15% within minutes: alternating the binaries
 # gives both the same moments, so the ratio is the comparison, never a figure
@@ -19,8 +21,9 @@ for m in "$@"; do
         # the order within a pair alternates too, so neither build always runs second
         order="old new"; (( i % 2 )) && order="new old"
         for tag in $order; do
-            bin=$old; [ $tag = new ] && bin=$new
-            "$bin" bench -m "$m" -t "$threads" -p "$pp" -n "$tg" -r 1 --json |
+            bin=$old extra=${OLD_ARGS:-}; [ $tag = new ] && bin=$new extra=${NEW_ARGS:-}
+            # shellcheck disable=SC2086 # extra options split on purpose
+            "$bin" bench -m "$m" -t "$threads" -p "$pp" -n "$tg" -r 1 --json $extra |
                 /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); print(json.dumps({"tag":sys.argv[1],"model":sys.argv[2],"res":{t["test"]:t["tps"] for t in r["results"]}}))' \
                 "$tag" "$m" >> "$out"
         done

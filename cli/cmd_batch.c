@@ -144,6 +144,7 @@ int cmd_batch(int argc, char **argv) {
     sp.n_batch = o.n_batch;
     sp.n_threads = o.threads;
     sp.precision = o.exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
+    sp.kv_type = o.kv_type;
     sp.n_prefix = n_prefix;
     sp.max_queue = n;          /* the whole file waits in the queue */
     char err[600];

@@ -125,6 +125,10 @@ static void fill_ids(int32_t *ids, int n, int n_vocab, uint64_t seed) {
  * (weights + N x KV) / bandwidth and N x FLOPs / int8 peak. Then the time to
  * the first token of a prompt whose first ttft_prefix tokens are in the
  * prefix cache, against the same prompt cold. */
+/* --kv-type as given (enum gemma4c_kv_type), resolved by the context; the
+ * cost model's bytes follow it */
+static int g_kv_type;
+
 static int bench_parallel(gemma4c_model *m, const char *model, const int *list, int n_list, int tg, int depth,
                           int reps, int threads, int exact, double bw, double i8, double f32, int ttft_prefix,
                           int json) {
@@ -147,6 +151,7 @@ static int bench_parallel(gemma4c_model *m, const char *model, const int *list, 
         cp.n_seq = N;
         cp.precision = exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
         with_lora(&cp);
+        cp.kv_type = g_kv_type;
         int hwm = reset_hwm() == 0;     /* peak RSS of this N alone (the weights stay mapped) */
         gemma4c_context *c = gemma4c_context_new(m, &cp, err, sizeof err);
         int32_t *tok = malloc((size_t)(N + depth + 1) * sizeof *tok), *seq = malloc((size_t)N * sizeof *seq);
@@ -185,7 +190,7 @@ static int bench_parallel(gemma4c_model *m, const char *model, const int *list, 
             double wbytes = 0, kv = 0, flops = 0;
             for (int i = 0; i < tg; i++) {
                 gemma4c_token_cost tc;
-                gemma4c_token_cost_at(m, depth + i, &tc);
+                gemma4c_token_cost_kv(m, depth + i, g_kv_type, &tc);
                 wbytes += (double)tc.weight_bytes;
                 kv += (double)tc.kv_bytes;
                 flops += tc.matmul_flops + tc.attn_flops;
@@ -221,6 +226,7 @@ static int bench_parallel(gemma4c_model *m, const char *model, const int *list, 
         cp.n_prefix = 1;
         cp.precision = exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
         with_lora(&cp);
+        cp.kv_type = g_kv_type;
         gemma4c_context *c = gemma4c_context_new(m, &cp, err, sizeof err);
         int32_t *ids = malloc((size_t)n * sizeof *ids);
         double *tc = malloc((size_t)reps * sizeof *tc), *tw = malloc((size_t)reps * sizeof *tw);
@@ -303,7 +309,7 @@ static int parse_list(const char *v, int *out, int max) {
 
 int cmd_bench(int argc, char **argv) {
     const char *model = NULL;
-    int pp = 512, tg = 128, depth = 0, reps = 3, json = 0, exact = 0;
+    int pp = 512, tg = 128, depth = 0, reps = 3, json = 0, exact = 0, n_batch = 0;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = ncpu > 0 ? (int)ncpu : 1;
     double bw = -1, f32 = -1, i8 = -1;
@@ -327,9 +333,12 @@ int cmd_bench(int argc, char **argv) {
                    "  -d N         context depth before each test (default 0)\n"
                    "  -t N         threads (default: all CPUs)\n"
                    "  -r N         repetitions (default 3)\n"
+                   "  -b N         tokens per forward batch (default: P, all of pp in one; a\n"
+                   "               32K prompt: -p 32768 -b 512)\n"
                    "  --bw GB/s    skip the bandwidth probes and use this value\n"
                    "  --exact      reference precision instead of the fast path\n"
                    "  --lora PATH[:S]  LoRA adapter at scale S (repeatable)\n"
+                   "  --kv-type T  KV cache f32, f16 or q8_0 (default f16; f32 with --exact)\n"
                    "  --json       one JSON object on stdout\n"
                    "  --parallel [N,N...]  instead of pp/tg: N streams decoding together, one\n"
                    "               forward pass per step for all (-n steps after -d tokens each;\n"
@@ -348,10 +357,18 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-d")) { bad = geti(a, v, 0, 1 << 22, &depth); i++; }
         else if (!strcmp(a, "-t")) { bad = geti(a, v, 1, 1024, &threads); i++; }
         else if (!strcmp(a, "-r")) { bad = geti(a, v, 1, 1000, &reps); i++; }
+        else if (!strcmp(a, "-b")) { bad = geti(a, v, 1, 1 << 16, &n_batch); i++; }
         else if (!strcmp(a, "--bw") && v) { bw = atof(v); probe_each = 0; i++; }
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--exact")) exact = 1;
         else if (!strcmp(a, "--lora")) { bad = parse_lora(&g_lo, v); i++; }
+        else if (!strcmp(a, "--kv-type") && v) {
+            if ((g_kv_type = gemma4c_kv_type_from_name(v)) < 0) {
+                fprintf(stderr, "gemma4c bench: --kv-type expects f32, f16 or q8_0\n");
+                return 2;
+            }
+            i++;
+        }
         else if (!strcmp(a, "--parallel")) {
             if (v && v[0] >= '0' && v[0] <= '9') {
                 n_plist = parse_list(v, plist, 64);
@@ -368,6 +385,7 @@ int cmd_bench(int argc, char **argv) {
         if (bad) return 2;
     }
     if (!model) { fprintf(stderr, "gemma4c bench: need -m MODEL (see --help)\n"); return 2; }
+    if (g_kv_type == GEMMA4C_KV_DEFAULT) g_kv_type = exact ? GEMMA4C_KV_F32 : GEMMA4C_KV_F16;
 
     FILE *log = json ? stderr : stdout;
     if (bw < 0) bw = gemma4c_probe_bandwidth(threads);
@@ -391,10 +409,11 @@ int cmd_bench(int argc, char **argv) {
     int n_ctx = depth + (pp > tg ? pp : tg) + 1;
     gemma4c_context_params cp = gemma4c_context_default_params();
     cp.n_ctx = n_ctx;
-    cp.n_batch = pp > 0 ? pp : 512;
+    cp.n_batch = n_batch > 0 ? n_batch : pp > 0 ? pp : 512;
     cp.n_threads = threads;
     cp.precision = exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
     with_lora(&cp);
+    cp.kv_type = g_kv_type;
     gemma4c_context *c = gemma4c_context_new(m, &cp, err, sizeof err);
     if (!c) { fprintf(stderr, "gemma4c: %s\n", err); gemma4c_model_free(m); return 1; }
     int nmax = depth > pp ? depth : pp;
@@ -423,7 +442,7 @@ int cmd_bench(int argc, char **argv) {
         double flops = 0;
         for (int i = 0; i < pp; i++) {
             gemma4c_token_cost tc;
-            gemma4c_token_cost_at(m, depth + i, &tc);
+            gemma4c_token_cost_kv(m, depth + i, g_kv_type, &tc);
             flops += tc.matmul_flops + tc.attn_flops;
         }
         flops /= pp;
@@ -437,7 +456,7 @@ int cmd_bench(int argc, char **argv) {
         double bytes = 0;
         for (int i = 0; i < tg; i++) {
             gemma4c_token_cost tc;
-            gemma4c_token_cost_at(m, depth + i, &tc);
+            gemma4c_token_cost_kv(m, depth + i, g_kv_type, &tc);
             bytes += (double)tc.weight_bytes + (double)tc.kv_bytes;
         }
         bytes /= tg;
@@ -466,13 +485,15 @@ int cmd_bench(int argc, char **argv) {
     note_peak();
     double peak_rss = g_hwm_ok ? g_peak : (double)ru.ru_maxrss * 1024.0;
     gemma4c_memory_plan plan;
-    gemma4c_memory_plan_for(m, n_ctx, cp.n_batch, &plan);
+    gemma4c_memory_plan_params(m, &cp, &plan);
     if (json) {
         printf("{\"model\":\"%s\",\"file\":\"%s\",\"size_bytes\":%llu,\"params\":%llu,\"threads\":%d,"
                "\"bandwidth_gbs\":%.2f,\"f32_gflops\":%.1f,\"int8_gops\":%.1f,\"peak_rss_bytes\":%.0f,"
-               "\"plan_bytes\":%llu,\"results\":[",
+               "\"plan_bytes\":%llu,\"kv_type\":\"%s\",\"weight_resident_bytes\":%llu,\"plan_overhead_bytes\":%llu,"
+               "\"results\":[",
                info.name, model, (unsigned long long)info.weight_bytes, (unsigned long long)info.n_params, threads,
-               bw, f32, i8, peak_rss, (unsigned long long)plan.total_bytes);
+               bw, f32, i8, peak_rss, (unsigned long long)plan.total_bytes, gemma4c_kv_type_name(g_kv_type),
+               (unsigned long long)plan.weight_resident_bytes, (unsigned long long)plan.overhead_bytes);
         for (int i = 0; i < nres; i++)
         {
             printf("%s{\"test\":\"%s\",\"tps\":%.3f,\"tps_min\":%.3f,\"tps_max\":%.3f,\"roofline_tps\":%.3f,"
@@ -495,8 +516,13 @@ int cmd_bench(int argc, char **argv) {
                    info.weight_bytes / 1e9, info.n_params / 1e9, threads, res[i].test, res[i].med,
                    (res[i].hi - res[i].lo) / 2, res[i].roof, res[i].limit, 100 * res[i].med / res[i].roof, adjs);
         }
-        printf("\npeak RSS %.1f MiB; memory plan for n_ctx %d: %.1f MiB (%.1f%%)\n", peak_rss / 1048576.0, n_ctx,
+        printf("\npeak RSS %.1f MiB; memory plan for n_ctx %d, %s KV: %.1f MiB (%.1f%%)\n", peak_rss / 1048576.0, n_ctx,
+               gemma4c_kv_type_name(g_kv_type),
                plan.total_bytes / 1048576.0, 100.0 * peak_rss / (double)plan.total_bytes);
+        /* the edge goal counts all but the weights read per token */
+        printf("beyond the resident weights: %.1f MiB measured, %.1f MiB planned (edge budget %llu MiB)\n",
+               (peak_rss - (double)plan.weight_resident_bytes) / 1048576.0, plan.overhead_bytes / 1048576.0,
+               (unsigned long long)(GEMMA4C_EDGE_BUDGET >> 20));
     }
 out:
     if (rc) fprintf(stderr, "gemma4c: %s\n", err);

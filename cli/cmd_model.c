@@ -65,7 +65,10 @@ int cmd_info(int argc, char **argv) {
     cp.n_ctx = n_ctx;
     cp.n_batch = n_batch;
     cp.n_seq = n_seq;
+    cp.precision = o.exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
+    cp.kv_type = o.kv_type;
     gemma4c_memory_plan_params(m, &cp, &p);
+    const char *kvn = gemma4c_kv_type_name(p.kv_type);
     human((double)p.weight_bytes, b1, sizeof b1);
     human((double)p.kv_bytes_per_token, b2, sizeof b2);
     human((double)p.kv_bytes_swa, b3, sizeof b3);
@@ -73,10 +76,10 @@ int cmd_info(int argc, char **argv) {
     human((double)p.scratch_bytes, b5, sizeof b5);
     human((double)p.total_bytes, b6, sizeof b6);
     if (n_seq > 1)
-        printf("memory plan for n_ctx = %d shared by %d sequences, n_batch = %d (f32 KV cache):\n", n_ctx, n_seq,
-               n_batch);
+        printf("memory plan for n_ctx = %d shared by %d sequences, n_batch = %d (%s KV cache):\n", n_ctx, n_seq,
+               n_batch, kvn);
     else
-        printf("memory plan for n_ctx = %d, n_batch = %d (f32 KV cache):\n", n_ctx, n_batch);
+        printf("memory plan for n_ctx = %d, n_batch = %d (%s KV cache):\n", n_ctx, n_batch, kvn);
     printf("  weights:            %12llu bytes (%s, memory-mapped)\n", (unsigned long long)p.weight_bytes, b1);
     human((double)p.weight_resident_bytes, b1, sizeof b1);
     printf("  weights resident:   %12llu bytes (%s, read every token)\n", (unsigned long long)p.weight_resident_bytes, b1);
@@ -89,6 +92,23 @@ int cmd_info(int argc, char **argv) {
     printf("  kv total:           %12llu bytes (%s)\n", (unsigned long long)p.kv_bytes, b4);
     printf("  scratch:            %12llu bytes (%s)\n", (unsigned long long)p.scratch_bytes, b5);
     printf("  total:              %12llu bytes (%s)\n", (unsigned long long)p.total_bytes, b6);
+    /* the edge goal: all but the resident weights (KV, scratch, the process's
+     * own: code, stacks, tokenizer) within 64 MiB */
+    human((double)p.overhead_bytes, b1, sizeof b1);
+    printf("  edge footprint:     %12llu bytes (%s beyond the resident weights: %s the %llu MiB budget)\n",
+           (unsigned long long)p.overhead_bytes, b1, p.edge_ok ? "within" : "over",
+           (unsigned long long)(GEMMA4C_EDGE_BUDGET >> 20));
+    if (!p.edge_ok) {   /* the largest batch that fits (scratch and rings shrink with it) */
+        gemma4c_memory_plan q = p;
+        int nb = n_batch;
+        while (nb > 1 && !q.edge_ok) {
+            cp.n_batch = nb /= 2;
+            if (gemma4c_memory_plan_params(m, &cp, &q)) break;
+        }
+        if (q.edge_ok) printf("                      within it at --batch %d\n", nb);
+        else printf("                      over it at any batch: a smaller --ctx%s\n",
+                    p.kv_type == GEMMA4C_KV_Q8_0 ? "" : " or --kv-type q8_0");
+    }
     gemma4c_model_free(m);
     return 0;
 }

@@ -36,6 +36,14 @@ int common_opt(run_opts *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { (*i)++; return parse_int(a, v, 1, 1 << 24, &o->n_ctx) ? -1 : 1; }
     if (!strcmp(a, "-b") || !strcmp(a, "--batch")) { (*i)++; return parse_int(a, v, 1, 1 << 16, &o->n_batch) ? -1 : 1; }
     if (!strcmp(a, "--exact")) { o->exact = 1; return 1; }
+    if (!strcmp(a, "--kv-type")) {
+        (*i)++;
+        if ((o->kv_type = gemma4c_kv_type_from_name(v)) < 0) {
+            fprintf(stderr, "gemma4c: --kv-type expects f32, f16 or q8_0, got '%s'\n", v ? v : "");
+            return -1;
+        }
+        return 1;
+    }
     if (!strcmp(a, "--lora")) { (*i)++; return parse_lora(o, v) ? -1 : 1; }
     return 0;
 }
@@ -98,7 +106,8 @@ const char *COMMON_HELP =
     "      --exact        f32 activations against decoded weights (reference\n"
     "                     precision) instead of llama.cpp-style quantized activations\n"
     "      --lora PATH[:S]  LoRA adapter (GGUF LoRA file or PEFT folder) at scale S\n"
-    "                     (default 1; W x + S alpha/r B A x); repeatable\n";
+    "                     (default 1; W x + S alpha/r B A x); repeatable\n"
+    "      --kv-type T    KV cache f32, f16 or q8_0 (default f16; f32 with --exact)\n";
 
 gemma4c_model *open_model(const run_opts *o) {
     if (!o->model) {
@@ -122,6 +131,7 @@ gemma4c_context *open_ctx(gemma4c_model *m, const run_opts *o) {
     p.adapters = ad;
     p.adapter_scales = o->lora_scale;
     p.n_adapters = o->n_lora;
+    p.kv_type = o->kv_type;
     char err[600];
     gemma4c_context *c = gemma4c_context_new(m, &p, err, sizeof err);
     if (!c) fprintf(stderr, "gemma4c: %s\n", err);

@@ -12,6 +12,7 @@ typedef struct run_opts {
     const char *lora[MAX_LORA];   /* --lora PATH[:SCALE], in order */
     float lora_scale[MAX_LORA];
     int n_lora;
+    int kv_type;              /* enum gemma4c_kv_type (0: the default) */
 } run_opts;
 
 extern const char *COMMON_HELP;
@@ -19,7 +20,7 @@ extern const char *SAMPLING_HELP;
 
 /* Parse an int option value; prints an error and returns -1 on bad input. */
 int parse_int(const char *opt, const char *v, int lo, int hi, int *out);
-/* Model/context options (-m -t -c -b --exact --lora). Returns 1 if argv[*i] was
+/* Model/context options (-m -t -c -b --exact --lora --kv-type). Returns 1 if argv[*i] was
  * consumed (advancing *i past a value), 0 if not ours, -1 on error. */
 int common_opt(run_opts *o, int argc, char **argv, int *i);
 /* Sampling options (--temp --top-k --top-p --min-p --repeat-penalty

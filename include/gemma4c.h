@@ -62,8 +62,19 @@ typedef struct gemma4c_memory_plan {
     uint64_t scratch_bytes;       /* activations for one batch, logits, LoRA adapters */
     uint64_t total_bytes;         /* resident weights + kv + scratch: the
                                      expected peak RSS of a long decode */
+    int kv_type;                  /* enum gemma4c_kv_type the cache uses (never DEFAULT) */
+    uint64_t overhead_bytes;      /* all but the resident weights: kv + scratch + the
+                                     process's own (code, stacks, and the tokenizer's
+                                     tables: 7 MiB + 96 bytes per vocabulary entry,
+                                     measured) */
+    int edge_ok;                  /* overhead_bytes <= GEMMA4C_EDGE_BUDGET */
 } gemma4c_memory_plan;
 
+/* The edge footprint goal: everything but the weights read per token within
+ * 64 MiB (E2B/E4B at 4K context with an f16 or q8_0 cache). */
+#define GEMMA4C_EDGE_BUDGET (64ull << 20)
+
+/* The plan of a default context (fast path, f16 KV) of n_ctx and n_batch. */
 int gemma4c_memory_plan_for(const gemma4c_model *m, int n_ctx, int n_batch, gemma4c_memory_plan *out);
 
 /* Describe layer l in one line (type, head dim, KV heads, FFN width, KV
@@ -81,7 +92,9 @@ typedef struct gemma4c_token_cost {
     double attn_flops;       /* 2 x multiply-adds in QK^T and PV at pos */
 } gemma4c_token_cost;
 
-void gemma4c_token_cost_at(const gemma4c_model *m, int pos, gemma4c_token_cost *out);
+void gemma4c_token_cost_at(const gemma4c_model *m, int pos, gemma4c_token_cost *out);   /* f32 KV */
+/* The same with the KV cache stored as kv_type (enum gemma4c_kv_type; 0 = f16). */
+void gemma4c_token_cost_kv(const gemma4c_model *m, int pos, int kv_type, gemma4c_token_cost *out);
 
 /* ---- machine ---------------------------------------------------------------- */
 
@@ -145,6 +158,22 @@ enum gemma4c_precision {
     GEMMA4C_PREC_EXACT = 1,
 };
 
+/* How the KV cache stores K and V. Queries and attention sums stay f32.
+ * q8_0 is GGML's block (32 int8 and an f16 scale); a layer whose head size
+ * is not a multiple of 32 keeps f16 rows. The exact path defaults to f32 (its
+ * promise is the reference's precision); asking it for f16/q8_0 is allowed
+ * and isolates the cache's rounding from the activations' (the accuracy
+ * tests do that). */
+enum gemma4c_kv_type {
+    GEMMA4C_KV_DEFAULT = 0,   /* f16 on the fast path (as llama.cpp), f32 on the exact path */
+    GEMMA4C_KV_F32 = 1,
+    GEMMA4C_KV_F16 = 2,
+    GEMMA4C_KV_Q8_0 = 3,
+};
+/* "f32", "f16", "q8_0" ("default" for 0); the enum value of a name, or -1. */
+const char *gemma4c_kv_type_name(int kv_type);
+int gemma4c_kv_type_from_name(const char *name);
+
 typedef struct gemma4c_context_params {
     int n_ctx;        /* KV positions: of the sequence, or shared by all n_seq (0 = min(model, 4096)) */
     int n_batch;      /* max tokens per forward pass (0 = 512); longer evals are split */
@@ -157,6 +186,7 @@ typedef struct gemma4c_context_params {
     struct gemma4c_adapter *const *adapters;
     const float *adapter_scales;
     int n_adapters;
+    int kv_type;      /* enum gemma4c_kv_type */
 } gemma4c_context_params;
 
 /* The same for a context of p (n_seq sequences share the n_ctx positions of
@@ -565,6 +595,7 @@ typedef struct gemma4c_scheduler_params {
     int n_predict;     /* answer limit when a request gives no max_tokens (0 = what the context has left) */
     int family;        /* enum gemma4c_chat_family; 0 = the model's */
     int openai_compat; /* as gemma4c_chat_options */
+    int kv_type;       /* enum gemma4c_kv_type */
 } gemma4c_scheduler_params;
 
 gemma4c_scheduler_params gemma4c_scheduler_default_params(void);

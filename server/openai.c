@@ -47,7 +47,7 @@ json_t *wait_done(http_req *r, job *j, int *ret) {
             continue;
         }
         if (e->kind == GEMMA4C_EVENT_DELTA) { job_ev_free(e); continue; }
-        json_t *d = e->kind == GEMMA4C_EVENT_DONE ? json_loadb(e->text, e->len, 0, NULL) : NULL;
+        json_t *d = e->kind == GEMMA4C_EVENT_DONE ? json_loadb(e->text, e->len, JSON_ALLOW_NUL, NULL) : NULL;
         if (!d) *ret = reply_error(r, 500, "server_error", NULL, NULL, "%s", e->kind == GEMMA4C_EVENT_ERROR ? e->text : "bad result");
         job_ev_free(e);
         if (d) note_usage(r, d);
@@ -106,7 +106,7 @@ static int cs_fill(void *ctx, http_req *r, sbuf *out) {
         }
         if (d) sbuf_sse(out, chunk(c, d, NULL, 0, NULL));
     } else if (e->kind == GEMMA4C_EVENT_DONE) {
-        json_t *done = json_loadb(e->text, e->len, 0, NULL);
+        json_t *done = json_loadb(e->text, e->len, JSON_ALLOW_NUL, NULL);
         json_t *ch0 = json_array_get(json_object_get(done, "choices"), 0);
         const char *fin = json_string_value(json_object_get(ch0, "finish_reason"));
         note_usage(r, done);

@@ -61,6 +61,7 @@ static void usage(void) {
            "                     (default 30; slower clients are cut off)\n"
            "  -t, --threads N    compute threads (default: all CPUs)\n"
            "      --lora PATH[:S]  LoRA adapter (GGUF LoRA or PEFT folder) at scale S (repeatable)\n"
+           "      --kv-type T    KV cache f32, f16 or q8_0 (default f16)\n"
            "      --verbose      log request bodies (prompts) too\n"
            "Bodies are limited to %u MiB.\n", SRV_MAX_BODY >> 20);
 }
@@ -72,7 +73,8 @@ static const char *base_name(const char *p) {
 
 int cmd_serve(int argc, char **argv) {
     const char *model = NULL, *host = "127.0.0.1", *key = NULL;
-    int port = 8080, par = 4, n_ctx = 0, queue = 64, n_prefix = 8, threads = 0, verbose = 0, timeout = 30;
+    int port = 8080, par = 4, n_ctx = 0, queue = 64, n_prefix = 8, threads = 0, verbose = 0, timeout = 30,
+        kv_type = 0;
     const char *lora[16];
     int n_lora = 0;
     for (int i = 1; i < argc; i++) {
@@ -91,6 +93,13 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { bad = opt_int(a, v, 0, 4096, &threads); i++; }
         else if (!strcmp(a, "--lora") && v && n_lora < 16) { lora[n_lora++] = v; i++; }
         else if (!strcmp(a, "--verbose")) verbose = 1;
+        else if (!strcmp(a, "--kv-type") && v) {
+            if ((kv_type = gemma4c_kv_type_from_name(v)) < 0) {
+                fprintf(stderr, "gemma4c serve: --kv-type expects f32, f16 or q8_0, got '%s'\n", v);
+                return 2;
+            }
+            i++;
+        }
         else { fprintf(stderr, "gemma4c serve: unknown or incomplete option '%s' (see --help)\n", a); return 2; }
         if (bad) return 2;
     }
@@ -116,6 +125,7 @@ int cmd_serve(int argc, char **argv) {
     sp.n_threads = threads;
     sp.n_prefix = n_prefix;
     sp.max_queue = queue;
+    sp.kv_type = kv_type;
     /* the OpenAI client sends tool-call arguments as JSON strings */
     sp.openai_compat = 1;
     gemma4c_scheduler *s = gemma4c_scheduler_new(m, &sp, err, sizeof err);
@@ -178,6 +188,7 @@ int cmd_serve(int argc, char **argv) {
         cp.n_seq = par;
         cp.n_prefix = n_prefix;
         cp.n_threads = threads;
+        cp.kv_type = kv_type;
         if (gemma4c_memory_plan_params(m, &cp, &mp)) memset(&mp, 0, sizeof mp);
         printf("gemma4c serve: http://%s:%d/v1 (OpenAI API; GET /health, /metrics; Ollama API at http://%s:%d)\n"
                "  model %s (%s, %d layers, %.1f M parameters), id \"%s\"\n"

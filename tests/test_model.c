@@ -42,7 +42,15 @@ static gemma4c_model *open_golden(const char *model) {
 }
 
 /* Expected KV bytes from config.json: K and V, f32, per owning layer. */
-static void expected_kv(json_t *cfg, int n_ctx, int n_batch, uint64_t *per_tok, uint64_t *swa) {
+/* Bytes per KV row of hd elements of enum gemma4c_kv_type t: f32 4, f16 2,
+ * q8_0 34 per 32 (f16 where hd is not a multiple of 32). */
+static uint64_t kv_row(int t, uint64_t hd) {
+    if (t == GEMMA4C_KV_F32) return 4 * hd;
+    if (t == GEMMA4C_KV_Q8_0 && hd % 32 == 0) return hd / 32 * 34;
+    return 2 * hd;
+}
+
+static void expected_kv_t(json_t *cfg, int n_ctx, int n_batch, int t, uint64_t *per_tok, uint64_t *swa) {
     json_t *d = json_object_get(cfg, "derived");
     json_t *hf = json_object_get(cfg, "hf_like_config");
     int W = (int)json_integer_value(json_object_get(hf, "sliding_window"));
@@ -53,11 +61,15 @@ static void expected_kv(json_t *cfg, int n_ctx, int n_batch, uint64_t *per_tok, 
     *per_tok = *swa = 0;
     for (size_t l = 0; l < json_array_size(sl); l++) {
         if (!json_is_true(json_array_get(own, l))) continue;
-        uint64_t b = 2 * 4 * (uint64_t)json_integer_value(json_array_get(kv, l)) *
-                     (uint64_t)json_integer_value(json_array_get(hd, l));
+        uint64_t b = 2 * (uint64_t)json_integer_value(json_array_get(kv, l)) *
+                     kv_row(t, (uint64_t)json_integer_value(json_array_get(hd, l)));
         if (json_is_true(json_array_get(sl, l))) *swa += b * ring;
         else *per_tok += b;
     }
+}
+
+static void expected_kv(json_t *cfg, int n_ctx, int n_batch, uint64_t *per_tok, uint64_t *swa) {
+    expected_kv_t(cfg, n_ctx, n_batch, GEMMA4C_KV_F16, per_tok, swa);   /* the default context */
 }
 
 /* The tensor table is indexed by id, and every tensor of every reference
@@ -132,6 +144,35 @@ TEST(kv_plan_matches_formula) {
                 CHECK(p.total_bytes == p.weight_resident_bytes + p.kv_bytes + p.scratch_bytes);
                 CHECK(p.weight_resident_bytes <= p.weight_bytes);
             }
+        /* every cache type, asked for explicitly (the exact path too) */
+        for (int t = GEMMA4C_KV_F32; t <= GEMMA4C_KV_Q8_0; t++)
+            for (int prec = 0; prec < 2; prec++) {
+                gemma4c_context_params cp = gemma4c_context_default_params();
+                cp.n_ctx = 300;
+                cp.n_batch = 20;
+                cp.kv_type = t;
+                cp.precision = prec;
+                gemma4c_memory_plan p;
+                CHECK(gemma4c_memory_plan_params(m, &cp, &p) == 0 && p.kv_type == t);
+                uint64_t per_tok, swa;
+                expected_kv_t(cfg, 300, 20, t, &per_tok, &swa);
+                CHECKF(p.kv_bytes_per_token == per_tok && p.kv_bytes_swa == swa, "%s %s: plan %llu/%llu, formula %llu/%llu",
+                       MODELS[i], gemma4c_kv_type_name(t), (unsigned long long)p.kv_bytes_per_token,
+                       (unsigned long long)p.kv_bytes_swa, (unsigned long long)per_tok, (unsigned long long)swa);
+            }
+        {   /* the default: f16 on the fast path, f32 on the exact path; unknown types refused */
+            gemma4c_context_params cp = gemma4c_context_default_params();
+            cp.n_ctx = 64;
+            cp.n_batch = 8;
+            gemma4c_memory_plan p;
+            CHECK(gemma4c_memory_plan_params(m, &cp, &p) == 0 && p.kv_type == GEMMA4C_KV_F16);
+            cp.precision = GEMMA4C_PREC_EXACT;
+            CHECK(gemma4c_memory_plan_params(m, &cp, &p) == 0 && p.kv_type == GEMMA4C_KV_F32);
+            cp.kv_type = 9;
+            CHECK(gemma4c_memory_plan_params(m, &cp, &p) == -1);
+            char e[200] = "";
+            CHECK(gemma4c_context_new(m, &cp, e, sizeof e) == NULL && strstr(e, "kv_type"));
+        }
         /* gemma4c info prints the same numbers */
         char cmd[1024], rel[256];
         snprintf(rel, sizeof rel, "testdata/gemma4-ref/%s.gguf", MODELS[i]);

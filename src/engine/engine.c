@@ -77,15 +77,40 @@ void gemma4c_model_get_info(const gemma4c_model *mm, gemma4c_model_info *o) {
     o->weight_bytes = m->weight_bytes;
 }
 
+const char *gemma4c_kv_type_name(int t) {
+    return t == GEMMA4C_KV_DEFAULT ? "default" : g4_kv_type_name(t - 1);
+}
+
+int gemma4c_kv_type_from_name(const char *name) {
+    if (name && !strcmp(name, "default")) return GEMMA4C_KV_DEFAULT;
+    int t = g4_kv_type_from_name(name);
+    return t < 0 ? -1 : t + 1;
+}
+
+/* The public kv type a context of p uses (DEFAULT resolved), -1 if unknown. */
+static int kv_type_of(const gemma4c_context_params *p) {
+    if (p->kv_type == GEMMA4C_KV_DEFAULT) return p->precision == GEMMA4C_PREC_EXACT ? GEMMA4C_KV_F32 : GEMMA4C_KV_F16;
+    return p->kv_type >= GEMMA4C_KV_F32 && p->kv_type <= GEMMA4C_KV_Q8_0 ? p->kv_type : -1;
+}
+
+/* The process's own resident memory besides weights, KV and scratch: code
+ * and data of the binary and libc, thread stacks as far as touched, and the
+ * tokenizer's tables, which grow with the vocabulary. VmHWM of `gemma4c
+ * tokenize`: 6.0 MB with 696 tokens, 36.6-37.7 MB with 262,144 (E2B/E4B);
+ * bench's peak beyond weights, KV and scratch: 6.7-6.9 MiB on the tiny
+ * model, 29.7 MiB on E2B. */
+static uint64_t process_bytes(const g4_model *m) { return (7ull << 20) + 96ull * (uint64_t)m->n_vocab; }
+
 int gemma4c_memory_plan_params(const gemma4c_model *mm, const gemma4c_context_params *p, gemma4c_memory_plan *o) {
     const g4_model *m = mm->m;
-    int n_ctx = p->n_ctx, n_batch = p->n_batch, n_seq = p->n_seq > 0 ? p->n_seq : 1;
+    int n_ctx = p->n_ctx, n_batch = p->n_batch, n_seq = p->n_seq > 0 ? p->n_seq : 1, kt = kv_type_of(p);
     if (p->n_prefix > 0) n_seq += p->n_prefix;              /* snapshots keep rings too */
-    if (n_ctx < 1 || n_batch < 1) return -1;
+    if (n_ctx < 1 || n_batch < 1 || kt < 0) return -1;
     if (n_batch > n_ctx) n_batch = n_ctx;
     g4_kv_plan kv;
-    g4_kv_plan_for(m, n_ctx, n_batch, &kv);
+    g4_kv_plan_type(m, n_ctx, n_batch, kt - 1, &kv);
     memset(o, 0, sizeof *o);
+    o->kv_type = kt;
     o->weight_bytes = m->weight_bytes;
     o->kv_bytes_per_token = kv.bytes_per_token_full;
     o->kv_bytes_swa = kv.bytes_swa * (uint64_t)n_seq;        /* a ring per sequence */
@@ -98,6 +123,8 @@ int gemma4c_memory_plan_params(const gemma4c_model *mm, const gemma4c_context_pa
     o->weight_resident_bytes = m->weight_bytes;
     if (m->n_ple) o->weight_resident_bytes -= m->ple_embd.row_bytes * (uint64_t)m->ple_embd.n_out;
     o->total_bytes = o->weight_resident_bytes + o->kv_bytes + o->scratch_bytes;
+    o->overhead_bytes = o->kv_bytes + o->scratch_bytes + process_bytes(m);
+    o->edge_ok = o->overhead_bytes <= GEMMA4C_EDGE_BUDGET;
     return 0;
 }
 
@@ -150,6 +177,12 @@ gemma4c_context *gemma4c_context_new(gemma4c_model *mm, const gemma4c_context_pa
         copy_err(err, errlen, &e);
         return NULL;
     }
+    int kt = kv_type_of(&p);
+    if (kt < 0) {
+        g4_seterr(&e, "kv_type %d: expected f32, f16 or q8_0 (enum gemma4c_kv_type)", p.kv_type);
+        copy_err(err, errlen, &e);
+        return NULL;
+    }
     gemma4c_context *c = calloc(1, sizeof *c);
     if (!c) { copy_err(err, errlen, &(g4_error){ "out of memory" }); return NULL; }
     c->model = mm;
@@ -160,7 +193,7 @@ gemma4c_context *gemma4c_context_new(gemma4c_model *mm, const gemma4c_context_pa
     int page = 0, holders = p.n_seq + p.n_prefix;
     if (holders > 1)
         for (page = KV_PAGE; page > 1 && (long)page * holders * 2 > p.n_ctx; page /= 2) {}
-    c->pool = g4_kv_pool_new(m, p.n_ctx, p.n_seq + p.n_prefix, p.n_batch, page, &e);
+    c->pool = g4_kv_pool_new_t(m, p.n_ctx, p.n_seq + p.n_prefix, p.n_batch, page, kt - 1, &e);
     c->seqs = calloc((size_t)p.n_seq, sizeof *c->seqs);
     c->n_ctx = p.n_ctx;
     c->n_prefix = p.n_prefix;
@@ -423,7 +456,12 @@ static void add_mat(const g4_mat *w, double share, uint64_t *bytes, double *flop
 }
 
 void gemma4c_token_cost_at(const gemma4c_model *mm, int pos, gemma4c_token_cost *o) {
+    gemma4c_token_cost_kv(mm, pos, GEMMA4C_KV_F32, o);
+}
+
+void gemma4c_token_cost_kv(const gemma4c_model *mm, int pos, int kv_type, gemma4c_token_cost *o) {
     const g4_model *m = mm->m;
+    int kt = kv_type >= GEMMA4C_KV_F32 && kv_type <= GEMMA4C_KV_Q8_0 ? kv_type - 1 : G4_KV_F16;
     memset(o, 0, sizeof *o);
     uint64_t b = 0;
     double f = 0;
@@ -443,7 +481,8 @@ void gemma4c_token_cost_at(const gemma4c_model *mm, int pos, gemma4c_token_cost 
         for (size_t i = 0; i < sizeof exps / sizeof exps[0]; i++) add_mat(exps[i], share, &b, &f);
         int visible = pos + 1;
         if (y->swa && visible > m->sliding_window) visible = m->sliding_window;
-        o->kv_bytes += 2ull * (uint64_t)y->n_kv_head * (uint64_t)y->head_dim * sizeof(float) * (uint64_t)visible;
+        o->kv_bytes += 2ull * (uint64_t)y->n_kv_head *
+                       g4_kv_row_bytes(g4_kv_type_for(kt, y->head_dim), (size_t)y->head_dim) * (uint64_t)visible;
         o->attn_flops += 2.0 * 2.0 * m->n_head * y->head_dim * (double)visible;
     }
     o->weight_bytes = b;

@@ -159,6 +159,7 @@ gemma4c_scheduler *gemma4c_scheduler_new(gemma4c_model *m, const gemma4c_schedul
     cp.n_batch = p.n_batch;
     cp.n_threads = p.n_threads;
     cp.precision = p.precision;
+    cp.kv_type = p.kv_type;
     cp.n_seq = p.n_parallel;
     cp.n_prefix = p.n_prefix;
     s->c = gemma4c_context_new(m, &cp, err, errlen);

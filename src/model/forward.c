@@ -182,8 +182,9 @@ static void attention(g4_workspace *w, const g4_batch *b, int l) {
                 g4_rmsnorm(k, k, y->k_norm, hd, m->eps);
                 g4_op_rope(k, cs + (size_t)t * rot, rot);
                 g4_rmsnorm(v, v, NULL, hd, m->eps);
-                memcpy(c->k + (slot * nkv + g) * hd, k, (size_t)hd * sizeof(float));
-                memcpy(c->v + (slot * nkv + g) * hd, v, (size_t)hd * sizeof(float));
+                /* rounded into the cache's row type (f32: a copy) */
+                g4_kv_store(c->type, c->k + slot * c->rs + (size_t)g * c->hs, k, hd);
+                g4_kv_store(c->type, c->v + slot * c->rs + (size_t)g * c->hs, v, hd);
             }
         }
     }

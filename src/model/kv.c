@@ -9,8 +9,9 @@ struct g4_kv_pool {
     int page, n_pages;         /* full layers */
     int ring_cap, n_seq;       /* sliding layers: one ring block per sequence */
     int n_batch, n_pos;
-    float **k, **v;            /* [n_cache] arenas */
-    size_t *row;               /* [n_cache] floats per position (n_kv_head * head_dim) */
+    int type;                  /* g4_kv_type asked for (a layer may fall back, g4_kv_type_for) */
+    char **k, **v;             /* [n_cache] arenas */
+    size_t *row;               /* [n_cache] bytes per position (n_kv_head rows of head_dim) */
     int *refs;                 /* [n_pages] sequences holding each page */
     int32_t *free_pages;       /* stack of free page ids */
     int n_free;
@@ -35,16 +36,23 @@ void g4_kv_pool_free(g4_kv_pool *p) {
 }
 
 g4_kv_pool *g4_kv_pool_new(const g4_model *m, int n_pos, int n_seq, int n_batch, int page, g4_error *err) {
+    return g4_kv_pool_new_t(m, n_pos, n_seq, n_batch, page, G4_KV_F32, err);
+}
+
+g4_kv_pool *g4_kv_pool_new_t(const g4_model *m, int n_pos, int n_seq, int n_batch, int page, int type,
+                             g4_error *err) {
+    if (type < 0 || type >= G4_KV_NTYPES) return g4_seterr(err, "KV pool: unknown cache type %d", type), NULL;
     if (n_pos < 1 || n_seq < 1 || n_batch < 1)
         return g4_seterr(err, "KV pool: positions, sequences and batch size must be positive"), NULL;
     if (page <= 0 || page > n_pos) page = n_pos;
     if (n_batch > n_pos) n_batch = n_pos;
     g4_kv_plan plan;
-    g4_kv_plan_for(m, n_pos, n_batch, &plan);
+    g4_kv_plan_type(m, n_pos, n_batch, type, &plan);
     g4_kv_pool *p = calloc(1, sizeof *p);
     int nc = n_cache(m);
     if (!p) goto oom;
     p->m = m;
+    p->type = type;
     p->page = page;
     p->n_pages = (int)(((long)n_pos + page - 1) / page);
     p->ring_cap = (int)plan.swa_ring;
@@ -65,12 +73,12 @@ g4_kv_pool *g4_kv_pool_new(const g4_model *m, int n_pos, int n_seq, int n_batch,
     for (int l = 0; l < m->n_layer; l++) {
         const g4_layer *y = &m->layers[l];
         if (y->kv_slot < 0) continue;
-        size_t rs = (size_t)y->n_kv_head * (size_t)y->head_dim;
+        size_t rs = (size_t)y->n_kv_head * g4_kv_row_bytes(g4_kv_type_for(type, y->head_dim), (size_t)y->head_dim);
         size_t rows = y->swa ? (size_t)p->ring_cap * (size_t)n_seq : (size_t)p->n_pages * (size_t)page;
         p->row[y->kv_slot] = rs;
         /* untouched pages cost no memory until a sequence writes them */
-        p->k[y->kv_slot] = malloc(rows * rs * sizeof(float));
-        p->v[y->kv_slot] = malloc(rows * rs * sizeof(float));
+        p->k[y->kv_slot] = malloc(rows * rs);
+        p->v[y->kv_slot] = malloc(rows * rs);
         if (!p->k[y->kv_slot] || !p->v[y->kv_slot]) goto oom;
     }
     return p;
@@ -126,14 +134,20 @@ g4_seq *g4_seq_new_in(g4_kv_pool *p, g4_error *err) {
         const g4_layer *y = &m->layers[l];
         if (y->kv_slot < 0) continue;
         /* a ring is a one-page table that wraps; full layers share the page table */
-        s->kv[y->kv_slot] = y->swa ? (g4_kv_view){ p->k[y->kv_slot], p->v[y->kv_slot], p->ring_cap, 1, &p->ring_ids[ring] }
-                                   : (g4_kv_view){ p->k[y->kv_slot], p->v[y->kv_slot], p->page, p->n_pages, s->pages };
+        int t = g4_kv_type_for(p->type, y->head_dim);
+        size_t rs = p->row[y->kv_slot], hs = g4_kv_row_bytes(t, (size_t)y->head_dim);
+        s->kv[y->kv_slot] = y->swa ? (g4_kv_view){ p->k[y->kv_slot], p->v[y->kv_slot], p->ring_cap, 1, &p->ring_ids[ring], t, rs, hs }
+                                   : (g4_kv_view){ p->k[y->kv_slot], p->v[y->kv_slot], p->page, p->n_pages, s->pages, t, rs, hs };
     }
     return s;
 }
 
 g4_seq *g4_seq_new(const g4_model *m, int n_ctx, int n_batch, g4_error *err) {
-    g4_kv_pool *p = g4_kv_pool_new(m, n_ctx, 1, n_batch, 0, err);
+    return g4_seq_new_t(m, n_ctx, n_batch, G4_KV_F32, err);
+}
+
+g4_seq *g4_seq_new_t(const g4_model *m, int n_ctx, int n_batch, int type, g4_error *err) {
+    g4_kv_pool *p = g4_kv_pool_new_t(m, n_ctx, 1, n_batch, 0, type, err);
     if (!p) return NULL;
     g4_seq *s = g4_seq_new_in(p, err);
     if (!s) { g4_kv_pool_free(p); return NULL; }
@@ -148,8 +162,8 @@ static void copy_page(g4_kv_pool *p, int32_t from, int32_t to) {
         const g4_layer *y = &m->layers[l];
         if (y->kv_slot < 0 || y->swa) continue;
         size_t n = (size_t)p->page * p->row[y->kv_slot];
-        memcpy(p->k[y->kv_slot] + (size_t)to * n, p->k[y->kv_slot] + (size_t)from * n, n * sizeof(float));
-        memcpy(p->v[y->kv_slot] + (size_t)to * n, p->v[y->kv_slot] + (size_t)from * n, n * sizeof(float));
+        memcpy(p->k[y->kv_slot] + (size_t)to * n, p->k[y->kv_slot] + (size_t)from * n, n);
+        memcpy(p->v[y->kv_slot] + (size_t)to * n, p->v[y->kv_slot] + (size_t)from * n, n);
     }
 }
 
@@ -164,8 +178,8 @@ g4_seq *g4_seq_fork(const g4_seq *src, g4_error *err) {
         const g4_layer *y = &m->layers[l];
         if (y->kv_slot < 0 || !y->swa) continue;
         size_t n = (size_t)p->ring_cap * p->row[y->kv_slot];
-        memcpy(p->k[y->kv_slot] + (size_t)s->ring * n, p->k[y->kv_slot] + (size_t)src->ring * n, n * sizeof(float));
-        memcpy(p->v[y->kv_slot] + (size_t)s->ring * n, p->v[y->kv_slot] + (size_t)src->ring * n, n * sizeof(float));
+        memcpy(p->k[y->kv_slot] + (size_t)s->ring * n, p->k[y->kv_slot] + (size_t)src->ring * n, n);
+        memcpy(p->v[y->kv_slot] + (size_t)s->ring * n, p->v[y->kv_slot] + (size_t)src->ring * n, n);
     }
     s->n_past = src->n_past;
     return s;

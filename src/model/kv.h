@@ -8,7 +8,8 @@
  * Sliding-window layers keep a ring of window - 1 + n_batch positions per
  * sequence (the last window, plus one whole batch whose queries must still
  * see their own keys), one block per sequence, copied on fork. Layers that
- * share KV read their donor's cache. */
+ * share KV read their donor's cache. Rows are f32, f16 or q8_0 (vec_kv.h):
+ * one type per pool, chosen at creation. */
 #ifndef G4_KV_H
 #define G4_KV_H
 
@@ -23,6 +24,10 @@ typedef struct g4_kv_pool g4_kv_pool;
  * tokens of one sequence per forward call; page: positions per page (0 =
  * n_pos, one page: a single sequence's contiguous cache). */
 g4_kv_pool *g4_kv_pool_new(const g4_model *m, int n_pos, int n_seq, int n_batch, int page, g4_error *err);
+/* The same with rows stored as g4_kv_type `type` (f32 above); a layer whose
+ * head the type cannot hold (q8_0, head_dim not a multiple of 32) keeps f16. */
+g4_kv_pool *g4_kv_pool_new_t(const g4_model *m, int n_pos, int n_seq, int n_batch, int page, int type,
+                             g4_error *err);
 void g4_kv_pool_free(g4_kv_pool *p);   /* after every sequence in it */
 /* Pages in use and in all (full layers), sequences alive. */
 void g4_kv_pool_usage(const g4_kv_pool *p, int *pages_used, int *pages_total, int *seqs);
@@ -43,6 +48,7 @@ typedef struct g4_seq {
 g4_seq *g4_seq_new_in(g4_kv_pool *p, g4_error *err);
 /* A sequence with a private pool of n_ctx positions (one page). */
 g4_seq *g4_seq_new(const g4_model *m, int n_ctx, int n_batch, g4_error *err);
+g4_seq *g4_seq_new_t(const g4_model *m, int n_ctx, int n_batch, int type, g4_error *err);
 void g4_seq_free(g4_seq *s);
 
 /* A new sequence in src's pool with src's positions: full pages shared,

@@ -11,6 +11,7 @@
 
 #include "arch/gemma4.h"
 #include "tensor/types.h"
+#include "tensor/vec_kv.h"
 #include "util/esc.h"
 
 #include <stdint.h>
@@ -439,6 +440,10 @@ void g4_model_free(g4_model *m) {
 }
 
 void g4_kv_plan_for(const g4_model *m, int n_ctx, int n_batch, g4_kv_plan *out) {
+    g4_kv_plan_type(m, n_ctx, n_batch, G4_KV_F32, out);
+}
+
+void g4_kv_plan_type(const g4_model *m, int n_ctx, int n_batch, int t, g4_kv_plan *out) {
     memset(out, 0, sizeof *out);
     /* a sliding cache keeps W-1 past positions plus a whole batch (the batch's
      * own keys must stay until every query of it has attended) */
@@ -449,7 +454,8 @@ void g4_kv_plan_for(const g4_model *m, int n_ctx, int n_batch, g4_kv_plan *out) 
         const g4_layer *y = &m->layers[l];
         if (!y->own_kv) continue;
         out->n_cache++;
-        uint64_t per_pos = 2ull * (uint64_t)y->n_kv_head * (uint64_t)y->head_dim * sizeof(float);
+        uint64_t per_pos = 2ull * (uint64_t)y->n_kv_head *
+                           g4_kv_row_bytes(g4_kv_type_for(t, y->head_dim), (size_t)y->head_dim);
         if (y->swa) out->bytes_swa += per_pos * ring;
         else out->bytes_per_token_full += per_pos;
     }

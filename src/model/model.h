@@ -92,12 +92,14 @@ void g4_release_rows(const g4_mat *w, const void *p, size_t len);
 /* Number of layers that own a KV cache and the bytes they need. */
 typedef struct g4_kv_plan {
     int n_cache;                 /* owning layers */
-    uint64_t bytes_per_token_full; /* per position, all full owning layers (K+V, f32) */
+    uint64_t bytes_per_token_full; /* per position, all full owning layers (K+V, in the cache type) */
     uint64_t swa_ring;           /* positions kept by each sliding cache */
     uint64_t bytes_swa;          /* all sliding owning layers, fixed */
     uint64_t bytes_total;
 } g4_kv_plan;
 
-void g4_kv_plan_for(const g4_model *m, int n_ctx, int n_batch, g4_kv_plan *out);
+void g4_kv_plan_for(const g4_model *m, int n_ctx, int n_batch, g4_kv_plan *out);   /* f32 cache */
+/* The same for a cache of g4_kv_type t (each layer's rows as g4_kv_type_for). */
+void g4_kv_plan_type(const g4_model *m, int n_ctx, int n_batch, int t, g4_kv_plan *out);
 
 #endif

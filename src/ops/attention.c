@@ -2,7 +2,7 @@
  *
  * Work item = (token, KV head, part of the visible positions). The G query
  * heads that share a KV head are done together, so each cache row is read
- * once per group (qk/pv kernels in vec.c). Positions go in blocks of ATT_B
+ * once per group (per-type qk/pv kernels in vec_kv.c). Positions go in blocks of ATT_B
  * with an online softmax (running max and denominator per head). When there
  * are fewer (token, KV head) pairs than threads (decode), the positions are
  * split into parts whose partial sums are merged afterwards. */
@@ -68,16 +68,24 @@ typedef struct attn_task {
 /* G heads over positions [j0, j1): mx[h], sum[h], unnormalised acc[h][hd]. */
 static void attn_span(const g4_vec_ops *vo, const float *q, int G, int hd, const g4_kv_view *c, int nkv, int g,
                       int j0, int j1, float *sc, float *mx, float *sum, float *acc) {
+    const g4_kv_ops *ko = g4_kv_ops_get(c->type);
+#if defined(__aarch64__)
+    const int f32 = 0;                     /* vec_kv.c's NEON rows (vec.c has no NEON kernels) */
+#else
+    const int f32 = c->type == G4_KV_F32;  /* vec.c's kernels, without vec_kv.c's wrapper */
+#endif
     for (int h = 0; h < G; h++) { mx[h] = -INFINITY; sum[h] = 0; }
     memset(acc, 0, (size_t)G * hd * sizeof(float));
-    size_t rs = (size_t)nkv * hd;
+    /* rs = hs = 0: a view of packed f32 rows (an encoder's own cache) */
+    size_t hs = c->hs ? c->hs : (size_t)hd * sizeof(float), rs = c->rs ? c->rs : (size_t)nkv * hs;
     for (int b0 = j0; b0 < j1;) {
         size_t row = g4_kv_row(c, b0);
         int nb = j1 - b0, left = c->page - b0 % c->page;
         if (nb > ATT_B) nb = ATT_B;
         if (nb > left) nb = left;     /* the page ends (or the ring wraps) here */
-        const float *k = c->k + row * rs + (size_t)g * hd, *v = c->v + row * rs + (size_t)g * hd;
-        vo->qk(sc, ATT_B, q, G, k, rs, nb, hd);
+        const char *k = c->k + row * rs + (size_t)g * hs, *v = c->v + row * rs + (size_t)g * hs;
+        if (f32) vo->qk(sc, ATT_B, q, G, (const float *)k, rs / sizeof(float), nb, hd);
+        else ko->qk(sc, ATT_B, q, G, k, rs, nb, hd);
         for (int h = 0; h < G; h++) {
             float *sh = sc + (size_t)h * ATT_B, bm = mx[h];
             for (int j = 0; j < nb; j++) if (sh[j] > bm) bm = sh[j];
@@ -89,7 +97,8 @@ static void attn_span(const g4_vec_ops *vo, const float *q, int G, int hd, const
             }
             sum[h] += vo->expsum(sh, nb, bm);
         }
-        vo->pv(acc, sc, ATT_B, G, v, rs, nb, hd);
+        if (f32) vo->pv(acc, sc, ATT_B, G, (const float *)v, rs / sizeof(float), nb, hd);
+        else ko->pv(acc, sc, ATT_B, G, v, rs, nb, hd);
         b0 += nb;
     }
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "ops/ops.h"
+#include "tensor/vec_kv.h"
 
 typedef enum g4_mask_kind {
     G4_MASK_CAUSAL,    /* keys at positions 0..pos */
@@ -36,14 +37,18 @@ typedef struct g4_mask {
 void g4_attn_ranges(const g4_mask *mask, const int32_t *pos, int T, int n_pos, int32_t *lo, int32_t *hi);
 
 /* A cache as the attention reads it: position p's row [n_kv_head][head_dim]
- * is row g4_kv_row(c, p) of the arena. Pages of `page` positions; the page
- * table wraps, so a ring is one page of its capacity (n_pages = 1) and a
- * paged cache a table of n_pages pages. */
+ * is row g4_kv_row(c, p) of the arena, `rs` bytes at c->k + row * rs, head g
+ * at + g * hs, stored as `type` (vec_kv.h: f32, f16 or q8_0). Pages of
+ * `page` positions; the page table wraps, so a ring is one page of its
+ * capacity (n_pages = 1) and a paged cache a table of n_pages pages. */
 typedef struct g4_kv_view {
-    float *k, *v;             /* arenas */
+    char *k, *v;              /* arenas */
     int page;                 /* positions per page */
     int n_pages;              /* entries of pages[] */
     const int32_t *pages;     /* page ids in the arena */
+    int type;                 /* g4_kv_type */
+    size_t rs, hs;            /* bytes per position (all KV heads), per head;
+                                 0, 0 with type f32: packed f32 rows */
 } g4_kv_view;
 
 static inline size_t g4_kv_row(const g4_kv_view *c, int p) {

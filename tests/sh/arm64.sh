@@ -75,7 +75,8 @@ if [ -n "${ARM64_TESTS:-}" ]; then tests=$ARM64_TESTS
 elif [ "${ARM64_FULL:-0}" = 1 ]; then
     tests=$(for t in tests/test_*.c; do basename "$t" .c; done)
 else
-    tests="test_simd test_quant test_gguf"
+    tests="test_simd test_quant test_gguf test_kv"
+    export G4_KV_QUICK=${G4_KV_QUICK:-1}   # test_kv: the NEON row kernels, not the models
     [ $JANSSON = 1 ] && tests="$tests test_golden"
 fi
 for t in $tests; do

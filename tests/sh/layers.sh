@@ -32,7 +32,7 @@ engine  : util tensor arch format adapter ops model text constrain sample public
 TENSOR_ROWS='
 1 : types fp16 cpu pool
 2 : quant_ref act vec
-3 : quant_x86 quant_x86_legacy quant_avx512_k quant_avx512_q quant_arm
+3 : quant_x86 quant_x86_legacy quant_avx512_k quant_avx512_q quant_arm vec_kv
 4 : kernels
 5 : matmul
 '

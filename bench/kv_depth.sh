@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Long contexts with each KV cache type: decode at depth 4096 and 32768 and
+# the prefill of a 32K prompt (in batches of 512), on E2B/E4B-shaped files,
+# then the attention of one decode token per layer kind (bench_attn: the
+# sliding layers' time must not grow with depth, the full layers' grows
+# linearly and shrinks with the bytes per row). Prints peak RSS against the
+# memory plan for every run (bench's last lines).
+#
+#   bench/kv_depth.sh [MODEL.gguf ...]     (default /work/models/e2b-Q4_K_M.gguf e4b-...)
+#   env: THREADS (2), TYPES ("f32 f16 q8_0"), DEPTHS ("4096 32768"), TG (32), PROMPT (32768)
+#
+# Minutes per model and type on 2 cores (the 32K prefill dominates): run it on
+# a quiet machine (uptime load < 1.5), the numbers are same-run comparisons.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-build/gemma4c}
+threads=${THREADS:-2} types=${TYPES:-"f32 f16 q8_0"} depths=${DEPTHS:-"4096 32768"} tg=${TG:-32} prompt=${PROMPT:-32768}
+models=("$@")
+[ ${#models[@]} -gt 0 ] || models=(/work/models/e2b-Q4_K_M.gguf /work/models/e4b-Q4_K_M.gguf)
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+for m in "${models[@]}"; do
+    for t in $types; do
+        for d in $depths; do
+            echo "== $m  --kv-type $t  decode at depth $d"
+            "$BIN" bench -m "$m" -t "$threads" -p 0 -n "$tg" -d "$d" -b 512 -r 1 --kv-type "$t" | tail -6
+        done
+        echo "== $m  --kv-type $t  prefill of a $prompt-token prompt"
+        "$BIN" bench -m "$m" -t "$threads" -p "$prompt" -b 512 -n 0 -r 1 --kv-type "$t" | tail -6
+    done
+done
+for s in e2b e4b; do
+    nice make -s build/bench/bench_attn >/dev/null
+    build/bench/bench_attn --shape $s -t "$threads" --depths "$(echo $depths | tr ' ' ,)"
+done
