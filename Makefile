@@ -12,7 +12,9 @@ OPT     ?= -O2 -march=x86-64-v2 -mtune=native
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
               -Iinclude -Isrc -pthread
 CFLAGS  ?= $(OPT) -g
-LIBS    = -ljansson -ledit -lm -pthread
+# audio files (src/media/audio.c says why): libsndfile decodes WAV, FLAC,
+# Ogg/Vorbis, Opus and MP3; libsoxr resamples to 16 kHz as librosa does
+LIBS    = -ljansson -ledit -lsndfile -lsoxr -lm -pthread
 # gemma4c serve's HTTP (server/http.c says why libmicrohttpd); the binary only
 SERVER_LIBS = -lmicrohttpd
 

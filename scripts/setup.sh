@@ -10,6 +10,9 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 arch=$(dpkg --print-architecture)
 pkgs="build-essential clang libclang-rt-14-dev libjansson-dev libedit-dev libmicrohttpd-dev python3-jinja2 python3-numpy"
+# audio input (src/media/audio.c): decoding and resampling; ffmpeg and
+# espeak-ng make the format tests' inputs (tests/sh/audio_formats.sh)
+pkgs="$pkgs libsndfile1-dev libsoxr-dev ffmpeg espeak-ng"
 missing=""
 # arch-qualified: with arm64 libraries also installed, a bare name is ambiguous
 for p in $pkgs; do dpkg -s "$p:$arch" >/dev/null 2>&1 || dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

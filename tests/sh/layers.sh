@@ -21,9 +21,11 @@ format  : util tensor arch
 ops     : util tensor arch format
 model   : util tensor arch format ops
 text    : util tensor arch format
+media   : util
+encoder : util tensor arch format ops media
 constrain : util tensor arch format text
 sample  : util public
-engine  : util tensor arch format ops model text constrain sample public
+engine  : util tensor arch format ops model text constrain sample media encoder public
 '
 # Inside src/tensor/ (see tensor/kernels.h), bottom to top: an object may
 # reference only objects of lower rows (so the ISA files never call each

@@ -1,0 +1,211 @@
+/* The audio path against shared/testdata/gemma4-mm-ref (see its README):
+ * WAV -> 16 kHz samples (media/audio.c), log-mel (encoder/mel.c) against the
+ * transformers features, the conformer + embedder (encoder/audio.c) on
+ * llama.cpp's features against the exact (float64, transformers semantics)
+ * soft tokens, and the whole WAV -> soft token path against the
+ * transformers pipeline; token counts against the HF prompts. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "encoder/audio.h"
+#include "format/gguf.h"
+#include "harness.h"
+#include "media/audio.h"
+
+#define REF "testdata/gemma4-mm-ref/"
+
+static const char *items[] = { "aud-chirp-0.5s", "aud-noise-1s", "aud-pluck-real-0.3s", "aud-silence-1s",
+                               "aud-speechlike-2.5s", "aud-speechlike-30s" };
+#define N_ITEMS (int)(sizeof items / sizeof items[0])
+#define N_SHORT 5 /* the 30 s clip ships no feature files */
+
+static int threads(void) {
+    const char *e = getenv("G4_TEST_THREADS");
+    return e && atoi(e) > 0 ? atoi(e) : 2;
+}
+
+static float *read_f32(const char *rel, size_t *n) {
+    size_t len = 0;
+    char *p = th_read_file(shared_path(rel), &len);
+    if (!p) return NULL;
+    *n = len / sizeof(float);
+    return (float *)p;
+}
+
+/* count of <|audio|> (17) placeholders in a tokens file */
+static int count_placeholders(const char *rel) {
+    char *p = th_read_file(shared_path(rel), NULL);
+    if (!p) return -1;
+    int n = 0;
+    for (char *s = strtok(p, " \n"); s; s = strtok(NULL, " \n")) n += atoi(s) == 17;
+    free(p);
+    return n;
+}
+
+static double max_diff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m)) m = d;   /* NaN wins */
+    }
+    return m;
+}
+
+static g4_gguf_file *g_mmproj;
+static g4_audio_enc *g_enc;
+
+static float *load_wav(const char *item, size_t *n) {
+    char rel[256];
+    snprintf(rel, sizeof rel, REF "media/%s.wav", item);
+    float *pcm = NULL;
+    g4_error err = { { 0 } };
+    if (g4_audio_load_file(shared_path(rel), 0, &pcm, n, &err)) {
+        fprintf(stderr, "  %s\n", err.msg);
+        return NULL;
+    }
+    return pcm;
+}
+
+TEST(mel_matches_transformers) {
+    for (int i = 0; i < N_SHORT; i++) {
+        size_t n = 0, nref = 0;
+        float *pcm = load_wav(items[i], &n), *mel = NULL;
+        char rel[256];
+        snprintf(rel, sizeof rel, REF "%s.hf.preproc.mel.f32", items[i]);
+        float *ref = read_f32(rel, &nref);
+        CHECKF(pcm && ref, "%s: inputs", items[i]);
+        if (!pcm || !ref) { free(pcm); free(ref); continue; }
+        int T = 0;
+        g4_error err = { { 0 } };
+        CHECKF(g4_audio_features(pcm, n, &mel, &T, &err) == 0, "%s: %s", items[i], err.msg);
+        CHECKF((size_t)T * G4_AUDIO_N_MEL == nref, "%s: %d frames, reference %zu", items[i], T, nref / 128);
+        if (mel && (size_t)T * G4_AUDIO_N_MEL == nref) {
+            double d = max_diff(mel, ref, nref);
+            printf("  %-22s mel: %d frames, max |diff| %.2e\n", items[i], T, d);
+            CHECKF(d <= 1e-4, "%s: mel max diff %g", items[i], d);
+        }
+        free(pcm); free(ref); free(mel);
+    }
+}
+
+/* encoder alone on llama.cpp's features vs the exact soft tokens */
+static void encoder_on_preproc(bool exact, double tol) {
+    CHECK(g_enc != NULL);
+    if (!g_enc) return;
+    int E = g4_audio_n_embd(g_enc);
+    CHECK(E == 64);
+    for (int i = 0; i < N_SHORT; i++) {
+        char rel[256];
+        size_t nm = 0, nr = 0;
+        snprintf(rel, sizeof rel, REF "%s.preproc.mel.f32", items[i]);
+        float *mel = read_f32(rel, &nm);
+        snprintf(rel, sizeof rel, REF "%s.exact.embd.f32", items[i]);
+        float *ref = read_f32(rel, &nr);
+        CHECKF(mel && ref, "%s: inputs", items[i]);
+        if (!mel || !ref) { free(mel); free(ref); continue; }
+        int T = (int)(nm / G4_AUDIO_N_MEL), n_tok = g4_audio_n_tokens(g_enc, T);
+        CHECKF((size_t)n_tok * E == nr, "%s: %d tokens, reference %zu", items[i], n_tok, nr / E);
+        float *out = calloc((size_t)n_tok * E, sizeof(float));
+        g4_error err = { { 0 } };
+        int got = g4_audio_encode(g_enc, mel, T, out, threads(), exact, &err);
+        CHECKF(got == n_tok, "%s: encode gave %d: %s", items[i], got, err.msg);
+        if (got == n_tok && (size_t)n_tok * E == nr) {
+            double d = max_diff(out, ref, nr);
+            printf("  %-22s encoder (%s): %d tokens, max |diff| %.2e\n", items[i], exact ? "exact" : "fast",
+                   n_tok, d);
+            CHECKF(d <= tol, "%s: max diff %g", items[i], d);
+        }
+        free(mel); free(ref); free(out);
+    }
+}
+
+TEST(encoder_exact_on_preproc_mel) { encoder_on_preproc(true, 1e-3); }
+TEST(encoder_fast_on_preproc_mel) { encoder_on_preproc(false, 1e-3); }
+
+/* the whole path from the WAV file against transformers' */
+TEST(wav_to_soft_tokens) {
+    CHECK(g_enc != NULL);
+    if (!g_enc) return;
+    int E = g4_audio_n_embd(g_enc);
+    for (int i = 0; i < N_ITEMS; i++) {
+        char rel[256];
+        size_t n = 0, nr = 0;
+        float *pcm = load_wav(items[i], &n), *mel = NULL;
+        snprintf(rel, sizeof rel, REF "%s.hf.embd.f32", items[i]);
+        float *ref = read_f32(rel, &nr);
+        snprintf(rel, sizeof rel, REF "%s.hf.tokens.txt", items[i]);
+        int n_ph = count_placeholders(rel);
+        CHECKF(pcm && ref && n_ph > 0, "%s: inputs", items[i]);
+        if (!pcm || !ref) { free(pcm); free(ref); continue; }
+        int T = 0;
+        g4_error err = { { 0 } };
+        CHECKF(g4_audio_features(pcm, n, &mel, &T, &err) == 0, "%s: %s", items[i], err.msg);
+        int n_tok = g4_audio_n_tokens(g_enc, T);
+        CHECKF(n_tok == n_ph, "%s: %d tokens, the HF prompt has %d", items[i], n_tok, n_ph);
+        CHECKF((size_t)n_tok * E == nr, "%s: %d tokens, reference %zu", items[i], n_tok, nr / E);
+        float *out = calloc((size_t)n_tok * E, sizeof(float));
+        int got = mel ? g4_audio_encode(g_enc, mel, T, out, threads(), true, &err) : -1;
+        CHECKF(got == n_tok, "%s: encode gave %d: %s", items[i], got, err.msg);
+        if (got == n_tok && (size_t)n_tok * E == nr) {
+            double d = max_diff(out, ref, nr);
+            printf("  %-22s wav -> soft tokens: %zu samples, %d tokens, max |diff| %.2e\n", items[i], n, n_tok, d);
+            CHECKF(d <= 1e-3, "%s: max diff %g", items[i], d);
+        }
+        free(pcm); free(ref); free(out); free(mel);
+    }
+}
+
+TEST(token_counts) {
+    CHECK(g_enc != NULL);
+    if (!g_enc) return;
+    /* spec §6.5 examples; over 30 s: 30 s pieces of 750 each */
+    CHECK(g4_audio_n_tokens(g_enc, 49) == 13);
+    CHECK(g4_audio_n_tokens(g_enc, 99) == 25);
+    CHECK(g4_audio_n_tokens(g_enc, 249) == 63);
+    CHECK(g4_audio_n_tokens(g_enc, 999) == 250);
+    CHECK(g4_audio_n_tokens(g_enc, 2999) == 750);
+    CHECK(g4_audio_n_tokens(g_enc, 2999 + 99) == 750 + 25);
+    CHECK(g4_audio_n_tokens(g_enc, 0) == 0);
+    /* 31 s of samples: one full piece and one of 1 s */
+    size_t n = 31 * 16000;
+    float *pcm = calloc(n, sizeof(float)), *mel = NULL;
+    int T = 0;
+    g4_error err = { { 0 } };
+    CHECK(pcm && g4_audio_features(pcm, n, &mel, &T, &err) == 0);
+    CHECKF(T == 2999 + 99, "T = %d", T);
+    CHECK(g4_audio_n_tokens(g_enc, T) == 775);
+    free(pcm); free(mel);
+    /* too short for one frame */
+    float one[160] = { 0 };
+    CHECK(g4_audio_features(one, 160, &mel, &T, &err) == -1 && strstr(err.msg, "too short"));
+    CHECK(g4_audio_features(one, 0, &mel, &T, &err) == -1);
+}
+
+TEST(no_audio_tower) {
+    /* the text GGUF has no audio tower: NULL without an error */
+    g4_error err = { { 0 } };
+    g4_gguf_file *f = g4_gguf_open(shared_path(REF "gemma4-mm.gguf"), &err);
+    CHECK(f != NULL);
+    if (!f) return;
+    strcpy(err.msg, "stale");
+    CHECK(g4_audio_enc_load(f, &err) == NULL && err.msg[0] == 0);
+    g4_gguf_close(f);
+}
+
+int main(void) {
+    g4_error err = { { 0 } };
+    g_mmproj = g4_gguf_open(shared_path(REF "gemma4-mm.mmproj.gguf"), &err);
+    if (!g_mmproj) fprintf(stderr, "mmproj: %s\n", err.msg);
+    else if (!(g_enc = g4_audio_enc_load(g_mmproj, &err))) fprintf(stderr, "audio tower: %s\n", err.msg);
+    RUN(mel_matches_transformers);
+    RUN(encoder_exact_on_preproc_mel);
+    RUN(encoder_fast_on_preproc_mel);
+    RUN(wav_to_soft_tokens);
+    RUN(token_counts);
+    RUN(no_audio_tower);
+    g4_audio_enc_free(g_enc);
+    g4_gguf_close(g_mmproj);
+    return test_summary();
+}
