@@ -524,7 +524,7 @@ int g4_audio_encode(g4_audio_enc *e, const float *mel, int n_frames, float *out,
         encode_piece(&w, mel + (size_t)at * G4_AUDIO_N_MEL, T, out + (size_t)n_tok * e->E);
         n_tok += piece_tokens(T);
     }
-    rc = n_tok;
+    rc = 0;
 done:
     if (w.ex.pool) g4_pool_release(w.ex.pool);
     free(w.ex.mm.act);

@@ -1,7 +1,8 @@
 /* The Gemma 4 audio path (E2B/E4B, projector type gemma4a): log-mel features
  * (mel.c) and the USM-style conformer plus the audio embedder (audio.c),
  * from 16 kHz mono samples to soft tokens of the text model's width.
- * Spec: shared/docs/gemma4-multimodal.md §5-§7, §10.
+ * Spec: shared/docs/gemma4-multimodal.md §5-§7, §10. encoder/mmproj.c
+ * loads the tower through this interface.
  *
  * Follows transformers (Gemma4AudioFeatureExtractor, Gemma4AudioModel,
  * Gemma4MultimodalEmbedder), not llama.cpp's deviations (§12: log floor,
@@ -41,7 +42,7 @@ int g4_audio_n_embd(const g4_audio_enc *);
 /* mel: [n_frames][128] as g4_audio_features makes it; out: [n_tok][n_embd]
  * with n_tok = g4_audio_n_tokens(n_frames). exact: every weight product in
  * f32 (dot_f32, as the text model's --exact); otherwise the activations are
- * quantized to each weight's vec_dot type. Returns n_tok or -1. */
+ * quantized to each weight's vec_dot type. Returns 0 or -1 + err. */
 int g4_audio_encode(g4_audio_enc *, const float *mel, int n_frames, float *out /*[n_tok][n_embd_text]*/,
                     int n_threads, bool exact, g4_error *err);
 

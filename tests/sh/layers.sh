@@ -15,14 +15,14 @@ cd "$(dirname "$0")/../.."
 # folder of src/ missing here is an error (add it to the table).
 RULES='
 util    :
+media   : util
 tensor  : util
 arch    : util tensor
 format  : util tensor arch
 ops     : util tensor arch format
 model   : util tensor arch format ops
-text    : util tensor arch format
-media   : util
 encoder : util tensor arch format ops media
+text    : util tensor arch format
 constrain : util tensor arch format text
 sample  : util public
 engine  : util tensor arch format ops model text constrain sample media encoder public
