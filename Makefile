@@ -12,9 +12,17 @@ OPT     ?= -O2 -march=x86-64-v2 -mtune=native
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
               -Iinclude -Isrc -pthread
 CFLAGS  ?= $(OPT) -g
-# audio files (src/media/audio.c says why): libsndfile decodes WAV, FLAC,
-# Ogg/Vorbis, Opus and MP3; libsoxr resamples to 16 kHz as librosa does
-LIBS    = -ljansson -ledit -lsndfile -lsoxr -lm -pthread
+LIBS    = -ljansson -ledit -lm -pthread $(MEDIA_LIBS)
+# Image decoders of src/media/image.c, all Debian-packaged (not stb_image: its
+# Debian 12 version has an open CVE for untrusted input, and every media file
+# is hostile input): libspng (PNG: small, no setjmp, size limits before
+# allocation), libjpeg-turbo (JPEG: the decoder PIL itself uses, so pixels
+# match the reference), libwebp (WebP), giflib (GIF), libexif (EXIF
+# orientation of JPEG/PNG).
+# Audio of src/media/audio.c: libsndfile decodes WAV, FLAC, Ogg/Vorbis, Opus
+# and MP3 (the library transformers' load_audio reads through), libsoxr
+# resamples to 16 kHz (librosa's default resampler).
+MEDIA_LIBS = -lspng -ljpeg -lwebp -lgif -lexif -lsndfile -lsoxr
 # gemma4c serve's HTTP (server/http.c says why libmicrohttpd); the binary only
 SERVER_LIBS = -lmicrohttpd
 

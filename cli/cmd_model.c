@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "gemma4c.h"
+#include "media.h"
 #include "opts.h"
 
 static void human(double b, char *out, size_t len) {
@@ -95,21 +96,28 @@ int cmd_info(int argc, char **argv) {
 
 int cmd_logits(int argc, char **argv) {
     run_opts o = { 0 };
-    const char *tokfile = NULL, *out = NULL, *tokens = NULL;
+    media_opts mo = { 0 };
+    const char *tokfile = NULL, *out = NULL, *tokens = NULL, *embd_out = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: gemma4c logits -m MODEL (--tokens-file F | --tokens \"2 ...\") --out OUT.f32\n\n"
+            printf("usage: gemma4c logits -m MODEL (--tokens-file F | --tokens \"2 ...\") --out OUT.f32\n"
+                   "                      [--image F | --audio F ...] [--mmproj P] [--embd-out SOFT.f32]\n\n"
                    "Run the tokens as a prompt and write the logits of every position as raw\n"
                    "little-endian float32, row-major [n_tokens][n_vocab] (the layout of the golden\n"
-                   "*.logits.f32 files). Token ids are used as given: include BOS (2) yourself.\n\n%s",
-                   COMMON_HELP);
+                   "*.logits.f32 files). Token ids are used as given: include BOS (2) yourself.\n"
+                   "With media, each run of placeholder ids (<|image|>, <|audio|>) is filled, in\n"
+                   "order, with the next item's soft tokens; a run's length must equal the item's\n"
+                   "token count. --embd-out writes those soft tokens [n_soft][n_embd] f32.\n\n%s%s",
+                   COMMON_HELP, MEDIA_HELP);
             return 0;
         }
         if (!strcmp(a, "--tokens-file") && i + 1 < argc) { tokfile = argv[++i]; continue; }
         if (!strcmp(a, "--tokens") && i + 1 < argc) { tokens = argv[++i]; continue; }
         if ((!strcmp(a, "--out") || !strcmp(a, "-o")) && i + 1 < argc) { out = argv[++i]; continue; }
+        if (!strcmp(a, "--embd-out") && i + 1 < argc) { embd_out = argv[++i]; continue; }
         int r = common_opt(&o, argc, argv, &i);
+        if (r == 0) r = media_opt(&mo, argc, argv, &i);
         if (r < 0) return 2;
         if (r == 0) { fprintf(stderr, "gemma4c logits: unknown or incomplete option '%s'\n", a); return 2; }
     }
@@ -128,22 +136,48 @@ int cmd_logits(int argc, char **argv) {
     }
     gemma4c_model *m = open_model(&o);
     if (!m) { free(ids); return 1; }
-    if (!o.n_ctx) o.n_ctx = n;
-    gemma4c_context *c = open_ctx(m, &o);
+    media_set ms;
+    float *embd = NULL;
+    uint8_t *has = NULL;
+    int32_t *run = NULL;
     int rc = 1;
+    if (media_load(&ms, &mo, m, o.threads, o.exact)) goto done_model;
+    if (mo.n && media_fill(&ms, m, ids, n, &embd, &has, &run)) goto done_media;
+    if (!o.n_ctx) o.n_ctx = n;
+    if (mo.n && !o.n_batch) o.n_batch = n;     /* an image's run is seen whole in one pass */
+    gemma4c_context *c = open_ctx(m, &o);
     char err[600];
-    if (c && gemma4c_eval(c, ids, n, 1, err, sizeof err) == 0) {
+    int8_t *keep = malloc((size_t)n);
+    if (keep) memset(keep, 1, (size_t)n);
+    gemma4c_batch b = { .n_tokens = n, .token = ids, .logits = keep, .embd = embd, .has_embd = has, .run = run };
+    if (c && keep && gemma4c_decode(c, &b, err, sizeof err) == 0) {
         FILE *f = fopen(out, "wb");
         if (!f) fprintf(stderr, "gemma4c: %s: %s\n", out, strerror(errno));
         else {
             int V = gemma4c_n_vocab(c);
             size_t w = 0;
-            for (int i = 0; i < n; i++) w += fwrite(gemma4c_logits(c, i), sizeof(float), (size_t)V, f);
+            for (int i = 0; i < n; i++) w += fwrite(gemma4c_logits_ith(c, i), sizeof(float), (size_t)V, f);
             if (fclose(f) || w != (size_t)n * V) fprintf(stderr, "gemma4c: %s: write failed\n", out);
             else rc = 0;
         }
-    } else if (c) fprintf(stderr, "gemma4c: %s\n", err);
+    } else if (c) fprintf(stderr, "gemma4c: %s\n", keep ? err : "out of memory");
+    if (rc == 0 && embd_out) {
+        FILE *f = fopen(embd_out, "wb");
+        size_t w = 0, want = 0;
+        int H = gemma4c_mmproj_n_embd(ms.mp);
+        for (int i = 0; f && i < ms.n; i++) {
+            size_t k = (size_t)gemma4c_media_n_tokens(ms.it[i]) * H;
+            want += k;
+            w += fwrite(gemma4c_media_encode(ms.it[i], NULL, 0), sizeof(float), k, f);
+        }
+        if (!f || fclose(f) || w != want) { fprintf(stderr, "gemma4c: %s: write failed\n", embd_out); rc = 1; }
+    }
+    free(keep);
     gemma4c_context_free(c);
+done_media:
+    free(embd); free(has); free(run);
+    media_set_free(&ms);
+done_model:
     gemma4c_model_free(m);
     free(ids);
     return rc;

@@ -13,6 +13,7 @@
 #include "encoder/mmproj.h"
 #include "format/gguf.h"
 #include "format/hf.h"
+#include "gemma4c.h"
 #include "harness.h"
 #include "media/audio.h"
 
@@ -175,6 +176,30 @@ TEST(mmproj_open_has_audio) {
     }
 }
 
+/* the public API: a WAV loaded with kind 0 is found to be audio, and its
+ * soft tokens are the encoder's */
+TEST(public_api_audio_item) {
+    char err[600] = "";
+    gemma4c_mmproj *p = gemma4c_mmproj_open(NULL, shared_path(REF "gemma4-mm.mmproj.gguf"), err, sizeof err);
+    CHECKF(p && gemma4c_mmproj_supports(p, GEMMA4C_MEDIA_AUDIO), "%s", err);
+    if (!p) return;
+    gemma4c_media_params mp = gemma4c_media_default_params();
+    mp.precision = GEMMA4C_PREC_EXACT;
+    mp.n_threads = threads();
+    gemma4c_media *it = gemma4c_media_load(p, shared_path(REF "media/aud-noise-1s.wav"), 0, &mp, err, sizeof err);
+    CHECKF(it && gemma4c_media_kind(it) == GEMMA4C_MEDIA_AUDIO && gemma4c_media_n_tokens(it) == 25, "%s", err);
+    size_t nr = 0;
+    float *ref = read_f32(REF "aud-noise-1s.hf.embd.f32", &nr);
+    const float *soft = it ? gemma4c_media_encode(it, err, sizeof err) : NULL;
+    CHECKF(soft && ref && nr == 25 * 64 && max_diff(soft, ref, nr) <= 1e-3, "%s", err);
+    free(ref);
+    gemma4c_media_free(it);
+    /* not audio, named */
+    it = gemma4c_media_load(p, shared_path(REF "README.md"), GEMMA4C_MEDIA_AUDIO, &mp, err, sizeof err);
+    CHECKF(!it && strstr(err, "README.md") && strstr(err, "not a readable audio file"), "%s", err);
+    gemma4c_mmproj_free(p);
+}
+
 TEST(token_counts) {
     CHECK(g_enc != NULL);
     if (!g_enc) return;
@@ -230,6 +255,7 @@ int main(void) {
     RUN(hf_wav_to_soft_tokens);
     g_enc = g_enc_gguf;
     RUN(mmproj_open_has_audio);
+    RUN(public_api_audio_item);
     RUN(token_counts);
     RUN(no_audio_tower);
     g4_audio_enc_free(g_enc_gguf);

@@ -231,12 +231,30 @@ int gemma4c_decode(gemma4c_context *c, const gemma4c_batch *b, char *err, size_t
         }
         rows += b->logits ? b->logits[i] != 0 : i == n - 1;
     }
+    int nb = c->ws->n_batch;
+    /* a bidirectional run is seen whole only inside one pass */
+    if (b->run)
+        for (int i = 1; i < n; i++)
+            if (b->run[i] >= 0 && b->run[i] == b->run[i - 1] && i % nb == 0) {
+                g4_seterr(&e, "a media run crosses the pass boundary at batch index %d: its soft tokens must fit in one "
+                          "pass of n_batch = %d tokens (use a larger --batch)", i, nb);
+                copy_err(err, errlen, &e);
+                return -1;
+            }
+    /* media rows read the pad id's per-layer embedding (the forward pass
+     * takes that id from tokens[]) */
+    int32_t *ids = NULL;
+    if (b->embd) {
+        ids = malloc((size_t)n * sizeof *ids);
+        if (!ids) { copy_err(err, errlen, &(g4_error){ "out of memory" }); return -1; }
+        for (int i = 0; i < n; i++) ids[i] = !b->has_embd || b->has_embd[i] ? 0 : b->token[i];
+    }
     if (grow((void **)&c->logits, &c->logits_cap, (size_t)(rows ? rows : 1) * V, sizeof(float)) ||
         grow((void **)&c->row_of, &c->row_of_cap, (size_t)n, sizeof(int))) {
         copy_err(err, errlen, &(g4_error){ "out of memory for logits" });
         return -1;
     }
-    int nb = c->ws->n_batch, row = 0;
+    int row = 0;
     for (int i = 0; i < n; i += nb) {
         int T = n - i < nb ? n - i : nb, kept = 0;
         for (int t = 0; t < T; t++) {
@@ -252,7 +270,12 @@ int gemma4c_decode(gemma4c_context *c, const gemma4c_batch *b, char *err, size_t
             c->bout[t] = (int8_t)(b->logits ? b->logits[k] != 0 : k == n - 1);
             c->row_of[k] = c->bout[t] ? row + kept++ : -1;
         }
-        g4_batch pass = { .n = T, .tokens = b->token + i, .pos = c->pos, .out = c->bout };
+        g4_batch pass = { .n = T, .tokens = (ids ? ids : b->token) + i, .pos = c->pos, .out = c->bout };
+        if (b->embd) {
+            pass.embd = b->embd + (size_t)i * c->model->m->n_embd;
+            pass.has_embd = b->has_embd ? b->has_embd + i : NULL;
+        }
+        if (b->run) pass.run = b->run + i;
         if (b->seq) pass.seq = c->bseq;
         else pass.seq0 = c->seqs[0];
         int rc;
@@ -261,12 +284,18 @@ int gemma4c_decode(gemma4c_context *c, const gemma4c_batch *b, char *err, size_t
                g4_prefix_evict(c) == 0) {}
         if (rc) {
             copy_err(err, errlen, &e);
+            free(ids);
             return -1;
         }
-        for (int t = 0; t < T; t++) c->toks[(b->seq ? b->seq[i + t] : 0)][c->pos[t]] = b->token[i + t];
+        /* a media row is recorded as -1: the prefix cache never matches it
+         * (two images of one size have the same placeholder ids) */
+        for (int t = 0; t < T; t++)
+            c->toks[(b->seq ? b->seq[i + t] : 0)][c->pos[t]] =
+                b->embd && (!b->has_embd || b->has_embd[i + t]) ? -1 : b->token[i + t];
         c->pst.tokens_evaluated += (uint64_t)T;
         row += kept;
     }
+    free(ids);
     c->n_idx = n;
     c->n_rows = row;
     return 0;
