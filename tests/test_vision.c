@@ -289,7 +289,58 @@ TEST(api_end_to_end) {
     }
 }
 
+/* A malformed mmproj: a missing tensor, a mis-shaped one, a wrong
+ * projector type; each a clear error naming what was wrong. */
+static void bad_mmproj(void (*mutate)(g4_gguf_file *), const char *expect) {
+    g4_error e = { { 0 } };
+    g4_gguf_file *f = g4_gguf_open(shared_path(REF "gemma4-mm.mmproj.gguf"), &e);
+    CHECKF(f, "%s", e.msg);
+    if (!f) return;
+    mutate(f);
+    g4_mmproj *p = g4_mmproj_from_file(f, &e);
+    CHECKF(!p && strstr(e.msg, expect), "expected an error with '%s', got '%s'", expect, p ? "(loaded)" : e.msg);
+    g4_mmproj_free(p);
+}
+static g4_gguf_tensor *tensor(g4_gguf_file *f, const char *name) {
+    for (uint64_t i = 0; i < f->n_tensors; i++)
+        if (!strcmp(f->tensors[i].name, name)) return &f->tensors[i];
+    return NULL;
+}
+static void drop_q(g4_gguf_file *f) { tensor(f, "v.blk.1.attn_q.weight")->name[0] = 'x'; }
+static void shape_up(g4_gguf_file *f) { tensor(f, "v.blk.0.ffn_up.weight")->ne[1] = 95; }
+static void shape_pos(g4_gguf_file *f) { tensor(f, "v.position_embd.weight")->ne[0] = 31; }
+static void no_embed(g4_gguf_file *f) { tensor(f, "mm.input_projection.weight")->name[0] = 'x'; }
+static void proj_type(g4_gguf_file *f) { g4_gguf_set_str(f, "clip.vision.projector_type", "siglip"); }
+static void text_arch(g4_gguf_file *f) { g4_gguf_set_str(f, "general.architecture", "gemma4"); }
+static void nan_clip(g4_gguf_file *f) {
+    g4_gguf_tensor *t = tensor(f, "v.blk.0.attn_k.input_max");
+    float *v = g4_gguf_own(f, malloc(4));
+    *v = NAN;
+    t->data = v;
+}
+
+TEST(hostile_mmproj) {
+    bad_mmproj(drop_q, "no tensor 'v.blk.1.attn_q.weight'");
+    bad_mmproj(shape_up, "'v.blk.0.ffn_up.weight' has shape {32, 95, 1, 1}, expected {32, 96}");
+    bad_mmproj(shape_pos, "'v.position_embd.weight' has shape {31, 512, 2}");
+    bad_mmproj(no_embed, "no tensor 'mm.input_projection.weight'");
+    bad_mmproj(proj_type, "projector_type is 'siglip'");
+    bad_mmproj(text_arch, "an mmproj file has 'clip'");
+    bad_mmproj(nan_clip, "'v.blk.0.attn_k.input_max' is NaN");
+    g4_error e = { { 0 } };
+    CHECK(!g4_mmproj_open(shared_path(REF "no-such.gguf"), &e) && e.msg[0]);
+    /* a whole encode refuses sizes that are not multiples of 48 */
+    g4_mmproj *p = g4_mmproj_open(shared_path(REF "gemma4-mm.mmproj.gguf"), &e);
+    if (p) {
+        uint8_t px[50 * 48 * 3] = { 0 };
+        float out[64];
+        CHECK(g4_vision_encode(p->vision, px, 50, 48, out, 1, true, &e) == -1 && strstr(e.msg, "multiple of 48"));
+        g4_mmproj_free(p);
+    }
+}
+
 int main(void) {
+    RUN(hostile_mmproj);
     RUN(logits_exact_injection);
     RUN(api_end_to_end);
     RUN(pipeline_hf);
