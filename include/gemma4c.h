@@ -659,6 +659,12 @@ int gemma4c_media_token_ids(const gemma4c_model *m, int kind, int32_t *open, int
 /* Encode (once; later calls return the same rows): [n_tokens][n_embd], owned
  * by the item. NULL + err. */
 const float *gemma4c_media_encode(gemma4c_media *it, char *err, size_t errlen);
+/* A session's media: the items of its conversation's media parts (type
+ * image / audio in the request's messages, history included), in order.
+ * Borrowed: they must live until the session is freed or cleared. Each
+ * turn expands the template's placeholders with their soft tokens. */
+int gemma4c_session_add_media(gemma4c_session *s, gemma4c_media *it);
+void gemma4c_session_clear_media(gemma4c_session *s);
 /* The preprocessed image (after resize) for inspection: RGB u8, or NULL. */
 const uint8_t *gemma4c_media_pixels(const gemma4c_media *it, int *w, int *h);
 

@@ -289,7 +289,118 @@ TEST(api_end_to_end) {
     }
 }
 
+/* A malformed mmproj: a missing tensor, a mis-shaped one, a wrong
+ * projector type; each a clear error naming what was wrong. */
+static void bad_mmproj(void (*mutate)(g4_gguf_file *), const char *expect) {
+    g4_error e = { { 0 } };
+    g4_gguf_file *f = g4_gguf_open(shared_path(REF "gemma4-mm.mmproj.gguf"), &e);
+    CHECKF(f, "%s", e.msg);
+    if (!f) return;
+    mutate(f);
+    g4_mmproj *p = g4_mmproj_from_file(f, &e);
+    CHECKF(!p && strstr(e.msg, expect), "expected an error with '%s', got '%s'", expect, p ? "(loaded)" : e.msg);
+    g4_mmproj_free(p);
+}
+static g4_gguf_tensor *tensor(g4_gguf_file *f, const char *name) {
+    for (uint64_t i = 0; i < f->n_tensors; i++)
+        if (!strcmp(f->tensors[i].name, name)) return &f->tensors[i];
+    return NULL;
+}
+static void drop_q(g4_gguf_file *f) { tensor(f, "v.blk.1.attn_q.weight")->name[0] = 'x'; }
+static void shape_up(g4_gguf_file *f) { tensor(f, "v.blk.0.ffn_up.weight")->ne[1] = 95; }
+static void shape_pos(g4_gguf_file *f) { tensor(f, "v.position_embd.weight")->ne[0] = 31; }
+static void no_embed(g4_gguf_file *f) { tensor(f, "mm.input_projection.weight")->name[0] = 'x'; }
+static void proj_type(g4_gguf_file *f) { g4_gguf_set_str(f, "clip.vision.projector_type", "siglip"); }
+static void text_arch(g4_gguf_file *f) { g4_gguf_set_str(f, "general.architecture", "gemma4"); }
+static void nan_clip(g4_gguf_file *f) {
+    g4_gguf_tensor *t = tensor(f, "v.blk.0.attn_k.input_max");
+    float *v = g4_gguf_own(f, malloc(4));
+    *v = NAN;
+    t->data = v;
+}
+
+TEST(hostile_mmproj) {
+    bad_mmproj(drop_q, "no tensor 'v.blk.1.attn_q.weight'");
+    bad_mmproj(shape_up, "'v.blk.0.ffn_up.weight' has shape {32, 95, 1, 1}, expected {32, 96}");
+    bad_mmproj(shape_pos, "'v.position_embd.weight' has shape {31, 512, 2}");
+    bad_mmproj(no_embed, "no tensor 'mm.input_projection.weight'");
+    bad_mmproj(proj_type, "projector_type is 'siglip'");
+    bad_mmproj(text_arch, "an mmproj file has 'clip'");
+    bad_mmproj(nan_clip, "'v.blk.0.attn_k.input_max' is NaN");
+    g4_error e = { { 0 } };
+    CHECK(!g4_mmproj_open(shared_path(REF "no-such.gguf"), &e) && e.msg[0]);
+    /* a whole encode refuses sizes that are not multiples of 48 */
+    g4_mmproj *p = g4_mmproj_open(shared_path(REF "gemma4-mm.mmproj.gguf"), &e);
+    if (p) {
+        uint8_t px[50 * 48 * 3] = { 0 };
+        float out[64];
+        CHECK(g4_vision_encode(p->vision, px, 50, 48, out, 1, true, &e) == -1 && strstr(e.msg, "multiple of 48"));
+        g4_mmproj_free(p);
+    }
+}
+
+/* A chat turn with an image part: the session expands the template's
+ * <|image|> into the 266-token run (the reference prompt has 300 ids) and
+ * its greedy first token is the argmax of the reference's last row. */
+TEST(session_image_turn) {
+    char err[600];
+    gemma4c_model *m = gemma4c_model_open(shared_path(REF "gemma4-mm.gguf"), err, sizeof err);
+    CHECKF(m, "%s", err);
+    if (!m) return;
+    gemma4c_context_params cp = gemma4c_context_default_params();
+    cp.n_ctx = 512; cp.n_threads = n_threads(); cp.precision = GEMMA4C_PREC_EXACT;
+    gemma4c_context *c = gemma4c_context_new(m, &cp, err, sizeof err);
+    gemma4c_session_params sp = gemma4c_session_default_params();
+    sp.n_predict = 1;
+    sp.sampling.temperature = 0;
+    gemma4c_session *ss = c ? gemma4c_session_new(c, &sp, err, sizeof err) : NULL;
+    gemma4c_mmproj *mp = gemma4c_mmproj_open(m, NULL, err, sizeof err);
+    gemma4c_media_params par = gemma4c_media_default_params();
+    par.precision = GEMMA4C_PREC_EXACT;
+    gemma4c_media *it = mp ? gemma4c_media_load(mp, shared_path(REF "media/img-pngtest-91x69.png"), 0, &par, err, sizeof err) : NULL;
+    CHECKF(ss && it, "%s", err);
+    static const char req[] = "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image\"},"
+                              "{\"type\":\"text\",\"text\":\"Describe this image.\"}]}]}";
+    gemma4c_turn_result res;
+    if (ss && it) {
+        /* without the item: a clear error */
+        CHECK(gemma4c_session_turn(ss, req, strlen(req), NULL, NULL, &res, err, sizeof err) != 0 &&
+              strstr(err, "more media parts than media items"));
+        CHECK(gemma4c_session_add_media(ss, it) == 0);
+        int rc = gemma4c_session_turn(ss, req, strlen(req), NULL, NULL, &res, err, sizeof err);
+        CHECKF(rc == 0, "%s", err);
+        CHECKF(res.n_prompt == 300, "n_prompt %d", res.n_prompt);
+        size_t ll;
+        float *ref = read_ref("img-pngtest-91x69", ".hf.logits.f32", &ll);
+        if (rc == 0 && ref && ll == 300 * 512 * 4) {
+            int best = 0;
+            for (int v = 1; v < 512; v++) if (ref[299 * 512 + v] > ref[299 * 512 + best]) best = v;
+            size_t len;
+            const char *piece = gemma4c_tokenizer_piece(gemma4c_model_tokenizer(m), best, &len);
+            char want[64] = { 0 };
+            snprintf(want, sizeof want, "%.*s", (int)len, piece);
+            printf("  session: greedy first token %d ('%s'), message %s\n", best, want, res.message);
+            CHECK(res.n_generated == 1 && res.message);
+            /* the piece as text: "\u2581" is a space, the parser trims it */
+            const char *w = want;
+            if (!strncmp(w, "\xe2\x96\x81", 3)) w += 3;
+            char expect[96];
+            snprintf(expect, sizeof expect, "\"content\":\"%s\"", w);
+            CHECKF(res.message && strstr(res.message, expect), "expected %s in %s", expect, res.message);
+        }
+        free(ref);
+        free(res.message);
+    }
+    gemma4c_session_free(ss);
+    gemma4c_media_free(it);
+    gemma4c_mmproj_free(mp);
+    gemma4c_context_free(c);
+    gemma4c_model_free(m);
+}
+
 int main(void) {
+    RUN(session_image_turn);
+    RUN(hostile_mmproj);
     RUN(logits_exact_injection);
     RUN(api_end_to_end);
     RUN(pipeline_hf);

@@ -232,15 +232,19 @@ int gemma4c_decode(gemma4c_context *c, const gemma4c_batch *b, char *err, size_t
         rows += b->logits ? b->logits[i] != 0 : i == n - 1;
     }
     int nb = c->ws->n_batch;
-    /* a bidirectional run is seen whole only inside one pass */
+    /* a bidirectional run is seen whole only inside one pass: passes end
+     * before a run that would cross their end (below); a run longer than a
+     * pass cannot be split */
     if (b->run)
-        for (int i = 1; i < n; i++)
-            if (b->run[i] >= 0 && b->run[i] == b->run[i - 1] && i % nb == 0) {
-                g4_seterr(&e, "a media run crosses the pass boundary at batch index %d: its soft tokens must fit in one "
-                          "pass of n_batch = %d tokens (use a larger --batch)", i, nb);
+        for (int i = 0, len = 0; i < n; i++) {
+            len = b->run[i] >= 0 && i > 0 && b->run[i] == b->run[i - 1] ? len + 1 : 1;
+            if (b->run[i] >= 0 && len > nb) {
+                g4_seterr(&e, "a media run of more than %d soft tokens (at batch index %d) does not fit in one pass of "
+                          "n_batch = %d tokens (use a larger --batch)", nb, i, nb);
                 copy_err(err, errlen, &e);
                 return -1;
             }
+        }
     /* media rows read the pad id's per-layer embedding (the forward pass
      * takes that id from tokens[]) */
     int32_t *ids = NULL;
@@ -255,8 +259,14 @@ int gemma4c_decode(gemma4c_context *c, const gemma4c_batch *b, char *err, size_t
         return -1;
     }
     int row = 0;
-    for (int i = 0; i < n; i += nb) {
-        int T = n - i < nb ? n - i : nb, kept = 0;
+    for (int i = 0, T; i < n; i += T) {
+        T = n - i < nb ? n - i : nb;
+        int kept = 0;
+        if (b->run && i + T < n && b->run[i + T] >= 0 && b->run[i + T] == b->run[i + T - 1]) {
+            int s0 = i + T - 1;    /* the run crossing the end starts at s0 */
+            while (s0 > i && b->run[s0 - 1] == b->run[i + T]) s0--;
+            if (s0 > i) T = s0 - i;
+        }
         for (int t = 0; t < T; t++) {
             int k = i + t;
             g4_seq *s = c->seqs[b->seq ? b->seq[k] : 0];

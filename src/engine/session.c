@@ -23,9 +23,116 @@ struct gemma4c_session {
     gemma4c_sampler *s;
     gemma4c_session_params p;
     int family;
-    int32_t *cached;       /* ids currently in the context, in order */
+    int32_t *cached;       /* ids currently in the context, in order; a media
+                              row as -2 - its item's index (matches only itself) */
     int n_cached, cap_cached;
+    gemma4c_media **media; /* the conversation's media parts, in order (borrowed) */
+    int n_media, cap_media;
 };
+
+static void set_err(char *dst, size_t len, const char *msg);
+
+int gemma4c_session_add_media(gemma4c_session *s, gemma4c_media *it) {
+    if (s->n_media == s->cap_media) {
+        int cap = s->cap_media ? s->cap_media * 2 : 8;
+        gemma4c_media **m = realloc(s->media, (size_t)cap * sizeof *m);
+        if (!m) return -1;
+        s->media = m;
+        s->cap_media = cap;
+    }
+    s->media[s->n_media++] = it;
+    return 0;
+}
+
+void gemma4c_session_clear_media(gemma4c_session *s) { s->n_media = 0; }
+
+/* The prompt with media: each template placeholder (one <|image|>,
+ * <|audio|> per part) becomes open + n_tokens soft ids + close, filled with
+ * the next item's soft tokens (gemma-multimodal.md §9). keys: the ids, with
+ * media rows as -2 - item (what the prefix reuse compares). */
+typedef struct media_prompt {
+    int32_t *ids, *keys, *run;
+    float *embd;
+    uint8_t *has;
+    int n;
+} media_prompt;
+
+static void media_prompt_free(media_prompt *mp) {
+    free(mp->ids); free(mp->keys); free(mp->run); free(mp->embd); free(mp->has);
+    memset(mp, 0, sizeof *mp);
+}
+
+static int expand_media(gemma4c_session *s, const int32_t *ids, int n, media_prompt *mp, char *err, size_t errlen) {
+    memset(mp, 0, sizeof *mp);
+    int32_t open[4], soft[4] = { -1, -1, -1, -1 }, close[4];
+    for (int k = 1; k <= 3; k++)
+        if (gemma4c_media_token_ids(s->m, k, &open[k], &soft[k], &close[k])) soft[k] = -1;
+    static const char *kn[4] = { "", "image", "audio", "video" };
+    int total = n, item = 0;
+    for (int i = 0; i < n; i++)
+        for (int k = 1; k <= 3; k++)
+            if (soft[k] >= 0 && ids[i] == soft[k]) {
+                if (item >= s->n_media) {
+                    if (err && errlen)
+                        snprintf(err, errlen, "the conversation has more media parts than media items given (%s part %d "
+                                 "has none)", kn[k], item + 1);
+                    return -1;
+                }
+                gemma4c_media *it = s->media[item];
+                if (gemma4c_media_kind(it) != k || k == GEMMA4C_MEDIA_VIDEO) {
+                    if (err && errlen)
+                        snprintf(err, errlen, "media part %d is %s but item %d is %s%s", item + 1, kn[k], item + 1,
+                                 kn[gemma4c_media_kind(it)], k == GEMMA4C_MEDIA_VIDEO ? " (video in chat is not built yet)" : "");
+                    return -1;
+                }
+                total += gemma4c_media_n_tokens(it) + 1;
+                item++;
+            }
+    if (item == 0) return 0;   /* no media: the plain path */
+    gemma4c_model_info info;
+    gemma4c_model_get_info(s->m, &info);
+    int H = info.n_embd, bidir = gemma4c_model_image_attention(s->m);
+    mp->ids = malloc((size_t)total * sizeof *mp->ids);
+    mp->keys = malloc((size_t)total * sizeof *mp->keys);
+    mp->run = malloc((size_t)total * sizeof *mp->run);
+    mp->embd = calloc((size_t)total * H, sizeof *mp->embd);
+    mp->has = calloc((size_t)total, 1);
+    if (!mp->ids || !mp->keys || !mp->run || !mp->embd || !mp->has) {
+        media_prompt_free(mp);
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    int o = 0;
+    item = 0;
+    for (int i = 0; i < n; i++) {
+        int k = 0;
+        for (int q = 1; q <= 3; q++) if (soft[q] >= 0 && ids[i] == soft[q]) k = q;
+        if (!k) {
+            mp->ids[o] = mp->keys[o] = ids[i];
+            mp->run[o++] = -1;
+            continue;
+        }
+        gemma4c_media *it = s->media[item];
+        const float *rows = gemma4c_media_encode(it, err, errlen);
+        if (!rows) { media_prompt_free(mp); return -1; }
+        int nt = gemma4c_media_n_tokens(it);
+        mp->ids[o] = mp->keys[o] = open[k];
+        mp->run[o++] = -1;
+        memcpy(mp->embd + (size_t)o * H, rows, (size_t)nt * H * sizeof *rows);
+        for (int t = 0; t < nt; t++, o++) {
+            mp->ids[o] = soft[k];
+            mp->keys[o] = -2 - item;
+            mp->has[o] = 1;
+            mp->run[o] = bidir && k != GEMMA4C_MEDIA_AUDIO ? item : -1;
+        }
+        mp->ids[o] = mp->keys[o] = close[k];
+        mp->run[o++] = -1;
+        item++;
+    }
+    mp->n = o;
+    if (!bidir) { free(mp->run); mp->run = NULL; }
+    return 0;
+}
 
 gemma4c_session_params gemma4c_session_default_params(void) {
     gemma4c_session_params p;
@@ -57,6 +164,7 @@ void gemma4c_session_free(gemma4c_session *s) {
     if (!s) return;
     gemma4c_sampler_free(s->s);
     free(s->cached);
+    free(s->media);
     free(s);
 }
 
@@ -78,20 +186,35 @@ static int ensure_cap(gemma4c_session *s, int n) {
 }
 
 /* Evaluate ids reusing the longest prefix already in the context; returns
- * the number of reused tokens or -1. */
-static int feed_prompt(gemma4c_session *s, const int32_t *ids, int n, char *err, size_t errlen) {
+ * the number of reused tokens or -1. mp: the prompt's media rows (its keys
+ * are compared, its ids evaluated), or NULL. */
+static int feed_prompt(gemma4c_session *s, const int32_t *ids, int n, const media_prompt *mp, char *err,
+                       size_t errlen) {
+    const int32_t *keys = mp && mp->n ? mp->keys : ids;
     if (s->n_cached > gemma4c_n_past(s->c)) s->n_cached = gemma4c_n_past(s->c);
     int common = 0;
-    while (common < n && common < s->n_cached && ids[common] == s->cached[common]) common++;
+    while (common < n && common < s->n_cached && keys[common] == s->cached[common]) common++;
     if (common == n) common = n - 1; /* re-evaluate the last token to get fresh logits */
+    /* a bidirectional run is evaluated whole */
+    while (mp && mp->run && common > 0 && common < n && mp->run[common] >= 0 && mp->run[common - 1] == mp->run[common])
+        common--;
     if (gemma4c_truncate(s->c, common) != 0) {
         gemma4c_reset(s->c); /* sliding caches no longer hold that prefix */
         common = 0;
     }
     s->n_cached = common;
     if (ensure_cap(s, n)) { set_err(err, errlen, "out of memory"); return -1; }
-    if (gemma4c_eval(s->c, ids + common, n - common, 0, err, errlen)) return -1;
-    memcpy(s->cached + common, ids + common, (size_t)(n - common) * sizeof *ids);
+    if (mp && mp->n) {
+        gemma4c_model_info info;
+        gemma4c_model_get_info(s->m, &info);
+        gemma4c_batch b = { .n_tokens = n - common, .token = ids + common,
+                            .embd = mp->embd + (size_t)common * info.n_embd, .has_embd = mp->has + common,
+                            .run = mp->run ? mp->run + common : NULL };
+        if (gemma4c_decode(s->c, &b, err, errlen)) return -1;
+    } else if (gemma4c_eval(s->c, ids + common, n - common, 0, err, errlen)) {
+        return -1;
+    }
+    memcpy(s->cached + common, keys + common, (size_t)(n - common) * sizeof *keys);
     s->n_cached = n;
     return common;
 }
@@ -171,6 +294,18 @@ int gemma4c_session_turn(gemma4c_session *s, const char *request_json, size_t rl
     po.in_reasoning = g4_engine_ends_in_thought(prompt, plen);
     free(prompt);
     if (n < 0) { gemma4c_constraint_free(cons); return -1; }
+    media_prompt mp;
+    if (expand_media(s, ids, n, &mp, err, errlen)) {
+        free(ids);
+        gemma4c_constraint_free(cons);
+        return -1;
+    }
+    if (mp.n) {
+        free(ids);
+        ids = mp.ids;
+        mp.ids = NULL;
+        n = mp.n;
+    }
     out->n_prompt = n;
     /* the answer may use what the context has left, up to n_predict */
     int n_gen = gemma4c_n_ctx(s->c) - n;
@@ -178,12 +313,14 @@ int gemma4c_session_turn(gemma4c_session *s, const char *request_json, size_t rl
         if (err && errlen)
             snprintf(err, errlen, "the conversation (%d tokens) fills the context (%d)", n, gemma4c_n_ctx(s->c));
         free(ids);
+        media_prompt_free(&mp);
         gemma4c_constraint_free(cons);
         return GEMMA4C_ERR_CONTEXT_FULL;
     }
     if (s->p.n_predict > 0 && n_gen > s->p.n_predict) n_gen = s->p.n_predict;
-    int reused = feed_prompt(s, ids, n, err, errlen);
+    int reused = feed_prompt(s, ids, n, mp.n ? &mp : NULL, err, errlen);
     free(ids);
+    media_prompt_free(&mp);
     if (reused < 0) { gemma4c_constraint_free(cons); return -1; }
     out->n_reused = reused;
     turn_state ts = { s, gemma4c_detok_new(s->m, 1), gemma4c_chat_parser_new(&po, on_delta, user), 0, 0, 0 };

@@ -13,6 +13,7 @@
 
 #include <gif_lib.h>
 #include <jpeglib.h>
+#include <jerror.h>
 #include <libexif/exif-data.h>
 #include <spng.h>
 #include <webp/decode.h>
@@ -140,9 +141,10 @@ done:
 /* ---- JPEG (libjpeg-turbo) -------------------------------------------------- */
 
 typedef struct jerr {
-    struct jpeg_error_mgr mgr;
+    struct jpeg_error_mgr mgr;   /* first: libjpeg's err pointer is cast back */
     jmp_buf jb;
     char msg[JMSG_LENGTH_MAX];
+    int truncated;               /* libjpeg's "premature end" warning: it pads with grey, PIL refuses */
 } jerr;
 
 static void jpeg_fail(j_common_ptr c) {
@@ -151,7 +153,9 @@ static void jpeg_fail(j_common_ptr c) {
     longjmp(j->jb, 1);
 }
 
-static void jpeg_quiet(j_common_ptr c, int level) { (void)c; (void)level; }
+static void jpeg_quiet(j_common_ptr c, int level) {
+    if (level < 0 && c->err->msg_code == JWRN_JPEG_EOF) ((jerr *)c->err)->truncated = 1;
+}
 
 /* PIL's CMYK -> RGB (Convert.c): r = (255 - k) - c*(255 - k)/255, rounded
  * as its MULDIV255. */
@@ -162,7 +166,7 @@ static uint8_t muldiv255(int a, int b) {
 
 static int decode_jpeg(const void *buf, size_t n, const char *name, g4_image *out, g4_error *err) {
     struct jpeg_decompress_struct c;
-    jerr je;
+    jerr je = { .truncated = 0 };
     uint8_t *volatile row = NULL;
     volatile int made = 0;
     memset(&c, 0, sizeof c);
@@ -224,6 +228,10 @@ static int decode_jpeg(const void *buf, size_t n, const char *name, g4_image *ou
     jpeg_finish_decompress(&c);
     jpeg_destroy_decompress(&c);
     free(row);
+    if (je.truncated) {
+        g4_image_free(out);
+        return g4_seterr(err, "%s: JPEG data is truncated (premature end of the entropy-coded data)", name);
+    }
     if (g4_image_orient(out, exif_orientation(buf, n))) {
         g4_image_free(out);
         return g4_seterr(err, "%s: out of memory", name);

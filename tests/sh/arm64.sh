@@ -44,6 +44,9 @@ printf '%s' "$CC_A64 $CFLAGS_A64" >"$OUT/flags"
 srcs=()
 for f in src/*/*.c; do
     if [ $JANSSON = 0 ] && grep -q 'jansson.h\|text/chat.h\|chat_parse.h' "$f"; then continue; fi
+    # the media decoders' arm64 libraries are not installed: src/media/ is
+    # left out (nothing the arm64 test programs use reaches it)
+    case $f in src/media/*) continue ;; esac
     srcs+=("$f")
 done
 build_obj() { # src -> obj, only when the source or a header changed
