@@ -226,6 +226,48 @@ TEST(token_counts) {
     CHECK(g4_audio_features(one, 0, &mel, &T, &err) == -1);
 }
 
+/* a malformed audio tower: NULL with an error naming the file and the tensor */
+static void expect_load_error(const char *what, const char *needle, void (*spoil)(g4_gguf_file *)) {
+    g4_error err = { { 0 } };
+    g4_gguf_file *f = g4_gguf_open(shared_path(REF "gemma4-mm.mmproj.gguf"), &err);
+    CHECK(f != NULL);
+    if (!f) return;
+    spoil(f);
+    g4_audio_enc *e = g4_audio_enc_load(f, &err);
+    CHECKF(!e && strstr(err.msg, "mmproj.gguf") && strstr(err.msg, needle), "%s: '%s'", what, err.msg);
+    g4_audio_enc_free(e);
+    g4_gguf_close(f);
+}
+static g4_gguf_tensor *tensor(g4_gguf_file *f, const char *name) {
+    return (g4_gguf_tensor *)g4_gguf_find_tensor(f, name);
+}
+static void drop_q(g4_gguf_file *f) { tensor(f, "a.blk.1.attn_q.weight")->name[0] = 'x'; }
+static void reshape_up(g4_gguf_file *f) {
+    g4_gguf_tensor *t = tensor(f, "a.blk.0.ffn_up.weight");
+    t->ne[0] = 64; t->ne[1] = 64;   /* same bytes, wrong shape */
+}
+static void f16_norm(g4_gguf_file *f) { tensor(f, "a.blk.0.ln2.weight")->type = 1; }
+static void clip_shape(g4_gguf_file *f) { tensor(f, "a.blk.0.attn_v.input_min")->type = 1; }
+static void odd_conv(g4_gguf_file *f) { tensor(f, "a.conv1d.1.weight")->ne[2] = 7; }
+static void bad_heads(g4_gguf_file *f) {
+    for (uint64_t i = 0; i < f->n_kv; i++)
+        if (!strcmp(f->kv[i].key, "clip.audio.attention.head_count")) f->kv[i].v.u = 3;
+}
+static void bad_projector(g4_gguf_file *f) {
+    for (uint64_t i = 0; i < f->n_kv; i++)
+        if (!strcmp(f->kv[i].key, "clip.audio.projector_type")) f->kv[i].str.len = 6;   /* "gemma4" */
+}
+
+TEST(malformed_audio_tower) {
+    expect_load_error("missing q", "missing tensor a.blk.1.attn_q.weight", drop_q);
+    expect_load_error("reshaped ffn_up", "a.blk.0.ffn_up.weight: expected 32 x 128", reshape_up);
+    expect_load_error("F16 norm", "a.blk.0.ln2.weight: expected 32 F32 values", f16_norm);
+    expect_load_error("F16 clip bound", "a.blk.0.attn_v.input_min: expected one F32 value", clip_shape);
+    expect_load_error("conv channels", "a.conv1d.1.weight: expected rows of 72", odd_conv);
+    expect_load_error("3 heads of 32", "does not split into 3 heads", bad_heads);
+    expect_load_error("projector", "this engine reads \"gemma4a\"", bad_projector);
+}
+
 TEST(no_audio_tower) {
     /* the text GGUF has no audio tower: NULL without an error */
     g4_error err = { { 0 } };
@@ -257,6 +299,7 @@ int main(void) {
     RUN(mmproj_open_has_audio);
     RUN(public_api_audio_item);
     RUN(token_counts);
+    RUN(malformed_audio_tower);
     RUN(no_audio_tower);
     g4_audio_enc_free(g_enc_gguf);
     g4_audio_enc_free(g_enc_hf);

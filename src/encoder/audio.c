@@ -89,9 +89,13 @@ static int get_mat(const g4_gguf_file *f, g4_mat *m, int64_t n_in, int64_t n_out
     int64_t in = 1;
     for (int i = 0; i < t->n_dims - 1; i++) in *= t->ne[i];
     int64_t out = t->n_dims > 1 ? t->ne[t->n_dims - 1] : 1;
-    if ((n_in && in != n_in) || (n_out && out != n_out))
-        return g4_seterr(err, "%s: %s: expected %lld x %lld (in x out), found %lld x %lld", f->path, name,
-                         (long long)n_in, (long long)n_out, (long long)in, (long long)out);
+    if ((n_in && in != n_in) || (n_out && out != n_out)) {
+        char want[64];
+        if (n_out) snprintf(want, sizeof want, "%lld x %lld", (long long)n_in, (long long)n_out);
+        else snprintf(want, sizeof want, "rows of %lld", (long long)n_in);
+        return g4_seterr(err, "%s: %s: expected %s (in x out), found %lld x %lld", f->path, name, want,
+                         (long long)in, (long long)out);
+    }
     const g4_type_traits *tr = g4_type_info(t->type);
     size_t rb = g4_row_size(t->type, in);
     if (!tr || !tr->dot_f32 || !tr->vec_dot || rb == 0 || rb * (size_t)out != t->nbytes)
