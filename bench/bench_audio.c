@@ -4,6 +4,7 @@
  * soft tokens of E2B's 1536), weights random in the stored type.
  *
  *   build/bench/bench_audio [--type BF16|F16|F32|Q8_0] [-t THREADS] [--reps 3] [--exact]
+ *   build/bench/bench_audio --distance [--type ...]   fast vs exact path on 1 s
  *
  * Prints the best and median of --reps encodes, the FLOPs of one encode
  * (2 per multiply-add: weight products and convolutions; the attention's
@@ -126,12 +127,13 @@ static int cmp_d(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     int type = G4_BF16, threads = 2, reps = 3;
-    bool exact = false;
+    bool exact = false, distance = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--type") && i + 1 < argc) type = g4_type_from_name(argv[++i]);
         else if ((!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--exact")) exact = true;
+        else if (!strcmp(argv[i], "--distance")) distance = true;
         else { fprintf(stderr, "usage: bench_audio [--type BF16|F16|F32|Q8_0] [-t N] [--reps N] [--exact]\n"); return 2; }
     }
     if (type < 0 || threads < 1 || reps < 1 || reps > 100) { fprintf(stderr, "bench_audio: bad arguments\n"); return 2; }
@@ -139,6 +141,30 @@ int main(int argc, char **argv) {
     g4_error err = { { 0 } };
     g4_audio_enc *enc = f ? g4_audio_enc_load(f, &err) : NULL;
     if (!enc) { fprintf(stderr, "bench_audio: %s\n", f ? err.msg : "out of memory"); return 1; }
+    if (distance) {   /* the fast path's distance from the exact one, 1 s of features (25 tokens) */
+        int Td = 99, Nd = g4_audio_n_tokens(enc, Td);
+        float *m1 = malloc((size_t)Td * 128 * sizeof *m1), *a = malloc((size_t)Nd * E * sizeof *a),
+              *b = malloc((size_t)Nd * E * sizeof *b);
+        for (size_t i = 0; i < (size_t)Td * 128; i++) m1[i] = -3.0f + 2.5f * frand();
+        if (g4_audio_encode(enc, m1, Td, a, threads, true, &err) || g4_audio_encode(enc, m1, Td, b, threads, false, &err)) {
+            fprintf(stderr, "bench_audio: %s\n", err.msg);
+            return 1;
+        }
+        double md = 0, mx = 0, se = 0, ss = 0;
+        for (size_t i = 0; i < (size_t)Nd * E; i++) {
+            double d = fabs((double)a[i] - b[i]);
+            md = d > md ? d : md;
+            mx = fabs(a[i]) > mx ? fabs(a[i]) : mx;
+            se += d * d;
+            ss += (double)a[i] * a[i];
+        }
+        printf("fast vs exact, %s weights, 1 s (%d tokens): max |d| %.3g (max |exact| %.3g), rms d / rms %.3g\n",
+               g4_type_name(type), Nd, md, mx, sqrt(se / (ss > 0 ? ss : 1)));
+        free(m1); free(a); free(b);
+        g4_audio_enc_free(enc);
+        g4_gguf_close(f);
+        return 0;
+    }
     const int T = G4_AUDIO_PIECE_FRAMES, T1 = (T - 1) / 2 + 1, T2 = g4_audio_n_tokens(enc, T);
     float *mel = malloc((size_t)T * 128 * sizeof *mel), *out = malloc((size_t)T2 * E * sizeof *out);
     if (!mel || !out) return 1;
