@@ -200,6 +200,26 @@ TEST(public_api_audio_item) {
     gemma4c_mmproj_free(p);
 }
 
+/* the split over threads never changes a value: 30 s encoded with 1 and 3
+ * threads, both paths, bit-identical */
+TEST(threads_do_not_change_results) {
+    CHECK(g_enc != NULL);
+    if (!g_enc) return;
+    size_t n = 0;
+    float *pcm = load_wav("aud-speechlike-30s", &n), *mel = NULL;
+    int T = 0;
+    g4_error err = { { 0 } };
+    CHECK(pcm && g4_audio_features(pcm, n, &mel, &T, &err) == 0);
+    int N = g4_audio_n_tokens(g_enc, T), E = g4_audio_n_embd(g_enc);
+    float *a = malloc((size_t)N * E * sizeof *a), *b = malloc((size_t)N * E * sizeof *b);
+    for (int exact = 0; exact < 2 && mel; exact++) {
+        CHECK(g4_audio_encode(g_enc, mel, T, a, 1, exact, &err) == 0);
+        CHECK(g4_audio_encode(g_enc, mel, T, b, 3, exact, &err) == 0);
+        CHECKF(!memcmp(a, b, (size_t)N * E * sizeof *a), "exact=%d: 1 and 3 threads differ", exact);
+    }
+    free(a); free(b); free(pcm); free(mel);
+}
+
 TEST(token_counts) {
     CHECK(g_enc != NULL);
     if (!g_enc) return;
@@ -298,6 +318,7 @@ int main(void) {
     g_enc = g_enc_gguf;
     RUN(mmproj_open_has_audio);
     RUN(public_api_audio_item);
+    RUN(threads_do_not_change_results);
     RUN(token_counts);
     RUN(malformed_audio_tower);
     RUN(no_audio_tower);

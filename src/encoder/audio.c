@@ -254,8 +254,6 @@ int g4_audio_n_tokens(const g4_audio_enc *e, int n) {
     return full * piece_tokens(G4_AUDIO_PIECE_FRAMES) + piece_tokens(rest);
 }
 
-/* ---- computing ----------------------------------------------------------------- */
-
 typedef struct work {
     g4_exec ex;
     const g4_audio_enc *e;
@@ -265,34 +263,80 @@ typedef struct work {
     float *g0, *y0, *g1, *y1;
 } work;
 
-static void clampv(float *x, size_t n, float lo, float hi) {
+/* ---- row-parallel loops ------------------------------------------------------------
+ * Everything between the weight products (gathers, norms, activations, the
+ * 12-frame attention, the depthwise conv) is split over the pool by rows:
+ * at 16 threads it would otherwise cost as much as the products. A row's
+ * arithmetic never depends on the split. */
+
+typedef struct rows_job {
+    void (*fn)(struct rows_job *j, long lo, long hi);
+    work *w;
+    long n;
+    const void *p0;   /* the loop's arguments */
+    float *x, *y;
+    int i0, i1, i2;
+    float f0, f1;
+} rows_job;
+
+static void rows_task(void *arg, int ith, int nth) {
+    rows_job *j = arg;
+    long lo, hi;
+    g4_split(j->n, ith, nth, &lo, &hi);
+    if (hi > lo) j->fn(j, lo, hi);
+}
+
+/* Run j->fn over rows [0, j->n); inline when the work is tiny. */
+static void par_rows(rows_job *j, long work_per_row) {
+    if (j->n * work_per_row < 16384 || j->n < 2 || !j->w->ex.pool || j->w->ex.n_threads < 2) j->fn(j, 0, j->n);
+    else g4_pool_run(j->w->ex.pool, rows_task, j);
+}
+
+static void clamp_rows(rows_job *j, long lo, long hi) {
+    float lo_v = j->f0, hi_v = j->f1;
+    for (long i = lo * j->i0; i < hi * j->i0; i++) j->x[i] = j->x[i] < lo_v ? lo_v : j->x[i] > hi_v ? hi_v : j->x[i];
+}
+
+static void clampv(work *w, float *x, int T, int width, float lo, float hi) {
     if (lo == -INFINITY && hi == INFINITY) return;
-    for (size_t i = 0; i < n; i++) x[i] = x[i] < lo ? lo : x[i] > hi ? hi : x[i];
+    rows_job j = { .fn = clamp_rows, .w = w, .n = T, .x = x, .i0 = width, .f0 = lo, .f1 = hi };
+    par_rows(&j, width);
 }
 
 /* y = clamp(W clamp(x)): x is copied to tmp first, since the other
  * projections of the same input clamp it to their own ranges (HF clamps
  * each separately; llama.cpp's in-place clamp leaks one into the next,
- * §12.9). */
+ * §12.9). tmp may be x when x is not needed afterwards. */
 static void clin_apply(work *w, const clin *c, float *x, int T, float *tmp, float *y) {
-    size_t n = (size_t)T * c->w.n_in;
+    int n_in = (int)c->w.n_in, n_out = (int)c->w.n_out;
     const float *in = x;
     if (c->c.in_lo != -INFINITY || c->c.in_hi != INFINITY) {
-        if (tmp != x) memcpy(tmp, x, n * sizeof(float));
-        clampv(tmp, n, c->c.in_lo, c->c.in_hi);
+        if (tmp != x) memcpy(tmp, x, (size_t)T * n_in * sizeof(float));
+        clampv(w, tmp, T, n_in, c->c.in_lo, c->c.in_hi);
         in = tmp;
     }
-    g4_op_matmul(&w->ex, &c->w, 0, in, c->w.n_in, T, y, c->w.n_out);
-    clampv(y, (size_t)T * c->w.n_out, c->c.out_lo, c->c.out_hi);
+    g4_op_matmul(&w->ex, &c->w, 0, in, n_in, T, y, n_out);
+    clampv(w, y, T, n_out, c->c.out_lo, c->c.out_hi);
 }
 
 static inline float silu(float x) { return x / (1.0f + expf(-x)); }
 static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-/* LayerNorm over each of n rows of width C (weight, no bias), then ReLU. */
-static void layernorm_relu(float *x, long n, int C, const float *wt) {
-    for (long r = 0; r < n; r++) {
-        float *p = x + r * C;
+static void silu_rows(rows_job *j, long lo, long hi) {
+    for (long i = lo * j->i0; i < hi * j->i0; i++) j->x[i] = silu(j->x[i]);
+}
+
+static void silu_inplace(work *w, float *x, int T, int width) {
+    rows_job j = { .fn = silu_rows, .w = w, .n = T, .x = x, .i0 = width };
+    par_rows(&j, 8L * width);
+}
+
+/* LayerNorm over each row of width C (weight p0, no bias), then ReLU. */
+static void ln_relu_rows(rows_job *j, long lo, long hi) {
+    const float *wt = j->p0;
+    int C = j->i0;
+    for (long r = lo; r < hi; r++) {
+        float *p = j->x + r * C;
         float m = 0, v = 0;
         for (int c = 0; c < C; c++) m += p[c];
         m /= C;
@@ -305,28 +349,62 @@ static void layernorm_relu(float *x, long n, int C, const float *wt) {
     }
 }
 
+static void layernorm_relu(work *w, float *x, long n, int C, const float *wt) {
+    rows_job j = { .fn = ln_relu_rows, .w = w, .n = n, .x = x, .i0 = C, .p0 = wt };
+    par_rows(&j, 4L * C);
+}
+
+/* ---- subsampling -------------------------------------------------------------- */
+
+/* gather of the first convolution: rows (r, f) of 9 from mel [T][128];
+ * p0 = mel, i0 = T, i1 = r0 (first output row) */
+static void gather0_rows(rows_job *j, long lo, long hi) {
+    const float *mel = j->p0;
+    int F = G4_AUDIO_N_MEL, F1 = j->w->e->F1, T = j->i0, r0 = j->i1;
+    for (long rf = lo; rf < hi; rf++) {
+        int r = (int)(rf / F1), f = (int)(rf % F1);
+        float *g = j->w->g0 + (size_t)rf * 9;
+        for (int ky = 0; ky < 3; ky++)
+            for (int kx = 0; kx < 3; kx++) {
+                int t = 2 * (r0 + r) + ky - 1, x = 2 * f + kx - 1;
+                g[ky * 3 + kx] = t >= 0 && t < T && x >= 0 && x < F ? mel[(size_t)t * F + x] : 0.0f;
+            }
+    }
+}
+
 /* Rows [r0, r0 + nr) of the first convolution's output [T1][F1][C0] into
  * y0 (local rows), from mel [T][128]. */
 static void conv0_rows(work *w, const float *mel, int T, int r0, int nr) {
     const g4_audio_enc *e = w->e;
-    int F = G4_AUDIO_N_MEL, F1 = e->F1;
-    for (int r = 0; r < nr; r++)
-        for (int f = 0; f < F1; f++) {
-            float *g = w->g0 + ((size_t)r * F1 + f) * 9;
-            for (int ky = 0; ky < 3; ky++)
-                for (int kx = 0; kx < 3; kx++) {
-                    int t = 2 * (r0 + r) + ky - 1, x = 2 * f + kx - 1;
-                    g[ky * 3 + kx] = t >= 0 && t < T && x >= 0 && x < F ? mel[(size_t)t * F + x] : 0.0f;
-                }
-        }
-    g4_op_matmul(&w->ex, &e->conv0, 0, w->g0, 9, nr * F1, w->y0, e->C0);
-    layernorm_relu(w->y0, (long)nr * F1, e->C0, e->norm0);
+    rows_job j = { .fn = gather0_rows, .w = w, .n = (long)nr * e->F1, .p0 = mel, .i0 = T, .i1 = r0 };
+    par_rows(&j, 9);
+    g4_op_matmul(&w->ex, &e->conv0, 0, w->g0, 9, nr * e->F1, w->y0, e->C0);
+    layernorm_relu(w, w->y0, (long)nr * e->F1, e->C0, e->norm0);
+}
+
+/* gather of the second convolution: rows (t, f) of 9 C0 from y0;
+ * i0 = t0 (first output row), i1 = r0 (y0's first row), i2 = T1 */
+static void gather1_rows(rows_job *j, long lo, long hi) {
+    const g4_audio_enc *e = j->w->e;
+    int F1 = e->F1, F2 = e->F2, C0 = e->C0, T1 = j->i2, t0 = j->i0, r0 = j->i1;
+    const float *y0 = j->w->y0;
+    for (long tf = lo; tf < hi; tf++) {
+        int t = (int)(tf / F2), f = (int)(tf % F2);
+        float *g = j->w->g1 + (size_t)tf * 9 * C0;
+        for (int ky = 0; ky < 3; ky++)
+            for (int kx = 0; kx < 3; kx++) {
+                int r = 2 * (t0 + t) + ky - 1, x = 2 * f + kx - 1;
+                bool in = r >= 0 && r < T1 && x >= 0 && x < F1;
+                const float *src = in ? y0 + ((size_t)(r - r0) * F1 + x) * C0 : NULL;
+                for (int c = 0; c < C0; c++) g[c * 9 + ky * 3 + kx] = in ? src[c] : 0.0f;
+            }
+    }
 }
 
 /* Subsampling: mel [T][128] -> h [T2][D]. */
 static void sscp(work *w, const float *mel, int T, int T2) {
     const g4_audio_enc *e = w->e;
-    int T1 = (T - 1) / 2 + 1, F1 = e->F1, F2 = e->F2, C0 = e->C0, C1 = e->C1;
+    int T1 = (T - 1) / 2 + 1, F2 = e->F2, C0 = e->C0, C1 = e->C1;
     for (int t0 = 0; t0 < T2; t0 += CONV_BLOCK) {
         int nb = T2 - t0 < CONV_BLOCK ? T2 - t0 : CONV_BLOCK;
         /* first-conv rows the block reads: 2 t0 - 1 .. 2 (t0 + nb - 1) + 1 */
@@ -334,23 +412,16 @@ static void sscp(work *w, const float *mel, int T, int T2) {
         if (r0 < 0) r0 = 0;
         if (r1 > T1 - 1) r1 = T1 - 1;
         conv0_rows(w, mel, T, r0, r1 - r0 + 1);
-        for (int t = 0; t < nb; t++)
-            for (int f = 0; f < F2; f++) {
-                float *g = w->g1 + ((size_t)t * F2 + f) * 9 * C0;
-                for (int c = 0; c < C0; c++)
-                    for (int ky = 0; ky < 3; ky++)
-                        for (int kx = 0; kx < 3; kx++) {
-                            int r = 2 * (t0 + t) + ky - 1, x = 2 * f + kx - 1;
-                            g[c * 9 + ky * 3 + kx] = r >= 0 && r < T1 && x >= 0 && x < F1
-                                ? w->y0[((size_t)(r - r0) * F1 + x) * C0 + c] : 0.0f;
-                        }
-            }
+        rows_job j = { .fn = gather1_rows, .w = w, .n = (long)nb * F2, .i0 = t0, .i1 = r0, .i2 = T1 };
+        par_rows(&j, 9L * C0);
         g4_op_matmul(&w->ex, &e->conv1, 0, w->g1, 9 * (int64_t)C0, nb * F2, w->y1, C1);
-        layernorm_relu(w->y1, (long)nb * F2, C1, e->norm1);
+        layernorm_relu(w, w->y1, (long)nb * F2, C1, e->norm1);
         /* each row of y1 is u_t[f * C1 + c], the input projection's input */
         g4_op_matmul(&w->ex, &e->in_proj, 0, w->y1, (int64_t)F2 * C1, nb, w->h + (size_t)t0 * e->D, e->D);
     }
 }
+
+/* ---- conformer ------------------------------------------------------------------ */
 
 /* h += 0.5 * RMSNorm_post(W2 silu(W1 RMSNorm_pre(h))) */
 static void ffn(work *w, const ffn_w *f, int T) {
@@ -358,49 +429,32 @@ static void ffn(work *w, const ffn_w *f, int T) {
     int D = e->D, FF = e->FF;
     g4_op_rmsnorm(&w->ex, w->a, w->h, f->pre, T, D, D, EPS, NULL);
     clin_apply(w, &f->up, w->a, T, w->b, w->big);
-    for (size_t i = 0; i < (size_t)T * FF; i++) w->big[i] = silu(w->big[i]);
+    silu_inplace(w, w->big, T, FF);
     clin_apply(w, &f->down, w->big, T, w->big, w->a);
     g4_op_rmsnorm(&w->ex, w->a, w->a, f->post, T, D, D, EPS, NULL);
     for (size_t i = 0; i < (size_t)T * D; i++) w->h[i] += RESIDUAL * w->a[i];
 }
 
-/* Chunked local self-attention (§6.3): frame t attends to s in [t-11, t]
- * with logit q_t.(k_s + R[t-s]) soft-capped at 50. The reference's blocks
- * of 12 queries over 24 keys with a relative shift give exactly this. */
-static void attention(work *w, const alayer *L, int T) {
+/* q, k scaling then the windowed attention of rows [lo, hi) into a;
+ * p0 = the layer, x = the [hd] q scale */
+static void attn_rows(rows_job *j, long lo, long hi) {
+    work *w = j->w;
     const g4_audio_enc *e = w->e;
-    int D = e->D, H = e->H, hd = e->hd, half = D / 2;
-    g4_op_rmsnorm(&w->ex, w->a, w->h, L->attn_pre, T, D, D, EPS, NULL);
-    clin_apply(w, &L->q, w->a, T, w->b, w->q);
-    clin_apply(w, &L->k, w->a, T, w->b, w->k);
-    clin_apply(w, &L->v, w->a, T, w->b, w->v);
-    /* q scale per dim: 1/sqrt(hd) / softplus(0) * softplus(per_dim_scale)
-     * (the file stores the softplus); k: softplus(1) / softplus(0) */
-    float *qsc = w->big;   /* [hd] */
-    const float r_sp0 = 1.0f / logf(2.0f);
-    for (int i = 0; i < hd; i++) qsc[i] = (1.0f / sqrtf((float)hd)) * r_sp0 * L->pds[i];
-    float ks = log1pf(expf(1.0f)) * r_sp0;
-    for (int t = 0; t < T; t++)
-        for (int hh = 0; hh < H; hh++) {
-            float *qp = w->q + (size_t)t * D + hh * hd, *kp = w->k + (size_t)t * D + hh * hd;
-            for (int i = 0; i < hd; i++) { qp[i] *= qsc[i]; kp[i] *= ks; }
-        }
-    /* relative position rows R[d] = W_rel [sin(d w_i), cos(d w_i)], d = 0..11,
-     * w_i = 10000^(-i / (D/2 - 1)) */
-    float *sinus = w->big;   /* [CHUNK][D] */
-    for (int d = 0; d < CHUNK; d++)
-        for (int i = 0; i < half; i++) {
-            float om = expf(-(float)i * logf(10000.0f) / (float)(half > 1 ? half - 1 : 1));
-            sinus[(size_t)d * D + i] = sinf((float)d * om);
-            sinus[(size_t)d * D + half + i] = cosf((float)d * om);
-        }
-    g4_op_matmul(&w->ex, &L->rel, 0, sinus, D, CHUNK, w->rel, D);
-    /* o = softmax(logits) v, written over a (the normed input is done with) */
-    for (int t = 0; t < T; t++)
+    int D = e->D, H = e->H, hd = e->hd;
+    const float *qsc = j->x, ks = j->f0;
+    if (j->i0 == 0) {   /* pass 0: scale q and k */
+        for (long t = lo; t < hi; t++)
+            for (int hh = 0; hh < H; hh++) {
+                float *qp = w->q + (size_t)t * D + hh * hd, *kp = w->k + (size_t)t * D + hh * hd;
+                for (int i = 0; i < hd; i++) { qp[i] *= qsc[i]; kp[i] *= ks; }
+            }
+        return;
+    }
+    for (long t = lo; t < hi; t++)
         for (int hh = 0; hh < H; hh++) {
             const float *qp = w->q + (size_t)t * D + hh * hd;
             float lg[CHUNK], m = -INFINITY;
-            int n = t + 1 < CHUNK ? t + 1 : CHUNK;
+            int n = t + 1 < CHUNK ? (int)t + 1 : CHUNK;
             for (int d = 0; d < n; d++) {
                 const float *kp = w->k + (size_t)(t - d) * D + hh * hd, *rp = w->rel + (size_t)d * D + hh * hd;
                 float s = 0;
@@ -419,32 +473,76 @@ static void attention(work *w, const alayer *L, int T) {
                 for (int i = 0; i < hd; i++) op[i] += p * vp[i];
             }
         }
+}
+
+/* Chunked local self-attention (§6.3): frame t attends to s in [t-11, t]
+ * with logit q_t.(k_s + R[t-s]) soft-capped at 50. The reference's blocks
+ * of 12 queries over 24 keys with a relative shift give exactly this. */
+static void attention(work *w, const alayer *L, int T) {
+    const g4_audio_enc *e = w->e;
+    int D = e->D, hd = e->hd, half = D / 2;
+    g4_op_rmsnorm(&w->ex, w->a, w->h, L->attn_pre, T, D, D, EPS, NULL);
+    clin_apply(w, &L->q, w->a, T, w->b, w->q);
+    clin_apply(w, &L->k, w->a, T, w->b, w->k);
+    clin_apply(w, &L->v, w->a, T, w->b, w->v);
+    /* q scale per dim: 1/sqrt(hd) / softplus(0) * softplus(per_dim_scale)
+     * (the file stores the softplus); k: softplus(1) / softplus(0) */
+    float *qsc = w->big + (size_t)CHUNK * D;   /* [hd], after the sinusoids */
+    const float r_sp0 = 1.0f / logf(2.0f);
+    for (int i = 0; i < hd; i++) qsc[i] = (1.0f / sqrtf((float)hd)) * r_sp0 * L->pds[i];
+    /* relative position rows R[d] = W_rel [sin(d w_i), cos(d w_i)], d = 0..11,
+     * w_i = 10000^(-i / (D/2 - 1)) */
+    float *sinus = w->big;   /* [CHUNK][D] */
+    for (int d = 0; d < CHUNK; d++)
+        for (int i = 0; i < half; i++) {
+            float om = expf(-(float)i * logf(10000.0f) / (float)(half > 1 ? half - 1 : 1));
+            sinus[(size_t)d * D + i] = sinf((float)d * om);
+            sinus[(size_t)d * D + half + i] = cosf((float)d * om);
+        }
+    g4_op_matmul(&w->ex, &L->rel, 0, sinus, D, CHUNK, w->rel, D);
+    rows_job j = { .fn = attn_rows, .w = w, .n = T, .x = qsc, .f0 = log1pf(expf(1.0f)) * r_sp0, .i0 = 0 };
+    par_rows(&j, 2L * D);
+    j.i0 = 1;   /* o = softmax(logits) v, written over a (the normed input is done with) */
+    par_rows(&j, 2L * CHUNK * 2 * D);
     clin_apply(w, &L->o, w->a, T, w->b, w->q);
     g4_op_rmsnorm(&w->ex, w->q, w->q, L->attn_post, T, D, D, EPS, w->h);
 }
 
-/* h += W_end silu(RMSNorm_post(DWConv(GLU(W_start RMSNorm_pre(h))))) */
-static void lconv(work *w, const alayer *L, int T) {
-    const g4_audio_enc *e = w->e;
-    int D = e->D;
-    g4_op_rmsnorm(&w->ex, w->a, w->h, L->conv_pre, T, D, D, EPS, NULL);
-    clin_apply(w, &L->pw1, w->a, T, w->b, w->big);   /* [T][2D] */
-    for (int t = 0; t < T; t++) {
-        float *z = w->big + (size_t)t * 2 * D, *g = w->q + (size_t)t * D;
-        for (int c = 0; c < D; c++) g[c] = z[c] * sigm(z[D + c]);
+/* GLU of pw1's output (big [T][2D]) into q (pass 0); the causal depthwise
+ * conv q -> k, y[t][c] = sum_j K[c][j] g[t-4+j][c] (pass 1) */
+static void lconv_rows(rows_job *j, long lo, long hi) {
+    work *w = j->w;
+    const alayer *L = j->p0;
+    int D = w->e->D;
+    if (j->i0 == 0) {
+        for (long t = lo; t < hi; t++) {
+            float *z = w->big + (size_t)t * 2 * D, *g = w->q + (size_t)t * D;
+            for (int c = 0; c < D; c++) g[c] = z[c] * sigm(z[D + c]);
+        }
+        return;
     }
-    /* causal depthwise conv over time: y[t][c] = sum_j K[c][j] g[t-4+j][c] */
-    for (int t = 0; t < T; t++)
+    for (long t = lo; t < hi; t++)
         for (int c = 0; c < D; c++) {
             float s = 0;
-            for (int j = 0; j < DW_K; j++) {
-                int tt = t - (DW_K - 1) + j;
-                if (tt >= 0) s += L->dw[(size_t)c * DW_K + j] * w->q[(size_t)tt * D + c];
+            for (int k = 0; k < DW_K; k++) {
+                long tt = t - (DW_K - 1) + k;
+                if (tt >= 0) s += L->dw[(size_t)c * DW_K + k] * w->q[(size_t)tt * D + c];
             }
             w->k[(size_t)t * D + c] = s;
         }
+}
+
+/* h += W_end silu(RMSNorm_post(DWConv(GLU(W_start RMSNorm_pre(h))))) */
+static void lconv(work *w, const alayer *L, int T) {
+    int D = w->e->D;
+    g4_op_rmsnorm(&w->ex, w->a, w->h, L->conv_pre, T, D, D, EPS, NULL);
+    clin_apply(w, &L->pw1, w->a, T, w->b, w->big);   /* [T][2D] */
+    rows_job j = { .fn = lconv_rows, .w = w, .n = T, .p0 = L, .i0 = 0 };
+    par_rows(&j, 8L * D);
+    j.i0 = 1;
+    par_rows(&j, 2L * DW_K * D);
     g4_op_rmsnorm(&w->ex, w->k, w->k, L->conv_post, T, D, D, EPS, NULL);
-    for (size_t i = 0; i < (size_t)T * D; i++) w->k[i] = silu(w->k[i]);
+    silu_inplace(w, w->k, T, D);
     clin_apply(w, &L->pw2, w->k, T, w->b, w->a);
     for (size_t i = 0; i < (size_t)T * D; i++) w->h[i] += w->a[i];
 }
@@ -483,8 +581,7 @@ int g4_audio_encode(g4_audio_enc *e, const float *mel, int n_frames, float *out,
     size_t wide = FF > 2 * D ? FF : 2 * D;
     if (wide < (size_t)e->P) wide = (size_t)e->P;
     size_t big = (size_t)T2 * wide;
-    if (big < (size_t)CHUNK * D) big = (size_t)CHUNK * D;
-    if (big < (size_t)e->hd) big = (size_t)e->hd;
+    if (big < (size_t)CHUNK * D + e->hd) big = (size_t)CHUNK * D + e->hd;   /* sinusoids + q scale */
     size_t r1 = (size_t)2 * CONV_BLOCK + 1;
     size_t n_g0 = r1 * e->F1 * 9, n_y0 = r1 * e->F1 * e->C0;
     size_t n_g1 = (size_t)CONV_BLOCK * e->F2 * 9 * e->C0, n_y1 = (size_t)CONV_BLOCK * e->F2 * e->C1;
