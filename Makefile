@@ -20,8 +20,8 @@ LIBS    = -ljansson -ledit -lm -pthread $(MEDIA_LIBS)
 # match the reference), libwebp (WebP), giflib (GIF), libexif (EXIF
 # orientation of JPEG/PNG).
 # Audio of src/media/audio.c: libsndfile decodes WAV, FLAC, Ogg/Vorbis, Opus
-# and MP3 (the library transformers' load_audio reads through), libsoxr
-# resamples to 16 kHz (librosa's default resampler).
+# and MP3 (what librosa reads through soundfile), libsoxr resamples to 16 kHz
+# (librosa's default resampler: transformers' load_audio via librosa).
 MEDIA_LIBS = -lspng -ljpeg -lwebp -lgif -lexif -lsndfile -lsoxr
 # gemma4c serve's HTTP (server/http.c says why libmicrohttpd); the binary only
 SERVER_LIBS = -lmicrohttpd

@@ -3,11 +3,11 @@
  *
  * Decoding is libsndfile's (WAV 8/16/24/32-bit PCM and float, FLAC,
  * Ogg/Vorbis, Opus, MP3 and the other containers it knows), resampling
- * libsoxr's. Samples come out as libsndfile's normalized floats (PCM /
- * 2^(bits-1)), the values transformers' load_audio gets from the same
- * library through soundfile. Channels are averaged into one (librosa's
- * to_mono, which transformers' load_audio calls) BEFORE resampling, as
- * librosa does.
+ * libsoxr's, as transformers' load_audio does when it goes through
+ * librosa: samples are libsndfile's normalized floats (PCM / 2^(bits-1)),
+ * the channels are averaged into one (librosa's to_mono) before resampling
+ * with soxr "HQ" (librosa's default). Its torchcodec path (FFmpeg) mixes
+ * and resamples the same way up to the resampler's filter.
  *
  * Bounds: the file is read in blocks and resampled as a stream, so memory is
  * the output (4 bytes per 16 kHz sample) plus a fixed amount; a clip longer
