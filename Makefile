@@ -18,8 +18,10 @@ LIBS    = -ljansson -ledit -lm -pthread $(MEDIA_LIBS)
 # is hostile input): libspng (PNG: small, no setjmp, size limits before
 # allocation), libjpeg-turbo (JPEG: the decoder PIL itself uses, so pixels
 # match the reference), libwebp (WebP), giflib (GIF), libexif (EXIF
-# orientation of JPEG/PNG).
-MEDIA_LIBS = -lspng -ljpeg -lwebp -lgif -lexif
+# orientation of JPEG). src/media/video.c: FFmpeg's libavformat/libavcodec
+# (every container and codec, animated GIF included) and libswscale (frames to
+# RGB).
+MEDIA_LIBS = -lspng -ljpeg -lwebp -lgif -lexif -lavformat -lavcodec -lavutil -lswscale
 # gemma4c serve's HTTP (server/http.c says why libmicrohttpd); the binary only
 SERVER_LIBS = -lmicrohttpd
 
