@@ -129,6 +129,8 @@ static int add_media(chat_cli *cc, int kind, const char *path, json_t *parts) {
     }
     gemma4c_media_params p = gemma4c_media_default_params();
     p.image_tokens = cc->mo.image_tokens;
+    p.video_tokens = cc->mo.video_tokens;
+    p.video_frames = cc->mo.video_frames;
     p.n_threads = cc->o.threads;
     p.precision = cc->o.exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
     gemma4c_media *it = gemma4c_media_load(cc->mp, path, kind, &p, err, sizeof err);

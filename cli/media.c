@@ -12,7 +12,9 @@ const char *MEDIA_HELP =
     "      --video FILE   a video; repeatable\n"
     "      --mmproj PATH  the media encoders: mmproj .gguf or HF folder (default: the\n"
     "                     *mmproj*.gguf beside the model, or the model's HF folder)\n"
-    "      --image-tokens N  soft tokens per image: 70, 140, 280, 560 or 1120 (default 280)\n";
+    "      --image-tokens N  soft tokens per image: 70, 140, 280, 560 or 1120 (default 280)\n"
+    "      --video-tokens N  soft tokens per video frame (default 70)\n"
+    "      --video-frames N  frames sampled from a video (default 32)\n";
 
 int media_opt(media_opts *mo, int argc, char **argv, int *i) {
     const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
@@ -32,12 +34,14 @@ int media_opt(media_opts *mo, int argc, char **argv, int *i) {
         (*i)++;
         return 1;
     }
-    if (!strcmp(a, "--image-tokens")) {
+    if (!strcmp(a, "--video-frames")) { (*i)++; return parse_int(a, v, 1, 1024, &mo->video_frames) ? -1 : 1; }
+    if (!strcmp(a, "--image-tokens") || !strcmp(a, "--video-tokens")) {
+        int *dst = a[2] == 'i' ? &mo->image_tokens : &mo->video_tokens;
         (*i)++;
-        if (parse_int(a, v, 70, 1120, &mo->image_tokens)) return -1;
-        int b = mo->image_tokens;
+        if (parse_int(a, v, 70, 1120, dst)) return -1;
+        int b = *dst;
         if (b != 70 && b != 140 && b != 280 && b != 560 && b != 1120) {
-            fprintf(stderr, "gemma4c: --image-tokens expects 70, 140, 280, 560 or 1120, got %d\n", b);
+            fprintf(stderr, "gemma4c: %s expects 70, 140, 280, 560 or 1120, got %d\n", a, b);
             return -1;
         }
         return 1;
@@ -53,6 +57,8 @@ int media_load(media_set *ms, const media_opts *mo, gemma4c_model *m, int n_thre
     if (!ms->mp) { fprintf(stderr, "gemma4c: %s\n", err); return -1; }
     gemma4c_media_params p = gemma4c_media_default_params();
     p.image_tokens = mo->image_tokens;
+    p.video_tokens = mo->video_tokens;
+    p.video_frames = mo->video_frames;
     p.n_threads = n_threads;
     p.precision = exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
     for (int i = 0; i < mo->n; i++) {
@@ -91,7 +97,7 @@ int media_fill(const media_set *ms, gemma4c_model *m, const int32_t *ids, int n,
     if (bidir) *run = malloc((size_t)n * sizeof **run);
     if (!*embd || !*has || (bidir && !*run)) { fprintf(stderr, "gemma4c: out of memory\n"); goto fail; }
     if (*run) for (int i = 0; i < n; i++) (*run)[i] = -1;
-    int item = 0;
+    int item = 0, frame = 0, runs = 0;
     for (int i = 0; i < n;) {
         int k = 0;
         for (int q = 1; q <= 3; q++) if (soft[q] >= 0 && ids[i] == soft[q]) k = q;
@@ -100,30 +106,32 @@ int media_fill(const media_set *ms, gemma4c_model *m, const int32_t *ids, int n,
         while (j < n && ids[j] == ids[i]) j++;
         if (item >= ms->n) {
             fprintf(stderr, "gemma4c: the prompt has more placeholder runs than media given: run %d (%s, %d tokens at "
-                    "position %d) has no item\n", item + 1, kind_name(k), j - i, i);
+                    "position %d) has no item\n", runs + 1, kind_name(k), j - i, i);
             goto fail;
         }
         gemma4c_media *it = ms->it[item];
-        int want = gemma4c_media_n_tokens(it), ik = gemma4c_media_kind(it);
+        int nf = gemma4c_media_n_frames(it), want = gemma4c_media_n_tokens(it) / nf, ik = gemma4c_media_kind(it);
         if (ik != k) {
-            fprintf(stderr, "gemma4c: placeholder run %d at position %d is %s but media item %d is %s\n", item + 1, i,
+            fprintf(stderr, "gemma4c: placeholder run %d at position %d is %s but media item %d is %s\n", runs + 1, i,
                     kind_name(k), item + 1, kind_name(ik));
             goto fail;
         }
         if (j - i != want) {
             fprintf(stderr, "gemma4c: placeholder run %d at position %d has %d tokens but %s item %d gives %d soft "
-                    "tokens\n", item + 1, i, j - i, kind_name(k), item + 1, want);
+                    "tokens%s\n", runs + 1, i, j - i, kind_name(k), item + 1, want, nf > 1 ? " per frame" : "");
             goto fail;
         }
-        const float *rows = gemma4c_media_encode(it, NULL, 0);
+        const float *rows = gemma4c_media_encode(it, NULL, 0) + (size_t)frame * want * H;
         memcpy(*embd + (size_t)i * H, rows, (size_t)want * H * sizeof **embd);
         memset(*has + i, 1, (size_t)want);
-        if (*run && k != GEMMA4C_MEDIA_AUDIO) for (int t = i; t < j; t++) (*run)[t] = item;
-        item++;
+        if (*run && k != GEMMA4C_MEDIA_AUDIO) for (int t = i; t < j; t++) (*run)[t] = runs;
+        runs++;
+        if (++frame == nf) { item++; frame = 0; }
         i = j;
     }
-    if (item != ms->n) {
-        fprintf(stderr, "gemma4c: %d media given but the prompt has %d placeholder runs\n", ms->n, item);
+    if (item != ms->n || frame) {
+        fprintf(stderr, "gemma4c: %d media given but the prompt's %d placeholder runs fill %d%s\n", ms->n, runs, item,
+                frame ? " and part of a video" : "");
         goto fail;
     }
     return 0;

@@ -10,6 +10,7 @@
 typedef struct media_opts {
     const char *mmproj;
     int image_tokens;                /* 0: the processor's default */
+    int video_tokens, video_frames;  /* 0: 70 per frame, 32 frames */
     int n;
     int kind[CLI_MAX_MEDIA];         /* enum gemma4c_media_kind */
     const char *path[CLI_MAX_MEDIA];

@@ -641,10 +641,14 @@ typedef struct gemma4c_media_params {
     int image_tokens;   /* soft-token budget per image: 70, 140, 280, 560, 1120; 0 = the processor's (280) */
     int n_threads;      /* encoder threads, 0 = all CPUs */
     int precision;      /* enum gemma4c_precision */
+    int video_tokens;   /* soft tokens per video frame (same choices); 0 = 70 */
+    int video_frames;   /* frames sampled uniformly from a video; 0 = 32 */
 } gemma4c_media_params;
 gemma4c_media_params gemma4c_media_default_params(void);
 
-/* Decode and preprocess a file (kind 0: by content). NULL + err. */
+/* Decode and preprocess a file (kind 0: an image, or a video when path is a
+ * folder of frames). A video is any file FFmpeg decodes (animated GIF too)
+ * or a folder of images in name order (24 fps). NULL + err. */
 gemma4c_media *gemma4c_media_load(gemma4c_mmproj *p, const char *path, int kind, const gemma4c_media_params *mp,
                                   char *err, size_t errlen);
 /* An image already decoded: RGB u8 [h][w][3]. */
@@ -652,7 +656,13 @@ gemma4c_media *gemma4c_media_from_rgb(gemma4c_mmproj *p, const uint8_t *rgb, int
                                       const gemma4c_media_params *mp, char *err, size_t errlen);
 void gemma4c_media_free(gemma4c_media *it);
 int gemma4c_media_kind(const gemma4c_media *it);
-int gemma4c_media_n_tokens(const gemma4c_media *it);
+int gemma4c_media_n_tokens(const gemma4c_media *it);     /* all frames of a video */
+int gemma4c_media_n_frames(const gemma4c_media *it);     /* 1 for an image or audio */
+/* The text that replaces the item's template placeholder (transformers'
+ * processor): "<|image>" + n x "<|image|>" + "<image|>" (audio alike); a
+ * video per frame "MM:SS <|image>" + n x "<|video|>" + "<image|>", frames
+ * joined by a space. malloc'd, or NULL. */
+char *gemma4c_media_prompt(const gemma4c_media *it);
 /* The placeholder id of its soft tokens, and the ids that open and close
  * its run (from the model's vocabulary; -1 if the model lacks them). */
 int gemma4c_media_token_ids(const gemma4c_model *m, int kind, int32_t *open, int32_t *soft, int32_t *close);

@@ -5,6 +5,8 @@
  * resize vs *.hf.preproc.png; decode + preprocess + encode vs *.hf.embd.f32. */
 #include "harness.h"
 
+#include <unistd.h>
+
 #include "encoder/mmproj.h"
 #include "encoder/vision.h"
 #include "media/image.h"
@@ -398,7 +400,82 @@ TEST(session_image_turn) {
     gemma4c_model_free(m);
 }
 
+/* A folder of 40 frames written here (BMP) as a video: 32 sampled, the
+ * prompt layout of the spec (§4: "MM:SS <|image>" + 63 x <|video|> +
+ * "<image|>", joined by spaces, t = idx / 24 fps), and each frame's soft
+ * tokens equal that frame encoded as an image with budget 70. */
+static void write_bmp(const char *path, int w, int h, int seed) {
+    FILE *f = fopen(path, "wb");
+    int stride = (w * 3 + 3) & ~3;
+    uint32_t size = 54 + (uint32_t)stride * h;
+    uint8_t hd[54] = { 'B', 'M' };
+    memcpy(hd + 2, &size, 4);
+    hd[10] = 54; hd[14] = 40;
+    memcpy(hd + 18, &w, 4);
+    memcpy(hd + 22, &h, 4);
+    hd[26] = 1; hd[28] = 24;
+    fwrite(hd, 1, 54, f);
+    uint8_t *row = calloc((size_t)stride, 1);
+    for (int y = 0; y < h; y++) {
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++) row[x * 3 + c] = (uint8_t)((x * 7 + y * 3 + c * 50 + seed * 13) & 255);
+        fwrite(row, 1, (size_t)stride, f);
+    }
+    free(row);
+    fclose(f);
+}
+
+TEST(video_folder) {
+    char dir[] = "/tmp/g4visXXXXXX", path[64];
+    CHECK(mkdtemp(dir) != NULL);
+    for (int i = 0; i < 40; i++) {
+        snprintf(path, sizeof path, "%s/f%03d.bmp", dir, i);
+        write_bmp(path, 160, 120, i);
+    }
+    char err[600];
+    gemma4c_mmproj *mp = gemma4c_mmproj_open(NULL, shared_path(REF "gemma4-mm.mmproj.gguf"), err, sizeof err);
+    CHECKF(mp, "%s", err);
+    gemma4c_media_params par = gemma4c_media_default_params();
+    par.precision = GEMMA4C_PREC_EXACT;
+    par.n_threads = n_threads();
+    gemma4c_media *v = mp ? gemma4c_media_load(mp, dir, GEMMA4C_MEDIA_VIDEO, &par, err, sizeof err) : NULL;
+    CHECKF(v, "%s", err);
+    if (v) {
+        CHECK(gemma4c_media_n_frames(v) == 32 && gemma4c_media_n_tokens(v) == 32 * 63);
+        char *pr = gemma4c_media_prompt(v);
+        /* frame 31 is source frame 38: 38 / 24 = 1.58 s */
+        CHECK(pr && !strncmp(pr, "00:00 <|image><|video|><|video|>", 32));
+        CHECK(pr && strstr(pr, "<|video|><image|> 00:01 <|image><|video|>"));
+        int nv = 0;
+        for (const char *q = pr; q && (q = strstr(q, "<|video|>")); q += 9) nv++;
+        CHECK(nv == 32 * 63);
+        size_t L = pr ? strlen(pr) : 0;
+        CHECK(L > 8 && !strcmp(pr + L - 8, "<image|>"));
+        free(pr);
+        const float *soft = gemma4c_media_encode(v, err, sizeof err);
+        CHECKF(soft, "%s", err);
+        for (int j = 0; soft && j < 32; j += 31) {
+            snprintf(path, sizeof path, "%s/f%03d.bmp", dir, j * 40 / 32);
+            gemma4c_media_params ip = par;
+            ip.image_tokens = 70;
+            gemma4c_media *im = gemma4c_media_load(mp, path, 0, &ip, err, sizeof err);
+            const float *is = im ? gemma4c_media_encode(im, err, sizeof err) : NULL;
+            CHECKF(is && gemma4c_media_n_tokens(im) == 63, "%s", err);
+            if (is) CHECK(!memcmp(is, soft + (size_t)j * 63 * 64, 63 * 64 * sizeof(float)));
+            gemma4c_media_free(im);
+        }
+    }
+    gemma4c_media_free(v);
+    gemma4c_mmproj_free(mp);
+    for (int i = 0; i < 40; i++) {
+        snprintf(path, sizeof path, "%s/f%03d.bmp", dir, i);
+        remove(path);
+    }
+    rmdir(dir);
+}
+
 int main(void) {
+    RUN(video_folder);
     RUN(session_image_turn);
     RUN(hostile_mmproj);
     RUN(logits_exact_injection);

@@ -2,6 +2,7 @@
  * "media"). The soft tokens enter the text model through gemma4c_batch.embd
  * (engine.c), never through a second forward pass. */
 #include <dirent.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "engine/engine.h"
 #include "media/audio.h"
 #include "media/image.h"
+#include "media/video.h"
 #include "util/esc.h"
 
 struct gemma4c_mmproj {
@@ -26,11 +28,13 @@ struct gemma4c_media {
     gemma4c_mmproj *mp;
     int kind;
     gemma4c_media_params par;
-    int w, h;               /* image: preprocessed size */
-    uint8_t *rgb;           /* image: preprocessed pixels [h][w][3] */
-    float *mel;             /* audio: log-mel features [n_frames][128] */
-    int n_frames;
-    int n_tokens;
+    int w, h;               /* preprocessed size (every frame of a video) */
+    uint8_t *rgb;           /* preprocessed pixels [n_frames][h][w][3] */
+    int n_frames;           /* 1 for an image */
+    double *t;              /* video: [n_frames] seconds */
+    float *mel;             /* audio: log-mel features [n_mel][128] */
+    int n_mel;
+    int n_tokens;           /* all frames */
     float *soft;            /* [n_tokens][n_embd] once encoded */
 };
 
@@ -141,7 +145,48 @@ static gemma4c_media *image_item(gemma4c_mmproj *mp, const uint8_t *rgb, int w, 
     it->par = *par;
     it->w = tw;
     it->h = th;
+    it->n_frames = 1;
     it->n_tokens = g4_vision_n_tokens(tw, th);
+    return it;
+}
+
+/* A video: sampled frames, one target size for all (budget 70 by default),
+ * each resized as an image. */
+static gemma4c_media *video_item(gemma4c_mmproj *mp, const char *path, const gemma4c_media_params *par, g4_error *e) {
+    if (!mp->p->vision) { g4_seterr(e, "the mmproj has no vision encoder"); return NULL; }
+    int budget = par->video_tokens ? par->video_tokens : 70;
+    if (!g4_vision_budget_ok(budget)) {
+        g4_seterr(e, "video token budget %d per frame: expected 70, 140, 280, 560 or 1120", budget);
+        return NULL;
+    }
+    g4_video v;
+    if (g4_video_load(path, par->video_frames > 0 ? par->video_frames : 32, &v, e)) return NULL;
+    int tw, th;
+    gemma4c_media *it = NULL;
+    if (g4_vision_target_size(v.frames[0].w, v.frames[0].h, budget, &tw, &th, e)) goto done;
+    size_t fb = (size_t)tw * th * 3;
+    it = calloc(1, sizeof *it);
+    if (it) { it->rgb = malloc(fb * (size_t)v.n); it->t = malloc((size_t)v.n * sizeof *it->t); }
+    if (!it || !it->rgb || !it->t) goto oom;
+    for (int f = 0; f < v.n; f++) {
+        if (g4_vision_resize_bicubic(v.frames[f].rgb, v.frames[f].w, v.frames[f].h, it->rgb + fb * f, tw, th)) goto oom;
+        it->t[f] = v.t[f];
+    }
+    it->mp = mp;
+    it->kind = GEMMA4C_MEDIA_VIDEO;
+    it->par = *par;
+    it->w = tw;
+    it->h = th;
+    it->n_frames = v.n;
+    it->n_tokens = v.n * g4_vision_n_tokens(tw, th);
+    g4_video_free(&v);
+    return it;
+oom:
+    g4_seterr(e, "out of memory for %d frames of %dx%d", v.n, tw, th);
+    if (it) { free(it->rgb); free(it->t); free(it); }
+    it = NULL;
+done:
+    g4_video_free(&v);
     return it;
 }
 
@@ -186,7 +231,7 @@ static gemma4c_media *audio_item(gemma4c_mmproj *mp, const char *path, const gem
     if (g4_audio_load_file(path, 0, &pcm, &n, e)) return NULL;
     gemma4c_media *it = calloc(1, sizeof *it);
     if (!it) { free(pcm); g4_seterr(e, "out of memory"); return NULL; }
-    if (g4_audio_features(pcm, n, &it->mel, &it->n_frames, e)) {
+    if (g4_audio_features(pcm, n, &it->mel, &it->n_mel, e)) {
         free(pcm);
         free(it);
         g4_preferr(e, "%s", G4_ESC(path));
@@ -195,8 +240,9 @@ static gemma4c_media *audio_item(gemma4c_mmproj *mp, const char *path, const gem
     free(pcm);
     it->mp = mp;
     it->kind = GEMMA4C_MEDIA_AUDIO;
+    it->n_frames = 1;   /* one run of soft tokens (its 30 s pieces are not separate runs) */
     it->par = *par;
-    it->n_tokens = g4_audio_n_tokens(mp->p->audio, it->n_frames);
+    it->n_tokens = g4_audio_n_tokens(mp->p->audio, it->n_mel);
     return it;
 }
 
@@ -211,10 +257,11 @@ gemma4c_media *gemma4c_media_load(gemma4c_mmproj *p, const char *path, int kind,
         if (!it) put_err(err, errlen, e.msg);
         return it;
     }
-    if (kind == GEMMA4C_MEDIA_VIDEO) {
-        g4_seterr(&e, "%s: video input is not built yet", G4_ESC(path));
-        put_err(err, errlen, e.msg);
-        return NULL;
+    struct stat st;
+    if (kind == GEMMA4C_MEDIA_VIDEO || (kind == 0 && stat(path, &st) == 0 && S_ISDIR(st.st_mode))) {
+        gemma4c_media *it = video_item(p, path, mp, &e);
+        if (!it) put_err(err, errlen, e.msg);
+        return it;
     }
     g4_image im;
     if (g4_image_load(path, &im, &e)) { put_err(err, errlen, e.msg); return NULL; }
@@ -232,7 +279,30 @@ void gemma4c_media_free(gemma4c_media *it) {
     free(it->rgb);
     free(it->mel);
     free(it->soft);
+    free(it->t);
     free(it);
+}
+
+int gemma4c_media_n_frames(const gemma4c_media *it) { return it->n_frames; }
+
+char *gemma4c_media_prompt(const gemma4c_media *it) {
+    static const char *open[4] = { "", G4_MK_IMAGE_OPEN, G4_MK_AUDIO_OPEN, G4_MK_IMAGE_OPEN },
+                      *soft[4] = { "", G4_MK_IMAGE, G4_MK_AUDIO, G4_MK_VIDEO },
+                      *close[4] = { "", G4_MK_IMAGE_CLOSE, G4_MK_AUDIO_CLOSE, G4_MK_IMAGE_CLOSE };
+    int k = it->kind, per = it->n_tokens / it->n_frames;
+    size_t cap = (size_t)it->n_frames * (32 + strlen(open[k]) + strlen(close[k]) + (size_t)per * strlen(soft[k])) + 1;
+    char *s = malloc(cap), *p = s;
+    if (!s) return NULL;
+    for (int f = 0; f < it->n_frames; f++) {
+        if (k == GEMMA4C_MEDIA_VIDEO) {   /* "MM:SS <|image>...<image|>", frames joined by a space */
+            double t = it->t[f];
+            p += sprintf(p, "%s%02d:%02d ", f ? " " : "", (int)(t / 60), (int)fmod(t, 60));
+        }
+        p = stpcpy(p, open[k]);
+        for (int i = 0; i < per; i++) p = stpcpy(p, soft[k]);
+        p = stpcpy(p, close[k]);
+    }
+    return s;
 }
 
 int gemma4c_media_kind(const gemma4c_media *it) { return it->kind; }
@@ -274,14 +344,25 @@ const float *gemma4c_media_encode(gemma4c_media *it, char *err, size_t errlen) {
     float *out = malloc((size_t)it->n_tokens * p->n_embd_text * sizeof *out);
     if (!out) { put_err(err, errlen, "out of memory for soft tokens"); return NULL; }
     bool exact = it->par.precision == GEMMA4C_PREC_EXACT;
-    int rc = it->kind == GEMMA4C_MEDIA_AUDIO
-        ? g4_audio_encode(p->audio, it->mel, it->n_frames, out, media_threads(&it->par), exact, &e)
-        : g4_vision_encode(p->vision, it->rgb, it->w, it->h, out, media_threads(&it->par), exact, &e);
-    if (rc) {
-        free(out);
-        put_err(err, errlen, e.msg);
-        return NULL;
+    if (it->kind == GEMMA4C_MEDIA_AUDIO) {
+        if (g4_audio_encode(p->audio, it->mel, it->n_mel, out, media_threads(&it->par), exact, &e)) {
+            free(out);
+            put_err(err, errlen, e.msg);
+            return NULL;
+        }
+        it->soft = out;
+        return out;
     }
+    /* a video's frames are encoded one by one, as images */
+    int per = it->n_tokens / it->n_frames;
+    for (int f = 0; f < it->n_frames; f++)
+        if (g4_vision_encode(p->vision, it->rgb + (size_t)f * it->w * it->h * 3, it->w, it->h,
+                             out + (size_t)f * per * p->n_embd_text, media_threads(&it->par),
+                             exact, &e)) {
+            free(out);
+            put_err(err, errlen, e.msg);
+            return NULL;
+        }
     it->soft = out;
     return out;
 }

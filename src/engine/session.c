@@ -46,10 +46,12 @@ int gemma4c_session_add_media(gemma4c_session *s, gemma4c_media *it) {
 
 void gemma4c_session_clear_media(gemma4c_session *s) { s->n_media = 0; }
 
-/* The prompt with media: each template placeholder (one <|image|>,
- * <|audio|> per part) becomes open + n_tokens soft ids + close, filled with
- * the next item's soft tokens (gemma-multimodal.md §9). keys: the ids, with
- * media rows as -2 - item (what the prefix reuse compares). */
+/* The prompt with media (gemma4-multimodal.md §9): each template
+ * placeholder (one <|image|>, <|audio|>, <|video|> per part) is replaced in
+ * the text by its item's expansion (gemma4c_media_prompt), left to right,
+ * before tokenizing; then each run of soft ids gets the next item's rows (a
+ * video: one run per frame). keys: the ids, with media rows as -2 - item
+ * (what the prefix reuse compares). */
 typedef struct media_prompt {
     int32_t *ids, *keys, *run;
     float *embd;
@@ -62,74 +64,112 @@ static void media_prompt_free(media_prompt *mp) {
     memset(mp, 0, sizeof *mp);
 }
 
-static int expand_media(gemma4c_session *s, const int32_t *ids, int n, media_prompt *mp, char *err, size_t errlen) {
-    memset(mp, 0, sizeof *mp);
-    int32_t open[4], soft[4] = { -1, -1, -1, -1 }, close[4];
+static const char *const mk_soft[4] = { "", G4_MK_IMAGE, G4_MK_AUDIO, G4_MK_VIDEO };
+static const char *const mk_name[4] = { "", "image", "audio", "video" };
+
+/* The placeholder kind at p (0: none). */
+static int placeholder_at(const char *p) {
     for (int k = 1; k <= 3; k++)
-        if (gemma4c_media_token_ids(s->m, k, &open[k], &soft[k], &close[k])) soft[k] = -1;
-    static const char *kn[4] = { "", "image", "audio", "video" };
-    int total = n, item = 0;
-    for (int i = 0; i < n; i++)
-        for (int k = 1; k <= 3; k++)
-            if (soft[k] >= 0 && ids[i] == soft[k]) {
-                if (item >= s->n_media) {
-                    if (err && errlen)
-                        snprintf(err, errlen, "the conversation has more media parts than media items given (%s part %d "
-                                 "has none)", kn[k], item + 1);
-                    return -1;
-                }
-                gemma4c_media *it = s->media[item];
-                if (gemma4c_media_kind(it) != k || k == GEMMA4C_MEDIA_VIDEO) {
-                    if (err && errlen)
-                        snprintf(err, errlen, "media part %d is %s but item %d is %s%s", item + 1, kn[k], item + 1,
-                                 kn[gemma4c_media_kind(it)], k == GEMMA4C_MEDIA_VIDEO ? " (video in chat is not built yet)" : "");
-                    return -1;
-                }
-                total += gemma4c_media_n_tokens(it) + 1;
-                item++;
+        if (!strncmp(p, mk_soft[k], strlen(mk_soft[k]))) return k;
+    return 0;
+}
+
+/* Expanded prompt text (malloc'd) or NULL + err; *used: items consumed. */
+static char *expand_text(gemma4c_session *s, const char *prompt, size_t plen, size_t *out_len, int *used, char *err,
+                         size_t errlen) {
+    size_t cap = plen + 1, len = 0;
+    char *o = malloc(cap);
+    int item = 0;
+    for (size_t i = 0; o && i < plen;) {
+        int k = placeholder_at(prompt + i);
+        const char *add = prompt + i;
+        size_t addn = 1;
+        char *exp = NULL;
+        if (k) {
+            if (item >= s->n_media) {
+                if (err && errlen)
+                    snprintf(err, errlen, "the conversation has more media parts than media items given (%s part %d has "
+                             "none)", mk_name[k], item + 1);
+                free(o);
+                return NULL;
             }
-    if (item == 0) return 0;   /* no media: the plain path */
+            int ik = gemma4c_media_kind(s->media[item]);
+            if (ik != k) {
+                if (err && errlen)
+                    snprintf(err, errlen, "media part %d is %s but item %d is %s", item + 1, mk_name[k], item + 1,
+                             mk_name[ik]);
+                free(o);
+                return NULL;
+            }
+            exp = gemma4c_media_prompt(s->media[item++]);
+            if (!exp) { free(o); set_err(err, errlen, "out of memory"); return NULL; }
+            add = exp;
+            addn = strlen(exp);
+            i += strlen(mk_soft[k]);
+        } else {
+            i++;
+        }
+        if (len + addn + 1 > cap) {
+            cap = (len + addn + 1) * 2;
+            char *g = realloc(o, cap);
+            if (!g) { free(o); free(exp); set_err(err, errlen, "out of memory"); return NULL; }
+            o = g;
+        }
+        memcpy(o + len, add, addn);
+        len += addn;
+        free(exp);
+    }
+    if (!o) { set_err(err, errlen, "out of memory"); return NULL; }
+    o[len] = 0;
+    *out_len = len;
+    *used = item;
+    return o;
+}
+
+/* Fill the rows of the soft-id runs of ids (from expand_text's prompt). */
+static int fill_media(gemma4c_session *s, int32_t *ids, int n, int used, media_prompt *mp, char *err, size_t errlen) {
+    int32_t open, soft[4] = { -1, -1, -1, -1 }, close;
+    for (int k = 1; k <= 3; k++)
+        if (gemma4c_media_token_ids(s->m, k, &open, &soft[k], &close)) soft[k] = -1;
     gemma4c_model_info info;
     gemma4c_model_get_info(s->m, &info);
     int H = info.n_embd, bidir = gemma4c_model_image_attention(s->m);
-    mp->ids = malloc((size_t)total * sizeof *mp->ids);
-    mp->keys = malloc((size_t)total * sizeof *mp->keys);
-    mp->run = malloc((size_t)total * sizeof *mp->run);
-    mp->embd = calloc((size_t)total * H, sizeof *mp->embd);
-    mp->has = calloc((size_t)total, 1);
-    if (!mp->ids || !mp->keys || !mp->run || !mp->embd || !mp->has) {
-        media_prompt_free(mp);
-        set_err(err, errlen, "out of memory");
-        return -1;
-    }
-    int o = 0;
-    item = 0;
-    for (int i = 0; i < n; i++) {
+    mp->ids = ids;
+    mp->n = n;
+    mp->keys = malloc((size_t)n * sizeof *mp->keys);
+    mp->run = malloc((size_t)n * sizeof *mp->run);
+    mp->embd = calloc((size_t)n * H, sizeof *mp->embd);
+    mp->has = calloc((size_t)n, 1);
+    if (!mp->keys || !mp->run || !mp->embd || !mp->has) { set_err(err, errlen, "out of memory"); return -1; }
+    int item = 0, frame = 0, runs = 0;
+    for (int i = 0; i < n;) {
         int k = 0;
         for (int q = 1; q <= 3; q++) if (soft[q] >= 0 && ids[i] == soft[q]) k = q;
-        if (!k) {
-            mp->ids[o] = mp->keys[o] = ids[i];
-            mp->run[o++] = -1;
-            continue;
+        if (!k) { mp->keys[i] = ids[i]; mp->run[i++] = -1; continue; }
+        int j = i;
+        while (j < n && ids[j] == ids[i]) j++;
+        gemma4c_media *it = item < used ? s->media[item] : NULL;
+        const float *rows = it ? gemma4c_media_encode(it, err, errlen) : NULL;
+        int nf = it ? gemma4c_media_n_frames(it) : 1, per = it ? gemma4c_media_n_tokens(it) / nf : 0;
+        if (!rows || gemma4c_media_kind(it) != k || j - i != per) {
+            if (rows && err && errlen)
+                snprintf(err, errlen, "the prompt's %s run at position %d has %d soft ids where the item gives %d (a "
+                         "placeholder written in the text?)", mk_name[k], i, j - i, per);
+            else if (!it && err && errlen)
+                snprintf(err, errlen, "the prompt has a %s run at position %d with no media item (a placeholder "
+                         "written in the text?)", mk_name[k], i);
+            return -1;
         }
-        gemma4c_media *it = s->media[item];
-        const float *rows = gemma4c_media_encode(it, err, errlen);
-        if (!rows) { media_prompt_free(mp); return -1; }
-        int nt = gemma4c_media_n_tokens(it);
-        mp->ids[o] = mp->keys[o] = open[k];
-        mp->run[o++] = -1;
-        memcpy(mp->embd + (size_t)o * H, rows, (size_t)nt * H * sizeof *rows);
-        for (int t = 0; t < nt; t++, o++) {
-            mp->ids[o] = soft[k];
-            mp->keys[o] = -2 - item;
-            mp->has[o] = 1;
-            mp->run[o] = bidir && k != GEMMA4C_MEDIA_AUDIO ? item : -1;
+        memcpy(mp->embd + (size_t)i * H, rows + (size_t)frame * per * H, (size_t)per * H * sizeof *rows);
+        for (int t = i; t < j; t++) {
+            mp->keys[t] = -2 - item;
+            mp->has[t] = 1;
+            mp->run[t] = bidir && k != GEMMA4C_MEDIA_AUDIO ? runs : -1;
         }
-        mp->ids[o] = mp->keys[o] = close[k];
-        mp->run[o++] = -1;
-        item++;
+        runs++;
+        if (++frame == nf) { item++; frame = 0; }
+        i = j;
     }
-    mp->n = o;
     if (!bidir) { free(mp->run); mp->run = NULL; }
     return 0;
 }
@@ -289,23 +329,29 @@ int gemma4c_session_turn(gemma4c_session *s, const char *request_json, size_t rl
     json_decref(req);
     if (cfailed) { free(prompt); return -1; }
     int32_t *ids = NULL;
-    int n = gemma4c_tokenize(s->m, prompt, plen, 0, 1, &ids, err, errlen);
+    media_prompt mp = { 0 };
+    int used = 0;
+    size_t xlen = plen;
+    /* always: a media part without an item is an error, not a bare placeholder */
+    char *xp = expand_text(s, prompt, plen, &xlen, &used, err, errlen);
+    if (!xp) {
+        free(prompt);
+        gemma4c_constraint_free(cons);
+        return -1;
+    }
+    int n = gemma4c_tokenize(s->m, xp, xlen, 0, 1, &ids, err, errlen);
+    free(xp);
     gemma4c_parse_options po = { 0 };
     po.in_reasoning = g4_engine_ends_in_thought(prompt, plen);
     free(prompt);
     if (n < 0) { gemma4c_constraint_free(cons); return -1; }
-    media_prompt mp;
-    if (expand_media(s, ids, n, &mp, err, errlen)) {
-        free(ids);
+    if (used && fill_media(s, ids, n, used, &mp, err, errlen)) {
+        if (!mp.ids) free(ids);
+        media_prompt_free(&mp);
         gemma4c_constraint_free(cons);
         return -1;
     }
-    if (mp.n) {
-        free(ids);
-        ids = mp.ids;
-        mp.ids = NULL;
-        n = mp.n;
-    }
+    if (mp.ids) mp.ids = NULL;   /* ids stays the caller's below */
     out->n_prompt = n;
     /* the answer may use what the context has left, up to n_predict */
     int n_gen = gemma4c_n_ctx(s->c) - n;

@@ -48,3 +48,7 @@ ffmpeg -nostdin -loglevel error -y -i "$M/media/aud-speechlike-2.5s.wav" -ar 441
 "$G4" logits -m "$M/gemma4-mm.gguf" --mmproj "$M/gemma4-mm.mmproj.gguf" --tokens-file "$M/aud-speechlike-2.5s.hf.tokens.txt" \
     --audio "$TMP/s.mp3" --out "$TMP/l.f32" 2>"$TMP/err"
 check "44.1 kHz stereo MP3 of the 2.5 s clip fills the same 63 placeholders ($(head -c 120 "$TMP/err"))" test $? = 0
+# gemma4c run with --audio: the chat template's audio part becomes the run
+"$G4" run -m "$M/gemma4-mm.gguf" --mmproj "$M/gemma4-mm.mmproj.gguf" --audio "$M/media/aud-chirp-0.5s.wav" \
+    -p "Transcribe the following speech segment:" -n 4 --greedy -t 2 >"$TMP/out" 2>"$TMP/err"
+check "run --audio answers ($(head -c 120 "$TMP/err"))" test $? = 0
