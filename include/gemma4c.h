@@ -707,6 +707,11 @@ int gemma4c_quantize(const char *in, const char *out, const char *type, const ge
  * "26b-a4b", "31b") and type; same seed, same bytes. */
 int gemma4c_synth(const char *out, const char *arch, const char *type, uint64_t seed,
                   const gemma4c_write_params *p, char *err, size_t errlen);
+/* A random-weight mmproj (vision tower + embedder) of arch ("tiny": the
+ * width of synth's tiny model; "e2b", "e4b", "26b-a4b", "31b": the released
+ * shapes), matrices in type F32 / F16 / BF16 (NULL: F16). */
+int gemma4c_synth_mmproj(const char *out, const char *arch, const char *type, uint64_t seed, int force, char *err,
+                         size_t errlen);
 /* Async-signal-safe: remove the temporary file of a write in progress (for
  * a SIGINT/SIGTERM handler, so an interrupted write leaves nothing behind). */
 void gemma4c_write_abort_cleanup(void);

@@ -11,6 +11,7 @@
 
 #include "arch/markers.h"
 #include "encoder/mmproj.h"
+#include "encoder/mmproj_synth.h"
 #include "encoder/vision.h"
 #include "engine/engine.h"
 #include "media/image.h"
@@ -307,4 +308,11 @@ const float *gemma4c_media_encode(gemma4c_media *it, char *err, size_t errlen) {
         }
     it->soft = out;
     return out;
+}
+
+int gemma4c_synth_mmproj(const char *out, const char *arch, const char *type, uint64_t seed, int force, char *err,
+                         size_t errlen) {
+    g4_error e = { { 0 } };
+    if (g4_mmproj_synth(out, arch, type, seed, force != 0, &e)) { put_err(err, errlen, e.msg); return -1; }
+    return 0;
 }
