@@ -162,3 +162,8 @@ out=$("$G4" run -m "$TMP/s/tiny.gguf" --image $MM/media/img-jpeg-493x312.jpg -p 
 check "run --image with synth's tiny model and mmproj" test $? = 0
 "$G4" synth --arch e9b --mmproj -o "$TMP/x.gguf" 2>"$TMP/err"
 check "synth --mmproj with an unknown arch is an error" grep -q "unknown --arch 'e9b'" "$TMP/err"
+
+# generate: ids with the run expanded, greedy first token = the reference's argmax (373)
+first=$("$G4" generate -m $MM/gemma4-mm.gguf --tokens-file $MM/$M.hf.tokens.txt --image $MM/media/$M.png -n 1 --greedy \
+    --exact -t 2 2>"$TMP/err")
+check "generate --image: first token is the reference argmax 373 (got '$first')" test "$first" = 373
