@@ -629,6 +629,8 @@ gemma4c_mmproj *gemma4c_mmproj_open(const gemma4c_model *m, const char *path, ch
 void gemma4c_mmproj_free(gemma4c_mmproj *p);
 /* Width of the soft tokens (0 for a NULL p). */
 int gemma4c_mmproj_n_embd(const gemma4c_mmproj *p);
+/* The vision tower's width, MLP width and layer count; -1 if it has none. */
+int gemma4c_mmproj_vision_shape(const gemma4c_mmproj *p, int *width, int *ff, int *layers);
 /* Can p encode items of this kind? */
 int gemma4c_mmproj_supports(const gemma4c_mmproj *p, int kind);
 

@@ -97,6 +97,12 @@ void gemma4c_mmproj_free(gemma4c_mmproj *p) {
 
 int gemma4c_mmproj_n_embd(const gemma4c_mmproj *p) { return p ? p->p->n_embd_text : 0; }
 
+int gemma4c_mmproj_vision_shape(const gemma4c_mmproj *p, int *width, int *ff, int *layers) {
+    if (!p || !p->p->vision) return -1;
+    g4_vision_shape(p->p->vision, width, ff, layers);
+    return 0;
+}
+
 int gemma4c_mmproj_supports(const gemma4c_mmproj *p, int kind) {
     if (!p) return 0;
     if (kind == GEMMA4C_MEDIA_IMAGE || kind == GEMMA4C_MEDIA_VIDEO) return p->p->vision != NULL;
