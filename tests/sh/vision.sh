@@ -167,3 +167,9 @@ check "synth --mmproj with an unknown arch is an error" grep -q "unknown --arch 
 first=$("$G4" generate -m $MM/gemma4-mm.gguf --tokens-file $MM/$M.hf.tokens.txt --image $MM/media/$M.png -n 1 --greedy \
     --exact -t 2 2>"$TMP/err")
 check "generate --image: first token is the reference argmax 373 (got '$first')" test "$first" = 373
+
+# an HF folder's processor_config.json sets the default image budget
+cp -r $MM/gemma4-mm.hf "$TMP/hf70"; chmod -R u+w "$TMP/hf70"
+sed -i 's/"max_soft_tokens": 280/"max_soft_tokens": 70/' "$TMP/hf70/processor_config.json"
+"$G4" logits -m "$TMP/hf70" --tokens-file $MM/$M.hf.tokens.txt --image $MM/media/$M.png --out "$TMP/x" 2>"$TMP/err"
+check "HF folder with max_soft_tokens 70: the image gives 63 tokens" grep -q "image item 1 gives 63 soft tokens" "$TMP/err"
