@@ -125,6 +125,22 @@ TEST(preprocess_vs_pil) {
         snprintf(rel, sizeof rel, REF "%s.hf.preproc.png", names[i]);
         CHECKF(g4_image_load(shared_path(rel), &ref, &e) == 0, "%s", e.msg);
         if (!im.rgb || !ref.rgb) { g4_image_free(&im); g4_image_free(&ref); continue; }
+        if (i == 1) {   /* the JPEG decoders themselves: ours (libjpeg-turbo) vs stb_image's M.rgb.u8 */
+            size_t ls;
+            uint8_t *stb = read_ref(names[i], ".rgb.u8", &ls);
+            CHECK(stb && ls == (size_t)im.w * im.h * 3);
+            int md = 0;
+            size_t nd = 0;
+            for (size_t k = 0; stb && k < ls && k < (size_t)im.w * im.h * 3; k++) {
+                int d = abs((int)stb[k] - im.rgb[k]);
+                if (d > md) md = d;
+                nd += d != 0;
+            }
+            printf("  %s: libjpeg-turbo vs stb_image decode: max |d| %d levels, %zu of %zu values differ\n", names[i], md,
+                   nd, ls);
+            CHECKF(md <= 3, "decoders differ by %d levels", md);
+            free(stb);
+        }
         int tw, th;
         CHECK(g4_vision_target_size(im.w, im.h, 280, &tw, &th, NULL) == 0);
         CHECK(tw == ref.w && th == ref.h);
