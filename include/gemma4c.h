@@ -629,6 +629,8 @@ gemma4c_mmproj *gemma4c_mmproj_open(const gemma4c_model *m, const char *path, ch
 void gemma4c_mmproj_free(gemma4c_mmproj *p);
 /* Width of the soft tokens (0 for a NULL p). */
 int gemma4c_mmproj_n_embd(const gemma4c_mmproj *p);
+/* The vision tower's width, MLP width and layer count; -1 if it has none. */
+int gemma4c_mmproj_vision_shape(const gemma4c_mmproj *p, int *width, int *ff, int *layers);
 /* Can p encode items of this kind? */
 int gemma4c_mmproj_supports(const gemma4c_mmproj *p, int kind);
 
@@ -707,6 +709,11 @@ int gemma4c_quantize(const char *in, const char *out, const char *type, const ge
  * "26b-a4b", "31b") and type; same seed, same bytes. */
 int gemma4c_synth(const char *out, const char *arch, const char *type, uint64_t seed,
                   const gemma4c_write_params *p, char *err, size_t errlen);
+/* A random-weight mmproj (vision tower + embedder) of arch ("tiny": the
+ * width of synth's tiny model; "e2b", "e4b", "26b-a4b", "31b": the released
+ * shapes), matrices in type F32 / F16 / BF16 (NULL: F16). */
+int gemma4c_synth_mmproj(const char *out, const char *arch, const char *type, uint64_t seed, int force, char *err,
+                         size_t errlen);
 /* Async-signal-safe: remove the temporary file of a write in progress (for
  * a SIGINT/SIGTERM handler, so an interrupted write leaves nothing behind). */
 void gemma4c_write_abort_cleanup(void);

@@ -125,6 +125,22 @@ TEST(preprocess_vs_pil) {
         snprintf(rel, sizeof rel, REF "%s.hf.preproc.png", names[i]);
         CHECKF(g4_image_load(shared_path(rel), &ref, &e) == 0, "%s", e.msg);
         if (!im.rgb || !ref.rgb) { g4_image_free(&im); g4_image_free(&ref); continue; }
+        if (i == 1) {   /* the JPEG decoders themselves: ours (libjpeg-turbo) vs stb_image's M.rgb.u8 */
+            size_t ls;
+            uint8_t *stb = read_ref(names[i], ".rgb.u8", &ls);
+            CHECK(stb && ls == (size_t)im.w * im.h * 3);
+            int md = 0;
+            size_t nd = 0;
+            for (size_t k = 0; stb && k < ls && k < (size_t)im.w * im.h * 3; k++) {
+                int d = abs((int)stb[k] - im.rgb[k]);
+                if (d > md) md = d;
+                nd += d != 0;
+            }
+            printf("  %s: libjpeg-turbo vs stb_image decode: max |d| %d levels, %zu of %zu values differ\n", names[i], md,
+                   nd, ls);
+            CHECKF(md <= 3, "decoders differ by %d levels", md);
+            free(stb);
+        }
         int tw, th;
         CHECK(g4_vision_target_size(im.w, im.h, 280, &tw, &th, NULL) == 0);
         CHECK(tw == ref.w && th == ref.h);
@@ -474,7 +490,56 @@ TEST(video_folder) {
     rmdir(dir);
 }
 
+/* 26B/31B-style model (no per-layer embeddings, gemma4-ref's dense one):
+ * an image's soft tokens see each other (run ids through gemma4c_batch):
+ * changing the run's last row changes the first row's logits; without run
+ * ids (causal) it does not; text before the image never changes. */
+static void dense_logits(gemma4c_model *m, const float *embd, const uint8_t *has, const int32_t *run, float *out) {
+    int32_t ids[12] = { 2, 300, 301, 12, 14, 14, 14, 14, 13, 302, 303, 304 };
+    gemma4c_context_params cp = gemma4c_context_default_params();
+    cp.n_ctx = 32; cp.n_threads = n_threads(); cp.precision = GEMMA4C_PREC_EXACT;
+    char err[600];
+    gemma4c_context *c = gemma4c_context_new(m, &cp, err, sizeof err);
+    int8_t keep[12];
+    memset(keep, 1, sizeof keep);
+    gemma4c_batch b = { .n_tokens = 12, .token = ids, .logits = keep, .embd = embd, .has_embd = has, .run = run };
+    if (c && gemma4c_decode(c, &b, err, sizeof err) == 0) {
+        int V = gemma4c_n_vocab(c);
+        for (int i = 0; i < 12; i++) memcpy(out + (size_t)i * V, gemma4c_logits_ith(c, i), (size_t)V * sizeof *out);
+    }
+    gemma4c_context_free(c);
+}
+
+TEST(bidirectional_image_runs) {
+    char err[600];
+    gemma4c_model *m = gemma4c_model_open(shared_path("testdata/gemma4-ref/gemma4-dense.gguf"), err, sizeof err);
+    CHECKF(m, "%s", err);
+    if (!m) return;
+    CHECK(gemma4c_model_image_attention(m) == 1);
+    gemma4c_model_info info;
+    gemma4c_model_get_info(m, &info);
+    int H = info.n_embd, V = info.n_vocab;
+    float *embd = calloc((size_t)12 * H, sizeof *embd), *l[4];
+    uint8_t has[12] = { 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0 };
+    int32_t run[12] = { -1, -1, -1, -1, 0, 0, 0, 0, -1, -1, -1, -1 };
+    for (int i = 0; i < 12 * H; i++) embd[i] = (float)sin(i * 0.37) * 0.5f;
+    for (int k = 0; k < 4; k++) l[k] = calloc((size_t)12 * V, sizeof(float));
+    dense_logits(m, embd, has, run, l[0]);
+    dense_logits(m, embd, has, NULL, l[2]);
+    for (int j = 0; j < H; j++) embd[7 * H + j] += 1.0f;   /* the run's last row */
+    dense_logits(m, embd, has, run, l[1]);
+    dense_logits(m, embd, has, NULL, l[3]);
+    double bidir = max_abs(l[0] + 4 * V, l[1] + 4 * V, V), causal = max_abs(l[2] + 4 * V, l[3] + 4 * V, V),
+           before = max_abs(l[0], l[1], 4 * (size_t)V);
+    printf("  first image row moves by %.3g with run ids, %.3g without; text before: %.3g\n", bidir, causal, before);
+    CHECK(bidir > 1e-3 && causal == 0 && before == 0);
+    for (int k = 0; k < 4; k++) free(l[k]);
+    free(embd);
+    gemma4c_model_free(m);
+}
+
 int main(void) {
+    RUN(bidirectional_image_runs);
     RUN(video_folder);
     RUN(session_image_turn);
     RUN(hostile_mmproj);

@@ -35,6 +35,15 @@ g4_mmproj *g4_mmproj_from_file(g4_gguf_file *f, g4_error *err) {
             goto fail;
         }
         p->n_embd_text = g4_vision_n_embd_text(p->vision);
+        uint32_t b = 0;   /* from an HF folder's processor_config.json (format/hf.c) */
+        if (g4_gguf_get_u32(f, "gemma4c.vision.image_soft_tokens", &b, err) < 0) goto fail;
+        if (b) {
+            if (!g4_vision_budget_ok((int)b)) {
+                g4_seterr(err, "%s: image_processor.max_soft_tokens is %u; expected 70, 140, 280, 560 or 1120", f->path, b);
+                goto fail;
+            }
+            p->image_budget = (int)b;
+        }
     }
     if (has_a) {
         p->audio = g4_audio_enc_load(f, err);

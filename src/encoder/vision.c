@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/attention.h"
 #include "ops/ops.h"
 #include "tensor/types.h"
 #include "util/esc.h"
@@ -216,6 +217,12 @@ void g4_vision_enc_free(g4_vision_enc *e) {
 int g4_vision_n_embd_text(const g4_vision_enc *e) { return e->D_text; }
 int g4_vision_n_embd(const g4_vision_enc *e) { return e->D; }
 
+void g4_vision_shape(const g4_vision_enc *e, int *D, int *F, int *L) {
+    *D = e->D;
+    *F = e->F;
+    *L = e->L;
+}
+
 /* ---- preprocessing ------------------------------------------------------------ */
 
 bool g4_vision_budget_ok(int b) { return b == 70 || b == 140 || b == 280 || b == 560 || b == 1120; }
@@ -344,46 +351,6 @@ done:
 
 /* ---- encoder ------------------------------------------------------------------ */
 
-typedef struct attn_task {
-    const float *q, *k, *v;   /* [N][D], heads of hd */
-    float *out;               /* [N][D] */
-    float *scores;            /* [nth][N] */
-    int N, n_head, hd, D;
-} attn_task;
-
-/* Full bidirectional attention, scale 1 (q and k are RMS-normed instead);
- * threads split the (head, query) pairs. */
-static void attn_worker(void *arg, int ith, int nth) {
-    attn_task *a = arg;
-    long lo, hi;
-    g4_split((long)a->N * a->n_head, ith, nth, &lo, &hi);
-    float *s = a->scores + (size_t)ith * a->N;
-    for (long i = lo; i < hi; i++) {
-        int h = (int)(i % a->n_head), t = (int)(i / a->n_head);
-        const float *q = a->q + (size_t)t * a->D + (size_t)h * a->hd;
-        float mx = -INFINITY;
-        for (int u = 0; u < a->N; u++) {
-            const float *k = a->k + (size_t)u * a->D + (size_t)h * a->hd;
-            float d = 0;
-            for (int j = 0; j < a->hd; j++) d += q[j] * k[j];
-            s[u] = d;
-            if (d > mx) mx = d;
-        }
-        double sum = 0;
-        for (int u = 0; u < a->N; u++) {
-            s[u] = expf(s[u] - mx);
-            sum += s[u];
-        }
-        float inv = (float)(1.0 / sum), *o = a->out + (size_t)t * a->D + (size_t)h * a->hd;
-        for (int j = 0; j < a->hd; j++) o[j] = 0;
-        for (int u = 0; u < a->N; u++) {
-            const float *v = a->v + (size_t)u * a->D + (size_t)h * a->hd;
-            float p = s[u] * inv;
-            for (int j = 0; j < a->hd; j++) o[j] += p * v[j];
-        }
-    }
-}
-
 static void clamp_rows(float *dst, const float *src, size_t n, float lo, float hi) {
     for (size_t i = 0; i < n; i++) {
         float x = src[i];
@@ -423,12 +390,17 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
     int32_t *px = malloc((size_t)N * 2 * sizeof(int32_t));
     g4_pool *pool = g4_pool_acquire(n_threads > 0 ? n_threads : 1);
     int nth = pool ? g4_pool_size(pool) : 1;
-    float *scores = malloc((size_t)nth * N * sizeof(float));
+    /* the patches' K/V as one cache page of N positions that every patch
+     * sees whole: the decoder's attention op, scale 1, bidirectional */
+    float *scores = malloc(g4_attn_ws_floats(nth, e->n_head, D) * sizeof(float));
+    const g4_kv_view **kvp = malloc((size_t)N * sizeof *kvp);
+    int32_t *alo = calloc((size_t)N, sizeof *alo), *ahi = malloc((size_t)N * sizeof *ahi);
     g4_exec ex = { .pool = pool, .n_threads = nth, .precision = exact ? 1 : 0 };
     ex.mm.act_bytes = nW * sizeof(float) + 4096;
     ex.mm.act = malloc(ex.mm.act_bytes);
     int rc = -1;
-    if (!hbuf || !a || !q || !k || !v || !o || !t1 || !t2 || !t3 || !rope || !px || !pool || !scores || !ex.mm.act) {
+    if (!hbuf || !a || !q || !k || !v || !o || !t1 || !t2 || !t3 || !rope || !px || !pool || !scores || !ex.mm.act ||
+        !kvp || !alo || !ahi) {
         g4_seterr(err, "vision encoder: out of memory for %d patches", N);
         goto done;
     }
@@ -475,8 +447,12 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
                 g4_op_rope(kh, rx + (size_t)n * nr, nr);
                 g4_op_rope(kh + nr, ry + (size_t)n * nr, nr);
             }
-        attn_task at = { q, k, v, o, scores, N, e->n_head, hd, D };
-        g4_pool_run(pool, attn_worker, &at);
+        int32_t page0 = 0;
+        g4_kv_view kv = { .k = k, .v = v, .page = N, .n_pages = 1, .pages = &page0 };
+        for (int n = 0; n < N; n++) { kvp[n] = &kv; ahi[n] = N; }
+        g4_attn at = { .q = q, .out = o, .T = N, .n_head = e->n_head, .n_kv_head = e->n_head, .head_dim = hd,
+                       .kv = kvp, .lo = alo, .hi = ahi };
+        g4_op_attention(&ex, &at, scores, D);
         clin_apply(&ex, &y->o, o, N, t1, a);
         g4_op_rmsnorm(&ex, a, a, y->post_attn, N, D, (size_t)D, e->eps, hbuf);
         g4_op_rmsnorm(&ex, a, hbuf, y->ln2, N, D, (size_t)D, e->eps, NULL);
@@ -510,7 +486,7 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
     rc = 0;
 done:
     free(hbuf); free(a); free(q); free(k); free(v); free(o); free(t1); free(t2); free(t3);
-    free(rope); free(px); free(scores); free(ex.mm.act);
+    free(rope); free(px); free(scores); free(ex.mm.act); free(kvp); free(alo); free(ahi);
     if (pool) g4_pool_release(pool);
     return rc;
 }

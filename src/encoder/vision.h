@@ -26,6 +26,8 @@ g4_vision_enc *g4_vision_enc_load(const g4_gguf_file *mmproj, g4_error *err);
 void g4_vision_enc_free(g4_vision_enc *e);
 int g4_vision_n_embd_text(const g4_vision_enc *e);
 int g4_vision_n_embd(const g4_vision_enc *e);          /* D_v */
+/* Width, MLP width, layers (for rates in benchmarks). */
+void g4_vision_shape(const g4_vision_enc *e, int *D, int *F, int *L);
 
 /* Is budget one of 70, 140, 280, 560, 1120 (the processor's choices)? */
 bool g4_vision_budget_ok(int budget);

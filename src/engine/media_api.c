@@ -13,6 +13,7 @@
 #include "arch/markers.h"
 #include "encoder/audio.h"
 #include "encoder/mmproj.h"
+#include "encoder/mmproj_synth.h"
 #include "encoder/vision.h"
 #include "engine/engine.h"
 #include "media/audio.h"
@@ -100,6 +101,12 @@ void gemma4c_mmproj_free(gemma4c_mmproj *p) {
 }
 
 int gemma4c_mmproj_n_embd(const gemma4c_mmproj *p) { return p ? p->p->n_embd_text : 0; }
+
+int gemma4c_mmproj_vision_shape(const gemma4c_mmproj *p, int *width, int *ff, int *layers) {
+    if (!p || !p->p->vision) return -1;
+    g4_vision_shape(p->p->vision, width, ff, layers);
+    return 0;
+}
 
 int gemma4c_mmproj_supports(const gemma4c_mmproj *p, int kind) {
     if (!p) return 0;
@@ -365,4 +372,11 @@ const float *gemma4c_media_encode(gemma4c_media *it, char *err, size_t errlen) {
         }
     it->soft = out;
     return out;
+}
+
+int gemma4c_synth_mmproj(const char *out, const char *arch, const char *type, uint64_t seed, int force, char *err,
+                         size_t errlen) {
+    g4_error e = { { 0 } };
+    if (g4_mmproj_synth(out, arch, type, seed, force != 0, &e)) { put_err(err, errlen, e.msg); return -1; }
+    return 0;
 }

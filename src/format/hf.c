@@ -996,6 +996,17 @@ g4_gguf_file *g4_hf_open_mmproj(const char *dir, g4_error *err) {
         goto fail;
     }
     if (mmproj_weights(f, sref, err)) goto fail;
+    /* the processor's image budget (image_processor.max_soft_tokens), under a
+     * gemma4c key: llama.cpp's mmproj has none (280 is the default then) */
+    json_t *pc = load_json(dir, "processor_config.json", false, path, sizeof path, err, &rc);
+    if (rc) goto fail;
+    json_t *ip = pc ? json_object_get(pc, "image_processor") : NULL;
+    int64_t budget;
+    cfgctx pcx = { path, "image_processor.", err };
+    int r = ip && json_is_object(ip) ? cfg_int(&pcx, ip, "max_soft_tokens", false, 1, 1 << 20, &budget) : 1;
+    json_decref(pc);
+    if (r < 0) goto fail;
+    if (r == 0) SETX(g4_gguf_set_u32(f, "gemma4c.vision.image_soft_tokens", (uint32_t)budget));
     json_decref(cfg);
     return f;
 fail:

@@ -345,7 +345,7 @@ static uint8_t field8(uint32_t px, uint32_t mask) {
     int sh = 0, bits = 0;
     while (!(mask >> sh & 1)) sh++;
     while (sh + bits < 32 && (mask >> (sh + bits) & 1)) bits++;
-    uint32_t v = (px & mask) >> sh, max = bits >= 32 ? 0xFFFFFFFFu : (1u << bits) - 1;
+    uint64_t v = (px & mask) >> sh, max = bits >= 32 ? 0xFFFFFFFFu : (1u << bits) - 1;
     return (uint8_t)((v * 255 + max / 2) / max);
 }
 

@@ -149,3 +149,27 @@ if command -v ffmpeg >/dev/null; then
         --video-frames 4 2>"$TMP/err"
     check "a still image as --video: one frame, and the run check says so" grep -q "more placeholder runs than media given: run 2" "$TMP/err"
 fi
+
+# synth: a tiny model with its tiny mmproj answers about an image end to end
+# (run --image, mmproj found beside the model); same seed, same bytes
+mkdir -p "$TMP/s"
+"$G4" synth --arch tiny -o "$TMP/s/tiny.gguf" 2>/dev/null
+"$G4" synth --arch tiny --mmproj -o "$TMP/s/mmproj-tiny.gguf" 2>/dev/null
+"$G4" synth --arch tiny --mmproj -o "$TMP/mmproj-again.gguf" 2>/dev/null
+check "synth --mmproj: same seed, same bytes" cmp -s "$TMP/s/mmproj-tiny.gguf" "$TMP/mmproj-again.gguf"
+out=$("$G4" run -m "$TMP/s/tiny.gguf" --image $MM/media/img-jpeg-493x312.jpg -p "What is in this picture?" -n 4 \
+    --greedy -t 2 2>"$TMP/err")
+check "run --image with synth's tiny model and mmproj" test $? = 0
+"$G4" synth --arch e9b --mmproj -o "$TMP/x.gguf" 2>"$TMP/err"
+check "synth --mmproj with an unknown arch is an error" grep -q "unknown --arch 'e9b'" "$TMP/err"
+
+# generate: ids with the run expanded, greedy first token = the reference's argmax (373)
+first=$("$G4" generate -m $MM/gemma4-mm.gguf --tokens-file $MM/$M.hf.tokens.txt --image $MM/media/$M.png -n 1 --greedy \
+    --exact -t 2 2>"$TMP/err")
+check "generate --image: first token is the reference argmax 373 (got '$first')" test "$first" = 373
+
+# an HF folder's processor_config.json sets the default image budget
+cp -r $MM/gemma4-mm.hf "$TMP/hf70"; chmod -R u+w "$TMP/hf70"
+sed -i 's/"max_soft_tokens": 280/"max_soft_tokens": 70/' "$TMP/hf70/processor_config.json"
+"$G4" logits -m "$TMP/hf70" --tokens-file $MM/$M.hf.tokens.txt --image $MM/media/$M.png --out "$TMP/x" 2>"$TMP/err"
+check "HF folder with max_soft_tokens 70: the image gives 63 tokens" grep -q "image item 1 gives 63 soft tokens" "$TMP/err"
