@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "encoder/audio.h"
 #include "encoder/mmproj.h"
+#include "encoder/mmproj_synth.h"
 #include "format/gguf.h"
 #include "format/hf.h"
 #include "gemma4c.h"
@@ -220,6 +222,38 @@ TEST(threads_do_not_change_results) {
     free(a); free(b); free(pcm); free(mel);
 }
 
+/* synth --mmproj writes an audio tower for tiny (gemma4-mm-ref's shape, into
+ * the tiny model's width 128) and e2b/e4b (the released shape): tiny loads
+ * and encodes 1 s into 25 finite soft tokens */
+TEST(synth_mmproj_has_audio) {
+    char path[] = "/tmp/g4aud-synth-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    close(fd);
+    g4_error err = { { 0 } };
+    CHECKF(g4_mmproj_synth(path, "tiny", NULL, 7, true, &err) == 0, "%s", err.msg);
+    g4_gguf_file *f = g4_gguf_open(path, &err);
+    g4_audio_enc *e = f ? g4_audio_enc_load(f, &err) : NULL;
+    CHECKF(e && g4_audio_n_embd(e) == 128, "%s", err.msg);
+    size_t n = 0;
+    float *pcm = load_wav("aud-noise-1s", &n), *mel = NULL;
+    int T = 0;
+    if (e && pcm && g4_audio_features(pcm, n, &mel, &T, &err) == 0) {
+        int N = g4_audio_n_tokens(e, T);
+        float *out = malloc((size_t)N * 128 * sizeof *out);
+        CHECK(N == 25 && g4_audio_encode(e, mel, T, out, threads(), false, &err) == 0);
+        bool finite = true;
+        for (int i = 0; i < N * 128; i++) finite &= isfinite(out[i]) != 0;
+        CHECK(finite);
+        free(out);
+    }
+    free(pcm); free(mel);
+    g4_audio_enc_free(e);
+    g4_gguf_close(f);
+    unlink(path);
+}
+
 TEST(token_counts) {
     CHECK(g_enc != NULL);
     if (!g_enc) return;
@@ -319,6 +353,7 @@ int main(void) {
     RUN(mmproj_open_has_audio);
     RUN(public_api_audio_item);
     RUN(threads_do_not_change_results);
+    RUN(synth_mmproj_has_audio);
     RUN(token_counts);
     RUN(malformed_audio_tower);
     RUN(no_audio_tower);

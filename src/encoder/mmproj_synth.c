@@ -1,7 +1,7 @@
 /* Synthetic mmproj files: random weights in the layout llama.cpp's converter
  * writes for the released sizes (gemma4-multimodal.md §1, §10), for demos and
- * for benchmarking real shapes. Vision tensors here; the audio tower of
- * E2B/E4B is added through the AUDIO HOOK below by the audio side. */
+ * for benchmarking real shapes: the vision tower, and for E2B/E4B (and the
+ * tiny demo pair) the audio tower. */
 #include "encoder/mmproj_synth.h"
 
 #include <math.h>
@@ -16,20 +16,25 @@ typedef struct vpreset {
     const char *name;
     int D, F, L, nH, D_text, n_pos;
     bool clip, std;
-    bool audio;            /* E2B/E4B carry an audio tower (see the hook) */
+    bool audio;            /* E2B/E4B (and tiny) carry an audio tower */
 } vpreset;
+
+/* Audio tower shapes: the released E2B/E4B one, and gemma4-mm-ref's tiny one
+ * (so `synth --arch tiny --mmproj` pairs hear too). */
+typedef struct apreset { int D, FF, L, H, C0, C1, P; } apreset;
+static const apreset AP_RELEASED = { 1024, 4096, 12, 8, 128, 32, 1536 }, AP_TINY = { 32, 128, 2, 2, 8, 4, 48 };
 
 static const vpreset VP[] = {
     /* tiny: the shapes of the tiny vision tower of shared/testdata/gemma4-mm-ref,
      * projecting into `synth --arch tiny`'s width (128) */
-    { "tiny", 32, 96, 2, 2, 128, 512, true, true, false },
+    { "tiny", 32, 96, 2, 2, 128, 512, true, true, true },
     { "e2b", 768, 3072, 16, 12, 1536, 10240, true, false, true },
     { "e4b", 768, 3072, 16, 12, 2560, 10240, true, false, true },
     { "26b-a4b", 1152, 4304, 27, 16, 2816, 10240, false, true, false },
     { "31b", 1152, 4304, 27, 16, 5376, 10240, false, true, false },
 };
 
-enum { K_MAT, K_NORM, K_POS, K_LO, K_HI, K_STDB, K_PATCH };
+enum { K_MAT, K_NORM, K_POS, K_LO, K_HI, K_STDB, K_PATCH, K_MATF32 };
 
 typedef struct sctx {
     uint64_t seed;
@@ -101,8 +106,18 @@ int g4_mmproj_synth(const char *out, const char *arch, const char *type, uint64_
     e |= g4_gguf_set_u32(f, "clip.vision.attention.head_count", (uint32_t)p->nH);
     e |= g4_gguf_set_str(f, "clip.vision.projector_type", "gemma4v");
     e |= g4_gguf_set_f32(f, "clip.vision.attention.layer_norm_epsilon", 1e-6f);
-    /* AUDIO HOOK: for p->audio (E2B/E4B) the audio side sets
-     * clip.has_audio_encoder and clip.audio.*, and adds its tensors below. */
+    const apreset *ap = !strcmp(p->name, "tiny") ? &AP_TINY : &AP_RELEASED;
+    if (p->audio) {
+        e |= g4_gguf_set_bool(f, "clip.has_audio_encoder", true);
+        e |= g4_gguf_set_u32(f, "clip.audio.projection_dim", (uint32_t)p->D_text);
+        e |= g4_gguf_set_u32(f, "clip.audio.embedding_length", (uint32_t)ap->D);
+        e |= g4_gguf_set_u32(f, "clip.audio.feed_forward_length", (uint32_t)ap->FF);
+        e |= g4_gguf_set_u32(f, "clip.audio.block_count", (uint32_t)ap->L);
+        e |= g4_gguf_set_u32(f, "clip.audio.attention.head_count", (uint32_t)ap->H);
+        e |= g4_gguf_set_str(f, "clip.audio.projector_type", "gemma4a");
+        e |= g4_gguf_set_u32(f, "clip.audio.num_mel_bins", 128);
+        e |= g4_gguf_set_f32(f, "clip.audio.attention.layer_norm_epsilon", 1e-6f);
+    }
     if (e) { g4_seterr(err, "out of memory"); goto done; }
     int hd = p->D / p->nH;
 #define ADD(kind, name, nd, a, b, c, d)                                                                     \
@@ -142,6 +157,47 @@ int g4_mmproj_synth(const char *out, const char *arch, const char *type, uint64_
             }
         }
 #undef NAME
+    }
+    /* the audio tower (gemma4-multimodal.md §10.1; convolution kernels, the
+     * depthwise kernel and per_dim_scale (a softplus, ~1) stay F32 as the
+     * converter writes them) */
+    for (int l = 0; p->audio && l < ap->L; l++) {
+        char n[96], b[64];
+#define NAME(s) (snprintf(n, sizeof n, "a.blk.%d.%s", l, s), n)
+        static const char *norms[9] = { "ffn_norm", "ffn_post_norm", "ffn_norm_1", "ffn_post_norm_1", "attn_pre_norm",
+                                        "attn_post_norm", "conv_norm", "norm_conv", "ln2" };
+        for (int k = 0; k < 9; k++) {
+            snprintf(b, sizeof b, "%s.weight", norms[k]);
+            ADD(K_NORM, NAME(b), 1, ap->D, 1, 1, 1);
+        }
+        ADD(K_NORM, NAME("per_dim_scale.weight"), 1, ap->D / ap->H, 1, 1, 1);
+        ADD(K_MATF32, NAME("conv_dw.weight"), 2, 5, ap->D, 1, 1);
+        ADD(K_MAT, NAME("attn_k_rel.weight"), 2, ap->D, ap->D, 1, 1);
+        static const char *lin[9] = { "ffn_up", "ffn_down", "ffn_up_1", "ffn_down_1", "attn_q", "attn_k",
+                                      "attn_v", "attn_out", "conv_pw1" };
+        for (int k = 0; k < 10; k++) {
+            const char *ln = k < 9 ? lin[k] : "conv_pw2";
+            int64_t in = k == 1 || k == 3 ? ap->FF : ap->D;
+            int64_t o = k == 0 || k == 2 ? ap->FF : k == 8 ? 2 * ap->D : ap->D;
+            snprintf(b, sizeof b, "%s.weight", ln);
+            ADD(K_MAT, NAME(b), 2, in, o, 1, 1);
+            static const char *sfx[4] = { "input_min", "input_max", "output_min", "output_max" };
+            for (int s = 0; s < 4; s++) {
+                snprintf(b, sizeof b, "%s.%s", ln, sfx[s]);
+                ADD(s & 1 ? K_HI : K_LO, NAME(b), 1, 1, 1, 1, 1);
+            }
+        }
+#undef NAME
+    }
+    if (p->audio) {
+        ADD(K_MATF32, "a.conv1d.0.weight", 4, 3, 3, 1, ap->C0);
+        ADD(K_NORM, "a.conv1d.0.norm.weight", 1, ap->C0, 1, 1, 1);
+        ADD(K_MATF32, "a.conv1d.1.weight", 4, 3, 3, ap->C0, ap->C1);
+        ADD(K_NORM, "a.conv1d.1.norm.weight", 1, ap->C1, 1, 1, 1);
+        ADD(K_MAT, "a.input_projection.weight", 2, 32 * ap->C1, ap->D, 1, 1);
+        ADD(K_MAT, "a.pre_encode.out.weight", 2, ap->D, ap->P, 1, 1);
+        ADD(K_STDB, "a.pre_encode.out.bias", 1, ap->P, 1, 1, 1);
+        ADD(K_MAT, "mm.a.input_projection.weight", 2, ap->P, p->D_text, 1, 1);
     }
 #undef ADD
     int64_t max_row = 1;
