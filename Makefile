@@ -12,7 +12,19 @@ OPT     ?= -O2 -march=x86-64-v2 -mtune=native
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
               -Iinclude -Isrc -pthread
 CFLAGS  ?= $(OPT) -g
-LIBS    = -ljansson -ledit -lm -pthread
+LIBS    = -ljansson -ledit -lm -pthread $(MEDIA_LIBS)
+# Image decoders of src/media/image.c, all Debian-packaged (not stb_image: its
+# Debian 12 version has an open CVE for untrusted input, and every media file
+# is hostile input): libspng (PNG: small, no setjmp, size limits before
+# allocation), libjpeg-turbo (JPEG: the decoder PIL itself uses, so pixels
+# match the reference), libwebp (WebP), giflib (GIF), libexif (EXIF
+# orientation of JPEG). src/media/video.c: FFmpeg's libavformat/libavcodec
+# (every container and codec, animated GIF included) and libswscale (frames to
+# RGB).
+# Audio of src/media/audio.c: libsndfile decodes WAV, FLAC, Ogg/Vorbis, Opus
+# and MP3 (what librosa reads through soundfile), libsoxr resamples to 16 kHz
+# (librosa's default resampler: transformers' load_audio via librosa).
+MEDIA_LIBS = -lspng -ljpeg -lwebp -lgif -lexif -lavformat -lavcodec -lavutil -lswscale -lsndfile -lsoxr
 # gemma4c serve's HTTP (server/http.c says why libmicrohttpd); the binary only
 SERVER_LIBS = -lmicrohttpd
 

@@ -15,6 +15,7 @@
 
 #include "commands.h"
 #include "gemma4c.h"
+#include "media.h"
 #include "opts.h"
 
 static volatile sig_atomic_t g_stop;
@@ -30,6 +31,10 @@ typedef struct chat_cli {
     int think;             /* enable_thinking */
     int hide_thinking;
     int color;             /* dim the thoughts (stdout is a terminal) */
+    media_opts mo;         /* --image / --audio / --mmproj / --image-tokens */
+    gemma4c_mmproj *mp;    /* opened on the first media item */
+    gemma4c_media **items; /* every item of the conversation, in order */
+    int n_items;
 } chat_cli;
 
 /* Printing deltas as they arrive. */
@@ -114,7 +119,45 @@ static int session_open(chat_cli *cc) {
     return 0;
 }
 
+/* Load, encode and add one media item to the session; its content part
+ * (type image / audio) is appended to parts. 0 or -1 (printed). */
+static int add_media(chat_cli *cc, int kind, const char *path, json_t *parts) {
+    char err[800];
+    if (!cc->mp && !(cc->mp = gemma4c_mmproj_open(cc->m, cc->mo.mmproj, err, sizeof err))) {
+        fprintf(stderr, "gemma4c: %s\n", err);
+        return -1;
+    }
+    gemma4c_media_params p = gemma4c_media_default_params();
+    p.image_tokens = cc->mo.image_tokens;
+    p.video_tokens = cc->mo.video_tokens;
+    p.video_frames = cc->mo.video_frames;
+    p.n_threads = cc->o.threads;
+    p.precision = cc->o.exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
+    gemma4c_media *it = gemma4c_media_load(cc->mp, path, kind, &p, err, sizeof err);
+    gemma4c_media **grown = it ? realloc(cc->items, (size_t)(cc->n_items + 1) * sizeof *grown) : NULL;
+    if (!it || !grown || !gemma4c_media_encode(it, err, sizeof err) || gemma4c_session_add_media(cc->ss, it)) {
+        fprintf(stderr, "gemma4c: %s\n", it && grown ? err : it ? "out of memory" : err);
+        if (grown) cc->items = grown;
+        gemma4c_media_free(it);
+        return -1;
+    }
+    cc->items = grown;
+    cc->items[cc->n_items++] = it;
+    json_array_append_new(parts, json_pack("{s:s}", "type", kind == GEMMA4C_MEDIA_AUDIO ? "audio" : kind == GEMMA4C_MEDIA_VIDEO ? "video" : "image"));
+    return 0;
+}
+
+static void drop_media(chat_cli *cc) {
+    if (cc->ss) gemma4c_session_clear_media(cc->ss);
+    for (int i = 0; i < cc->n_items; i++) gemma4c_media_free(cc->items[i]);
+    free(cc->items);
+    cc->items = NULL;
+    cc->n_items = 0;
+}
+
 static void session_close(chat_cli *cc) {
+    drop_media(cc);
+    gemma4c_mmproj_free(cc->mp);
     gemma4c_session_free(cc->ss);
     gemma4c_context_free(cc->c);
     gemma4c_model_free(cc->m);
@@ -135,6 +178,7 @@ static int chat_opt(chat_cli *cc, int argc, char **argv, int *i) {
     }
     int r = sampling_opt(&cc->sp.sampling, argc, argv, i);
     if (r == 0) r = common_opt(&cc->o, argc, argv, i);
+    if (r == 0) r = media_opt(&cc->mo, argc, argv, i);
     return r;
 }
 
@@ -166,7 +210,8 @@ int cmd_run(int argc, char **argv) {
                    "  -p, --prompt TEXT       the user message\n"
                    "  -s, --system TEXT       system prompt\n"
                    "      --json              print the parsed assistant message as JSON at the end\n"
-                   "%s%s%s", CHAT_HELP, COMMON_HELP, SAMPLING_HELP);
+                   "Media (--image photo.jpg) come before the text, in the order given.\n\n"
+                   "%s%s%s%s", CHAT_HELP, COMMON_HELP, MEDIA_HELP, SAMPLING_HELP);
             return 0;
         }
         if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && v) { prompt = v; i++; continue; }
@@ -180,8 +225,22 @@ int cmd_run(int argc, char **argv) {
     if (session_open(&cc)) { session_close(&cc); return 1; }
     json_t *msgs = json_array();
     if (system) json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "system", "content", system));
-    json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "user", "content", prompt));
-    json_t *msg = turn(&cc, msgs);
+    json_t *msg = NULL;
+    if (cc.mo.n) {
+        json_t *parts = json_array();
+        for (int i = 0; i < cc.mo.n; i++)
+            if (add_media(&cc, cc.mo.kind[i], cc.mo.path[i], parts)) {
+                json_decref(parts);
+                json_decref(msgs);
+                session_close(&cc);
+                return 1;
+            }
+        json_array_append_new(parts, json_pack("{s:s,s:s}", "type", "text", "text", prompt));
+        json_array_append_new(msgs, json_pack("{s:s,s:o}", "role", "user", "content", parts));
+    } else {
+        json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "user", "content", prompt));
+    }
+    msg = turn(&cc, msgs);
     int rc = msg ? 0 : 1;
     if (msg && json_out) {
         char *s = json_dumps(msg, JSON_COMPACT);
@@ -229,9 +288,11 @@ int cmd_chat(int argc, char **argv) {
                    "Interactive multi-turn chat with line editing and history. Commands:\n"
                    "  /think        toggle thinking        /system TEXT  set the system prompt\n"
                    "  /clear        forget the conversation /quit         leave (or Ctrl-D)\n"
+                   "  /image PATH   attach an image to the next message (/audio PATH: a clip)\n"
                    "Ctrl-C stops the answer being generated without leaving. Thoughts are\n"
                    "dropped from the history, as the official template requires.\n\n"
-                   "  -s, --system TEXT       system prompt\n%s%s%s", CHAT_HELP, COMMON_HELP, SAMPLING_HELP);
+                   "  -s, --system TEXT       system prompt\n%s%s%s%s", CHAT_HELP, COMMON_HELP, MEDIA_HELP,
+                   SAMPLING_HELP);
             return 0;
         }
         if ((!strcmp(a, "-s") || !strcmp(a, "--system")) && v) { system = v; i++; continue; }
@@ -242,7 +303,12 @@ int cmd_chat(int argc, char **argv) {
     if (session_open(&cc)) { session_close(&cc); return 1; }
     int tty = isatty(0);
     char *sys = system ? strdup(system) : NULL;
-    json_t *msgs = json_array();
+    json_t *msgs = json_array(), *pending = json_array();   /* media parts for the next message */
+    for (int i = 0; i < cc.mo.n; i++)
+        if (add_media(&cc, cc.mo.kind[i], cc.mo.path[i], pending)) {
+            json_decref(pending); json_decref(msgs); free(sys); session_close(&cc);
+            return 1;
+        }
     if (tty)
         printf("gemma4c chat (%s template, thinking %s). /help for commands, Ctrl-D to leave.\n",
                gemma4c_chat_family_name(gemma4c_session_family(cc.ss)), cc.think ? "on" : "off");
@@ -251,7 +317,12 @@ int cmd_chat(int argc, char **argv) {
         if (!line) break;
         if (!strcmp(line, "/quit") || !strcmp(line, "/exit")) { free(line); break; }
         if (!strcmp(line, "/help")) {
-            printf("/think  /system TEXT  /clear  /quit\n");
+            printf("/think  /system TEXT  /image PATH  /audio PATH  /clear  /quit\n");
+        } else if ((!strncmp(line, "/image ", 7) || !strncmp(line, "/audio ", 7)) && line[7]) {
+            int kind = line[1] == 'i' ? GEMMA4C_MEDIA_IMAGE : GEMMA4C_MEDIA_AUDIO;
+            if (add_media(&cc, kind, line + 7, pending) == 0)
+                printf("%s attached to the next message (%d soft tokens)\n", line[1] == 'i' ? "image" : "audio",
+                       gemma4c_media_n_tokens(cc.items[cc.n_items - 1]));
         } else if (!strcmp(line, "/think")) {
             cc.think = !cc.think;
             printf("thinking %s\n", cc.think ? "on" : "off");
@@ -261,12 +332,20 @@ int cmd_chat(int argc, char **argv) {
             printf("system prompt %s\n", sys ? "set" : "cleared");
         } else if (!strcmp(line, "/clear")) {
             json_array_clear(msgs);
+            json_array_clear(pending);
             gemma4c_session_reset(cc.ss);
+            drop_media(&cc);
             printf("conversation cleared\n");
         } else if (line[0] == '/') {
             printf("unknown command %s (/help)\n", line);
         } else if (line[0]) {
-            json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "user", "content", line));
+            if (json_array_size(pending)) {
+                json_array_append_new(pending, json_pack("{s:s,s:s}", "type", "text", "text", line));
+                json_array_append_new(msgs, json_pack("{s:s,s:o}", "role", "user", "content", pending));
+                pending = json_array();
+            } else {
+                json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "user", "content", line));
+            }
             json_t *all = json_array();
             if (sys) json_array_append_new(all, json_pack("{s:s,s:s}", "role", "system", "content", sys));
             json_array_extend(all, msgs);
@@ -285,6 +364,7 @@ int cmd_chat(int argc, char **argv) {
     }
     free(sys);
     json_decref(msgs);
+    json_decref(pending);
     session_close(&cc);
     return 0;
 }

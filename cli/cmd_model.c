@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "gemma4c.h"
+#include "media.h"
 #include "opts.h"
 
 static void human(double b, char *out, size_t len) {
@@ -115,21 +116,28 @@ int cmd_info(int argc, char **argv) {
 
 int cmd_logits(int argc, char **argv) {
     run_opts o = { 0 };
-    const char *tokfile = NULL, *out = NULL, *tokens = NULL;
+    media_opts mo = { 0 };
+    const char *tokfile = NULL, *out = NULL, *tokens = NULL, *embd_out = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: gemma4c logits -m MODEL (--tokens-file F | --tokens \"2 ...\") --out OUT.f32\n\n"
+            printf("usage: gemma4c logits -m MODEL (--tokens-file F | --tokens \"2 ...\") --out OUT.f32\n"
+                   "                      [--image F | --audio F ...] [--mmproj P] [--embd-out SOFT.f32]\n\n"
                    "Run the tokens as a prompt and write the logits of every position as raw\n"
                    "little-endian float32, row-major [n_tokens][n_vocab] (the layout of the golden\n"
-                   "*.logits.f32 files). Token ids are used as given: include BOS (2) yourself.\n\n%s",
-                   COMMON_HELP);
+                   "*.logits.f32 files). Token ids are used as given: include BOS (2) yourself.\n"
+                   "With media, each run of placeholder ids (<|image|>, <|audio|>) is filled, in\n"
+                   "order, with the next item's soft tokens; a run's length must equal the item's\n"
+                   "token count. --embd-out writes those soft tokens [n_soft][n_embd] f32.\n\n%s%s",
+                   COMMON_HELP, MEDIA_HELP);
             return 0;
         }
         if (!strcmp(a, "--tokens-file") && i + 1 < argc) { tokfile = argv[++i]; continue; }
         if (!strcmp(a, "--tokens") && i + 1 < argc) { tokens = argv[++i]; continue; }
         if ((!strcmp(a, "--out") || !strcmp(a, "-o")) && i + 1 < argc) { out = argv[++i]; continue; }
+        if (!strcmp(a, "--embd-out") && i + 1 < argc) { embd_out = argv[++i]; continue; }
         int r = common_opt(&o, argc, argv, &i);
+        if (r == 0) r = media_opt(&mo, argc, argv, &i);
         if (r < 0) return 2;
         if (r == 0) { fprintf(stderr, "gemma4c logits: unknown or incomplete option '%s'\n", a); return 2; }
     }
@@ -148,22 +156,48 @@ int cmd_logits(int argc, char **argv) {
     }
     gemma4c_model *m = open_model(&o);
     if (!m) { free(ids); return 1; }
-    if (!o.n_ctx) o.n_ctx = n;
-    gemma4c_context *c = open_ctx(m, &o);
+    media_set ms;
+    float *embd = NULL;
+    uint8_t *has = NULL;
+    int32_t *run = NULL;
     int rc = 1;
+    if (media_load(&ms, &mo, m, o.threads, o.exact)) goto done_model;
+    if (mo.n && media_fill(&ms, m, ids, n, &embd, &has, &run)) goto done_media;
+    if (!o.n_ctx) o.n_ctx = n;
+    if (mo.n && !o.n_batch) o.n_batch = n;     /* an image's run is seen whole in one pass */
+    gemma4c_context *c = open_ctx(m, &o);
     char err[600];
-    if (c && gemma4c_eval(c, ids, n, 1, err, sizeof err) == 0) {
+    int8_t *keep = malloc((size_t)n);
+    if (keep) memset(keep, 1, (size_t)n);
+    gemma4c_batch b = { .n_tokens = n, .token = ids, .logits = keep, .embd = embd, .has_embd = has, .run = run };
+    if (c && keep && gemma4c_decode(c, &b, err, sizeof err) == 0) {
         FILE *f = fopen(out, "wb");
         if (!f) fprintf(stderr, "gemma4c: %s: %s\n", out, strerror(errno));
         else {
             int V = gemma4c_n_vocab(c);
             size_t w = 0;
-            for (int i = 0; i < n; i++) w += fwrite(gemma4c_logits(c, i), sizeof(float), (size_t)V, f);
+            for (int i = 0; i < n; i++) w += fwrite(gemma4c_logits_ith(c, i), sizeof(float), (size_t)V, f);
             if (fclose(f) || w != (size_t)n * V) fprintf(stderr, "gemma4c: %s: write failed\n", out);
             else rc = 0;
         }
-    } else if (c) fprintf(stderr, "gemma4c: %s\n", err);
+    } else if (c) fprintf(stderr, "gemma4c: %s\n", keep ? err : "out of memory");
+    if (rc == 0 && embd_out) {
+        FILE *f = fopen(embd_out, "wb");
+        size_t w = 0, want = 0;
+        int H = gemma4c_mmproj_n_embd(ms.mp);
+        for (int i = 0; f && i < ms.n; i++) {
+            size_t k = (size_t)gemma4c_media_n_tokens(ms.it[i]) * H;
+            want += k;
+            w += fwrite(gemma4c_media_encode(ms.it[i], NULL, 0), sizeof(float), k, f);
+        }
+        if (!f || fclose(f) || w != want) { fprintf(stderr, "gemma4c: %s: write failed\n", embd_out); rc = 1; }
+    }
+    free(keep);
     gemma4c_context_free(c);
+done_media:
+    free(embd); free(has); free(run);
+    media_set_free(&ms);
+done_model:
     gemma4c_model_free(m);
     free(ids);
     return rc;
@@ -191,6 +225,7 @@ static int print_token(void *user, int32_t t) {
 
 int cmd_generate(int argc, char **argv) {
     run_opts o = { 0 };
+    media_opts mo = { 0 };
     const char *tokens = NULL, *tokfile = NULL, *prompt = NULL;
     int n_gen = 16, stop_eos = 0, print_ids = 0;
     gemma4c_sampler_params sp = gemma4c_sampler_default_params();
@@ -207,8 +242,10 @@ int cmd_generate(int argc, char **argv) {
                    "      --tokens IDS        prompt token ids (include BOS 2 yourself)\n"
                    "      --tokens-file F     read the prompt ids from a file\n"
                    "  -n, --n-predict N       tokens to generate (default 16)\n"
-                   "      --stop-at-eos       stop at an end-of-generation id (1, 106, 50)\n%s", COMMON_HELP,
-                   SAMPLING_HELP);
+                   "      --stop-at-eos       stop at an end-of-generation id (1, 106, 50)\n"
+                   "With media: -p puts each item's placeholder run (in order) after BOS, before the\n"
+                   "text; --tokens must hold the runs expanded (see `gemma4c logits`).\n%s%s", COMMON_HELP,
+                   MEDIA_HELP, SAMPLING_HELP);
             return 0;
         }
         if (!strcmp(a, "--tokens") && v) { tokens = v; i++; continue; }
@@ -221,6 +258,7 @@ int cmd_generate(int argc, char **argv) {
         else {
             int r = sampling_opt(&sp, argc, argv, &i);
             if (r == 0) r = common_opt(&o, argc, argv, &i);
+            if (r == 0) r = media_opt(&mo, argc, argv, &i);
             if (r == 0) { fprintf(stderr, "gemma4c generate: unknown or incomplete option '%s'\n", a); return 2; }
             bad = r < 0;
         }
@@ -235,9 +273,37 @@ int cmd_generate(int argc, char **argv) {
     int32_t *ids = NULL;
     int n;
     char err[600];
+    media_set ms = { 0 };
+    float *embd = NULL;
+    uint8_t *has = NULL;
+    int32_t *run = NULL;
+    if (media_load(&ms, &mo, m, o.threads, o.exact)) { gemma4c_model_free(m); return 1; }
     if (prompt) {
-        n = gemma4c_tokenize(m, prompt, strlen(prompt), 1, 0, &ids, err, sizeof err);
-        if (n < 0) { fprintf(stderr, "gemma4c: %s\n", err); gemma4c_model_free(m); return 1; }
+        /* BOS, each item's run (its expansion, control tokens parsed), the text */
+        char *pre = NULL;
+        size_t plen = 0;
+        FILE *mf = open_memstream(&pre, &plen);
+        for (int i = 0; mf && i < ms.n; i++) {
+            char *x = gemma4c_media_prompt(ms.it[i]);
+            if (x) fputs(x, mf);
+            free(x);
+        }
+        if (mf) fclose(mf);
+        int32_t *a = NULL, *b = NULL;
+        int na = pre ? gemma4c_tokenize(m, pre, plen, 1, 1, &a, err, sizeof err) : -1;
+        int nb = na >= 0 ? gemma4c_tokenize(m, prompt, strlen(prompt), 0, 0, &b, err, sizeof err) : -1;
+        free(pre);
+        n = na >= 0 && nb >= 0 ? na + nb : -1;
+        if (n >= 0 && (ids = malloc((size_t)(n ? n : 1) * sizeof *ids))) {
+            memcpy(ids, a, (size_t)na * sizeof *ids);
+            memcpy(ids + na, b, (size_t)nb * sizeof *ids);
+        } else if (n >= 0) {
+            n = -1;
+            snprintf(err, sizeof err, "out of memory");
+        }
+        free(a);
+        free(b);
+        if (n < 0) { fprintf(stderr, "gemma4c: %s\n", err); media_set_free(&ms); gemma4c_model_free(m); return 1; }
     } else {
         print_ids = 1;
         char *text = tokfile ? read_text_file(tokfile) : strdup(tokens);
@@ -246,17 +312,32 @@ int cmd_generate(int argc, char **argv) {
         free(text);
         if (n <= 0) {
             if (n == 0) { fprintf(stderr, "gemma4c generate: no prompt token ids given\n"); free(ids); }
+            media_set_free(&ms);
             gemma4c_model_free(m);
             return 1;
         }
     }
+    if (ms.n && media_fill(&ms, m, ids, n, &embd, &has, &run)) {
+        free(ids);
+        media_set_free(&ms);
+        gemma4c_model_free(m);
+        return 1;
+    }
+    if (ms.n && !o.n_batch) o.n_batch = n;
     gemma4c_detok *dt = print_ids ? NULL : gemma4c_detok_new(m, 0);
-    if (!print_ids && !dt) { fprintf(stderr, "gemma4c: the model has no usable tokenizer\n"); free(ids); gemma4c_model_free(m); return 1; }
+    if (!print_ids && !dt) {
+        fprintf(stderr, "gemma4c: the model has no usable tokenizer\n");
+        free(ids); free(embd); free(has); free(run);
+        media_set_free(&ms);
+        gemma4c_model_free(m);
+        return 1;
+    }
     if (!o.n_ctx) o.n_ctx = n + n_gen;
     gemma4c_context *c = open_ctx(m, &o);
     gemma4c_sampler *s = gemma4c_sampler_new(&sp);
     int rc = 1;
-    if (c && s && gemma4c_eval(c, ids, n, 0, err, sizeof err) == 0) {
+    gemma4c_batch pb = { .n_tokens = n, .token = ids, .embd = embd, .has_embd = has, .run = run };
+    if (c && s && gemma4c_decode(c, &pb, err, sizeof err) == 0) {
         for (int i = 0; i < n; i++) gemma4c_sampler_accept(s, ids[i]);
         gen_printer pr = { dt, 0 };
         gemma4c_generate_params gp = { n_gen, stop_eos, print_token, NULL, &pr, NULL, NULL, 0 };
@@ -275,6 +356,8 @@ int cmd_generate(int argc, char **argv) {
     gemma4c_detok_free(dt);
     gemma4c_sampler_free(s);
     gemma4c_context_free(c);
+    free(embd); free(has); free(run);
+    media_set_free(&ms);
     gemma4c_model_free(m);
     free(ids);
     return rc;

@@ -13,6 +13,7 @@ int cmd_synth(int argc, char **argv) {
     uint64_t seed = 1;
     gemma4c_write_params o = { 0, 0, cli_show_progress, NULL };   /* 0 threads: all CPUs */
     const char *out = NULL;
+    int mmproj = 0, type_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -26,12 +27,14 @@ int cmd_synth(int argc, char **argv) {
                    "                Q3_K_M, Q4_K_M, Q5_K_M, Q6_K, IQ4_NL, IQ4_XS\n"
                    "  --seed N      random seed (default 1); same seed, same bytes\n"
                    "  -t N          threads (default: all CPUs; the output does not depend on it)\n"
-                   "  --force       overwrite FILE if it exists\n");
+                   "  --force       overwrite FILE if it exists\n"
+                   "  --mmproj      write the media encoders (mmproj, vision tower) of ARCH instead,\n"
+                   "                TYPE F16 (default here), BF16 or F32; pairs with synth's model\n");
             return 0;
         }
         if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && v) { out = v; i++; }
         else if (!strcmp(a, "--arch") && v) { arch = v; i++; }
-        else if (!strcmp(a, "--type") && v) { type = v; i++; }
+        else if (!strcmp(a, "--type") && v) { type = v; type_given = 1; i++; }
         else if (!strcmp(a, "--seed") && v) {
             char *end;
             seed = strtoull(v, &end, 10);
@@ -42,10 +45,19 @@ int cmd_synth(int argc, char **argv) {
             if (o.n_threads < 1 || o.n_threads > 1024) { fprintf(stderr, "gemma4c synth: -t expects 1..1024\n"); return 2; }
             i++;
         } else if (!strcmp(a, "--force")) o.force = 1;
+        else if (!strcmp(a, "--mmproj")) mmproj = 1;
         else { fprintf(stderr, "gemma4c synth: unknown or incomplete option '%s'\n", a); return 2; }
     }
     if (!out) { fprintf(stderr, "gemma4c synth: need -o FILE.gguf (see --help)\n"); return 2; }
     char err[600];
+    if (mmproj) {
+        if (gemma4c_synth_mmproj(out, arch, strcmp(type, "F32") || type_given ? type : "F16", seed, o.force, err, sizeof err)) {
+            fprintf(stderr, "gemma4c synth: %s\n", err);
+            return 1;
+        }
+        fprintf(stderr, "wrote %s (mmproj, %s)\n", out, arch);
+        return 0;
+    }
     if (gemma4c_synth(out, arch, type, seed, &o, err, sizeof err)) {
         fprintf(stderr, "gemma4c synth: %s\n", err);
         return 1;

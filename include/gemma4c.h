@@ -256,6 +256,18 @@ typedef struct gemma4c_batch {
     const int32_t *pos;     /* [n_tokens] positions, or NULL: each sequence's next. A
                                sequence's tokens continue it, in batch order */
     const int8_t *logits;   /* [n_tokens] nonzero: keep that token's logits; NULL: the last token's */
+    /* Media soft tokens (see "media" below): NULL, or [n_tokens][n_embd]
+     * input rows used instead of the token's embedding where has_embd[i] is
+     * set (has_embd NULL: every row). Such a token's id is only recorded
+     * (the prefix cache never matches past it); its per-layer embedding is
+     * the pad id's, as the reference does. */
+    const float *embd;
+    const uint8_t *has_embd;
+    /* NULL, or [n_tokens] run ids: consecutive tokens with the same id >= 0
+     * see each other on sliding layers (an image's soft tokens on models
+     * where gemma4c_model_image_attention() is 1); -1 elsewhere. A run must
+     * fit in one pass of n_batch tokens. */
+    const int32_t *run;
 } gemma4c_batch;
 
 /* Evaluate a batch (split into passes of n_batch tokens where longer). On
@@ -668,6 +680,75 @@ void gemma4c_scheduler_stats_get(gemma4c_scheduler *s, gemma4c_scheduler_stats *
 /* The scheduler's context (for memory statistics; do not decode on it). */
 gemma4c_context *gemma4c_scheduler_context(gemma4c_scheduler *s);
 
+/* ---- media (images; audio and video where built) --------------------------------
+ * An mmproj holds the model's media encoders: llama.cpp's mmproj GGUF, or the
+ * model's Hugging Face folder. A media item is a decoded and preprocessed
+ * file; encoding it gives n_tokens soft tokens of the text width, which go
+ * into the prompt at a run of n_tokens placeholder ids (<|image|> etc.,
+ * between <|image> and <image|>) through gemma4c_batch.embd. */
+
+typedef struct gemma4c_mmproj gemma4c_mmproj;
+typedef struct gemma4c_media gemma4c_media;
+
+enum gemma4c_media_kind { GEMMA4C_MEDIA_IMAGE = 1, GEMMA4C_MEDIA_AUDIO = 2, GEMMA4C_MEDIA_VIDEO = 3 };
+
+/* path: an mmproj .gguf or an HF folder; NULL: the one beside model m (its
+ * HF folder, or the single *mmproj*.gguf in the model file's folder). */
+gemma4c_mmproj *gemma4c_mmproj_open(const gemma4c_model *m, const char *path, char *err, size_t errlen);
+void gemma4c_mmproj_free(gemma4c_mmproj *p);
+/* Width of the soft tokens (0 for a NULL p). */
+int gemma4c_mmproj_n_embd(const gemma4c_mmproj *p);
+/* The vision tower's width, MLP width and layer count; -1 if it has none. */
+int gemma4c_mmproj_vision_shape(const gemma4c_mmproj *p, int *width, int *ff, int *layers);
+/* Can p encode items of this kind? */
+int gemma4c_mmproj_supports(const gemma4c_mmproj *p, int kind);
+
+/* Attention of the text model over an image's soft tokens: 0 causal (E2B,
+ * E4B), 1 bidirectional within each image on the sliding-window layers
+ * (26B-A4B, 31B), as transformers. */
+int gemma4c_model_image_attention(const gemma4c_model *m);
+
+typedef struct gemma4c_media_params {
+    int image_tokens;   /* soft-token budget per image: 70, 140, 280, 560, 1120; 0 = the processor's (280) */
+    int n_threads;      /* encoder threads, 0 = all CPUs */
+    int precision;      /* enum gemma4c_precision */
+    int video_tokens;   /* soft tokens per video frame (same choices); 0 = 70 */
+    int video_frames;   /* frames sampled uniformly from a video; 0 = 32 */
+} gemma4c_media_params;
+gemma4c_media_params gemma4c_media_default_params(void);
+
+/* Decode and preprocess a file (kind 0: an image, or a video when path is a
+ * folder of frames). A video is any file FFmpeg decodes (animated GIF too)
+ * or a folder of images in name order (24 fps). NULL + err. */
+gemma4c_media *gemma4c_media_load(gemma4c_mmproj *p, const char *path, int kind, const gemma4c_media_params *mp,
+                                  char *err, size_t errlen);
+/* An image already decoded: RGB u8 [h][w][3]. */
+gemma4c_media *gemma4c_media_from_rgb(gemma4c_mmproj *p, const uint8_t *rgb, int w, int h,
+                                      const gemma4c_media_params *mp, char *err, size_t errlen);
+void gemma4c_media_free(gemma4c_media *it);
+int gemma4c_media_kind(const gemma4c_media *it);
+int gemma4c_media_n_tokens(const gemma4c_media *it);     /* all frames of a video */
+int gemma4c_media_n_frames(const gemma4c_media *it);     /* 1 for an image or audio */
+/* The text that replaces the item's template placeholder (transformers'
+ * processor): "<|image>" + n x "<|image|>" + "<image|>" (audio alike); a
+ * video per frame "MM:SS <|image>" + n x "<|video|>" + "<image|>", frames
+ * joined by a space. malloc'd, or NULL. */
+char *gemma4c_media_prompt(const gemma4c_media *it);
+/* The placeholder id of its soft tokens, and the ids that open and close
+ * its run (from the model's vocabulary; -1 if the model lacks them). */
+int gemma4c_media_token_ids(const gemma4c_model *m, int kind, int32_t *open, int32_t *soft, int32_t *close);
+/* Encode (once; later calls return the same rows): [n_tokens][n_embd], owned
+ * by the item. NULL + err. */
+const float *gemma4c_media_encode(gemma4c_media *it, char *err, size_t errlen);
+/* A session's media: the items of its conversation's media parts (type
+ * image / audio in the request's messages, history included), in order.
+ * Borrowed: they must live until the session is freed or cleared. Each
+ * turn expands the template's placeholders with their soft tokens. */
+int gemma4c_session_add_media(gemma4c_session *s, gemma4c_media *it);
+void gemma4c_session_clear_media(gemma4c_session *s);
+/* The preprocessed image (after resize) for inspection: RGB u8, or NULL. */
+const uint8_t *gemma4c_media_pixels(const gemma4c_media *it, int *w, int *h);
+
 /* ---- files -------------------------------------------------------------------- */
 
 /* Progress of a long write: tensor bytes done of total, seconds since the
@@ -703,6 +784,11 @@ int gemma4c_merge(const char *base, const char *const *adapters, const float *sc
  * "26b-a4b", "31b") and type; same seed, same bytes. */
 int gemma4c_synth(const char *out, const char *arch, const char *type, uint64_t seed,
                   const gemma4c_write_params *p, char *err, size_t errlen);
+/* A random-weight mmproj (vision tower + embedder) of arch ("tiny": the
+ * width of synth's tiny model; "e2b", "e4b", "26b-a4b", "31b": the released
+ * shapes), matrices in type F32 / F16 / BF16 (NULL: F16). */
+int gemma4c_synth_mmproj(const char *out, const char *arch, const char *type, uint64_t seed, int force, char *err,
+                         size_t errlen);
 /* Async-signal-safe: remove the temporary file of a write in progress (for
  * a SIGINT/SIGTERM handler, so an interrupted write leaves nothing behind). */
 void gemma4c_write_abort_cleanup(void);

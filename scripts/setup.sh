@@ -12,6 +12,11 @@ arch=$(dpkg --print-architecture)
 pkgs="build-essential clang libclang-rt-14-dev libjansson-dev libedit-dev libmicrohttpd-dev python3-jinja2 python3-numpy"
 # headless Chromium for the chat page test (tests/sh/serve_page.sh)
 pkgs="$pkgs chromium"
+# media decoders (src/media/, the Makefile's MEDIA_LIBS says why each), and
+# ffmpeg for the tests that make clips and other image formats
+pkgs="$pkgs libspng-dev libjpeg-dev libwebp-dev libgif-dev libexif-dev libavformat-dev libavcodec-dev libavutil-dev libswscale-dev ffmpeg"
+# audio (src/media/audio.c): libsndfile decodes, libsoxr resamples
+pkgs="$pkgs libsndfile1-dev libsoxr-dev"
 missing=""
 # arch-qualified: with arm64 libraries also installed, a bare name is ambiguous
 for p in $pkgs; do dpkg -s "$p:$arch" >/dev/null 2>&1 || dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

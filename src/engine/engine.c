@@ -271,14 +271,42 @@ int gemma4c_decode(gemma4c_context *c, const gemma4c_batch *b, char *err, size_t
         }
         rows += b->logits ? b->logits[i] != 0 : i == n - 1;
     }
+    int nb = c->ws->n_batch;
+    /* a bidirectional run is seen whole only inside one pass: passes end
+     * before a run that would cross their end (below); a run longer than a
+     * pass cannot be split */
+    if (b->run)
+        for (int i = 0, len = 0; i < n; i++) {
+            len = b->run[i] >= 0 && i > 0 && b->run[i] == b->run[i - 1] ? len + 1 : 1;
+            if (b->run[i] >= 0 && len > nb) {
+                g4_seterr(&e, "a media run of more than %d soft tokens (at batch index %d) does not fit in one pass of "
+                          "n_batch = %d tokens (use a larger --batch)", nb, i, nb);
+                copy_err(err, errlen, &e);
+                return -1;
+            }
+        }
+    /* media rows read the pad id's per-layer embedding (the forward pass
+     * takes that id from tokens[]) */
+    int32_t *ids = NULL;
+    if (b->embd) {
+        ids = malloc((size_t)n * sizeof *ids);
+        if (!ids) { copy_err(err, errlen, &(g4_error){ "out of memory" }); return -1; }
+        for (int i = 0; i < n; i++) ids[i] = !b->has_embd || b->has_embd[i] ? 0 : b->token[i];
+    }
     if (grow((void **)&c->logits, &c->logits_cap, (size_t)(rows ? rows : 1) * V, sizeof(float)) ||
         grow((void **)&c->row_of, &c->row_of_cap, (size_t)n, sizeof(int))) {
         copy_err(err, errlen, &(g4_error){ "out of memory for logits" });
         return -1;
     }
-    int nb = c->ws->n_batch, row = 0;
-    for (int i = 0; i < n; i += nb) {
-        int T = n - i < nb ? n - i : nb, kept = 0;
+    int row = 0;
+    for (int i = 0, T; i < n; i += T) {
+        T = n - i < nb ? n - i : nb;
+        int kept = 0;
+        if (b->run && i + T < n && b->run[i + T] >= 0 && b->run[i + T] == b->run[i + T - 1]) {
+            int s0 = i + T - 1;    /* the run crossing the end starts at s0 */
+            while (s0 > i && b->run[s0 - 1] == b->run[i + T]) s0--;
+            if (s0 > i) T = s0 - i;
+        }
         for (int t = 0; t < T; t++) {
             int k = i + t;
             g4_seq *s = c->seqs[b->seq ? b->seq[k] : 0];
@@ -292,7 +320,12 @@ int gemma4c_decode(gemma4c_context *c, const gemma4c_batch *b, char *err, size_t
             c->bout[t] = (int8_t)(b->logits ? b->logits[k] != 0 : k == n - 1);
             c->row_of[k] = c->bout[t] ? row + kept++ : -1;
         }
-        g4_batch pass = { .n = T, .tokens = b->token + i, .pos = c->pos, .out = c->bout };
+        g4_batch pass = { .n = T, .tokens = (ids ? ids : b->token) + i, .pos = c->pos, .out = c->bout };
+        if (b->embd) {
+            pass.embd = b->embd + (size_t)i * c->model->m->n_embd;
+            pass.has_embd = b->has_embd ? b->has_embd + i : NULL;
+        }
+        if (b->run) pass.run = b->run + i;
         if (b->seq) pass.seq = c->bseq;
         else pass.seq0 = c->seqs[0];
         int rc;
@@ -301,12 +334,18 @@ int gemma4c_decode(gemma4c_context *c, const gemma4c_batch *b, char *err, size_t
                g4_prefix_evict(c) == 0) {}
         if (rc) {
             copy_err(err, errlen, &e);
+            free(ids);
             return -1;
         }
-        for (int t = 0; t < T; t++) c->toks[(b->seq ? b->seq[i + t] : 0)][c->pos[t]] = b->token[i + t];
+        /* a media row is recorded as -1: the prefix cache never matches it
+         * (two images of one size have the same placeholder ids) */
+        for (int t = 0; t < T; t++)
+            c->toks[(b->seq ? b->seq[i + t] : 0)][c->pos[t]] =
+                b->embd && (!b->has_embd || b->has_embd[i + t]) ? -1 : b->token[i + t];
         c->pst.tokens_evaluated += (uint64_t)T;
         row += kept;
     }
+    free(ids);
     c->n_idx = n;
     c->n_rows = row;
     return 0;

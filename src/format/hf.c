@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "arch/gemma4.h"
+#include "arch/gemma4_mm.h"
 #include "arch/markers.h"
 #include "format/safetensors.h"
 #include "tensor/types.h"
@@ -836,4 +837,181 @@ fail:
 g4_gguf_file *g4_hf_open(const char *dir, g4_error *err) {
     g4_hf_opts o = { NULL, true };
     return g4_hf_open_ex(dir, &o, err);
+}
+
+/* --- mmproj mode: the media towers as llama.cpp's --mmproj conversion ------ */
+
+/* Vision keys from config.json's vision_config (+ text_config.hidden_size
+ * for the projection width). Audio keys: the audio side adds its own block. */
+static int mmproj_vision_keys(g4_gguf_file *f, json_t *cfg, const char *file, g4_error *err) {
+    json_t *vc = json_object_get(cfg, "vision_config"), *tc = json_object_get(cfg, "text_config");
+    if (!vc || json_is_null(vc)) return 1;
+    if (!json_is_object(vc)) return g4_seterr(err, "%s: vision_config must be an object", file);
+    cfgctx c = { file, "vision_config.", err }, ct = { file, "text_config.", err };
+    int64_t D, F, L, nH, P = 16, pd, pool = 3;
+    double eps = 1e-6;
+    if (!json_is_object(tc)) return g4_seterr(err, "%s: text_config is missing (needed for the projection width)", file);
+    if (cfg_int(&c, vc, "hidden_size", true, 1, 65536, &D) || cfg_int(&c, vc, "intermediate_size", true, 1, 1 << 20, &F) ||
+        cfg_int(&c, vc, "num_hidden_layers", true, 1, 1024, &L) ||
+        cfg_int(&c, vc, "num_attention_heads", true, 1, 1024, &nH) ||
+        cfg_int(&c, vc, "patch_size", false, 16, 16, &P) < 0 ||
+        cfg_int(&c, vc, "pooling_kernel_size", false, 3, 3, &pool) < 0 || cfg_num(&c, vc, "rms_norm_eps", false, &eps) < 0 ||
+        cfg_int(&ct, tc, "hidden_size", true, 1, 1 << 20, &pd))
+        return -1;
+    if (g4_gguf_set_bool(f, "clip.has_vision_encoder", true) ||
+        g4_gguf_set_u32(f, "clip.vision.projection_dim", (uint32_t)pd) ||
+        g4_gguf_set_u32(f, "clip.vision.image_size", 224) || g4_gguf_set_u32(f, "clip.vision.patch_size", (uint32_t)P) ||
+        g4_gguf_set_u32(f, "clip.vision.embedding_length", (uint32_t)D) ||
+        g4_gguf_set_u32(f, "clip.vision.feed_forward_length", (uint32_t)F) ||
+        g4_gguf_set_u32(f, "clip.vision.block_count", (uint32_t)L) ||
+        g4_gguf_set_u32(f, "clip.vision.attention.head_count", (uint32_t)nH) ||
+        g4_gguf_set_str(f, "clip.vision.projector_type", "gemma4v") ||
+        g4_gguf_set_f32(f, "clip.vision.attention.layer_norm_epsilon", (float)eps))
+        return g4_seterr(err, "out of memory");
+    return 0;
+}
+
+/* Audio keys from audio_config, as the converter writes them (§10.2); the
+ * FFN width is 4x the hidden size in Gemma 4 (no config field says it).
+ * 1: no audio_config. */
+static int mmproj_audio_keys(g4_gguf_file *f, json_t *cfg, const char *file, g4_error *err) {
+    json_t *ac = json_object_get(cfg, "audio_config"), *tc = json_object_get(cfg, "text_config");
+    if (!ac || json_is_null(ac)) return 1;
+    if (!json_is_object(ac)) return g4_seterr(err, "%s: audio_config must be an object", file);
+    if (!json_is_object(tc)) return g4_seterr(err, "%s: text_config is missing (needed for the projection width)", file);
+    cfgctx c = { file, "audio_config.", err }, ct = { file, "text_config.", err };
+    int64_t D, L, nH, pd;
+    double eps = 1e-6;
+    if (cfg_int(&c, ac, "hidden_size", true, 1, 65536, &D) || cfg_int(&c, ac, "num_hidden_layers", true, 1, 1024, &L) ||
+        cfg_int(&c, ac, "num_attention_heads", true, 1, 1024, &nH) || cfg_num(&c, ac, "rms_norm_eps", false, &eps) < 0 ||
+        cfg_int(&ct, tc, "hidden_size", true, 1, 1 << 20, &pd))
+        return -1;
+    if (g4_gguf_set_bool(f, "clip.has_audio_encoder", true) ||
+        g4_gguf_set_u32(f, "clip.audio.projection_dim", (uint32_t)pd) ||
+        g4_gguf_set_u32(f, "clip.audio.embedding_length", (uint32_t)D) ||
+        g4_gguf_set_u32(f, "clip.audio.feed_forward_length", (uint32_t)(4 * D)) ||
+        g4_gguf_set_u32(f, "clip.audio.block_count", (uint32_t)L) ||
+        g4_gguf_set_u32(f, "clip.audio.attention.head_count", (uint32_t)nH) ||
+        g4_gguf_set_str(f, "clip.audio.projector_type", "gemma4a") ||
+        g4_gguf_set_u32(f, "clip.audio.num_mel_bins", 128) ||
+        g4_gguf_set_f32(f, "clip.audio.attention.layer_norm_epsilon", (float)eps))
+        return g4_seterr(err, "out of memory");
+    return 0;
+}
+
+/* The tower tensors under their GGUF names. The patch embedding is permuted
+ * as the converter does: HF [D][(dy*16+dx)*3+c] -> GGUF {16, 16, 3, D}, i.e.
+ * [D][c][dy][dx]. 0-d clip bounds become 1-element tensors. Tensors of a
+ * tower this table does not know (audio until its entries land) are left
+ * out; the encoder that needs them reports what is missing. */
+static int mmproj_weights(g4_gguf_file *f, g4_st_set *s, g4_error *err) {
+    for (size_t i = 0; i < s->n; i++) {
+        const g4_st_tensor *t = s->all[i];
+        if (!g4_mm_is_media(t->name)) continue;
+        char name[160];
+        if (!g4_mm_map_hf(t->name, name, sizeof name)) continue;
+        if (t->n_dims > GGUF_MAX_DIMS)
+            return g4_seterr(err, "%s: tensor '%s' has %d dims (max 4)", t->file->path, G4_ESC(t->name), t->n_dims);
+        int64_t ne[GGUF_MAX_DIMS] = { 1, 1, 1, 1 };
+        int nd = t->n_dims ? t->n_dims : 1;
+        for (int d = 0; d < t->n_dims; d++) {
+            ne[d] = t->shape[t->n_dims - 1 - d];
+            if (ne[d] < 1)
+                return g4_seterr(err, "%s: tensor '%s' has an empty dimension", t->file->path, G4_ESC(t->name));
+        }
+        int64_t nel = g4_st_nelements(t);
+        size_t es = t->type == G4_F32 ? 4 : 2;
+        const void *data = t->data;
+        int type = t->type;
+        bool patch = !strcmp(name, "v.patch_embd.weight");
+        if (patch && (t->n_dims != 2 || ne[0] != 768))
+            return g4_seterr(err, "%s: tensor '%s' has shape [%lld, %lld], expected [D, 768]", t->file->path,
+                             G4_ESC(t->name), (long long)ne[1], (long long)ne[0]);
+        /* audio: the converter keeps the convolution kernels and
+         * per_dim_scale F32 and stores softplus(per_dim_scale) (§10.1) */
+        bool pds = strstr(name, ".per_dim_scale.weight") != NULL;
+        bool a_f32 = !strncmp(name, "a.", 2) && (pds || strstr(name, "conv1d.") || strstr(name, ".conv_dw."));
+        if (patch || a_f32 || g4_hf_force_f32(name, nd) || (uintptr_t)data % es) {
+            /* widen to F32 where the converter does (and for the permuted copy) */
+            bool widen = type != G4_F32 && (a_f32 || g4_hf_force_f32(name, nd));
+            size_t oes = widen ? 4 : es;
+            uint8_t *w = g4_gguf_own(f, malloc((size_t)nel * oes));
+            if (!w) return g4_seterr(err, "out of memory");
+            for (int64_t k = 0; k < nel; k++) {
+                int64_t src = k;
+                if (patch) {   /* k = o*768 + c*256 + dy*16 + dx  <-  o*768 + (dy*16+dx)*3 + c */
+                    int64_t o = k / 768, r = k % 768, c = r / 256, pix = r % 256;
+                    src = o * 768 + pix * 3 + c;
+                }
+                const uint8_t *sp = (const uint8_t *)t->data + (size_t)src * es;
+                if (widen) {
+                    uint16_t h;
+                    memcpy(&h, sp, 2);
+                    float v = type == G4_BF16 ? g4_bf16_to_fp32(h) : g4_fp16_to_fp32(h);
+                    memcpy(w + (size_t)k * 4, &v, 4);
+                } else {
+                    memcpy(w + (size_t)k * es, sp, es);
+                }
+            }
+            if (widen) type = G4_F32;
+            if (pds && type == G4_F32)
+                for (int64_t k = 0; k < nel; k++) {
+                    float v;
+                    memcpy(&v, w + (size_t)k * 4, 4);
+                    v = v > 20.0f ? v : log1pf(expf(v));
+                    memcpy(w + (size_t)k * 4, &v, 4);
+                }
+            data = w;
+            if (patch) { ne[0] = 16; ne[1] = 16; ne[2] = 3; ne[3] = t->shape[0]; nd = 4; }
+        }
+        if (strstr(name, ".conv_dw.") && nd == 3 && ne[1] == 1) { ne[1] = ne[2]; ne[2] = 1; nd = 2; } /* [D][1][K] -> {K, D} */
+        if (!g4_gguf_add_tensor(f, name, type, nd, ne, data, err)) return g4_preferr(err, "%s", t->file->path);
+    }
+    return 0;
+}
+
+g4_gguf_file *g4_hf_open_mmproj(const char *dir, g4_error *err) {
+    char path[4200];
+    int rc = 0;
+    g4_gguf_file *f = NULL;
+    g4_st_set *s = NULL;
+    json_t *cfg = load_json(dir, "config.json", true, path, sizeof path, err, &rc);
+    if (!cfg) return NULL;
+    s = g4_st_open_dir(dir, err);
+    if (!s) goto fail;
+    f = g4_gguf_new(dir);
+    if (!f) { g4_seterr(err, "out of memory"); goto fail; }
+    f->extra = s;
+    f->extra_free = g4_st_set_free_cb;
+    g4_st_set *sref = s;
+    s = NULL;
+    SETX(g4_gguf_set_str(f, "general.architecture", "clip"));
+    SETX(g4_gguf_set_str(f, "general.type", "mmproj"));
+    int v = mmproj_vision_keys(f, cfg, path, err);
+    if (v < 0) goto fail;
+    int a = mmproj_audio_keys(f, cfg, path, err);
+    if (a < 0) goto fail;
+    if (v > 0 && a > 0) {
+        g4_seterr(err, "%s: no vision_config or audio_config: this folder has no media towers gemma4c can load", path);
+        goto fail;
+    }
+    if (mmproj_weights(f, sref, err)) goto fail;
+    /* the processor's image budget (image_processor.max_soft_tokens), under a
+     * gemma4c key: llama.cpp's mmproj has none (280 is the default then) */
+    json_t *pc = load_json(dir, "processor_config.json", false, path, sizeof path, err, &rc);
+    if (rc) goto fail;
+    json_t *ip = pc ? json_object_get(pc, "image_processor") : NULL;
+    int64_t budget;
+    cfgctx pcx = { path, "image_processor.", err };
+    int r = ip && json_is_object(ip) ? cfg_int(&pcx, ip, "max_soft_tokens", false, 1, 1 << 20, &budget) : 1;
+    json_decref(pc);
+    if (r < 0) goto fail;
+    if (r == 0) SETX(g4_gguf_set_u32(f, "gemma4c.vision.image_soft_tokens", (uint32_t)budget));
+    json_decref(cfg);
+    return f;
+fail:
+    json_decref(cfg);
+    g4_st_set_close(s);
+    g4_gguf_close(f);
+    return NULL;
 }

@@ -32,6 +32,12 @@ typedef struct g4_hf_opts {
 g4_gguf_file *g4_hf_open(const char *dir, g4_error *err);
 g4_gguf_file *g4_hf_open_ex(const char *dir, const g4_hf_opts *o, g4_error *err);
 
+/* mmproj mode: the folder's media towers (vision_tower, embed_vision; the
+ * audio ones once arch/gemma4_mm.c names them) as the g4_gguf_file llama.cpp's
+ * `convert_hf_to_gguf.py --mmproj` writes (general.architecture "clip",
+ * GGUF tensor names), so the encoders load one way from both. */
+g4_gguf_file *g4_hf_open_mmproj(const char *dir, g4_error *err);
+
 /* True when dir looks like a Hugging Face folder (has config.json). */
 bool g4_hf_is_dir(const char *path);
 

@@ -15,16 +15,18 @@ cd "$(dirname "$0")/../.."
 # folder of src/ missing here is an error (add it to the table).
 RULES='
 util    :
+media   : util
 tensor  : util
 arch    : util tensor
 format  : util tensor arch
 adapter : util tensor arch format
 ops     : util tensor arch format adapter
 model   : util tensor arch format adapter ops
+encoder : util tensor arch format adapter ops media
 text    : util tensor arch format
 constrain : util tensor arch format text
 sample  : util public
-engine  : util tensor arch format adapter ops model text constrain sample public
+engine  : util tensor arch format adapter ops model text constrain sample media encoder public
 '
 # Inside src/tensor/ (see tensor/kernels.h), bottom to top: an object may
 # reference only objects of lower rows (so the ISA files never call each
