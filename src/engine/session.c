@@ -195,7 +195,7 @@ int gemma4c_session_turn(gemma4c_session *s, const char *request_json, size_t rl
         return -1;
     }
     gemma4c_sampler_reset(s->s);
-    gemma4c_generate_params gp = { n_gen, 1, on_token, on_cancel, &ts, cons };
+    gemma4c_generate_params gp = { n_gen, 1, on_token, on_cancel, &ts, cons, s->p.draft, NULL };
     int fin = gemma4c_generate(s->c, s->s, &gp, err, errlen);
     gemma4c_constraint_free(cons);
     /* the loop leaves the last token unevaluated; a later turn reuses it */
