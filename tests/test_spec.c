@@ -455,11 +455,65 @@ TEST(hostile_drafters) {
     gemma4c_model_free(m);
 }
 
+
+/* ---- chat sessions: drafting on gives the same answers ---------------------------- */
+
+TEST(session_answers_identical) {
+    char err[600];
+    gemma4c_model *m = gemma4c_model_open(shared_path("testdata/gemma4-ref/gemma4-e.gguf"), err, sizeof err);
+    CHECK(m);
+    if (!m) return;
+    static const char *reqs[] = {
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi there, say something\"}]}",
+        /* constrained: the masks apply to every verified row */
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"Give me a person.\"}],"
+        "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":"
+        "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":8},"
+        "\"age\":{\"type\":\"integer\"}},\"required\":[\"name\",\"age\"],\"additionalProperties\":false}}}}",
+    };
+    char *msgs[2][3] = { { 0 } };
+    for (int arm = 0; arm < 2; arm++) {
+        gemma4c_context_params cp = gemma4c_context_default_params();
+        cp.n_ctx = 1024; cp.n_threads = 1;   /* n_batch 512: the rings can roll back a turn */
+        gemma4c_context *c = gemma4c_context_new(m, &cp, err, sizeof err);
+        gemma4c_session_params sp = gemma4c_session_default_params();
+        sp.sampling.temperature = 0;
+        sp.n_predict = 120;
+        sp.constrain = 1;
+        if (arm) sp.draft = (gemma4c_draft_params){ GEMMA4C_DRAFT_NGRAM, 6, 2, NULL, NULL };
+        gemma4c_session *ss = c ? gemma4c_session_new(c, &sp, err, sizeof err) : NULL;
+        CHECKF(ss, "%s", err);
+        if (!ss) { gemma4c_context_free(c); continue; }
+        gemma4c_turn_result r;
+        CHECK(gemma4c_session_turn(ss, reqs[0], strlen(reqs[0]), NULL, NULL, &r, err, sizeof err) == 0);
+        msgs[arm][0] = r.message;
+        /* the next turn continues the conversation: prefix reuse after a drafted turn */
+        char req[8192];
+        snprintf(req, sizeof req, "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi there, say something\"},%s,"
+                 "{\"role\":\"user\",\"content\":\"Again, say something\"}]}", r.message ? r.message : "{}");
+        CHECK(gemma4c_session_turn(ss, req, strlen(req), NULL, NULL, &r, err, sizeof err) == 0);
+        CHECK(r.n_reused > 0);
+        msgs[arm][1] = r.message;
+        CHECK(gemma4c_session_turn(ss, reqs[1], strlen(reqs[1]), NULL, NULL, &r, err, sizeof err) == 0);
+        msgs[arm][2] = r.message;
+        gemma4c_session_free(ss);
+        gemma4c_context_free(c);
+    }
+    for (int i = 0; i < 3; i++) {
+        CHECKF(msgs[0][i] && msgs[1][i] && !strcmp(msgs[0][i], msgs[1][i]), "turn %d: %s vs %s", i,
+               msgs[0][i] ? msgs[0][i] : "(null)", msgs[1][i] ? msgs[1][i] : "(null)");
+        free(msgs[0][i]);
+        free(msgs[1][i]);
+    }
+    gemma4c_model_free(m);
+}
+
 int main(void) {
     RUN(acceptance_rule_keeps_the_distribution);
     RUN(rollback_gives_plain_logits);
     RUN(greedy_identical_every_model);
     RUN(sampling_distribution_preserved);
     RUN(hostile_drafters);
+    RUN(session_answers_identical);
     return test_summary();
 }
