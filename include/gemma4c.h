@@ -574,6 +574,11 @@ typedef struct gemma4c_scheduler_params {
     int n_predict;     /* answer limit when a request gives no max_tokens (0 = what the context has left) */
     int family;        /* enum gemma4c_chat_family; 0 = the model's */
     int openai_compat; /* as gemma4c_chat_options */
+    /* Speculative decoding per request (kind 0: off; NGRAM only: CUSTOM is
+     * refused): each decoding request adds up to draft.max prompt-lookup drafts
+     * to the step's batch (within n_batch) and keeps the prefix its sampler
+     * accepts, so a step can hand on several tokens of it. */
+    gemma4c_draft_params draft;
 } gemma4c_scheduler_params;
 
 gemma4c_scheduler_params gemma4c_scheduler_default_params(void);
@@ -641,6 +646,7 @@ typedef struct gemma4c_scheduler_stats {
     uint64_t completion_tokens;  /* sampled */
     uint64_t steps, batch_tokens;  /* forward passes, and tokens in them */
     uint64_t prefix_lookups, prefix_hits;
+    uint64_t drafted, draft_accepted;  /* speculative drafts verified, and kept */
 } gemma4c_scheduler_stats;
 void gemma4c_scheduler_stats_get(gemma4c_scheduler *s, gemma4c_scheduler_stats *out);
 /* The scheduler's context (for memory statistics; do not decode on it). */

@@ -41,7 +41,7 @@ static int opt_int(const char *opt, const char *v, int lo, int hi, int *out) {
 
 static void usage(void) {
     printf("usage: gemma4c serve [-m MODEL] [--host ADDR] [--port N] [--parallel N] [--ctx N]\n"
-           "                     [--api-key KEY] [--prefix N] [-t N] [--verbose]\n\n"
+           "                     [--api-key KEY] [--prefix N] [-t N] [--draft ngram] [--verbose]\n\n"
            "An OpenAI-compatible HTTP server: POST /v1/chat/completions (streaming too),\n"
            "POST /v1/completions, GET /v1/models, GET /health, GET /metrics (Prometheus),\n"
            "POST /tokenize, /detokenize, /apply-template. N requests decode together\n"
@@ -56,6 +56,8 @@ static void usage(void) {
            "      --api-key KEY  require Authorization: Bearer KEY (all but /health)\n"
            "      --prefix N     prompt snapshots kept for reuse (prefix cache; default 8)\n"
            "  -t, --threads N    compute threads (default: all CPUs)\n"
+           "      --draft ngram  speculative decoding with prompt-lookup drafts (answers unchanged)\n"
+           "      --draft-max K  drafts verified per request and step (default 4)\n"
            "      --verbose      log request bodies (prompts) too\n"
            "Bodies are limited to %u MiB.\n", SRV_MAX_BODY >> 20);
 }
@@ -68,6 +70,7 @@ static const char *base_name(const char *p) {
 int cmd_serve(int argc, char **argv) {
     const char *model = NULL, *host = "127.0.0.1", *key = NULL;
     int port = 8080, par = 4, n_ctx = 0, queue = 64, n_prefix = 8, threads = 0, verbose = 0;
+    int draft = 0, draft_max = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
@@ -82,6 +85,11 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--prefix")) { bad = opt_int(a, v, 0, 4096, &n_prefix); i++; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { bad = opt_int(a, v, 0, 4096, &threads); i++; }
         else if (!strcmp(a, "--verbose")) verbose = 1;
+        else if (!strcmp(a, "--draft") && v && (!strcmp(v, "ngram") || !strcmp(v, "none"))) {
+            draft = !strcmp(v, "ngram");
+            i++;
+        }
+        else if (!strcmp(a, "--draft-max")) { bad = opt_int(a, v, 1, 64, &draft_max); i++; }
         else { fprintf(stderr, "gemma4c serve: unknown or incomplete option '%s' (see --help)\n", a); return 2; }
         if (bad) return 2;
     }
@@ -107,6 +115,8 @@ int cmd_serve(int argc, char **argv) {
     sp.n_threads = threads;
     sp.n_prefix = n_prefix;
     sp.max_queue = queue;
+    sp.draft.kind = draft ? GEMMA4C_DRAFT_NGRAM : GEMMA4C_DRAFT_NONE;
+    sp.draft.max = draft_max;
     /* the OpenAI client sends tool-call arguments as JSON strings */
     sp.openai_compat = 1;
     gemma4c_scheduler *s = gemma4c_scheduler_new(m, &sp, err, sizeof err);

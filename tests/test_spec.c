@@ -508,12 +508,89 @@ TEST(session_answers_identical) {
     gemma4c_model_free(m);
 }
 
+/* ---- the scheduler: drafts per request, same answers ------------------------------ */
+
+typedef struct sched_out { char *done[8]; uint64_t id[8]; int n; } sched_out;
+static void on_sched_event(void *u, const gemma4c_event *e) {
+    sched_out *o = u;
+    if (e->kind != GEMMA4C_EVENT_DONE && e->kind != GEMMA4C_EVENT_ERROR) return;
+    for (int i = 0; i < o->n; i++)
+        if (o->id[i] == e->id) o->done[i] = strdup(e->kind == GEMMA4C_EVENT_DONE ? e->json : "error");
+}
+
+/* The chat.completion without its "created" time. */
+static void strip_created(char *j) {
+    char *p = j ? strstr(j, "\"created\":") : NULL;
+    if (!p) return;
+    char *e = p + 10;
+    while (*e >= '0' && *e <= '9') e++;
+    if (*e == ',') e++;
+    memmove(p, e, strlen(e) + 1);
+}
+
+TEST(scheduler_answers_identical) {
+    char err[600];
+    gemma4c_model *m = gemma4c_model_open(shared_path("testdata/gemma4-ref/gemma4-e.gguf"), err, sizeof err);
+    CHECK(m);
+    if (!m) return;
+    static const char *reqs[] = {
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"one two three one two three one two\"}],\"max_tokens\":60,\"temperature\":0}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}],\"max_tokens\":45,\"temperature\":0}",
+        "{\"prompt\":\"a b c a b c a b c\",\"max_tokens\":50,\"temperature\":0}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"Say hi\"}],\"max_tokens\":40,\"temperature\":0,\"stop\":[\"zz\"]}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"random\"}],\"max_tokens\":30,\"temperature\":0.8,\"seed\":5}",
+    };
+    enum { NR = sizeof reqs / sizeof reqs[0] };
+    sched_out out[2] = { { { 0 }, { 0 }, 0 }, { { 0 }, { 0 }, 0 } };
+    gemma4c_scheduler_stats st[2];
+    for (int arm = 0; arm < 2; arm++) {
+        gemma4c_scheduler_params p = gemma4c_scheduler_default_params();
+        p.n_parallel = 3; p.n_ctx = 256; p.n_batch = 24; p.n_threads = 1;
+        if (arm) p.draft = (gemma4c_draft_params){ GEMMA4C_DRAFT_NGRAM, 5, 2, NULL, NULL };
+        gemma4c_scheduler *s = gemma4c_scheduler_new(m, &p, err, sizeof err);
+        CHECKF(s, "%s", err);
+        if (!s) continue;
+        out[arm].n = NR;
+        for (int i = 0; i < NR; i++)
+            CHECK(gemma4c_scheduler_submit(s, reqs[i], strlen(reqs[i]), on_sched_event, &out[arm], &out[arm].id[i], err,
+                                           sizeof err) == 0);
+        int n, guard = 0;
+        while ((n = gemma4c_scheduler_step(s)) > 0 && guard++ < 10000) {}
+        CHECK(n == 0);
+        gemma4c_scheduler_stats_get(s, &st[arm]);
+        gemma4c_scheduler_free(s);
+    }
+    CHECKF(st[1].drafted > 0 && st[1].draft_accepted > 0 && st[1].steps < st[0].steps,
+           "drafted %llu kept %llu, steps %llu vs %llu", (unsigned long long)st[1].drafted,
+           (unsigned long long)st[1].draft_accepted, (unsigned long long)st[1].steps, (unsigned long long)st[0].steps);
+    CHECK(st[0].drafted == 0);
+    for (int i = 0; i < NR; i++) {
+        strip_created(out[0].done[i]);
+        strip_created(out[1].done[i]);
+        if (i < NR - 1)   /* greedy: the same answer; sampled: an answer */
+            CHECKF(out[0].done[i] && out[1].done[i] && !strcmp(out[0].done[i], out[1].done[i]), "request %d:\n%s\n%s",
+                   i, out[0].done[i] ? out[0].done[i] : "(null)", out[1].done[i] ? out[1].done[i] : "(null)");
+        else
+            CHECK(out[1].done[i] && strstr(out[1].done[i], "chat.completion"));
+        free(out[0].done[i]);
+        free(out[1].done[i]);
+    }
+    gemma4c_scheduler_params bad = gemma4c_scheduler_default_params();
+    bad.draft.kind = GEMMA4C_DRAFT_CUSTOM;
+    CHECK(!gemma4c_scheduler_new(m, &bad, err, sizeof err) && strstr(err, "n-grams only"));
+    gemma4c_model_free(m);
+}
+
 int main(void) {
-    RUN(acceptance_rule_keeps_the_distribution);
-    RUN(rollback_gives_plain_logits);
-    RUN(greedy_identical_every_model);
-    RUN(sampling_distribution_preserved);
-    RUN(hostile_drafters);
-    RUN(session_answers_identical);
+    /* SPEC_ONLY=name runs the tests whose name contains it */
+    const char *only = getenv("SPEC_ONLY");
+#define RUN_IF(t) do { if (!only || strstr(#t, only)) RUN(t); } while (0)
+    RUN_IF(acceptance_rule_keeps_the_distribution);
+    RUN_IF(rollback_gives_plain_logits);
+    RUN_IF(greedy_identical_every_model);
+    RUN_IF(sampling_distribution_preserved);
+    RUN_IF(hostile_drafters);
+    RUN_IF(session_answers_identical);
+    RUN_IF(scheduler_answers_identical);
     return test_summary();
 }

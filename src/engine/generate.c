@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/engine.h"
 #include "gemma4c.h"
 
 enum { DRAFT_DEFAULT = 4, NGRAM_DEFAULT = 3, DRAFT_LIMIT = 64 };
@@ -25,7 +26,7 @@ enum { DRAFT_DEFAULT = 4, NGRAM_DEFAULT = 3, DRAFT_LIMIT = 64 };
  * (n = ngram down to 1), and the max tokens that followed it. The copy runs
  * on into its own output (as an LZ77 match does), so a match close to the
  * end proposes its period repeated: "a b a b" drafts "a b a b ...". */
-static int draft_ngram(const int32_t *h, int nh, int ngram, int32_t *out, int max) {
+int g4_draft_ngram(const int32_t *h, int nh, int ngram, int32_t *out, int max) {
     for (int n = ngram; n >= 1; n--) {
         if (nh <= n) continue;
         const int32_t *suf = h + nh - n;
@@ -91,7 +92,7 @@ int gemma4c_generate(gemma4c_context *c, gemma4c_sampler *s, const gemma4c_gener
             int lim = kmax < room ? kmax : room;
             if (lim > left) lim = left;
             if (spec && lim > 0) {
-                k = dp->kind == GEMMA4C_DRAFT_NGRAM ? draft_ngram(hist, nh, ngram, drafts, lim)
+                k = dp->kind == GEMMA4C_DRAFT_NGRAM ? g4_draft_ngram(hist, nh, ngram, drafts, lim)
                                                     : dp->fn(dp->user, hist, nh, drafts, lim);
                 if (k < 0 || k > lim) k = k < 0 ? 0 : lim;
                 for (int i = 0; i < k; i++)             /* a drafter's ids are input too */
