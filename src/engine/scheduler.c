@@ -5,7 +5,9 @@
  * the caller), waits in a FIFO queue, is admitted to a free sequence when its
  * KV pages fit, has its prompt evaluated in chunks and then decodes. Each
  * step is one gemma4c_decode of at most n_batch tokens: first one token of
- * every decoding request, then prompt chunks in admission order. Sampling,
+ * every decoding request (with its n-gram drafts when drafting is on: the
+ * rows they add are walked as generate.c walks them, and the rejected ones'
+ * positions truncated), then prompt chunks in admission order. Sampling,
  * detokenizing, stop strings and parsing are per request, as in a session
  * turn (session.c), so a request alone gives the same text as that turn.
  * Built on the public context calls only. */
