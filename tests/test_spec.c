@@ -203,12 +203,20 @@ TEST(rollback_gives_plain_logits) {
         t = argmax(gemma4c_logits_last(b), V);
     }
     CHECKF(worst < 1e-4, "max logit difference %g", worst);
-    /* a rollback past the rings' slack (n_batch - 1) is refused, not wrong */
+    /* a rollback past the rings' slack (n_batch positions: the ring keeps
+     * window - 1 + n_batch) is refused, not wrong */
     int32_t five[K + 1] = { 9, 10, 11, 12, 13 };
     int base = gemma4c_n_past(a);
     CHECK(gemma4c_eval(a, five, K + 1, 0, err, sizeof err) == 0);
-    CHECK(gemma4c_seq_truncate(a, 0, base) < 0 && gemma4c_n_past(a) == base + K + 1);
-    CHECK(gemma4c_seq_truncate(a, 0, base + 1) == 0);
+    CHECK(gemma4c_eval(a, five, K + 1, 0, err, sizeof err) == 0);
+    CHECK(gemma4c_seq_truncate(a, 0, base + K) < 0 && gemma4c_n_past(a) == base + 2 * (K + 1));
+    CHECK(gemma4c_seq_truncate(a, 0, base + K + 1) == 0);
+    /* a ring as long as the context never wraps: any rollback is fine */
+    cp.n_ctx = 7 + cp.n_batch;    /* window 8: the ring is capped at the context */
+    gemma4c_context *w = gemma4c_context_new(m, &cp, err, sizeof err);
+    CHECK(w && gemma4c_eval(w, prompt, cp.n_ctx, 0, err, sizeof err) == 0);
+    CHECK(w && gemma4c_seq_truncate(w, 0, 1) == 0);
+    gemma4c_context_free(w);
 out:
     gemma4c_context_free(a);
     gemma4c_context_free(b);
