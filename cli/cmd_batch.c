@@ -55,6 +55,7 @@ int cmd_batch(int argc, char **argv) {
     run_opts o = { 0 };
     const char *in = NULL, *outp = NULL;
     int par = 4, n_prefix = 0, quiet = 0;
+    gemma4c_draft_params dp = { 0 };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -73,8 +74,8 @@ int cmd_batch(int argc, char **argv) {
                    "                       min(model, 4096))\n"
                    "      --prefix N       keep N prompt snapshots for reuse (prefix cache; default 0)\n"
                    "  -o, --output FILE    write the results there (default stdout)\n"
-                   "  -q, --quiet          no progress on stderr\n%s",
-                   COMMON_HELP);
+                   "  -q, --quiet          no progress on stderr\n%s%s",
+                   COMMON_HELP, DRAFT_HELP);
             return 0;
         }
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -89,7 +90,8 @@ int cmd_batch(int argc, char **argv) {
         if (!strcmp(a, "--parallel")) { i++; if (parse_int(a, v, 1, 4096, &par)) return 2; continue; }
         if (!strcmp(a, "--prefix")) { i++; if (parse_int(a, v, 0, 4096, &n_prefix)) return 2; continue; }
         if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { quiet = 1; continue; }
-        int r = common_opt(&o, argc, argv, &i);
+        int r = draft_opt(&dp, argc, argv, &i);
+        if (r == 0) r = common_opt(&o, argc, argv, &i);
         if (r < 0) return 2;
         if (r == 0) { fprintf(stderr, "gemma4c batch: unknown or incomplete option '%s'\n", a); return 2; }
     }
@@ -146,6 +148,7 @@ int cmd_batch(int argc, char **argv) {
     sp.precision = o.exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
     sp.kv_type = o.kv_type;
     sp.n_prefix = n_prefix;
+    sp.draft = dp;
     sp.max_queue = n;          /* the whole file waits in the queue */
     char err[600];
     gemma4c_scheduler *s = gemma4c_scheduler_new(m, &sp, err, sizeof err);
@@ -177,6 +180,9 @@ int cmd_batch(int argc, char **argv) {
                 "%llu steps, --parallel %d\n", n, el, (unsigned long long)st.prompt_tokens,
                 (unsigned long long)st.cached_tokens, (unsigned long long)st.completion_tokens,
                 el > 0 ? st.completion_tokens / el : 0, (unsigned long long)st.steps, par);
+    if (!quiet && st.drafted)
+        fprintf(stderr, "  drafts: %llu verified, %llu kept\n", (unsigned long long)st.drafted,
+                (unsigned long long)st.draft_accepted);
     rc = 0;
     for (int i = 0; i < n; i++) {
         if (!b.out[i].json) { fprintf(stderr, "gemma4c batch: %s:%d: no result\n", in, lineno[i]); rc = 1; continue; }

@@ -315,6 +315,7 @@ int cmd_bench(int argc, char **argv) {
     double bw = -1, f32 = -1, i8 = -1;
     int probe_each = 1; /* tg: probe before and after every repetition (off with --bw) */
     int plist[64], n_plist = 0, ttft = 2000;
+    int klist[64], n_klist = 0, draft_max = 4;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -347,7 +348,12 @@ int cmd_bench(int argc, char **argv) {
                    "               N x FLOPs over the int8 peak); then the time to first token of a\n"
                    "               prompt whose first --ttft-prefix tokens are in the prefix cache,\n"
                    "               against the same prompt cold\n"
-                   "  --ttft-prefix N  cached prompt tokens for that (default 2000; 0 skips it)\n");
+                   "  --ttft-prefix N  cached prompt tokens for that (default 2000; 0 skips it)\n"
+                   "  --spec [K,K...]  instead of pp/tg: speculative decoding's mechanism: one pass\n"
+                   "               verifying K drafts (default 2,4,8) against one plain decode step\n"
+                   "               at depth -d, then -n greedy tokens plainly and with a drafter\n"
+                   "               whose drafts are right with probability 50/75/100%%\n"
+                   "  --draft-max K    drafts per step for the end-to-end part (default 4)\n");
             return 0;
         }
         int bad = 0;
@@ -381,6 +387,19 @@ int cmd_bench(int argc, char **argv) {
             }
         }
         else if (!strcmp(a, "--ttft-prefix")) { bad = geti(a, v, 0, 1 << 20, &ttft); i++; }
+        else if (!strcmp(a, "--spec")) {
+            if (v && v[0] >= '0' && v[0] <= '9') {
+                n_klist = parse_list(v, klist, 64);
+                i++;
+                for (int j = 0; j < n_klist; j++) if (klist[j] > 64) n_klist = -1;
+                if (n_klist < 0) { fprintf(stderr, "gemma4c bench: --spec expects K[,K...] in [1, 64]\n"); return 2; }
+            } else {
+                static const int def[] = { 2, 4, 8 };
+                memcpy(klist, def, sizeof def);
+                n_klist = 3;
+            }
+        }
+        else if (!strcmp(a, "--draft-max")) { bad = geti(a, v, 1, 64, &draft_max); i++; }
         else { fprintf(stderr, "gemma4c bench: unknown or incomplete option '%s'\n", a); return 2; }
         if (bad) return 2;
     }
@@ -399,6 +418,11 @@ int cmd_bench(int argc, char **argv) {
     gemma4c_model *m = gemma4c_model_open(model, err, sizeof err);
     if (!m) { fprintf(stderr, "gemma4c: %s\n", err); return 1; }
     if (load_adapters(m, g_lo.lora, g_lo.n_lora, g_ad)) { gemma4c_model_free(m); return 1; }
+    if (n_klist > 0) {
+        int r = bench_spec(m, klist, n_klist, tg, depth, reps, threads, exact, draft_max, json);
+        gemma4c_model_free(m);
+        return r;
+    }
     if (n_plist > 0) {
         int r = bench_parallel(m, model, plist, n_plist, tg, depth, reps, threads, exact, bw, i8, f32, ttft, json);
         gemma4c_model_free(m);

@@ -177,6 +177,7 @@ static int chat_opt(chat_cli *cc, int argc, char **argv, int *i) {
         return 1;
     }
     int r = sampling_opt(&cc->sp.sampling, argc, argv, i);
+    if (r == 0) r = draft_opt(&cc->sp.draft, argc, argv, i);
     if (r == 0) r = common_opt(&cc->o, argc, argv, i);
     if (r == 0) r = media_opt(&cc->mo, argc, argv, i);
     return r;
@@ -211,7 +212,7 @@ int cmd_run(int argc, char **argv) {
                    "  -s, --system TEXT       system prompt\n"
                    "      --json              print the parsed assistant message as JSON at the end\n"
                    "Media (--image photo.jpg) come before the text, in the order given.\n\n"
-                   "%s%s%s%s", CHAT_HELP, COMMON_HELP, MEDIA_HELP, SAMPLING_HELP);
+                   "%s%s%s%s%s", CHAT_HELP, COMMON_HELP, MEDIA_HELP, SAMPLING_HELP, DRAFT_HELP);
             return 0;
         }
         if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && v) { prompt = v; i++; continue; }
@@ -291,8 +292,8 @@ int cmd_chat(int argc, char **argv) {
                    "  /image PATH   attach an image to the next message (/audio PATH: a clip)\n"
                    "Ctrl-C stops the answer being generated without leaving. Thoughts are\n"
                    "dropped from the history, as the official template requires.\n\n"
-                   "  -s, --system TEXT       system prompt\n%s%s%s%s", CHAT_HELP, COMMON_HELP, MEDIA_HELP,
-                   SAMPLING_HELP);
+                   "  -s, --system TEXT       system prompt\n%s%s%s%s%s", CHAT_HELP, COMMON_HELP, MEDIA_HELP,
+                   SAMPLING_HELP, DRAFT_HELP);
             return 0;
         }
         if ((!strcmp(a, "-s") || !strcmp(a, "--system")) && v) { system = v; i++; continue; }

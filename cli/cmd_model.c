@@ -229,6 +229,8 @@ int cmd_generate(int argc, char **argv) {
     const char *tokens = NULL, *tokfile = NULL, *prompt = NULL;
     int n_gen = 16, stop_eos = 0, print_ids = 0;
     gemma4c_sampler_params sp = gemma4c_sampler_default_params();
+    gemma4c_draft_params dp = { 0 };
+    int show_stats = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -243,9 +245,10 @@ int cmd_generate(int argc, char **argv) {
                    "      --tokens-file F     read the prompt ids from a file\n"
                    "  -n, --n-predict N       tokens to generate (default 16)\n"
                    "      --stop-at-eos       stop at an end-of-generation id (1, 106, 50)\n"
+                   "      --draft-stats       print drafted / accepted counts on stderr\n"
                    "With media: -p puts each item's placeholder run (in order) after BOS, before the\n"
-                   "text; --tokens must hold the runs expanded (see `gemma4c logits`).\n%s%s", COMMON_HELP,
-                   MEDIA_HELP, SAMPLING_HELP);
+                   "text; --tokens must hold the runs expanded (see `gemma4c logits`).\n%s%s%s", COMMON_HELP,
+                   MEDIA_HELP, SAMPLING_HELP, DRAFT_HELP);
             return 0;
         }
         if (!strcmp(a, "--tokens") && v) { tokens = v; i++; continue; }
@@ -253,10 +256,12 @@ int cmd_generate(int argc, char **argv) {
         if (!strcmp(a, "--ids")) { print_ids = 1; continue; }
         if (!strcmp(a, "--tokens-file") && v) { tokfile = v; i++; continue; }
         if (!strcmp(a, "--stop-at-eos")) { stop_eos = 1; continue; }
+        if (!strcmp(a, "--draft-stats")) { show_stats = 1; continue; }
         int bad = 0;
         if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { i++; bad = parse_int(a, v, 0, 1 << 24, &n_gen); }
         else {
             int r = sampling_opt(&sp, argc, argv, &i);
+            if (r == 0) r = draft_opt(&dp, argc, argv, &i);
             if (r == 0) r = common_opt(&o, argc, argv, &i);
             if (r == 0) r = media_opt(&mo, argc, argv, &i);
             if (r == 0) { fprintf(stderr, "gemma4c generate: unknown or incomplete option '%s'\n", a); return 2; }
@@ -340,12 +345,17 @@ int cmd_generate(int argc, char **argv) {
     if (c && s && gemma4c_decode(c, &pb, err, sizeof err) == 0) {
         for (int i = 0; i < n; i++) gemma4c_sampler_accept(s, ids[i]);
         gen_printer pr = { dt, 0 };
-        gemma4c_generate_params gp = { n_gen, stop_eos, print_token, NULL, &pr, NULL, NULL, 0 };
+        gemma4c_draft_stats st = { 0 };
+        gemma4c_generate_params gp = { .n_predict = n_gen, .stop_at_eog = stop_eos, .on_token = print_token,
+                                       .user = &pr, .draft = dp, .stats = &st };
         rc = 0;
         if (gemma4c_generate(c, s, &gp, err, sizeof err) < 0) {
             fprintf(stderr, "\ngemma4c: %s\n", err);
             rc = 1;
         }
+        if (show_stats)
+            fprintf(stderr, "\ndraft: %llu steps, %llu drafted, %llu accepted\n", (unsigned long long)st.steps,
+                    (unsigned long long)st.drafted, (unsigned long long)st.accepted);
         if (dt) {
             size_t len;
             const char *rest = gemma4c_detok_flush(dt, &len);

@@ -247,3 +247,24 @@ void cli_cleanup_on_signal(int sig) {
     gemma4c_write_abort_cleanup();
     _exit(128 + sig);
 }
+
+const char *DRAFT_HELP =
+    "      --draft ngram       speculative decoding with prompt-lookup drafts (output\n"
+    "                          unchanged: greedy identical, sampling same distribution)\n"
+    "      --draft-max K       most drafted tokens verified per step (default 4)\n"
+    "      --ngram N           longest n-gram looked up in the text so far (default 3)\n";
+
+int draft_opt(gemma4c_draft_params *dp, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    if (!strcmp(a, "--draft")) {
+        (*i)++;
+        if (v && !strcmp(v, "ngram")) dp->kind = GEMMA4C_DRAFT_NGRAM;
+        else if (v && !strcmp(v, "none")) dp->kind = GEMMA4C_DRAFT_NONE;
+        else { fprintf(stderr, "gemma4c: --draft expects ngram or none\n"); return -1; }
+        return 1;
+    }
+    if (!strcmp(a, "--draft-max")) { (*i)++; return parse_int(a, v, 1, 64, &dp->max) ? -1 : 1; }
+    if (!strcmp(a, "--ngram")) { (*i)++; return parse_int(a, v, 1, 64, &dp->ngram) ? -1 : 1; }
+    return 0;
+}

@@ -26,6 +26,10 @@ int common_opt(run_opts *o, int argc, char **argv, int *i);
 /* Sampling options (--temp --top-k --top-p --min-p --repeat-penalty
  * --presence-penalty --frequency-penalty --seed --greedy); same contract. */
 int sampling_opt(gemma4c_sampler_params *sp, int argc, char **argv, int *i);
+/* Speculative decoding options (--draft ngram --draft-max K --ngram N);
+ * same contract. */
+extern const char *DRAFT_HELP;
+int draft_opt(gemma4c_draft_params *dp, int argc, char **argv, int *i);
 gemma4c_model *open_model(const run_opts *o);
 /* The context of o (its adapters loaded and checked against m; they live
  * until the process exits). */

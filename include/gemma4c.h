@@ -209,6 +209,10 @@ const float *gemma4c_logits_last(const gemma4c_context *c);
 int gemma4c_n_vocab(const gemma4c_context *c);
 int gemma4c_n_past(const gemma4c_context *c);    /* tokens in the sequence */
 int gemma4c_n_ctx(const gemma4c_context *c);
+int gemma4c_n_batch(const gemma4c_context *c);  /* most tokens per forward pass */
+/* The tokens sequence seq holds (positions 0..n-1, *n set), valid until the
+ * next call on c; NULL for a bad id. */
+const int32_t *gemma4c_seq_tokens(const gemma4c_context *c, int seq, int *n);
 /* Forget the sequence (the KV cache is reused). */
 void gemma4c_reset(gemma4c_context *c);
 /* Drop tokens after position n (n <= n_past): continue from a shared prefix. */
@@ -339,6 +343,16 @@ int32_t gemma4c_sampler_sample(gemma4c_sampler *s, const float *logits, int n_vo
 /* Tell the sampler which token was chosen/fed (for the penalties). */
 void gemma4c_sampler_accept(gemma4c_sampler *s, int32_t token);
 void gemma4c_sampler_reset(gemma4c_sampler *s);
+/* Speculative sampling: the token gemma4c_sampler_sample would draw, given a
+ * token `draft` a drafter proposed with probabilities q (n_vocab floats;
+ * NULL: a deterministic drafter, q one-hot on draft). The draft is kept with
+ * probability min(1, p(draft)/q(draft)), else a token is drawn from
+ * norm(max(0, p - q)), so the result is distributed exactly as a plain draw
+ * (p: the sampler's distribution after penalties, temperature, top-k/p,
+ * min-p). Greedy: the draft is kept iff it is the argmax. *accepted says
+ * whether the draft was kept. Nothing is accepted into the history. */
+int32_t gemma4c_sampler_sample_draft(gemma4c_sampler *s, const float *logits, int n_vocab, int32_t draft,
+                                     const float *q, int *accepted);
 
 /* ---- constrained decoding ----------------------------------------------------- */
 
@@ -403,6 +417,36 @@ enum gemma4c_finish {
     GEMMA4C_FINISH_ERROR = 3,   /* decoding failed part way (see err) */
 };
 
+/* Speculative decoding: a drafter proposes tokens, one forward pass
+ * evaluates the pending token and the drafts (reading every weight once for
+ * all of them), and the longest prefix the sampler keeps
+ * (gemma4c_sampler_sample_draft) is handed on; the KV cache of the rest is
+ * dropped. Greedy output is identical to plain decoding, sampled output has
+ * the same distribution (not the same tokens for a seed: the draws differ). */
+enum gemma4c_draft_kind {
+    GEMMA4C_DRAFT_NONE = 0,
+    GEMMA4C_DRAFT_NGRAM = 1,   /* prompt lookup: the tokens that followed the latest
+                                  earlier occurrence of the text's last n-gram */
+    GEMMA4C_DRAFT_CUSTOM = 2,  /* fn proposes them (tests, benchmarks, other drafters) */
+};
+
+typedef struct gemma4c_draft_params {
+    int kind;        /* enum gemma4c_draft_kind */
+    int max;         /* most drafted tokens per step (0 = 4; capped at n_batch - 1,
+                        the sliding-window rings' slack for a rollback) */
+    int ngram;       /* NGRAM: longest suffix looked up, shorter ones tried next (0 = 3) */
+    /* CUSTOM: write up to max tokens that follow hist[0..n_hist) (every token
+     * of the sequence, the last one not yet evaluated) to out; return how many. */
+    int (*fn)(void *user, const int32_t *hist, int n_hist, int32_t *out, int max);
+    void *user;
+} gemma4c_draft_params;
+
+typedef struct gemma4c_draft_stats {
+    uint64_t steps;       /* forward passes of the decode loop */
+    uint64_t drafted;     /* tokens proposed and verified */
+    uint64_t accepted;    /* of those, kept */
+} gemma4c_draft_stats;
+
 typedef struct gemma4c_generate_params {
     int n_predict;      /* most tokens to generate (>= 0) */
     int stop_at_eog;    /* end at an end-of-generation token (it is not passed on) */
@@ -419,6 +463,8 @@ typedef struct gemma4c_generate_params {
      * token with thinking off); NULL / 0 for none. */
     const int32_t *ban;
     int n_ban;
+    gemma4c_draft_params draft;     /* speculative decoding (kind 0: off) */
+    gemma4c_draft_stats *stats;     /* NULL, or added to */
 } gemma4c_generate_params;
 
 /* Decode from the logits the last eval left (evaluate the prompt first):
@@ -542,6 +588,7 @@ typedef struct gemma4c_session_params {
      * (or Ollama's "format": "json" / a schema), and "tools" with
      * "tool_choice" (auto, required, none, named). */
     int constrain;
+    gemma4c_draft_params draft;       /* speculative decoding (kind 0: off) */
 } gemma4c_session_params;
 
 /* n_predict 1024, the model's family, options from the request, Gemma's sampling. */
@@ -608,6 +655,11 @@ typedef struct gemma4c_scheduler_params {
     int family;        /* enum gemma4c_chat_family; 0 = the model's */
     int openai_compat; /* as gemma4c_chat_options */
     int kv_type;       /* enum gemma4c_kv_type */
+    /* Speculative decoding per request (kind 0: off; NGRAM only: CUSTOM is
+     * refused): each decoding request adds up to draft.max prompt-lookup drafts
+     * to the step's batch (within n_batch) and keeps the prefix its sampler
+     * accepts, so a step can hand on several tokens of it. */
+    gemma4c_draft_params draft;
 } gemma4c_scheduler_params;
 
 gemma4c_scheduler_params gemma4c_scheduler_default_params(void);
@@ -675,6 +727,7 @@ typedef struct gemma4c_scheduler_stats {
     uint64_t completion_tokens;  /* sampled */
     uint64_t steps, batch_tokens;  /* forward passes, and tokens in them */
     uint64_t prefix_lookups, prefix_hits;
+    uint64_t drafted, draft_accepted;  /* speculative drafts verified, and kept */
 } gemma4c_scheduler_stats;
 void gemma4c_scheduler_stats_get(gemma4c_scheduler *s, gemma4c_scheduler_stats *out);
 /* The scheduler's context (for memory statistics; do not decode on it). */

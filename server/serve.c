@@ -42,7 +42,7 @@ static int opt_int(const char *opt, const char *v, int lo, int hi, int *out) {
 static void usage(void) {
     printf("usage: gemma4c serve [-m MODEL] [--host ADDR] [--port N] [--parallel N] [--ctx N]\n"
            "                     [--api-key KEY] [--prefix N] [--timeout N] [-t N] [--lora PATH[:S]]\n"
-           "                     [--verbose]\n\n"
+           "                     [--kv-type T] [--draft ngram] [--verbose]\n\n"
            "An OpenAI-compatible HTTP server: POST /v1/chat/completions (streaming too),\n"
            "POST /v1/completions, GET /v1/models, GET /health, GET /metrics (Prometheus),\n"
            "POST /tokenize, /detokenize, /apply-template; Ollama's /api/chat, /api/generate,\n"
@@ -62,6 +62,8 @@ static void usage(void) {
            "  -t, --threads N    compute threads (default: all CPUs)\n"
            "      --lora PATH[:S]  LoRA adapter (GGUF LoRA or PEFT folder) at scale S (repeatable)\n"
            "      --kv-type T    KV cache f32, f16 or q8_0 (default f16)\n"
+           "      --draft ngram  speculative decoding with prompt-lookup drafts (answers unchanged)\n"
+           "      --draft-max K  drafts verified per request and step (default 4)\n"
            "      --verbose      log request bodies (prompts) too\n"
            "Bodies are limited to %u MiB.\n", SRV_MAX_BODY >> 20);
 }
@@ -77,6 +79,7 @@ int cmd_serve(int argc, char **argv) {
         kv_type = 0;
     const char *lora[16];
     int n_lora = 0;
+    int draft = 0, draft_max = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
@@ -100,6 +103,11 @@ int cmd_serve(int argc, char **argv) {
             }
             i++;
         }
+        else if (!strcmp(a, "--draft") && v && (!strcmp(v, "ngram") || !strcmp(v, "none"))) {
+            draft = !strcmp(v, "ngram");
+            i++;
+        }
+        else if (!strcmp(a, "--draft-max")) { bad = opt_int(a, v, 1, 64, &draft_max); i++; }
         else { fprintf(stderr, "gemma4c serve: unknown or incomplete option '%s' (see --help)\n", a); return 2; }
         if (bad) return 2;
     }
@@ -126,6 +134,8 @@ int cmd_serve(int argc, char **argv) {
     sp.n_prefix = n_prefix;
     sp.max_queue = queue;
     sp.kv_type = kv_type;
+    sp.draft.kind = draft ? GEMMA4C_DRAFT_NGRAM : GEMMA4C_DRAFT_NONE;
+    sp.draft.max = draft_max;
     /* the OpenAI client sends tool-call arguments as JSON strings */
     sp.openai_compat = 1;
     gemma4c_scheduler *s = gemma4c_scheduler_new(m, &sp, err, sizeof err);

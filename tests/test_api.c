@@ -170,7 +170,7 @@ TEST(generate_loop) {
     gemma4c_sampler *s = gemma4c_sampler_new(&sp);
     CHECK(c && s && gemma4c_context_model(c) == m);
     counter k = { 0, 0, -1 };
-    gemma4c_generate_params gp = { 5, 0, count_token, cancel_when, &k, NULL, NULL, 0 };
+    gemma4c_generate_params gp = { .n_predict = 5, .on_token = count_token, .cancel = cancel_when, .user = &k };
     CHECK(gemma4c_generate(c, s, &gp, err, sizeof err) == -1);   /* no prompt evaluated */
     int32_t prompt[] = { 2, 10, 20 };
     CHECK(gemma4c_eval(c, prompt, 3, 0, err, sizeof err) == 0);

@@ -390,6 +390,13 @@ int gemma4c_n_vocab(const gemma4c_context *c) { return c->model->m->n_vocab; }
 int gemma4c_n_past(const gemma4c_context *c) { return c->seqs[0]->n_past; }
 int gemma4c_n_ctx(const gemma4c_context *c) { return c->seqs[0]->n_ctx; }
 int gemma4c_n_seq(const gemma4c_context *c) { return c->n_seq; }
+int gemma4c_n_batch(const gemma4c_context *c) { return c->ws->n_batch; }
+
+const int32_t *gemma4c_seq_tokens(const gemma4c_context *c, int seq, int *n) {
+    if (seq < 0 || seq >= c->n_seq) return NULL;
+    *n = c->seqs[seq]->n_past;
+    return c->toks[seq];
+}
 
 int gemma4c_seq_n_past(const gemma4c_context *c, int seq) {
     return seq >= 0 && seq < c->n_seq ? c->seqs[seq]->n_past : -1;

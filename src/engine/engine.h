@@ -79,6 +79,11 @@ int g4_prefix_evict(gemma4c_context *c);
 void g4_prefix_free_all(gemma4c_context *c);
 
 
+/* Prompt-lookup drafts (generate.c): up to max tokens that followed the
+ * latest earlier occurrence of the last n-gram of h[0..nh) (n = ngram down
+ * to 1). Returns how many were written to out. */
+int g4_draft_ngram(const int32_t *h, int nh, int ngram, int32_t *out, int max);
+
 /* The chat family of the model at path whose file f is (chat_api.c). */
 int g4_engine_chat_family(const char *path, const g4_gguf_file *f);
 

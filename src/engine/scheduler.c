@@ -5,7 +5,9 @@
  * the caller), waits in a FIFO queue, is admitted to a free sequence when its
  * KV pages fit, has its prompt evaluated in chunks and then decodes. Each
  * step is one gemma4c_decode of at most n_batch tokens: first one token of
- * every decoding request, then prompt chunks in admission order. Sampling,
+ * every decoding request (with its n-gram drafts when drafting is on: the
+ * rows they add are walked as generate.c walks them, and the rejected ones'
+ * positions truncated), then prompt chunks in admission order. Sampling,
  * detokenizing, stop strings and parsing are per request, as in a session
  * turn (session.c), so a request alone gives the same text as that turn.
  * Built on the public context calls only. */
@@ -30,7 +32,7 @@
 #endif
 
 enum { ST_QUEUED, ST_PREFILL, ST_DECODE };
-enum { MAX_STOP = 16, MAX_STOP_LEN = 256, MAX_BIAS = 1024 };
+enum { MAX_STOP = 16, MAX_STOP_LEN = 256, MAX_BIAS = 1024, MAX_DRAFT = 16 };
 
 typedef struct request {
     uint64_t id;
@@ -57,6 +59,8 @@ typedef struct request {
     int n_gen;                 /* tokens sampled */
     int32_t next_tok;          /* sampled, evaluated at the next step */
     int batch_idx;             /* index of its logits in this step's batch, -1 */
+    int n_draft;               /* speculative drafts after next_tok in this step's batch */
+    int32_t draft[MAX_DRAFT];
     gemma4c_sampler *smp;
     gemma4c_detok *dt;
     gemma4c_chat_parser *parser;
@@ -92,6 +96,8 @@ struct gemma4c_scheduler {
     float *masked;             /* [n_vocab] logits copy for a constraint or a bias */
     int32_t tok_channel;       /* "<|channel>" (opens the thought channel), or -1 */
     int n_vocab;
+    int32_t *hist;             /* [n_ctx + 1]: a sequence's tokens and next_tok, for drafting */
+    int dmax, ngram;           /* drafts per request and step (0: off), n-gram looked up */
 };
 
 __attribute__((format(printf, 3, 4))) static void set_err(char *dst, size_t len, const char *fmt, ...) {
@@ -139,6 +145,10 @@ gemma4c_scheduler *gemma4c_scheduler_new(gemma4c_model *m, const gemma4c_schedul
     if (p.n_batch < p.n_parallel) p.n_batch = p.n_parallel; /* one decode token each */
     if (p.max_queue <= 0) p.max_queue = 256;
     if (p.n_prefix < 0) p.n_prefix = 0;
+    if (p.draft.kind != GEMMA4C_DRAFT_NONE && p.draft.kind != GEMMA4C_DRAFT_NGRAM) {
+        set_err(err, errlen, "draft kind %d: the scheduler drafts with n-grams only", p.draft.kind);
+        return NULL;
+    }
 #if !G4_SCHED_PREFIX
     p.n_prefix = 0;
 #endif
@@ -181,7 +191,16 @@ gemma4c_scheduler *gemma4c_scheduler_new(gemma4c_model *m, const gemma4c_schedul
     s->bseq = malloc((size_t)s->p.n_batch * sizeof *s->bseq);
     s->bkeep = malloc((size_t)s->p.n_batch);
     s->masked = malloc((size_t)V * sizeof *s->masked);
-    if (!s->slot || !s->btok || !s->bseq || !s->bkeep || !s->masked) {
+    /* drafts: a rolled-back sequence drops at most n_batch - 1 positions (the
+     * sliding rings' slack) */
+    if (p.draft.kind == GEMMA4C_DRAFT_NGRAM) {
+        s->dmax = p.draft.max > 0 ? p.draft.max : 4;
+        if (s->dmax > MAX_DRAFT) s->dmax = MAX_DRAFT;
+        if (s->dmax > s->p.n_batch - 1) s->dmax = s->p.n_batch - 1;
+        s->ngram = p.draft.ngram > 0 ? p.draft.ngram : 3;
+        s->hist = malloc(((size_t)gemma4c_n_ctx(s->c) + 1) * sizeof *s->hist);
+    }
+    if (!s->slot || !s->btok || !s->bseq || !s->bkeep || !s->masked || (s->dmax > 0 && !s->hist)) {
         set_err(err, errlen, "out of memory");
         gemma4c_scheduler_free(s);
         return NULL;
@@ -207,6 +226,7 @@ void gemma4c_scheduler_free(gemma4c_scheduler *s) {
     free(s->bseq);
     free(s->bkeep);
     free(s->masked);
+    free(s->hist);
     gemma4c_context_free(s->c);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
@@ -721,7 +741,7 @@ static void admit(gemma4c_scheduler *s, request **gone, request **admitted) {
 /* Sample the next token of the request on seq from logits. Returns -1 to
  * go on, else how it ended (enum gemma4c_finish; FINISH_ERROR: out of
  * memory). Nothing is released here: that would drop the step's logits. */
-static int advance(gemma4c_scheduler *s, int seq, const float *logits) {
+static int advance(gemma4c_scheduler *s, int seq, const float *logits, int32_t draft, int *accepted) {
     request *r = s->slot[seq];
     int V = gemma4c_n_vocab(s->c);
     /* a constraint (JSON schema, tool calls) masks a copy of the logits; it
@@ -733,7 +753,9 @@ static int advance(gemma4c_scheduler *s, int seq, const float *logits) {
         if (r->cons && gemma4c_constraint_apply(r->cons, s->masked, V) <= 0) return GEMMA4C_FINISH_ERROR;
         logits = s->masked;
     }
-    int32_t t = gemma4c_sampler_sample(r->smp, logits, V);
+    *accepted = 0;
+    int32_t t = draft >= 0 ? gemma4c_sampler_sample_draft(r->smp, logits, V, draft, NULL, accepted)
+                           : gemma4c_sampler_sample(r->smp, logits, V);
     gemma4c_sampler_accept(r->smp, t);
     if (r->cons && gemma4c_constraint_accept(r->cons, t)) return GEMMA4C_FINISH_ERROR;
     r->n_gen++;
@@ -792,7 +814,12 @@ int gemma4c_scheduler_step(gemma4c_scheduler *s) {
     }
     /* the batch: one token of each decoding request, then prompt chunks in
      * sequence order (admission order within a step) */
-    int n = 0, budget = s->p.n_batch;
+    int n = 0, budget = s->p.n_batch, spare = budget;
+    for (int i = 0; i < s->p.n_parallel; i++) {
+        request *r = s->slot[i];
+        if (r) r->n_draft = 0;
+        if (r && r->state == ST_DECODE) spare--;        /* every decode token goes in first */
+    }
     for (int i = 0; i < s->p.n_parallel; i++) {
         request *r = s->slot[i];
         if (!r) continue;
@@ -802,6 +829,22 @@ int gemma4c_scheduler_step(gemma4c_scheduler *s) {
         s->bseq[n] = i;
         s->bkeep[n] = 1;
         r->batch_idx = n++;
+        /* drafts: no more than it may still hand on after next_tok's successor */
+        int lim = s->dmax < spare ? s->dmax : spare;
+        if (lim > r->n_max - r->n_gen - 1) lim = r->n_max - r->n_gen - 1;
+        if (lim <= 0) continue;
+        int nh;
+        const int32_t *toks = gemma4c_seq_tokens(s->c, i, &nh);
+        memcpy(s->hist, toks, (size_t)nh * sizeof *toks);
+        s->hist[nh++] = r->next_tok;
+        int k = g4_draft_ngram(s->hist, nh, s->ngram, r->draft, lim);
+        for (int j = 0; j < k; j++) {
+            s->btok[n] = r->draft[j];
+            s->bseq[n] = i;
+            s->bkeep[n++] = 1;
+        }
+        r->n_draft = k;
+        spare -= k;
     }
     int prefilled[4096]; /* n_parallel <= 4096 */
     int n_pre = 0;
@@ -845,20 +888,41 @@ int gemma4c_scheduler_step(gemma4c_scheduler *s) {
             }
             return -1;
         }
-        int ended[4096];
+        int ended[4096], trunc[4096];
         for (int i = 0; i < s->p.n_parallel; i++) {
             request *r = s->slot[i];
-            ended[i] = -1;
+            ended[i] = trunc[i] = -1;
             if (!r || r->batch_idx < 0) continue;
 #if G4_SCHED_PREFIX
             /* the prompt is in: later requests sharing it continue from here */
             if (r->state == ST_PREFILL && s->p.n_prefix > 0) gemma4c_prefix_store(s->c, i, NULL, 0);
 #endif
-            ended[i] = advance(s, i, gemma4c_logits_ith(s->c, r->batch_idx));
-            pthread_mutex_lock(&s->mu);
-            s->st.completion_tokens++;
-            pthread_mutex_unlock(&s->mu);
+            /* the walk over next_tok's row and its drafts' rows: on while the
+             * sampler keeps the draft; the first other token ends it */
+            int j = 0, acc = 0, kept = 0;
+            for (;; j++) {
+                int32_t d = j < r->n_draft ? r->draft[j] : -1;
+                ended[i] = advance(s, i, gemma4c_logits_ith(s->c, r->batch_idx + j), d, &acc);
+                kept += acc;
+                pthread_mutex_lock(&s->mu);
+                s->st.completion_tokens++;
+                pthread_mutex_unlock(&s->mu);
+                if (ended[i] >= 0 || !acc) break;
+            }
+            if (r->n_draft) {
+                pthread_mutex_lock(&s->mu);
+                s->st.drafted += (uint64_t)r->n_draft;
+                s->st.draft_accepted += (uint64_t)kept;
+                pthread_mutex_unlock(&s->mu);
+                /* the cache keeps next_tok and the j drafts walked past; the
+                 * token handed on last is the next step's next_tok */
+                int past = gemma4c_seq_n_past(s->c, i), keep = past - r->n_draft + j;
+                if (ended[i] < 0 && keep < past) trunc[i] = keep;
+            }
         }
+        /* after every walk: a truncation drops the step's logits */
+        for (int i = 0; i < s->p.n_parallel; i++)
+            if (trunc[i] >= 0 && gemma4c_seq_truncate(s->c, i, trunc[i])) ended[i] = GEMMA4C_FINISH_ERROR;
         for (int i = 0; i < s->p.n_parallel; i++) {
             if (ended[i] < 0) continue;
             if (ended[i] != GEMMA4C_FINISH_ERROR) { finish_req(s, i, ended[i]); continue; }

@@ -378,7 +378,8 @@ int gemma4c_session_turn(gemma4c_session *s, const char *request_json, size_t rl
         return -1;
     }
     gemma4c_sampler_reset(s->s);
-    gemma4c_generate_params gp = { n_gen, 1, on_token, on_cancel, &ts, cons, NULL, 0 };
+    gemma4c_generate_params gp = { .n_predict = n_gen, .stop_at_eog = 1, .on_token = on_token, .cancel = on_cancel,
+                                   .user = &ts, .constraint = cons, .draft = s->p.draft };
     /* thinking off: the thought channel cannot open (as the scheduler) */
     int32_t *ban = NULL;
     char berr[64];

@@ -212,14 +212,16 @@ int g4_seq_reserve(g4_seq *s, int pos0, int n, g4_error *err) {
 
 int g4_seq_truncate(g4_seq *s, int n) {
     if (n < 0 || n > s->n_past) return -1;
-    int dropped = s->n_past - n;
     const g4_model *m = s->m;
     g4_kv_pool *p = s->pool;
-    if (n > 0)
+    /* positions n-W+1 .. n-1 must still be in the ring: after writing
+     * 0..n_past-1 it holds n_past - ring_cap .. n_past-1 (everything while
+     * it has not wrapped, e.g. a ring as long as the context) */
+    int need = n - m->sliding_window + 1 > 0 ? n - m->sliding_window + 1 : 0;
+    if (n > 0 && need < s->n_past - p->ring_cap)
         for (int l = 0; l < m->n_layer; l++) {
             const g4_layer *y = &m->layers[l];
-            /* positions n-W+1 .. n-1 must still be in the ring */
-            if (y->kv_slot >= 0 && y->swa && dropped > p->ring_cap - m->sliding_window) return -1;
+            if (y->kv_slot >= 0 && y->swa) return -1;
         }
     for (int pg = (n + p->page - 1) / p->page; pg < p->n_pages; pg++)
         if (s->pages[pg] >= 0) {

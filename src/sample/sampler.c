@@ -92,18 +92,22 @@ static void sort_idx(int32_t *idx, int n, const float *lg, int32_t *tmp) {
     memcpy(idx, tmp, (size_t)n * sizeof *idx);
 }
 
-int32_t gemma4c_sampler_sample(gemma4c_sampler *s, const float *logits, int n) {
+/* The distribution the sampler draws from: candidates idx[0..m) with
+ * weights pr[0..m) (descending, summing to *tot), in the sampler's work
+ * arrays. Returns m, or 0 when the choice is the argmax (*best; greedy),
+ * or -1 for n <= 0. */
+static int distribution(gemma4c_sampler *s, const float *logits, int n, int32_t *best, float **prp, double *totp) {
     if (n <= 0) return -1;
     const gemma4c_sampler_params *p = &s->p;
     bool penal = s->hist_n > 0 && (p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f ||
                                    p->frequency_penalty != 0.0f);
-    if (!penal && p->temperature <= 0) return argmax(logits, n);
+    if (!penal && p->temperature <= 0) { *best = argmax(logits, n); return 0; }
     if (s->cap < n) {
         float *l = realloc(s->logit, (size_t)n * sizeof *l);
         if (l) s->logit = l;
         int32_t *ix = realloc(s->idx, (size_t)n * 2 * sizeof *ix);
         if (ix) s->idx = ix;
-        if (!l || !ix) return argmax(logits, n);
+        if (!l || !ix) { *best = argmax(logits, n); return 0; }
         s->cap = n;
     }
     float *lg = s->logit;
@@ -124,7 +128,7 @@ int32_t gemma4c_sampler_sample(gemma4c_sampler *s, const float *logits, int n) {
                 *v = *v > 0 ? *v / p->repeat_penalty : *v * p->repeat_penalty;
             *v -= (float)cnt * p->frequency_penalty + p->presence_penalty;
         }
-        if (p->temperature <= 0) return argmax(lg, n);
+        if (p->temperature <= 0) { *best = argmax(lg, n); return 0; }
     }
     float invt = 1.0f / p->temperature;
     int32_t *idx = s->idx, *tmp = s->idx + n;
@@ -173,10 +177,75 @@ int32_t gemma4c_sampler_sample(gemma4c_sampler *s, const float *logits, int n) {
     }
     double tot = 0;
     for (int i = 0; i < m; i++) tot += pr[i];
-    double r = (double)(splitmix(&s->rng) >> 11) * (1.0 / 9007199254740992.0) * tot;
+    *prp = pr;
+    *totp = tot;
+    return m;
+}
+
+/* Uniform in [0, 1). */
+static double uniform(gemma4c_sampler *s) { return (double)(splitmix(&s->rng) >> 11) * (1.0 / 9007199254740992.0); }
+
+int32_t gemma4c_sampler_sample(gemma4c_sampler *s, const float *logits, int n) {
+    int32_t best = -1;
+    float *pr;
+    double tot;
+    int m = distribution(s, logits, n, &best, &pr, &tot);
+    if (m <= 0) return best;
+    const int32_t *idx = s->idx;
+    double r = uniform(s) * tot;
     for (int i = 0; i < m; i++) {
         r -= pr[i];
         if (r < 0) return idx[i];
     }
     return idx[m - 1];
+}
+
+int32_t gemma4c_sampler_sample_draft(gemma4c_sampler *s, const float *logits, int n, int32_t draft, const float *q,
+                                     int *accepted) {
+    int32_t best = -1;
+    float *pr;
+    double tot;
+    *accepted = 0;
+    int m = distribution(s, logits, n, &best, &pr, &tot);
+    if (m < 0) return -1;
+    if (m == 0) {                      /* greedy: p is one-hot on the argmax */
+        *accepted = best == draft;
+        return best;
+    }
+    const int32_t *idx = s->idx;
+    /* p(draft): zero unless it is a candidate */
+    double pd = 0;
+    int di = -1;
+    for (int i = 0; i < m; i++)
+        if (idx[i] == draft) { pd = pr[i] / tot; di = i; break; }
+    double qd = q ? (draft >= 0 && draft < n ? (double)q[draft] : 0) : 1.0;
+    double u = uniform(s);
+    if (di >= 0 && (qd <= 0 || u * qd < pd)) {   /* accept with min(1, p/q) */
+        *accepted = 1;
+        return draft;
+    }
+    /* rejected: draw from norm(max(0, p - q)); with q one-hot that is p
+     * without the draft. Only candidates have p > 0. */
+    double w_tot = 0;
+    for (int i = 0; i < m; i++) {
+        double qi = q ? (double)q[idx[i]] : (i == di);
+        double w = pr[i] / tot - qi;
+        w_tot += w > 0 ? w : 0;
+    }
+    if (!(w_tot > 0)) {                /* p == q up to rounding: any draw from p will do */
+        double r = uniform(s) * tot;
+        for (int i = 0; i < m; i++) { r -= pr[i]; if (r < 0) return idx[i]; }
+        return idx[m - 1];
+    }
+    double r = uniform(s) * w_tot;
+    int32_t last = -1;
+    for (int i = 0; i < m; i++) {
+        double qi = q ? (double)q[idx[i]] : (i == di);
+        double w = pr[i] / tot - qi;
+        if (w <= 0) continue;
+        last = idx[i];
+        r -= w;
+        if (r < 0) return idx[i];
+    }
+    return last;
 }
