@@ -17,6 +17,17 @@
 
 #include "commands.h"
 #include "gemma4c.h"
+#include "opts.h"
+
+
+/* --lora: every context of the run gets the adapters (loaded after the model) */
+static run_opts g_lo;
+static gemma4c_adapter *g_ad[MAX_LORA];
+static void with_lora(gemma4c_context_params *cp) {
+    cp->adapters = g_ad;
+    cp->adapter_scales = g_lo.lora_scale;
+    cp->n_adapters = g_lo.n_lora;
+}
 
 static double now(void) {
     struct timespec ts;
@@ -135,6 +146,7 @@ static int bench_parallel(gemma4c_model *m, const char *model, const int *list, 
         cp.n_threads = threads;
         cp.n_seq = N;
         cp.precision = exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
+        with_lora(&cp);
         int hwm = reset_hwm() == 0;     /* peak RSS of this N alone (the weights stay mapped) */
         gemma4c_context *c = gemma4c_context_new(m, &cp, err, sizeof err);
         int32_t *tok = malloc((size_t)(N + depth + 1) * sizeof *tok), *seq = malloc((size_t)N * sizeof *seq);
@@ -208,6 +220,7 @@ static int bench_parallel(gemma4c_model *m, const char *model, const int *list, 
         cp.n_threads = threads;
         cp.n_prefix = 1;
         cp.precision = exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
+        with_lora(&cp);
         gemma4c_context *c = gemma4c_context_new(m, &cp, err, sizeof err);
         int32_t *ids = malloc((size_t)n * sizeof *ids);
         double *tc = malloc((size_t)reps * sizeof *tc), *tw = malloc((size_t)reps * sizeof *tw);
@@ -316,6 +329,7 @@ int cmd_bench(int argc, char **argv) {
                    "  -r N         repetitions (default 3)\n"
                    "  --bw GB/s    skip the bandwidth probes and use this value\n"
                    "  --exact      reference precision instead of the fast path\n"
+                   "  --lora PATH[:S]  LoRA adapter at scale S (repeatable)\n"
                    "  --json       one JSON object on stdout\n"
                    "  --parallel [N,N...]  instead of pp/tg: N streams decoding together, one\n"
                    "               forward pass per step for all (-n steps after -d tokens each;\n"
@@ -337,6 +351,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--bw") && v) { bw = atof(v); probe_each = 0; i++; }
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--exact")) exact = 1;
+        else if (!strcmp(a, "--lora")) { bad = parse_lora(&g_lo, v); i++; }
         else if (!strcmp(a, "--parallel")) {
             if (v && v[0] >= '0' && v[0] <= '9') {
                 n_plist = parse_list(v, plist, 64);
@@ -365,6 +380,7 @@ int cmd_bench(int argc, char **argv) {
     char err[600];
     gemma4c_model *m = gemma4c_model_open(model, err, sizeof err);
     if (!m) { fprintf(stderr, "gemma4c: %s\n", err); return 1; }
+    if (load_adapters(m, g_lo.lora, g_lo.n_lora, g_ad)) { gemma4c_model_free(m); return 1; }
     if (n_plist > 0) {
         int r = bench_parallel(m, model, plist, n_plist, tg, depth, reps, threads, exact, bw, i8, f32, ttft, json);
         gemma4c_model_free(m);
@@ -378,6 +394,7 @@ int cmd_bench(int argc, char **argv) {
     cp.n_batch = pp > 0 ? pp : 512;
     cp.n_threads = threads;
     cp.precision = exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
+    with_lora(&cp);
     gemma4c_context *c = gemma4c_context_new(m, &cp, err, sizeof err);
     if (!c) { fprintf(stderr, "gemma4c: %s\n", err); gemma4c_model_free(m); return 1; }
     int nmax = depth > pp ? depth : pp;

@@ -19,6 +19,8 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+int cmd_merge(int argc, char **argv);     /* cmd_merge.c */
+int cmd_adapter(int argc, char **argv);   /* cmd_merge.c */
 int cmd_bench(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_chat(int argc, char **argv);

@@ -13,6 +13,8 @@ static const cli_command COMMANDS[] = {
     { "tokenize", "print the token ids (or pieces) of a text", cmd_tokenize },
     { "convert",  "convert a Hugging Face folder to GGUF", cmd_convert },
     { "quantize", "re-quantize a GGUF (llama-quantize type rules)", cmd_quantize },
+    { "merge",    "bake LoRA adapters into a model file", cmd_merge },
+    { "adapter",  "show a LoRA adapter, check it against a model, convert GGUF LoRA <-> PEFT", cmd_adapter },
     { "synth",    "write a random-weight Gemma 4 GGUF (demo / benchmark shapes)", cmd_synth },
     { "run",      "answer one message with the chat format (thinking, tools)", cmd_run },
     { "chat",     "interactive multi-turn chat", cmd_chat },

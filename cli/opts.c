@@ -36,6 +36,57 @@ int common_opt(run_opts *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { (*i)++; return parse_int(a, v, 1, 1 << 24, &o->n_ctx) ? -1 : 1; }
     if (!strcmp(a, "-b") || !strcmp(a, "--batch")) { (*i)++; return parse_int(a, v, 1, 1 << 16, &o->n_batch) ? -1 : 1; }
     if (!strcmp(a, "--exact")) { o->exact = 1; return 1; }
+    if (!strcmp(a, "--lora")) { (*i)++; return parse_lora(o, v) ? -1 : 1; }
+    return 0;
+}
+
+/* Adapters and the --lora path copies live until exit (freed there, so
+ * LeakSanitizer stays quiet); a context may use them to its end. */
+static gemma4c_adapter *g_adapters[4 * MAX_LORA];
+static int g_n_adapters;
+static char *g_paths[4 * MAX_LORA];
+static int g_n_paths;
+
+static void free_adapters(void) {
+    for (int i = 0; i < g_n_adapters; i++) gemma4c_adapter_free(g_adapters[i]);
+    for (int i = 0; i < g_n_paths; i++) free(g_paths[i]);
+    g_n_adapters = g_n_paths = 0;
+}
+
+static void register_cleanup(void) {
+    static int registered;
+    if (!registered) registered = !atexit(free_adapters);
+}
+
+int parse_lora(run_opts *o, const char *v) {
+    if (!v) { fprintf(stderr, "gemma4c: --lora needs PATH[:SCALE]\n"); return -1; }
+    if (o->n_lora == MAX_LORA || g_n_paths == (int)(sizeof g_paths / sizeof *g_paths)) {
+        fprintf(stderr, "gemma4c: at most %d --lora adapters\n", MAX_LORA);
+        return -1;
+    }
+    char path[4096];
+    if (gemma4c_adapter_spec(v, path, sizeof path, &o->lora_scale[o->n_lora])) {
+        fprintf(stderr, "gemma4c: --lora '%s': expected PATH[:SCALE]\n", v);
+        return -1;
+    }
+    register_cleanup();
+    if (!(g_paths[g_n_paths] = strdup(path))) return -1;
+    o->lora[o->n_lora++] = g_paths[g_n_paths++];
+    return 0;
+}
+
+int load_adapters(gemma4c_model *m, const char *const *paths, int n, gemma4c_adapter **out) {
+    register_cleanup();
+    for (int i = 0; i < n; i++) {
+        char err[600];
+        if (g_n_adapters == (int)(sizeof g_adapters / sizeof *g_adapters)) {
+            fprintf(stderr, "gemma4c: too many adapters\n");
+            return -1;
+        }
+        out[i] = gemma4c_adapter_load(m, paths[i], err, sizeof err);
+        if (!out[i]) { fprintf(stderr, "gemma4c: --lora: %s\n", err); return -1; }
+        g_adapters[g_n_adapters++] = out[i];
+    }
     return 0;
 }
 
@@ -45,7 +96,9 @@ const char *COMMON_HELP =
     "  -c, --ctx N        context size in tokens (default: min(model, 4096))\n"
     "  -b, --batch N      tokens per forward batch (default 512)\n"
     "      --exact        f32 activations against decoded weights (reference\n"
-    "                     precision) instead of llama.cpp-style quantized activations\n";
+    "                     precision) instead of llama.cpp-style quantized activations\n"
+    "      --lora PATH[:S]  LoRA adapter (GGUF LoRA file or PEFT folder) at scale S\n"
+    "                     (default 1; W x + S alpha/r B A x); repeatable\n";
 
 gemma4c_model *open_model(const run_opts *o) {
     if (!o->model) {
@@ -64,6 +117,11 @@ gemma4c_context *open_ctx(gemma4c_model *m, const run_opts *o) {
     p.n_batch = o->n_batch;
     p.n_threads = o->threads;
     p.precision = o->exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST;
+    gemma4c_adapter *ad[MAX_LORA];
+    if (load_adapters(m, o->lora, o->n_lora, ad)) return NULL;
+    p.adapters = ad;
+    p.adapter_scales = o->lora_scale;
+    p.n_adapters = o->n_lora;
     char err[600];
     gemma4c_context *c = gemma4c_context_new(m, &p, err, sizeof err);
     if (!c) fprintf(stderr, "gemma4c: %s\n", err);

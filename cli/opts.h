@@ -4,9 +4,14 @@
 
 #include "gemma4c.h"
 
+#define MAX_LORA 16
+
 typedef struct run_opts {
     const char *model;
     int threads, n_ctx, n_batch, exact;
+    const char *lora[MAX_LORA];   /* --lora PATH[:SCALE], in order */
+    float lora_scale[MAX_LORA];
+    int n_lora;
 } run_opts;
 
 extern const char *COMMON_HELP;
@@ -14,14 +19,20 @@ extern const char *SAMPLING_HELP;
 
 /* Parse an int option value; prints an error and returns -1 on bad input. */
 int parse_int(const char *opt, const char *v, int lo, int hi, int *out);
-/* Model/context options (-m -t -c -b --exact). Returns 1 if argv[*i] was
+/* Model/context options (-m -t -c -b --exact --lora). Returns 1 if argv[*i] was
  * consumed (advancing *i past a value), 0 if not ours, -1 on error. */
 int common_opt(run_opts *o, int argc, char **argv, int *i);
 /* Sampling options (--temp --top-k --top-p --min-p --repeat-penalty
  * --presence-penalty --frequency-penalty --seed --greedy); same contract. */
 int sampling_opt(gemma4c_sampler_params *sp, int argc, char **argv, int *i);
 gemma4c_model *open_model(const run_opts *o);
+/* The context of o (its adapters loaded and checked against m; they live
+ * until the process exits). */
 gemma4c_context *open_ctx(gemma4c_model *m, const run_opts *o);
+/* --lora's value "PATH[:SCALE]" into o; prints an error and returns -1 on bad input. */
+int parse_lora(run_opts *o, const char *v);
+/* Load the n adapters of paths against m into out (kept until exit). 0 or -1 (printed). */
+int load_adapters(gemma4c_model *m, const char *const *paths, int n, gemma4c_adapter **out);
 /* Whitespace/comma-separated token ids. Returns count (>= 0) or -1. */
 int parse_ids(const char *s, int32_t **out, const char *src);
 /* Whole file as a NUL-terminated string (64 MiB limit), or NULL with a message. */

@@ -59,7 +59,7 @@ typedef struct gemma4c_memory_plan {
     uint64_t kv_bytes_per_token;  /* full-attention layers: grows with context */
     uint64_t kv_bytes_swa;        /* sliding layers: fixed ring, independent of n_ctx */
     uint64_t kv_bytes;            /* total KV cache at n_ctx */
-    uint64_t scratch_bytes;       /* activations for one batch, logits */
+    uint64_t scratch_bytes;       /* activations for one batch, logits, LoRA adapters */
     uint64_t total_bytes;         /* resident weights + kv + scratch: the
                                      expected peak RSS of a long decode */
 } gemma4c_memory_plan;
@@ -152,6 +152,11 @@ typedef struct gemma4c_context_params {
     int precision;    /* enum gemma4c_precision */
     int n_seq;        /* sequences held at once (0 = 1), ids 0..n_seq-1 */
     int n_prefix;     /* prefix-cache snapshots kept (0 = no prefix cache), see below */
+    /* LoRA adapters applied to every evaluation (see gemma4c_adapter_load):
+     * n_adapters of them, with adapter_scales (NULL: 1.0 each) */
+    struct gemma4c_adapter *const *adapters;
+    const float *adapter_scales;
+    int n_adapters;
 } gemma4c_context_params;
 
 /* The same for a context of p (n_seq sequences share the n_ctx positions of
@@ -178,6 +183,35 @@ int gemma4c_n_ctx(const gemma4c_context *c);
 void gemma4c_reset(gemma4c_context *c);
 /* Drop tokens after position n (n <= n_past): continue from a shared prefix. */
 int gemma4c_truncate(gemma4c_context *c, int n);
+
+/* ---- LoRA adapters ---------------------------------------------------------
+ * Every adapted weight's product becomes W x + S * alpha / r * B (A x), with
+ * S the adapter's scale (llama.cpp's rule; alpha / sqrt(r) for rsLoRA
+ * adapters; S alone when a GGUF LoRA has no alpha). Applied at run time in
+ * both precisions; gemma4c_merge bakes them into a model file instead. */
+typedef struct gemma4c_adapter gemma4c_adapter;
+/* A GGUF LoRA file (as llama.cpp's convert_lora_to_gguf.py writes it) or a
+ * PEFT folder (adapter_config.json + adapter_model.safetensors). With m, it
+ * is checked against m (layers, shapes: an adapter for another base model is
+ * refused, naming the tensor and both shapes); m NULL reads it only. It must
+ * outlive the contexts that use it. */
+gemma4c_adapter *gemma4c_adapter_load(const gemma4c_model *m, const char *path, char *err, size_t errlen);
+void gemma4c_adapter_free(gemma4c_adapter *a);
+/* Split a "PATH[:SCALE]" option value (a trailing ":NUMBER" is the scale,
+ * default 1; other colons belong to the path) into path (size n) and
+ * *scale. 0, or -1 when the path is empty or too long. */
+int gemma4c_adapter_spec(const char *spec, char *path, size_t n, float *scale);
+/* Adapted weights and rank (of the first pair) and alpha, for display. */
+void gemma4c_adapter_info(const gemma4c_adapter *a, int *n_weights, int *rank, float *alpha);
+/* Write a as a GGUF LoRA file (format "gguf": F32 tensors; "gguf:F16",
+ * "gguf:BF16": rounded as the converter's --outtype) or a PEFT folder ("peft"). */
+int gemma4c_adapter_write(const gemma4c_adapter *a, const char *path, const char *format, int force, char *err,
+                          size_t errlen);
+/* Use these n adapters (scales NULL: 1.0 each; n 0: none) for the context's
+ * evaluations from now on. Tokens already evaluated keep what they were
+ * computed with; the prefix cache is emptied. */
+int gemma4c_context_set_adapters(gemma4c_context *c, gemma4c_adapter *const *a, const float *scales, int n,
+                                 char *err, size_t errlen);
 
 /* ---- many sequences ------------------------------------------------------
  * A context of n_seq sequences evaluates tokens of several of them in one
@@ -624,6 +658,12 @@ int gemma4c_convert(const char *hf_dir, const char *out, const char *type, const
 /* GGUF -> GGUF of another type, with llama-quantize's per-tensor rules. */
 int gemma4c_quantize(const char *in, const char *out, const char *type, const gemma4c_write_params *p,
                      char *err, size_t errlen);
+/* base (GGUF or HF folder) with n adapters (paths, scales NULL: 1.0 each)
+ * merged into its weights: W' = W + sum S alpha / r B A, one tensor at a
+ * time. type NULL keeps each tensor's type; else a file type name ("F32",
+ * "Q8_0", "Q4_K_M") with llama-quantize's per-tensor rules. */
+int gemma4c_merge(const char *base, const char *const *adapters, const float *scales, int n, const char *out,
+                  const char *type, const gemma4c_write_params *p, char *err, size_t errlen);
 /* A random-weight Gemma 4 GGUF of preset arch ("tiny", "e2b", "e4b",
  * "26b-a4b", "31b") and type; same seed, same bytes. */
 int gemma4c_synth(const char *out, const char *arch, const char *type, uint64_t seed,

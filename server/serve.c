@@ -41,7 +41,7 @@ static int opt_int(const char *opt, const char *v, int lo, int hi, int *out) {
 
 static void usage(void) {
     printf("usage: gemma4c serve [-m MODEL] [--host ADDR] [--port N] [--parallel N] [--ctx N]\n"
-           "                     [--api-key KEY] [--prefix N] [-t N] [--verbose]\n\n"
+           "                     [--api-key KEY] [--prefix N] [-t N] [--lora PATH[:S]] [--verbose]\n\n"
            "An OpenAI-compatible HTTP server: POST /v1/chat/completions (streaming too),\n"
            "POST /v1/completions, GET /v1/models, GET /health, GET /metrics (Prometheus),\n"
            "POST /tokenize, /detokenize, /apply-template. N requests decode together\n"
@@ -56,6 +56,7 @@ static void usage(void) {
            "      --api-key KEY  require Authorization: Bearer KEY (all but /health)\n"
            "      --prefix N     prompt snapshots kept for reuse (prefix cache; default 8)\n"
            "  -t, --threads N    compute threads (default: all CPUs)\n"
+           "      --lora PATH[:S]  LoRA adapter (GGUF LoRA or PEFT folder) at scale S (repeatable)\n"
            "      --verbose      log request bodies (prompts) too\n"
            "Bodies are limited to %u MiB.\n", SRV_MAX_BODY >> 20);
 }
@@ -68,6 +69,8 @@ static const char *base_name(const char *p) {
 int cmd_serve(int argc, char **argv) {
     const char *model = NULL, *host = "127.0.0.1", *key = NULL;
     int port = 8080, par = 4, n_ctx = 0, queue = 64, n_prefix = 8, threads = 0, verbose = 0;
+    const char *lora[16];
+    int n_lora = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
@@ -81,6 +84,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--queue")) { bad = opt_int(a, v, 1, 1 << 20, &queue); i++; }
         else if (!strcmp(a, "--prefix")) { bad = opt_int(a, v, 0, 4096, &n_prefix); i++; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { bad = opt_int(a, v, 0, 4096, &threads); i++; }
+        else if (!strcmp(a, "--lora") && v && n_lora < 16) { lora[n_lora++] = v; i++; }
         else if (!strcmp(a, "--verbose")) verbose = 1;
         else { fprintf(stderr, "gemma4c serve: unknown or incomplete option '%s' (see --help)\n", a); return 2; }
         if (bad) return 2;
@@ -111,6 +115,23 @@ int cmd_serve(int argc, char **argv) {
     sp.openai_compat = 1;
     gemma4c_scheduler *s = gemma4c_scheduler_new(m, &sp, err, sizeof err);
     if (!s) { fprintf(stderr, "gemma4c: %s\n", err); gemma4c_model_free(m); return 1; }
+    /* adapters: on the scheduler's context, before its thread starts */
+    gemma4c_adapter *ad[16] = { NULL };
+    float sc[16];
+    int lrc = 0;
+    for (int i = 0; i < n_lora && !lrc; i++) {
+        char path[4096];
+        if (gemma4c_adapter_spec(lora[i], path, sizeof path, &sc[i])) { snprintf(err, sizeof err, "--lora '%s': expected PATH[:SCALE]", lora[i]); lrc = -1; }
+        else if (!(ad[i] = gemma4c_adapter_load(m, path, err, sizeof err))) lrc = -1;
+    }
+    if (!lrc && n_lora) lrc = gemma4c_context_set_adapters(gemma4c_scheduler_context(s), ad, sc, n_lora, err, sizeof err);
+    if (lrc) {
+        fprintf(stderr, "gemma4c serve: %s\n", err);
+        gemma4c_scheduler_free(s);
+        for (int i = 0; i < n_lora; i++) gemma4c_adapter_free(ad[i]);
+        gemma4c_model_free(m);
+        return 1;
+    }
 
     gemma4c_model_info info;
     gemma4c_model_get_info(m, &info);
@@ -180,6 +201,7 @@ int cmd_serve(int argc, char **argv) {
     gemma4c_scheduler_wake(s);
     pthread_join(th, NULL);
     gemma4c_scheduler_free(s);
+    for (int i = 0; i < n_lora; i++) gemma4c_adapter_free(ad[i]);
     gemma4c_model_free(m);
     pthread_mutex_destroy(&S.mu);
     return rc;

@@ -11,6 +11,7 @@
 #include "format/hf.h"
 #include "gemma4c.h"
 #include "model/forward.h"
+#include "model/lora.h"
 #include "model/model.h"
 
 
@@ -93,6 +94,7 @@ int gemma4c_memory_plan_params(const gemma4c_model *mm, const gemma4c_context_pa
      * step keeps one for each); threads add a few rows of n_in floats each */
     o->scratch_bytes = g4_workspace_bytes(m, n_batch, 1) +
                        (uint64_t)(p->n_seq > 1 ? p->n_seq : 1) * (uint64_t)m->n_vocab * sizeof(float);
+    o->scratch_bytes += g4_engine_adapter_bytes(p);   /* LoRA pairs and the hook's scratch */
     o->weight_resident_bytes = m->weight_bytes;
     if (m->n_ple) o->weight_resident_bytes -= m->ple_embd.row_bytes * (uint64_t)m->ple_embd.n_out;
     o->total_bytes = o->weight_resident_bytes + o->kv_bytes + o->scratch_bytes;
@@ -180,6 +182,10 @@ gemma4c_context *gemma4c_context_new(gemma4c_model *mm, const gemma4c_context_pa
         gemma4c_context_free(c);
         return NULL;
     }
+    if (p.n_adapters > 0 && g4_engine_context_adapters(c, &p, err, errlen)) {
+        gemma4c_context_free(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -188,6 +194,7 @@ gemma4c_model *gemma4c_context_model(const gemma4c_context *c) { return c->model
 void gemma4c_context_free(gemma4c_context *c) {
     if (!c) return;
     g4_workspace_free(c->ws);
+    g4_lora_set_free(c->lora);
     g4_prefix_free_all(c);
     free(c->pfx);
     for (int i = 0; c->toks && i < c->n_seq; i++) free(c->toks[i]);

@@ -58,6 +58,8 @@ struct gemma4c_context {
     int n_prefix;
     uint64_t clock;         /* LRU time */
     gemma4c_prefix_stats pst;
+
+    struct g4_lora_set *lora;  /* adapters bound for this context (lora_api.c), or NULL */
 };
 
 /* A prefix-cache snapshot: a frozen sequence and the tokens it holds. */
@@ -66,6 +68,11 @@ typedef struct g4_prefix {
     int32_t *toks;
     uint64_t used;
 } g4_prefix;
+
+/* Memory of p's adapters (their pairs, the hook's scratch), for the plan. */
+uint64_t g4_engine_adapter_bytes(const gemma4c_context_params *p);
+/* Bind p's adapters to c (lora_api.c); 0 or -1 + err. */
+int g4_engine_context_adapters(gemma4c_context *c, const gemma4c_context_params *p, char *err, size_t errlen);
 
 /* Free the least recently used snapshot; 0, or -1 when there is none. */
 int g4_prefix_evict(gemma4c_context *c);

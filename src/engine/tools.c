@@ -8,6 +8,7 @@
 #include "engine/engine.h"
 #include "format/gguf_write.h"
 #include "gemma4c.h"
+#include "model/lora.h"
 #include "model/quantize.h"
 #include "model/synth.h"
 #include "text/tokenizer.h"
@@ -121,6 +122,24 @@ int gemma4c_quantize(const char *in, const char *out, const char *type, const ge
     g4_error e = { { 0 } };
     if (g4_quantize_gguf(in, out, ft, &o, &e)) { copy_err(err, errlen, &e); return -1; }
     return 0;
+}
+
+int gemma4c_merge(const char *base, const char *const *adapters, const float *scales, int n, const char *out,
+                  const char *type, const gemma4c_write_params *p, char *err, size_t errlen) {
+    int ft = type ? file_type(type, err, errlen) : -1;
+    if (type && ft < 0) return -1;
+    progress_fwd fw;
+    g4_conv_opts o = conv_opts(p, &fw);
+    g4_error e = { { 0 } };
+    g4_lora **ls = calloc((size_t)(n > 0 ? n : 1), sizeof *ls);
+    int rc = ls ? 0 : g4_seterr(&e, "out of memory");
+    for (int i = 0; i < n && !rc; i++)
+        if (!(ls[i] = g4_lora_read(adapters[i], &e))) rc = -1;
+    if (!rc) rc = g4_lora_merge(base, ls, scales, n, out, ft, &o, &e);
+    for (int i = 0; ls && i < n; i++) g4_lora_free(ls[i]);
+    free(ls);
+    if (rc) copy_err(err, errlen, &e);
+    return rc;
 }
 
 int gemma4c_synth(const char *out, const char *arch, const char *type, uint64_t seed,

@@ -93,6 +93,7 @@ void g4_workspace_free(g4_workspace *w) {
     float **bufs[] = WS_FLOAT_BUFS(w);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(*bufs[i]);
     free(w->ex.mm.act);
+    free(w->ex.lora_tmp);
     free(w->moe_sel);
     free(w->moe_rows);
     free(w->pos);

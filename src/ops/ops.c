@@ -5,16 +5,65 @@
 #include <string.h>
 
 #include "tensor/act.h"
+#include "tensor/types.h"
 
 /* ---- weight products -------------------------------------------------------- */
+
+/* Adapter products small enough for the calling thread: a decode step adapts
+ * hundreds of matrices, and two pool sections each would double its
+ * barriers. Same dot_f32 per (row, token) as the exact matmul, so exact
+ * results do not depend on which way a product went. */
+#define LORA_INLINE_MACS (1 << 16)
+
+static void lora_mm(g4_exec *ex, const g4_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy) {
+    if ((int64_t)T * w->n_in * w->n_out > LORA_INLINE_MACS) {
+        g4_matmul(ex->pool, w, 0, x, ldx, T, y, ldy, ex->precision, &ex->mm);
+        return;
+    }
+    const g4_type_traits *tt = g4_type_info(G4_F32);
+    for (int t = 0; t < T; t++)
+        for (int64_t o = 0; o < w->n_out; o++)
+            y[(size_t)t * ldy + o] = tt->dot_f32(g4_mat_row(w, 0, o), x + (size_t)t * ldx, w->n_in);
+}
+
+/* y += scale * B (A x) for every pair of w: two small products per pair over
+ * G4_LORA_ROWS tokens at a time (A X as one [T][r] product, not per token),
+ * through the same matmul as the weights when large (threads split B's
+ * rows; the exact path stays f32). Only 2-D weights are adapted (mat 0). */
+static void lora_add(g4_exec *ex, const g4_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy) {
+    const g4_lora_entry *e;
+    int n = g4_lora_find(ex->lora, w, &e);
+    for (int i = 0; i < n; i++, e++) {
+        int r = (int)e->a.n_out;
+        int64_t no = e->b.n_out;
+        float *ax = ex->lora_tmp, *bax = ex->lora_tmp + (size_t)G4_LORA_ROWS * ex->lora->max_r;
+        for (int t0 = 0; t0 < T; t0 += G4_LORA_ROWS) {
+            int nt = T - t0 < G4_LORA_ROWS ? T - t0 : G4_LORA_ROWS;
+            lora_mm(ex, &e->a, x + (size_t)t0 * ldx, ldx, nt, ax, r);
+            for (int k = 0; k < nt * r; k++) ax[k] *= e->scale;
+            lora_mm(ex, &e->b, ax, r, nt, bax, no);
+            for (int t = 0; t < nt; t++) {
+                float *yt = y + (size_t)(t0 + t) * ldy;
+                const float *d = bax + (size_t)t * no;
+                for (int64_t o = 0; o < no; o++) yt[o] += d[o];
+            }
+        }
+    }
+}
 
 void g4_op_matmul(g4_exec *ex, const g4_mat *w, int64_t mat, const float *x, int64_t ldx, int T, float *y,
                   int64_t ldy) {
     g4_matmul(ex->pool, w, mat, x, ldx, T, y, ldy, ex->precision, &ex->mm);
+    if (ex->lora) lora_add(ex, w, x, ldx, T, y, ldy);
 }
 
 void g4_op_matmul_multi(g4_exec *ex, const g4_mm_job *jobs, int n_jobs, const float *x, int64_t ldx, int T) {
     g4_matmul_multi(ex->pool, jobs, n_jobs, x, ldx, T, ex->precision, &ex->mm);
+    /* a job with a softcap (the LM head) is never adapted: g4_lora_bind
+     * refuses output.weight, so the cap applied above stays last */
+    if (ex->lora)
+        for (int j = 0; j < n_jobs; j++)
+            lora_add(ex, jobs[j].w, jobs[j].x ? jobs[j].x : x, ldx, T, jobs[j].y, jobs[j].ldy);
 }
 
 /* ---- data-parallel row ops --------------------------------------------------------

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "adapter/lora.h"
 #include "tensor/mat.h"
 #include "tensor/matmul.h"
 #include "tensor/pool.h"
@@ -23,10 +24,18 @@ typedef struct g4_exec {
     int n_threads;       /* g4_pool_size(pool) */
     int precision;       /* 0 fast (quantized activations), 1 exact (f32) */
     g4_mm_scratch mm;
+    /* LoRA adapters added to the weight products (NULL: none), and the
+     * hook's scratch: G4_LORA_ROWS rows of max_r + max_out floats */
+    const g4_lora_set *lora;
+    float *lora_tmp;
 } g4_exec;
 
+/* Tokens per adapter step: bounds the hook's scratch whatever the batch. */
+#define G4_LORA_ROWS 64
+
 /* ---- weight products: the one path every weight is read through ----------
- * (a LoRA adapter or another backend hooks in here). y[t] = W x[t]. */
+ * (a LoRA adapter or another backend hooks in here). y[t] = W x[t], plus
+ * scale * B (A x[t]) for each adapter pair of W in ex->lora. */
 void g4_op_matmul(g4_exec *ex, const g4_mat *w, int64_t mat, const float *x, int64_t ldx, int T, float *y,
                   int64_t ldy);
 /* Several products over the same input rows in one parallel section (q/k/v,

@@ -18,12 +18,13 @@ util    :
 tensor  : util
 arch    : util tensor
 format  : util tensor arch
-ops     : util tensor arch format
-model   : util tensor arch format ops
+adapter : util tensor arch format
+ops     : util tensor arch format adapter
+model   : util tensor arch format adapter ops
 text    : util tensor arch format
 constrain : util tensor arch format text
 sample  : util public
-engine  : util tensor arch format ops model text constrain sample public
+engine  : util tensor arch format adapter ops model text constrain sample public
 '
 # Inside src/tensor/ (see tensor/kernels.h), bottom to top: an object may
 # reference only objects of lower rows (so the ISA files never call each
