@@ -157,6 +157,9 @@ struct g4_train_ws {
     float *ws_attn, *ws_attnb, *row_buf, *lg, *xnf, *dxnf, *ple_tmp;
     void **allocs;
     int n_allocs;
+    /* LoRA: gradients per entry of ex.lora, and [n_ctx][max_r] scratch x2 */
+    float *const *lga, *const *lgb;
+    float *lu, *lgv;
 };
 
 static float *fal(g4_train_ws *tw, size_t n) {
@@ -175,6 +178,8 @@ void g4_train_ws_free(g4_train_ws *tw) {
     free(tw->K); free(tw->V); free(tw->dK); free(tw->dV);
     free(tw->pos); free(tw->kvp); free(tw->moe_sel); free(tw->moe_rows);
     free(tw->ex.mm.act);
+    free(tw->ex.lora_tmp);
+    free(tw->lu);
     if (tw->ex.pool) g4_pool_release(tw->ex.pool);
     free(tw);
 }
@@ -355,12 +360,73 @@ static void layer_fwd(g4_train_ws *tw, int l, int T) {
 
 static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
 
-/* dy through a product: dx += W^T dy, dW += dy^T x (dW NULL: frozen). */
+/* y += sc * B (A x) for each adapter pair of w: with u = A x and
+ * g = B^T dy (both [T][r]): dx += sc * A^T g, dB += sc * dy u^T,
+ * dA += sc * g x^T. */
+static void lora_bwd(g4_train_ws *tw, const g4_mat *w, const float *x, const float *dy, int T, float *dx) {
+    const g4_lora_set *s = tw->ex.lora;
+    const g4_lora_entry *e;
+    int n = g4_lora_find(s, w, &e);
+    int64_t ni = w->n_in, no = w->n_out;
+    for (int i = 0; i < n; i++, e++) {
+        size_t idx = (size_t)(e - s->e);
+        int r = (int)e->a.n_out;
+        const float *A = e->a.data, *B = e->b.data;
+        float sc = e->scale, *u = tw->lu, *g = tw->lgv;
+        for (int t = 0; t < T; t++)
+            for (int k = 0; k < r; k++) {
+                double su = 0, sg = 0;
+                for (int64_t j = 0; j < ni; j++) su += (double)A[(size_t)k * ni + j] * x[(size_t)t * ni + j];
+                for (int64_t o = 0; o < no; o++) sg += (double)B[(size_t)o * r + k] * dy[(size_t)t * no + o];
+                u[(size_t)t * r + k] = (float)su;
+                g[(size_t)t * r + k] = (float)sg;
+            }
+        if (dx)
+            for (int t = 0; t < T; t++)
+                for (int k = 0; k < r; k++) {
+                    float a = sc * g[(size_t)t * r + k];
+                    for (int64_t j = 0; j < ni; j++) dx[(size_t)t * ni + j] += a * A[(size_t)k * ni + j];
+                }
+        float *gb = tw->lgb ? tw->lgb[idx] : NULL, *ga = tw->lga ? tw->lga[idx] : NULL;
+        if (gb)
+            for (int64_t o = 0; o < no; o++)
+                for (int t = 0; t < T; t++) {
+                    float d = sc * dy[(size_t)t * no + o];
+                    for (int k = 0; k < r; k++) gb[(size_t)o * r + k] += d * u[(size_t)t * r + k];
+                }
+        if (ga)
+            for (int k = 0; k < r; k++)
+                for (int t = 0; t < T; t++) {
+                    float d = sc * g[(size_t)t * r + k];
+                    for (int64_t j = 0; j < ni; j++) ga[(size_t)k * ni + j] += d * x[(size_t)t * ni + j];
+                }
+    }
+}
+
+/* dy through a product: dx += W^T dy, dW += dy^T x (dW NULL: frozen), and
+ * through the adapters of W when fine-tuning. */
 static void mm_bwd(g4_train_ws *tw, const g4_mat *w, int64_t mat, float *dw, const float *x, const float *dy,
                    int T, float *dx) {
     int64_t ni = w->n_in, no = w->n_out;
     if (dx) g4_op_matmul_bwd_x(&tw->ex, w, mat, dy, no, T, dx, ni, tw->row_buf);
     if (dw) g4_op_matmul_bwd_w(&tw->ex, dw + (size_t)mat * (size_t)(no * ni), no, ni, x, ni, dy, no, T);
+    if (tw->ex.lora && mat == 0) lora_bwd(tw, w, x, dy, T, dx);
+}
+
+int g4_train_ws_set_lora(g4_train_ws *tw, const g4_lora_set *s, float *const *ga, float *const *gb,
+                         g4_error *err) {
+    free(tw->ex.lora_tmp);
+    free(tw->lu);
+    tw->ex.lora_tmp = tw->lu = tw->lgv = NULL;
+    tw->ex.lora = s;
+    tw->lga = ga;
+    tw->lgb = gb;
+    if (!s) return 0;
+    tw->ex.lora_tmp = malloc((size_t)G4_LORA_ROWS * (size_t)(s->max_r + s->max_out) * sizeof(float));
+    tw->lu = malloc(2 * (size_t)tw->n_ctx * (size_t)(s->max_r ? s->max_r : 1) * sizeof(float));
+    if (!tw->ex.lora_tmp || !tw->lu) { tw->ex.lora = NULL; return g4_seterr(err, "out of memory"); }
+    tw->lgv = tw->lu + (size_t)tw->n_ctx * (size_t)(s->max_r ? s->max_r : 1);
+    return 0;
 }
 
 /* MoE backward with the routing's selection frozen (top-k is not

@@ -59,6 +59,13 @@ g4_train_ws *g4_train_ws_new(const g4_model *m, int n_ctx, int n_threads, g4_err
 void g4_train_ws_free(g4_train_ws *tw);
 size_t g4_train_ws_bytes(const g4_train_ws *tw);
 
+/* LoRA fine-tuning: the adapters of s are added to the weight products of
+ * this workspace's passes (the forward hook, ops/ops.c) and their gradients
+ * ADDED by g4_train_seq's backward into ga[i] ([r][n_in]) and gb[i]
+ * ([n_out][r]) for entry i of s (NULL arrays: not trained). s NULL: none. */
+int g4_train_ws_set_lora(g4_train_ws *tw, const g4_lora_set *s, float *const *ga, float *const *gb,
+                         g4_error *err);
+
 /* One sequence tok[0..T) at positions 0..T-1. loss (double) = sum over t
  * with tgt[t] >= 0 of -log p(tgt[t] | tok[0..t]); ps non-NULL: gradients of
  * gscale * loss are ADDED to ps's gradients. logits: NULL or [T][n_vocab],
