@@ -80,18 +80,34 @@ static int write_svg(const char *path, const curve *c) {
 static int parse_f(const char *opt, const char *v, float *out) {
     char *end;
     double d = strtod(v, &end);
-    if (*end || !(d >= 0) || d > 1e3) { fprintf(stderr, "gemma4c train: %s expects a non-negative number\n", opt); return -1; }
+    if (*end || !(d >= 0) || d > 1e3) { fprintf(stderr, "gemma4c: %s expects a non-negative number\n", opt); return -1; }
     *out = (float)d;
     return 0;
 }
 
-int cmd_train(int argc, char **argv) {
+static int run_train(int argc, char **argv, int lora) {
+    const char *cmd = lora ? "finetune" : "train";
     gemma4c_train_params p = { .weight_decay = -1, .seed = 1, .n_threads = 1 };
     const char *plot = NULL;
     curve c = { 0 };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int r = 0;
+        if ((!strcmp(a, "-h") || !strcmp(a, "--help")) && lora) {
+            printf("usage: gemma4c finetune -m BASE -d DATA.jsonl -o OUT [options]\n\n"
+                   "Train a LoRA adapter on a frozen base model (used in its stored, possibly\n"
+                   "quantized form). Writes OUT/ (PEFT folder: adapter_config.json +\n"
+                   "adapter_model.safetensors) and OUT.gguf (GGUF LoRA); both load with --lora\n"
+                   "and bake in with gemma4c merge.\n\n"
+                   "  -m, --model BASE   GGUF file or Hugging Face folder\n"
+                   "  --rank N           adapter rank (default 16)\n"
+                   "  --alpha X          LoRA alpha (default 32; the product is scaled alpha/rank)\n"
+                   "  --targets LIST     of q,k,v,o,gate,up,down (default all)\n"
+                   "  --lr X             peak learning rate (default 1e-3)\n"
+                   "  the data, schedule, checkpoint and resume options of gemma4c train\n"
+                   "  (--resume DIR/step-N continues from a checkpoint of this base)\n");
+            return 0;
+        }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: gemma4c train (--arch ARCH | --resume DIR) -d DATA.jsonl -o OUT.gguf [options]\n\n"
                    "Train every weight of a new small Gemma 4 model (f32, AdamW) and write it as\n"
@@ -121,17 +137,23 @@ int cmd_train(int argc, char **argv) {
                    "  --seed N           init and data order (default 1)\n"
                    "  --plot FILE.svg    write the loss curve\n"
                    "  -t N               threads (default 1)\n"
-                   "  -q                 print every 50th step only\n");
+                   "  -q                 print every 50th step only\n"
+                   "  --dump-logits F    (tests) the trained model's logits of the first example\n");
             return 0;
         }
         if ((!strcmp(a, "-d") || !strcmp(a, "--data")) && v) { p.data = v; i++; }
         else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && v) { p.out = v; i++; }
-        else if (!strcmp(a, "--arch") && v) { p.arch = v; i++; }
+        else if (!strcmp(a, "--arch") && v && !lora) { p.arch = v; i++; }
+        else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && v && lora) { p.base = v; i++; }
+        else if (!strcmp(a, "--targets") && v && lora) { p.targets = v; i++; }
+        else if (!strcmp(a, "--rank") && v && lora) { r = parse_int(a, v, 1, 4096, &p.rank); i++; }
+        else if (!strcmp(a, "--alpha") && v && lora) { r = parse_f(a, v, &p.alpha); i++; }
         else if (!strcmp(a, "--corpus") && v) { p.corpus = v; i++; }
         else if (!strcmp(a, "--eval") && v) { p.eval = v; i++; }
         else if (!strcmp(a, "--resume") && v) { p.resume = v; i++; }
         else if (!strcmp(a, "--ckpt-dir") && v) { p.ckpt_dir = v; i++; }
         else if (!strcmp(a, "--plot") && v) { plot = v; i++; }
+        else if (!strcmp(a, "--dump-logits") && v) { p.dump_logits = v; i++; }
         else if (!strcmp(a, "--pack")) p.pack = 1;
         else if (!strcmp(a, "-q")) c.quiet = 1;
         else if (!strcmp(a, "--lr") && v) { r = parse_f(a, v, &p.lr); i++; }
@@ -149,10 +171,14 @@ int cmd_train(int argc, char **argv) {
             p.seed = strtoull(v, &end, 10);
             if (*end) { fprintf(stderr, "gemma4c train: --seed expects an integer\n"); return 2; }
             i++;
-        } else { fprintf(stderr, "gemma4c train: unknown or incomplete option '%s'\n", a); return 2; }
+        } else { fprintf(stderr, "gemma4c %s: unknown or incomplete option '%s'\n", cmd, a); return 2; }
         if (r) return 2;
     }
-    if (!p.data || !p.out || (!p.arch && !p.resume)) {
+    if (lora && (!p.data || !p.out || !p.base)) {
+        fprintf(stderr, "gemma4c finetune: need -m BASE, -d DATA.jsonl and -o OUT (see --help)\n");
+        return 2;
+    }
+    if (!lora && (!p.data || !p.out || (!p.arch && !p.resume))) {
         fprintf(stderr, "gemma4c train: need -d DATA.jsonl, -o OUT.gguf and --arch or --resume (see --help)\n");
         return 2;
     }
@@ -166,12 +192,15 @@ int cmd_train(int argc, char **argv) {
     if (plot && c.n && write_svg(plot, &c)) fprintf(stderr, "gemma4c train: cannot write %s\n", plot);
     free(c.loss);
     free(c.eval);
-    if (rc < 0) { fprintf(stderr, "gemma4c train: %s\n", err); return 1; }
+    if (rc < 0) { fprintf(stderr, "gemma4c %s: %s\n", cmd, err); return 1; }
     if (rc == 1) {
         fprintf(stderr, "interrupted: checkpoint written to %s%s/step-%d (continue with --resume)\n",
                 p.ckpt_dir ? p.ckpt_dir : p.out, p.ckpt_dir ? "" : ".ckpt", c.last_step);
         return 130;
     }
-    fprintf(stderr, "wrote %s\n", p.out);
+    fprintf(stderr, "wrote %s%s\n", p.out, lora ? " (PEFT folder) and its .gguf" : "");
     return 0;
 }
+
+int cmd_train(int argc, char **argv) { return run_train(argc, argv, 0); }
+int cmd_finetune(int argc, char **argv) { return run_train(argc, argv, 1); }

@@ -22,6 +22,7 @@ static const cli_command COMMANDS[] = {
     { "serve",    "an OpenAI-compatible HTTP server (server/)", cmd_serve },
     { "bench",    "measure prompt and generation speed against the machine's limits", cmd_bench },
     { "train",    "train a small Gemma 4 model from scratch on JSONL data (f32, AdamW)", cmd_train },
+    { "finetune", "train a LoRA adapter on a frozen base model (PEFT folder + GGUF LoRA)", cmd_finetune },
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

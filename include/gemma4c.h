@@ -686,15 +686,22 @@ typedef struct gemma4c_train_progress {
     int final;
 } gemma4c_train_progress;
 
-/* Full training of every weight in f32 with AdamW (gemma4c train). Data:
+/* Full training of every weight in f32 with AdamW (gemma4c train), or a
+ * LoRA adapter on a frozen base (base set: gemma4c finetune). Data:
  * JSONL lines {"text": "..."} (loss on every token) or {"messages": [...]}
  * rendered with the model's chat format (loss on the assistant turns). */
 typedef struct gemma4c_train_params {
     const char *arch;         /* a new model of this synth preset ("tiny", "mini") ... */
     const char *corpus;       /*   whose tokenizer learns its merges from this text file (NULL: built in) */
+    const char *base;         /* fine-tuning (gemma4c finetune): the frozen base model (GGUF or HF
+                                 folder, used in its stored form); a LoRA adapter is trained */
+    int rank;                 /*   <= 0: 16 */
+    float alpha;              /*   <= 0: 32 */
+    const char *targets;      /*   "q,k,v,o,gate,up,down" (NULL: all seven) */
     const char *data;         /* JSONL training data */
     const char *eval;         /* JSONL held-out data, or NULL */
-    const char *out;          /* output .gguf (f32) */
+    const char *out;          /* output .gguf (f32); fine-tuning: OUT (PEFT folder) and OUT.gguf
+                                 (GGUF LoRA), ".gguf" stripped from OUT for the folder */
     const char *ckpt_dir;     /* checkpoints go to DIR/step-N; NULL: OUT.ckpt */
     const char *resume;       /* a checkpoint folder to continue from, or NULL */
     float lr;                 /* <= 0: 1e-3 */
@@ -712,6 +719,8 @@ typedef struct gemma4c_train_params {
     void (*progress)(void *user, const gemma4c_train_progress *p);
     void *progress_user;
     volatile int *stop;       /* set (from a signal handler): checkpoint and return 1 */
+    const char *dump_logits;  /* tests: after training, the in-memory model's logits of the first
+                                 training example (raw f32 [n][n_vocab]) and its ids (FILE.tokens) */
 } gemma4c_train_params;
 
 /* Returns 0 when done, 1 when stopped by *stop (a checkpoint was written),

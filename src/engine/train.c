@@ -32,6 +32,7 @@
 #include "engine/engine.h"
 #include "format/gguf_write.h"
 #include "model/backward.h"
+#include "model/lora.h"
 #include "model/synth.h"
 #include "tensor/types.h"
 #include "text/chat.h"
@@ -300,13 +301,30 @@ static void init_weights(g4_params *ps, uint64_t seed) {
 
 /* ---- checkpoints ------------------------------------------------------------------------- */
 
+/* What the optimizer updates: every tensor (full training) or every LoRA
+ * A and B (fine-tuning), by name. */
+typedef struct tparam {
+    char name[80];
+    float *val, *grad;
+    size_t n;
+    bool decay;            /* weight decay: matrices */
+} tparam;
+
 typedef struct trainer {
     const gemma4c_train_params *o;
-    g4_gguf_file *f;       /* the file the model came from: metadata and tensor order of the output */
+    g4_gguf_file *f;       /* full: the file the model came from (metadata, tensor order of the output) */
     g4_model *m;
-    g4_params *ps;
-    g4_tokenizer *tk;
-    float *am, *av;        /* AdamW moments, params concatenated */
+    gemma4c_model *base;   /* fine-tuning: the frozen base */
+    g4_params *ps;         /* full: every tensor; fine-tuning: none */
+    g4_lora *lora;         /* fine-tuning: the adapter, bound as set */
+    g4_lora_set *set;
+    float **ga, **gb;      /* per entry of set */
+    const g4_tokenizer *tk;
+    g4_tokenizer *own_tk;
+    int family;
+    tparam *tp;
+    int n_tp;
+    float *am, *av;        /* AdamW moments, tp concatenated */
     size_t n_all;
     int step, epoch, cursor;
 } trainer;
@@ -331,28 +349,47 @@ static int write_model(trainer *tr, const char *path, g4_error *err) {
 
 #define STATE_MAGIC "G4TRAIN1"
 
+/* mkdir -p */
+static int make_dirs(const char *path, g4_error *err) {
+    char b[4200];
+    snprintf(b, sizeof b, "%s", path);
+    for (char *p = b + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(b, 0755) && errno != EEXIST) return g4_seterr(err, "%s: %s", b, strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(b, 0755) && errno != EEXIST) return g4_seterr(err, "%s: %s", b, strerror(errno));
+    return 0;
+}
+
 /* base/step-N: model.gguf + state.bin (a new folder per save, so an earlier
  * state stays to resume from) */
 static int save_ckpt(trainer *tr, const char *base, g4_error *err) {
-    if (mkdir(base, 0755) && errno != EEXIST) return g4_seterr(err, "%s: %s", base, strerror(errno));
+    if (make_dirs(base, err)) return -1;
     char dir[4200], path[4300], tmp[4320];
     snprintf(dir, sizeof dir, "%s/step-%d", base, tr->step);
     if (mkdir(dir, 0755) && errno != EEXIST) return g4_seterr(err, "%s: %s", dir, strerror(errno));
-    snprintf(path, sizeof path, "%s/model.gguf", dir);
-    if (write_model(tr, path, err)) return -1;
+    if (tr->lora) {
+        snprintf(path, sizeof path, "%s/adapter.gguf", dir);
+        if (g4_lora_write_gguf(tr->lora, path, NULL, true, err)) return -1;
+    } else {
+        snprintf(path, sizeof path, "%s/model.gguf", dir);
+        if (write_model(tr, path, err)) return -1;
+    }
     snprintf(path, sizeof path, "%s/state.bin", dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
     if (!f) return g4_seterr(err, "%s: %s", tmp, strerror(errno));
-    int32_t hdr[4] = { tr->step, tr->epoch, tr->cursor, tr->ps->n };
+    int32_t hdr[4] = { tr->step, tr->epoch, tr->cursor, tr->n_tp };
     uint64_t n_all = tr->n_all, seed = tr->o->seed;
     bool ok = fwrite(STATE_MAGIC, 8, 1, f) == 1 && fwrite(hdr, sizeof hdr, 1, f) == 1 &&
               fwrite(&n_all, 8, 1, f) == 1 && fwrite(&seed, 8, 1, f) == 1;
-    for (int i = 0; ok && i < tr->ps->n; i++) {
-        char name[64] = { 0 };
-        snprintf(name, sizeof name, "%s", tr->ps->p[i].name);
-        uint64_t n = tr->ps->p[i].n;
-        ok = fwrite(name, 64, 1, f) == 1 && fwrite(&n, 8, 1, f) == 1;
+    for (int i = 0; ok && i < tr->n_tp; i++) {
+        char name[80] = { 0 };
+        snprintf(name, sizeof name, "%s", tr->tp[i].name);
+        uint64_t n = tr->tp[i].n;
+        ok = fwrite(name, 80, 1, f) == 1 && fwrite(&n, 8, 1, f) == 1;
     }
     ok = ok && fwrite(tr->am, sizeof(float), n_all, f) == n_all && fwrite(tr->av, sizeof(float), n_all, f) == n_all;
     ok = ok && fwrite(STATE_MAGIC, 8, 1, f) == 1;
@@ -375,30 +412,45 @@ static int load_state(trainer *tr, const char *dir, g4_error *err) {
         rc = g4_seterr(err, "%s: not a gemma4c training state (bad header)", path);
         goto done;
     }
-    if (hdr[3] != tr->ps->n || n_all != tr->n_all) {
+    if (hdr[3] != tr->n_tp || n_all != tr->n_all) {
         rc = g4_seterr(err, "%s: the checkpoint is for another model (%d tensors, %llu weights; this one has %d, %zu)",
-                       path, hdr[3], (unsigned long long)n_all, tr->ps->n, tr->n_all);
+                       path, hdr[3], (unsigned long long)n_all, tr->n_tp, tr->n_all);
         goto done;
     }
-    for (int i = 0; i < tr->ps->n; i++) {
-        char name[64];
+    /* tensors by name: an adapter read back lists its pairs in its own order */
+    size_t *at = malloc((size_t)tr->n_tp * sizeof *at), *off = malloc((size_t)tr->n_tp * sizeof *off);
+    float *tmp = malloc(2 * n_all * sizeof(float));
+    if (!at || !off || !tmp) { free(at); free(off); free(tmp); rc = g4_seterr(err, "out of memory"); goto done; }
+    for (int i = 0, o = 0; i < tr->n_tp; i++) { off[i] = (size_t)o; o += (int)tr->tp[i].n; }
+    for (int i = 0; i < tr->n_tp && !rc; i++) {
+        char name[80];
         uint64_t n;
-        if (fread(name, 64, 1, f) != 1 || fread(&n, 8, 1, f) != 1) {
-            rc = g4_seterr(err, "%s: truncated", path);
-            goto done;
-        }
-        name[63] = 0;
-        if (strcmp(name, tr->ps->p[i].name) || n != tr->ps->p[i].n) {
-            rc = g4_seterr(err, "%s: the checkpoint is for another model (tensor %d is '%s' of %llu, expected '%s' of %zu)",
-                           path, i, G4_ESC(name), (unsigned long long)n, tr->ps->p[i].name, tr->ps->p[i].n);
-            goto done;
-        }
+        if (fread(name, 80, 1, f) != 1 || fread(&n, 8, 1, f) != 1) { rc = g4_seterr(err, "%s: truncated", path); break; }
+        name[79] = 0;
+        int j = 0;
+        while (j < tr->n_tp && strcmp(name, tr->tp[j].name)) j++;
+        if (j == tr->n_tp || n != tr->tp[j].n)
+            rc = g4_seterr(err, "%s: the checkpoint is for another model (its tensor '%s' of %llu values is not in "
+                                "this one)", path, G4_ESC(name), (unsigned long long)n);
+        else at[i] = off[j];
     }
-    if (fread(tr->am, sizeof(float), n_all, f) != n_all || fread(tr->av, sizeof(float), n_all, f) != n_all ||
-        fread(magic, 8, 1, f) != 1 || memcmp(magic, STATE_MAGIC, 8) || fgetc(f) != EOF) {
+    if (!rc && (fread(tmp, sizeof(float), 2 * n_all, f) != 2 * n_all || fread(magic, 8, 1, f) != 1 ||
+                memcmp(magic, STATE_MAGIC, 8) || fgetc(f) != EOF))
         rc = g4_seterr(err, "%s: truncated or corrupted (optimizer state)", path);
-        goto done;
+    if (!rc) {
+        size_t src = 0;
+        for (int i = 0; i < tr->n_tp; i++) {
+            size_t n = 0;
+            for (int j = 0; j < tr->n_tp; j++) if (off[j] == at[i]) n = tr->tp[j].n;
+            memcpy(tr->am + at[i], tmp + src, n * sizeof(float));
+            memcpy(tr->av + at[i], tmp + n_all + src, n * sizeof(float));
+            src += n;
+        }
     }
+    free(at);
+    free(off);
+    free(tmp);
+    if (rc) goto done;
     if (hdr[0] < 0 || hdr[1] < 0 || hdr[2] < 0) {
         rc = g4_seterr(err, "%s: corrupted (negative step)", path);
         goto done;
@@ -461,37 +513,139 @@ static int step_span(const dataset *d, const int *ord, int cursor, long want, in
     return k;
 }
 
+static int add_tp(trainer *tr, const char *name, float *val, float *grad, size_t n, bool decay) {
+    tparam *np = realloc(tr->tp, (size_t)(tr->n_tp + 1) * sizeof *np);
+    if (!np) return -1;
+    tr->tp = np;
+    tparam *t = &tr->tp[tr->n_tp++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->val = val;
+    t->grad = grad;
+    t->n = n;
+    t->decay = decay;
+    return 0;
+}
+
+static const struct { const char *name; int tid; } TARGETS[] = {
+    { "q", G4_T_ATTN_Q }, { "k", G4_T_ATTN_K }, { "v", G4_T_ATTN_V }, { "o", G4_T_ATTN_OUT },
+    { "gate", G4_T_FFN_GATE }, { "up", G4_T_FFN_UP }, { "down", G4_T_FFN_DOWN },
+};
+
+/* Fine-tuning: the base frozen as stored, a new adapter (A ~ U(+-1/sqrt(n_in)),
+ * B = 0: the product starts as the base's) or the checkpoint's. */
+static int open_lora(trainer *tr, g4_error *err) {
+    const gemma4c_train_params *o = tr->o;
+    char msg[1024];
+    tr->base = gemma4c_model_open(o->base, msg, sizeof msg);
+    if (!tr->base) return g4_seterr(err, "%s", msg);
+    tr->m = tr->base->m;
+    tr->tk = tr->base->tok;
+    tr->family = tr->base->chat_family;
+    if (!tr->tk) return g4_seterr(err, "%s: no usable tokenizer (%s)", o->base, tr->base->tok_err ? tr->base->tok_err : "");
+    tr->ps = g4_params_new(tr->m, 0, err);
+    if (!tr->ps) return -1;
+    if (o->resume) {
+        char path[4300];
+        snprintf(path, sizeof path, "%s/adapter.gguf", o->resume);
+        tr->lora = g4_lora_read_gguf(path, err);
+        if (!tr->lora) return -1;
+        if (g4_lora_check(tr->m, tr->lora, err)) return g4_preferr(err, "%s: the checkpoint is for another model", path);
+    } else {
+        uint64_t mask = 0;
+        const char *t = o->targets ? o->targets : "q,k,v,o,gate,up,down";
+        while (*t) {
+            size_t n = strcspn(t, ",");
+            bool found = false;
+            for (size_t i = 0; i < sizeof TARGETS / sizeof TARGETS[0]; i++)
+                if (strlen(TARGETS[i].name) == n && !strncmp(t, TARGETS[i].name, n)) {
+                    mask |= 1ull << TARGETS[i].tid;
+                    found = true;
+                }
+            if (!found) return g4_seterr(err, "--targets: '%.*s' is not one of q, k, v, o, gate, up, down", (int)n, t);
+            t += n + (t[n] == ',');
+        }
+        tr->lora = g4_lora_create(tr->m, mask, o->rank > 0 ? o->rank : 16, o->alpha > 0 ? o->alpha : 32, err);
+        if (!tr->lora) return -1;
+        for (int i = 0; i < tr->lora->n_pairs; i++) {
+            g4_lora_pair *p = &tr->lora->pairs[i];
+            uint64_t s = o->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(i + 1));
+            double lim = 1.0 / sqrt((double)p->n_in);
+            for (size_t j = 0; j < (size_t)p->r * p->n_in; j++) p->a[j] = (float)((2 * unif01(&s) - 1) * lim);
+        }
+    }
+    tr->set = g4_lora_bind(tr->m, &tr->lora, NULL, 1, err);
+    if (!tr->set) return -1;
+    tr->ga = calloc((size_t)tr->set->n, sizeof *tr->ga);
+    tr->gb = calloc((size_t)tr->set->n, sizeof *tr->gb);
+    if (!tr->ga || !tr->gb) return g4_seterr(err, "out of memory");
+    for (int i = 0; i < tr->set->n; i++) {
+        g4_lora_pair *p = tr->set->e[i].pair;
+        size_t na = (size_t)p->r * p->n_in, nb = (size_t)p->r * p->n_out;
+        tr->ga[i] = calloc(na, sizeof(float));
+        tr->gb[i] = calloc(nb, sizeof(float));
+        if (!tr->ga[i] || !tr->gb[i]) return g4_seterr(err, "out of memory");
+        char base[64], name[80];
+        g4_tensor_name(&g4_tensors[p->tid], p->layer, base, sizeof base);
+        snprintf(name, sizeof name, "%s.lora_a", base);
+        if (add_tp(tr, name, p->a, tr->ga[i], na, false)) return g4_seterr(err, "out of memory");
+        snprintf(name, sizeof name, "%s.lora_b", base);
+        if (add_tp(tr, name, p->b, tr->gb[i], nb, false)) return g4_seterr(err, "out of memory");
+    }
+    return 0;
+}
+
 static int open_model_for_training(trainer *tr, g4_error *err) {
     const gemma4c_train_params *o = tr->o;
-    char init[4200];
-    const char *path;
-    if (o->resume) {
-        snprintf(init, sizeof init, "%s/model.gguf", o->resume);
-        path = init;
+    if (o->base) {
+        if (open_lora(tr, err)) return -1;
     } else {
-        if (!o->arch) return g4_seterr(err, "need an architecture (--arch) or a checkpoint (--resume)");
-        snprintf(init, sizeof init, "%s.init.gguf", o->out);
-        g4_synth_opts so = { .arch = o->arch, .ftype = "F32", .seed = o->seed, .n_threads = 1, .force = true,
-                             .corpus = o->corpus };
-        if (g4_synth(init, &so, err)) return -1;
-        path = init;
+        char init[4200];
+        const char *path;
+        if (o->resume) {
+            snprintf(init, sizeof init, "%s/model.gguf", o->resume);
+            path = init;
+        } else {
+            if (!o->arch) return g4_seterr(err, "need an architecture (--arch) or a checkpoint (--resume)");
+            snprintf(init, sizeof init, "%s.init.gguf", o->out);
+            g4_synth_opts so = { .arch = o->arch, .ftype = "F32", .seed = o->seed, .n_threads = 1, .force = true,
+                                 .corpus = o->corpus };
+            if (g4_synth(init, &so, err)) return -1;
+            path = init;
+        }
+        tr->f = g4_gguf_open(path, err);
+        if (!o->resume) unlink(init);   /* mapped: stays readable until closed */
+        if (!tr->f) return -1;
+        /* the model takes the file; our pointer is for its metadata */
+        tr->m = g4_model_load(tr->f, err);
+        if (!tr->m) { tr->f = NULL; return -1; }
+        tr->tk = tr->own_tk = g4_tokenizer_from_gguf(tr->f, err);
+        if (!tr->tk) return g4_preferr(err, "%s: the model's tokenizer", path);
+        tr->family = g4_chat_family_from_gguf(tr->f);
+        tr->ps = g4_params_new(tr->m, 1, err);
+        if (!tr->ps) return -1;
+        if (!o->resume) init_weights(tr->ps, o->seed);
+        for (int i = 0; i < tr->ps->n; i++)
+            if (add_tp(tr, tr->ps->p[i].name, tr->ps->p[i].val, tr->ps->p[i].grad, tr->ps->p[i].n,
+                       tr->ps->p[i].ne[1] > 1))
+                return g4_seterr(err, "out of memory");
     }
-    tr->f = g4_gguf_open(path, err);
-    if (!o->resume) unlink(init);   /* mapped: stays readable until closed */
-    if (!tr->f) return -1;
-    /* the model takes the file; keep our own pointer for metadata only */
-    tr->m = g4_model_load(tr->f, err);
-    if (!tr->m) { tr->f = NULL; return -1; }
-    tr->tk = g4_tokenizer_from_gguf(tr->f, err);
-    if (!tr->tk) return g4_preferr(err, "%s: the model's tokenizer", path);
-    tr->ps = g4_params_new(tr->m, 1, err);
-    if (!tr->ps) return -1;
-    if (!o->resume) init_weights(tr->ps, o->seed);
-    for (int i = 0; i < tr->ps->n; i++) tr->n_all += tr->ps->p[i].n;
+    if (tr->family == G4_CHAT_FAMILY_UNKNOWN) tr->family = G4_CHAT_FAMILY_E;
+    for (int i = 0; i < tr->n_tp; i++) tr->n_all += tr->tp[i].n;
     tr->am = calloc(tr->n_all, sizeof(float));
     tr->av = calloc(tr->n_all, sizeof(float));
     if (!tr->am || !tr->av) return g4_seterr(err, "out of memory for the optimizer state");
     return 0;
+}
+
+/* Fine-tuning output: OUT (".gguf" stripped) as a PEFT folder, and OUT.gguf. */
+static int write_adapter(trainer *tr, const char *out, g4_error *err) {
+    char dir[4200], gg[4300];
+    snprintf(dir, sizeof dir, "%s", out);
+    size_t n = strlen(dir);
+    if (n > 5 && !strcmp(dir + n - 5, ".gguf")) dir[n - 5] = 0;
+    snprintf(gg, sizeof gg, "%s.gguf", dir);
+    if (g4_lora_write_peft(tr->lora, dir, true, err)) return -1;
+    return g4_lora_write_gguf(tr->lora, gg, NULL, true, err);
 }
 
 static void copy_err(char *err, size_t errlen, const g4_error *e) {
@@ -519,12 +673,11 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
     if (!o->ckpt_dir) snprintf(ckdir, sizeof ckdir, "%s.ckpt", o->out);
 
     if (open_model_for_training(&tr, &e)) goto out;
-    int family = g4_chat_family_from_gguf(tr.m->file);
-    if (family == G4_CHAT_FAMILY_UNKNOWN) family = G4_CHAT_FAMILY_E;
-    if (load_jsonl(o->data, tr.tk, family, n_ctx, o->pack, &d, &e)) goto out;
-    if (o->eval && load_jsonl(o->eval, tr.tk, family, n_ctx, o->pack, &ev, &e)) goto out;
+    if (load_jsonl(o->data, tr.tk, tr.family, n_ctx, o->pack, &d, &e)) goto out;
+    if (o->eval && load_jsonl(o->eval, tr.tk, tr.family, n_ctx, o->pack, &ev, &e)) goto out;
     if (o->resume && load_state(&tr, o->resume, &e)) goto out;
     tw = g4_train_ws_new(tr.m, n_ctx, nth, &e);
+    if (tw && tr.set && g4_train_ws_set_lora(tw, tr.set, tr.ga, tr.gb, &e)) goto out;
     ord = malloc((size_t)d.n * sizeof *ord);
     tgt = malloc((size_t)n_ctx * sizeof *tgt);
     if (!tw || !ord || !tgt) { if (tw) g4_seterr(&e, "out of memory"); goto out; }
@@ -570,7 +723,7 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
             goto out;
         }
         int n_tgt, k = step_span(&d, ord, tr.cursor, want, &n_tgt);
-        g4_params_zero_grad(tr.ps);
+        for (int i = 0; i < tr.n_tp; i++) memset(tr.tp[i].grad, 0, tr.tp[i].n * sizeof(float));
         double loss = 0;
         for (int i = 0; i < k; i++) {
             const example *x = &d.ex[ord[tr.cursor + i]];
@@ -586,8 +739,8 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
         if (!isfinite(loss) && n_tgt) { g4_seterr(&e, "step %d: the loss is not finite (lower --lr)", tr.step + 1); goto out; }
         /* clip the global gradient norm to 1 */
         double gn = 0;
-        for (int i = 0; i < tr.ps->n; i++)
-            for (size_t j = 0; j < tr.ps->p[i].n; j++) gn += (double)tr.ps->p[i].grad[j] * tr.ps->p[i].grad[j];
+        for (int i = 0; i < tr.n_tp; i++)
+            for (size_t j = 0; j < tr.tp[i].n; j++) gn += (double)tr.tp[i].grad[j] * tr.tp[i].grad[j];
         gn = sqrt(gn);
         float clip = gn > 1.0 ? (float)(1.0 / gn) : 1.0f;
         /* AdamW */
@@ -597,9 +750,9 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
         const float b1 = 0.9f, b2 = 0.95f, aeps = 1e-8f;
         double c1 = 1.0 - pow(b1, s), c2 = 1.0 - pow(b2, s);
         size_t off = 0;
-        for (int i = 0; i < tr.ps->n; i++) {
-            g4_param *p = &tr.ps->p[i];
-            bool decay = p->ne[1] > 1;
+        for (int i = 0; i < tr.n_tp; i++) {
+            tparam *p = &tr.tp[i];
+            bool decay = p->decay;
             float *m1 = tr.am + off, *m2 = tr.av + off;
             for (size_t j = 0; j < p->n; j++) {
                 float g = p->grad[j] * clip;
@@ -626,7 +779,24 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
             o->progress(o->progress_user, &pr);
         }
     }
-    if (save_ckpt(&tr, ckdir, &e) || write_model(&tr, o->out, &e)) goto out;
+    if (o->dump_logits) {
+        const example *x = &d.ex[0];
+        float *lg = malloc((size_t)x->n * tr.m->n_vocab * sizeof(float));
+        char tp[4200];
+        snprintf(tp, sizeof tp, "%s.tokens", o->dump_logits);
+        FILE *f1 = fopen(o->dump_logits, "wb"), *f2 = fopen(tp, "w");
+        int bad = !lg || !f1 || !f2 || g4_train_seq(tw, NULL, x->tok, NULL, x->n, 1, NULL, lg, &e);
+        if (!bad) {
+            bad = fwrite(lg, sizeof(float), (size_t)x->n * tr.m->n_vocab, f1) != (size_t)x->n * tr.m->n_vocab;
+            for (int t = 0; t < x->n; t++) fprintf(f2, "%d ", x->tok[t]);
+        }
+        if (f1) fclose(f1);
+        if (f2) fclose(f2);
+        free(lg);
+        if (bad) { if (!e.msg[0]) g4_seterr(&e, "%s: cannot write the logits", o->dump_logits); goto out; }
+    }
+    if (save_ckpt(&tr, ckdir, &e) || (tr.lora ? write_adapter(&tr, o->out, &e) : write_model(&tr, o->out, &e)))
+        goto out;
     rc = 0;
 out:
     if (rc < 0) copy_err(err, errlen, &e);
@@ -638,8 +808,16 @@ out:
     free(tr.am);
     free(tr.av);
     g4_params_free(tr.ps);
-    g4_tokenizer_free(tr.tk);
-    if (tr.m) g4_model_free(tr.m);     /* closes the file */
+    free(tr.tp);
+    if (tr.set)
+        for (int i = 0; i < tr.set->n; i++) { free(tr.ga[i]); free(tr.gb[i]); }
+    free(tr.ga);
+    free(tr.gb);
+    g4_lora_set_free(tr.set);
+    g4_lora_free(tr.lora);
+    g4_tokenizer_free(tr.own_tk);
+    if (tr.base) gemma4c_model_free(tr.base);
+    else if (tr.m) g4_model_free(tr.m);     /* closes the file */
     else if (tr.f) g4_gguf_close(tr.f);
     return rc;
 }
