@@ -245,6 +245,34 @@ TEST(lora_gradients_match_finite_differences) {
                             ab ? "B" : "A", j, g[j], fd);
                 }
             }
+        const char *dump_dir = getenv("G4_GRAD_DUMP");
+        if (dump_dir) {       /* for tests/py/grad_torch.py --lora: values and gradients of every A and B */
+            char path[1024];
+            snprintf(path, sizeof path, "%s/%s.lora", dump_dir, files[mi]);
+            FILE *f = fopen(path, "wb");
+            if (f) {
+                double l = loss / (T - 1);
+                float sc = set->e[0].scale;
+                fwrite("G4LR", 1, 4, f);
+                fwrite(&l, 8, 1, f);
+                fwrite(&sc, 4, 1, f);
+                for (int i = 0; i < set->n; i++)
+                    for (int ab = 0; ab < 2; ab++) {
+                        g4_lora_pair *p = set->e[i].pair;
+                        char base[64], name[80];
+                        g4_tensor_name(&g4_tensors[p->tid], p->layer, base, sizeof base);
+                        snprintf(name, sizeof name, "%s.lora_%s", base, ab ? "b" : "a");
+                        uint32_t nl = (uint32_t)strlen(name), dims[2] = { (uint32_t)(ab ? p->n_out : p->r),
+                                                                          (uint32_t)(ab ? p->r : p->n_in) };
+                        fwrite(&nl, 4, 1, f);
+                        fwrite(name, 1, nl, f);
+                        fwrite(dims, 4, 2, f);
+                        fwrite(ab ? p->b : p->a, 4, (size_t)dims[0] * dims[1], f);
+                        fwrite(ab ? gb[i] : ga[i], 4, (size_t)dims[0] * dims[1], f);
+                    }
+                fclose(f);
+            }
+        }
         printf("  %s: LoRA loss %.5f, %d pairs, %d entries, worst relative error %.2e (f32 differences)\n",
                files[mi], loss / (T - 1), set->n, checked, worst);
         CHECKF(bad == 0 && checked > 20, "%s: %d of %d entries off", files[mi], bad, checked);

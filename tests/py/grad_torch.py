@@ -111,6 +111,18 @@ def rope(x, pos, inv_freq):
     return torch.cat([a * c - b * s, b * c + a * s], -1)
 
 
+# LoRA pairs by HF weight name: (A [r, in], B [out, r], scale); empty: none
+LORA = {}
+
+
+def lin(W, name, x):
+    y = x @ W[name].T
+    if name in LORA:
+        a, b, sc = LORA[name]
+        y = y + sc * ((x @ a.T) @ b.T)
+    return y
+
+
 def forward(W, cfg, tok):
     hc, dv = cfg["hf_like_config"], cfg["derived"]
     H, L, V = hc["hidden_size"], hc["num_hidden_layers"], hc["vocab_size"]
@@ -140,12 +152,12 @@ def forward(W, cfg, tok):
             inv = hc["rope_theta"] ** (-torch.arange(0, gd, 2, dtype=torch.float64) / gd)
             inv = torch.where(torch.arange(gd // 2) < rp, inv, torch.zeros_like(inv))
         xn = rms(x, W[p + "input_layernorm.weight"], eps)
-        q = (xn @ W[p + "self_attn.q_proj.weight"].T).reshape(T, nH, hd)
+        q = lin(W, p + "self_attn.q_proj.weight", xn).reshape(T, nH, hd)
         q = rope(rms(q, W[p + "self_attn.q_norm.weight"], eps), pos, inv)
         if dv["layer_has_own_kv"][l]:
-            kr = (xn @ W[p + "self_attn.k_proj.weight"].T).reshape(T, nkv, hd)
+            kr = lin(W, p + "self_attn.k_proj.weight", xn).reshape(T, nkv, hd)
             vw = W.get(p + "self_attn.v_proj.weight")
-            vr = kr if vw is None else (xn @ vw.T).reshape(T, nkv, hd)
+            vr = kr if vw is None else lin(W, p + "self_attn.v_proj.weight", xn).reshape(T, nkv, hd)
             k = rope(rms(kr, W[p + "self_attn.k_norm.weight"], eps), pos, inv)
             v = rms(vr, None, eps)
             kv[l] = (k, v)
@@ -157,11 +169,11 @@ def forward(W, cfg, tok):
         s = torch.einsum("thd,jhd->htj", q, k)
         s = s.masked_fill(~(sliding if swa else causal)[None], float("-inf"))
         a = torch.einsum("htj,jhd->thd", torch.softmax(s, -1), v).reshape(T, nH * hd)
-        o = a @ W[p + "self_attn.o_proj.weight"].T
+        o = lin(W, p + "self_attn.o_proj.weight", a)
         x = x + rms(o, W[p + "post_attention_layernorm.weight"], eps)
         h = rms(x, W[p + "pre_feedforward_layernorm.weight"], eps)
-        f = (gelu(h @ W[p + "mlp.gate_proj.weight"].T) * (h @ W[p + "mlp.up_proj.weight"].T)) @ W[
-            p + "mlp.down_proj.weight"].T
+        f = lin(W, p + "mlp.down_proj.weight",
+                gelu(lin(W, p + "mlp.gate_proj.weight", h)) * lin(W, p + "mlp.up_proj.weight", h))
         if hc["num_experts"]:
             E, K = hc["num_experts"], hc["top_k_experts"]
             f = rms(f, W[p + "post_feedforward_layernorm_1.weight"], eps)
@@ -280,8 +292,80 @@ def check(shared, dump_dir, name):
     return fails
 
 
+def check_lora(shared, dump_dir, name):
+    """The LoRA gradients test_grad wrote for NAME (an F32 base): autograd of
+    the adapter's A and B <= 1e-4 per tensor, float64 finite differences on
+    the largest entry of each <= 1e-3. The base weights stay frozen."""
+    ref = os.path.join(shared, "testdata", "gemma4-ref")
+    cfg = json.load(open(os.path.join(ref, name + ".config.json")))
+    W = load_safetensors(os.path.join(ref, name + ".hf"))
+    for w in W.values():
+        w.requires_grad_(False)
+    g2h = {gguf_name(k): k for k in W}
+    tok = [int(t) for t in open(os.path.join(ref, name + ".tokens.txt")).read().split()][:T_LOSS]
+    cg = {}
+    with open(os.path.join(dump_dir, name + ".lora"), "rb") as f:
+        assert f.read(4) == b"G4LR"
+        c_loss, = struct.unpack("<d", f.read(8))
+        sc, = struct.unpack("<f", f.read(4))
+        while True:
+            b = f.read(4)
+            if not b:
+                break
+            nm = f.read(struct.unpack("<I", b)[0]).decode()
+            d0, d1 = struct.unpack("<II", f.read(8))
+            v = np.frombuffer(f.read(4 * d0 * d1), "<f4").reshape(d0, d1).astype(np.float64)
+            g = np.frombuffer(f.read(4 * d0 * d1), "<f4").reshape(d0, d1).astype(np.float64)
+            cg[nm] = (v, g)
+    LORA.clear()
+    params = {}
+    for nm, (v, g) in cg.items():
+        base = nm.rsplit(".", 1)[0]
+        t = torch.tensor(v, requires_grad=True)
+        params[nm] = t
+    for nm in params:
+        if nm.endswith("lora_a"):
+            base = nm[:-len(".lora_a")]
+            LORA[g2h[base]] = (params[nm], params[base + ".lora_b"], float(sc))
+    loss = loss_of(W, cfg, tok)
+    loss.backward()
+    fails = 0
+    print("%s LoRA: loss torch %.9f gemma4c %.9f, %d pairs" % (name, loss.item(), c_loss, len(LORA)))
+    if abs(loss.item() - c_loss) > 1e-5 * abs(loss.item()):
+        print("  FAIL loss differs"); fails += 1
+    worst_ag = worst_fd = 0.0
+    for nm, t in params.items():
+        gt = t.grad.numpy().reshape(-1)
+        gc = cg[nm][1].reshape(-1)
+        rel = np.linalg.norm(gc - gt) / np.linalg.norm(gt)
+        worst_ag = max(worst_ag, rel)
+        if rel > 1e-4:
+            print("  FAIL %s: autograd relative error %.3e" % (nm, rel)); fails += 1
+        j = int(np.argmax(np.abs(gt)))
+        flat = t.data.view(-1)
+        v0 = flat[j].item()
+        h = 1e-6 * max(1.0, abs(v0))
+        with torch.no_grad():
+            flat[j] = v0 + h
+            lp = loss_of(W, cfg, tok).item()
+            flat[j] = v0 - h
+            lm = loss_of(W, cfg, tok).item()
+            flat[j] = v0
+        fd = (lp - lm) / (2 * h)
+        e = abs(gc[j] - fd) / abs(fd)
+        worst_fd = max(worst_fd, e)
+        if e > 1e-3:
+            print("  FAIL %s[%d]: gemma4c %.9g, float64 finite difference %.9g" % (nm, j, gc[j], fd)); fails += 1
+    LORA.clear()
+    print("  %d tensors: autograd worst relative error %.2e; finite differences worst %.2e; %s"
+          % (len(params), worst_ag, worst_fd, "ok" if not fails else "%d FAILED" % fails))
+    return fails
+
+
 def main():
     shared, dump_dir, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+    if names and names[0] == "--lora":
+        sys.exit(1 if sum(check_lora(shared, dump_dir, n) for n in names[1:]) else 0)
     fails = sum(check(shared, dump_dir, n) for n in names)
     sys.exit(1 if fails else 0)
 

@@ -1,6 +1,7 @@
 # Training gradients against an independent float64 torch implementation
 # (tests/py/grad_torch.py): autograd per tensor <= 1e-4 relative, float64
-# finite differences per entry <= 1e-3, on the three golden tiny models.
+# finite differences per entry <= 1e-3, on the three golden tiny models,
+# and a LoRA adapter's A and B on the dense one (base frozen).
 # test_grad writes gemma4c's gradients (G4_GRAD_DUMP); Debian's python3-torch
 # runs the reference.
 . "$(dirname "$0")/lib.sh"
@@ -17,3 +18,10 @@ for m in gemma4-dense gemma4-e gemma4-moe; do
     fi
     sed 's/^/    /' "$TMP/$m.log"
 done
+# LoRA on the F32 dense base: the adapter's A and B gradients
+if /usr/bin/python3 tests/py/grad_torch.py "$SHARED" "$TMP" --lora gemma4-dense >"$TMP/lora.log" 2>&1; then
+    ok "gemma4-dense LoRA gradients = torch float64 autograd and finite differences"
+else
+    fail "gemma4-dense LoRA gradients differ from torch float64"
+fi
+sed 's/^/    /' "$TMP/lora.log"
