@@ -12,6 +12,8 @@ arch=$(dpkg --print-architecture)
 pkgs="build-essential clang libclang-rt-14-dev libjansson-dev libedit-dev libmicrohttpd-dev python3-jinja2 python3-numpy"
 # training: python3-torch checks the gradients (tests/sh/grad_torch.sh)
 pkgs="$pkgs python3-torch"
+# the demo model's training data (scripts/wordnet_chat.py)
+pkgs="$pkgs wordnet-base"
 missing=""
 # arch-qualified: with arm64 libraries also installed, a bare name is ambiguous
 for p in $pkgs; do dpkg -s "$p:$arch" >/dev/null 2>&1 || dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

@@ -186,7 +186,6 @@ static int load_jsonl(const char *path, const g4_tokenizer *tk, int family, int 
             if (!json_is_string(t) || !json_string_length(t)) {
                 rc = g4_seterr(err, "%s:%d: field 'text': expected a non-empty string", path, lineno);
             } else {
-                g4_tokens b = { 0 };
                 if (bos >= 0) {
                     int32_t one = bos;
                     g4_tokens bt = { &one, 1, 1 };
@@ -194,7 +193,6 @@ static int load_jsonl(const char *path, const g4_tokenizer *tk, int family, int 
                 }
                 if (!rc) rc = encode_into(tk, &s, json_string_value(t), json_string_length(t), 1, err);
                 if (rc) g4_preferr(err, "%s:%d: field 'text'", path, lineno);
-                (void)b;
             }
         } else {
             rc = g4_seterr(err, "%s:%d: expected a field \"text\" or \"messages\"", path, lineno);
