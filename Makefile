@@ -94,7 +94,7 @@ DEMO_PROMPT ?= What is a guitar?
 demo: $(BUILD)/gemma4c
 	@[ -f $(DEMO_MODEL) ] || { echo "$(DEMO_MODEL) is missing (scripts/train_demo.sh makes it)"; exit 1; }
 	$(BUILD)/gemma4c info -m $(DEMO_MODEL) --ctx 1024
-	$(BUILD)/gemma4c run -m $(DEMO_MODEL) -p "$(DEMO_PROMPT)" -n 64 --greedy
+	$(BUILD)/gemma4c run -m $(DEMO_MODEL) -p "$(DEMO_PROMPT)" -n 64 --temp 0.6 --repeat-penalty 1.3
 
 # The OpenAI-compatible server on the default model (http://127.0.0.1:8080/v1).
 serve: $(BUILD)/gemma4c
