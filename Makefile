@@ -85,7 +85,7 @@ clean:
 
 .PHONY: all test asan fuzz clean
 
-# The main job on the default model: models/gemma4c-mini.gguf, a 1.5M-parameter
+# The main job on the default model: models/gemma4c-mini.gguf, a 1.7M-parameter
 # Gemma 4 (sliding + full layers, PLE, KV sharing) trained by `gemma4c train`
 # on WordNet glosses as chat question/answer pairs (scripts/train_demo.sh
 # remakes it; README "The default model"). It answers "What is a ...?".

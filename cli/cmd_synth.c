@@ -22,7 +22,7 @@ int cmd_synth(int argc, char **argv) {
                    "tokenizer. For demos, tests and benchmarks without downloading a model; its\n"
                    "text is meaningless.\n\n"
                    "  --arch ARCH   tiny (default, 4.5M params, E2B-style), e2b, e4b, 26b-a4b, 31b,\n"
-                   "                mini (1.5M, the shape gemma4c train --arch mini starts from)\n"
+                   "                mini (1.7M, the shape gemma4c train --arch mini starts from)\n"
                    "  --type TYPE   F32 (default), F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K,\n"
                    "                Q3_K_M, Q4_K_M, Q5_K_M, Q6_K, IQ4_NL, IQ4_XS\n"
                    "  --seed N      random seed (default 1); same seed, same bytes\n"

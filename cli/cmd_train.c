@@ -112,7 +112,7 @@ static int run_train(int argc, char **argv, int lora) {
             printf("usage: gemma4c train (--arch ARCH | --resume DIR) -d DATA.jsonl -o OUT.gguf [options]\n\n"
                    "Train every weight of a new small Gemma 4 model (f32, AdamW) and write it as\n"
                    "an F32 GGUF that every other command runs.\n\n"
-                   "  --arch ARCH        synth preset of the new model: mini (1.5M params, default\n"
+                   "  --arch ARCH        synth preset of the new model: mini (1.7M params, default\n"
                    "                     demo), tiny (4.5M); random init N(0, 1/n_in), norms 1\n"
                    "  --corpus FILE      learn the tokenizer's BPE merges from this text\n"
                    "  -d, --data FILE    JSONL: {\"text\": ...} (loss on all tokens) or\n"

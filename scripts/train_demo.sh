@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Remakes models/gemma4c-mini.gguf, the default model of `make demo`: WordNet
 # noun glosses (Debian's wordnet-base; scripts/setup.sh installs it) turned
-# into chat question/answer pairs, and a 1.5M-parameter Gemma 4 (SSF SSF
+# into chat question/answer pairs, and a 1.7M-parameter Gemma 4 (SSF SSF
 # layers, PLE, the last two layers sharing KV) trained on them from scratch
 # by `gemma4c train` in two phases:
 #   1. 230 steps of 1024 tokens over all 5,798 pairs (6,000 most used nouns,

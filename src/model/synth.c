@@ -37,7 +37,8 @@ static const preset PRESETS[] = {
     { "e4b",     "E4B",  42, 2560, 8, 2,  2,  256, 512, 10240, 0,    512, 18, 256, 0,  0, 0,   262144, 131072, false, 6 },
     { "26b-a4b", "26B-A4B", 30, 2816, 16, 8, 2, 256, 512, 2112, 0,  1024, 0,  0,   128, 8, 704, 262144, 262144, true, 6 },
     { "31b",     "31B",  60, 5376, 32, 16, 4, 256, 512, 21504, 0,  1024, 0,  0,   0,  0, 0,   262144, 262144, true, 6 },
-    /* the trained demo model (gemma4c train --arch mini): SSF SSF, the last two
+    /* the trained demo model (gemma4c train --arch mini; 1.7M params with its
+     * corpus vocabulary, the label kept as shipped): SSF SSF, the last two
      * layers share the KV of layers 2 and 3, double-wide MLPs there, PLE */
     { "mini",    "1.5M", 6,  128,  4, 1,  1,  32, 64,  256,   512,   64,  2,   16, 0,  0, 0,   0,      1024,   false, 3 },
 };
