@@ -111,20 +111,21 @@ clean:
 
 .PHONY: all test asan fuzz clean
 
-# The main job on the default model: a tiny random-weight Gemma 4 that the
-# project writes itself (text is meaningless; it proves the whole path works).
-DEMO_MODEL ?= models/gemma4c-tiny.gguf
+# The main job on the default model: models/gemma4c-mini.gguf, a 1.7M-parameter
+# Gemma 4 (sliding + full layers, PLE, KV sharing) trained by `gemma4c train`
+# on WordNet glosses as chat question/answer pairs (scripts/train_demo.sh
+# remakes it; README "The default model"). It answers "What is a ...?".
+DEMO_MODEL ?= models/gemma4c-mini.gguf
+DEMO_PROMPT ?= What is a guitar?
 demo: $(BUILD)/gemma4c
-	@mkdir -p $(dir $(DEMO_MODEL))
-	@[ -f $(DEMO_MODEL) ] || $(BUILD)/gemma4c synth --arch tiny -o $(DEMO_MODEL)
-	$(BUILD)/gemma4c info -m $(DEMO_MODEL) --ctx 4096
-	$(BUILD)/gemma4c run -m $(DEMO_MODEL) -p "Write a haiku about the sea." -n 48
+	@[ -f $(DEMO_MODEL) ] || { echo "$(DEMO_MODEL) is missing (scripts/train_demo.sh makes it)"; exit 1; }
+	$(BUILD)/gemma4c info -m $(DEMO_MODEL) --ctx 1024
+	$(BUILD)/gemma4c run -m $(DEMO_MODEL) -p "$(DEMO_PROMPT)" -n 64 --temp 0.6 --repeat-penalty 1.3
 
 # The server on the default model: OpenAI API at http://127.0.0.1:8080/v1,
 # Ollama API at http://127.0.0.1:8080, the chat page at http://127.0.0.1:8080/.
 serve: $(BUILD)/gemma4c
-	@mkdir -p $(dir $(DEMO_MODEL))
-	@[ -f $(DEMO_MODEL) ] || $(BUILD)/gemma4c synth --arch tiny -o $(DEMO_MODEL)
+	@[ -f $(DEMO_MODEL) ] || { echo "$(DEMO_MODEL) is missing (scripts/train_demo.sh makes it)"; exit 1; }
 	$(BUILD)/gemma4c serve -m $(DEMO_MODEL) $(SERVE_ARGS)
 
 .PHONY: demo serve

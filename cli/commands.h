@@ -31,5 +31,7 @@ int cmd_run(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
 int cmd_serve(int argc, char **argv);   /* server/serve.c */
+int cmd_train(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
 
 #endif

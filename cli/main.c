@@ -21,6 +21,8 @@ static const cli_command COMMANDS[] = {
     { "batch",    "answer a JSONL file of chat requests, many at once (continuous batching)", cmd_batch },
     { "serve",    "an OpenAI-compatible HTTP server (server/)", cmd_serve },
     { "bench",    "measure prompt and generation speed against the machine's limits", cmd_bench },
+    { "train",    "train a small Gemma 4 model from scratch on JSONL data (f32, AdamW)", cmd_train },
+    { "finetune", "train a LoRA adapter on a frozen base model (PEFT folder + GGUF LoRA)", cmd_finetune },
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

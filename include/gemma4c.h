@@ -846,6 +846,61 @@ int gemma4c_synth_mmproj(const char *out, const char *arch, const char *type, ui
  * a SIGINT/SIGTERM handler, so an interrupted write leaves nothing behind). */
 void gemma4c_write_abort_cleanup(void);
 
+/* ---- training ------------------------------------------------------------------ */
+
+/* One optimizer step's report (and a final one with final = 1). */
+typedef struct gemma4c_train_progress {
+    int step, total_steps, epoch;
+    double loss;          /* mean cross entropy per target token of this step */
+    double eval_loss;     /* on --eval data when measured at this step, else NaN */
+    double eval_unigram;  /* the eval targets' loss under the training targets' unigram
+                             frequencies (add-one): the baseline eval_loss must beat; NaN without eval */
+    double tokens_per_s;  /* training tokens (forward + backward) per second */
+    double eta_s;
+    int final;
+} gemma4c_train_progress;
+
+/* Full training of every weight in f32 with AdamW (gemma4c train), or a
+ * LoRA adapter on a frozen base (base set: gemma4c finetune). Data:
+ * JSONL lines {"text": "..."} (loss on every token) or {"messages": [...]}
+ * rendered with the model's chat format (loss on the assistant turns). */
+typedef struct gemma4c_train_params {
+    const char *arch;         /* a new model of this synth preset ("tiny", "mini") ... */
+    const char *corpus;       /*   whose tokenizer learns its merges from this text file (NULL: built in) */
+    const char *base;         /* fine-tuning (gemma4c finetune): the frozen base model (GGUF or HF
+                                 folder, used in its stored form); a LoRA adapter is trained */
+    int rank;                 /*   <= 0: 16 */
+    float alpha;              /*   <= 0: 32 */
+    const char *targets;      /*   "q,k,v,o,gate,up,down" (NULL: all seven) */
+    const char *data;         /* JSONL training data */
+    const char *eval;         /* JSONL held-out data, or NULL */
+    const char *out;          /* output .gguf (f32); fine-tuning: OUT (PEFT folder) and OUT.gguf
+                                 (GGUF LoRA), ".gguf" stripped from OUT for the folder */
+    const char *ckpt_dir;     /* checkpoints go to DIR/step-N; NULL: OUT.ckpt */
+    const char *resume;       /* a checkpoint folder to continue from, or NULL */
+    float lr;                 /* <= 0: 1e-3 */
+    float weight_decay;       /* < 0: 0.01 (matrices only) */
+    int epochs;               /* <= 0: 1 */
+    int max_steps;            /* > 0: stop after this many steps */
+    int n_ctx;                /* <= 0: 256; longer examples are cut (or packed) */
+    int pack;                 /* 1: concatenate examples and cut windows of n_ctx; 0: truncate each */
+    int batch_tokens;         /* <= 0: 2048 tokens per step */
+    int grad_accum;           /* <= 0: 1 (batches per optimizer step) */
+    int save_every;           /* > 0: a checkpoint every N steps */
+    int eval_every;           /* > 0: eval loss every N steps (and at the end) */
+    int n_threads;            /* <= 0: 1 */
+    uint64_t seed;
+    void (*progress)(void *user, const gemma4c_train_progress *p);
+    void *progress_user;
+    volatile int *stop;       /* set (from a signal handler): checkpoint and return 1 */
+    const char *dump_logits;  /* tests: after training, the in-memory model's logits of the first
+                                 training example (raw f32 [n][n_vocab]) and its ids (FILE.tokens) */
+} gemma4c_train_params;
+
+/* Returns 0 when done, 1 when stopped by *stop (a checkpoint was written),
+ * -1 with err. */
+int gemma4c_train(const gemma4c_train_params *p, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,6 +17,10 @@ pkgs="$pkgs chromium"
 pkgs="$pkgs libspng-dev libjpeg-dev libwebp-dev libgif-dev libexif-dev libavformat-dev libavcodec-dev libavutil-dev libswscale-dev ffmpeg"
 # audio (src/media/audio.c): libsndfile decodes, libsoxr resamples
 pkgs="$pkgs libsndfile1-dev libsoxr-dev"
+# training: python3-torch checks the gradients (tests/sh/grad_torch.sh)
+pkgs="$pkgs python3-torch"
+# the demo model's training data (scripts/wordnet_chat.py)
+pkgs="$pkgs wordnet-base"
 missing=""
 # arch-qualified: with arm64 libraries also installed, a bare name is ambiguous
 for p in $pkgs; do dpkg -s "$p:$arch" >/dev/null 2>&1 || dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

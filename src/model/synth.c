@@ -37,10 +37,14 @@ static const preset PRESETS[] = {
     { "e4b",     "E4B",  42, 2560, 8, 2,  2,  256, 512, 10240, 0,    512, 18, 256, 0,  0, 0,   262144, 131072, false, 6 },
     { "26b-a4b", "26B-A4B", 30, 2816, 16, 8, 2, 256, 512, 2112, 0,  1024, 0,  0,   128, 8, 704, 262144, 262144, true, 6 },
     { "31b",     "31B",  60, 5376, 32, 16, 4, 256, 512, 21504, 0,  1024, 0,  0,   0,  0, 0,   262144, 262144, true, 6 },
+    /* the trained demo model (gemma4c train --arch mini; 1.7M params with its
+     * corpus vocabulary, the label kept as shipped): SSF SSF, the last two
+     * layers share the KV of layers 2 and 3, double-wide MLPs there, PLE */
+    { "mini",    "1.5M", 6,  128,  4, 1,  1,  32, 64,  256,   512,   64,  2,   16, 0,  0, 0,   0,      1024,   false, 3 },
 };
 #define N_PRESETS (sizeof PRESETS / sizeof PRESETS[0])
 
-const char *const g4_synth_archs[] = { "tiny", "e2b", "e4b", "26b-a4b", "31b", NULL };
+const char *const g4_synth_archs[] = { "tiny", "e2b", "e4b", "26b-a4b", "31b", "mini", NULL };
 
 /* ---- deterministic random numbers ------------------------------------------ */
 
@@ -129,8 +133,123 @@ static int learn_merges(vocab *v, int target) {
     return 0;
 }
 
-/* V = 0: as many tokens as the merges learned from CORPUS give (tiny model). */
-static int build_vocab(vocab *v, int V) {
+/* BPE merges from a text file (gemma4c train --corpus): the same rules as
+ * learn_merges (merges inside words, a word starts at its U+2581), counted
+ * over the distinct words with their frequencies so a corpus of megabytes
+ * takes seconds. Bytes outside printable ASCII separate words. */
+typedef struct cword { int *sym; int n, count; } cword;
+
+static unsigned str_hash(const char *s, size_t n) {
+    unsigned h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+static int learn_merges_corpus(vocab *v, int target, const char *text, size_t len) {
+    /* symbols: strings, index = id; initial ones are "\xe2\x96\x81" and 0x21..0x7e */
+    int n_sym = 0, cap_sym = target + 128;
+    char **syms = calloc((size_t)cap_sym, sizeof *syms);
+    size_t hcap = 1 << 20;
+    int *wh = malloc(hcap * sizeof *wh);          /* word hash: index into words, -1 empty */
+    cword *words = NULL;
+    int n_words = 0, cap_words = 0, rc = -1;
+    v->merge = malloc((size_t)target * sizeof *v->merge);
+    if (!syms || !wh || !v->merge) goto out;
+    for (size_t i = 0; i < hcap; i++) wh[i] = -1;
+    syms[n_sym++] = strdup("\xe2\x96\x81");
+    for (int c = 0x21; c < 0x7f; c++) { char b[2] = { (char)c, 0 }; syms[n_sym++] = strdup(b); }
+    for (size_t i = 0; i < len;) {
+        while (i < len && (text[i] <= 0x20 || text[i] >= 0x7f)) i++;
+        size_t j = i;
+        while (j < len && text[j] > 0x20 && text[j] < 0x7f) j++;
+        if (j == i) break;
+        if (j - i > 40) { i = j; continue; }          /* not a word */
+        unsigned h = str_hash(text + i, j - i) & (unsigned)(hcap - 1);
+        for (;;) {
+            int w = wh[h];
+            if (w < 0) {
+                if (n_words == cap_words) {
+                    cap_words = cap_words * 2 + 1024;
+                    cword *nw = realloc(words, (size_t)cap_words * sizeof *nw);
+                    if (!nw) goto out;
+                    words = nw;
+                }
+                if ((size_t)n_words * 2 >= hcap) goto out;   /* table full: corpus too varied */
+                cword *cw = &words[n_words];
+                cw->n = (int)(j - i) + 1;
+                cw->count = 1;
+                cw->sym = malloc((size_t)cw->n * sizeof(int));
+                if (!cw->sym) goto out;
+                cw->sym[0] = 0;
+                for (size_t k = i; k < j; k++) cw->sym[k - i + 1] = 1 + (text[k] - 0x21);
+                wh[h] = n_words++;
+                break;
+            }
+            cword *cw = &words[w];
+            bool same = cw->n == (int)(j - i) + 1;
+            for (size_t k = i; same && k < j; k++) same = cw->sym[k - i + 1] == 1 + (text[k] - 0x21);
+            if (same) { cw->count++; break; }
+            h = (h + 1) & (unsigned)(hcap - 1);
+        }
+        i = j;
+    }
+    /* pair counts in a dense table would be n_sym^2: hash pairs instead */
+    size_t pcap = 1 << 21;
+    int64_t *pkey = malloc(pcap * sizeof *pkey);
+    long *pcnt = malloc(pcap * sizeof *pcnt);
+    if (!pkey || !pcnt) { free(pkey); free(pcnt); goto out; }
+    while (v->n < target && n_sym < cap_sym) {
+        for (size_t i = 0; i < pcap; i++) pkey[i] = -1;
+        int64_t best = -1;
+        long best_c = 1;
+        for (int w = 0; w < n_words; w++)
+            for (int k = 0; k + 1 < words[w].n; k++) {
+                int a = words[w].sym[k], b = words[w].sym[k + 1];
+                if (b == 0) continue;
+                int64_t key = (int64_t)a * 65536 + b;
+                size_t h = (size_t)(((uint64_t)key * 0x9e3779b97f4a7c15ull) >> 43) & (pcap - 1);
+                while (pkey[h] >= 0 && pkey[h] != key) h = (h + 1) & (pcap - 1);
+                if (pkey[h] < 0) { pkey[h] = key; pcnt[h] = 0; }
+                pcnt[h] += words[w].count;
+                long c = pcnt[h];
+                /* ties: the pair seen first wins, deterministic for a given text */
+                if (c > best_c || (c == best_c && key == best)) { best_c = c; best = key; }
+            }
+        if (best < 0) break;
+        int a = (int)(best / 65536), b = (int)(best % 65536);
+        char merged[128], rule[140];
+        if (strlen(syms[a]) + strlen(syms[b]) >= 64) break;
+        snprintf(merged, sizeof merged, "%s%s", syms[a], syms[b]);
+        snprintf(rule, sizeof rule, "%s %s", syms[a], syms[b]);
+        if (vocab_add(v, merged, 1)) break;
+        v->merge[v->n_merge++] = strdup(rule);
+        int id = n_sym;
+        syms[n_sym++] = strdup(merged);
+        for (int w = 0; w < n_words; w++) {
+            cword *cw = &words[w];
+            int o = 0;
+            for (int k = 0; k < cw->n; k++) {
+                if (k + 1 < cw->n && cw->sym[k] == a && cw->sym[k + 1] == b) { cw->sym[o++] = id; k++; }
+                else cw->sym[o++] = cw->sym[k];
+            }
+            cw->n = o;
+        }
+    }
+    free(pkey);
+    free(pcnt);
+    rc = 0;
+out:
+    for (int i = 0; i < n_words; i++) free(words[i].sym);
+    free(words);
+    for (int i = 0; i < n_sym; i++) free(syms[i]);
+    free(syms);
+    free(wh);
+    return rc;
+}
+
+/* V = 0: as many tokens as the merges learned from CORPUS (or the corpus
+ * text given) give (tiny, mini). */
+static int build_vocab(vocab *v, int V, const char *corpus, size_t corpus_len) {
     if (V == 0) V = 238 + 256 + 1 + 94 + 2048;
     v->cap = V;
     v->tok = calloc((size_t)V, sizeof *v->tok);
@@ -159,7 +278,8 @@ static int build_vocab(vocab *v, int V) {
         if (vocab_add(v, buf, 1)) return -1;
     }
     int merges_target = V < 4096 ? V : 4096;
-    if (learn_merges(v, merges_target)) return -1;
+    if (corpus ? learn_merges_corpus(v, merges_target, corpus, corpus_len) : learn_merges(v, merges_target))
+        return -1;
     /* a full-size vocabulary gets filler pieces no text produces */
     for (int i = 0; v->n < V && v->cap >= 262144; i++) {
         char buf[32];
@@ -258,7 +378,17 @@ int g4_synth(const char *out_path, const g4_synth_opts *o, g4_error *err) {
     const preset *p = NULL;
     for (size_t i = 0; i < N_PRESETS; i++)
         if (!strcmp(PRESETS[i].name, o->arch)) p = &PRESETS[i];
-    if (!p) return g4_seterr(err, "unknown --arch '%s' (expected tiny, e2b, e4b, 26b-a4b or 31b)", o->arch);
+    if (!p) return g4_seterr(err, "unknown --arch '%s' (expected tiny, e2b, e4b, 26b-a4b, 31b or mini)", o->arch);
+    char *corpus = NULL;
+    size_t corpus_len = 0;
+    if (o->corpus) {
+        FILE *cf = fopen(o->corpus, "rb");
+        if (!cf) return g4_seterr(err, "%s: cannot open the tokenizer corpus", o->corpus);
+        corpus = malloc(64u << 20);
+        corpus_len = corpus ? fread(corpus, 1, (64u << 20) - 1, cf) : 0;
+        fclose(cf);
+        if (!corpus) return g4_seterr(err, "out of memory");
+    }
     int ftype = g4_ftype_from_name(o->ftype ? o->ftype : "F32");
     if (ftype < 0) return g4_seterr(err, "unknown --type '%s'", o->ftype);
 
@@ -268,7 +398,9 @@ int g4_synth(const char *out_path, const g4_synth_opts *o, g4_error *err) {
     int *types = NULL;
     synth_ctx sc = { 0 };
     int rc = -1;
-    if (!f || !kinds || build_vocab(&v, p->V)) { g4_seterr(err, "out of memory"); goto done; }
+    int bv = !f || !kinds ? -1 : build_vocab(&v, p->V, corpus, corpus_len);
+    free(corpus);
+    if (bv) { g4_seterr(err, "out of memory"); goto done; }
     int V = v.n;
 
     int L = p->L, first_shared = L - p->shared;

@@ -16,6 +16,7 @@ typedef struct g4_synth_opts {
     uint64_t seed;
     int n_threads;
     bool force;
+    const char *corpus;   /* NULL, or a text file the vocabulary's merges are learned from (V = 0 presets) */
     /* optional progress callback (see gguf_write.h); the library never prints */
     void (*progress)(void *ud, uint64_t done, uint64_t total, double elapsed_s, bool final);
     void *progress_ud;

@@ -1,0 +1,733 @@
+/* Training forward + backward schedule (backward.h). The forward half calls
+ * the same ops as forward.c in the same order; the backward half walks it in
+ * reverse with the ops' backward twins (ops/ops_grad.h). */
+#include "model/backward.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/attention.h"
+#include "ops/ops_grad.h"
+#include "tensor/act.h"
+#include "tensor/types.h"
+
+/* ---- parameters ------------------------------------------------------------------ */
+
+/* Where each tensor row lands in g4_model / g4_layer (offset + 1; 0: none). */
+#define MF(id, field) [G4_T_##id] = offsetof(g4_model, field) + 1
+#define LF(id, field) [G4_T_##id] = offsetof(g4_layer, field) + 1
+static const size_t MODEL_AT[G4_T_COUNT] = {
+    MF(TOKEN_EMBD, tok_embd), MF(PLE_EMBD, ple_embd), MF(PLE_MODEL_PROJ, ple_model_proj),
+    MF(PLE_PROJ_NORM, ple_proj_norm), MF(OUTPUT_NORM, output_norm), MF(OUTPUT, output),
+};
+static const size_t LAYER_AT[G4_T_COUNT] = {
+    LF(ATTN_NORM, attn_norm), LF(ATTN_Q, wq), LF(ATTN_Q_NORM, q_norm), LF(ATTN_K, wk), LF(ATTN_K_NORM, k_norm),
+    LF(ATTN_V, wv), LF(ATTN_OUT, wo), LF(POST_ATTN_NORM, post_attn_norm), LF(FFN_NORM, ffn_norm),
+    LF(FFN_GATE, ffn_gate), LF(FFN_UP, ffn_up), LF(FFN_DOWN, ffn_down), LF(ROUTER, router),
+    LF(ROUTER_SCALE, router_scale), LF(EXP_GATE_UP, exp_gate_up), LF(EXP_GATE, exp_gate), LF(EXP_UP, exp_up),
+    LF(EXP_DOWN, exp_down), LF(EXP_SCALE, expert_scale), LF(POST_FFW_NORM_1, post_ffw_norm_1),
+    LF(PRE_FFW_NORM_2, pre_ffw_norm_2), LF(POST_FFW_NORM_2, post_ffw_norm_2), LF(POST_FFW_NORM, post_ffw_norm),
+    LF(OUT_SCALE, out_scale), LF(PLE_GATE, ple_gate), LF(PLE_PROJ, ple_proj), LF(PLE_POST_NORM, ple_post_norm),
+};
+#undef MF
+#undef LF
+
+static void *own(g4_params *ps, void *p) {
+    if (!p) return NULL;
+    void **o = realloc(ps->owned, (size_t)(ps->n_owned + 1) * sizeof *o);
+    if (!o) { free(p); return NULL; }
+    ps->owned = o;
+    o[ps->n_owned++] = p;
+    return p;
+}
+
+/* Decode tensor `id` of layer l (or global, l < 0) at field f to owned f32,
+ * give it a gradient and list it. 0, or -1 out of memory. */
+static int add_param(g4_params *ps, int id, int l, void *f) {
+    const g4_tensor_info *ti = &g4_tensors[id];
+    g4_param p = { .id = id, .layer = l, .ne = { 1, 1, 1 } };
+    g4_tensor_name(ti, l, p.name, sizeof p.name);
+    if (id == G4_T_OUT_SCALE) {          /* a float inside g4_layer */
+        p.val = f;
+        p.n = 1;
+    } else if (ti->kind == G4_TK_WEIGHT || ti->kind == G4_TK_EMBD) {
+        g4_mat *w = f;
+        if (!w->data) return 0;
+        int64_t nm = w->n_mat > 0 ? w->n_mat : 1;
+        p.n = (size_t)(w->n_in * w->n_out * nm);
+        p.ne[0] = w->n_in; p.ne[1] = w->n_out; p.ne[2] = nm;
+        p.val = own(ps, malloc(p.n * sizeof(float)));
+        if (!p.val) return -1;
+        const g4_type_traits *tt = g4_type_info(w->type);
+        for (int64_t r = 0; r < w->n_out * nm; r++)
+            tt->to_float((const char *)w->data + (size_t)r * w->row_bytes, p.val + (size_t)r * w->n_in, w->n_in);
+        w->data = p.val;
+        w->type = G4_F32;
+        w->row_bytes = (size_t)w->n_in * sizeof(float);
+    } else {
+        float **v = f;
+        if (!*v) return 0;
+        g4_arch_dims d = { .n_embd = ps->m->n_embd, .n_vocab = ps->m->n_vocab, .n_layer = ps->m->n_layer,
+                           .n_ple = ps->m->n_ple, .n_head = ps->m->n_head, .n_expert = ps->m->n_expert,
+                           .n_ff_exp = ps->m->n_ff_exp };
+        if (l >= 0) d.head_dim = ps->m->layers[l].head_dim;
+        int64_t ne[3];
+        g4_tensor_shape(ti, &d, ne);
+        p.n = (size_t)(ne[0] * ne[1] * ne[2]);
+        p.ne[0] = ne[0];
+        p.val = *v;     /* vectors were decoded to owned f32 at load */
+    }
+    p.grad = own(ps, calloc(p.n, sizeof(float)));
+    if (!p.grad) return -1;
+    g4_param *np = realloc(ps->p, (size_t)(ps->n + 1) * sizeof *np);
+    if (!np) return -1;
+    ps->p = np;
+    ps->p[ps->n++] = p;
+    if (l < 0) ps->g[id] = p.grad;
+    else ps->lg[l][id] = p.grad;
+    return 0;
+}
+
+g4_params *g4_params_new(g4_model *m, int trainable, g4_error *err) {
+    g4_params *ps = calloc(1, sizeof *ps);
+    if (!ps) { g4_seterr(err, "out of memory"); return NULL; }
+    ps->m = m;
+    ps->lg = calloc((size_t)m->n_layer, sizeof *ps->lg);
+    if (!ps->lg) goto oom;
+    if (!trainable) return ps;
+    bool tied = m->output.data == m->tok_embd.data;
+    for (int id = 0; id < G4_T_COUNT; id++) {
+        const g4_tensor_info *ti = &g4_tensors[id];
+        if (ti->layer || !MODEL_AT[id] || (id == G4_T_OUTPUT && tied)) continue;
+        if (add_param(ps, id, -1, (char *)m + MODEL_AT[id] - 1)) goto oom;
+    }
+    if (tied) {        /* the head reads the embedding: one tensor, one gradient */
+        m->output = m->tok_embd;
+        ps->g[G4_T_OUTPUT] = ps->g[G4_T_TOKEN_EMBD];
+    }
+    for (int l = 0; l < m->n_layer; l++)
+        for (int id = 0; id < G4_T_COUNT; id++)
+            if (g4_tensors[id].layer && LAYER_AT[id] &&
+                add_param(ps, id, l, (char *)&m->layers[l] + LAYER_AT[id] - 1))
+                goto oom;
+    return ps;
+oom:
+    g4_params_free(ps);
+    g4_seterr(err, "out of memory decoding the model's weights for training");
+    return NULL;
+}
+
+void g4_params_free(g4_params *ps) {
+    if (!ps) return;
+    for (int i = 0; i < ps->n_owned; i++) free(ps->owned[i]);
+    free(ps->owned);
+    free(ps->p);
+    free(ps->lg);
+    free(ps);
+}
+
+void g4_params_zero_grad(g4_params *ps) {
+    for (int i = 0; i < ps->n; i++) memset(ps->p[i].grad, 0, ps->p[i].n * sizeof(float));
+}
+
+/* ---- workspace ---------------------------------------------------------------------- */
+
+struct g4_train_ws {
+    const g4_model *m;
+    g4_dims d;
+    int n_ctx, RC;                /* RC: rows of logits per chunk of the head */
+    g4_exec ex;
+    size_t bytes;
+    float *X;                     /* [L+1][n_ctx][H] residual stream entering each layer (and the last) */
+    float **K, **V, **dK, **dV;   /* [L]: owning layers' caches [n_ctx][nkv*hd], else NULL */
+    float *ple_c, *ple, *dple;    /* [n_ctx][L*P]: projected context part, combined inputs, gradient */
+    float *rope;                  /* [n_ctx][rot_swa] then [n_ctx][rot_full] */
+    int32_t *pos, *lo_swa, *hi_swa, *lo_full, *hi_full;
+    const g4_kv_view **kvp;
+    int32_t page0;
+    /* one layer's internals (recomputed in backward) */
+    float *xn, *qr, *q, *kr, *vr, *att, *o, *x1, *xn2, *gg, *uu, *a, *fm, *f, *x2, *pg, *pa, *ph, *x3, *tmp;
+    float *moe_logit, *moe_w, *moe_xs, *moe_xe, *moe_out, *moe_in, *moe_ffa, *moe_ffb, *f1;
+    int *moe_sel, *moe_rows;
+    /* gradients of the internals */
+    float *dx, *dxn, *dq, *dqr, *dkr, *dvr, *datt, *do_, *df, *dfm, *da, *dgg, *duu, *dpg, *dpa, *dph, *dmo, *dxe;
+    float *moe_tmp, *moe_dlog;
+    float *ws_attn, *ws_attnb, *row_buf, *lg, *xnf, *dxnf, *ple_tmp;
+    void **allocs;
+    int n_allocs;
+    /* LoRA: gradients per entry of ex.lora, and [n_ctx][max_r] scratch x2 */
+    float *const *lga, *const *lgb;
+    float *lu, *lgv;
+};
+
+static float *fal(g4_train_ws *tw, size_t n) {
+    void **a = realloc(tw->allocs, (size_t)(tw->n_allocs + 1) * sizeof *a);
+    if (!a) return NULL;
+    tw->allocs = a;
+    float *p = calloc(n ? n : 1, sizeof(float));
+    if (p) { a[tw->n_allocs++] = p; tw->bytes += n * sizeof(float); }
+    return p;
+}
+
+void g4_train_ws_free(g4_train_ws *tw) {
+    if (!tw) return;
+    for (int i = 0; i < tw->n_allocs; i++) free(tw->allocs[i]);
+    free(tw->allocs);
+    free(tw->K); free(tw->V); free(tw->dK); free(tw->dV);
+    free(tw->pos); free(tw->kvp); free(tw->moe_sel); free(tw->moe_rows);
+    free(tw->ex.mm.act);
+    free(tw->ex.lora_tmp);
+    free(tw->lu);
+    if (tw->ex.pool) g4_pool_release(tw->ex.pool);
+    free(tw);
+}
+
+size_t g4_train_ws_bytes(const g4_train_ws *tw) { return tw->bytes; }
+
+g4_train_ws *g4_train_ws_new(const g4_model *m, int n_ctx, int n_threads, g4_error *err) {
+    if (n_ctx < 1 || n_threads < 1) { g4_seterr(err, "context and threads must be positive"); return NULL; }
+    g4_train_ws *tw = calloc(1, sizeof *tw);
+    if (!tw) { g4_seterr(err, "out of memory"); return NULL; }
+    g4_act_init();
+    tw->m = m;
+    g4_dims_of(m, &tw->d);
+    const g4_dims *d = &tw->d;
+    tw->n_ctx = n_ctx;
+    tw->ex.precision = 1;          /* training is f32 throughout */
+    tw->ex.pool = g4_pool_acquire(n_threads);
+    if (!tw->ex.pool) goto oom;
+    tw->ex.n_threads = g4_pool_size(tw->ex.pool);
+    int nth = tw->ex.n_threads, L = d->L, H = d->H, LP = d->L * d->P;
+    size_t T = (size_t)n_ctx, nq = (size_t)d->nq_max, nk = (size_t)d->nkv_max, ff = (size_t)d->ff_max;
+    size_t P = (size_t)(d->P ? d->P : 1), E = (size_t)(d->E ? d->E : 1), K = (size_t)(d->K ? d->K : 1);
+    size_t Fe2 = 2 * (size_t)d->Fe, ffe = T * Fe2 > K * Fe2 ? T * Fe2 : K * Fe2;
+    int max_in = d->max_in;
+    if (2 * d->Fe > max_in) max_in = 2 * d->Fe;
+    tw->RC = (int)(4194304 / (size_t)d->V);    /* ~16 MB of logits per chunk */
+    if (tw->RC < 1) tw->RC = 1;
+    if (tw->RC > n_ctx) tw->RC = n_ctx;
+    tw->ex.mm.act_bytes = T * (size_t)max_in * sizeof(float) + 4096;
+    tw->ex.mm.act = malloc(tw->ex.mm.act_bytes);
+    tw->K = calloc((size_t)L, sizeof(float *));
+    tw->V = calloc((size_t)L, sizeof(float *));
+    tw->dK = calloc((size_t)L, sizeof(float *));
+    tw->dV = calloc((size_t)L, sizeof(float *));
+    tw->pos = malloc(5 * T * sizeof(int32_t));
+    tw->kvp = malloc(T * sizeof *tw->kvp);
+    tw->moe_sel = malloc(T * K * sizeof(int));
+    tw->moe_rows = malloc(T * sizeof(int));
+    if (!tw->ex.mm.act || !tw->K || !tw->V || !tw->dK || !tw->dV || !tw->pos || !tw->kvp || !tw->moe_sel ||
+        !tw->moe_rows)
+        goto oom;
+    tw->lo_swa = tw->pos + T; tw->hi_swa = tw->pos + 2 * T;
+    tw->lo_full = tw->pos + 3 * T; tw->hi_full = tw->pos + 4 * T;
+    for (int l = 0; l < L; l++) {
+        const g4_layer *y = &m->layers[l];
+        if (!y->own_kv) continue;
+        size_t n = T * (size_t)y->n_kv_head * (size_t)y->head_dim;
+        if (!(tw->K[l] = fal(tw, n)) || !(tw->V[l] = fal(tw, n)) || !(tw->dK[l] = fal(tw, n)) ||
+            !(tw->dV[l] = fal(tw, n)))
+            goto oom;
+    }
+    struct { float **p; size_t n; } bufs[] = {
+        { &tw->X, (size_t)(L + 1) * T * H }, { &tw->ple_c, T * LP }, { &tw->ple, T * LP }, { &tw->dple, T * LP },
+        { &tw->rope, T * (size_t)(d->rot_swa + d->rot_full) },
+        { &tw->xn, T * H }, { &tw->qr, T * nq }, { &tw->q, T * nq }, { &tw->kr, T * nk }, { &tw->vr, T * nk },
+        { &tw->att, T * nq }, { &tw->o, T * H }, { &tw->x1, T * H }, { &tw->xn2, T * H }, { &tw->gg, T * ff },
+        { &tw->uu, T * ff }, { &tw->a, T * ff }, { &tw->fm, T * H }, { &tw->f, T * H }, { &tw->x2, T * H },
+        { &tw->pg, T * P }, { &tw->pa, T * P }, { &tw->ph, T * H }, { &tw->x3, T * H }, { &tw->tmp, T * H },
+        { &tw->moe_logit, T * E }, { &tw->moe_w, T * E }, { &tw->moe_xs, T * H }, { &tw->moe_xe, T * H },
+        { &tw->moe_out, (T > K ? T : K) * H }, { &tw->moe_in, T * H }, { &tw->moe_ffa, ffe }, { &tw->moe_ffb, ffe },
+        { &tw->f1, T * H },
+        { &tw->dx, T * H }, { &tw->dxn, T * H }, { &tw->dq, T * nq }, { &tw->dqr, T * nq }, { &tw->dkr, T * nk },
+        { &tw->dvr, T * nk }, { &tw->datt, T * nq }, { &tw->do_, T * H }, { &tw->df, T * H }, { &tw->dfm, T * H },
+        { &tw->da, T * ff }, { &tw->dgg, T * ff }, { &tw->duu, T * ff }, { &tw->dpg, T * P }, { &tw->dpa, T * P },
+        { &tw->dph, T * H }, { &tw->dmo, T * H }, { &tw->dxe, T * H },
+        { &tw->moe_tmp, 6 * (size_t)d->Fe + H }, { &tw->moe_dlog, T * E },
+        { &tw->ws_attn, g4_attn_ws_floats(nth, d->nH, d->nq_max) },
+        { &tw->ws_attnb, g4_attn_bwd_ws_floats(nth, n_ctx, d->nH, 1, d->hd_max) },
+        { &tw->row_buf, (size_t)nth * (size_t)(max_in > LP ? max_in : LP) },
+        { &tw->lg, (size_t)tw->RC * d->V }, { &tw->xnf, (size_t)tw->RC * H }, { &tw->dxnf, (size_t)tw->RC * H },
+        { &tw->ple_tmp, 2 * (size_t)(LP ? LP : 1) + Fe2 * 4 + ff },
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (!(*bufs[i].p = fal(tw, bufs[i].n))) goto oom;
+    return tw;
+oom:
+    g4_train_ws_free(tw);
+    g4_seterr(err, "out of memory allocating the training workspace (context %d)", n_ctx);
+    return NULL;
+}
+
+/* ---- forward of one layer (records its internals in tw) ------------------------------- */
+
+/* MoE backward keeps per-token routing arrays on the stack */
+#define G4_TRAIN_MAX_EXPERTS 512
+#define ROW(p, t, w) ((p) + (size_t)(t) * (size_t)(w))
+
+static void moe_weights_of(const g4_model *m, const g4_layer *y, g4_moe_weights *mw) {
+    *mw = (g4_moe_weights){ .router = &y->router, .router_scale = y->router_scale, .expert_scale = y->expert_scale,
+                            .gate_up = y->exp_gate_up.data ? &y->exp_gate_up : NULL, .gate = &y->exp_gate,
+                            .up = &y->exp_up, .down = &y->exp_down, .E = m->n_expert, .K = m->n_expert_used,
+                            .Fe = m->n_ff_exp };
+}
+
+static const float *rope_of(const g4_train_ws *tw, const g4_layer *y, int T) {
+    return tw->rope + (y->swa ? 0 : (size_t)T * tw->d.rot_swa);
+}
+
+static void layer_fwd(g4_train_ws *tw, int l, int T) {
+    const g4_model *m = tw->m;
+    const g4_layer *y = &m->layers[l];
+    g4_exec *ex = &tw->ex;
+    int H = m->n_embd, nH = m->n_head, hd = y->head_dim, nkv = y->n_kv_head, nq = nH * hd, nk = nkv * hd;
+    int rot = y->n_rot, LP = m->n_layer * m->n_ple, P = m->n_ple;
+    float eps = m->eps;
+    const float *x = tw->X + (size_t)l * tw->n_ctx * H, *cs = rope_of(tw, y, T);
+
+    /* attention: q (and own k, v) from the normed input */
+    g4_op_rmsnorm(ex, tw->xn, x, y->attn_norm, T, H, (size_t)H, eps, NULL);
+    g4_op_matmul(ex, &y->wq, 0, tw->xn, H, T, tw->qr, nq);
+    memcpy(tw->q, tw->qr, (size_t)T * nq * sizeof(float));
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < nH; h++) {
+            float *q = tw->q + (size_t)t * nq + (size_t)h * hd;
+            g4_rmsnorm(q, q, y->q_norm, hd, eps);
+            g4_op_rope(q, cs + (size_t)t * rot, rot);
+        }
+    if (y->own_kv) {
+        g4_op_matmul(ex, &y->wk, 0, tw->xn, H, T, tw->kr, nk);
+        if (y->k_eq_v) memcpy(tw->vr, tw->kr, (size_t)T * nk * sizeof(float));   /* V = raw K projection */
+        else g4_op_matmul(ex, &y->wv, 0, tw->xn, H, T, tw->vr, nk);
+        for (int t = 0; t < T; t++)
+            for (int g = 0; g < nkv; g++) {
+                size_t at = (size_t)t * nk + (size_t)g * hd;
+                g4_rmsnorm(tw->K[l] + at, tw->kr + at, y->k_norm, hd, eps);
+                g4_op_rope(tw->K[l] + at, cs + (size_t)t * rot, rot);
+                g4_rmsnorm(tw->V[l] + at, tw->vr + at, NULL, hd, eps);
+            }
+    }
+    /* the source layer's cache as one page of n_ctx positions */
+    g4_kv_view view = { .k = (char *)tw->K[y->kv_src], .v = (char *)tw->V[y->kv_src], .page = tw->n_ctx, .n_pages = 1,
+                        .pages = &tw->page0 };
+    for (int t = 0; t < T; t++) tw->kvp[t] = &view;
+    g4_attn at = { .q = tw->q, .out = tw->att, .T = T, .n_head = nH, .n_kv_head = nkv, .head_dim = hd,
+                   .kv = tw->kvp, .lo = y->swa ? tw->lo_swa : tw->lo_full, .hi = y->swa ? tw->hi_swa : tw->hi_full };
+    g4_op_attention(ex, &at, tw->ws_attn, tw->d.nq_max);
+    g4_op_matmul(ex, &y->wo, 0, tw->att, nq, T, tw->o, H);
+    memcpy(tw->x1, x, (size_t)T * H * sizeof(float));
+    g4_op_rmsnorm(ex, tw->tmp, tw->o, y->post_attn_norm, T, H, (size_t)H, eps, tw->x1);
+
+    /* feed-forward: dense GeGLU (+ experts) */
+    int F = (int)y->ffn_gate.n_out;
+    g4_op_rmsnorm(ex, tw->xn2, tw->x1, y->ffn_norm, T, H, (size_t)H, eps, NULL);
+    g4_op_matmul(ex, &y->ffn_gate, 0, tw->xn2, H, T, tw->gg, F);
+    g4_op_matmul(ex, &y->ffn_up, 0, tw->xn2, H, T, tw->uu, F);
+    g4_op_geglu(ex, tw->a, tw->gg, tw->uu, (long)T * F);
+    g4_op_matmul(ex, &y->ffn_down, 0, tw->a, F, T, tw->fm, H);
+    if (m->n_expert) {
+        g4_moe_weights mw;
+        moe_weights_of(m, y, &mw);
+        g4_op_rmsnorm(ex, tw->f, tw->fm, y->post_ffw_norm_1, T, H, (size_t)H, eps, NULL);
+        g4_op_moe_route(ex, &mw, tw->x1, T, H, eps, tw->moe_logit, tw->moe_xs, tw->moe_sel, tw->moe_w);
+        g4_op_rmsnorm(ex, tw->moe_xe, tw->x1, y->pre_ffw_norm_2, T, H, (size_t)H, eps, NULL);
+        g4_moe_scratch sc = { .in = tw->moe_in, .out = tw->moe_out, .ff_a = tw->moe_ffa, .ff_b = tw->moe_ffb,
+                              .rows = tw->moe_rows };
+        g4_op_moe_experts(ex, &mw, tw->moe_xe, T, H, tw->moe_sel, tw->moe_w, &sc, tw->f1);
+        g4_op_rmsnorm(ex, tw->tmp, tw->f1, y->post_ffw_norm_2, T, H, (size_t)H, eps, tw->f);
+    } else {
+        memcpy(tw->f, tw->fm, (size_t)T * H * sizeof(float));
+    }
+    memcpy(tw->x2, tw->x1, (size_t)T * H * sizeof(float));
+    g4_op_rmsnorm(ex, tw->tmp, tw->f, y->post_ffw_norm, T, H, (size_t)H, eps, tw->x2);
+
+    /* per-layer embedding branch */
+    memcpy(tw->x3, tw->x2, (size_t)T * H * sizeof(float));
+    if (P) {
+        g4_op_matmul(ex, &y->ple_gate, 0, tw->x2, H, T, tw->pg, P);
+        for (int t = 0; t < T; t++)
+            g4_geglu(ROW(tw->pa, t, P), ROW(tw->pg, t, P), ROW(tw->ple, t, LP) + (size_t)l * P, P, 1);
+        g4_op_matmul(ex, &y->ple_proj, 0, tw->pa, P, T, tw->ph, H);
+        g4_op_rmsnorm(ex, tw->tmp, tw->ph, y->ple_post_norm, T, H, (size_t)H, eps, tw->x3);
+    }
+    float *xo = tw->X + (size_t)(l + 1) * tw->n_ctx * H;
+    for (size_t i = 0; i < (size_t)T * H; i++) xo[i] = tw->x3[i] * y->out_scale;
+}
+
+/* ---- backward of one layer --------------------------------------------------------------- */
+
+static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
+
+/* y += sc * B (A x) for each adapter pair of w: with u = A x and
+ * g = B^T dy (both [T][r]): dx += sc * A^T g, dB += sc * dy u^T,
+ * dA += sc * g x^T. */
+static void lora_bwd(g4_train_ws *tw, const g4_mat *w, const float *x, const float *dy, int T, float *dx) {
+    const g4_lora_set *s = tw->ex.lora;
+    const g4_lora_entry *e;
+    int n = g4_lora_find(s, w, &e);
+    int64_t ni = w->n_in, no = w->n_out;
+    for (int i = 0; i < n; i++, e++) {
+        size_t idx = (size_t)(e - s->e);
+        int r = (int)e->a.n_out;
+        const float *A = e->a.data, *B = e->b.data;
+        float sc = e->scale, *u = tw->lu, *g = tw->lgv;
+        for (int t = 0; t < T; t++)
+            for (int k = 0; k < r; k++) {
+                double su = 0, sg = 0;
+                for (int64_t j = 0; j < ni; j++) su += (double)A[(size_t)k * ni + j] * x[(size_t)t * ni + j];
+                for (int64_t o = 0; o < no; o++) sg += (double)B[(size_t)o * r + k] * dy[(size_t)t * no + o];
+                u[(size_t)t * r + k] = (float)su;
+                g[(size_t)t * r + k] = (float)sg;
+            }
+        if (dx)
+            for (int t = 0; t < T; t++)
+                for (int k = 0; k < r; k++) {
+                    float a = sc * g[(size_t)t * r + k];
+                    for (int64_t j = 0; j < ni; j++) dx[(size_t)t * ni + j] += a * A[(size_t)k * ni + j];
+                }
+        float *gb = tw->lgb ? tw->lgb[idx] : NULL, *ga = tw->lga ? tw->lga[idx] : NULL;
+        if (gb)
+            for (int64_t o = 0; o < no; o++)
+                for (int t = 0; t < T; t++) {
+                    float d = sc * dy[(size_t)t * no + o];
+                    for (int k = 0; k < r; k++) gb[(size_t)o * r + k] += d * u[(size_t)t * r + k];
+                }
+        if (ga)
+            for (int k = 0; k < r; k++)
+                for (int t = 0; t < T; t++) {
+                    float d = sc * g[(size_t)t * r + k];
+                    for (int64_t j = 0; j < ni; j++) ga[(size_t)k * ni + j] += d * x[(size_t)t * ni + j];
+                }
+    }
+}
+
+/* dy through a product: dx += W^T dy, dW += dy^T x (dW NULL: frozen), and
+ * through the adapters of W when fine-tuning. */
+static void mm_bwd(g4_train_ws *tw, const g4_mat *w, int64_t mat, float *dw, const float *x, const float *dy,
+                   int T, float *dx) {
+    int64_t ni = w->n_in, no = w->n_out;
+    if (dx) g4_op_matmul_bwd_x(&tw->ex, w, mat, dy, no, T, dx, ni, tw->row_buf);
+    if (dw) g4_op_matmul_bwd_w(&tw->ex, dw + (size_t)mat * (size_t)(no * ni), no, ni, x, ni, dy, no, T);
+    if (tw->ex.lora && mat == 0) lora_bwd(tw, w, x, dy, T, dx);
+}
+
+int g4_train_ws_set_lora(g4_train_ws *tw, const g4_lora_set *s, float *const *ga, float *const *gb,
+                         g4_error *err) {
+    free(tw->ex.lora_tmp);
+    free(tw->lu);
+    tw->ex.lora_tmp = tw->lu = tw->lgv = NULL;
+    tw->ex.lora = s;
+    tw->lga = ga;
+    tw->lgb = gb;
+    if (!s) return 0;
+    tw->ex.lora_tmp = malloc((size_t)G4_LORA_ROWS * (size_t)(s->max_r + s->max_out) * sizeof(float));
+    tw->lu = malloc(2 * (size_t)tw->n_ctx * (size_t)(s->max_r ? s->max_r : 1) * sizeof(float));
+    if (!tw->ex.lora_tmp || !tw->lu) { tw->ex.lora = NULL; return g4_seterr(err, "out of memory"); }
+    tw->lgv = tw->lu + (size_t)tw->n_ctx * (size_t)(s->max_r ? s->max_r : 1);
+    return 0;
+}
+
+/* MoE backward with the routing's selection frozen (top-k is not
+ * differentiable); the routing weights of the selected experts still carry
+ * gradient to the router, its scale and the per-expert scale. dmo: gradient
+ * of the experts' sum [T][H]; adds the input gradient into dx. */
+static void moe_bwd(g4_train_ws *tw, float *const *g, const g4_layer *y, int T, float *dx) {
+    const g4_model *m = tw->m;
+    int H = m->n_embd, E = m->n_expert, K = m->n_expert_used, Fe = m->n_ff_exp;
+    float eps = m->eps;
+    g4_moe_weights mw;
+    moe_weights_of(m, y, &mw);
+    float *gu = tw->moe_tmp, *aa = gu + 2 * Fe, *dgu = aa + Fe, *da = dgu + 2 * Fe, *ye = da + Fe;
+    zero(tw->dxe, (size_t)T * H);
+    float *dlog = tw->moe_dlog;    /* [T][E] gradient of the router logits */
+    zero(dlog, (size_t)T * E);
+    for (int t = 0; t < T; t++) {
+        const int *sel = tw->moe_sel + (size_t)t * K;
+        const float *xe = ROW(tw->moe_xe, t, H), *dm = ROW(tw->dmo, t, H);
+        float dwt[G4_MM_MAX_JOBS] = { 0 };        /* d loss / d w[t][sel[k]] */
+        for (int k = 0; k < K; k++) {
+            int e = sel[k];
+            float wt = tw->moe_w[(size_t)t * E + e];
+            /* recompute the expert's internals for this token */
+            if (mw.gate_up) {
+                g4_op_matmul(&tw->ex, mw.gate_up, e, xe, H, 1, gu, 2 * Fe);
+            } else {
+                g4_op_matmul(&tw->ex, mw.gate, e, xe, H, 1, gu, Fe);
+                g4_op_matmul(&tw->ex, mw.up, e, xe, H, 1, gu + Fe, Fe);
+            }
+            g4_geglu(aa, gu, gu + Fe, Fe, 1);
+            g4_op_matmul(&tw->ex, mw.down, e, aa, Fe, 1, ye, H);
+            double s = 0;
+            for (int i = 0; i < H; i++) s += (double)dm[i] * ye[i];
+            dwt[k] = (float)s;
+            float *dy = tw->tmp;     /* w * dm */
+            for (int i = 0; i < H; i++) dy[i] = wt * dm[i];
+            zero(da, (size_t)Fe);
+            mm_bwd(tw, mw.down, e, g[G4_T_EXP_DOWN], aa, dy, 1, da);
+            zero(dgu, 2 * (size_t)Fe);
+            g4_op_geglu_bwd(dgu, dgu + Fe, gu, gu + Fe, da, Fe);
+            if (mw.gate_up) {
+                mm_bwd(tw, mw.gate_up, e, g[G4_T_EXP_GATE_UP], xe, dgu, 1, ROW(tw->dxe, t, H));
+            } else {
+                mm_bwd(tw, mw.gate, e, g[G4_T_EXP_GATE], xe, dgu, 1, ROW(tw->dxe, t, H));
+                mm_bwd(tw, mw.up, e, g[G4_T_EXP_UP], xe, dgu + Fe, 1, ROW(tw->dxe, t, H));
+            }
+        }
+        /* w_e = p_e / S * es_e over the selected e, S = sum of their p (clamped as the forward) */
+        const float *lg = tw->moe_logit + (size_t)t * E;   /* softmax probabilities after route */
+        double S = 0;
+        for (int k = 0; k < K; k++) S += lg[sel[k]];
+        bool clamped = S < 6.1e-5;
+        if (clamped) S = 6.1e-5;
+        double cross = 0;
+        for (int k = 0; k < K; k++) {
+            int e = sel[k];
+            double es = y->expert_scale ? y->expert_scale[e] : 1.0;
+            cross += dwt[k] * es * lg[e];
+            if (g[G4_T_EXP_SCALE]) g[G4_T_EXP_SCALE][e] += (float)(dwt[k] * lg[e] / S);
+        }
+        float dp[G4_TRAIN_MAX_EXPERTS] = { 0 };
+        for (int k = 0; k < K; k++) {
+            int e = sel[k];
+            double es = y->expert_scale ? y->expert_scale[e] : 1.0;
+            dp[e] = (float)(dwt[k] * es / S - (clamped ? 0 : cross / (S * S)));
+        }
+        double pdp = 0;
+        for (int e = 0; e < E; e++) pdp += (double)lg[e] * dp[e];
+        for (int e = 0; e < E; e++) dlog[(size_t)t * E + e] = (float)(lg[e] * (dp[e] - pdp));
+    }
+    /* router: logits = Wr xs, xs = rmsnorm(x1) * router_scale / sqrt(H) */
+    float *dxs = tw->dfm;   /* free here: dfm is written after moe_bwd */
+    zero(dxs, (size_t)T * H);
+    mm_bwd(tw, &y->router, 0, g[G4_T_ROUTER], tw->moe_xs, dlog, T, dxs);
+    float rs = 1.0f / sqrtf((float)H);
+    for (int t = 0; t < T; t++) {
+        float *dr = ROW(dxs, t, H), *xnr = ROW(tw->tmp, t, H);
+        g4_rmsnorm(xnr, ROW(tw->x1, t, H), NULL, H, eps);
+        for (int i = 0; i < H; i++) {
+            if (g[G4_T_ROUTER_SCALE]) g[G4_T_ROUTER_SCALE][i] += dr[i] * xnr[i] * rs;
+            dr[i] *= y->router_scale[i] * rs;
+        }
+    }
+    g4_op_rmsnorm_bwd(&tw->ex, dx, NULL, tw->x1, NULL, dxs, T, H, (size_t)H, eps);
+    g4_op_rmsnorm_bwd(&tw->ex, dx, g[G4_T_PRE_FFW_NORM_2], tw->x1, y->pre_ffw_norm_2, tw->dxe, T, H, (size_t)H, eps);
+}
+
+/* In: tw->dx = d loss / d X[l+1]. Out: tw->dx = d loss / d X[l]. The
+ * layer's internals must be those of layer_fwd(l). */
+static void layer_bwd(g4_train_ws *tw, g4_params *ps, int l, int T) {
+    const g4_model *m = tw->m;
+    const g4_layer *y = &m->layers[l];
+    g4_exec *ex = &tw->ex;
+    float *const *g = ps->lg[l];
+    int H = m->n_embd, nH = m->n_head, hd = y->head_dim, nkv = y->n_kv_head, nq = nH * hd, nk = nkv * hd;
+    int rot = y->n_rot, LP = m->n_layer * m->n_ple, P = m->n_ple, F = (int)y->ffn_gate.n_out;
+    float eps = m->eps, *dx = tw->dx;
+    size_t TH = (size_t)T * H;
+    const float *x = tw->X + (size_t)l * tw->n_ctx * H, *cs = rope_of(tw, y, T);
+
+    /* X[l+1] = x3 * out_scale */
+    if (g[G4_T_OUT_SCALE]) {
+        double s = 0;
+        for (size_t i = 0; i < TH; i++) s += (double)dx[i] * tw->x3[i];
+        g[G4_T_OUT_SCALE][0] += (float)s;
+    }
+    for (size_t i = 0; i < TH; i++) dx[i] *= y->out_scale;
+
+    /* x3 = x2 + rmsnorm(ple_proj(gelu(ple_gate x2) * ple_l)) */
+    if (P) {
+        zero(tw->dph, TH);
+        g4_op_rmsnorm_bwd(ex, tw->dph, g[G4_T_PLE_POST_NORM], tw->ph, y->ple_post_norm, dx, T, H, (size_t)H, eps);
+        zero(tw->dpa, (size_t)T * P);
+        mm_bwd(tw, &y->ple_proj, 0, g[G4_T_PLE_PROJ], tw->pa, tw->dph, T, tw->dpa);
+        zero(tw->dpg, (size_t)T * P);
+        for (int t = 0; t < T; t++)
+            g4_op_geglu_bwd(ROW(tw->dpg, t, P), ROW(tw->dple, t, LP) + (size_t)l * P, ROW(tw->pg, t, P),
+                            ROW(tw->ple, t, LP) + (size_t)l * P, ROW(tw->dpa, t, P), P);
+        mm_bwd(tw, &y->ple_gate, 0, g[G4_T_PLE_GATE], tw->x2, tw->dpg, T, dx);
+    }
+
+    /* x2 = x1 + rmsnorm(f) */
+    zero(tw->df, TH);
+    g4_op_rmsnorm_bwd(ex, tw->df, g[G4_T_POST_FFW_NORM], tw->f, y->post_ffw_norm, dx, T, H, (size_t)H, eps);
+    float *dfm = tw->df;
+    if (m->n_expert) {
+        /* f = rmsnorm(fm; n1) + rmsnorm(experts; n2) */
+        zero(tw->dmo, TH);
+        g4_op_rmsnorm_bwd(ex, tw->dmo, g[G4_T_POST_FFW_NORM_2], tw->f1, y->post_ffw_norm_2, tw->df, T, H, (size_t)H,
+                          eps);
+        moe_bwd(tw, g, y, T, dx);
+        zero(tw->dfm, TH);
+        g4_op_rmsnorm_bwd(ex, tw->dfm, g[G4_T_POST_FFW_NORM_1], tw->fm, y->post_ffw_norm_1, tw->df, T, H, (size_t)H,
+                          eps);
+        dfm = tw->dfm;
+    }
+    /* fm = down(gelu(gate xn2) * up xn2), xn2 = rmsnorm(x1) */
+    zero(tw->da, (size_t)T * F);
+    mm_bwd(tw, &y->ffn_down, 0, g[G4_T_FFN_DOWN], tw->a, dfm, T, tw->da);
+    zero(tw->dgg, (size_t)T * F);
+    zero(tw->duu, (size_t)T * F);
+    g4_op_geglu_bwd(tw->dgg, tw->duu, tw->gg, tw->uu, tw->da, (long)T * F);
+    zero(tw->dxn, TH);
+    mm_bwd(tw, &y->ffn_gate, 0, g[G4_T_FFN_GATE], tw->xn2, tw->dgg, T, tw->dxn);
+    mm_bwd(tw, &y->ffn_up, 0, g[G4_T_FFN_UP], tw->xn2, tw->duu, T, tw->dxn);
+    g4_op_rmsnorm_bwd(ex, dx, g[G4_T_FFN_NORM], tw->x1, y->ffn_norm, tw->dxn, T, H, (size_t)H, eps);
+
+    /* x1 = x + rmsnorm(o), o = wo att */
+    zero(tw->do_, TH);
+    g4_op_rmsnorm_bwd(ex, tw->do_, g[G4_T_POST_ATTN_NORM], tw->o, y->post_attn_norm, dx, T, H, (size_t)H, eps);
+    zero(tw->datt, (size_t)T * nq);
+    mm_bwd(tw, &y->wo, 0, g[G4_T_ATTN_OUT], tw->att, tw->do_, T, tw->datt);
+
+    /* attention: gradients reach the source layer's K/V (a shared layer's donor) */
+    int src = y->kv_src;
+    zero(tw->dq, (size_t)T * nq);
+    g4_attn_bwd ab = { .q = tw->q, .k = tw->K[src], .v = tw->V[src], .dout = tw->datt, .dq = tw->dq,
+                       .dk = tw->dK[src], .dv = tw->dV[src], .T = T, .n_pos = T, .n_head = nH, .n_kv_head = nkv,
+                       .head_dim = hd, .lo = y->swa ? tw->lo_swa : tw->lo_full,
+                       .hi = y->swa ? tw->hi_swa : tw->hi_full };
+    g4_op_attention_bwd(ex, &ab, tw->ws_attnb);
+
+    /* own K/V: complete now (the layers sharing them come later, so ran first here) */
+    if (y->own_kv) {
+        zero(tw->dkr, (size_t)T * nk);
+        zero(tw->dvr, (size_t)T * nk);
+        for (int t = 0; t < T; t++)
+            for (int gi = 0; gi < nkv; gi++) {
+                size_t at = (size_t)t * nk + (size_t)gi * hd;
+                g4_op_rope_bwd(tw->dK[l] + at, cs + (size_t)t * rot, rot);
+                g4_op_rmsnorm_bwd(ex, tw->dkr + at, g[G4_T_ATTN_K_NORM], tw->kr + at, y->k_norm, tw->dK[l] + at, 1,
+                                  hd, (size_t)hd, eps);
+                g4_op_rmsnorm_bwd(ex, tw->dvr + at, NULL, tw->vr + at, NULL, tw->dV[l] + at, 1, hd, (size_t)hd, eps);
+            }
+        if (y->k_eq_v)
+            for (size_t i = 0; i < (size_t)T * nk; i++) tw->dkr[i] += tw->dvr[i];
+    }
+    /* q = rope(rmsnorm_head(qr)) */
+    zero(tw->dqr, (size_t)T * nq);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < nH; h++) {
+            size_t at = (size_t)t * nq + (size_t)h * hd;
+            g4_op_rope_bwd(tw->dq + at, cs + (size_t)t * rot, rot);
+            g4_op_rmsnorm_bwd(ex, tw->dqr + at, g[G4_T_ATTN_Q_NORM], tw->qr + at, y->q_norm, tw->dq + at, 1, hd,
+                              (size_t)hd, eps);
+        }
+    zero(tw->dxn, TH);
+    mm_bwd(tw, &y->wq, 0, g[G4_T_ATTN_Q], tw->xn, tw->dqr, T, tw->dxn);
+    if (y->own_kv) {
+        mm_bwd(tw, &y->wk, 0, g[G4_T_ATTN_K], tw->xn, tw->dkr, T, tw->dxn);
+        if (!y->k_eq_v) mm_bwd(tw, &y->wv, 0, g[G4_T_ATTN_V], tw->xn, tw->dvr, T, tw->dxn);
+    }
+    g4_op_rmsnorm_bwd(ex, dx, g[G4_T_ATTN_NORM], x, y->attn_norm, tw->dxn, T, H, (size_t)H, eps);
+}
+
+/* ---- one sequence --------------------------------------------------------------------------- */
+
+int g4_train_seq(g4_train_ws *tw, g4_params *ps, const int32_t *tok, const int32_t *tgt, int T, float gscale,
+                 double *loss, float *logits, g4_error *err) {
+    const g4_model *m = tw->m;
+    if (T < 1 || T > tw->n_ctx) return g4_seterr(err, "sequence of %d tokens (allowed 1..%d)", T, tw->n_ctx);
+    for (int t = 0; t < T; t++) {
+        if (tok[t] < 0 || tok[t] >= m->n_vocab)
+            return g4_seterr(err, "token id %d at position %d is outside the vocabulary (0..%d)", tok[t], t,
+                             m->n_vocab - 1);
+        if (tgt && tgt[t] >= m->n_vocab)
+            return g4_seterr(err, "target id %d at position %d is outside the vocabulary", tgt[t], t);
+    }
+    if (ps && ps->m != m) return g4_seterr(err, "parameters of another model");
+    if (m->n_expert > G4_TRAIN_MAX_EXPERTS || m->n_expert_used > G4_MM_MAX_JOBS)
+        return g4_seterr(err, "training supports up to %d experts, %d per token", G4_TRAIN_MAX_EXPERTS,
+                         G4_MM_MAX_JOBS);
+    g4_exec *ex = &tw->ex;
+    int H = m->n_embd, L = m->n_layer, P = m->n_ple, LP = L * P, V = m->n_vocab;
+    float eps = m->eps;
+    size_t TH = (size_t)T * H;
+
+    /* positions 0..T-1, rope tables and visible ranges as forward.c makes them */
+    for (int t = 0; t < T; t++) tw->pos[t] = t;
+    if (tw->d.l_swa >= 0)
+        g4_op_rope_table(tw->rope, tw->pos, T, tw->d.rot_swa, m->layers[tw->d.l_swa].rope_base, NULL);
+    if (tw->d.l_full >= 0)
+        g4_op_rope_table(tw->rope + (size_t)T * tw->d.rot_swa, tw->pos, T, tw->d.rot_full,
+                         m->layers[tw->d.l_full].rope_base, m->layers[tw->d.l_full].rope_freqs);
+    g4_mask swa = { .kind = G4_MASK_SLIDING, .window = m->sliding_window }, full = { .kind = G4_MASK_CAUSAL };
+    g4_attn_ranges(&swa, tw->pos, T, 0, tw->lo_swa, tw->hi_swa);
+    g4_attn_ranges(&full, tw->pos, T, 0, tw->lo_full, tw->hi_full);
+
+    /* embeddings (x sqrt(H)) and the per-layer inputs */
+    const g4_type_traits *et = g4_type_info(m->tok_embd.type);
+    float es = sqrtf((float)H);
+    for (int t = 0; t < T; t++) {
+        float *x = ROW(tw->X, t, H);
+        et->to_float(g4_mat_row(&m->tok_embd, 0, tok[t]), x, H);
+        g4_op_scale(x, (size_t)H, es);
+    }
+    if (P) {
+        const g4_type_traits *pt = g4_type_info(m->ple_embd.type);
+        g4_op_matmul(ex, &m->ple_model_proj, 0, tw->X, H, T, tw->ple_c, LP);
+        memcpy(tw->ple, tw->ple_c, (size_t)T * LP * sizeof(float));
+        for (int t = 0; t < T; t++) {
+            pt->to_float(g4_mat_row(&m->ple_embd, 0, tok[t]), tw->ple_tmp, LP);
+            g4_op_ple_combine(ROW(tw->ple, t, LP), tw->ple_tmp, L, P, H, m->ple_proj_norm, eps);
+        }
+    }
+    for (int l = 0; l < L; l++) layer_fwd(tw, l, T);
+
+    /* head, in chunks of RC rows: norm, product, softcap, loss and its gradient */
+    const float *xf = tw->X + (size_t)L * tw->n_ctx * H;
+    double total = 0;
+    if (ps) zero(tw->dx, TH);
+    for (int r0 = 0; r0 < T; r0 += tw->RC) {
+        int n = T - r0 < tw->RC ? T - r0 : tw->RC;
+        g4_op_rmsnorm(ex, tw->xnf, ROW(xf, r0, H), m->output_norm, n, H, (size_t)H, eps, NULL);
+        g4_mm_job head = { .w = &m->output, .y = tw->lg, .ldy = V, .softcap = m->softcap };
+        g4_op_matmul_multi(ex, &head, 1, tw->xnf, H, n);
+        if (logits) memcpy(ROW(logits, r0, V), tw->lg, (size_t)n * V * sizeof(float));
+        bool any = false;
+        for (int i = 0; i < n; i++) {
+            float *lg = ROW(tw->lg, i, V);
+            int tg = tgt ? tgt[r0 + i] : -1;
+            if (tg < 0) { if (ps) zero(lg, (size_t)V); continue; }
+            total += g4_op_xent_fwd_bwd(lg, V, tg, gscale, m->softcap);
+            any = true;
+        }
+        if (!ps || !any) continue;
+        zero(tw->dxnf, (size_t)n * H);
+        mm_bwd(tw, &m->output, 0, ps->g[G4_T_OUTPUT], tw->xnf, tw->lg, n, tw->dxnf);
+        g4_op_rmsnorm_bwd(ex, ROW(tw->dx, r0, H), ps->g[G4_T_OUTPUT_NORM], ROW(xf, r0, H), m->output_norm, tw->dxnf,
+                          n, H, (size_t)H, eps);
+    }
+    if (loss) *loss = total;
+    if (!ps) return 0;
+
+    for (int l = 0; l < L; l++)
+        if (tw->dK[l]) { zero(tw->dK[l], (size_t)T * m->layers[l].n_kv_head * m->layers[l].head_dim);
+                         zero(tw->dV[l], (size_t)T * m->layers[l].n_kv_head * m->layers[l].head_dim); }
+    if (P) zero(tw->dple, (size_t)T * LP);
+    for (int l = L - 1; l >= 0; l--) {
+        if (l != L - 1) layer_fwd(tw, l, T);   /* the last layer's internals are still there */
+        layer_bwd(tw, ps, l, T);
+    }
+
+    /* per-layer inputs back to the embedding and their tables */
+    if (P) {
+            float *dcin = tw->ple_tmp, *tmp = tw->ple_tmp + LP;
+        for (int t = 0; t < T; t++) {
+            zero(dcin, (size_t)LP);
+            float *dtok = ps->g[G4_T_PLE_EMBD] ? ps->g[G4_T_PLE_EMBD] + (size_t)tok[t] * LP : NULL;
+            g4_op_ple_combine_bwd(ROW(tw->ple_c, t, LP), ROW(tw->dple, t, LP), L, P, H, m->ple_proj_norm, eps, dcin,
+                                  dtok, ps->g[G4_T_PLE_PROJ_NORM], tmp);
+            memcpy(ROW(tw->dple, t, LP), dcin, (size_t)LP * sizeof(float));   /* now d ple_c */
+        }
+        mm_bwd(tw, &m->ple_model_proj, 0, ps->g[G4_T_PLE_MODEL_PROJ], tw->X, tw->dple, T, tw->dx);
+    }
+    if (ps->g[G4_T_TOKEN_EMBD])
+        for (int t = 0; t < T; t++) {
+            float *d = ps->g[G4_T_TOKEN_EMBD] + (size_t)tok[t] * H;
+            const float *s = ROW(tw->dx, t, H);
+            for (int i = 0; i < H; i++) d[i] += s[i] * es;
+        }
+    return 0;
+}
