@@ -31,9 +31,10 @@ engine  : util tensor arch format ops model text constrain sample public
 TENSOR_ROWS='
 1 : types fp16 cpu pool
 2 : quant_ref act vec
-3 : quant_x86 quant_x86_legacy quant_avx512_k quant_avx512_q quant_arm
-4 : kernels
-5 : matmul
+3 : quant_avx512_p
+4 : quant_x86 quant_x86_legacy quant_avx512_k quant_avx512_q quant_arm
+5 : kernels
+6 : matmul
 '
 # cli/ and server/ (front ends) may include, in quotes, only gemma4c.h and
 # their own headers; in angle brackets anything that is not a header of src/
