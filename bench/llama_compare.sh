@@ -16,14 +16,18 @@ set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: bench/llama_compare.sh LLAMA_BENCH MODEL.gguf..." >&2; exit 2; }
 lb=$1; shift
 [ -x "$lb" ] || { echo "llama_compare: $lb is not an executable llama-bench" >&2; exit 2; }
-cd "$(dirname "$0")/.."
-g4=${G4:-build/gemma4c}
+lb=$(realpath "$lb")
+models=()
+for m in "$@"; do
+    [ -f "$m" ] || { echo "llama_compare: no such model file $m" >&2; exit 2; }
+    models+=("$(realpath "$m")")
+done
+g4=$(realpath "${G4:-$(dirname "$0")/../build/gemma4c}")
 [ -x "$g4" ] || { echo "llama_compare: $g4 not built (make build/gemma4c)" >&2; exit 2; }
 pairs=${PAIRS:-3} threads=${THREADS:-2} pp=${PP:-512} tg=${TG:-128}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-for m in "$@"; do
-    [ -f "$m" ] || { echo "llama_compare: no such model file $m" >&2; exit 2; }
+for m in "${models[@]}"; do
     for ((i = 0; i < pairs; i++)); do
         order="g4 llama"; (( i % 2 )) && order="llama g4"
         for tag in $order; do
