@@ -83,7 +83,8 @@ typedef struct g4_moe_weights {
 void g4_op_moe_route(g4_exec *ex, const g4_moe_weights *mw, const float *x, int T, int H, float eps,
                      float *logit, float *xs, int *sel, float *w);
 
-/* Scratch for the expert products of T tokens (sizes in floats / ints). */
+/* Scratch for the expert products of T tokens (sizes in floats / ints);
+ * prefill works through the experts in chunks of at most T group rows. */
 typedef struct g4_moe_scratch {
     float *in;      /* [T][H] gathered rows */
     float *out;     /* [max(T, K)][H] */
@@ -94,8 +95,9 @@ typedef struct g4_moe_scratch {
 
 /* out[t] = sum_k w[t][sel[t][k]] * down_e(geglu(gate_e x[t], up_e x[t])).
  * Tokens are grouped per expert so each selected expert is read once per
- * batch; one token runs all its experts as two parallel sections. Outputs
- * are added in ascending expert id in both cases. */
+ * batch, its products matrix-matrix over its group, several experts' groups
+ * per parallel section; one token runs all its experts as two parallel
+ * sections. Outputs are added in ascending expert id in both cases. */
 void g4_op_moe_experts(g4_exec *ex, const g4_moe_weights *mw, const float *x, int T, int H, const int *sel,
                        const float *w, g4_moe_scratch *sc, float *out);
 
