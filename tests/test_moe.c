@@ -93,10 +93,13 @@ static g4_exec make_exec(g4_pool *p, int precision, size_t act_bytes) {
 }
 
 /* out [n][H] for tokens [t0, t0 + n) of the fixture, in one call. */
+static int g_cap;   /* the scratch's row capacity passed to the op (0: n) */
+
 static void run_experts(g4_exec *ex, const fixture *f, int fused, int t0, int n, bufs *b, float *out) {
     g4_moe_weights mw = { .gate_up = fused ? &f->gate_up : NULL, .gate = &f->gate, .up = &f->up,
                           .down = &f->down, .E = E, .K = K, .Fe = FE };
-    g4_moe_scratch sc = { .in = b->in, .out = b->out, .ff_a = b->ff_a, .ff_b = b->ff_b, .rows = b->rows };
+    g4_moe_scratch sc = { .in = b->in, .out = b->out, .ff_a = b->ff_a, .ff_b = b->ff_b, .rows = b->rows,
+                          .cap = g_cap };
     g4_op_moe_experts(ex, &mw, f->x + (size_t)t0 * H, n, H, f->sel + (size_t)t0 * K, f->w + (size_t)t0 * E, &sc,
                       out);
 }
@@ -197,7 +200,7 @@ TEST(fast_batch_near_alone) {
 
 /* Which thread computes a row never changes its value; a scratch too small
  * for a chunk's quantized groups (one product per section) changes nothing;
- * batches smaller than the K * groups (several chunks each) neither. */
+ * how the experts are chunked (batch rows, or a larger scratch) neither. */
 TEST(fast_threads_scratch_and_chunks_bitwise) {
     g4_pool *p1 = g4_pool_new(1), *p2 = g4_pool_new(2);
     g4_exec e1 = make_exec(p1, 0, (size_t)T * H * 4 + 4096);
@@ -212,6 +215,13 @@ TEST(fast_threads_scratch_and_chunks_bitwise) {
         CHECKF(!memcmp(o2, os, sizeof o1), "fused %d: small scratch %g", fused, max_diff(o2, os, T * H));
         /* 8-token batches: the group sizes change, so compare with the bound */
         for (int t0 = 0; t0 < T; t0 += 8) run_experts(&e2, &F, fused, t0, 8, &B, oc + (size_t)t0 * H);
+        /* the same batches in one T-row chunk where they fit: same groups,
+         * fewer sections, same bits */
+        static float ocap[T * H];
+        g_cap = T;
+        for (int t0 = 0; t0 < T; t0 += 8) run_experts(&e2, &F, fused, t0, 8, &B, ocap + (size_t)t0 * H);
+        g_cap = 0;
+        CHECKF(!memcmp(oc, ocap, sizeof oc), "fused %d: cap %d vs 8 %g", fused, T, max_diff(oc, ocap, T * H));
         reference(&F, fused, out_ref);   /* sets h_max */
         double bound = 2.0 * 0.9 * 0.05 * h_max / 127 + 1e-5 * max_abs(o2, T * H);
         CHECKF(max_diff(o2, oc, T * H) <= bound, "fused %d: 8-token batches %g > %g", fused, max_diff(o2, oc, T * H),

@@ -275,7 +275,7 @@ static void moe_rows(g4_exec *ex, moe_rows_task *k, int what, long work) {
 }
 
 /* Prefill: tokens grouped per expert, experts in ascending id, taken in
- * chunks whose groups fit the T-row scratch (and G4_MM_MAX_JOBS products).
+ * chunks whose groups fit the scratch's cap rows (and G4_MM_MAX_JOBS products).
  * A chunk's gate/up products of all its experts are one parallel section
  * (each job its expert's group: its rows quantized once, its weights read
  * once as a matrix-matrix product over the group), the down products
@@ -288,6 +288,7 @@ void g4_op_moe_experts(g4_exec *ex, const g4_moe_weights *mw, const float *x, in
     memset(out, 0, (size_t)T * H * sizeof(float));
     if (T == 1 && 2 * K <= G4_MM_MAX_JOBS) { moe_one_token(ex, mw, x, H, sel, w, sc, out); return; }
     const int per = mw->gate_up ? 1 : 2;   /* gate/up products per expert */
+    const int cap = sc->cap > T ? sc->cap : T;
     int e = 0;
     while (e < E) {
         int ge[G4_MM_MAX_JOBS], gs[G4_MM_MAX_JOBS + 1], ng = 0, nr = 0;
@@ -296,13 +297,13 @@ void g4_op_moe_experts(g4_exec *ex, const g4_moe_weights *mw, const float *x, in
             for (int t = 0; t < T; t++) {
                 bool chosen = false;
                 for (int k = 0; k < K; k++) chosen |= sel[(size_t)t * K + k] == e;
-                if (chosen && nr + n < T) sc->rows[nr + n] = t;
+                if (chosen && nr + n < cap) sc->rows[nr + n] = t;
                 n += chosen;
             }
             if (!n) continue;
             /* a group that does not fit waits for the next chunk (one group
              * always fits: n <= T) */
-            if (ng && (nr + n > T || (ng + 1) * per > G4_MM_MAX_JOBS)) break;
+            if (ng && (nr + n > cap || (ng + 1) * per > G4_MM_MAX_JOBS)) break;
             ge[ng] = e;
             gs[ng++] = nr;
             nr += n;

@@ -84,13 +84,17 @@ void g4_op_moe_route(g4_exec *ex, const g4_moe_weights *mw, const float *x, int 
                      float *logit, float *xs, int *sel, float *w);
 
 /* Scratch for the expert products of T tokens (sizes in floats / ints);
- * prefill works through the experts in chunks of at most T group rows. */
+ * prefill works through the experts in chunks of at most cap group rows. */
 typedef struct g4_moe_scratch {
     float *in;      /* [T][H] gathered rows */
     float *out;     /* [max(T, K)][H] */
     float *ff_a;    /* [max(T, K)][2 Fe] */
     float *ff_b;    /* [max(T, K)][2 Fe] */
     int *rows;      /* [T] */
+    int cap;        /* rows in, out, ff_a, ff_b, rows and the matmul scratch hold
+                     * (>= T; 0: T): a chunk takes up to cap group rows, so a
+                     * few tokens (batched decode, draft verification) in a
+                     * larger workspace run in few sections */
 } g4_moe_scratch;
 
 /* out[t] = sum_k w[t][sel[t][k]] * down_e(geglu(gate_e x[t], up_e x[t])).
