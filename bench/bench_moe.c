@@ -98,7 +98,7 @@ int main(int argc, char **argv) {
     g4_mat gu = make_mat(G4_Q4_K, H, 2 * FE), down = make_mat(G4_Q8_0, FE, H);
     g4_moe_weights mw = { .gate_up = &gu, .down = &down, .E = E, .K = K, .Fe = FE };
     float *x = malloc(sizeof(float) * T * H), *w = calloc((size_t)T * E, sizeof(float));
-    float *out = malloc(sizeof(float) * T * H);
+    float *out = malloc(sizeof(float) * T * H), *out2 = malloc(sizeof(float) * T * H);
     int *sel = malloc(sizeof(int) * T * K);
     g4_moe_scratch sc = { .in = malloc(sizeof(float) * T * H), .out = malloc(sizeof(float) * T * H),
                           .ff_a = malloc(sizeof(float) * T * 2 * FE), .ff_b = malloc(sizeof(float) * T * 2 * FE),
@@ -106,7 +106,7 @@ int main(int argc, char **argv) {
     g4_exec ex = { .pool = g4_pool_new(nth), .n_threads = nth, .precision = 0 };
     ex.mm.act_bytes = (size_t)T * H * 4 + 4096;
     ex.mm.act = malloc(ex.mm.act_bytes);
-    if (!x || !w || !out || !sel || !sc.in || !sc.out || !sc.ff_a || !sc.ff_b || !sc.rows || !ex.pool || !ex.mm.act) {
+    if (!x || !w || !out || !out2 || !sel || !sc.in || !sc.out || !sc.ff_a || !sc.ff_b || !sc.rows || !ex.pool || !ex.mm.act) {
         fprintf(stderr, "out of memory\n");
         return 1;
     }
@@ -129,7 +129,7 @@ int main(int argc, char **argv) {
         double t0 = now(), c0 = cpu();
         g4_op_moe_experts(&ex, &mw, x, T, H, sel, w, &sc, out);
         double t1 = now(), c1 = cpu();
-        per_expert(&ex, &mw, x, T, sel, w, &sc, out);
+        per_expert(&ex, &mw, x, T, sel, w, &sc, out2);
         double t2 = now(), c2 = cpu();
         if (r >= 0) { tg[r] = t1 - t0; tp[r] = t2 - t1; cg[r] = c1 - c0; cp[r] = c2 - c1; }
     }
@@ -142,6 +142,7 @@ int main(int argc, char **argv) {
            skew ? "skewed" : "uniform", reps);
     printf("grouped  %8.2f ms  %6.1f GOP/s  cpu %8.2f ms\n", g * 1e3, ops / g * 1e-9, cg[reps / 2] * 1e3);
     printf("per-exp  %8.2f ms  %6.1f GOP/s  cpu %8.2f ms\n", p * 1e3, ops / p * 1e-9, cp[reps / 2] * 1e3);
-    printf("per-exp / grouped: time %.3f, cpu %.3f\n", p / g, cp[reps / 2] / cg[reps / 2]);
+    printf("per-exp / grouped: time %.3f, cpu %.3f; outputs %s\n", p / g, cp[reps / 2] / cg[reps / 2],
+           memcmp(out, out2, sizeof(float) * T * H) ? "DIFFER" : "identical");
     return 0;
 }
