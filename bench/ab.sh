@@ -3,7 +3,7 @@
 # model, PAIRS times, and prints the medians and NEW/OLD ratios of pp and tg.
 #
 #   bench/ab.sh OLD_BIN NEW_BIN MODEL.gguf [MODEL.gguf ...]
-#   env: PAIRS (3), THREADS (2), PP (512), TG (128)
+#   env: PAIRS (3), THREADS (2), PP (512), TG (128), DEPTH (0: context before each test)
 #
 # A shared VM's speed moves by ±15% within minutes: alternating the binaries
 # gives both the same moments, so the ratio is the comparison, never a figure
@@ -11,7 +11,7 @@
 set -euo pipefail
 [ $# -ge 3 ] || { echo "usage: bench/ab.sh OLD_BIN NEW_BIN MODEL.gguf..." >&2; exit 2; }
 old=$1 new=$2; shift 2
-pairs=${PAIRS:-3} threads=${THREADS:-2} pp=${PP:-512} tg=${TG:-128}
+pairs=${PAIRS:-3} threads=${THREADS:-2} pp=${PP:-512} tg=${TG:-128} depth=${DEPTH:-0}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for m in "$@"; do
@@ -20,7 +20,7 @@ for m in "$@"; do
         order="old new"; (( i % 2 )) && order="new old"
         for tag in $order; do
             bin=$old; [ $tag = new ] && bin=$new
-            "$bin" bench -m "$m" -t "$threads" -p "$pp" -n "$tg" -r 1 --json |
+            "$bin" bench -m "$m" -t "$threads" -p "$pp" -n "$tg" -d "$depth" -r 1 --json |
                 /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); print(json.dumps({"tag":sys.argv[1],"model":sys.argv[2],"res":{t["test"]:t["tps"] for t in r["results"]}}))' \
                 "$tag" "$m" >> "$out"
         done
