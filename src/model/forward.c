@@ -218,7 +218,9 @@ static void moe(g4_workspace *w, const g4_layer *y, int T, float *out) {
                           .Fe = m->n_ff_exp };
     g4_op_moe_route(&w->ex, &mw, w->x, T, H, m->eps, w->moe_logit, w->moe_in, w->moe_sel, w->moe_w);
     g4_op_rmsnorm(&w->ex, w->h2, w->x, y->pre_ffw_norm_2, T, H, (size_t)H, m->eps, NULL);
-    g4_moe_scratch sc = { .in = w->moe_in, .out = w->moe_out, .ff_a = w->ff_a, .ff_b = w->ff_b, .rows = w->moe_rows };
+    /* every buffer holds n_batch rows (scratch_sizes): chunks of that many */
+    g4_moe_scratch sc = { .in = w->moe_in, .out = w->moe_out, .ff_a = w->ff_a, .ff_b = w->ff_b, .rows = w->moe_rows,
+                          .cap = w->n_batch };
     g4_op_moe_experts(&w->ex, &mw, w->h2, T, H, w->moe_sel, w->moe_w, &sc, out);
 }
 

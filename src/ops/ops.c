@@ -63,7 +63,8 @@ void g4_op_matmul_multi(g4_exec *ex, const g4_mm_job *jobs, int n_jobs, const fl
      * refuses output.weight, so the cap applied above stays last */
     if (ex->lora)
         for (int j = 0; j < n_jobs; j++)
-            lora_add(ex, jobs[j].w, jobs[j].x ? jobs[j].x : x, ldx, T, jobs[j].y, jobs[j].ldy);
+            lora_add(ex, jobs[j].w, jobs[j].x ? jobs[j].x : x, ldx, jobs[j].T > 0 && jobs[j].x ? jobs[j].T : T,
+                     jobs[j].y, jobs[j].ldy);
 }
 
 /* ---- data-parallel row ops --------------------------------------------------------
@@ -227,41 +228,111 @@ static void moe_one_token(g4_exec *ex, const g4_moe_weights *mw, const float *x,
     }
 }
 
+/* Row work between a chunk's products, split across the pool: GATHER copies
+ * each group row's input (rows split), GEGLU turns [2 Fe] gate|up rows into
+ * [Fe] (rows split), COMBINE adds each row's weighted output to its token
+ * (columns split: two rows of one token never meet in one thread, and each
+ * element still sums its experts in ascending id). */
+enum { MOE_GATHER, MOE_GEGLU, MOE_COMBINE };
+
+typedef struct moe_rows_task {
+    int what, n, H, Fe, E, ng, exact;
+    const int *rows;       /* token of each group row */
+    const int *ge, *gs;    /* expert of each group, its first row (gs[ng] = n) */
+    const float *x, *w;
+    g4_moe_scratch *sc;
+    float *out;
+} moe_rows_task;
+
+static void moe_rows_worker(void *arg, int ith, int nth) {
+    moe_rows_task *k = arg;
+    long lo, hi;
+    g4_split(k->what == MOE_COMBINE ? k->H : k->n, ith, nth, &lo, &hi);
+    if (k->what == MOE_GATHER) {
+        for (long i = lo; i < hi; i++)
+            memcpy(k->sc->in + (size_t)i * k->H, k->x + (size_t)k->rows[i] * k->H, (size_t)k->H * sizeof(float));
+    } else if (k->what == MOE_GEGLU) {
+        for (long i = lo; i < hi; i++) {
+            const float *gu = k->sc->ff_a + (size_t)i * 2 * k->Fe;
+            g4_geglu(k->sc->ff_b + (size_t)i * k->Fe, gu, gu + k->Fe, k->Fe, k->exact);
+        }
+    } else {
+        for (int g = 0; g < k->ng; g++)
+            for (int i = k->gs[g]; i < k->gs[g + 1]; i++) {
+                int t = k->rows[i];
+                float wt = k->w[(size_t)t * k->E + k->ge[g]];
+                float *o = k->out + (size_t)t * k->H;
+                const float *src = k->sc->out + (size_t)i * k->H;
+                for (long j = lo; j < hi; j++) o[j] += wt * src[j];
+            }
+    }
+}
+
+static void moe_rows(g4_exec *ex, moe_rows_task *k, int what, long work) {
+    k->what = what;
+    if (work < PAR_MIN_WORK || ex->n_threads < 2) moe_rows_worker(k, 0, 1);
+    else g4_pool_run(ex->pool, moe_rows_worker, k);
+}
+
+/* Prefill: tokens grouped per expert, experts in ascending id, taken in
+ * chunks whose groups fit the scratch's cap rows (and G4_MM_MAX_JOBS products).
+ * A chunk's gate/up products of all its experts are one parallel section
+ * (each job its expert's group: its rows quantized once, its weights read
+ * once as a matrix-matrix product over the group), the down products
+ * another; the threads split the chunk's (expert, rows), so a small group
+ * does not leave one idle. ~K+1 chunks per layer: ~7 pool sections each,
+ * not 4 per selected expert. */
 void g4_op_moe_experts(g4_exec *ex, const g4_moe_weights *mw, const float *x, int T, int H, const int *sel,
                        const float *w, g4_moe_scratch *sc, float *out) {
     int E = mw->E, K = mw->K, Fe = mw->Fe;
     memset(out, 0, (size_t)T * H * sizeof(float));
     if (T == 1 && 2 * K <= G4_MM_MAX_JOBS) { moe_one_token(ex, mw, x, H, sel, w, sc, out); return; }
-    for (int e = 0; e < E; e++) {
-        int n = 0;
-        for (int t = 0; t < T; t++) {
-            bool chosen = false;
-            for (int k = 0; k < K; k++) chosen |= sel[(size_t)t * K + k] == e;
-            if (chosen) sc->rows[n++] = t;
-        }
-        if (!n) continue;
-        for (int i = 0; i < n; i++)
-            memcpy(sc->in + (size_t)i * H, x + (size_t)sc->rows[i] * H, (size_t)H * sizeof(float));
-        if (mw->gate_up) {
-            /* fused [2*Fe] rows: gate rows first, then up */
-            g4_op_matmul(ex, mw->gate_up, e, sc->in, H, n, sc->ff_a, 2 * Fe);
-            for (int i = 0; i < n; i++) {
-                float *gu = sc->ff_a + (size_t)i * 2 * Fe, *o = sc->ff_b + (size_t)i * Fe;
-                g4_geglu(o, gu, gu + Fe, Fe, ex->precision);
+    const int per = mw->gate_up ? 1 : 2;   /* gate/up products per expert */
+    const int cap = sc->cap > T ? sc->cap : T;
+    int e = 0;
+    while (e < E) {
+        int ge[G4_MM_MAX_JOBS], gs[G4_MM_MAX_JOBS + 1], ng = 0, nr = 0;
+        for (; e < E; e++) {
+            int n = 0;   /* counts past the scratch's end, writes only within it */
+            for (int t = 0; t < T; t++) {
+                bool chosen = false;
+                for (int k = 0; k < K; k++) chosen |= sel[(size_t)t * K + k] == e;
+                if (chosen && nr + n < cap) sc->rows[nr + n] = t;
+                n += chosen;
             }
-        } else {
-            g4_op_matmul(ex, mw->gate, e, sc->in, H, n, sc->ff_a, Fe);
-            g4_op_matmul(ex, mw->up, e, sc->in, H, n, sc->ff_b, Fe);
-            g4_op_geglu(ex, sc->ff_b, sc->ff_a, sc->ff_b, (long)n * Fe);
+            if (!n) continue;
+            /* a group that does not fit waits for the next chunk (one group
+             * always fits: n <= T) */
+            if (ng && (nr + n > cap || (ng + 1) * per > G4_MM_MAX_JOBS)) break;
+            ge[ng] = e;
+            gs[ng++] = nr;
+            nr += n;
         }
-        g4_op_matmul(ex, mw->down, e, sc->ff_b, Fe, n, sc->out, H);
-        for (int i = 0; i < n; i++) {
-            int t = sc->rows[i];
-            float wt = w[(size_t)t * E + e];
-            float *o = out + (size_t)t * H;
-            const float *src = sc->out + (size_t)i * H;
-            for (int j = 0; j < H; j++) o[j] += wt * src[j];
+        if (!ng) break;
+        gs[ng] = nr;
+        moe_rows_task k = { .n = nr, .H = H, .Fe = Fe, .E = E, .ng = ng, .exact = ex->precision,
+                            .rows = sc->rows, .ge = ge, .gs = gs, .x = x, .w = w, .sc = sc, .out = out };
+        moe_rows(ex, &k, MOE_GATHER, (long)nr * H);
+        g4_mm_job jobs[G4_MM_MAX_JOBS] = { { 0 } };
+        int nj = 0;
+        for (int g = 0; g < ng; g++) {
+            int n = gs[g + 1] - gs[g];
+            const float *in = sc->in + (size_t)gs[g] * H;
+            float *gu = sc->ff_a + (size_t)gs[g] * 2 * Fe;   /* gate rows, then up rows */
+            if (mw->gate_up) {
+                jobs[nj++] = (g4_mm_job){ .w = mw->gate_up, .mat = ge[g], .x = in, .T = n, .y = gu, .ldy = 2 * Fe };
+            } else {
+                jobs[nj++] = (g4_mm_job){ .w = mw->gate, .mat = ge[g], .x = in, .T = n, .y = gu, .ldy = 2 * Fe };
+                jobs[nj++] = (g4_mm_job){ .w = mw->up, .mat = ge[g], .x = in, .T = n, .y = gu + Fe, .ldy = 2 * Fe };
+            }
         }
+        g4_op_matmul_multi(ex, jobs, nj, sc->in, H, nr);
+        moe_rows(ex, &k, MOE_GEGLU, (long)nr * Fe);
+        for (int g = 0; g < ng; g++)
+            jobs[g] = (g4_mm_job){ .w = mw->down, .mat = ge[g], .x = sc->ff_b + (size_t)gs[g] * Fe,
+                                   .T = gs[g + 1] - gs[g], .y = sc->out + (size_t)gs[g] * H, .ldy = H };
+        g4_op_matmul_multi(ex, jobs, ng, sc->ff_b, Fe, nr);
+        moe_rows(ex, &k, MOE_COMBINE, (long)nr * H);
     }
 }
 

@@ -83,19 +83,25 @@ typedef struct g4_moe_weights {
 void g4_op_moe_route(g4_exec *ex, const g4_moe_weights *mw, const float *x, int T, int H, float eps,
                      float *logit, float *xs, int *sel, float *w);
 
-/* Scratch for the expert products of T tokens (sizes in floats / ints). */
+/* Scratch for the expert products of T tokens (sizes in floats / ints);
+ * prefill works through the experts in chunks of at most cap group rows. */
 typedef struct g4_moe_scratch {
     float *in;      /* [T][H] gathered rows */
     float *out;     /* [max(T, K)][H] */
     float *ff_a;    /* [max(T, K)][2 Fe] */
     float *ff_b;    /* [max(T, K)][2 Fe] */
     int *rows;      /* [T] */
+    int cap;        /* rows in, out, ff_a, ff_b, rows and the matmul scratch hold
+                     * (>= T; 0: T): a chunk takes up to cap group rows, so a
+                     * few tokens (batched decode, draft verification) in a
+                     * larger workspace run in few sections */
 } g4_moe_scratch;
 
 /* out[t] = sum_k w[t][sel[t][k]] * down_e(geglu(gate_e x[t], up_e x[t])).
  * Tokens are grouped per expert so each selected expert is read once per
- * batch; one token runs all its experts as two parallel sections. Outputs
- * are added in ascending expert id in both cases. */
+ * batch, its products matrix-matrix over its group, several experts' groups
+ * per parallel section; one token runs all its experts as two parallel
+ * sections. Outputs are added in ascending expert id in both cases. */
 void g4_op_moe_experts(g4_exec *ex, const g4_moe_weights *mw, const float *x, int T, int H, const int *sel,
                        const float *w, g4_moe_scratch *sc, float *out);
 

@@ -18,6 +18,7 @@ typedef struct mm_task {
     const uint8_t *xq[G4_MM_MAX_JOBS]; /* each job's quantized input (T rows of xq_row bytes) */
     size_t xq_row;
     int n_quant;                       /* distinct inputs to quantize: [0] shared, then own */
+    long qstart[G4_MM_MAX_JOBS + 2];   /* first (input, token) item of each input */
     const float *qsrc[G4_MM_MAX_JOBS + 1];
     uint8_t *qdst[G4_MM_MAX_JOBS + 1];
     long rstart[G4_MM_MAX_JOBS + 1];   /* first row of each job in the combined rows */
@@ -34,16 +35,21 @@ static void gemm_generic(g4_vec_dot_fn dot, int64_t n, int nr, int nc, const voi
             y[(size_t)c * ys + r] = dot((const char *)w + (size_t)r * ws, (const char *)x + (size_t)c * xs, n);
 }
 
-/* Work items: (input, token) pairs. */
+/* Work items: (input, token) pairs; inputs may have different row counts. */
 static void quantize_task(void *arg, int ith, int nth) {
     mm_task *k = arg;
     long lo, hi;
-    g4_split((long)k->n_quant * k->T, ith, nth, &lo, &hi);
+    g4_split(k->qstart[k->n_quant], ith, nth, &lo, &hi);
+    int q = 0;
     for (long i = lo; i < hi; i++) {
-        long q = i / k->T, t = i % k->T;
+        while (i >= k->qstart[q + 1]) q++;
+        long t = i - k->qstart[q];
         k->at->from_float(k->qsrc[q] + t * k->ldx, (void *)(k->qdst[q] + (size_t)t * k->xq_row), k->n);
     }
 }
+
+/* a job's own row count goes with its own input only */
+static inline int job_T(const mm_task *k, const g4_mm_job *jb) { return jb->T > 0 && jb->x ? jb->T : k->T; }
 
 static void softcap_rows(float *y, int64_t ldy, int T, long lo, long hi, float cap, int exact) {
     for (int t = 0; t < T; t++) g4_softcap(y + t * ldy + lo, hi - lo, cap, exact);
@@ -61,6 +67,7 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
     const g4_mat *w = jb->w;
     const g4_type_traits *wt = g4_type_info(w->type);
     const int64_t n = k->n;
+    const int T = job_T(k, jb);
     if (k->exact) {
         const float *xj = jb->x ? jb->x : k->x;
         /* every token through the same dot_f32, so a token's result does not
@@ -69,7 +76,7 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
          * precision this path is for */
         for (long o = lo; o < hi; o++) {
             const void *row = g4_mat_row(w, jb->mat, o);
-            for (int t = 0; t < k->T; t++) jb->y[t * jb->ldy + o] = wt->dot_f32(row, xj + t * k->ldx, n);
+            for (int t = 0; t < T; t++) jb->y[t * jb->ldy + o] = wt->dot_f32(row, xj + t * k->ldx, n);
         }
     } else {
         /* Cache blocking: a block of ROWS weight rows (tens of KB) stays in
@@ -80,8 +87,8 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
         /* decode: one call for the thread's whole range, so per-call work
          * in the kernel (activation re-layout, prefetch ramp-up) is paid
          * once per matrix, not per 32 rows */
-        const long rows = k->T == 1 ? hi - lo : ROWS;
-        if (k->T == 1) {
+        const long rows = T == 1 ? hi - lo : ROWS;
+        if (T == 1) {
             /* the kernels' row loops prefetch ahead of themselves; a new
              * stream's first 8 KB would otherwise come one demand miss at a
              * time (K-quants ~3% of a step; Q4_0/Q8_0 0.5-1%, within the
@@ -90,26 +97,26 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
             const size_t pre = (size_t)(hi - lo) * w->row_bytes < 8192 ? (size_t)(hi - lo) * w->row_bytes : 8192;
             for (size_t o = 0; o < pre; o += 64) __builtin_prefetch(p + o, 0, 3);
         }
-        if (k->T > 1 && k->T <= SMALL_T) {
+        if (T > 1 && T <= SMALL_T) {
             /* a few tokens (batched decode of several sequences): still bound
              * by the weight stream, which one row at a time keeps sequential
              * (the kernels' 4-row tiles would read 4 interleaved streams) */
             for (long o = lo; o < hi; o++)
-                gemm_any(wt, n, 1, k->T, g4_mat_row(w, jb->mat, o), w->row_bytes, k->xq[j], k->xq_row, jb->y + o,
+                gemm_any(wt, n, 1, T, g4_mat_row(w, jb->mat, o), w->row_bytes, k->xq[j], k->xq_row, jb->y + o,
                          (size_t)jb->ldy);
         } else
         for (long o0 = lo; o0 < hi; o0 += rows) {
             int nr = (int)(hi - o0 < rows ? hi - o0 : rows);
             const void *row = g4_mat_row(w, jb->mat, o0);
-            for (int t0 = 0; t0 < k->T; t0 += TOKS) {
-                int nc = k->T - t0 < TOKS ? k->T - t0 : TOKS;
+            for (int t0 = 0; t0 < T; t0 += TOKS) {
+                int nc = T - t0 < TOKS ? T - t0 : TOKS;
                 const void *xq = k->xq[j] + (size_t)t0 * k->xq_row;
                 float *y = jb->y + (size_t)t0 * jb->ldy + o0;
                 gemm_any(wt, n, nr, nc, row, w->row_bytes, xq, k->xq_row, y, (size_t)jb->ldy);
             }
         }
     }
-    if (jb->softcap > 0) softcap_rows(jb->y, jb->ldy, k->T, lo, hi, jb->softcap, k->exact);
+    if (jb->softcap > 0) softcap_rows(jb->y, jb->ldy, T, lo, hi, jb->softcap, k->exact);
 }
 
 /* Guided self-scheduling: each grab takes a share of what is left (1/(2
@@ -160,17 +167,23 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
         bool shared = false;
         for (int j = 0; j < n_jobs; j++) shared |= jobs[j].x == NULL;
         if (shared) { k.qsrc[k.n_quant] = x; k.qdst[k.n_quant++] = dst; dst += need; }
+        if (shared) k.qstart[k.n_quant] = T;
         for (int j = 0; j < n_jobs; j++) {
             if (!jobs[j].x) { k.xq[j] = s->act; continue; }
-            if ((size_t)(dst - (uint8_t *)s->act) + need > s->act_bytes) { split = true; break; }
+            size_t nj = (size_t)job_T(&k, &jobs[j]) * k.xq_row;
+            if ((size_t)(dst - (uint8_t *)s->act) + nj > s->act_bytes) { split = true; break; }
             k.xq[j] = dst;
             k.qsrc[k.n_quant] = jobs[j].x;
-            k.qdst[k.n_quant++] = dst;
-            dst += need;
+            k.qdst[k.n_quant] = dst;
+            k.qstart[k.n_quant + 1] = k.qstart[k.n_quant] + job_T(&k, &jobs[j]);
+            k.n_quant++;
+            dst += nj;
         }
     }
     if (split) {
-        for (int j = 0; j < n_jobs; j++) g4_matmul_multi(pool, &jobs[j], 1, jobs[j].x ? jobs[j].x : x, ldx, T, precision, s);
+        for (int j = 0; j < n_jobs; j++)
+            g4_matmul_multi(pool, &jobs[j], 1, jobs[j].x ? jobs[j].x : x, ldx,
+                            jobs[j].T > 0 && jobs[j].x ? jobs[j].T : T, precision, s);
         return;
     }
     double bytes = 0;
@@ -188,7 +201,7 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
     atomic_init(&k.next, 0);
     if (!k.exact) {
         /* a decode step's few rows are quicker to quantize here than to hand out */
-        if ((long)k.n_quant * T < 4) quantize_task(&k, 0, 1);
+        if (k.qstart[k.n_quant] < 4) quantize_task(&k, 0, 1);
         else g4_pool_run(pool, quantize_task, &k);
     }
     g4_pool_run(pool, mm_rows_task, &k);

@@ -39,6 +39,8 @@ typedef struct g4_mm_job {
     float *y;
     int64_t ldy;
     float softcap;      /* > 0: y = softcap * tanh(y / softcap), applied by the thread that wrote y */
+    int T;              /* > 0: this job's own row count (x must be set), e.g. one expert's token
+                         * group; 0: the call's T */
 } g4_mm_job;
 
 /* Run n_jobs products (at most G4_MM_MAX_JOBS) over T input rows of stride
