@@ -59,9 +59,25 @@ json_t *conv_openai(const json_t *body, int completion, int *stream, int *usage,
         if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0))) p = json_array_get(p, 0);
         if (!json_is_string(p)) return fail(err, errlen, "\"prompt\" must be a string (or a list of one)");
     }
+    /* logprobs: chat's boolean + "top_logprobs" 0..20; the legacy
+     * completion's "logprobs" is the count of alternatives (0..20) */
+    json_t *lp = json_object_get(body, "logprobs"), *tlp = json_object_get(body, "top_logprobs");
+    if (!completion && !absent(lp) && !json_is_boolean(lp)) return fail(err, errlen, "\"logprobs\" must be a boolean");
+    if (!completion && !absent(tlp) &&
+        (!json_is_integer(tlp) || json_integer_value(tlp) < 0 || json_integer_value(tlp) > 20))
+        return fail(err, errlen, "\"top_logprobs\" must be an integer in [0, 20]");
+    if (!completion && !absent(tlp) && json_integer_value(tlp) > 0 && !json_is_true(lp))
+        return fail(err, errlen, "\"top_logprobs\" needs \"logprobs\": true");
+    if (completion && !absent(lp) && (!json_is_integer(lp) || json_integer_value(lp) < 0 || json_integer_value(lp) > 20))
+        return fail(err, errlen, "\"logprobs\" must be an integer in [0, 20] (the alternatives per token)");
     json_t *out = json_deep_copy(body);
     if (!out) return fail(err, errlen, "out of memory");
     if (completion) {
+        json_object_del(out, "top_logprobs");
+        if (!absent(lp)) {
+            json_object_set_new(out, "top_logprobs", json_integer(json_integer_value(lp)));
+            json_object_set_new(out, "logprobs", json_true());
+        }
         json_object_set(out, "prompt", p);
         json_object_del(out, "messages"); /* the scheduler's raw mode: a prompt and no messages */
     }

@@ -131,7 +131,7 @@ static char *memdup0(const char *p, size_t n) {
 /* On the scheduler thread: copy the event and return at once. */
 static void on_event(void *user, const gemma4c_event *e) {
     job *j = user;
-    int final = e->kind != GEMMA4C_EVENT_DELTA;
+    int final = e->kind == GEMMA4C_EVENT_DONE || e->kind == GEMMA4C_EVENT_ERROR;
     job_ev *v = calloc(1, sizeof *v);
     if (v) {
         v->kind = e->kind;
@@ -148,7 +148,7 @@ static void on_event(void *user, const gemma4c_event *e) {
                 v->text = memdup0(d->text, d->len);
                 v->len = d->len;
             }
-        } else if (e->kind == GEMMA4C_EVENT_DONE) {
+        } else if (e->kind == GEMMA4C_EVENT_DONE || e->kind == GEMMA4C_EVENT_LOGPROB) {
             v->text = memdup0(e->json, e->len);
             v->len = e->len;
         } else {

@@ -46,13 +46,40 @@ json_t *wait_done(http_req *r, job *j, int *ret) {
             }
             continue;
         }
-        if (e->kind == GEMMA4C_EVENT_DELTA) { job_ev_free(e); continue; }
+        if (e->kind != GEMMA4C_EVENT_DONE && e->kind != GEMMA4C_EVENT_ERROR) { job_ev_free(e); continue; }
         json_t *d = e->kind == GEMMA4C_EVENT_DONE ? json_loadb(e->text, e->len, JSON_ALLOW_NUL, NULL) : NULL;
         if (!d) *ret = reply_error(r, 500, "server_error", NULL, NULL, "%s", e->kind == GEMMA4C_EVENT_ERROR ? e->text : "bad result");
         job_ev_free(e);
         if (d) note_usage(r, d);
         return d;
     }
+}
+
+/* ---- logprobs ---------------------------------------------------------------------- */
+
+/* The legacy /v1/completions shape of logprobs.content entries:
+ * {"tokens","token_logprobs","top_logprobs":[{token: logprob}],"text_offset"};
+ * *off counts characters of the completion text before the entries. */
+static json_t *legacy_logprobs(json_t *content, long *off) {
+    json_t *tk = json_array(), *tl = json_array(), *tp = json_array(), *to = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(content, i, e) {
+        json_t *tok = json_object_get(e, "token"), *alt = json_object_get(e, "top_logprobs"), *m = json_object();
+        const char *t = json_is_string(tok) ? json_string_value(tok) : "";
+        json_array_append(tk, json_is_string(tok) ? tok : json_string(""));
+        json_array_append(tl, json_object_get(e, "logprob"));
+        size_t k;
+        json_t *a;
+        json_array_foreach(alt, k, a) {
+            json_t *at = json_object_get(a, "token");
+            if (json_is_string(at)) json_object_set(m, json_string_value(at), json_object_get(a, "logprob"));
+        }
+        json_array_append_new(tp, m);
+        json_array_append_new(to, json_integer(*off));
+        for (const unsigned char *p = (const unsigned char *)t; *p; p++) *off += (*p & 0xC0) != 0x80;
+    }
+    return json_pack("{s:o,s:o,s:o,s:o}", "tokens", tk, "token_logprobs", tl, "top_logprobs", tp, "text_offset", to);
 }
 
 /* ---- streams ---------------------------------------------------------------------- */
@@ -64,10 +91,13 @@ typedef struct chat_stream {
     char id[48];
     json_int_t created;
     char *model;
+    json_t *pend;          /* logprobs entries not yet sent, or NULL */
+    long off;              /* legacy text_offset */
 } chat_stream;
 
 static void cs_free(void *p) {
     chat_stream *c = p;
+    json_decref(c->pend);
     free(c->model);
     free(c);
 }
@@ -77,6 +107,15 @@ static json_t *chunk(chat_stream *c, json_t *delta, const char *text, size_t tle
     json_t *ch = c->completion ? json_pack("{s:i,s:s%,s:n}", "index", 0, "text", text ? text : "", tlen, "logprobs")
                                : json_pack("{s:i,s:o,s:n}", "index", 0, "delta", delta ? delta : json_object(), "logprobs");
     if (!ch) return NULL;
+    if (c->pend && json_array_size(c->pend)) { /* the tokens since the last chunk */
+        if (c->completion) {
+            json_object_set_new(ch, "logprobs", legacy_logprobs(c->pend, &c->off));
+            json_array_clear(c->pend);
+        } else { /* the array goes into the chunk; a new one collects the next tokens */
+            json_object_set_new(ch, "logprobs", json_pack("{s:o}", "content", c->pend));
+            c->pend = json_array();
+        }
+    }
     json_object_set_new(ch, "finish_reason", finish ? json_string(finish) : json_null());
     return json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", c->id, "object",
                      c->completion ? "text_completion" : "chat.completion.chunk", "created", c->created, "model",
@@ -93,7 +132,10 @@ static int cs_fill(void *ctx, http_req *r, sbuf *out) {
     job_ev *e = job_next(c->j, 1000);
     if (!e) return 0;
     int end = 0;
-    if (e->kind == GEMMA4C_EVENT_DELTA) {
+    if (e->kind == GEMMA4C_EVENT_LOGPROB) {
+        if (!c->pend) c->pend = json_array();
+        json_array_append_new(c->pend, json_loadb(e->text, e->len, 0, NULL));
+    } else if (e->kind == GEMMA4C_EVENT_DELTA) {
         json_t *d = NULL;
         if (c->completion) {
             if (e->dkind != GEMMA4C_DELTA_TOOL_CALL) sbuf_sse(out, chunk(c, NULL, e->text, e->len, NULL));
@@ -168,10 +210,13 @@ static int openai_generate(srv *S, http_req *r, int completion) {
     json_t *text = json_object_get(json_object_get(ch0, "message"), "content");
     char id[48];
     snprintf(id, sizeof id, "cmpl-%llu", (unsigned long long)j->id);
-    json_t *o = json_pack("{s:s,s:s,s:O,s:O,s:[{s:i,s:s%,s:n,s:O}],s:O}", "id", id, "object", "text_completion",
+    json_t *lp = json_object_get(json_object_get(ch0, "logprobs"), "content");
+    long off = 0;
+    json_t *o = json_pack("{s:s,s:s,s:O,s:O,s:[{s:i,s:s%,s:o,s:O}],s:O}", "id", id, "object", "text_completion",
                           "created", json_object_get(d, "created"), "model", json_object_get(d, "model"), "choices",
                           "index", 0, "text", json_is_string(text) ? json_string_value(text) : "",
                           json_is_string(text) ? json_string_length(text) : (size_t)0, "logprobs",
+                          json_is_array(lp) ? legacy_logprobs(lp, &off) : json_null(),
                           "finish_reason", json_object_get(ch0, "finish_reason"), "usage", json_object_get(d, "usage"));
     json_decref(d);
     ret = reply_json(r, 200, o);

@@ -76,6 +76,48 @@ ev = [l[6:] for l in open(sys.argv[1]).read().split('\n') if l.startswith('data:
 assert ev[-1] == '[DONE]'
 text = ''.join(json.loads(e)['choices'][0]['text'] for e in ev[:-1])
 assert text == json.load(open(sys.argv[2]))['choices'][0]['text'], text" "$TMP/sse2" "$TMP/comp.json"
+# logprobs: OpenAI's shapes; greedy picks the most likely token, so its logprob is
+# top_logprobs[0]'s; the tokens spell the answer; a stream carries the same entries
+LP='{"messages":[{"role":"user","content":"Hello there"}],"max_tokens":8,"temperature":0,"logprobs":true,"top_logprobs":3}'
+expect "chat logprobs: {token, logprob, bytes, top_logprobs} per token, greedy = the top one" 200 POST /v1/chat/completions "$LP" "
+o=json.loads(b)['choices'][0]; c=o['logprobs']['content']; assert len(c)==8, len(c)
+import math
+for e in c:
+    assert set(e)=={'token','logprob','bytes','top_logprobs'} and len(e['top_logprobs'])==3, e
+    assert bytes(e['bytes']).decode('utf-8','replace')==e['token'] and e['logprob']<=0
+    t=[x['logprob'] for x in e['top_logprobs']]; assert t==sorted(t, reverse=True) and abs(t[0]-e['logprob'])<1e-9, e
+    assert sum(math.exp(x) for x in t) <= 1+1e-6
+assert ''.join(e['token'] for e in c)==o['message']['content'], (c, o['message'])"
+cp "$TMP/body" "$TMP/lp.json"
+curl -sN -m 30 "$B/v1/chat/completions" -d "${LP%\}},\"stream\":true}" >"$TMP/sse3"
+check "streaming chat logprobs: the chunks' logprobs.content = the whole answer's" python3 -c "
+import json, sys
+ev = [json.loads(l[6:]) for l in open(sys.argv[1]).read().split('\n') if l.startswith('data: {')]
+got = [e for c in ev for e in ((c['choices'][0].get('logprobs') or {}).get('content') or [])]
+assert got == json.load(open(sys.argv[2]))['choices'][0]['logprobs']['content'], got" "$TMP/sse3" "$TMP/lp.json"
+expect "logprobs are of the biased logits: a +100 logit_bias makes a token certain" 200 POST /v1/chat/completions \
+    '{"messages":[{"role":"user","content":"Hi"}],"max_tokens":2,"temperature":0,"logprobs":true,"logit_bias":{"77":100}}' "
+c=json.loads(b)['choices'][0]['logprobs']['content']; assert all(e['logprob']>-1e-3 and e['top_logprobs']==[] for e in c), c"
+expect "without logprobs: logprobs null" 200 POST /v1/chat/completions "$HELLO" "assert json.loads(b)['choices'][0]['logprobs'] is None"
+expect "legacy completions logprobs: tokens, token_logprobs, top_logprobs, text_offset" 200 POST /v1/completions \
+    '{"prompt":"Once upon a time","max_tokens":6,"temperature":0,"logprobs":2}' "
+o=json.loads(b)['choices'][0]; l=o['logprobs']; assert set(l)=={'tokens','token_logprobs','top_logprobs','text_offset'}
+assert ''.join(l['tokens'])==o['text'] and len(l['token_logprobs'])==6 and all(len(t)<=2 and max(t.values())==p for t,p in zip(l['top_logprobs'],l['token_logprobs']))
+assert l['text_offset']==[sum(len(t) for t in l['tokens'][:i]) for i in range(6)], l"
+cp "$TMP/body" "$TMP/lpc.json"
+curl -sN -m 30 "$B/v1/completions" -d '{"prompt":"Once upon a time","max_tokens":6,"temperature":0,"logprobs":2,"stream":true}' >"$TMP/sse4"
+check "streaming legacy logprobs add up to the whole answer's" python3 -c "
+import json, sys
+ev = [json.loads(l[6:]) for l in open(sys.argv[1]).read().split('\n') if l.startswith('data: {')]
+want = json.load(open(sys.argv[2]))['choices'][0]['logprobs']
+for k in want:
+    got = [x for c in ev if c['choices'][0]['logprobs'] for x in c['choices'][0]['logprobs'][k]]
+    assert got == want[k], (k, got, want[k])" "$TMP/sse4" "$TMP/lpc.json"
+expect "top_logprobs 21 -> 400 naming it" 400 POST /v1/chat/completions \
+    '{"messages":[{"role":"user","content":"a"}],"logprobs":true,"top_logprobs":21}' "$ERR; assert e['param']=='top_logprobs', e"
+expect "top_logprobs without logprobs -> 400" 400 POST /v1/chat/completions \
+    '{"messages":[{"role":"user","content":"a"}],"top_logprobs":2}' "$ERR; assert e['param']=='top_logprobs', e"
+expect "legacy logprobs not an integer -> 400" 400 POST /v1/completions '{"prompt":"a","logprobs":true}' "$ERR; assert e['param']=='logprobs', e"
 expect "POST /tokenize" 200 POST /tokenize '{"content":"Hello world","with_pieces":true}' \
     "t=json.loads(b)['tokens']; assert len(t)>=2 and all('id' in x and 'piece' in x for x in t)"
 IDS=$(python3 -c "import json; print(json.dumps([x['id'] for x in json.load(open('$TMP/body'))['tokens']]))")
