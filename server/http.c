@@ -20,6 +20,7 @@
 
 #include <microhttpd.h>
 
+#include "convert.h"
 #include "server.h"
 
 static struct MHD_Daemon *daemon_;
@@ -214,7 +215,8 @@ job *job_submit(http_req *r, json_t *req, int *ret) {
     if (S->verbose) fprintf(stderr, "  request: %s\n", text);
     char err[600];
     uint64_t id = 0;
-    int rc = gemma4c_scheduler_submit(S->sched, text, strlen(text), on_event, j, &id, err, sizeof err);
+    int rc = r->n_media ? media_submit(r, req, on_event, j, &id, err, sizeof err)
+                        : gemma4c_scheduler_submit(S->sched, text, strlen(text), on_event, j, &id, err, sizeof err);
     free(text);
     if (rc) {
         j->refs = 1;
@@ -530,6 +532,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (S->verbose && r->body) fprintf(stderr, "  body: %.*s\n", (int)r->len, r->body);
     free(r->path);
     free(r->body);
+    conv_media_free(r->media, r->n_media);
     free(r);
     *con_cls = NULL;
 }

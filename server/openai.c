@@ -200,6 +200,7 @@ static int openai_generate(srv *S, http_req *r, int completion) {
         ret = reply_error(r, 400, "invalid_request_error", NULL, NULL, "%s", err);
         goto out;
     }
+    if (!completion && media_check(r, body, 0, &ret)) goto out;
     job *j = job_submit(r, req, &ret);
     if (!j) goto out;
     if (stream) { ret = start_stream(r, j, req, completion, usage); goto out; }
@@ -229,8 +230,13 @@ out:
 static int chat_completions(srv *S, http_req *r) { return openai_generate(S, r, 0); }
 static int completions(srv *S, http_req *r) { return openai_generate(S, r, 1); }
 
+/* The model, with the inputs it takes ("modalities": text, image, audio). */
 static json_t *model_obj(srv *S) {
-    return json_pack("{s:s,s:s,s:i,s:s}", "id", S->model_id, "object", "model", "created", 0, "owned_by", "gemma4c");
+    json_t *mod = json_pack("[s]", "text");
+    if (gemma4c_mmproj_supports(S->mmproj, GEMMA4C_MEDIA_IMAGE)) json_array_append_new(mod, json_string("image"));
+    if (gemma4c_mmproj_supports(S->mmproj, GEMMA4C_MEDIA_AUDIO)) json_array_append_new(mod, json_string("audio"));
+    return json_pack("{s:s,s:s,s:i,s:s,s:o}", "id", S->model_id, "object", "model", "created", 0, "owned_by", "gemma4c",
+                     "modalities", mod);
 }
 
 static int models(srv *S, http_req *r) {
