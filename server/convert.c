@@ -72,6 +72,9 @@ json_t *conv_openai(const json_t *body, int completion, int *stream, int *usage,
         return fail(err, errlen, "\"top_logprobs\" needs \"logprobs\": true");
     if (completion && !absent(lp) && (!json_is_integer(lp) || json_integer_value(lp) < 0 || json_integer_value(lp) > 20))
         return fail(err, errlen, "\"logprobs\" must be an integer in [0, 20] (the alternatives per token)");
+    json_t *n = json_object_get(body, "n");
+    if (!absent(n) && (!json_is_integer(n) || json_integer_value(n) < 1 || json_integer_value(n) > 1000))
+        return fail(err, errlen, "\"n\" must be an integer >= 1 (the number of choices)");
     json_t *out = json_deep_copy(body);
     if (!out) return fail(err, errlen, "out of memory");
     if (completion) {

@@ -232,7 +232,7 @@ job *job_submit(http_req *r, json_t *req, int *ret) {
         return NULL;
     }
     j->id = id;
-    r->job = j;
+    r->jobs[r->n_jobs++] = j;
     pthread_mutex_lock(&S->mu);
     j->next_live = S->live;
     S->live = j;
@@ -243,19 +243,20 @@ job *job_submit(http_req *r, json_t *req, int *ret) {
 /* The HTTP side is done with r's job: cancel it if it still runs (the
  * client left), take it off the live list, drop our reference. */
 static void job_leave(http_req *r) {
-    job *j = r->job;
-    if (!j) return;
     srv *S = r->S;
-    pthread_mutex_lock(&j->mu);
-    int ended = j->ended;
-    pthread_mutex_unlock(&j->mu);
-    if (!ended) gemma4c_scheduler_cancel(S->sched, j->id);
-    pthread_mutex_lock(&S->mu);
-    for (job **p = &S->live; *p; p = &(*p)->next_live)
-        if (*p == j) { *p = j->next_live; break; }
-    pthread_mutex_unlock(&S->mu);
-    job_unref(j);
-    r->job = NULL;
+    for (int i = 0; i < r->n_jobs; i++) {
+        job *j = r->jobs[i];
+        pthread_mutex_lock(&j->mu);
+        int ended = j->ended;
+        pthread_mutex_unlock(&j->mu);
+        if (!ended) gemma4c_scheduler_cancel(S->sched, j->id);
+        pthread_mutex_lock(&S->mu);
+        for (job **p = &S->live; *p; p = &(*p)->next_live)
+            if (*p == j) { *p = j->next_live; break; }
+        pthread_mutex_unlock(&S->mu);
+        job_unref(j);
+    }
+    r->n_jobs = 0;
 }
 
 int client_gone(http_req *r) {

@@ -180,7 +180,7 @@ int cmd_serve(int argc, char **argv) {
     if (il > 5 && !strcmp(id + il - 5, ".gguf")) id[il - 5] = 0;
     srv S = { .model = m, .sched = s, .model_id = id, .model_file = base_name(model), .model_path = model, .api_key = key,
               .api_key_len = key ? strlen(key) : 0, .verbose = verbose, .routes = ROUTE_TABLES, .mmproj = mp,
-              .n_threads = threads };
+              .n_threads = threads, .n_parallel = par };
     pthread_mutex_init(&S.media_mu, NULL);
     /* positions per request, as the scheduler bounds them (Ollama's /api/ps) */
     int per = n_ctx > 0 ? n_ctx : info.n_ctx_train < 4096 ? info.n_ctx_train : 4096;

@@ -23,6 +23,7 @@
 
 #include "gemma4c.h"
 
+#define SRV_MAX_N 8             /* choices per request ("n"), also bounded by --parallel */
 #define SRV_MAX_BODY (8u << 20) /* 8 MiB: far above any chat request; bounds memory per connection */
 
 struct MHD_Connection;
@@ -68,7 +69,7 @@ struct srv {
     const char *model_path;   /* as given (Ollama's /api/tags, /api/show) */
     const char *api_key;      /* NULL: no auth */
     size_t api_key_len;
-    int n_ctx, verbose;
+    int n_ctx, verbose, n_parallel;
     const route *const *routes; /* NULL-terminated list of NULL-path-terminated tables */
     pthread_mutex_t mu;       /* live, stopping, counters */
     job *live;
@@ -94,7 +95,8 @@ struct http_req {
     double t0;
     int status;               /* for the log */
     long tokens_in, tokens_out;
-    job *job;                 /* the scheduler request this HTTP request waits on */
+    job *jobs[SRV_MAX_N];     /* the scheduler requests this HTTP request waits on ("n" choices) */
+    int n_jobs;
     int streamed;
     int ollama;               /* an /api/ route: errors as Ollama's {"error": text} */
     struct conv_media *media; /* the body's media parts (media_check), n_media of them */

@@ -118,6 +118,36 @@ expect "top_logprobs 21 -> 400 naming it" 400 POST /v1/chat/completions \
 expect "top_logprobs without logprobs -> 400" 400 POST /v1/chat/completions \
     '{"messages":[{"role":"user","content":"a"}],"top_logprobs":2}' "$ERR; assert e['param']=='top_logprobs', e"
 expect "legacy logprobs not an integer -> 400" 400 POST /v1/completions '{"prompt":"a","logprobs":true}' "$ERR; assert e['param']=='logprobs', e"
+# n choices: choice i is the answer of seed + i; usage counts the prompt once; a stream
+# carries each choice's index; past --parallel (2 here) a 400 with both numbers
+NREQ='{"messages":[{"role":"user","content":"Hello there"}],"max_tokens":6,"temperature":1,"seed":41,"n":2}'
+expect "n=2: two choices, index 0 and 1, usage counts the prompt once" 200 POST /v1/chat/completions "$NREQ" "
+o=json.loads(b); c=o['choices']; assert [x['index'] for x in c]==[0,1], c
+assert o['usage']['completion_tokens']==12 and o['usage']['total_tokens']==o['usage']['prompt_tokens']+12, o['usage']"
+cp "$TMP/body" "$TMP/n2.json"
+for i in 0 1; do
+    code POST /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello there\"}],\"max_tokens\":6,\"temperature\":1,\"seed\":$((41 + i))}" >/dev/null
+    check "n=2: choice $i = the answer with seed 41+$i" python3 -c "
+import json, sys
+a = json.load(open(sys.argv[1]))['choices'][$i]['message']; b = json.load(open(sys.argv[2]))['choices'][0]['message']
+assert a == b, (a, b)" "$TMP/n2.json" "$TMP/body"
+done
+curl -sN -m 30 "$B/v1/chat/completions" -d "${NREQ%\}},\"stream\":true,\"stream_options\":{\"include_usage\":true}}" >"$TMP/sse6"
+check "n=2 streamed: each index's deltas = its choice, both finish, one usage chunk" python3 -c "
+import json, sys
+ev = [json.loads(l[6:]) for l in open(sys.argv[1]).read().split('\n') if l.startswith('data: {')]
+want = json.load(open(sys.argv[2]))
+for i in (0, 1):
+    t = ''.join(c['choices'][0]['delta'].get('content', '') for c in ev if c['choices'] and c['choices'][0]['index'] == i)
+    assert t == want['choices'][i]['message']['content'], (i, t)
+    assert [c['choices'][0]['finish_reason'] for c in ev if c['choices'] and c['choices'][0]['index'] == i][-1] == 'length'
+assert ev[-1]['choices'] == [] and ev[-1]['usage']['completion_tokens'] == 12, ev[-1]" "$TMP/sse6" "$TMP/n2.json"
+expect "n=2 on /v1/completions: two text choices" 200 POST /v1/completions \
+    '{"prompt":"Once upon a time","max_tokens":4,"temperature":1,"seed":3,"n":2}' \
+    "o=json.loads(b); assert [c['index'] for c in o['choices']]==[0,1] and o['usage']['completion_tokens']==8, o"
+expect "n=3 with --parallel 2 -> 400 naming both numbers" 400 POST /v1/chat/completions \
+    '{"messages":[{"role":"user","content":"a"}],"n":3}' "$ERR; assert e['param']=='n' and '3' in e['message'] and 'at most 2' in e['message'], e"
+expect "n=0 -> 400" 400 POST /v1/chat/completions '{"messages":[{"role":"user","content":"a"}],"n":0}' "$ERR; assert e['param']=='n', e"
 expect "POST /tokenize" 200 POST /tokenize '{"content":"Hello world","with_pieces":true}' \
     "t=json.loads(b)['tokens']; assert len(t)>=2 and all('id' in x and 'piece' in x for x in t)"
 IDS=$(python3 -c "import json; print(json.dumps([x['id'] for x in json.load(open('$TMP/body'))['tokens']]))")
