@@ -4,7 +4,8 @@
  * parts into soft tokens) on a context of its own, one such request at a
  * time, on a worker thread that sends the scheduler's events to the job:
  * the routes stream and answer it exactly as a scheduler request. The items
- * are decoded when the request arrives, so a bad file is a 400. */
+ * are decoded when the request arrives, so a bad file is a 400. Not here
+ * (the session has no such fields): logit_bias, stop, logprobs, n > 1. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,12 @@ int media_check(http_req *r, const json_t *body, int ollama, int *ret) {
             conv_media_free(mv, n);
             return -1;
         }
+    if (n && json_is_true(json_object_get(body, "logprobs"))) {
+        *ret = reply_error(r, 400, "invalid_request_error", "logprobs", NULL,
+                           "\"logprobs\" is not available for requests with media parts");
+        conv_media_free(mv, n);
+        return -1;
+    }
     r->media = mv;
     r->n_media = n;
     return 0;
@@ -112,11 +119,18 @@ static void on_delta(void *user, const gemma4c_delta *d) {
     free(fix);
 }
 
+/* Stop at shutdown, or when the HTTP side left (the client is gone: the
+ * job holds only the worker's reference). */
 static int stopping(void *user) {
-    srv *S = ((mjob *)user)->S;
+    mjob *mj = user;
+    srv *S = mj->S;
+    job *j = mj->user;
     pthread_mutex_lock(&S->mu);
     int s = S->stopping;
     pthread_mutex_unlock(&S->mu);
+    pthread_mutex_lock(&j->mu);
+    s |= j->refs < 2;
+    pthread_mutex_unlock(&j->mu);
     return s;
 }
 
@@ -151,6 +165,7 @@ static void *worker(void *p) {
     }
     gemma4c_session_params sp = gemma4c_session_default_params();
     sp.chat.openai_compat = 1;
+    sp.constrain = 1; /* response_format and tools, as the scheduler */
     sp.cancel = stopping;
     sp.cancel_user = mj;
     if (req) read_params(req, &sp);
