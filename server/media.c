@@ -129,7 +129,7 @@ static int stopping(void *user) {
     int s = S->stopping;
     pthread_mutex_unlock(&S->mu);
     pthread_mutex_lock(&j->mu);
-    s |= j->refs < 2;
+    s |= j->refs < 2 || j->cancel;
     pthread_mutex_unlock(&j->mu);
     return s;
 }

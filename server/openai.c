@@ -42,6 +42,9 @@ json_t *wait_done(http_req *r, job *j, int *ret) {
         if (!e) {
             if (!cancelled && client_gone(r)) {
                 gemma4c_scheduler_cancel(r->S->sched, j->id);
+                pthread_mutex_lock(&j->mu);
+                j->cancel = 1;
+                pthread_mutex_unlock(&j->mu);
                 cancelled = 1;
             }
             continue;

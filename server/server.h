@@ -56,6 +56,7 @@ typedef struct job {
     pthread_cond_t cv;
     job_ev *head, *tail;
     int ended;            /* DONE or ERROR queued: no more events */
+    int cancel;           /* the client left (a media request polls it) */
     int refs;             /* the scheduler (until its last event) + the HTTP side */
     uint64_t id;
     struct job *next_live; /* srv.live list, for cancelling at shutdown */
