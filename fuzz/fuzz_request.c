@@ -7,7 +7,7 @@
  *   bits 0-1: 0 /v1/chat/completions, 1 /v1/completions, 2 /api/chat,
  *             3 /api/generate
  *   bit 2:    the 26B/31B chat family instead of E2B/E4B
- * the rest is the body. Checks beyond "no crash": a conversion that fails
+ * the rest is the body (its media parts are base64-decoded too). Checks beyond "no crash": a conversion that fails
  * names a field (its message starts with a quote); an accepted request
  * serialises to JSON. Queued requests are dropped by recreating the
  * scheduler now and then (no forward pass runs here). */
@@ -66,6 +66,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int stream = 0, usage = 0;
     json_t *req = route < 2 ? conv_openai(body, route, &stream, &usage, err, sizeof err)
                             : conv_ollama(body, route == 2, &stream, err, sizeof err);
+    /* the media parts (data: URIs, base64) as the routes collect them */
+    conv_media *mv = NULL;
+    int nm = 0;
+    char merr[600] = "";
+    if (req && conv_media_collect(body, route >= 2, &mv, &nm, merr, sizeof merr)) {
+        if (merr[0] != '"' && strcmp(merr, "out of memory")) abort();
+    }
+    for (int i = 0; i < nm; i++) if (!mv[i].len || !mv[i].data) abort();
+    conv_media_free(mv, nm);
     json_decref(body);
     if (!req) {
         if (err[0] != '"' && strcmp(err, "out of memory")) abort(); /* every error names its field */

@@ -625,7 +625,8 @@ int gemma4c_session_turn(gemma4c_session *s, const char *request_json, size_t le
  * OpenAI-style chat requests as JSON text ("messages", "tools", "temperature",
  * "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
  * "repeat_penalty", "seed", "max_tokens" / "max_completion_tokens", "stop",
- * "chat_template_kwargs": {"enable_thinking"}, "reasoning_effort"; or, for a
+ * "chat_template_kwargs": {"enable_thinking"}, "reasoning_effort", "logprobs",
+ * "top_logprobs" (0..20; LOGPROB events and the result's logprobs); or, for a
  * plain continuation, "prompt": text without "messages": BOS + the text,
  * no chat format, the answer all content). Each is
  * rendered and tokenized when submitted, waits in a bounded FIFO queue for a
@@ -668,6 +669,13 @@ enum gemma4c_event_kind {
     GEMMA4C_EVENT_DELTA = 1,  /* a piece of the answer (delta) */
     GEMMA4C_EVENT_DONE = 2,   /* the request ended: json is its chat.completion */
     GEMMA4C_EVENT_ERROR = 3,  /* the request failed after it was accepted: error says why */
+    /* "logprobs": true only: json is one sampled token's entry
+     * {"token","logprob","bytes":[..],"top_logprobs":[{"token","logprob","bytes"}]}
+     * (OpenAI's logprobs.content item), sent before the token's DELTA. The
+     * log-softmax is of the logits the sampler drew from: after logit_bias
+     * and the constraint's mask, before penalties and temperature. The end
+     * of turn token has none. */
+    GEMMA4C_EVENT_LOGPROB = 4,
 };
 
 typedef struct gemma4c_event {
@@ -676,7 +684,8 @@ typedef struct gemma4c_event {
     const gemma4c_delta *delta;  /* DELTA */
     /* DONE: {"id":"chatcmpl-<id>","object":"chat.completion","created","model",
      * "choices":[{"index":0,"message":{...as gemma4c_chat_parser_message},
-     * "finish_reason":"stop"|"length"|"tool_calls"|"cancelled"}],"usage":
+     * "finish_reason":"stop"|"length"|"tool_calls"|"cancelled",
+     * "logprobs":null or {"content":[entries as LOGPROB]}}],"usage":
      * {"prompt_tokens","completion_tokens","total_tokens",
      * "prompt_tokens_details":{"cached_tokens"}}} as compact JSON text */
     const char *json;

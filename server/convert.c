@@ -9,9 +9,11 @@
  * with the field's name in quotes (http.c takes it for "param"). */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "convert.h"
+#include "gemma4c.h"
 
 __attribute__((format(printf, 3, 4))) static json_t *fail(char *err, size_t errlen, const char *fmt, ...) {
     va_list ap;
@@ -59,9 +61,28 @@ json_t *conv_openai(const json_t *body, int completion, int *stream, int *usage,
         if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0))) p = json_array_get(p, 0);
         if (!json_is_string(p)) return fail(err, errlen, "\"prompt\" must be a string (or a list of one)");
     }
+    /* logprobs: chat's boolean + "top_logprobs" 0..20; the legacy
+     * completion's "logprobs" is the count of alternatives (0..20) */
+    json_t *lp = json_object_get(body, "logprobs"), *tlp = json_object_get(body, "top_logprobs");
+    if (!completion && !absent(lp) && !json_is_boolean(lp)) return fail(err, errlen, "\"logprobs\" must be a boolean");
+    if (!completion && !absent(tlp) &&
+        (!json_is_integer(tlp) || json_integer_value(tlp) < 0 || json_integer_value(tlp) > 20))
+        return fail(err, errlen, "\"top_logprobs\" must be an integer in [0, 20]");
+    if (!completion && !absent(tlp) && json_integer_value(tlp) > 0 && !json_is_true(lp))
+        return fail(err, errlen, "\"top_logprobs\" needs \"logprobs\": true");
+    if (completion && !absent(lp) && (!json_is_integer(lp) || json_integer_value(lp) < 0 || json_integer_value(lp) > 20))
+        return fail(err, errlen, "\"logprobs\" must be an integer in [0, 20] (the alternatives per token)");
+    json_t *n = json_object_get(body, "n");
+    if (!absent(n) && (!json_is_integer(n) || json_integer_value(n) < 1 || json_integer_value(n) > 1000))
+        return fail(err, errlen, "\"n\" must be an integer >= 1 (the number of choices)");
     json_t *out = json_deep_copy(body);
     if (!out) return fail(err, errlen, "out of memory");
     if (completion) {
+        json_object_del(out, "top_logprobs");
+        if (!absent(lp)) {
+            json_object_set_new(out, "top_logprobs", json_integer(json_integer_value(lp)));
+            json_object_set_new(out, "logprobs", json_true());
+        }
         json_object_set(out, "prompt", p);
         json_object_del(out, "messages"); /* the scheduler's raw mode: a prompt and no messages */
     }
@@ -116,6 +137,15 @@ static int conv_options(const json_t *o, json_t *out, char *err, size_t errlen) 
     return 0;
 }
 
+/* Ollama's images + text -> content parts: one {"type":"image"} per image
+ * (server/media.c gives the session their items, in order), then the text. */
+static json_t *media_content(const json_t *images, const json_t *text) {
+    json_t *c = json_array();
+    for (size_t k = 0; k < json_array_size(images); k++) json_array_append_new(c, json_pack("{s:s}", "type", "image"));
+    json_array_append_new(c, json_pack("{s:s,s:O}", "type", "text", "text", text));
+    return c;
+}
+
 /* One Ollama message -> the OpenAI message the chat template reads. */
 static json_t *conv_message(const json_t *m, size_t i, char *err, size_t errlen) {
     if (!json_is_object(m)) return fail(err, errlen, "\"messages[%zu]\" must be an object", i);
@@ -129,10 +159,11 @@ static json_t *conv_message(const json_t *m, size_t i, char *err, size_t errlen)
         return fail(err, errlen, "\"messages[%zu].thinking\" must be a string", i);
     if (!absent(tname) && !json_is_string(tname))
         return fail(err, errlen, "\"messages[%zu].tool_name\" must be a string", i);
-    if (!absent(images) && (!json_is_array(images) || json_array_size(images)))
-        return fail(err, errlen, "\"messages[%zu].images\": images need a multimodal model (this server is text only)", i);
+    if (!absent(images) && !json_is_array(images))
+        return fail(err, errlen, "\"messages[%zu].images\" must be an array of base64 strings", i);
     json_t *o = json_pack("{s:O,s:s}", "role", role, "content", json_is_string(content) ? json_string_value(content) : "");
     if (!o) return fail(err, errlen, "out of memory");
+    if (json_array_size(images)) json_object_set_new(o, "content", media_content(images, json_object_get(o, "content")));
     if (json_is_string(thinking) && json_string_length(thinking)) json_object_set(o, "reasoning_content", thinking);
     if (json_is_string(tname)) json_object_set(o, "name", tname);
     if (!absent(calls)) {
@@ -215,8 +246,8 @@ json_t *conv_ollama(const json_t *body, int chat, int *stream, char *err, size_t
         fail(err, errlen, "\"template\": the model's own chat template is always used (send raw: true for a raw prompt)");
         goto bad;
     }
-    if (!absent(img) && (!json_is_array(img) || json_array_size(img))) {
-        fail(err, errlen, "\"images\": images need a multimodal model (this server is text only)");
+    if (!absent(img) && (!json_is_array(img) || (raw && json_array_size(img)))) {
+        fail(err, errlen, "\"images\" must be an array of base64 strings (and not with raw: true)");
         goto bad;
     }
     if (!absent(ctx) && !json_is_array(ctx)) { fail(err, errlen, "\"context\" must be an array of token ids"); goto bad; }
@@ -229,10 +260,147 @@ json_t *conv_ollama(const json_t *body, int chat, int *stream, char *err, size_t
         json_object_set_new(out, "messages", om);
         if (json_is_string(sys) && json_string_length(sys))
             json_array_append_new(om, json_pack("{s:s,s:O}", "role", "system", "content", sys));
-        json_array_append_new(om, json_pack("{s:s,s:s%}", "role", "user", "content", ptext, plen));
+        json_t *um = json_pack("{s:s,s:s%}", "role", "user", "content", ptext, plen);
+        if (um && json_array_size(img)) json_object_set_new(um, "content", media_content(img, json_object_get(um, "content")));
+        json_array_append_new(om, um);
     }
     return out;
 bad:
     json_decref(out);
     return NULL;
+}
+
+/* ---- media parts ------------------------------------------------------------------ */
+
+static int b64_val(unsigned char c) {
+    return c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26 : c >= '0' && c <= '9' ? c - '0' + 52
+         : c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Strict base64 (RFC 4648 alphabet, '=' padding optional at the end only). */
+static unsigned char *b64_decode(const char *s, size_t n, size_t *out_len) {
+    while (n && s[n - 1] == '=') n--;
+    if (n % 4 == 1) return NULL;
+    unsigned char *o = malloc(n / 4 * 3 + 3);
+    if (!o) return NULL;
+    size_t k = 0;
+    unsigned acc = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64_val((unsigned char)s[i]);
+        if (v < 0) { free(o); return NULL; }
+        acc = acc << 6 | (unsigned)v;
+        if (i % 4 == 3) { o[k++] = (unsigned char)(acc >> 16); o[k++] = (unsigned char)(acc >> 8); o[k++] = (unsigned char)acc; acc = 0; }
+    }
+    if (n % 4 == 2) o[k++] = (unsigned char)(acc >> 4);
+    else if (n % 4 == 3) { o[k++] = (unsigned char)(acc >> 10); o[k++] = (unsigned char)(acc >> 2); }
+    *out_len = k;
+    return o;
+}
+
+static int add_media(conv_media **v, int *n, int kind, const char *b64, size_t len, const char *fmt, const char *field,
+                     char *err, size_t errlen) {
+    if (*n >= CONV_MAX_MEDIA) { snprintf(err, errlen, "\"%s\": at most %d media items per request", field, CONV_MAX_MEDIA); return -1; }
+    size_t dl = 0;
+    unsigned char *d = b64_decode(b64, len, &dl);
+    if (!d || !dl) {
+        free(d);
+        snprintf(err, errlen, "\"%s\": the data is not valid base64", field);
+        return -1;
+    }
+    conv_media *nv = realloc(*v, (size_t)(*n + 1) * sizeof *nv);
+    if (!nv) { free(d); snprintf(err, errlen, "out of memory"); return -1; }
+    *v = nv;
+    nv[*n].kind = kind;
+    nv[*n].data = d;
+    nv[*n].len = dl;
+    snprintf(nv[*n].format, sizeof nv[*n].format, "%s", fmt);
+    (*n)++;
+    return 0;
+}
+
+/* "data:<type>;base64,<data>": the media type's subtype in fmt; other
+ * schemes (http:, file:, ...) are refused (nothing is fetched). */
+static int data_uri(const char *u, const char **b64, char *fmt, size_t fl, const char *field, char *err, size_t errlen) {
+    if (strncmp(u, "data:", 5)) {
+        const char *c = strchr(u, ':');
+        snprintf(err, errlen, "\"%s\": only data: URIs (base64 images) are accepted, not '%.*s:' URLs (nothing is fetched)",
+                 field, c && c - u < 16 ? (int)(c - u) : 0, u);
+        return -1;
+    }
+    const char *comma = strchr(u, ',');
+    if (!comma || comma - u < 12 || strncmp(comma - 7, ";base64", 7)) {
+        snprintf(err, errlen, "\"%s\": a data: URI must be data:image/<type>;base64,<data>", field);
+        return -1;
+    }
+    const char *sl = memchr(u + 5, '/', (size_t)(comma - 7 - (u + 5)));
+    size_t tl = sl ? (size_t)(comma - 7 - sl - 1) : 0;
+    snprintf(fmt, fl, "%.*s", (int)(tl < fl ? tl : fl - 1), sl ? sl + 1 : "");
+    *b64 = comma + 1;
+    return 0;
+}
+
+int conv_media_collect(const json_t *body, int ollama, conv_media **out, int *n, char *err, size_t errlen) {
+    *out = NULL;
+    *n = 0;
+    char field[96];
+    json_t *msgs = json_object_get(body, "messages");
+    size_t i, k;
+    json_t *m, *p;
+    if (ollama) { /* "images" (base64 strings) on the body (/api/generate) and on messages */
+        json_t *lists[2] = { json_object_get(body, "images"), NULL };
+        for (size_t mi = 0; mi <= json_array_size(msgs); mi++) {
+            json_t *im = mi == 0 ? lists[0] : json_object_get(json_array_get(msgs, mi - 1), "images");
+            if (absent(im)) continue;
+            if (mi) snprintf(field, sizeof field, "messages[%zu].images", mi - 1);
+            else snprintf(field, sizeof field, "images");
+            if (!json_is_array(im)) { snprintf(err, errlen, "\"%s\" must be an array of base64 strings", field); goto bad; }
+            json_array_foreach(im, k, p) {
+                if (!json_is_string(p)) { snprintf(err, errlen, "\"%s[%zu]\" must be a base64 string", field, k); goto bad; }
+                char f2[128];
+                snprintf(f2, sizeof f2, "%s[%zu]", field, k);
+                if (add_media(out, n, GEMMA4C_MEDIA_IMAGE, json_string_value(p), json_string_length(p), "", f2, err, errlen)) goto bad;
+            }
+        }
+        return 0;
+    }
+    json_array_foreach(msgs, i, m) {
+        json_t *c = json_object_get(m, "content");
+        if (!json_is_array(c)) continue;
+        json_array_foreach(c, k, p) {
+            const char *t = json_string_value(json_object_get(p, "type"));
+            if (!t) continue;
+            if (!strcmp(t, "image_url")) {
+                snprintf(field, sizeof field, "messages[%zu].content[%zu].image_url", i, k);
+                json_t *iu = json_object_get(p, "image_url");
+                const char *u = json_is_string(iu) ? json_string_value(iu) : json_string_value(json_object_get(iu, "url"));
+                if (!u) { snprintf(err, errlen, "\"%s\" must be an object with a \"url\" string", field); goto bad; }
+                const char *b64;
+                char fmt[16];
+                if (data_uri(u, &b64, fmt, sizeof fmt, field, err, errlen) ||
+                    add_media(out, n, GEMMA4C_MEDIA_IMAGE, b64, strlen(b64), fmt, field, err, errlen))
+                    goto bad;
+            } else if (!strcmp(t, "input_audio")) {
+                snprintf(field, sizeof field, "messages[%zu].content[%zu].input_audio", i, k);
+                json_t *ia = json_object_get(p, "input_audio"), *d = json_object_get(ia, "data"), *f = json_object_get(ia, "format");
+                if (!json_is_string(d) || !json_is_string(f) || json_string_length(f) > 8) {
+                    snprintf(err, errlen, "\"%s\" must be {\"data\": base64, \"format\": \"wav\", \"mp3\", ...}", field);
+                    goto bad;
+                }
+                if (add_media(out, n, GEMMA4C_MEDIA_AUDIO, json_string_value(d), json_string_length(d), json_string_value(f),
+                              field, err, errlen))
+                    goto bad;
+            }
+        }
+    }
+    return 0;
+bad:
+    conv_media_free(*out, *n);
+    *out = NULL;
+    *n = 0;
+    return -1;
+}
+
+void conv_media_free(conv_media *m, int n) {
+    for (int i = 0; i < n; i++) free(m[i].data);
+    free(m);
 }

@@ -20,6 +20,7 @@
 
 #include <microhttpd.h>
 
+#include "convert.h"
 #include "server.h"
 
 static struct MHD_Daemon *daemon_;
@@ -131,7 +132,7 @@ static char *memdup0(const char *p, size_t n) {
 /* On the scheduler thread: copy the event and return at once. */
 static void on_event(void *user, const gemma4c_event *e) {
     job *j = user;
-    int final = e->kind != GEMMA4C_EVENT_DELTA;
+    int final = e->kind == GEMMA4C_EVENT_DONE || e->kind == GEMMA4C_EVENT_ERROR;
     job_ev *v = calloc(1, sizeof *v);
     if (v) {
         v->kind = e->kind;
@@ -148,7 +149,7 @@ static void on_event(void *user, const gemma4c_event *e) {
                 v->text = memdup0(d->text, d->len);
                 v->len = d->len;
             }
-        } else if (e->kind == GEMMA4C_EVENT_DONE) {
+        } else if (e->kind == GEMMA4C_EVENT_DONE || e->kind == GEMMA4C_EVENT_LOGPROB) {
             v->text = memdup0(e->json, e->len);
             v->len = e->len;
         } else {
@@ -214,7 +215,8 @@ job *job_submit(http_req *r, json_t *req, int *ret) {
     if (S->verbose) fprintf(stderr, "  request: %s\n", text);
     char err[600];
     uint64_t id = 0;
-    int rc = gemma4c_scheduler_submit(S->sched, text, strlen(text), on_event, j, &id, err, sizeof err);
+    int rc = r->n_media ? media_submit(r, req, on_event, j, &id, err, sizeof err)
+                        : gemma4c_scheduler_submit(S->sched, text, strlen(text), on_event, j, &id, err, sizeof err);
     free(text);
     if (rc) {
         j->refs = 1;
@@ -230,7 +232,7 @@ job *job_submit(http_req *r, json_t *req, int *ret) {
         return NULL;
     }
     j->id = id;
-    r->job = j;
+    r->jobs[r->n_jobs++] = j;
     pthread_mutex_lock(&S->mu);
     j->next_live = S->live;
     S->live = j;
@@ -241,19 +243,20 @@ job *job_submit(http_req *r, json_t *req, int *ret) {
 /* The HTTP side is done with r's job: cancel it if it still runs (the
  * client left), take it off the live list, drop our reference. */
 static void job_leave(http_req *r) {
-    job *j = r->job;
-    if (!j) return;
     srv *S = r->S;
-    pthread_mutex_lock(&j->mu);
-    int ended = j->ended;
-    pthread_mutex_unlock(&j->mu);
-    if (!ended) gemma4c_scheduler_cancel(S->sched, j->id);
-    pthread_mutex_lock(&S->mu);
-    for (job **p = &S->live; *p; p = &(*p)->next_live)
-        if (*p == j) { *p = j->next_live; break; }
-    pthread_mutex_unlock(&S->mu);
-    job_unref(j);
-    r->job = NULL;
+    for (int i = 0; i < r->n_jobs; i++) {
+        job *j = r->jobs[i];
+        pthread_mutex_lock(&j->mu);
+        int ended = j->ended;
+        pthread_mutex_unlock(&j->mu);
+        if (!ended) gemma4c_scheduler_cancel(S->sched, j->id);
+        pthread_mutex_lock(&S->mu);
+        for (job **p = &S->live; *p; p = &(*p)->next_live)
+            if (*p == j) { *p = j->next_live; break; }
+        pthread_mutex_unlock(&S->mu);
+        job_unref(j);
+    }
+    r->n_jobs = 0;
 }
 
 int client_gone(http_req *r) {
@@ -530,6 +533,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (S->verbose && r->body) fprintf(stderr, "  body: %.*s\n", (int)r->len, r->body);
     free(r->path);
     free(r->body);
+    conv_media_free(r->media, r->n_media);
     free(r);
     *con_cls = NULL;
 }

@@ -204,6 +204,7 @@ static int ollama_generate(srv *S, http_req *r, int chat) {
         ret = reply_error(r, 400, "invalid_request_error", NULL, NULL, "%s", err);
         goto out;
     }
+    if (media_check(r, body, 1, &ret)) goto out;
     json_t *mj = json_object_get(body, "model");
     const char *model = json_is_string(mj) && json_string_length(mj) ? json_string_value(mj) : S->model_id;
     /* Ollama answers an empty request by loading the model: done at once */
@@ -340,9 +341,14 @@ static int api_show(srv *S, http_req *r) {
                              mi.n_layer, "gemma4.embedding_length", mi.n_embd, "gemma4.attention.head_count", mi.n_head,
                              "gemma4.vocab_size", mi.n_vocab);
     json_object_set_new(info, "general.name", json_string(mi.name ? mi.name : S->model_id));
-    return reply_json(r, 200, json_pack("{s:s,s:s,s:s,s:o,s:o,s:[s,s,s],s:s}", "modelfile", mf, "parameters", params,
+    json_t *caps = json_pack("[s]", "completion");
+    if (gemma4c_mmproj_supports(S->mmproj, GEMMA4C_MEDIA_IMAGE)) json_array_append_new(caps, json_string("vision"));
+    if (gemma4c_mmproj_supports(S->mmproj, GEMMA4C_MEDIA_AUDIO)) json_array_append_new(caps, json_string("audio"));
+    json_array_append_new(caps, json_string("tools"));
+    json_array_append_new(caps, json_string("thinking"));
+    return reply_json(r, 200, json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:s}", "modelfile", mf, "parameters", params,
                                         "template", tpl, "details", details(S), "model_info", info, "capabilities",
-                                        "completion", "tools", "thinking", "modified_at", mt));
+                                        caps, "modified_at", mt));
 }
 
 const route OLLAMA_ROUTES[] = {

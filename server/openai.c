@@ -42,11 +42,14 @@ json_t *wait_done(http_req *r, job *j, int *ret) {
         if (!e) {
             if (!cancelled && client_gone(r)) {
                 gemma4c_scheduler_cancel(r->S->sched, j->id);
+                pthread_mutex_lock(&j->mu);
+                j->cancel = 1;
+                pthread_mutex_unlock(&j->mu);
                 cancelled = 1;
             }
             continue;
         }
-        if (e->kind == GEMMA4C_EVENT_DELTA) { job_ev_free(e); continue; }
+        if (e->kind != GEMMA4C_EVENT_DONE && e->kind != GEMMA4C_EVENT_ERROR) { job_ev_free(e); continue; }
         json_t *d = e->kind == GEMMA4C_EVENT_DONE ? json_loadb(e->text, e->len, JSON_ALLOW_NUL, NULL) : NULL;
         if (!d) *ret = reply_error(r, 500, "server_error", NULL, NULL, "%s", e->kind == GEMMA4C_EVENT_ERROR ? e->text : "bad result");
         job_ev_free(e);
@@ -55,28 +58,71 @@ json_t *wait_done(http_req *r, job *j, int *ret) {
     }
 }
 
+/* ---- logprobs ---------------------------------------------------------------------- */
+
+/* The legacy /v1/completions shape of logprobs.content entries:
+ * {"tokens","token_logprobs","top_logprobs":[{token: logprob}],"text_offset"};
+ * *off counts characters of the completion text before the entries. */
+static json_t *legacy_logprobs(json_t *content, long *off) {
+    json_t *tk = json_array(), *tl = json_array(), *tp = json_array(), *to = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(content, i, e) {
+        json_t *tok = json_object_get(e, "token"), *alt = json_object_get(e, "top_logprobs"), *m = json_object();
+        const char *t = json_is_string(tok) ? json_string_value(tok) : "";
+        json_array_append(tk, json_is_string(tok) ? tok : json_string(""));
+        json_array_append(tl, json_object_get(e, "logprob"));
+        size_t k;
+        json_t *a;
+        json_array_foreach(alt, k, a) {
+            json_t *at = json_object_get(a, "token");
+            if (json_is_string(at)) json_object_set(m, json_string_value(at), json_object_get(a, "logprob"));
+        }
+        json_array_append_new(tp, m);
+        json_array_append_new(to, json_integer(*off));
+        for (const unsigned char *p = (const unsigned char *)t; *p; p++) *off += (*p & 0xC0) != 0x80;
+    }
+    return json_pack("{s:o,s:o,s:o,s:o}", "tokens", tk, "token_logprobs", tl, "top_logprobs", tp, "text_offset", to);
+}
+
 /* ---- streams ---------------------------------------------------------------------- */
 
+/* One streamed request: its n choices are n scheduler jobs, read in turn;
+ * each chunk carries its choice's index. */
 typedef struct chat_stream {
-    job *j;
+    job *j[SRV_MAX_N];
+    int n, n_done, done[SRV_MAX_N];
     int completion;        /* /v1/completions: text_completion chunks */
-    int usage, started;
+    int usage, started, next;
     char id[48];
     json_int_t created;
     char *model;
+    json_t *pend[SRV_MAX_N]; /* logprobs entries not yet sent, or NULL */
+    long off[SRV_MAX_N];     /* legacy text_offset */
+    json_int_t prompt_tokens, completion_tokens, cached;
 } chat_stream;
 
 static void cs_free(void *p) {
     chat_stream *c = p;
+    for (int i = 0; i < c->n; i++) json_decref(c->pend[i]);
     free(c->model);
     free(c);
 }
 
-/* One chunk: delta (chat) or text (completion), finish_reason or null. */
-static json_t *chunk(chat_stream *c, json_t *delta, const char *text, size_t tlen, const char *finish) {
-    json_t *ch = c->completion ? json_pack("{s:i,s:s%,s:n}", "index", 0, "text", text ? text : "", tlen, "logprobs")
-                               : json_pack("{s:i,s:o,s:n}", "index", 0, "delta", delta ? delta : json_object(), "logprobs");
+/* One chunk of choice i: delta (chat) or text (completion), finish_reason or null. */
+static json_t *chunk(chat_stream *c, int i, json_t *delta, const char *text, size_t tlen, const char *finish) {
+    json_t *ch = c->completion ? json_pack("{s:i,s:s%,s:n}", "index", i, "text", text ? text : "", tlen, "logprobs")
+                               : json_pack("{s:i,s:o,s:n}", "index", i, "delta", delta ? delta : json_object(), "logprobs");
     if (!ch) return NULL;
+    if (c->pend[i] && json_array_size(c->pend[i])) { /* the tokens since the last chunk */
+        if (c->completion) {
+            json_object_set_new(ch, "logprobs", legacy_logprobs(c->pend[i], &c->off[i]));
+            json_array_clear(c->pend[i]);
+        } else { /* the array goes into the chunk; a new one collects the next tokens */
+            json_object_set_new(ch, "logprobs", json_pack("{s:o}", "content", c->pend[i]));
+            c->pend[i] = json_array();
+        }
+    }
     json_object_set_new(ch, "finish_reason", finish ? json_string(finish) : json_null());
     return json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", c->id, "object",
                      c->completion ? "text_completion" : "chat.completion.chunk", "created", c->created, "model",
@@ -85,18 +131,26 @@ static json_t *chunk(chat_stream *c, json_t *delta, const char *text, size_t tle
 
 static int cs_fill(void *ctx, http_req *r, sbuf *out) {
     chat_stream *c = ctx;
-    if (!c->started && !c->completion) { /* OpenAI opens with the role */
+    if (!c->started && !c->completion) { /* OpenAI opens each choice with the role */
         c->started = 1;
-        sbuf_sse(out, chunk(c, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL, 0, NULL));
+        for (int i = 0; i < c->n; i++)
+            sbuf_sse(out, chunk(c, i, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL, 0, NULL));
         return 0;
     }
-    job_ev *e = job_next(c->j, 1000);
+    /* the next choice still running, in turn (one waits long, several briefly) */
+    int i = c->next;
+    while (c->done[i]) i = (i + 1) % c->n;
+    c->next = (i + 1) % c->n;
+    job_ev *e = job_next(c->j[i], c->n - c->n_done > 1 ? 20 : 1000);
     if (!e) return 0;
     int end = 0;
-    if (e->kind == GEMMA4C_EVENT_DELTA) {
+    if (e->kind == GEMMA4C_EVENT_LOGPROB) {
+        if (!c->pend[i]) c->pend[i] = json_array();
+        json_array_append_new(c->pend[i], json_loadb(e->text, e->len, 0, NULL));
+    } else if (e->kind == GEMMA4C_EVENT_DELTA) {
         json_t *d = NULL;
         if (c->completion) {
-            if (e->dkind != GEMMA4C_DELTA_TOOL_CALL) sbuf_sse(out, chunk(c, NULL, e->text, e->len, NULL));
+            if (e->dkind != GEMMA4C_DELTA_TOOL_CALL) sbuf_sse(out, chunk(c, i, NULL, e->text, e->len, NULL));
         } else if (e->dkind == GEMMA4C_DELTA_TOOL_CALL) {
             json_t *args = json_stringn(e->text, e->len);
             d = json_pack("{s:[{s:i,s:s,s:s,s:{s:s,s:o}}]}", "tool_calls", "index", e->index, "id", e->call_id, "type",
@@ -104,21 +158,32 @@ static int cs_fill(void *ctx, http_req *r, sbuf *out) {
         } else {
             d = json_pack("{s:s%}", e->dkind == GEMMA4C_DELTA_REASONING ? "reasoning_content" : "content", e->text, e->len);
         }
-        if (d) sbuf_sse(out, chunk(c, d, NULL, 0, NULL));
+        if (d) sbuf_sse(out, chunk(c, i, d, NULL, 0, NULL));
     } else if (e->kind == GEMMA4C_EVENT_DONE) {
         json_t *done = json_loadb(e->text, e->len, JSON_ALLOW_NUL, NULL);
-        json_t *ch0 = json_array_get(json_object_get(done, "choices"), 0);
+        json_t *ch0 = json_array_get(json_object_get(done, "choices"), 0), *u = json_object_get(done, "usage");
         const char *fin = json_string_value(json_object_get(ch0, "finish_reason"));
-        note_usage(r, done);
-        sbuf_sse(out, chunk(c, NULL, "", 0, fin ? fin : "stop"));
-        if (c->usage) { /* OpenAI: a last chunk with no choices and the usage */
-            json_t *u = json_pack("{s:s,s:s,s:I,s:s,s:[],s:O}", "id", c->id, "object",
-                                  c->completion ? "text_completion" : "chat.completion.chunk", "created", c->created,
-                                  "model", c->model, "choices", "usage", json_object_get(done, "usage"));
-            sbuf_sse(out, u);
-        }
+        sbuf_sse(out, chunk(c, i, NULL, "", 0, fin ? fin : "stop"));
+        /* usage: the prompt once, every choice's tokens */
+        c->prompt_tokens = json_integer_value(json_object_get(u, "prompt_tokens"));
+        c->cached = json_integer_value(json_object_get(json_object_get(u, "prompt_tokens_details"), "cached_tokens"));
+        c->completion_tokens += json_integer_value(json_object_get(u, "completion_tokens"));
         json_decref(done);
-        end = 1;
+        c->done[i] = 1;
+        if (++c->n_done == c->n) {
+            r->tokens_in = (long)c->prompt_tokens;
+            r->tokens_out = (long)c->completion_tokens;
+            if (c->usage) { /* OpenAI: a last chunk with no choices and the usage */
+                json_t *uo = json_pack("{s:s,s:s,s:I,s:s,s:[],s:{s:I,s:I,s:I,s:{s:I}}}", "id", c->id, "object",
+                                       c->completion ? "text_completion" : "chat.completion.chunk", "created",
+                                       c->created, "model", c->model, "choices", "usage", "prompt_tokens",
+                                       c->prompt_tokens, "completion_tokens", c->completion_tokens, "total_tokens",
+                                       c->prompt_tokens + c->completion_tokens, "prompt_tokens_details",
+                                       "cached_tokens", c->cached);
+                sbuf_sse(out, uo);
+            }
+            end = 1;
+        }
     } else {
         sbuf_sse(out, json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message", e->text, "type", "server_error", "param",
                                 "code"));
@@ -129,18 +194,19 @@ static int cs_fill(void *ctx, http_req *r, sbuf *out) {
     return end;
 }
 
-static int start_stream(http_req *r, job *j, json_t *req, int completion, int usage) {
+static int start_stream(http_req *r, job **j, int n, json_t *req, int completion, int usage) {
     chat_stream *c = calloc(1, sizeof *c);
     json_t *m = json_object_get(req, "model");
     if (!c || !(c->model = strdup(json_is_string(m) ? json_string_value(m) : r->S->model_id))) {
         free(c);
         return reply_error(r, 500, "server_error", NULL, NULL, "out of memory");
     }
-    c->j = j;
+    memcpy(c->j, j, (size_t)n * sizeof *j);
+    c->n = n;
     c->completion = completion;
     c->usage = usage;
     c->created = (json_int_t)time(NULL);
-    snprintf(c->id, sizeof c->id, "%s-%llu", completion ? "cmpl" : "chatcmpl", (unsigned long long)j->id);
+    snprintf(c->id, sizeof c->id, "%s-%llu", completion ? "cmpl" : "chatcmpl", (unsigned long long)j[0]->id);
     return reply_stream(r, cs_fill, c, cs_free);
 }
 
@@ -158,23 +224,64 @@ static int openai_generate(srv *S, http_req *r, int completion) {
         ret = reply_error(r, 400, "invalid_request_error", NULL, NULL, "%s", err);
         goto out;
     }
-    job *j = job_submit(r, req, &ret);
-    if (!j) goto out;
-    if (stream) { ret = start_stream(r, j, req, completion, usage); goto out; }
-    json_t *d = wait_done(r, j, &ret);
-    if (!d) goto out;
-    if (!completion) { ret = reply_json(r, 200, d); goto out; }
-    json_t *ch0 = json_array_get(json_object_get(d, "choices"), 0);
-    json_t *text = json_object_get(json_object_get(ch0, "message"), "content");
-    char id[48];
-    snprintf(id, sizeof id, "cmpl-%llu", (unsigned long long)j->id);
-    json_t *o = json_pack("{s:s,s:s,s:O,s:O,s:[{s:i,s:s%,s:n,s:O}],s:O}", "id", id, "object", "text_completion",
-                          "created", json_object_get(d, "created"), "model", json_object_get(d, "model"), "choices",
-                          "index", 0, "text", json_is_string(text) ? json_string_value(text) : "",
-                          json_is_string(text) ? json_string_length(text) : (size_t)0, "logprobs",
-                          "finish_reason", json_object_get(ch0, "finish_reason"), "usage", json_object_get(d, "usage"));
-    json_decref(d);
-    ret = reply_json(r, 200, o);
+    if (!completion && media_check(r, body, 0, &ret)) goto out;
+    /* "n" choices: n scheduler requests of the same prompt with seeds seed,
+     * seed + 1, ... (a random base without "seed"), at most --parallel (and 8) */
+    json_t *nj = json_object_get(req, "n");
+    int n = json_is_integer(nj) ? (int)json_integer_value(nj) : 1, max_n = S->n_parallel < SRV_MAX_N ? S->n_parallel : SRV_MAX_N;
+    if (n > max_n || (n > 1 && r->n_media)) {
+        ret = reply_error(r, 400, "invalid_request_error", "n", NULL,
+                          r->n_media ? "\"n\" is %d; a request with media parts has one choice"
+                                     : "\"n\" is %d; this server answers at most %d choices per request (--parallel, at most 8)",
+                          n, max_n);
+        goto out;
+    }
+    json_object_del(req, "n");
+    json_t *sj = json_object_get(req, "seed");
+    json_int_t seed = json_is_integer(sj) ? json_integer_value(sj) : (json_int_t)(time(NULL) * 2654435761u ^ (uintptr_t)r);
+    job *jobs[SRV_MAX_N];
+    for (int i = 0; i < n; i++) {
+        if (n > 1) json_object_set_new(req, "seed", json_integer((json_int_t)((uint64_t)seed + (uint64_t)i)));
+        if (!(jobs[i] = job_submit(r, req, &ret))) goto out;
+    }
+    if (stream) { ret = start_stream(r, jobs, n, req, completion, usage); goto out; }
+    json_t *res = NULL, *choices = json_array();
+    json_int_t ct = 0;
+    for (int i = 0; i < n; i++) {
+        json_t *d = wait_done(r, jobs[i], &ret);
+        if (!d) { json_decref(res); json_decref(choices); goto out; }
+        json_t *ch0 = json_array_get(json_object_get(d, "choices"), 0);
+        ct += json_integer_value(json_object_get(json_object_get(d, "usage"), "completion_tokens"));
+        if (completion) {
+            json_t *text = json_object_get(json_object_get(ch0, "message"), "content");
+            json_t *lp = json_object_get(json_object_get(ch0, "logprobs"), "content");
+            long off = 0;
+            json_array_append_new(choices, json_pack("{s:i,s:s%,s:o,s:O}", "index", i, "text",
+                                  json_is_string(text) ? json_string_value(text) : "",
+                                  json_is_string(text) ? json_string_length(text) : (size_t)0, "logprobs",
+                                  json_is_array(lp) ? legacy_logprobs(lp, &off) : json_null(), "finish_reason",
+                                  json_object_get(ch0, "finish_reason")));
+        } else {
+            json_object_set_new(ch0, "index", json_integer(i));
+            json_array_append(choices, ch0);
+        }
+        if (!res) res = d;
+        else json_decref(d);
+    }
+    /* usage: the prompt once, the tokens of every choice */
+    json_t *u = json_object_get(res, "usage");
+    json_int_t pt = json_integer_value(json_object_get(u, "prompt_tokens"));
+    json_object_set_new(u, "completion_tokens", json_integer(ct));
+    json_object_set_new(u, "total_tokens", json_integer(pt + ct));
+    r->tokens_out = (long)ct;
+    json_object_set_new(res, "choices", choices);
+    if (completion) {
+        char id[48];
+        snprintf(id, sizeof id, "cmpl-%llu", (unsigned long long)jobs[0]->id);
+        json_object_set_new(res, "id", json_string(id));
+        json_object_set_new(res, "object", json_string("text_completion"));
+    }
+    ret = reply_json(r, 200, res);
 out:
     json_decref(body);
     json_decref(req);
@@ -184,8 +291,13 @@ out:
 static int chat_completions(srv *S, http_req *r) { return openai_generate(S, r, 0); }
 static int completions(srv *S, http_req *r) { return openai_generate(S, r, 1); }
 
+/* The model, with the inputs it takes ("modalities": text, image, audio). */
 static json_t *model_obj(srv *S) {
-    return json_pack("{s:s,s:s,s:i,s:s}", "id", S->model_id, "object", "model", "created", 0, "owned_by", "gemma4c");
+    json_t *mod = json_pack("[s]", "text");
+    if (gemma4c_mmproj_supports(S->mmproj, GEMMA4C_MEDIA_IMAGE)) json_array_append_new(mod, json_string("image"));
+    if (gemma4c_mmproj_supports(S->mmproj, GEMMA4C_MEDIA_AUDIO)) json_array_append_new(mod, json_string("audio"));
+    return json_pack("{s:s,s:s,s:i,s:s,s:o}", "id", S->model_id, "object", "model", "created", 0, "owned_by", "gemma4c",
+                     "modalities", mod);
 }
 
 static int models(srv *S, http_req *r) {

@@ -64,6 +64,8 @@ static void usage(void) {
            "      --kv-type T    KV cache f32, f16 or q8_0 (default f16)\n"
            "      --draft ngram  speculative decoding with prompt-lookup drafts (answers unchanged)\n"
            "      --draft-max K  drafts verified per request and step (default 4)\n"
+           "      --mmproj PATH  media encoders (mmproj .gguf or HF folder) for image and audio\n"
+           "                     parts (default: the one beside the model, if any)\n"
            "      --verbose      log request bodies (prompts) too\n"
            "Bodies are limited to %u MiB.\n", SRV_MAX_BODY >> 20);
 }
@@ -80,6 +82,7 @@ int cmd_serve(int argc, char **argv) {
     const char *lora[16];
     int n_lora = 0;
     int draft = 0, draft_max = 0;
+    const char *mmproj = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
@@ -96,6 +99,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { bad = opt_int(a, v, 0, 4096, &threads); i++; }
         else if (!strcmp(a, "--lora") && v && n_lora < 16) { lora[n_lora++] = v; i++; }
         else if (!strcmp(a, "--verbose")) verbose = 1;
+        else if (!strcmp(a, "--mmproj") && v) { mmproj = v; i++; }
         else if (!strcmp(a, "--kv-type") && v) {
             if ((kv_type = gemma4c_kv_type_from_name(v)) < 0) {
                 fprintf(stderr, "gemma4c serve: --kv-type expects f32, f16 or q8_0, got '%s'\n", v);
@@ -158,6 +162,16 @@ int cmd_serve(int argc, char **argv) {
         return 1;
     }
 
+    /* the media encoders: as given (an error is fatal), else the ones
+     * beside the model if there are any (text only otherwise) */
+    gemma4c_mmproj *mp = gemma4c_mmproj_open(m, mmproj, err, sizeof err);
+    if (!mp && mmproj) {
+        fprintf(stderr, "gemma4c serve: --mmproj: %s\n", err);
+        gemma4c_scheduler_free(s);
+        for (int i = 0; i < n_lora; i++) gemma4c_adapter_free(ad[i]);
+        gemma4c_model_free(m);
+        return 1;
+    }
     gemma4c_model_info info;
     gemma4c_model_get_info(m, &info);
     char id[256];
@@ -165,7 +179,9 @@ int cmd_serve(int argc, char **argv) {
     size_t il = strlen(id);
     if (il > 5 && !strcmp(id + il - 5, ".gguf")) id[il - 5] = 0;
     srv S = { .model = m, .sched = s, .model_id = id, .model_file = base_name(model), .model_path = model, .api_key = key,
-              .api_key_len = key ? strlen(key) : 0, .verbose = verbose, .routes = ROUTE_TABLES };
+              .api_key_len = key ? strlen(key) : 0, .verbose = verbose, .routes = ROUTE_TABLES, .mmproj = mp,
+              .n_threads = threads, .n_parallel = par };
+    pthread_mutex_init(&S.media_mu, NULL);
     /* positions per request, as the scheduler bounds them (Ollama's /api/ps) */
     int per = n_ctx > 0 ? n_ctx : info.n_ctx_train < 4096 ? info.n_ctx_train : 4096;
     int all = gemma4c_n_ctx(gemma4c_scheduler_context(s));
@@ -231,6 +247,10 @@ int cmd_serve(int argc, char **argv) {
     gemma4c_scheduler_wake(s);
     pthread_join(th, NULL);
     gemma4c_scheduler_free(s);
+    pthread_mutex_lock(&S.media_mu); /* a media request still decoding stops (S.stopping) */
+    gemma4c_context_free(S.mctx);
+    gemma4c_mmproj_free(mp);
+    pthread_mutex_unlock(&S.media_mu);
     for (int i = 0; i < n_lora; i++) gemma4c_adapter_free(ad[i]);
     gemma4c_model_free(m);
     pthread_mutex_destroy(&S.mu);

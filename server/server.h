@@ -6,6 +6,7 @@
  * serve.c   the command: options, model, scheduler thread, signals
  *
  * ollama.c  the Ollama-compatible routes (/api/...)
+ * media.c   requests with image/audio parts: a session on its own context
  * convert.c request bodies -> scheduler requests (no sockets: fuzzed)
  * page.c    the chat page at / (server/page.html, compiled in)
  *
@@ -22,6 +23,7 @@
 
 #include "gemma4c.h"
 
+#define SRV_MAX_N 8             /* choices per request ("n"), also bounded by --parallel */
 #define SRV_MAX_BODY (8u << 20) /* 8 MiB: far above any chat request; bounds memory per connection */
 
 struct MHD_Connection;
@@ -54,6 +56,7 @@ typedef struct job {
     pthread_cond_t cv;
     job_ev *head, *tail;
     int ended;            /* DONE or ERROR queued: no more events */
+    int cancel;           /* the client left (a media request polls it) */
     int refs;             /* the scheduler (until its last event) + the HTTP side */
     uint64_t id;
     struct job *next_live; /* srv.live list, for cancelling at shutdown */
@@ -67,12 +70,19 @@ struct srv {
     const char *model_path;   /* as given (Ollama's /api/tags, /api/show) */
     const char *api_key;      /* NULL: no auth */
     size_t api_key_len;
-    int n_ctx, verbose;
+    int n_ctx, verbose, n_parallel;
     const route *const *routes; /* NULL-terminated list of NULL-path-terminated tables */
     pthread_mutex_t mu;       /* live, stopping, counters */
     job *live;
     int stopping;
     uint64_t http_requests, http_errors;
+    /* media (server/media.c): the encoders (NULL: text only), and the
+     * context + lock of the one media request answered at a time */
+    gemma4c_mmproj *mmproj;
+    int n_threads;
+    pthread_mutex_t media_mu;
+    gemma4c_context *mctx;
+    uint64_t media_ids;
 };
 
 struct http_req {
@@ -86,9 +96,12 @@ struct http_req {
     double t0;
     int status;               /* for the log */
     long tokens_in, tokens_out;
-    job *job;                 /* the scheduler request this HTTP request waits on */
+    job *jobs[SRV_MAX_N];     /* the scheduler requests this HTTP request waits on ("n" choices) */
+    int n_jobs;
     int streamed;
     int ollama;               /* an /api/ route: errors as Ollama's {"error": text} */
+    struct conv_media *media; /* the body's media parts (media_check), n_media of them */
+    int n_media;
 };
 
 /* ---- http.c ---- */
@@ -139,6 +152,14 @@ json_t *wait_done(http_req *r, job *j, int *ret);
 
 /* ---- ollama.c ---- */
 extern const route OLLAMA_ROUTES[];
+
+/* ---- media.c ---- */
+/* Collect the body's media parts into r (0), or reply 400 (-1): a bad part,
+ * or a kind the server has no encoder for. */
+int media_check(http_req *r, const json_t *body, int ollama, int *ret);
+/* job_submit's path for r->n_media > 0: decode the items (a bad file is an
+ * error, nothing sent) and answer req on a worker thread with fn's events. */
+int media_submit(http_req *r, json_t *req, gemma4c_event_fn fn, void *user, uint64_t *id, char *err, size_t errlen);
 
 /* ---- page.c: the chat page (GET /) ---- */
 extern const route PAGE_ROUTES[];

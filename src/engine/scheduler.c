@@ -72,6 +72,8 @@ typedef struct request {
     size_t hold_len, hold_cap;
     int failed;                /* out of memory in the parser */
     int stopped;               /* a stop string ended the text */
+    int want_lp, top_lp;       /* "logprobs", "top_logprobs" (0..20) */
+    json_t *lp;                /* want_lp: logprobs.content entries so far */
 } request;
 
 struct gemma4c_scheduler {
@@ -129,6 +131,7 @@ static void request_free(request *r) {
     free(r->bias_v);
     free(r->hold);
     free(r->text);
+    json_decref(r->lp);
     free(r);
 }
 
@@ -346,6 +349,19 @@ static int read_bias(json_t *req, request *r, int n_vocab, char *err, size_t err
 }
 
 /* Request text -> a request ready to queue, or NULL with *rc and err set. */
+/* "logprobs": true and "top_logprobs" 0..20 (OpenAI's bound). */
+static int read_logprobs(json_t *req, request *r, char *err, size_t errlen) {
+    json_t *v = json_object_get(req, "logprobs");
+    long long k = 0;
+    if (v && !json_is_null(v) && !json_is_boolean(v)) { set_err(err, errlen, "\"logprobs\" must be a boolean"); return -1; }
+    if (get_int(req, "top_logprobs", 0, 20, &k, err, errlen)) return -1;
+    r->want_lp = json_is_true(v);
+    r->top_lp = (int)k;
+    if (k > 0 && !r->want_lp) { set_err(err, errlen, "\"top_logprobs\" needs \"logprobs\": true"); return -1; }
+    if (r->want_lp && !(r->lp = json_array())) { set_err(err, errlen, "out of memory"); return -1; }
+    return 0;
+}
+
 static request *make_request(gemma4c_scheduler *s, const char *text, size_t len, int *rc, char *err,
                              size_t errlen) {
     *rc = -1;
@@ -363,7 +379,7 @@ static request *make_request(gemma4c_scheduler *s, const char *text, size_t len,
         read_bias(req, r, s->n_vocab, msg, sizeof msg) ||
         get_int(req, "max_tokens", 1, 1 << 30, &n_max, msg, sizeof msg) ||
         get_int(req, "max_completion_tokens", 1, 1 << 30, &n_max, msg, sizeof msg) ||
-        get_int(req, "n", 1, 1, &n1, msg, sizeof msg)) {
+        get_int(req, "n", 1, 1, &n1, msg, sizeof msg) || read_logprobs(req, r, msg, sizeof msg)) {
         set_err(err, errlen, "request: %s", msg);
         goto fail;
     }
@@ -637,6 +653,10 @@ static int complete(request *r, int finish) {
                           "index", 0, "message", mj, "finish_reason", finish_name(finish, tools), "usage",
                           "prompt_tokens", r->n_prompt, "completion_tokens", r->n_gen, "total_tokens",
                           r->n_prompt + r->n_gen, "prompt_tokens_details", "cached_tokens", r->n_cached);
+    if (o && r->want_lp)
+        json_object_set_new(json_array_get(json_object_get(o, "choices"), 0), "logprobs",
+                            json_pack("{s:O}", "content", r->lp));
+    else if (o) json_object_set_new(json_array_get(json_object_get(o, "choices"), 0), "logprobs", json_null());
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!text) { emit_error(r, "out of memory"); return -1; }
@@ -738,6 +758,56 @@ static void admit(gemma4c_scheduler *s, request **gone, request **admitted) {
     }
 }
 
+/* A token's text as a JSON string (bytes that are not UTF-8 as U+FFFD, as
+ * in the answer) and its raw bytes as an array of integers. */
+static json_t *token_json(gemma4c_scheduler *s, int32_t t, json_t **bytes) {
+    char *text = NULL, err[128];
+    size_t len = 0;
+    *bytes = json_array();
+    if (gemma4c_tokenizer_decode(gemma4c_model_tokenizer(s->m), &t, 1, 1, &text, &len, err, sizeof err)) len = 0;
+    char *fix = malloc(len * 3 + 1);
+    size_t o = 0;
+    for (size_t i = 0; fix && i < len;) {
+        size_t k = utf8_len((const unsigned char *)text + i, len - i);
+        if (k) { memcpy(fix + o, text + i, k); o += k; i += k; }
+        else { memcpy(fix + o, "\xEF\xBF\xBD", 3); o += 3; i++; }
+    }
+    for (size_t i = 0; *bytes && i < len; i++) json_array_append_new(*bytes, json_integer((unsigned char)text[i]));
+    json_t *str = fix ? json_stringn(fix, o) : NULL;
+    free(fix);
+    free(text);
+    return str;
+}
+
+/* One logprobs.content entry for token t: the log-softmax of logits (the
+ * ones the sampler drew from: logit_bias and constraint masks applied,
+ * before penalties and temperature) at t and at the k most likely tokens. */
+static json_t *logprob_entry(gemma4c_scheduler *s, const float *logits, int V, int32_t t, int k) {
+    float mx = -INFINITY;
+    for (int i = 0; i < V; i++) if (logits[i] > mx) mx = logits[i];
+    double sum = 0;
+    for (int i = 0; i < V; i++) if (logits[i] > -INFINITY) sum += exp((double)(logits[i] - mx));
+    double lse = (double)mx + log(sum > 0 ? sum : 1);
+    int top[20], n = 0;  /* insertion into the k best, O(V k) with k <= 20 */
+    for (int i = 0; i < V && k > 0; i++) {
+        if (!(logits[i] > -INFINITY)) continue;
+        if (n == k && logits[i] <= logits[top[n - 1]]) continue;
+        int j = n < k ? n++ : n - 1;
+        while (j > 0 && logits[top[j - 1]] < logits[i]) { top[j] = top[j - 1]; j--; }
+        top[j] = i;
+    }
+    json_t *b, *tops = json_array();
+    json_t *tok = token_json(s, t, &b);
+    double lp = logits[t] > -INFINITY ? (double)logits[t] - lse : -9999.0;  /* OpenAI's floor for "impossible" */
+    json_t *e = json_pack("{s:o?,s:f,s:o?,s:o?}", "token", tok, "logprob", lp, "bytes", b, "top_logprobs", tops);
+    for (int i = 0; e && i < n; i++) {
+        json_t *tb, *tt = token_json(s, top[i], &tb);
+        json_array_append_new(tops, json_pack("{s:o?,s:f,s:o?}", "token", tt, "logprob",
+                                              (double)logits[top[i]] - lse, "bytes", tb));
+    }
+    return e;
+}
+
 /* Sample the next token of the request on seq from logits. Returns -1 to
  * go on, else how it ended (enum gemma4c_finish; FINISH_ERROR: out of
  * memory). Nothing is released here: that would drop the step's logits. */
@@ -760,6 +830,14 @@ static int advance(gemma4c_scheduler *s, int seq, const float *logits, int32_t d
     if (r->cons && gemma4c_constraint_accept(r->cons, t)) return GEMMA4C_FINISH_ERROR;
     r->n_gen++;
     if (gemma4c_is_eog(s->m, t)) return GEMMA4C_FINISH_STOP;
+    if (r->want_lp) { /* before the token's text: a stream sends both in one chunk */
+        json_t *e = logprob_entry(s, logits, V, t, r->top_lp);
+        char *txt = e ? json_dumps(e, JSON_COMPACT) : NULL;
+        if (!e || !txt || json_array_append_new(r->lp, e)) { free(txt); return GEMMA4C_FINISH_ERROR; }
+        gemma4c_event ev = { .kind = GEMMA4C_EVENT_LOGPROB, .id = r->id, .json = txt, .len = strlen(txt) };
+        if (r->fn) r->fn(r->user, &ev);
+        free(txt);
+    }
     size_t len;
     const char *piece = gemma4c_detok_push(r->dt, t, &len);
     int stopped = push_text(r, piece, len);

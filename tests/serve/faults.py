@@ -57,8 +57,8 @@ for k, v in OPENAI.items():
 check('OpenAI: a wrong type in each of %d fields -> 400 with param naming it' % len(OPENAI), not bad, bad)
 st, b = post('/v1/completions', {'prompt': 'x', 'max_tokens': 'many'})
 check('/v1/completions: a wrong type -> 400 naming it', st == 400 and json.loads(b)['error']['param'] == 'max_tokens', b)
-st, b = post('/v1/chat/completions', {'messages': MSG, 'n': 2})
-check('n too large (n = 2; one choice per request) -> 400 naming "n"', st == 400 and json.loads(b)['error']['param'] == 'n', b)
+st, b = post('/v1/chat/completions', {'messages': MSG, 'n': 99})
+check('n too large (n = 99; at most --parallel, 8) -> 400 naming "n"', st == 400 and json.loads(b)['error']['param'] == 'n', b)
 st, b = post('/v1/chat/completions', {'messages': MSG, 'logit_bias': {'999999': 1}})
 check('logit_bias: a token outside the vocabulary -> 400', st == 400 and json.loads(b)['error']['param'] == 'logit_bias', b)
 
@@ -68,11 +68,12 @@ OLLAMA_CHAT = {'model': 5, 'messages': 'x', 'stream': 'yes', 'think': 5, 'format
 OPTIONS = {'num_predict': 'a', 'num_ctx': -1, 'temperature': 't', 'top_k': 'k', 'top_p': 'p', 'seed': 's',
            'stop': 5, 'min_p': 'm', 'repeat_penalty': 'r', 'repeat_last_n': 'n', 'presence_penalty': 'p',
            'frequency_penalty': 'f'}
-GENERATE = {'prompt': 5, 'system': 5, 'raw': 'y', 'suffix': 'x', 'template': 't', 'images': ['a'], 'context': 'c'}
+GENERATE = {'prompt': 5, 'system': 5, 'raw': 'y', 'suffix': 'x', 'template': 't', 'images': 'a', 'context': 'c'}
 MESSAGES = [({'role': 5}, 'messages[0].role'), ({'role': 'user', 'content': 5}, 'messages[0].content'),
             ({'role': 'user', 'thinking': 5}, 'messages[0].thinking'),
             ({'role': 'user', 'tool_name': 5}, 'messages[0].tool_name'),
-            ({'role': 'user', 'images': ['x']}, 'messages[0].images'),
+            ({'role': 'user', 'images': 'x'}, 'messages[0].images'),
+            ({'role': 'user', 'images': ['x']}, 'messages[0].images[0]'),
             ({'role': 'assistant', 'tool_calls': 'x'}, 'messages[0].tool_calls'),
             ({'role': 'assistant', 'tool_calls': [{'function': {'name': 5}}]}, 'messages[0].tool_calls[0]'),
             (5, 'messages[0]')]

@@ -76,6 +76,78 @@ ev = [l[6:] for l in open(sys.argv[1]).read().split('\n') if l.startswith('data:
 assert ev[-1] == '[DONE]'
 text = ''.join(json.loads(e)['choices'][0]['text'] for e in ev[:-1])
 assert text == json.load(open(sys.argv[2]))['choices'][0]['text'], text" "$TMP/sse2" "$TMP/comp.json"
+# logprobs: OpenAI's shapes; greedy picks the most likely token, so its logprob is
+# top_logprobs[0]'s; the tokens spell the answer; a stream carries the same entries
+LP='{"messages":[{"role":"user","content":"Hello there"}],"max_tokens":8,"temperature":0,"logprobs":true,"top_logprobs":3}'
+expect "chat logprobs: {token, logprob, bytes, top_logprobs} per token, greedy = the top one" 200 POST /v1/chat/completions "$LP" "
+o=json.loads(b)['choices'][0]; c=o['logprobs']['content']; assert len(c)==8, len(c)
+import math
+for e in c:
+    assert set(e)=={'token','logprob','bytes','top_logprobs'} and len(e['top_logprobs'])==3, e
+    assert bytes(e['bytes']).decode('utf-8','replace')==e['token'] and e['logprob']<=0
+    t=[x['logprob'] for x in e['top_logprobs']]; assert t==sorted(t, reverse=True) and abs(t[0]-e['logprob'])<1e-9, e
+    assert sum(math.exp(x) for x in t) <= 1+1e-6
+assert ''.join(e['token'] for e in c)==o['message']['content'], (c, o['message'])"
+cp "$TMP/body" "$TMP/lp.json"
+curl -sN -m 30 "$B/v1/chat/completions" -d "${LP%\}},\"stream\":true}" >"$TMP/sse3"
+check "streaming chat logprobs: the chunks' logprobs.content = the whole answer's" python3 -c "
+import json, sys
+ev = [json.loads(l[6:]) for l in open(sys.argv[1]).read().split('\n') if l.startswith('data: {')]
+got = [e for c in ev for e in ((c['choices'][0].get('logprobs') or {}).get('content') or [])]
+assert got == json.load(open(sys.argv[2]))['choices'][0]['logprobs']['content'], got" "$TMP/sse3" "$TMP/lp.json"
+expect "logprobs are of the biased logits: a +100 logit_bias makes a token certain" 200 POST /v1/chat/completions \
+    '{"messages":[{"role":"user","content":"Hi"}],"max_tokens":2,"temperature":0,"logprobs":true,"logit_bias":{"77":100}}' "
+c=json.loads(b)['choices'][0]['logprobs']['content']; assert all(e['logprob']>-1e-3 and e['top_logprobs']==[] for e in c), c"
+expect "without logprobs: logprobs null" 200 POST /v1/chat/completions "$HELLO" "assert json.loads(b)['choices'][0]['logprobs'] is None"
+expect "legacy completions logprobs: tokens, token_logprobs, top_logprobs, text_offset" 200 POST /v1/completions \
+    '{"prompt":"Once upon a time","max_tokens":6,"temperature":0,"logprobs":2}' "
+o=json.loads(b)['choices'][0]; l=o['logprobs']; assert set(l)=={'tokens','token_logprobs','top_logprobs','text_offset'}
+assert ''.join(l['tokens'])==o['text'] and len(l['token_logprobs'])==6 and all(len(t)<=2 and max(t.values())==p for t,p in zip(l['top_logprobs'],l['token_logprobs']))
+assert l['text_offset']==[sum(len(t) for t in l['tokens'][:i]) for i in range(6)], l"
+cp "$TMP/body" "$TMP/lpc.json"
+curl -sN -m 30 "$B/v1/completions" -d '{"prompt":"Once upon a time","max_tokens":6,"temperature":0,"logprobs":2,"stream":true}' >"$TMP/sse4"
+check "streaming legacy logprobs add up to the whole answer's" python3 -c "
+import json, sys
+ev = [json.loads(l[6:]) for l in open(sys.argv[1]).read().split('\n') if l.startswith('data: {')]
+want = json.load(open(sys.argv[2]))['choices'][0]['logprobs']
+for k in want:
+    got = [x for c in ev if c['choices'][0]['logprobs'] for x in c['choices'][0]['logprobs'][k]]
+    assert got == want[k], (k, got, want[k])" "$TMP/sse4" "$TMP/lpc.json"
+expect "top_logprobs 21 -> 400 naming it" 400 POST /v1/chat/completions \
+    '{"messages":[{"role":"user","content":"a"}],"logprobs":true,"top_logprobs":21}' "$ERR; assert e['param']=='top_logprobs', e"
+expect "top_logprobs without logprobs -> 400" 400 POST /v1/chat/completions \
+    '{"messages":[{"role":"user","content":"a"}],"top_logprobs":2}' "$ERR; assert e['param']=='top_logprobs', e"
+expect "legacy logprobs not an integer -> 400" 400 POST /v1/completions '{"prompt":"a","logprobs":true}' "$ERR; assert e['param']=='logprobs', e"
+# n choices: choice i is the answer of seed + i; usage counts the prompt once; a stream
+# carries each choice's index; past --parallel (2 here) a 400 with both numbers
+NREQ='{"messages":[{"role":"user","content":"Hello there"}],"max_tokens":6,"temperature":1,"seed":41,"n":2}'
+expect "n=2: two choices, index 0 and 1, usage counts the prompt once" 200 POST /v1/chat/completions "$NREQ" "
+o=json.loads(b); c=o['choices']; assert [x['index'] for x in c]==[0,1], c
+assert o['usage']['completion_tokens']==12 and o['usage']['total_tokens']==o['usage']['prompt_tokens']+12, o['usage']"
+cp "$TMP/body" "$TMP/n2.json"
+for i in 0 1; do
+    code POST /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello there\"}],\"max_tokens\":6,\"temperature\":1,\"seed\":$((41 + i))}" >/dev/null
+    check "n=2: choice $i = the answer with seed 41+$i" python3 -c "
+import json, sys
+a = json.load(open(sys.argv[1]))['choices'][$i]['message']; b = json.load(open(sys.argv[2]))['choices'][0]['message']
+assert a == b, (a, b)" "$TMP/n2.json" "$TMP/body"
+done
+curl -sN -m 30 "$B/v1/chat/completions" -d "${NREQ%\}},\"stream\":true,\"stream_options\":{\"include_usage\":true}}" >"$TMP/sse6"
+check "n=2 streamed: each index's deltas = its choice, both finish, one usage chunk" python3 -c "
+import json, sys
+ev = [json.loads(l[6:]) for l in open(sys.argv[1]).read().split('\n') if l.startswith('data: {')]
+want = json.load(open(sys.argv[2]))
+for i in (0, 1):
+    t = ''.join(c['choices'][0]['delta'].get('content', '') for c in ev if c['choices'] and c['choices'][0]['index'] == i)
+    assert t == want['choices'][i]['message']['content'], (i, t)
+    assert [c['choices'][0]['finish_reason'] for c in ev if c['choices'] and c['choices'][0]['index'] == i][-1] == 'length'
+assert ev[-1]['choices'] == [] and ev[-1]['usage']['completion_tokens'] == 12, ev[-1]" "$TMP/sse6" "$TMP/n2.json"
+expect "n=2 on /v1/completions: two text choices" 200 POST /v1/completions \
+    '{"prompt":"Once upon a time","max_tokens":4,"temperature":1,"seed":3,"n":2}' \
+    "o=json.loads(b); assert [c['index'] for c in o['choices']]==[0,1] and o['usage']['completion_tokens']==8, o"
+expect "n=3 with --parallel 2 -> 400 naming both numbers" 400 POST /v1/chat/completions \
+    '{"messages":[{"role":"user","content":"a"}],"n":3}' "$ERR; assert e['param']=='n' and '3' in e['message'] and 'at most 2' in e['message'], e"
+expect "n=0 -> 400" 400 POST /v1/chat/completions '{"messages":[{"role":"user","content":"a"}],"n":0}' "$ERR; assert e['param']=='n', e"
 expect "POST /tokenize" 200 POST /tokenize '{"content":"Hello world","with_pieces":true}' \
     "t=json.loads(b)['tokens']; assert len(t)>=2 and all('id' in x and 'piece' in x for x in t)"
 IDS=$(python3 -c "import json; print(json.dumps([x['id'] for x in json.load(open('$TMP/body'))['tokens']]))")
@@ -118,6 +190,19 @@ done
 check "a client that disconnects mid-stream cancels its request" test $ok = 1
 expect "... and the server still serves" 200 POST /v1/chat/completions "$HELLO" "assert json.loads(b)['usage']['completion_tokens']==8"
 
+# media parts on a text-only server: a 400 saying there is no encoder, nothing fetched
+PNG1=data:image/png\;base64,$(base64 -w0 "$G4_SHARED/testdata/gemma4-mm-ref/media/img-tiny-2x3.png" 2>/dev/null)
+expect "an image part without an mmproj -> 400: no vision encoder" 400 POST /v1/chat/completions \
+    "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"$PNG1\"}}]}]}" \
+    "$ERR; assert 'no vision encoder' in e['message'] and '--mmproj' in e['message'], e"
+expect "an http: image URL -> 400 (only data: URIs)" 400 POST /v1/chat/completions \
+    '{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"http://example.com/a.png"}}]}]}' \
+    "$ERR; assert 'only data: URIs' in e['message'] and e['param']=='messages[0].content[0].image_url', e"
+expect "Ollama images without an mmproj -> 400" 400 POST /api/chat \
+    '{"model":"tiny","messages":[{"role":"user","content":"x","images":["aGVsbG8="]}],"stream":false}' \
+    "assert 'no vision encoder' in json.loads(b)['error'], b"
+expect "GET /v1/models: text only" 200 GET /v1/models "" "assert json.loads(b)['data'][0]['modalities']==['text']"
+
 # the openai npm client
 if [ -d tests/js/node_modules/openai ]; then
     node tests/js/openai_serve.js "$B/v1" tiny "$(cat "$TMP/run.json")" >"$TMP/node.out" 2>&1
@@ -126,6 +211,74 @@ if [ -d tests/js/node_modules/openai ]; then
     _p=$((_p + $2)); _f=$((_f + $3))
 else
     fail "openai client: tests/js/node_modules/openai is missing (run scripts/setup.sh)"
+fi
+# media through the server: the tiny mm reference pair; a greedy answer = run --greedy --image/--audio
+MMD=$G4_SHARED/testdata/gemma4-mm-ref
+if [ -f "$MMD/gemma4-mm.mmproj.gguf" ]; then
+    BMAIN=$B PMAIN=$PORT PIDMAIN=$PID
+    start mm -m "$MMD/gemma4-mm.gguf" --mmproj "$MMD/gemma4-mm.mmproj.gguf" --ctx 2048 --parallel 1 && {
+    B=http://127.0.0.1:$PORT
+    expect "mm: /v1/models lists text, image, audio" 200 GET /v1/models "" "assert json.loads(b)['data'][0]['modalities']==['text','image','audio']"
+    expect "mm: /api/show capabilities" 200 POST /api/show '{"model":"gemma4-mm"}' \
+        "assert json.loads(b)['capabilities']==['completion','vision','audio','tools','thinking']"
+    IMG=$MMD/media/img-pngtest-91x69.png AUD=$MMD/media/aud-pluck-real-0.3s.wav
+    python3 - "$IMG" "$AUD" "$TMP" <<'PY'
+import base64, json, sys
+img, aud, tmp = sys.argv[1:4]
+b = lambda p: base64.b64encode(open(p, 'rb').read()).decode()
+def w(name, content, **kw):
+    json.dump(dict(messages=[{"role": "user", "content": content}], max_tokens=8, temperature=0, **kw), open(f"{tmp}/{name}", "w"))
+w("img.json", [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + b(img)}}, {"type": "text", "text": "Describe this."}])
+w("imgs.json", [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + b(img)}}, {"type": "text", "text": "Describe this."}], stream=True)
+w("aud.json", [{"type": "input_audio", "input_audio": {"data": b(aud), "format": "wav"}}, {"type": "text", "text": "What is this?"}])
+json.dump(dict(model="gemma4-mm", messages=[{"role": "user", "content": "Describe this.", "images": [b(img)]}], stream=False,
+               options=dict(temperature=0, num_predict=8)), open(f"{tmp}/oimg.json", "w"))
+json.dump(dict(model="gemma4-mm", prompt="Describe this.", images=[b(img)], stream=False,
+               options=dict(temperature=0, num_predict=8)), open(f"{tmp}/ogen.json", "w"))
+w("bad64.json", [{"type": "image_url", "image_url": {"url": "data:image/png;base64,!!!!"}}])
+w("corrupt.json", [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(open(img, 'rb').read()[:60]).decode()}}])
+import struct, zlib
+ch = lambda t, d: struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d))
+huge = b'\x89PNG\r\n\x1a\n' + ch(b'IHDR', struct.pack('>IIBBBBB', 100000, 100000, 8, 2, 0, 0, 0)) + ch(b'IDAT', zlib.compress(b'\0' * 10)) + ch(b'IEND', b'')
+w("huge.json", [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(huge).decode()}}])
+PY
+    "$G4" run -m "$MMD/gemma4-mm.gguf" --mmproj "$MMD/gemma4-mm.mmproj.gguf" --image "$IMG" -p "Describe this." --greedy -n 8 -t 2 --json 2>/dev/null | tail -1 >"$TMP/runi.json"
+    "$G4" run -m "$MMD/gemma4-mm.gguf" --mmproj "$MMD/gemma4-mm.mmproj.gguf" --audio "$AUD" -p "What is this?" --greedy -n 8 -t 2 --json 2>/dev/null | tail -1 >"$TMP/runa.json"
+    code POST /v1/chat/completions "$(cat "$TMP/img.json")" >/dev/null
+    check "mm: a greedy image_url (PNG data URI) answer = run --greedy --image (same bytes)" python3 -c "
+import json, sys
+a = json.load(open(sys.argv[1]))['choices'][0]['message']; b = json.load(open(sys.argv[2]))
+assert a == b and json.load(open(sys.argv[1]))['usage']['prompt_tokens'] > 256, (a, b)" "$TMP/body" "$TMP/runi.json"
+    code POST /v1/chat/completions "$(cat "$TMP/aud.json")" >/dev/null
+    check "mm: a greedy input_audio (WAV) answer = run --greedy --audio (same bytes)" python3 -c "
+import json, sys
+a = json.load(open(sys.argv[1]))['choices'][0]['message']; b = json.load(open(sys.argv[2]))
+assert a == b, (a, b)" "$TMP/body" "$TMP/runa.json"
+    curl -sN -m 60 "$B/v1/chat/completions" --data-binary @"$TMP/imgs.json" >"$TMP/sse5"
+    check "mm: streamed image answer: deltas = run --greedy --image" python3 -c "
+import json, sys
+ev = [json.loads(l[6:]) for l in open(sys.argv[1]).read().split('\n') if l.startswith('data: {')]
+t = ''.join(c['choices'][0]['delta'].get('content', '') for c in ev if c['choices'])
+assert t == json.load(open(sys.argv[2]))['content'], t" "$TMP/sse5" "$TMP/runi.json"
+    code POST /api/chat "$(cat "$TMP/oimg.json")" >/dev/null
+    check "mm: Ollama /api/chat images = run --greedy --image" python3 -c "
+import json, sys
+assert json.load(open(sys.argv[1]))['message']['content'] == json.load(open(sys.argv[2]))['content']" "$TMP/body" "$TMP/runi.json"
+    code POST /api/generate "$(cat "$TMP/ogen.json")" >/dev/null
+    check "mm: Ollama /api/generate images = run --greedy --image" python3 -c "
+import json, sys
+assert json.load(open(sys.argv[1]))['response'] == json.load(open(sys.argv[2]))['content']" "$TMP/body" "$TMP/runi.json"
+    expect "mm: bad base64 -> 400" 400 POST /v1/chat/completions "$(cat "$TMP/bad64.json")" "$ERR; assert 'not valid base64' in e['message'], e"
+    expect "mm: a corrupt (cut) PNG -> 400" 400 POST /v1/chat/completions "$(cat "$TMP/corrupt.json")" "$ERR; assert 'media item 1 (image)' in e['message'], e"
+    expect "mm: a 100000x100000 PNG header -> 400 before decoding" 400 POST /v1/chat/completions "$(cat "$TMP/huge.json")" \
+        "$ERR; assert 'refused before decoding' in e['message'] or 'limit' in e['message'], e"
+    expect "mm: ... and the server still serves" 200 POST /v1/chat/completions "$(cat "$TMP/img.json")" \
+        "assert json.loads(b)['usage']['completion_tokens']==8"
+    kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null
+    }
+    B=$BMAIN PORT=$PMAIN PID=$PIDMAIN
+else
+    fail "mm: $MMD is missing (set G4_SHARED)"
 fi
 # the ollama npm client on the same server (Ollama's base URL: no /v1)
 if [ -d tests/js/node_modules/ollama ]; then
