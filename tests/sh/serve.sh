@@ -315,7 +315,9 @@ codes = [open(sys.argv[1] + '/q%d' % k).read().strip() for k in range(1, 7)]
 hdrs = [open(sys.argv[1] + '/h%d' % k).read().lower() for k in range(1, 7)]
 assert codes.count('503') >= 3 and codes.count('200') >= 2, codes
 assert all('retry-after: 1' in h for c, h in zip(codes, hdrs) if c == '503'), hdrs" "$TMP"
-SLOW='{"messages":[{"role":"user","content":"Tell me a long story"}],"max_tokens":3000,"temperature":1,"stream":true}'
+# the end-of-turn tokens (<turn|> 106, <eos> 1 in the tiny model) are banned so
+# the answer cannot end by itself before the signal
+SLOW='{"messages":[{"role":"user","content":"Tell me a long story"}],"max_tokens":3000,"temperature":1,"stream":true,"logit_bias":{"106":-100,"1":-100}}'
 # the first stream must be running (its role chunk sent) before the second
 # is sent (both at once could find the one queue place taken: 503) and
 # before the signal; a fixed sleep lost these races on a loaded machine
