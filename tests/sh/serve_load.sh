@@ -37,8 +37,13 @@ check "192 requests from 64 concurrent streaming clients: 0 failed, every stream
 sleep 0.3
 rss1=$(rss); fd1=$(fds)
 echo "server RSS after warm-up $rss0 kB, after the run $rss1 kB; open fds $fd0 -> $fd1"
-check "RSS after the run within 5% of after the warm-up ($rss0 -> $rss1 kB)" \
-    python3 -c "import sys; a, b = int(sys.argv[1]), int(sys.argv[2]); assert abs(b - a) <= 0.05 * a" "$rss0" "$rss1"
+# under AddressSanitizer freed memory sits in its quarantine, so RSS says
+# nothing about leaks there (LeakSanitizer checks those at exit)
+case "$BUILD" in
+*asan*) echo "skip RSS within 5% (sanitizer build: ASan's quarantine holds freed memory)" ;;
+*) check "RSS after the run within 5% of after the warm-up ($rss0 -> $rss1 kB)" \
+    python3 -c "import sys; a, b = int(sys.argv[1]), int(sys.argv[2]); assert abs(b - a) <= 0.05 * a" "$rss0" "$rss1" ;;
+esac
 check "no file descriptor growth ($fd0 -> $fd1)" test "$fd1" -le "$fd0"
 check "the server still serves" curl -sf -m 30 "$B/v1/chat/completions" -d '{"messages":[{"role":"user","content":"hi"}],"max_tokens":2}' -o /dev/null
 kill -TERM "$PID"; wait "$PID"; check "exit 0 on SIGTERM" test $? = 0
