@@ -10,6 +10,7 @@
 #define G4_TEST_HARNESS_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,55 @@ static inline char *th_read_file(const char *path, size_t *len) {
     fclose(f);
     if (p) { p[n] = 0; if (len) *len = (size_t)n; }
     return p;
+}
+
+/* Whitespace-separated integers of a text file (a golden *.tokens.txt) into
+ * ids[cap]; the count, or -1 when the file cannot be read. */
+static inline int th_read_ids(const char *path, int32_t *ids, int cap) {
+    char *t = th_read_file(path, NULL);
+    if (!t) return -1;
+    int n = 0;
+    char *p = t, *end;
+    while (n < cap) {
+        long x = strtol(p, &end, 10);
+        if (end == p) break;
+        ids[n++] = (int32_t)x;
+        p = end;
+    }
+    free(t);
+    return n;
+}
+
+/* A raw little-endian f32 file (golden logits); *n floats, or NULL. */
+static inline float *th_read_f32(const char *path, size_t *n) {
+    size_t len;
+    char *b = th_read_file(path, &len);
+    if (!b) return NULL;
+    *n = len / 4;
+    return (float *)b;
+}
+
+/* Max and rms absolute difference of two [rows][V] logit tables and the
+ * share of rows whose argmax agrees. A NaN makes max NaN (fails any bound). */
+typedef struct th_stat { double max, rms, agree; } th_stat;
+
+static inline th_stat th_compare(const float *a, const float *b, int rows, int V) {
+    th_stat s = { 0, 0, 0 };
+    double ss = 0;
+    for (int r = 0; r < rows; r++) {
+        int ia = 0, ib = 0;
+        for (int j = 0; j < V; j++) {
+            double d = fabs((double)a[(size_t)r * V + j] - b[(size_t)r * V + j]);
+            if (!(d <= s.max)) s.max = d;
+            ss += d * d;
+            if (a[(size_t)r * V + j] > a[(size_t)r * V + ia]) ia = j;
+            if (b[(size_t)r * V + j] > b[(size_t)r * V + ib]) ib = j;
+        }
+        s.agree += ia == ib;
+    }
+    s.rms = sqrt(ss / ((double)rows * V));
+    s.agree /= rows;
+    return s;
 }
 
 #endif

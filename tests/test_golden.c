@@ -36,51 +36,6 @@ static bounds llama_bounds(const char *v) {
     return (bounds){ 1.0, 0.1, 0.9 };                        /* quantized */
 }
 
-static int read_ids(const char *path, int32_t *ids, int cap) {
-    char *t = th_read_file(path, NULL);
-    if (!t) return -1;
-    int n = 0;
-    char *p = t, *end;
-    while (n < cap) {
-        long x = strtol(p, &end, 10);
-        if (end == p) break;
-        ids[n++] = (int32_t)x;
-        p = end;
-    }
-    free(t);
-    return n;
-}
-
-static float *read_f32(const char *path, size_t *n) {
-    size_t len;
-    char *b = th_read_file(path, &len);
-    if (!b) return NULL;
-    *n = len / 4;
-    return (float *)b;
-}
-
-typedef struct stat_ { double max, rms, agree; } stat_;
-
-static stat_ compare(const float *a, const float *b, int rows, int V) {
-    stat_ s = { 0, 0, 0 };
-    double ss = 0;
-    int agree = 0;
-    for (int r = 0; r < rows; r++) {
-        int ia = 0, ib = 0;
-        for (int j = 0; j < V; j++) {
-            double d = fabs((double)a[(size_t)r * V + j] - b[(size_t)r * V + j]);
-            if (d > s.max) s.max = d;
-            ss += d * d;
-            if (a[(size_t)r * V + j] > a[(size_t)r * V + ia]) ia = j;
-            if (b[(size_t)r * V + j] > b[(size_t)r * V + ib]) ib = j;
-        }
-        agree += ia == ib;
-    }
-    s.rms = sqrt(ss / ((double)rows * V));
-    s.agree = (double)agree / rows;
-    return s;
-}
-
 /* Threads for the "2 threads" cases: G4_TEST_THREADS overrides (qemu-user in
  * this sandbox cannot create threads, so the arm64 run uses 1). */
 static int threads2(void) {
@@ -116,9 +71,9 @@ static void check_variant(const char *v) {
     char *dot = strchr(base, '.');
     if (dot) *dot = 0;
     int32_t prompt[MAXTOK], greedy[32], xgreedy[32];
-    int n = read_ids(ref(0, base, ".tokens.txt"), prompt, MAXTOK);
-    int ng = read_ids(ref(1, v, ".greedy.txt"), greedy, 32);
-    int nxg = read_ids(ref(2, v, ".exact.greedy.txt"), xgreedy, 32);
+    int n = th_read_ids(ref(0, base, ".tokens.txt"), prompt, MAXTOK);
+    int ng = th_read_ids(ref(1, v, ".greedy.txt"), greedy, 32);
+    int nxg = th_read_ids(ref(2, v, ".exact.greedy.txt"), xgreedy, 32);
     CHECKF(n > 0 && ng == 16 && nxg == 16, "%s: reading golden ids", v);
     if (n <= 0 || ng != 16 || nxg != 16) return;
     char err[600];
@@ -131,13 +86,13 @@ static void check_variant(const char *v) {
     size_t nl;
 
     /* exact precision vs the float64 reference */
-    float *xl = read_f32(ref(0, v, ".exact.logits.f32"), &nl);
+    float *xl = th_read_f32(ref(0, v, ".exact.logits.f32"), &nl);
     gemma4c_context *c = ctx_for(m, GEMMA4C_PREC_EXACT, threads2(), 512);
     CHECK(xl && nl == (size_t)n * V && c);
     if (xl && c && gemma4c_eval(c, prompt, n, 1, err, sizeof err) == 0) {
         float *got = malloc((size_t)n * V * sizeof(float));
         for (int i = 0; i < n; i++) memcpy(got + (size_t)i * V, gemma4c_logits(c, i), (size_t)V * sizeof(float));
-        stat_ s = compare(got, xl, n, V);
+        th_stat s = th_compare(got, xl, n, V);
         printf("  %-18s exact: max %.2e rms %.2e", v, s.max, s.rms);
         CHECKF(s.max <= 1e-3, "%s exact prefill max %g", v, s.max);
         /* greedy continuation, one token at a time */
@@ -159,13 +114,13 @@ static void check_variant(const char *v) {
 
     /* fast precision vs llama.cpp: prefill, then teacher-forced decode */
     bounds b = llama_bounds(v);
-    float *ll = read_f32(ref(0, v, ".logits.f32"), &nl);
-    float *gl = read_f32(ref(1, v, ".greedy.logits.f32"), &nl);
+    float *ll = th_read_f32(ref(0, v, ".logits.f32"), &nl);
+    float *gl = th_read_f32(ref(1, v, ".greedy.logits.f32"), &nl);
     c = ctx_for(m, GEMMA4C_PREC_FAST, threads2(), 512);
     if (ll && gl && c && gemma4c_eval(c, prompt, n, 1, err, sizeof err) == 0) {
         float *got = malloc((size_t)n * V * sizeof(float));
         for (int i = 0; i < n; i++) memcpy(got + (size_t)i * V, gemma4c_logits(c, i), (size_t)V * sizeof(float));
-        stat_ s = compare(got, ll, n, V);
+        th_stat s = th_compare(got, ll, n, V);
         printf(" | llama: max %.3f rms %.4f argmax %.3f", s.max, s.rms, s.agree);
         CHECKF(s.max <= b.max && s.rms <= b.rms && s.agree >= b.argmax, "%s vs llama.cpp prefill: max %g rms %g agree %g",
                v, s.max, s.rms, s.agree);
@@ -175,7 +130,7 @@ static void check_variant(const char *v) {
             if (gemma4c_eval(c, &greedy[k - 1], 1, 0, err, sizeof err)) { CHECK(0); break; }
             memcpy(dec + (size_t)k * V, gemma4c_logits_last(c), (size_t)V * sizeof(float));
         }
-        stat_ d = compare(dec, gl, 16, V);
+        th_stat d = th_compare(dec, gl, 16, V);
         printf(" | decode: max %.3f rms %.4f\n", d.max, d.rms);
         CHECKF(d.max <= b.max && d.rms <= b.rms, "%s teacher-forced decode max %g rms %g", v, d.max, d.rms);
         for (int k = 0; k < 16; k++) {
@@ -206,7 +161,7 @@ TEST(long_context_decode) {
     enum { N = 600 };
     for (int mi = 0; mi < 2; mi++) {
         int32_t base[MAXTOK], prompt[N];
-        int nb = read_ids(ref(0, models[mi], ".tokens.txt"), base, MAXTOK);
+        int nb = th_read_ids(ref(0, models[mi], ".tokens.txt"), base, MAXTOK);
         char err[600];
         gemma4c_model *m = gemma4c_model_open(ref(1, models[mi], ".gguf"), err, sizeof err);
         CHECK(m && nb > 0);
@@ -252,7 +207,7 @@ TEST(batch_vs_incremental) {
     const char *models[] = { "gemma4-e", "gemma4-dense", "gemma4-moe" };
     for (int mi = 0; mi < 3; mi++) {
         int32_t prompt[MAXTOK];
-        int n = read_ids(ref(0, models[mi], ".tokens.txt"), prompt, MAXTOK);
+        int n = th_read_ids(ref(0, models[mi], ".tokens.txt"), prompt, MAXTOK);
         char err[600];
         gemma4c_model *m = gemma4c_model_open(ref(1, models[mi], ".gguf"), err, sizeof err);
         CHECK(m && n > 0);
@@ -268,12 +223,12 @@ TEST(batch_vs_incremental) {
             CHECK(gemma4c_eval(c2, &prompt[i], 1, 0, err, sizeof err) == 0);
             memcpy(b + (size_t)i * V, gemma4c_logits_last(c2), (size_t)V * 4);
         }
-        stat_ s = compare(a, b, n, V);
+        th_stat s = th_compare(a, b, n, V);
         printf("  %-14s batch vs one-by-one: max %.2e\n", models[mi], s.max);
         CHECKF(s.max <= 1e-4, "%s batch vs incremental %g", models[mi], s.max);
         CHECK(gemma4c_eval(c3, prompt, n, 1, err, sizeof err) == 0);
         for (int i = 0; i < n; i++) memcpy(b + (size_t)i * V, gemma4c_logits(c3, i), (size_t)V * 4);
-        s = compare(a, b, n, V);
+        s = th_compare(a, b, n, V);
         CHECKF(s.max <= 1e-4, "%s batch vs chunks of 7: %g", models[mi], s.max);
         /* thread count must not change results at all */
         gemma4c_context *c4 = ctx_for(m, GEMMA4C_PREC_FAST, 1, 512), *c5 = ctx_for(m, GEMMA4C_PREC_FAST, threads2(), 512);
@@ -311,19 +266,19 @@ TEST(hf_folders) {
     };
     for (int i = 0; i < 4; i++) {
         int32_t prompt[MAXTOK], greedy[32];
-        int n = read_ids(ref(0, dirs[i][1], ".tokens.txt"), prompt, MAXTOK);
-        int ng = read_ids(ref(1, dirs[i][2], ".greedy.txt"), greedy, 32);
+        int n = th_read_ids(ref(0, dirs[i][1], ".tokens.txt"), prompt, MAXTOK);
+        int ng = th_read_ids(ref(1, dirs[i][2], ".greedy.txt"), greedy, 32);
         char err[600];
         gemma4c_model *m = gemma4c_model_open(ref(2, dirs[i][0], ""), err, sizeof err);
         CHECKF(m && n > 0 && ng == 16, "%s: %s", dirs[i][0], m ? "ids" : err);
         if (!m) continue;
         size_t nl;
-        float *xl = read_f32(ref(3, dirs[i][2], ".logits.f32"), &nl);
+        float *xl = th_read_f32(ref(3, dirs[i][2], ".logits.f32"), &nl);
         gemma4c_context *c = ctx_for(m, GEMMA4C_PREC_EXACT, threads2(), 512);
         if (xl && c && gemma4c_eval(c, prompt, n, 1, err, sizeof err) == 0) {
             float *got = malloc((size_t)n * 512 * sizeof(float));
             for (int k = 0; k < n; k++) memcpy(got + (size_t)k * 512, gemma4c_logits(c, k), 512 * sizeof(float));
-            stat_ st = compare(got, xl, n, 512);
+            th_stat st = th_compare(got, xl, n, 512);
             printf("  %-18s exact: max %.2e\n", dirs[i][0], st.max);
             CHECKF(st.max <= 1e-3, "%s max %g", dirs[i][0], st.max);
             int ok = 1;

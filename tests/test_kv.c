@@ -180,27 +180,6 @@ TEST(stored_rows_round_as_ggml) {
 
 /* ---- logits of the reference models ----------------------------------------------- */
 
-typedef struct stat_ { double max, rms, agree; } stat_;
-
-static stat_ compare(const float *a, const float *b, int n, int V) {
-    stat_ s = { 0, 0, 0 };
-    double sq = 0;
-    for (int i = 0; i < n; i++) {
-        int ia = 0, ib = 0;
-        for (int j = 0; j < V; j++) {
-            double d = fabs((double)a[(size_t)i * V + j] - b[(size_t)i * V + j]);
-            if (!(d <= s.max)) s.max = d;
-            sq += d * d;
-            if (a[(size_t)i * V + j] > a[(size_t)i * V + ia]) ia = j;
-            if (b[(size_t)i * V + j] > b[(size_t)i * V + ib]) ib = j;
-        }
-        s.agree += ia == ib;
-    }
-    s.rms = sqrt(sq / ((double)n * V));
-    s.agree /= n;
-    return s;
-}
-
 static const char *refpath(char *buf, size_t len, const char *name, const char *suffix) {
     char rel[256];
     snprintf(rel, sizeof rel, "testdata/gemma4-ref/%s%s", name, suffix);
@@ -213,18 +192,7 @@ static int read_prompt(const char *variant, int32_t *ids, int cap) {
     snprintf(base, sizeof base, "%s", variant);
     char *dot = strchr(base, '.');
     if (dot) *dot = 0;
-    char *t = th_read_file(refpath(path, sizeof path, base, ".tokens.txt"), NULL);
-    if (!t) return -1;
-    int n = 0;
-    char *p = t, *end;
-    while (n < cap) {
-        long x = strtol(p, &end, 10);
-        if (end == p) break;
-        ids[n++] = (int32_t)x;
-        p = end;
-    }
-    free(t);
-    return n;
+    return th_read_ids(refpath(path, sizeof path, base, ".tokens.txt"), ids, cap);
 }
 
 /* All n rows of logits of the prompt in a context of kv type t, or NULL. */
@@ -247,7 +215,7 @@ static float *run_prompt(gemma4c_model *m, const int32_t *ids, int n, int prec, 
 
 typedef struct bounds { double max, rms, agree; } bounds;
 
-static int within(stat_ s, bounds b) { return s.max <= b.max && s.rms <= b.rms && s.agree >= b.agree; }
+static int within(th_stat s, bounds b) { return s.max <= b.max && s.rms <= b.rms && s.agree >= b.agree; }
 
 static bounds fast_bounds(const char *v, int t) {
     const char *dot = strchr(v, '.');
@@ -280,7 +248,7 @@ TEST(reference_logits_with_rounded_cache) {
             float *ex = run_prompt(m, ids, n, GEMMA4C_PREC_EXACT, t), *fa = run_prompt(m, ids, n, GEMMA4C_PREC_FAST, t);
             CHECK(ex && fa);
             if (ex && fa) {
-                stat_ se = compare(ex, xl, n, V), sf = compare(fa, ll, n, V);
+                th_stat se = th_compare(ex, xl, n, V), sf = th_compare(fa, ll, n, V);
                 bounds bf = fast_bounds(v, t);
                 printf(" | %s exact %.3f/%.4f/%.2f fast %.3f/%.4f/%.2f", gemma4c_kv_type_name(t), se.max, se.rms,
                        se.agree, sf.max, sf.rms, sf.agree);

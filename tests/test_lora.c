@@ -42,51 +42,6 @@ static const char *lref(int slot, const char *fmt, ...) {
     return PB[slot];
 }
 
-static int read_ids(const char *path, int32_t *ids, int cap) {
-    char *t = th_read_file(path, NULL);
-    if (!t) return -1;
-    int n = 0;
-    char *p = t, *end;
-    while (n < cap) {
-        long x = strtol(p, &end, 10);
-        if (end == p) break;
-        ids[n++] = (int32_t)x;
-        p = end;
-    }
-    free(t);
-    return n;
-}
-
-static float *read_f32(const char *path, size_t *n) {
-    size_t len;
-    char *b = th_read_file(path, &len);
-    if (!b) return NULL;
-    *n = len / 4;
-    return (float *)b;
-}
-
-typedef struct stat_ { double max, rms, agree; } stat_;
-
-static stat_ compare(const float *a, const float *b, int rows, int V) {
-    stat_ s = { 0, 0, 0 };
-    double ss = 0;
-    int agree = 0;
-    for (int r = 0; r < rows; r++) {
-        int ia = 0, ib = 0;
-        for (int j = 0; j < V; j++) {
-            double d = fabs((double)a[(size_t)r * V + j] - b[(size_t)r * V + j]);
-            if (d > s.max) s.max = d;
-            ss += d * d;
-            if (a[(size_t)r * V + j] > a[(size_t)r * V + ia]) ia = j;
-            if (b[(size_t)r * V + j] > b[(size_t)r * V + ib]) ib = j;
-        }
-        agree += ia == ib;
-    }
-    s.rms = sqrt(ss / ((double)rows * V));
-    s.agree = (double)agree / rows;
-    return s;
-}
-
 static gemma4c_context *ctx_with(gemma4c_model *m, int prec, gemma4c_adapter *a, float scale, int n_batch) {
     gemma4c_context_params p = gemma4c_context_default_params();
     p.n_ctx = MAXTOK + 64;
@@ -136,9 +91,9 @@ static gemma4c_adapter *load(gemma4c_model *m, const char *path) {
 /* One adapter form on one base at one scale: exact vs float64, fast vs llama.cpp. */
 static void check_one(gemma4c_model *m, const char *name, const char *form, const char *sc, const char *base_kind) {
     int32_t prompt[MAXTOK], xg[16], lg[16];
-    int n = read_ids(lref(0, "testdata/gemma4-lora-ref/%s.tokens.txt", name), prompt, MAXTOK);
-    int nxg = read_ids(lref(0, "testdata/gemma4-lora-ref/%s.scale%s.exact.greedy.txt", name, sc), xg, 16);
-    int nlg = read_ids(lref(0, "testdata/gemma4-lora-ref/%s.scale%s.greedy.txt", name, sc), lg, 16);
+    int n = th_read_ids(lref(0, "testdata/gemma4-lora-ref/%s.tokens.txt", name), prompt, MAXTOK);
+    int nxg = th_read_ids(lref(0, "testdata/gemma4-lora-ref/%s.scale%s.exact.greedy.txt", name, sc), xg, 16);
+    int nlg = th_read_ids(lref(0, "testdata/gemma4-lora-ref/%s.scale%s.greedy.txt", name, sc), lg, 16);
     CHECKF(n == 40 && nxg == 8 && nlg == 8, "%s: reading ids", name);
     gemma4c_adapter *a = load(m, !strcmp(form, "gguf") ? lref(1, "testdata/gemma4-lora-ref/%s.lora.gguf", name)
                                                         : lref(1, "testdata/gemma4-lora-ref/%s.peft", name));
@@ -151,13 +106,13 @@ static void check_one(gemma4c_model *m, const char *name, const char *form, cons
     size_t nl;
     char err[600];
 
-    float *xl = read_f32(lref(0, "testdata/gemma4-lora-ref/%s.scale%s.exact.logits.f32", name, sc), &nl);
+    float *xl = th_read_f32(lref(0, "testdata/gemma4-lora-ref/%s.scale%s.exact.logits.f32", name, sc), &nl);
     gemma4c_context *c = ctx_with(m, GEMMA4C_PREC_EXACT, a, S, 512);
     CHECK(xl && nl == (size_t)n * V && c);
     if (xl && c && !gemma4c_eval(c, prompt, n, 1, err, sizeof err)) {
         float *got = malloc((size_t)n * V * sizeof *got);
         for (int i = 0; i < n; i++) memcpy(got + (size_t)i * V, gemma4c_logits(c, i), (size_t)V * sizeof *got);
-        stat_ s = compare(got, xl, n, V);
+        th_stat s = th_compare(got, xl, n, V);
         printf("  %-12s %-4s on %-4s S=%s exact: max %.2e", name, form, base_kind, sc, s.max);
         CHECKF(s.max <= 1e-3, "%s %s S=%s exact max %g", name, form, sc, s.max);
         int ok = 1;
@@ -173,13 +128,13 @@ static void check_one(gemma4c_model *m, const char *name, const char *form, cons
     gemma4c_context_free(c);
     free(xl);
 
-    float *ll = read_f32(lref(0, "testdata/gemma4-lora-ref/%s.scale%s.logits.f32", name, sc), &nl);
-    float *gl = read_f32(lref(1, "testdata/gemma4-lora-ref/%s.scale%s.greedy.logits.f32", name, sc), &nl);
+    float *ll = th_read_f32(lref(0, "testdata/gemma4-lora-ref/%s.scale%s.logits.f32", name, sc), &nl);
+    float *gl = th_read_f32(lref(1, "testdata/gemma4-lora-ref/%s.scale%s.greedy.logits.f32", name, sc), &nl);
     c = ctx_with(m, GEMMA4C_PREC_FAST, a, S, 512);
     if (ll && gl && c && !gemma4c_eval(c, prompt, n, 1, err, sizeof err)) {
         float *got = malloc((size_t)n * V * sizeof *got);
         for (int i = 0; i < n; i++) memcpy(got + (size_t)i * V, gemma4c_logits(c, i), (size_t)V * sizeof *got);
-        stat_ s = compare(got, ll, n, V);
+        th_stat s = th_compare(got, ll, n, V);
         printf(" | llama: max %.3f rms %.4f argmax %.3f", s.max, s.rms, s.agree);
         CHECKF(s.max <= 0.1 && s.rms <= 0.01 && s.agree >= 0.975, "%s %s S=%s vs llama.cpp: max %g rms %g agree %g",
                name, form, sc, s.max, s.rms, s.agree);
@@ -189,7 +144,7 @@ static void check_one(gemma4c_model *m, const char *name, const char *form, cons
             if (gemma4c_eval(c, &lg[k - 1], 1, 0, err, sizeof err)) { CHECK(0); break; }
             memcpy(dec + (size_t)k * V, gemma4c_logits_last(c), (size_t)V * sizeof *dec);
         }
-        stat_ d = compare(dec, gl, 8, V);
+        th_stat d = th_compare(dec, gl, 8, V);
         printf(" | decode: max %.3f rms %.4f\n", d.max, d.rms);
         CHECKF(d.max <= 0.1 && d.rms <= 0.01, "%s %s S=%s teacher-forced decode max %g rms %g", name, form, sc, d.max,
                d.rms);
@@ -233,7 +188,7 @@ TEST(peft_on_hf_base) {
 /* Scale 0 is no adapter (bit for bit); the reference without adapter holds. */
 TEST(scale_zero_is_base) {
     int32_t prompt[MAXTOK];
-    int n = read_ids(lref(0, "testdata/gemma4-lora-ref/gemma4-e.tokens.txt"), prompt, MAXTOK);
+    int n = th_read_ids(lref(0, "testdata/gemma4-lora-ref/gemma4-e.tokens.txt"), prompt, MAXTOK);
     char err[600];
     gemma4c_model *m = gemma4c_model_open(lref(2, "testdata/gemma4-ref/gemma4-e.gguf"), err, sizeof err);
     gemma4c_adapter *a = m ? load(m, lref(1, "testdata/gemma4-lora-ref/gemma4-e.lora.gguf")) : NULL;
@@ -243,12 +198,12 @@ TEST(scale_zero_is_base) {
     float *zero = prompt_logits(m, GEMMA4C_PREC_EXACT, a, 0.0f, prompt, n);
     float *one = prompt_logits(m, GEMMA4C_PREC_EXACT, a, 1.0f, prompt, n);
     size_t nl;
-    float *xl = read_f32(lref(0, "testdata/gemma4-ref/gemma4-e.exact.logits.f32"), &nl);
+    float *xl = th_read_f32(lref(0, "testdata/gemma4-ref/gemma4-e.exact.logits.f32"), &nl);
     CHECK(base && zero && one && xl);
     if (base && zero && one && xl) {
         CHECK(!memcmp(base, zero, (size_t)n * 512 * sizeof(float)));
         CHECK(memcmp(base, one, (size_t)n * 512 * sizeof(float)) != 0);
-        stat_ s = compare(zero, xl, n, 512);
+        th_stat s = th_compare(zero, xl, n, 512);
         CHECKF(s.max <= 1e-3, "scale 0 vs base exact reference: %g", s.max);
     }
     free(base); free(zero); free(one); free(xl);
@@ -260,7 +215,7 @@ TEST(scale_zero_is_base) {
  * set_adapters on a live context switches the adapter on and off. */
 TEST(batch_chunks_and_switching) {
     int32_t prompt[MAXTOK];
-    int n = read_ids(lref(0, "testdata/gemma4-lora-ref/gemma4-dense.tokens.txt"), prompt, MAXTOK);
+    int n = th_read_ids(lref(0, "testdata/gemma4-lora-ref/gemma4-dense.tokens.txt"), prompt, MAXTOK);
     char err[600];
     gemma4c_model *m = gemma4c_model_open(lref(2, "testdata/gemma4-ref/gemma4-dense.gguf"), err, sizeof err);
     gemma4c_adapter *a = m ? load(m, lref(1, "testdata/gemma4-lora-ref/gemma4-dense.peft")) : NULL;
@@ -279,7 +234,7 @@ TEST(batch_chunks_and_switching) {
     }
     CHECK(ok);
     if (ok) {
-        stat_ s = compare(one, pieces, N, V);
+        th_stat s = th_compare(one, pieces, N, V);
         printf("  79 tokens in one batch vs pieces of 7 (exact): max %.2e\n", s.max);
         CHECKF(s.max <= 1e-4, "batch vs pieces max %g", s.max);
         /* off again: the base model's logits */
@@ -328,7 +283,7 @@ TEST(batch_chunks_and_switching) {
 TEST(merge_equals_runtime) {
     for (int i = 0; i < 2; i++) {
         int32_t prompt[MAXTOK];
-        int n = read_ids(lref(0, "testdata/gemma4-lora-ref/%s.tokens.txt", NAMES[i]), prompt, MAXTOK);
+        int n = th_read_ids(lref(0, "testdata/gemma4-lora-ref/%s.tokens.txt", NAMES[i]), prompt, MAXTOK);
         char err[600], out[512];
         snprintf(out, sizeof out, "%s/%s.merged.gguf", TMP, NAMES[i]);
         const char *base = lref(2, "testdata/gemma4-ref/%s.gguf", NAMES[i]);
@@ -345,10 +300,10 @@ TEST(merge_equals_runtime) {
             float *rt = prompt_logits(m, GEMMA4C_PREC_EXACT, a, S, prompt, n);
             float *mg = prompt_logits(mm, GEMMA4C_PREC_EXACT, NULL, 0, prompt, n);
             size_t nl;
-            float *xl = read_f32(lref(0, "testdata/gemma4-lora-ref/%s.scale0.5.exact.logits.f32", NAMES[i]), &nl);
+            float *xl = th_read_f32(lref(0, "testdata/gemma4-lora-ref/%s.scale0.5.exact.logits.f32", NAMES[i]), &nl);
             CHECK(rt && mg && xl);
             if (rt && mg && xl) {
-                stat_ s = compare(mg, rt, n, 512), x = compare(mg, xl, n, 512);
+                th_stat s = th_compare(mg, rt, n, 512), x = th_compare(mg, xl, n, 512);
                 printf("  %-12s merged F32 vs run-time adapter (exact): max %.2e; vs float64 reference: max %.2e\n",
                        NAMES[i], s.max, x.max);
                 CHECKF(s.max <= 1e-4, "merged vs runtime max %g", s.max);
@@ -483,7 +438,7 @@ TEST(rslora_rule) {
 TEST(writers_roundtrip) {
     for (int i = 0; i < 2; i++) {
         int32_t prompt[MAXTOK];
-        int n = read_ids(lref(0, "testdata/gemma4-lora-ref/%s.tokens.txt", NAMES[i]), prompt, MAXTOK);
+        int n = th_read_ids(lref(0, "testdata/gemma4-lora-ref/%s.tokens.txt", NAMES[i]), prompt, MAXTOK);
         char err[600];
         gemma4c_model *m = gemma4c_model_open(lref(2, "testdata/gemma4-ref/%s.gguf", NAMES[i]), err, sizeof err);
         CHECK(m && n == 40);
@@ -531,7 +486,7 @@ TEST(writers_roundtrip) {
  * the reference values it writes llama.cpp's file byte for byte. */
 TEST(two_adapters_and_create) {
     int32_t prompt[MAXTOK];
-    int n = read_ids(lref(0, "testdata/gemma4-lora-ref/gemma4-e.tokens.txt"), prompt, MAXTOK);
+    int n = th_read_ids(lref(0, "testdata/gemma4-lora-ref/gemma4-e.tokens.txt"), prompt, MAXTOK);
     char err[600];
     gemma4c_model *m = gemma4c_model_open(lref(2, "testdata/gemma4-ref/gemma4-e.gguf"), err, sizeof err);
     gemma4c_adapter *a = m ? load(m, lref(1, "testdata/gemma4-lora-ref/gemma4-e.peft")) : NULL;
@@ -655,7 +610,7 @@ TEST(rank_and_alpha_patterns) {
     g4_error ge = { { 0 } };
     gemma4c_model *m = gemma4c_model_open(lref(2, "testdata/gemma4-ref/gemma4-e.gguf"), err, sizeof err);
     int32_t prompt[MAXTOK];
-    int n = read_ids(lref(0, "testdata/gemma4-lora-ref/gemma4-e.tokens.txt"), prompt, MAXTOK);
+    int n = th_read_ids(lref(0, "testdata/gemma4-lora-ref/gemma4-e.tokens.txt"), prompt, MAXTOK);
     CHECK(cfg && st && m && n == 40);
     char *ap = cfg ? strstr(cfg, "\"alpha_pattern\": {}") : NULL;
     CHECK(ap != NULL);
@@ -749,7 +704,7 @@ static void check_created(const char *name, uint64_t targets, int expect_pairs) 
     g4_error ge = { { 0 } };
     char err[600], ad[512], out[512];
     int32_t prompt[MAXTOK];
-    int n = read_ids(lref(0, "testdata/gemma4-ref/%s.tokens.txt", name), prompt, MAXTOK);
+    int n = th_read_ids(lref(0, "testdata/gemma4-ref/%s.tokens.txt", name), prompt, MAXTOK);
     const char *base = lref(2, "testdata/gemma4-ref/%s.gguf", name);
     g4_gguf_file *f = g4_gguf_open(base, &ge);
     g4_model *gm = f ? g4_model_load(f, &ge) : NULL;
@@ -784,7 +739,7 @@ static void check_created(const char *name, uint64_t targets, int expect_pairs) 
     float *b0 = m ? prompt_logits(m, GEMMA4C_PREC_EXACT, NULL, 0, prompt, n) : NULL;
     CHECK(rt && mg && b0);
     if (rt && mg && b0) {
-        stat_ s = compare(rt, mg, n, 512), d = compare(rt, b0, n, 512);
+        th_stat s = th_compare(rt, mg, n, 512), d = th_compare(rt, b0, n, 512);
         printf("  %-12s %d created pairs: run time vs merged (exact) max %.2e; change vs no adapter max %.3f\n", name,
                expect_pairs, s.max, d.max);
         CHECKF(s.max <= 1e-4, "%s: run time vs merged %g", name, s.max);
