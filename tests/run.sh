@@ -10,12 +10,15 @@ export BUILD
 export G4_SHARED=${G4_SHARED:-$(cd .. && pwd)/shared}
 # sanitizer builds: leaks inside system libraries we cannot free (see the file)
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp}
-passed=0; failed=0; broken=()
+passed=0; failed=0; broken=(); faillines=()
 run_one() {
     local name=$1; shift
     local out
     out=$("$@" 2>&1); local rc=$?
     printf '%s\n' "$out" | grep -v '^RESULT ' | sed "s|^|[$name] |"
+    # kept for the summary: CI shows only the log's tail
+    local fl
+    while IFS= read -r fl; do faillines+=("[$name] $fl"); done < <(printf '%s\n' "$out" | grep -E '^ *(FAIL|not ok)' | head -20)
     local line
     line=$(printf '%s\n' "$out" | grep '^RESULT ' | tail -1)
     if [ -z "$line" ]; then
@@ -37,6 +40,9 @@ for s in tests/sh/*.sh; do
     [ -f "$s" ] || continue
     run_one "$(basename "$s" .sh)" bash "$s"
 done
-[ ${#broken[@]} -gt 0 ] && echo "failing: ${broken[*]}"
+if [ ${#broken[@]} -gt 0 ]; then
+    echo "failing: ${broken[*]}"
+    [ ${#faillines[@]} -gt 0 ] && printf '%s\n' "${faillines[@]}" | cut -c1-400
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -295,7 +295,7 @@ grep -q "Hello there" "$TMP/main.log"; check "no prompt text in the log without 
 kill -TERM "$PID"; wait "$PID"; check "SIGTERM on an idle server: exit 0" test $? = 0
 
 # API key, full queue, SIGTERM with a stream in flight
-start keyed --api-key s3cret --parallel 1 --queue 1 || exit 0
+start keyed --api-key s3cret --parallel 1 --queue 1 --ctx 32768 || exit 0
 B=http://127.0.0.1:$PORT
 expect "--api-key: /health needs no key" 200 GET /health
 expect "--api-key: no key -> 401" 401 GET /v1/models "" "$ERR"
@@ -315,9 +315,10 @@ codes = [open(sys.argv[1] + '/q%d' % k).read().strip() for k in range(1, 7)]
 hdrs = [open(sys.argv[1] + '/h%d' % k).read().lower() for k in range(1, 7)]
 assert codes.count('503') >= 3 and codes.count('200') >= 2, codes
 assert all('retry-after: 1' in h for c, h in zip(codes, hdrs) if c == '503'), hdrs" "$TMP"
-# the end-of-turn tokens (<turn|> 106, <eos> 1 in the tiny model) are banned so
-# the answer cannot end by itself before the signal
-SLOW='{"messages":[{"role":"user","content":"Tell me a long story"}],"max_tokens":3000,"temperature":1,"stream":true,"logit_bias":{"106":-100,"1":-100}}'
+# the end-of-generation tokens (<turn|> 106, <eos> 1, <|tool_response> 50) are banned so
+# the answer cannot end by itself before the signal (30000 tokens: ~20 s, a
+# loaded machine must not reach the end before the signal either)
+SLOW='{"messages":[{"role":"user","content":"Tell me a long story"}],"max_tokens":30000,"temperature":1,"stream":true,"logit_bias":{"106":-100,"1":-100,"50":-100}}'
 # the first stream must be running (its role chunk sent) before the second
 # is sent (both at once could find the one queue place taken: 503) and
 # before the signal; a fixed sleep lost these races on a loaded machine
@@ -335,5 +336,5 @@ check "SIGTERM: the running stream ends with a final chunk (finish_reason cancel
 import json, sys
 ev = [l[6:] for l in open(sys.argv[1]).read().split('\n') if l.startswith('data: ')]
 assert ev[-1] == '[DONE]', ev[-3:]
-assert json.loads(ev[-2])['choices'][0]['finish_reason'] == 'cancelled', ev[-2]" "$TMP/s1"
+assert json.loads(ev[-2])['choices'][0]['finish_reason'] == 'cancelled', ev[-2]" "$TMP/s1" || { echo "  s1: $(wc -c <"$TMP/s1") bytes, ends: $(tail -c 400 "$TMP/s1" | tr '\n' ' ')"; tail -5 "$TMP/keyed.log"; }
 check "SIGTERM: the queued stream ends too" grep -q 'data: \[DONE\]' "$TMP/s2"
