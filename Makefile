@@ -20,11 +20,12 @@ LIBS    = -ljansson -ledit -lm -pthread $(MEDIA_LIBS)
 # match the reference), libwebp (WebP), giflib (GIF), libexif (EXIF
 # orientation of JPEG). src/media/video.c: FFmpeg's libavformat/libavcodec
 # (every container and codec, animated GIF included) and libswscale (frames to
-# RGB).
+# RGB), not linked: dlopen'ed by soname on the first video file, since linking
+# them cost every process ~23 MiB (their headers still build video.c).
 # Audio of src/media/audio.c: libsndfile decodes WAV, FLAC, Ogg/Vorbis, Opus
 # and MP3 (what librosa reads through soundfile), libsoxr resamples to 16 kHz
 # (librosa's default resampler: transformers' load_audio via librosa).
-MEDIA_LIBS = -lspng -ljpeg -lwebp -lgif -lexif -lavformat -lavcodec -lavutil -lswscale -lsndfile -lsoxr
+MEDIA_LIBS = -lspng -ljpeg -lwebp -lgif -lexif -lsndfile -lsoxr
 # gemma4c serve's HTTP (server/http.c says why libmicrohttpd); the binary only
 SERVER_LIBS = -lmicrohttpd
 

@@ -148,6 +148,26 @@ if command -v ffmpeg >/dev/null; then
     "$G4" logits -m $MM/gemma4-mm.gguf --tokens-file "$TMP/vid.tok" --out "$TMP/x" --video $MM/media/$M.png \
         --video-frames 4 2>"$TMP/err"
     check "a still image as --video: one frame, and the run check says so" grep -q "more placeholder runs than media given: run 2" "$TMP/err"
+    # FFmpeg is loaded by the first video file only (src/media/video.c): the
+    # binary does not link it; with libavcodec hidden (a mount namespace,
+    # where unshare is allowed) a video is an error naming the library and
+    # its Debian package, and images still work
+    no_ffmpeg_linked() { ! ldd "$G4" | grep -q 'libavcodec\|libavformat\|libavutil\|libswscale'; }
+    check "gemma4c does not link FFmpeg (ldd)" no_ffmpeg_linked
+    so=$(strings "$G4" | grep -m1 '^libavcodec\.so\.[0-9]*$')
+    lib=$(ldconfig -p | awk -v so="$so" '$1 == so && /x86-64/ { print $NF; exit }')
+    hide() { unshare -rm sh -c 'mount --bind /dev/null "$0" && exec "$@"' "$lib" "$@"; }
+    if [ -n "$so" ] && [ -n "$lib" ] && hide true 2>/dev/null; then
+        hide "$G4" logits -m $MM/gemma4-mm.gguf --tokens-file "$TMP/vid.tok" --out "$TMP/x" --video "$TMP/clip.mkv" 2>"$TMP/err"
+        check "without $so: exit 1" test $? = 1
+        check "without $so: the error names it and its package" grep -q "clip.mkv: .*$so.*install Debian's ${so%%.so.*}${so##*.so.}" "$TMP/err"
+        hide "$G4" logits -m $MM/gemma4-mm.gguf --tokens-file $MM/$M.hf.tokens.txt --image $MM/media/$M.png \
+            --out "$TMP/l.f32" 2>"$TMP/err"
+        check "without $so: images still work" test $? = 0 -a -s "$TMP/l.f32"
+        hide "$G4" logits -m $MM/gemma4-mm.gguf --tokens-file "$TMP/vid.tok" --out "$TMP/x" --embd-out "$TMP/v2.f32" \
+            --exact -t 2 --video "$TMP/f" 2>"$TMP/err"
+        check "without $so: a folder of frames still works" cmp -s "$TMP/frames.f32" "$TMP/v2.f32"
+    else echo "skip FFmpeg hidden: no unshare -rm here"; fi
 fi
 
 # synth: a tiny model with its tiny mmproj answers about an image end to end
