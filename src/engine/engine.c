@@ -94,15 +94,15 @@ static int kv_type_of(const gemma4c_context_params *p) {
 }
 
 /* The process's own resident memory besides weights, KV and scratch: code
- * and data of the binary and libc, thread stacks as far as touched, and the
- * tokenizer's tables, which grow with the vocabulary. VmHWM of `gemma4c
- * tokenize`: 6.0 MB with 696 tokens, 36.6-37.7 MB with 262,144 (E2B/E4B);
- * bench's peak beyond weights, KV and scratch: 6.7-6.9 MiB on the tiny
- * model, 29.7 MiB on E2B. Linking the media decoders (FFmpeg's libraries
- * bring ~125 shared objects: their relocated data and constructors) added
- * ~23 MiB to every process: `gemma4c --help` peaks at 29.3 MiB. Loading
- * FFmpeg only when a video is opened (dlopen) would give that back. */
-static uint64_t process_bytes(const g4_model *m) { return (30ull << 20) + 96ull * (uint64_t)m->n_vocab; }
+ * and data of the binary and its libraries, thread stacks as far as touched,
+ * and the tokenizer's tables, which grow with the vocabulary (96 bytes an
+ * entry: VmHWM of `gemma4c tokenize` is 6.0 MB with 696 tokens, 36.6-37.7 MB
+ * with 262,144). FFmpeg is loaded only for a video (media/video.c), so it is
+ * not in here; the image and audio decoders and the server's libraries are
+ * (`gemma4c --help` peaks at 7.3 MB). Bench's peak beyond weights, KV and
+ * scratch: 8.8 MiB on the tiny model, 7.7 MiB + the tokenizer's 24 MiB on
+ * E2B (q8_0 cache, 4K, batch 32); 10 MiB leaves ~1.2 MiB of margin. */
+static uint64_t process_bytes(const g4_model *m) { return (10ull << 20) + 96ull * (uint64_t)m->n_vocab; }
 
 int gemma4c_memory_plan_params(const gemma4c_model *mm, const gemma4c_context_params *p, gemma4c_memory_plan *o) {
     const g4_model *m = mm->m;
