@@ -13,7 +13,8 @@ pkgs="build-essential clang libclang-rt-14-dev libjansson-dev libedit-dev libmic
 # headless Chromium for the chat page test (tests/sh/serve_page.sh)
 pkgs="$pkgs chromium"
 # media decoders (src/media/, the Makefile's MEDIA_LIBS says why each), and
-# ffmpeg for the tests that make clips and other image formats
+# ffmpeg for the tests that make clips and other image formats; FFmpeg's -dev
+# packages give video.c its headers (the libraries are dlopen'ed, not linked)
 pkgs="$pkgs libspng-dev libjpeg-dev libwebp-dev libgif-dev libexif-dev libavformat-dev libavcodec-dev libavutil-dev libswscale-dev ffmpeg"
 # audio (src/media/audio.c): libsndfile decodes, libsoxr resamples
 pkgs="$pkgs libsndfile1-dev libsoxr-dev"
