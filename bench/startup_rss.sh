@@ -2,7 +2,7 @@
 # A process's own cost: peak RSS and wall time of `gemma4c --help` and
 # `gemma4c info` (median of REPS runs) for each binary given, e.g. one that
 # links FFmpeg against one that dlopen's it on the first video (issue #18's
-# edge footprint); then, for the first binary, the peak RSS of a short E2B
+# edge footprint); then, for the last binary, the peak RSS of a short E2B
 # run at 4K context with a q8_0 cache and batch 32 against the memory plan
 # `info` prints for the same settings (resident weights + edge footprint).
 #
