@@ -2,7 +2,7 @@
 # KV cache types from the command line, and peak RSS against the memory plan
 # (no timing): on the tiny synthetic model at a 4K context filled to 4000
 # positions, each type's measured peak beyond the resident weights (VmHWM,
-# read by bench) stays within its planned footprint (KV + scratch + 10 MiB
+# read by bench) stays within its planned footprint (KV + scratch + 11 MiB
 # for the process and 96 bytes a vocabulary entry for its tokenizer) and
 # above it less 8 MiB; f16 and q8_0 save what the plan says against f32.
 # `info` prints the type and the edge verdict; bad types are refused by
