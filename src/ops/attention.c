@@ -11,7 +11,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "tensor/types.h"
 #include "tensor/vec.h"
 
 /* attention blocks (positions per online-softmax step) and decode split limit */
@@ -187,8 +186,8 @@ void g4_op_attention(g4_exec *ex, const g4_attn *a, float *ws, int nq_max) {
 /* ---- dense attention (encoders) -------------------------------------------- */
 
 /* queries per work item: a [AD_QB][N] score block per thread (~0.5 MB at
- * N = 2520); keys per scores product: a 64 KB K block stays in L2 while
- * every query of the block meets it */
+ * N = 2520); keys per P.V step: a 64 KB slice of V stays in L2 while the
+ * block's queries meet it */
 enum { AD_QB = 48, AD_KB = 256 };
 
 size_t g4_attn_dense_ws_floats(int n_threads, int N, int nq) {
@@ -197,7 +196,7 @@ size_t g4_attn_dense_ws_floats(int n_threads, int N, int nq) {
 
 typedef struct dense_task {
     const float *q, *k, *v;
-    float *out, *vt, *s;      /* vt [n_head][hd][N]; s per thread [AD_QB][N] */
+    float *out, *kt, *s;      /* kt [n_head][hd][N]; s per thread [AD_QB][N] */
     int N, nH, hd, nq, nqb;
     float scale;
 } dense_task;
@@ -206,29 +205,24 @@ static void dense_transpose(void *arg, int ith, int nth) {
     dense_task *t = arg;
     long lo, hi;
     g4_split((long)t->nH * t->hd, ith, nth, &lo, &hi);
-    for (long r = lo; r < hi; r++) {   /* r = h * hd + i: V[:, r] as a row */
-        float *d = t->vt + (size_t)r * t->N;
-        for (int j = 0; j < t->N; j++) d[j] = t->v[(size_t)j * t->nq + (size_t)r];
+    for (long r = lo; r < hi; r++) {   /* r = h * hd + i: K[:, r] as a row */
+        float *d = t->kt + (size_t)r * t->N;
+        for (int j = 0; j < t->N; j++) d[j] = t->k[(size_t)j * t->nq + (size_t)r];
     }
 }
 
 static void dense_worker(void *arg, int ith, int nth) {
     dense_task *t = arg;
-    const g4_type_traits *f32 = g4_type_info(G4_F32);
     const g4_vec_ops *vo = g4_vec_get();
-    const int N = t->N, hd = t->hd;
-    const size_t rs = (size_t)t->nq * sizeof(float);
+    const int N = t->N, hd = t->hd, nq = t->nq;
     float *s = t->s + (size_t)ith * AD_QB * N;
     long lo, hi;
     g4_split((long)t->nH * t->nqb, ith, nth, &lo, &hi);
     for (long it = lo; it < hi; it++) {
         int h = (int)(it / t->nqb), q0 = (int)(it % t->nqb) * AD_QB, nb = N - q0 < AD_QB ? N - q0 : AD_QB;
-        const float *qh = t->q + (size_t)q0 * t->nq + (size_t)h * hd;
-        /* s[i][j] = q_i . k_j: keys are the weight rows, queries the tokens */
-        for (int j0 = 0; j0 < N; j0 += AD_KB) {
-            int nk = N - j0 < AD_KB ? N - j0 : AD_KB;
-            f32->gemm(hd, nk, nb, t->k + (size_t)j0 * t->nq + (size_t)h * hd, rs, qh, rs, s + j0, (size_t)N);
-        }
+        /* s = Q_h K_h^T: rows of K^T are contiguous over the keys */
+        memset(s, 0, (size_t)nb * N * sizeof(float));
+        vo->gemm_nn(s, N, t->q + (size_t)q0 * nq + (size_t)h * hd, nq, t->kt + (size_t)h * hd * N, N, nb, N, hd);
         for (int i = 0; i < nb; i++) {
             float *r = s + (size_t)i * N, m = -INFINITY;
             if (t->scale != 1.0f)
@@ -237,9 +231,13 @@ static void dense_worker(void *arg, int ith, int nth) {
             float inv = 1.0f / vo->expsum(r, N, m);
             for (int j = 0; j < N; j++) r[j] *= inv;
         }
-        /* out[i][h] = sum_j p[i][j] v_j: rows of V^T against rows of P */
-        f32->gemm(N, hd, nb, t->vt + (size_t)h * hd * N, (size_t)N * sizeof(float), s, (size_t)N * sizeof(float),
-                  t->out + (size_t)q0 * t->nq + (size_t)h * hd, (size_t)t->nq);
+        /* out_h = P V_h, AD_KB keys at a time */
+        float *o = t->out + (size_t)q0 * nq + (size_t)h * hd;
+        for (int i = 0; i < nb; i++) memset(o + (size_t)i * nq, 0, (size_t)hd * sizeof(float));
+        for (int j0 = 0; j0 < N; j0 += AD_KB) {
+            int nk = N - j0 < AD_KB ? N - j0 : AD_KB;
+            vo->gemm_nn(o, nq, s + j0, N, t->v + (size_t)j0 * nq + (size_t)h * hd, nq, nb, hd, nk);
+        }
     }
 }
 
