@@ -65,6 +65,12 @@ static void encoder_on_preproc(g4_mmproj *p, const char *what) {
             double m = max_abs(out, ref, (size_t)nt * D);
             printf("  %s %s: encoder vs exact max |d| = %.3g\n", what, it->name, m);
             CHECKF(m <= 1e-3, "%s %s: max |d| %g", what, it->name, m);
+            /* the fast path (blocked dense attention, tiled products) too */
+            rc = g4_vision_encode(p->vision, img, it->pw, it->ph, out, n_threads(), false, &e);
+            CHECKF(rc == 0, "%s", e.msg);
+            m = rc == 0 ? max_abs(out, ref, (size_t)nt * D) : 1;
+            printf("  %s %s: fast encoder vs exact max |d| = %.3g\n", what, it->name, m);
+            CHECKF(m <= 1e-3, "%s %s: fast path max |d| %g", what, it->name, m);
         }
         free(out); free(img); free(ref);
     }

@@ -106,6 +106,11 @@ int g4_mmproj_synth(const char *out, const char *arch, const char *type, uint64_
     e |= g4_gguf_set_u32(f, "clip.vision.attention.head_count", (uint32_t)p->nH);
     e |= g4_gguf_set_str(f, "clip.vision.projector_type", "gemma4v");
     e |= g4_gguf_set_f32(f, "clip.vision.attention.layer_norm_epsilon", 1e-6f);
+    /* the converter writes the processor's identity normalization (the model
+     * maps v -> 2v - 1 itself); llama.cpp's mtmd refuses a file without them */
+    static const float mean[3] = { 0, 0, 0 }, stdv[3] = { 1, 1, 1 };
+    e |= g4_gguf_set_arr(f, "clip.vision.image_mean", GGUF_FLOAT32, mean, 3);
+    e |= g4_gguf_set_arr(f, "clip.vision.image_std", GGUF_FLOAT32, stdv, 3);
     const apreset *ap = !strcmp(p->name, "tiny") ? &AP_TINY : &AP_RELEASED;
     if (p->audio) {
         e |= g4_gguf_set_bool(f, "clip.has_audio_encoder", true);

@@ -390,9 +390,11 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
     int32_t *px = malloc((size_t)N * 2 * sizeof(int32_t));
     g4_pool *pool = g4_pool_acquire(n_threads > 0 ? n_threads : 1);
     int nth = pool ? g4_pool_size(pool) : 1;
-    /* the patches' K/V as one cache page of N positions that every patch
-     * sees whole: the decoder's attention op, scale 1, bidirectional */
-    float *scores = malloc(g4_attn_ws_floats(nth, e->n_head, D) * sizeof(float));
+    /* exact: the patches' K/V as one cache page of N positions that every
+     * patch sees whole (the decoder's attention op, scale 1, bidirectional);
+     * fast: the blocked dense op */
+    float *scores = malloc((exact ? g4_attn_ws_floats(nth, e->n_head, D) : g4_attn_dense_ws_floats(nth, N, D)) *
+                           sizeof(float));
     const g4_kv_view **kvp = malloc((size_t)N * sizeof *kvp);
     int32_t *alo = calloc((size_t)N, sizeof *alo), *ahi = malloc((size_t)N * sizeof *ahi);
     g4_exec ex = { .pool = pool, .n_threads = nth, .precision = exact ? 1 : 0 };
@@ -447,12 +449,17 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
                 g4_op_rope(kh, rx + (size_t)n * nr, nr);
                 g4_op_rope(kh + nr, ry + (size_t)n * nr, nr);
             }
-        int32_t page0 = 0;
-        g4_kv_view kv = { .k = (char *)k, .v = (char *)v, .page = N, .n_pages = 1, .pages = &page0 };
-        for (int n = 0; n < N; n++) { kvp[n] = &kv; ahi[n] = N; }
-        g4_attn at = { .q = q, .out = o, .T = N, .n_head = e->n_head, .n_kv_head = e->n_head, .head_dim = hd,
-                       .kv = kvp, .lo = alo, .hi = ahi };
-        g4_op_attention(&ex, &at, scores, D);
+        if (exact) {
+            int32_t page0 = 0;
+            g4_kv_view kv = { .k = (char *)k, .v = (char *)v, .page = N, .n_pages = 1, .pages = &page0 };
+            for (int n = 0; n < N; n++) { kvp[n] = &kv; ahi[n] = N; }
+            g4_attn at = { .q = q, .out = o, .T = N, .n_head = e->n_head, .n_kv_head = e->n_head, .head_dim = hd,
+                           .kv = kvp, .lo = alo, .hi = ahi };
+            g4_op_attention(&ex, &at, scores, D);
+        } else {
+            /* fast path: blocked, each K/V row serves a block of queries */
+            g4_op_attention_dense(&ex, q, k, v, o, N, e->n_head, hd, 1.0f, scores);
+        }
         clin_apply(&ex, &y->o, o, N, t1, a);
         g4_op_rmsnorm(&ex, a, a, y->post_attn, N, D, (size_t)D, e->eps, hbuf);
         g4_op_rmsnorm(&ex, a, hbuf, y->ln2, N, D, (size_t)D, e->eps, NULL);

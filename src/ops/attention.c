@@ -182,3 +182,69 @@ void g4_op_attention(g4_exec *ex, const g4_attn *a, float *ws, int nq_max) {
     else g4_pool_run(ex->pool, attn_worker, &k);
     if (k.ns > 1) attn_merge(&k);
 }
+
+/* ---- dense attention (encoders) -------------------------------------------- */
+
+/* queries per work item: a [AD_QB][N] score block per thread (~0.5 MB at
+ * N = 2520); keys per P.V step: a 64 KB slice of V stays in L2 while the
+ * block's queries meet it */
+enum { AD_QB = 48, AD_KB = 256 };
+
+size_t g4_attn_dense_ws_floats(int n_threads, int N, int nq) {
+    return (size_t)N * nq + (size_t)n_threads * AD_QB * N;
+}
+
+typedef struct dense_task {
+    const float *q, *k, *v;
+    float *out, *kt, *s;      /* kt [n_head][hd][N]; s per thread [AD_QB][N] */
+    int N, nH, hd, nq, nqb;
+    float scale;
+} dense_task;
+
+static void dense_transpose(void *arg, int ith, int nth) {
+    dense_task *t = arg;
+    long lo, hi;
+    g4_split((long)t->nH * t->hd, ith, nth, &lo, &hi);
+    for (long r = lo; r < hi; r++) {   /* r = h * hd + i: K[:, r] as a row */
+        float *d = t->kt + (size_t)r * t->N;
+        for (int j = 0; j < t->N; j++) d[j] = t->k[(size_t)j * t->nq + (size_t)r];
+    }
+}
+
+static void dense_worker(void *arg, int ith, int nth) {
+    dense_task *t = arg;
+    const g4_vec_ops *vo = g4_vec_get();
+    const int N = t->N, hd = t->hd, nq = t->nq;
+    float *s = t->s + (size_t)ith * AD_QB * N;
+    long lo, hi;
+    g4_split((long)t->nH * t->nqb, ith, nth, &lo, &hi);
+    for (long it = lo; it < hi; it++) {
+        int h = (int)(it / t->nqb), q0 = (int)(it % t->nqb) * AD_QB, nb = N - q0 < AD_QB ? N - q0 : AD_QB;
+        /* s = Q_h K_h^T: rows of K^T are contiguous over the keys */
+        memset(s, 0, (size_t)nb * N * sizeof(float));
+        vo->gemm_nn(s, N, t->q + (size_t)q0 * nq + (size_t)h * hd, nq, t->kt + (size_t)h * hd * N, N, nb, N, hd);
+        for (int i = 0; i < nb; i++) {
+            float *r = s + (size_t)i * N, m = -INFINITY;
+            if (t->scale != 1.0f)
+                for (int j = 0; j < N; j++) r[j] *= t->scale;
+            for (int j = 0; j < N; j++) m = r[j] > m ? r[j] : m;
+            float inv = 1.0f / vo->expsum(r, N, m);
+            for (int j = 0; j < N; j++) r[j] *= inv;
+        }
+        /* out_h = P V_h, AD_KB keys at a time */
+        float *o = t->out + (size_t)q0 * nq + (size_t)h * hd;
+        for (int i = 0; i < nb; i++) memset(o + (size_t)i * nq, 0, (size_t)hd * sizeof(float));
+        for (int j0 = 0; j0 < N; j0 += AD_KB) {
+            int nk = N - j0 < AD_KB ? N - j0 : AD_KB;
+            vo->gemm_nn(o, nq, s + j0, N, t->v + (size_t)j0 * nq + (size_t)h * hd, nq, nb, hd, nk);
+        }
+    }
+}
+
+void g4_op_attention_dense(g4_exec *ex, const float *q, const float *k, const float *v, float *out, int N,
+                           int n_head, int hd, float scale, float *ws) {
+    int nq = n_head * hd;
+    dense_task t = { q, k, v, out, ws, ws + (size_t)N * nq, N, n_head, hd, nq, (N + AD_QB - 1) / AD_QB, scale };
+    g4_pool_run(ex->pool, dense_transpose, &t);
+    g4_pool_run(ex->pool, dense_worker, &t);
+}

@@ -72,4 +72,16 @@ size_t g4_attn_ws_floats(int n_threads, int n_head, int nq_max);
  * ws: g4_attn_ws_floats(ex->n_threads, n_head, nq) floats. */
 void g4_op_attention(g4_exec *ex, const g4_attn *a, float *ws, int nq_max);
 
+/* Full attention (every token sees every token) over packed f32 rows, for
+ * the encoders' fast path: q, k, v, out [N][n_head * hd], scores scaled by
+ * `scale`. Blocked per (head, block of queries) as two products with
+ * contiguous rows (scores = Q (K^T), K transposed once per head; out = P V),
+ * so each K/V row loaded serves many queries without horizontal sums; the
+ * per-query op above re-reads a head's whole K/V for every query. Not the
+ * exact path's summation order. ws: g4_attn_dense_ws_floats(ex->n_threads,
+ * N, n_head * hd) floats. */
+size_t g4_attn_dense_ws_floats(int n_threads, int N, int nq);
+void g4_op_attention_dense(g4_exec *ex, const float *q, const float *k, const float *v, float *out, int N,
+                           int n_head, int hd, float scale, float *ws);
+
 #endif

@@ -290,10 +290,59 @@ __attribute__((target("avx2,fma"))) static void axpy_avx2(float *y, float a, con
 }
 #endif
 
-static const g4_vec_ops REF = { dot_ref, axpy_ref, qk_ref, pv_ref, expsum_ref };
+/* gemm_nn through a level's axpy: one row of c at a time */
+#define GEMM_NN_AXPY(name, axpy, ATTR)                                                                  \
+    ATTR void name(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M, int N, int K) { \
+        for (int i = 0; i < M; i++)                                                                     \
+            for (int k = 0; k < K; k++) axpy(c + (size_t)i * ldc, a[(size_t)i * lda + k], b + (size_t)k * ldb, N); \
+    }
+GEMM_NN_AXPY(gemm_nn_ref, axpy_ref, static)
 #if defined(__x86_64__)
-static const g4_vec_ops AVX2 = { dot_avx2, axpy_avx2, qk_avx2, pv_avx2, expsum_avx2 };
-static const g4_vec_ops AVX512 = { dot_avx2, axpy_avx2, qk_avx512, pv_avx512, expsum_avx2 };
+GEMM_NN_AXPY(gemm_nn_avx2, axpy_avx2, static)
+
+/* R rows of c x 64 columns (4 vectors, the last ones masked): per k, 4 b
+ * loads and R broadcasts feed 4R FMAs; 16 accumulators at R = 4 */
+AVX512_INL void gemm_nn_tile(const int R, float *c, int ldc, const float *a, int lda, const float *b, int ldb,
+                             int K, const __mmask16 *m) {
+    __m512 acc[4][4];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++)
+            acc[r][q] = _mm512_maskz_loadu_ps(m[q], c + (size_t)r * ldc + 16 * q);
+    for (int k = 0; k < K; k++) {
+        const float *bk = b + (size_t)k * ldb;
+        __m512 bv[4];
+        _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) bv[q] = _mm512_maskz_loadu_ps(m[q], bk + 16 * q);
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const __m512 av = _mm512_set1_ps(a[(size_t)r * lda + k]);
+            _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) acc[r][q] = _mm512_fmadd_ps(av, bv[q], acc[r][q]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++)
+            _mm512_mask_storeu_ps(c + (size_t)r * ldc + 16 * q, m[q], acc[r][q]);
+}
+
+AVX512_FN void gemm_nn_avx512(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M, int N,
+                              int K) {
+    for (int j0 = 0; j0 < N; j0 += 64) {
+        __mmask16 m[4];
+        for (int q = 0; q < 4; q++) {
+            int left = N - j0 - 16 * q;
+            m[q] = left <= 0 ? (__mmask16)0 : tail_mask(left);
+        }
+        int i = 0;
+        for (; i + 4 <= M; i += 4)
+            gemm_nn_tile(4, c + (size_t)i * ldc + j0, ldc, a + (size_t)i * lda, lda, b + j0, ldb, K, m);
+        for (; i < M; i++)
+            gemm_nn_tile(1, c + (size_t)i * ldc + j0, ldc, a + (size_t)i * lda, lda, b + j0, ldb, K, m);
+    }
+}
+#endif
+
+static const g4_vec_ops REF = { dot_ref, axpy_ref, qk_ref, pv_ref, expsum_ref, gemm_nn_ref };
+#if defined(__x86_64__)
+static const g4_vec_ops AVX2 = { dot_avx2, axpy_avx2, qk_avx2, pv_avx2, expsum_avx2, gemm_nn_avx2 };
+static const g4_vec_ops AVX512 = { dot_avx2, axpy_avx2, qk_avx512, pv_avx512, expsum_avx2, gemm_nn_avx512 };
 #endif
 
 const g4_vec_ops *g4_vec_get_level(int level) {

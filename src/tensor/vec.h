@@ -19,6 +19,11 @@ typedef struct g4_vec_ops {
     void (*pv)(float *acc, const float *p, int ldp, int G, const float *v, size_t vs, int nj, int hd);
     /* s[j] = e^(s[j] - m) for j < n, m >= every s[j]; returns the sum */
     float (*expsum)(float *s, int n, float m);
+    /* c[i][j] += sum_k a[i][k] * b[k][j] for i < M, j < N, k < K (row
+     * strides lda, ldb, ldc): an encoder's whole-sequence attention as
+     * products with contiguous rows of b (K transposed for the scores, V
+     * as it is), no horizontal sums */
+    void (*gemm_nn)(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M, int N, int K);
 } g4_vec_ops;
 
 /* The best kernels for this CPU (GEMMA4C_CPU=ref forces the portable ones). */
