@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #include "gemma4c.h"
 
@@ -344,9 +345,93 @@ TEST(prefix_cache_yields_pages) {
     gemma4c_model_free(m);
 }
 
+/* The fast path, bit for bit: a token's logits do not depend on what else is
+ * in its forward pass. A sequence 92 tokens deep continues token by token
+ * (decode, T = 1; attention split into parts by length, crossing 96); the
+ * same continuation as one batch (a speculative verify, T = 9), and token by
+ * token after a shorter sequence in the same pass (batched decode, T = 2),
+ * give the same logits, memcmp equal; on a K-quant (Q4_K_M) and a Q8_0
+ * model, f16 cache. */
+enum { INV_P = 92, INV_D = 9, INV_O = 40 };
+
+static gemma4c_context *inv_ctx(gemma4c_model *m, int n_seq) {
+    gemma4c_context_params p = gemma4c_context_default_params();
+    p.n_ctx = 256; p.n_batch = 128; p.n_threads = 2; p.precision = GEMMA4C_PREC_FAST; p.n_seq = n_seq;
+    return gemma4c_context_new(m, &p, NULL, 0);
+}
+
+static int inv_same(const float *a, const float *b, int V) {
+    for (int i = 0; i < V; i++)
+        if (memcmp(&a[i], &b[i], sizeof a[i])) return i;
+    return -1;
+}
+
+TEST(fast_logits_independent_of_batch) {
+    static const char *TYPES[] = { "Q4_K_M", "Q8_0" };
+    for (size_t ti = 0; ti < sizeof TYPES / sizeof TYPES[0]; ti++) {
+        char path[256], err[600];
+        snprintf(path, sizeof path, "/tmp/g4-inv-%d.gguf", (int)getpid());
+        gemma4c_write_params wp = { 0 };
+        wp.n_threads = 2;
+        wp.force = 1;
+        gemma4c_model *m = NULL;
+        if (gemma4c_synth(path, "tiny", TYPES[ti], 3, &wp, err, sizeof err) || !(m = gemma4c_model_open(path, err, sizeof err))) {
+            CHECKF(0, "tiny %s: %s", TYPES[ti], err);
+            unlink(path);
+            continue;
+        }
+        int32_t tok[INV_P + INV_D], other[INV_O + INV_D];
+        for (int i = 0; i < INV_P + INV_D; i++) tok[i] = 10 + (i * 37) % 250;
+        for (int i = 0; i < INV_O + INV_D; i++) other[i] = 20 + (i * 53) % 240;
+        gemma4c_context *a = inv_ctx(m, 1), *b = inv_ctx(m, 1), *c = inv_ctx(m, 2);
+        CHECK(a && b && c);
+        if (!a || !b || !c) goto next;
+        const int V = gemma4c_n_vocab(a);
+        float *alone = malloc((size_t)INV_D * V * sizeof *alone);
+        /* alone: the prompt, then one token per pass */
+        CHECK(gemma4c_eval(a, tok, INV_P, 0, err, sizeof err) == 0);
+        for (int d = 0; d < INV_D; d++) {
+            CHECK(gemma4c_eval(a, tok + INV_P + d, 1, 0, err, sizeof err) == 0);
+            memcpy(alone + (size_t)d * V, gemma4c_logits_last(a), (size_t)V * sizeof *alone);
+        }
+        /* the continuation in one pass, logits for every token */
+        CHECK(gemma4c_eval(b, tok, INV_P, 0, err, sizeof err) == 0);
+        CHECK(gemma4c_eval(b, tok + INV_P, INV_D, 1, err, sizeof err) == 0);
+        for (int d = 0; d < INV_D; d++) {
+            const float *l = gemma4c_logits(b, d);
+            int at = l ? inv_same(l, alone + (size_t)d * V, V) : 0;
+            CHECKF(at < 0, "%s: token %d of a %d-token pass differs from decode at logit %d", TYPES[ti], d, INV_D, at);
+        }
+        /* after a shorter sequence in the same passes */
+        int32_t os[INV_O], zs[INV_P];
+        for (int i = 0; i < INV_O; i++) os[i] = 1;
+        for (int i = 0; i < INV_P; i++) zs[i] = 0;
+        gemma4c_batch ob = { .n_tokens = INV_O, .token = other, .seq = os };
+        gemma4c_batch pb = { .n_tokens = INV_P, .token = tok, .seq = zs };
+        CHECK(gemma4c_decode(c, &ob, err, sizeof err) == 0 && gemma4c_decode(c, &pb, err, sizeof err) == 0);
+        for (int d = 0; d < INV_D; d++) {
+            int32_t st[2] = { other[INV_O + d], tok[INV_P + d] }, ss[2] = { 1, 0 };
+            int8_t keep[2] = { 1, 1 };
+            gemma4c_batch sb = { .n_tokens = 2, .token = st, .seq = ss, .logits = keep };
+            CHECK(gemma4c_decode(c, &sb, err, sizeof err) == 0);
+            const float *l = gemma4c_logits_ith(c, 1);
+            int at = l ? inv_same(l, alone + (size_t)d * V, V) : 0;
+            CHECKF(at < 0, "%s: step %d beside another sequence differs from alone at logit %d", TYPES[ti], d, at);
+        }
+        free(alone);
+    next:
+        gemma4c_context_free(a);
+        gemma4c_context_free(b);
+        gemma4c_context_free(c);
+        gemma4c_model_free(m);
+        unlink(path);
+    }
+}
+
 int main(void) {
     RUN(mixed_sequences_equal_alone_every_model);
     RUN(hostile_sequence_use);
+    RUN(fast_logits_independent_of_batch);
     RUN(prefix_cache_reuse_equals_recompute);
     RUN(prefix_cache_yields_pages);
     return test_summary();

@@ -191,6 +191,29 @@ static void greedy_vs_session(int prec) {
 TEST(greedy_equals_session_exact) { greedy_vs_session(GEMMA4C_PREC_EXACT); }
 TEST(greedy_equals_session_fast) { greedy_vs_session(GEMMA4C_PREC_FAST); }
 
+/* The same on a K-quant model (Q4_K_M: Q4_K / Q6_K rows and their fallbacks),
+ * whose kernels once rounded a decode row, a batch of a few tokens and a
+ * prefill tile differently: batched must still equal alone, token for token. */
+TEST(greedy_equals_session_fast_kquant) {
+    char path[256], err[600];
+    snprintf(path, sizeof path, "/tmp/g4-sched-k-%d.gguf", (int)getpid());
+    gemma4c_write_params wp = { 0 };
+    wp.n_threads = 2;
+    wp.force = 1;
+    gemma4c_model *m = NULL;
+    if (gemma4c_synth(path, "tiny", "Q4_K_M", 1, &wp, err, sizeof err) || !(m = gemma4c_model_open(path, err, sizeof err))) {
+        CHECKF(0, "tiny Q4_K_M model: %s", err);
+        unlink(path);
+        return;
+    }
+    gemma4c_model *keep = g_m;
+    g_m = m;
+    greedy_vs_session(GEMMA4C_PREC_FAST);
+    g_m = keep;
+    gemma4c_model_free(m);
+    unlink(path);
+}
+
 /* A sampled request's answer does not depend on what else runs. */
 TEST(seeds_independent_of_neighbours) {
     char err[600];
@@ -493,6 +516,7 @@ int main(void) {
     }
     RUN(greedy_equals_session_exact);
     RUN(greedy_equals_session_fast);
+    RUN(greedy_equals_session_fast_kquant);
     RUN(seeds_independent_of_neighbours);
     RUN(prefix_cache_reuse);
     RUN(cancel_running_and_queued);

@@ -243,6 +243,76 @@ TEST(vec_dot_and_gemm_match_reference) {
     printf("  SIMD levels tested: %d\n", tested_levels);
 }
 
+/* A product's value must not depend on the tile it was computed in: the
+ * matmul's threads grab row ranges of varying size at run time and batches
+ * hold varying token counts (decode gemm(nr, 1), a few streams or a
+ * speculative verify gemm(1, T), prefill tiles), so if a 4-row tile and a
+ * tail row rounded differently, a logit would change with thread timing or
+ * with the other sequences of a batch. Every (row, token) of gemm over many
+ * shapes equals the same product computed alone (nr = nc = 1), bit for bit,
+ * at every level; so does vec_dot. A long row (200 blocks) covers decode's
+ * chunking of the activation row. */
+static int tile_check(const g4_type_traits *k, const problem *p, int level, int64_t n, const int *nrs, int n_nr,
+                      const int *ncs, int n_nc) {
+    float *one = malloc((size_t)p->nr * (size_t)p->nc * sizeof *one);
+    int bad = 0;
+    for (int c = 0; c < p->nc; c++)
+        for (int r = 0; r < p->nr; r++) {
+            const uint8_t *wr = p->w + (size_t)r * p->ws, *xr = p->xq + (size_t)c * p->xs;
+            float *o = &one[(size_t)c * (size_t)p->nr + (size_t)r];
+            k->gemm(n, 1, 1, wr, p->ws, xr, p->xs, o, 1);
+            const float v = k->vec_dot(wr, xr, n);
+            if (memcmp(&v, o, sizeof v) && bad++ < 2)
+                fprintf(stderr, "  %s level %s n=%lld r=%d c=%d: vec_dot %.9g, gemm(1,1) %.9g\n", g4_type_name(p->type),
+                        g4_cpu_level_name(level), (long long)n, r, c, v, *o);
+        }
+    const size_t ys = (size_t)p->nr + 1;
+    float *y = malloc(ys * (size_t)p->nc * sizeof *y);
+    for (int a = 0; a < n_nr; a++)
+        for (int b = 0; b < n_nc; b++) {
+            const int nr = nrs[a], nc = ncs[b];
+            k->gemm(n, nr, nc, p->w, p->ws, p->xq, p->xs, y, ys);
+            for (int c = 0; c < nc; c++)
+                for (int r = 0; r < nr; r++) {
+                    const float want = one[(size_t)c * (size_t)p->nr + (size_t)r];
+                    if (memcmp(&want, &y[(size_t)c * ys + (size_t)r], sizeof want) && bad++ < 2)
+                        fprintf(stderr, "  %s level %s n=%lld gemm(%d,%d) r=%d c=%d: %.9g, alone %.9g\n",
+                                g4_type_name(p->type), g4_cpu_level_name(level), (long long)n, nr, nc, r, c,
+                                y[(size_t)c * ys + (size_t)r], want);
+                }
+        }
+    free(y);
+    free(one);
+    return bad;
+}
+
+TEST(gemm_value_independent_of_tile) {
+    static const int NR[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9 };
+    static const int NC[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17, 19 };
+    static const int NR_LONG[] = { 1, 3, 5 }, NC_LONG[] = { 1, 2, 3 };
+    for (size_t l = 0; l < sizeof LEVELS / sizeof LEVELS[0] + 1; l++) {
+        /* the reference level too: it is what G4_CPU_REF / GEMMA4C_CPU=ref runs */
+        const int level = l == 0 ? G4_CPU_REF : LEVELS[l - 1];
+        if (!g4_cpu_level_supported(level)) continue;
+        for (int ti = 0; ti < NTYPES; ti++) {
+            const int type = TYPES_UNDER_TEST[ti];
+            g4_type_traits k;
+            g4_kernels_for_level(type, level, &k);
+            const int64_t bs = g4_type_info(type)->blck_size;
+            const int64_t unit = bs == 1 ? 32 : bs;
+            problem p;
+            problem_make(&p, type, 7 * unit, 9, 19, 4);
+            int bad = tile_check(&k, &p, level, p.n, NR, 9, NC, 13);
+            problem_free(&p);
+            problem_make(&p, type, 200 * unit, 5, 3, 2);
+            bad += tile_check(&k, &p, level, p.n, NR_LONG, 3, NC_LONG, 3);
+            problem_free(&p);
+            CHECKF(bad == 0, "%s at level %s: %d products change with their tile", g4_type_name(type),
+                   g4_cpu_level_name(level), bad);
+        }
+    }
+}
+
 /* The process-wide table (whatever GEMMA4C_CPU selected) agrees too. */
 TEST(process_table_matches_reference) {
     for (int ti = 0; ti < NTYPES; ti++) {
@@ -316,6 +386,7 @@ int main(void) {
     RUN(cpu_levels);
     RUN(activation_quantizers);
     RUN(vec_dot_and_gemm_match_reference);
+    RUN(gemm_value_independent_of_tile);
     RUN(process_table_matches_reference);
     RUN(gemm_nn_matches_reference);
     return test_summary();

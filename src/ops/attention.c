@@ -4,8 +4,13 @@
  * heads that share a KV head are done together, so each cache row is read
  * once per group (per-type qk/pv kernels in vec_kv.c). Positions go in blocks of ATT_B
  * with an online softmax (running max and denominator per head). When there
- * are fewer (token, KV head) pairs than threads (decode), the positions are
- * split into parts whose partial sums are merged afterwards. */
+ * are fewer (token, KV head) pairs than threads (decode), the parts of a
+ * token's positions go to different threads and their partial sums are
+ * merged afterwards. A token's parts depend only on its own number of
+ * visible positions (parts_of), never on the batch: a pair that is one work
+ * item computes the same parts one after another and merges them the same
+ * way, so a token's attention rounds alike in decode, beside other streams,
+ * in a speculative verify and in prefill (batch invariance). */
 #include "ops/attention.h"
 
 #include <math.h>
@@ -47,8 +52,18 @@ void g4_attn_ranges(const g4_mask *mk, const int32_t *pos, int T, int n_pos, int
     }
 }
 
-/* Per-thread workspace floats: scores, maxima, sums, accumulators. */
-static size_t ws_per_thread(int nH, int nq_max) { return (size_t)nH * (ATT_B + 2) + (size_t)nq_max; }
+/* A token's parts: >= 32 positions each, at most ATT_MAXSPLIT; a function of
+ * its visible positions only (see the top). */
+static int parts_of(int len) {
+    int ns = len / 32;
+    return ns < 1 ? 1 : ns > ATT_MAXSPLIT ? ATT_MAXSPLIT : ns;
+}
+
+/* Per-thread workspace floats: scores, maxima, sums, accumulators, then the
+ * parts of one (token, KV head) computed by one thread. */
+static size_t ws_per_thread(int nH, int nq_max) {
+    return (size_t)nH * (ATT_B + 2) + (size_t)nq_max + (size_t)ATT_MAXSPLIT * ((size_t)nq_max + 2 * (size_t)nH);
+}
 
 size_t g4_attn_ws_floats(int n_threads, int n_head, int nq_max) {
     /* then the partial results of split decode (fewer than 8 (token, KV head)
@@ -103,75 +118,98 @@ static void attn_span(const g4_vec_ops *vo, const float *q, int G, int hd, const
     }
 }
 
+/* out_h = sum_p acc_p,h e^(m_p - M) / sum_p l_p e^(m_p - M) over the ns parts
+ * of one (token, KV head) at pb (G maxima, G sums, G*hd partial outputs per
+ * part) */
+static void merge_one(const g4_vec_ops *vo, const float *pb, int ns, int G, int hd, float *o) {
+    for (int h = 0; h < G; h++) {
+        float M = -INFINITY, L = 0;
+        for (int p = 0; p < ns; p++) {
+            float mp = pb[(size_t)p * G * (hd + 2) + h];
+            if (mp > M) M = mp;
+        }
+        float *oh = o + (size_t)h * hd;
+        memset(oh, 0, (size_t)hd * sizeof(float));
+        for (int p = 0; p < ns; p++) {
+            const float *pp = pb + (size_t)p * G * (hd + 2);
+            if (pp[h] == -INFINITY) continue;      /* empty part */
+            float w = expf(pp[h] - M);
+            L += pp[G + h] * w;
+            vo->axpy(oh, w, pp + 2 * G + (size_t)h * hd, hd);
+        }
+        float inv = 1.0f / L;
+        for (int i = 0; i < hd; i++) oh[i] *= inv;
+    }
+}
+
+/* Work items: (token, KV head), or with k->ns > 1 (decode) (token, KV head,
+ * part) with k->ns parts per pair of which the token uses parts_of(len). */
 static void attn_worker(void *arg, int ith, int nth) {
     attn_task *k = arg;
     const g4_attn *a = k->a;
     int hd = a->head_dim, nH = a->n_head, nkv = a->n_kv_head, G = nH / nkv, nq = nH * hd, ns = k->ns;
     float *ws = k->ws + (size_t)ith * k->wsn;
     float *sc = ws, *mx = sc + (size_t)G * ATT_B, *sum = mx + G, *acc = sum + G;
+    float *own = ws + (size_t)nH * (ATT_B + 2) + (size_t)nq; /* this thread's parts */
     const g4_vec_ops *vo = g4_vec_get();
     long lo, hi;
     g4_split((long)a->T * nkv * ns, ith, nth, &lo, &hi);
     for (long it = lo; it < hi; it++) {
         int t = (int)(it / ((long)nkv * ns)), g = (int)(it / ns % nkv), part = (int)(it % ns);
-        int j0 = a->lo[t], len = a->hi[t] - j0;
-        int p0 = j0 + (int)((long)len * part / ns), p1 = j0 + (int)((long)len * (part + 1) / ns);
+        int j0 = a->lo[t], len = a->hi[t] - j0, np = parts_of(len);
         const float *q = a->q + (size_t)t * nq + (size_t)g * G * hd;
-        if (ns == 1) {
-            attn_span(vo, q, G, hd, a->kv[t], nkv, g, p0, p1, sc, mx, sum, acc);
-            float *o = a->out + (size_t)t * nq + (size_t)g * G * hd;
+        float *o = a->out + (size_t)t * nq + (size_t)g * G * hd;
+        if (part >= np) continue;
+        if (np == 1) {
+            attn_span(vo, q, G, hd, a->kv[t], nkv, g, j0, j0 + len, sc, mx, sum, acc);
             for (int h = 0; h < G; h++) {
                 float inv = 1.0f / sum[h];
                 for (int i = 0; i < hd; i++) o[(size_t)h * hd + i] = acc[(size_t)h * hd + i] * inv;
             }
-        } else {
+        } else if (ns > 1) { /* one part; attn_merge combines them */
             float *pb = k->part + (size_t)it * G * (hd + 2);
+            int p0 = j0 + (int)((long)len * part / np), p1 = j0 + (int)((long)len * (part + 1) / np);
             attn_span(vo, q, G, hd, a->kv[t], nkv, g, p0, p1, sc, pb, pb + G, pb + 2 * G);
+        } else { /* all parts here, then the same merge */
+            for (int p = 0; p < np; p++) {
+                float *pb = own + (size_t)p * G * (hd + 2);
+                int p0 = j0 + (int)((long)len * p / np), p1 = j0 + (int)((long)len * (p + 1) / np);
+                attn_span(vo, q, G, hd, a->kv[t], nkv, g, p0, p1, sc, pb, pb + G, pb + 2 * G);
+            }
+            merge_one(vo, own, np, G, hd, o);
         }
     }
 }
 
-/* ns > 1: out_h = sum_p acc_p,h e^(m_p - M) / sum_p l_p e^(m_p - M) */
+/* ns > 1: the split pairs' parts */
 static void attn_merge(attn_task *k) {
     const g4_attn *a = k->a;
     const g4_vec_ops *vo = g4_vec_get();
     int hd = a->head_dim, nH = a->n_head, nkv = a->n_kv_head, G = nH / nkv, ns = k->ns;
-    for (int t = 0; t < a->T; t++)
-        for (int g = 0; g < nkv; g++) {
-            const float *pb = k->part + ((size_t)t * nkv + g) * ns * G * (hd + 2);
-            float *o = a->out + (size_t)t * nH * hd + (size_t)g * G * hd;
-            for (int h = 0; h < G; h++) {
-                float M = -INFINITY, L = 0;
-                for (int p = 0; p < ns; p++) {
-                    float mp = pb[(size_t)p * G * (hd + 2) + h];
-                    if (mp > M) M = mp;
-                }
-                float *oh = o + (size_t)h * hd;
-                memset(oh, 0, (size_t)hd * sizeof(float));
-                for (int p = 0; p < ns; p++) {
-                    const float *pp = pb + (size_t)p * G * (hd + 2);
-                    if (pp[h] == -INFINITY) continue;      /* empty part */
-                    float w = expf(pp[h] - M);
-                    L += pp[G + h] * w;
-                    vo->axpy(oh, w, pp + 2 * G + (size_t)h * hd, hd);
-                }
-                float inv = 1.0f / L;
-                for (int i = 0; i < hd; i++) oh[i] *= inv;
-            }
-        }
+    for (int t = 0; t < a->T; t++) {
+        int np = parts_of(a->hi[t] - a->lo[t]);
+        if (np == 1) continue; /* written by its worker */
+        for (int g = 0; g < nkv; g++)
+            merge_one(vo, k->part + ((size_t)t * nkv + g) * ns * G * (hd + 2), np, G, hd,
+                      a->out + (size_t)t * nH * hd + (size_t)g * G * hd);
+    }
 }
 
 void g4_op_attention(g4_exec *ex, const g4_attn *a, float *ws, int nq_max) {
     int nth = ex->n_threads, pairs = a->T * a->n_kv_head;
     attn_task k = { a, 1, ws, ws_per_thread(a->n_head, nq_max), NULL };
     if (pairs < 8) {
-        /* too few pairs to keep the threads busy: split the positions into
-         * parts of >= 32 (>= 256 left one thread alone on most decode steps
-         * of E2B, one KV head: 3% of a step at depths 0-256). The split
-         * depends on the length only, never on the thread count, so results
-         * do not either. */
-        int ns = (a->hi[0] - a->lo[0]) / 32;
-        if (ns > ATT_MAXSPLIT) ns = ATT_MAXSPLIT;
+        /* too few pairs to keep the threads busy: a pair's parts go to
+         * different threads (parts of >= 32 positions; >= 256 left one
+         * thread alone on most decode steps of E2B, one KV head: 3% of a
+         * step at depths 0-256). The parts depend on each token's length
+         * only, never on the thread count or the batch, so results do not
+         * either. */
+        int ns = 1;
+        for (int t = 0; t < a->T; t++) {
+            int np = parts_of(a->hi[t] - a->lo[t]);
+            if (np > ns) ns = np;
+        }
         if (ns > 1) {
             k.ns = ns;
             k.part = ws + (size_t)nth * k.wsn;

@@ -1,6 +1,7 @@
 #include "tensor/act.h"
 
 #include <math.h>
+#include <string.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -139,7 +140,19 @@ void g4_rmsnorm(float *y, const float *x, const float *w, int n, float eps) {
 void g4_softcap(float *y, int64_t n, float cap, int exact) {
     int64_t i = 0;
 #if defined(__x86_64__)
-    if (!exact && use_avx2()) i = softcap_avx2(y, n, cap);
+    if (!exact && use_avx2()) {
+        i = softcap_avx2(y, n, cap);
+        if (i < n) {
+            /* the tail through the same vector code: the matmul softcaps
+             * the row ranges its threads grabbed, so where a range ends
+             * must not change how an element rounds (batch invariance) */
+            float t[8] = { 0 };
+            memcpy(t, y + i, (size_t)(n - i) * sizeof *t);
+            softcap_avx2(t, 8, cap);
+            memcpy(y + i, t, (size_t)(n - i) * sizeof *t);
+            i = n;
+        }
+    }
 #endif
     (void)exact;
     for (; i < n; i++) y[i] = cap * tanhf(y[i] * (1.0f / cap)); /* ggml: scale, tanh, scale */

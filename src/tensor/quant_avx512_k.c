@@ -252,34 +252,62 @@ INL __m512i block_int(const kblk *b, const uint8_t *xq) {
     return _mm512_dpwssd_epi32(i, _mm512_packs_epi32(p2, p3), b->S[1]);
 }
 
-/* acc += one block (decode, odd tokens). Q4_K/Q5_K fold I's halves into
- * lanes 0..7 and put mins . bsums in 8..15, scaled by [d*dx x 8, -dmin*dx x 8]. */
-INL __m512 block_dot(const int type, const kblk *b, const uint8_t *xb, __m512 acc) {
-    __m512i i0 = block_int(b, xb + 4);
-    const __m128 m = _mm_mul_ps(_mm_xor_ps(b->dd, _mm_setr_ps(0.0f, -0.0f, 0.0f, 0.0f)), _mm_set1_ps(rdf32(xb)));
-    __m512 sc;
-    if (DONLY(type)) {
-        /* bsums in the lower half only (E has both) */
-        i0 = _mm512_dpwssd_epi32(i0, _mm512_maskz_loadu_epi16(0xFFFF, xb + 260), b->E);
-        sc = _mm512_broadcastss_ps(m);
-    } else {
-        /* mins . bsums in lanes 8..15 (its copy in 0..7 is replaced) */
-        i0 = _mm512_mask_add_epi32(_mm512_madd_epi16(b->E, BC256(xb + 260)), 0x00FF, i0,
-                                   _mm512_shuffle_i64x2(i0, i0, 0x4E));
-        sc = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
-                                   _mm512_castps128_ps512(m));
-    }
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), sc, acc);
+/* Batch invariance: a product's value must not depend on the path that
+ * computed it (decode row, tail token, 4 x 4 tile), so every path performs
+ * the same float operations per (row, token) in the same order. The integer
+ * block sums are exact and are folded, per token, to one canonical set of
+ * lanes before the float step: DONLY types 8 lanes (I + offset . bsums, x
+ * d*dx), the others 8 lanes of I (x d*dx, accumulator M) and 8 lanes of mins
+ * . bsums (x -dmin*dx, accumulator N); one accumulator chain per (row,
+ * token) over the blocks in order, then red8 of M (+ N). The 8 I lanes are
+ * the sums of adjacent 128-bit lanes of block_int, which in the natural
+ * layout are qwords [D0+D16, D64+D80, D32+D48, D96+D112] (Dx: weights x,
+ * 128+x, 8 per int lane); the decode layout (K4R/K5R) produces the same
+ * qwords in the order [0, 2, 1, 3], which fin1 undoes once per row. */
+
+/* one token's 8 canonical lanes to a float, in a fixed tree */
+INL float red8(__m256 s) {
+    __m128 t = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+    t = _mm_add_ss(t, _mm_movehdup_ps(t));
+    return _mm_cvtss_f32(t);
 }
 
-/* acc += one weight block against two tokens a, b: the fold, the mins /
- * offset multiply, the convert and the fma are shared. Result lanes:
- * Q4_K/Q5_K [a x 4, b x 4, a mins x 4, b mins x 4]; Q6_K [a x 8, b x 8].
+/* M/N += one block against one token (decode, odd tokens). M's canonical
+ * lanes: qwords 0, 1, 4, 5 (natural) or 0, 4, 1, 5 (K4R/K5R); N's: 0..7. */
+INL void block_dot(const int type, const kblk *b, const uint8_t *xb, __m512 *M, __m512 *N) {
+    __m512i i0 = block_int(b, xb + 4);
+    const __m128 m = _mm_mul_ps(_mm_xor_ps(b->dd, _mm_setr_ps(0.0f, -0.0f, 0.0f, 0.0f)), _mm_set1_ps(rdf32(xb)));
+    if (DONLY(type)) {
+        /* bsums in the lower half only (E has both); halves folded: lanes 0..7 */
+        i0 = _mm512_dpwssd_epi32(i0, _mm512_maskz_loadu_epi16(0xFFFF, xb + 260), b->E);
+        i0 = _mm512_add_epi32(i0, _mm512_shuffle_i64x2(i0, i0, 0x4E));
+        *M = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), _mm512_broadcastss_ps(m), *M);
+    } else {
+        /* adjacent 128-bit lanes folded; mins . bsums in lanes 0..7 (and 8..15) */
+        i0 = _mm512_add_epi32(i0, _mm512_shuffle_i64x2(i0, i0, 0xB1));
+        const __m512i mv = _mm512_madd_epi16(b->E, BC256(xb + 260));
+        *M = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), _mm512_broadcastss_ps(m), *M);
+        *N = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mv), _mm512_permutexvar_ps(_mm512_set1_epi32(1), _mm512_castps128_ps512(m)), *N);
+    }
+}
+
+/* the value of one row x token accumulated by block_dot */
+INL float fin1(const int type, __m512 M, __m512 N) {
+    if (DONLY(type)) return red8(_mm512_castps512_ps256(M));
+    const __m512i q = (type == K4R || type == K5R) ? _mm512_setr_epi64(0, 4, 1, 5, 0, 0, 0, 0)
+                                                   : _mm512_setr_epi64(0, 1, 4, 5, 0, 0, 0, 0);
+    const __m512 mc = _mm512_castpd_ps(_mm512_permutexvar_pd(q, _mm512_castps_pd(M)));
+    return red8(_mm256_add_ps(_mm512_castps512_ps256(mc), _mm512_castps512_ps256(N)));
+}
+
+/* M/N += one weight block against two tokens a, b: the mins / offset
+ * multiply, the convert and the fma are shared. Lanes: token a 0..7, b
+ * 8..15, in the canonical order (see above).
  * (Pairing two consecutive blocks of a decode row this way measured slower
  * than block_dot.) */
-INL __m512 pair_dot(const int type, const kblk *b, const uint8_t *xa, const uint8_t *xb, __m512 acc) {
+INL void pair_dot(const int type, const kblk *b, const uint8_t *xa, const uint8_t *xb, __m512 *M, __m512 *N) {
     const __m512i ia = block_int(b, xa + 4), ib = block_int(b, xb + 4);
-    __m512i v = _mm512_add_epi32(_mm512_shuffle_i64x2(ia, ib, 0x44), _mm512_shuffle_i64x2(ia, ib, 0xEE));
     const __m512i bs = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(xa + 260))),
                                           _mm256_loadu_si256((const __m256i *)(const void *)(xb + 260)), 1);
     const __m512i mv = _mm512_madd_epi16(b->E, bs); /* a: lanes 0..7, b: 8..15 */
@@ -287,17 +315,27 @@ INL __m512 pair_dot(const int type, const kblk *b, const uint8_t *xa, const uint
     /* [da*dxa, db*dxb, -dmina*dxa, -dminb*dxb] */
     const __m128 m = _mm_xor_ps(_mm_mul_ps(_mm_unpacklo_ps(b->dd, b->dd), _mm_movelh_ps(dx, dx)),
                                 _mm_setr_ps(0.0f, 0.0f, -0.0f, -0.0f));
-    __m512 sc;
+    const __m512 sc = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                                            _mm512_castps128_ps512(m));
     if (DONLY(type)) {
+        __m512i v = _mm512_add_epi32(_mm512_shuffle_i64x2(ia, ib, 0x44), _mm512_shuffle_i64x2(ia, ib, 0xEE));
         v = _mm512_add_epi32(v, mv);
-        sc = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
-                                   _mm512_castps128_ps512(m));
+        *M = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), sc, *M);
     } else {
-        v = _mm512_add_epi32(_mm512_shuffle_i64x2(v, mv, 0x88), _mm512_shuffle_i64x2(v, mv, 0xDD));
-        sc = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
-                                   _mm512_castps128_ps512(m));
+        const __m512i v = _mm512_add_epi32(_mm512_shuffle_i64x2(ia, ib, 0x88), _mm512_shuffle_i64x2(ia, ib, 0xDD));
+        const __m512 sn = _mm512_permutexvar_ps(_mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3),
+                                                _mm512_castps128_ps512(m));
+        *M = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), sc, *M);
+        *N = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mv), sn, *N);
     }
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), sc, acc);
+}
+
+/* token a (h = 0) or b (h = 1) of a pair's accumulators */
+INL float fin_pair(const int type, __m512 M, __m512 N, int h) {
+    const __m256 m = h ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(M), 1)) : _mm512_castps512_ps256(M);
+    if (DONLY(type)) return red8(m);
+    const __m256 n = h ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(N), 1)) : _mm512_castps512_ps256(N);
+    return red8(_mm256_add_ps(m, n));
 }
 
 static inline size_t bsize(int type) {
@@ -313,18 +351,18 @@ INL void tile(const int type, const int R, const int C, int64_t nb, const uint8_
               const uint8_t *x, size_t xs, float *y, size_t ys) {
     const size_t bsz = bsize(type);
     const int CP = C == 1 ? 1 : C / 2;
-    __m512 acc[RT * CT / 2];
-#define ACC(r, c) acc[(r) * CP + (c)]
-    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < CP; c++) ACC(r, c) = _mm512_setzero_ps();
+    __m512 accm[RT * CT / 2], accn[RT * CT / 2];
+#define ACC(r, c) (r) * CP + (c)
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < CP; c++) accm[ACC(r, c)] = accn[ACC(r, c)] = _mm512_setzero_ps();
     if (C == 1) {
         const size_t xbs = xs ? xs : Q8_K_SIZE; /* C == 1: xs is the block stride (0: Q8_K) */
         for (int64_t ib = 0; ib < nb; ib++)
             UNROLL for (int r = 0; r < R; r++) {
                 kblk b0;
                 unpack(type, w + (size_t)r * ws + (size_t)ib * bsz, &b0);
-                ACC(r, 0) = block_dot(type, &b0, x + (size_t)ib * xbs, ACC(r, 0));
+                block_dot(type, &b0, x + (size_t)ib * xbs, &accm[ACC(r, 0)], &accn[ACC(r, 0)]);
             }
-        UNROLL for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(ACC(r, 0));
+        UNROLL for (int r = 0; r < R; r++) y[r] = fin1(type, accm[ACC(r, 0)], accn[ACC(r, 0)]);
         return;
     }
     for (int64_t ib = 0; ib < nb; ib++) {
@@ -333,14 +371,13 @@ INL void tile(const int type, const int R, const int C, int64_t nb, const uint8_
             unpack(type, w + (size_t)r * ws + (size_t)ib * bsz, &b);
             UNROLL for (int c = 0; c < CP; c++) {
                 const uint8_t *xb = x + (size_t)(2 * c) * xs + (size_t)ib * Q8_K_SIZE;
-                ACC(r, c) = pair_dot(type, &b, xb, xb + xs, ACC(r, c));
+                pair_dot(type, &b, xb, xb + xs, &accm[ACC(r, c)], &accn[ACC(r, c)]);
             }
         }
     }
-    const __mmask16 ma = DONLY(type) ? 0x00FF : 0x0F0F;
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < CP; c++) {
-        y[(size_t)(2 * c) * ys + (size_t)r] = _mm512_mask_reduce_add_ps(ma, ACC(r, c));
-        y[(size_t)(2 * c + 1) * ys + (size_t)r] = _mm512_mask_reduce_add_ps((__mmask16)~ma, ACC(r, c));
+        y[(size_t)(2 * c) * ys + (size_t)r] = fin_pair(type, accm[ACC(r, c)], accn[ACC(r, c)], 0);
+        y[(size_t)(2 * c + 1) * ys + (size_t)r] = fin_pair(type, accm[ACC(r, c)], accn[ACC(r, c)], 1);
     }
 #undef ACC
 }
@@ -350,7 +387,7 @@ INL void tile(const int type, const int R, const int C, int64_t nb, const uint8_
  * 64-byte loads of Q4_K/Q5_K qs (two 64-weight groups) line up unshuffled.
  * Blocks RL_STRIDE apart, qs 64-byte aligned; d and bsums as in Q8_K. */
 #ifndef RL_CHUNK
-#define RL_CHUNK 96 /* blocks: 30 KB of stack, n <= 24576 in one chunk */
+#define RL_CHUNK 96 /* blocks: 30 KB of stack, n <= 24576 */
 #endif
 #define RL_STRIDE 320
 #define RL_OFF 60 /* qs at a 64-byte boundary */
@@ -449,13 +486,15 @@ INL __m512 xs_block_acc(const xsblk *b, const uint8_t *xb, __m512 acc) {
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(xs_block_int(b, xb)), _mm512_set1_ps(b->d * dx), acc);
 }
 
-/* decode: one row, two float accumulators (even / odd blocks); prefetches
- * stop at pf_end, the end of the call's rows: past it are rows another
- * thread reads (prefetching them here cost ~1% of a decode step) */
+/* decode: one row, one accumulator chain (M, N) over the blocks in order,
+ * as every other path (batch invariance; the integer work per block hides
+ * the fma latency); prefetches stop at pf_end, the end of the call's rows:
+ * past it are rows another thread reads (prefetching them here cost ~1% of
+ * a decode step) */
 INL float row_dot(const int type, int64_t nb, const uint8_t *w, const uint8_t *x, size_t xbs,
                   uintptr_t pf_end) {
     const size_t bsz = bsize(type);
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    __m512 M = _mm512_setzero_ps(), N = _mm512_setzero_ps();
     int64_t ib = 0;
     for (; ib + 2 <= nb; ib += 2) {
         /* the hardware prefetcher alone left Q4_K/Q5_K at ~0.7-0.8 of a
@@ -470,28 +509,28 @@ INL float row_dot(const int type, int64_t nb, const uint8_t *w, const uint8_t *x
             xsblk b0, b1;
             xs_unpack(w + (size_t)ib * bsz, &b0);
             xs_unpack(w + (size_t)(ib + 1) * bsz, &b1);
-            a0 = xs_block_acc(&b0, x + (size_t)ib * xbs, a0);
-            a1 = xs_block_acc(&b1, x + (size_t)(ib + 1) * xbs, a1);
+            M = xs_block_acc(&b0, x + (size_t)ib * xbs, M);
+            M = xs_block_acc(&b1, x + (size_t)(ib + 1) * xbs, M);
         } else {
             kblk b0, b1;
             unpack(type, w + (size_t)ib * bsz, &b0);
             unpack(type, w + (size_t)(ib + 1) * bsz, &b1);
-            a0 = block_dot(type, &b0, x + (size_t)ib * xbs, a0);
-            a1 = block_dot(type, &b1, x + (size_t)(ib + 1) * xbs, a1);
+            block_dot(type, &b0, x + (size_t)ib * xbs, &M, &N);
+            block_dot(type, &b1, x + (size_t)(ib + 1) * xbs, &M, &N);
         }
     }
     for (; ib < nb; ib++) {
         if (type == KX) {
             xsblk b0;
             xs_unpack(w + (size_t)ib * bsz, &b0);
-            a0 = xs_block_acc(&b0, x + (size_t)ib * xbs, a0);
+            M = xs_block_acc(&b0, x + (size_t)ib * xbs, M);
         } else {
             kblk b0;
             unpack(type, w + (size_t)ib * bsz, &b0);
-            a0 = block_dot(type, &b0, x + (size_t)ib * xbs, a0);
+            block_dot(type, &b0, x + (size_t)ib * xbs, &M, &N);
         }
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    return type == KX ? _mm512_reduce_add_ps(M) : fin1(type, M, N);
 }
 
 /* R rows x C tokens over nb blocks: y[c*ys + r] */
@@ -530,21 +569,18 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
         return;
     }
     if (nc == 1) {
-        /* decode: the activation row re-laid once for all rows (chunked) */
-        _Alignas(64) uint8_t buf[RL_CHUNK * RL_STRIDE + 64]; /* last block ends at RL_OFF + 292 */
-        const int tr = IS5(type) ? K5R : K4R;
         const uintptr_t end = (uintptr_t)(w + (size_t)nr * ws);
-        int64_t cb = 0;
-        do { /* once even for nb == 0, so y is always written */
-            const int64_t m = nb - cb < RL_CHUNK ? nb - cb : RL_CHUNK;
-            relayout(x + (size_t)cb * Q8_K_SIZE, buf, m);
-            const uint8_t *wc = w + (size_t)cb * bsize(type);
-            for (int r = 0; r < nr; r++) {
-                const float v = row_dot(tr, m, wc + (size_t)r * ws, buf + RL_OFF, RL_STRIDE, end);
-                y[r] = cb ? y[r] + v : v;
-            }
-            cb += RL_CHUNK;
-        } while (cb < nb);
+        if (nb > RL_CHUNK) {
+            /* rows longer than the re-laid copy (no Gemma 4 matrix): the
+             * natural layout, so a row's sum is never split into chunks */
+            for (int r = 0; r < nr; r++) y[r] = row_dot(type, nb, w + (size_t)r * ws, x, Q8_K_SIZE, end);
+            return;
+        }
+        /* decode: the activation row re-laid once for all rows */
+        _Alignas(64) uint8_t buf[RL_CHUNK * RL_STRIDE + 64]; /* last block ends at RL_OFF + 292 */
+        relayout(x, buf, nb);
+        const int tr = IS5(type) ? K5R : K4R;
+        for (int r = 0; r < nr; r++) y[r] = row_dot(tr, nb, w + (size_t)r * ws, buf + RL_OFF, RL_STRIDE, end);
         return;
     }
     if (type == KX) {

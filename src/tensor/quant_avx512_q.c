@@ -165,48 +165,49 @@ INL __m512 fdot(__m512 acc, const wgroup *w, const xgroup *x) {
 
 /* R rows x C tokens over ng full groups from group g0 (+ a partial group of
  * `tail` blocks); xg[c*xgs + g] holds token c's group g of this chunk.
- * y gets (add = 0) or accumulates (add = 1) the results. */
+ * y gets (add = 0) or accumulates (add = 1) the results.
+ * Batch invariance: every path (decode row, prefill tile, tail) performs the
+ * same float operations per (row, token): one accumulator chain over the
+ * groups in order, reduced every GCH groups (at the same absolute block
+ * positions as prefill's chunks) and added to the running sum left to
+ * right; so a decode call's longer chunk splits its sums where prefill's
+ * chunks end. */
 INL void tile(const int R, const int C, const int kind, int64_t g0, int64_t ng, int tail, const uint8_t *w,
               size_t ws, const xgroup *xg, size_t xgs, float *y, size_t ys, int add) {
     const size_t gsz = kind == K_Q4_0 ? GB * Q4_0_SIZE : GB * Q8_0_SIZE;
     const __m512i idxd = LDIDX(kind == K_Q4_0 ? IDX_D4 : IDX_D8);
-    __m512 acc[RT][CT], acc2[RT][CT];
-    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = acc2[r][c] = _mm512_setzero_ps();
+    float sum[RT][CT];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) sum[r][c] = add ? y[(size_t)c * ys + (size_t)r] : 0.0f;
     const uint8_t *wr = w + (size_t)g0 * gsz;
-    int64_t g = 0;
-    if (R * C <= 2) { /* decode: two groups per step on two accumulator sets */
-        for (; g + 2 <= ng; g += 2) {
-            UNROLL for (int r = 0; r < R; r++) {
-                const wgroup a = load_w(kind, wr + (size_t)r * ws + (size_t)g * gsz, idxd);
-                const wgroup b = load_w(kind, wr + (size_t)r * ws + (size_t)(g + 1) * gsz, idxd);
-                UNROLL for (int c = 0; c < C; c++) {
-                    acc[r][c] = fdot(acc[r][c], &a, xg + (size_t)c * xgs + g);
-                    acc2[r][c] = fdot(acc2[r][c], &b, xg + (size_t)c * xgs + g + 1);
-                }
+    const int64_t ngt = ng + (tail ? 1 : 0); /* the partial group is group ng */
+    for (int64_t s0 = 0; s0 < ngt; s0 += GCH) {
+        const int64_t s1 = ngt - s0 < GCH ? ngt : s0 + GCH;
+        const int64_t f1 = s1 < ng ? s1 : ng; /* full groups of the segment end here */
+        __m512 acc[RT][CT];
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
+        /* all rows' weights first, then token by token (a row-by-row order, and
+         * folding two groups' integer sums into one float step, measured slower) */
+        for (int64_t g = s0; g < f1; g++) {
+            wgroup wv[RT];
+            UNROLL for (int r = 0; r < R; r++) wv[r] = load_w(kind, wr + (size_t)r * ws + (size_t)g * gsz, idxd);
+            UNROLL for (int c = 0; c < C; c++) {
+                const xgroup *xc = xg + (size_t)c * xgs + g;
+                UNROLL for (int r = 0; r < R; r++) acc[r][c] = fdot(acc[r][c], &wv[r], xc);
             }
         }
-    }
-    /* all rows' weights first, then token by token (a row-by-row order, and
-     * folding two groups' integer sums into one float step, measured slower) */
-    for (; g < ng; g++) {
-        wgroup wv[RT];
-        UNROLL for (int r = 0; r < R; r++) wv[r] = load_w(kind, wr + (size_t)r * ws + (size_t)g * gsz, idxd);
-        UNROLL for (int c = 0; c < C; c++) {
-            const xgroup *xc = xg + (size_t)c * xgs + g;
-            UNROLL for (int r = 0; r < R; r++) acc[r][c] = fdot(acc[r][c], &wv[r], xc);
+        if (s1 > ng) { /* masked loads: not past the row (a zero-padded copy per row ran 704-wide Q4_0 at 0.44 of a read) */
+            UNROLL for (int r = 0; r < R; r++) {
+                const wgroup wv = load_w_t(kind, wr + (size_t)r * ws + (size_t)ng * gsz, idxd, tail);
+                UNROLL for (int c = 0; c < C; c++) acc[r][c] = fdot(acc[r][c], &wv, xg + (size_t)c * xgs + ng);
+            }
+        }
+        /* the first segment of a row is its sum (0 + s would turn -0 into +0) */
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) {
+            const float v = _mm512_reduce_add_ps(acc[r][c]);
+            sum[r][c] = add || s0 ? sum[r][c] + v : v;
         }
     }
-    if (tail) { /* masked loads: not past the row (a zero-padded copy per row ran 704-wide Q4_0 at 0.44 of a read) */
-        UNROLL for (int r = 0; r < R; r++) {
-            const wgroup wv = load_w_t(kind, wr + (size_t)r * ws + (size_t)ng * gsz, idxd, tail);
-            UNROLL for (int c = 0; c < C; c++) acc[r][c] = fdot(acc[r][c], &wv, xg + (size_t)c * xgs + ng);
-        }
-    }
-    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) {
-        const float s = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][c], acc2[r][c]));
-        float *o = y + (size_t)c * ys + (size_t)r;
-        *o = add ? *o + s : s;
-    }
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) y[(size_t)c * ys + (size_t)r] = sum[r][c];
 }
 
 #define TILE_CASE(R, C)                                                        \

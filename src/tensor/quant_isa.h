@@ -9,7 +9,12 @@
  * fills override earlier ones.
  *
  * Results equal the reference kernels up to float summation order (the
- * integer block sums are exact); quantized activations are byte-identical. */
+ * integer block sums are exact); quantized activations are byte-identical.
+ * Batch invariance: a gemm's value for (row, token) must not depend on nr,
+ * nc or where the pair sits in the call (the matmul hands out thread-grabbed
+ * row ranges and batch-sized token counts), so every path of a kernel does
+ * the same float operations per (row, token) in the same order, equal to
+ * gemm(1, 1) and vec_dot bit for bit (test_simd checks it). */
 #ifndef G4_QUANT_ISA_H
 #define G4_QUANT_ISA_H
 

@@ -33,27 +33,10 @@ INL void F(tile_q4_0)(const int R, const int C, int64_t nb, const uint8_t *w, si
                       size_t xs, float *y, size_t ys) {
     TILE_ZERO()
     const __m256i m4 = _mm256_set1_epi8(0x0F), k8 = _mm256_set1_epi8(8), z = _mm256_setzero_si256();
+    /* one accumulator chain per (row, token), decode included: every path
+     * must round alike (batch invariance; a two-chain decode loop was
+     * faster at this level, where the fma latency limits one row) */
     int64_t ib = 0;
-    if (R == 1 && C == 1) {
-        /* decode: two blocks per step on two accumulators (the fma latency
-         * chain, not the memory, limited the one-block loop) */
-        __m256 acc1 = _mm256_setzero_ps();
-        for (; ib + 2 <= nb; ib += 2) {
-            const uint8_t *xb = x + (size_t)ib * Q8_0_SIZE, *wb = w + (size_t)ib * Q4_0_SIZE;
-            const __m256i x0 = _mm256_loadu_si256((const __m256i *)(const void *)(xb + 2));
-            const __m256i x1 = _mm256_loadu_si256((const __m256i *)(const void *)(xb + Q8_0_SIZE + 2));
-            const __m128i r0 = _mm_loadu_si128((const __m128i *)(const void *)(wb + 2));
-            const __m128i r1 = _mm_loadu_si128((const __m128i *)(const void *)(wb + Q4_0_SIZE + 2));
-            const __m256i q0 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(r0, 4), r0), m4);
-            const __m256i q1 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(r1, 4), r1), m4);
-            const __m256i s0 = DPBUSD(_mm256_sub_epi32(z, DPBUSD(z, k8, x0)), q0, x0);
-            const __m256i s1 = DPBUSD(_mm256_sub_epi32(z, DPBUSD(z, k8, x1)), q1, x1);
-            acc[0][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(H2F(wb) * H2F(xb)), acc[0][0]);
-            acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1),
-                                   _mm256_set1_ps(H2F(wb + Q4_0_SIZE) * H2F(xb + Q8_0_SIZE)), acc1);
-        }
-        acc[0][0] = _mm256_add_ps(acc[0][0], acc1);
-    }
     for (; ib < nb; ib++) {
         __m256i xv[CT], xc[CT];
         float dx[CT];

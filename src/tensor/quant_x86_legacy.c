@@ -238,45 +238,44 @@ INL512 __m512 fdot(const int kind, __m512 acc, const wgroup *w, const xgroup *x)
 
 /* R rows x C tokens over ng full groups from group g0 (+ a partial group of
  * `tail` blocks); xg[c*xgs + g] holds token c's group g of this chunk.
- * y gets (add = 0) or accumulates (add = 1) the results. */
+ * y gets (add = 0) or accumulates (add = 1) the results.
+ * Batch invariance (as quant_avx512_q.c): every path performs the same
+ * float operations per (row, token): one accumulator chain over the groups
+ * in order, reduced every GCH groups (where prefill's chunks end) and added
+ * to the running sum left to right. */
 INL512 void tile(const int R, const int C, const int kind, int64_t g0, int64_t ng, int tail, const uint8_t *w,
                  size_t ws, const xgroup *xg, size_t xgs, float *y, size_t ys, int add) {
     const size_t gsz = GB * wsize(kind);
-    __m512 acc[RT][CT], acc2[RT][CT];
-    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = acc2[r][c] = _mm512_setzero_ps();
+    float sum[RT][CT];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) sum[r][c] = add ? y[(size_t)c * ys + (size_t)r] : 0.0f;
     const uint8_t *wr = w + (size_t)g0 * gsz;
-    int64_t g = 0;
-    if (R * C <= 2) { /* decode: two groups per step on two accumulator sets */
-        for (; g + 2 <= ng; g += 2) {
-            UNROLL for (int r = 0; r < R; r++) {
-                const wgroup a = load_w(kind, wr + (size_t)r * ws + (size_t)g * gsz);
-                const wgroup b = load_w(kind, wr + (size_t)r * ws + (size_t)(g + 1) * gsz);
-                UNROLL for (int c = 0; c < C; c++) {
-                    acc[r][c] = fdot(kind, acc[r][c], &a, xg + (size_t)c * xgs + g);
-                    acc2[r][c] = fdot(kind, acc2[r][c], &b, xg + (size_t)c * xgs + g + 1);
-                }
+    const int64_t ngt = ng + (tail ? 1 : 0); /* the partial group is group ng */
+    for (int64_t s0 = 0; s0 < ngt; s0 += GCH) {
+        const int64_t s1 = ngt - s0 < GCH ? ngt : s0 + GCH;
+        const int64_t f1 = s1 < ng ? s1 : ng;
+        __m512 acc[RT][CT];
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
+        for (int64_t g = s0; g < f1; g++) {
+            wgroup wv[RT];
+            UNROLL for (int r = 0; r < R; r++) wv[r] = load_w(kind, wr + (size_t)r * ws + (size_t)g * gsz);
+            UNROLL for (int c = 0; c < C; c++) {
+                const xgroup *xc = xg + (size_t)c * xgs + g;
+                UNROLL for (int r = 0; r < R; r++) acc[r][c] = fdot(kind, acc[r][c], &wv[r], xc);
             }
         }
-    }
-    for (; g < ng; g++) {
-        wgroup wv[RT];
-        UNROLL for (int r = 0; r < R; r++) wv[r] = load_w(kind, wr + (size_t)r * ws + (size_t)g * gsz);
-        UNROLL for (int c = 0; c < C; c++) {
-            const xgroup *xc = xg + (size_t)c * xgs + g;
-            UNROLL for (int r = 0; r < R; r++) acc[r][c] = fdot(kind, acc[r][c], &wv[r], xc);
+        if (s1 > ng) { /* the row's partial last group, masked loads */
+            UNROLL for (int r = 0; r < R; r++) {
+                const wgroup wv = load_w_t(kind, wr + (size_t)r * ws + (size_t)ng * gsz, tail);
+                UNROLL for (int c = 0; c < C; c++) acc[r][c] = fdot(kind, acc[r][c], &wv, xg + (size_t)c * xgs + ng);
+            }
+        }
+        /* the first segment of a row is its sum (0 + s would turn -0 into +0) */
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) {
+            const float v = _mm512_reduce_add_ps(acc[r][c]);
+            sum[r][c] = add || s0 ? sum[r][c] + v : v;
         }
     }
-    if (tail) {
-        UNROLL for (int r = 0; r < R; r++) {
-            const wgroup wv = load_w_t(kind, wr + (size_t)r * ws + (size_t)ng * gsz, tail);
-            UNROLL for (int c = 0; c < C; c++) acc[r][c] = fdot(kind, acc[r][c], &wv, xg + (size_t)c * xgs + ng);
-        }
-    }
-    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) {
-        const float s = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][c], acc2[r][c]));
-        float *o = y + (size_t)c * ys + (size_t)r;
-        *o = add ? *o + s : s;
-    }
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) y[(size_t)c * ys + (size_t)r] = sum[r][c];
 }
 
 #define TILE_CASE(R, C)                                                        \
