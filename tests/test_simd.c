@@ -214,6 +214,24 @@ TEST(vec_dot_and_gemm_match_reference) {
                 bad += check_problem(&q, &ref, &simd, level);
                 problem_free(&p);
             }
+            /* prefill shapes (>= 16 rows, > 16 tokens: the AVX-512 16-row
+             * panels of Q4_0 / Q8_0 / Q4_K / Q6_K): two full panels and a partial
+             * one, 45 tokens = tiles of 8, 4 and 1; short rows, and rows
+             * long enough that the tokens go in several chunks */
+            for (int k = 0; k < 2; k++) {
+                problem p;
+                problem_make(&p, type, (k ? (bs == 256 ? 40 : 260) : 3) * unit + (bs == 1 ? 3 : 0), 37, 45, k);
+                bad += check_problem(&p, &ref, &simd, level);
+                problem q = p; /* exactly one panel, 17 tokens */
+                q.nr = 16; q.nc = 17;
+                double *ab = malloc((size_t)16 * 17 * sizeof *ab);
+                for (int c = 0; c < 17; c++)
+                    for (int r = 0; r < 16; r++) ab[c * 16 + r] = p.absum[c * 37 + r];
+                q.absum = ab;
+                bad += check_problem(&q, &ref, &simd, level);
+                free(ab);
+                problem_free(&p);
+            }
             /* every tile shape with tails: nr in 1..9, nc in 1..9 and the
              * wide single-row tiles of batched decode (8, 16 tokens + tails) */
             problem p;

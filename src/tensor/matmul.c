@@ -104,6 +104,11 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
             for (long o = lo; o < hi; o++)
                 gemm_any(wt, n, 1, T, g4_mat_row(w, jb->mat, o), w->row_bytes, k->xq[j], k->xq_row, jb->y + o,
                          (size_t)jb->ldy);
+        } else if (k->T > SMALL_T && wt->gemm_wide) {
+            /* the kernel blocks rows and tokens itself (re-laid panels,
+             * per-token block data computed once per call): one call */
+            gemm_any(wt, n, (int)(hi - lo), k->T, g4_mat_row(w, jb->mat, lo), w->row_bytes, k->xq[j], k->xq_row,
+                     jb->y + lo, (size_t)jb->ldy);
         } else
         for (long o0 = lo; o0 < hi; o0 += rows) {
             int nr = (int)(hi - o0 < rows ? hi - o0 : rows);

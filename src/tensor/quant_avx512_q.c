@@ -256,10 +256,12 @@ INL void gemm_kind(const int kind, int64_t n, int nr, int nc, const void *vw, si
 
 TGT static void gemm_q4_0_avx512q(int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs,
                                   float *y, size_t ys) {
+    if (g4_p512_gemm(G4_Q4_0, n, nr, nc, w, ws, x, xs, y, ys)) return;
     gemm_kind(K_Q4_0, n, nr, nc, w, ws, x, xs, y, ys);
 }
 TGT static void gemm_q8_0_avx512q(int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs,
                                   float *y, size_t ys) {
+    if (g4_p512_gemm(G4_Q8_0, n, nr, nc, w, ws, x, xs, y, ys)) return;
     gemm_kind(K_Q8_0, n, nr, nc, w, ws, x, xs, y, ys);
 }
 TGT static float vd_q4_0_avx512q(const void *w, const void *x, int64_t n) {
@@ -275,8 +277,8 @@ TGT static float vd_q8_0_avx512q(const void *w, const void *x, int64_t n) {
 
 void g4_quant_avx512_q_fill(int type, int level, g4_type_traits *tr) {
     if (level != G4_CPU_AVX512) return;
-    if (type == G4_Q4_0) { tr->vec_dot = vd_q4_0_avx512q; tr->gemm = gemm_q4_0_avx512q; }
-    else if (type == G4_Q8_0) { tr->vec_dot = vd_q8_0_avx512q; tr->gemm = gemm_q8_0_avx512q; }
+    if (type == G4_Q4_0) { tr->vec_dot = vd_q4_0_avx512q; tr->gemm = gemm_q4_0_avx512q; tr->gemm_wide = true; }
+    else if (type == G4_Q8_0) { tr->vec_dot = vd_q8_0_avx512q; tr->gemm = gemm_q8_0_avx512q; tr->gemm_wide = true; }
 }
 
 #else /* !__x86_64__ */

@@ -31,6 +31,13 @@ void g4_quant_x86_legacy_fill(int type, int level, g4_type_traits *tr);
  *   quant_avx512_q.c: Q4_0, Q8_0 (x Q8_0) */
 void g4_quant_avx512_k_fill(int type, int level, g4_type_traits *tr);
 void g4_quant_avx512_q_fill(int type, int level, g4_type_traits *tr);
+/* x86 AVX-512 level only (quant_avx512_p.c): Q4_0, Q8_0, Q4_K, Q6_K products
+ * of >= 16 rows and > 16 tokens on re-laid 16-row panels, called by those
+ * types' gemm (quant_avx512_q.c / _k.c) before their own tiles. Returns 1
+ * when it computed y, 0 when the shape or type is not its own (or its
+ * scratch could not be allocated): the caller's tiles then run. */
+int g4_p512_gemm(int type, int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs, float *y,
+                 size_t ys);
 /* arm64 NEON and dotprod levels (quant_arm.c). */
 void g4_quant_arm_fill(int type, int level, g4_type_traits *tr);
 

@@ -55,6 +55,7 @@ typedef struct g4_type_traits {
     int              vec_dot_type; /* activation type for the fast path */
     g4_vec_dot_fn    vec_dot;      /* fast path: stored row . quantized activations */
     g4_gemm_fn       gemm;         /* fast path, many rows x tokens; NULL: loop over vec_dot */
+    bool             gemm_wide;    /* gemm blocks rows and tokens itself: give it whole row ranges x all tokens */
 } g4_type_traits;
 
 /* A type's facts (name, sizes) with every kernel field NULL; NULL for ids
