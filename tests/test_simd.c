@@ -8,6 +8,7 @@
 
 #include "tensor/cpu.h"
 #include "tensor/kernels.h"
+#include "tensor/quant_isa.h"
 #include "tensor/quant_ref.h"
 #include "tensor/types.h"
 
@@ -222,6 +223,10 @@ TEST(vec_dot_and_gemm_match_reference) {
                 problem p;
                 problem_make(&p, type, (k ? (bs == 256 ? 40 : 260) : 3) * unit + (bs == 1 ? 3 : 0), 37, 45, k);
                 bad += check_problem(&p, &ref, &simd, level);
+                /* the same in token chunks of 16, 16 and 13 */
+                g4_p512_set_chunk_bytes(16 * p.xs);
+                bad += check_problem(&p, &ref, &simd, level);
+                g4_p512_set_chunk_bytes(0);
                 problem q = p; /* exactly one panel, 17 tokens */
                 q.nr = 16; q.nc = 17;
                 double *ab = malloc((size_t)16 * 17 * sizeof *ab);

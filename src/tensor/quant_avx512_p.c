@@ -20,10 +20,10 @@
  * mins enter as dmin*m (16 rows) x -sum(x)*dx (per token and group, from
  * the Q8_K bsums).
  *
- * Per call: tokens in chunks whose activations stay in L2 (CHUNK_BYTES);
- * per chunk, each token group's scale and seed once; per chunk and panel,
- * the panel re-laid once (dword gathers) and run against PC tokens at a
- * time. Integer sums are exact; the float summation order differs from the
+ * Per call: tokens in chunks of CHUNK_BYTES of activations (in practice
+ * all of a prefill's); per chunk, each token group's scale and seed once;
+ * per chunk and panel, the panel re-laid once (dword gathers) and run
+ * against PC tokens at a time. Integer sums are exact; the float summation order differs from the
  * reference (per group, then over groups). */
 #include "tensor/quant_isa.h"
 
@@ -52,8 +52,16 @@ enum {
     PR = 16,                  /* rows per panel: the 16 lanes */
     PC = 8,                   /* tokens per tile: 8 weight + 8 accumulator + 8 sum registers */
     GW = 512,                 /* re-laid weight bytes per group (8 zmm) */
-    CHUNK_BYTES = 384 << 10,  /* activations of one token chunk (L2) */
+    /* activations of one token chunk: in practice every token of a prefill
+     * (E2B/E4B: 0.8-2.6 MB at 512 tokens), so each panel is re-laid once
+     * per call; the gathers of one re-laid group cost about as much as
+     * 8-10 tokens of products, so chunks of ~50 tokens (a 384 KB L2-sized
+     * chunk at n = 6144) lost ~15%, while streaming the activations from L3
+     * once per 16 rows needs ~16 GB/s per core */
+    CHUNK_BYTES = 8 << 20,
 };
+static size_t chunk_bytes = CHUNK_BYTES;
+void g4_p512_set_chunk_bytes(size_t bytes) { chunk_bytes = bytes ? bytes : CHUNK_BYTES; }
 
 /* Q6_K's scales are per 16 weights: its groups are 16 weights (4 dwords) */
 static inline int nmv(int kind) { return kind == P_Q6_K ? 4 : 8; }
@@ -178,9 +186,10 @@ INL void relay(const int kind, const uint8_t *w, __m512i off, int64_t ng, uint8_
 }
 
 /* ---- per-token group data --------------------------------------------------
- * For token c of the chunk and group g: dx (float block scale), seed
- * (-off * sum x: Q4_0 off 8, Q8_0 off 128) and, Q4_K, ms = -sum(x) * dx. */
-typedef struct { float dx; int32_t seed; float ms; int32_t pad; } tgrp;
+ * For token c of the chunk and group g: dx (float block scale) and the
+ * integer seed (-off * sum x: Q4_0 off 8, Q8_0 off 128, Q6_K off 32) or,
+ * Q4_K (no offset), ms = -sum(x) * dx for the mins. */
+typedef struct { float dx; union { int32_t seed; float ms; } u; } tgrp;
 
 INL void prep(const int kind, const uint8_t *x, int64_t ng, tgrp *t) {
     if (kind == P_Q6_K) { /* per 16: dx, -32 * bsum */
@@ -193,8 +202,7 @@ INL void prep(const int kind, const uint8_t *x, int64_t ng, tgrp *t) {
             for (int j = 0; j < 16; j++) {
                 tgrp *o = &t[16 * blk + j];
                 o->dx = d;
-                o->seed = -32 * bs[j];
-                o->ms = 0;
+                o->u.seed = -32 * bs[j];
             }
         }
         return;
@@ -209,8 +217,7 @@ INL void prep(const int kind, const uint8_t *x, int64_t ng, tgrp *t) {
             for (int j = 0; j < 8; j++) {
                 tgrp *o = &t[8 * blk + j];
                 o->dx = d;
-                o->seed = 0;
-                o->ms = -(float)(bs[2 * j] + bs[2 * j + 1]) * d;
+                o->u.ms = -(float)(bs[2 * j] + bs[2 * j + 1]) * d;
             }
         }
         return;
@@ -227,8 +234,7 @@ INL void prep(const int kind, const uint8_t *x, int64_t ng, tgrp *t) {
         r = _mm_add_epi32(r, _mm_shuffle_epi32(r, _MM_SHUFFLE(1, 0, 3, 2)));
         r = _mm_add_epi32(r, _mm_shuffle_epi32(r, _MM_SHUFFLE(2, 3, 0, 1)));
         t[g].dx = _cvtsh_ss(h);
-        t[g].seed = -off * _mm_cvtsi128_si32(r);
-        t[g].ms = 0;
+        t[g].u.seed = -off * _mm_cvtsi128_si32(r);
     }
 }
 
@@ -257,11 +263,11 @@ INL void ptile(const int kind, const int C, int64_t ng, const uint8_t *pan, cons
         UNROLL for (int c = 0; c < C; c++) {
             const tgrp *t = tg + (size_t)c * (size_t)ng + (size_t)g;
             const uint8_t *xb = xr[c] + xo;
-            __m512i I = _mm512_set1_epi32(t->seed);
+            __m512i I = kind == P_Q4_K ? _mm512_setzero_si512() : _mm512_set1_epi32(t->u.seed);
             UNROLL for (int m = 0; m < NM; m++) I = _mm512_dpbusd_epi32(I, W[m], _mm512_set1_epi32(rd32(xb + 4 * m)));
             acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I), _mm512_mul_ps(s, _mm512_set1_ps(t->dx)), acc[c]);
             if (kind == P_Q4_K)
-                acc[c] = _mm512_fmadd_ps(_mm512_load_ps((const void *)(pg + GW + 64)), _mm512_set1_ps(t->ms), acc[c]);
+                acc[c] = _mm512_fmadd_ps(_mm512_load_ps((const void *)(pg + GW + 64)), _mm512_set1_ps(t->u.ms), acc[c]);
         }
     }
     UNROLL for (int c = 0; c < C; c++) _mm512_mask_storeu_ps(y + (size_t)c * ys, mask, acc[c]);
@@ -290,9 +296,8 @@ TGT static int gemm_p(int kind, int64_t n, int nr, int nc, const uint8_t *w, siz
     const int64_t ng = n / (4 * nmv(kind));
     /* the gathers take 32-bit offsets of the panel's rows */
     if (ng == 0 || ws > (size_t)INT32_MAX / PR) return 0;
-    int ch = (int)(CHUNK_BYTES / (xs ? xs : 1)) / PC * PC;
-    if (ch < PC) ch = PC;
-    if (ch > nc) ch = nc;
+    const size_t cb = chunk_bytes / (xs ? xs : 1) / PC * PC;
+    const int ch = cb < PC ? PC : cb > (size_t)nc ? nc : (int)cb;
     const size_t gs = gstride(kind), pan_bytes = (size_t)ng * gs;
     uint8_t *buf = scratch_get(pan_bytes + (size_t)ch * (size_t)ng * sizeof(tgrp));
     if (!buf) return 0;
@@ -329,6 +334,8 @@ int g4_p512_gemm(int type, int64_t n, int nr, int nc, const void *w, size_t ws, 
 }
 
 #else /* !__x86_64__ */
+
+void g4_p512_set_chunk_bytes(size_t bytes) { (void)bytes; }
 
 int g4_p512_gemm(int type, int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs, float *y,
                  size_t ys) {

@@ -38,6 +38,10 @@ void g4_quant_avx512_q_fill(int type, int level, g4_type_traits *tr);
  * scratch could not be allocated): the caller's tiles then run. */
 int g4_p512_gemm(int type, int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs, float *y,
                  size_t ys);
+/* Tests: activation bytes per token chunk of the panels (0: the default,
+ * 8 MB); small values make short problems go through several chunks. Not
+ * thread-safe: set it only while no product runs. */
+void g4_p512_set_chunk_bytes(size_t bytes);
 /* arm64 NEON and dotprod levels (quant_arm.c). */
 void g4_quant_arm_fill(int type, int level, g4_type_traits *tr);
 
