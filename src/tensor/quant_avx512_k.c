@@ -524,9 +524,6 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
                 float *y, size_t ys) {
     const int64_t nb = n / QK_K;
     const uint8_t *w = vw, *x = vx;
-    /* prefill shapes of Q4_K: the 16-row panels (quant_avx512_p.c) */
-    if ((type == K4 || type == K6) && g4_p512_gemm(type == K4 ? G4_Q4_K : G4_Q6_K, n, nr, nc, vw, ws, vx, xs, y, ys))
-        return;
     if (nc == 1 && (IS16(type) || type == KX)) {
         const uintptr_t end = (uintptr_t)(w + (size_t)nr * ws);
         for (int r = 0; r < nr; r++) y[r] = row_dot(type, nb, w + (size_t)r * ws, x, Q8_K_SIZE, end);
@@ -601,9 +598,9 @@ KERNELS(iq4_xs, KX)
 void g4_quant_avx512_k_fill(int type, int level, g4_type_traits *tr) {
     if (level != G4_CPU_AVX512) return;
     switch (type) {
-    case G4_Q4_K: tr->vec_dot = vd_q4_K; tr->gemm = gemm_q4_K; tr->gemm_wide = true; break;
+    case G4_Q4_K: tr->vec_dot = vd_q4_K; tr->gemm = gemm_q4_K; tr->gemm_panel = g4_p512_kernel(type); break;
     case G4_Q5_K: tr->vec_dot = vd_q5_K; tr->gemm = gemm_q5_K; break;
-    case G4_Q6_K: tr->vec_dot = vd_q6_K; tr->gemm = gemm_q6_K; tr->gemm_wide = true; break;
+    case G4_Q6_K: tr->vec_dot = vd_q6_K; tr->gemm = gemm_q6_K; tr->gemm_panel = g4_p512_kernel(type); break;
     case G4_Q3_K: tr->vec_dot = vd_q3_K; tr->gemm = gemm_q3_K; break;
     case G4_Q2_K: tr->vec_dot = vd_q2_K; tr->gemm = gemm_q2_K; break;
     case G4_IQ4_XS: tr->vec_dot = vd_iq4_xs; tr->gemm = gemm_iq4_xs; break;

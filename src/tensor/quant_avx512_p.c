@@ -1,6 +1,7 @@
 /* Prefill panels (AVX-512 VNNI, zmm): Q4_0, Q8_0, Q4_K and Q6_K weights against
- * many tokens (Q8_0 / Q8_K activations), for products of >= 16 rows and
- * more than 16 tokens (quant_isa.h: g4_p512_gemm).
+ * many tokens (Q8_0 / Q8_K activations): the types' gemm_panel (types.h),
+ * which matmul.c uses for the tokens whose logits nobody reads (prompt
+ * tokens but the last), never for decode or verify tokens (matmul.h).
  *
  * The tile kernels of quant_avx512_q.c / _k.c keep one block of one row in
  * a vector and pay a float epilogue (convert, scale, fma, and a horizontal
@@ -23,8 +24,11 @@
  * Per call: tokens in chunks of CHUNK_BYTES of activations (in practice
  * all of a prefill's); per chunk, each token group's scale and seed once;
  * per chunk and panel, the panel re-laid once (dword gathers) and run
- * against PC tokens at a time. Integer sums are exact; the float summation order differs from the
- * reference (per group, then over groups). */
+ * against PC tokens at a time. Integer sums are exact; the float summation
+ * order differs from the reference and from the tiles (per group, then over
+ * groups), but it is the same in every lane whatever the panel's other rows
+ * (partial panels repeat a row), the tile width or the chunk: a token's
+ * result depends only on its row and its own activations. */
 #include "tensor/quant_isa.h"
 
 #if defined(__x86_64__)
@@ -247,9 +251,9 @@ static inline size_t xoff(int kind, int64_t g) {
 static inline int32_t rd32(const uint8_t *p) { int32_t v; memcpy(&v, p, 4); return v; }
 
 /* One panel x C tokens over ng groups. xr[c]: token c's row; tg + c * ng:
- * its group data. y[c * ys + j] for the rows j in mask. */
+ * its group data. yr[c][j] for the rows j in mask. */
 INL void ptile(const int kind, const int C, int64_t ng, const uint8_t *pan, const uint8_t *const *xr,
-               const tgrp *tg, float *y, size_t ys, __mmask16 mask) {
+               const tgrp *tg, float *const *yr, __mmask16 mask) {
     const size_t gs = gstride(kind);
     __m512 acc[PC];
     UNROLL for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();
@@ -270,20 +274,20 @@ INL void ptile(const int kind, const int C, int64_t ng, const uint8_t *pan, cons
                 acc[c] = _mm512_fmadd_ps(_mm512_load_ps((const void *)(pg + GW + 64)), _mm512_set1_ps(t->u.ms), acc[c]);
         }
     }
-    UNROLL for (int c = 0; c < C; c++) _mm512_mask_storeu_ps(y + (size_t)c * ys, mask, acc[c]);
+    UNROLL for (int c = 0; c < C; c++) _mm512_mask_storeu_ps(yr[c], mask, acc[c]);
 }
 
 #define TILE_KIND(K)                                                                                  \
     switch (C) {                                                                                      \
-    case 8: ptile(K, 8, ng, pan, xr, tg, y, ys, mask); break;                                         \
-    case 4: ptile(K, 4, ng, pan, xr, tg, y, ys, mask); break;                                         \
-    case 2: ptile(K, 2, ng, pan, xr, tg, y, ys, mask); break;                                         \
-    default: ptile(K, 1, ng, pan, xr, tg, y, ys, mask); break;                                        \
+    case 8: ptile(K, 8, ng, pan, xr, tg, yr, mask); break;                                         \
+    case 4: ptile(K, 4, ng, pan, xr, tg, yr, mask); break;                                         \
+    case 2: ptile(K, 2, ng, pan, xr, tg, yr, mask); break;                                         \
+    default: ptile(K, 1, ng, pan, xr, tg, yr, mask); break;                                        \
     }
 _Static_assert(PC == 8, "the switch covers tiles of 8, 4, 2, 1 tokens");
 
 TGT static void tile_any(int kind, int C, int64_t ng, const uint8_t *pan, const uint8_t *const *xr, const tgrp *tg,
-                         float *y, size_t ys, __mmask16 mask) {
+                         float *const *yr, __mmask16 mask) {
     if (kind == P_Q4_0) { TILE_KIND(P_Q4_0) }
     else if (kind == P_Q8_0) { TILE_KIND(P_Q8_0) }
     else if (kind == P_Q6_K) { TILE_KIND(P_Q6_K) }
@@ -291,20 +295,29 @@ TGT static void tile_any(int kind, int C, int64_t ng, const uint8_t *pan, const 
 }
 #undef TILE_KIND
 
-TGT static int gemm_p(int kind, int64_t n, int nr, int nc, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs,
-                      float *y, size_t ys) {
+/* Scratch of one call: the re-laid panel, then the group data of one chunk
+ * of ch tokens (ch: chunk_bytes of activations, whole tiles, at most nc). */
+static int chunk_tokens(size_t xs, int nc) {
+    const size_t cb = chunk_bytes / (xs ? xs : 1) / PC * PC;
+    return cb < PC ? PC : cb > (size_t)nc ? nc : (int)cb;
+}
+
+static size_t act_row_bytes(int kind, int64_t n) { return kind == P_Q4_0 || kind == P_Q8_0 ? (size_t)n / 32 * 34 : (size_t)n / 256 * 292; }
+
+TGT static int gemm_p(int kind, int64_t n, int nr, int nc, const int32_t *cols, const uint8_t *w, size_t ws,
+                      const uint8_t *x, size_t xs, float *y, size_t ys) {
     const int64_t ng = n / (4 * nmv(kind));
     /* the gathers take 32-bit offsets of the panel's rows */
-    if (ng == 0 || ws > (size_t)INT32_MAX / PR) return 0;
-    const size_t cb = chunk_bytes / (xs ? xs : 1) / PC * PC;
-    const int ch = cb < PC ? PC : cb > (size_t)nc ? nc : (int)cb;
+    if (ng == 0 || nr < 1 || nc < 1 || ws > (size_t)INT32_MAX / PR) return 0;
+    const int ch = chunk_tokens(xs, nc);
     const size_t gs = gstride(kind), pan_bytes = (size_t)ng * gs;
     uint8_t *buf = scratch_get(pan_bytes + (size_t)ch * (size_t)ng * sizeof(tgrp));
     if (!buf) return 0;
     tgrp *tg = (tgrp *)(void *)(buf + pan_bytes);
     for (int c0 = 0; c0 < nc; c0 += ch) {
         const int cn = nc - c0 < ch ? nc - c0 : ch;
-        for (int c = 0; c < cn; c++) prep(kind, x + (size_t)(c0 + c) * xs, ng, tg + (size_t)c * (size_t)ng);
+        for (int c = 0; c < cn; c++)
+            prep(kind, x + (size_t)(cols ? cols[c0 + c] : c0 + c) * xs, ng, tg + (size_t)c * (size_t)ng);
         for (int r0 = 0; r0 < nr; r0 += PR) {
             const int nv = nr - r0 < PR ? nr - r0 : PR;
             int32_t o[PR];
@@ -314,9 +327,13 @@ TGT static int gemm_p(int kind, int64_t n, int nr, int nc, const uint8_t *w, siz
             for (int c = 0; c < cn;) {
                 const int C = cn - c >= 8 ? 8 : cn - c >= 4 ? 4 : cn - c >= 2 ? 2 : 1;
                 const uint8_t *xr[PC];
-                for (int i = 0; i < C; i++) xr[i] = x + (size_t)(c0 + c + i) * xs;
-                tile_any(kind, C, ng, buf, xr, tg + (size_t)c * (size_t)ng, y + (size_t)(c0 + c) * ys + (size_t)r0, ys,
-                         mask);
+                float *yr[PC];
+                for (int i = 0; i < C; i++) {
+                    const size_t t = (size_t)(cols ? cols[c0 + c + i] : c0 + c + i);
+                    xr[i] = x + t * xs;
+                    yr[i] = y + t * ys + (size_t)r0;
+                }
+                tile_any(kind, C, ng, buf, xr, tg + (size_t)c * (size_t)ng, yr, mask);
                 c += C;
             }
         }
@@ -324,23 +341,41 @@ TGT static int gemm_p(int kind, int64_t n, int nr, int nc, const uint8_t *w, siz
     return 1;
 }
 
-int g4_p512_gemm(int type, int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs, float *y,
-                 size_t ys) {
-    if (nr < PR || nc <= 16) return 0;
-    const int kind = type == G4_Q4_0 ? P_Q4_0 : type == G4_Q8_0 ? P_Q8_0 : type == G4_Q4_K ? P_Q4_K
-                   : type == G4_Q6_K ? P_Q6_K : -1;
-    if (kind < 0) return 0;
-    return gemm_p(kind, n, nr, nc, w, ws, x, xs, y, ys);
+#define PANEL(name, K)                                                                                         \
+    static int name(int64_t n, int nr, int nc, const int32_t *cols, const void *w, size_t ws, const void *x,    \
+                    size_t xs, float *y, size_t ys) {                                                          \
+        return gemm_p(K, n, nr, nc, cols, w, ws, x, xs, y, ys);                                                \
+    }
+PANEL(panel_q4_0, P_Q4_0)
+PANEL(panel_q8_0, P_Q8_0)
+PANEL(panel_q4_K, P_Q4_K)
+PANEL(panel_q6_K, P_Q6_K)
+#undef PANEL
+
+g4_gemm_panel_fn g4_p512_kernel(int type) {
+    return type == G4_Q4_0 ? panel_q4_0 : type == G4_Q8_0 ? panel_q8_0 : type == G4_Q4_K ? panel_q4_K
+         : type == G4_Q6_K ? panel_q6_K : NULL;
+}
+
+/* Largest scratch of one call: the panel of the longest rows, and group
+ * data for min(T, one chunk) tokens (a chunk's tokens x groups is at most
+ * chunk_bytes x groups per activation byte, a constant per kind). */
+size_t g4_p512_scratch_bytes(int64_t n, int T) {
+    size_t most = 0;
+    for (int kind = P_Q4_0; kind <= P_Q6_K; kind++) {
+        const size_t ng = (size_t)(n / (4 * nmv(kind))), xs = act_row_bytes(kind, n);
+        size_t toks = (size_t)(T > 0 ? T : 0) * ng, cap = chunk_bytes * ng / (xs ? xs : 1) + PC * ng;
+        size_t b = ng * gstride(kind) + (toks < cap ? toks : cap) * sizeof(tgrp) + 64;
+        if (b > most) most = b;
+    }
+    return most;
 }
 
 #else /* !__x86_64__ */
 
 void g4_p512_set_chunk_bytes(size_t bytes) { (void)bytes; }
 
-int g4_p512_gemm(int type, int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs, float *y,
-                 size_t ys) {
-    (void)type; (void)n; (void)nr; (void)nc; (void)w; (void)ws; (void)x; (void)xs; (void)y; (void)ys;
-    return 0;
-}
+g4_gemm_panel_fn g4_p512_kernel(int type) { (void)type; return NULL; }
+size_t g4_p512_scratch_bytes(int64_t n, int T) { (void)n; (void)T; return 0; }
 
 #endif
