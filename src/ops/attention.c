@@ -103,6 +103,14 @@ static void attn_span(const g4_vec_ops *vo, const float *q, int G, int hd, const
     }
 }
 
+/* Parts of token t's positions in a split section: from its own length
+ * only (>= 32 positions each), never from its neighbours', so a decode token
+ * sums its attention the same way alone or beside other sequences' tokens. */
+static int parts_of(const g4_attn *a, int t, int ns) {
+    int n = (a->hi[t] - a->lo[t]) / 32;
+    return n < 1 ? 1 : n > ns ? ns : n;
+}
+
 static void attn_worker(void *arg, int ith, int nth) {
     attn_task *k = arg;
     const g4_attn *a = k->a;
@@ -114,10 +122,12 @@ static void attn_worker(void *arg, int ith, int nth) {
     g4_split((long)a->T * nkv * ns, ith, nth, &lo, &hi);
     for (long it = lo; it < hi; it++) {
         int t = (int)(it / ((long)nkv * ns)), g = (int)(it / ns % nkv), part = (int)(it % ns);
+        const int nt = ns == 1 ? 1 : parts_of(a, t, ns);
+        if (part >= nt) continue;   /* the token has fewer parts */
         int j0 = a->lo[t], len = a->hi[t] - j0;
-        int p0 = j0 + (int)((long)len * part / ns), p1 = j0 + (int)((long)len * (part + 1) / ns);
+        int p0 = j0 + (int)((long)len * part / nt), p1 = j0 + (int)((long)len * (part + 1) / nt);
         const float *q = a->q + (size_t)t * nq + (size_t)g * G * hd;
-        if (ns == 1) {
+        if (nt == 1) {
             attn_span(vo, q, G, hd, a->kv[t], nkv, g, p0, p1, sc, mx, sum, acc);
             float *o = a->out + (size_t)t * nq + (size_t)g * G * hd;
             for (int h = 0; h < G; h++) {
@@ -137,18 +147,19 @@ static void attn_merge(attn_task *k) {
     const g4_vec_ops *vo = g4_vec_get();
     int hd = a->head_dim, nH = a->n_head, nkv = a->n_kv_head, G = nH / nkv, ns = k->ns;
     for (int t = 0; t < a->T; t++)
-        for (int g = 0; g < nkv; g++) {
+        for (int g = 0; g < nkv && parts_of(a, t, ns) > 1; g++) {
+            const int nt = parts_of(a, t, ns);
             const float *pb = k->part + ((size_t)t * nkv + g) * ns * G * (hd + 2);
             float *o = a->out + (size_t)t * nH * hd + (size_t)g * G * hd;
             for (int h = 0; h < G; h++) {
                 float M = -INFINITY, L = 0;
-                for (int p = 0; p < ns; p++) {
+                for (int p = 0; p < nt; p++) {
                     float mp = pb[(size_t)p * G * (hd + 2) + h];
                     if (mp > M) M = mp;
                 }
                 float *oh = o + (size_t)h * hd;
                 memset(oh, 0, (size_t)hd * sizeof(float));
-                for (int p = 0; p < ns; p++) {
+                for (int p = 0; p < nt; p++) {
                     const float *pp = pb + (size_t)p * G * (hd + 2);
                     if (pp[h] == -INFINITY) continue;      /* empty part */
                     float w = expf(pp[h] - M);
@@ -167,10 +178,16 @@ void g4_op_attention(g4_exec *ex, const g4_attn *a, float *ws, int nq_max) {
     if (pairs < 8) {
         /* too few pairs to keep the threads busy: split the positions into
          * parts of >= 32 (>= 256 left one thread alone on most decode steps
-         * of E2B, one KV head: 3% of a step at depths 0-256). The split
-         * depends on the length only, never on the thread count, so results
-         * do not either. */
-        int ns = (a->hi[0] - a->lo[0]) / 32;
+         * of E2B, one KV head: 3% of a step at depths 0-256). A token's
+         * split depends on its own length only (parts_of), never on the
+         * thread count or on token 0's length, so results do not either.
+         * Left: batches of 8 or more pairs never split, so a decode token
+         * deep in a long context sums differently in a large batch. */
+        int ns = 1;   /* the most parts of any token (parts_of) */
+        for (int t = 0; t < a->T; t++) {
+            int n = (a->hi[t] - a->lo[t]) / 32;
+            if (n > ns) ns = n;
+        }
         if (ns > ATT_MAXSPLIT) ns = ATT_MAXSPLIT;
         if (ns > 1) {
             k.ns = ns;
