@@ -48,7 +48,7 @@ $(BUILD)/%.o: %.c
 # UBSan's instrumentation of the fully unrolled AVX-512 tile kernels makes
 # clang 14 spend over ten minutes per file; these keep ASan (the bounds
 # checks that matter for kernels) and skip UBSan in the sanitizer build.
-SIMD_HEAVY := src/tensor/quant_avx512_k.c src/tensor/quant_avx512_q.c src/tensor/quant_x86_legacy.c
+SIMD_HEAVY := src/tensor/quant_avx512_k.c src/tensor/quant_avx512_q.c src/tensor/quant_avx512_p.c src/tensor/quant_x86_legacy.c
 $(SIMD_HEAVY:%.c=build-asan/%.o): KFLAGS = -fno-sanitize=undefined
 
 $(BUILD)/libgemma4c.a: $(LIB_OBJ)

@@ -1,16 +1,17 @@
 /* Kernel microbenchmark: reference C vs each SIMD level this CPU runs, in the
  * same process, one thread.
  *
- *   build/bench/bench_kernels [--types Q4_0,Q4_K,...] [--mb 256] [--reps 5] [--n 4096] [--stream N]
+ *   build/bench/bench_kernels [--types Q4_0,Q4_K,...] [--mb 256] [--reps 5] [--n 4096] [--gemm 256x64] [--stream N]
  *   (--n: a multiple of 32; types whose blocks do not divide it are skipped)
  *
  * Per weight type:
  *   matvec: n_in = --n (4096), as many rows as make --mb MB of weights (larger than
  *           the caches, so it streams from DRAM), one token: GB/s of weight
  *           bytes (decode's limit is the memory bandwidth);
- *   gemm  : a 256-row x 64-token block, n_in = --n, weights and activations
- *           cache-resident: GOP/s with 2 ops per multiply-add (prefill's
- *           limit is integer throughput);
+ *   gemm  : a 256-row x 64-token block (--gemm ROWSxTOKENS: e.g. 512x512,
+ *           one thread's share of a prefill product), n_in = --n: GOP/s with
+ *           2 ops per multiply-add (prefill's limit is integer throughput),
+ *           against the int8 peak printed first (the probe, 1 thread);
  *   quant : activation quantizer (from_float of the vec_dot type), GB/s of
  *           f32 input.
  * Best of --reps runs; "x" columns are ratios to the reference level.
@@ -53,6 +54,7 @@ static float frand(void) {
 static volatile float sink;
 
 static int64_t g_n = 4096; /* --n: input width (Gemma 4 E2B's is 1536) */
+static int g_gr = 256, g_gc = 64; /* --gemm ROWSxTOKENS: the gemm block */
 
 /* The type named by a --types entry, or -1 (said on stderr) when it has no
  * fast-path kernel or --n does not hold whole blocks of its weights and of
@@ -72,7 +74,7 @@ static int bench_type(const char *name) {
     return -1;
 }
 
-typedef struct { double mv_gbs, gemm_gops, q_gbs; } result;
+typedef struct { double mv_gbs, gemm_gops, panel_gops, q_gbs; } result;
 
 /* rows x n weights of `type` at w: 16 distinct quantized rows (quantizing
  * every row would take long), repeated: the traffic is the same. f: n floats
@@ -89,7 +91,7 @@ static void fill_weights(int type, int64_t n, int64_t rows, uint8_t *w, float *f
 }
 
 static result run_level(int type, int level, size_t mb, int reps) {
-    result res = { 0, 0, 0 };
+    result res = { 0, 0, 0, 0 };
     g4_type_traits tr, at;
     if (g4_kernels_for_level(type, level, &tr) != 0 && level != G4_CPU_REF) return res;
     g4_kernels_for_level(tr.vec_dot_type, level, &at);
@@ -98,13 +100,14 @@ static result run_level(int type, int level, size_t mb, int reps) {
     const size_t rs = g4_row_size(type, n), xs = g4_row_size(tr.vec_dot_type, n);
     const int rows = (int)((mb << 20) / rs);
     uint8_t *w = malloc((size_t)rows * rs);
-    float *f = malloc((size_t)n * 64 * sizeof *f);
-    uint8_t *xq = malloc(xs * 64);
-    float *y = malloc((size_t)rows * 64 * sizeof *y);
+    const int nx = g_gc > 64 ? g_gc : 64;
+    float *f = malloc((size_t)n * (size_t)nx * sizeof *f);
+    uint8_t *xq = malloc(xs * (size_t)nx);
+    float *y = malloc((size_t)(rows > g_gr ? rows : g_gr) * (size_t)nx * sizeof *y);
     if (!w || !f || !xq || !y) { fprintf(stderr, "out of memory\n"); exit(1); }
     fill_weights(type, n, rows, w, f);
-    for (int64_t i = 0; i < n * 64; i++) f[i] = frand();
-    for (int c = 0; c < 64; c++) at.from_float(f + c * n, xq + (size_t)c * xs, n);
+    for (int64_t i = 0; i < n * nx; i++) f[i] = frand();
+    for (int c = 0; c < nx; c++) at.from_float(f + c * n, xq + (size_t)c * xs, n);
 
     double best = 1e30;
     for (int k = 0; k < reps; k++) {
@@ -120,7 +123,9 @@ static result run_level(int type, int level, size_t mb, int reps) {
     res.mv_gbs = (double)rows * (double)rs / best / 1e9;
 
     /* 256 x 64 block, cache resident; repeat to get a measurable time */
-    const int nr = rows < 256 ? rows : 256, nc = 64, inner = level == G4_CPU_REF ? 1 : 4;
+    /* the reference is slow: its rate on at most 256 x 64 */
+    const int gr = level == G4_CPU_REF && g_gr > 256 ? 256 : g_gr, gc = level == G4_CPU_REF && g_gc > 64 ? 64 : g_gc;
+    const int nr = rows < gr ? rows : gr, nc = gc, inner = level == G4_CPU_REF ? 1 : 4;
     best = 1e30;
     for (int k = 0; k < reps; k++) {
         const double t0 = now();
@@ -130,6 +135,19 @@ static result run_level(int type, int level, size_t mb, int reps) {
     }
     sink = y[3];
     res.gemm_gops = 2.0 * nr * nc * (double)n / best / 1e9;
+    /* the same block through the prefill panels (AVX-512 Q4_0/Q8_0/Q4_K/Q6_K:
+     * what prompt tokens take), where the type has them */
+    if (tr.gemm_panel) {
+        best = 1e30;
+        for (int k = 0; k < reps; k++) {
+            const double t0 = now();
+            for (int i = 0; i < inner; i++) tr.gemm_panel(n, nr, nc, NULL, w, rs, xq, xs, y, (size_t)nr);
+            const double t = (now() - t0) / inner;
+            if (t < best) best = t;
+        }
+        sink = y[5];
+        res.panel_gops = 2.0 * nr * nc * (double)n / best / 1e9;
+    }
 
     best = 1e30;
     for (int k = 0; k < reps; k++) {
@@ -198,8 +216,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--n") && i + 1 < argc) g_n = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--stream") && i + 1 < argc) stream = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--gemm") && i + 1 < argc) {
+            if (sscanf(argv[++i], "%dx%d", &g_gr, &g_gc) != 2 || g_gr < 1 || g_gr > 65536 || g_gc < 1 || g_gc > 4096) {
+                fprintf(stderr, "--gemm ROWSxTOKENS, e.g. 512x512\n");
+                return 2;
+            }
+        }
         else {
-            fprintf(stderr, "usage: %s [--types T,T,...] [--mb MB] [--reps N] [--n WIDTH] [--stream THREADS]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--types T,T,...] [--mb MB] [--reps N] [--n WIDTH] [--gemm ROWSxTOKENS] [--stream THREADS]\n", argv[0]);
             return 2;
         }
     }
@@ -223,21 +247,29 @@ int main(int argc, char **argv) {
         free(list);
         return 0;
     }
-    printf("matvec: %lld x rows (%zu MB of weights), 1 token; gemm: 256 rows x 64 tokens x %lld; 1 thread, best of %d\n",
-           (long long)g_n, mb, (long long)g_n, reps);
-    printf("%-6s %-8s %12s %7s %12s %7s %12s %7s\n", "type", "level", "matvec GB/s", "x ref", "gemm GOP/s", "x ref",
-           "quant GB/s", "x ref");
+    printf("matvec: %lld x rows (%zu MB of weights), 1 token; gemm: %d rows x %d tokens x %lld; 1 thread, best of %d\n",
+           (long long)g_n, mb, g_gr, g_gc, (long long)g_n, reps);
+    /* the gemm column's ceiling: the same probe as `gemma4c bench` (best of 3) */
+    double peak = 0;
+    for (int i = 0; i < 3; i++) {
+        const double p = gemma4c_probe_int8_gops(1);
+        if (p > peak) peak = p;
+    }
+    printf("int8 peak (1 thread, probe): %.0f GOP/s\n", peak);
+    printf("%-6s %-8s %12s %7s %12s %7s %12s %12s %7s\n", "type", "level", "matvec GB/s", "x ref", "gemm GOP/s", "x ref",
+           "panel GOP/s", "quant GB/s", "x ref");
     char *list = strdup(types);
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
         const int type = bench_type(tok);
         if (type < 0) continue;
-        result ref = { 0, 0, 0 };
+        result ref = { 0, 0, 0, 0 };
         for (int level = G4_CPU_REF; level <= G4_CPU_DOTPROD; level++) {
             if (!g4_cpu_level_supported(level)) continue;
             const result r = run_level(type, level, mb, reps);
             if (level == G4_CPU_REF) ref = r;
-            printf("%-6s %-8s %12.2f %7.2f %12.1f %7.2f %12.2f %7.2f\n", g4_type_name(type), g4_cpu_level_name(level),
-                   r.mv_gbs, r.mv_gbs / ref.mv_gbs, r.gemm_gops, r.gemm_gops / ref.gemm_gops, r.q_gbs, r.q_gbs / ref.q_gbs);
+            printf("%-6s %-8s %12.2f %7.2f %12.1f %7.2f %12.1f %12.2f %7.2f\n", g4_type_name(type),
+                   g4_cpu_level_name(level), r.mv_gbs, r.mv_gbs / ref.mv_gbs, r.gemm_gops, r.gemm_gops / ref.gemm_gops,
+                   r.panel_gops, r.q_gbs, r.q_gbs / ref.q_gbs);
             fflush(stdout);
         }
     }

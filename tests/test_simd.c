@@ -8,6 +8,7 @@
 
 #include "tensor/cpu.h"
 #include "tensor/kernels.h"
+#include "tensor/quant_isa.h"
 #include "tensor/quant_ref.h"
 #include "tensor/types.h"
 #include "tensor/vec.h"
@@ -181,6 +182,27 @@ static int check_problem(const problem *p, const g4_type_traits *ref, const g4_t
     return bad;
 }
 
+/* The panel kernel against the reference, like check_problem. */
+static int check_panel(const problem *p, const g4_type_traits *ref, const g4_type_traits *simd, int level) {
+    g4_type_traits t = *simd;
+    if (!t.gemm_panel) return 0;
+    const size_t ys = (size_t)p->nr + 3;
+    float *y = malloc(ys * (size_t)p->nc * sizeof *y);
+    int bad = !t.gemm_panel(p->n, p->nr, p->nc, NULL, p->w, p->ws, p->xq, p->xs, y, ys);
+    int bad_val = 0;
+    for (int c = 0; c < p->nc && !bad; c++)
+        for (int r = 0; r < p->nr; r++) {
+            const double e = ref->vec_dot(p->w + (size_t)r * p->ws, p->xq + (size_t)c * p->xs, p->n);
+            const double g = y[(size_t)c * ys + (size_t)r];
+            const double tol = 2e-5 * p->absum[(size_t)c * (size_t)p->nr + (size_t)r] + 1e-30;
+            if (!(fabs(g - e) <= tol) && bad_val++ < 3)
+                fprintf(stderr, "  panel %s level %s n=%lld nr=%d nc=%d r=%d c=%d: ref %.9g panel %.9g (tol %.3g)\n",
+                        g4_type_name(p->type), g4_cpu_level_name(level), (long long)p->n, p->nr, p->nc, r, c, e, g, tol);
+        }
+    free(y);
+    return bad + bad_val;
+}
+
 TEST(vec_dot_and_gemm_match_reference) {
     /* row lengths in blocks: partial 4-block groups of 1, 2 and 3 blocks
      * (22: the 704-wide 26B-A4B expert rows), one past a tile */
@@ -218,6 +240,30 @@ TEST(vec_dot_and_gemm_match_reference) {
                 bad += check_problem(&q, &ref, &simd, level);
                 problem_free(&p);
             }
+            /* prefill shapes, through gemm and (AVX-512 Q4_0 / Q8_0 / Q4_K /
+             * Q6_K) the 16-row panels: two full panels and a partial one, 45
+             * tokens = tiles of 8, 4 and 1; short rows, and rows long enough
+             * that the tokens go in several chunks */
+            for (int k = 0; k < 2; k++) {
+                problem p;
+                problem_make(&p, type, (k ? (bs == 256 ? 40 : 260) : 3) * unit + (bs == 1 ? 3 : 0), 37, 45, k);
+                bad += check_problem(&p, &ref, &simd, level);
+                bad += check_panel(&p, &ref, &simd, level);
+                /* the same in token chunks of 16, 16 and 13 */
+                g4_p512_set_chunk_bytes(16 * p.xs);
+                bad += check_panel(&p, &ref, &simd, level);
+                g4_p512_set_chunk_bytes(0);
+                problem q = p; /* exactly one panel, 17 tokens */
+                q.nr = 16; q.nc = 17;
+                double *ab = malloc((size_t)16 * 17 * sizeof *ab);
+                for (int c = 0; c < 17; c++)
+                    for (int r = 0; r < 16; r++) ab[c * 16 + r] = p.absum[c * 37 + r];
+                q.absum = ab;
+                bad += check_problem(&q, &ref, &simd, level);
+                bad += check_panel(&q, &ref, &simd, level);
+                free(ab);
+                problem_free(&p);
+            }
             /* every tile shape with tails: nr in 1..9, nc in 1..9 and the
              * wide single-row tiles of batched decode (8, 16 tokens + tails) */
             problem p;
@@ -234,6 +280,7 @@ TEST(vec_dot_and_gemm_match_reference) {
                         for (int r = 0; r < nr; r++) ab[c * nr + r] = p.absum[c * 9 + r];   /* [nc][9] */
                     q.absum = ab;
                     bad += check_problem(&q, &ref, &simd, level);
+                    bad += check_panel(&q, &ref, &simd, level);
                     free(ab);
                 }
             problem_free(&p);
@@ -313,6 +360,99 @@ TEST(gemm_value_independent_of_tile) {
     }
 }
 
+/* Decode shapes of gemm are bitwise consistent: a token's result for a row
+ * is the same computed alone (nc = 1, one row or a range of rows, as a
+ * decode step runs) or as one of 2..16 tokens on one row (batched decode of
+ * several sequences, matmul's path for a few tokens), in any place among
+ * them. Otherwise a request's greedy answer changes with its neighbours in
+ * the scheduler's batch. Long rows cross the kernels' activation chunks. */
+TEST(decode_shapes_bitwise_consistent) {
+    static const int DT[] = { G4_F32, G4_F16, G4_BF16, G4_Q4_0, G4_Q8_0, G4_Q4_K, G4_Q5_K, G4_Q6_K, G4_Q3_K, G4_Q2_K,
+                              G4_IQ4_XS, G4_IQ4_NL, G4_Q4_1, G4_Q5_0, G4_Q5_1 };
+    for (size_t l = 0; l < sizeof LEVELS / sizeof LEVELS[0]; l++) {
+        const int level = LEVELS[l];
+        if (!g4_cpu_level_supported(level)) continue;
+        for (size_t ti = 0; ti < sizeof DT / sizeof DT[0]; ti++) {
+            g4_type_traits ref, simd;
+            traits_pair(DT[ti], level, &ref, &simd);
+            const int64_t bs = g4_type_info(DT[ti])->blck_size, unit = bs == 1 ? 32 : bs;
+            int bad = 0;
+            for (int k = 0; k < 2; k++) {
+                problem p;
+                problem_make(&p, DT[ti], (k ? (unit == 256 ? 80 : 640) : 5) * unit, 7, 16, 0);
+                const size_t ys = (size_t)p.nr;
+                float *one = malloc(ys * 16 * sizeof(float)), *got = malloc(ys * 16 * sizeof(float));
+                for (int c = 0; c < p.nc; c++)   /* alone, as a decode step: all rows in one call */
+                    simd.gemm(p.n, p.nr, 1, p.w, p.ws, p.xq + (size_t)c * p.xs, p.xs, one + (size_t)c * ys, ys);
+                for (int nc = 1; nc <= 16; nc++)
+                    for (int c0 = 0; c0 + nc <= 16; c0 += nc) {
+                        for (int r = 0; r < p.nr; r++)   /* one row at a time, nc tokens from c0 */
+                            simd.gemm(p.n, 1, nc, p.w + (size_t)r * p.ws, p.ws, p.xq + (size_t)c0 * p.xs, p.xs,
+                                      got + (size_t)c0 * ys + (size_t)r, ys);
+                        for (int c = c0; c < c0 + nc; c++)
+                            bad += memcmp(got + (size_t)c * ys, one + (size_t)c * ys, ys * sizeof(float)) != 0;
+                    }
+                free(one); free(got);
+                problem_free(&p);
+            }
+            CHECKF(bad == 0, "%s at %s: %d token results differ between decode shapes", g4_type_name(DT[ti]),
+                   g4_cpu_level_name(level), bad);
+        }
+    }
+}
+
+/* The panel kernels (types.h: gemm_panel) are used for the tokens whose
+ * logits nobody reads, gemm for the others, so a token's result must not
+ * depend on anything but its row and its own activations: bitwise the same
+ * alone, among others (cols), in any row range or panel position, tile width
+ * or token chunk. */
+TEST(panel_results_independent_of_neighbours) {
+    static const int PT[] = { G4_Q4_0, G4_Q8_0, G4_Q4_K, G4_Q6_K };
+    int ran = 0;
+    for (size_t l = 0; l < sizeof LEVELS / sizeof LEVELS[0]; l++) {
+        const int level = LEVELS[l];
+        if (!g4_cpu_level_supported(level)) continue;
+        for (size_t ti = 0; ti < sizeof PT / sizeof PT[0]; ti++) {
+            g4_type_traits ref, simd;
+            traits_pair(PT[ti], level, &ref, &simd);
+            if (!simd.gemm_panel) continue;
+            ran++;
+            const int64_t unit = g4_type_info(PT[ti])->blck_size;
+            problem p;
+            problem_make(&p, PT[ti], (unit == 256 ? 6 : 40) * unit, 37, 29, 3);
+            const size_t ys = (size_t)p.nr;
+            float *all = malloc(ys * (size_t)p.nc * sizeof(float)), *one = malloc(ys * (size_t)p.nc * sizeof(float));
+            CHECK(simd.gemm_panel(p.n, p.nr, p.nc, NULL, p.w, p.ws, p.xq, p.xs, all, ys));
+            int bad = 0;
+            /* every token alone, in rows 5..36 (panels start elsewhere) and rows 0..4 (a short panel) */
+            for (int c = 0; c < p.nc; c++) {
+                int32_t col = c;
+                for (size_t i = 0; i < ys * (size_t)p.nc; i++) one[i] = -1.f;
+                CHECK(simd.gemm_panel(p.n, p.nr - 5, 1, &col, p.w + 5 * p.ws, p.ws, p.xq, p.xs, one + 5, ys));
+                CHECK(simd.gemm_panel(p.n, 5, 1, &col, p.w, p.ws, p.xq, p.xs, one, ys));
+                for (int r = 0; r < p.nr; r++) bad += memcmp(&one[c * ys + r], &all[c * ys + r], sizeof(float)) != 0;
+                for (int c2 = 0; c2 < p.nc; c2++) if (c2 != c) bad += one[c2 * ys] != -1.f; /* nothing else written */
+            }
+            /* every third token, in token chunks of 8 */
+            int32_t cols[29];
+            int nc = 0;
+            for (int c = 1; c < p.nc; c += 3) cols[nc++] = c;
+            for (size_t i = 0; i < ys * (size_t)p.nc; i++) one[i] = -1.f;
+            g4_p512_set_chunk_bytes(8 * p.xs);
+            CHECK(simd.gemm_panel(p.n, p.nr, nc, cols, p.w, p.ws, p.xq, p.xs, one, ys));
+            g4_p512_set_chunk_bytes(0);
+            for (int i = 0; i < nc; i++)
+                bad += memcmp(&one[cols[i] * ys], &all[cols[i] * ys], ys * sizeof(float)) != 0;
+            /* and the panel agrees with the reference */
+            bad += check_panel(&p, &ref, &simd, level);
+            CHECKF(bad == 0, "%s at %s: %d results depend on neighbours", g4_type_name(PT[ti]), g4_cpu_level_name(level), bad);
+            free(all); free(one);
+            problem_free(&p);
+        }
+    }
+    printf("  panel kernels checked: %d\n", ran);
+}
+
 /* The process-wide table (whatever GEMMA4C_CPU selected) agrees too. */
 TEST(process_table_matches_reference) {
     for (int ti = 0; ti < NTYPES; ti++) {
@@ -387,6 +527,8 @@ int main(void) {
     RUN(activation_quantizers);
     RUN(vec_dot_and_gemm_match_reference);
     RUN(gemm_value_independent_of_tile);
+    RUN(panel_results_independent_of_neighbours);
+    RUN(decode_shapes_bitwise_consistent);
     RUN(process_table_matches_reference);
     RUN(gemm_nn_matches_reference);
     return test_summary();

@@ -124,6 +124,13 @@ int gemma4c_memory_plan_params(const gemma4c_model *mm, const gemma4c_context_pa
     o->scratch_bytes = g4_workspace_bytes(m, n_batch, 1) +
                        (uint64_t)(p->n_seq > 1 ? p->n_seq : 1) * (uint64_t)m->n_vocab * sizeof(float);
     o->scratch_bytes += g4_engine_adapter_bytes(p);   /* LoRA pairs and the hook's scratch */
+    if (p->precision != GEMMA4C_PREC_EXACT) {
+        /* the prefill panels' buffer in each thread that ran one (AVX-512) */
+        long nth = p->n_threads > 0 ? p->n_threads : sysconf(_SC_NPROCESSORS_ONLN);
+        g4_dims d;
+        g4_dims_of(m, &d);
+        o->scratch_bytes += (uint64_t)(nth > 0 ? (nth < 256 ? nth : 256) : 1) * g4_matmul_panel_bytes(d.max_in, n_batch);
+    }
     o->weight_resident_bytes = m->weight_bytes;
     if (m->n_ple) o->weight_resident_bytes -= m->ple_embd.row_bytes * (uint64_t)m->ple_embd.n_out;
     o->total_bytes = o->weight_resident_bytes + o->kv_bytes + o->scratch_bytes;

@@ -69,9 +69,10 @@ static void scratch_sizes(const g4_dims *d, int n_batch, int nth, size_t *sz) {
     sz[S_ACT] = T * d->max_in + 1024;                         /* quantized activations (<= f32 size) */
 }
 
-/* int arrays: moe_sel [T][K], moe_rows, pos and four range arrays [T] */
+/* int arrays: moe_sel [T][K], moe_rows, pos, four range arrays and the
+ * panel tokens [T] */
 static size_t int_bytes(const g4_dims *d, int n_batch) {
-    return (size_t)n_batch * ((size_t)(d->K ? d->K : 1) + 6) * sizeof(int32_t) +
+    return (size_t)n_batch * ((size_t)(d->K ? d->K : 1) + 7) * sizeof(int32_t) +
            (size_t)n_batch * sizeof(g4_kv_view *);
 }
 
@@ -129,13 +130,14 @@ g4_workspace *g4_workspace_new(const g4_model *m, int n_batch, int n_threads, in
     size_t T = (size_t)n_batch;
     w->moe_sel = malloc(T * (size_t)(w->d.K ? w->d.K : 1) * sizeof(int));
     w->moe_rows = malloc(T * sizeof(int));
-    w->pos = malloc(5 * T * sizeof(int32_t));
+    w->pos = malloc(6 * T * sizeof(int32_t));
     w->kvp = malloc(T * sizeof *w->kvp);
     if (!w->ex.mm.act || !w->moe_sel || !w->moe_rows || !w->pos || !w->kvp) goto oom;
     w->lo_swa = w->pos + T;
     w->hi_swa = w->pos + 2 * T;
     w->lo_full = w->pos + 3 * T;
     w->hi_full = w->pos + 4 * T;
+    w->pcol = w->pos + 5 * T;
     w->scratch_bytes = g4_workspace_bytes(m, n_batch, n_threads);
     return w;
 oom:
@@ -354,6 +356,16 @@ int g4_forward(g4_workspace *w, const g4_batch *b, float *logits, int all_rows, 
     g4_mask full = { .kind = G4_MASK_CAUSAL };
     g4_attn_ranges(&swa, w->pos, T, 0, w->lo_swa, w->hi_swa);
     g4_attn_ranges(&full, w->pos, T, 0, w->lo_full, w->hi_full);
+    /* The tokens whose logits nobody reads (prompt tokens but the last) may
+     * take the weights' panel kernels, the others (decode, verify, a
+     * prompt's last token) take gemm: a choice each token's own role makes,
+     * so the session and the scheduler, batched or alone, chunked or not,
+     * compute a token the same way (matmul.h: g4_mm_scratch.pcol). */
+    int np = 0;
+    for (int t = 0; t < T; t++)
+        if (!logits || !(b->out ? b->out[t] != 0 : (all_rows || t == T - 1))) w->pcol[np++] = t;
+    w->ex.mm.pcol = w->pcol;
+    w->ex.mm.np = np;
     if (m->n_ple) ple_inputs(w, b);
     for (int l = 0; l < m->n_layer; l++) {
         attention(w, b, l);
@@ -361,6 +373,8 @@ int g4_forward(g4_workspace *w, const g4_batch *b, float *logits, int all_rows, 
         if (m->n_ple) ple_branch(w, l, T);
         g4_op_scale(w->x, (size_t)T * H, m->layers[l].out_scale);
     }
+    w->ex.mm.pcol = NULL;   /* the head's rows are the flagged tokens only */
+    w->ex.mm.np = 0;
     for (int t = 0; t < T; t++) seq_of(b, t)->n_past++;
     if (!logits) return 0;
     int n = 0;      /* the rows asked for, normed into xn in batch order */

@@ -41,6 +41,7 @@ typedef struct g4_workspace {
     float *moe_in, *moe_out, *moe_acc;
     int *moe_rows;
     int32_t *pos, *lo_swa, *hi_swa, *lo_full, *hi_full;   /* [T] */
+    int32_t *pcol;                /* [T] the batch's panel tokens (ex.mm.pcol) */
     const g4_kv_view **kvp;       /* [T] */
     size_t scratch_bytes;
 } g4_workspace;

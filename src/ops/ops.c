@@ -17,7 +17,10 @@
 
 static void lora_mm(g4_exec *ex, const g4_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy) {
     if ((int64_t)T * w->n_in * w->n_out > LORA_INLINE_MACS) {
-        g4_matmul(ex->pool, w, 0, x, ldx, T, y, ldy, ex->precision, &ex->mm);
+        g4_mm_scratch mm = ex->mm;   /* chunks of the batch: no panel tokens (g4_mm_scratch) */
+        mm.pcol = NULL;
+        mm.np = 0;
+        g4_matmul(ex->pool, w, 0, x, ldx, T, y, ldy, ex->precision, &mm);
         return;
     }
     const g4_type_traits *tt = g4_type_info(G4_F32);
@@ -285,6 +288,12 @@ static void moe_rows(g4_exec *ex, moe_rows_task *k, int what, long work) {
 void g4_op_moe_experts(g4_exec *ex, const g4_moe_weights *mw, const float *x, int T, int H, const int *sel,
                        const float *w, g4_moe_scratch *sc, float *out) {
     int E = mw->E, K = mw->K, Fe = mw->Fe;
+    /* the products' rows are expert groups, not the batch in order: every
+     * token through the types' gemm (g4_mm_scratch.pcol) */
+    g4_exec gex = *ex;
+    gex.mm.pcol = NULL;
+    gex.mm.np = 0;
+    ex = &gex;
     memset(out, 0, (size_t)T * H * sizeof(float));
     if (T == 1 && 2 * K <= G4_MM_MAX_JOBS) { moe_one_token(ex, mw, x, H, sel, w, sc, out); return; }
     const int per = mw->gate_up ? 1 : 2;   /* gate/up products per expert */

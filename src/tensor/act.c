@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "tensor/cpu.h"
 #include "tensor/exp_x86.h"
@@ -62,24 +63,33 @@ __attribute__((target("avx2,f16c,fma"))) static void geglu_f16c(float *out, cons
 /* tanh(z) = sign(z) (1 - e) / (1 + e), e = exp(-2|z|) in [0, 1]: no
  * overflow, and the absolute error stays ~1e-7 (what matters for logits;
  * relative error grows only where tanh is tiny); -2|z| >= -87 (e below
- * that is ~1e-38, and the result 1 either way). Returns how many leading
- * elements it did (whole vectors; the caller does the tail). */
-__attribute__((target("avx2,fma"))) static int64_t softcap_avx2(float *y, int64_t n, float cap) {
+ * that is ~1e-38, and the result 1 either way). */
+__attribute__((target("avx2,fma"))) static inline __m256 softcap8(__m256 v, float cap) {
     const __m256 ic = _mm256_set1_ps(1.0f / cap), vc = _mm256_set1_ps(cap), one = _mm256_set1_ps(1.0f);
     const __m256 sgn = _mm256_set1_ps(-0.0f), lo = _mm256_set1_ps(-87.0f);
+    const __m256 z = _mm256_mul_ps(v, ic);
+    const __m256 s = _mm256_and_ps(z, sgn);
+    const __m256 x = _mm256_max_ps(_mm256_mul_ps(_mm256_andnot_ps(sgn, z), _mm256_set1_ps(-2.0f)), lo);
+    const __m256 e = g4_exp8(x);
+    __m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+    t = _mm256_mul_ps(_mm256_or_ps(t, s), vc);
+    return _mm256_blendv_ps(t, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)); /* NaN in, NaN out */
+}
+
+/* Every element, the tail too (through a padded copy): an element's value
+ * must not depend on where its run starts or ends (matmul caps the rows
+ * each thread computed, and the rows of a grab depend on the batch size),
+ * so a token's logits are the same batched or alone. */
+__attribute__((target("avx2,fma"))) static int64_t softcap_avx2(float *y, int64_t n, float cap) {
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 v = _mm256_loadu_ps(y + i);
-        const __m256 z = _mm256_mul_ps(v, ic);
-        const __m256 s = _mm256_and_ps(z, sgn);
-        const __m256 x = _mm256_max_ps(_mm256_mul_ps(_mm256_andnot_ps(sgn, z), _mm256_set1_ps(-2.0f)), lo);
-        const __m256 e = g4_exp8(x);
-        __m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
-        t = _mm256_mul_ps(_mm256_or_ps(t, s), vc);
-        t = _mm256_blendv_ps(t, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)); /* NaN in, NaN out */
-        _mm256_storeu_ps(y + i, t);
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, softcap8(_mm256_loadu_ps(y + i), cap));
+    if (i < n) {
+        float t[8] = { 0 };
+        memcpy(t, y + i, (size_t)(n - i) * sizeof(float));
+        _mm256_storeu_ps(t, softcap8(_mm256_loadu_ps(t), cap));
+        memcpy(y + i, t, (size_t)(n - i) * sizeof(float));
     }
-    return i;
+    return n;
 }
 
 /* Sum of squares in double (4 x 4 lanes), then y = x * scale (* w), each
@@ -141,17 +151,7 @@ void g4_softcap(float *y, int64_t n, float cap, int exact) {
     int64_t i = 0;
 #if defined(__x86_64__)
     if (!exact && use_avx2()) {
-        i = softcap_avx2(y, n, cap);
-        if (i < n) {
-            /* the tail through the same vector code: the matmul softcaps
-             * the row ranges its threads grabbed, so where a range ends
-             * must not change how an element rounds (batch invariance) */
-            float t[8] = { 0 };
-            memcpy(t, y + i, (size_t)(n - i) * sizeof *t);
-            softcap_avx2(t, 8, cap);
-            memcpy(y + i, t, (size_t)(n - i) * sizeof *t);
-            i = n;
-        }
+        i = softcap_avx2(y, n, cap);   /* all n: the tail too (batch invariance) */
     }
 #endif
     (void)exact;

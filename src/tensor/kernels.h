@@ -10,7 +10,9 @@
  *   3 ISA        x86: quant_x86.c (AVX2 + AVX-512 on 256 bits),
  *                quant_x86_legacy.c, quant_avx512_k.c, quant_avx512_q.c;
  *                arm64: quant_arm.c (NEON + dotprod). Each exports one
- *                fill-for-level function (quant_isa.h)
+ *                fill-for-level function (quant_isa.h). Below them, the
+ *                AVX-512 prefill panels (quant_avx512_p.c), which the
+ *                Q4_0/Q8_0 and K-quant gemms call for prefill shapes
  *   4 registry   kernels.c: per type, the facts, then the reference kernels,
  *                then the ISA fills for the level in use (g4_cpu_level():
  *                the best one, or GEMMA4C_CPU)

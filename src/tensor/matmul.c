@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "tensor/act.h"
+#include "tensor/cpu.h"
+#include "tensor/quant_isa.h"
 #include "tensor/types.h"
 
 typedef struct mm_task {
@@ -24,6 +26,8 @@ typedef struct mm_task {
     long rstart[G4_MM_MAX_JOBS + 1];   /* first row of each job in the combined rows */
     long min_rows[G4_MM_MAX_JOBS];     /* smallest grab per job */
     long share;                        /* a grab takes 1/(share * nth) of what is left */
+    const int32_t *pcol;               /* g4_mm_scratch: the panel tokens of the shared input */
+    int np;
     atomic_long next;                  /* next unclaimed combined row */
 } mm_task;
 
@@ -62,6 +66,54 @@ static inline void gemm_any(const g4_type_traits *wt, int64_t n, int nr, int nc,
     else gemm_generic(wt->vec_dot, n, nr, nc, w, ws, xq, xs, y, ys);
 }
 
+/* Rows lo..hi of job j against its tokens t0..t0+T-1 through the type's
+ * gemm (fast path). Every (row, token) result is the same whatever T, the
+ * tiling or the thread (the tiles only reuse loaded blocks), so a token's
+ * value does not depend on which run of tokens it came in. */
+static void gemm_rows(mm_task *k, int j, long lo, long hi, int t0, int T) {
+    const g4_mm_job *jb = &k->jobs[j];
+    const g4_mat *w = jb->w;
+    const g4_type_traits *wt = g4_type_info(w->type);
+    const int64_t n = k->n;
+    const uint8_t *xq0 = k->xq[j] + (size_t)t0 * k->xq_row;
+    float *y0 = jb->y + (size_t)t0 * jb->ldy;
+    /* Cache blocking: a block of ROWS weight rows (tens of KB) stays in
+     * L1/L2 while it meets a block of TOKS activation rows; the
+     * micro-kernel reuses each loaded block across several rows and
+     * tokens in registers. Decode (T = 1) streams the rows once. */
+    enum { ROWS = 32, TOKS = 64, SMALL_T = 16 };
+    /* decode: one call for the thread's whole range, so per-call work
+     * in the kernel (activation re-layout, prefetch ramp-up) is paid
+     * once per matrix, not per 32 rows */
+    const long rows = T == 1 ? hi - lo : ROWS;
+    if (T == 1) {
+        /* the kernels' row loops prefetch ahead of themselves; a new
+         * stream's first 8 KB would otherwise come one demand miss at a
+         * time (K-quants ~3% of a step; Q4_0/Q8_0 0.5-1%, within the
+         * A/B's bias) */
+        const char *p = g4_mat_row(w, jb->mat, lo);
+        const size_t pre = (size_t)(hi - lo) * w->row_bytes < 8192 ? (size_t)(hi - lo) * w->row_bytes : 8192;
+        for (size_t o = 0; o < pre; o += 64) __builtin_prefetch(p + o, 0, 3);
+    }
+    if (T > 1 && T <= SMALL_T) {
+        /* a few tokens (batched decode of several sequences): still bound
+         * by the weight stream, which one row at a time keeps sequential
+         * (the kernels' 4-row tiles would read 4 interleaved streams) */
+        for (long o = lo; o < hi; o++)
+            gemm_any(wt, n, 1, T, g4_mat_row(w, jb->mat, o), w->row_bytes, xq0, k->xq_row, y0 + o, (size_t)jb->ldy);
+        return;
+    }
+    for (long o0 = lo; o0 < hi; o0 += rows) {
+        int nr = (int)(hi - o0 < rows ? hi - o0 : rows);
+        const void *row = g4_mat_row(w, jb->mat, o0);
+        for (int c0 = 0; c0 < T; c0 += TOKS) {
+            int nc = T - c0 < TOKS ? T - c0 : TOKS;
+            gemm_any(wt, n, nr, nc, row, w->row_bytes, xq0 + (size_t)c0 * k->xq_row, k->xq_row,
+                     y0 + (size_t)c0 * jb->ldy + o0, (size_t)jb->ldy);
+        }
+    }
+}
+
 static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
     const g4_mm_job *jb = &k->jobs[j];
     const g4_mat *w = jb->w;
@@ -78,43 +130,19 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
             const void *row = g4_mat_row(w, jb->mat, o);
             for (int t = 0; t < T; t++) jb->y[t * jb->ldy + o] = wt->dot_f32(row, xj + t * k->ldx, n);
         }
+    } else if (k->np > 0 && !jb->x && wt->gemm_panel &&
+               wt->gemm_panel(n, (int)(hi - lo), k->np, k->pcol, g4_mat_row(w, jb->mat, lo), w->row_bytes, k->xq[j],
+                              k->xq_row, jb->y + lo, (size_t)jb->ldy)) {
+        /* the panel tokens went in one call (each panel re-laid once for
+         * all of them); the others, in runs between them, through gemm */
+        int t0 = 0;
+        for (int i = 0; i <= k->np; i++) {
+            const int t1 = i < k->np ? k->pcol[i] : T;
+            if (t1 > t0) gemm_rows(k, j, lo, hi, t0, t1 - t0);
+            t0 = t1 + 1;
+        }
     } else {
-        /* Cache blocking: a block of ROWS weight rows (tens of KB) stays in
-         * L1/L2 while it meets a block of TOKS activation rows; the
-         * micro-kernel reuses each loaded block across several rows and
-         * tokens in registers. Decode (T = 1) streams the rows once. */
-        enum { ROWS = 32, TOKS = 64, SMALL_T = 16 };
-        /* decode: one call for the thread's whole range, so per-call work
-         * in the kernel (activation re-layout, prefetch ramp-up) is paid
-         * once per matrix, not per 32 rows */
-        const long rows = T == 1 ? hi - lo : ROWS;
-        if (T == 1) {
-            /* the kernels' row loops prefetch ahead of themselves; a new
-             * stream's first 8 KB would otherwise come one demand miss at a
-             * time (K-quants ~3% of a step; Q4_0/Q8_0 0.5-1%, within the
-             * A/B's bias) */
-            const char *p = g4_mat_row(w, jb->mat, lo);
-            const size_t pre = (size_t)(hi - lo) * w->row_bytes < 8192 ? (size_t)(hi - lo) * w->row_bytes : 8192;
-            for (size_t o = 0; o < pre; o += 64) __builtin_prefetch(p + o, 0, 3);
-        }
-        if (T > 1 && T <= SMALL_T) {
-            /* a few tokens (batched decode of several sequences): still bound
-             * by the weight stream, which one row at a time keeps sequential
-             * (the kernels' 4-row tiles would read 4 interleaved streams) */
-            for (long o = lo; o < hi; o++)
-                gemm_any(wt, n, 1, T, g4_mat_row(w, jb->mat, o), w->row_bytes, k->xq[j], k->xq_row, jb->y + o,
-                         (size_t)jb->ldy);
-        } else
-        for (long o0 = lo; o0 < hi; o0 += rows) {
-            int nr = (int)(hi - o0 < rows ? hi - o0 : rows);
-            const void *row = g4_mat_row(w, jb->mat, o0);
-            for (int t0 = 0; t0 < T; t0 += TOKS) {
-                int nc = T - t0 < TOKS ? T - t0 : TOKS;
-                const void *xq = k->xq[j] + (size_t)t0 * k->xq_row;
-                float *y = jb->y + (size_t)t0 * jb->ldy + o0;
-                gemm_any(wt, n, nr, nc, row, w->row_bytes, xq, k->xq_row, y, (size_t)jb->ldy);
-            }
-        }
+        gemm_rows(k, j, lo, hi, 0, T);
     }
     if (jb->softcap > 0) softcap_rows(jb->y, jb->ldy, T, lo, hi, jb->softcap, k->exact);
 }
@@ -155,6 +183,11 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
     if (n_jobs < 1) return;
     mm_task k = { .jobs = jobs, .n_jobs = n_jobs, .x = x, .ldx = ldx, .n = jobs[0].w->n_in, .T = T,
                   .exact = precision == 1 };
+    /* panel tokens: a valid ascending list of this call's rows, or none */
+    if (s->pcol && s->np > 0 && s->np <= T && s->pcol[0] >= 0 && s->pcol[s->np - 1] < T) {
+        k.pcol = s->pcol;
+        k.np = s->np;
+    }
     bool split = n_jobs > G4_MM_MAX_JOBS;
     int vdt = g4_type_info(jobs[0].w->type)->vec_dot_type;
     for (int j = 0; j < n_jobs && !split; j++)
@@ -205,6 +238,13 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
         else g4_pool_run(pool, quantize_task, &k);
     }
     g4_pool_run(pool, mm_rows_task, &k);
+}
+
+size_t g4_matmul_panel_bytes(int64_t n_in_max, int T) {
+    static const int PANEL_TYPES[] = { G4_Q4_0, G4_Q8_0, G4_Q4_K, G4_Q6_K };
+    for (size_t i = 0; i < sizeof PANEL_TYPES / sizeof PANEL_TYPES[0]; i++)
+        if (g4_type_info(PANEL_TYPES[i])->gemm_panel) return g4_p512_scratch_bytes(n_in_max, T);
+    return 0;
 }
 
 void g4_matmul(g4_pool *pool, const g4_mat *w, int64_t mat, const float *x, int64_t ldx, int T, float *y,

@@ -25,7 +25,25 @@
 typedef struct g4_mm_scratch {
     void *act;        /* quantized activations: >= T * n_in * 4 bytes */
     size_t act_bytes;
+    /* Tokens whose logits nobody reads (a prompt's tokens but its last): np
+     * of them, at the shared input's rows pcol[0..np), ascending. Where a
+     * weight's type has a panel kernel (types.h: gemm_panel, AVX-512) they
+     * go through it, every other token through gemm. The panels round
+     * differently from gemm, so the kernel a token goes through must follow
+     * from its own role, never from its neighbours: then a request's tokens
+     * get the same arithmetic batched or alone, however its prompt is
+     * chunked. NULL / 0: every token through gemm. The forward pass sets it
+     * only around products whose input rows are the batch's tokens in batch
+     * order; jobs with their own input (MoE groups) never use it. The exact
+     * path ignores it. */
+    const int32_t *pcol;
+    int np;
 } g4_mm_scratch;
+
+/* Per-thread scratch the panel kernels hold (bytes; 0 at levels without
+ * them) for inputs of at most n_in_max floats and T tokens: each thread of
+ * the pool that ran one keeps its buffer (memory plan). */
+size_t g4_matmul_panel_bytes(int64_t n_in_max, int T);
 
 /* x: T rows with stride ldx floats; y: T rows with stride ldy floats.
  * `mat` selects the matrix of a 3-D (expert) tensor. */

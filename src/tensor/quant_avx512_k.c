@@ -634,9 +634,9 @@ KERNELS(iq4_xs, KX)
 void g4_quant_avx512_k_fill(int type, int level, g4_type_traits *tr) {
     if (level != G4_CPU_AVX512) return;
     switch (type) {
-    case G4_Q4_K: tr->vec_dot = vd_q4_K; tr->gemm = gemm_q4_K; break;
+    case G4_Q4_K: tr->vec_dot = vd_q4_K; tr->gemm = gemm_q4_K; tr->gemm_panel = g4_p512_kernel(type); break;
     case G4_Q5_K: tr->vec_dot = vd_q5_K; tr->gemm = gemm_q5_K; break;
-    case G4_Q6_K: tr->vec_dot = vd_q6_K; tr->gemm = gemm_q6_K; break;
+    case G4_Q6_K: tr->vec_dot = vd_q6_K; tr->gemm = gemm_q6_K; tr->gemm_panel = g4_p512_kernel(type); break;
     case G4_Q3_K: tr->vec_dot = vd_q3_K; tr->gemm = gemm_q3_K; break;
     case G4_Q2_K: tr->vec_dot = vd_q2_K; tr->gemm = gemm_q2_K; break;
     case G4_IQ4_XS: tr->vec_dot = vd_iq4_xs; tr->gemm = gemm_iq4_xs; break;

@@ -45,7 +45,7 @@ enum {
     GB = 4,   /* blocks per group */
     RT = 6,   /* prefill tile: rows (measured 2x4..8x4, 4x6, 5x5, 6x5, 8x3: 6x4 best) */
     CT = 4,   /* prefill tile: tokens */
-    GCH = 32, /* activation groups per token per chunk (4096 weights): CT*GCH*256 B = 32 KB of stack */
+    GCH = 128, /* activation groups per token per chunk (16384 weights): CT*GCH*256 B = 128 KB of stack */
 };
 enum { K_Q4_0, K_Q8_0 };
 
@@ -227,15 +227,17 @@ INL void gemm_kind(const int kind, int64_t n, int nr, int nc, const void *vw, si
                    float *y, size_t ys) {
     const uint8_t *w = vw, *x = vx;
     const int64_t nb = n / QK;
-    xgroup buf[CT * GCH];
+    xgroup buf[CT * GCH];   /* up to CT tokens x one chunk */
     const __m512i idx8 = LDIDX(IDX_D8);
     if (nb == 0) {
         for (int c = 0; c < nc; c++) for (int r = 0; r < nr; r++) y[(size_t)c * ys + (size_t)r] = 0;
         return;
     }
-    /* decode: the whole buffer for the one token; prefill: CT tokens */
+    /* decode: one token at a time; prefill: CT tokens */
     const int cstep = nc == 1 ? 1 : CT;
-    const int64_t chunk = nc == 1 ? (int64_t)CT * GCH * GB : (int64_t)GCH * GB; /* blocks */
+    /* the same chunk (16384 weights) whatever nc: chunks add into y one by
+     * one, so their boundaries are part of a result's rounding */
+    const int64_t chunk = (int64_t)GCH * GB; /* blocks */
     /* decode: one row stream at a time (2 interleaved rows streamed slower from DRAM) */
     const int rstep = nc == 1 ? 1 : RT;
     for (int c0 = 0; c0 < nc; c0 += cstep) {
@@ -276,8 +278,8 @@ TGT static float vd_q8_0_avx512q(const void *w, const void *x, int64_t n) {
 
 void g4_quant_avx512_q_fill(int type, int level, g4_type_traits *tr) {
     if (level != G4_CPU_AVX512) return;
-    if (type == G4_Q4_0) { tr->vec_dot = vd_q4_0_avx512q; tr->gemm = gemm_q4_0_avx512q; }
-    else if (type == G4_Q8_0) { tr->vec_dot = vd_q8_0_avx512q; tr->gemm = gemm_q8_0_avx512q; }
+    if (type == G4_Q4_0) { tr->vec_dot = vd_q4_0_avx512q; tr->gemm = gemm_q4_0_avx512q; tr->gemm_panel = g4_p512_kernel(type); }
+    else if (type == G4_Q8_0) { tr->vec_dot = vd_q8_0_avx512q; tr->gemm = gemm_q8_0_avx512q; tr->gemm_panel = g4_p512_kernel(type); }
 }
 
 #else /* !__x86_64__ */

@@ -36,6 +36,18 @@ void g4_quant_x86_legacy_fill(int type, int level, g4_type_traits *tr);
  *   quant_avx512_q.c: Q4_0, Q8_0 (x Q8_0) */
 void g4_quant_avx512_k_fill(int type, int level, g4_type_traits *tr);
 void g4_quant_avx512_q_fill(int type, int level, g4_type_traits *tr);
+/* x86 AVX-512 level only (quant_avx512_p.c): the panel kernels of Q4_0,
+ * Q8_0, Q4_K and Q6_K (types.h: gemm_panel; NULL for other types and off
+ * x86), set by quant_avx512_q.c / _k.c's fills. */
+g4_gemm_panel_fn g4_p512_kernel(int type);
+/* Per-thread scratch (bytes) of any panel call with rows of at most n
+ * weights and at most T tokens: held by each thread that ran one, until it
+ * exits (the memory plan counts it per thread). */
+size_t g4_p512_scratch_bytes(int64_t n, int T);
+/* Tests: activation bytes per token chunk of the panels (0: the default,
+ * 8 MB); small values make short problems go through several chunks. Not
+ * thread-safe: set it only while no product runs. */
+void g4_p512_set_chunk_bytes(size_t bytes);
 /* arm64 NEON and dotprod levels (quant_arm.c). */
 void g4_quant_arm_fill(int type, int level, g4_type_traits *tr);
 

@@ -41,6 +41,15 @@ typedef float (*g4_vec_dot_fn)(const void *w, const void *xq, int64_t n);
  * rows x several tokens per step so each loaded block is reused. */
 typedef void (*g4_gemm_fn)(int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *xq,
                            size_t x_stride, float *y, size_t y_stride);
+/* Prefill panel kernel (AVX-512: quant_avx512_p.c): the same products for
+ * the nc tokens cols[0..nc) (ascending; NULL: 0..nc-1), token c read at
+ * xq + cols[c] * x_stride and written at y + cols[c] * y_stride. It sums in
+ * another order than gemm (per 32 weights, then over groups), so its results
+ * differ from gemm's in the last bits; each (row, token) result is the same
+ * whatever nr, nc and the other tokens. Returns 0 (nothing written) when it
+ * cannot run (rows shorter than one group, no scratch): the caller uses gemm. */
+typedef int (*g4_gemm_panel_fn)(int64_t n, int nr, int nc, const int32_t *cols, const void *w, size_t w_stride,
+                                const void *xq, size_t x_stride, float *y, size_t y_stride);
 
 typedef struct g4_type_traits {
     const char *name;        /* "Q4_K", as ggml prints it; NULL = no such type id */
@@ -55,6 +64,8 @@ typedef struct g4_type_traits {
     int              vec_dot_type; /* activation type for the fast path */
     g4_vec_dot_fn    vec_dot;      /* fast path: stored row . quantized activations */
     g4_gemm_fn       gemm;         /* fast path, many rows x tokens; NULL: loop over vec_dot */
+    g4_gemm_panel_fn gemm_panel;   /* NULL, or the panel kernel matmul uses for tokens whose
+                                    * logits nobody reads (matmul.h: g4_mm_scratch.pcol) */
 } g4_type_traits;
 
 /* A type's facts (name, sizes) with every kernel field NULL; NULL for ids

@@ -34,9 +34,10 @@ engine  : util tensor arch format adapter ops model text constrain sample media 
 TENSOR_ROWS='
 1 : types fp16 cpu pool
 2 : quant_ref act vec
-3 : quant_x86 quant_x86_legacy quant_avx512_k quant_avx512_q quant_arm vec_kv
-4 : kernels
-5 : matmul
+3 : quant_avx512_p
+4 : quant_x86 quant_x86_legacy quant_avx512_k quant_avx512_q quant_arm vec_kv
+5 : kernels
+6 : matmul
 '
 # cli/ and server/ (front ends) may include, in quotes, only gemma4c.h and
 # their own headers; in angle brackets anything that is not a header of src/
