@@ -58,7 +58,7 @@ plan=$(grep -m1 '^memory plan' "$TMP/rss.log")
 peak=$(sed -n 's/.*Maximum resident set size (kbytes): \([0-9]*\).*/\1/p' "$TMP/rss.log")
 echo "$plan"
 echo "$plan" | awk -v peak="$peak" '{
-    for (i = 1; i <= NF; i++) if ($(i + 1) == "MiB") v[++n] = $i
+    for (i = 1; i <= NF; i++) if ($(i + 1) ~ /^MiB/) v[++n] = $i
     printf "planned: weights %.0f + activations %.0f + adapter/optimizer %.0f = %.0f MiB; peak RSS %.0f MiB\n",
            v[1], v[2], v[3], v[1] + v[2] + v[3], peak / 1024
     printf "(the weights are mapped: only the pages a step reads are resident, all of them after one step)\n" }'
