@@ -35,6 +35,10 @@ static void on_progress(void *ud, const gemma4c_train_progress *p) {
         if (!l || !e) { c->cap = c->n; return; }
     }
     c->last_step = p->step;
+    if (c->n == 0)
+        fprintf(stderr, "memory plan: weights %.1f MiB (mapped), activations %.1f MiB, trainable + gradients + "
+                        "AdamW %.1f MiB\n", p->mem_weights / 1048576.0, p->mem_activations / 1048576.0,
+                p->mem_trainable / 1048576.0);
     if (c->n == 0 && isfinite(p->eval_unigram))
         fprintf(stderr, "eval baseline (unigram frequencies of the training targets): %.4f\n", p->eval_unigram);
     c->loss[c->n] = p->loss;
@@ -43,8 +47,8 @@ static void on_progress(void *ud, const gemma4c_train_progress *p) {
     char eta[32], ev[32] = "";
     fmt_time(p->eta_s, eta, sizeof eta);
     if (isfinite(p->eval_loss)) snprintf(ev, sizeof ev, "  eval %.4f", p->eval_loss);
-    fprintf(stderr, "step %d/%d  epoch %d  loss %.4f%s  %.0f tok/s  ETA %s\n", p->step, p->total_steps,
-            p->epoch + 1, p->loss, ev, p->tokens_per_s, eta);
+    fprintf(stderr, "step %d/%d  epoch %d  loss %.4f%s  %.0f tok/s  ETA %s  (step: %ld tokens, %.2f s)\n", p->step,
+            p->total_steps, p->epoch + 1, p->loss, ev, p->tokens_per_s, eta, p->step_tokens, p->step_s);
 }
 
 /* The loss curve as an SVG: training loss per step (and eval points). */

@@ -867,6 +867,13 @@ typedef struct gemma4c_train_progress {
     double tokens_per_s;  /* training tokens (forward + backward) per second */
     double eta_s;
     int final;
+    double step_s;        /* wall seconds of this step's forward, backward and update (no eval, no save) */
+    long step_tokens;     /* tokens this step trained on */
+    /* the run's memory plan (bytes): frozen base weights (memory-mapped, resident as read;
+     * 0 when training every weight), training workspace (activations of one sequence, the
+     * checkpointed residual stream, products' scratch), and the trainable values with
+     * their gradients and AdamW moments (4 floats per trainable value) */
+    uint64_t mem_weights, mem_activations, mem_trainable;
 } gemma4c_train_progress;
 
 /* Full training of every weight in f32 with AdamW (gemma4c train), or a

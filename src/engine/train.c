@@ -720,6 +720,8 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
             rc = 1;
             goto out;
         }
+        double ts0 = now_s();
+        long tok0 = tok_done;
         int n_tgt, k = step_span(&d, ord, tr.cursor, want, &n_tgt);
         for (int i = 0; i < tr.n_tp; i++) memset(tr.tp[i].grad, 0, tr.tp[i].n * sizeof(float));
         double loss = 0;
@@ -763,6 +765,7 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
             off += p->n;
         }
         tr.step = s;
+        double step_s = now_s() - ts0;
         eval_l = NAN;
         bool last = tr.step == total;
         if (ev.n && (last || (o->eval_every > 0 && tr.step % o->eval_every == 0)) &&
@@ -773,7 +776,11 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
             double el = now_s() - t0;
             gemma4c_train_progress pr = { .step = tr.step, .total_steps = total, .epoch = tr.epoch, .loss = loss,
                                           .eval_loss = eval_l, .eval_unigram = unigram, .tokens_per_s = el > 0 ? tok_done / el : 0,
-                                          .eta_s = el / (tr.step - step0) * (total - tr.step), .final = last };
+                                          .eta_s = el / (tr.step - step0) * (total - tr.step), .final = last,
+                                          .step_s = step_s, .step_tokens = tok_done - tok0,
+                                          .mem_weights = tr.base ? tr.m->weight_bytes : 0,
+                                          .mem_activations = g4_train_ws_bytes(tw),
+                                          .mem_trainable = (uint64_t)tr.n_all * 4 * sizeof(float) };
             o->progress(o->progress_user, &pr);
         }
     }

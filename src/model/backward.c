@@ -208,8 +208,11 @@ g4_train_ws *g4_train_ws_new(const g4_model *m, int n_ctx, int n_threads, g4_err
     tw->RC = (int)(4194304 / (size_t)d->V);    /* ~16 MB of logits per chunk */
     if (tw->RC < 1) tw->RC = 1;
     if (tw->RC > n_ctx) tw->RC = n_ctx;
-    tw->ex.mm.act_bytes = T * (size_t)max_in * sizeof(float) + 4096;
+    /* the exact products' scratch: the input in groups of 8 tokens (T
+     * rounded up) and 4 decoded weight rows per thread (tensor/matmul.c) */
+    tw->ex.mm.act_bytes = ((T + 8) * (size_t)max_in + 4 * (size_t)nth * (size_t)max_in) * sizeof(float) + 4096;
     tw->ex.mm.act = malloc(tw->ex.mm.act_bytes);
+    tw->bytes += tw->ex.mm.act_bytes;
     tw->K = calloc((size_t)L, sizeof(float *));
     tw->V = calloc((size_t)L, sizeof(float *));
     tw->dK = calloc((size_t)L, sizeof(float *));
@@ -426,6 +429,8 @@ int g4_train_ws_set_lora(g4_train_ws *tw, const g4_lora_set *s, float *const *ga
     tw->lu = malloc(2 * (size_t)tw->n_ctx * (size_t)(s->max_r ? s->max_r : 1) * sizeof(float));
     if (!tw->ex.lora_tmp || !tw->lu) { tw->ex.lora = NULL; return g4_seterr(err, "out of memory"); }
     tw->lgv = tw->lu + (size_t)tw->n_ctx * (size_t)(s->max_r ? s->max_r : 1);
+    tw->bytes += ((size_t)G4_LORA_ROWS * (size_t)(s->max_r + s->max_out) +
+                  2 * (size_t)tw->n_ctx * (size_t)(s->max_r ? s->max_r : 1)) * sizeof(float);
     return 0;
 }
 

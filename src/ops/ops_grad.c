@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "tensor/act.h"
+#include "tensor/cpu.h"
 #include "tensor/types.h"
 
 /* ---- weight products ------------------------------------------------------------- */
@@ -21,6 +22,28 @@ typedef struct mmx_task {
     float *row_buf;
 } mmx_task;
 
+/* dx[t] += a[t] * r for the thread's tokens: each element's sum runs over
+ * the rows in order whatever the vector width, so the AVX2 build (no FMA:
+ * mul and add stay separate) gives the same bits as the baseline's SSE. */
+__attribute__((always_inline)) static inline void mmx_axpy_body(const mmx_task *k, int64_t o, const float *r,
+                                                                long lo, long hi, int64_t n_in) {
+    for (long t = lo; t < hi; t++) {
+        float a = k->dy[(size_t)t * k->ldy + o];
+        if (a == 0.0f) continue;
+        float *d = k->dx + (size_t)t * k->ldx;
+        for (int64_t i = 0; i < n_in; i++) d[i] += a * r[i];
+    }
+}
+static void mmx_axpy_ref(const mmx_task *k, int64_t o, const float *r, long lo, long hi, int64_t n_in) {
+    mmx_axpy_body(k, o, r, lo, hi, n_in);
+}
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static void mmx_axpy_avx2(const mmx_task *k, int64_t o, const float *r, long lo,
+                                                          long hi, int64_t n_in) {
+    mmx_axpy_body(k, o, r, lo, hi, n_in);
+}
+#endif
+
 /* Threads split the tokens; each walks every stored row once, decoding it
  * (quantized types) into its own buffer, and adds it to its tokens' dx. */
 static void mmx_worker(void *arg, int ith, int nth) {
@@ -32,16 +55,15 @@ static void mmx_worker(void *arg, int ith, int nth) {
     int64_t n_in = w->n_in;
     const g4_type_traits *tt = g4_type_info(w->type);
     float *buf = k->row_buf + (size_t)ith * (size_t)n_in;
+    void (*axpy)(const mmx_task *, int64_t, const float *, long, long, int64_t) = mmx_axpy_ref;
+#if defined(__x86_64__)
+    if (g4_cpu_level() == G4_CPU_AVX2 || g4_cpu_level() == G4_CPU_AVX512) axpy = mmx_axpy_avx2;
+#endif
     for (int64_t o = 0; o < w->n_out; o++) {
         const void *row = g4_mat_row(w, k->mat, o);
         const float *r = row;
         if (w->type != G4_F32) { tt->to_float(row, buf, n_in); r = buf; }
-        for (long t = lo; t < hi; t++) {
-            float a = k->dy[(size_t)t * k->ldy + o];
-            if (a == 0.0f) continue;
-            float *d = k->dx + (size_t)t * k->ldx;
-            for (int64_t i = 0; i < n_in; i++) d[i] += a * r[i];
-        }
+        axpy(k, o, r, lo, hi, n_in);
     }
 }
 

@@ -26,6 +26,8 @@ typedef struct mm_task {
     long rstart[G4_MM_MAX_JOBS + 1];   /* first row of each job in the combined rows */
     long min_rows[G4_MM_MAX_JOBS];     /* smallest grab per job */
     long share;                        /* a grab takes 1/(share * nth) of what is left */
+    float *xt;          /* exact path, T >= XT_MIN: x in groups of 8 tokens, [T/8][n][8] */
+    float *rbuf;        /* exact path: per thread XT_ROWS decoded weight rows */
     const int32_t *pcol;               /* g4_mm_scratch: the panel tokens of the shared input */
     int np;
     atomic_long next;                  /* next unclaimed combined row */
@@ -114,13 +116,105 @@ static void gemm_rows(mm_task *k, int j, long lo, long hi, int t0, int T) {
     }
 }
 
+/* ---- exact path over many tokens -------------------------------------------------
+ * dot_f32 of a quantized type decodes one block (QB values) at a time and
+ * sums each block's products serially in f32 from 0, then adds the block's
+ * sum to the row total. Per (row, token) that repeats the decode T times and
+ * runs one serial chain of adds (latency bound); training's forward and
+ * backward (every product exact) spent ~90% of an E2B step there. The same
+ * arithmetic, in the same order per token, runs here with the row decoded
+ * once (to_float is the same block decoder) and 8 tokens side by side in
+ * vector lanes: x is re-laid out once per call as [T/8][n][8], each lane
+ * one token's serial chain, so every result is bit-identical to dot_f32
+ * (mul and add are separate statements: nothing fuses them). XT_ROWS rows
+ * share each loaded x vector. */
+enum { XT_MIN = 8, XT_ROWS = 4 };
+typedef float v8f __attribute__((vector_size(32)));
+typedef float v8fu __attribute__((vector_size(32), aligned(4)));
+
+static void xt_task(void *arg, int ith, int nth) {
+    mm_task *k = arg;
+    long lo, hi;
+    const long ng = (k->T + 7) / 8;
+    g4_split(ng, ith, nth, &lo, &hi);
+    for (long g = lo; g < hi; g++) {
+        float *d = k->xt + (size_t)g * (size_t)k->n * 8;
+        for (int l = 0; l < 8; l++) {
+            long t = g * 8 + l;
+            const float *x = t < k->T ? k->x + (size_t)t * (size_t)k->ldx : NULL;
+            for (int64_t i = 0; i < k->n; i++) d[(size_t)i * 8 + l] = x ? x[i] : 0.0f;
+        }
+    }
+}
+
+/* nr (<= XT_ROWS) decoded rows r[] against every group of 8 tokens */
+__attribute__((always_inline)) static inline void xt_rows_body(const float *const *r, int nr, const float *xt,
+                                                               int64_t n, int64_t qb, int T, float *y,
+                                                               int64_t ldy) {
+    for (int g = 0; g * 8 < T; g++) {
+        const float *xg = xt + (size_t)g * (size_t)n * 8;
+        v8f s0 = { 0 }, s1 = { 0 }, s2 = { 0 }, s3 = { 0 };
+        for (int64_t b = 0; b < n; b += qb) {
+            v8f a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 };
+            for (int64_t j = b; j < b + qb; j++) {
+                const v8f xv = *(const v8fu *)(xg + (size_t)j * 8);
+                v8f p0 = r[0][j] * xv;
+                a0 += p0;
+                if (nr > 1) { v8f p1 = r[1][j] * xv; a1 += p1; }
+                if (nr > 2) { v8f p2 = r[2][j] * xv; a2 += p2; }
+                if (nr > 3) { v8f p3 = r[3][j] * xv; a3 += p3; }
+            }
+            s0 += a0; s1 += a1; s2 += a2; s3 += a3;
+        }
+        const v8f s[4] = { s0, s1, s2, s3 };
+        for (int l = 0; l < 8 && g * 8 + l < T; l++)
+            for (int i = 0; i < nr; i++) y[(size_t)(g * 8 + l) * (size_t)ldy + i] = s[i][l];
+    }
+}
+
+static void xt_rows_ref(const float *const *r, int nr, const float *xt, int64_t n, int64_t qb, int T, float *y,
+                        int64_t ldy) {
+    xt_rows_body(r, nr, xt, n, qb, T, y, ldy);
+}
+
+#if defined(__x86_64__)
+/* AVX2 without FMA: 256-bit mul and add, the same values as the reference */
+__attribute__((target("avx2"))) static void xt_rows_avx2(const float *const *r, int nr, const float *xt,
+                                                         int64_t n, int64_t qb, int T, float *y, int64_t ldy) {
+    xt_rows_body(r, nr, xt, n, qb, T, y, ldy);
+}
+#endif
+
+static void job_rows_xt(mm_task *k, const g4_mm_job *jb, long lo, long hi, int ith) {
+    const g4_mat *w = jb->w;
+    const g4_type_traits *wt = g4_type_info(w->type);
+    const int64_t n = k->n;
+    float *rb = k->rbuf + (size_t)ith * XT_ROWS * (size_t)n;
+    void (*fn)(const float *const *, int, const float *, int64_t, int64_t, int, float *, int64_t) = xt_rows_ref;
+#if defined(__x86_64__)
+    if (g4_cpu_level() == G4_CPU_AVX2 || g4_cpu_level() == G4_CPU_AVX512) fn = xt_rows_avx2;
+#endif
+    for (long o = lo; o < hi; o += XT_ROWS) {
+        int nr = (int)(hi - o < XT_ROWS ? hi - o : XT_ROWS);
+        const float *r[XT_ROWS];
+        for (int i = 0; i < nr; i++) {
+            float *d = rb + (size_t)i * (size_t)n;
+            wt->to_float(g4_mat_row(w, jb->mat, o + i), d, n);
+            r[i] = d;
+        }
+        fn(r, nr, k->xt, n, wt->blck_size, k->T, jb->y + o, jb->ldy);
+    }
+}
+
 static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
     const g4_mm_job *jb = &k->jobs[j];
     const g4_mat *w = jb->w;
     const g4_type_traits *wt = g4_type_info(w->type);
     const int64_t n = k->n;
     const int T = job_T(k, jb);
-    if (k->exact) {
+    if (k->exact && k->xt && !jb->x && wt->is_quantized) {
+        job_rows_xt(k, jb, lo, hi, ith);
+    } else if (k->exact) {
         const float *xj = jb->x ? jb->x : k->x;
         /* every token through the same dot_f32, so a token's result does not
          * depend on what else is in the batch (batched equals alone); the
@@ -232,6 +326,18 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
     }
     k.share = T == 1 && bytes < 16e6 ? 1 : 2;
     atomic_init(&k.next, 0);
+    if (k.exact && T >= XT_MIN && s && s->act) {
+        /* the re-laid-out x and each thread's decoded rows, where the
+         * scratch holds them (else the per-token dot_f32 loop) */
+        bool quant = false;
+        for (int j = 0; j < n_jobs; j++) quant |= !jobs[j].x && g4_type_info(jobs[j].w->type)->is_quantized;
+        size_t nxt = (size_t)(T + 7) / 8 * 8 * (size_t)k.n, nrb = (size_t)g4_pool_size(pool) * XT_ROWS * (size_t)k.n;
+        if (quant && (nxt + nrb) * sizeof(float) <= s->act_bytes) {
+            k.xt = s->act;
+            k.rbuf = k.xt + nxt;
+            g4_pool_run(pool, xt_task, &k);
+        }
+    }
     if (!k.exact) {
         /* a decode step's few rows are quicker to quantize here than to hand out */
         if (k.qstart[k.n_quant] < 4) quantize_task(&k, 0, 1);
