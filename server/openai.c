@@ -70,13 +70,17 @@ static json_t *legacy_logprobs(json_t *content, long *off) {
     json_array_foreach(content, i, e) {
         json_t *tok = json_object_get(e, "token"), *alt = json_object_get(e, "top_logprobs"), *m = json_object();
         const char *t = json_is_string(tok) ? json_string_value(tok) : "";
-        json_array_append(tk, json_is_string(tok) ? tok : json_string(""));
+        if (json_is_string(tok)) json_array_append(tk, tok);
+        else json_array_append_new(tk, json_string(""));
         json_array_append(tl, json_object_get(e, "logprob"));
         size_t k;
         json_t *a;
         json_array_foreach(alt, k, a) {
             json_t *at = json_object_get(a, "token");
-            if (json_is_string(at)) json_object_set(m, json_string_value(at), json_object_get(a, "logprob"));
+            /* distinct tokens can print alike (two byte tokens as U+FFFD): the
+             * alternatives come best first, so a key keeps its best logprob */
+            if (json_is_string(at) && !json_object_get(m, json_string_value(at)))
+                json_object_set(m, json_string_value(at), json_object_get(a, "logprob"));
         }
         json_array_append_new(tp, m);
         json_array_append_new(to, json_integer(*off));

@@ -40,6 +40,19 @@ async function main() {
     await page.waitForFunction(() => document.getElementById('model').textContent.length > 0, { timeout: 10000 });
     check('the page names the model (from /v1/models)', true);
 
+    // The random tiny model may end an answer by itself at any step (its
+    // end-of-generation tokens <eos> 1, <|tool_response> 50, <turn|> 106),
+    // which would race the checks below: the test adds a logit_bias banning
+    // them to the page's requests on their way out (the page is unchanged),
+    // so the story runs until Stop and the short answer to its length.
+    await page.setRequestInterception(true);
+    page.on('request', (r) => {
+      if (r.method() === 'POST' && r.url().endsWith('/v1/chat/completions')) {
+        const body = JSON.parse(r.postData());
+        body.logit_bias = { 1: -100, 50: -100, 106: -100 };
+        r.continue({ postData: JSON.stringify(body) });
+      } else r.continue();
+    });
     // a long answer: stream, then stop it
     const cancelled0 = await metric('gemma4c_requests_total{outcome="cancelled"}');
     await page.$eval('#max_tokens', (e) => { e.value = '3000'; });
