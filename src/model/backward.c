@@ -15,24 +15,6 @@
 
 /* ---- parameters ------------------------------------------------------------------ */
 
-/* Where each tensor row lands in g4_model / g4_layer (offset + 1; 0: none). */
-#define MF(id, field) [G4_T_##id] = offsetof(g4_model, field) + 1
-#define LF(id, field) [G4_T_##id] = offsetof(g4_layer, field) + 1
-static const size_t MODEL_AT[G4_T_COUNT] = {
-    MF(TOKEN_EMBD, tok_embd), MF(PLE_EMBD, ple_embd), MF(PLE_MODEL_PROJ, ple_model_proj),
-    MF(PLE_PROJ_NORM, ple_proj_norm), MF(OUTPUT_NORM, output_norm), MF(OUTPUT, output),
-};
-static const size_t LAYER_AT[G4_T_COUNT] = {
-    LF(ATTN_NORM, attn_norm), LF(ATTN_Q, wq), LF(ATTN_Q_NORM, q_norm), LF(ATTN_K, wk), LF(ATTN_K_NORM, k_norm),
-    LF(ATTN_V, wv), LF(ATTN_OUT, wo), LF(POST_ATTN_NORM, post_attn_norm), LF(FFN_NORM, ffn_norm),
-    LF(FFN_GATE, ffn_gate), LF(FFN_UP, ffn_up), LF(FFN_DOWN, ffn_down), LF(ROUTER, router),
-    LF(ROUTER_SCALE, router_scale), LF(EXP_GATE_UP, exp_gate_up), LF(EXP_GATE, exp_gate), LF(EXP_UP, exp_up),
-    LF(EXP_DOWN, exp_down), LF(EXP_SCALE, expert_scale), LF(POST_FFW_NORM_1, post_ffw_norm_1),
-    LF(PRE_FFW_NORM_2, pre_ffw_norm_2), LF(POST_FFW_NORM_2, post_ffw_norm_2), LF(POST_FFW_NORM, post_ffw_norm),
-    LF(OUT_SCALE, out_scale), LF(PLE_GATE, ple_gate), LF(PLE_PROJ, ple_proj), LF(PLE_POST_NORM, ple_post_norm),
-};
-#undef MF
-#undef LF
 
 static void *own(g4_params *ps, void *p) {
     if (!p) return NULL;
@@ -100,8 +82,9 @@ g4_params *g4_params_new(g4_model *m, int trainable, g4_error *err) {
     bool tied = m->output.data == m->tok_embd.data;
     for (int id = 0; id < G4_T_COUNT; id++) {
         const g4_tensor_info *ti = &g4_tensors[id];
-        if (ti->layer || !MODEL_AT[id] || (id == G4_T_OUTPUT && tied)) continue;
-        if (add_param(ps, id, -1, (char *)m + MODEL_AT[id] - 1)) goto oom;
+        /* rope_freqs: fixed divisors, not a weight */
+        if (ti->layer || !g4_model_field[id] || ti->kind == G4_TK_ROPE || (id == G4_T_OUTPUT && tied)) continue;
+        if (add_param(ps, id, -1, (char *)m + g4_model_field[id] - 1)) goto oom;
     }
     if (tied) {        /* the head reads the embedding: one tensor, one gradient */
         m->output = m->tok_embd;
@@ -109,8 +92,8 @@ g4_params *g4_params_new(g4_model *m, int trainable, g4_error *err) {
     }
     for (int l = 0; l < m->n_layer; l++)
         for (int id = 0; id < G4_T_COUNT; id++)
-            if (g4_tensors[id].layer && LAYER_AT[id] &&
-                add_param(ps, id, l, (char *)&m->layers[l] + LAYER_AT[id] - 1))
+            if (g4_tensors[id].layer && g4_layer_field[id] &&
+                add_param(ps, id, l, (char *)&m->layers[l] + g4_layer_field[id] - 1))
                 goto oom;
     return ps;
 oom:

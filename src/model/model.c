@@ -321,23 +321,24 @@ static int load_layers(loader *ld) {
     return 0;
 }
 
-/* Where each row of the tensor table (arch/gemma4.h) lands. */
+/* Where each row of the tensor table (arch/gemma4.h) lands (model.h);
+ * shared with the training parameters (backward.c). */
 #define MF(id, field) [G4_T_##id] = offsetof(g4_model, field) + 1
 #define LF(id, field) [G4_T_##id] = offsetof(g4_layer, field) + 1
-static const size_t MODEL_FIELD[G4_T_COUNT] = {   /* offset + 1; 0: none */
+const size_t g4_model_field[G4_T_COUNT] = {
     MF(ROPE_FREQS, rope_freqs), MF(TOKEN_EMBD, tok_embd), MF(PLE_EMBD, ple_embd),
     MF(PLE_MODEL_PROJ, ple_model_proj), MF(PLE_PROJ_NORM, ple_proj_norm), MF(OUTPUT_NORM, output_norm),
     MF(OUTPUT, output),
 };
-static const size_t LAYER_FIELD[G4_T_COUNT] = {
+const size_t g4_layer_field[G4_T_COUNT] = {
     LF(ATTN_NORM, attn_norm), LF(ATTN_Q, wq), LF(ATTN_Q_NORM, q_norm), LF(ATTN_K, wk), LF(ATTN_K_NORM, k_norm),
     LF(ATTN_V, wv), LF(ATTN_OUT, wo), LF(POST_ATTN_NORM, post_attn_norm), LF(FFN_NORM, ffn_norm),
     LF(FFN_GATE, ffn_gate), LF(FFN_UP, ffn_up), LF(FFN_DOWN, ffn_down), LF(ROUTER, router),
     LF(ROUTER_SCALE, router_scale), LF(EXP_GATE_UP, exp_gate_up), LF(EXP_GATE, exp_gate), LF(EXP_UP, exp_up),
     LF(EXP_DOWN, exp_down), LF(EXP_SCALE, expert_scale), LF(POST_FFW_NORM_1, post_ffw_norm_1),
     LF(PRE_FFW_NORM_2, pre_ffw_norm_2), LF(POST_FFW_NORM_2, post_ffw_norm_2), LF(POST_FFW_NORM, post_ffw_norm),
-    LF(PLE_GATE, ple_gate), LF(PLE_PROJ, ple_proj), LF(PLE_POST_NORM, ple_post_norm),
-    /* OUT_SCALE: a float in g4_layer, set from the decoded vector below */
+    /* out_scale is a float: the loader decodes the vector and keeps its value */
+    LF(OUT_SCALE, out_scale), LF(PLE_GATE, ple_gate), LF(PLE_PROJ, ple_proj), LF(PLE_POST_NORM, ple_post_norm),
 };
 #undef MF
 #undef LF
@@ -362,7 +363,7 @@ static int load_weights(loader *ld) {
                 return g4_seterr(ld->err, "%s: 'rope_freqs.weight' must be F32 (its 1e30 entries overflow %s)",
                                  ld->f->path, g4_type_name(rf->type));
         }
-        if (get_row(ld, ti, 0, &d, (char *)m + MODEL_FIELD[i] - 1, !(ti->flags & G4_TF_OPTIONAL))) return -1;
+        if (get_row(ld, ti, 0, &d, (char *)m + g4_model_field[i] - 1, !(ti->flags & G4_TF_OPTIONAL))) return -1;
     }
     if (!m->output.data) m->output = m->tok_embd; /* tied */
     for (int i = 0; m->rope_freqs && i < d.n_rope_pairs; i++)
@@ -389,7 +390,7 @@ static int load_weights(loader *ld) {
             const g4_tensor_info *ti = &g4_tensors[i];
             /* the split experts are read only where the fused tensor is absent */
             if (!ti->layer || (ti->flags & G4_TF_VARIANT) || !g4_tensor_present(ti, &d)) continue;
-            void *dst = i == G4_T_OUT_SCALE ? (void *)&scale : (char *)y + LAYER_FIELD[i] - 1;
+            void *dst = i == G4_T_OUT_SCALE ? (void *)&scale : (char *)y + g4_layer_field[i] - 1;
             if (get_row(ld, ti, l, &d, dst, !(ti->flags & G4_TF_OPTIONAL))) return -1;
         }
         y->out_scale = scale[0];

@@ -75,6 +75,11 @@ typedef struct g4_model {
 } g4_model;
 
 /* Take ownership of f (closed by g4_model_free, also on failure). */
+/* Where each row of the tensor table (arch/gemma4.h) lands in g4_model /
+ * g4_layer: byte offset + 1, 0 where it has no field. */
+extern const size_t g4_model_field[];   /* G4_T_COUNT entries */
+extern const size_t g4_layer_field[];
+
 g4_model *g4_model_load(g4_gguf_file *f, g4_error *err);
 void g4_model_free(g4_model *m);
 
