@@ -10,6 +10,7 @@
 #include "encoder/mmproj.h"
 #include "encoder/vision.h"
 #include "media/image.h"
+#include "tensor/bf16.h"
 #include "gemma4c.h"
 
 
@@ -45,6 +46,26 @@ static double max_abs(const float *a, const float *b, size_t n) {
     return m;
 }
 
+/* The fast path's bound on the soft tokens. Without AVX512_BF16 the f32
+ * tiles and blocked attention: 1e-3 (reassociation; measured <= 3.7e-4).
+ * With it every product rounds both operands to bf16 (tensor/bf16.h, u =
+ * 2^-8): R = 2 (2 + 6 L) roundings on the longest path (patch embedding;
+ * per layer q/k/v, Q K^T, P V, output, gate/up, down; the embedder; two
+ * operands each). First order, each rounding a relative error of rms u /
+ * sqrt(3) (RNE over uniform mantissas), independent, zero-mean, carried to
+ * the output at its scale (the norms renormalize): rms error sqrt(R / 3) u
+ * rms(ref), and the largest of a few thousand values within 4.5 of those
+ * (a normal tail of 7e-6 per value). L = 2: 0.054 rms(ref), ~0.05 here;
+ * measured 0.013-0.026. */
+static double fast_bound(const g4_vision_enc *v, const float *ref, size_t n) {
+    if (!g4_bf16_dot_ok()) return 1e-3;
+    int D, F, L;
+    g4_vision_shape(v, &D, &F, &L);
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) ss += (double)ref[i] * ref[i];
+    return 4.5 * sqrt(2.0 * (2 + 6 * L) / 3) * 0x1p-8 * sqrt(ss / (double)n);
+}
+
 /* Encoder alone, f32 products, on llama.cpp's preprocessed input. */
 static void encoder_on_preproc(g4_mmproj *p, const char *what) {
     for (int i = 0; i < N_ITEMS; i++) {
@@ -69,8 +90,9 @@ static void encoder_on_preproc(g4_mmproj *p, const char *what) {
             rc = g4_vision_encode(p->vision, img, it->pw, it->ph, out, n_threads(), false, &e);
             CHECKF(rc == 0, "%s", e.msg);
             m = rc == 0 ? max_abs(out, ref, (size_t)nt * D) : 1;
-            printf("  %s %s: fast encoder vs exact max |d| = %.3g\n", what, it->name, m);
-            CHECKF(m <= 1e-3, "%s %s: fast path max |d| %g", what, it->name, m);
+            const double tol = fast_bound(p->vision, ref, (size_t)nt * D);
+            printf("  %s %s: fast encoder vs exact max |d| = %.3g (bound %.3g)\n", what, it->name, m, tol);
+            CHECKF(m <= tol, "%s %s: fast path max |d| %g, bound %g", what, it->name, m, tol);
         }
         free(out); free(img); free(ref);
     }

@@ -242,6 +242,7 @@ void g4_audio_enc_free(g4_audio_enc *e) {
 }
 
 int g4_audio_n_embd(const g4_audio_enc *e) { return e->E; }
+int g4_audio_n_layers(const g4_audio_enc *e) { return e->n_layer; }
 
 static int piece_tokens(int T) {
     int T1 = (T - 1) / 2 + 1;
@@ -293,8 +294,7 @@ static void par_rows(rows_job *j, long work_per_row) {
 }
 
 static void clamp_rows(rows_job *j, long lo, long hi) {
-    float lo_v = j->f0, hi_v = j->f1;
-    for (long i = lo * j->i0; i < hi * j->i0; i++) j->x[i] = j->x[i] < lo_v ? lo_v : j->x[i] > hi_v ? hi_v : j->x[i];
+    if (hi > lo) g4_clamp(j->x + lo * j->i0, j->x + lo * j->i0, (hi - lo) * j->i0, j->f0, j->f1);
 }
 
 static void clampv(work *w, float *x, int T, int width, float lo, float hi) {
@@ -597,7 +597,12 @@ int g4_audio_encode(g4_audio_enc *e, const float *mel, int n_frames, float *out,
     w.ex.precision = exact ? 1 : 0;
     w.ex.pool = g4_pool_acquire(n_threads);
     w.ex.n_threads = w.ex.pool ? g4_pool_size(w.ex.pool) : 0;
-    w.ex.mm.act_bytes = act * sizeof(float);
+    /* fast path: bf16 products (tensor/bf16.h) where the CPU has them */
+    size_t n_in_max = wide;
+    if (n_in_max < (size_t)e->F2 * e->C1) n_in_max = (size_t)e->F2 * e->C1;
+    if (n_in_max < (size_t)9 * e->C0) n_in_max = (size_t)9 * e->C0;
+    w.ex.mm.bf16 = !exact;
+    w.ex.mm.act_bytes = act * sizeof(float) + g4_matmul_bf16_bytes((int64_t)n_in_max, w.ex.n_threads);
     w.ex.mm.act = malloc(w.ex.mm.act_bytes);
     size_t rows = (size_t)T2 * D;
     w.h = malloc(rows * sizeof(float));

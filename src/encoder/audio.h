@@ -38,6 +38,8 @@ void g4_audio_enc_free(g4_audio_enc *);
 int g4_audio_n_tokens(const g4_audio_enc *, int n_mel_frames);
 /* Width of a soft token (the text model's n_embd). */
 int g4_audio_n_embd(const g4_audio_enc *);
+/* Conformer blocks (the tests' error bound counts products per block). */
+int g4_audio_n_layers(const g4_audio_enc *);
 
 /* mel: [n_frames][128] as g4_audio_features makes it; out: [n_tok][n_embd]
  * with n_tok = g4_audio_n_tokens(n_frames). exact: every weight product in

@@ -351,23 +351,16 @@ done:
 
 /* ---- encoder ------------------------------------------------------------------ */
 
-static void clamp_rows(float *dst, const float *src, size_t n, float lo, float hi) {
-    for (size_t i = 0; i < n; i++) {
-        float x = src[i];
-        dst[i] = x < lo ? lo : x > hi ? hi : x;
-    }
-}
-
 /* y = clamp(W clamp(x)); tmp holds the clamped input [N][n_in]. */
 static void clin_apply(g4_exec *ex, const clin *c, const float *x, int N, float *tmp, float *y) {
     size_t n_in = (size_t)c->w.n_in, n_out = (size_t)c->w.n_out;
     const float *in = x;
     if (isfinite(c->in_lo) || isfinite(c->in_hi)) {
-        clamp_rows(tmp, x, (size_t)N * n_in, c->in_lo, c->in_hi);
+        g4_op_clamp(ex, tmp, x, (size_t)N * n_in, c->in_lo, c->in_hi);
         in = tmp;
     }
     g4_op_matmul(ex, &c->w, 0, in, (int64_t)n_in, N, y, (int64_t)n_out);
-    if (isfinite(c->out_lo) || isfinite(c->out_hi)) clamp_rows(y, y, (size_t)N * n_out, c->out_lo, c->out_hi);
+    if (isfinite(c->out_lo) || isfinite(c->out_hi)) g4_op_clamp(ex, y, y, (size_t)N * n_out, c->out_lo, c->out_hi);
 }
 
 int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, float *out, int n_threads,
@@ -393,12 +386,14 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
     /* exact: the patches' K/V as one cache page of N positions that every
      * patch sees whole (the decoder's attention op, scale 1, bidirectional);
      * fast: the blocked dense op */
-    float *scores = malloc((exact ? g4_attn_ws_floats(nth, e->n_head, D) : g4_attn_dense_ws_floats(nth, N, D)) *
+    float *scores = malloc((exact ? g4_attn_ws_floats(nth, e->n_head, D) : g4_attn_dense_ws_floats(nth, N, e->n_head, hd)) *
                            sizeof(float));
     const g4_kv_view **kvp = malloc((size_t)N * sizeof *kvp);
     int32_t *alo = calloc((size_t)N, sizeof *alo), *ahi = malloc((size_t)N * sizeof *ahi);
     g4_exec ex = { .pool = pool, .n_threads = nth, .precision = exact ? 1 : 0 };
-    ex.mm.act_bytes = nW * sizeof(float) + 4096;
+    /* fast path: bf16 products (tensor/bf16.h) where the CPU has them */
+    ex.mm.bf16 = !exact;
+    ex.mm.act_bytes = nW * sizeof(float) + 4096 + g4_matmul_bf16_bytes(wide, nth);
     ex.mm.act = malloc(ex.mm.act_bytes);
     int rc = -1;
     if (!hbuf || !a || !q || !k || !v || !o || !t1 || !t2 || !t3 || !rope || !px || !pool || !scores || !ex.mm.act ||

@@ -16,6 +16,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "tensor/bf16.h"
 #include "tensor/vec.h"
 
 /* attention blocks (positions per online-softmax step) and decode split limit */
@@ -228,8 +229,32 @@ void g4_op_attention(g4_exec *ex, const g4_attn *a, float *ws, int nq_max) {
  * block's queries meet it */
 enum { AD_QB = 48, AD_KB = 256 };
 
-size_t g4_attn_dense_ws_floats(int n_threads, int N, int nq) {
-    return (size_t)N * nq + (size_t)n_threads * AD_QB * N;
+/* bf16 layout (ex->mm.bf16 and AVX512_BF16): per head the panels of K (rows
+ * = keys, inputs = hd) and of V transposed (rows = hd, inputs = keys), then
+ * per thread the [AD_QB][N] f32 scores, their bf16 softmax rows [AD_QB][N
+ * even] and the block's queries in bf16 [AD_QB][hd even] */
+typedef struct dense_bf16 {
+    size_t kh, vh, pe_k, pe_v, np, hp, thread;   /* uint16 counts */
+} dense_bf16;
+
+static dense_bf16 bf16_layout(int N, int hd) {
+    dense_bf16 b;
+    b.pe_k = g4_bf16_panel_elems(G4_BF16_PR, hd);
+    b.pe_v = g4_bf16_panel_elems(G4_BF16_PR, N);
+    b.kh = g4_bf16_panel_elems(N, hd);
+    b.vh = g4_bf16_panel_elems(hd, N);
+    b.np = (size_t)(N + 1) / 2 * 2;
+    b.hp = (size_t)(hd + 1) / 2 * 2;
+    b.thread = (size_t)AD_QB * N * 2 + (size_t)AD_QB * (b.np + b.hp);
+    b.thread = (b.thread + 31) / 32 * 32;    /* 64-byte steps */
+    return b;
+}
+
+size_t g4_attn_dense_ws_floats(int n_threads, int N, int n_head, int hd) {
+    const size_t f32 = (size_t)N * n_head * hd + (size_t)n_threads * AD_QB * N;
+    const dense_bf16 b = bf16_layout(N, hd);
+    const size_t bf = ((size_t)n_head * (b.kh + b.vh) + (size_t)n_threads * b.thread) / 2 + 16;
+    return f32 > bf ? f32 : bf;
 }
 
 typedef struct dense_task {
@@ -237,7 +262,56 @@ typedef struct dense_task {
     float *out, *kt, *s;      /* kt [n_head][hd][N]; s per thread [AD_QB][N] */
     int N, nH, hd, nq, nqb;
     float scale;
+    uint16_t *pan;            /* bf16: the panels (dense_bf16), else NULL */
+    dense_bf16 b;
 } dense_task;
+
+/* bf16: the K and V panels of every head, (head, panel) items */
+static void dense_pack(void *arg, int ith, int nth) {
+    dense_task *t = arg;
+    const int nk = (t->N + G4_BF16_PR - 1) / G4_BF16_PR, nv = (t->hd + G4_BF16_PR - 1) / G4_BF16_PR;
+    long lo, hi;
+    g4_split((long)t->nH * (nk + nv), ith, nth, &lo, &hi);
+    for (long it = lo; it < hi; it++) {
+        const int h = (int)(it / (nk + nv)), i = (int)(it % (nk + nv));
+        uint16_t *kp = t->pan + (size_t)h * (t->b.kh + t->b.vh), *vp = kp + t->b.kh;
+        if (i < nk) {
+            const int r0 = i * G4_BF16_PR;
+            g4_bf16_pack_f32(kp + (size_t)i * t->b.pe_k, t->k + (size_t)r0 * t->nq + (size_t)h * t->hd,
+                             (size_t)t->nq, 1, t->N - r0 < G4_BF16_PR ? t->N - r0 : G4_BF16_PR, t->hd);
+        } else {
+            const int d0 = (i - nk) * G4_BF16_PR;
+            g4_bf16_pack_f32(vp + (size_t)(i - nk) * t->b.pe_v, t->v + (size_t)h * t->hd + d0, 1, (size_t)t->nq,
+                             t->hd - d0 < G4_BF16_PR ? t->hd - d0 : G4_BF16_PR, t->N);
+        }
+    }
+}
+
+/* bf16: per (head, block of queries) S = Q K^T, P = bf16 softmax rows
+ * (unnormalized), out = (P V) / rowsum(P) */
+static void dense_worker_bf16(void *arg, int ith, int nth) {
+    dense_task *t = arg;
+    const int N = t->N, hd = t->hd, nq = t->nq;
+    uint16_t *tb = t->pan + (size_t)t->nH * (t->b.kh + t->b.vh) + (size_t)ith * t->b.thread;
+    float *s = (float *)(void *)tb;
+    uint16_t *p = tb + (size_t)AD_QB * N * 2, *qb = p + (size_t)AD_QB * t->b.np;
+    long lo, hi;
+    g4_split((long)t->nH * t->nqb, ith, nth, &lo, &hi);
+    for (long it = lo; it < hi; it++) {
+        int h = (int)(it / t->nqb), q0 = (int)(it % t->nqb) * AD_QB, nb = N - q0 < AD_QB ? N - q0 : AD_QB;
+        const uint16_t *kp = t->pan + (size_t)h * (t->b.kh + t->b.vh), *vp = kp + t->b.kh;
+        for (int i = 0; i < nb; i++)
+            g4_bf16_round_row(t->q + (size_t)(q0 + i) * nq + (size_t)h * hd, qb + (size_t)i * t->b.hp, hd);
+        g4_bf16_gemm(kp, hd, N, qb, t->b.hp, nb, s, (size_t)N);
+        float inv[AD_QB];
+        for (int i = 0; i < nb; i++)
+            inv[i] = 1.0f / g4_bf16_softmax_row(s + (size_t)i * N, N, t->scale, p + (size_t)i * t->b.np);
+        float *o = t->out + (size_t)q0 * nq + (size_t)h * hd;
+        g4_bf16_gemm(vp, N, hd, p, t->b.np, nb, o, (size_t)nq);
+        for (int i = 0; i < nb; i++)
+            for (int d = 0; d < hd; d++) o[(size_t)i * nq + d] *= inv[i];
+    }
+}
 
 static void dense_transpose(void *arg, int ith, int nth) {
     dense_task *t = arg;
@@ -282,7 +356,14 @@ static void dense_worker(void *arg, int ith, int nth) {
 void g4_op_attention_dense(g4_exec *ex, const float *q, const float *k, const float *v, float *out, int N,
                            int n_head, int hd, float scale, float *ws) {
     int nq = n_head * hd;
-    dense_task t = { q, k, v, out, ws, ws + (size_t)N * nq, N, n_head, hd, nq, (N + AD_QB - 1) / AD_QB, scale };
+    dense_task t = { q, k, v, out, ws, ws + (size_t)N * nq, N, n_head, hd, nq, (N + AD_QB - 1) / AD_QB, scale,
+                     NULL, bf16_layout(N, hd) };
+    if (ex->mm.bf16 && g4_bf16_dot_ok()) {
+        t.pan = (uint16_t *)(void *)(((uintptr_t)ws + 63) / 64 * 64);
+        g4_pool_run(ex->pool, dense_pack, &t);
+        g4_pool_run(ex->pool, dense_worker_bf16, &t);
+        return;
+    }
     g4_pool_run(ex->pool, dense_transpose, &t);
     g4_pool_run(ex->pool, dense_worker, &t);
 }

@@ -78,9 +78,11 @@ void g4_op_attention(g4_exec *ex, const g4_attn *a, float *ws, int nq_max);
  * contiguous rows (scores = Q (K^T), K transposed once per head; out = P V),
  * so each K/V row loaded serves many queries without horizontal sums; the
  * per-query op above re-reads a head's whole K/V for every query. Not the
- * exact path's summation order. ws: g4_attn_dense_ws_floats(ex->n_threads,
- * N, n_head * hd) floats. */
-size_t g4_attn_dense_ws_floats(int n_threads, int N, int nq);
+ * exact path's summation order. With ex->mm.bf16 (and AVX512_BF16) both
+ * products take bf16 operands (tensor/bf16.h): K and V packed once per
+ * call, the queries and the softmax weights rounded per block. ws:
+ * g4_attn_dense_ws_floats(ex->n_threads, N, n_head, hd) floats. */
+size_t g4_attn_dense_ws_floats(int n_threads, int N, int n_head, int hd);
 void g4_op_attention_dense(g4_exec *ex, const float *q, const float *k, const float *v, float *out, int N,
                            int n_head, int hd, float scale, float *ws);
 

@@ -129,6 +129,27 @@ void g4_op_geglu(g4_exec *ex, float *out, const float *g, const float *u, long n
     else g4_pool_run(ex->pool, geglu_worker, &k);
 }
 
+typedef struct clamp_task {
+    float *dst;
+    const float *src;
+    size_t n;
+    float lo, hi;
+} clamp_task;
+
+static void clamp_worker(void *arg, int ith, int nth) {
+    clamp_task *k = arg;
+    long lo, hi;
+    g4_split((long)(k->n / 16), ith, nth, &lo, &hi);   /* 16-element chunks keep vector loops whole */
+    size_t a = (size_t)lo * 16, b = ith == nth - 1 ? k->n : (size_t)hi * 16;
+    if (b > a) g4_clamp(k->dst + a, k->src + a, (int64_t)(b - a), k->lo, k->hi);
+}
+
+void g4_op_clamp(g4_exec *ex, float *dst, const float *src, size_t n, float lo, float hi) {
+    clamp_task k = { dst, src, n, lo, hi };
+    if (n < PAR_MIN_WORK || !ex->pool) clamp_worker(&k, 0, 1);
+    else g4_pool_run(ex->pool, clamp_worker, &k);
+}
+
 void g4_op_scale(float *x, size_t n, float s) {
     for (size_t i = 0; i < n; i++) x[i] *= s;
 }

@@ -53,6 +53,10 @@ void g4_op_rmsnorm(g4_exec *ex, float *dst, const float *src, const float *w, in
 /* out = gelu_tanh(g) * u over n elements (u NULL: gelu only). out may be g. */
 void g4_op_geglu(g4_exec *ex, float *out, const float *g, const float *u, long n);
 
+/* dst[i] = min(max(src[i], lo), hi) over n elements, split across the pool
+ * when large (the encoders' ClippableLinear bounds). dst may equal src. */
+void g4_op_clamp(g4_exec *ex, float *dst, const float *src, size_t n, float lo, float hi);
+
 /* x *= s over n elements. */
 void g4_op_scale(float *x, size_t n, float s);
 

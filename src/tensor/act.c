@@ -158,6 +158,31 @@ void g4_softcap(float *y, int64_t n, float cap, int exact) {
     for (; i < n; i++) y[i] = cap * tanhf(y[i] * (1.0f / cap)); /* ggml: scale, tanh, scale */
 }
 
+#if defined(__x86_64__)
+/* maxps / minps return their second operand when either is NaN: x second
+ * keeps a NaN, as the scalar selects do */
+__attribute__((target("avx2"))) static int64_t clamp_avx2(float *dst, const float *src, int64_t n, float lo,
+                                                           float hi) {
+    const __m256 l = _mm256_set1_ps(lo), h = _mm256_set1_ps(hi);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_min_ps(h, _mm256_max_ps(l, _mm256_loadu_ps(src + i))));
+    return i;
+}
+#endif
+
+void g4_clamp(float *dst, const float *src, int64_t n, float lo, float hi) {
+    int64_t i = 0;
+#if defined(__x86_64__)
+    if (use_avx2()) i = clamp_avx2(dst, src, n, lo, hi);
+#endif
+    for (; i < n; i++) {
+        float x = src[i];
+        x = x < lo ? lo : x;
+        dst[i] = x > hi ? hi : x;
+    }
+}
+
 void g4_geglu(float *out, const float *g, const float *u, int64_t n, int exact) {
     if (exact) {
         for (int64_t i = 0; i < n; i++) out[i] = g4_gelu(g[i]) * (u ? u[i] : 1.0f);

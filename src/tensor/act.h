@@ -34,6 +34,9 @@ void g4_geglu(float *out, const float *g, const float *u, int64_t n, int exact);
  * else 8 lanes at a time through exp (|error| <= ~2e-7 * cap; the LM head
  * of a decode step has 262,144 of them). NaN stays NaN, +-inf gives +-cap. */
 void g4_softcap(float *y, int64_t n, float cap, int exact);
+/* dst[i] = x < lo ? lo : x > hi ? hi : x, x = src[i] (NaN stays NaN); dst may
+ * equal src. The same values at every level. */
+void g4_clamp(float *dst, const float *src, int64_t n, float lo, float hi);
 
 /* y = x / rms(x) * w over one row of n (w may be NULL: no scale); y may
  * alias x. */

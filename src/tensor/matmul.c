@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "tensor/act.h"
+#include "tensor/bf16.h"
 #include "tensor/cpu.h"
 #include "tensor/quant_isa.h"
 #include "tensor/types.h"
@@ -30,6 +31,8 @@ typedef struct mm_task {
     float *rbuf;        /* exact path: per thread XT_ROWS decoded weight rows */
     const int32_t *pcol;               /* g4_mm_scratch: the panel tokens of the shared input */
     int np;
+    uint16_t *pan;                     /* bf16 path: per thread one panel of pan_elems */
+    size_t pan_elems;
     atomic_long next;                  /* next unclaimed combined row */
 } mm_task;
 
@@ -50,6 +53,10 @@ static void quantize_task(void *arg, int ith, int nth) {
     for (long i = lo; i < hi; i++) {
         while (i >= k->qstart[q + 1]) q++;
         long t = i - k->qstart[q];
+        if (k->pan) {
+            g4_bf16_round_row(k->qsrc[q] + t * k->ldx, (uint16_t *)(void *)(k->qdst[q] + (size_t)t * k->xq_row), k->n);
+            continue;
+        }
         k->at->from_float(k->qsrc[q] + t * k->ldx, (void *)(k->qdst[q] + (size_t)t * k->xq_row), k->n);
     }
 }
@@ -212,7 +219,16 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
     const g4_type_traits *wt = g4_type_info(w->type);
     const int64_t n = k->n;
     const int T = job_T(k, jb);
-    if (k->exact && k->xt && !jb->x && wt->is_quantized) {
+    if (k->pan) {
+        /* bf16: each 32-row panel packed once, then against every token */
+        uint16_t *pan = k->pan + (size_t)ith * k->pan_elems;
+        for (long o = lo; o < hi; o += G4_BF16_PR) {
+            const int nr = (int)(hi - o < G4_BF16_PR ? hi - o : G4_BF16_PR);
+            g4_bf16_pack_rows(pan, w->type, g4_mat_row(w, jb->mat, o), w->row_bytes, nr, n);
+            g4_bf16_gemm(pan, n, nr, (const uint16_t *)(const void *)k->xq[j], k->xq_row / 2, T, jb->y + o,
+                         (size_t)jb->ldy);
+        }
+    } else if (k->exact && k->xt && !jb->x && wt->is_quantized) {
         job_rows_xt(k, jb, lo, hi, ith);
     } else if (k->exact) {
         const float *xj = jb->x ? jb->x : k->x;
@@ -286,7 +302,29 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
     int vdt = g4_type_info(jobs[0].w->type)->vec_dot_type;
     for (int j = 0; j < n_jobs && !split; j++)
         split = jobs[j].w->n_in != k.n || g4_type_info(jobs[j].w->type)->vec_dot_type != vdt;
-    if (!k.exact && !split) {
+    /* bf16 products: the activations' bf16 rows, then one panel per thread */
+    bool bf16 = !k.exact && !split && s->bf16 && T >= G4_MM_BF16_MIN_T && !k.np && g4_bf16_dot_ok();
+    for (int j = 0; j < n_jobs && bf16; j++) {
+        const int ty = jobs[j].w->type;
+        bf16 = !jobs[j].x && (ty == G4_F32 || ty == G4_F16 || ty == G4_BF16);
+    }
+    if (bf16) {
+        size_t xrow = (size_t)(k.n + 1) / 2 * 4, acts = ((size_t)T * xrow + 63) / 64 * 64,
+               pe = g4_bf16_panel_elems(G4_BF16_PR, k.n);
+        uint8_t *base = (uint8_t *)(((uintptr_t)s->act + 63) / 64 * 64);
+        size_t need = (size_t)(base - (uint8_t *)s->act) + acts + (size_t)g4_pool_size(pool) * pe * 2;
+        if (s->act && need <= s->act_bytes) {
+            k.pan = (uint16_t *)(void *)(base + acts);
+            k.pan_elems = pe;
+            k.xq_row = xrow;
+            for (int j = 0; j < n_jobs; j++) k.xq[j] = base;
+            k.qsrc[0] = x;
+            k.qdst[0] = base;
+            k.qstart[1] = T;
+            k.n_quant = 1;
+        }
+    }
+    if (!k.exact && !split && !k.pan) {
         k.at = g4_type_info(vdt);
         k.xq_row = g4_row_size(vdt, k.n);
         size_t need = (size_t)T * k.xq_row;
@@ -344,6 +382,10 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
         else g4_pool_run(pool, quantize_task, &k);
     }
     g4_pool_run(pool, mm_rows_task, &k);
+}
+
+size_t g4_matmul_bf16_bytes(int64_t n_in_max, int n_threads) {
+    return (size_t)n_threads * g4_bf16_panel_elems(G4_BF16_PR, n_in_max) * 2 + 128;
 }
 
 size_t g4_matmul_panel_bytes(int64_t n_in_max, int T) {

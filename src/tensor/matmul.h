@@ -16,6 +16,7 @@
 #ifndef G4_MATMUL_H
 #define G4_MATMUL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,7 +39,18 @@ typedef struct g4_mm_scratch {
      * path ignores it. */
     const int32_t *pcol;
     int np;
+    /* Fast path may round to bf16 (tensor/bf16.h): F32/F16/BF16 weights in
+     * 32-row panels against bf16 activations, where the CPU has AVX512_BF16,
+     * T >= G4_MM_BF16_MIN_T and act holds the bf16 rows plus one panel per
+     * thread. The media encoders set it (their towers are F16/BF16); the
+     * text model never does (its F16 products keep their precision). */
+    bool bf16;
 } g4_mm_scratch;
+
+#define G4_MM_BF16_MIN_T 16
+/* Bytes the bf16 path needs in act beyond the activations' own T * n_in * 2
+ * (the threads' panels, alignment) for inputs of at most n_in_max. */
+size_t g4_matmul_bf16_bytes(int64_t n_in_max, int n_threads);
 
 /* Per-thread scratch the panel kernels hold (bytes; 0 at levels without
  * them) for inputs of at most n_in_max floats and T tokens: each thread of

@@ -1,0 +1,218 @@
+/* The bf16 products (tensor/bf16.h) against f32 references, within the
+ * bound the header derives: |y - W x| <= (2u + u^2 + n 2^-24) sum |w_k x_k|
+ * with u = 2^-8 (u + n 2^-24 for BF16-stored weights). Panel tails (rows
+ * not a multiple of 32), input tails (n not a multiple of 32, odd n) and
+ * token tails (the 12 / 4 / 1 tiles). Then the matmul dispatch (mm.bf16):
+ * the same bits as the kernel; off (or on a CPU without AVX512_BF16) the
+ * F16 tiles as before. Where the CPU has AVX512_BF16, the whole program runs
+ * a second time under GEMMA4C_CPU=avx2: the fallback. */
+#include "harness.h"
+
+#include <stdint.h>
+#include <unistd.h>
+
+#include "tensor/bf16.h"
+#include "tensor/cpu.h"
+#include "tensor/matmul.h"
+#include "tensor/pool.h"
+#include "tensor/types.h"
+
+static uint64_t rng = 0x2545F4914F6CDD1Dull;
+static uint32_t rnd(void) {
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
+/* [-1, 1) times a per-16 scale (magnitudes differ across a row), some zeros */
+static void fill(float *x, int64_t n) {
+    float s = 1;
+    for (int64_t i = 0; i < n; i++) {
+        if (i % 16 == 0) s = 0.05f + 4.0f * (float)(rnd() % 1000) / 1000.f;
+        x[i] = rnd() % 50 == 0 ? 0.0f : s * (float)((rnd() & 0xFFFFFF) / 8388608.0 - 1.0);
+    }
+}
+
+/* stored rows of `type` from f32 values; vals gets what they store */
+static void *store(int type, float *vals, int64_t count) {
+    const size_t es = type == G4_F32 ? 4 : 2;
+    uint8_t *d = malloc((size_t)count * es);
+    for (int64_t i = 0; i < count; i++) {
+        if (type == G4_F32) { memcpy(d + 4 * i, &vals[i], 4); continue; }
+        uint16_t h = type == G4_F16 ? g4_fp32_to_fp16(vals[i]) : g4_fp32_to_bf16(vals[i]);
+        vals[i] = type == G4_F16 ? g4_fp16_to_fp32(h) : g4_bf16_to_fp32(h);
+        memcpy(d + 2 * i, &h, 2);
+    }
+    return d;
+}
+
+static double bound(int type, int64_t n, double abs_sum) {
+    const double u = 0x1p-8, acc = (double)n * 0x1p-24;
+    return (type == G4_BF16 ? u + acc : 2 * u + u * u + acc) * abs_sum + 1e-30;
+}
+
+TEST(round_row_is_nearest_even) {
+    for (int n = 1; n <= 70; n += 23) {
+        float x[80];
+        uint16_t d[82];
+        fill(x, n);
+        x[0] = 1.0f + 0x1p-8f;            /* a tie: to even (1.0) */
+        memset(d, 0xff, sizeof d);
+        g4_bf16_round_row(x, d, n);
+        int bad = 0;
+        for (int i = 0; i < n; i++) bad += d[i] != g4_fp32_to_bf16(x[i]);
+        CHECKF(bad == 0, "n=%d: %d elements differ from g4_fp32_to_bf16", n, bad);
+        CHECK(d[0] == 0x3f80);
+        if (n & 1) CHECK(d[n] == 0);     /* the odd row's pad */
+    }
+}
+
+/* packed panels of `type` rows x bf16 activations against the f32 (double)
+ * product of the stored values */
+static void check_gemm(int type, int rows, int64_t n, int T) {
+    float *wv = malloc((size_t)rows * n * sizeof(float)), *x = malloc((size_t)T * n * sizeof(float));
+    fill(wv, (int64_t)rows * n);
+    fill(x, (int64_t)T * n);
+    uint8_t *w = store(type, wv, (int64_t)rows * n);
+    const size_t rb = (size_t)n * (type == G4_F32 ? 4 : 2), xs = (size_t)(n + 1) / 2 * 2;
+    uint16_t *pan = malloc(g4_bf16_panel_elems(rows, n) * 2), *xb = malloc((size_t)T * xs * 2);
+    const size_t pe = g4_bf16_panel_elems(G4_BF16_PR, n);
+    for (int r = 0; r < rows; r += G4_BF16_PR)
+        g4_bf16_pack_rows(pan + (size_t)(r / G4_BF16_PR) * pe, type, w + (size_t)r * rb, rb,
+                          rows - r < G4_BF16_PR ? rows - r : G4_BF16_PR, n);
+    for (int t = 0; t < T; t++) g4_bf16_round_row(x + (size_t)t * n, xb + (size_t)t * xs, n);
+    float *y = malloc((size_t)T * (rows + 3) * sizeof(float));
+    for (size_t i = 0; i < (size_t)T * (rows + 3); i++) y[i] = 12345.0f;
+    g4_bf16_gemm(pan, n, rows, xb, xs, T, y, (size_t)rows + 3);
+    int bad = 0, clobbered = 0;
+    double worst = 0;
+    for (int t = 0; t < T; t++) {
+        for (int r = 0; r < rows; r++) {
+            double ref = 0, abs_sum = 0;
+            for (int64_t k = 0; k < n; k++) {
+                const double p = (double)wv[(size_t)r * n + k] * x[(size_t)t * n + k];
+                ref += p;
+                abs_sum += fabs(p);
+            }
+            const double e = fabs(y[(size_t)t * (rows + 3) + r] - ref), b = bound(type, n, abs_sum);
+            bad += !(e <= b);
+            if (e / b > worst) worst = e / b;
+        }
+        for (int r = rows; r < rows + 3; r++) clobbered += y[(size_t)t * (rows + 3) + r] != 12345.0f;
+    }
+    CHECKF(bad == 0, "%s rows=%d n=%lld T=%d: %d results past the bound (worst %.2f of it)", g4_type_name(type),
+           rows, (long long)n, T, bad, worst);
+    CHECKF(clobbered == 0, "%s rows=%d: %d results written past the rows", g4_type_name(type), rows, clobbered);
+    /* a wrong layout is off by O(1) of the bound; rounding stays well inside */
+    CHECKF(worst < 0.5, "%s rows=%d n=%lld: worst error %.2f of the bound", g4_type_name(type), rows,
+           (long long)n, worst);
+    free(wv); free(x); free(w); free(pan); free(xb); free(y);
+}
+
+TEST(gemm_within_bound) {
+    static const int types[] = { G4_F32, G4_F16, G4_BF16 };
+    for (int i = 0; i < 3; i++) {
+        check_gemm(types[i], 70, 96, 29);     /* panel and token tails */
+        check_gemm(types[i], 32, 770, 17);    /* n past the 32-input steps */
+        check_gemm(types[i], 5, 9, 13);       /* odd n: the pad pair */
+        check_gemm(types[i], 64, 768, 24);
+    }
+}
+
+/* the strided f32 packers (attention's K rows and V columns) give the same
+ * panel as the rows they describe */
+TEST(pack_f32_layouts) {
+    const int nr = 27;
+    const int64_t n = 100;
+    const size_t ld = 130;
+    float *m = malloc(ld * n * sizeof(float)), *rows = malloc((size_t)nr * n * sizeof(float));
+    fill(m, (int64_t)ld * n);
+    const size_t pe = g4_bf16_panel_elems(G4_BF16_PR, n);
+    uint16_t *a = malloc(pe * 2), *b = malloc(pe * 2), *c = malloc(pe * 2);
+    /* rows contiguous over k: element (r, k) = m[r * ld + k] */
+    for (int r = 0; r < nr; r++) memcpy(rows + (size_t)r * n, m + (size_t)r * ld, (size_t)n * sizeof(float));
+    g4_bf16_pack_f32(a, m, ld, 1, nr, n);
+    g4_bf16_pack_rows(b, G4_F32, rows, (size_t)n * 4, nr, n);
+    CHECK(memcmp(a, b, pe * 2) == 0);
+    /* columns: element (r, k) = m[k * ld + r] */
+    for (int r = 0; r < nr; r++)
+        for (int64_t k = 0; k < n; k++) rows[(size_t)r * n + k] = m[(size_t)k * ld + r];
+    g4_bf16_pack_f32(c, m, 1, ld, nr, n);
+    g4_bf16_pack_rows(b, G4_F32, rows, (size_t)n * 4, nr, n);
+    CHECK(memcmp(c, b, pe * 2) == 0);
+    free(m); free(rows); free(a); free(b); free(c);
+}
+
+/* g4_matmul with mm.bf16: the kernel's bits where the CPU has it, else the
+ * F16 tiles' (the flag changes nothing) */
+TEST(matmul_dispatch) {
+    const int rows = 80, T = 41;
+    const int64_t n = 256;
+    float *wv = malloc((size_t)rows * n * sizeof(float)), *x = malloc((size_t)T * n * sizeof(float));
+    fill(wv, (int64_t)rows * n);
+    fill(x, (int64_t)T * n);
+    uint8_t *w = store(G4_F16, wv, (int64_t)rows * n);
+    g4_mat m = { .data = w, .type = G4_F16, .n_in = n, .n_out = rows, .n_mat = 1, .row_bytes = (size_t)n * 2 };
+    g4_pool *pool = g4_pool_acquire(2);
+    /* room for the bf16 rows and two threads' panels */
+    g4_mm_scratch s = { .act_bytes = (size_t)T * n * 2 + 2 * g4_bf16_panel_elems(G4_BF16_PR, n) * 2 + 64 };
+    s.act = malloc(s.act_bytes);
+    float *y0 = malloc((size_t)T * rows * sizeof(float)), *y1 = malloc((size_t)T * rows * sizeof(float)),
+          *y2 = malloc((size_t)T * rows * sizeof(float));
+    g4_matmul(pool, &m, 0, x, n, T, y0, rows, 0, &s);
+    s.bf16 = true;
+    g4_matmul(pool, &m, 0, x, n, T, y1, rows, 0, &s);
+    /* the kernel by hand */
+    uint16_t *pan = malloc(g4_bf16_panel_elems(rows, n) * 2), *xb = malloc((size_t)T * n * 2);
+    for (int r = 0; r < rows; r += G4_BF16_PR)
+        g4_bf16_pack_rows(pan + (size_t)(r / G4_BF16_PR) * g4_bf16_panel_elems(G4_BF16_PR, n), G4_F16,
+                          w + (size_t)r * n * 2, (size_t)n * 2, rows - r < G4_BF16_PR ? rows - r : G4_BF16_PR, n);
+    for (int t = 0; t < T; t++) g4_bf16_round_row(x + (size_t)t * n, xb + (size_t)t * n, n);
+    g4_bf16_gemm(pan, n, rows, xb, (size_t)n, T, y2, rows);
+    const size_t bytes = (size_t)T * rows * sizeof(float);
+    if (g4_bf16_dot_ok()) {
+        CHECK(memcmp(y1, y2, bytes) == 0);
+        CHECK(memcmp(y0, y1, bytes) != 0);    /* it did round: not the F16 path */
+    } else {
+        CHECK(memcmp(y0, y1, bytes) == 0);
+    }
+    /* F16 path: activations as f16 (u = 2^-11), weights exact */
+    int bad = 0;
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < rows; r++) {
+            double ref = 0, a = 0;
+            for (int64_t k = 0; k < n; k++) {
+                const double p = (double)wv[(size_t)r * n + k] * x[(size_t)t * n + k];
+                ref += p;
+                a += fabs(p);
+            }
+            bad += !(fabs(y0[(size_t)t * rows + r] - ref) <= (0x1p-11 + n * 0x1p-24) * a + 1e-30);
+        }
+    CHECKF(bad == 0, "%d F16-path results past (2^-11 + n 2^-24) sum |w x|", bad);
+    /* too small a scratch for the panels: the F16 path, not a failure */
+    s.act_bytes = (size_t)T * n * 2;
+    g4_matmul(pool, &m, 0, x, n, T, y1, rows, 0, &s);
+    CHECK(memcmp(y0, y1, bytes) == 0);
+    g4_pool_release(pool);
+    free(wv); free(x); free(w); free(s.act); free(y0); free(y1); free(y2); free(pan); free(xb);
+}
+
+int main(void) {
+    printf("  bf16 kernels: %s\n", g4_bf16_dot_ok() ? "AVX512_BF16" : "reference (no AVX512_BF16 in use)");
+    RUN(round_row_is_nearest_even);
+    RUN(gemm_within_bound);
+    RUN(pack_f32_layouts);
+    RUN(matmul_dispatch);
+    if (g4_bf16_dot_ok() && !getenv("GEMMA4C_CPU")) {
+        /* the other ISA path: the same checks without the BF16 kernels */
+        th_cur_name = "fallback_avx2";
+        char exe[4096], cmd[4200];
+        const ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        exe[len > 0 ? len : 0] = 0;
+        snprintf(cmd, sizeof cmd, "GEMMA4C_CPU=avx2 '%s' > /dev/null", exe);
+        const int rc = len > 0 && !strchr(exe, '\'') ? system(cmd) : -1;
+        CHECKF(rc == 0, "GEMMA4C_CPU=avx2 run exited %d", rc);
+        if (th_cur_failed) th_failed++; else th_passed++;
+        printf("%s fallback_avx2\n", th_cur_failed ? "FAIL" : "ok  ");
+        th_cur_failed = 0;
+    }
+    return test_summary();
+}
