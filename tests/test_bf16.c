@@ -153,7 +153,7 @@ TEST(matmul_dispatch) {
     g4_mat m = { .data = w, .type = G4_F16, .n_in = n, .n_out = rows, .n_mat = 1, .row_bytes = (size_t)n * 2 };
     g4_pool *pool = g4_pool_acquire(2);
     /* room for the bf16 rows and two threads' panels */
-    g4_mm_scratch s = { .act_bytes = (size_t)T * n * 2 + 2 * g4_bf16_panel_elems(G4_BF16_PR, n) * 2 + 64 };
+    g4_mm_scratch s = { .act_bytes = (size_t)T * n * 2 + g4_matmul_bf16_bytes(n, 2) };
     s.act = malloc(s.act_bytes);
     float *y0 = malloc((size_t)T * rows * sizeof(float)), *y1 = malloc((size_t)T * rows * sizeof(float)),
           *y2 = malloc((size_t)T * rows * sizeof(float));
