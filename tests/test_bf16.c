@@ -144,7 +144,7 @@ TEST(pack_f32_layouts) {
 /* g4_matmul with mm.bf16: the kernel's bits where the CPU has it, else the
  * F16 tiles' (the flag changes nothing) */
 TEST(matmul_dispatch) {
-    const int rows = 80, T = 41;
+    const int rows = 80, T = G4_MM_BF16_MIN_T + 5;
     const int64_t n = 256;
     float *wv = malloc((size_t)rows * n * sizeof(float)), *x = malloc((size_t)T * n * sizeof(float));
     fill(wv, (int64_t)rows * n);

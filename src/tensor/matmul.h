@@ -47,7 +47,11 @@ typedef struct g4_mm_scratch {
     bool bf16;
 } g4_mm_scratch;
 
-#define G4_MM_BF16_MIN_T 16
+/* Packing a panel costs about as much as 30-60 tokens of its products
+ * (a scatter per 16 input pairs), so fewer tokens keep the F16/F32 tiles
+ * (the audio tower's 16-row input-projection blocks, its 12-row position
+ * product). */
+#define G4_MM_BF16_MIN_T 64
 /* Bytes the bf16 path needs in act beyond the activations' own T * n_in * 2
  * (the threads' panels, alignment) for inputs of at most n_in_max. */
 size_t g4_matmul_bf16_bytes(int64_t n_in_max, int n_threads);
