@@ -23,6 +23,7 @@
 #include "ops/ops.h"
 #include "tensor/act.h"
 #include "tensor/types.h"
+#include "tensor/vec.h"
 
 #define EPS 1e-6f
 #define CHUNK 12          /* attention_chunk_size: each frame sees itself and 11 before */
@@ -450,6 +451,9 @@ static void attn_rows(rows_job *j, long lo, long hi) {
             }
         return;
     }
+    /* fast path: the level's vector dot and axpy (the exact path keeps its
+     * serial sums: another order) */
+    const g4_vec_ops *vo = w->ex.precision ? NULL : g4_vec_get();
     for (long t = lo; t < hi; t++)
         for (int hh = 0; hh < H; hh++) {
             const float *qp = w->q + (size_t)t * D + hh * hd;
@@ -458,7 +462,9 @@ static void attn_rows(rows_job *j, long lo, long hi) {
             for (int d = 0; d < n; d++) {
                 const float *kp = w->k + (size_t)(t - d) * D + hh * hd, *rp = w->rel + (size_t)d * D + hh * hd;
                 float s = 0;
-                for (int i = 0; i < hd; i++) s += qp[i] * (kp[i] + rp[i]);
+                if (vo) s = vo->dot(qp, kp, hd) + vo->dot(qp, rp, hd);
+                else
+                    for (int i = 0; i < hd; i++) s += qp[i] * (kp[i] + rp[i]);
                 s = SOFTCAP * tanhf(s / SOFTCAP);
                 lg[d] = s;
                 if (s > m) m = s;
@@ -470,7 +476,9 @@ static void attn_rows(rows_job *j, long lo, long hi) {
             for (int d = 0; d < n; d++) {
                 const float *vp = w->v + (size_t)(t - d) * D + hh * hd;
                 float p = lg[d] / sum;
-                for (int i = 0; i < hd; i++) op[i] += p * vp[i];
+                if (vo) vo->axpy(op, p, vp, hd);
+                else
+                    for (int i = 0; i < hd; i++) op[i] += p * vp[i];
             }
         }
 }
