@@ -95,32 +95,58 @@ BT static void round_row_512(const float *src, uint16_t *dst, int64_t n) {
     round_row_ref(src, dst, i, n);
 }
 
-/* the 16 words v of one row r into pan[(p0 + i) * 32 + r] */
-BINL void scatter16(uint32_t *pan, int64_t p0, int r, __m512i v) {
-    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                           _mm512_set1_epi32(G4_BF16_PR));
-    _mm512_i32scatter_epi32(pan + (size_t)p0 * G4_BF16_PR + r, idx, v, 4);
+/* v[r] = 16 words (pairs p0..p0+15) of row r0 + r, r < 16: transposed in
+ * registers (4 shuffle stages), so pair p0 + i's 16 rows go out as one
+ * store at pan[(p0 + i) * 32 + r0] */
+BINL void store16x16(uint32_t *pan, int64_t p0, int r0, __m512i v[16]) {
+    __m512i t[16], a[4], b[4], c[4], d[4];
+    UNROLL for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+    }
+    /* v[4g + k], lane L: element 4L + k of rows 4g..4g+3 */
+    UNROLL for (int g = 0; g < 4; g++) {
+        v[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+        v[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+        v[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+        v[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    UNROLL for (int k = 0; k < 4; k++) {
+        a[k] = _mm512_shuffle_i32x4(v[k], v[4 + k], 0x88);       /* rows 0-7: elements k, 8+k */
+        b[k] = _mm512_shuffle_i32x4(v[k], v[4 + k], 0xdd);       /* rows 0-7: 4+k, 12+k */
+        c[k] = _mm512_shuffle_i32x4(v[8 + k], v[12 + k], 0x88);  /* rows 8-15 */
+        d[k] = _mm512_shuffle_i32x4(v[8 + k], v[12 + k], 0xdd);
+    }
+    uint32_t *o = pan + (size_t)p0 * G4_BF16_PR + r0;
+    UNROLL for (int k = 0; k < 4; k++) {
+        _mm512_storeu_si512(o + (size_t)k * G4_BF16_PR, _mm512_shuffle_i32x4(a[k], c[k], 0x88));
+        _mm512_storeu_si512(o + (size_t)(8 + k) * G4_BF16_PR, _mm512_shuffle_i32x4(a[k], c[k], 0xdd));
+        _mm512_storeu_si512(o + (size_t)(4 + k) * G4_BF16_PR, _mm512_shuffle_i32x4(b[k], d[k], 0x88));
+        _mm512_storeu_si512(o + (size_t)(12 + k) * G4_BF16_PR, _mm512_shuffle_i32x4(b[k], d[k], 0xdd));
+    }
 }
 
-/* whole 16-pair steps row by row (a scatter per 32 inputs), the rest scalar */
+/* 16 words of pairs p..p+15 of one stored row, as bf16 */
+BINL __m512i load_words(int type, const uint8_t *row, int64_t p) {
+    if (type == G4_BF16) return _mm512_loadu_si512(row + 4 * p);
+    if (type == G4_F16)
+        return cvt32(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(row + 4 * p))),
+                     _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(row + 4 * p + 32))));
+    return cvt32(_mm512_loadu_ps((const float *)(const void *)(row + 8 * p)),
+                 _mm512_loadu_ps((const float *)(const void *)(row + 8 * p + 64)));
+}
+
+/* whole 16-pair steps 16 rows at a time (rows past nr zero, never read),
+ * the rest scalar */
 BT static void pack_rows_512(uint32_t *pan, int type, const uint8_t *w, size_t rb, int nr, int64_t n) {
     const int64_t np = (n + 1) / 2, pv = n / 32 * 16;
-    for (int r = 0; r < G4_BF16_PR; r++) {
-        const uint8_t *row = w + (size_t)(r < nr ? r : 0) * rb;   /* rows past nr: zero, never read */
+    for (int r0 = 0; r0 < G4_BF16_PR; r0 += 16)
         for (int64_t p = 0; p < pv; p += 16) {
-            __m512i v = _mm512_setzero_si512();
-            if (r < nr) {
-                if (type == G4_BF16) v = _mm512_loadu_si512(row + 4 * p);
-                else if (type == G4_F16)
-                    v = cvt32(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(row + 4 * p))),
-                              _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(row + 4 * p + 32))));
-                else
-                    v = cvt32(_mm512_loadu_ps((const float *)(const void *)(row + 8 * p)),
-                              _mm512_loadu_ps((const float *)(const void *)(row + 8 * p + 64)));
-            }
-            scatter16(pan, p, r, v);
+            __m512i v[16];
+            UNROLL for (int r = 0; r < 16; r++)
+                v[r] = r0 + r < nr ? load_words(type, w + (size_t)(r0 + r) * rb, p) : _mm512_setzero_si512();
+            store16x16(pan, p, r0, v);
         }
-    }
     if (pv < np) pack_rows_ref(pan, type, w, rb, nr, n, pv);
 }
 
@@ -129,10 +155,14 @@ BT static void pack_f32_512(uint32_t *pan, const float *s, size_t rs, size_t ks,
     int64_t pv = 0;
     if (ks == 1) {          /* rows contiguous over k (K of attention) */
         pv = n / 32 * 16;
-        for (int r = 0; r < G4_BF16_PR; r++)
+        for (int r0 = 0; r0 < G4_BF16_PR; r0 += 16)
             for (int64_t p = 0; p < pv; p += 16) {
-                const float *e = s + (size_t)r * rs + 2 * (size_t)p;
-                scatter16(pan, p, r, r < nr ? cvt32(_mm512_loadu_ps(e), _mm512_loadu_ps(e + 16)) : _mm512_setzero_si512());
+                __m512i v[16];
+                UNROLL for (int r = 0; r < 16; r++) {
+                    const float *e = s + (size_t)(r0 + r < nr ? r0 + r : 0) * rs + 2 * (size_t)p;
+                    v[r] = r0 + r < nr ? cvt32(_mm512_loadu_ps(e), _mm512_loadu_ps(e + 16)) : _mm512_setzero_si512();
+                }
+                store16x16(pan, p, r0, v);
             }
     } else if (rs == 1) {   /* columns contiguous over r (V of attention, transposed) */
         pv = n / 2;
