@@ -320,11 +320,10 @@ static void clin_apply(work *w, const clin *c, float *x, int T, float *tmp, floa
     clampv(w, y, T, n_out, c->c.out_lo, c->c.out_hi);
 }
 
-static inline float silu(float x) { return x / (1.0f + expf(-x)); }
 static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 static void silu_rows(rows_job *j, long lo, long hi) {
-    for (long i = lo * j->i0; i < hi * j->i0; i++) j->x[i] = silu(j->x[i]);
+    if (hi > lo) g4_silu(j->x + lo * j->i0, (hi - lo) * j->i0, j->w->ex.precision);
 }
 
 static void silu_inplace(work *w, float *x, int T, int width) {

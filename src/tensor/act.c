@@ -171,6 +171,27 @@ __attribute__((target("avx2"))) static int64_t clamp_avx2(float *dst, const floa
 }
 #endif
 
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static int64_t silu_avx2(float *x, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), lo = _mm256_set1_ps(-87.0f), hi = _mm256_set1_ps(88.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256 e = g4_exp8(_mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(_mm256_setzero_ps(), v), lo), hi));
+        _mm256_storeu_ps(x + i, _mm256_div_ps(v, _mm256_add_ps(one, e)));
+    }
+    return i;
+}
+#endif
+
+void g4_silu(float *x, int64_t n, int exact) {
+    int64_t i = 0;
+#if defined(__x86_64__)
+    if (!exact && use_avx2()) i = silu_avx2(x, n);
+#endif
+    for (; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+}
+
 void g4_clamp(float *dst, const float *src, int64_t n, float lo, float hi) {
     int64_t i = 0;
 #if defined(__x86_64__)

@@ -36,6 +36,9 @@ void g4_geglu(float *out, const float *g, const float *u, int64_t n, int exact);
 void g4_softcap(float *y, int64_t n, float cap, int exact);
 /* dst[i] = x < lo ? lo : x > hi ? hi : x, x = src[i] (NaN stays NaN); dst may
  * equal src. The same values at every level. */
+/* x[i] = x[i] / (1 + e^-x[i]) in place: exact with libm's expf, else (AVX2)
+ * the vector e^x (~2 ulp) */
+void g4_silu(float *x, int64_t n, int exact);
 void g4_clamp(float *dst, const float *src, int64_t n, float lo, float hi);
 
 /* y = x / rms(x) * w over one row of n (w may be NULL: no scale); y may
