@@ -469,7 +469,9 @@ static void attn_rows(rows_job *j, long lo, long hi) {
                 if (s > m) m = s;
             }
             float sum = 0;
-            for (int d = 0; d < n; d++) { lg[d] = expf(lg[d] - m); sum += lg[d]; }
+            if (vo) sum = vo->expsum(lg, n, m);
+            else
+                for (int d = 0; d < n; d++) { lg[d] = expf(lg[d] - m); sum += lg[d]; }
             float *op = w->a + (size_t)t * D + hh * hd;
             for (int i = 0; i < hd; i++) op[i] = 0;
             for (int d = 0; d < n; d++) {
