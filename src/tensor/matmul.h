@@ -47,11 +47,15 @@ typedef struct g4_mm_scratch {
     bool bf16;
 } g4_mm_scratch;
 
-/* Packing a panel costs about as much as 30-60 tokens of its products
- * (a scatter per 16 input pairs), so fewer tokens keep the F16/F32 tiles
- * (the audio tower's 16-row input-projection blocks, its 12-row position
- * product). */
-#define G4_MM_BF16_MIN_T 64
+/* Packing a panel costs about as much as 15-30 tokens of its products, so
+ * fewer tokens keep the F16/F32 tiles (the audio tower's 16-row
+ * input-projection blocks, its 12-row position product). */
+#define G4_MM_BF16_MIN_T 32
+/* Inputs narrower than this keep f32 too: a few multiply-adds per output
+ * gain nothing from the dot instruction, and the audio tower's first
+ * convolution (9 inputs: raw log-mel values up to ~10 in magnitude) would
+ * round its input to 8 bits */
+#define G4_MM_BF16_MIN_N 64
 /* Bytes the bf16 path needs in act beyond the activations' own T * n_in * 2
  * (the threads' panels, alignment) for inputs of at most n_in_max. */
 size_t g4_matmul_bf16_bytes(int64_t n_in_max, int n_threads);

@@ -12,7 +12,7 @@ maxdiff() { "$PY" -c "import numpy as n,sys;a=n.fromfile(sys.argv[1],n.float32);
 print(abs(a-b).max() if a.size==b.size else 'size %d vs %d'%(a.size,b.size))" "$1" "$2"; }
 rho=0
 if grep -qw avx512_bf16 /proc/cpuinfo && { [ -z "${GEMMA4C_CPU:-}" ] || [ "$GEMMA4C_CPU" = avx512 ]; }; then
-    rho=$("$PY" -c "print(4.5 * (42 / 3) ** 0.5 / 256)")
+    rho=$("$PY" -c "print(4.5 * (36 / 3) ** 0.5 / 256)")
 fi
 # bound of the fast path: FLOOR + rho * (rms or max of |ref|)
 fastb() { "$PY" -c "import numpy as n,sys;r=n.fromfile(sys.argv[1],n.float32);k=float(sys.argv[3])
