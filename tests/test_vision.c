@@ -48,22 +48,22 @@ static double max_abs(const float *a, const float *b, size_t n) {
 
 /* The fast path's bound on the soft tokens. Without AVX512_BF16 the f32
  * tiles and blocked attention: 1e-3 (reassociation; measured <= 3.7e-4).
- * With it every product rounds both operands to bf16 (tensor/bf16.h, u =
- * 2^-8): R = 2 (2 + 6 L) roundings on the longest path (patch embedding;
- * per layer q/k/v, Q K^T, P V, output, gate/up, down; the embedder; two
- * operands each). First order, each rounding a relative error of rms u /
- * sqrt(3) (RNE over uniform mantissas), independent, zero-mean, carried to
- * the output at its scale (the norms renormalize): rms error sqrt(R / 3) u
- * rms(ref), and the largest of a few thousand values within 4.5 of those
- * (a normal tail of 7e-6 per value). L = 2: 0.054 rms(ref), ~0.05 here;
- * measured 0.013-0.026. */
+ * With it every product but the patch embedding rounds both operands to
+ * bf16 (tensor/bf16.h, u = 2^-8): R = 2 (1 + 6 L) roundings on the longest
+ * path (per layer q/k/v, Q K^T, P V, output, gate/up, down; the embedder;
+ * two operands each). First order, each rounding a relative error of rms
+ * u / sqrt(3) (RNE over uniform mantissas), independent, zero-mean, carried
+ * to the output at its scale (the norms renormalize): rms error sqrt(R / 3)
+ * u rms(ref), and the largest of a few thousand values within 4.5 of those
+ * (a normal tail of 7e-6 per value). L = 2: 0.052 rms(ref), 0.044-0.051
+ * here; measured 0.0035-0.0076. */
 static double fast_bound(const g4_vision_enc *v, const float *ref, size_t n) {
     if (!g4_bf16_dot_ok()) return 1e-3;
     int D, F, L;
     g4_vision_shape(v, &D, &F, &L);
     double ss = 0;
     for (size_t i = 0; i < n; i++) ss += (double)ref[i] * ref[i];
-    return 4.5 * sqrt(2.0 * (2 + 6 * L) / 3) * 0x1p-8 * sqrt(ss / (double)n);
+    return 4.5 * sqrt(2.0 * (1 + 6 * L) / 3) * 0x1p-8 * sqrt(ss / (double)n);
 }
 
 /* Encoder alone, f32 products, on llama.cpp's preprocessed input. */
