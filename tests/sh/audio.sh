@@ -14,10 +14,11 @@ rho=0
 if grep -qw avx512_bf16 /proc/cpuinfo && { [ -z "${GEMMA4C_CPU:-}" ] || [ "$GEMMA4C_CPU" = avx512 ]; }; then
     rho=$("$PY" -c "print(4.5 * (36 / 3) ** 0.5 / 256)")
 fi
-# bound of the fast path: FLOOR + rho * (rms or max of |ref|)
+# bound of the fast path: max(FLOOR, rho rms(ref)) (soft tokens) or FLOOR +
+# rho rms(ref) (logits)
 fastb() { "$PY" -c "import numpy as n,sys;r=n.fromfile(sys.argv[1],n.float32);k=float(sys.argv[3])
-s=float(n.sqrt((r.astype(n.float64)**2).mean())) if sys.argv[2]=='rms' else float(abs(r).max())
-print(max(float(sys.argv[4]), k * s) if sys.argv[2]=='rms' else float(sys.argv[4]) + k * s)" "$1" "$2" "$rho" "$3"; }
+s=float(n.sqrt((r.astype(n.float64)**2).mean()))
+print(max(float(sys.argv[4]), k * s) if sys.argv[2]=='soft' else float(sys.argv[4]) + k * s)" "$1" "$2" "$rho" "$3"; }
 below() { "$PY" -c "import sys;sys.exit(0 if float(sys.argv[1])<=float(sys.argv[2]) else 1)" "$1" "$2" 2>/dev/null; }
 
 for it in aud-chirp-0.5s aud-noise-1s aud-pluck-real-0.3s aud-silence-1s aud-speechlike-2.5s; do
@@ -32,7 +33,7 @@ for it in aud-chirp-0.5s aud-noise-1s aud-pluck-real-0.3s aud-silence-1s aud-spe
             dl=$(maxdiff "$TMP/l.f32" "$M/$it.hf.logits.f32") de=$(maxdiff "$TMP/e.f32" "$M/$it.hf.embd.f32")
             bl=1e-3 be=1e-3
             if [ -z "$prec" ]; then
-                bl=$(fastb "$M/$it.hf.logits.f32" max 0.02) be=$(fastb "$M/$it.hf.embd.f32" rms 1e-3)
+                bl=$(fastb "$M/$it.hf.logits.f32" logits 0.02) be=$(fastb "$M/$it.hf.embd.f32" soft 1e-3)
             fi
             if below "$dl" "$bl" && below "$de" "$be"; then
                 ok "$it ($src${prec:+ $prec}): logits max |d| $dl (bound $bl), soft tokens $de (bound $be)"
