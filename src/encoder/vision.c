@@ -386,8 +386,8 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
     /* exact: the patches' K/V as one cache page of N positions that every
      * patch sees whole (the decoder's attention op, scale 1, bidirectional);
      * fast: the blocked dense op */
-    float *scores = malloc((exact ? g4_attn_ws_floats(nth, e->n_head, D) : g4_attn_dense_ws_floats(nth, N, e->n_head, hd)) *
-                           sizeof(float));
+    float *scores = malloc((exact ? g4_attn_ws_floats(nth, e->n_head, D)
+                                  : g4_attn_dense_ws_floats(nth, N, e->n_head, hd)) * sizeof(float));
     const g4_kv_view **kvp = malloc((size_t)N * sizeof *kvp);
     int32_t *alo = calloc((size_t)N, sizeof *alo), *ahi = malloc((size_t)N * sizeof *ahi);
     g4_exec ex = { .pool = pool, .n_threads = nth, .precision = exact ? 1 : 0 };

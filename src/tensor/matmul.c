@@ -303,7 +303,8 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
     for (int j = 0; j < n_jobs && !split; j++)
         split = jobs[j].w->n_in != k.n || g4_type_info(jobs[j].w->type)->vec_dot_type != vdt;
     /* bf16 products: the activations' bf16 rows, then one panel per thread */
-    bool bf16 = !k.exact && !split && s->bf16 && T >= G4_MM_BF16_MIN_T && k.n >= G4_MM_BF16_MIN_N && !k.np && g4_bf16_dot_ok();
+    bool bf16 = !k.exact && !split && s->bf16 && T >= G4_MM_BF16_MIN_T && k.n >= G4_MM_BF16_MIN_N && !k.np &&
+                g4_bf16_dot_ok();
     for (int j = 0; j < n_jobs && bf16; j++) {
         const int ty = jobs[j].w->type;
         bf16 = !jobs[j].x && (ty == G4_F32 || ty == G4_F16 || ty == G4_BF16);
