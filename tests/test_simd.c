@@ -362,9 +362,9 @@ TEST(gemm_value_independent_of_tile) {
 
 /* Decode shapes of gemm are bitwise consistent: a token's result for a row
  * is the same computed alone (nc = 1, one row or a range of rows, as a
- * decode step runs) or as one of 2..16 tokens on one row (batched decode of
- * several sequences, matmul's path for a few tokens), in any place among
- * them. Otherwise a request's greedy answer changes with its neighbours in
+ * decode step runs) or as one of 2..16 tokens on one row or on a range of
+ * rows (batched decode of several sequences, matmul's path for a few
+ * tokens), in any place among them. Otherwise a request's greedy answer changes with its neighbours in
  * the scheduler's batch. Long rows cross the kernels' activation chunks. */
 TEST(decode_shapes_bitwise_consistent) {
     static const int DT[] = { G4_F32, G4_F16, G4_BF16, G4_Q4_0, G4_Q8_0, G4_Q4_K, G4_Q5_K, G4_Q6_K, G4_Q3_K, G4_Q2_K,
@@ -389,6 +389,10 @@ TEST(decode_shapes_bitwise_consistent) {
                         for (int r = 0; r < p.nr; r++)   /* one row at a time, nc tokens from c0 */
                             simd.gemm(p.n, 1, nc, p.w + (size_t)r * p.ws, p.ws, p.xq + (size_t)c0 * p.xs, p.xs,
                                       got + (size_t)c0 * ys + (size_t)r, ys);
+                        for (int c = c0; c < c0 + nc; c++)
+                            bad += memcmp(got + (size_t)c * ys, one + (size_t)c * ys, ys * sizeof(float)) != 0;
+                        /* all rows in one call (matmul's form where the type has gemm_row_stream) */
+                        simd.gemm(p.n, p.nr, nc, p.w, p.ws, p.xq + (size_t)c0 * p.xs, p.xs, got + (size_t)c0 * ys, ys);
                         for (int c = c0; c < c0 + nc; c++)
                             bad += memcmp(got + (size_t)c * ys, one + (size_t)c * ys, ys * sizeof(float)) != 0;
                     }
