@@ -417,11 +417,17 @@ INL void small_pair(const int type, const kblk *b, const uint8_t *qa, const uint
 INL void small_rows(const int type, const int CP, int64_t nb, int nr, int nc, const uint8_t *w, size_t ws,
                     const uint8_t *q, const smpair *sp, float *y, size_t ys) {
     const size_t bsz = bsize(type);
+    const uintptr_t pf_end = (uintptr_t)(w + (size_t)nr * ws);
     for (int r = 0; r < nr; r++) {
         const uint8_t *wr = w + (size_t)r * ws;
         __m512 M[8], N[8];
         UNROLL for (int c = 0; c < CP; c++) M[c] = N[c] = _mm512_setzero_ps();
         for (int64_t ib = 0; ib < nb; ib++) {
+            /* from DRAM, as decode's row_dot (2 tokens take about as long
+             * per weight byte as one): PF_DIST ahead within the call's rows */
+            const uintptr_t pf = (uintptr_t)(wr + (size_t)ib * bsz) + PF_DIST;
+            if (pf < pf_end)
+                for (int o = 0; o < (int)bsz; o += 64) _mm_prefetch((const char *)(pf + (uintptr_t)o), _MM_HINT_T0);
             kblk b;
             unpack(type, wr + (size_t)ib * bsz, &b);
             const __m512 dsc = _mm512_broadcastss_ps(b.dd);
