@@ -377,9 +377,12 @@ TEST(decode_shapes_bitwise_consistent) {
             traits_pair(DT[ti], level, &ref, &simd);
             const int64_t bs = g4_type_info(DT[ti])->blck_size, unit = bs == 1 ? 32 : bs;
             int bad = 0;
-            for (int k = 0; k < 2; k++) {
+            for (int k = 0; k < 3; k++) {
+                /* k = 2: rows of 24 K-quant blocks, more than one call's
+                 * rows of 2..16 tokens take in one group (AVX-512) */
                 problem p;
-                problem_make(&p, DT[ti], (k ? (unit == 256 ? 80 : 640) : 5) * unit, 7, 16, 0);
+                problem_make(&p, DT[ti], (k == 2 ? (unit == 256 ? 24 : 192) : k ? (unit == 256 ? 80 : 640) : 5) * unit,
+                             k == 2 ? 90 : 7, 16, 0);
                 const size_t ys = (size_t)p.nr;
                 float *one = malloc(ys * 16 * sizeof(float)), *got = malloc(ys * 16 * sizeof(float));
                 for (int c = 0; c < p.nc; c++)   /* alone, as a decode step: all rows in one call */

@@ -393,7 +393,10 @@ INL void tile(const int type, const int R, const int C, int64_t nb, const uint8_
  * bsums in one vector (another ~5-10%). d*dx and (-dmin)*dx are the same
  * products pair_dot forms (a sign flip commutes with rounding). An odd last
  * token is paired with itself and its twin's result dropped. */
-enum { SM_TB = 512 }; /* token-blocks of the buffer: 128 KB of codes + 32 KB of pair vectors */
+/* token-blocks of the buffer: 32 KB of codes + 8 KB of pair vectors, so
+ * that they stay in L1 while rows stream past (at 48 KB, n = 6144 x 8
+ * tokens, 8 tokens ran slower than the old per-row tiles; in L1 ~1.4x) */
+enum { SM_TB = 128 };
 typedef struct { __m512 dx; __m512i bs; } smpair;
 
 INL void small_pair(const int type, const kblk *b, const uint8_t *qa, const uint8_t *qb, const smpair *sp,
@@ -473,7 +476,7 @@ INL void small_tokens(const int type, int64_t nb, int nr, int nc, const uint8_t 
 }
 #undef SM_CASE
 
-/* one function per type (out of line: its 160 KB frame stays off decode's path) */
+/* one function per type (out of line: its 40 KB frame stays off decode's path) */
 #define SMALL(t, T)                                                                                                \
     T512 static __attribute__((noinline)) void small_##t(int64_t nb, int nr, int nc, const uint8_t *w, size_t ws,  \
                                                          const uint8_t *x, size_t xs, float *y, size_t ys) {      \
@@ -688,14 +691,28 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
         return;
     }
     if (type != KX && nc <= 16) {
-        /* a few tokens: the whole row range in one call, prepared once */
-        if (nb * 2 * ((nc + 1) / 2) <= SM_TB) {
-            void (*const fn)(int64_t, int, int, const uint8_t *, size_t, const uint8_t *, size_t, float *, size_t) =
-                type == K4 ? small_k4 : type == K5 ? small_k5 : type == K6 ? small_k6 : type == K3 ? small_k3 : small_k2;
+        void (*const fn)(int64_t, int, int, const uint8_t *, size_t, const uint8_t *, size_t, float *, size_t) =
+            type == K4 ? small_k4 : type == K5 ? small_k5 : type == K6 ? small_k6 : type == K3 ? small_k3 : small_k2;
+        const int gmax = (int)(SM_TB / nb) & ~1; /* tokens whose codes fit the buffer (L1) */
+        if (nc <= gmax) {
+            /* a few tokens: the whole row range in one call, prepared once */
             fn(nb, nr, nc, w, ws, x, xs, y, ys);
             return;
         }
-        /* longer rows: one row at a time through the one-row tiles below */
+        if (gmax >= 2) {
+            /* longer rows: balanced token groups over ~256 KB of rows at a
+             * time, so the later groups read those rows from L2 */
+            const int G = (nc + gmax - 1) / gmax, g = (nc + G - 1) / G;
+            const int rc = ws >= 262144 / 8 ? 8 : (int)(262144 / ws);
+            for (int r0 = 0; r0 < nr; r0 += rc) {
+                const int m = nr - r0 < rc ? nr - r0 : rc;
+                for (int t0 = 0; t0 < nc; t0 += g)
+                    fn(nb, m, nc - t0 < g ? nc - t0 : g, w + (size_t)r0 * ws, ws, x + (size_t)t0 * xs, xs,
+                       y + (size_t)t0 * ys + (size_t)r0, ys);
+            }
+            return;
+        }
+        /* longer still: one row at a time through the one-row tiles below */
     }
     if (type == KX) {
         for (int r0 = 0; r0 < nr; r0 += XS_RT) {
