@@ -693,7 +693,7 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
     if (type != KX && nc <= 16) {
         void (*const fn)(int64_t, int, int, const uint8_t *, size_t, const uint8_t *, size_t, float *, size_t) =
             type == K4 ? small_k4 : type == K5 ? small_k5 : type == K6 ? small_k6 : type == K3 ? small_k3 : small_k2;
-        const int gmax = (int)(SM_TB / nb) & ~1; /* tokens whose codes fit the buffer (L1) */
+        const int gmax = nb > 0 ? (int)(SM_TB / nb) & ~1 : 16; /* tokens whose codes fit the buffer (L1) */
         if (nc <= gmax) {
             /* a few tokens: the whole row range in one call, prepared once */
             fn(nb, nr, nc, w, ws, x, xs, y, ys);
