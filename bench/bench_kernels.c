@@ -12,8 +12,8 @@
  *           one thread's share of a prefill product), n_in = --n: GOP/s with
  *           2 ops per multiply-add (prefill's limit is integer throughput),
  *           against the int8 peak printed first (the probe, 1 thread);
- *   rows  : the same block one row at a time against all its tokens (only
- *           for <= 16 tokens: batched decode's path, e.g. --gemm 256x8);
+ *   rows  : the same block as batched decode runs it (only for <= 16
+ *           tokens, e.g. --gemm 256x8: matmul.c's small-T path);
  *   quant : activation quantizer (from_float of the vec_dot type), GB/s of
  *           f32 input.
  * Best of --reps runs; "x" columns are ratios to the reference level.
@@ -150,14 +150,18 @@ static result run_level(int type, int level, size_t mb, int reps) {
         sink = y[5];
         res.panel_gops = 2.0 * nr * nc * (double)n / best / 1e9;
     }
-    /* the same block one row at a time against all its tokens: what
-     * batched decode (2..16 tokens, matmul.c's small-T path) runs */
+    /* the same block as batched decode (2..16 tokens, matmul.c's small-T
+     * path) runs it: one call for all rows where the type reads its rows
+     * one at a time itself (gemm_row_stream), else one call per row */
     if (nc <= 16) {
         best = 1e30;
         for (int k = 0; k < reps; k++) {
             const double t0 = now();
-            for (int i = 0; i < inner; i++)
-                for (int r = 0; r < nr; r++) tr.gemm(n, 1, nc, w + (size_t)r * rs, rs, xq, xs, y + r, (size_t)nr);
+            for (int i = 0; i < inner; i++) {
+                if (tr.gemm_row_stream) tr.gemm(n, nr, nc, w, rs, xq, xs, y, (size_t)nr);
+                else
+                    for (int r = 0; r < nr; r++) tr.gemm(n, 1, nc, w + (size_t)r * rs, rs, xq, xs, y + r, (size_t)nr);
+            }
             const double t = (now() - t0) / inner;
             if (t < best) best = t;
         }
