@@ -12,6 +12,8 @@
  *           one thread's share of a prefill product), n_in = --n: GOP/s with
  *           2 ops per multiply-add (prefill's limit is integer throughput),
  *           against the int8 peak printed first (the probe, 1 thread);
+ *   rows  : the same block as batched decode runs it (only for <= 16
+ *           tokens, e.g. --gemm 256x8: matmul.c's small-T path);
  *   quant : activation quantizer (from_float of the vec_dot type), GB/s of
  *           f32 input.
  * Best of --reps runs; "x" columns are ratios to the reference level.
@@ -74,7 +76,7 @@ static int bench_type(const char *name) {
     return -1;
 }
 
-typedef struct { double mv_gbs, gemm_gops, panel_gops, q_gbs; } result;
+typedef struct { double mv_gbs, gemm_gops, panel_gops, rows_gops, q_gbs; } result;
 
 /* rows x n weights of `type` at w: 16 distinct quantized rows (quantizing
  * every row would take long), repeated: the traffic is the same. f: n floats
@@ -91,7 +93,7 @@ static void fill_weights(int type, int64_t n, int64_t rows, uint8_t *w, float *f
 }
 
 static result run_level(int type, int level, size_t mb, int reps) {
-    result res = { 0, 0, 0, 0 };
+    result res = { 0, 0, 0, 0, 0 };
     g4_type_traits tr, at;
     if (g4_kernels_for_level(type, level, &tr) != 0 && level != G4_CPU_REF) return res;
     g4_kernels_for_level(tr.vec_dot_type, level, &at);
@@ -147,6 +149,24 @@ static result run_level(int type, int level, size_t mb, int reps) {
         }
         sink = y[5];
         res.panel_gops = 2.0 * nr * nc * (double)n / best / 1e9;
+    }
+    /* the same block as batched decode (2..16 tokens, matmul.c's small-T
+     * path) runs it: one call for all rows where the type reads its rows
+     * one at a time itself (gemm_row_stream), else one call per row */
+    if (nc <= 16) {
+        best = 1e30;
+        for (int k = 0; k < reps; k++) {
+            const double t0 = now();
+            for (int i = 0; i < inner; i++) {
+                if (tr.gemm_row_stream) tr.gemm(n, nr, nc, w, rs, xq, xs, y, (size_t)nr);
+                else
+                    for (int r = 0; r < nr; r++) tr.gemm(n, 1, nc, w + (size_t)r * rs, rs, xq, xs, y + r, (size_t)nr);
+            }
+            const double t = (now() - t0) / inner;
+            if (t < best) best = t;
+        }
+        sink = y[7];
+        res.rows_gops = 2.0 * nr * nc * (double)n / best / 1e9;
     }
 
     best = 1e30;
@@ -256,20 +276,20 @@ int main(int argc, char **argv) {
         if (p > peak) peak = p;
     }
     printf("int8 peak (1 thread, probe): %.0f GOP/s\n", peak);
-    printf("%-6s %-8s %12s %7s %12s %7s %12s %12s %7s\n", "type", "level", "matvec GB/s", "x ref", "gemm GOP/s", "x ref",
-           "panel GOP/s", "quant GB/s", "x ref");
+    printf("%-6s %-8s %12s %7s %12s %7s %12s %12s %12s %7s\n", "type", "level", "matvec GB/s", "x ref", "gemm GOP/s",
+           "x ref", "panel GOP/s", "rows GOP/s", "quant GB/s", "x ref");
     char *list = strdup(types);
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
         const int type = bench_type(tok);
         if (type < 0) continue;
-        result ref = { 0, 0, 0, 0 };
+        result ref = { 0, 0, 0, 0, 0 };
         for (int level = G4_CPU_REF; level <= G4_CPU_DOTPROD; level++) {
             if (!g4_cpu_level_supported(level)) continue;
             const result r = run_level(type, level, mb, reps);
             if (level == G4_CPU_REF) ref = r;
-            printf("%-6s %-8s %12.2f %7.2f %12.1f %7.2f %12.1f %12.2f %7.2f\n", g4_type_name(type),
+            printf("%-6s %-8s %12.2f %7.2f %12.1f %7.2f %12.1f %12.1f %12.2f %7.2f\n", g4_type_name(type),
                    g4_cpu_level_name(level), r.mv_gbs, r.mv_gbs / ref.mv_gbs, r.gemm_gops, r.gemm_gops / ref.gemm_gops,
-                   r.panel_gops, r.q_gbs, r.q_gbs / ref.q_gbs);
+                   r.panel_gops, r.rows_gops, r.q_gbs, r.q_gbs / ref.q_gbs);
             fflush(stdout);
         }
     }

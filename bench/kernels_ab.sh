@@ -21,9 +21,9 @@ for ((i = 0; i < pairs; i++)); do
     order="old new"; (( i % 2 )) && order="new old"
     for tag in $order; do
         bin=$old; [ "$tag" = new ] && bin=$new
-        # rows: TYPE LEVEL matvec x gemm x quant x
+        # rows: TYPE LEVEL matvec x gemm x [panel] [rows] quant x (builds of any age: columns 3 and 5)
         "$bin" --types "$types" --n "$n" --mb "$mb" --reps "$reps" 2>/dev/null |
-            awk -v tag="$tag" '$2 != "ref" && NF == 8 && $3 ~ /^[0-9.]+$/ { print tag, $1, $2, $3, $5 }' >> "$out"
+            awk -v tag="$tag" '$2 != "ref" && NF >= 8 && $3 ~ /^[0-9.]+$/ { print tag, $1, $2, $3, $5 }' >> "$out"
     done
 done
 /usr/bin/python3 - "$out" <<'PY'

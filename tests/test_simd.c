@@ -362,9 +362,9 @@ TEST(gemm_value_independent_of_tile) {
 
 /* Decode shapes of gemm are bitwise consistent: a token's result for a row
  * is the same computed alone (nc = 1, one row or a range of rows, as a
- * decode step runs) or as one of 2..16 tokens on one row (batched decode of
- * several sequences, matmul's path for a few tokens), in any place among
- * them. Otherwise a request's greedy answer changes with its neighbours in
+ * decode step runs) or as one of 2..16 tokens on one row or on a range of
+ * rows (batched decode of several sequences, matmul's path for a few
+ * tokens), in any place among them. Otherwise a request's greedy answer changes with its neighbours in
  * the scheduler's batch. Long rows cross the kernels' activation chunks. */
 TEST(decode_shapes_bitwise_consistent) {
     static const int DT[] = { G4_F32, G4_F16, G4_BF16, G4_Q4_0, G4_Q8_0, G4_Q4_K, G4_Q5_K, G4_Q6_K, G4_Q3_K, G4_Q2_K,
@@ -377,9 +377,12 @@ TEST(decode_shapes_bitwise_consistent) {
             traits_pair(DT[ti], level, &ref, &simd);
             const int64_t bs = g4_type_info(DT[ti])->blck_size, unit = bs == 1 ? 32 : bs;
             int bad = 0;
-            for (int k = 0; k < 2; k++) {
+            for (int k = 0; k < 3; k++) {
+                /* k = 2: rows of 24 K-quant blocks, more than one call's
+                 * rows of 2..16 tokens take in one group (AVX-512) */
                 problem p;
-                problem_make(&p, DT[ti], (k ? (unit == 256 ? 80 : 640) : 5) * unit, 7, 16, 0);
+                problem_make(&p, DT[ti], (k == 2 ? (unit == 256 ? 24 : 192) : k ? (unit == 256 ? 80 : 640) : 5) * unit,
+                             k == 2 ? 90 : 7, 16, 0);
                 const size_t ys = (size_t)p.nr;
                 float *one = malloc(ys * 16 * sizeof(float)), *got = malloc(ys * 16 * sizeof(float));
                 for (int c = 0; c < p.nc; c++)   /* alone, as a decode step: all rows in one call */
@@ -389,6 +392,10 @@ TEST(decode_shapes_bitwise_consistent) {
                         for (int r = 0; r < p.nr; r++)   /* one row at a time, nc tokens from c0 */
                             simd.gemm(p.n, 1, nc, p.w + (size_t)r * p.ws, p.ws, p.xq + (size_t)c0 * p.xs, p.xs,
                                       got + (size_t)c0 * ys + (size_t)r, ys);
+                        for (int c = c0; c < c0 + nc; c++)
+                            bad += memcmp(got + (size_t)c * ys, one + (size_t)c * ys, ys * sizeof(float)) != 0;
+                        /* all rows in one call (matmul's form where the type has gemm_row_stream) */
+                        simd.gemm(p.n, p.nr, nc, p.w, p.ws, p.xq + (size_t)c0 * p.xs, p.xs, got + (size_t)c0 * ys, ys);
                         for (int c = c0; c < c0 + nc; c++)
                             bad += memcmp(got + (size_t)c * ys, one + (size_t)c * ys, ys * sizeof(float)) != 0;
                     }

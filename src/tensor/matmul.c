@@ -108,8 +108,13 @@ static void gemm_rows(mm_task *k, int j, long lo, long hi, int t0, int T) {
         /* a few tokens (batched decode of several sequences): still bound
          * by the weight stream, which one row at a time keeps sequential
          * (the kernels' 4-row tiles would read 4 interleaved streams) */
-        for (long o = lo; o < hi; o++)
-            gemm_any(wt, n, 1, T, g4_mat_row(w, jb->mat, o), w->row_bytes, xq0, k->xq_row, y0 + o, (size_t)jb->ldy);
+        if (wt->gemm_row_stream) /* per-call work (activation layout) once per grab */
+            gemm_any(wt, n, (int)(hi - lo), T, g4_mat_row(w, jb->mat, lo), w->row_bytes, xq0, k->xq_row, y0 + lo,
+                     (size_t)jb->ldy);
+        else
+            for (long o = lo; o < hi; o++)
+                gemm_any(wt, n, 1, T, g4_mat_row(w, jb->mat, o), w->row_bytes, xq0, k->xq_row, y0 + o,
+                         (size_t)jb->ldy);
         return;
     }
     for (long o0 = lo; o0 < hi; o0 += rows) {

@@ -382,6 +382,113 @@ INL void tile(const int type, const int R, const int C, int64_t nb, const uint8_
 #undef ACC
 }
 
+/* ---- 2..16 tokens on a range of rows (batched decode) -------------------------
+ * Rows one at a time (one sequential weight stream, as decode), each block
+ * unpacked once for all tokens, tokens in pairs with pair_dot's float steps
+ * in pair_dot's order (batch invariance). What depends on the token and the
+ * block but not on the row is prepared once per call in an aligned stack
+ * buffer: the 256 activation codes (Q8_K's sit 4 bytes into a 292-byte
+ * block, so most of their 64-byte loads split cache lines: ~10% of this
+ * loop), and per pair its dx in lanes 0..7 / 8..15 and its two rows of
+ * bsums in one vector (another ~5-10%). d*dx and (-dmin)*dx are the same
+ * products pair_dot forms (a sign flip commutes with rounding). An odd last
+ * token is paired with itself and its twin's result dropped. */
+/* token-blocks of the buffer: 32 KB of codes + 8 KB of pair vectors, so
+ * that they stay in L1 while rows stream past (at 48 KB, n = 6144 x 8
+ * tokens, 8 tokens ran slower than the old per-row tiles; in L1 ~1.4x) */
+enum { SM_TB = 128 };
+typedef struct { __m512 dx; __m512i bs; } smpair;
+
+INL void small_pair(const int type, const kblk *b, const uint8_t *qa, const uint8_t *qb, const smpair *sp,
+                    __m512 dsc, __m512 msc, __m512 *M, __m512 *N) {
+    const __m512i ia = block_int(b, qa), ib = block_int(b, qb);
+    const __m512i mv = _mm512_madd_epi16(b->E, sp->bs); /* a: lanes 0..7, b: 8..15 */
+    const __m512 sc = _mm512_mul_ps(dsc, sp->dx);
+    if (DONLY(type)) {
+        __m512i v = _mm512_add_epi32(_mm512_shuffle_i64x2(ia, ib, 0x44), _mm512_shuffle_i64x2(ia, ib, 0xEE));
+        v = _mm512_add_epi32(v, mv);
+        *M = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), sc, *M);
+    } else {
+        const __m512i v = _mm512_add_epi32(_mm512_shuffle_i64x2(ia, ib, 0x88), _mm512_shuffle_i64x2(ia, ib, 0xDD));
+        *M = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), sc, *M);
+        *N = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mv), _mm512_mul_ps(msc, sp->dx), *N);
+    }
+}
+
+/* CP pairs (2*CP prepared tokens, nc real) against nr rows; q: codes of
+ * block ib, token t at (ib * 2CP + t) * 256; sp: pair c of block ib at ib * CP + c */
+INL void small_rows(const int type, const int CP, int64_t nb, int nr, int nc, const uint8_t *w, size_t ws,
+                    const uint8_t *q, const smpair *sp, float *y, size_t ys) {
+    const size_t bsz = bsize(type);
+    const uintptr_t pf_end = (uintptr_t)(w + (size_t)nr * ws);
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *wr = w + (size_t)r * ws;
+        __m512 M[8], N[8];
+        UNROLL for (int c = 0; c < CP; c++) M[c] = N[c] = _mm512_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ib++) {
+            /* from DRAM, as decode's row_dot (2 tokens take about as long
+             * per weight byte as one): PF_DIST ahead within the call's rows */
+            const uintptr_t pf = (uintptr_t)(wr + (size_t)ib * bsz) + PF_DIST;
+            if (pf < pf_end)
+                for (int o = 0; o < (int)bsz; o += 64) _mm_prefetch((const char *)(pf + (uintptr_t)o), _MM_HINT_T0);
+            kblk b;
+            unpack(type, wr + (size_t)ib * bsz, &b);
+            const __m512 dsc = _mm512_broadcastss_ps(b.dd);
+            const __m512 msc = _mm512_broadcastss_ps(_mm_xor_ps(_mm_movehdup_ps(b.dd), _mm_set1_ps(-0.0f)));
+            const uint8_t *qb = q + (size_t)ib * (size_t)(2 * CP) * 256;
+            UNROLL for (int c = 0; c < CP; c++)
+                small_pair(type, &b, qb + (size_t)(2 * c) * 256, qb + (size_t)(2 * c + 1) * 256, &sp[ib * CP + c], dsc,
+                           msc, &M[c], &N[c]);
+        }
+        UNROLL for (int c = 0; c < CP; c++) {
+            y[(size_t)(2 * c) * ys + (size_t)r] = fin_pair(type, M[c], N[c], 0);
+            if (2 * c + 1 < nc) y[(size_t)(2 * c + 1) * ys + (size_t)r] = fin_pair(type, M[c], N[c], 1);
+        }
+    }
+}
+
+#define SM_CASE(C) case C: small_rows(type, C, nb, nr, nc, w, ws, q, sp, y, ys); break;
+INL void small_tokens(const int type, int64_t nb, int nr, int nc, const uint8_t *w, size_t ws, const uint8_t *x,
+                      size_t xs, float *y, size_t ys) {
+    _Alignas(64) uint8_t q[SM_TB * 256];
+    _Alignas(64) smpair sp[SM_TB / 2];
+    const int CP = (nc + 1) / 2;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        for (int t = 0; t < 2 * CP; t++) {
+            const uint8_t *xb = x + (size_t)(t < nc ? t : nc - 1) * xs + (size_t)ib * Q8_K_SIZE + 4;
+            uint8_t *o = q + ((size_t)ib * (size_t)(2 * CP) + (size_t)t) * 256;
+            UNROLL for (int k = 0; k < 4; k++) _mm512_store_si512((void *)(o + 64 * k), LD512(xb + 64 * k));
+        }
+        for (int c = 0; c < CP; c++) {
+            const uint8_t *xa = x + (size_t)(2 * c) * xs + (size_t)ib * Q8_K_SIZE;
+            const uint8_t *xb = x + (size_t)(2 * c + 1 < nc ? 2 * c + 1 : nc - 1) * xs + (size_t)ib * Q8_K_SIZE;
+            smpair *p = &sp[ib * CP + c];
+            p->dx = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(rdf32(xa))),
+                                                        _mm256_castps_pd(_mm256_set1_ps(rdf32(xb))), 1));
+            p->bs = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(xa + 260))),
+                                       _mm256_loadu_si256((const __m256i *)(const void *)(xb + 260)), 1);
+        }
+    }
+    switch (CP) {
+        SM_CASE(1) SM_CASE(2) SM_CASE(3) SM_CASE(4) SM_CASE(5) SM_CASE(6) SM_CASE(7) SM_CASE(8)
+    default: break;
+    }
+}
+#undef SM_CASE
+
+/* one function per type (out of line: its 40 KB frame stays off decode's path) */
+#define SMALL(t, T)                                                                                                \
+    T512 static __attribute__((noinline)) void small_##t(int64_t nb, int nr, int nc, const uint8_t *w, size_t ws,  \
+                                                         const uint8_t *x, size_t xs, float *y, size_t ys) {      \
+        small_tokens(T, nb, nr, nc, w, ws, x, xs, y, ys);                                                          \
+    }
+SMALL(k4, K4)
+SMALL(k5, K5)
+SMALL(k6, K6)
+SMALL(k3, K3)
+SMALL(k2, K2)
+#undef SMALL
+
 /* Decode copy of Q8_K blocks for K4R/K5R: qs in the order
  * 0..31 64..95 32..63 96..127 128..159 192..223 160..191 224..255, so that
  * 64-byte loads of Q4_K/Q5_K qs (two 64-weight groups) line up unshuffled.
@@ -583,6 +690,30 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
         for (int r = 0; r < nr; r++) y[r] = row_dot(tr, nb, w + (size_t)r * ws, buf + RL_OFF, RL_STRIDE, end);
         return;
     }
+    if (type != KX && nc <= 16) {
+        void (*const fn)(int64_t, int, int, const uint8_t *, size_t, const uint8_t *, size_t, float *, size_t) =
+            type == K4 ? small_k4 : type == K5 ? small_k5 : type == K6 ? small_k6 : type == K3 ? small_k3 : small_k2;
+        const int gmax = nb > 0 ? (int)(SM_TB / nb) & ~1 : 16; /* tokens whose codes fit the buffer (L1) */
+        if (nc <= gmax) {
+            /* a few tokens: the whole row range in one call, prepared once */
+            fn(nb, nr, nc, w, ws, x, xs, y, ys);
+            return;
+        }
+        if (gmax >= 2) {
+            /* longer rows: balanced token groups over ~256 KB of rows at a
+             * time, so the later groups read those rows from L2 */
+            const int G = (nc + gmax - 1) / gmax, g = (nc + G - 1) / G;
+            const int rc = ws >= 262144 / 8 ? 8 : (int)(262144 / ws);
+            for (int r0 = 0; r0 < nr; r0 += rc) {
+                const int m = nr - r0 < rc ? nr - r0 : rc;
+                for (int t0 = 0; t0 < nc; t0 += g)
+                    fn(nb, m, nc - t0 < g ? nc - t0 : g, w + (size_t)r0 * ws, ws, x + (size_t)t0 * xs, xs,
+                       y + (size_t)t0 * ys + (size_t)r0, ys);
+            }
+            return;
+        }
+        /* longer still: one row at a time through the one-row tiles below */
+    }
     if (type == KX) {
         for (int r0 = 0; r0 < nr; r0 += XS_RT) {
             const int R = nr - r0 < XS_RT ? nr - r0 : XS_RT;
@@ -594,7 +725,7 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
         return;
     }
     int r0 = 0;
-    for (; r0 + RT <= nr; r0 += RT) {
+    for (; nc > 16 && r0 + RT <= nr; r0 += RT) {
         int c0 = 0;
         for (; c0 + CT <= nc; c0 += CT)
             tile(type, RT, CT, nb, w + (size_t)r0 * ws, ws, x + (size_t)c0 * xs, xs, y + (size_t)c0 * ys + r0, ys);
@@ -634,11 +765,11 @@ KERNELS(iq4_xs, KX)
 void g4_quant_avx512_k_fill(int type, int level, g4_type_traits *tr) {
     if (level != G4_CPU_AVX512) return;
     switch (type) {
-    case G4_Q4_K: tr->vec_dot = vd_q4_K; tr->gemm = gemm_q4_K; tr->gemm_panel = g4_p512_kernel(type); break;
-    case G4_Q5_K: tr->vec_dot = vd_q5_K; tr->gemm = gemm_q5_K; break;
-    case G4_Q6_K: tr->vec_dot = vd_q6_K; tr->gemm = gemm_q6_K; tr->gemm_panel = g4_p512_kernel(type); break;
-    case G4_Q3_K: tr->vec_dot = vd_q3_K; tr->gemm = gemm_q3_K; break;
-    case G4_Q2_K: tr->vec_dot = vd_q2_K; tr->gemm = gemm_q2_K; break;
+    case G4_Q4_K: tr->vec_dot = vd_q4_K; tr->gemm = gemm_q4_K; tr->gemm_panel = g4_p512_kernel(type); tr->gemm_row_stream = true; break;
+    case G4_Q5_K: tr->vec_dot = vd_q5_K; tr->gemm = gemm_q5_K; tr->gemm_row_stream = true; break;
+    case G4_Q6_K: tr->vec_dot = vd_q6_K; tr->gemm = gemm_q6_K; tr->gemm_panel = g4_p512_kernel(type); tr->gemm_row_stream = true; break;
+    case G4_Q3_K: tr->vec_dot = vd_q3_K; tr->gemm = gemm_q3_K; tr->gemm_row_stream = true; break;
+    case G4_Q2_K: tr->vec_dot = vd_q2_K; tr->gemm = gemm_q2_K; tr->gemm_row_stream = true; break;
     case G4_IQ4_XS: tr->vec_dot = vd_iq4_xs; tr->gemm = gemm_iq4_xs; break;
     default: break;
     }

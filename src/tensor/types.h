@@ -66,6 +66,8 @@ typedef struct g4_type_traits {
     g4_gemm_fn       gemm;         /* fast path, many rows x tokens; NULL: loop over vec_dot */
     g4_gemm_panel_fn gemm_panel;   /* NULL, or the panel kernel matmul uses for tokens whose
                                     * logits nobody reads (matmul.h: g4_mm_scratch.pcol) */
+    bool             gemm_row_stream; /* gemm of 2..16 tokens reads its rows one at a time itself
+                                    * (one weight stream): matmul hands it a whole row range */
 } g4_type_traits;
 
 /* A type's facts (name, sizes) with every kernel field NULL; NULL for ids
