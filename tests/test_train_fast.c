@@ -3,7 +3,8 @@
  * check against finite differences and torch):
  *
  *   - the backward's input-gradient product over decoded panels equals the
- *     exact row-by-row product within f32 rounding, for K-quant, legacy
+ *     exact row-by-row product within bf16 rounding (f32 rounding on CPUs
+ *     without AVX512_BF16), for K-quant, legacy
  *     and F32 weights, odd row and token counts, 1 or 2 threads (the same
  *     bits with either);
  *   - LoRA gradients of the whole schedule on two quantized golden models:
@@ -19,6 +20,7 @@
 #include "model/lora.h"
 #include "model/model.h"
 #include "ops/ops_grad.h"
+#include "tensor/gemm_bf16.h"
 #include "tensor/types.h"
 
 static uint64_t rs = 777;
@@ -38,25 +40,26 @@ static double bwd_x_err(int type, int64_t n_in, int64_t n_out, int T, int nth, f
     float *dy = malloc((size_t)T * n_out * sizeof(float)), *d0 = calloc((size_t)T * n_in, sizeof(float)),
           *d1 = calloc((size_t)T * n_in, sizeof(float));
     for (size_t i = 0; i < (size_t)T * n_out; i++) dy[i] = rnd();
-    for (size_t i = 0; i < (size_t)T * n_in; i++) d0[i] = d1[i] = rnd();   /* the product adds */
-    float *buf = malloc(g4_op_matmul_bwd_buf_floats(nth, n_in) * sizeof(float));
+    float *init = malloc((size_t)T * n_in * sizeof(float));
+    for (size_t i = 0; i < (size_t)T * n_in; i++) init[i] = d0[i] = d1[i] = rnd();   /* the product adds */
+    float *buf = malloc(g4_op_matmul_bwd_buf_floats(nth, n_in, T) * sizeof(float));
     g4_exec ex = { .pool = g4_pool_acquire(nth), .n_threads = nth, .precision = 1 };
     g4_op_matmul_bwd_x(&ex, &w, 0, dy, n_out, T, d0, n_in, buf);
     ex.precision = 0;
     g4_op_matmul_bwd_x(&ex, &w, 0, dy, n_out, T, d1, n_in, buf);
-    double worst = 0, scale = 0;
-    for (size_t i = 0; i < (size_t)T * n_in; i++) if (fabs(d0[i]) > scale) scale = fabs(d0[i]);
+    double dd = 0, nn = 0;     /* relative L2 error of the product (dx - its initial value) */
     for (size_t i = 0; i < (size_t)T * n_in; i++) {
-        double d = fabs((double)d0[i] - d1[i]) / scale;
-        if (d > worst) worst = d;
+        dd += ((double)d0[i] - d1[i]) * ((double)d0[i] - d1[i]);
+        nn += ((double)d0[i] - init[i]) * ((double)d0[i] - init[i]);
     }
     g4_pool_release(ex.pool);
-    free(wf); free(wq); free(dy); free(d0); free(buf);
+    free(wf); free(wq); free(dy); free(d0); free(buf); free(init);
     *out = d1;
-    return worst;
+    return sqrt(dd / nn);
 }
 
 TEST(bwd_x_panels_equal_exact_product) {
+    double worst = 0;
     const int types[] = { G4_Q4_K, G4_Q6_K, G4_Q8_0, G4_Q4_0, G4_F32 };
     const int64_t shapes[][3] = { { 512, 100, 37 }, { 1536, 67, 70 }, { 256, 130, 5 }, { 64, 9, 3 } };
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
@@ -69,13 +72,17 @@ TEST(bwd_x_panels_equal_exact_product) {
             double e1 = bwd_x_err(types[ti], ni, no, T, 1, &a);
             rs = seed;
             double e2 = bwd_x_err(types[ti], ni, no, T, 2, &b);
-            CHECKF(e1 < 1e-5 && e2 < 1e-5, "%s %lldx%lld T %d: max error %.2e / %.2e of the largest",
+            double bound = g4_bf16_gemm_ok() ? 8e-3 : 1e-6;   /* bf16 rounding of dy and W, or f32 order */
+            if (e1 > worst) worst = e1;
+            CHECKF(e1 < bound && e2 < bound, "%s %lldx%lld T %d: relative L2 error %.2e / %.2e",
                    g4_type_name(types[ti]), (long long)no, (long long)ni, T, e1, e2);
             CHECKF(!memcmp(a, b, (size_t)T * ni * sizeof(float)), "%s %lldx%lld T %d: 1 and 2 threads differ",
                    g4_type_name(types[ti]), (long long)no, (long long)ni, T);
             free(a);
             free(b);
         }
+    printf("  panel product against the exact one: worst relative L2 error %.2e (%s)\n", worst,
+           g4_bf16_gemm_ok() ? "bf16 pairs" : "f32");
 }
 
 static g4_model *load(const char *name) {
@@ -118,7 +125,8 @@ static float *lora_grads(g4_model *m, g4_lora_set *set, const int32_t *tok, cons
 }
 
 /* Bounds. On the F32 base the fast path differs from the exact one only in
- * summation order (and the fp16-table GELU of the forward): 1e-2. On a
+ * the backward products' bf16 rounding, summation order and the forward's
+ * fp16-table GELU: 2e-2. On a
  * quantized base the fast forward quantizes every product's input rows to
  * 8 bits, like prefill and like llama.cpp's training on a quantized base;
  * that moves the gradient about as far as quantizing the weights to Q8_0
@@ -179,7 +187,7 @@ TEST(lora_fast_gradients_near_exact) {
             double rel = sqrt(dd / nn), cosv = dot / sqrt(nn * n1);
             printf("  %s: loss exact %.5f fast %.5f; LoRA gradient (%zu values) fast vs exact: relative L2 %.2e, "
                    "cosine %.6f\n", files[mi], l0 / T, l1 / T, n, rel, cosv);
-            double bound = mi == 0 ? 1e-2 : mi == 1 ? 1.5 * qdist : 0.15;
+            double bound = mi == 0 ? 2e-2 : mi == 1 ? 1.5 * qdist : 0.15;
             CHECKF(rel < bound && cosv > 0.99, "%s: relative distance %.3g over the bound %.3g (cosine %.4f)",
                    files[mi], rel, bound, cosv);
             CHECK(fabs(l0 - l1) / T < 0.02);

@@ -193,10 +193,10 @@ g4_train_ws *g4_train_ws_new(const g4_model *m, int n_ctx, int n_threads, g4_err
     size_t Fe2 = 2 * (size_t)d->Fe, ffe = T * Fe2 > K * Fe2 ? T * Fe2 : K * Fe2;
     int max_in = d->max_in;
     if (2 * d->Fe > max_in) max_in = 2 * d->Fe;
-    /* ~64 MB of logits per chunk: the head's backward decodes the whole
-     * (tied, 262k-row) embedding once per chunk, so chunks of 64 rows keep
-     * that decode at 1/64 of the product's FMAs */
-    tw->RC = (int)(16777216 / (size_t)d->V);
+    /* ~128 MB of logits per chunk: the head's backward decodes the whole
+     * (tied, 262k-row) embedding once per chunk, so chunks of 128 rows keep
+     * that decode at 1/128 of the product's multiply-adds */
+    tw->RC = (int)(33554432 / (size_t)d->V);
     if (tw->RC < 1) tw->RC = 1;
     if (tw->RC > n_ctx) tw->RC = n_ctx;
     /* the exact products' scratch: the input in groups of 8 tokens (T
@@ -244,7 +244,7 @@ g4_train_ws *g4_train_ws_new(const g4_model *m, int n_ctx, int n_threads, g4_err
         { &tw->moe_tmp, 6 * (size_t)d->Fe + H }, { &tw->moe_dlog, T * E },
         { &tw->ws_attn, g4_attn_ws_floats(nth, d->nH, d->nq_max) },
         { &tw->ws_attnb, g4_attn_bwd_ws_floats(nth, n_ctx, d->nH, 1, d->hd_max) },
-        { &tw->row_buf, g4_op_matmul_bwd_buf_floats(nth, max_in > LP ? max_in : LP) },
+        { &tw->row_buf, g4_op_matmul_bwd_buf_floats(nth, max_in > LP ? max_in : LP, n_ctx) },
         { &tw->lg, (size_t)tw->RC * d->V }, { &tw->xnf, (size_t)tw->RC * H }, { &tw->dxnf, (size_t)tw->RC * H },
         { &tw->ple_tmp, 2 * (size_t)(LP ? LP : 1) + Fe2 * 4 + ff },
     };

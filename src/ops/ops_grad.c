@@ -8,6 +8,7 @@
 #include "tensor/act.h"
 #include "tensor/cpu.h"
 #include "tensor/exp_x86.h"
+#include "tensor/gemm_bf16.h"
 #include "tensor/types.h"
 #include "tensor/vec.h"
 
@@ -70,16 +71,18 @@ static void mmx_worker(void *arg, int ith, int nth) {
 }
 
 /* Fast path: decode a panel of BWD_NB stored rows x at most BWD_KC columns
- * to f32 and add dy[:, panel rows] . panel into dx[:, panel columns] with
- * the register-tiled f32 product (tensor/vec.h gemm_nn). Each decoded
- * weight is then used by every token of the thread's slab (T = 512: 512
- * FMAs per decode), where the exact path decodes it once per 8 tokens'
- * axpy and reads dx once per row. Threads split the columns (in units of
- * whole blocks, so a panel's rows decode from a block boundary) or, when
- * there are fewer column units than threads, the tokens: every dx element
- * is summed by one thread, over the rows in ascending order, whatever the
- * thread count. */
-#define BWD_NB 64
+ * to f32 and add dy[:, panel rows] . panel into dx[:, panel columns] as a
+ * register-tiled product: bf16 pairs with f32 sums (tensor/gemm_bf16.h:
+ * twice the f32 rate; a gradient and a decoded 4-6 bit weight lose nothing
+ * that matters in bf16) where the CPU has AVX512_BF16, else f32 (vec.h
+ * gemm_nn). Each decoded weight is then used by every token of the
+ * thread's slab (T = 512: 512 multiply-adds per decode), where the exact
+ * path decodes it once per 8 tokens' axpy and reads dx once per row.
+ * Threads split the columns (in units of whole blocks, so a panel's rows
+ * decode from a block boundary) or, when there are fewer column units than
+ * threads, the tokens: every dx element is summed by one thread, over the
+ * rows in ascending order, whatever the thread count. */
+#define BWD_NB 128
 #define BWD_KC 256
 
 typedef struct mmxf_task {
@@ -90,8 +93,15 @@ typedef struct mmxf_task {
     int T, nc;           /* nc: column parts; the threads beyond split the tokens */
     float *dx;
     int64_t ldx;
-    float *buf;          /* per thread BWD_NB * BWD_KC floats */
+    float *buf;          /* per thread: bwd_buf_per(T) floats */
+    size_t per;
+    bool bf16;
 } mmxf_task;
+
+/* per thread: the decoded panel (f32), its bf16 pairs, the slab's dy pairs */
+static size_t bwd_buf_per(int T_max) {
+    return (size_t)BWD_NB * BWD_KC + (size_t)BWD_NB / 2 * BWD_KC + (size_t)T_max * (BWD_NB / 2);
+}
 
 static void mmxf_worker(void *arg, int ith, int nth) {
     mmxf_task *k = arg;
@@ -105,16 +115,24 @@ static void mmxf_worker(void *arg, int ith, int nth) {
     const g4_type_traits *tt = g4_type_info(w->type);
     const g4_vec_ops *vo = g4_vec_get();
     int64_t kc = k->g * (BWD_KC / k->g > 0 ? BWD_KC / k->g : 1), c_end = u1 * k->g;
-    float *wp = k->buf + (size_t)ith * BWD_NB * BWD_KC;
-    for (int64_t c0 = u0 * k->g; c0 < c_end; c0 += kc) {
-        int64_t cw = c_end - c0 < kc ? c_end - c0 : kc;
-        size_t off = (size_t)(c0 / tt->blck_size) * tt->type_size;
-        for (int64_t n0 = 0; n0 < w->n_out; n0 += BWD_NB) {
-            int nb = w->n_out - n0 < BWD_NB ? (int)(w->n_out - n0) : BWD_NB;
+    int tn = (int)(t1 - t0);
+    float *wp = k->buf + (size_t)ith * k->per, *dxs = k->dx + (size_t)t0 * k->ldx;
+    uint32_t *bp = (uint32_t *)(wp + (size_t)BWD_NB * BWD_KC), *ap = bp + (size_t)BWD_NB / 2 * BWD_KC;
+    for (int64_t n0 = 0; n0 < w->n_out; n0 += BWD_NB) {
+        int nb = w->n_out - n0 < BWD_NB ? (int)(w->n_out - n0) : BWD_NB, np = (nb + 1) / 2;
+        const float *dys = k->dy + (size_t)t0 * k->ldy + n0;
+        if (k->bf16) g4_bf16_pack_a(ap, BWD_NB / 2, dys, (int)k->ldy, tn, nb);
+        for (int64_t c0 = u0 * k->g; c0 < c_end; c0 += kc) {
+            int64_t cw = c_end - c0 < kc ? c_end - c0 : kc;
+            size_t off = (size_t)(c0 / tt->blck_size) * tt->type_size;
             for (int r = 0; r < nb; r++)
                 tt->to_float((const char *)g4_mat_row(w, k->mat, n0 + r) + off, wp + (size_t)r * cw, cw);
-            vo->gemm_nn(k->dx + (size_t)t0 * k->ldx + c0, (int)k->ldx, k->dy + (size_t)t0 * k->ldy + n0, (int)k->ldy,
-                        wp, (int)cw, (int)(t1 - t0), (int)cw, nb);
+            if (k->bf16) {
+                g4_bf16_pack_b(bp, wp, (int)cw, nb, (int)cw);
+                g4_bf16_gemm(dxs + c0, (int)k->ldx, ap, BWD_NB / 2, bp, (int)cw, tn, (int)cw, np);
+            } else {
+                vo->gemm_nn(dxs + c0, (int)k->ldx, dys, (int)k->ldy, wp, (int)cw, tn, (int)cw, nb);
+            }
         }
     }
 }
@@ -125,14 +143,15 @@ static void matmul_bwd_x_fast(g4_exec *ex, const g4_mat *w, int64_t mat, const f
     int64_t g = tt->blck_size;
     while (g < 64 && w->n_in % (2 * g) == 0) g *= 2;   /* whole vectors per unit where the width allows */
     int nth = ex->n_threads;
-    mmxf_task k = { w, mat, g, dy, ldy, T, 1, dx, ldx, buf };
+    mmxf_task k = { w, mat, g, dy, ldy, T, 1, dx, ldx, buf, bwd_buf_per(T), g4_bf16_gemm_ok() };
     if ((int64_t)T * w->n_in * w->n_out < 65536 || nth < 2) { mmxf_worker(&k, 0, 1); return; }
     k.nc = w->n_in / g >= nth ? nth : 1;
     g4_pool_run(ex->pool, mmxf_worker, &k);
 }
 
-size_t g4_op_matmul_bwd_buf_floats(int n_threads, int64_t n_in_max) {
-    size_t per = (size_t)n_in_max > (size_t)BWD_NB * BWD_KC ? (size_t)n_in_max : (size_t)BWD_NB * BWD_KC;
+size_t g4_op_matmul_bwd_buf_floats(int n_threads, int64_t n_in_max, int T_max) {
+    size_t per = bwd_buf_per(T_max);
+    if ((size_t)n_in_max > per) per = (size_t)n_in_max;
     return (size_t)n_threads * per;
 }
 

@@ -19,10 +19,12 @@
  * Input gradient dx[t] += W^T dy[t] over the stored rows (any weight type: a
  * frozen, quantized base weight is decoded a row or a panel of rows at a
  * time, never whole). Exact (ex->precision 1): row by row, axpy per token.
- * Fast (0): panels of 64 rows x 256 columns decoded to f32, then a
- * register-tiled f32 product (same f32 values, another summation order).
- * row_buf: g4_op_matmul_bwd_buf_floats(ex->n_threads, largest n_in) floats. */
-size_t g4_op_matmul_bwd_buf_floats(int n_threads, int64_t n_in_max);
+ * Fast (0): panels of 128 rows x 256 columns decoded to f32, then a
+ * register-tiled product in bf16 pairs with f32 sums (f32 without
+ * AVX512_BF16): relative error ~1e-3 (bf16 rounding of dy and W).
+ * row_buf: g4_op_matmul_bwd_buf_floats(ex->n_threads, largest n_in, largest
+ * T) floats. */
+size_t g4_op_matmul_bwd_buf_floats(int n_threads, int64_t n_in_max, int T_max);
 void g4_op_matmul_bwd_x(g4_exec *ex, const g4_mat *w, int64_t mat, const float *dy, int64_t ldy, int T, float *dx,
                         int64_t ldx, float *row_buf);
 /* Weight gradient dW[o][i] += sum_t dy[t][o] x[t][i]; dW is f32 [n_out][n_in]. */
