@@ -33,7 +33,7 @@ engine  : util tensor arch format adapter ops model text constrain sample media 
 # other). A tensor object missing here is an error.
 TENSOR_ROWS='
 1 : types fp16 cpu pool
-2 : quant_ref act vec
+2 : quant_ref act vec gemm_bf16
 3 : quant_avx512_p
 4 : quant_x86 quant_x86_legacy quant_avx512_k quant_avx512_q quant_arm vec_kv
 5 : kernels
