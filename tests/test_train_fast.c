@@ -7,6 +7,7 @@
  *     without AVX512_BF16), for K-quant, legacy
  *     and F32 weights, odd row and token counts, 1 or 2 threads (the same
  *     bits with either);
+ *   - the attention backward's blocked products equal the exact loops;
  *   - LoRA gradients of the whole schedule on two quantized golden models:
  *     fast against exact within a stated bound (int8 activations in the
  *     forward products, as llama.cpp's training on a quantized base), and
@@ -19,6 +20,7 @@
 #include "model/backward.h"
 #include "model/lora.h"
 #include "model/model.h"
+#include "ops/attention.h"
 #include "ops/ops_grad.h"
 #include "tensor/gemm_bf16.h"
 #include "tensor/types.h"
@@ -83,6 +85,46 @@ TEST(bwd_x_panels_equal_exact_product) {
         }
     printf("  panel product against the exact one: worst relative L2 error %.2e (%s)\n", worst,
            g4_bf16_gemm_ok() ? "bf16 pairs" : "f32");
+}
+
+/* Attention backward: the fast path's blocked products against the exact
+ * per-(query, head) loops, causal and sliding ranges, grouped heads, a
+ * length that is not a multiple of the 64-row blocks. */
+TEST(attention_bwd_blocks_equal_exact) {
+    enum { T = 150, NH = 4, NKV = 2, HD = 32 };
+    size_t nq = (size_t)T * NH * HD, nk = (size_t)T * NKV * HD;
+    float *q = malloc(nq * 4), *kk = malloc(nk * 4), *v = malloc(nk * 4), *dout = malloc(nq * 4);
+    for (size_t i = 0; i < nq; i++) { q[i] = rnd() * 0.5f; dout[i] = rnd(); }
+    for (size_t i = 0; i < nk; i++) { kk[i] = rnd() * 0.5f; v[i] = rnd(); }
+    int32_t lo[T], hi[T];
+    for (int win = 0; win < 2; win++) {
+        for (int t = 0; t < T; t++) { hi[t] = t + 1; lo[t] = win && t >= 40 ? t - 39 : 0; }
+        float *out[2][3];
+        for (int fast = 0; fast < 2; fast++) {
+            for (int j = 0; j < 3; j++) out[fast][j] = calloc(j ? nk : nq, 4);
+            g4_exec ex = { .pool = g4_pool_acquire(2), .n_threads = 2, .precision = fast ? 0 : 1 };
+            g4_attn_bwd ab = { .q = q, .k = kk, .v = v, .dout = dout, .dq = out[fast][0], .dk = out[fast][1],
+                               .dv = out[fast][2], .T = T, .n_pos = T, .n_head = NH, .n_kv_head = NKV, .head_dim = HD,
+                               .lo = lo, .hi = hi };
+            float *ws = malloc(g4_attn_bwd_ws_floats(2, T, NH, NKV, HD) * 4);
+            g4_op_attention_bwd(&ex, &ab, ws);
+            free(ws);
+            g4_pool_release(ex.pool);
+        }
+        for (int j = 0; j < 3; j++) {
+            size_t n = j ? nk : nq;
+            double dd = 0, nn = 0;
+            for (size_t i = 0; i < n; i++) {
+                dd += ((double)out[0][j][i] - out[1][j][i]) * ((double)out[0][j][i] - out[1][j][i]);
+                nn += (double)out[0][j][i] * out[0][j][i];
+            }
+            CHECKF(nn > 0 && sqrt(dd / nn) < 1e-5, "%s d%c: relative L2 %.2e", win ? "sliding" : "causal", "qkv"[j],
+                   sqrt(dd / nn));
+            free(out[0][j]);
+            free(out[1][j]);
+        }
+    }
+    free(q); free(kk); free(v); free(dout);
 }
 
 static g4_model *load(const char *name) {
@@ -206,6 +248,7 @@ TEST(lora_fast_gradients_near_exact) {
 
 int main(void) {
     RUN(bwd_x_panels_equal_exact_product);
+    RUN(attention_bwd_blocks_equal_exact);
     RUN(lora_fast_gradients_near_exact);
     return test_summary();
 }

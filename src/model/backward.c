@@ -243,7 +243,7 @@ g4_train_ws *g4_train_ws_new(const g4_model *m, int n_ctx, int n_threads, g4_err
         { &tw->dph, T * H }, { &tw->dmo, T * H }, { &tw->dxe, T * H },
         { &tw->moe_tmp, 6 * (size_t)d->Fe + H }, { &tw->moe_dlog, T * E },
         { &tw->ws_attn, g4_attn_ws_floats(nth, d->nH, d->nq_max) },
-        { &tw->ws_attnb, g4_attn_bwd_ws_floats(nth, n_ctx, d->nH, 1, d->hd_max) },
+        { &tw->ws_attnb, g4_attn_bwd_ws_floats(nth, n_ctx, d->nH, (d->nkv_max + d->hd_max - 1) / d->hd_max, d->hd_max) },
         { &tw->row_buf, g4_op_matmul_bwd_buf_floats(nth, max_in > LP ? max_in : LP, n_ctx) },
         { &tw->lg, (size_t)tw->RC * d->V }, { &tw->xnf, (size_t)tw->RC * H }, { &tw->dxnf, (size_t)tw->RC * H },
         { &tw->ple_tmp, 2 * (size_t)(LP ? LP : 1) + Fe2 * 4 + ff },

@@ -364,9 +364,15 @@ void g4_op_ple_combine_bwd(const float *c_in, const float *dc, int L, int P, int
 
 /* ---- attention ------------------------------------------------------------------------- */
 
+/* Fast path: blocks of ATT_B queries (pass 1) or keys (pass 2) as tiled
+ * products (attb_fast below). */
+#define ATT_B 64
+
 size_t g4_attn_bwd_ws_floats(int n_threads, int n_pos, int n_head, int n_kv_head, int head_dim) {
-    (void)n_kv_head;
-    return (size_t)n_threads * (2 * (size_t)n_pos + (size_t)head_dim) + 2 * (size_t)n_pos * (size_t)n_head;
+    size_t per = 2 * (size_t)ATT_B * (size_t)n_pos;     /* >= the exact path's 2 n_pos + head_dim */
+    if (per < 2 * (size_t)n_pos + (size_t)head_dim) per = 2 * (size_t)n_pos + (size_t)head_dim;
+    return (size_t)n_threads * per + 2 * (size_t)n_pos * (size_t)n_head +
+           2 * (size_t)n_pos * (size_t)head_dim * ((size_t)n_kv_head + (size_t)n_head);
 }
 
 /* The exact path's sums, in index order (the fast path takes the vector
@@ -463,7 +469,158 @@ static void attb_keys(void *arg, int ith, int nth) {
     }
 }
 
+/* The fast path as products over blocks (tensor/vec.h gemm_nn), for each
+ * query head h of KV group g, with K^T, V^T, Q^T and dout^T laid out once:
+ *   pass 1, per (h, block of queries): S = Q K^T and dP = dout V^T over the
+ *     keys any of them sees, P = softmax over each query's own range, lse,
+ *     D = sum P dP, dS = P (dP - D); dQ += dS K;
+ *   pass 2, per (g, block of keys): the same S^T, dP^T over the queries
+ *     that see any of them (P from pass 1's lse), then dK += dS^T Q and
+ *     dV += P^T dout, head by head.
+ * Every element of dq, dk, dv is summed by the thread owning its block, in
+ * a fixed order: the same bits whatever the thread count. No softcap (a
+ * capped attention takes the exact path). */
+typedef struct attf_task {
+    const g4_attn_bwd *a;
+    float *scr;                 /* per thread 2 * ATT_B * n_pos */
+    size_t per;
+    float *lse, *D;             /* [T][n_head] */
+    float *kT, *vT, *qT, *oT;   /* [n_kv_head][hd][n_pos], [n_head][hd][T] */
+    const g4_vec_ops *vo;
+} attf_task;
+
+static void attf_transpose(void *arg, int ith, int nth) {
+    attf_task *k = arg;
+    const g4_attn_bwd *a = k->a;
+    int hd = a->head_dim, nH = a->n_head, nkv = a->n_kv_head, T = a->T, np = a->n_pos;
+    size_t nq = (size_t)nH * hd, nk = (size_t)nkv * hd;
+    long lo, hi;
+    g4_split(nH + nkv, ith, nth, &lo, &hi);
+    for (long it = lo; it < hi; it++) {
+        if (it < nH) {
+            float *qT = k->qT + (size_t)it * hd * T, *oT = k->oT + (size_t)it * hd * T;
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < hd; i++) {
+                    qT[(size_t)i * T + t] = a->q[(size_t)t * nq + (size_t)it * hd + i];
+                    oT[(size_t)i * T + t] = a->dout[(size_t)t * nq + (size_t)it * hd + i];
+                }
+        } else {
+            size_t g = (size_t)(it - nH);
+            float *kT = k->kT + g * hd * np, *vT = k->vT + g * hd * np;
+            for (int j = 0; j < np; j++)
+                for (int i = 0; i < hd; i++) {
+                    kT[(size_t)i * np + j] = a->k[(size_t)j * nk + g * hd + i];
+                    vT[(size_t)i * np + j] = a->v[(size_t)j * nk + g * hd + i];
+                }
+        }
+    }
+}
+
+static void attf_queries(void *arg, int ith, int nth) {
+    attf_task *k = arg;
+    const g4_attn_bwd *a = k->a;
+    int hd = a->head_dim, nH = a->n_head, G = nH / a->n_kv_head, T = a->T, np = a->n_pos;
+    size_t nq = (size_t)nH * hd, nk = (size_t)a->n_kv_head * hd;
+    float *S = k->scr + (size_t)ith * k->per, *dP = S + (size_t)ATT_B * np;
+    int nb = (T + ATT_B - 1) / ATT_B;
+    long lo, hi;
+    g4_split((long)nH * nb, ith, nth, &lo, &hi);
+    for (long it = lo; it < hi; it++) {
+        int h = (int)(it / nb), t0 = (int)(it % nb) * ATT_B, t1 = t0 + ATT_B < T ? t0 + ATT_B : T, tb = t1 - t0;
+        int g = h / G, j0 = np, j1 = 0;
+        for (int t = t0; t < t1; t++) {
+            if (a->lo[t] < j0) j0 = a->lo[t];
+            if (a->hi[t] > j1) j1 = a->hi[t];
+        }
+        int nj = j1 - j0;
+        if (nj <= 0) {
+            for (int t = t0; t < t1; t++) k->lse[(size_t)t * nH + h] = k->D[(size_t)t * nH + h] = 0;
+            continue;
+        }
+        memset(S, 0, (size_t)tb * nj * sizeof(float));
+        memset(dP, 0, (size_t)tb * nj * sizeof(float));
+        k->vo->gemm_nn(S, nj, a->q + (size_t)t0 * nq + (size_t)h * hd, (int)nq, k->kT + (size_t)g * hd * np + j0, np,
+                       tb, nj, hd);
+        k->vo->gemm_nn(dP, nj, a->dout + (size_t)t0 * nq + (size_t)h * hd, (int)nq,
+                       k->vT + (size_t)g * hd * np + j0, np, tb, nj, hd);
+        for (int t = t0; t < t1; t++) {
+            float *s = S + (size_t)(t - t0) * nj, *dp = dP + (size_t)(t - t0) * nj;
+            int a0 = a->lo[t] - j0, a1 = a->hi[t] - j0;
+            float mx = -INFINITY;
+            for (int j = a0; j < a1; j++)
+                if (s[j] > mx) mx = s[j];
+            double sum = 0;
+            for (int j = a0; j < a1; j++) sum += exp((double)(s[j] - mx));
+            float lse = a1 > a0 ? mx + (float)log(sum) : 0;
+            double D = 0;
+            for (int j = a0; j < a1; j++) { s[j] = expf(s[j] - lse); D += (double)s[j] * dp[j]; }
+            for (int j = 0; j < nj; j++) {
+                if (j < a0 || j >= a1) { dp[j] = 0; continue; }
+                dp[j] = s[j] * (dp[j] - (float)D);
+            }
+            k->lse[(size_t)t * nH + h] = lse;
+            k->D[(size_t)t * nH + h] = (float)D;
+        }
+        k->vo->gemm_nn(a->dq + (size_t)t0 * nq + (size_t)h * hd, (int)nq, dP, nj, a->k + (size_t)j0 * nk + (size_t)g * hd,
+                       (int)nk, tb, hd, nj);
+    }
+}
+
+static void attf_keys(void *arg, int ith, int nth) {
+    attf_task *k = arg;
+    const g4_attn_bwd *a = k->a;
+    int hd = a->head_dim, nH = a->n_head, nkv = a->n_kv_head, G = nH / nkv, T = a->T, np = a->n_pos;
+    size_t nq = (size_t)nH * hd, nk = (size_t)nkv * hd;
+    float *P = k->scr + (size_t)ith * k->per, *dS = P + (size_t)ATT_B * np;
+    int nb = (np + ATT_B - 1) / ATT_B;
+    long lo, hi;
+    g4_split((long)nkv * nb, ith, nth, &lo, &hi);
+    for (long it = lo; it < hi; it++) {
+        int g = (int)(it / nb), j0 = (int)(it % nb) * ATT_B, j1 = j0 + ATT_B < np ? j0 + ATT_B : np, jb = j1 - j0;
+        int q0 = T, q1 = 0;       /* the queries that see any key of the block */
+        for (int t = 0; t < T; t++)
+            if (a->lo[t] < j1 && a->hi[t] > j0) { if (t < q0) q0 = t; q1 = t + 1; }
+        int nt = q1 - q0;
+        if (nt <= 0) continue;
+        for (int h = g * G; h < (g + 1) * G; h++) {
+            memset(P, 0, (size_t)jb * nt * sizeof(float));
+            memset(dS, 0, (size_t)jb * nt * sizeof(float));
+            k->vo->gemm_nn(P, nt, a->k + (size_t)j0 * nk + (size_t)g * hd, (int)nk, k->qT + (size_t)h * hd * T + q0, T,
+                           jb, nt, hd);
+            k->vo->gemm_nn(dS, nt, a->v + (size_t)j0 * nk + (size_t)g * hd, (int)nk, k->oT + (size_t)h * hd * T + q0,
+                           T, jb, nt, hd);
+            for (int j = j0; j < j1; j++) {
+                float *p = P + (size_t)(j - j0) * nt, *ds = dS + (size_t)(j - j0) * nt;
+                for (int i = 0; i < nt; i++) {
+                    int t = q0 + i;
+                    if (j < a->lo[t] || j >= a->hi[t]) { p[i] = ds[i] = 0; continue; }
+                    float pv = expf(p[i] - k->lse[(size_t)t * nH + h]);
+                    ds[i] = pv * (ds[i] - k->D[(size_t)t * nH + h]);
+                    p[i] = pv;
+                }
+            }
+            k->vo->gemm_nn(a->dk + (size_t)j0 * nk + (size_t)g * hd, (int)nk, dS, nt, a->q + (size_t)q0 * nq + (size_t)h * hd,
+                           (int)nq, jb, hd, nt);
+            k->vo->gemm_nn(a->dv + (size_t)j0 * nk + (size_t)g * hd, (int)nk, P, nt,
+                           a->dout + (size_t)q0 * nq + (size_t)h * hd, (int)nq, jb, hd, nt);
+        }
+    }
+}
+
 void g4_op_attention_bwd(g4_exec *ex, const g4_attn_bwd *a, float *ws) {
+    if (ex->precision == 0 && a->softcap <= 0) {   /* Gemma 4's attention has no softcap */
+        int nth = ex->n_threads;
+        size_t per = 2 * (size_t)ATT_B * (size_t)a->n_pos;
+        if (per < 2 * (size_t)a->n_pos + (size_t)a->head_dim) per = 2 * (size_t)a->n_pos + (size_t)a->head_dim;
+        float *lse = ws + (size_t)nth * per, *D = lse + (size_t)a->n_pos * a->n_head, *kT = D + (size_t)a->n_pos * a->n_head;
+        float *vT = kT + (size_t)a->n_kv_head * a->head_dim * a->n_pos, *qT = vT + (size_t)a->n_kv_head * a->head_dim * a->n_pos;
+        float *oT = qT + (size_t)a->n_head * a->head_dim * a->n_pos;
+        attf_task k = { a, ws, per, lse, D, kT, vT, qT, oT, g4_vec_get() };
+        g4_pool_run(ex->pool, attf_transpose, &k);
+        g4_pool_run(ex->pool, attf_queries, &k);
+        g4_pool_run(ex->pool, attf_keys, &k);
+        return;
+    }
     size_t per = (size_t)ex->n_threads * (2 * (size_t)a->n_pos + (size_t)a->head_dim);
     attb_task k = { a, ws, ws + per, ws + per + (size_t)a->n_pos * a->n_head, dot_seq, axpy_seq };
     if (ex->precision == 0) { k.dot = g4_vec_get()->dot; k.axpy = g4_vec_get()->axpy; }
