@@ -172,7 +172,10 @@ void g4_train_ws_free(g4_train_ws *tw) {
 
 size_t g4_train_ws_bytes(const g4_train_ws *tw) { return tw->bytes; }
 
-void g4_train_ws_set_precision(g4_train_ws *tw, int precision) { tw->ex.precision = precision ? 1 : 0; }
+void g4_train_ws_set_precision(g4_train_ws *tw, int precision) {
+    tw->ex.precision = precision ? 1 : 0;
+    tw->ex.lora_tiled = tw->ex.precision ? NULL : tw->lfast;   /* lfast: r (n_in + 4 n_ctx + n_out) floats */
+}
 
 g4_train_ws *g4_train_ws_new(const g4_model *m, int n_ctx, int n_threads, g4_error *err) {
     if (n_ctx < 1 || n_threads < 1) { g4_seterr(err, "context and threads must be positive"); return NULL; }
@@ -501,7 +504,7 @@ int g4_train_ws_set_lora(g4_train_ws *tw, const g4_lora_set *s, float *const *ga
     free(tw->ex.lora_tmp);
     free(tw->lu);
     free(tw->lfast);
-    tw->ex.lora_tmp = tw->lu = tw->lgv = tw->lfast = NULL;
+    tw->ex.lora_tmp = tw->lu = tw->lgv = tw->lfast = tw->ex.lora_tiled = NULL;
     tw->ex.lora = s;
     tw->lga = ga;
     tw->lgb = gb;
@@ -513,6 +516,7 @@ int g4_train_ws_set_lora(g4_train_ws *tw, const g4_lora_set *s, float *const *ga
     size_t nf = lora_fast_floats(s, tw->n_ctx);
     tw->lfast = malloc(nf * sizeof(float));
     if (!tw->lfast) { tw->ex.lora = NULL; return g4_seterr(err, "out of memory"); }
+    if (tw->ex.precision == 0) tw->ex.lora_tiled = tw->lfast;
     tw->bytes += nf * sizeof(float);
     tw->bytes += ((size_t)G4_LORA_ROWS * (size_t)(s->max_r + s->max_out) +
                   2 * (size_t)tw->n_ctx * (size_t)(s->max_r ? s->max_r : 1)) * sizeof(float);
