@@ -7,6 +7,7 @@
  *     without AVX512_BF16), for K-quant, legacy
  *     and F32 weights, odd row and token counts, 1 or 2 threads (the same
  *     bits with either);
+ *   - the Q4_K / Q6_K SIMD row decoders equal the reference bit for bit;
  *   - the attention backward's blocked products equal the exact loops;
  *   - LoRA gradients of the whole schedule on two quantized golden models:
  *     fast against exact within a stated bound (int8 activations in the
@@ -22,7 +23,9 @@
 #include "model/model.h"
 #include "ops/attention.h"
 #include "ops/ops_grad.h"
+#include "tensor/cpu.h"
 #include "tensor/gemm_bf16.h"
+#include "tensor/kernels.h"
 #include "tensor/types.h"
 
 static uint64_t rs = 777;
@@ -125,6 +128,32 @@ TEST(attention_bwd_blocks_equal_exact) {
         }
     }
     free(q); free(kk); free(v); free(dout);
+}
+
+/* The SIMD row decoders training's panels use equal the reference ones bit
+ * for bit (random blocks, scales of every sign and size). */
+TEST(kquant_decoders_equal_reference) {
+    const int types[] = { G4_Q4_K, G4_Q6_K };
+    for (size_t ti = 0; ti < 2; ti++) {
+        g4_type_traits ref, best;
+        CHECK(g4_kernels_for_level(types[ti], G4_CPU_REF, &ref) == 0);
+        CHECK(g4_kernels_for_level(types[ti], g4_cpu_level(), &best) == 0);
+        if (g4_cpu_level() == G4_CPU_AVX2 || g4_cpu_level() == G4_CPU_AVX512)
+            CHECK(best.to_float != ref.to_float);     /* the SIMD decoder is the one compared */
+        enum { N = 256 * 40 };
+        size_t rb = g4_row_size(types[ti], N);
+        float *x = malloc(N * sizeof(float)), *a = malloc(N * sizeof(float)), *b = malloc(N * sizeof(float));
+        uint8_t *q = malloc(rb);
+        for (int i = 0; i < N; i++) x[i] = rnd() * (float)(1 + (i / 256) % 7) * ((i / 512) % 2 ? 1e-3f : 1.0f);
+        ref.from_float(x, q, N);
+        for (size_t i = 0; i < rb; i += 97) q[i] ^= (uint8_t)(i * 31);   /* odd bit patterns too */
+        ref.to_float(q, a, N);
+        best.to_float(q, b, N);
+        int same = 1;
+        for (int i = 0; i < N; i++) same &= isnan(a[i]) ? isnan(b[i]) : a[i] == b[i];
+        CHECKF(same, "%s: to_float differs from the reference", g4_type_name(types[ti]));
+        free(x); free(a); free(b); free(q);
+    }
 }
 
 static g4_model *load(const char *name) {
@@ -248,6 +277,7 @@ TEST(lora_fast_gradients_near_exact) {
 
 int main(void) {
     RUN(bwd_x_panels_equal_exact_product);
+    RUN(kquant_decoders_equal_reference);
     RUN(attention_bwd_blocks_equal_exact);
     RUN(lora_fast_gradients_near_exact);
     return test_summary();
