@@ -359,9 +359,9 @@ static void layer_fwd(g4_train_ws *tw, int l, int T) {
 
 static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
 
-/* The same products on the fast path, as tiled f32 products (tensor/vec.h
- * gemm_nn) split across the pool: per token slab u = x A^T, g = dy B and
- * dx += sc g A; then per column range dA += (sc g)^T x and dB += sc (u^T
+/* lora_bwd's products (below) on the fast path, as tiled f32 products
+ * (tensor/vec.h gemm_nn) split across the pool: per token slab u = x A^T,
+ * g = dy B and dx += sc g A; then per column range dA += (sc g)^T x and dB += sc (u^T
  * dy)^T. Each output element is summed by one thread in a fixed order
  * (any thread count gives the same bits), in f32 with another order than
  * the exact path's double sums. Scratch (lfast): A^T [ni][r], u and g
