@@ -14,7 +14,8 @@
 # peak RSS of the same run.
 #
 #   bench/train_speed.sh [MODEL.gguf ...]
-#   env: THREADS (2), CTX (512), RANK (16), STEPS (2), RSS_CTX (2048), RSS_MODEL (E2B)
+#   env: THREADS (2), CTX (512), RANK (16), STEPS (2), RSS_CTX (2048), RSS_MODEL (E2B),
+#        FT_ARGS (extra finetune options, e.g. --exact for the reference path)
 #
 # Run it on a quiet machine (uptime load < 1.5); every number is from this run.
 set -euo pipefail
@@ -37,7 +38,7 @@ for m in "${models[@]}"; do
     pp=$("$BIN" bench -m "$m" -t "$threads" -p "$ctx" -n 0 -r 1 --json 2>/dev/null |
          sed -n 's/.*"test":"pp[0-9]*","tps":\([0-9.]*\).*/\1/p' | head -1)
     "$BIN" finetune -m "$m" -d "$TMP/data.jsonl" -o "$TMP/ad-$name" --ctx "$ctx" --batch-tokens "$ctx" \
-        --rank "$rank" --steps $((steps + 1)) -t "$threads" 2>&1 | tee "$TMP/ft-$name.log" | grep -E '^(memory|step)'
+        --rank "$rank" --steps $((steps + 1)) -t "$threads" ${FT_ARGS:-} 2>&1 | tee "$TMP/ft-$name.log" | grep -E '^(memory|step)'
     tr=$(awk -v skip=1 '/^step [0-9]+\// && /\(step: / {
             n++; if (n <= skip) next
             match($0, /\(step: [0-9]+ tokens, [0-9.]+ s\)/); s = substr($0, RSTART + 7, RLENGTH - 9)
@@ -53,7 +54,7 @@ cat "$TMP/table"
 echo
 echo "== $(basename "$rss_model" .gguf): memory at ctx $rss_ctx (one training step)"
 /usr/bin/time -v "$BIN" finetune -m "$rss_model" -d "$TMP/data.jsonl" -o "$TMP/ad-rss" --ctx "$rss_ctx" \
-    --batch-tokens "$rss_ctx" --rank "$rank" --steps 1 -t "$threads" >"$TMP/rss.log" 2>&1
+    --batch-tokens "$rss_ctx" --rank "$rank" --steps 1 -t "$threads" ${FT_ARGS:-} >"$TMP/rss.log" 2>&1
 plan=$(grep -m1 '^memory plan' "$TMP/rss.log")
 peak=$(sed -n 's/.*Maximum resident set size (kbytes): \([0-9]*\).*/\1/p' "$TMP/rss.log")
 echo "$plan"

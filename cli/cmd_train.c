@@ -108,6 +108,9 @@ static int run_train(int argc, char **argv, int lora) {
                    "  --alpha X          LoRA alpha (default 32; the product is scaled alpha/rank)\n"
                    "  --targets LIST     of q,k,v,o,gate,up,down (default all)\n"
                    "  --lr X             peak learning rate (default 1e-3)\n"
+                   "  --exact            every product in f32 against the decoded weights (the\n"
+                   "                     gradient tests' path, ~10x slower; default: int8\n"
+                   "                     activations in the forward like prefill)\n"
                    "  the data, schedule, checkpoint and resume options of gemma4c train\n"
                    "  (--resume DIR/step-N continues from a checkpoint of this base)\n");
             return 0;
@@ -159,6 +162,7 @@ static int run_train(int argc, char **argv, int lora) {
         else if (!strcmp(a, "--plot") && v) { plot = v; i++; }
         else if (!strcmp(a, "--dump-logits") && v) { p.dump_logits = v; i++; }
         else if (!strcmp(a, "--pack")) p.pack = 1;
+        else if (!strcmp(a, "--exact") && lora) p.exact = 1;
         else if (!strcmp(a, "-q")) c.quiet = 1;
         else if (!strcmp(a, "--lr") && v) { r = parse_f(a, v, &p.lr); i++; }
         else if (!strcmp(a, "--wd") && v) { r = parse_f(a, v, &p.weight_decay); i++; }

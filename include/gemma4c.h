@@ -910,7 +910,12 @@ typedef struct gemma4c_train_params {
     void *progress_user;
     volatile int *stop;       /* set (from a signal handler): checkpoint and return 1 */
     const char *dump_logits;  /* tests: after training, the in-memory model's logits of the first
-                                 training example (raw f32 [n][n_vocab]) and its ids (FILE.tokens) */
+                                 training example (raw f32 [n][n_vocab]) and its ids (FILE.tokens),
+                                 computed on the exact path */
+    int exact;                /* fine-tuning: 1 runs every product exactly (f32 activations against
+                                 the stored rows: the gradient tests' path, ~10x slower); 0 (default):
+                                 the fast path (int8 activations in the forward products like prefill,
+                                 decoded f32 panels in the backward). Full training is always exact. */
 } gemma4c_train_params;
 
 /* Returns 0 when done, 1 when stopped by *stop (a checkpoint was written),

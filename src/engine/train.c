@@ -676,6 +676,7 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
     if (o->resume && load_state(&tr, o->resume, &e)) goto out;
     tw = g4_train_ws_new(tr.m, n_ctx, nth, &e);
     if (tw && tr.set && g4_train_ws_set_lora(tw, tr.set, tr.ga, tr.gb, &e)) goto out;
+    if (tw && tr.base && !o->exact) g4_train_ws_set_precision(tw, 0);
     ord = malloc((size_t)d.n * sizeof *ord);
     tgt = malloc((size_t)n_ctx * sizeof *tgt);
     if (!tw || !ord || !tgt) { if (tw) g4_seterr(&e, "out of memory"); goto out; }
@@ -790,6 +791,7 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
         char tp[4200];
         snprintf(tp, sizeof tp, "%s.tokens", o->dump_logits);
         FILE *f1 = fopen(o->dump_logits, "wb"), *f2 = fopen(tp, "w");
+        g4_train_ws_set_precision(tw, 1);   /* comparable with inference's --exact */
         int bad = !lg || !f1 || !f2 || g4_train_seq(tw, NULL, x->tok, NULL, x->n, 1, NULL, lg, &e);
         if (!bad) {
             bad = fwrite(lg, sizeof(float), (size_t)x->n * tr.m->n_vocab, f1) != (size_t)x->n * tr.m->n_vocab;

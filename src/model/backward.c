@@ -12,6 +12,7 @@
 #include "ops/ops_grad.h"
 #include "tensor/act.h"
 #include "tensor/types.h"
+#include "tensor/vec.h"
 
 /* ---- parameters ------------------------------------------------------------------ */
 
@@ -127,7 +128,7 @@ struct g4_train_ws {
     float **K, **V, **dK, **dV;   /* [L]: owning layers' caches [n_ctx][nkv*hd], else NULL */
     float *ple_c, *ple, *dple;    /* [n_ctx][L*P]: projected context part, combined inputs, gradient */
     float *rope;                  /* [n_ctx][rot_swa] then [n_ctx][rot_full] */
-    int32_t *pos, *lo_swa, *hi_swa, *lo_full, *hi_full;
+    int32_t *pos, *lo_swa, *hi_swa, *lo_full, *hi_full, *pcol;   /* pcol: 0..n_ctx-1 */
     const g4_kv_view **kvp;
     int32_t page0;
     /* one layer's internals (recomputed in backward) */
@@ -143,6 +144,7 @@ struct g4_train_ws {
     /* LoRA: gradients per entry of ex.lora, and [n_ctx][max_r] scratch x2 */
     float *const *lga, *const *lgb;
     float *lu, *lgv;
+    float *lfast;      /* the fast lora_bwd's scratch (lora_fast_floats) */
 };
 
 static float *fal(g4_train_ws *tw, size_t n) {
@@ -163,11 +165,17 @@ void g4_train_ws_free(g4_train_ws *tw) {
     free(tw->ex.mm.act);
     free(tw->ex.lora_tmp);
     free(tw->lu);
+    free(tw->lfast);
     if (tw->ex.pool) g4_pool_release(tw->ex.pool);
     free(tw);
 }
 
 size_t g4_train_ws_bytes(const g4_train_ws *tw) { return tw->bytes; }
+
+void g4_train_ws_set_precision(g4_train_ws *tw, int precision) {
+    tw->ex.precision = precision ? 1 : 0;
+    tw->ex.lora_tiled = tw->ex.precision ? NULL : tw->lfast;   /* lfast: r (n_in + 4 n_ctx + n_out) floats */
+}
 
 g4_train_ws *g4_train_ws_new(const g4_model *m, int n_ctx, int n_threads, g4_error *err) {
     if (n_ctx < 1 || n_threads < 1) { g4_seterr(err, "context and threads must be positive"); return NULL; }
@@ -178,7 +186,7 @@ g4_train_ws *g4_train_ws_new(const g4_model *m, int n_ctx, int n_threads, g4_err
     g4_dims_of(m, &tw->d);
     const g4_dims *d = &tw->d;
     tw->n_ctx = n_ctx;
-    tw->ex.precision = 1;          /* training is f32 throughout */
+    tw->ex.precision = 1;          /* exact until g4_train_ws_set_precision */
     tw->ex.pool = g4_pool_acquire(n_threads);
     if (!tw->ex.pool) goto oom;
     tw->ex.n_threads = g4_pool_size(tw->ex.pool);
@@ -188,7 +196,10 @@ g4_train_ws *g4_train_ws_new(const g4_model *m, int n_ctx, int n_threads, g4_err
     size_t Fe2 = 2 * (size_t)d->Fe, ffe = T * Fe2 > K * Fe2 ? T * Fe2 : K * Fe2;
     int max_in = d->max_in;
     if (2 * d->Fe > max_in) max_in = 2 * d->Fe;
-    tw->RC = (int)(4194304 / (size_t)d->V);    /* ~16 MB of logits per chunk */
+    /* ~128 MB of logits per chunk: the head's backward decodes the whole
+     * (tied, 262k-row) embedding once per chunk, so chunks of 128 rows keep
+     * that decode at 1/128 of the product's multiply-adds */
+    tw->RC = (int)(33554432 / (size_t)d->V);
     if (tw->RC < 1) tw->RC = 1;
     if (tw->RC > n_ctx) tw->RC = n_ctx;
     /* the exact products' scratch: the input in groups of 8 tokens (T
@@ -200,7 +211,7 @@ g4_train_ws *g4_train_ws_new(const g4_model *m, int n_ctx, int n_threads, g4_err
     tw->V = calloc((size_t)L, sizeof(float *));
     tw->dK = calloc((size_t)L, sizeof(float *));
     tw->dV = calloc((size_t)L, sizeof(float *));
-    tw->pos = malloc(5 * T * sizeof(int32_t));
+    tw->pos = malloc(6 * T * sizeof(int32_t));
     tw->kvp = malloc(T * sizeof *tw->kvp);
     tw->moe_sel = malloc(T * K * sizeof(int));
     tw->moe_rows = malloc(T * sizeof(int));
@@ -209,6 +220,8 @@ g4_train_ws *g4_train_ws_new(const g4_model *m, int n_ctx, int n_threads, g4_err
         goto oom;
     tw->lo_swa = tw->pos + T; tw->hi_swa = tw->pos + 2 * T;
     tw->lo_full = tw->pos + 3 * T; tw->hi_full = tw->pos + 4 * T;
+    tw->pcol = tw->pos + 5 * T;
+    for (int t = 0; t < n_ctx; t++) tw->pcol[t] = t;
     for (int l = 0; l < L; l++) {
         const g4_layer *y = &m->layers[l];
         if (!y->own_kv) continue;
@@ -233,8 +246,8 @@ g4_train_ws *g4_train_ws_new(const g4_model *m, int n_ctx, int n_threads, g4_err
         { &tw->dph, T * H }, { &tw->dmo, T * H }, { &tw->dxe, T * H },
         { &tw->moe_tmp, 6 * (size_t)d->Fe + H }, { &tw->moe_dlog, T * E },
         { &tw->ws_attn, g4_attn_ws_floats(nth, d->nH, d->nq_max) },
-        { &tw->ws_attnb, g4_attn_bwd_ws_floats(nth, n_ctx, d->nH, 1, d->hd_max) },
-        { &tw->row_buf, (size_t)nth * (size_t)(max_in > LP ? max_in : LP) },
+        { &tw->ws_attnb, g4_attn_bwd_ws_floats(nth, n_ctx, d->nH, (d->nkv_max + d->hd_max - 1) / d->hd_max, d->hd_max) },
+        { &tw->row_buf, g4_op_matmul_bwd_buf_floats(nth, max_in > LP ? max_in : LP, n_ctx) },
         { &tw->lg, (size_t)tw->RC * d->V }, { &tw->xnf, (size_t)tw->RC * H }, { &tw->dxnf, (size_t)tw->RC * H },
         { &tw->ple_tmp, 2 * (size_t)(LP ? LP : 1) + Fe2 * 4 + ff },
     };
@@ -346,6 +359,89 @@ static void layer_fwd(g4_train_ws *tw, int l, int T) {
 
 static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
 
+/* lora_bwd's products (below) on the fast path, as tiled f32 products
+ * (tensor/vec.h gemm_nn) split across the pool: per token slab u = x A^T,
+ * g = dy B and dx += sc g A; then per column range dA += (sc g)^T x and dB += sc (u^T
+ * dy)^T. Each output element is summed by one thread in a fixed order
+ * (any thread count gives the same bits), in f32 with another order than
+ * the exact path's double sums. Scratch (lfast): A^T [ni][r], u and g
+ * [T][r], their transposes [r][T], dB^T [r][no]. */
+typedef struct lbf_task {
+    const g4_lora_entry *e;
+    const float *x, *dy;
+    float *dx, *ga, *gb;
+    float *At, *u, *g, *uT, *gT, *gbT;
+    int T;
+} lbf_task;
+
+static void lbf_tokens(void *arg, int ith, int nth) {
+    lbf_task *k = arg;
+    const g4_lora_entry *e = k->e;
+    int r = (int)e->a.n_out, ni = (int)e->a.n_in, no = (int)e->b.n_out;
+    const g4_vec_ops *vo = g4_vec_get();
+    long t0, t1;
+    g4_split(k->T, ith, nth, &t0, &t1);
+    if (t0 >= t1) return;
+    int n = (int)(t1 - t0);
+    float *u = k->u + (size_t)t0 * r, *g = k->g + (size_t)t0 * r;
+    memset(u, 0, (size_t)n * r * sizeof(float));
+    memset(g, 0, (size_t)n * r * sizeof(float));
+    vo->gemm_nn(u, r, k->x + (size_t)t0 * ni, ni, k->At, r, n, r, ni);
+    vo->gemm_nn(g, r, k->dy + (size_t)t0 * no, no, e->b.data, r, n, r, no);
+    for (size_t i = 0; i < (size_t)n * r; i++) g[i] *= e->scale;
+    if (k->dx) vo->gemm_nn(k->dx + (size_t)t0 * ni, ni, g, r, e->a.data, ni, n, ni, r);
+    for (int t = 0; t < n; t++)
+        for (int j = 0; j < r; j++) {
+            k->uT[(size_t)j * k->T + t0 + t] = u[(size_t)t * r + j];
+            k->gT[(size_t)j * k->T + t0 + t] = g[(size_t)t * r + j];
+        }
+}
+
+static void lbf_cols(void *arg, int ith, int nth) {
+    lbf_task *k = arg;
+    const g4_lora_entry *e = k->e;
+    int r = (int)e->a.n_out, ni = (int)e->a.n_in, no = (int)e->b.n_out, T = k->T;
+    const g4_vec_ops *vo = g4_vec_get();
+    long lo, hi;
+    if (k->ga) {     /* dA [r][ni] += gT [r][T] . x [T][ni], columns split in 16s */
+        g4_split((ni + 15) / 16, ith, nth, &lo, &hi);
+        lo *= 16; hi = hi * 16 < ni ? hi * 16 : ni;
+        if (lo < hi) vo->gemm_nn(k->ga + lo, ni, k->gT, T, k->x + lo, ni, r, (int)(hi - lo), T);
+    }
+    if (k->gb) {     /* dB [no][r] += sc (uT [r][T] . dy [T][no])^T */
+        g4_split((no + 15) / 16, ith, nth, &lo, &hi);
+        lo *= 16; hi = hi * 16 < no ? hi * 16 : no;
+        if (lo >= hi) return;
+        for (int j = 0; j < r; j++) memset(k->gbT + (size_t)j * no + lo, 0, (size_t)(hi - lo) * sizeof(float));
+        vo->gemm_nn(k->gbT + lo, no, k->uT, T, k->dy + lo, no, r, (int)(hi - lo), T);
+        for (long o = lo; o < hi; o++)
+            for (int j = 0; j < r; j++) k->gb[(size_t)o * r + j] += e->scale * k->gbT[(size_t)j * no + o];
+    }
+}
+
+static size_t lora_fast_floats(const g4_lora_set *s, int n_ctx) {
+    int64_t ni = 1;
+    for (int i = 0; i < s->n; i++)
+        if (s->e[i].a.n_in > ni) ni = s->e[i].a.n_in;
+    size_t r = (size_t)(s->max_r ? s->max_r : 1);
+    return r * ((size_t)ni + 4 * (size_t)n_ctx + (size_t)(s->max_out > 0 ? s->max_out : 1));
+}
+
+static void lora_bwd_fast(g4_train_ws *tw, const g4_lora_entry *e, const float *x, const float *dy, int T,
+                          float *dx, float *ga, float *gb) {
+    int r = (int)e->a.n_out;
+    int64_t ni = e->a.n_in, no = e->b.n_out;
+    float *At = tw->lfast, *u = At + (size_t)ni * r, *g = u + (size_t)T * r, *uT = g + (size_t)T * r,
+          *gT = uT + (size_t)T * r, *gbT = gT + (size_t)T * r;
+    const float *A = e->a.data;
+    for (int j = 0; j < r; j++)
+        for (int64_t i = 0; i < ni; i++) At[(size_t)i * r + j] = A[(size_t)j * ni + i];
+    lbf_task k = { e, x, dy, dx, ga, gb, At, u, g, uT, gT, gbT, T };
+    g4_pool_run(tw->ex.pool, lbf_tokens, &k);
+    if (ga || gb) g4_pool_run(tw->ex.pool, lbf_cols, &k);
+    (void)no;
+}
+
 /* y += sc * B (A x) for each adapter pair of w: with u = A x and
  * g = B^T dy (both [T][r]): dx += sc * A^T g, dB += sc * dy u^T,
  * dA += sc * g x^T. */
@@ -356,6 +452,10 @@ static void lora_bwd(g4_train_ws *tw, const g4_mat *w, const float *x, const flo
     int64_t ni = w->n_in, no = w->n_out;
     for (int i = 0; i < n; i++, e++) {
         size_t idx = (size_t)(e - s->e);
+        if (tw->ex.precision == 0 && tw->lfast) {
+            lora_bwd_fast(tw, e, x, dy, T, dx, tw->lga ? tw->lga[idx] : NULL, tw->lgb ? tw->lgb[idx] : NULL);
+            continue;
+        }
         int r = (int)e->a.n_out;
         const float *A = e->a.data, *B = e->b.data;
         float sc = e->scale, *u = tw->lu, *g = tw->lgv;
@@ -403,7 +503,8 @@ int g4_train_ws_set_lora(g4_train_ws *tw, const g4_lora_set *s, float *const *ga
                          g4_error *err) {
     free(tw->ex.lora_tmp);
     free(tw->lu);
-    tw->ex.lora_tmp = tw->lu = tw->lgv = NULL;
+    free(tw->lfast);
+    tw->ex.lora_tmp = tw->lu = tw->lgv = tw->lfast = tw->ex.lora_tiled = NULL;
     tw->ex.lora = s;
     tw->lga = ga;
     tw->lgb = gb;
@@ -412,6 +513,11 @@ int g4_train_ws_set_lora(g4_train_ws *tw, const g4_lora_set *s, float *const *ga
     tw->lu = malloc(2 * (size_t)tw->n_ctx * (size_t)(s->max_r ? s->max_r : 1) * sizeof(float));
     if (!tw->ex.lora_tmp || !tw->lu) { tw->ex.lora = NULL; return g4_seterr(err, "out of memory"); }
     tw->lgv = tw->lu + (size_t)tw->n_ctx * (size_t)(s->max_r ? s->max_r : 1);
+    size_t nf = lora_fast_floats(s, tw->n_ctx);
+    tw->lfast = malloc(nf * sizeof(float));
+    if (!tw->lfast) { tw->ex.lora = NULL; return g4_seterr(err, "out of memory"); }
+    if (tw->ex.precision == 0) tw->ex.lora_tiled = tw->lfast;
+    tw->bytes += nf * sizeof(float);
     tw->bytes += ((size_t)G4_LORA_ROWS * (size_t)(s->max_r + s->max_out) +
                   2 * (size_t)tw->n_ctx * (size_t)(s->max_r ? s->max_r : 1)) * sizeof(float);
     return 0;
@@ -455,7 +561,7 @@ static void moe_bwd(g4_train_ws *tw, float *const *g, const g4_layer *y, int T, 
             zero(da, (size_t)Fe);
             mm_bwd(tw, mw.down, e, g[G4_T_EXP_DOWN], aa, dy, 1, da);
             zero(dgu, 2 * (size_t)Fe);
-            g4_op_geglu_bwd(dgu, dgu + Fe, gu, gu + Fe, da, Fe);
+            g4_op_geglu_bwd(NULL, dgu, dgu + Fe, gu, gu + Fe, da, Fe);
             if (mw.gate_up) {
                 mm_bwd(tw, mw.gate_up, e, g[G4_T_EXP_GATE_UP], xe, dgu, 1, ROW(tw->dxe, t, H));
             } else {
@@ -532,7 +638,7 @@ static void layer_bwd(g4_train_ws *tw, g4_params *ps, int l, int T) {
         mm_bwd(tw, &y->ple_proj, 0, g[G4_T_PLE_PROJ], tw->pa, tw->dph, T, tw->dpa);
         zero(tw->dpg, (size_t)T * P);
         for (int t = 0; t < T; t++)
-            g4_op_geglu_bwd(ROW(tw->dpg, t, P), ROW(tw->dple, t, LP) + (size_t)l * P, ROW(tw->pg, t, P),
+            g4_op_geglu_bwd(NULL, ROW(tw->dpg, t, P), ROW(tw->dple, t, LP) + (size_t)l * P, ROW(tw->pg, t, P),
                             ROW(tw->ple, t, LP) + (size_t)l * P, ROW(tw->dpa, t, P), P);
         mm_bwd(tw, &y->ple_gate, 0, g[G4_T_PLE_GATE], tw->x2, tw->dpg, T, dx);
     }
@@ -557,7 +663,7 @@ static void layer_bwd(g4_train_ws *tw, g4_params *ps, int l, int T) {
     mm_bwd(tw, &y->ffn_down, 0, g[G4_T_FFN_DOWN], tw->a, dfm, T, tw->da);
     zero(tw->dgg, (size_t)T * F);
     zero(tw->duu, (size_t)T * F);
-    g4_op_geglu_bwd(tw->dgg, tw->duu, tw->gg, tw->uu, tw->da, (long)T * F);
+    g4_op_geglu_bwd(ex, tw->dgg, tw->duu, tw->gg, tw->uu, tw->da, (long)T * F);
     zero(tw->dxn, TH);
     mm_bwd(tw, &y->ffn_gate, 0, g[G4_T_FFN_GATE], tw->xn2, tw->dgg, T, tw->dxn);
     mm_bwd(tw, &y->ffn_up, 0, g[G4_T_FFN_UP], tw->xn2, tw->duu, T, tw->dxn);
@@ -661,6 +767,11 @@ int g4_train_seq(g4_train_ws *tw, g4_params *ps, const int32_t *tok, const int32
             g4_op_ple_combine(ROW(tw->ple, t, LP), tw->ple_tmp, L, P, H, m->ple_proj_norm, eps);
         }
     }
+    /* Fast path: every training token is a prompt token of one sequence, so
+     * every product over the token rows may take the weights' panel kernels
+     * (matmul.h: g4_mm_scratch.pcol; training needs no batch invariance);
+     * products over other rows (one token's experts) ignore the list. */
+    if (ex->precision == 0) { ex->mm.pcol = tw->pcol; ex->mm.np = T; }
     for (int l = 0; l < L; l++) layer_fwd(tw, l, T);
 
     /* head, in chunks of RC rows: norm, product, softcap, loss and its gradient */
@@ -671,7 +782,9 @@ int g4_train_seq(g4_train_ws *tw, g4_params *ps, const int32_t *tok, const int32
         int n = T - r0 < tw->RC ? T - r0 : tw->RC;
         g4_op_rmsnorm(ex, tw->xnf, ROW(xf, r0, H), m->output_norm, n, H, (size_t)H, eps, NULL);
         g4_mm_job head = { .w = &m->output, .y = tw->lg, .ldy = V, .softcap = m->softcap };
+        if (ex->mm.pcol) ex->mm.np = n;
         g4_op_matmul_multi(ex, &head, 1, tw->xnf, H, n);
+        if (ex->mm.pcol) ex->mm.np = T;
         if (logits) memcpy(ROW(logits, r0, V), tw->lg, (size_t)n * V * sizeof(float));
         bool any = false;
         for (int i = 0; i < n; i++) {
@@ -688,7 +801,7 @@ int g4_train_seq(g4_train_ws *tw, g4_params *ps, const int32_t *tok, const int32
                           n, H, (size_t)H, eps);
     }
     if (loss) *loss = total;
-    if (!ps) return 0;
+    if (!ps) { ex->mm.pcol = NULL; ex->mm.np = 0; return 0; }
 
     for (int l = 0; l < L; l++)
         if (tw->dK[l]) { zero(tw->dK[l], (size_t)T * m->layers[l].n_kv_head * m->layers[l].head_dim);
@@ -717,5 +830,7 @@ int g4_train_seq(g4_train_ws *tw, g4_params *ps, const int32_t *tok, const int32
             const float *s = ROW(tw->dx, t, H);
             for (int i = 0; i < H; i++) d[i] += s[i] * es;
         }
+    ex->mm.pcol = NULL;
+    ex->mm.np = 0;
     return 0;
 }

@@ -59,6 +59,14 @@ g4_train_ws *g4_train_ws_new(const g4_model *m, int n_ctx, int n_threads, g4_err
 void g4_train_ws_free(g4_train_ws *tw);
 size_t g4_train_ws_bytes(const g4_train_ws *tw);
 
+/* 1 (the default): every product exact (f32 activations against the stored
+ * rows, each row decoded per use): the gradient tests' path. 0: the fast
+ * path for fine-tuning a quantized base: forward products through the
+ * inference prefill kernels (int8 activations, panels), the backward's
+ * input gradients through decoded panels and a tiled f32 product, the
+ * adapters' gradients threaded. */
+void g4_train_ws_set_precision(g4_train_ws *tw, int precision);
+
 /* LoRA fine-tuning: the adapters of s are added to the weight products of
  * this workspace's passes (the forward hook, ops/ops.c) and their gradients
  * ADDED by g4_train_seq's backward into ga[i] ([r][n_in]) and gb[i]

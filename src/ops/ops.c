@@ -6,6 +6,7 @@
 
 #include "tensor/act.h"
 #include "tensor/types.h"
+#include "tensor/vec.h"
 
 /* ---- weight products -------------------------------------------------------- */
 
@@ -54,10 +55,58 @@ static void lora_add(g4_exec *ex, const g4_mat *w, const float *x, int64_t ldx, 
     }
 }
 
+/* Training's fast path: per pair, A^T [n_in][r] and B^T [r][n_out] laid out
+ * once, then each thread's token slab runs u = x A^T and y += (sc u) B^T
+ * through the tiled f32 product (tensor/vec.h gemm_nn): the B product is
+ * T x n_out dots of length r (16), which the weights' matmul runs as short
+ * horizontal sums. Each y element is summed by one thread in a fixed order. */
+typedef struct lt_task {
+    const g4_lora_entry *e;
+    const float *x, *At, *Bt;
+    int64_t ldx, ldy;
+    int T;
+    float *y, *u;
+} lt_task;
+
+static void lt_worker(void *arg, int ith, int nth) {
+    lt_task *k = arg;
+    const g4_lora_entry *e = k->e;
+    int r = (int)e->a.n_out, ni = (int)e->a.n_in, no = (int)e->b.n_out;
+    const g4_vec_ops *vo = g4_vec_get();
+    long t0, t1;
+    g4_split(k->T, ith, nth, &t0, &t1);
+    if (t0 >= t1) return;
+    int tn = (int)(t1 - t0);
+    float *u = k->u + (size_t)t0 * r;
+    memset(u, 0, (size_t)tn * r * sizeof(float));
+    vo->gemm_nn(u, r, k->x + (size_t)t0 * k->ldx, (int)k->ldx, k->At, r, tn, r, ni);
+    for (size_t i = 0; i < (size_t)tn * r; i++) u[i] *= e->scale;
+    vo->gemm_nn(k->y + (size_t)t0 * k->ldy, (int)k->ldy, u, r, k->Bt, no, tn, no, r);
+}
+
+static void lora_add_tiled(g4_exec *ex, const g4_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy) {
+    const g4_lora_entry *e;
+    int n = g4_lora_find(ex->lora, w, &e);
+    for (int i = 0; i < n; i++, e++) {
+        int r = (int)e->a.n_out;
+        int64_t ni = e->a.n_in, no = e->b.n_out;
+        float *At = ex->lora_tiled, *u = At + (size_t)ni * r, *Bt = u + (size_t)T * r;
+        const float *A = e->a.data, *B = e->b.data;
+        for (int j = 0; j < r; j++)
+            for (int64_t c = 0; c < ni; c++) At[(size_t)c * r + j] = A[(size_t)j * ni + c];
+        for (int64_t o = 0; o < no; o++)
+            for (int j = 0; j < r; j++) Bt[(size_t)j * no + o] = B[(size_t)o * r + j];
+        lt_task k = { e, x, At, Bt, ldx, ldy, T, y, u };
+        if ((int64_t)T * r * (ni + no) < 65536) lt_worker(&k, 0, 1);
+        else g4_pool_run(ex->pool, lt_worker, &k);
+    }
+}
+
 void g4_op_matmul(g4_exec *ex, const g4_mat *w, int64_t mat, const float *x, int64_t ldx, int T, float *y,
                   int64_t ldy) {
     g4_matmul(ex->pool, w, mat, x, ldx, T, y, ldy, ex->precision, &ex->mm);
-    if (ex->lora) lora_add(ex, w, x, ldx, T, y, ldy);
+    if (ex->lora && ex->lora_tiled && mat == 0) lora_add_tiled(ex, w, x, ldx, T, y, ldy);
+    else if (ex->lora) lora_add(ex, w, x, ldx, T, y, ldy);
 }
 
 void g4_op_matmul_multi(g4_exec *ex, const g4_mm_job *jobs, int n_jobs, const float *x, int64_t ldx, int T) {
@@ -66,8 +115,9 @@ void g4_op_matmul_multi(g4_exec *ex, const g4_mm_job *jobs, int n_jobs, const fl
      * refuses output.weight, so the cap applied above stays last */
     if (ex->lora)
         for (int j = 0; j < n_jobs; j++)
-            lora_add(ex, jobs[j].w, jobs[j].x ? jobs[j].x : x, ldx, jobs[j].T > 0 && jobs[j].x ? jobs[j].T : T,
-                     jobs[j].y, jobs[j].ldy);
+            (ex->lora_tiled && jobs[j].mat == 0 ? lora_add_tiled : lora_add)(
+                ex, jobs[j].w, jobs[j].x ? jobs[j].x : x, ldx, jobs[j].T > 0 && jobs[j].x ? jobs[j].T : T, jobs[j].y,
+                jobs[j].ldy);
 }
 
 /* ---- data-parallel row ops --------------------------------------------------------

@@ -28,6 +28,11 @@ typedef struct g4_exec {
      * hook's scratch: G4_LORA_ROWS rows of max_r + max_out floats */
     const g4_lora_set *lora;
     float *lora_tmp;
+    /* NULL, or (training's fast path) scratch of max_r * (largest adapted
+     * n_in + T + max_out) floats: the adapters' products then run as tiled
+     * f32 products over token slabs (ops.c lora_add_tiled) instead of
+     * short dots through the weights' matmul */
+    float *lora_tiled;
 } g4_exec;
 
 /* Tokens per adapter step: bounds the hook's scratch whatever the batch. */

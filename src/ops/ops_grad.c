@@ -7,7 +7,10 @@
 
 #include "tensor/act.h"
 #include "tensor/cpu.h"
+#include "tensor/exp_x86.h"
+#include "tensor/bf16.h"
 #include "tensor/types.h"
+#include "tensor/vec.h"
 
 /* ---- weight products ------------------------------------------------------------- */
 
@@ -67,8 +70,105 @@ static void mmx_worker(void *arg, int ith, int nth) {
     }
 }
 
+/* Fast path: decode a panel of BWD_NB stored rows x at most BWD_KC columns
+ * to f32 and add dy[:, panel rows] . panel into dx[:, panel columns] as a
+ * register-tiled product: bf16 pairs with f32 sums (tensor/bf16.h:
+ * twice the f32 rate; a gradient and a decoded 4-6 bit weight lose nothing
+ * that matters in bf16) where the CPU has AVX512_BF16, else f32 (vec.h
+ * gemm_nn). Each decoded weight is then used by every token of the
+ * thread's slab (T = 512: 512 multiply-adds per decode), where the exact
+ * path decodes it once per 8 tokens' axpy and reads dx once per row.
+ * Threads split the columns (in units of whole blocks, so a panel's rows
+ * decode from a block boundary) or, when there are fewer column units than
+ * threads, the tokens: every dx element is summed by one thread, over the
+ * rows in ascending order, whatever the thread count. */
+#define BWD_NB 128
+#define BWD_KC 256
+
+typedef struct mmxf_task {
+    const g4_mat *w;
+    int64_t mat, g;      /* g: columns per split unit (a multiple of the block size) */
+    const float *dy;
+    int64_t ldy;
+    int T, nc;           /* nc: column parts; the threads beyond split the tokens */
+    float *dx;
+    int64_t ldx;
+    float *buf;          /* per thread: bwd_buf_per(T) floats */
+    size_t per;
+    bool bf16;
+} mmxf_task;
+
+/* per thread, in floats: the decoded panel (f32); its bf16 form as 32-column
+ * panels of pairs over the BWD_NB rows (BWD_KC is a multiple of 32: no
+ * padding beyond it); the slab's dy rows in bf16 pairs, BWD_NB halves each */
+static size_t bwd_buf_per(int T_max) {
+    return (size_t)BWD_NB * BWD_KC + (size_t)BWD_NB / 2 * BWD_KC + (size_t)T_max * (BWD_NB / 2);
+}
+_Static_assert(BWD_KC % G4_BF16_PR == 0 && BWD_NB % 2 == 0, "bf16 panels tile the decoded block exactly");
+
+static void mmxf_worker(void *arg, int ith, int nth) {
+    mmxf_task *k = arg;
+    const g4_mat *w = k->w;
+    int nc = k->nc, nt = nth / nc;
+    if (ith >= nc * nt) return;
+    long u0, u1, t0, t1;
+    g4_split((long)(w->n_in / k->g), ith % nc, nc, &u0, &u1);
+    g4_split(k->T, ith / nc, nt, &t0, &t1);
+    if (u0 >= u1 || t0 >= t1) return;
+    const g4_type_traits *tt = g4_type_info(w->type);
+    const g4_vec_ops *vo = g4_vec_get();
+    int64_t kc = k->g * (BWD_KC / k->g > 0 ? BWD_KC / k->g : 1), c_end = u1 * k->g;
+    int tn = (int)(t1 - t0);
+    float *wp = k->buf + (size_t)ith * k->per, *dxs = k->dx + (size_t)t0 * k->ldx;
+    uint16_t *bp = (uint16_t *)(void *)(wp + (size_t)BWD_NB * BWD_KC), *ap = bp + (size_t)BWD_NB * BWD_KC;
+    for (int64_t n0 = 0; n0 < w->n_out; n0 += BWD_NB) {
+        int nb = w->n_out - n0 < BWD_NB ? (int)(w->n_out - n0) : BWD_NB, np = (nb + 1) / 2;
+        const float *dys = k->dy + (size_t)t0 * k->ldy + n0;
+        if (k->bf16)
+            for (int t = 0; t < tn; t++) g4_bf16_round_row(dys + (size_t)t * k->ldy, ap + (size_t)t * BWD_NB, nb);
+        for (int64_t c0 = u0 * k->g; c0 < c_end; c0 += kc) {
+            int64_t cw = c_end - c0 < kc ? c_end - c0 : kc;
+            size_t off = (size_t)(c0 / tt->blck_size) * tt->type_size;
+            for (int r = 0; r < nb; r++)
+                tt->to_float((const char *)g4_mat_row(w, k->mat, n0 + r) + off, wp + (size_t)r * cw, cw);
+            if (k->bf16) {
+                /* dx's columns are the panels' rows: column c of the decoded
+                 * block at wp + c, its input n at stride cw */
+                for (int64_t r0 = 0; r0 < cw; r0 += G4_BF16_PR)
+                    g4_bf16_pack_f32(bp + (size_t)r0 * np * 2, wp + r0, 1, (size_t)cw,
+                                     cw - r0 < G4_BF16_PR ? (int)(cw - r0) : G4_BF16_PR, nb);
+                g4_bf16_gemm_add(bp, nb, (int)cw, ap, BWD_NB, tn, dxs + c0, (size_t)k->ldx);
+            } else {
+                vo->gemm_nn(dxs + c0, (int)k->ldx, dys, (int)k->ldy, wp, (int)cw, tn, (int)cw, nb);
+            }
+        }
+    }
+}
+
+static void matmul_bwd_x_fast(g4_exec *ex, const g4_mat *w, int64_t mat, const float *dy, int64_t ldy, int T,
+                              float *dx, int64_t ldx, float *buf) {
+    const g4_type_traits *tt = g4_type_info(w->type);
+    int64_t g = tt->blck_size;
+    while (g < 64 && w->n_in % (2 * g) == 0) g *= 2;   /* whole vectors per unit where the width allows */
+    int nth = ex->n_threads;
+    mmxf_task k = { w, mat, g, dy, ldy, T, 1, dx, ldx, buf, bwd_buf_per(T), g4_bf16_dot_ok() };
+    if ((int64_t)T * w->n_in * w->n_out < 65536 || nth < 2) { mmxf_worker(&k, 0, 1); return; }
+    k.nc = w->n_in / g >= nth ? nth : 1;
+    g4_pool_run(ex->pool, mmxf_worker, &k);
+}
+
+size_t g4_op_matmul_bwd_buf_floats(int n_threads, int64_t n_in_max, int T_max) {
+    size_t per = bwd_buf_per(T_max);
+    if ((size_t)n_in_max > per) per = (size_t)n_in_max;
+    return (size_t)n_threads * per;
+}
+
 void g4_op_matmul_bwd_x(g4_exec *ex, const g4_mat *w, int64_t mat, const float *dy, int64_t ldy, int T, float *dx,
                         int64_t ldx, float *row_buf) {
+    if (ex->precision == 0 && g4_type_info(w->type)->blck_size <= BWD_KC) {
+        matmul_bwd_x_fast(ex, w, mat, dy, ldy, T, dx, ldx, row_buf);
+        return;
+    }
     mmx_task k = { w, mat, dy, ldy, T, dx, ldx, row_buf };
     if (T < 2 || (int64_t)T * w->n_in * w->n_out < 65536) mmx_worker(&k, 0, 1);
     else g4_pool_run(ex->pool, mmx_worker, &k);
@@ -125,9 +225,35 @@ static void rmsnorm_bwd_row(float *dx, float *dw, const float *x, const float *w
         for (int i = 0; i < n; i++) dw[i] += (float)(dy[i] * x[i] * r);
 }
 
+typedef struct rmsb_task {
+    float *dx;
+    const float *x, *w, *dy;
+    int n, width;
+    size_t ld;
+    float eps;
+} rmsb_task;
+
+static void rmsb_worker(void *arg, int ith, int nth) {
+    rmsb_task *k = arg;
+    long lo, hi;
+    g4_split(k->n, ith, nth, &lo, &hi);
+    for (long t = lo; t < hi; t++)
+        rmsnorm_bwd_row(k->dx + (size_t)t * k->ld, NULL, k->x + (size_t)t * k->ld, k->w, k->dy + (size_t)t * k->ld,
+                        k->width, k->eps);
+}
+
+/* Rows are independent unless they share a weight gradient: then they are
+ * summed in row order on the calling thread; otherwise the pool splits
+ * them (the same bits either way). */
+#define ROWS_PAR_MIN 32768
+
 void g4_op_rmsnorm_bwd(g4_exec *ex, float *dx, float *dw, const float *x, const float *w, const float *dy, int n,
                        int width, size_t ld, float eps) {
-    (void)ex; /* rows share dw: summed in row order on the calling thread */
+    if (!(w && dw) && ex && ex->n_threads > 1 && (long)n * width >= ROWS_PAR_MIN) {
+        rmsb_task k = { dx, x, w, dy, n, width, ld, eps };
+        g4_pool_run(ex->pool, rmsb_worker, &k);
+        return;
+    }
     for (int t = 0; t < n; t++)
         rmsnorm_bwd_row(dx + (size_t)t * ld, dw, x + (size_t)t * ld, w, dy + (size_t)t * ld, width, eps);
 }
@@ -139,8 +265,9 @@ static inline float gelu_grad(float x) {
     return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * c * (1.0f + 3.0f * a * x * x);
 }
 
-void g4_op_geglu_bwd(float *dg, float *du, const float *g, const float *u, const float *dout, long n) {
-    for (long i = 0; i < n; i++) {
+static void geglu_bwd_range(float *dg, float *du, const float *g, const float *u, const float *dout, long i0,
+                            long n) {
+    for (long i = i0; i < n; i++) {
         float d = dout[i];
         if (u) {
             dg[i] += d * u[i] * gelu_grad(g[i]);
@@ -149,6 +276,62 @@ void g4_op_geglu_bwd(float *dg, float *du, const float *g, const float *u, const
             dg[i] += d * gelu_grad(g[i]);
         }
     }
+}
+
+#if defined(__x86_64__)
+/* The fast path's 8 lanes: tanh(z) = 1 - 2 / (e^2z + 1), z clamped to
+ * [-9, 9] where tanh is 1 within f32 (|error| ~1e-7 against tanhf).
+ * Returns how many elements it did. */
+__attribute__((target("avx2,fma"))) static long geglu_bwd_avx2(float *dg, float *du, const float *g, const float *u,
+                                                               const float *dout, long i0, long n) {
+    const __m256 c = _mm256_set1_ps(0.7978845608028654f), a = _mm256_set1_ps(0.044715f),
+                 a3 = _mm256_set1_ps(3 * 0.044715f), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f),
+                 two = _mm256_set1_ps(2.0f), lim = _mm256_set1_ps(9.0f);
+    long i = i0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(g + i), x2 = _mm256_mul_ps(x, x), d = _mm256_loadu_ps(dout + i);
+        __m256 z = _mm256_mul_ps(c, _mm256_fmadd_ps(_mm256_mul_ps(a, x2), x, x));
+        z = _mm256_max_ps(_mm256_min_ps(z, lim), _mm256_sub_ps(_mm256_setzero_ps(), lim));
+        __m256 e = g4_exp8(_mm256_mul_ps(two, z));
+        __m256 th = _mm256_sub_ps(one, _mm256_div_ps(two, _mm256_add_ps(e, one)));
+        __m256 p = _mm256_mul_ps(half, _mm256_add_ps(one, th));            /* gelu(x) / x */
+        __m256 sl = _mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_fnmadd_ps(th, th, one));
+        __m256 grad = _mm256_fmadd_ps(_mm256_mul_ps(sl, c), _mm256_fmadd_ps(a3, x2, one), p);
+        if (u) {
+            __m256 uu = _mm256_loadu_ps(u + i);
+            _mm256_storeu_ps(dg + i, _mm256_fmadd_ps(_mm256_mul_ps(d, uu), grad, _mm256_loadu_ps(dg + i)));
+            if (du) _mm256_storeu_ps(du + i, _mm256_fmadd_ps(d, _mm256_mul_ps(p, x), _mm256_loadu_ps(du + i)));
+        } else {
+            _mm256_storeu_ps(dg + i, _mm256_fmadd_ps(d, grad, _mm256_loadu_ps(dg + i)));
+        }
+    }
+    return i;
+}
+#endif
+
+typedef struct gegb_task {
+    float *dg, *du;
+    const float *g, *u, *dout;
+    long n;
+    int fast;
+} gegb_task;
+
+static void gegb_worker(void *arg, int ith, int nth) {
+    gegb_task *k = arg;
+    long lo, hi;
+    g4_split(k->n, ith, nth, &lo, &hi);
+#if defined(__x86_64__)
+    if (k->fast) lo = geglu_bwd_avx2(k->dg, k->du, k->g, k->u, k->dout, lo, hi);
+#endif
+    geglu_bwd_range(k->dg, k->du, k->g, k->u, k->dout, lo, hi);
+}
+
+void g4_op_geglu_bwd(g4_exec *ex, float *dg, float *du, const float *g, const float *u, const float *dout, long n) {
+    int fast = ex && ex->precision == 0 &&
+               (g4_cpu_level() == G4_CPU_AVX2 || g4_cpu_level() == G4_CPU_AVX512);
+    gegb_task k = { dg, du, g, u, dout, n, fast };
+    if (ex && ex->n_threads > 1 && n >= ROWS_PAR_MIN) g4_pool_run(ex->pool, gegb_worker, &k);
+    else gegb_worker(&k, 0, 1);
 }
 
 void g4_op_softcap_bwd(float *dy, const float *y, long n, float cap) {
@@ -189,20 +372,38 @@ void g4_op_ple_combine_bwd(const float *c_in, const float *dc, int L, int P, int
 
 /* ---- attention ------------------------------------------------------------------------- */
 
+/* Fast path: blocks of ATT_B queries (pass 1) or keys (pass 2) as tiled
+ * products (attb_fast below). */
+#define ATT_B 64
+
 size_t g4_attn_bwd_ws_floats(int n_threads, int n_pos, int n_head, int n_kv_head, int head_dim) {
-    (void)n_kv_head;
-    return (size_t)n_threads * (2 * (size_t)n_pos + (size_t)head_dim) + 2 * (size_t)n_pos * (size_t)n_head;
+    size_t per = 2 * (size_t)ATT_B * (size_t)n_pos;     /* >= the exact path's 2 n_pos + head_dim */
+    if (per < 2 * (size_t)n_pos + (size_t)head_dim) per = 2 * (size_t)n_pos + (size_t)head_dim;
+    return (size_t)n_threads * per + 2 * (size_t)n_pos * (size_t)n_head +
+           2 * (size_t)n_pos * (size_t)head_dim * ((size_t)n_kv_head + (size_t)n_head);
+}
+
+/* The exact path's sums, in index order (the fast path takes the vector
+ * kernels of tensor/vec.h: another order, the same terms). */
+static float dot_seq(const float *a, const float *b, int n) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+static void axpy_seq(float *y, float a, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
 typedef struct attb_task {
     const g4_attn_bwd *a;
     float *ws;           /* per thread: 2 * n_pos + head_dim floats */
     float *lse, *D;      /* [T][n_head] */
+    float (*dot)(const float *, const float *, int);
+    void (*axpy)(float *, float, const float *, int);
 } attb_task;
 
-static inline float attn_score(const float *q, const float *k, int hd, float cap) {
-    float s = 0;
-    for (int i = 0; i < hd; i++) s += q[i] * k[i];
+static inline float attn_score(const attb_task *k, const float *q, const float *kr, int hd, float cap) {
+    float s = k->dot(q, kr, hd);
     return cap > 0 ? cap * tanhf(s / cap) : s;
 }
 
@@ -222,7 +423,7 @@ static void attb_queries(void *arg, int ith, int nth) {
         const float *q = a->q + (size_t)t * nq + (size_t)h * hd, *dout = a->dout + (size_t)t * nq + (size_t)h * hd;
         float mx = -INFINITY;
         for (int j = j0; j < j1; j++) {
-            s[j] = attn_score(q, a->k + (size_t)j * nk + (size_t)g * hd, hd, a->softcap);
+            s[j] = attn_score(k, q, a->k + (size_t)j * nk + (size_t)g * hd, hd, a->softcap);
             if (s[j] > mx) mx = s[j];
         }
         double sum = 0;
@@ -230,9 +431,7 @@ static void attb_queries(void *arg, int ith, int nth) {
         float lse = mx + (float)log(sum);
         double D = 0;
         for (int j = j0; j < j1; j++) {
-            const float *v = a->v + (size_t)j * nk + (size_t)g * hd;
-            float d = 0;
-            for (int i = 0; i < hd; i++) d += dout[i] * v[i];
+            float d = k->dot(dout, a->v + (size_t)j * nk + (size_t)g * hd, hd);
             dp[j] = d;
             float p = expf(s[j] - lse);
             D += (double)p * d;
@@ -243,8 +442,7 @@ static void attb_queries(void *arg, int ith, int nth) {
         for (int j = j0; j < j1; j++) {
             float p = expf(s[j] - lse), ds = p * (dp[j] - (float)D);
             if (a->softcap > 0) { float c = s[j] / a->softcap; ds *= 1.0f - c * c; }
-            const float *kr = a->k + (size_t)j * nk + (size_t)g * hd;
-            for (int i = 0; i < hd; i++) dq[i] += ds * kr[i];
+            k->axpy(dq, ds, a->k + (size_t)j * nk + (size_t)g * hd, hd);
         }
     }
 }
@@ -267,24 +465,173 @@ static void attb_keys(void *arg, int ith, int nth) {
             for (int h = g * G; h < (g + 1) * G; h++) {
                 const float *q = a->q + (size_t)t * nq + (size_t)h * hd;
                 const float *dout = a->dout + (size_t)t * nq + (size_t)h * hd;
-                float s = attn_score(q, kr, hd, a->softcap);
+                float s = attn_score(k, q, kr, hd, a->softcap);
                 float p = expf(s - k->lse[(size_t)t * nH + h]);
-                float d = 0;
-                for (int i = 0; i < hd; i++) d += dout[i] * vr[i];
+                float d = k->dot(dout, vr, hd);
                 float ds = p * (d - k->D[(size_t)t * nH + h]);
                 if (a->softcap > 0) { float c = s / a->softcap; ds *= 1.0f - c * c; }
-                for (int i = 0; i < hd; i++) {
-                    dk[i] += ds * q[i];
-                    dv[i] += p * dout[i];
-                }
+                k->axpy(dk, ds, q, hd);
+                k->axpy(dv, p, dout, hd);
             }
         }
     }
 }
 
+/* The fast path as products over blocks (tensor/vec.h gemm_nn), for each
+ * query head h of KV group g, with K^T, V^T, Q^T and dout^T laid out once:
+ *   pass 1, per (h, block of queries): S = Q K^T and dP = dout V^T over the
+ *     keys any of them sees, P = softmax over each query's own range, lse,
+ *     D = sum P dP, dS = P (dP - D); dQ += dS K;
+ *   pass 2, per (g, block of keys): the same S^T, dP^T over the queries
+ *     that see any of them (P from pass 1's lse), then dK += dS^T Q and
+ *     dV += P^T dout, head by head.
+ * Every element of dq, dk, dv is summed by the thread owning its block, in
+ * a fixed order: the same bits whatever the thread count. No softcap (a
+ * capped attention takes the exact path). */
+typedef struct attf_task {
+    const g4_attn_bwd *a;
+    float *scr;                 /* per thread 2 * ATT_B * n_pos */
+    size_t per;
+    float *lse, *D;             /* [T][n_head] */
+    float *kT, *vT, *qT, *oT;   /* [n_kv_head][hd][n_pos], [n_head][hd][T] */
+    const g4_vec_ops *vo;
+} attf_task;
+
+static void attf_transpose(void *arg, int ith, int nth) {
+    attf_task *k = arg;
+    const g4_attn_bwd *a = k->a;
+    int hd = a->head_dim, nH = a->n_head, nkv = a->n_kv_head, T = a->T, np = a->n_pos;
+    size_t nq = (size_t)nH * hd, nk = (size_t)nkv * hd;
+    long lo, hi;
+    g4_split(nH + nkv, ith, nth, &lo, &hi);
+    for (long it = lo; it < hi; it++) {
+        if (it < nH) {
+            float *qT = k->qT + (size_t)it * hd * T, *oT = k->oT + (size_t)it * hd * T;
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < hd; i++) {
+                    qT[(size_t)i * T + t] = a->q[(size_t)t * nq + (size_t)it * hd + i];
+                    oT[(size_t)i * T + t] = a->dout[(size_t)t * nq + (size_t)it * hd + i];
+                }
+        } else {
+            size_t g = (size_t)(it - nH);
+            float *kT = k->kT + g * hd * np, *vT = k->vT + g * hd * np;
+            for (int j = 0; j < np; j++)
+                for (int i = 0; i < hd; i++) {
+                    kT[(size_t)i * np + j] = a->k[(size_t)j * nk + g * hd + i];
+                    vT[(size_t)i * np + j] = a->v[(size_t)j * nk + g * hd + i];
+                }
+        }
+    }
+}
+
+static void attf_queries(void *arg, int ith, int nth) {
+    attf_task *k = arg;
+    const g4_attn_bwd *a = k->a;
+    int hd = a->head_dim, nH = a->n_head, G = nH / a->n_kv_head, T = a->T, np = a->n_pos;
+    size_t nq = (size_t)nH * hd, nk = (size_t)a->n_kv_head * hd;
+    float *S = k->scr + (size_t)ith * k->per, *dP = S + (size_t)ATT_B * np;
+    int nb = (T + ATT_B - 1) / ATT_B;
+    long lo, hi;
+    g4_split((long)nH * nb, ith, nth, &lo, &hi);
+    for (long it = lo; it < hi; it++) {
+        int h = (int)(it / nb), t0 = (int)(it % nb) * ATT_B, t1 = t0 + ATT_B < T ? t0 + ATT_B : T, tb = t1 - t0;
+        int g = h / G, j0 = np, j1 = 0;
+        for (int t = t0; t < t1; t++) {
+            if (a->lo[t] < j0) j0 = a->lo[t];
+            if (a->hi[t] > j1) j1 = a->hi[t];
+        }
+        int nj = j1 - j0;
+        if (nj <= 0) {
+            for (int t = t0; t < t1; t++) k->lse[(size_t)t * nH + h] = k->D[(size_t)t * nH + h] = 0;
+            continue;
+        }
+        memset(S, 0, (size_t)tb * nj * sizeof(float));
+        memset(dP, 0, (size_t)tb * nj * sizeof(float));
+        k->vo->gemm_nn(S, nj, a->q + (size_t)t0 * nq + (size_t)h * hd, (int)nq, k->kT + (size_t)g * hd * np + j0, np,
+                       tb, nj, hd);
+        k->vo->gemm_nn(dP, nj, a->dout + (size_t)t0 * nq + (size_t)h * hd, (int)nq,
+                       k->vT + (size_t)g * hd * np + j0, np, tb, nj, hd);
+        for (int t = t0; t < t1; t++) {
+            float *s = S + (size_t)(t - t0) * nj, *dp = dP + (size_t)(t - t0) * nj;
+            int a0 = a->lo[t] - j0, a1 = a->hi[t] - j0;
+            float mx = -INFINITY;
+            for (int j = a0; j < a1; j++)
+                if (s[j] > mx) mx = s[j];
+            double sum = 0;
+            for (int j = a0; j < a1; j++) sum += exp((double)(s[j] - mx));
+            float lse = a1 > a0 ? mx + (float)log(sum) : 0;
+            double D = 0;
+            for (int j = a0; j < a1; j++) { s[j] = expf(s[j] - lse); D += (double)s[j] * dp[j]; }
+            for (int j = 0; j < nj; j++) {
+                if (j < a0 || j >= a1) { dp[j] = 0; continue; }
+                dp[j] = s[j] * (dp[j] - (float)D);
+            }
+            k->lse[(size_t)t * nH + h] = lse;
+            k->D[(size_t)t * nH + h] = (float)D;
+        }
+        k->vo->gemm_nn(a->dq + (size_t)t0 * nq + (size_t)h * hd, (int)nq, dP, nj, a->k + (size_t)j0 * nk + (size_t)g * hd,
+                       (int)nk, tb, hd, nj);
+    }
+}
+
+static void attf_keys(void *arg, int ith, int nth) {
+    attf_task *k = arg;
+    const g4_attn_bwd *a = k->a;
+    int hd = a->head_dim, nH = a->n_head, nkv = a->n_kv_head, G = nH / nkv, T = a->T, np = a->n_pos;
+    size_t nq = (size_t)nH * hd, nk = (size_t)nkv * hd;
+    float *P = k->scr + (size_t)ith * k->per, *dS = P + (size_t)ATT_B * np;
+    int nb = (np + ATT_B - 1) / ATT_B;
+    long lo, hi;
+    g4_split((long)nkv * nb, ith, nth, &lo, &hi);
+    for (long it = lo; it < hi; it++) {
+        int g = (int)(it / nb), j0 = (int)(it % nb) * ATT_B, j1 = j0 + ATT_B < np ? j0 + ATT_B : np, jb = j1 - j0;
+        int q0 = T, q1 = 0;       /* the queries that see any key of the block */
+        for (int t = 0; t < T; t++)
+            if (a->lo[t] < j1 && a->hi[t] > j0) { if (t < q0) q0 = t; q1 = t + 1; }
+        int nt = q1 - q0;
+        if (nt <= 0) continue;
+        for (int h = g * G; h < (g + 1) * G; h++) {
+            memset(P, 0, (size_t)jb * nt * sizeof(float));
+            memset(dS, 0, (size_t)jb * nt * sizeof(float));
+            k->vo->gemm_nn(P, nt, a->k + (size_t)j0 * nk + (size_t)g * hd, (int)nk, k->qT + (size_t)h * hd * T + q0, T,
+                           jb, nt, hd);
+            k->vo->gemm_nn(dS, nt, a->v + (size_t)j0 * nk + (size_t)g * hd, (int)nk, k->oT + (size_t)h * hd * T + q0,
+                           T, jb, nt, hd);
+            for (int j = j0; j < j1; j++) {
+                float *p = P + (size_t)(j - j0) * nt, *ds = dS + (size_t)(j - j0) * nt;
+                for (int i = 0; i < nt; i++) {
+                    int t = q0 + i;
+                    if (j < a->lo[t] || j >= a->hi[t]) { p[i] = ds[i] = 0; continue; }
+                    float pv = expf(p[i] - k->lse[(size_t)t * nH + h]);
+                    ds[i] = pv * (ds[i] - k->D[(size_t)t * nH + h]);
+                    p[i] = pv;
+                }
+            }
+            k->vo->gemm_nn(a->dk + (size_t)j0 * nk + (size_t)g * hd, (int)nk, dS, nt, a->q + (size_t)q0 * nq + (size_t)h * hd,
+                           (int)nq, jb, hd, nt);
+            k->vo->gemm_nn(a->dv + (size_t)j0 * nk + (size_t)g * hd, (int)nk, P, nt,
+                           a->dout + (size_t)q0 * nq + (size_t)h * hd, (int)nq, jb, hd, nt);
+        }
+    }
+}
+
 void g4_op_attention_bwd(g4_exec *ex, const g4_attn_bwd *a, float *ws) {
+    if (ex->precision == 0 && a->softcap <= 0) {   /* Gemma 4's attention has no softcap */
+        int nth = ex->n_threads;
+        size_t per = 2 * (size_t)ATT_B * (size_t)a->n_pos;
+        if (per < 2 * (size_t)a->n_pos + (size_t)a->head_dim) per = 2 * (size_t)a->n_pos + (size_t)a->head_dim;
+        float *lse = ws + (size_t)nth * per, *D = lse + (size_t)a->n_pos * a->n_head, *kT = D + (size_t)a->n_pos * a->n_head;
+        float *vT = kT + (size_t)a->n_kv_head * a->head_dim * a->n_pos, *qT = vT + (size_t)a->n_kv_head * a->head_dim * a->n_pos;
+        float *oT = qT + (size_t)a->n_head * a->head_dim * a->n_pos;
+        attf_task k = { a, ws, per, lse, D, kT, vT, qT, oT, g4_vec_get() };
+        g4_pool_run(ex->pool, attf_transpose, &k);
+        g4_pool_run(ex->pool, attf_queries, &k);
+        g4_pool_run(ex->pool, attf_keys, &k);
+        return;
+    }
     size_t per = (size_t)ex->n_threads * (2 * (size_t)a->n_pos + (size_t)a->head_dim);
-    attb_task k = { a, ws, ws + per, ws + per + (size_t)a->n_pos * a->n_head };
+    attb_task k = { a, ws, ws + per, ws + per + (size_t)a->n_pos * a->n_head, dot_seq, axpy_seq };
+    if (ex->precision == 0) { k.dot = g4_vec_get()->dot; k.axpy = g4_vec_get()->axpy; }
     g4_pool_run(ex->pool, attb_queries, &k);
     g4_pool_run(ex->pool, attb_keys, &k);
 }

@@ -17,8 +17,14 @@
 
 /* ---- weight products y[t] = W x[t] ------------------------------------------
  * Input gradient dx[t] += W^T dy[t] over the stored rows (any weight type: a
- * frozen, quantized base weight is decoded one row at a time, never whole).
- * row_buf: ex->n_threads * w->n_in floats of scratch. */
+ * frozen, quantized base weight is decoded a row or a panel of rows at a
+ * time, never whole). Exact (ex->precision 1): row by row, axpy per token.
+ * Fast (0): panels of 128 rows x 256 columns decoded to f32, then a
+ * register-tiled product in bf16 pairs with f32 sums (f32 without
+ * AVX512_BF16): relative error ~1e-3 (bf16 rounding of dy and W).
+ * row_buf: g4_op_matmul_bwd_buf_floats(ex->n_threads, largest n_in, largest
+ * T) floats. */
+size_t g4_op_matmul_bwd_buf_floats(int n_threads, int64_t n_in_max, int T_max);
 void g4_op_matmul_bwd_x(g4_exec *ex, const g4_mat *w, int64_t mat, const float *dy, int64_t ldy, int T, float *dx,
                         int64_t ldx, float *row_buf);
 /* Weight gradient dW[o][i] += sum_t dy[t][o] x[t][i]; dW is f32 [n_out][n_in]. */
@@ -33,8 +39,9 @@ void g4_op_rmsnorm_bwd(g4_exec *ex, float *dx, float *dw, const float *x, const 
                        int width, size_t ld, float eps);
 
 /* out = gelu_tanh(g) * u: dg += dout * u * gelu'(g), du += dout * gelu(g)
- * (u NULL: out = gelu(g), du ignored). */
-void g4_op_geglu_bwd(float *dg, float *du, const float *g, const float *u, const float *dout, long n);
+ * (u NULL: out = gelu(g), du ignored). Elementwise: the pool splits long
+ * runs (ex NULL: the calling thread). */
+void g4_op_geglu_bwd(g4_exec *ex, float *dg, float *du, const float *g, const float *u, const float *dout, long n);
 
 /* y = cap * tanh(z / cap) given the output y: dz = dy * (1 - (y/cap)^2), in place on dy. */
 void g4_op_softcap_bwd(float *dy, const float *y, long n, float cap);

@@ -225,10 +225,13 @@ BT static float softmax_row_512(const float *s, int64_t n, float scale, uint16_t
 
 /* C tokens x 32 rows: 2C accumulators, two weight vectors per input pair,
  * each token's pair broadcast */
-BINL void tile(const int C, const uint32_t *pan, int64_t np, const uint16_t *x, size_t xs, float *y, size_t ldy,
-               __mmask16 m0, __mmask16 m1) {
+BINL void tile(const int C, const int add, const uint32_t *pan, int64_t np, const uint16_t *x, size_t xs, float *y,
+               size_t ldy, __mmask16 m0, __mmask16 m1) {
     __m512 a0[12], a1[12];
-    UNROLL for (int c = 0; c < C; c++) a0[c] = a1[c] = _mm512_setzero_ps();
+    UNROLL for (int c = 0; c < C; c++) {
+        a0[c] = add ? _mm512_maskz_loadu_ps(m0, y + (size_t)c * ldy) : _mm512_setzero_ps();
+        a1[c] = add ? _mm512_maskz_loadu_ps(m1, y + (size_t)c * ldy + 16) : _mm512_setzero_ps();
+    }
     for (int64_t p = 0; p < np; p++) {
         const __m512bh w0 = (__m512bh)_mm512_loadu_si512(pan + (size_t)p * G4_BF16_PR),
                        w1 = (__m512bh)_mm512_loadu_si512(pan + (size_t)p * G4_BF16_PR + 16);
@@ -246,8 +249,8 @@ BINL void tile(const int C, const uint32_t *pan, int64_t np, const uint16_t *x, 
     }
 }
 
-BT static void gemm_512(const uint16_t *pan, int64_t n, int nrows, const uint16_t *x, size_t xs, int T, float *y,
-                        size_t ldy) {
+BT static void gemm_512(const int add, const uint16_t *pan, int64_t n, int nrows, const uint16_t *x, size_t xs, int T,
+                        float *y, size_t ldy) {
     const int64_t np = (n + 1) / 2;
     for (int r0 = 0; r0 < nrows; r0 += G4_BF16_PR) {
         const int nr = nrows - r0 < G4_BF16_PR ? nrows - r0 : G4_BF16_PR;
@@ -255,9 +258,9 @@ BT static void gemm_512(const uint16_t *pan, int64_t n, int nrows, const uint16_
                         m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
         const uint32_t *pb = (const uint32_t *)(const void *)(pan + (size_t)r0 * (size_t)np * 2);
         int t = 0;
-        for (; t + 12 <= T; t += 12) tile(12, pb, np, x + (size_t)t * xs, xs, y + (size_t)t * ldy + r0, ldy, m0, m1);
-        for (; t + 4 <= T; t += 4) tile(4, pb, np, x + (size_t)t * xs, xs, y + (size_t)t * ldy + r0, ldy, m0, m1);
-        for (; t < T; t++) tile(1, pb, np, x + (size_t)t * xs, xs, y + (size_t)t * ldy + r0, ldy, m0, m1);
+        for (; t + 12 <= T; t += 12) tile(12, add, pb, np, x + (size_t)t * xs, xs, y + (size_t)t * ldy + r0, ldy, m0, m1);
+        for (; t + 4 <= T; t += 4) tile(4, add, pb, np, x + (size_t)t * xs, xs, y + (size_t)t * ldy + r0, ldy, m0, m1);
+        for (; t < T; t++) tile(1, add, pb, np, x + (size_t)t * xs, xs, y + (size_t)t * ldy + r0, ldy, m0, m1);
     }
 }
 #endif
@@ -292,10 +295,10 @@ void g4_bf16_pack_f32(uint16_t *pan, const float *src, size_t rs, size_t ks, int
     pack_f32_ref(p, src, rs, ks, nr, n, 0);
 }
 
-void g4_bf16_gemm(const uint16_t *pan, int64_t n, int nrows, const uint16_t *x, size_t xs, int T, float *y,
-                  size_t ldy) {
+static void gemm_any(int add, const uint16_t *pan, int64_t n, int nrows, const uint16_t *x, size_t xs, int T,
+                     float *y, size_t ldy) {
 #if defined(__x86_64__)
-    if (g4_bf16_dot_ok()) { gemm_512(pan, n, nrows, x, xs, T, y, ldy); return; }
+    if (g4_bf16_dot_ok()) { gemm_512(add, pan, n, nrows, x, xs, T, y, ldy); return; }
 #endif
     /* no vdpbf16ps: the same products in f32 (callers check g4_bf16_dot_ok
      * first; this keeps the function total) */
@@ -303,7 +306,7 @@ void g4_bf16_gemm(const uint16_t *pan, int64_t n, int nrows, const uint16_t *x, 
     for (int r = 0; r < nrows; r++) {
         const uint16_t *pb = pan + (size_t)(r / G4_BF16_PR) * G4_BF16_PR * (size_t)np * 2;
         for (int t = 0; t < T; t++) {
-            float acc = 0;
+            float acc = add ? y[(size_t)t * ldy + r] : 0;
             for (int64_t p = 0; p < np; p++) {
                 const uint16_t *w = pb + ((size_t)p * G4_BF16_PR + (size_t)(r % G4_BF16_PR)) * 2;
                 const uint16_t *xx = x + (size_t)t * xs + 2 * (size_t)p;
@@ -313,4 +316,14 @@ void g4_bf16_gemm(const uint16_t *pan, int64_t n, int nrows, const uint16_t *x, 
             y[(size_t)t * ldy + r] = acc;
         }
     }
+}
+
+void g4_bf16_gemm(const uint16_t *pan, int64_t n, int nrows, const uint16_t *x, size_t xs, int T, float *y,
+                  size_t ldy) {
+    gemm_any(0, pan, n, nrows, x, xs, T, y, ldy);
+}
+
+void g4_bf16_gemm_add(const uint16_t *pan, int64_t n, int nrows, const uint16_t *x, size_t xs, int T, float *y,
+                      size_t ldy) {
+    gemm_any(1, pan, n, nrows, x, xs, T, y, ldy);
 }

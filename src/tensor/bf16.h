@@ -1,5 +1,6 @@
 /* BF16 products through AVX-512 BF16 (vdpbf16ps: two bf16 multiply-adds per
- * f32 lane, twice the f32 FMA rate) for the media encoders' fast path.
+ * f32 lane, twice the f32 FMA rate) for the media encoders' fast path and
+ * training's backward dX (ops/ops_grad.c).
  *
  * Operands are rounded to bf16 (8 significant bits, RNE): activations once
  * per row (g4_bf16_round_row), weights once per 32-row panel into a small
@@ -49,6 +50,11 @@ void g4_bf16_pack_f32(uint16_t *pan, const float *src, size_t rs, size_t ks, int
  * ceil(n / 2) pairs (g4_bf16_round_row). Needs g4_bf16_dot_ok(). */
 void g4_bf16_gemm(const uint16_t *pan, int64_t n, int nrows, const uint16_t *x, size_t xs, int T, float *y,
                   size_t ldy);
+/* The same with y[t * ldy + r] += the sum (each lane starts from y, then
+ * adds the pairs in order): a reduction split into panels of inputs, as
+ * training's backward dX over decoded weight-row blocks. */
+void g4_bf16_gemm_add(const uint16_t *pan, int64_t n, int nrows, const uint16_t *x, size_t xs, int T, float *y,
+                      size_t ldy);
 
 /* One softmax row for P V: m = max_j scale s[j], p[j] = bf16(e^(scale s[j]
  * - m)) for j < n (p[n] = 0 when n is odd); returns the sum of the p[j] as

@@ -320,6 +320,82 @@ FLOAT_GEMM512(bf16, LD16_BF16, LD8_BF16, S_BF16)
 #undef CT
 #undef HAVE_VNNI
 
+/* ========================================================================== */
+/*  Row decoders (to_float) for Q4_K and Q6_K, 8 lanes: the same products     */
+/*  as quant_ref.c's in the same order (a multiply, then the min's subtract,  */
+/*  never fused), so the bits equal the reference. Training's backward        */
+/*  decodes whole weight panels with them.                                    */
+/* ========================================================================== */
+
+/* 8 bytes -> 8 floats */
+T_AVX2 static inline __m256 u8x8_ps(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)); }
+
+T_AVX2 static void to_float_q4_K_avx2(const void *src, float *y, int64_t n) {
+    const uint8_t *b = src;
+    const __m128i lo4 = _mm_set1_epi8(0x0F);
+    for (int64_t i = 0; i < n; i += QK_K, b += Q4_K_SIZE) {
+        const float d = h2f(b), min = h2f(b + 2);
+        const uint8_t *sc = b + 4, *q = b + 16;
+        for (int j = 0; j < 4; j++, q += 32) {
+            uint8_t s[2], m[2];
+            for (int h = 0; h < 2; h++) {     /* get_scale_min_k4(2j + h) */
+                int k = 2 * j + h;
+                if (k < 4) { s[h] = sc[k] & 63; m[h] = sc[k + 4] & 63; }
+                else {
+                    s[h] = (uint8_t)((sc[k + 4] & 0xF) | ((sc[k - 4] >> 6) << 4));
+                    m[h] = (uint8_t)((sc[k + 4] >> 4) | ((sc[k] >> 6) << 4));
+                }
+            }
+            const __m256 d1 = _mm256_set1_ps(d * s[0]), m1 = _mm256_set1_ps(min * m[0]);
+            const __m256 d2 = _mm256_set1_ps(d * s[1]), m2 = _mm256_set1_ps(min * m[1]);
+            for (int l = 0; l < 32; l += 16) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(q + l));
+                __m128i lo = _mm_and_si128(v, lo4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), lo4);
+                float *y1 = y + i + 64 * j + l, *y2 = y1 + 32;
+                _mm256_storeu_ps(y1, _mm256_sub_ps(_mm256_mul_ps(d1, u8x8_ps(lo)), m1));
+                _mm256_storeu_ps(y1 + 8, _mm256_sub_ps(_mm256_mul_ps(d1, u8x8_ps(_mm_srli_si128(lo, 8))), m1));
+                _mm256_storeu_ps(y2, _mm256_sub_ps(_mm256_mul_ps(d2, u8x8_ps(hi)), m2));
+                _mm256_storeu_ps(y2 + 8, _mm256_sub_ps(_mm256_mul_ps(d2, u8x8_ps(_mm_srli_si128(hi, 8))), m2));
+            }
+        }
+    }
+}
+
+T_AVX2 static void to_float_q6_K_avx2(const void *src, float *y, int64_t n) {
+    const uint8_t *b = src;
+    const __m256i lo4 = _mm256_set1_epi32(0x0F), three = _mm256_set1_epi32(3), off = _mm256_set1_epi32(32);
+    for (int64_t i = 0; i < n; i += QK_K, b += Q6_K_SIZE) {
+        const float d = h2f(b + 208);
+        const uint8_t *ql = b, *qh = b + 128;
+        const int8_t *sc = (const int8_t *)(b + 192);
+        float *yb = y + i;
+        for (int half = 0; half < 2; half++, yb += 128, ql += 64, qh += 32, sc += 8) {
+            for (int l = 0; l < 32; l += 8) {
+                const int is = l / 16;
+                __m256i a = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(ql + l)));
+                __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(ql + l + 32)));
+                __m256i h = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(qh + l)));
+                __m256i q1 = _mm256_or_si256(_mm256_and_si256(a, lo4), _mm256_slli_epi32(_mm256_and_si256(h, three), 4));
+                __m256i q2 = _mm256_or_si256(_mm256_and_si256(c, lo4),
+                                             _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2), three), 4));
+                __m256i q3 = _mm256_or_si256(_mm256_srli_epi32(a, 4),
+                                             _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 4), three), 4));
+                __m256i q4 = _mm256_or_si256(_mm256_srli_epi32(c, 4),
+                                             _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 6), three), 4));
+                /* (d * scale) * q, left to right, as the reference */
+                _mm256_storeu_ps(yb + l, _mm256_mul_ps(_mm256_set1_ps(d * sc[is + 0]),
+                                                       _mm256_cvtepi32_ps(_mm256_sub_epi32(q1, off))));
+                _mm256_storeu_ps(yb + l + 32, _mm256_mul_ps(_mm256_set1_ps(d * sc[is + 2]),
+                                                            _mm256_cvtepi32_ps(_mm256_sub_epi32(q2, off))));
+                _mm256_storeu_ps(yb + l + 64, _mm256_mul_ps(_mm256_set1_ps(d * sc[is + 4]),
+                                                            _mm256_cvtepi32_ps(_mm256_sub_epi32(q3, off))));
+                _mm256_storeu_ps(yb + l + 96, _mm256_mul_ps(_mm256_set1_ps(d * sc[is + 6]),
+                                                            _mm256_cvtepi32_ps(_mm256_sub_epi32(q4, off))));
+            }
+        }
+    }
+}
+
 void g4_quant_x86_fill(int type, int level, g4_type_traits *tr) {
     if (level != G4_CPU_AVX2 && level != G4_CPU_AVX512) return;
     const int v512 = level == G4_CPU_AVX512;
@@ -339,9 +415,17 @@ void g4_quant_x86_fill(int type, int level, g4_type_traits *tr) {
         break;
     case G4_Q8_K: tr->from_float = from_float_q8_K_avx2; break;
     SETK(G4_Q4_0, q4_0)
-    SETK(G4_Q4_K, q4_K)
+    case G4_Q4_K:
+        tr->to_float = to_float_q4_K_avx2;
+        tr->vec_dot = v512 ? vd_q4_K_avx512 : vd_q4_K_avx2;
+        tr->gemm = v512 ? gemm_q4_K_avx512 : gemm_q4_K_avx2;
+        break;
     SETK(G4_Q5_K, q5_K)
-    SETK(G4_Q6_K, q6_K)
+    case G4_Q6_K:
+        tr->to_float = to_float_q6_K_avx2;
+        tr->vec_dot = v512 ? vd_q6_K_avx512 : vd_q6_K_avx2;
+        tr->gemm = v512 ? gemm_q6_K_avx512 : gemm_q6_K_avx2;
+        break;
     SETK(G4_Q3_K, q3_K)
     SETK(G4_Q2_K, q2_K)
     SETK(G4_IQ4_XS, iq4_xs)

@@ -322,9 +322,34 @@ AVX512_INL void gemm_nn_tile(const int R, float *c, int ldc, const float *a, int
             _mm512_mask_storeu_ps(c + (size_t)r * ldc + 16 * q, m[q], acc[r][q]);
 }
 
+/* R rows x one vector of columns, for a last block of <= 16 columns (a
+ * rank-16 adapter's products): the 64-column tile would spend 3 of its 4
+ * FMAs on masked lanes. Each c element is the same FMA chain over k in
+ * order as in gemm_nn_tile, so the results are the same bits. */
+AVX512_INL void gemm_nn_tile1(const int R, float *c, int ldc, const float *a, int lda, const float *b, int ldb,
+                              int K, __mmask16 m) {
+    __m512 acc[8];
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) acc[r] = _mm512_maskz_loadu_ps(m, c + (size_t)r * ldc);
+    for (int k = 0; k < K; k++) {
+        const __m512 bv = _mm512_maskz_loadu_ps(m, b + (size_t)k * ldb);
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
+            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)r * lda + k]), bv, acc[r]);
+    }
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) _mm512_mask_storeu_ps(c + (size_t)r * ldc, m, acc[r]);
+}
+
 AVX512_FN void gemm_nn_avx512(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M, int N,
                               int K) {
     for (int j0 = 0; j0 < N; j0 += 64) {
+        if (N - j0 <= 16) {
+            const __mmask16 m1 = tail_mask(N - j0);
+            int i = 0;
+            for (; i + 8 <= M; i += 8)
+                gemm_nn_tile1(8, c + (size_t)i * ldc + j0, ldc, a + (size_t)i * lda, lda, b + j0, ldb, K, m1);
+            for (; i < M; i++)
+                gemm_nn_tile1(1, c + (size_t)i * ldc + j0, ldc, a + (size_t)i * lda, lda, b + j0, ldb, K, m1);
+            break;
+        }
         __mmask16 m[4];
         for (int q = 0; q < 4; q++) {
             int left = N - j0 - 16 * q;
