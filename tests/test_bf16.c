@@ -117,6 +117,51 @@ TEST(gemm_within_bound) {
     }
 }
 
+/* g4_bf16_gemm_add: onto zeros the same bits as g4_bf16_gemm (each lane
+ * starts at 0 either way); onto y0 within the bound of y0 + the product, and
+ * nothing written past the rows */
+TEST(gemm_add_accumulates) {
+    const int rows = 45, T = 14;
+    const int64_t n = 131;
+    const size_t xs = (size_t)(n + 1) / 2 * 2, ld = rows + 2;
+    float *wv = malloc((size_t)rows * n * sizeof(float)), *x = malloc((size_t)T * n * sizeof(float));
+    fill(wv, (int64_t)rows * n);
+    fill(x, (int64_t)T * n);
+    uint16_t *pan = malloc(g4_bf16_panel_elems(rows, n) * 2), *xb = malloc((size_t)T * xs * 2);
+    const size_t pe = g4_bf16_panel_elems(G4_BF16_PR, n);
+    for (int r = 0; r < rows; r += G4_BF16_PR)
+        g4_bf16_pack_f32(pan + (size_t)(r / G4_BF16_PR) * pe, wv + (size_t)r * n, (size_t)n, 1,
+                         rows - r < G4_BF16_PR ? rows - r : G4_BF16_PR, n);
+    for (int t = 0; t < T; t++) g4_bf16_round_row(x + (size_t)t * n, xb + (size_t)t * xs, n);
+    float *y = malloc((size_t)T * ld * sizeof(float)), *z = malloc((size_t)T * ld * sizeof(float)),
+          *y0 = malloc((size_t)T * ld * sizeof(float));
+    for (size_t i = 0; i < (size_t)T * ld; i++) { y[i] = 7.0f; z[i] = 0; }
+    fill(y0, (int64_t)T * ld);
+    g4_bf16_gemm(pan, n, rows, xb, xs, T, y, ld);
+    g4_bf16_gemm_add(pan, n, rows, xb, xs, T, z, ld);
+    int same = 1, bad = 0, clobbered = 0;
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < rows; r++) same &= memcmp(&y[(size_t)t * ld + r], &z[(size_t)t * ld + r], 4) == 0;
+    CHECK(same);
+    memcpy(z, y0, (size_t)T * ld * sizeof(float));
+    g4_bf16_gemm_add(pan, n, rows, xb, xs, T, z, ld);
+    for (int t = 0; t < T; t++) {
+        for (int r = 0; r < rows; r++) {
+            double ref = y0[(size_t)t * ld + r], abs_sum = fabs(ref);
+            for (int64_t k = 0; k < n; k++) {
+                const double p = (double)wv[(size_t)r * n + k] * x[(size_t)t * n + k];
+                ref += p;
+                abs_sum += fabs(p);
+            }
+            bad += !(fabs(z[(size_t)t * ld + r] - ref) <= bound(G4_F32, n + 1, abs_sum));
+        }
+        for (int r = rows; r < (int)ld; r++) clobbered += z[(size_t)t * ld + r] != y0[(size_t)t * ld + r];
+    }
+    CHECKF(bad == 0, "%d accumulated results past the bound", bad);
+    CHECK(clobbered == 0);
+    free(wv); free(x); free(pan); free(xb); free(y); free(z); free(y0);
+}
+
 /* the strided f32 packers (attention's K rows and V columns) give the same
  * panel as the rows they describe */
 TEST(pack_f32_layouts) {
@@ -199,6 +244,7 @@ int main(void) {
     printf("  bf16 kernels: %s\n", g4_bf16_dot_ok() ? "AVX512_BF16" : "reference (no AVX512_BF16 in use)");
     RUN(round_row_is_nearest_even);
     RUN(gemm_within_bound);
+    RUN(gemm_add_accumulates);
     RUN(pack_f32_layouts);
     RUN(matmul_dispatch);
     if (g4_bf16_dot_ok() && !getenv("GEMMA4C_CPU")) {
