@@ -278,6 +278,101 @@ TEST(sampler_reproducible_and_respects_filters) {
     gemma4c_sampler_free(a);
 }
 
+/* The sampler against a plain reference written here: argmax by a running
+ * best, top-k by sorting the whole vocabulary by (logit desc, id asc), then
+ * the same softmax, top-p and draw (the sampler's splitmix stream). The
+ * sampler skips blocks and reads in place for speed; it must pick the same
+ * token every time, ties, -inf and NaN included. */
+static uint64_t ref_splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static const float *ref_lg;
+static int ref_cmp(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    float u = ref_lg[x], v = ref_lg[y];
+    if (u > v) return -1;
+    if (v > u) return 1;
+    return (x > y) - (x < y);
+}
+static int32_t ref_sample(const float *lg, int n, int k, float temp, float top_p, uint64_t *rng, int32_t *idx,
+                          float *pr) {
+    if (temp <= 0) {
+        int32_t best = 0;
+        for (int i = 1; i < n; i++) if (lg[i] > lg[best]) best = i;
+        return best;
+    }
+    for (int i = 0; i < n; i++) idx[i] = i;
+    ref_lg = lg;
+    qsort(idx, (size_t)n, sizeof *idx, ref_cmp);
+    int m = k;
+    float invt = 1.0f / temp, mx = lg[idx[0]] * invt;
+    double sum = 0;
+    for (int i = 0; i < m; i++) { pr[i] = expf(lg[idx[i]] * invt - mx); sum += pr[i]; }
+    for (int i = 0; i < m; i++) pr[i] = (float)(pr[i] / sum);
+    double c = 0;
+    for (int i = 0; i < m; i++) {
+        c += pr[i];
+        if (c >= top_p) { m = i + 1; break; }
+    }
+    double tot = 0;
+    for (int i = 0; i < m; i++) tot += pr[i];
+    double r = (double)(ref_splitmix(rng) >> 11) * (1.0 / 9007199254740992.0) * tot;
+    for (int i = 0; i < m; i++) {
+        r -= pr[i];
+        if (r < 0) return idx[i];
+    }
+    return idx[m - 1];
+}
+
+TEST(sampler_matches_reference) {
+    enum { V = 20011 }; /* not a multiple of 16: the tail too */
+    float *l = malloc(V * sizeof *l), *pr = malloc(V * sizeof *pr);
+    int32_t *idx = malloc(V * sizeof *idx);
+    uint64_t st = 99;
+    int bad_greedy = 0, bad_topk = 0;
+    for (int round = 0; round < 24 && l && pr && idx; round++) {
+        /* coarse values (many ties), rising or falling trends (the k best
+         * late or early in the vocabulary), some -inf and NaN */
+        for (int i = 0; i < V; i++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            float v = (float)((st >> 33) % 64) / 4.0f;
+            if (round % 3 == 1) v += (float)i * 1e-3f;
+            if (round % 3 == 2) v -= (float)i * 1e-3f;
+            if ((st >> 20) % 97 == 0) v = -INFINITY;
+            if (round >= 12 && (st >> 24) % 211 == 0) v = NAN;
+            l[i] = v;
+        }
+        if (round == 23) l[0] = NAN;
+        if (round == 22) l[V - 1] = 1e9f; /* the best in the tail */
+        int nan_free = round < 12;
+        gemma4c_sampler_params p = gemma4c_sampler_default_params();
+        p.temperature = 0;
+        gemma4c_sampler *g = gemma4c_sampler_new(&p);
+        uint64_t rng = 0;
+        bad_greedy += gemma4c_sampler_sample(g, l, V) != ref_sample(l, V, 0, 0, 1, &rng, idx, pr);
+        gemma4c_sampler_free(g);
+        if (!nan_free) continue; /* qsort needs a total order */
+        p.temperature = round % 2 ? 0.7f : 1.0f;
+        p.top_k = (round / 2) % 2 ? 7 : 64;
+        p.top_p = (round / 4) % 2 ? 1.0f : 0.95f;
+        p.seed = 1000 + (uint64_t)round;
+        gemma4c_sampler *s = gemma4c_sampler_new(&p);
+        rng = p.seed;
+        for (int d = 0; d < 100; d++)
+            bad_topk += gemma4c_sampler_sample(s, l, V) != ref_sample(l, V, p.top_k, p.temperature, p.top_p, &rng, idx, pr);
+        gemma4c_sampler_free(s);
+    }
+    CHECK(l && pr && idx);
+    CHECKF(bad_greedy == 0, "%d greedy picks differ", bad_greedy);
+    CHECKF(bad_topk == 0, "%d top-k draws differ", bad_topk);
+    free(l);
+    free(pr);
+    free(idx);
+}
+
 TEST(sampler_penalties) {
     gemma4c_sampler_params p = gemma4c_sampler_default_params();
     p.temperature = 0;
@@ -586,5 +681,6 @@ int main(void) {
     RUN(sampler_greedy_and_ties);
     RUN(sampler_reproducible_and_respects_filters);
     RUN(sampler_penalties);
+    RUN(sampler_matches_reference);
     return test_summary();
 }
