@@ -18,6 +18,13 @@
 # figure is the server's, and node's event loop and JSON parsing on the same
 # 2 cores took compute time from it. CLIENT=node runs bench/serve_overhead.js
 # instead (same requests, same output). Goal: the HTTP layer costs < 5%.
+# A second table splits each decode step (ms, medians) by the server's own
+# clocks (/metrics: gemma4c_decode_*): the library's step (N / library t/s),
+# the server's forward pass, its whole step (forward + sampling, text and
+# events), and the interval the client sees (N / HTTP t/s). forward vs
+# library: the decode itself slowed in the server process (its other
+# threads, the client); step vs forward: the scheduler's per-token work;
+# HTTP vs step: waiting between steps and delivery.
 # Run it on a quiet machine (uptime load < 1.5).
 #   bench/serve_overhead.sh [MODEL] [THREADS] [TOKENS]
 #   env: PAIRS (default 3), NS (default "1 4 16"), CLIENT (c | node), G4
@@ -52,13 +59,27 @@ for N in $NS; do
         curl -s "$B/tokenize" -d "{\"content\":\"$p\",\"parse_special\":true}"; echo; done |
         python3 -c 'import json,sys; print(json.dumps([t for l in sys.stdin if l.strip() for t in json.loads(l)["tokens"]]))')
     "${CL[@]}" "$B" "$N" 4 "$BAN" >/dev/null   # warm-up
-    : >"$TMP/lib.$N"; : >"$TMP/http.$N"
+    : >"$TMP/lib.$N"; : >"$TMP/http.$N"; : >"$TMP/met.$N"
+    met() { curl -s "$B/metrics" | awk '/^gemma4c_decode_(steps_total|forward_seconds_total|step_seconds_total) /{printf "%s ", $2}'; }
     for _ in $(seq "$PAIRS"); do
         lib "$N" >>"$TMP/lib.$N"
+        m0=$(met)
         "${CL[@]}" "$B" "$N" "$N_TOK" "$BAN" >>"$TMP/http.$N"
+        echo "$m0 $(met)" >>"$TMP/met.$N"
     done
     lib "$N" >>"$TMP/lib.$N"
     kill -TERM "$PID"; wait "$PID" || true; PID=
+    python3 - "$TMP/lib.$N" "$TMP/pp.json" "$TMP/http.$N" "$N" "$TMP/met.$N" >>"$TMP/steps" <<'PY'
+import json, statistics as st, sys
+lib = [next(p["aggregate_tps"] for p in json.loads(l)["parallel"]) for l in open(sys.argv[1]) if l.strip()]
+hs = [json.loads(l) for l in open(sys.argv[3]) if l.strip()]
+n = int(sys.argv[4])
+ms = [[float(x) for x in l.split()] for l in open(sys.argv[5]) if l.strip()]
+fwd = [1e3 * (b[1] - a[1]) / (b[0] - a[0]) for a, b in ((m[:3], m[3:]) for m in ms) if b[0] > a[0]]
+stp = [1e3 * (b[2] - a[2]) / (b[0] - a[0]) for a, b in ((m[:3], m[3:]) for m in ms) if b[0] > a[0]]
+print("%8d %12.2f %12.2f %12.2f %12.2f" % (n, 1e3 * n / st.median(lib), st.median(fwd) if fwd else 0,
+      st.median(stp) if stp else 0, 1e3 * n / st.median(h["aggregate_tps"] for h in hs)))
+PY
     python3 - "$TMP/lib.$N" "$TMP/pp.json" "$TMP/http.$N" "$N" <<'PY'
 import json, statistics as st, sys
 lib = [next(p["aggregate_tps"] for p in json.loads(l)["parallel"]) for l in open(sys.argv[1]) if l.strip()]
@@ -73,4 +94,7 @@ print("%8d %14.2f %14.2f %6.1f%% %14.1f %14.1f %6.1f%%   (t/s shares %s)" % (n, 
       h_ttft, ttft_lib, 100 * ttft_lib / h_ttft, " ".join("%.1f%%" % (100 * s) for s in share)))
 PY
 done
+echo "decode step, ms (medians):"
+printf "%8s %12s %12s %12s %12s\n" clients library "srv forward" "srv step" "http"
+cat "$TMP/steps"
 echo "load after: $(uptime | sed 's/.*load/load/')"

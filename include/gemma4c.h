@@ -737,6 +737,12 @@ typedef struct gemma4c_scheduler_stats {
     uint64_t steps, batch_tokens;  /* forward passes, and tokens in them */
     uint64_t prefix_lookups, prefix_hits;
     uint64_t drafted, draft_accepted;  /* speculative drafts verified, and kept */
+    /* steps without prompt tokens (decoding only): how many, seconds in the
+     * forward pass, seconds in the whole step (forward, sampling, text and
+     * events); with the rate a client sees, they split a server's decode
+     * time into the library's share and the rest */
+    uint64_t decode_steps;
+    double decode_forward_s, decode_step_s;
 } gemma4c_scheduler_stats;
 void gemma4c_scheduler_stats_get(gemma4c_scheduler *s, gemma4c_scheduler_stats *out);
 /* The scheduler's context (for memory statistics; do not decode on it). */

@@ -849,7 +849,14 @@ static int advance(gemma4c_scheduler *s, int seq, const float *logits, int32_t d
     return -1;
 }
 
+static double mono_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
 int gemma4c_scheduler_step(gemma4c_scheduler *s) {
+    double t_step = mono_s(), t_fwd = 0;
     /* cancelled while running: the answer so far (first, so that their
      * sequences take waiting requests in this step) */
     for (int i = 0; i < s->p.n_parallel; i++) {
@@ -946,7 +953,9 @@ int gemma4c_scheduler_step(gemma4c_scheduler *s) {
     }
     if (n > 0) {
         gemma4c_batch b = { .n_tokens = n, .token = s->btok, .seq = s->bseq, .logits = s->bkeep };
+        t_fwd = mono_s();
         int rc = gemma4c_decode(s->c, &b, err, sizeof err);
+        t_fwd = mono_s() - t_fwd;
         pthread_mutex_lock(&s->mu);
         s->st.steps++;
         s->st.batch_tokens += (uint64_t)n;
@@ -1011,7 +1020,13 @@ int gemma4c_scheduler_step(gemma4c_scheduler *s) {
             release(s, i);
         }
     }
+    double t_end = mono_s();
     pthread_mutex_lock(&s->mu);
+    if (n > 0 && n_pre == 0) {
+        s->st.decode_steps++;
+        s->st.decode_forward_s += t_fwd;
+        s->st.decode_step_s += t_end - t_step;
+    }
 #if G4_SCHED_PREFIX
     if (s->p.n_prefix > 0) {
         gemma4c_prefix_stats ps;
