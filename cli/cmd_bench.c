@@ -284,8 +284,9 @@ static int bench_parallel(gemma4c_model *m, const char *model, const int *list, 
     }
     if (!rc && json) {
         printf("{\"model\":\"%s\",\"file\":\"%s\",\"size_bytes\":%llu,\"threads\":%d,\"bandwidth_gbs\":%.2f,"
-               "\"f32_gflops\":%.1f,\"int8_gops\":%.1f,\"tg\":%d,\"depth\":%d,\"parallel\":[",
-               info.name, model, (unsigned long long)info.weight_bytes, threads, bw, f32, i8, tg, depth);
+               "\"f32_gflops\":%.1f,\"int8_gops\":%.1f,\"tg\":%d,\"depth\":%d,\"sampled\":%s,\"parallel\":[",
+               info.name, model, (unsigned long long)info.weight_bytes, threads, bw, f32, i8, tg, depth,
+               g_sample ? "true" : "false");
         for (int li = 0; li < n_list; li++)
             printf("%s{\"n\":%d,\"aggregate_tps\":%.3f,\"per_stream_tps\":%.3f,\"roofline_tps\":%.3f,"
                    "\"roofline_pct\":%.1f,\"limit\":\"%s\",\"peak_rss_bytes\":%.0f,\"plan_bytes\":%.0f}",
