@@ -7,8 +7,8 @@
  *   build/bench/bench_serve_client BASE_URL C T BAN_IDS_JSON
  * BASE_URL is http://HOST:PORT (IPv4 or a name); BAN_IDS_JSON a list of
  * token ids banned by logit_bias -100 so that every answer has T tokens.
- * Output: {"clients","aggregate_tps","p50_ttft_ms","prompt_tokens",
- * "completion_tokens"}, as the node client prints. */
+ * Output: {"clients","aggregate_tps","steady_tps","p50_ttft_ms",
+ * "prompt_tokens","completion_tokens"}, as the node client prints. */
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
@@ -239,9 +239,15 @@ int main(int argc, char **argv) {
         }
     }
     /* as the node client: each stream's rate from its first to its last
-     * token, summed; p50 of the first tokens' times */
-    double agg = 0, *ttft = malloc((size_t)C * sizeof *ttft);
-    long gen = 0;
+     * token, summed; p50 of the first tokens' times. And the steady rate:
+     * tokens that arrived while every stream was decoding (after the last
+     * first token, up to the first last token) over that window. The
+     * scheduler starts a step with the requests that have arrived, so a
+     * late one's prompt can share steps with the others' first decode
+     * tokens; bench --parallel runs its N streams in step from the start,
+     * and so does this window. */
+    double agg = 0, *ttft = malloc((size_t)C * sizeof *ttft), t_all = 0, t_end = 1e30;
+    long gen = 0, in_win = 0;
     if (!ttft) die("out of memory");
     for (int k = 0; k < C; k++) {
         conn *c = &cs[k];
@@ -249,9 +255,14 @@ int main(int argc, char **argv) {
         agg += (double)(c->completion_tokens - 1) / (c->times[c->n_times - 1] - c->times[0]);
         ttft[k] = c->times[0] * 1e3;
         gen += c->completion_tokens;
+        if (c->times[0] > t_all) t_all = c->times[0];
+        if (c->times[c->n_times - 1] < t_end) t_end = c->times[c->n_times - 1];
     }
+    for (int k = 0; k < C; k++)
+        for (int i = 0; i < cs[k].n_times; i++) in_win += cs[k].times[i] > t_all && cs[k].times[i] <= t_end;
+    double steady = t_end > t_all && in_win > 0 ? (double)in_win / (t_end - t_all) : agg;
     qsort(ttft, (size_t)C, sizeof *ttft, cmp_d);
-    printf("{\"clients\":%d,\"aggregate_tps\":%.4f,\"p50_ttft_ms\":%.3f,\"prompt_tokens\":%ld,\"completion_tokens\":%ld}\n",
-           C, agg, ttft[C / 2], cs[0].prompt_tokens, gen);
+    printf("{\"clients\":%d,\"aggregate_tps\":%.4f,\"steady_tps\":%.4f,\"p50_ttft_ms\":%.3f,\"prompt_tokens\":%ld,"
+           "\"completion_tokens\":%ld}\n", C, agg, steady, ttft[C / 2], cs[0].prompt_tokens, gen);
     return 0;
 }

@@ -2,7 +2,12 @@
 # What the HTTP layer of gemma4c serve costs: for 1, 4 and 16 concurrent
 # clients, aggregate generated tokens/s and p50 time to first token over
 # HTTP (streaming chat requests of exactly -n tokens at temperature 1) as a
-# share of the library's own figures:
+# share of the library's own figures. HTTP t/s is the steady rate: tokens
+# that arrived while every stream was decoding, over that window (the
+# scheduler starts a step with the requests that have arrived, so a late
+# request's prompt can share steps with the others' first decode tokens;
+# the library's N streams run in step from the start). The per-stream
+# first-to-last rate, summed (the older figure), is printed beside it.
 #   t/s   `gemma4c bench --parallel N -n T --sample` (N streams in one
 #         forward pass, each token drawn by the server's default sampler:
 #         the same per-token library work as the requests)
@@ -21,7 +26,7 @@
 # A second table splits each decode step (ms, medians) by the server's own
 # clocks (/metrics: gemma4c_decode_*): the library's step (N / library t/s),
 # the server's forward pass, its whole step (forward + sampling, text and
-# events), and the interval the client sees (N / HTTP t/s). forward vs
+# events), and the interval the client sees (N / steady HTTP t/s). forward vs
 # library: the decode itself slowed in the server process (its other
 # threads, the client); step vs forward: the scheduler's per-token work;
 # HTTP vs step: waiting between steps and delivery.
@@ -47,7 +52,7 @@ PID=
 trap '[ -n "$PID" ] && kill -KILL "$PID" 2>/dev/null; rm -rf "$TMP"' EXIT
 "$G4" bench -m "$M" -t "$T" -p 64 -n 0 -r 3 --json >"$TMP/pp.json" 2>/dev/null
 lib() { "$G4" bench -m "$M" -t "$T" --parallel "$1" -n "$N_TOK" -r 1 --ttft-prefix 0 --bw 1 --sample --json 2>/dev/null; }
-printf "%8s %14s %14s %7s %14s %14s %7s\n" clients "http t/s" "library t/s" share "http TTFT ms" "library ms" share
+printf "%8s %14s %14s %7s %14s %14s %7s %12s\n" clients "http t/s" "library t/s" share "http TTFT ms" "library ms" share "first-last"
 for N in $NS; do
     PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     "$G4" serve -m "$M" --port "$PORT" -t "$T" --parallel "$N" --prefix 0 >"$TMP/out" 2>"$TMP/log" &
@@ -78,7 +83,7 @@ ms = [[float(x) for x in l.split()] for l in open(sys.argv[5]) if l.strip()]
 fwd = [1e3 * (b[1] - a[1]) / (b[0] - a[0]) for a, b in ((m[:3], m[3:]) for m in ms) if b[0] > a[0]]
 stp = [1e3 * (b[2] - a[2]) / (b[0] - a[0]) for a, b in ((m[:3], m[3:]) for m in ms) if b[0] > a[0]]
 print("%8d %12.2f %12.2f %12.2f %12.2f" % (n, 1e3 * n / st.median(lib), st.median(fwd) if fwd else 0,
-      st.median(stp) if stp else 0, 1e3 * n / st.median(h["aggregate_tps"] for h in hs)))
+      st.median(stp) if stp else 0, 1e3 * n / st.median(h["steady_tps"] for h in hs)))
 PY
     python3 - "$TMP/lib.$N" "$TMP/pp.json" "$TMP/http.$N" "$N" <<'PY'
 import json, statistics as st, sys
@@ -87,11 +92,13 @@ pp = json.load(open(sys.argv[2]))
 hs = [json.loads(l) for l in open(sys.argv[3]) if l.strip()]
 n = int(sys.argv[4])
 pp_tps = next(r["tps"] for r in pp["results"] if r["test"].startswith("pp"))
-share = [h["aggregate_tps"] / ((lib[i] + lib[i + 1]) / 2) for i, h in enumerate(hs)]
-agg, h_tps, h_ttft = st.median(lib), st.median(h["aggregate_tps"] for h in hs), st.median(h["p50_ttft_ms"] for h in hs)
+share = [h["steady_tps"] / ((lib[i] + lib[i + 1]) / 2) for i, h in enumerate(hs)]
+agg, h_tps, h_ttft = st.median(lib), st.median(h["steady_tps"] for h in hs), st.median(h["p50_ttft_ms"] for h in hs)
+h_fl = st.median(h["aggregate_tps"] for h in hs)
 ttft_lib = 1e3 * (n * hs[0]["prompt_tokens"] / pp_tps + n / agg)
-print("%8d %14.2f %14.2f %6.1f%% %14.1f %14.1f %6.1f%%   (t/s shares %s)" % (n, h_tps, agg, 100 * st.median(share),
-      h_ttft, ttft_lib, 100 * ttft_lib / h_ttft, " ".join("%.1f%%" % (100 * s) for s in share)))
+print("%8d %14.2f %14.2f %6.1f%% %14.1f %14.1f %6.1f%% %12.2f   (t/s shares %s)" % (n, h_tps, agg,
+      100 * st.median(share), h_ttft, ttft_lib, 100 * ttft_lib / h_ttft, h_fl,
+      " ".join("%.1f%%" % (100 * s) for s in share)))
 PY
 done
 echo "decode step, ms (medians):"
