@@ -33,7 +33,7 @@ typedef struct conn {
     long chunk_left;           /* body bytes left in the current chunk; -1: at a size line */
     int done;
     double t0, *times;         /* arrival of each delta with text, seconds after t0 */
-    int n_times;
+    int n_times, cap_times;    /* a delta holds at least one token: T + a margin */
     long prompt_tokens, completion_tokens;
 } conn;
 
@@ -81,7 +81,7 @@ static void on_event(conn *c, char *e, double t) {
     char *k = strstr(d, "\"content\":\"");
     char *r = strstr(d, "\"reasoning_content\":\"");
     int text = (k && k[11] != '"') || (r && r[21] != '"');
-    if (text && c->n_times < MAX_T) c->times[c->n_times++] = t - c->t0;
+    if (text && c->n_times < c->cap_times) c->times[c->n_times++] = t - c->t0;
 }
 
 /* Split the de-chunked text into events at blank lines. */
@@ -193,7 +193,8 @@ int main(int argc, char **argv) {
                          "\"max_tokens\":%d,\"temperature\":1,\"seed\":%d,\"logit_bias\":", k, T, k);
         size_t cap = (size_t)n + strlen(bias) + 512;
         c->req = malloc(cap);
-        c->times = malloc(MAX_T * sizeof *c->times);
+        c->cap_times = T + 64;
+        c->times = malloc((size_t)c->cap_times * sizeof *c->times);
         if (!c->req || !c->times) die("out of memory");
         size_t blen = (size_t)n + strlen(bias) + strlen(",\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
         c->req_len = (size_t)snprintf(c->req, cap,
