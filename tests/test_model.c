@@ -373,6 +373,67 @@ TEST(sampler_matches_reference) {
     free(idx);
 }
 
+/* gemma4c_sampler_sample_biased draws what gemma4c_sampler_sample draws
+ * from a biased copy, with the same seed: duplicate and out-of-range ids,
+ * bans, biases that lift tokens into the top k, greedy, penalties and more
+ * ids than the overlay holds (those two copy). */
+TEST(sampler_biased_matches_copy) {
+    enum { V = 5003 };
+    float *l = malloc(V * sizeof *l), *cp = malloc(V * sizeof *cp);
+    int32_t id[300];
+    float bv[300];
+    uint64_t st = 5;
+    int bad = 0, draws = 0;
+    for (int round = 0; round < 30 && l && cp; round++) {
+        for (int i = 0; i < V; i++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            l[i] = (float)((st >> 33) % 40) / 4.0f;
+            if ((st >> 20) % 101 == 0) l[i] = -INFINITY;
+        }
+        static const int counts[] = { 1, 3, 12, 64, 70, 250 };
+        int nb = counts[round % 6];
+        for (int i = 0; i < nb; i++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            uint64_t r = st >> 33;
+            /* a few ids again (duplicates add up), one out of range */
+            id[i] = i > 2 && r % 5 == 0 ? id[r % (uint64_t)i] : (int32_t)(r % V);
+            if (i == 1) id[i] = V + 7;
+            bv[i] = r % 7 == 0 ? -INFINITY : r % 3 == 0 ? 5.0f : (float)(r % 200) / 10.0f - 10.0f;
+        }
+        /* and ids among the raw best (the end-of-turn tokens a client bans
+         * may well be the likeliest): the first ids at the top value */
+        for (int i = 0, j = 0; i < V && j < nb && j < 40; i++)
+            if (l[i] == 9.75f) {
+                id[j] = i;
+                bv[j] = j % 3 == 0 ? -INFINITY : j % 3 == 1 ? -0.25f : 0.5f;
+                j += 2;
+            }
+        gemma4c_sampler_params p = gemma4c_sampler_default_params();
+        p.temperature = round % 5 == 4 ? 0.0f : round % 2 ? 0.8f : 1.0f;
+        p.top_k = round % 3 == 2 ? 7 : 64;
+        p.top_p = round % 4 == 3 ? 1.0f : 0.95f;
+        if (round % 7 == 6) p.repeat_penalty = 1.3f;
+        p.seed = 77 + (uint64_t)round;
+        gemma4c_sampler *a = gemma4c_sampler_new(&p), *b = gemma4c_sampler_new(&p);
+        for (int d = 0; d < 60 && a && b; d++) {
+            memcpy(cp, l, V * sizeof *l);
+            for (int i = 0; i < nb; i++)
+                if (id[i] >= 0 && id[i] < V) cp[id[i]] += bv[i];
+            int32_t x = gemma4c_sampler_sample_biased(a, l, V, id, bv, nb), y = gemma4c_sampler_sample(b, cp, V);
+            bad += x != y;
+            draws++;
+            gemma4c_sampler_accept(a, y);
+            gemma4c_sampler_accept(b, y);
+        }
+        gemma4c_sampler_free(a);
+        gemma4c_sampler_free(b);
+    }
+    CHECK(l && cp && draws == 30 * 60);
+    CHECKF(bad == 0, "%d of %d draws differ", bad, draws);
+    free(l);
+    free(cp);
+}
+
 TEST(sampler_penalties) {
     gemma4c_sampler_params p = gemma4c_sampler_default_params();
     p.temperature = 0;
@@ -682,5 +743,6 @@ int main(void) {
     RUN(sampler_reproducible_and_respects_filters);
     RUN(sampler_penalties);
     RUN(sampler_matches_reference);
+    RUN(sampler_biased_matches_copy);
     return test_summary();
 }

@@ -816,7 +816,10 @@ static int advance(gemma4c_scheduler *s, int seq, const float *logits, int32_t d
     int V = gemma4c_n_vocab(s->c);
     /* a constraint (JSON schema, tool calls) masks a copy of the logits; it
      * allows an end of turn only where the value is complete */
-    if (r->cons || r->n_bias) {
+    /* a bias alone goes to the sampler beside the logits (no 1 MB copy per
+     * token); logprobs and drafts read the biased logits, so they copy */
+    int sparse = !r->cons && r->n_bias && !r->want_lp && draft < 0;
+    if (r->cons || (r->n_bias && !sparse)) {
         memcpy(s->masked, logits, (size_t)V * sizeof *logits);
         for (int i = 0; i < r->n_bias; i++)
             if (r->bias_id[i] < V) s->masked[r->bias_id[i]] += r->bias_v[i];
@@ -825,7 +828,9 @@ static int advance(gemma4c_scheduler *s, int seq, const float *logits, int32_t d
     }
     *accepted = 0;
     int32_t t = draft >= 0 ? gemma4c_sampler_sample_draft(r->smp, logits, V, draft, NULL, accepted)
+                : sparse   ? gemma4c_sampler_sample_biased(r->smp, logits, V, r->bias_id, r->bias_v, r->n_bias)
                            : gemma4c_sampler_sample(r->smp, logits, V);
+    if (t < 0) return GEMMA4C_FINISH_ERROR;
     gemma4c_sampler_accept(r->smp, t);
     if (r->cons && gemma4c_constraint_accept(r->cons, t)) return GEMMA4C_FINISH_ERROR;
     r->n_gen++;
