@@ -259,9 +259,17 @@ int main(int argc, char **argv) {
         if (c->times[0] > t_all) t_all = c->times[0];
         if (c->times[c->n_times - 1] < t_end) t_end = c->times[c->n_times - 1];
     }
-    for (int k = 0; k < C; k++)
-        for (int i = 0; i < cs[k].n_times; i++) in_win += cs[k].times[i] > t_all && cs[k].times[i] <= t_end;
-    double steady = t_end > t_all && in_win > 0 ? (double)in_win / (t_end - t_all) : agg;
+    /* a token's text can come as several deltas (the chat parser's
+     * pieces): a stream's deltas in the window count as that share of its
+     * tokens (with one stream, exactly the first-to-last rate) */
+    double tok_win = 0;
+    for (int k = 0; k < C; k++) {
+        long d = 0;
+        for (int i = 0; i < cs[k].n_times; i++) d += cs[k].times[i] > t_all && cs[k].times[i] <= t_end;
+        tok_win += (double)d * (double)(cs[k].completion_tokens - 1) / (cs[k].n_times - 1);
+        in_win += d;
+    }
+    double steady = t_end > t_all && in_win > 0 ? tok_win / (t_end - t_all) : agg;
     qsort(ttft, (size_t)C, sizeof *ttft, cmp_d);
     printf("{\"clients\":%d,\"aggregate_tps\":%.4f,\"steady_tps\":%.4f,\"p50_ttft_ms\":%.3f,\"prompt_tokens\":%ld,"
            "\"completion_tokens\":%ld}\n", C, agg, steady, ttft[C / 2], cs[0].prompt_tokens, gen);

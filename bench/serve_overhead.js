@@ -47,7 +47,10 @@ Promise.all(Array.from({ length: C }, (_, k) => one(k))).then((rs) => {
   // (after the last first token, up to the first last token) over that
   // window, as bench --parallel runs its streams in step from the start
   const tAll = Math.max(...rs.map((r) => r.times[0])), tEnd = Math.min(...rs.map((r) => r.times[r.times.length - 1]));
-  const inWin = rs.reduce((n, r) => n + r.times.filter((t) => t > tAll && t <= tEnd).length, 0);
+  // (a token's text can come as several deltas: a stream's deltas in the
+  // window count as that share of its tokens; one stream: first-to-last)
+  const inWin = rs.reduce((n, r) => n + r.times.filter((t) => t > tAll && t <= tEnd).length *
+    (r.usage.completion_tokens - 1) / (r.times.length - 1), 0);
   const steady = tEnd > tAll && inWin > 0 ? inWin / (tEnd - tAll) : agg;
   const ttft = rs.map((r) => r.times[0] * 1e3).sort((a, b) => a - b);
   const gen = rs.reduce((n, r) => n + r.usage.completion_tokens, 0);
