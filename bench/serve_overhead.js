@@ -1,8 +1,8 @@
 // HTTP side of bench/serve_overhead.sh: C clients at once, each one
 // streaming chat request of exactly T generated tokens (the end tokens are
 // banned by logit_bias). Prints one JSON line: aggregate generated t/s
-// (the streams' decode rates, first to last token, summed), p50 time to
-// first token, the prompt's tokens.
+// (the streams' decode rates, first to last token, summed), the steady
+// rate while all streams decode, p50 time to first token, the prompt's tokens.
 //   node serve_overhead.js BASE_URL C T BAN_IDS_JSON
 const http = require('http');
 const [base, cs, ts, banj] = process.argv.slice(2);
@@ -43,8 +43,17 @@ Promise.all(Array.from({ length: C }, (_, k) => one(k))).then((rs) => {
   // may hold part of a token, so tokens come from usage), summed: the
   // streams run together (all N admitted at once, the same length)
   const agg = rs.reduce((x, r) => x + (r.usage.completion_tokens - 1) / (r.times[r.times.length - 1] - r.times[0]), 0);
+  // the steady rate: tokens that arrived while every stream was decoding
+  // (after the last first token, up to the first last token) over that
+  // window, as bench --parallel runs its streams in step from the start
+  const tAll = Math.max(...rs.map((r) => r.times[0])), tEnd = Math.min(...rs.map((r) => r.times[r.times.length - 1]));
+  // (a token's text can come as several deltas: a stream's deltas in the
+  // window count as that share of its tokens; one stream: first-to-last)
+  const inWin = rs.reduce((n, r) => n + r.times.filter((t) => t > tAll && t <= tEnd).length *
+    (r.usage.completion_tokens - 1) / (r.times.length - 1), 0);
+  const steady = tEnd > tAll && inWin > 0 ? inWin / (tEnd - tAll) : agg;
   const ttft = rs.map((r) => r.times[0] * 1e3).sort((a, b) => a - b);
   const gen = rs.reduce((n, r) => n + r.usage.completion_tokens, 0);
-  console.log(JSON.stringify({ clients: C, aggregate_tps: agg, p50_ttft_ms: ttft[Math.floor(ttft.length / 2)],
+  console.log(JSON.stringify({ clients: C, aggregate_tps: agg, steady_tps: steady, p50_ttft_ms: ttft[Math.floor(ttft.length / 2)],
     prompt_tokens: rs[0].usage.prompt_tokens, completion_tokens: gen }));
 }).catch((e) => { console.log(JSON.stringify({ error: String(e) })); process.exit(1); });

@@ -128,6 +128,11 @@ static void fill_ids(int32_t *ids, int n, int n_vocab, uint64_t seed) {
 /* --kv-type as given (enum gemma4c_kv_type), resolved by the context; the
  * cost model's bytes follow it */
 static int g_kv_type;
+/* --sample: each stream's next token drawn from its logits with the
+ * server's default sampler (temperature 1, top-k 64, top-p 0.95), as a
+ * served request at temperature 1 does per token; else the next tokens are
+ * a fixed sequence and the logits are computed but not read */
+static int g_sample;
 
 static int bench_parallel(gemma4c_model *m, const char *model, const int *list, int n_list, int tg, int depth,
                           int reps, int threads, int exact, double bw, double i8, double f32, int ttft_prefix,
@@ -176,13 +181,26 @@ static int bench_parallel(gemma4c_model *m, const char *model, const int *list, 
                 }
             }
             for (int q = 0; q < N; q++) { seq[q] = q; keep[q] = 1; tok[q] = (int32_t)(1000 + 37 * q) % info.n_vocab; }
+            gemma4c_sampler **smp = g_sample ? calloc((size_t)N, sizeof *smp) : NULL;
+            for (int q = 0; smp && q < N; q++) {
+                gemma4c_sampler_params sp = gemma4c_sampler_default_params();
+                sp.seed = (uint64_t)q;
+                if (!(smp[q] = gemma4c_sampler_new(&sp))) rc = 1;
+            }
+            if (g_sample && (!smp || rc)) { rc = 1; snprintf(err, sizeof err, "out of memory"); }
             double t0 = now();
             for (int k = 0; k < tg && !rc; k++) {
                 gemma4c_batch b = { .n_tokens = N, .token = tok, .seq = seq, .logits = keep };
                 if (gemma4c_decode(c, &b, err, sizeof err)) rc = 1;
-                for (int q = 0; q < N; q++) tok[q] = (int32_t)((tok[q] * 7 + 13) % info.n_vocab);
+                for (int q = 0; q < N && !rc; q++) {
+                    if (!smp) { tok[q] = (int32_t)((tok[q] * 7 + 13) % info.n_vocab); continue; }
+                    tok[q] = gemma4c_sampler_sample(smp[q], gemma4c_logits_ith(c, q), info.n_vocab);
+                    gemma4c_sampler_accept(smp[q], tok[q]);
+                }
             }
             t[r] = tg / (now() - t0);
+            for (int q = 0; smp && q < N; q++) gemma4c_sampler_free(smp[q]);
+            free(smp);
         }
         if (rc) { if (c) fprintf(stderr, "gemma4c: %s\n", err); }
         else {
@@ -266,8 +284,9 @@ static int bench_parallel(gemma4c_model *m, const char *model, const int *list, 
     }
     if (!rc && json) {
         printf("{\"model\":\"%s\",\"file\":\"%s\",\"size_bytes\":%llu,\"threads\":%d,\"bandwidth_gbs\":%.2f,"
-               "\"f32_gflops\":%.1f,\"int8_gops\":%.1f,\"tg\":%d,\"depth\":%d,\"parallel\":[",
-               info.name, model, (unsigned long long)info.weight_bytes, threads, bw, f32, i8, tg, depth);
+               "\"f32_gflops\":%.1f,\"int8_gops\":%.1f,\"tg\":%d,\"depth\":%d,\"sampled\":%s,\"parallel\":[",
+               info.name, model, (unsigned long long)info.weight_bytes, threads, bw, f32, i8, tg, depth,
+               g_sample ? "true" : "false");
         for (int li = 0; li < n_list; li++)
             printf("%s{\"n\":%d,\"aggregate_tps\":%.3f,\"per_stream_tps\":%.3f,\"roofline_tps\":%.3f,"
                    "\"roofline_pct\":%.1f,\"limit\":\"%s\",\"peak_rss_bytes\":%.0f,\"plan_bytes\":%.0f}",
@@ -349,6 +368,9 @@ int cmd_bench(int argc, char **argv) {
                    "               prompt whose first --ttft-prefix tokens are in the prefix cache,\n"
                    "               against the same prompt cold\n"
                    "  --ttft-prefix N  cached prompt tokens for that (default 2000; 0 skips it)\n"
+                   "  --sample     with --parallel: draw each stream's next token with the server's\n"
+                   "               default sampler (temperature 1, top-k 64, top-p 0.95), as a\n"
+                   "               served request does (default: a fixed token sequence)\n"
                    "  --spec [K,K...]  instead of pp/tg: speculative decoding's mechanism: one pass\n"
                    "               verifying K drafts (default 2,4,8) against one plain decode step\n"
                    "               at depth -d, then -n greedy tokens plainly and with a drafter\n"
@@ -386,6 +408,7 @@ int cmd_bench(int argc, char **argv) {
                 n_plist = 5;
             }
         }
+        else if (!strcmp(a, "--sample")) g_sample = 1;
         else if (!strcmp(a, "--ttft-prefix")) { bad = geti(a, v, 0, 1 << 20, &ttft); i++; }
         else if (!strcmp(a, "--spec")) {
             if (v && v[0] >= '0' && v[0] <= '9') {

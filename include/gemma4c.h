@@ -340,6 +340,12 @@ gemma4c_sampler *gemma4c_sampler_new(const gemma4c_sampler_params *p);
 void gemma4c_sampler_free(gemma4c_sampler *s);
 /* Pick a token from n_vocab logits (not modified). */
 int32_t gemma4c_sampler_sample(gemma4c_sampler *s, const float *logits, int n_vocab);
+/* The same draw from the logits with bias[i] added to logit id[i] (in
+ * order; -INFINITY bans; ids outside the vocabulary are skipped): OpenAI's
+ * logit_bias without a biased copy of the whole vocabulary (up to 64
+ * distinct ids with top-k or greedy; beyond that it copies). -1: out of memory. */
+int32_t gemma4c_sampler_sample_biased(gemma4c_sampler *s, const float *logits, int n_vocab, const int32_t *id,
+                                      const float *bias, int n_bias);
 /* Tell the sampler which token was chosen/fed (for the penalties). */
 void gemma4c_sampler_accept(gemma4c_sampler *s, int32_t token);
 void gemma4c_sampler_reset(gemma4c_sampler *s);
@@ -737,6 +743,12 @@ typedef struct gemma4c_scheduler_stats {
     uint64_t steps, batch_tokens;  /* forward passes, and tokens in them */
     uint64_t prefix_lookups, prefix_hits;
     uint64_t drafted, draft_accepted;  /* speculative drafts verified, and kept */
+    /* steps without prompt tokens (decoding only): how many, seconds in the
+     * forward pass, seconds in the whole step (forward, sampling, text and
+     * events); with the rate a client sees, they split a server's decode
+     * time into the library's share and the rest */
+    uint64_t decode_steps;
+    double decode_forward_s, decode_step_s;
 } gemma4c_scheduler_stats;
 void gemma4c_scheduler_stats_get(gemma4c_scheduler *s, gemma4c_scheduler_stats *out);
 /* The scheduler's context (for memory statistics; do not decode on it). */

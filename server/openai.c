@@ -357,6 +357,15 @@ static int metrics(srv *S, http_req *r) {
         (unsigned long long)st.cached_tokens, (unsigned long long)st.completion_tokens, st.active, st.queued,
         st.n_parallel, (unsigned long long)st.steps, (unsigned long long)st.batch_tokens,
         (unsigned long long)st.prefix_lookups, (unsigned long long)st.prefix_hits, hr, he);
+    if (n > 0 && (size_t)n < sizeof t)
+        n += snprintf(t + n, sizeof t - (size_t)n,
+            "# HELP gemma4c_decode_steps_total Forward passes with no prompt tokens.\n"
+            "# TYPE gemma4c_decode_steps_total counter\ngemma4c_decode_steps_total %llu\n"
+            "# HELP gemma4c_decode_forward_seconds_total Their time in the forward pass.\n"
+            "# TYPE gemma4c_decode_forward_seconds_total counter\ngemma4c_decode_forward_seconds_total %.6f\n"
+            "# HELP gemma4c_decode_step_seconds_total Their whole steps: forward, sampling, text, events.\n"
+            "# TYPE gemma4c_decode_step_seconds_total counter\ngemma4c_decode_step_seconds_total %.6f\n",
+            (unsigned long long)st.decode_steps, st.decode_forward_s, st.decode_step_s);
     return reply_text(r, 200, "text/plain; version=0.0.4", t, (size_t)n < sizeof t ? (size_t)n : sizeof t - 1);
 }
 

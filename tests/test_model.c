@@ -278,6 +278,162 @@ TEST(sampler_reproducible_and_respects_filters) {
     gemma4c_sampler_free(a);
 }
 
+/* The sampler against a plain reference written here: argmax by a running
+ * best, top-k by sorting the whole vocabulary by (logit desc, id asc), then
+ * the same softmax, top-p and draw (the sampler's splitmix stream). The
+ * sampler skips blocks and reads in place for speed; it must pick the same
+ * token every time, ties, -inf and NaN included. */
+static uint64_t ref_splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static const float *ref_lg;
+static int ref_cmp(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    float u = ref_lg[x], v = ref_lg[y];
+    if (u > v) return -1;
+    if (v > u) return 1;
+    return (x > y) - (x < y);
+}
+static int32_t ref_sample(const float *lg, int n, int k, float temp, float top_p, uint64_t *rng, int32_t *idx,
+                          float *pr) {
+    if (temp <= 0) {
+        int32_t best = 0;
+        for (int i = 1; i < n; i++) if (lg[i] > lg[best]) best = i;
+        return best;
+    }
+    for (int i = 0; i < n; i++) idx[i] = i;
+    ref_lg = lg;
+    qsort(idx, (size_t)n, sizeof *idx, ref_cmp);
+    int m = k;
+    float invt = 1.0f / temp, mx = lg[idx[0]] * invt;
+    double sum = 0;
+    for (int i = 0; i < m; i++) { pr[i] = expf(lg[idx[i]] * invt - mx); sum += pr[i]; }
+    for (int i = 0; i < m; i++) pr[i] = (float)(pr[i] / sum);
+    double c = 0;
+    for (int i = 0; i < m; i++) {
+        c += pr[i];
+        if (c >= top_p) { m = i + 1; break; }
+    }
+    double tot = 0;
+    for (int i = 0; i < m; i++) tot += pr[i];
+    double r = (double)(ref_splitmix(rng) >> 11) * (1.0 / 9007199254740992.0) * tot;
+    for (int i = 0; i < m; i++) {
+        r -= pr[i];
+        if (r < 0) return idx[i];
+    }
+    return idx[m - 1];
+}
+
+TEST(sampler_matches_reference) {
+    enum { V = 20011 }; /* not a multiple of 16: the tail too */
+    float *l = malloc(V * sizeof *l), *pr = malloc(V * sizeof *pr);
+    int32_t *idx = malloc(V * sizeof *idx);
+    uint64_t st = 99;
+    int bad_greedy = 0, bad_topk = 0;
+    for (int round = 0; round < 24 && l && pr && idx; round++) {
+        /* coarse values (many ties), rising or falling trends (the k best
+         * late or early in the vocabulary), some -inf and NaN */
+        for (int i = 0; i < V; i++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            float v = (float)((st >> 33) % 64) / 4.0f;
+            if (round % 3 == 1) v += (float)i * 1e-3f;
+            if (round % 3 == 2) v -= (float)i * 1e-3f;
+            if ((st >> 20) % 97 == 0) v = -INFINITY;
+            if (round >= 12 && (st >> 24) % 211 == 0) v = NAN;
+            l[i] = v;
+        }
+        if (round == 23) l[0] = NAN;
+        if (round == 22) l[V - 1] = 1e9f; /* the best in the tail */
+        int nan_free = round < 12;
+        gemma4c_sampler_params p = gemma4c_sampler_default_params();
+        p.temperature = 0;
+        gemma4c_sampler *g = gemma4c_sampler_new(&p);
+        uint64_t rng = 0;
+        bad_greedy += gemma4c_sampler_sample(g, l, V) != ref_sample(l, V, 0, 0, 1, &rng, idx, pr);
+        gemma4c_sampler_free(g);
+        if (!nan_free) continue; /* qsort needs a total order */
+        p.temperature = round % 2 ? 0.7f : 1.0f;
+        p.top_k = (round / 2) % 2 ? 7 : 64;
+        p.top_p = (round / 4) % 2 ? 1.0f : 0.95f;
+        p.seed = 1000 + (uint64_t)round;
+        gemma4c_sampler *s = gemma4c_sampler_new(&p);
+        rng = p.seed;
+        for (int d = 0; d < 100; d++)
+            bad_topk += gemma4c_sampler_sample(s, l, V) != ref_sample(l, V, p.top_k, p.temperature, p.top_p, &rng, idx, pr);
+        gemma4c_sampler_free(s);
+    }
+    CHECK(l && pr && idx);
+    CHECKF(bad_greedy == 0, "%d greedy picks differ", bad_greedy);
+    CHECKF(bad_topk == 0, "%d top-k draws differ", bad_topk);
+    free(l);
+    free(pr);
+    free(idx);
+}
+
+/* gemma4c_sampler_sample_biased draws what gemma4c_sampler_sample draws
+ * from a biased copy, with the same seed: duplicate and out-of-range ids,
+ * bans, biases that lift tokens into the top k, greedy, penalties and more
+ * ids than the overlay holds (those two copy). */
+TEST(sampler_biased_matches_copy) {
+    enum { V = 5003 };
+    float *l = malloc(V * sizeof *l), *cp = malloc(V * sizeof *cp);
+    int32_t id[300];
+    float bv[300];
+    uint64_t st = 5;
+    int bad = 0, draws = 0;
+    for (int round = 0; round < 30 && l && cp; round++) {
+        for (int i = 0; i < V; i++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            l[i] = (float)((st >> 33) % 40) / 4.0f;
+            if ((st >> 20) % 101 == 0) l[i] = -INFINITY;
+        }
+        static const int counts[] = { 1, 3, 12, 64, 70, 250 };
+        int nb = counts[round % 6];
+        for (int i = 0; i < nb; i++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            uint64_t r = st >> 33;
+            /* a few ids again (duplicates add up), one out of range */
+            id[i] = i > 2 && r % 5 == 0 ? id[r % (uint64_t)i] : (int32_t)(r % V);
+            if (i == 1) id[i] = V + 7;
+            bv[i] = r % 7 == 0 ? -INFINITY : r % 3 == 0 ? 5.0f : (float)(r % 200) / 10.0f - 10.0f;
+        }
+        /* and ids among the raw best (the end-of-turn tokens a client bans
+         * may well be the likeliest): the first ids at the top value */
+        for (int i = 0, j = 0; i < V && j < nb && j < 40; i++)
+            if (l[i] == 9.75f) {
+                id[j] = i;
+                bv[j] = j % 3 == 0 ? -INFINITY : j % 3 == 1 ? -0.25f : 0.5f;
+                j += 2;
+            }
+        gemma4c_sampler_params p = gemma4c_sampler_default_params();
+        p.temperature = round % 5 == 4 ? 0.0f : round % 2 ? 0.8f : 1.0f;
+        p.top_k = round % 3 == 2 ? 7 : 64;
+        p.top_p = round % 4 == 3 ? 1.0f : 0.95f;
+        if (round % 7 == 6) p.repeat_penalty = 1.3f;
+        p.seed = 77 + (uint64_t)round;
+        gemma4c_sampler *a = gemma4c_sampler_new(&p), *b = gemma4c_sampler_new(&p);
+        for (int d = 0; d < 60 && a && b; d++) {
+            memcpy(cp, l, V * sizeof *l);
+            for (int i = 0; i < nb; i++)
+                if (id[i] >= 0 && id[i] < V) cp[id[i]] += bv[i];
+            int32_t x = gemma4c_sampler_sample_biased(a, l, V, id, bv, nb), y = gemma4c_sampler_sample(b, cp, V);
+            bad += x != y;
+            draws++;
+            gemma4c_sampler_accept(a, y);
+            gemma4c_sampler_accept(b, y);
+        }
+        gemma4c_sampler_free(a);
+        gemma4c_sampler_free(b);
+    }
+    CHECK(l && cp && draws == 30 * 60);
+    CHECKF(bad == 0, "%d of %d draws differ", bad, draws);
+    free(l);
+    free(cp);
+}
+
 TEST(sampler_penalties) {
     gemma4c_sampler_params p = gemma4c_sampler_default_params();
     p.temperature = 0;
@@ -586,5 +742,7 @@ int main(void) {
     RUN(sampler_greedy_and_ties);
     RUN(sampler_reproducible_and_respects_filters);
     RUN(sampler_penalties);
+    RUN(sampler_matches_reference);
+    RUN(sampler_biased_matches_copy);
     return test_summary();
 }

@@ -167,6 +167,11 @@ static void greedy_vs_session(int prec) {
     CHECK(!k.bad_order);
     gemma4c_scheduler_stats_get(s, &st);
     CHECK(st.completed == 6 && st.active == 0 && st.queued == 0);
+    /* the decode-only steps are timed: some of the steps, forward within step */
+    CHECKF(st.decode_steps > 0 && st.decode_steps < st.steps && st.decode_forward_s > 0 &&
+               st.decode_forward_s <= st.decode_step_s,
+           "decode steps %llu of %llu, forward %g s, step %g s", (unsigned long long)st.decode_steps,
+           (unsigned long long)st.steps, st.decode_forward_s, st.decode_step_s);
     for (int i = 0; i < 6; i++) {
         const char *d = done_of(&k, ids[i]);
         CHECKF(d, "request %d has no result (%s)", i, k.error[i] ? k.error[i] : "no error either");

@@ -70,6 +70,9 @@ typedef struct request {
     float *bias_v;             /* added to the logit; -INFINITY bans */
     char *hold;                /* output held back while it may start a stop string */
     size_t hold_len, hold_cap;
+    char *pend;                /* text deltas of this token not yet sent (one event per kind and token) */
+    size_t pend_len, pend_cap;
+    int pend_kind;
     int failed;                /* out of memory in the parser */
     int stopped;               /* a stop string ended the text */
     int want_lp, top_lp;       /* "logprobs", "top_logprobs" (0..20) */
@@ -130,6 +133,7 @@ static void request_free(request *r) {
     free(r->bias_id);
     free(r->bias_v);
     free(r->hold);
+    free(r->pend);
     free(r->text);
     json_decref(r->lp);
     free(r);
@@ -524,10 +528,39 @@ void gemma4c_scheduler_stats_get(gemma4c_scheduler *s, gemma4c_scheduler_stats *
 
 /* ---- output ------------------------------------------------------------------ */
 
-static void on_delta(void *user, const gemma4c_delta *d) {
-    request *r = user;
+static void send_delta(request *r, const gemma4c_delta *d) {
     gemma4c_event e = { .kind = GEMMA4C_EVENT_DELTA, .id = r->id, .delta = d };
     if (r->fn) r->fn(r->user, &e);
+}
+
+/* The held text deltas as one event. */
+static void flush_deltas(request *r) {
+    if (!r->pend_len) return;
+    gemma4c_delta d = { .kind = r->pend_kind, .text = r->pend, .len = r->pend_len };
+    r->pend_len = 0;
+    send_delta(r, &d);
+}
+
+/* The parser can split one token's text into several deltas (it holds a
+ * '<' until it knows no marker starts there): consecutive text deltas of
+ * one kind are joined and sent once per token (flush_deltas at the end of
+ * advance, before the final event and before an error), so that a stream
+ * costs one event, one wake of its HTTP thread and one write per token. */
+static void on_delta(void *user, const gemma4c_delta *d) {
+    request *r = user;
+    int text = (d->kind == GEMMA4C_DELTA_CONTENT || d->kind == GEMMA4C_DELTA_REASONING) && d->len > 0;
+    if (r->pend_len && (!text || d->kind != r->pend_kind)) flush_deltas(r);
+    if (!text) { send_delta(r, d); return; }
+    if (r->pend_len + d->len > r->pend_cap) {
+        size_t cap = (r->pend_len + d->len) * 2 + 64;
+        char *p = realloc(r->pend, cap);
+        if (!p) { flush_deltas(r); send_delta(r, d); return; }
+        r->pend = p;
+        r->pend_cap = cap;
+    }
+    memcpy(r->pend + r->pend_len, d->text, d->len);
+    r->pend_len += d->len;
+    r->pend_kind = d->kind;
 }
 
 /* Length of the valid UTF-8 character at p (n bytes left), 0 if invalid. */
@@ -625,6 +658,7 @@ static const char *finish_name(int finish, int tool_calls) {
 }
 
 static void emit_error(request *r, const char *msg) {
+    flush_deltas(r);
     gemma4c_event e = { .kind = GEMMA4C_EVENT_ERROR, .id = r->id, .error = msg };
     if (r->fn) r->fn(r->user, &e);
 }
@@ -660,6 +694,7 @@ static int complete(request *r, int finish) {
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!text) { emit_error(r, "out of memory"); return -1; }
+    flush_deltas(r);
     gemma4c_event e = { .kind = GEMMA4C_EVENT_DONE, .id = r->id, .json = text, .len = strlen(text),
                         .finish = finish };
     if (r->fn) r->fn(r->user, &e);
@@ -811,12 +846,15 @@ static json_t *logprob_entry(gemma4c_scheduler *s, const float *logits, int V, i
 /* Sample the next token of the request on seq from logits. Returns -1 to
  * go on, else how it ended (enum gemma4c_finish; FINISH_ERROR: out of
  * memory). Nothing is released here: that would drop the step's logits. */
-static int advance(gemma4c_scheduler *s, int seq, const float *logits, int32_t draft, int *accepted) {
+static int advance_tok(gemma4c_scheduler *s, int seq, const float *logits, int32_t draft, int *accepted) {
     request *r = s->slot[seq];
     int V = gemma4c_n_vocab(s->c);
     /* a constraint (JSON schema, tool calls) masks a copy of the logits; it
      * allows an end of turn only where the value is complete */
-    if (r->cons || r->n_bias) {
+    /* a bias alone goes to the sampler beside the logits (no 1 MB copy per
+     * token); logprobs and drafts read the biased logits, so they copy */
+    int sparse = !r->cons && r->n_bias && !r->want_lp && draft < 0;
+    if (r->cons || (r->n_bias && !sparse)) {
         memcpy(s->masked, logits, (size_t)V * sizeof *logits);
         for (int i = 0; i < r->n_bias; i++)
             if (r->bias_id[i] < V) s->masked[r->bias_id[i]] += r->bias_v[i];
@@ -825,7 +863,9 @@ static int advance(gemma4c_scheduler *s, int seq, const float *logits, int32_t d
     }
     *accepted = 0;
     int32_t t = draft >= 0 ? gemma4c_sampler_sample_draft(r->smp, logits, V, draft, NULL, accepted)
+                : sparse   ? gemma4c_sampler_sample_biased(r->smp, logits, V, r->bias_id, r->bias_v, r->n_bias)
                            : gemma4c_sampler_sample(r->smp, logits, V);
+    if (t < 0) return GEMMA4C_FINISH_ERROR;
     gemma4c_sampler_accept(r->smp, t);
     if (r->cons && gemma4c_constraint_accept(r->cons, t)) return GEMMA4C_FINISH_ERROR;
     r->n_gen++;
@@ -849,7 +889,20 @@ static int advance(gemma4c_scheduler *s, int seq, const float *logits, int32_t d
     return -1;
 }
 
+static int advance(gemma4c_scheduler *s, int seq, const float *logits, int32_t draft, int *accepted) {
+    int rc = advance_tok(s, seq, logits, draft, accepted);
+    flush_deltas(s->slot[seq]);
+    return rc;
+}
+
+static double mono_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
 int gemma4c_scheduler_step(gemma4c_scheduler *s) {
+    double t_step = mono_s(), t_fwd = 0;
     /* cancelled while running: the answer so far (first, so that their
      * sequences take waiting requests in this step) */
     for (int i = 0; i < s->p.n_parallel; i++) {
@@ -946,7 +999,9 @@ int gemma4c_scheduler_step(gemma4c_scheduler *s) {
     }
     if (n > 0) {
         gemma4c_batch b = { .n_tokens = n, .token = s->btok, .seq = s->bseq, .logits = s->bkeep };
+        t_fwd = mono_s();
         int rc = gemma4c_decode(s->c, &b, err, sizeof err);
+        t_fwd = mono_s() - t_fwd;
         pthread_mutex_lock(&s->mu);
         s->st.steps++;
         s->st.batch_tokens += (uint64_t)n;
@@ -1011,7 +1066,13 @@ int gemma4c_scheduler_step(gemma4c_scheduler *s) {
             release(s, i);
         }
     }
+    double t_end = mono_s();
     pthread_mutex_lock(&s->mu);
+    if (n > 0 && n_pre == 0) {
+        s->st.decode_steps++;
+        s->st.decode_forward_s += t_fwd;
+        s->st.decode_step_s += t_end - t_step;
+    }
 #if G4_SCHED_PREFIX
     if (s->p.n_prefix > 0) {
         gemma4c_prefix_stats ps;

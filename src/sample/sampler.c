@@ -20,7 +20,18 @@ struct gemma4c_sampler {
     float *logit;
     int32_t *idx;
     int cap;
+    float *biased;        /* [n_vocab] the logits + a bias, when no overlay can do */
+    int biased_cap;
 };
+
+/* A sparse bias read beside the logits instead of a biased copy of them:
+ * at most OV_MAX distinct ids with their biased values. */
+enum { OV_MAX = 64, CV_MAX = 2 * OV_MAX + 1024 };
+typedef struct {
+    int n;
+    int32_t id[OV_MAX];
+    float v[OV_MAX];
+} overlay;
 
 gemma4c_sampler_params gemma4c_sampler_default_params(void) {
     gemma4c_sampler_params p = { .temperature = 1.0f, .top_k = 64, .top_p = 0.95f, .min_p = 0.0f,
@@ -52,6 +63,7 @@ void gemma4c_sampler_free(gemma4c_sampler *s) {
     free(s->hist);
     free(s->logit);
     free(s->idx);
+    free(s->biased);
     free(s);
 }
 
@@ -66,12 +78,35 @@ void gemma4c_sampler_accept(gemma4c_sampler *s, int32_t tok) {
     if (s->hist_n < s->hist_cap) s->hist_n++;
 }
 
-static int32_t argmax(const float *x, int n) {
-    int32_t best = 0;
-    for (int i = 1; i < n; i++) if (x[i] > x[best]) best = i;
-    return best;
+/* Largest of x[0..16), NaN ignored unless all are (the vectorizable form). */
+static float max16(const float *x) {
+    float m[8];
+    for (int l = 0; l < 8; l++) m[l] = x[l + 8] > x[l] ? x[l + 8] : x[l];
+    for (int l = 0; l < 4; l++) m[l] = m[l + 4] > m[l] ? m[l + 4] : m[l];
+    m[0] = m[2] > m[0] ? m[2] : m[0];
+    m[1] = m[3] > m[1] ? m[3] : m[1];
+    return m[1] > m[0] ? m[1] : m[0];
 }
 
+/* Argmax, lowest id on ties; NaN never wins (and a NaN at 0 wins, as the
+ * plain `x[i] > x[best]` loop had it). By blocks of 16: the first block
+ * whose (vectorized) maximum beats the best so far, then the first index
+ * in it holding that maximum. One running best index would be a
+ * load-compare chain: ~1 ms over 262,144 logits, against ~0.1 ms. */
+static int32_t argmax(const float *x, int n) {
+    if (!(x[0] == x[0])) return 0;
+    float mx = x[0];
+    int blk = -1, best = 0, i = 0;
+    for (; i + 16 <= n; i += 16) {
+        float bm = max16(x + i);
+        if (bm > mx) { mx = bm; blk = i; }
+    }
+    if (blk >= 0)
+        for (best = blk; x[best] != mx; best++) {}
+    for (; i < n; i++)
+        if (x[i] > mx) { mx = x[i]; best = i; }
+    return best;
+}
 
 /* Sort the first n of idx by logit without global state: insertion into a
  * bounded heap would be faster for small k; n is at most top_k or the
@@ -96,12 +131,13 @@ static void sort_idx(int32_t *idx, int n, const float *lg, int32_t *tmp) {
  * weights pr[0..m) (descending, summing to *tot), in the sampler's work
  * arrays. Returns m, or 0 when the choice is the argmax (*best; greedy),
  * or -1 for n <= 0. */
-static int distribution(gemma4c_sampler *s, const float *logits, int n, int32_t *best, float **prp, double *totp) {
+static int distribution(gemma4c_sampler *s, const float *logits, int n, const overlay *ov, int32_t *best,
+                        float **prp, double *totp) {
     if (n <= 0) return -1;
     const gemma4c_sampler_params *p = &s->p;
     bool penal = s->hist_n > 0 && (p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f ||
                                    p->frequency_penalty != 0.0f);
-    if (!penal && p->temperature <= 0) { *best = argmax(logits, n); return 0; }
+    if (!ov && !penal && p->temperature <= 0) { *best = argmax(logits, n); return 0; }
     if (s->cap < n) {
         float *l = realloc(s->logit, (size_t)n * sizeof *l);
         if (l) s->logit = l;
@@ -110,9 +146,11 @@ static int distribution(gemma4c_sampler *s, const float *logits, int n, int32_t 
         if (!l || !ix) { *best = argmax(logits, n); return 0; }
         s->cap = n;
     }
-    float *lg = s->logit;
-    memcpy(lg, logits, (size_t)n * sizeof *lg);
+    /* the logits are read in place; a copy only when penalties change some */
+    const float *lg = logits;
     if (penal) {
+        float *w = s->logit;
+        memcpy(w, logits, (size_t)n * sizeof *w);
         /* count each distinct token once for presence, per occurrence for frequency */
         for (int i = 0; i < s->hist_n; i++) {
             int32_t t = s->hist[i];
@@ -123,44 +161,82 @@ static int distribution(gemma4c_sampler *s, const float *logits, int n, int32_t 
                 if (s->hist[j] == t) { cnt++; if (j < i) first = false; }
             }
             if (!first) continue;
-            float *v = &lg[t];
+            float *v = &w[t];
             if (p->repeat_penalty != 1.0f && p->repeat_penalty > 0)
                 *v = *v > 0 ? *v / p->repeat_penalty : *v * p->repeat_penalty;
             *v -= (float)cnt * p->frequency_penalty + p->presence_penalty;
         }
+        lg = w;
         if (p->temperature <= 0) { *best = argmax(lg, n); return 0; }
     }
-    float invt = 1.0f / p->temperature;
+    float invt = p->temperature > 0 ? 1.0f / p->temperature : 1.0f; /* greedy with an overlay: unused */
     int32_t *idx = s->idx, *tmp = s->idx + n;
     int m = n;
-    if (p->top_k > 0 && p->top_k < n) {
-        /* keep the k best with a min-heap-free pass: track the current k set
-         * by repeated selection when k is small, else full sort */
-        m = p->top_k;
-        int cnt = 0;
-        for (int i = 0; i < n; i++) {
-            if (cnt < m) {
-                idx[cnt++] = i;
-                if (cnt == m) sort_idx(idx, m, lg, tmp);
-                continue;
-            }
-            int32_t worst = idx[m - 1];
-            if (lg[i] > lg[worst]) {
+    /* with an overlay (no penalties; the caller checked k + ov->n < n): the
+     * k + ov->n best raw logits hold every id of the biased top k that the
+     * overlay does not (at most ov->n raw ones can rank above it) */
+    int k = !ov ? p->top_k : p->temperature <= 0 ? 1 : p->top_k;
+    if (ov) k += ov->n;
+    if (k > 0 && k < n) {
+        /* the k best, descending (lower id first on ties): the first k
+         * sorted, then each later logit above the k-th is inserted. Blocks
+         * of 16 whose maximum is not above the k-th are skipped whole: after
+         * the first few thousand logits nearly all are, so the pass costs
+         * about a vectorized max over the vocabulary. */
+        m = k;
+        for (int i = 0; i < m; i++) idx[i] = i;
+        sort_idx(idx, m, lg, tmp);
+        float thr = lg[idx[m - 1]];
+        for (int b = m; b < n; b += 16) {
+            int e = b + 16 <= n ? b + 16 : n;
+            if (e - b == 16 && !(max16(lg + b) > thr)) continue;
+            for (int i = b; i < e; i++) {
+                if (!(lg[i] > thr)) continue;
                 /* insert i keeping descending order */
                 int j = m - 1;
                 while (j > 0 && lg[idx[j - 1]] < lg[i]) { idx[j] = idx[j - 1]; j--; }
                 idx[j] = i;
+                thr = lg[idx[m - 1]];
             }
         }
     } else {
         for (int i = 0; i < n; i++) idx[i] = i;
         sort_idx(idx, n, lg, tmp);
     }
+    /* the candidates' logits, in order (an overlay: its ids with their
+     * biased values replace theirs; sorted again, k kept) */
+    float cv_ov[CV_MAX], *cv = NULL; /* the caller keeps k + 2 ov->n <= CV_MAX */
+    if (ov) {
+        int c = 0;
+        for (int i = 0; i < m; i++) {
+            int in = 0;
+            for (int j = 0; j < ov->n && !in; j++) in = ov->id[j] == idx[i];
+            if (!in) { tmp[c] = idx[i]; cv_ov[c++] = lg[idx[i]]; }
+        }
+        for (int j = 0; j < ov->n; j++) { tmp[c] = ov->id[j]; cv_ov[c++] = ov->v[j]; }
+        /* insertion sort by (logit desc, id asc), the order of the plain path */
+        for (int i = 1; i < c; i++) {
+            int32_t id = tmp[i];
+            float v = cv_ov[i];
+            int j = i;
+            while (j > 0 && (cv_ov[j - 1] < v || (cv_ov[j - 1] == v && tmp[j - 1] > id))) {
+                tmp[j] = tmp[j - 1];
+                cv_ov[j] = cv_ov[j - 1];
+                j--;
+            }
+            tmp[j] = id;
+            cv_ov[j] = v;
+        }
+        m = k - ov->n;
+        memcpy(idx, tmp, (size_t)m * sizeof *idx);
+        cv = cv_ov;
+        if (p->temperature <= 0) { *best = idx[0]; return 0; }
+    }
     /* probabilities of the candidates (sorted, descending) */
-    float mx = lg[idx[0]] * invt;
+    float mx = (cv ? cv[0] : lg[idx[0]]) * invt;
     double sum = 0;
     float *pr = (float *)tmp; /* reuse: m floats */
-    for (int i = 0; i < m; i++) { pr[i] = expf(lg[idx[i]] * invt - mx); sum += pr[i]; }
+    for (int i = 0; i < m; i++) { pr[i] = expf((cv ? cv[i] : lg[idx[i]]) * invt - mx); sum += pr[i]; }
     for (int i = 0; i < m; i++) pr[i] = (float)(pr[i] / sum);
     if (p->top_p < 1.0f && p->top_p > 0) {
         double c = 0;
@@ -189,7 +265,56 @@ int32_t gemma4c_sampler_sample(gemma4c_sampler *s, const float *logits, int n) {
     int32_t best = -1;
     float *pr;
     double tot;
-    int m = distribution(s, logits, n, &best, &pr, &tot);
+    int m = distribution(s, logits, n, NULL, &best, &pr, &tot);
+    if (m <= 0) return best;
+    const int32_t *idx = s->idx;
+    double r = uniform(s) * tot;
+    for (int i = 0; i < m; i++) {
+        r -= pr[i];
+        if (r < 0) return idx[i];
+    }
+    return idx[m - 1];
+}
+
+int32_t gemma4c_sampler_sample_biased(gemma4c_sampler *s, const float *logits, int n, const int32_t *id,
+                                      const float *bias, int n_bias) {
+    if (n_bias <= 0 || n <= 0) return gemma4c_sampler_sample(s, logits, n);
+    const gemma4c_sampler_params *p = &s->p;
+    bool penal = s->hist_n > 0 && (p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f ||
+                                   p->frequency_penalty != 0.0f);
+    /* the biased values, added in order as to a copy */
+    overlay ov = { 0 };
+    bool fits = !penal;
+    for (int i = 0; i < n_bias && fits; i++) {
+        if (id[i] < 0 || id[i] >= n) continue;
+        int j = 0;
+        while (j < ov.n && ov.id[j] != id[i]) j++;
+        if (j == ov.n) {
+            if (ov.n == OV_MAX) { fits = false; break; }
+            ov.id[ov.n] = id[i];
+            ov.v[ov.n++] = logits[id[i]];
+        }
+        ov.v[j] += bias[i];
+    }
+    int k = p->temperature <= 0 ? 1 : p->top_k;
+    if (!fits || k <= 0 || k + ov.n >= n || k + 2 * ov.n > CV_MAX) {
+        /* penalties, no top-k or too many ids: the biased copy */
+        if (s->biased_cap < n) {
+            float *b = realloc(s->biased, (size_t)n * sizeof *b);
+            if (!b) return -1;
+            s->biased = b;
+            s->biased_cap = n;
+        }
+        memcpy(s->biased, logits, (size_t)n * sizeof *logits);
+        for (int i = 0; i < n_bias; i++)
+            if (id[i] >= 0 && id[i] < n) s->biased[id[i]] += bias[i];
+        return gemma4c_sampler_sample(s, s->biased, n);
+    }
+    if (!ov.n) return gemma4c_sampler_sample(s, logits, n);
+    int32_t best = -1;
+    float *pr;
+    double tot;
+    int m = distribution(s, logits, n, &ov, &best, &pr, &tot);
     if (m <= 0) return best;
     const int32_t *idx = s->idx;
     double r = uniform(s) * tot;
@@ -206,7 +331,7 @@ int32_t gemma4c_sampler_sample_draft(gemma4c_sampler *s, const float *logits, in
     float *pr;
     double tot;
     *accepted = 0;
-    int m = distribution(s, logits, n, &best, &pr, &tot);
+    int m = distribution(s, logits, n, NULL, &best, &pr, &tot);
     if (m < 0) return -1;
     if (m == 0) {                      /* greedy: p is one-hot on the argmax */
         *accepted = best == draft;

@@ -103,13 +103,19 @@ check "bench --parallel --json reports each N and the cached/cold first token" /
 import json, sys
 r = json.loads(sys.argv[1])
 P = r['parallel']
-assert [p['n'] for p in P] == [1, 2, 4], P
+assert [p['n'] for p in P] == [1, 2, 4] and r['sampled'] is False, P
 for p in P:
     assert p['aggregate_tps'] > 0 and abs(p['per_stream_tps'] * p['n'] - p['aggregate_tps']) < 1e-2 * p['aggregate_tps'], p
     assert p['roofline_tps'] > 0 and p['limit'] in ('bandwidth', 'int8 peak', 'f32 peak'), p
 assert P[2]['roofline_tps'] > P[0]['roofline_tps']
 t = r['ttft']
 assert t['prompt_tokens'] == 80 and 0 < t['cached_tokens'] <= 64 and t['cold_ms'] > 0 and t['cached_ms'] > 0, t
+" "$out"
+out=$("$G4" bench -m "$M" --parallel 1,3 -n 3 -r 1 -t 1 --bw 10 --ttft-prefix 0 --sample --json 2>/dev/null)
+check "bench --parallel --sample: each stream's tokens drawn by the sampler, said so in the JSON" /usr/bin/python3 -c "
+import json, sys
+r = json.loads(sys.argv[1])
+assert r['sampled'] is True and [p['n'] for p in r['parallel']] == [1, 3] and all(p['aggregate_tps'] > 0 for p in r['parallel']), r
 " "$out"
 "$G4" bench -m "$M" --parallel 0 2>/dev/null; check "bench --parallel 0 -> exit 2" test $? = 2
 

@@ -189,6 +189,8 @@ for _ in $(seq 50); do
 done
 check "a client that disconnects mid-stream cancels its request" test $ok = 1
 expect "... and the server still serves" 200 POST /v1/chat/completions "$HELLO" "assert json.loads(b)['usage']['completion_tokens']==8"
+expect "GET /metrics times the decode steps (forward <= whole step)" 200 GET /metrics "" \
+    "m=dict(l.split() for l in b.decode().splitlines() if l.startswith('gemma4c_decode_')); n=int(m['gemma4c_decode_steps_total']); f=float(m['gemma4c_decode_forward_seconds_total']); s=float(m['gemma4c_decode_step_seconds_total']); assert n >= 7 and 0 < f <= s, m"
 
 # media parts on a text-only server: a 400 saying there is no encoder, nothing fetched
 PNG1=data:image/png\;base64,$(base64 -w0 "$G4_SHARED/testdata/gemma4-mm-ref/media/img-tiny-2x3.png" 2>/dev/null)
