@@ -11,10 +11,12 @@
 #   t/s   `gemma4c bench --parallel N -n T --sample` (N streams in one
 #         forward pass, each token drawn by the server's default sampler:
 #         the same per-token library work as the requests)
-#   TTFT  the same N prompts evaluated in one batch (P tokens each at the
-#         `gemma4c bench -p` prefill rate) plus one decode step of N streams:
-#         N*P / pp t/s + N / aggregate t/s (the scheduler admits all N
-#         prompts into one batch, then samples their first tokens)
+#   TTFT  the same N prompts evaluated in one batch (P tokens each, at the
+#         rate of `gemma4c bench -p N*P`, run in every pair: a 44-token
+#         prefill runs ~13% slower per token than a 64-token one, so a rate
+#         from another length is no baseline) plus one decode step of N
+#         streams: N*P / pp t/s + N / aggregate t/s (the scheduler admits all
+#         N prompts into one batch, then samples their first tokens)
 # The machine's speed moves (a shared VM), so the two are interleaved:
 # PAIRS times a library run then an HTTP run, a last library run after, and
 # each HTTP figure is divided by the mean of the library runs on either side;
@@ -50,7 +52,6 @@ echo "load before: $(uptime | sed 's/.*load/load/'); client: ${CL[*]}; $PAIRS pa
 TMP=$(mktemp -d)
 PID=
 trap '[ -n "$PID" ] && kill -KILL "$PID" 2>/dev/null; rm -rf "$TMP"' EXIT
-"$G4" bench -m "$M" -t "$T" -p 64 -n 0 -r 3 --json >"$TMP/pp.json" 2>/dev/null
 lib() { "$G4" bench -m "$M" -t "$T" --parallel "$1" -n "$N_TOK" -r 1 --ttft-prefix 0 --bw 1 --sample --json 2>/dev/null; }
 printf "%8s %14s %14s %7s %14s %14s %7s %12s\n" clients "http t/s" "library t/s" share "http TTFT ms" "library ms" share "first-last"
 for N in $NS; do
@@ -63,18 +64,21 @@ for N in $NS; do
     BAN=$(for p in '<eos>' '<turn|>' '<|tool_response>' '<|tool_call>' '<|channel>'; do
         curl -s "$B/tokenize" -d "{\"content\":\"$p\",\"parse_special\":true}"; echo; done |
         python3 -c 'import json,sys; print(json.dumps([t for l in sys.stdin if l.strip() for t in json.loads(l)["tokens"]]))')
-    "${CL[@]}" "$B" "$N" 4 "$BAN" >/dev/null   # warm-up
-    : >"$TMP/lib.$N"; : >"$TMP/http.$N"; : >"$TMP/met.$N"
+    "${CL[@]}" "$B" "$N" 4 "$BAN" >"$TMP/warm.$N"   # warm-up; it also says the prompt's length
+    P=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["prompt_tokens"])' "$TMP/warm.$N")
+    : >"$TMP/lib.$N"; : >"$TMP/http.$N"; : >"$TMP/met.$N"; : >"$TMP/pp.$N"
     met() { curl -s "$B/metrics" | awk '/^gemma4c_decode_(steps_total|forward_seconds_total|step_seconds_total) /{printf "%s ", $2}'; }
     for _ in $(seq "$PAIRS"); do
         lib "$N" >>"$TMP/lib.$N"
+        # the library's prefill of the same N x P prompt tokens as one batch
+        "$G4" bench -m "$M" -t "$T" -p $((N * P)) -n 0 -r 1 --json 2>/dev/null | tr -d '\n' >>"$TMP/pp.$N"; echo >>"$TMP/pp.$N"
         m0=$(met)
         "${CL[@]}" "$B" "$N" "$N_TOK" "$BAN" >>"$TMP/http.$N"
         echo "$m0 $(met)" >>"$TMP/met.$N"
     done
     lib "$N" >>"$TMP/lib.$N"
     kill -TERM "$PID"; wait "$PID" || true; PID=
-    python3 - "$TMP/lib.$N" "$TMP/pp.json" "$TMP/http.$N" "$N" "$TMP/met.$N" >>"$TMP/steps" <<'PY'
+    python3 - "$TMP/lib.$N" "$TMP/pp.$N" "$TMP/http.$N" "$N" "$TMP/met.$N" >>"$TMP/steps" <<'PY'
 import json, statistics as st, sys
 lib = [next(p["aggregate_tps"] for p in json.loads(l)["parallel"]) for l in open(sys.argv[1]) if l.strip()]
 hs = [json.loads(l) for l in open(sys.argv[3]) if l.strip()]
@@ -85,13 +89,13 @@ stp = [1e3 * (b[2] - a[2]) / (b[0] - a[0]) for a, b in ((m[:3], m[3:]) for m in 
 print("%8d %12.2f %12.2f %12.2f %12.2f" % (n, 1e3 * n / st.median(lib), st.median(fwd) if fwd else 0,
       st.median(stp) if stp else 0, 1e3 * n / st.median(h["steady_tps"] for h in hs)))
 PY
-    python3 - "$TMP/lib.$N" "$TMP/pp.json" "$TMP/http.$N" "$N" <<'PY'
+    python3 - "$TMP/lib.$N" "$TMP/pp.$N" "$TMP/http.$N" "$N" <<'PY'
 import json, statistics as st, sys
 lib = [next(p["aggregate_tps"] for p in json.loads(l)["parallel"]) for l in open(sys.argv[1]) if l.strip()]
-pp = json.load(open(sys.argv[2]))
 hs = [json.loads(l) for l in open(sys.argv[3]) if l.strip()]
 n = int(sys.argv[4])
-pp_tps = next(r["tps"] for r in pp["results"] if r["test"].startswith("pp"))
+pp_tps = st.median(next(r["tps"] for r in json.loads(l)["results"] if r["test"].startswith("pp"))
+                   for l in open(sys.argv[2]) if l.strip())
 share = [h["steady_tps"] / ((lib[i] + lib[i + 1]) / 2) for i, h in enumerate(hs)]
 agg, h_tps, h_ttft = st.median(lib), st.median(h["steady_tps"] for h in hs), st.median(h["p50_ttft_ms"] for h in hs)
 h_fl = st.median(h["aggregate_tps"] for h in hs)
