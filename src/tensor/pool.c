@@ -6,7 +6,14 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#define SPIN_ITERS 4000 /* x pause (~10-60 ns each): ~0.1 ms before sleeping */
+#define SPIN_ITERS 4000 /* x pause (~10-60 ns each): ~0.1 ms; the caller's wait is 4x this */
+/* A worker's spin before it sleeps, ~0.7 ms (72 us per 4000 measured on an
+ * EPYC VM): a server's pause between decode steps (sampling, text, events,
+ * ~60-100 us at one stream) outlasted 4000, so every step began by waking
+ * the worker through the kernel, and the one-stream forward pass ran 3-16%
+ * longer than in `bench` (bench/serve_overhead.sh's step table); at 40000
+ * the two match. An idle process burns at most this once per section. */
+#define WORKER_SPIN_ITERS 40000
 
 /* Tell the core we are spinning: cheaper for the sibling hyper-thread and
  * for a VM's scheduler than a tight load loop, and far cheaper than a
@@ -44,7 +51,7 @@ static void *worker(void *v) {
         unsigned g;
         int spins = 0;
         while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen) {
-            if (++spins < SPIN_ITERS) { cpu_relax(); continue; }
+            if (++spins < WORKER_SPIN_ITERS) { cpu_relax(); continue; }
             pthread_mutex_lock(&p->mu);
             atomic_fetch_add(&p->sleepers, 1);
             while ((g = atomic_load(&p->gen)) == seen && !atomic_load(&p->stop))
