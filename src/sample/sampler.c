@@ -261,11 +261,13 @@ static int distribution(gemma4c_sampler *s, const float *logits, int n, const ov
 /* Uniform in [0, 1). */
 static double uniform(gemma4c_sampler *s) { return (double)(splitmix(&s->rng) >> 11) * (1.0 / 9007199254740992.0); }
 
-int32_t gemma4c_sampler_sample(gemma4c_sampler *s, const float *logits, int n) {
+/* One draw from the distribution the parameters make of logits (with the
+ * overlay's values in place of its ids' when ov is given). */
+static int32_t draw(gemma4c_sampler *s, const float *logits, int n, const overlay *ov) {
     int32_t best = -1;
     float *pr;
     double tot;
-    int m = distribution(s, logits, n, NULL, &best, &pr, &tot);
+    int m = distribution(s, logits, n, ov, &best, &pr, &tot);
     if (m <= 0) return best;
     const int32_t *idx = s->idx;
     double r = uniform(s) * tot;
@@ -275,6 +277,8 @@ int32_t gemma4c_sampler_sample(gemma4c_sampler *s, const float *logits, int n) {
     }
     return idx[m - 1];
 }
+
+int32_t gemma4c_sampler_sample(gemma4c_sampler *s, const float *logits, int n) { return draw(s, logits, n, NULL); }
 
 int32_t gemma4c_sampler_sample_biased(gemma4c_sampler *s, const float *logits, int n, const int32_t *id,
                                       const float *bias, int n_bias) {
@@ -310,19 +314,7 @@ int32_t gemma4c_sampler_sample_biased(gemma4c_sampler *s, const float *logits, i
             if (id[i] >= 0 && id[i] < n) s->biased[id[i]] += bias[i];
         return gemma4c_sampler_sample(s, s->biased, n);
     }
-    if (!ov.n) return gemma4c_sampler_sample(s, logits, n);
-    int32_t best = -1;
-    float *pr;
-    double tot;
-    int m = distribution(s, logits, n, &ov, &best, &pr, &tot);
-    if (m <= 0) return best;
-    const int32_t *idx = s->idx;
-    double r = uniform(s) * tot;
-    for (int i = 0; i < m; i++) {
-        r -= pr[i];
-        if (r < 0) return idx[i];
-    }
-    return idx[m - 1];
+    return draw(s, logits, n, ov.n ? &ov : NULL);
 }
 
 int32_t gemma4c_sampler_sample_draft(gemma4c_sampler *s, const float *logits, int n, int32_t draft, const float *q,
