@@ -454,6 +454,48 @@ TEST(map_file_reads_back) {
     unlink(path);
 }
 
+/* String arrays read from a file are walked in place (no index): the walk
+ * gives back exactly what was written, in order, also after the header's
+ * pages were handed back; a built-in-memory array walks the same way. */
+TEST(string_arrays_walk_in_place) {
+    static const char *const words[5] = { "a", "", "hello world", "\xe2\x96\x81x", "<0x0A>" };
+    g4_gguf_file *w = g4_gguf_new("mem");
+    CHECK(w && g4_gguf_set_arr_str(w, "t.words", words, 5) == 0 && g4_gguf_set_u32(w, "t.n", 5) == 0);
+    char path[] = "/tmp/g4strXXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (!w || fd < 0) { g4_gguf_close(w); return; }
+    close(fd);
+    g4_error e = {{0}};
+    CHECKF(g4_gguf_write(w, path, &e) == 0, "%s", e.msg);
+    g4_gguf_file *f = g4_gguf_open(path, &e);
+    CHECKF(f != NULL, "%s", e.msg);
+    for (int pass = 0; f && pass < 3; pass++) {
+        const g4_gguf_kv *kv = g4_gguf_find_kv(pass == 2 ? w : f, "t.words");
+        CHECK(kv && kv->arr_n == 5 && (pass == 2 ? kv->arr_str != NULL : kv->arr_str == NULL));
+        if (!kv) break;
+        g4_gguf_str_iter it;
+        g4_gguf_str st;
+        g4_gguf_str_iter_init(&it, kv);
+        for (int i = 0; i < 5; i++)
+            CHECKF(g4_gguf_str_iter_next(&it, &st) == 1 && st.len == strlen(words[i]) &&
+                   !memcmp(st.ptr, words[i], st.len), "pass %d word %d", pass, i);
+        CHECK(g4_gguf_str_iter_next(&it, &st) == 0);
+        if (pass == 0) g4_gguf_release_header(f);
+    }
+    /* a walk over a non-string kv ends at once */
+    const g4_gguf_kv *nk = f ? g4_gguf_find_kv(f, "t.n") : NULL;
+    if (nk) {
+        g4_gguf_str_iter it;
+        g4_gguf_str st;
+        g4_gguf_str_iter_init(&it, nk);
+        CHECK(g4_gguf_str_iter_next(&it, &st) == 0);
+    }
+    g4_gguf_close(f);
+    g4_gguf_close(w);
+    unlink(path);
+}
+
 int main(void) {
     G = (uint8_t *)th_read_file(shared_path("testdata/gemma4-ref/gemma4-e.gguf"), &GN);
     if (!G) {
@@ -464,6 +506,7 @@ int main(void) {
     map_fields();
     RUN(valid_file_parses);
     RUN(map_file_reads_back);
+    RUN(string_arrays_walk_in_place);
     RUN(truncation_everywhere);
     RUN(bad_magic_and_version);
     RUN(flipped_counts);

@@ -37,9 +37,13 @@ static int kv_equal(const g4_gguf_kv *a, const g4_gguf_kv *b, char *why, size_t 
             return 0;
         }
         if (a->arr_type == GGUF_STRING) {
+            g4_gguf_str_iter ia, ib;
+            g4_gguf_str sa, sb;
+            g4_gguf_str_iter_init(&ia, a);
+            g4_gguf_str_iter_init(&ib, b);
             for (uint64_t i = 0; i < a->arr_n; i++)
-                if (a->arr_str[i].len != b->arr_str[i].len ||
-                    memcmp(a->arr_str[i].ptr, b->arr_str[i].ptr, a->arr_str[i].len)) {
+                if (g4_gguf_str_iter_next(&ia, &sa) != 1 || g4_gguf_str_iter_next(&ib, &sb) != 1 ||
+                    sa.len != sb.len || memcmp(sa.ptr, sb.ptr, sa.len)) {
                     snprintf(why, n, "%s[%llu] differs", a->key, (unsigned long long)i);
                     return 0;
                 }

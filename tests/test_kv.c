@@ -34,6 +34,7 @@
 #include "tensor/cpu.h"
 #include "tensor/fp16.h"
 #include "tensor/vec_kv.h"
+#include "text/tokenizer.h"
 
 static const char *VARIANTS[] = {
     "gemma4-e", "gemma4-e.Q8_0", "gemma4-e.Q4_0", "gemma4-e.BF16", "gemma4-e.F16",
@@ -405,9 +406,16 @@ TEST(edge_plan_e2b_e4b_4k) {
     static const shape E4B = { 42, 2560, 8, 2, 256, 512, 10240, 0, 512, 18, 256, 262144, 6 };
     const shape *sh[2] = { &E2B, &E4B };
     const char *names[2] = { "E2B", "E4B" };
+    /* the real vocabulary's tables (262,144 pieces, 514,906 merges) */
+    g4_error te = {{0}};
+    g4_tokenizer *tok = g4_tokenizer_load(shared_path("testdata/tokenizer/tokenizer.json"), &te);
+    CHECKF(tok != NULL, "%s", te.msg);
+    size_t tok_bytes = g4_tok_mem_bytes(tok);
+    printf("  tokenizer tables: %.1f MiB\n", tok_bytes / 1048576.0);
+    CHECKF(tok_bytes > (10u << 20) && tok_bytes < (20u << 20), "tokenizer %zu bytes", tok_bytes);
     for (int i = 0; i < 2; i++) {
         g4_model *m = shaped(sh[i]);
-        gemma4c_model mm = { .m = m };
+        gemma4c_model mm = { .m = m, .tok = tok };
         gemma4c_context_params p = gemma4c_context_default_params();
         p.n_ctx = 4096;
         gemma4c_memory_plan pl;
@@ -419,16 +427,15 @@ TEST(edge_plan_e2b_e4b_4k) {
         if (i == 0) CHECKF(pl.kv_bytes > (70u << 20) && pl.kv_bytes < (74u << 20), "E2B f32 kv %llu", (unsigned long long)pl.kv_bytes);
         /* the edge setting: a q8_0 cache and batches of 32 tokens. E2B fits
          * (11 MiB for the process, engine.c's process_bytes, now that FFmpeg
-         * is loaded only for a video); E4B does not: its q8_0 cache alone is
-         * 45 MiB at 4K (two KV heads), and the 262,144-entry tokenizer's
-         * tables ~24 MiB */
+         * is loaded only for a video, and the tokenizer's tables); E4B does
+         * not: its q8_0 cache alone is 45 MiB at 4K (two KV heads) */
         p.kv_type = GEMMA4C_KV_Q8_0;
         p.n_batch = 32;
         CHECK(gemma4c_memory_plan_params(&mm, &p, &pl) == 0);
         printf("  %s 4K q8_0 batch 32: kv %.1f MiB scratch %.1f MiB footprint %.1f MiB (%s)\n", names[i],
                pl.kv_bytes / 1048576.0, pl.scratch_bytes / 1048576.0, pl.overhead_bytes / 1048576.0,
                pl.edge_ok ? "within 64 MiB" : "over");
-        CHECK(pl.overhead_bytes == pl.kv_bytes + pl.scratch_bytes + (11u << 20) + 96ull * 262144);
+        CHECK(pl.overhead_bytes == pl.kv_bytes + pl.scratch_bytes + (11u << 20) + tok_bytes);
         CHECK(pl.edge_ok == (pl.overhead_bytes <= GEMMA4C_EDGE_BUDGET));
         if (i == 0) CHECKF(pl.edge_ok, "E2B q8_0 batch 32: %llu bytes", (unsigned long long)pl.overhead_bytes);
         if (i == 1) CHECK(!pl.edge_ok && pl.kv_bytes + pl.scratch_bytes <= GEMMA4C_EDGE_BUDGET);   /* all but the process */
@@ -441,6 +448,7 @@ TEST(edge_plan_e2b_e4b_4k) {
         free(m->layers);
         free(m);
     }
+    g4_tokenizer_free(tok);
 }
 
 int main(void) {

@@ -38,6 +38,7 @@ gemma4c_model *gemma4c_model_open(const char *path, char *err, size_t errlen) {
     if (!m->tok) m->tok_err = strdup(te.msg);
     if (g4_gguf_get_str(m->m->file, "tokenizer.chat_template", &m->chat_template, NULL) < 0) m->chat_template = NULL;
     m->chat_family = g4_engine_chat_family(path, m->m->file);
+    g4_gguf_release_header(m->m->file);    /* the vocabulary's strings are copied by now */
     return m;
 fail:
     copy_err(err, errlen, &e);
@@ -95,15 +96,16 @@ static int kv_type_of(const gemma4c_context_params *p) {
 
 /* The process's own resident memory besides weights, KV and scratch: code
  * and data of the binary and its libraries, thread stacks as far as touched,
- * and the tokenizer's tables, which grow with the vocabulary (96 bytes an
- * entry: VmHWM of `gemma4c tokenize` is 6.0 MB with 696 tokens, 36.6-37.7 MB
- * with 262,144). FFmpeg is loaded only for a video (media/video.c), so it is
- * not in here; the image and audio decoders and the server's libraries are
- * (`gemma4c --help` peaks at 7.3 MB). Bench's peak beyond weights, KV and
- * scratch: 8.8 MiB on the tiny model, 7.7 MiB + the tokenizer's 24 MiB on
- * E2B (q8_0 cache, 4K, batch 32); 11 MiB leaves ~2.2 MiB of margin (other
- * machines map the same libraries a little differently). */
-static uint64_t process_bytes(const g4_model *m) { return (11ull << 20) + 96ull * (uint64_t)m->n_vocab; }
+ * and the tokenizer's tables (their exact size: 18.3 MB for Gemma's real
+ * vocabulary of 262,144 pieces and 514,906 merges). The file's header pages
+ * (the vocabulary's strings) are handed back after the tokenizer is built
+ * (g4_gguf_release_header). FFmpeg is loaded only for a video
+ * (media/video.c), so it is not in here; the image and audio decoders and
+ * the server's libraries are (`gemma4c --help` peaks at 7.3 MB). Bench's
+ * peak beyond weights, KV, scratch and tokenizer: 8.8 MiB on the tiny model,
+ * 7.7 MiB on E2B (q8_0 cache, 4K, batch 32); 11 MiB leaves ~2.2 MiB of
+ * margin (other machines map the same libraries a little differently). */
+static uint64_t process_bytes(const gemma4c_model *mm) { return (11ull << 20) + g4_tok_mem_bytes(mm->tok); }
 
 int gemma4c_memory_plan_params(const gemma4c_model *mm, const gemma4c_context_params *p, gemma4c_memory_plan *o) {
     const g4_model *m = mm->m;
@@ -134,7 +136,7 @@ int gemma4c_memory_plan_params(const gemma4c_model *mm, const gemma4c_context_pa
     o->weight_resident_bytes = m->weight_bytes;
     if (m->n_ple) o->weight_resident_bytes -= m->ple_embd.row_bytes * (uint64_t)m->ple_embd.n_out;
     o->total_bytes = o->weight_resident_bytes + o->kv_bytes + o->scratch_bytes;
-    o->overhead_bytes = o->kv_bytes + o->scratch_bytes + process_bytes(m);
+    o->overhead_bytes = o->kv_bytes + o->scratch_bytes + process_bytes(mm);
     o->edge_ok = o->overhead_bytes <= GEMMA4C_EDGE_BUDGET;
     return 0;
 }

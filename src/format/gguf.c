@@ -152,10 +152,14 @@ static int parse_kv(cursor *c, g4_gguf_kv *kv, uint64_t idx) {
         if (n > (c->size - c->pos) / 8)
             return g4_seterr(c->err, "%s: metadata array '%s' claims %llu strings, more than the file holds",
                              c->name, G4_ESC(kv->key), (unsigned long long)n);
-        kv->arr_str = malloc((n ? n : 1) * sizeof(g4_gguf_str));
-        if (!kv->arr_str) return g4_seterr(c->err, "out of memory");
-        for (uint64_t i = 0; i < n; i++)
-            if (rd_str(c, &kv->arr_str[i], c->size, kv->key)) return -1;
+        /* checked here, walked in place later (no index: gguf.h) */
+        size_t start = c->pos;
+        for (uint64_t i = 0; i < n; i++) {
+            g4_gguf_str s;
+            if (rd_str(c, &s, c->size, kv->key)) return -1;
+        }
+        kv->arr_data = c->p + start;
+        kv->arr_span = c->pos - start;
         return 0;
     }
     size_t es = VSIZE[at];
@@ -606,6 +610,38 @@ int g4_gguf_set_arr(g4_gguf_file *f, const char *key, int vtype, const void *dat
     kv->arr_n = n;
     kv->arr_data = copy;
     return 0;
+}
+
+void g4_gguf_release_header(const g4_gguf_file *f) {
+    long pg = sysconf(_SC_PAGESIZE);
+    if (!f || !f->map || pg <= 0) return;
+    size_t end = (size_t)(f->data_offset < f->map_size ? f->data_offset : f->map_size);
+    end &= ~(size_t)(pg - 1);               /* the data's first page stays */
+    if (end) (void)madvise(f->map, end, MADV_DONTNEED);
+}
+
+void g4_gguf_str_iter_init(g4_gguf_str_iter *it, const g4_gguf_kv *kv) {
+    it->kv = kv;
+    it->i = it->pos = 0;
+}
+
+int g4_gguf_str_iter_next(g4_gguf_str_iter *it, g4_gguf_str *out) {
+    const g4_gguf_kv *kv = it->kv;
+    if (kv->type != GGUF_ARRAY || kv->arr_type != GGUF_STRING || it->i >= kv->arr_n) return 0;
+    if (kv->arr_str) {
+        *out = kv->arr_str[it->i++];
+        return 1;
+    }
+    const unsigned char *p = kv->arr_data;
+    uint64_t len;
+    if (!p || kv->arr_span - it->pos < 8) return -1;
+    memcpy(&len, p + it->pos, 8);
+    if (len > kv->arr_span - it->pos - 8) return -1;
+    out->len = len;
+    out->ptr = (const char *)p + it->pos + 8;
+    it->pos += 8 + len;
+    it->i++;
+    return 1;
 }
 
 int g4_gguf_set_arr_str(g4_gguf_file *f, const char *key, const char *const *v, uint64_t n) {

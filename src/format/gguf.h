@@ -43,9 +43,25 @@ typedef struct g4_gguf_kv {
     g4_gguf_str str;           /* type == STRING */
     int arr_type;           /* type == ARRAY: element type (never ARRAY) */
     uint64_t arr_n;         /* element count */
-    const void *arr_data;   /* numeric arrays: packed little-endian elements */
-    g4_gguf_str *arr_str;      /* string arrays: arr_n entries (owned index) */
+    const void *arr_data;   /* numeric arrays: packed little-endian elements;
+                               string arrays read from a file: their bytes */
+    uint64_t arr_span;      /* string arrays read from a file: bytes at arr_data */
+    g4_gguf_str *arr_str;   /* string arrays built in memory: arr_n entries
+                               (owned); NULL for those read from a file, which
+                               are walked in place (g4_gguf_str_iter): an index
+                               of a real vocabulary's 777K strings would hold
+                               12 MB for as long as the file is open */
 } g4_gguf_kv;
+
+/* In-order walk of a string array, either representation. next returns 1
+ * with *out set, 0 at the end, -1 if the bytes no longer hold a string
+ * (they were checked at open; a file changed under its mapping). */
+typedef struct g4_gguf_str_iter {
+    const g4_gguf_kv *kv;
+    uint64_t i, pos;
+} g4_gguf_str_iter;
+void g4_gguf_str_iter_init(g4_gguf_str_iter *it, const g4_gguf_kv *kv);
+int g4_gguf_str_iter_next(g4_gguf_str_iter *it, g4_gguf_str *out);
 
 typedef struct g4_gguf_tensor {
     char *name;             /* owned */
@@ -79,6 +95,12 @@ g4_gguf_file *g4_gguf_open(const char *path, g4_error *err);
  * buffer must outlive the result. */
 g4_gguf_file *g4_gguf_parse(const void *buf, size_t size, const char *name, g4_error *err);
 void g4_gguf_close(g4_gguf_file *f);
+/* Hand the header's pages (metadata and tensor index, before the data
+ * section) back to the page cache: a real vocabulary's strings are ~12 MB a
+ * process keeps resident only while it builds its tokenizer. Everything stays
+ * readable (a later read faults the page in again). No-op for files not
+ * mapped. */
+void g4_gguf_release_header(const g4_gguf_file *f);
 
 /* Lookups: NULL / -1 when absent. */
 const g4_gguf_kv *g4_gguf_find_kv(const g4_gguf_file *f, const char *key);

@@ -67,7 +67,13 @@ static int put_kv(wbuf *b, const g4_gguf_kv *kv, g4_error *err) {
         put_u32(b, (uint32_t)kv->arr_type);
         put_u64(b, kv->arr_n);
         if (kv->arr_type == GGUF_STRING) {
-            for (uint64_t i = 0; i < kv->arr_n; i++) put_str(b, kv->arr_str[i].ptr, kv->arr_str[i].len);
+            g4_gguf_str_iter it;
+            g4_gguf_str st;
+            int r;
+            g4_gguf_str_iter_init(&it, kv);
+            while ((r = g4_gguf_str_iter_next(&it, &st)) == 1) put_str(b, st.ptr, st.len);
+            if (r < 0 || it.i != kv->arr_n)
+                return g4_seterr(err, "metadata '%s': string array changed under its mapping", kv->key);
         } else {
             size_t es = g4_gguf_vtype_size(kv->arr_type);
             if (!es || kv->arr_type == GGUF_ARRAY)

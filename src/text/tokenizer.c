@@ -23,7 +23,7 @@
 struct g4_tokenizer {
     int32_t n;
     char *arena;
-    size_t *off;
+    uint32_t *off;                  /* piece i is arena[off[i] .. off[i] + len[i]) */
     uint32_t *len;
     uint8_t *type;
     uint8_t *match;
@@ -31,12 +31,17 @@ struct g4_tokenizer {
     uint8_t *byteval;               /* BYTE tokens: the byte they stand for */
     uint32_t *hslot;                /* id + 1, 0 = empty */
     size_t hmask;
-    struct mslot { uint64_t key; uint32_t rank; int32_t result; } *mtab;
-    size_t mmask;
+    /* Merges by left id (CSR): the merges whose left part is piece a are
+     * ment[moff[a] .. moff[a + 1]), sorted by right id. 12 bytes a merge
+     * plus 4 a piece: 7.2 MB for Gemma's 514,906 merges, where an open
+     * addressing table at half load took 16 MB (memory the edge budget of a
+     * small board counts: include/gemma4c.h). */
+    struct mslot { int32_t right; uint32_t rank; int32_t result; } *ment;
+    uint32_t *moff;
     size_t n_merges;
     /* Per left id, a 64-bit filter of the right ids it merges with (bit
-     * right % 64): most failed lookups stop here, in 2 MB that stays in cache,
-     * instead of missing in the 16 MB merge table. */
+     * right % 64): most failed lookups stop here, in 2 MB that stays in
+     * cache, before the binary search. */
     uint64_t *mfilter;
     int32_t byte_id[256];
     int32_t *bmp_id;                /* single-codepoint pieces, U+0000..U+FFFF */
@@ -60,11 +65,6 @@ static uint64_t hash_bytes(const char *s, size_t n) {
     return h ^ (h >> 29);
 }
 
-static uint64_t hash_u64(uint64_t x) {
-    x ^= x >> 33; x *= 0xff51afd7ed558ccdull; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ull;
-    return x ^ (x >> 33);
-}
-
 static size_t pow2_at_least(size_t n) {
     size_t p = 16;
     while (p < n) p <<= 1;
@@ -84,14 +84,13 @@ static int32_t find_piece(const g4_tokenizer *t, const char *s, size_t n) {
 
 static const struct mslot *find_merge(const g4_tokenizer *t, int32_t a, int32_t b) {
     if (!(t->mfilter[a] >> (b & 63) & 1)) return NULL;
-    uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
-    size_t i = hash_u64(key) & t->mmask;
-    for (;;) {
-        const struct mslot *m = &t->mtab[i];
-        if (m->result < 0) return NULL;
-        if (m->key == key) return m;
-        i = (i + 1) & t->mmask;
+    uint32_t lo = t->moff[a], hi = t->moff[a + 1];
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (t->ment[mid].right < b) lo = mid + 1;
+        else hi = mid;
     }
+    return lo < t->moff[a + 1] && t->ment[lo].right == b ? &t->ment[lo] : NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -123,7 +122,7 @@ static size_t utf8_seq(const uint8_t *s, size_t n, uint32_t *cp) {
 void g4_tokenizer_free(g4_tokenizer *t) {
     if (!t) return;
     free(t->arena); free(t->off); free(t->len); free(t->type); free(t->match);
-    free(t->eog); free(t->byteval); free(t->hslot); free(t->mtab); free(t->bmp_id);
+    free(t->eog); free(t->byteval); free(t->hslot); free(t->ment); free(t->moff); free(t->bmp_id);
     free(t->mfilter);
     free(t->trie);
     free(t);
@@ -214,7 +213,7 @@ static g4_tokenizer *build(const g4_tok_vocab *v, const mpair *mp, size_t n_mp, 
     t->match = malloc(n);
     t->eog = calloc(n, 1);
     t->byteval = calloc(n, 1);
-    t->hmask = pow2_at_least(2 * n) - 1;
+    t->hmask = pow2_at_least(n + n / 2) - 1;   /* load 0.5-0.67: short probes, 2 MB for 262,144 */
     t->hslot = calloc(t->hmask + 1, sizeof *t->hslot);
     t->bmp_id = malloc(0x10000 * sizeof *t->bmp_id);
     if (!t->off || !t->len || !t->type || !t->match || !t->eog || !t->byteval || !t->hslot ||
@@ -232,12 +231,16 @@ static g4_tokenizer *build(const g4_tok_vocab *v, const mpair *mp, size_t n_mp, 
         t->len[i] = (uint32_t)l;
         total += l;
     }
+    if (total > UINT32_MAX) {
+        g4_seterr(err, "tokenizer: the pieces total %zu bytes (max %u)", total, UINT32_MAX);
+        goto fail;
+    }
     t->arena = malloc(total + 1);
     if (!t->arena) goto oom;
     size_t pos = 0;
     for (size_t i = 0; i < n; i++) {
         memcpy(t->arena + pos, v->tokens[i], t->len[i]);
-        t->off[i] = pos;
+        t->off[i] = (uint32_t)pos;
         pos += t->len[i];
     }
 
@@ -305,11 +308,15 @@ static g4_tokenizer *build(const g4_tok_vocab *v, const mpair *mp, size_t n_mp, 
      * llama.cpp would keep them but its vocabularies do not contain any). A
      * repeated pair keeps its first (best) rank. */
     if (n_mp > (size_t)INT32_MAX) { g4_seterr(err, "tokenizer: %zu merges is too many", n_mp); goto fail; }
-    t->mmask = pow2_at_least(2 * (n_mp ? n_mp : 1)) - 1;
-    t->mtab = malloc((t->mmask + 1) * sizeof *t->mtab);
+    /* Two passes: the valid merges as (left, right, rank, result) in rank
+     * order, counted per left id; then placed by left id (counting sort,
+     * stable, so each group stays in rank order), each group sorted by right
+     * id, a repeated pair keeping its first rank. */
+    struct mfull { int32_t left; struct mslot m; } *tmp = n_mp ? malloc(n_mp * sizeof *tmp) : NULL;
+    t->moff = calloc(n + 1, sizeof *t->moff);
     t->mfilter = calloc(n, sizeof *t->mfilter);
-    if (!t->mtab || !t->mfilter) goto oom;
-    for (size_t i = 0; i <= t->mmask; i++) t->mtab[i].result = -1;
+    if ((n_mp && !tmp) || !t->moff || !t->mfilter) { free(tmp); goto oom; }
+    size_t nv = 0;
     char *cat = NULL;
     size_t cat_cap = 0;
     for (size_t r = 0; r < n_mp; r++) {
@@ -318,24 +325,48 @@ static g4_tokenizer *build(const g4_tok_vocab *v, const mpair *mp, size_t n_mp, 
         size_t cl = mp[r].ll + mp[r].rl;
         if (cl > cat_cap) {
             char *p = realloc(cat, cl);
-            if (!p) { free(cat); goto oom; }
+            if (!p) { free(cat); free(tmp); goto oom; }
             cat = p; cat_cap = cl;
         }
         memcpy(cat, mp[r].l, mp[r].ll);
         memcpy(cat + mp[r].ll, mp[r].r, mp[r].rl);
         int32_t c = find_piece(t, cat, cl);
         if (c < 0) continue;
-        uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
-        size_t h = hash_u64(key) & t->mmask;
-        while (t->mtab[h].result >= 0 && t->mtab[h].key != key) h = (h + 1) & t->mmask;
-        if (t->mtab[h].result >= 0) continue;
-        t->mtab[h].key = key;
-        t->mtab[h].rank = (uint32_t)r;
-        t->mtab[h].result = c;
-        t->n_merges++;
-        t->mfilter[a] |= (uint64_t)1 << (b & 63);
+        tmp[nv++] = (struct mfull){ a, { b, (uint32_t)r, c } };
+        t->moff[a + 1]++;
     }
     free(cat);
+    for (size_t i = 0; i < n; i++) t->moff[i + 1] += t->moff[i];
+    t->ment = malloc((nv ? nv : 1) * sizeof *t->ment);
+    if (!t->ment) { free(tmp); goto oom; }
+    {
+        uint32_t *fill = t->moff;                 /* moff[a] advances as group a fills */
+        for (size_t i = 0; i < nv; i++) t->ment[fill[tmp[i].left]++] = tmp[i].m;
+        /* now moff[a] is group a's end = group a + 1's start: shift back */
+        memmove(t->moff + 1, t->moff, n * sizeof *t->moff);
+        t->moff[0] = 0;
+    }
+    free(tmp);
+    uint32_t w = 0;
+    for (size_t a = 0; a < n; a++) {
+        uint32_t lo = t->moff[a], hi = t->moff[a + 1];
+        t->moff[a] = w;
+        /* insertion sort by (right, rank): groups are short (2 on average;
+         * the longest few hundred), and rank order is already there */
+        for (uint32_t i = lo + 1; i < hi; i++) {
+            struct mslot x = t->ment[i];
+            uint32_t j = i;
+            while (j > lo && t->ment[j - 1].right > x.right) { t->ment[j] = t->ment[j - 1]; j--; }
+            t->ment[j] = x;
+        }
+        for (uint32_t i = lo; i < hi; i++) {
+            if (w > t->moff[a] && t->ment[w - 1].right == t->ment[i].right) continue;
+            t->ment[w++] = t->ment[i];
+            t->mfilter[a] |= (uint64_t)1 << (t->ment[i].right & 63);
+        }
+    }
+    t->moff[n] = w;
+    t->n_merges = w;
 
     int32_t ids[4] = { v->bos, v->eos, v->unk, v->pad };
     const char *names[4] = { "bos", "eos", "unk", "pad" };
@@ -450,9 +481,16 @@ g4_tokenizer *g4_tokenizer_from_gguf(const struct g4_gguf_file *f, g4_error *err
     mpair *mp = nm ? malloc(nm * sizeof *mp) : NULL;
     int32_t eog[64];
     if (!toks || !lens || (ky && !types) || (nm && !mp)) { g4_seterr(err, "tokenizer: out of memory"); goto done; }
+    g4_gguf_str_iter it;
+    g4_gguf_str_iter_init(&it, kt);
     for (size_t i = 0; i < n; i++) {
-        toks[i] = kt->arr_str[i].ptr ? kt->arr_str[i].ptr : "";
-        lens[i] = kt->arr_str[i].ptr ? (size_t)kt->arr_str[i].len : 0;
+        g4_gguf_str st;
+        if (g4_gguf_str_iter_next(&it, &st) != 1) {
+            g4_seterr(err, "tokenizer.ggml.tokens[%zu] is not a string", i);
+            goto done;
+        }
+        toks[i] = st.ptr ? st.ptr : "";
+        lens[i] = st.ptr ? (size_t)st.len : 0;
         if (ky) {
             int64_t ty = g4_gguf_arr_i64(ky, i);
             if (ty < G4_TOK_NORMAL || ty > G4_TOK_BYTE) {
@@ -462,8 +500,14 @@ g4_tokenizer *g4_tokenizer_from_gguf(const struct g4_gguf_file *f, g4_error *err
             types[i] = (int32_t)ty;
         }
     }
+    if (km) g4_gguf_str_iter_init(&it, km);
     for (size_t i = 0; i < nm; i++) {
-        const g4_gguf_str *s = &km->arr_str[i];
+        g4_gguf_str st;
+        if (g4_gguf_str_iter_next(&it, &st) != 1) {
+            g4_seterr(err, "tokenizer.ggml.merges[%zu] is not a string", i);
+            goto done;
+        }
+        const g4_gguf_str *s = &st;
         const char *sp = s->ptr && s->len > 1 ? memchr(s->ptr + 1, ' ', (size_t)s->len - 1) : NULL;
         if (!sp) { g4_seterr(err, "tokenizer.ggml.merges[%zu] has no space", i); goto done; }
         mp[i].l = s->ptr; mp[i].ll = (size_t)(sp - s->ptr);
@@ -1240,12 +1284,12 @@ static int bpe_run(const g4_tokenizer *t, work *w, const char *s, size_t n, g4_t
     }
     w->syms[ns - 1].next = -1;
     w->heap_n = 0;
-    /* the first lookups are independent: prefetch their table slots ahead
-     * (the merge table is ~16 MB, each lookup is otherwise a cache miss) */
+    /* the first lookups are independent: prefetch their filter words and
+     * group offsets ahead (each is otherwise a likely cache miss) */
     for (int32_t i = 0; i + 1 < ns; i++) {
         if (i + 9 < ns && w->syms[i + 8].id >= 0 && w->syms[i + 9].id >= 0) {
-            uint64_t key = ((uint64_t)(uint32_t)w->syms[i + 8].id << 32) | (uint32_t)w->syms[i + 9].id;
-            __builtin_prefetch(&t->mtab[hash_u64(key) & t->mmask]);
+            __builtin_prefetch(&t->mfilter[w->syms[i + 8].id]);
+            __builtin_prefetch(&t->moff[w->syms[i + 8].id]);
         }
         if (try_pair(t, w, i, i + 1, false)) return g4_seterr(err, "tokenizer: out of memory");
     }
@@ -1319,6 +1363,14 @@ done:
 /* vocabulary queries                                                        */
 
 int32_t g4_tok_n_vocab(const g4_tokenizer *t) { return t->n; }
+
+size_t g4_tok_mem_bytes(const g4_tokenizer *t) {
+    if (!t) return 0;
+    size_t n = (size_t)t->n, arena = n ? t->off[n - 1] + t->len[n - 1] + 1 : 1;
+    return sizeof *t + arena + n * (sizeof *t->off + sizeof *t->len + 4 + sizeof *t->mfilter) +
+           (t->hmask + 1) * sizeof *t->hslot + 0x10000 * sizeof *t->bmp_id +
+           t->n_merges * sizeof *t->ment + (n + 1) * sizeof *t->moff + t->trie_cap * sizeof *t->trie;
+}
 int32_t g4_tok_bos(const g4_tokenizer *t) { return t->bos; }
 int32_t g4_tok_eos(const g4_tokenizer *t) { return t->eos; }
 int32_t g4_tok_unk(const g4_tokenizer *t) { return t->unk; }

@@ -105,6 +105,8 @@ int g4_tok_encode(const g4_tokenizer *t, const char *text, size_t len, bool add_
 /* --- vocabulary ---------------------------------------------------------- */
 
 int32_t g4_tok_n_vocab(const g4_tokenizer *t);
+/* Bytes the tokenizer's tables hold (for the memory plan); 0 for NULL. */
+size_t g4_tok_mem_bytes(const g4_tokenizer *t);
 int32_t g4_tok_bos(const g4_tokenizer *t);   /* -1 when absent */
 int32_t g4_tok_eos(const g4_tokenizer *t);
 int32_t g4_tok_unk(const g4_tokenizer *t);
