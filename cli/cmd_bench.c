@@ -358,7 +358,7 @@ int cmd_bench(int argc, char **argv) {
                    "  --bw GB/s    skip the bandwidth probes and use this value\n"
                    "  --exact      reference precision instead of the fast path\n"
                    "  --lora PATH[:S]  LoRA adapter at scale S (repeatable)\n"
-                   "  --kv-type T  KV cache f32, f16 or q8_0 (default f16; f32 with --exact)\n"
+                   "  --kv-type T  KV cache f32, f16, q8_0 or q4_0 (default f16; f32 with --exact)\n"
                    "  --json       one JSON object on stdout\n"
                    "  --parallel [N,N...]  instead of pp/tg: N streams decoding together, one\n"
                    "               forward pass per step for all (-n steps after -d tokens each;\n"
@@ -392,7 +392,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--lora")) { bad = parse_lora(&g_lo, v); i++; }
         else if (!strcmp(a, "--kv-type") && v) {
             if ((g_kv_type = gemma4c_kv_type_from_name(v)) < 0) {
-                fprintf(stderr, "gemma4c bench: --kv-type expects f32, f16 or q8_0\n");
+                fprintf(stderr, "gemma4c bench: --kv-type expects f32, f16, q8_0 or q4_0\n");
                 return 2;
             }
             i++;

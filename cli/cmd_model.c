@@ -107,17 +107,20 @@ int cmd_info(int argc, char **argv) {
             if (gemma4c_memory_plan_params(m, &cp, &q)) break;
         }
         if (q.edge_ok) printf("                      within it at --batch %d\n", nb);
-        else if (p.kv_type != GEMMA4C_KV_Q8_0) {   /* the same search with the smallest cache */
-            int fit = 0;
-            cp.kv_type = GEMMA4C_KV_Q8_0;
-            for (nb = n_batch; nb >= 1 && !fit; nb /= 2) {
-                cp.n_batch = nb;
-                if (gemma4c_memory_plan_params(m, &cp, &q)) break;
-                if (q.edge_ok) fit = nb;
+        else {   /* the same search with the smaller caches, q8_0 first */
+            int fit = 0, kt = 0;
+            for (int t = GEMMA4C_KV_Q8_0; t <= GEMMA4C_KV_Q4_0 && !fit; t++) {
+                if (t <= p.kv_type) continue;
+                cp.kv_type = kt = t;
+                for (nb = n_batch; nb >= 1 && !fit; nb /= 2) {
+                    cp.n_batch = nb;
+                    if (gemma4c_memory_plan_params(m, &cp, &q)) break;
+                    if (q.edge_ok) fit = nb;
+                }
             }
-            if (fit) printf("                      within it with --kv-type q8_0 --batch %d\n", fit);
+            if (fit) printf("                      within it with --kv-type %s --batch %d\n", gemma4c_kv_type_name(kt), fit);
             else printf("                      over it at any batch: a smaller --ctx\n");
-        } else printf("                      over it at any batch: a smaller --ctx\n");
+        }
     }
     gemma4c_model_free(m);
     return 0;

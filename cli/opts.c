@@ -39,7 +39,7 @@ int common_opt(run_opts *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--kv-type")) {
         (*i)++;
         if ((o->kv_type = gemma4c_kv_type_from_name(v)) < 0) {
-            fprintf(stderr, "gemma4c: --kv-type expects f32, f16 or q8_0, got '%s'\n", v ? v : "");
+            fprintf(stderr, "gemma4c: --kv-type expects f32, f16, q8_0 or q4_0, got '%s'\n", v ? v : "");
             return -1;
         }
         return 1;
@@ -107,7 +107,7 @@ const char *COMMON_HELP =
     "                     precision) instead of llama.cpp-style quantized activations\n"
     "      --lora PATH[:S]  LoRA adapter (GGUF LoRA file or PEFT folder) at scale S\n"
     "                     (default 1; W x + S alpha/r B A x); repeatable\n"
-    "      --kv-type T    KV cache f32, f16 or q8_0 (default f16; f32 with --exact)\n";
+    "      --kv-type T    KV cache f32, f16, q8_0 or q4_0 (default f16; f32 with --exact)\n";
 
 gemma4c_model *open_model(const run_opts *o) {
     if (!o->model) {

@@ -159,8 +159,9 @@ enum gemma4c_precision {
 };
 
 /* How the KV cache stores K and V. Queries and attention sums stay f32.
- * q8_0 is GGML's block (32 int8 and an f16 scale); a layer whose head size
- * is not a multiple of 32 keeps f16 rows. The exact path defaults to f32 (its
+ * q8_0 is GGML's block (32 int8 and an f16 scale), q4_0 GGML's 4-bit block
+ * (32 nibbles and an f16 scale: the edge setting, about 16x q8_0's rounding
+ * error); a layer whose head size is not a multiple of 32 keeps f16 rows. The exact path defaults to f32 (its
  * promise is the reference's precision); asking it for f16/q8_0 is allowed
  * and isolates the cache's rounding from the activations' (the accuracy
  * tests do that). */
@@ -169,8 +170,9 @@ enum gemma4c_kv_type {
     GEMMA4C_KV_F32 = 1,
     GEMMA4C_KV_F16 = 2,
     GEMMA4C_KV_Q8_0 = 3,
+    GEMMA4C_KV_Q4_0 = 4,
 };
-/* "f32", "f16", "q8_0" ("default" for 0); the enum value of a name, or -1. */
+/* "f32", "f16", "q8_0", "q4_0" ("default" for 0); the enum value of a name, or -1. */
 const char *gemma4c_kv_type_name(int kv_type);
 int gemma4c_kv_type_from_name(const char *name);
 

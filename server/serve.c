@@ -61,7 +61,7 @@ static void usage(void) {
            "                     (default 30; slower clients are cut off)\n"
            "  -t, --threads N    compute threads (default: all CPUs)\n"
            "      --lora PATH[:S]  LoRA adapter (GGUF LoRA or PEFT folder) at scale S (repeatable)\n"
-           "      --kv-type T    KV cache f32, f16 or q8_0 (default f16)\n"
+           "      --kv-type T    KV cache f32, f16, q8_0 or q4_0 (default f16)\n"
            "      --draft ngram  speculative decoding with prompt-lookup drafts (answers unchanged)\n"
            "      --draft-max K  drafts verified per request and step (default 4)\n"
            "      --mmproj PATH  media encoders (mmproj .gguf or HF folder) for image and audio\n"
@@ -102,7 +102,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--mmproj") && v) { mmproj = v; i++; }
         else if (!strcmp(a, "--kv-type") && v) {
             if ((kv_type = gemma4c_kv_type_from_name(v)) < 0) {
-                fprintf(stderr, "gemma4c serve: --kv-type expects f32, f16 or q8_0, got '%s'\n", v);
+                fprintf(stderr, "gemma4c serve: --kv-type expects f32, f16, q8_0 or q4_0, got '%s'\n", v);
                 return 2;
             }
             i++;

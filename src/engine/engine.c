@@ -91,7 +91,7 @@ int gemma4c_kv_type_from_name(const char *name) {
 /* The public kv type a context of p uses (DEFAULT resolved), -1 if unknown. */
 static int kv_type_of(const gemma4c_context_params *p) {
     if (p->kv_type == GEMMA4C_KV_DEFAULT) return p->precision == GEMMA4C_PREC_EXACT ? GEMMA4C_KV_F32 : GEMMA4C_KV_F16;
-    return p->kv_type >= GEMMA4C_KV_F32 && p->kv_type <= GEMMA4C_KV_Q8_0 ? p->kv_type : -1;
+    return p->kv_type >= GEMMA4C_KV_F32 && p->kv_type <= GEMMA4C_KV_Q4_0 ? p->kv_type : -1;
 }
 
 /* The process's own resident memory besides weights, KV and scratch: code
@@ -192,7 +192,7 @@ gemma4c_context *gemma4c_context_new(gemma4c_model *mm, const gemma4c_context_pa
     }
     int kt = kv_type_of(&p);
     if (kt < 0) {
-        g4_seterr(&e, "kv_type %d: expected f32, f16 or q8_0 (enum gemma4c_kv_type)", p.kv_type);
+        g4_seterr(&e, "kv_type %d: expected f32, f16, q8_0 or q4_0 (enum gemma4c_kv_type)", p.kv_type);
         copy_err(err, errlen, &e);
         return NULL;
     }
@@ -520,7 +520,7 @@ void gemma4c_token_cost_at(const gemma4c_model *mm, int pos, gemma4c_token_cost 
 
 void gemma4c_token_cost_kv(const gemma4c_model *mm, int pos, int kv_type, gemma4c_token_cost *o) {
     const g4_model *m = mm->m;
-    int kt = kv_type >= GEMMA4C_KV_F32 && kv_type <= GEMMA4C_KV_Q8_0 ? kv_type - 1 : G4_KV_F16;
+    int kt = kv_type >= GEMMA4C_KV_F32 && kv_type <= GEMMA4C_KV_Q4_0 ? kv_type - 1 : G4_KV_F16;
     memset(o, 0, sizeof *o);
     uint64_t b = 0;
     double f = 0;

@@ -8,7 +8,7 @@
  * Sliding-window layers keep a ring of window - 1 + n_batch positions per
  * sequence (the last window, plus one whole batch whose queries must still
  * see their own keys), one block per sequence, copied on fork. Layers that
- * share KV read their donor's cache. Rows are f32, f16 or q8_0 (vec_kv.h):
+ * share KV read their donor's cache. Rows are f32, f16, q8_0 or q4_0 (vec_kv.h):
  * one type per pool, chosen at creation. */
 #ifndef G4_KV_H
 #define G4_KV_H

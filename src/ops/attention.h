@@ -38,7 +38,7 @@ void g4_attn_ranges(const g4_mask *mask, const int32_t *pos, int T, int n_pos, i
 
 /* A cache as the attention reads it: position p's row [n_kv_head][head_dim]
  * is row g4_kv_row(c, p) of the arena, `rs` bytes at c->k + row * rs, head g
- * at + g * hs, stored as `type` (vec_kv.h: f32, f16 or q8_0). Pages of
+ * at + g * hs, stored as `type` (vec_kv.h: f32, f16, q8_0 or q4_0). Pages of
  * `page` positions; the page table wraps, so a ring is one page of its
  * capacity (n_pages = 1) and a paged cache a table of n_pages pages. */
 typedef struct g4_kv_view {

@@ -27,18 +27,19 @@ size_t g4_kv_row_bytes(int t, size_t n) {
     switch (t) {
     case G4_KV_F16: return 2 * n;
     case G4_KV_Q8_0: return (n / G4_KV_Q8_BLOCK) * G4_KV_Q8_BYTES;
+    case G4_KV_Q4_0: return (n / G4_KV_Q8_BLOCK) * G4_KV_Q4_BYTES;
     default: return 4 * n;
     }
 }
 
 int g4_kv_type_fits(int t, int hd) {
-    if (t == G4_KV_Q8_0) return hd > 0 && hd % G4_KV_Q8_BLOCK == 0;
+    if (t == G4_KV_Q8_0 || t == G4_KV_Q4_0) return hd > 0 && hd % G4_KV_Q8_BLOCK == 0;
     return t == G4_KV_F32 || t == G4_KV_F16;
 }
 
 int g4_kv_type_for(int t, int hd) { return g4_kv_type_fits(t, hd) ? t : G4_KV_F16; }
 
-static const char *const NAMES[G4_KV_NTYPES] = { "f32", "f16", "q8_0" };
+static const char *const NAMES[G4_KV_NTYPES] = { "f32", "f16", "q8_0", "q4_0" };
 
 const char *g4_kv_type_name(int t) { return t >= 0 && t < G4_KV_NTYPES ? NAMES[t] : "?"; }
 
@@ -64,6 +65,12 @@ static inline float ld1(int t, const char *row, int i) {
     if (t == G4_KV_Q8_0) {
         const char *b = row + (size_t)(i / G4_KV_Q8_BLOCK) * G4_KV_Q8_BYTES;
         return q8_scale(b) * (float)(int8_t)b[2 + i % G4_KV_Q8_BLOCK];
+    }
+    if (t == G4_KV_Q4_0) {
+        const char *b = row + (size_t)(i / G4_KV_Q8_BLOCK) * G4_KV_Q4_BYTES;
+        const int o = i % G4_KV_Q8_BLOCK;
+        const uint8_t x = (uint8_t)b[2 + (o & 15)];
+        return q8_scale(b) * (float)((o < 16 ? x & 15 : x >> 4) - 8);
     }
     float f;
     memcpy(&f, row + 4 * (size_t)i, 4);
@@ -125,6 +132,26 @@ void g4_kv_store(int t, void *dst, const float *src, int n) {
                 blk[2 + i] = (char)(int8_t)roundf(src[b + i] * id);
             }
         }
+    } else if (t == G4_KV_Q4_0) {
+        /* GGML's quantize_row_q4_0: d = (the element of largest magnitude) /
+         * -8, q = min(15, trunc(x / d + 8.5)), d kept as f16 */
+        for (int b = 0; b + G4_KV_Q8_BLOCK <= n; b += G4_KV_Q8_BLOCK) {
+            float amax = 0, mx = 0;
+            for (int i = 0; i < G4_KV_Q8_BLOCK; i++) {
+                float a = src[b + i] < 0 ? -src[b + i] : src[b + i];
+                if (a > amax) { amax = a; mx = src[b + i]; }
+            }
+            float sc = mx / -8.0f, id = sc != 0 ? 1.0f / sc : 0.0f;
+            char *blk = d + (size_t)(b / G4_KV_Q8_BLOCK) * G4_KV_Q4_BYTES;
+            uint16_t h = g4_fp32_to_fp16(sc);
+            memcpy(blk, &h, 2);
+            for (int i = 0; i < 16; i++) {
+                int lo = (int)(int8_t)(src[b + i] * id + 8.5f), hi = (int)(int8_t)(src[b + 16 + i] * id + 8.5f);
+                lo = lo > 15 ? 15 : lo;
+                hi = hi > 15 ? 15 : hi;
+                blk[2 + i] = (char)(uint8_t)(lo | hi << 4);
+            }
+        }
     } else {
         memcpy(d, src, (size_t)n * sizeof(float));
     }
@@ -162,6 +189,7 @@ static void pv_ref_t(int t, float *acc, const float *p, int ldp, int G, const vo
                               int hd) { pv_ref_t(T, acc, p, ldp, G, v, vs, nj, hd); }
 REF_PAIR(G4_KV_F16, f16)
 REF_PAIR(G4_KV_Q8_0, q8)
+REF_PAIR(G4_KV_Q4_0, q4)
 
 /* f32 rows: vec.c's kernels (float strides) at the same level */
 #define F32_PAIR(level, name)                                                                                  \
@@ -172,7 +200,7 @@ REF_PAIR(G4_KV_Q8_0, q8)
 F32_PAIR(G4_CPU_REF, ref)
 
 static const g4_kv_ops REF[G4_KV_NTYPES] = {
-    { qk_f32_ref, pv_f32_ref }, { qk_ref_f16, pv_ref_f16 }, { qk_ref_q8, pv_ref_q8 } };
+    { qk_f32_ref, pv_f32_ref }, { qk_ref_f16, pv_ref_f16 }, { qk_ref_q8, pv_ref_q8 }, { qk_ref_q4, pv_ref_q4 } };
 
 /* Prefetch `off` bytes past p in integer arithmetic (may lie past the arena;
  * a prefetch never faults). */
@@ -189,6 +217,15 @@ static const g4_kv_ops REF[G4_KV_NTYPES] = {
 /* elements i..i+7 of a row as f32 (i a multiple of 8) */
 KV2_INL __m256 ld8(const int t, const char *row, int i) {
     if (t == G4_KV_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)i)));
+    if (t == G4_KV_Q4_0) {
+        const char *b = row + (size_t)(i / G4_KV_Q8_BLOCK) * G4_KV_Q4_BYTES;
+        const int o = i % G4_KV_Q8_BLOCK;
+        __m128i x = _mm_loadl_epi64((const __m128i *)(b + 2 + (o & 15)));
+        if (o >= 16) x = _mm_srli_epi16(x, 4);
+        x = _mm_and_si128(x, _mm_set1_epi8(15));
+        const __m256i w = _mm256_sub_epi32(_mm256_cvtepu8_epi32(x), _mm256_set1_epi32(8));
+        return _mm256_mul_ps(_mm256_set1_ps(q8_scale(b)), _mm256_cvtepi32_ps(w));
+    }
     const char *b = row + (size_t)(i / G4_KV_Q8_BLOCK) * G4_KV_Q8_BYTES;
     const __m128i x = _mm_loadl_epi64((const __m128i *)(b + 2 + i % G4_KV_Q8_BLOCK));
     return _mm256_mul_ps(_mm256_set1_ps(q8_scale(b)), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(x)));
@@ -299,6 +336,7 @@ KV2_INL void pv_avx2_t(const int t, float *acc, const float *p, int ldp, int G, 
                                int hd) { pv_avx2_t(T, acc, p, ldp, G, v, vs, nj, hd); }
 AVX2_PAIR(G4_KV_F16, f16)
 AVX2_PAIR(G4_KV_Q8_0, q8)
+AVX2_PAIR(G4_KV_Q4_0, q4)
 F32_PAIR(G4_CPU_AVX2, avx2)
 
 /* ---- AVX-512: 16 lanes; rows whose hd is not a multiple of 16 go to AVX2 ---- */
@@ -307,6 +345,14 @@ F32_PAIR(G4_CPU_AVX2, avx2)
 
 KV5_INL __m512 ld16(const int t, const char *row, int i) {
     if (t == G4_KV_F16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)i)));
+    if (t == G4_KV_Q4_0) {   /* i % 32 is 0 (low nibbles) or 16 (high) */
+        const char *b = row + (size_t)(i / G4_KV_Q8_BLOCK) * G4_KV_Q4_BYTES;
+        __m128i x = _mm_loadu_si128((const __m128i *)(b + 2));
+        if (i % G4_KV_Q8_BLOCK) x = _mm_srli_epi16(x, 4);
+        x = _mm_and_si128(x, _mm_set1_epi8(15));
+        const __m512i w = _mm512_sub_epi32(_mm512_cvtepu8_epi32(x), _mm512_set1_epi32(8));
+        return _mm512_mul_ps(_mm512_set1_ps(q8_scale(b)), _mm512_cvtepi32_ps(w));
+    }
     const char *b = row + (size_t)(i / G4_KV_Q8_BLOCK) * G4_KV_Q8_BYTES;
     const __m128i x = _mm_loadu_si128((const __m128i *)(b + 2 + i % G4_KV_Q8_BLOCK));
     return _mm512_mul_ps(_mm512_set1_ps(q8_scale(b)), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(x)));
@@ -410,12 +456,14 @@ KV5_INL void pv_avx512_t(const int t, float *acc, const float *p, int ldp, int G
     }
 AVX512_PAIR(G4_KV_F16, f16)
 AVX512_PAIR(G4_KV_Q8_0, q8)
+AVX512_PAIR(G4_KV_Q4_0, q4)
 F32_PAIR(G4_CPU_AVX512, avx512)
 
 static const g4_kv_ops AVX2[G4_KV_NTYPES] = {
-    { qk_f32_avx2, pv_f32_avx2 }, { qk_avx2_f16, pv_avx2_f16 }, { qk_avx2_q8, pv_avx2_q8 } };
+    { qk_f32_avx2, pv_f32_avx2 }, { qk_avx2_f16, pv_avx2_f16 }, { qk_avx2_q8, pv_avx2_q8 }, { qk_avx2_q4, pv_avx2_q4 } };
 static const g4_kv_ops AVX512[G4_KV_NTYPES] = {
-    { qk_f32_avx512, pv_f32_avx512 }, { qk_avx512_f16, pv_avx512_f16 }, { qk_avx512_q8, pv_avx512_q8 } };
+    { qk_f32_avx512, pv_f32_avx512 }, { qk_avx512_f16, pv_avx512_f16 }, { qk_avx512_q8, pv_avx512_q8 },
+    { qk_avx512_q4, pv_avx512_q4 } };
 
 #elif defined(__aarch64__)
 /* ---- NEON: 8 elements as two 4-lane halves (f32 rows too: vec.c has no
@@ -432,6 +480,15 @@ static inline void ld8n(const int t, const char *row, int i, float32x4_t *lo, fl
         const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(u));
         *lo = vcvt_f32_f16(vget_low_f16(h));
         *hi = vcvt_high_f32_f16(h);
+    } else if (t == G4_KV_Q4_0) {
+        const char *b = row + (size_t)(i / G4_KV_Q8_BLOCK) * G4_KV_Q4_BYTES;
+        const int o = i % G4_KV_Q8_BLOCK;
+        uint8x8_t x = vld1_u8((const uint8_t *)(b + 2 + (o & 15)));
+        x = o >= 16 ? vshr_n_u8(x, 4) : vand_u8(x, vdup_n_u8(15));
+        const int16x8_t w = vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(x)), vdupq_n_s16(8));
+        const float32x4_t d = vdupq_n_f32(q8_scale(b));
+        *lo = vmulq_f32(d, vcvtq_f32_s32(vmovl_s16(vget_low_s16(w))));
+        *hi = vmulq_f32(d, vcvtq_f32_s32(vmovl_high_s16(w)));
     } else {
         const char *b = row + (size_t)(i / G4_KV_Q8_BLOCK) * G4_KV_Q8_BYTES;
         const int16x8_t w = vmovl_s8(vld1_s8((const int8_t *)(b + 2 + i % G4_KV_Q8_BLOCK)));
@@ -535,9 +592,10 @@ static inline __attribute__((always_inline)) void pv_neon_t(const int t, float *
 NEON_PAIR(G4_KV_F32, f32)
 NEON_PAIR(G4_KV_F16, f16)
 NEON_PAIR(G4_KV_Q8_0, q8)
+NEON_PAIR(G4_KV_Q4_0, q4)
 
 static const g4_kv_ops NEON[G4_KV_NTYPES] = {
-    { qk_neon_f32, pv_neon_f32 }, { qk_neon_f16, pv_neon_f16 }, { qk_neon_q8, pv_neon_q8 } };
+    { qk_neon_f32, pv_neon_f32 }, { qk_neon_f16, pv_neon_f16 }, { qk_neon_q8, pv_neon_q8 }, { qk_neon_q4, pv_neon_q4 } };
 #endif
 
 const g4_kv_ops *g4_kv_ops_level(int t, int level) {

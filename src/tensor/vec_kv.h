@@ -6,6 +6,9 @@
  *   f16   hd IEEE halves (rounded to nearest even, as ggml and F16C)
  *   q8_0  hd / 32 blocks of GGML's q8_0: an f16 scale d, then 32 int8 q,
  *         x = d * q (34 bytes per 32 elements); hd must be a multiple of 32
+ *   q4_0  hd / 32 blocks of GGML's q4_0: an f16 scale d, then 16 bytes whose
+ *         low nibbles are elements 0-15 and high nibbles 16-31, x = d *
+ *         (q - 8) (18 bytes per 32 elements; the edge setting for E4B)
  * Queries, scores and accumulators stay f32: K . q converts K on the fly and
  * multiplies by the f32 query (llama.cpp rounds q to the cache type first;
  * here only the cache is rounded). The kernels are chosen per CPU level like
@@ -16,18 +19,18 @@
 
 #include <stddef.h>
 
-typedef enum g4_kv_type { G4_KV_F32 = 0, G4_KV_F16 = 1, G4_KV_Q8_0 = 2, G4_KV_NTYPES = 3 } g4_kv_type;
+typedef enum g4_kv_type { G4_KV_F32 = 0, G4_KV_F16 = 1, G4_KV_Q8_0 = 2, G4_KV_Q4_0 = 3, G4_KV_NTYPES = 4 } g4_kv_type;
 
-enum { G4_KV_Q8_BLOCK = 32, G4_KV_Q8_BYTES = 34 };
+enum { G4_KV_Q8_BLOCK = 32, G4_KV_Q8_BYTES = 34, G4_KV_Q4_BYTES = 18 };
 
-/* Bytes of a row of n elements of type t (q8_0: n a multiple of 32). */
+/* Bytes of a row of n elements of type t (q8_0, q4_0: n a multiple of 32). */
 size_t g4_kv_row_bytes(int t, size_t n);
-/* Whether rows of hd elements can be stored as t (q8_0 needs whole blocks). */
+/* Whether rows of hd elements can be stored as t (q8_0, q4_0 need whole blocks). */
 int g4_kv_type_fits(int t, int hd);
 /* The type rows of hd elements get when t is asked for: t where it fits,
  * else f16 (q8_0 for a head of 16, as in a tiny test model). */
 int g4_kv_type_for(int t, int hd);
-/* "f32", "f16", "q8_0"; "?" otherwise. */
+/* "f32", "f16", "q8_0", "q4_0"; "?" otherwise. */
 const char *g4_kv_type_name(int t);
 /* The type named s, or -1. */
 int g4_kv_type_from_name(const char *s);
