@@ -131,7 +131,7 @@ int bench_spec(gemma4c_model *m, const int *ks, int n_k, int tg, int depth, int 
             forced f = { ref, tg, depth, info.n_vocab, rates[ri], 1000 + (uint64_t)r };
             gemma4c_draft_stats st = { 0 };
             gemma4c_generate_params gp = { .n_predict = tg, .on_token = on_tok, .user = &out, .stats = &st };
-            if (ri) gp.draft = (gemma4c_draft_params){ GEMMA4C_DRAFT_CUSTOM, draft_max, 0, draft_forced, &f };
+            if (ri) gp.draft = (gemma4c_draft_params){ GEMMA4C_DRAFT_CUSTOM, draft_max, 0, draft_forced, &f, NULL };
             double t0 = now_s();
             int fin = gemma4c_generate(c, sm, &gp, err, sizeof err);
             t[r] = now_s() - t0;
