@@ -30,5 +30,20 @@ for m in "${models[@]}"; do
 done
 for s in e2b e4b; do
     nice make -s build/bench/bench_attn >/dev/null
-    build/bench/bench_attn --shape $s -t "$threads" --depths "$(echo $depths | tr ' ' ,)"
+    build/bench/bench_attn --shape $s -t "$threads" --depths "$(echo $depths | tr ' ' ,)" | tee /tmp/kv_depth_attn.$$
+    # the verdict: per KV type, the sliding layer's time at the deepest depth
+    # over the shallowest (flat within noise: under 1.25x, when both depths
+    # fill the 512-position window), and the full layer's (grows about with
+    # depth)
+    awk -F'|' -v shape=$s '$2 ~ /^ *[0-9]+ *$/ {
+            d = $2 + 0; k = $3; gsub(/ /, "", k); sw = $4 + 0; fu = $5 + 0
+            if (!(k in lo) || d < lo[k]) { lo[k] = d; slo[k] = sw; flo[k] = fu }
+            if (!(k in hi) || d > hi[k]) { hi[k] = d; shi[k] = sw; fhi[k] = fu } }
+        END { for (k in lo) if (hi[k] > lo[k] && slo[k] > 0 && flo[k] > 0) {
+            r = shi[k] / slo[k]
+            printf "%s %s: sliding layer %.1f -> %.1f us from depth %d to %d (%.2fx: %s); full layer %.2fx%s\n",
+                   shape, k, slo[k], shi[k], lo[k], hi[k], r, r < 1.25 ? "does not grow" : "GROWS", fhi[k] / flo[k],
+                   lo[k] < 512 ? " (shallowest depth inside the 512 window: growth up to it is expected)" : "" } }' \
+        /tmp/kv_depth_attn.$$
+    rm -f /tmp/kv_depth_attn.$$
 done

@@ -335,6 +335,7 @@ int cmd_bench(int argc, char **argv) {
     int probe_each = 1; /* tg: probe before and after every repetition (off with --bw) */
     int plist[64], n_plist = 0, ttft = 2000;
     int klist[64], n_klist = 0, draft_max = 4;
+    const char *draft_model = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -375,7 +376,9 @@ int cmd_bench(int argc, char **argv) {
                    "               verifying K drafts (default 2,4,8) against one plain decode step\n"
                    "               at depth -d, then -n greedy tokens plainly and with a drafter\n"
                    "               whose drafts are right with probability 50/75/100%%\n"
-                   "  --draft-max K    drafts per step for the end-to-end part (default 4)\n");
+                   "  --draft-max K    drafts per step for the end-to-end part (default 4)\n"
+                   "  --draft-model F  with --spec: also an MTP assistant's cost per drafted token and\n"
+                   "               the speed it gives at acceptance 50/75/100%% (from the costs)\n");
             return 0;
         }
         int bad = 0;
@@ -423,6 +426,7 @@ int cmd_bench(int argc, char **argv) {
             }
         }
         else if (!strcmp(a, "--draft-max")) { bad = geti(a, v, 1, 64, &draft_max); i++; }
+        else if (!strcmp(a, "--draft-model") && v) { draft_model = v; i++; }
         else { fprintf(stderr, "gemma4c bench: unknown or incomplete option '%s'\n", a); return 2; }
         if (bad) return 2;
     }
@@ -442,7 +446,7 @@ int cmd_bench(int argc, char **argv) {
     if (!m) { fprintf(stderr, "gemma4c: %s\n", err); return 1; }
     if (load_adapters(m, g_lo.lora, g_lo.n_lora, g_ad)) { gemma4c_model_free(m); return 1; }
     if (n_klist > 0) {
-        int r = bench_spec(m, klist, n_klist, tg, depth, reps, threads, exact, draft_max, json);
+        int r = bench_spec(m, klist, n_klist, tg, depth, reps, threads, exact, draft_max, json, draft_model);
         gemma4c_model_free(m);
         return r;
     }

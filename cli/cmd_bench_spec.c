@@ -8,7 +8,10 @@
  *   2. end to end: greedy decoding of N tokens plainly, then with a drafter
  *      that proposes the target's own next token with probability a (else a
  *      wrong one), for a = 0.5, 0.75, 1, each checked against the plain output
- *      (reported where the fast path's batched rounding parted from it). */
+ *      (reported where the fast path's batched rounding parted from it);
+ *   3. with an MTP assistant (--draft-model): its cost per drafted token,
+ *      greedy decoding with it, and the speed those costs give at a. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,7 +70,7 @@ static int on_tok(void *u, int32_t t) {
 }
 
 int bench_spec(gemma4c_model *m, const int *ks, int n_k, int tg, int depth, int reps, int threads,
-                      int exact, int draft_max, int json) {
+                      int exact, int draft_max, int json, const char *draft_model) {
     gemma4c_model_info info;
     gemma4c_model_get_info(m, &info);
     FILE *log = json ? stderr : stdout;
@@ -131,7 +134,7 @@ int bench_spec(gemma4c_model *m, const int *ks, int n_k, int tg, int depth, int 
             forced f = { ref, tg, depth, info.n_vocab, rates[ri], 1000 + (uint64_t)r };
             gemma4c_draft_stats st = { 0 };
             gemma4c_generate_params gp = { .n_predict = tg, .on_token = on_tok, .user = &out, .stats = &st };
-            if (ri) gp.draft = (gemma4c_draft_params){ GEMMA4C_DRAFT_CUSTOM, draft_max, 0, draft_forced, &f };
+            if (ri) gp.draft = (gemma4c_draft_params){ GEMMA4C_DRAFT_CUSTOM, draft_max, 0, draft_forced, &f, NULL };
             double t0 = now_s();
             int fin = gemma4c_generate(c, sm, &gp, err, sizeof err);
             t[r] = now_s() - t0;
@@ -157,6 +160,59 @@ int bench_spec(gemma4c_model *m, const int *ks, int n_k, int tg, int depth, int 
                     tps[ri], tps[ri] / tps[0], kept[ri] * 100, note);
         }
     }
+    /* the MTP drafter: greedy decoding with it (random weights: its drafts
+     * are refused, so this is its overhead), its own cost per drafted token,
+     * and the speed that cost and the verify cost give at acceptance a:
+     * E tokens per step = (1 - a^(k+1)) / (1 - a), one step = verify(k) +
+     * k drafter steps */
+    double d_ms = 0, mtp_tps = 0, est[3] = { 0 };
+    int mtp_same = -1;
+    if (!rc && draft_model) {
+        gemma4c_drafter *d = gemma4c_drafter_open(m, draft_model, threads, cp.precision, err, sizeof err);
+        if (!d) { fprintf(stderr, "gemma4c: drafter: %s\n", err); rc = 1; goto out; }
+        uint64_t s0 = 0, s1 = 0;
+        double d0 = 0, d1 = 0;
+        for (int r = 0; r < reps && !rc && tg > 0; r++) {
+            gemma4c_reset(c);
+            gemma4c_sampler_params spp = gemma4c_sampler_default_params();
+            spp.temperature = 0;
+            gemma4c_sampler *sm = gemma4c_sampler_new(&spp);
+            if (!sm || gemma4c_eval(c, ids, depth, 0, err, sizeof err)) { rc = 1; gemma4c_sampler_free(sm); break; }
+            rec out = { got, 0, tg };
+            gemma4c_generate_params gp = { .n_predict = tg, .on_token = on_tok, .user = &out,
+                                           .draft = { .kind = GEMMA4C_DRAFT_MTP, .max = draft_max, .drafter = d } };
+            gemma4c_drafter_cost(d, &s0, &d0);
+            double t0 = now_s();
+            int fin = gemma4c_generate(c, sm, &gp, err, sizeof err);
+            t[r] = now_s() - t0;
+            gemma4c_drafter_cost(d, &s1, &d1);
+            gemma4c_sampler_free(sm);
+            if (fin < 0) { rc = 1; break; }
+            mtp_same = out.n == tg && !memcmp(got, ref, (size_t)tg * sizeof *ref);
+        }
+        gemma4c_drafter_free(d);
+        if (rc) { fprintf(stderr, "gemma4c: %s\n", err); goto out; }
+        if (tg > 0) {
+            mtp_tps = tg / med(t, reps);
+            d_ms = s1 > s0 ? 1e3 * (d1 - d0) / (double)(s1 - s0) : 0;
+        }
+        /* verify(k) for k = draft_max: measured above when listed, else
+         * interpolated as plain (a lower bound on the cost) */
+        double vk = plain;
+        for (int i = 0; i < n_k; i++) if (ks[i] == draft_max) vk = cost[i];
+        double as[3] = { 0.5, 0.75, 1.0 };
+        for (int i = 0; i < 3; i++) {
+            double a = as[i], e = a < 1 ? (1 - pow(a, draft_max + 1)) / (1 - a) : draft_max + 1;
+            est[i] = e / (vk + draft_max * d_ms * 1e-3);
+        }
+        fprintf(log, "MTP drafter %s, drafts of %d:\n  drafter      %8.3f ms per drafted token (%.2fx a plain step)\n"
+                "  greedy       %7.2f t/s  %.2fx plain (random weights: its drafts are refused; %s)\n", draft_model,
+                draft_max, d_ms, plain > 0 ? d_ms * 1e-3 / plain : 0, mtp_tps, tps[0] > 0 ? mtp_tps / tps[0] : 0,
+                mtp_same ? "output identical" : "OUTPUT DIFFERS: batched rows rounded differently");
+        for (int i = 0; i < 3; i++)
+            fprintf(log, "  a = %3.0f%%     %7.2f t/s  %.2fx plain (estimated from the verify and drafter costs)\n",
+                    as[i] * 100, est[i], plain > 0 ? est[i] * plain : 0);
+    }
     if (!rc && json) {
         printf("{\"model\":\"%s\",\"threads\":%d,\"depth\":%d,\"plain_step_ms\":%.3f,\"verify\":[", info.name, threads,
                depth, plain * 1e3);
@@ -166,7 +222,11 @@ int bench_spec(gemma4c_model *m, const int *ks, int n_k, int tg, int depth, int 
         for (int i = 1; i < 4; i++)
             printf("%s{\"rate\":%.2f,\"tps\":%.3f,\"speedup\":%.3f,\"kept\":%.3f,\"diverged_at\":%d}", i > 1 ? "," : "",
                    rates[i], tps[i], tps[0] > 0 ? tps[i] / tps[0] : 0, kept[i], diverged[i]);
-        printf("]}\n");
+        printf("]");
+        if (draft_model)
+            printf(",\"mtp\":{\"draft_ms\":%.4f,\"tps\":%.3f,\"identical\":%d,\"est_tps\":[%.3f,%.3f,%.3f]}", d_ms,
+                   mtp_tps, mtp_same, est[0], est[1], est[2]);
+        printf("}\n");
     }
 out:
     free(ids);

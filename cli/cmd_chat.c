@@ -104,6 +104,7 @@ static json_t *turn(chat_cli *cc, json_t *messages) {
 static int session_open(chat_cli *cc) {
     cc->m = open_model(&cc->o);
     if (!cc->m) return -1;
+    if (draft_attach(&cc->sp.draft, cc->m, cc->o.threads, cc->o.exact)) return -1;
     cc->c = open_ctx(cc->m, &cc->o);
     if (!cc->c) return -1;
     char err[600];
@@ -160,6 +161,8 @@ static void session_close(chat_cli *cc) {
     gemma4c_mmproj_free(cc->mp);
     gemma4c_session_free(cc->ss);
     gemma4c_context_free(cc->c);
+    gemma4c_drafter_free(cc->sp.draft.drafter);
+    cc->sp.draft.drafter = NULL;
     gemma4c_model_free(cc->m);
 }
 

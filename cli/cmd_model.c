@@ -350,6 +350,13 @@ int cmd_generate(int argc, char **argv) {
         return 1;
     }
     if (!o.n_ctx) o.n_ctx = n + n_gen;
+    if (draft_attach(&dp, m, o.threads, o.exact)) {
+        gemma4c_detok_free(dt);
+        free(ids); free(embd); free(has); free(run);
+        media_set_free(&ms);
+        gemma4c_model_free(m);
+        return 1;
+    }
     gemma4c_context *c = open_ctx(m, &o);
     gemma4c_sampler *s = gemma4c_sampler_new(&sp);
     int rc = 1;
@@ -368,6 +375,13 @@ int cmd_generate(int argc, char **argv) {
         if (show_stats)
             fprintf(stderr, "\ndraft: %llu steps, %llu drafted, %llu accepted\n", (unsigned long long)st.steps,
                     (unsigned long long)st.drafted, (unsigned long long)st.accepted);
+        if (show_stats && dp.drafter) {
+            uint64_t ds;
+            double dsec;
+            gemma4c_drafter_cost(dp.drafter, &ds, &dsec);
+            fprintf(stderr, "drafter: %llu steps, %.3f ms per drafted token\n", (unsigned long long)ds,
+                    ds ? 1e3 * dsec / (double)ds : 0.0);
+        }
         if (dt) {
             size_t len;
             const char *rest = gemma4c_detok_flush(dt, &len);
@@ -378,6 +392,7 @@ int cmd_generate(int argc, char **argv) {
     gemma4c_detok_free(dt);
     gemma4c_sampler_free(s);
     gemma4c_context_free(c);
+    gemma4c_drafter_free(dp.drafter);
     free(embd); free(has); free(run);
     media_set_free(&ms);
     gemma4c_model_free(m);

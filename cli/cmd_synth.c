@@ -13,7 +13,8 @@ int cmd_synth(int argc, char **argv) {
     uint64_t seed = 1;
     gemma4c_write_params o = { 0, 0, cli_show_progress, NULL };   /* 0 threads: all CPUs */
     const char *out = NULL;
-    int mmproj = 0, type_given = 0;
+    int mmproj = 0, type_given = 0, assistant = 0;
+    const char *target = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -30,7 +31,10 @@ int cmd_synth(int argc, char **argv) {
                    "  -t N          threads (default: all CPUs; the output does not depend on it)\n"
                    "  --force       overwrite FILE if it exists\n"
                    "  --mmproj      write the media encoders (mmproj, vision tower) of ARCH instead,\n"
-                   "                TYPE F16 (default here), BF16 or F32; pairs with synth's model\n");
+                   "                TYPE F16 (default here), BF16 or F32; pairs with synth's model\n"
+                   "  --assistant   write ARCH's multi-token-prediction drafter instead (gemma4-assistant,\n"
+                   "                e2b, e4b, 26b-a4b, 31b; use with --draft mtp:FILE)\n"
+                   "  --assistant-for MODEL  a tiny drafter (2 layers, width 64) fitting MODEL, any size\n");
             return 0;
         }
         if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && v) { out = v; i++; }
@@ -47,6 +51,8 @@ int cmd_synth(int argc, char **argv) {
             i++;
         } else if (!strcmp(a, "--force")) o.force = 1;
         else if (!strcmp(a, "--mmproj")) mmproj = 1;
+        else if (!strcmp(a, "--assistant")) assistant = 1;
+        else if (!strcmp(a, "--assistant-for") && v) { target = v; assistant = 1; i++; }
         else { fprintf(stderr, "gemma4c synth: unknown or incomplete option '%s'\n", a); return 2; }
     }
     if (!out) { fprintf(stderr, "gemma4c synth: need -o FILE.gguf (see --help)\n"); return 2; }
@@ -57,6 +63,14 @@ int cmd_synth(int argc, char **argv) {
             return 1;
         }
         fprintf(stderr, "wrote %s (mmproj, %s)\n", out, arch);
+        return 0;
+    }
+    if (assistant) {
+        if (gemma4c_synth_assistant(out, arch, target, type, seed, &o, err, sizeof err)) {
+            fprintf(stderr, "gemma4c synth: %s\n", err);
+            return 1;
+        }
+        fprintf(stderr, "wrote %s (assistant for %s, %s)\n", out, target ? target : arch, type);
         return 0;
     }
     if (gemma4c_synth(out, arch, type, seed, &o, err, sizeof err)) {

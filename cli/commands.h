@@ -23,10 +23,11 @@ int cmd_merge(int argc, char **argv);     /* cmd_merge.c */
 int cmd_adapter(int argc, char **argv);   /* cmd_merge.c */
 int cmd_bench(int argc, char **argv);
 /* bench --spec (cli/cmd_bench_spec.c): verification cost of k drafts and
- * end-to-end speed at forced acceptance rates. */
+ * end-to-end speed at forced acceptance rates; with draft_model (an MTP
+ * assistant, or NULL) also its cost per drafted token. */
 struct gemma4c_model;
 int bench_spec(struct gemma4c_model *m, const int *ks, int n_k, int tg, int depth, int reps, int threads, int exact,
-               int draft_max, int json);
+               int draft_max, int json, const char *draft_model);
 int cmd_run(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_batch(int argc, char **argv);

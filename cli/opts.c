@@ -251,8 +251,22 @@ void cli_cleanup_on_signal(int sig) {
 const char *DRAFT_HELP =
     "      --draft ngram       speculative decoding with prompt-lookup drafts (output\n"
     "                          unchanged: greedy identical, sampling same distribution)\n"
+    "      --draft mtp:FILE    ... with drafts from a Gemma 4 multi-token-prediction\n"
+    "                          assistant (gemma4-assistant GGUF) for this model\n"
+    "      --draft-model FILE  the same as --draft mtp:FILE\n"
     "      --draft-max K       most drafted tokens verified per step (default 4)\n"
     "      --ngram N           longest n-gram looked up in the text so far (default 3)\n";
+
+const char *cli_draft_model;
+
+int draft_attach(gemma4c_draft_params *dp, const gemma4c_model *m, int threads, int exact) {
+    if (dp->kind != GEMMA4C_DRAFT_MTP || dp->drafter) return 0;
+    char err[600];
+    dp->drafter = gemma4c_drafter_open(m, cli_draft_model, threads, exact ? GEMMA4C_PREC_EXACT : GEMMA4C_PREC_FAST,
+                                       err, sizeof err);
+    if (!dp->drafter) { fprintf(stderr, "gemma4c: drafter: %s\n", err); return -1; }
+    return 0;
+}
 
 int draft_opt(gemma4c_draft_params *dp, int argc, char **argv, int *i) {
     const char *a = argv[*i];
@@ -261,7 +275,15 @@ int draft_opt(gemma4c_draft_params *dp, int argc, char **argv, int *i) {
         (*i)++;
         if (v && !strcmp(v, "ngram")) dp->kind = GEMMA4C_DRAFT_NGRAM;
         else if (v && !strcmp(v, "none")) dp->kind = GEMMA4C_DRAFT_NONE;
-        else { fprintf(stderr, "gemma4c: --draft expects ngram or none\n"); return -1; }
+        else if (v && !strncmp(v, "mtp:", 4) && v[4]) { dp->kind = GEMMA4C_DRAFT_MTP; cli_draft_model = v + 4; }
+        else { fprintf(stderr, "gemma4c: --draft expects ngram, mtp:FILE or none\n"); return -1; }
+        return 1;
+    }
+    if (!strcmp(a, "--draft-model")) {
+        (*i)++;
+        if (!v) { fprintf(stderr, "gemma4c: --draft-model expects a file\n"); return -1; }
+        dp->kind = GEMMA4C_DRAFT_MTP;
+        cli_draft_model = v;
         return 1;
     }
     if (!strcmp(a, "--draft-max")) { (*i)++; return parse_int(a, v, 1, 64, &dp->max) ? -1 : 1; }

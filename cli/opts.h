@@ -30,6 +30,10 @@ int sampling_opt(gemma4c_sampler_params *sp, int argc, char **argv, int *i);
  * same contract. */
 extern const char *DRAFT_HELP;
 int draft_opt(gemma4c_draft_params *dp, int argc, char **argv, int *i);
+/* --draft mtp:FILE / --draft-model FILE: the file, opened for the model by
+ * draft_attach once it is loaded (0, or -1 after printing why). */
+extern const char *cli_draft_model;
+int draft_attach(gemma4c_draft_params *dp, const gemma4c_model *m, int threads, int exact);
 gemma4c_model *open_model(const run_opts *o);
 /* The context of o (its adapters loaded and checked against m; they live
  * until the process exits). */

@@ -436,7 +436,21 @@ enum gemma4c_draft_kind {
     GEMMA4C_DRAFT_NGRAM = 1,   /* prompt lookup: the tokens that followed the latest
                                   earlier occurrence of the text's last n-gram */
     GEMMA4C_DRAFT_CUSTOM = 2,  /* fn proposes them (tests, benchmarks, other drafters) */
+    GEMMA4C_DRAFT_MTP = 3,     /* Gemma 4's multi-token-prediction assistant (drafter below):
+                                  greedy drafts from the target's last hidden row and KV cache */
 };
+
+/* A Gemma 4 multi-token-prediction assistant ("gemma4-assistant" GGUF,
+ * docs/gemma4-mtp.md) opened for one target model: it reads the target's
+ * embeddings and KV cache, so every shape it shares with the target is
+ * checked here (errors name the tensor or key). It holds its own scratch:
+ * one generation at a time per drafter. Free it before the model. */
+typedef struct gemma4c_drafter gemma4c_drafter;
+gemma4c_drafter *gemma4c_drafter_open(const gemma4c_model *target, const char *path, int n_threads, int precision,
+                                      char *err, size_t errlen);
+void gemma4c_drafter_free(gemma4c_drafter *d);
+/* Drafting steps run and seconds spent in them so far. */
+void gemma4c_drafter_cost(const gemma4c_drafter *d, uint64_t *steps, double *seconds);
 
 typedef struct gemma4c_draft_params {
     int kind;        /* enum gemma4c_draft_kind */
@@ -447,6 +461,7 @@ typedef struct gemma4c_draft_params {
      * of the sequence, the last one not yet evaluated) to out; return how many. */
     int (*fn)(void *user, const int32_t *hist, int n_hist, int32_t *out, int max);
     void *user;
+    gemma4c_drafter *drafter;   /* MTP: opened for the context's model */
 } gemma4c_draft_params;
 
 typedef struct gemma4c_draft_stats {
@@ -860,6 +875,12 @@ int gemma4c_merge(const char *base, const char *const *adapters, const float *sc
  * "26b-a4b", "31b") and type; same seed, same bytes. */
 int gemma4c_synth(const char *out, const char *arch, const char *type, uint64_t seed,
                   const gemma4c_write_params *p, char *err, size_t errlen);
+/* A random-weight Gemma 4 MTP assistant (drafter): for preset arch ("e2b",
+ * "e4b", "26b-a4b", "31b": real shapes), or, with target (a model file) given,
+ * a tiny one (2 layers, width 64) that fits that model; matrices in type's
+ * base type. */
+int gemma4c_synth_assistant(const char *out, const char *arch, const char *target, const char *type, uint64_t seed,
+                            const gemma4c_write_params *p, char *err, size_t errlen);
 /* A random-weight mmproj (vision tower + embedder) of arch ("tiny": the
  * width of synth's tiny model; "e2b", "e4b", "26b-a4b", "31b": the released
  * shapes), matrices in type F32 / F16 / BF16 (NULL: F16). */

@@ -302,7 +302,7 @@ static void greedy_identity(const char *path, const int32_t *prompt, int np) {
             }
             const collect *ref = &refs[r];
             forced f = { ref->tok, ref->n, np, V, cases[i].a, 99 + i };
-            gemma4c_draft_params dp = { cases[i].kind, cases[i].max, cases[i].ngram, draft_forced, &f };
+            gemma4c_draft_params dp = { cases[i].kind, cases[i].max, cases[i].ngram, draft_forced, &f, NULL };
             gemma4c_draft_stats st = { 0 };
             collect got;
             int rc = run_gen(m, prompt, np, cases[i].n_batch, exact, dp, &got, &st, err);
@@ -404,7 +404,7 @@ TEST(sampling_distribution_preserved) {
             CHECK(gemma4c_eval(c, &prompt[np - 1], 1, 0, err, sizeof err) == 0);
             collect got = { { 0 }, 0 };
             gemma4c_draft_params dp = { 0 };
-            if (arm) dp = (gemma4c_draft_params){ GEMMA4C_DRAFT_CUSTOM, 3, 0, draft_self, &sd };
+            if (arm) dp = (gemma4c_draft_params){ GEMMA4C_DRAFT_CUSTOM, 3, 0, draft_self, &sd, NULL };
             gemma4c_generate_params gp = { .n_predict = LEN, .on_token = on_tok, .user = &got, .draft = dp,
                                            .stats = arm ? &st : NULL };
             CHECK(gemma4c_generate(c, s, &gp, err, sizeof err) == GEMMA4C_FINISH_LENGTH && got.n == LEN);
@@ -450,15 +450,15 @@ TEST(hostile_drafters) {
     gemma4c_draft_params none = { 0 };
     CHECK(run_gen(m, prompt, np, 16, 0, none, &ref, NULL, err) == 0);
     for (int mode = 0; mode < 3; mode++) {
-        gemma4c_draft_params dp = { GEMMA4C_DRAFT_CUSTOM, 4, 0, draft_bad, &mode };
+        gemma4c_draft_params dp = { GEMMA4C_DRAFT_CUSTOM, 4, 0, draft_bad, &mode, NULL };
         collect got;
         CHECK(run_gen(m, prompt, np, 16, 0, dp, &got, NULL, err) == 0);
         CHECK(got.n == ref.n && !memcmp(got.tok, ref.tok, sizeof ref.tok));
     }
     collect got;
-    gemma4c_draft_params unknown = { 7, 0, 0, NULL, NULL };
+    gemma4c_draft_params unknown = { 7, 0, 0, NULL, NULL, NULL };
     CHECK(run_gen(m, prompt, np, 16, 0, unknown, &got, NULL, err) == -1 && strstr(err, "draft kind"));
-    gemma4c_draft_params nofn = { GEMMA4C_DRAFT_CUSTOM, 0, 0, NULL, NULL };
+    gemma4c_draft_params nofn = { GEMMA4C_DRAFT_CUSTOM, 0, 0, NULL, NULL, NULL };
     CHECK(run_gen(m, prompt, np, 16, 0, nofn, &got, NULL, err) == -1);
     gemma4c_model_free(m);
 }
@@ -488,7 +488,7 @@ TEST(session_answers_identical) {
         sp.sampling.temperature = 0;
         sp.n_predict = 120;
         sp.constrain = 1;
-        if (arm) sp.draft = (gemma4c_draft_params){ GEMMA4C_DRAFT_NGRAM, 6, 2, NULL, NULL };
+        if (arm) sp.draft = (gemma4c_draft_params){ GEMMA4C_DRAFT_NGRAM, 6, 2, NULL, NULL, NULL };
         gemma4c_session *ss = c ? gemma4c_session_new(c, &sp, err, sizeof err) : NULL;
         CHECKF(ss, "%s", err);
         if (!ss) { gemma4c_context_free(c); continue; }
@@ -554,7 +554,7 @@ TEST(scheduler_answers_identical) {
     for (int arm = 0; arm < 2; arm++) {
         gemma4c_scheduler_params p = gemma4c_scheduler_default_params();
         p.n_parallel = 3; p.n_ctx = 256; p.n_batch = 24; p.n_threads = 1;
-        if (arm) p.draft = (gemma4c_draft_params){ GEMMA4C_DRAFT_NGRAM, 5, 2, NULL, NULL };
+        if (arm) p.draft = (gemma4c_draft_params){ GEMMA4C_DRAFT_NGRAM, 5, 2, NULL, NULL, NULL };
         gemma4c_scheduler *s = gemma4c_scheduler_new(m, &p, err, sizeof err);
         CHECKF(s, "%s", err);
         if (!s) continue;

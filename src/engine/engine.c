@@ -252,6 +252,7 @@ void gemma4c_context_free(gemma4c_context *c) {
     free(c->bseq);
     free(c->bout);
     free(c->logits);
+    free(c->hidden);
     free(c->row_of);
     free(c);
 }
@@ -306,7 +307,9 @@ int gemma4c_decode(gemma4c_context *c, const gemma4c_batch *b, char *err, size_t
         if (!ids) { copy_err(err, errlen, &(g4_error){ "out of memory" }); return -1; }
         for (int i = 0; i < n; i++) ids[i] = !b->has_embd || b->has_embd[i] ? 0 : b->token[i];
     }
+    size_t Hm = (size_t)c->model->m->n_embd;
     if (grow((void **)&c->logits, &c->logits_cap, (size_t)(rows ? rows : 1) * V, sizeof(float)) ||
+        grow((void **)&c->hidden, &c->hidden_cap, (size_t)(rows ? rows : 1) * Hm, sizeof(float)) ||
         grow((void **)&c->row_of, &c->row_of_cap, (size_t)n, sizeof(int))) {
         copy_err(err, errlen, &(g4_error){ "out of memory for logits" });
         return -1;
@@ -333,7 +336,8 @@ int gemma4c_decode(gemma4c_context *c, const gemma4c_batch *b, char *err, size_t
             c->bout[t] = (int8_t)(b->logits ? b->logits[k] != 0 : k == n - 1);
             c->row_of[k] = c->bout[t] ? row + kept++ : -1;
         }
-        g4_batch pass = { .n = T, .tokens = (ids ? ids : b->token) + i, .pos = c->pos, .out = c->bout };
+        g4_batch pass = { .n = T, .tokens = (ids ? ids : b->token) + i, .pos = c->pos, .out = c->bout,
+                          .hidden = c->hidden + (size_t)row * Hm };
         if (b->embd) {
             pass.embd = b->embd + (size_t)i * c->model->m->n_embd;
             pass.has_embd = b->has_embd ? b->has_embd + i : NULL;

@@ -47,6 +47,8 @@ struct gemma4c_context {
     int8_t *bout;           /*           and logits flags */
     float *logits;          /* [rows][n_vocab] kept by the last decode */
     size_t logits_cap;      /* rows allocated */
+    float *hidden;          /* [rows][n_embd]: the same rows' LM-head inputs (an MTP drafter's input) */
+    size_t hidden_cap;
     int *row_of;            /* [n_idx]: batch index -> row of logits, -1 */
     size_t row_of_cap;
     int n_idx, n_rows;
@@ -83,6 +85,14 @@ void g4_prefix_free_all(gemma4c_context *c);
  * latest earlier occurrence of the last n-gram of h[0..nh) (n = ngram down
  * to 1). Returns how many were written to out. */
 int g4_draft_ngram(const int32_t *h, int nh, int ngram, int32_t *out, int max);
+
+/* MTP drafting (drafter.c): up to max tokens after `token` (the pending
+ * token, at the context's n_past in sequence 0) from the target's hidden
+ * row h of the logits row that chose it. Returns how many were written. */
+int g4_engine_draft_mtp(gemma4c_context *c, gemma4c_drafter *d, int32_t token, const float *h, int32_t *out,
+                        int max);
+/* The hidden row of batch index i of the last decode (-1: the last row). */
+const float *g4_engine_hidden(const gemma4c_context *c, int i);
 
 /* The chat family of the model at path whose file f is (chat_api.c). */
 int g4_engine_chat_family(const char *path, const g4_gguf_file *f);

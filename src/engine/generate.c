@@ -52,10 +52,28 @@ int gemma4c_generate(gemma4c_context *c, gemma4c_sampler *s, const gemma4c_gener
     const gemma4c_model *m = gemma4c_context_model(c);
     int nv = gemma4c_n_vocab(c);
     const gemma4c_draft_params *dp = &p->draft;
-    int spec = dp->kind == GEMMA4C_DRAFT_NGRAM || (dp->kind == GEMMA4C_DRAFT_CUSTOM && dp->fn);
-    if (dp->kind < 0 || dp->kind > GEMMA4C_DRAFT_CUSTOM || (dp->kind == GEMMA4C_DRAFT_CUSTOM && !dp->fn)) {
-        if (err && errlen) snprintf(err, errlen, "generate: draft kind %d unknown or without a function", dp->kind);
+    int spec = dp->kind == GEMMA4C_DRAFT_NGRAM || (dp->kind == GEMMA4C_DRAFT_CUSTOM && dp->fn) ||
+               (dp->kind == GEMMA4C_DRAFT_MTP && dp->drafter);
+    if (dp->kind < 0 || dp->kind > GEMMA4C_DRAFT_MTP || (dp->kind == GEMMA4C_DRAFT_CUSTOM && !dp->fn) ||
+        (dp->kind == GEMMA4C_DRAFT_MTP && !dp->drafter)) {
+        if (err && errlen)
+            snprintf(err, errlen, "generate: draft kind %d unknown or without its function / drafter", dp->kind);
         return -1;
+    }
+    /* the MTP drafter reads the hidden row of the logits row that chose the
+     * pending token (the last row after a plain step or the prompt, row i of
+     * a verification), copied: a rollback invalidates the context's rows */
+    float *hrow = NULL;
+    size_t hbytes = (size_t)m->m->n_embd * sizeof *hrow;
+    if (spec && dp->kind == GEMMA4C_DRAFT_MTP) {
+        hrow = malloc(hbytes);
+        if (!hrow) {
+            if (err && errlen) snprintf(err, errlen, "generate: out of memory");
+            return -1;
+        }
+        const float *h0 = g4_engine_hidden(c, -1);
+        if (h0) memcpy(hrow, h0, hbytes);
+        else memset(hrow, 0, hbytes);
     }
     int kmax = dp->max > 0 ? dp->max : DRAFT_DEFAULT;
     if (kmax > DRAFT_LIMIT) kmax = DRAFT_LIMIT;
@@ -78,6 +96,7 @@ int gemma4c_generate(gemma4c_context *c, gemma4c_sampler *s, const gemma4c_gener
         if (err && errlen) snprintf(err, errlen, "generate: out of memory");
         free(masked);
         free(hist);
+        free(hrow);
         return -1;
     }
     int rc = GEMMA4C_FINISH_LENGTH;
@@ -94,8 +113,11 @@ int gemma4c_generate(gemma4c_context *c, gemma4c_sampler *s, const gemma4c_gener
             int lim = kmax < room ? kmax : room;
             if (lim > left) lim = left;
             if (spec && lim > 0) {
-                k = dp->kind == GEMMA4C_DRAFT_NGRAM ? g4_draft_ngram(hist, nh, ngram, drafts, lim)
-                                                    : dp->fn(dp->user, hist, nh, drafts, lim);
+                if (dp->kind == GEMMA4C_DRAFT_MTP)
+                    k = g4_engine_draft_mtp(c, dp->drafter, prev, hrow, drafts, lim);
+                else
+                    k = dp->kind == GEMMA4C_DRAFT_NGRAM ? g4_draft_ngram(hist, nh, ngram, drafts, lim)
+                                                        : dp->fn(dp->user, hist, nh, drafts, lim);
                 if (k < 0 || k > lim) k = k < 0 ? 0 : lim;
                 for (int i = 0; i < k; i++)             /* a drafter's ids are input too */
                     if (drafts[i] < 0 || drafts[i] >= nv) { k = i; break; }
@@ -147,6 +169,8 @@ int gemma4c_generate(gemma4c_context *c, gemma4c_sampler *s, const gemma4c_gener
             prev = t;
             if (!acc || n_out >= p->n_predict) break;
         }
+        const float *hr = hrow ? g4_engine_hidden(c, k ? i : -1) : NULL;
+        if (hr) memcpy(hrow, hr, hbytes);
         /* keep the pending token and the drafts the walk went past (i of them);
          * the token handed on at step i is the next pending one */
         if (k && base + 1 + i < gemma4c_n_past(c) && gemma4c_seq_truncate(c, 0, base + 1 + i)) {
@@ -157,5 +181,6 @@ int gemma4c_generate(gemma4c_context *c, gemma4c_sampler *s, const gemma4c_gener
     }
     free(masked);
     free(hist);
+    free(hrow);
     return rc;
 }

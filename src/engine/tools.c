@@ -3,10 +3,12 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine/engine.h"
 #include "format/gguf_write.h"
+#include "format/hf.h"
 #include "gemma4c.h"
 #include "model/lora.h"
 #include "model/quantize.h"
@@ -159,4 +161,32 @@ int gemma4c_synth(const char *out, const char *arch, const char *type, uint64_t 
     g4_error e = { { 0 } };
     if (g4_synth(out, &o, &e)) { copy_err(err, errlen, &e); return -1; }
     return 0;
+}
+
+int gemma4c_synth_assistant(const char *out, const char *arch, const char *target, const char *type, uint64_t seed,
+                            const gemma4c_write_params *p, char *err, size_t errlen) {
+    progress_fwd fw;
+    g4_synth_opts o = { .arch = arch ? arch : "", .ftype = type, .seed = seed, .n_threads = n_cpus() };
+    if (p) {
+        if (p->n_threads > 0) o.n_threads = p->n_threads;
+        o.force = p->force;
+        if (p->progress) {
+            fw.fn = p->progress;
+            fw.user = p->progress_user;
+            o.progress = forward_progress;
+            o.progress_ud = &fw;
+        }
+    }
+    g4_error e = { { 0 } };
+    g4_model *tm = NULL;
+    if (target) {   /* a GGUF or an HF folder, as gemma4c_model_open reads them */
+        struct stat st;
+        g4_gguf_file *f = stat(target, &st) == 0 && S_ISDIR(st.st_mode) ? g4_hf_open(target, &e)
+                                                                       : g4_gguf_open(target, &e);
+        if (!f || !(tm = g4_model_load(f, &e))) { copy_err(err, errlen, &e); return -1; }
+    }
+    int rc = g4_synth_assistant(out, tm, &o, &e);
+    g4_model_free(tm);
+    if (rc) copy_err(err, errlen, &e);
+    return rc ? -1 : 0;
 }

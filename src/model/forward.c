@@ -382,6 +382,7 @@ int g4_forward(g4_workspace *w, const g4_batch *b, float *logits, int all_rows, 
         if (b->out ? b->out[t] != 0 : (all_rows || t == T - 1))
             g4_rmsnorm(w->xn + (size_t)n++ * H, w->x + (size_t)t * H, m->output_norm, H, m->eps);
     if (!n) return 0;
+    if (b->hidden) memcpy(b->hidden, w->xn, (size_t)n * H * sizeof(float));
     /* final softcap applied by the threads, on the rows each computed */
     g4_mm_job head = { .w = &m->output, .y = logits, .ldy = m->n_vocab, .softcap = m->softcap };
     g4_op_matmul_multi(&w->ex, &head, 1, w->xn, H, n);

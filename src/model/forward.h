@@ -76,6 +76,8 @@ typedef struct g4_batch {
     g4_seq *seq0;
     const int32_t *run;
     const int8_t *out;
+    float *hidden;             /* NULL, or [rows][H]: the logits rows' LM-head input (after
+                                  the final norm), for a drafter that continues from it */
 } g4_batch;
 
 /* Run the batch and advance each sequence's n_past. Returns 0, -1 + err, or

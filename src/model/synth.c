@@ -19,6 +19,7 @@
 #include "format/gguf.h"
 #include "tensor/pool.h"
 #include "format/gguf_write.h"
+#include "model/model.h"
 #include "model/quantize.h"
 #include "tensor/types.h"
 
@@ -527,6 +528,147 @@ done:
     free(types);
     free(kinds);
     vocab_free(&v);
+    g4_gguf_close(f);
+    return rc;
+}
+
+/* ---- the MTP assistant ------------------------------------------------------------- */
+
+int g4_synth_assistant(const char *out_path, const struct g4_model *tm, const g4_synth_opts *o, g4_error *err) {
+    /* shapes: Ht, hd, V, window, KV heads from the target (or its preset);
+     * the assistant's own width, heads, FFN and layers per released drafter
+     * (E2B: 256 wide, 4 heads, FFN 2048, SSSF; the larger ones' widths are
+     * not published here: 256 for E4B, 1024 for 26B-A4B and 31B, assumed) */
+    preset tp = { 0 };
+    int Ha, nH, ff, L, V, kv_full;
+    float eps = 1e-6f;
+    const float *rope = NULL;
+    if (tm) {
+        tp.H = tm->n_embd;
+        tp.hd_swa = tm->head_dim_swa;
+        tp.hd_full = tm->head_dim_full;
+        tp.window = tm->sliding_window;
+        V = tm->n_vocab;
+        Ha = 64; nH = tm->n_head; ff = 256; L = 2;
+        kv_full = tm->layers[tm->n_layer - 1].n_kv_head;
+        rope = tm->rope_freqs;
+        eps = tm->eps;
+    } else {
+        const preset *p = NULL;
+        for (size_t i = 0; i < N_PRESETS; i++)
+            if (!strcmp(PRESETS[i].name, o->arch) && PRESETS[i].V) p = &PRESETS[i];
+        if (!p)
+            return g4_seterr(err, "no assistant preset '%s' (expected e2b, e4b, 26b-a4b or 31b)", o->arch);
+        tp = *p;
+        V = p->V;
+        bool big = p->H > 2560;
+        Ha = big ? 1024 : 256; nH = big ? 16 : 4; ff = big ? 8192 : 2048; L = 4;
+        kv_full = p->kv_full;
+    }
+    int ftype = g4_ftype_from_name(o->ftype ? o->ftype : "F32");
+    if (ftype < 0) return g4_seterr(err, "unknown --type '%s'", o->ftype);
+    int base = g4_ftype_base_type(ftype);
+    if (base < 0) base = G4_F32;
+    bool any_full = false;
+    uint8_t pat[64];
+    for (int l = 0; l < L; l++) { pat[l] = l != L - 1; any_full |= !pat[l]; }
+    int rot_full = tp.hd_full, rot_swa = tp.hd_swa;
+    for (int l = 0; tm && l < tm->n_layer; l++) {
+        if (tm->layers[l].swa) rot_swa = tm->layers[l].n_rot;
+        else rot_full = tm->layers[l].n_rot;
+    }
+    int rot_pairs = rot_full / 2;
+
+    g4_gguf_file *f = g4_gguf_new(out_path);
+    int *kinds = malloc(MAX_TENSORS * sizeof *kinds);
+    int *types = NULL;
+    g4_gguf_tensor *outd = NULL;
+    synth_ctx sc = { 0 };
+    int rc = -1;
+    if (!f || !kinds) { g4_seterr(err, "out of memory"); goto done; }
+    char name[96];
+    snprintf(name, sizeof name, "gemma4c-synthetic-assistant-%s", tm ? "tiny" : o->arch);
+#define K_ "gemma4-assistant."
+    int e = 0;
+    e |= g4_gguf_set_str(f, "general.architecture", "gemma4-assistant");
+    e |= g4_gguf_set_str(f, "general.type", "model");
+    e |= g4_gguf_set_str(f, "general.name", name);
+    e |= g4_gguf_set_u32(f, K_ "block_count", (uint32_t)L);
+    e |= g4_gguf_set_u32(f, K_ "context_length", 131072);
+    e |= g4_gguf_set_u32(f, K_ "embedding_length", (uint32_t)Ha);
+    e |= g4_gguf_set_u32(f, K_ "embedding_length_out", (uint32_t)tp.H);
+    e |= g4_gguf_set_u32(f, K_ "feed_forward_length", (uint32_t)ff);
+    e |= g4_gguf_set_u32(f, K_ "attention.head_count", (uint32_t)nH);
+    e |= g4_gguf_set_u32(f, K_ "attention.head_count_kv", (uint32_t)kv_full);
+    e |= g4_gguf_set_f32(f, K_ "rope.freq_base", 1e6f);
+    e |= g4_gguf_set_f32(f, K_ "rope.freq_base_swa", 1e4f);
+    e |= g4_gguf_set_f32(f, K_ "attention.layer_norm_rms_epsilon", eps);
+    e |= g4_gguf_set_u32(f, K_ "attention.key_length", (uint32_t)tp.hd_full);
+    e |= g4_gguf_set_u32(f, K_ "attention.value_length", (uint32_t)tp.hd_full);
+    e |= g4_gguf_set_u32(f, "general.file_type", (uint32_t)ftype);
+    e |= g4_gguf_set_u32(f, K_ "attention.sliding_window", (uint32_t)tp.window);
+    e |= g4_gguf_set_u32(f, K_ "attention.shared_kv_layers", (uint32_t)L);
+    e |= g4_gguf_set_arr(f, K_ "attention.sliding_window_pattern", GGUF_BOOL, pat, (uint64_t)L);
+    e |= g4_gguf_set_u32(f, K_ "attention.key_length_swa", (uint32_t)tp.hd_swa);
+    e |= g4_gguf_set_u32(f, K_ "attention.value_length_swa", (uint32_t)tp.hd_swa);
+    e |= g4_gguf_set_u32(f, K_ "rope.dimension_count", (uint32_t)rot_full);
+    e |= g4_gguf_set_u32(f, K_ "rope.dimension_count_swa", (uint32_t)rot_swa);
+    e |= g4_gguf_set_u32(f, K_ "nextn_predict_layers", (uint32_t)L);
+    e |= g4_gguf_set_u32(f, "general.quantization_version", 2);
+#undef K_
+    if (e) { g4_seterr(err, "out of memory"); goto done; }
+    /* GGUF ne order {in, out} */
+    int64_t nq_s = (int64_t)nH * tp.hd_swa, nq_f = (int64_t)nH * tp.hd_full;
+    if (add(f, kinds, G4_TK_EMBD, "token_embd.weight", 2, Ha, V, 1, err)) goto done;
+    if (any_full && (rope || !tm) && add(f, kinds, G4_TK_ROPE, "rope_freqs.weight", 1, rot_pairs, 1, 1, err)) goto done;
+    if (add(f, kinds, G4_TK_WEIGHT, "nextn.pre_projection.weight", 2, 2 * (int64_t)tp.H, Ha, 1, err) ||
+        add(f, kinds, G4_TK_WEIGHT, "nextn.post_projection.weight", 2, Ha, tp.H, 1, err))
+        goto done;
+    for (int l = 0; l < L; l++) {
+        int64_t nq = pat[l] ? nq_s : nq_f, hd = pat[l] ? tp.hd_swa : tp.hd_full;
+        struct { const char *n; int kind, nd; int64_t a, b; } rows[] = {
+            { "attn_norm", G4_TK_NORM, 1, Ha, 1 }, { "attn_q", G4_TK_WEIGHT, 2, Ha, nq },
+            { "attn_q_norm", G4_TK_NORM, 1, hd, 1 }, { "attn_output", G4_TK_WEIGHT, 2, nq, Ha },
+            { "post_attention_norm", G4_TK_NORM, 1, Ha, 1 }, { "ffn_norm", G4_TK_NORM, 1, Ha, 1 },
+            { "ffn_gate", G4_TK_WEIGHT, 2, Ha, ff }, { "ffn_up", G4_TK_WEIGHT, 2, Ha, ff },
+            { "ffn_down", G4_TK_WEIGHT, 2, ff, Ha }, { "post_ffw_norm", G4_TK_NORM, 1, Ha, 1 },
+            { "layer_output_scale", G4_TK_SCALE, 1, 1, 1 },
+        };
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+            char n[96];
+            snprintf(n, sizeof n, "blk.%d.%s.weight", l, rows[r].n);
+            if (add(f, kinds, rows[r].kind, n, rows[r].nd, rows[r].a, rows[r].b, 1, err)) goto done;
+        }
+    }
+    if (add(f, kinds, G4_TK_NORM, "output_norm.weight", 1, Ha, 1, 1, err)) goto done;
+
+    types = malloc(f->n_tensors * sizeof *types);
+    outd = calloc(f->n_tensors, sizeof *outd);
+    if (!types || !outd) { g4_seterr(err, "out of memory"); goto done; }
+    int64_t max_row = 1;
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        outd[i] = f->tensors[i];
+        bool mat = kinds[i] == G4_TK_WEIGHT || kinds[i] == G4_TK_EMBD;
+        types[i] = mat && g4_row_size(base, outd[i].ne[0]) ? base : G4_F32;
+        outd[i].type = types[i];
+        outd[i].data = kinds[i] == G4_TK_ROPE && rope ? rope : NULL;   /* the target's factors as they are */
+        outd[i].nbytes = g4_row_size(types[i], outd[i].ne[0]) * (size_t)(outd[i].ne[1] * outd[i].ne[2]);
+        if (outd[i].ne[0] > max_row) max_row = outd[i].ne[0];
+    }
+    int nth = o->n_threads > 0 ? o->n_threads : 1;
+    sc = (synth_ctx){ .seed = o->seed ^ 0xa55157a47ull, .kinds = kinds, .src = f->tensors, .types = types,
+                      .p = &tp, .row = malloc((size_t)nth * (size_t)max_row * sizeof(float)), .max_row = max_row,
+                      .pool = g4_pool_new(nth) };
+    if (!sc.row || !sc.pool) { g4_seterr(err, "out of memory"); goto done; }
+    g4_gguf_write_opts wo = { .tensors = outd, .n_tensors = f->n_tensors, .fill = fill, .ud = &sc,
+                              .force = o->force, .progress_fn = o->progress, .progress_ud = o->progress_ud };
+    rc = g4_gguf_write_ex(f, out_path, &wo, err);
+done:
+    if (sc.pool) g4_pool_free(sc.pool);
+    free(sc.row);
+    free(outd);
+    free(types);
+    free(kinds);
     g4_gguf_close(f);
     return rc;
 }

@@ -24,6 +24,15 @@ typedef struct g4_synth_opts {
 
 int g4_synth(const char *out_path, const g4_synth_opts *o, g4_error *err);
 
+/* A random-weight Gemma 4 MTP assistant ("gemma4-assistant" GGUF,
+ * docs/gemma4-mtp.md) for a target: either a preset (o->arch "e2b", "e4b",
+ * "26b-a4b", "31b": the released drafter shapes, 4 layers SSSF) or, with
+ * target given, a tiny one (2 layers SF, width 64) whose shared shapes
+ * (width, head dims, vocabulary, window, rope factors) are the target's.
+ * Matrices in the file type's base type, vectors F32. */
+struct g4_model;
+int g4_synth_assistant(const char *out_path, const struct g4_model *target, const g4_synth_opts *o, g4_error *err);
+
 /* Names of the presets, NULL-terminated, for --help. */
 extern const char *const g4_synth_archs[];
 
