@@ -37,8 +37,10 @@ static void on_progress(void *ud, const gemma4c_train_progress *p) {
     c->last_step = p->step;
     if (c->n == 0)
         fprintf(stderr, "memory plan: weights %.1f MiB (mapped), activations %.1f MiB, trainable + gradients + "
-                        "AdamW %.1f MiB\n", p->mem_weights / 1048576.0, p->mem_activations / 1048576.0,
-                p->mem_trainable / 1048576.0);
+                        "AdamW %.1f MiB; activations: kept internals of %d of %d layers %.1f MiB (the rest "
+                        "recomputed) + workspace %.1f MiB\n", p->mem_weights / 1048576.0,
+                p->mem_activations / 1048576.0, p->mem_trainable / 1048576.0, p->kept_layers, p->n_layers,
+                p->mem_kept / 1048576.0, (p->mem_activations - p->mem_kept) / 1048576.0);
     if (c->n == 0 && isfinite(p->eval_unigram))
         fprintf(stderr, "eval baseline (unigram frequencies of the training targets): %.4f\n", p->eval_unigram);
     c->loss[c->n] = p->loss;
@@ -111,6 +113,12 @@ static int run_train(int argc, char **argv, int lora) {
                    "  --exact            every product in f32 against the decoded weights (the\n"
                    "                     gradient tests' path, ~10x slower; default: int8\n"
                    "                     activations in the forward like prefill)\n"
+                   "  --recompute MODE   auto (default), always or never: whether a layer's\n"
+                   "                     backward reruns its forward (activation checkpointing)\n"
+                   "                     or reads the internals kept from the forward; auto keeps\n"
+                   "                     as many layers as fit in --act-mem (same results)\n"
+                   "  --act-mem MIB      auto's budget for kept internals (default: a quarter\n"
+                   "                     of the physical memory)\n"
                    "  the data, schedule, checkpoint and resume options of gemma4c train\n"
                    "  (--resume DIR/step-N continues from a checkpoint of this base)\n");
             return 0;
@@ -144,6 +152,7 @@ static int run_train(int argc, char **argv, int lora) {
                    "  --seed N           init and data order (default 1)\n"
                    "  --plot FILE.svg    write the loss curve\n"
                    "  -t N               threads (default 1)\n"
+                   "  --recompute MODE   auto, always, never; --act-mem MIB: see finetune --help\n"
                    "  -q                 print every 50th step only\n"
                    "  --dump-logits F    (tests) the trained model's logits of the first example\n");
             return 0;
@@ -163,6 +172,14 @@ static int run_train(int argc, char **argv, int lora) {
         else if (!strcmp(a, "--dump-logits") && v) { p.dump_logits = v; i++; }
         else if (!strcmp(a, "--pack")) p.pack = 1;
         else if (!strcmp(a, "--exact") && lora) p.exact = 1;
+        else if (!strcmp(a, "--recompute") && v) {
+            if (!strcmp(v, "auto")) p.recompute = 0;
+            else if (!strcmp(v, "always")) p.recompute = 1;
+            else if (!strcmp(v, "never")) p.recompute = 2;
+            else { fprintf(stderr, "gemma4c %s: --recompute expects auto, always or never, not '%s'\n", cmd, v); return 2; }
+            i++;
+        }
+        else if (!strcmp(a, "--act-mem") && v) { r = parse_int(a, v, 1, 1 << 30, &p.act_mem_mib); i++; }
         else if (!strcmp(a, "-q")) c.quiet = 1;
         else if (!strcmp(a, "--lr") && v) { r = parse_f(a, v, &p.lr); i++; }
         else if (!strcmp(a, "--wd") && v) { r = parse_f(a, v, &p.weight_decay); i++; }

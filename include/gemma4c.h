@@ -886,6 +886,9 @@ typedef struct gemma4c_train_progress {
      * checkpointed residual stream, products' scratch), and the trainable values with
      * their gradients and AdamW moments (4 floats per trainable value) */
     uint64_t mem_weights, mem_activations, mem_trainable;
+    uint64_t mem_kept;    /* of mem_activations: the layers' internals kept for the backward
+                             (gemma4c_train_params.recompute); the rest is the workspace */
+    int kept_layers, n_layers;   /* layers whose backward reruns no forward product, of all */
 } gemma4c_train_progress;
 
 /* Full training of every weight in f32 with AdamW (gemma4c train), or a
@@ -927,7 +930,13 @@ typedef struct gemma4c_train_params {
     int exact;                /* fine-tuning: 1 runs every product exactly (f32 activations against
                                  the stored rows: the gradient tests' path, ~10x slower); 0 (default):
                                  the fast path (int8 activations in the forward products like prefill,
-                                 decoded f32 panels in the backward). Full training is always exact. */
+                                 decoded f32 panels in the backward). Full training is always exact.
+                                 A checkpoint records it; --resume with the other setting is refused. */
+    int recompute;            /* the backward's layer internals: 0 auto (kept for as many layers as
+                                 fit in act_mem_mib, the rest recomputed), 1 always recompute (the
+                                 least memory), 2 never (keep every layer); the same results */
+    int act_mem_mib;          /* auto's budget for kept internals in MiB; <= 0: a quarter of the
+                                 physical memory */
 } gemma4c_train_params;
 
 /* Returns 0 when done, 1 when stopped by *stop (a checkpoint was written),

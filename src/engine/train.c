@@ -325,6 +325,7 @@ typedef struct trainer {
     float *am, *av;        /* AdamW moments, tp concatenated */
     size_t n_all;
     int step, epoch, cursor;
+    int exact;             /* 1: every product exact (full training, finetune --exact); recorded in state.bin */
 } trainer;
 
 /* Write the weights as an f32 GGUF with the source file's metadata. */
@@ -345,7 +346,10 @@ static int write_model(trainer *tr, const char *path, g4_error *err) {
     return rc;
 }
 
-#define STATE_MAGIC "G4TRAIN1"
+/* G4TRAIN2 adds the precision (--exact) after the seed; G4TRAIN1 (before
+ * it) still loads, unchecked */
+#define STATE_MAGIC "G4TRAIN2"
+#define STATE_MAGIC1 "G4TRAIN1"
 
 /* mkdir -p */
 static int make_dirs(const char *path, g4_error *err) {
@@ -381,8 +385,9 @@ static int save_ckpt(trainer *tr, const char *base, g4_error *err) {
     if (!f) return g4_seterr(err, "%s: %s", tmp, strerror(errno));
     int32_t hdr[4] = { tr->step, tr->epoch, tr->cursor, tr->n_tp };
     uint64_t n_all = tr->n_all, seed = tr->o->seed;
+    int32_t exact = tr->exact;
     bool ok = fwrite(STATE_MAGIC, 8, 1, f) == 1 && fwrite(hdr, sizeof hdr, 1, f) == 1 &&
-              fwrite(&n_all, 8, 1, f) == 1 && fwrite(&seed, 8, 1, f) == 1;
+              fwrite(&n_all, 8, 1, f) == 1 && fwrite(&seed, 8, 1, f) == 1 && fwrite(&exact, 4, 1, f) == 1;
     for (int i = 0; ok && i < tr->n_tp; i++) {
         char name[80] = { 0 };
         snprintf(name, sizeof name, "%s", tr->tp[i].name);
@@ -404,10 +409,23 @@ static int load_state(trainer *tr, const char *dir, g4_error *err) {
     char magic[8];
     int32_t hdr[4];
     uint64_t n_all, seed;
+    int32_t exact = -1;     /* -1: a G4TRAIN1 state, which did not record it */
     int rc = 0;
-    if (fread(magic, 8, 1, f) != 1 || memcmp(magic, STATE_MAGIC, 8) || fread(hdr, sizeof hdr, 1, f) != 1 ||
-        fread(&n_all, 8, 1, f) != 1 || fread(&seed, 8, 1, f) != 1) {
+    bool v1 = false;
+    if (fread(magic, 8, 1, f) != 1 || (memcmp(magic, STATE_MAGIC, 8) && !(v1 = !memcmp(magic, STATE_MAGIC1, 8))) ||
+        fread(hdr, sizeof hdr, 1, f) != 1 || fread(&n_all, 8, 1, f) != 1 || fread(&seed, 8, 1, f) != 1 ||
+        (!v1 && fread(&exact, 4, 1, f) != 1)) {
         rc = g4_seterr(err, "%s: not a gemma4c training state (bad header)", path);
+        goto done;
+    }
+    if (!v1 && exact != 0 && exact != 1) {
+        rc = g4_seterr(err, "%s: corrupted (precision flag %d, expected 0 or 1)", path, (int)exact);
+        goto done;
+    }
+    if (exact >= 0 && exact != tr->exact) {
+        rc = g4_seterr(err, "%s: the checkpoint ran %s, this run %s: the run would not be the same (%s --exact)",
+                       path, exact ? "with --exact" : "on the fast path", tr->exact ? "with --exact" : "on the fast path",
+                       exact ? "add" : "drop");
         goto done;
     }
     if (hdr[3] != tr->n_tp || n_all != tr->n_all) {
@@ -433,7 +451,7 @@ static int load_state(trainer *tr, const char *dir, g4_error *err) {
         else at[i] = off[j];
     }
     if (!rc && (fread(tmp, sizeof(float), 2 * n_all, f) != 2 * n_all || fread(magic, 8, 1, f) != 1 ||
-                memcmp(magic, STATE_MAGIC, 8) || fgetc(f) != EOF))
+                memcmp(magic, v1 ? STATE_MAGIC1 : STATE_MAGIC, 8) || fgetc(f) != EOF))
         rc = g4_seterr(err, "%s: truncated or corrupted (optimizer state)", path);
     if (!rc) {
         size_t src = 0;
@@ -656,7 +674,7 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
         if (err && errlen) snprintf(err, errlen, "need training data and an output path");
         return -1;
     }
-    trainer tr = { .o = o };
+    trainer tr = { .o = o, .exact = !o->base || o->exact };
     dataset d = { 0 }, ev = { 0 };
     g4_train_ws *tw = NULL;
     int *ord = NULL;
@@ -677,6 +695,17 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
     tw = g4_train_ws_new(tr.m, n_ctx, nth, &e);
     if (tw && tr.set && g4_train_ws_set_lora(tw, tr.set, tr.ga, tr.gb, &e)) goto out;
     if (tw && tr.base && !o->exact) g4_train_ws_set_precision(tw, 0);
+    if (tw && o->recompute != 1) {
+        /* auto's default budget, a quarter of the physical memory: leaves the
+         * rest for the mapped weights (E2B Q4_K_M: 3.2 GiB, E4B: 5 GiB), the
+         * workspace and the page cache; at ctx 512 it keeps every layer of
+         * E2B and E4B on a 16 GiB machine */
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        size_t budget = o->act_mem_mib > 0 ? (size_t)o->act_mem_mib << 20
+                        : pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz / 4 : (size_t)1 << 30;
+        if (o->recompute == 2) budget = SIZE_MAX;
+        if (g4_train_ws_keep(tw, budget, &e) < 0) goto out;
+    }
     ord = malloc((size_t)d.n * sizeof *ord);
     tgt = malloc((size_t)n_ctx * sizeof *tgt);
     if (!tw || !ord || !tgt) { if (tw) g4_seterr(&e, "out of memory"); goto out; }
@@ -781,7 +810,11 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
                                           .step_s = step_s, .step_tokens = tok_done - tok0,
                                           .mem_weights = tr.base ? tr.m->weight_bytes : 0,
                                           .mem_activations = g4_train_ws_bytes(tw),
-                                          .mem_trainable = (uint64_t)tr.n_all * 4 * sizeof(float) };
+                                          .mem_trainable = (uint64_t)tr.n_all * 4 * sizeof(float),
+                                          .n_layers = tr.m->n_layer };
+            size_t kb = 0;
+            pr.kept_layers = g4_train_ws_kept(tw, &kb);
+            pr.mem_kept = kb;
             o->progress(o->progress_user, &pr);
         }
     }
