@@ -16,7 +16,7 @@ static void on_sigint(int sig) { (void)sig; g_stop = 1; }
 typedef struct curve {
     double *loss, *eval;
     int n, cap;
-    int quiet, last_step;
+    int quiet, last_step, profile;
 } curve;
 
 static void fmt_time(double s, char *b, size_t n) {
@@ -51,6 +51,10 @@ static void on_progress(void *ud, const gemma4c_train_progress *p) {
     if (isfinite(p->eval_loss)) snprintf(ev, sizeof ev, "  eval %.4f", p->eval_loss);
     fprintf(stderr, "step %d/%d  epoch %d  loss %.4f%s  %.0f tok/s  ETA %s  (step: %ld tokens, %.2f s)\n", p->step,
             p->total_steps, p->epoch + 1, p->loss, ev, p->tokens_per_s, eta, p->step_tokens, p->step_s);
+    if (c->profile)
+        fprintf(stderr, "  parts (s): forward %.2f  head %.2f  head backward %.2f  recomputed forward %.2f  backward "
+                        "%.2f  optimizer %.2f\n", p->part_s[0], p->part_s[1], p->part_s[2], p->part_s[3], p->part_s[4],
+                p->step_s - p->part_s[0] - p->part_s[1] - p->part_s[2] - p->part_s[3] - p->part_s[4]);
 }
 
 /* The loss curve as an SVG: training loss per step (and eval points). */
@@ -154,6 +158,7 @@ static int run_train(int argc, char **argv, int lora) {
                    "  -t N               threads (default 1)\n"
                    "  --recompute MODE   auto, always, never; --act-mem MIB: see finetune --help\n"
                    "  -q                 print every 50th step only\n"
+                   "  --profile          each step's seconds by part (forward, head, backward...)\n"
                    "  --dump-logits F    (tests) the trained model's logits of the first example\n");
             return 0;
         }
@@ -181,6 +186,7 @@ static int run_train(int argc, char **argv, int lora) {
         }
         else if (!strcmp(a, "--act-mem") && v) { r = parse_int(a, v, 1, 1 << 30, &p.act_mem_mib); i++; }
         else if (!strcmp(a, "-q")) c.quiet = 1;
+        else if (!strcmp(a, "--profile")) c.profile = 1;
         else if (!strcmp(a, "--lr") && v) { r = parse_f(a, v, &p.lr); i++; }
         else if (!strcmp(a, "--wd") && v) { r = parse_f(a, v, &p.weight_decay); i++; }
         else if (!strcmp(a, "--ctx") && v) { r = parse_int(a, v, 8, 1 << 16, &p.n_ctx); i++; }

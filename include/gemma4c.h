@@ -889,6 +889,9 @@ typedef struct gemma4c_train_progress {
     uint64_t mem_kept;    /* of mem_activations: the layers' internals kept for the backward
                              (gemma4c_train_params.recompute); the rest is the workspace */
     int kept_layers, n_layers;   /* layers whose backward reruns no forward product, of all */
+    double part_s[5];     /* this step's seconds in: the layers' forward, the head's forward (logits,
+                             loss), the head's backward, the layers' recomputed forward, the layers'
+                             backward (the rest of step_s: the optimizer) */
 } gemma4c_train_progress;
 
 /* Full training of every weight in f32 with AdamW (gemma4c train), or a

@@ -279,6 +279,47 @@ TEST(lora_fast_gradients_near_exact) {
     ref0 = NULL;
 }
 
+/* The loss rows of the head: the fast path's f32 e^x against the exact
+ * double one (loss and gradient within a few ulp of f32), untargeted rows
+ * zeroed, and the same bits with 1 and 2 threads on either path. */
+TEST(xent_rows_fast_near_exact) {
+    enum { N = 5, V = 4099 };      /* odd: the vector loop's tail too */
+    float *l0 = malloc((size_t)N * V * sizeof(float)), *l1 = malloc((size_t)N * V * sizeof(float)),
+          *l2 = malloc((size_t)N * V * sizeof(float)), *l3 = malloc((size_t)N * V * sizeof(float));
+    int32_t tgt[N] = { 7, -1, V - 1, 0, 2000 };
+    rs = 5;
+    for (size_t i = 0; i < (size_t)N * V; i++) l0[i] = 30.0f * rnd();   /* softcap 30: |z| < 30 */
+    l0[2000 + 4 * V] = 29.0f;      /* one row dominated by its target */
+    memcpy(l1, l0, (size_t)N * V * sizeof(float));
+    memcpy(l2, l0, (size_t)N * V * sizeof(float));
+    memcpy(l3, l0, (size_t)N * V * sizeof(float));
+    double d0[N], d1[N], d2[N], d3[N];
+    g4_exec e1 = { .pool = g4_pool_acquire(1), .n_threads = 1, .precision = 1 };
+    g4_exec e2 = { .pool = g4_pool_acquire(2), .n_threads = 2, .precision = 1 };
+    g4_op_xent_rows(&e1, l0, N, V, tgt, 0.25f, 30.0f, 1, d0);
+    g4_op_xent_rows(&e2, l1, N, V, tgt, 0.25f, 30.0f, 1, d1);
+    e1.precision = e2.precision = 0;
+    g4_op_xent_rows(&e1, l2, N, V, tgt, 0.25f, 30.0f, 1, d2);
+    g4_op_xent_rows(&e2, l3, N, V, tgt, 0.25f, 30.0f, 1, d3);
+    CHECK(!memcmp(l0, l1, (size_t)N * V * sizeof(float)) && !memcmp(d0, d1, sizeof d0));
+    CHECK(!memcmp(l2, l3, (size_t)N * V * sizeof(float)) && !memcmp(d2, d3, sizeof d2));
+    double worst = 0, wl = 0;
+    for (int r = 0; r < N; r++) {
+        wl = fmax(wl, fabs(d2[r] - d0[r]) / fmax(1.0, fabs(d0[r])));
+        for (int i = 0; i < V; i++) {
+            float a = l0[(size_t)r * V + i], b = l2[(size_t)r * V + i];
+            worst = fmax(worst, fabs((double)a - b) / (fabs((double)a) + 0.25 / V));
+        }
+    }
+    printf("  fast vs exact: loss %.2e relative, gradient %.2e (relative to |g| + scale/V)\n", wl, worst);
+    CHECK(d0[1] == 0 && l0[V] == 0 && l0[2 * V - 1] == 0);
+    CHECK(wl < 1e-6);
+    CHECK(worst < 3e-5);
+    g4_pool_release(e1.pool);
+    g4_pool_release(e2.pool);
+    free(l0); free(l1); free(l2); free(l3);
+}
+
 /* Kept activations (g4_train_ws_keep) against recomputing every layer: the
  * same LoRA gradients and loss bit for bit, on the fast and the exact path,
  * keeping every layer and about half of them; on the MoE model nothing is
@@ -345,6 +386,7 @@ int main(void) {
     RUN(kquant_decoders_equal_reference);
     RUN(attention_bwd_blocks_equal_exact);
     RUN(lora_fast_gradients_near_exact);
+    RUN(xent_rows_fast_near_exact);
     RUN(kept_activations_equal_recomputed);
     return test_summary();
 }

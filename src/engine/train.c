@@ -34,6 +34,7 @@
 #include "model/backward.h"
 #include "model/lora.h"
 #include "model/synth.h"
+#include "tensor/pool.h"
 #include "tensor/types.h"
 #include "text/chat.h"
 #include "text/tokenizer.h"
@@ -542,6 +543,37 @@ static int add_tp(trainer *tr, const char *name, float *val, float *grad, size_t
     return 0;
 }
 
+/* AdamW over the trainables (tp concatenated: element j of the run at
+ * offset j), threads splitting the elements: each element's update reads
+ * only itself, so any thread count gives the same bits. */
+typedef struct adam_task {
+    trainer *tr;
+    float clip, wd;
+    double lr, c1, c2;    /* the arithmetic of the serial loop it replaced, bit for bit */
+} adam_task;
+
+static void adam_worker(void *arg, int ith, int nth) {
+    adam_task *k = arg;
+    trainer *tr = k->tr;
+    const float b1 = 0.9f, b2 = 0.95f, aeps = 1e-8f;
+    long lo, hi;
+    g4_split((long)tr->n_all, ith, nth, &lo, &hi);
+    size_t off = 0;
+    for (int i = 0; i < tr->n_tp && off < (size_t)hi; off += tr->tp[i++].n) {
+        tparam *p = &tr->tp[i];
+        size_t j0 = (size_t)lo > off ? (size_t)lo - off : 0, j1 = (size_t)hi - off < p->n ? (size_t)hi - off : p->n;
+        float *m1 = tr->am + off, *m2 = tr->av + off;
+        for (size_t j = j0; j < j1; j++) {
+            float g = p->grad[j] * k->clip;
+            m1[j] = b1 * m1[j] + (1 - b1) * g;
+            m2[j] = b2 * m2[j] + (1 - b2) * g * g;
+            float upd = (float)((m1[j] / k->c1) / (sqrt(m2[j] / k->c2) + aeps));
+            if (p->decay) p->val[j] -= (float)(k->lr * k->wd) * p->val[j];
+            p->val[j] -= (float)k->lr * upd;
+        }
+    }
+}
+
 static const struct { const char *name; int tid; } TARGETS[] = {
     { "q", G4_T_ATTN_Q }, { "k", G4_T_ATTN_K }, { "v", G4_T_ATTN_V }, { "o", G4_T_ATTN_OUT },
     { "gate", G4_T_FFN_GATE }, { "up", G4_T_FFN_UP }, { "down", G4_T_FFN_DOWN },
@@ -677,6 +709,7 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
     trainer tr = { .o = o, .exact = !o->base || o->exact };
     dataset d = { 0 }, ev = { 0 };
     g4_train_ws *tw = NULL;
+    g4_pool *pool = NULL;    /* the optimizer's threads */
     int *ord = NULL;
     int32_t *tgt = NULL;
     int rc = -1;
@@ -706,9 +739,10 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
         if (o->recompute == 2) budget = SIZE_MAX;
         if (g4_train_ws_keep(tw, budget, &e) < 0) goto out;
     }
+    pool = g4_pool_acquire(nth);
     ord = malloc((size_t)d.n * sizeof *ord);
     tgt = malloc((size_t)n_ctx * sizeof *tgt);
-    if (!tw || !ord || !tgt) { if (tw) g4_seterr(&e, "out of memory"); goto out; }
+    if (!tw || !ord || !tgt || !pool) { if (tw) g4_seterr(&e, "out of memory"); goto out; }
 
     /* steps of the whole run (the schedule's length): count each epoch's spans */
     int total = 0;
@@ -750,7 +784,8 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
             rc = 1;
             goto out;
         }
-        double ts0 = now_s();
+        double ts0 = now_s(), pp0[G4_TRAIN_PARTS], pp1[G4_TRAIN_PARTS];
+        g4_train_ws_profile(tw, pp0);
         long tok0 = tok_done;
         int n_tgt, k = step_span(&d, ord, tr.cursor, want, &n_tgt);
         for (int i = 0; i < tr.n_tp; i++) memset(tr.tp[i].grad, 0, tr.tp[i].n * sizeof(float));
@@ -777,25 +812,11 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
         int s = tr.step + 1;
         double lr = s <= warm ? lr0 * (double)s / (warm + 1)
                               : lr0 * (0.1 + 0.45 * (1 + cos(3.141592653589793 * (s - warm) / (double)(total - warm + 1))));
-        const float b1 = 0.9f, b2 = 0.95f, aeps = 1e-8f;
-        double c1 = 1.0 - pow(b1, s), c2 = 1.0 - pow(b2, s);
-        size_t off = 0;
-        for (int i = 0; i < tr.n_tp; i++) {
-            tparam *p = &tr.tp[i];
-            bool decay = p->decay;
-            float *m1 = tr.am + off, *m2 = tr.av + off;
-            for (size_t j = 0; j < p->n; j++) {
-                float g = p->grad[j] * clip;
-                m1[j] = b1 * m1[j] + (1 - b1) * g;
-                m2[j] = b2 * m2[j] + (1 - b2) * g * g;
-                float upd = (float)((m1[j] / c1) / (sqrt(m2[j] / c2) + aeps));
-                if (decay) p->val[j] -= (float)(lr * wd) * p->val[j];
-                p->val[j] -= (float)lr * upd;
-            }
-            off += p->n;
-        }
+        adam_task ak = { &tr, clip, wd, lr, 1.0 - pow(0.9f, s), 1.0 - pow(0.95f, s) };
+        g4_pool_run(pool, adam_worker, &ak);
         tr.step = s;
         double step_s = now_s() - ts0;
+        g4_train_ws_profile(tw, pp1);
         eval_l = NAN;
         bool last = tr.step == total;
         if (ev.n && (last || (o->eval_every > 0 && tr.step % o->eval_every == 0)) &&
@@ -815,6 +836,7 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
             size_t kb = 0;
             pr.kept_layers = g4_train_ws_kept(tw, &kb);
             pr.mem_kept = kb;
+            for (int i = 0; i < G4_TRAIN_PARTS && i < 5; i++) pr.part_s[i] = pp1[i] - pp0[i];
             o->progress(o->progress_user, &pr);
         }
     }
@@ -843,6 +865,7 @@ out:
     free(ord);
     free(tgt);
     g4_train_ws_free(tw);
+    if (pool) g4_pool_release(pool);
     dataset_free(&d);
     dataset_free(&ev);
     free(tr.am);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ops/attention.h"
 #include "ops/ops_grad.h"
@@ -151,7 +152,19 @@ struct g4_train_ws {
     bool *keep;
     int n_kept;
     size_t kept_bytes;
+    double prof[G4_TRAIN_PARTS];   /* seconds per part of g4_train_seq, summed */
+    double *rloss;                 /* [RC] the head chunk's losses per row */
 };
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void g4_train_ws_profile(const g4_train_ws *tw, double s[G4_TRAIN_PARTS]) {
+    memcpy(s, tw->prof, sizeof tw->prof);
+}
 
 /* What a layer's backward reads that only its forward products (or the
  * attention) make: kept per layer instead of rerunning the layer. The cheap
@@ -189,6 +202,7 @@ void g4_train_ws_free(g4_train_ws *tw) {
     free(tw->lfast);
     free(tw->kept);
     free(tw->sc);
+    free(tw->rloss);
     free(tw->keep);
     if (tw->ex.pool) g4_pool_release(tw->ex.pool);
     free(tw);
@@ -278,7 +292,8 @@ g4_train_ws *g4_train_ws_new(const g4_model *m, int n_ctx, int n_threads, g4_err
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (!(*bufs[i].p = fal(tw, bufs[i].n))) goto oom;
     tw->sc = malloc(sizeof *tw->sc);
-    if (!tw->sc) goto oom;
+    tw->rloss = malloc((size_t)tw->RC * sizeof *tw->rloss);
+    if (!tw->sc || !tw->rloss) goto oom;
     *tw->sc = (lay_acts){ tw->qr, tw->kr, tw->vr, tw->att, tw->o, tw->x1, tw->gg, tw->uu, tw->fm, tw->x2, tw->pg,
                           tw->pa, tw->ph, tw->x3 };
     return tw;
@@ -872,7 +887,10 @@ int g4_train_seq(g4_train_ws *tw, g4_params *ps, const int32_t *tok, const int32
      * (matmul.h: g4_mm_scratch.pcol; training needs no batch invariance);
      * products over other rows (one token's experts) ignore the list. */
     if (ex->precision == 0) { ex->mm.pcol = tw->pcol; ex->mm.np = T; }
+    double c0 = now_s();
     for (int l = 0; l < L; l++) layer_fwd(tw, l, T);
+    double c1 = now_s();
+    tw->prof[G4_TRAIN_FWD] += c1 - c0;
 
     /* head, in chunks of RC rows: norm, product, softcap, loss and its gradient */
     const float *xf = tw->X + (size_t)L * tw->n_ctx * H;
@@ -885,20 +903,23 @@ int g4_train_seq(g4_train_ws *tw, g4_params *ps, const int32_t *tok, const int32
         if (ex->mm.pcol) ex->mm.np = n;
         g4_op_matmul_multi(ex, &head, 1, tw->xnf, H, n);
         if (ex->mm.pcol) ex->mm.np = T;
+        double c2 = now_s();
+        tw->prof[G4_TRAIN_HEAD] += c2 - c1;
+        c1 = c2;
         if (logits) memcpy(ROW(logits, r0, V), tw->lg, (size_t)n * V * sizeof(float));
+        /* rows on every thread; their losses summed here in row order */
         bool any = false;
-        for (int i = 0; i < n; i++) {
-            float *lg = ROW(tw->lg, i, V);
-            int tg = tgt ? tgt[r0 + i] : -1;
-            if (tg < 0) { if (ps) zero(lg, (size_t)V); continue; }
-            total += g4_op_xent_fwd_bwd(lg, V, tg, gscale, m->softcap);
-            any = true;
-        }
+        g4_op_xent_rows(ex, tw->lg, n, V, tgt ? tgt + r0 : NULL, gscale, m->softcap, ps != NULL, tw->rloss);
+        for (int i = 0; i < n; i++)
+            if (tgt && tgt[r0 + i] >= 0) { total += tw->rloss[i]; any = true; }
         if (!ps || !any) continue;
         zero(tw->dxnf, (size_t)n * H);
         mm_bwd(tw, &m->output, 0, ps->g[G4_T_OUTPUT], tw->xnf, tw->lg, n, tw->dxnf);
         g4_op_rmsnorm_bwd(ex, ROW(tw->dx, r0, H), ps->g[G4_T_OUTPUT_NORM], ROW(xf, r0, H), m->output_norm, tw->dxnf,
                           n, H, (size_t)H, eps);
+        c2 = now_s();
+        tw->prof[G4_TRAIN_HEAD_BWD] += c2 - c1;
+        c1 = c2;
     }
     if (loss) *loss = total;
     if (!ps) { ex->mm.pcol = NULL; ex->mm.np = 0; return 0; }
@@ -910,7 +931,11 @@ int g4_train_seq(g4_train_ws *tw, g4_params *ps, const int32_t *tok, const int32
     for (int l = L - 1; l >= 0; l--) {
         /* the last layer's internals are still there; kept ones are restored */
         if (l != L - 1 && !(tw->keep && tw->keep[l])) layer_fwd(tw, l, T);
+        double c2 = now_s();
+        tw->prof[G4_TRAIN_RECOMPUTE] += c2 - c1;
         layer_bwd(tw, ps, l, T);
+        c1 = now_s();
+        tw->prof[G4_TRAIN_BWD] += c1 - c2;
     }
 
     /* per-layer inputs back to the embedding and their tables */
@@ -933,5 +958,6 @@ int g4_train_seq(g4_train_ws *tw, g4_params *ps, const int32_t *tok, const int32
         }
     ex->mm.pcol = NULL;
     ex->mm.np = 0;
+    tw->prof[G4_TRAIN_BWD] += now_s() - c1;
     return 0;
 }

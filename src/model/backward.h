@@ -74,6 +74,13 @@ size_t g4_train_keep_bytes(const g4_model *m, int n_ctx, int l);
 int g4_train_ws_keep(g4_train_ws *tw, size_t budget, g4_error *err);
 int g4_train_ws_kept(const g4_train_ws *tw, size_t *bytes);
 
+/* Wall seconds of g4_train_seq's parts, summed over its calls: the layers'
+ * forward, the head's forward (norm, logits, loss), the head's backward
+ * (its input gradient), the layers' recomputed forward, the layers'
+ * backward (with the embeddings' at the end). */
+enum { G4_TRAIN_FWD, G4_TRAIN_HEAD, G4_TRAIN_HEAD_BWD, G4_TRAIN_RECOMPUTE, G4_TRAIN_BWD, G4_TRAIN_PARTS };
+void g4_train_ws_profile(const g4_train_ws *tw, double s[G4_TRAIN_PARTS]);
+
 /* 1 (the default): every product exact (f32 activations against the stored
  * rows, each row decoded per use): the gradient tests' path. 0: the fast
  * path for fine-tuning a quantized base: forward products through the
