@@ -35,12 +35,17 @@ static void on_progress(void *ud, const gemma4c_train_progress *p) {
         if (!l || !e) { c->cap = c->n; return; }
     }
     c->last_step = p->step;
-    if (c->n == 0)
+    if (c->n == 0) {
+        /* resident: the weights a step reads, the workspace, the trainables
+         * and ~35 MiB of process (libraries, the tokenizer) */
+        double res = (p->mem_weights_read + p->mem_activations + p->mem_trainable) / 1048576.0 + 35;
         fprintf(stderr, "memory plan: weights %.1f MiB (mapped), activations %.1f MiB, trainable + gradients + "
                         "AdamW %.1f MiB; activations: kept internals of %d of %d layers %.1f MiB (the rest "
-                        "recomputed) + workspace %.1f MiB\n", p->mem_weights / 1048576.0,
-                p->mem_activations / 1048576.0, p->mem_trainable / 1048576.0, p->kept_layers, p->n_layers,
-                p->mem_kept / 1048576.0, (p->mem_activations - p->mem_kept) / 1048576.0);
+                        "recomputed) + workspace %.1f MiB; resident after a step ~%.0f MiB (weights read %.1f MiB)\n",
+                p->mem_weights / 1048576.0, p->mem_activations / 1048576.0, p->mem_trainable / 1048576.0,
+                p->kept_layers, p->n_layers, p->mem_kept / 1048576.0, (p->mem_activations - p->mem_kept) / 1048576.0,
+                res, p->mem_weights_read / 1048576.0);
+    }
     if (c->n == 0 && isfinite(p->eval_unigram))
         fprintf(stderr, "eval baseline (unigram frequencies of the training targets): %.4f\n", p->eval_unigram);
     c->loss[c->n] = p->loss;

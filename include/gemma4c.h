@@ -886,6 +886,8 @@ typedef struct gemma4c_train_progress {
      * checkpointed residual stream, products' scratch), and the trainable values with
      * their gradients and AdamW moments (4 floats per trainable value) */
     uint64_t mem_weights, mem_activations, mem_trainable;
+    uint64_t mem_weights_read;   /* of mem_weights: what a step reads, so what is resident after
+                             one (all but the per-layer embedding table, read a row per token) */
     uint64_t mem_kept;    /* of mem_activations: the layers' internals kept for the backward
                              (gemma4c_train_params.recompute); the rest is the workspace */
     int kept_layers, n_layers;   /* layers whose backward reruns no forward product, of all */

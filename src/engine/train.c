@@ -833,6 +833,10 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
                                           .mem_activations = g4_train_ws_bytes(tw),
                                           .mem_trainable = (uint64_t)tr.n_all * 4 * sizeof(float),
                                           .n_layers = tr.m->n_layer };
+            if (tr.base) {
+                pr.mem_weights_read = tr.m->weight_bytes;
+                if (tr.m->n_ple) pr.mem_weights_read -= tr.m->ple_embd.row_bytes * (uint64_t)tr.m->ple_embd.n_out;
+            }
             size_t kb = 0;
             pr.kept_layers = g4_train_ws_kept(tw, &kb);
             pr.mem_kept = kb;
