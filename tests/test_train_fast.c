@@ -170,6 +170,7 @@ static g4_model *load(const char *name) {
 /* One LoRA step's gradients (all of A then all of B, concatenated) and loss. */
 static int keep_layers = -1;     /* lora_grads: -1 recompute all; else g4_train_ws_keep's result */
 static size_t keep_budget;        /*   with this budget (0: recompute) */
+static int ctx_extra;             /* lora_grads: workspace for T + ctx_extra tokens */
 
 static float *lora_grads(g4_model *m, g4_lora_set *set, const int32_t *tok, const int32_t *tgt, int T, int nth,
                          int precision, size_t *n_out, double *loss) {
@@ -185,7 +186,7 @@ static float *lora_grads(g4_model *m, g4_lora_set *set, const int32_t *tok, cons
         gb[i] = all + at; at += (size_t)set->e[i].pair->r * set->e[i].pair->n_out;
     }
     g4_params *ps = g4_params_new(m, 0, &e);
-    g4_train_ws *tw = g4_train_ws_new(m, T, nth, &e);
+    g4_train_ws *tw = g4_train_ws_new(m, T + ctx_extra, nth, &e);
     int ok = tw && ps && g4_train_ws_set_lora(tw, set, ga, gb, &e) == 0;
     if (ok) g4_train_ws_set_precision(tw, precision);
     if (ok && keep_budget) ok = (keep_layers = g4_train_ws_keep(tw, keep_budget, &e)) >= 0;
@@ -361,8 +362,15 @@ TEST(kept_activations_equal_recomputed) {
             keep_budget = half ? half : 1;
             float *g2 = lora_grads(m, set, tok, tgt, T, 2, prec, &n, &l2);
             int some = keep_layers;
+            keep_budget = SIZE_MAX;     /* a sequence shorter than the workspace's context */
+            ctx_extra = 9;
+            float *g3 = lora_grads(m, set, tok, tgt, T, 2, prec, &n, &l2);
+            ctx_extra = 0;
             keep_budget = 0;
-            CHECK(g0 && g1 && g2);
+            CHECK(g0 && g1 && g2 && g3);
+            CHECKF(g0 && g3 && !memcmp(g0, g3, n * sizeof(float)), "%s: kept, context > sequence: other bits",
+                   files[mi]);
+            free(g3);
             printf("  %s, %s path: %d of %d layers kept (all), %d (half the budget); loss %.6f\n", files[mi],
                    prec ? "exact" : "fast", all, m->n_layer, some, l0 / T);
             CHECKF(m->n_expert ? all == 0 : all == m->n_layer - 1, "%s: kept %d layers", files[mi], all);
