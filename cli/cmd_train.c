@@ -16,7 +16,7 @@ static void on_sigint(int sig) { (void)sig; g_stop = 1; }
 typedef struct curve {
     double *loss, *eval;
     int n, cap;
-    int quiet, last_step;
+    int quiet, last_step, profile;
 } curve;
 
 static void fmt_time(double s, char *b, size_t n) {
@@ -35,10 +35,17 @@ static void on_progress(void *ud, const gemma4c_train_progress *p) {
         if (!l || !e) { c->cap = c->n; return; }
     }
     c->last_step = p->step;
-    if (c->n == 0)
+    if (c->n == 0) {
+        /* resident: the weights a step reads, the workspace, the trainables
+         * and ~35 MiB of process (libraries, the tokenizer) */
+        double res = (p->mem_weights_read + p->mem_activations + p->mem_trainable) / 1048576.0 + 35;
         fprintf(stderr, "memory plan: weights %.1f MiB (mapped), activations %.1f MiB, trainable + gradients + "
-                        "AdamW %.1f MiB\n", p->mem_weights / 1048576.0, p->mem_activations / 1048576.0,
-                p->mem_trainable / 1048576.0);
+                        "AdamW %.1f MiB; activations: kept internals of %d of %d layers %.1f MiB (the rest "
+                        "recomputed) + workspace %.1f MiB; resident after a step ~%.0f MiB (weights read %.1f MiB)\n",
+                p->mem_weights / 1048576.0, p->mem_activations / 1048576.0, p->mem_trainable / 1048576.0,
+                p->kept_layers, p->n_layers, p->mem_kept / 1048576.0, (p->mem_activations - p->mem_kept) / 1048576.0,
+                res, p->mem_weights_read / 1048576.0);
+    }
     if (c->n == 0 && isfinite(p->eval_unigram))
         fprintf(stderr, "eval baseline (unigram frequencies of the training targets): %.4f\n", p->eval_unigram);
     c->loss[c->n] = p->loss;
@@ -49,6 +56,10 @@ static void on_progress(void *ud, const gemma4c_train_progress *p) {
     if (isfinite(p->eval_loss)) snprintf(ev, sizeof ev, "  eval %.4f", p->eval_loss);
     fprintf(stderr, "step %d/%d  epoch %d  loss %.4f%s  %.0f tok/s  ETA %s  (step: %ld tokens, %.2f s)\n", p->step,
             p->total_steps, p->epoch + 1, p->loss, ev, p->tokens_per_s, eta, p->step_tokens, p->step_s);
+    if (c->profile)
+        fprintf(stderr, "  parts (s): forward %.2f  head %.2f  head backward %.2f  recomputed forward %.2f  backward "
+                        "%.2f  optimizer %.2f\n", p->part_s[0], p->part_s[1], p->part_s[2], p->part_s[3], p->part_s[4],
+                p->step_s - p->part_s[0] - p->part_s[1] - p->part_s[2] - p->part_s[3] - p->part_s[4]);
 }
 
 /* The loss curve as an SVG: training loss per step (and eval points). */
@@ -111,6 +122,12 @@ static int run_train(int argc, char **argv, int lora) {
                    "  --exact            every product in f32 against the decoded weights (the\n"
                    "                     gradient tests' path, ~10x slower; default: int8\n"
                    "                     activations in the forward like prefill)\n"
+                   "  --recompute MODE   auto (default), always or never: whether a layer's\n"
+                   "                     backward reruns its forward (activation checkpointing)\n"
+                   "                     or reads the internals kept from the forward; auto keeps\n"
+                   "                     as many layers as fit in --act-mem (same results)\n"
+                   "  --act-mem MIB      auto's budget for kept internals (default: a quarter\n"
+                   "                     of the physical memory)\n"
                    "  the data, schedule, checkpoint and resume options of gemma4c train\n"
                    "  (--resume DIR/step-N continues from a checkpoint of this base)\n");
             return 0;
@@ -144,7 +161,9 @@ static int run_train(int argc, char **argv, int lora) {
                    "  --seed N           init and data order (default 1)\n"
                    "  --plot FILE.svg    write the loss curve\n"
                    "  -t N               threads (default 1)\n"
+                   "  --recompute MODE   auto, always, never; --act-mem MIB: see finetune --help\n"
                    "  -q                 print every 50th step only\n"
+                   "  --profile          each step's seconds by part (forward, head, backward...)\n"
                    "  --dump-logits F    (tests) the trained model's logits of the first example\n");
             return 0;
         }
@@ -163,7 +182,16 @@ static int run_train(int argc, char **argv, int lora) {
         else if (!strcmp(a, "--dump-logits") && v) { p.dump_logits = v; i++; }
         else if (!strcmp(a, "--pack")) p.pack = 1;
         else if (!strcmp(a, "--exact") && lora) p.exact = 1;
+        else if (!strcmp(a, "--recompute") && v) {
+            if (!strcmp(v, "auto")) p.recompute = 0;
+            else if (!strcmp(v, "always")) p.recompute = 1;
+            else if (!strcmp(v, "never")) p.recompute = 2;
+            else { fprintf(stderr, "gemma4c %s: --recompute expects auto, always or never, not '%s'\n", cmd, v); return 2; }
+            i++;
+        }
+        else if (!strcmp(a, "--act-mem") && v) { r = parse_int(a, v, 1, 1 << 30, &p.act_mem_mib); i++; }
         else if (!strcmp(a, "-q")) c.quiet = 1;
+        else if (!strcmp(a, "--profile")) c.profile = 1;
         else if (!strcmp(a, "--lr") && v) { r = parse_f(a, v, &p.lr); i++; }
         else if (!strcmp(a, "--wd") && v) { r = parse_f(a, v, &p.weight_decay); i++; }
         else if (!strcmp(a, "--ctx") && v) { r = parse_int(a, v, 8, 1 << 16, &p.n_ctx); i++; }

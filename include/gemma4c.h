@@ -909,6 +909,14 @@ typedef struct gemma4c_train_progress {
      * checkpointed residual stream, products' scratch), and the trainable values with
      * their gradients and AdamW moments (4 floats per trainable value) */
     uint64_t mem_weights, mem_activations, mem_trainable;
+    uint64_t mem_weights_read;   /* of mem_weights: what a step reads, so what is resident after
+                             one (all but the per-layer embedding table, read a row per token) */
+    uint64_t mem_kept;    /* of mem_activations: the layers' internals kept for the backward
+                             (gemma4c_train_params.recompute); the rest is the workspace */
+    int kept_layers, n_layers;   /* layers whose backward reruns no forward product, of all */
+    double part_s[5];     /* this step's seconds in: the layers' forward, the head's forward (logits,
+                             loss), the head's backward, the layers' recomputed forward, the layers'
+                             backward (the rest of step_s: the optimizer) */
 } gemma4c_train_progress;
 
 /* Full training of every weight in f32 with AdamW (gemma4c train), or a
@@ -950,7 +958,13 @@ typedef struct gemma4c_train_params {
     int exact;                /* fine-tuning: 1 runs every product exactly (f32 activations against
                                  the stored rows: the gradient tests' path, ~10x slower); 0 (default):
                                  the fast path (int8 activations in the forward products like prefill,
-                                 decoded f32 panels in the backward). Full training is always exact. */
+                                 decoded f32 panels in the backward). Full training is always exact.
+                                 A checkpoint records it; --resume with the other setting is refused. */
+    int recompute;            /* the backward's layer internals: 0 auto (kept for as many layers as
+                                 fit in act_mem_mib, the rest recomputed), 1 always recompute (the
+                                 least memory), 2 never (keep every layer); the same results */
+    int act_mem_mib;          /* auto's budget for kept internals in MiB; <= 0: a quarter of the
+                                 physical memory */
 } gemma4c_train_params;
 
 /* Returns 0 when done, 1 when stopped by *stop (a checkpoint was written),

@@ -168,6 +168,10 @@ static g4_model *load(const char *name) {
 }
 
 /* One LoRA step's gradients (all of A then all of B, concatenated) and loss. */
+static int keep_layers = -1;     /* lora_grads: -1 recompute all; else g4_train_ws_keep's result */
+static size_t keep_budget;        /*   with this budget (0: recompute) */
+static int ctx_extra;             /* lora_grads: workspace for T + ctx_extra tokens */
+
 static float *lora_grads(g4_model *m, g4_lora_set *set, const int32_t *tok, const int32_t *tgt, int T, int nth,
                          int precision, size_t *n_out, double *loss) {
     g4_error e = { { 0 } };
@@ -182,9 +186,10 @@ static float *lora_grads(g4_model *m, g4_lora_set *set, const int32_t *tok, cons
         gb[i] = all + at; at += (size_t)set->e[i].pair->r * set->e[i].pair->n_out;
     }
     g4_params *ps = g4_params_new(m, 0, &e);
-    g4_train_ws *tw = g4_train_ws_new(m, T, nth, &e);
+    g4_train_ws *tw = g4_train_ws_new(m, T + ctx_extra, nth, &e);
     int ok = tw && ps && g4_train_ws_set_lora(tw, set, ga, gb, &e) == 0;
     if (ok) g4_train_ws_set_precision(tw, precision);
+    if (ok && keep_budget) ok = (keep_layers = g4_train_ws_keep(tw, keep_budget, &e)) >= 0;
     ok = ok && g4_train_seq(tw, ps, tok, tgt, T, 1.0f / T, loss, NULL, &e) == 0;
     if (!ok) { fprintf(stderr, "  %s\n", e.msg); free(all); all = NULL; }
     g4_train_ws_free(tw);
@@ -275,10 +280,121 @@ TEST(lora_fast_gradients_near_exact) {
     ref0 = NULL;
 }
 
+/* The loss rows of the head: the fast path's f32 e^x against the exact
+ * double one (loss and gradient within a few ulp of f32), untargeted rows
+ * zeroed, and the same bits with 1 and 2 threads on either path. */
+TEST(xent_rows_fast_near_exact) {
+    enum { N = 5, V = 4099 };      /* odd: the vector loop's tail too */
+    float *l0 = malloc((size_t)N * V * sizeof(float)), *l1 = malloc((size_t)N * V * sizeof(float)),
+          *l2 = malloc((size_t)N * V * sizeof(float)), *l3 = malloc((size_t)N * V * sizeof(float));
+    int32_t tgt[N] = { 7, -1, V - 1, 0, 2000 };
+    rs = 5;
+    for (size_t i = 0; i < (size_t)N * V; i++) l0[i] = 30.0f * rnd();   /* softcap 30: |z| < 30 */
+    l0[2000 + 4 * V] = 29.0f;      /* one row dominated by its target */
+    memcpy(l1, l0, (size_t)N * V * sizeof(float));
+    memcpy(l2, l0, (size_t)N * V * sizeof(float));
+    memcpy(l3, l0, (size_t)N * V * sizeof(float));
+    double d0[N], d1[N], d2[N], d3[N];
+    g4_exec e1 = { .pool = g4_pool_acquire(1), .n_threads = 1, .precision = 1 };
+    g4_exec e2 = { .pool = g4_pool_acquire(2), .n_threads = 2, .precision = 1 };
+    g4_op_xent_rows(&e1, l0, N, V, tgt, 0.25f, 30.0f, 1, d0);
+    g4_op_xent_rows(&e2, l1, N, V, tgt, 0.25f, 30.0f, 1, d1);
+    e1.precision = e2.precision = 0;
+    g4_op_xent_rows(&e1, l2, N, V, tgt, 0.25f, 30.0f, 1, d2);
+    g4_op_xent_rows(&e2, l3, N, V, tgt, 0.25f, 30.0f, 1, d3);
+    CHECK(!memcmp(l0, l1, (size_t)N * V * sizeof(float)) && !memcmp(d0, d1, sizeof d0));
+    CHECK(!memcmp(l2, l3, (size_t)N * V * sizeof(float)) && !memcmp(d2, d3, sizeof d2));
+    double worst = 0, wl = 0;
+    for (int r = 0; r < N; r++) {
+        wl = fmax(wl, fabs(d2[r] - d0[r]) / fmax(1.0, fabs(d0[r])));
+        for (int i = 0; i < V; i++) {
+            float a = l0[(size_t)r * V + i], b = l2[(size_t)r * V + i];
+            worst = fmax(worst, fabs((double)a - b) / (fabs((double)a) + 0.25 / V));
+        }
+    }
+    printf("  fast vs exact: loss %.2e relative, gradient %.2e (relative to |g| + scale/V)\n", wl, worst);
+    CHECK(d0[1] == 0 && l0[V] == 0 && l0[2 * V - 1] == 0);
+    CHECK(wl < 1e-6);
+    CHECK(worst < 3e-5);
+    g4_pool_release(e1.pool);
+    g4_pool_release(e2.pool);
+    free(l0); free(l1); free(l2); free(l3);
+}
+
+/* Kept activations (g4_train_ws_keep) against recomputing every layer: the
+ * same LoRA gradients and loss bit for bit, on the fast and the exact path,
+ * keeping every layer and about half of them; on the MoE model nothing is
+ * kept. */
+TEST(kept_activations_equal_recomputed) {
+    const char *files[] = { "gemma4-e", "gemma4-kq.Q4_K_M", "gemma4-dense", "gemma4-moe" };
+    for (int mi = 0; mi < 4; mi++) {
+        g4_model *m = load(files[mi]);
+        CHECK(m != NULL);
+        if (!m) continue;
+        g4_error e = { { 0 } };
+        uint64_t tg = (1ull << G4_T_ATTN_Q) | (1ull << G4_T_ATTN_K) | (1ull << G4_T_ATTN_V) | (1ull << G4_T_ATTN_OUT) |
+                      (1ull << G4_T_FFN_GATE) | (1ull << G4_T_FFN_UP) | (1ull << G4_T_FFN_DOWN);
+        g4_lora *lo = g4_lora_create(m, tg, 4, 8.0f, &e);
+        CHECK(lo != NULL);
+        if (!lo) { fprintf(stderr, "  %s\n", e.msg); g4_model_free(m); continue; }
+        rs = 99;
+        for (int i = 0; i < lo->n_pairs; i++) {
+            g4_lora_pair *p = &lo->pairs[i];
+            for (size_t j = 0; j < (size_t)p->r * p->n_in; j++) p->a[j] = rnd() * 0.1f;
+            for (size_t j = 0; j < (size_t)p->r * p->n_out; j++) p->b[j] = rnd() * 0.1f;
+        }
+        g4_lora_set *set = g4_lora_bind(m, &lo, NULL, 1, &e);
+        CHECK(set != NULL);
+        enum { T = 72 };
+        int32_t tok[T], tgt[T];
+        for (int t = 0; t < T; t++) tok[t] = 2 + (int)((uint32_t)(t * 104729u + 7u) % (uint32_t)(m->n_vocab - 2));
+        for (int t = 0; t < T; t++) tgt[t] = t + 1 < T ? tok[t + 1] : -1;
+        size_t half = 0;
+        for (int l = m->n_layer - 2; l >= m->n_layer / 2; l--) half += g4_train_keep_bytes(m, T, l);
+        for (int prec = 0; prec < 2 && set; prec++) {
+            size_t n = 0;
+            double l0 = 0, l1 = 0, l2 = 0;
+            keep_budget = 0;
+            float *g0 = lora_grads(m, set, tok, tgt, T, 2, prec, &n, &l0);
+            keep_budget = SIZE_MAX;
+            float *g1 = lora_grads(m, set, tok, tgt, T, 2, prec, &n, &l1);
+            int all = keep_layers;
+            keep_budget = half ? half : 1;
+            float *g2 = lora_grads(m, set, tok, tgt, T, 2, prec, &n, &l2);
+            int some = keep_layers;
+            keep_budget = SIZE_MAX;     /* a sequence shorter than the workspace's context */
+            ctx_extra = 9;
+            float *g3 = lora_grads(m, set, tok, tgt, T, 2, prec, &n, &l2);
+            ctx_extra = 0;
+            keep_budget = 0;
+            CHECK(g0 && g1 && g2 && g3);
+            CHECKF(g0 && g3 && !memcmp(g0, g3, n * sizeof(float)), "%s: kept, context > sequence: other bits",
+                   files[mi]);
+            free(g3);
+            printf("  %s, %s path: %d of %d layers kept (all), %d (half the budget); loss %.6f\n", files[mi],
+                   prec ? "exact" : "fast", all, m->n_layer, some, l0 / T);
+            CHECKF(m->n_expert ? all == 0 : all == m->n_layer - 1, "%s: kept %d layers", files[mi], all);
+            CHECK(m->n_expert || (some > 0 && some < all));
+            if (g0 && g1 && g2) {
+                CHECKF(!memcmp(g0, g1, n * sizeof(float)) && l0 == l1, "%s: keeping every layer changes the bits",
+                       files[mi]);
+                CHECKF(!memcmp(g0, g2, n * sizeof(float)) && l0 == l2, "%s: keeping some layers changes the bits",
+                       files[mi]);
+            }
+            free(g0); free(g1); free(g2);
+        }
+        g4_lora_set_free(set);
+        g4_lora_free(lo);
+        g4_model_free(m);
+    }
+}
+
 int main(void) {
     RUN(bwd_x_panels_equal_exact_product);
     RUN(kquant_decoders_equal_reference);
     RUN(attention_bwd_blocks_equal_exact);
     RUN(lora_fast_gradients_near_exact);
+    RUN(xent_rows_fast_near_exact);
+    RUN(kept_activations_equal_recomputed);
     return test_summary();
 }

@@ -34,6 +34,7 @@
 #include "model/backward.h"
 #include "model/lora.h"
 #include "model/synth.h"
+#include "tensor/pool.h"
 #include "tensor/types.h"
 #include "text/chat.h"
 #include "text/tokenizer.h"
@@ -325,6 +326,7 @@ typedef struct trainer {
     float *am, *av;        /* AdamW moments, tp concatenated */
     size_t n_all;
     int step, epoch, cursor;
+    int exact;             /* 1: every product exact (full training, finetune --exact); recorded in state.bin */
 } trainer;
 
 /* Write the weights as an f32 GGUF with the source file's metadata. */
@@ -345,7 +347,10 @@ static int write_model(trainer *tr, const char *path, g4_error *err) {
     return rc;
 }
 
-#define STATE_MAGIC "G4TRAIN1"
+/* G4TRAIN2 adds the precision (--exact) after the seed; G4TRAIN1 (before
+ * it) still loads, unchecked */
+#define STATE_MAGIC "G4TRAIN2"
+#define STATE_MAGIC1 "G4TRAIN1"
 
 /* mkdir -p */
 static int make_dirs(const char *path, g4_error *err) {
@@ -381,8 +386,9 @@ static int save_ckpt(trainer *tr, const char *base, g4_error *err) {
     if (!f) return g4_seterr(err, "%s: %s", tmp, strerror(errno));
     int32_t hdr[4] = { tr->step, tr->epoch, tr->cursor, tr->n_tp };
     uint64_t n_all = tr->n_all, seed = tr->o->seed;
+    int32_t exact = tr->exact;
     bool ok = fwrite(STATE_MAGIC, 8, 1, f) == 1 && fwrite(hdr, sizeof hdr, 1, f) == 1 &&
-              fwrite(&n_all, 8, 1, f) == 1 && fwrite(&seed, 8, 1, f) == 1;
+              fwrite(&n_all, 8, 1, f) == 1 && fwrite(&seed, 8, 1, f) == 1 && fwrite(&exact, 4, 1, f) == 1;
     for (int i = 0; ok && i < tr->n_tp; i++) {
         char name[80] = { 0 };
         snprintf(name, sizeof name, "%s", tr->tp[i].name);
@@ -404,10 +410,23 @@ static int load_state(trainer *tr, const char *dir, g4_error *err) {
     char magic[8];
     int32_t hdr[4];
     uint64_t n_all, seed;
+    int32_t exact = -1;     /* -1: a G4TRAIN1 state, which did not record it */
     int rc = 0;
-    if (fread(magic, 8, 1, f) != 1 || memcmp(magic, STATE_MAGIC, 8) || fread(hdr, sizeof hdr, 1, f) != 1 ||
-        fread(&n_all, 8, 1, f) != 1 || fread(&seed, 8, 1, f) != 1) {
+    bool v1 = false;
+    if (fread(magic, 8, 1, f) != 1 || (memcmp(magic, STATE_MAGIC, 8) && !(v1 = !memcmp(magic, STATE_MAGIC1, 8))) ||
+        fread(hdr, sizeof hdr, 1, f) != 1 || fread(&n_all, 8, 1, f) != 1 || fread(&seed, 8, 1, f) != 1 ||
+        (!v1 && fread(&exact, 4, 1, f) != 1)) {
         rc = g4_seterr(err, "%s: not a gemma4c training state (bad header)", path);
+        goto done;
+    }
+    if (!v1 && exact != 0 && exact != 1) {
+        rc = g4_seterr(err, "%s: corrupted (precision flag %d, expected 0 or 1)", path, (int)exact);
+        goto done;
+    }
+    if (exact >= 0 && exact != tr->exact) {
+        rc = g4_seterr(err, "%s: the checkpoint ran %s, this run %s: the run would not be the same (%s --exact)",
+                       path, exact ? "with --exact" : "on the fast path", tr->exact ? "with --exact" : "on the fast path",
+                       exact ? "add" : "drop");
         goto done;
     }
     if (hdr[3] != tr->n_tp || n_all != tr->n_all) {
@@ -433,7 +452,7 @@ static int load_state(trainer *tr, const char *dir, g4_error *err) {
         else at[i] = off[j];
     }
     if (!rc && (fread(tmp, sizeof(float), 2 * n_all, f) != 2 * n_all || fread(magic, 8, 1, f) != 1 ||
-                memcmp(magic, STATE_MAGIC, 8) || fgetc(f) != EOF))
+                memcmp(magic, v1 ? STATE_MAGIC1 : STATE_MAGIC, 8) || fgetc(f) != EOF))
         rc = g4_seterr(err, "%s: truncated or corrupted (optimizer state)", path);
     if (!rc) {
         size_t src = 0;
@@ -522,6 +541,37 @@ static int add_tp(trainer *tr, const char *name, float *val, float *grad, size_t
     t->n = n;
     t->decay = decay;
     return 0;
+}
+
+/* AdamW over the trainables (tp concatenated: element j of the run at
+ * offset j), threads splitting the elements: each element's update reads
+ * only itself, so any thread count gives the same bits. */
+typedef struct adam_task {
+    trainer *tr;
+    float clip, wd;
+    double lr, c1, c2;    /* the arithmetic of the serial loop it replaced, bit for bit */
+} adam_task;
+
+static void adam_worker(void *arg, int ith, int nth) {
+    adam_task *k = arg;
+    trainer *tr = k->tr;
+    const float b1 = 0.9f, b2 = 0.95f, aeps = 1e-8f;
+    long lo, hi;
+    g4_split((long)tr->n_all, ith, nth, &lo, &hi);
+    size_t off = 0;
+    for (int i = 0; i < tr->n_tp && off < (size_t)hi; off += tr->tp[i++].n) {
+        tparam *p = &tr->tp[i];
+        size_t j0 = (size_t)lo > off ? (size_t)lo - off : 0, j1 = (size_t)hi - off < p->n ? (size_t)hi - off : p->n;
+        float *m1 = tr->am + off, *m2 = tr->av + off;
+        for (size_t j = j0; j < j1; j++) {
+            float g = p->grad[j] * k->clip;
+            m1[j] = b1 * m1[j] + (1 - b1) * g;
+            m2[j] = b2 * m2[j] + (1 - b2) * g * g;
+            float upd = (float)((m1[j] / k->c1) / (sqrt(m2[j] / k->c2) + aeps));
+            if (p->decay) p->val[j] -= (float)(k->lr * k->wd) * p->val[j];
+            p->val[j] -= (float)k->lr * upd;
+        }
+    }
 }
 
 static const struct { const char *name; int tid; } TARGETS[] = {
@@ -656,9 +706,10 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
         if (err && errlen) snprintf(err, errlen, "need training data and an output path");
         return -1;
     }
-    trainer tr = { .o = o };
+    trainer tr = { .o = o, .exact = !o->base || o->exact };
     dataset d = { 0 }, ev = { 0 };
     g4_train_ws *tw = NULL;
+    g4_pool *pool = NULL;    /* the optimizer's threads */
     int *ord = NULL;
     int32_t *tgt = NULL;
     int rc = -1;
@@ -677,9 +728,21 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
     tw = g4_train_ws_new(tr.m, n_ctx, nth, &e);
     if (tw && tr.set && g4_train_ws_set_lora(tw, tr.set, tr.ga, tr.gb, &e)) goto out;
     if (tw && tr.base && !o->exact) g4_train_ws_set_precision(tw, 0);
+    if (tw && o->recompute != 1) {
+        /* auto's default budget, a quarter of the physical memory: leaves the
+         * rest for the mapped weights (E2B Q4_K_M: 3.2 GiB, E4B: 5 GiB), the
+         * workspace and the page cache; at ctx 512 it keeps every layer of
+         * E2B and E4B on a 16 GiB machine */
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        size_t budget = o->act_mem_mib > 0 ? (size_t)o->act_mem_mib << 20
+                        : pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz / 4 : (size_t)1 << 30;
+        if (o->recompute == 2) budget = SIZE_MAX;
+        if (g4_train_ws_keep(tw, budget, &e) < 0) goto out;
+    }
+    pool = g4_pool_acquire(nth);
     ord = malloc((size_t)d.n * sizeof *ord);
     tgt = malloc((size_t)n_ctx * sizeof *tgt);
-    if (!tw || !ord || !tgt) { if (tw) g4_seterr(&e, "out of memory"); goto out; }
+    if (!tw || !ord || !tgt || !pool) { if (tw) g4_seterr(&e, "out of memory"); goto out; }
 
     /* steps of the whole run (the schedule's length): count each epoch's spans */
     int total = 0;
@@ -721,7 +784,8 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
             rc = 1;
             goto out;
         }
-        double ts0 = now_s();
+        double ts0 = now_s(), pp0[G4_TRAIN_PARTS], pp1[G4_TRAIN_PARTS];
+        g4_train_ws_profile(tw, pp0);
         long tok0 = tok_done;
         int n_tgt, k = step_span(&d, ord, tr.cursor, want, &n_tgt);
         for (int i = 0; i < tr.n_tp; i++) memset(tr.tp[i].grad, 0, tr.tp[i].n * sizeof(float));
@@ -748,25 +812,11 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
         int s = tr.step + 1;
         double lr = s <= warm ? lr0 * (double)s / (warm + 1)
                               : lr0 * (0.1 + 0.45 * (1 + cos(3.141592653589793 * (s - warm) / (double)(total - warm + 1))));
-        const float b1 = 0.9f, b2 = 0.95f, aeps = 1e-8f;
-        double c1 = 1.0 - pow(b1, s), c2 = 1.0 - pow(b2, s);
-        size_t off = 0;
-        for (int i = 0; i < tr.n_tp; i++) {
-            tparam *p = &tr.tp[i];
-            bool decay = p->decay;
-            float *m1 = tr.am + off, *m2 = tr.av + off;
-            for (size_t j = 0; j < p->n; j++) {
-                float g = p->grad[j] * clip;
-                m1[j] = b1 * m1[j] + (1 - b1) * g;
-                m2[j] = b2 * m2[j] + (1 - b2) * g * g;
-                float upd = (float)((m1[j] / c1) / (sqrt(m2[j] / c2) + aeps));
-                if (decay) p->val[j] -= (float)(lr * wd) * p->val[j];
-                p->val[j] -= (float)lr * upd;
-            }
-            off += p->n;
-        }
+        adam_task ak = { &tr, clip, wd, lr, 1.0 - pow(0.9f, s), 1.0 - pow(0.95f, s) };
+        g4_pool_run(pool, adam_worker, &ak);
         tr.step = s;
         double step_s = now_s() - ts0;
+        g4_train_ws_profile(tw, pp1);
         eval_l = NAN;
         bool last = tr.step == total;
         if (ev.n && (last || (o->eval_every > 0 && tr.step % o->eval_every == 0)) &&
@@ -781,7 +831,16 @@ int gemma4c_train(const gemma4c_train_params *o, char *err, size_t errlen) {
                                           .step_s = step_s, .step_tokens = tok_done - tok0,
                                           .mem_weights = tr.base ? tr.m->weight_bytes : 0,
                                           .mem_activations = g4_train_ws_bytes(tw),
-                                          .mem_trainable = (uint64_t)tr.n_all * 4 * sizeof(float) };
+                                          .mem_trainable = (uint64_t)tr.n_all * 4 * sizeof(float),
+                                          .n_layers = tr.m->n_layer };
+            if (tr.base) {
+                pr.mem_weights_read = tr.m->weight_bytes;
+                if (tr.m->n_ple) pr.mem_weights_read -= tr.m->ple_embd.row_bytes * (uint64_t)tr.m->ple_embd.n_out;
+            }
+            size_t kb = 0;
+            pr.kept_layers = g4_train_ws_kept(tw, &kb);
+            pr.mem_kept = kb;
+            for (int i = 0; i < G4_TRAIN_PARTS && i < 5; i++) pr.part_s[i] = pp1[i] - pp0[i];
             o->progress(o->progress_user, &pr);
         }
     }
@@ -810,6 +869,7 @@ out:
     free(ord);
     free(tgt);
     g4_train_ws_free(tw);
+    if (pool) g4_pool_release(pool);
     dataset_free(&d);
     dataset_free(&ev);
     free(tr.am);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ops/attention.h"
 #include "ops/ops_grad.h"
@@ -131,7 +132,7 @@ struct g4_train_ws {
     int32_t *pos, *lo_swa, *hi_swa, *lo_full, *hi_full, *pcol;   /* pcol: 0..n_ctx-1 */
     const g4_kv_view **kvp;
     int32_t page0;
-    /* one layer's internals (recomputed in backward) */
+    /* one layer's internals (recomputed in backward, or kept: lay_acts) */
     float *xn, *qr, *q, *kr, *vr, *att, *o, *x1, *xn2, *gg, *uu, *a, *fm, *f, *x2, *pg, *pa, *ph, *x3, *tmp;
     float *moe_logit, *moe_w, *moe_xs, *moe_xe, *moe_out, *moe_in, *moe_ffa, *moe_ffb, *f1;
     int *moe_sel, *moe_rows;
@@ -145,7 +146,40 @@ struct g4_train_ws {
     float *const *lga, *const *lgb;
     float *lu, *lgv;
     float *lfast;      /* the fast lora_bwd's scratch (lora_fast_floats) */
+    /* kept activations: sc points at the scratch above, kept[l] at layer l's
+     * own copies when keep[l] (g4_train_ws_keep) */
+    struct lay_acts *kept, *sc;
+    bool *keep;
+    int n_kept;
+    size_t kept_bytes;
+    double prof[G4_TRAIN_PARTS];   /* seconds per part of g4_train_seq, summed */
+    double *rloss;                 /* [RC] the head chunk's losses per row */
 };
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void g4_train_ws_profile(const g4_train_ws *tw, double s[G4_TRAIN_PARTS]) {
+    memcpy(s, tw->prof, sizeof tw->prof);
+}
+
+/* What a layer's backward reads that only its forward products (or the
+ * attention) make: kept per layer instead of rerunning the layer. The cheap
+ * rest (xn, q, xn2, a, f: norms, rope, GeGLU, a copy) is recomputed by
+ * layer_restore with the forward's own calls, so kept and recomputed layers
+ * give the same bits. Each [T][width]: qr, att [nq]; kr, vr [nk] (a layer
+ * owning its KV); o, x1, fm, x2, ph, x3 [H]; gg, uu [F]; pg, pa [P]. */
+typedef struct lay_acts { float *qr, *kr, *vr, *att, *o, *x1, *gg, *uu, *fm, *x2, *pg, *pa, *ph, *x3; } lay_acts;
+
+static void bind_layer(g4_train_ws *tw, int l) {
+    const lay_acts *a = tw->keep && tw->keep[l] ? &tw->kept[l] : tw->sc;
+    tw->qr = a->qr; tw->kr = a->kr; tw->vr = a->vr; tw->att = a->att; tw->o = a->o; tw->x1 = a->x1;
+    tw->gg = a->gg; tw->uu = a->uu; tw->fm = a->fm; tw->x2 = a->x2; tw->pg = a->pg; tw->pa = a->pa;
+    tw->ph = a->ph; tw->x3 = a->x3;
+}
 
 static float *fal(g4_train_ws *tw, size_t n) {
     void **a = realloc(tw->allocs, (size_t)(tw->n_allocs + 1) * sizeof *a);
@@ -166,6 +200,10 @@ void g4_train_ws_free(g4_train_ws *tw) {
     free(tw->ex.lora_tmp);
     free(tw->lu);
     free(tw->lfast);
+    free(tw->kept);
+    free(tw->sc);
+    free(tw->rloss);
+    free(tw->keep);
     if (tw->ex.pool) g4_pool_release(tw->ex.pool);
     free(tw);
 }
@@ -253,6 +291,11 @@ g4_train_ws *g4_train_ws_new(const g4_model *m, int n_ctx, int n_threads, g4_err
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (!(*bufs[i].p = fal(tw, bufs[i].n))) goto oom;
+    tw->sc = malloc(sizeof *tw->sc);
+    tw->rloss = malloc((size_t)tw->RC * sizeof *tw->rloss);
+    if (!tw->sc || !tw->rloss) goto oom;
+    *tw->sc = (lay_acts){ tw->qr, tw->kr, tw->vr, tw->att, tw->o, tw->x1, tw->gg, tw->uu, tw->fm, tw->x2, tw->pg,
+                          tw->pa, tw->ph, tw->x3 };
     return tw;
 oom:
     g4_train_ws_free(tw);
@@ -277,6 +320,18 @@ static const float *rope_of(const g4_train_ws *tw, const g4_layer *y, int T) {
     return tw->rope + (y->swa ? 0 : (size_t)T * tw->d.rot_swa);
 }
 
+/* q = rope(rmsnorm_head(qr)) */
+static void q_of_qr(g4_train_ws *tw, const g4_layer *y, int T, const float *cs) {
+    int nH = tw->m->n_head, hd = y->head_dim, nq = nH * hd, rot = y->n_rot;
+    memcpy(tw->q, tw->qr, (size_t)T * nq * sizeof(float));
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < nH; h++) {
+            float *q = tw->q + (size_t)t * nq + (size_t)h * hd;
+            g4_rmsnorm(q, q, y->q_norm, hd, tw->m->eps);
+            g4_op_rope(q, cs + (size_t)t * rot, rot);
+        }
+}
+
 static void layer_fwd(g4_train_ws *tw, int l, int T) {
     const g4_model *m = tw->m;
     const g4_layer *y = &m->layers[l];
@@ -287,15 +342,10 @@ static void layer_fwd(g4_train_ws *tw, int l, int T) {
     const float *x = tw->X + (size_t)l * tw->n_ctx * H, *cs = rope_of(tw, y, T);
 
     /* attention: q (and own k, v) from the normed input */
+    bind_layer(tw, l);
     g4_op_rmsnorm(ex, tw->xn, x, y->attn_norm, T, H, (size_t)H, eps, NULL);
     g4_op_matmul(ex, &y->wq, 0, tw->xn, H, T, tw->qr, nq);
-    memcpy(tw->q, tw->qr, (size_t)T * nq * sizeof(float));
-    for (int t = 0; t < T; t++)
-        for (int h = 0; h < nH; h++) {
-            float *q = tw->q + (size_t)t * nq + (size_t)h * hd;
-            g4_rmsnorm(q, q, y->q_norm, hd, eps);
-            g4_op_rope(q, cs + (size_t)t * rot, rot);
-        }
+    q_of_qr(tw, y, T, cs);
     if (y->own_kv) {
         g4_op_matmul(ex, &y->wk, 0, tw->xn, H, T, tw->kr, nk);
         if (y->k_eq_v) memcpy(tw->vr, tw->kr, (size_t)T * nk * sizeof(float));   /* V = raw K projection */
@@ -353,6 +403,67 @@ static void layer_fwd(g4_train_ws *tw, int l, int T) {
     }
     float *xo = tw->X + (size_t)(l + 1) * tw->n_ctx * H;
     for (size_t i = 0; i < (size_t)T * H; i++) xo[i] = tw->x3[i] * y->out_scale;
+}
+
+/* A kept layer's cheap internals, by layer_fwd's own calls on its kept
+ * product outputs (the same bits as rerunning the layer). */
+static void layer_restore(g4_train_ws *tw, int l, int T) {
+    const g4_model *m = tw->m;
+    const g4_layer *y = &m->layers[l];
+    g4_exec *ex = &tw->ex;
+    int H = m->n_embd, F = (int)y->ffn_gate.n_out;
+    const float *x = tw->X + (size_t)l * tw->n_ctx * H;
+    g4_op_rmsnorm(ex, tw->xn, x, y->attn_norm, T, H, (size_t)H, m->eps, NULL);
+    q_of_qr(tw, y, T, rope_of(tw, y, T));
+    g4_op_rmsnorm(ex, tw->xn2, tw->x1, y->ffn_norm, T, H, (size_t)H, m->eps, NULL);
+    g4_op_geglu(ex, tw->a, tw->gg, tw->uu, (long)T * F);
+    memcpy(tw->f, tw->fm, (size_t)T * H * sizeof(float));    /* no experts: f = fm */
+}
+
+size_t g4_train_keep_bytes(const g4_model *m, int n_ctx, int l) {
+    if (m->n_expert || l < 0 || l >= m->n_layer - 1 || n_ctx < 1) return 0;
+    const g4_layer *y = &m->layers[l];
+    size_t T = (size_t)n_ctx, H = (size_t)m->n_embd, nq = (size_t)m->n_head * (size_t)y->head_dim,
+           nk = y->own_kv ? (size_t)y->n_kv_head * (size_t)y->head_dim : 0, F = (size_t)y->ffn_gate.n_out,
+           P = (size_t)m->n_ple;
+    return T * (2 * nq + 2 * nk + 6 * H + 2 * F + 2 * P) * sizeof(float);
+}
+
+int g4_train_ws_keep(g4_train_ws *tw, size_t budget, g4_error *err) {
+    const g4_model *m = tw->m;
+    int L = m->n_layer;
+    if (tw->keep) return g4_seterr(err, "the workspace already keeps its layers");
+    tw->keep = calloc((size_t)L, sizeof *tw->keep);
+    tw->kept = calloc((size_t)L, sizeof *tw->kept);
+    if (!tw->keep || !tw->kept) return g4_seterr(err, "out of memory");
+    /* from the top: the backward reaches those first; greedy, so a smaller
+     * layer further down may still fit after a larger one did not */
+    size_t used = 0;
+    for (int l = L - 2; l >= 0; l--) {
+        size_t b = g4_train_keep_bytes(m, tw->n_ctx, l);
+        if (!b || b > budget - used) continue;
+        const g4_layer *y = &m->layers[l];
+        size_t T = (size_t)tw->n_ctx, H = (size_t)m->n_embd, nq = (size_t)m->n_head * (size_t)y->head_dim,
+               nk = (size_t)y->n_kv_head * (size_t)y->head_dim, F = (size_t)y->ffn_gate.n_out, P = (size_t)m->n_ple;
+        lay_acts *a = &tw->kept[l];
+        size_t b0 = tw->bytes;
+        if (!(a->qr = fal(tw, T * nq)) || !(a->att = fal(tw, T * nq)) || !(a->o = fal(tw, T * H)) ||
+            !(a->x1 = fal(tw, T * H)) || !(a->gg = fal(tw, T * F)) || !(a->uu = fal(tw, T * F)) ||
+            !(a->fm = fal(tw, T * H)) || !(a->x2 = fal(tw, T * H)) || !(a->pg = fal(tw, T * P)) ||
+            !(a->pa = fal(tw, T * P)) || !(a->ph = fal(tw, T * H)) || !(a->x3 = fal(tw, T * H)) ||
+            (y->own_kv && (!(a->kr = fal(tw, T * nk)) || !(a->vr = fal(tw, T * nk)))))
+            return g4_seterr(err, "out of memory keeping layer %d's activations (%zu MiB)", l, b >> 20);
+        tw->keep[l] = true;
+        tw->n_kept++;
+        tw->kept_bytes += tw->bytes - b0;
+        used += b;
+    }
+    return tw->n_kept;
+}
+
+int g4_train_ws_kept(const g4_train_ws *tw, size_t *bytes) {
+    if (bytes) *bytes = tw->kept_bytes;
+    return tw->n_kept;
 }
 
 /* ---- backward of one layer --------------------------------------------------------------- */
@@ -621,6 +732,10 @@ static void layer_bwd(g4_train_ws *tw, g4_params *ps, int l, int T) {
     float eps = m->eps, *dx = tw->dx;
     size_t TH = (size_t)T * H;
     const float *x = tw->X + (size_t)l * tw->n_ctx * H, *cs = rope_of(tw, y, T);
+    if (tw->keep && tw->keep[l]) {
+        bind_layer(tw, l);
+        layer_restore(tw, l, T);
+    }
 
     /* X[l+1] = x3 * out_scale */
     if (g[G4_T_OUT_SCALE]) {
@@ -772,7 +887,10 @@ int g4_train_seq(g4_train_ws *tw, g4_params *ps, const int32_t *tok, const int32
      * (matmul.h: g4_mm_scratch.pcol; training needs no batch invariance);
      * products over other rows (one token's experts) ignore the list. */
     if (ex->precision == 0) { ex->mm.pcol = tw->pcol; ex->mm.np = T; }
+    double c0 = now_s();
     for (int l = 0; l < L; l++) layer_fwd(tw, l, T);
+    double c1 = now_s();
+    tw->prof[G4_TRAIN_FWD] += c1 - c0;
 
     /* head, in chunks of RC rows: norm, product, softcap, loss and its gradient */
     const float *xf = tw->X + (size_t)L * tw->n_ctx * H;
@@ -785,20 +903,23 @@ int g4_train_seq(g4_train_ws *tw, g4_params *ps, const int32_t *tok, const int32
         if (ex->mm.pcol) ex->mm.np = n;
         g4_op_matmul_multi(ex, &head, 1, tw->xnf, H, n);
         if (ex->mm.pcol) ex->mm.np = T;
+        double c2 = now_s();
+        tw->prof[G4_TRAIN_HEAD] += c2 - c1;
+        c1 = c2;
         if (logits) memcpy(ROW(logits, r0, V), tw->lg, (size_t)n * V * sizeof(float));
+        /* rows on every thread; their losses summed here in row order */
         bool any = false;
-        for (int i = 0; i < n; i++) {
-            float *lg = ROW(tw->lg, i, V);
-            int tg = tgt ? tgt[r0 + i] : -1;
-            if (tg < 0) { if (ps) zero(lg, (size_t)V); continue; }
-            total += g4_op_xent_fwd_bwd(lg, V, tg, gscale, m->softcap);
-            any = true;
-        }
+        g4_op_xent_rows(ex, tw->lg, n, V, tgt ? tgt + r0 : NULL, gscale, m->softcap, ps != NULL, tw->rloss);
+        for (int i = 0; i < n; i++)
+            if (tgt && tgt[r0 + i] >= 0) { total += tw->rloss[i]; any = true; }
         if (!ps || !any) continue;
         zero(tw->dxnf, (size_t)n * H);
         mm_bwd(tw, &m->output, 0, ps->g[G4_T_OUTPUT], tw->xnf, tw->lg, n, tw->dxnf);
         g4_op_rmsnorm_bwd(ex, ROW(tw->dx, r0, H), ps->g[G4_T_OUTPUT_NORM], ROW(xf, r0, H), m->output_norm, tw->dxnf,
                           n, H, (size_t)H, eps);
+        c2 = now_s();
+        tw->prof[G4_TRAIN_HEAD_BWD] += c2 - c1;
+        c1 = c2;
     }
     if (loss) *loss = total;
     if (!ps) { ex->mm.pcol = NULL; ex->mm.np = 0; return 0; }
@@ -808,8 +929,13 @@ int g4_train_seq(g4_train_ws *tw, g4_params *ps, const int32_t *tok, const int32
                          zero(tw->dV[l], (size_t)T * m->layers[l].n_kv_head * m->layers[l].head_dim); }
     if (P) zero(tw->dple, (size_t)T * LP);
     for (int l = L - 1; l >= 0; l--) {
-        if (l != L - 1) layer_fwd(tw, l, T);   /* the last layer's internals are still there */
+        /* the last layer's internals are still there; kept ones are restored */
+        if (l != L - 1 && !(tw->keep && tw->keep[l])) layer_fwd(tw, l, T);
+        double c2 = now_s();
+        tw->prof[G4_TRAIN_RECOMPUTE] += c2 - c1;
         layer_bwd(tw, ps, l, T);
+        c1 = now_s();
+        tw->prof[G4_TRAIN_BWD] += c1 - c2;
     }
 
     /* per-layer inputs back to the embedding and their tables */
@@ -832,5 +958,6 @@ int g4_train_seq(g4_train_ws *tw, g4_params *ps, const int32_t *tok, const int32
         }
     ex->mm.pcol = NULL;
     ex->mm.np = 0;
+    tw->prof[G4_TRAIN_BWD] += now_s() - c1;
     return 0;
 }

@@ -7,7 +7,8 @@
  * layer, only the residual stream entering it (activation checkpointing) and
  * the K/V of the layers that own a cache (read by KV-sharing layers), and
  * recomputes a layer's internals when its backward runs: memory grows with
- * n_layer * n_ctx * n_embd, not with every intermediate. Layer order, norms
+ * n_layer * n_ctx * n_embd, not with every intermediate; or, within a memory
+ * budget, keeps the product outputs of some layers (g4_train_ws_keep). Layer order, norms
  * and scales are those of forward.c (spec §2.4.1); test_grad checks that both
  * passes give the same logits.
  *
@@ -58,6 +59,27 @@ typedef struct g4_train_ws g4_train_ws;
 g4_train_ws *g4_train_ws_new(const g4_model *m, int n_ctx, int n_threads, g4_error *err);
 void g4_train_ws_free(g4_train_ws *tw);
 size_t g4_train_ws_bytes(const g4_train_ws *tw);
+
+/* Activation memory against recomputation. By default every layer but the
+ * last is recomputed in backward from the residual stream entering it (one
+ * more forward of work); g4_train_ws_keep keeps the internals of as many
+ * layers as fit in budget bytes (from the top layer down; SIZE_MAX: all) so
+ * their backward reruns no product. The same bits either way. Layers of a
+ * model with experts are always recomputed (their routing state is not
+ * kept). Call once, after g4_train_ws_new; returns the layers kept, or -1 +
+ * err. g4_train_keep_bytes: what layer l would take at n_ctx (0: never
+ * kept); g4_train_ws_kept: layers kept and their bytes (within
+ * g4_train_ws_bytes). */
+size_t g4_train_keep_bytes(const g4_model *m, int n_ctx, int l);
+int g4_train_ws_keep(g4_train_ws *tw, size_t budget, g4_error *err);
+int g4_train_ws_kept(const g4_train_ws *tw, size_t *bytes);
+
+/* Wall seconds of g4_train_seq's parts, summed over its calls: the layers'
+ * forward, the head's forward (norm, logits, loss), the head's backward
+ * (its input gradient), the layers' recomputed forward, the layers'
+ * backward (with the embeddings' at the end). */
+enum { G4_TRAIN_FWD, G4_TRAIN_HEAD, G4_TRAIN_HEAD_BWD, G4_TRAIN_RECOMPUTE, G4_TRAIN_BWD, G4_TRAIN_PARTS };
+void g4_train_ws_profile(const g4_train_ws *tw, double s[G4_TRAIN_PARTS]);
 
 /* 1 (the default): every product exact (f32 activations against the stored
  * rows, each row decoded per use): the gradient tests' path. 0: the fast

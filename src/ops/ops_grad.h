@@ -81,4 +81,13 @@ void g4_op_attention_bwd(g4_exec *ex, const g4_attn_bwd *a, float *ws);
  * the one of the uncapped z (the head's product output). */
 double g4_op_xent_fwd_bwd(float *logits, int V, int tgt, float scale, float softcap);
 
+/* g4_op_xent_fwd_bwd over the rows of lg [n][V] (row i's target tgt[i];
+ * tgt NULL or tgt[i] < 0: no loss, the row zeroed when zero_untargeted), the rows split
+ * over ex's threads; loss[i] gets row i's loss (0 without a target), so a
+ * caller summing them in row order gets the same bits with any thread count.
+ * ex->precision 0 (training's fast path): e^x in f32 vector code (a few ulp
+ * from the double exp of the exact path). */
+void g4_op_xent_rows(g4_exec *ex, float *lg, int n, int V, const int32_t *tgt, float scale, float softcap,
+                     int zero_untargeted, double *loss);
+
 #endif

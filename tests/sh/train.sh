@@ -69,11 +69,18 @@ echo "    LoRA on gemma4-e.Q8_0: loss step 1: $first, step 20: $last"
 check "finetune writes a PEFT folder and a GGUF LoRA" test -s "$TMP/q8ad/adapter_model.safetensors" -a -s "$TMP/q8ad.gguf"
 check "finetune: the loss falls by at least 5 nats in 20 steps" awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 5) }'
 $G4 finetune -m "$REF/gemma4-e.Q8_0.gguf" -d "$F" -o "$TMP/r1" $FT --steps 6 --save-every 3 --ckpt-dir "$TMP/r1.ckpt" >/dev/null 2>&1
-$G4 finetune -m "$REF/gemma4-e.Q8_0.gguf" -d "$F" -o "$TMP/r2" $FT --steps 6 --ckpt-dir "$TMP/r2.ckpt" --resume "$TMP/r1.ckpt/step-3" >/dev/null 2>&1
+# the resumed half recomputes every layer, the first run kept them (auto): same bits
+$G4 finetune -m "$REF/gemma4-e.Q8_0.gguf" -d "$F" -o "$TMP/r2" $FT --steps 6 --ckpt-dir "$TMP/r2.ckpt" --resume "$TMP/r1.ckpt/step-3" --recompute always >"$TMP/r2.log" 2>&1
+check "finetune: --recompute always keeps no layer ($(grep -m1 '^memory plan' "$TMP/r2.log"))" grep -q "kept internals of 0 of 10 layers" "$TMP/r2.log"
 check "finetune: resumed = uninterrupted (adapter bytes)" cmp -s "$TMP/r1.gguf" "$TMP/r2.gguf"
 check "finetune: resumed = uninterrupted (optimizer state)" cmp -s "$TMP/r1.ckpt/step-6/state.bin" "$TMP/r2.ckpt/step-6/state.bin"
 msg=$($G4 finetune -m "$REF/gemma4-dense.gguf" -d "$F" -o "$TMP/x" $FT --steps 6 --resume "$TMP/r1.ckpt/step-3" 2>&1)
 check "finetune: a checkpoint of another base is refused ($msg)" grep -q "another model" <<<"$msg"
+msg=$($G4 finetune -m "$REF/gemma4-e.Q8_0.gguf" -d "$F" -o "$TMP/x" $FT --steps 6 --exact --resume "$TMP/r1.ckpt/step-3" 2>&1)
+check "finetune: --exact resuming a fast-path checkpoint is refused ($msg)" grep -q "fast path.*--exact" <<<"$msg"
+$G4 finetune -m "$REF/gemma4-e.Q8_0.gguf" -d "$F" -o "$TMP/e1" $FT --exact --steps 2 --ckpt-dir "$TMP/e1.ckpt" >/dev/null 2>&1
+msg=$($G4 finetune -m "$REF/gemma4-e.Q8_0.gguf" -d "$F" -o "$TMP/x" $FT --steps 6 --resume "$TMP/e1.ckpt/step-2" 2>&1)
+check "finetune: the fast path resuming an --exact checkpoint is refused ($msg)" grep -q "with --exact.*add --exact" <<<"$msg"
 
 $G4 finetune -m "$REF/gemma4-e.gguf" -d "$F" -o "$TMP/f32ad" $FT --steps 10 --dump-logits "$TMP/mem.f32" >/dev/null 2>&1
 $G4 logits -m "$REF/gemma4-e.gguf" --lora "$TMP/f32ad.gguf" --exact -t 1 --tokens "$(cat "$TMP/mem.f32.tokens")" --out "$TMP/gg.f32" >/dev/null 2>&1
