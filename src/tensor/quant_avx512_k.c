@@ -441,23 +441,40 @@ INL void small_rows(const int type, const int CP, int64_t nb, int nr, int nc, co
                            msc, &M[c], &N[c]);
         }
         UNROLL for (int c = 0; c < CP; c++) {
+            /* K4R/K5R: each token's qwords back to the canonical order (the
+             * lanes are independent chains with one scale per token, so
+             * moving them at the end gives the same values) */
+            if (type == K4R || type == K5R)
+                M[c] = _mm512_castpd_ps(_mm512_permutexvar_pd(_mm512_setr_epi64(0, 2, 1, 3, 4, 6, 5, 7), _mm512_castps_pd(M[c])));
             y[(size_t)(2 * c) * ys + (size_t)r] = fin_pair(type, M[c], N[c], 0);
             if (2 * c + 1 < nc) y[(size_t)(2 * c + 1) * ys + (size_t)r] = fin_pair(type, M[c], N[c], 1);
         }
     }
 }
 
-#define SM_CASE(C) case C: small_rows(type, C, nb, nr, nc, w, ws, q, sp, y, ys); break;
+#define SM_CASE(C) case C: small_rows(ut, C, nb, nr, nc, w, ws, q, sp, y, ys); break;
 INL void small_tokens(const int type, int64_t nb, int nr, int nc, const uint8_t *w, size_t ws, const uint8_t *x,
                       size_t xs, float *y, size_t ys) {
     _Alignas(64) uint8_t q[SM_TB * 256];
     _Alignas(64) smpair sp[SM_TB / 2];
     const int CP = (nc + 1) / 2;
+    const int ut = type == K4 ? K4R : type == K5 ? K5R : type;   /* the rows' unpacking */
     for (int64_t ib = 0; ib < nb; ib++) {
         for (int t = 0; t < 2 * CP; t++) {
             const uint8_t *xb = x + (size_t)(t < nc ? t : nc - 1) * xs + (size_t)ib * Q8_K_SIZE + 4;
             uint8_t *o = q + ((size_t)ib * (size_t)(2 * CP) + (size_t)t) * 256;
-            UNROLL for (int k = 0; k < 4; k++) _mm512_store_si512((void *)(o + 64 * k), LD512(xb + 64 * k));
+            if (type == K4 || type == K5) {
+                /* relayout()'s order, so that the weights unpack as K4R/K5R
+                 * (two 64-byte loads per block instead of four broadcasts
+                 * and variable shifts) */
+                UNROLL for (int h = 0; h < 2; h++) {
+                    const __m512i a = LD512(xb + 128 * h), c = LD512(xb + 128 * h + 64);
+                    _mm512_store_si512((void *)(o + 128 * h), _mm512_shuffle_i64x2(a, c, 0x44));
+                    _mm512_store_si512((void *)(o + 128 * h + 64), _mm512_shuffle_i64x2(a, c, 0xEE));
+                }
+            } else {
+                UNROLL for (int k = 0; k < 4; k++) _mm512_store_si512((void *)(o + 64 * k), LD512(xb + 64 * k));
+            }
         }
         for (int c = 0; c < CP; c++) {
             const uint8_t *xa = x + (size_t)(2 * c) * xs + (size_t)ib * Q8_K_SIZE;
