@@ -72,9 +72,11 @@ static void quantize_task(void *arg, int ith, int nth) {
  * quantizes everything. */
 static void quantize_claimed(mm_task *k) {
     const long total = k->qstart[k->n_quant];
-    for (long i; (i = atomic_fetch_add_explicit(&k->qnext, 1, memory_order_relaxed)) < total;) {
-        quantize_item(k, i);
-        atomic_fetch_add_explicit(&k->qdone, 1, memory_order_release);
+    const long step = total >= 64 ? 8 : 1;   /* prefill: fewer claims on the shared counters */
+    for (long i; (i = atomic_fetch_add_explicit(&k->qnext, step, memory_order_relaxed)) < total;) {
+        const long e = total - i < step ? total : i + step;
+        for (long j = i; j < e; j++) quantize_item(k, j);
+        atomic_fetch_add_explicit(&k->qdone, e - i, memory_order_release);
     }
     /* yield only when the thread writing an item is long late (descheduled) */
     for (int spins = 0; atomic_load_explicit(&k->qdone, memory_order_acquire) < total; spins++) {
