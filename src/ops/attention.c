@@ -14,6 +14,7 @@
 #include "ops/attention.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "tensor/bf16.h"
@@ -79,6 +80,7 @@ typedef struct attn_task {
     float *ws;     /* per-thread workspaces, `wsn` floats apart */
     size_t wsn;
     float *part;   /* ns > 1: per (t, g, part): G maxima, G sums, G*hd partial outputs */
+    atomic_long next;  /* next unclaimed work item */
 } attn_task;
 
 /* G heads over positions [j0, j1): mx[h], sum[h], unnormalised acc[h][hd]. */
@@ -153,31 +155,40 @@ static void attn_worker(void *arg, int ith, int nth) {
     float *sc = ws, *mx = sc + (size_t)G * ATT_B, *sum = mx + G, *acc = sum + G;
     float *own = ws + (size_t)nH * (ATT_B + 2) + (size_t)nq; /* this thread's parts */
     const g4_vec_ops *vo = g4_vec_get();
-    long lo, hi;
-    g4_split((long)a->T * nkv * ns, ith, nth, &lo, &hi);
-    for (long it = lo; it < hi; it++) {
-        int t = (int)(it / ((long)nkv * ns)), g = (int)(it / ns % nkv), part = (int)(it % ns);
-        int j0 = a->lo[t], len = a->hi[t] - j0, np = parts_of(len);
-        const float *q = a->q + (size_t)t * nq + (size_t)g * G * hd;
-        float *o = a->out + (size_t)t * nq + (size_t)g * G * hd;
-        if (part >= np) continue;
-        if (np == 1) {
-            attn_span(vo, q, G, hd, a->kv[t], nkv, g, j0, j0 + len, sc, mx, sum, acc);
-            for (int h = 0; h < G; h++) {
-                float inv = 1.0f / sum[h];
-                for (int i = 0; i < hd; i++) o[(size_t)h * hd + i] = acc[(size_t)h * hd + i] * inv;
-            }
-        } else if (ns > 1) { /* one part; attn_merge combines them */
-            float *pb = k->part + (size_t)it * G * (hd + 2);
-            int p0 = j0 + (int)((long)len * part / np), p1 = j0 + (int)((long)len * (part + 1) / np);
-            attn_span(vo, q, G, hd, a->kv[t], nkv, g, p0, p1, sc, pb, pb + G, pb + 2 * G);
-        } else { /* all parts here, then the same merge */
-            for (int p = 0; p < np; p++) {
-                float *pb = own + (size_t)p * G * (hd + 2);
-                int p0 = j0 + (int)((long)len * p / np), p1 = j0 + (int)((long)len * (p + 1) / np);
+    /* claimed, not split: items differ in length (each token's own
+     * context), and a late thread's share goes to whoever is present.
+     * Guided: a claim takes 1/(2 nth) of what is left, at least one. */
+    const long total = (long)a->T * nkv * ns;
+    for (long lo = atomic_load_explicit(&k->next, memory_order_relaxed), hi; lo < total;
+         lo = atomic_load_explicit(&k->next, memory_order_relaxed)) {
+        hi = lo + (total - lo) / (2 * nth);
+        if (hi == lo) hi = lo + 1;
+        if (!atomic_compare_exchange_weak_explicit(&k->next, &lo, hi, memory_order_relaxed, memory_order_relaxed))
+            continue;
+        for (long it = lo; it < hi; it++) {
+            int t = (int)(it / ((long)nkv * ns)), g = (int)(it / ns % nkv), part = (int)(it % ns);
+            int j0 = a->lo[t], len = a->hi[t] - j0, np = parts_of(len);
+            const float *q = a->q + (size_t)t * nq + (size_t)g * G * hd;
+            float *o = a->out + (size_t)t * nq + (size_t)g * G * hd;
+            if (part >= np) continue;
+            if (np == 1) {
+                attn_span(vo, q, G, hd, a->kv[t], nkv, g, j0, j0 + len, sc, mx, sum, acc);
+                for (int h = 0; h < G; h++) {
+                    float inv = 1.0f / sum[h];
+                    for (int i = 0; i < hd; i++) o[(size_t)h * hd + i] = acc[(size_t)h * hd + i] * inv;
+                }
+            } else if (ns > 1) { /* one part; attn_merge combines them */
+                float *pb = k->part + (size_t)it * G * (hd + 2);
+                int p0 = j0 + (int)((long)len * part / np), p1 = j0 + (int)((long)len * (part + 1) / np);
                 attn_span(vo, q, G, hd, a->kv[t], nkv, g, p0, p1, sc, pb, pb + G, pb + 2 * G);
+            } else { /* all parts here, then the same merge */
+                for (int p = 0; p < np; p++) {
+                    float *pb = own + (size_t)p * G * (hd + 2);
+                    int p0 = j0 + (int)((long)len * p / np), p1 = j0 + (int)((long)len * (p + 1) / np);
+                    attn_span(vo, q, G, hd, a->kv[t], nkv, g, p0, p1, sc, pb, pb + G, pb + 2 * G);
+                }
+                merge_one(vo, own, np, G, hd, o);
             }
-            merge_one(vo, own, np, G, hd, o);
         }
     }
 }
@@ -198,7 +209,7 @@ static void attn_merge(attn_task *k) {
 
 void g4_op_attention(g4_exec *ex, const g4_attn *a, float *ws, int nq_max) {
     int nth = ex->n_threads, pairs = a->T * a->n_kv_head;
-    attn_task k = { a, 1, ws, ws_per_thread(a->n_head, nq_max), NULL };
+    attn_task k = { a, 1, ws, ws_per_thread(a->n_head, nq_max), NULL, 0 };
     if (pairs < 8) {
         /* too few pairs to keep the threads busy: a pair's parts go to
          * different threads (parts of >= 32 positions; >= 256 left one
@@ -218,7 +229,7 @@ void g4_op_attention(g4_exec *ex, const g4_attn *a, float *ws, int nq_max) {
     }
     /* one work item (decode with one KV head, short context): no hand-off */
     if ((long)a->T * a->n_kv_head * k.ns == 1) attn_worker(&k, 0, 1);
-    else g4_pool_run(ex->pool, attn_worker, &k);
+    else g4_pool_run_dyn(ex->pool, attn_worker, &k);
     if (k.ns > 1) attn_merge(&k);
 }
 

@@ -2,6 +2,7 @@
 #include "ops/ops.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "tensor/act.h"
@@ -161,22 +162,26 @@ typedef struct geglu_task {
     const float *g, *u;
     long n;
     int exact;
+    atomic_long next;   /* next unclaimed element (a multiple of GEGLU_CHUNK) */
 } geglu_task;
 
+enum { GEGLU_CHUNK = 2048 };   /* elements per claim: whole vector loops, ~1-2 us */
+
+/* claimed in chunks, so a late thread's share goes to whoever is present;
+ * every element's value is the same whichever thread computes it */
 static void geglu_worker(void *arg, int ith, int nth) {
     geglu_task *k = arg;
-    long lo, hi;
-    g4_split(k->n / 8, ith, nth, &lo, &hi); /* 8-element chunks keep vector loops whole */
-    lo *= 8;
-    hi = ith == nth - 1 ? k->n : hi * 8;
-    if (hi > lo) g4_geglu(k->out + lo, k->g + lo, k->u ? k->u + lo : NULL, hi - lo, k->exact);
+    for (long lo; (lo = atomic_fetch_add_explicit(&k->next, GEGLU_CHUNK, memory_order_relaxed)) < k->n;) {
+        long hi = k->n - lo < GEGLU_CHUNK ? k->n : lo + GEGLU_CHUNK;
+        g4_geglu(k->out + lo, k->g + lo, k->u ? k->u + lo : NULL, hi - lo, k->exact);
+    }
 }
 
 void g4_op_geglu(g4_exec *ex, float *out, const float *g, const float *u, long n) {
-    geglu_task k = { out, g, u, n, ex->precision };
+    geglu_task k = { out, g, u, n, ex->precision, 0 };
     /* a decode step's 6-12K GELUs (~10 us) are worth one barrier */
     if (n < PAR_MIN_WORK / 4) geglu_worker(&k, 0, 1);
-    else g4_pool_run(ex->pool, geglu_worker, &k);
+    else g4_pool_run_dyn(ex->pool, geglu_worker, &k);
 }
 
 typedef struct clamp_task {

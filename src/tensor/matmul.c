@@ -1,6 +1,7 @@
 #include "tensor/matmul.h"
 
 #include <math.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -34,6 +35,8 @@ typedef struct mm_task {
     uint16_t *pan;                     /* bf16 path: per thread one panel of pan_elems */
     size_t pan_elems;
     atomic_long next;                  /* next unclaimed combined row */
+    int fused;                         /* quantize in the rows' section first */
+    atomic_long qnext, qdone;          /* fused: next unclaimed / quantized items */
 } mm_task;
 
 /* Used when a type has no block kernel: one vec_dot per (row, token). */
@@ -45,19 +48,40 @@ static void gemm_generic(g4_vec_dot_fn dot, int64_t n, int nr, int nc, const voi
 }
 
 /* Work items: (input, token) pairs; inputs may have different row counts. */
+static void quantize_item(const mm_task *k, long i) {
+    int q = 0;
+    while (i >= k->qstart[q + 1]) q++;
+    long t = i - k->qstart[q];
+    if (k->pan)
+        g4_bf16_round_row(k->qsrc[q] + t * k->ldx, (uint16_t *)(void *)(k->qdst[q] + (size_t)t * k->xq_row), k->n);
+    else
+        k->at->from_float(k->qsrc[q] + t * k->ldx, (void *)(k->qdst[q] + (size_t)t * k->xq_row), k->n);
+}
+
 static void quantize_task(void *arg, int ith, int nth) {
     mm_task *k = arg;
     long lo, hi;
     g4_split(k->qstart[k->n_quant], ith, nth, &lo, &hi);
-    int q = 0;
-    for (long i = lo; i < hi; i++) {
-        while (i >= k->qstart[q + 1]) q++;
-        long t = i - k->qstart[q];
-        if (k->pan) {
-            g4_bf16_round_row(k->qsrc[q] + t * k->ldx, (uint16_t *)(void *)(k->qdst[q] + (size_t)t * k->xq_row), k->n);
-            continue;
-        }
-        k->at->from_float(k->qsrc[q] + t * k->ldx, (void *)(k->qdst[q] + (size_t)t * k->xq_row), k->n);
+    for (long i = lo; i < hi; i++) quantize_item(k, i);
+}
+
+/* The fused form at the start of the rows' section: items claimed one at a
+ * time, then every thread waits until all are written. A section of its
+ * own cost a second fork/join per product (~1,000 per batched E2B step),
+ * and its static halves waited for a late worker; here whoever is present
+ * quantizes everything. */
+static void quantize_claimed(mm_task *k) {
+    const long total = k->qstart[k->n_quant];
+    const long step = total >= 64 ? 8 : 1;   /* prefill: fewer claims on the shared counters */
+    for (long i; (i = atomic_fetch_add_explicit(&k->qnext, step, memory_order_relaxed)) < total;) {
+        const long e = total - i < step ? total : i + step;
+        for (long j = i; j < e; j++) quantize_item(k, j);
+        atomic_fetch_add_explicit(&k->qdone, e - i, memory_order_release);
+    }
+    /* yield only when the thread writing an item is long late (descheduled) */
+    for (int spins = 0; atomic_load_explicit(&k->qdone, memory_order_acquire) < total; spins++) {
+        if (spins < 16000) g4_cpu_relax();
+        else sched_yield();
     }
 }
 
@@ -275,6 +299,7 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
  * value. */
 static void mm_rows_task(void *arg, int ith, int nth) {
     mm_task *k = arg;
+    if (k->fused) quantize_claimed(k);
     const long total = k->rstart[k->n_jobs];
     long cur = atomic_load_explicit(&k->next, memory_order_relaxed);
     int j = 0;
@@ -383,11 +408,15 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
         }
     }
     if (!k.exact) {
-        /* a decode step's few rows are quicker to quantize here than to hand out */
+        /* a decode step's few rows are quicker to quantize here than to
+         * hand out; more go first in the rows' own section */
         if (k.qstart[k.n_quant] < 4) quantize_task(&k, 0, 1);
-        else g4_pool_run(pool, quantize_task, &k);
+        else k.fused = 1;
     }
-    g4_pool_run(pool, mm_rows_task, &k);
+    atomic_init(&k.qnext, 0);
+    atomic_init(&k.qdone, 0);
+    /* rows are claimed, never assigned: whoever is present does them all */
+    g4_pool_run_dyn(pool, mm_rows_task, &k);
 }
 
 size_t g4_matmul_bf16_bytes(int64_t n_in_max, int n_threads) {

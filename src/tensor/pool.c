@@ -15,17 +15,6 @@
  * the two match. An idle process burns at most this once per section. */
 #define WORKER_SPIN_ITERS 40000
 
-/* Tell the core we are spinning: cheaper for the sibling hyper-thread and
- * for a VM's scheduler than a tight load loop, and far cheaper than a
- * sched_yield system call (~1 us in a VM) per check. */
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 struct g4_pool {
     int n;
     pthread_t *threads;
@@ -36,9 +25,27 @@ struct g4_pool {
     atomic_int pending;     /* workers still running the current task */
     atomic_int sleepers;
     atomic_bool stop;
+    /* (generation << 32) | CLOSED | workers admitted; a worker joins a
+     * section only through it, so one that saw a generation late never
+     * runs a later section's task in its name */
+    atomic_ullong entry;
     g4_task_fn fn;
     void *arg;
 };
+
+#define ENTRY_CLOSED (1ull << 31)
+
+/* A worker's admission to section g: false once the caller has closed it
+ * (a dynamic section whose work is all claimed) or moved on to a later one
+ * (only past a dynamic section: a plain one waits for every worker). */
+static bool enter(g4_pool *p, unsigned g) {
+    unsigned long long e = atomic_load_explicit(&p->entry, memory_order_acquire);
+    for (;;) {
+        if ((unsigned)(e >> 32) != g || (e & ENTRY_CLOSED)) return false;
+        if (atomic_compare_exchange_weak_explicit(&p->entry, &e, e + 1, memory_order_acq_rel, memory_order_acquire))
+            return true;
+    }
+}
 
 typedef struct { g4_pool *p; int ith; } worker_arg;
 
@@ -51,7 +58,7 @@ static void *worker(void *v) {
         unsigned g;
         int spins = 0;
         while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen) {
-            if (++spins < WORKER_SPIN_ITERS) { cpu_relax(); continue; }
+            if (++spins < WORKER_SPIN_ITERS) { g4_cpu_relax(); continue; }
             pthread_mutex_lock(&p->mu);
             atomic_fetch_add(&p->sleepers, 1);
             while ((g = atomic_load(&p->gen)) == seen && !atomic_load(&p->stop))
@@ -63,6 +70,10 @@ static void *worker(void *v) {
         if (atomic_load(&p->stop)) return NULL;
         g = atomic_load_explicit(&p->gen, memory_order_acquire);
         seen = g;
+        /* admitted to section g, the caller is still in it (it waits for
+         * every worker admitted), so fn and arg are g's; not admitted: a
+         * dynamic section that closed before this worker arrived */
+        if (!enter(p, g)) continue;
         p->fn(p->arg, wa.ith, p->n);
         atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
     }
@@ -110,12 +121,15 @@ void g4_pool_free(g4_pool *p) {
 
 int g4_pool_size(const g4_pool *p) { return p->n; }
 
-void g4_pool_run(g4_pool *p, g4_task_fn fn, void *arg) {
+static void run(g4_pool *p, g4_task_fn fn, void *arg, bool dyn) {
     if (p->n == 1) { fn(arg, 0, 1); return; }
     pthread_mutex_lock(&p->run_mu);   /* uncontended: ~20 ns of a ~50 us section */
     p->fn = fn;
     p->arg = arg;
-    atomic_store(&p->pending, p->n - 1);
+    unsigned g = atomic_load_explicit(&p->gen, memory_order_relaxed) + 1;
+    atomic_store_explicit(&p->entry, (unsigned long long)g << 32, memory_order_relaxed);
+    /* dynamic: pending counts the workers admitted, added when it closes */
+    atomic_store_explicit(&p->pending, dyn ? 0 : p->n - 1, memory_order_relaxed);
     atomic_fetch_add(&p->gen, 1); /* seq_cst: pairs with the sleepers check */
     if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->mu);
@@ -123,17 +137,29 @@ void g4_pool_run(g4_pool *p, g4_task_fn fn, void *arg) {
         pthread_mutex_unlock(&p->mu);
     }
     fn(arg, 0, p->n);
+    if (dyn) {
+        /* all the work is claimed (the caller's fn returned): a worker that
+         * has not entered yet (descheduled, asleep, still spinning up) has
+         * nothing left to do and is not waited for; those inside finish
+         * their claims. pending may go negative until the add lands. */
+        unsigned long long e = atomic_fetch_or_explicit(&p->entry, ENTRY_CLOSED, memory_order_acq_rel);
+        atomic_fetch_add_explicit(&p->pending, (int)(e & (ENTRY_CLOSED - 1)), memory_order_acq_rel);
+    }
     /* the workers usually finish within microseconds of us: spin, and only
      * yield the CPU when one is late (descheduled, or a long imbalance).
      * Spins 16x longer than the first version (SPIN_ITERS / 4): in a VM
      * every sched_yield is a costly exit (measured 0.5% per decode step,
      * within the bias of the A/B used then; see bench/README.md). */
     for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
-        if (spins < SPIN_ITERS * 4) cpu_relax();
+        if (spins < SPIN_ITERS * 4) g4_cpu_relax();
         else sched_yield();
     }
     pthread_mutex_unlock(&p->run_mu);
 }
+
+void g4_pool_run(g4_pool *p, g4_task_fn fn, void *arg) { run(p, fn, arg, false); }
+
+void g4_pool_run_dyn(g4_pool *p, g4_task_fn fn, void *arg) { run(p, fn, arg, true); }
 
 /* ---- the process-wide pools ----------------------------------------------------
  * One pool per thread count, shared by every context that asks for it, so a

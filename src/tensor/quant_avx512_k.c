@@ -415,22 +415,36 @@ INL void small_pair(const int type, const kblk *b, const uint8_t *qa, const uint
     }
 }
 
-/* CP pairs (2*CP prepared tokens, nc real) against nr rows; q: codes of
- * block ib, token t at (ib * 2CP + t) * 256; sp: pair c of block ib at ib * CP + c */
+/* CP pairs (2*CP prepared tokens, nc real) against nr rows over nb blocks
+ * (w: the first of them in row 0); q: codes of block ib, token t at (ib *
+ * 2CP + t) * 256; sp: pair c of block ib at ib * CP + c. acc NULL: the
+ * whole rows, results to y. Else one chunk of the rows' blocks, each row's
+ * accumulators carried in acc (row r, pair c: M at 2(r CP + c), N after
+ * it): started at 0 on the first chunk, results to y after the last; one
+ * chain per (row, token) over the blocks in order either way. pf: how far
+ * ahead to prefetch (bytes; a chunk: whole rows, so the same block of a
+ * later row), never past pf_end. */
 INL void small_rows(const int type, const int CP, int64_t nb, int nr, int nc, const uint8_t *w, size_t ws,
-                    const uint8_t *q, const smpair *sp, float *y, size_t ys) {
+                    const uint8_t *q, const smpair *sp, __m512 *acc, int first, int last, size_t pf,
+                    uintptr_t pf_end, float *y, size_t ys) {
     const size_t bsz = bsize(type);
-    const uintptr_t pf_end = (uintptr_t)(w + (size_t)nr * ws);
     for (int r = 0; r < nr; r++) {
         const uint8_t *wr = w + (size_t)r * ws;
         __m512 M[8], N[8];
-        UNROLL for (int c = 0; c < CP; c++) M[c] = N[c] = _mm512_setzero_ps();
+        if (!acc || first) {
+            UNROLL for (int c = 0; c < CP; c++) M[c] = N[c] = _mm512_setzero_ps();
+        } else {
+            UNROLL for (int c = 0; c < CP; c++) {
+                M[c] = acc[2 * ((size_t)r * CP + c)];
+                N[c] = acc[2 * ((size_t)r * CP + c) + 1];
+            }
+        }
         for (int64_t ib = 0; ib < nb; ib++) {
             /* from DRAM, as decode's row_dot (2 tokens take about as long
-             * per weight byte as one): PF_DIST ahead within the call's rows */
-            const uintptr_t pf = (uintptr_t)(wr + (size_t)ib * bsz) + PF_DIST;
-            if (pf < pf_end)
-                for (int o = 0; o < (int)bsz; o += 64) _mm_prefetch((const char *)(pf + (uintptr_t)o), _MM_HINT_T0);
+             * per weight byte as one): pf ahead within the call's rows */
+            const uintptr_t pa = (uintptr_t)(wr + (size_t)ib * bsz) + pf;
+            if (pa < pf_end)
+                for (int o = 0; o < (int)bsz; o += 64) _mm_prefetch((const char *)(pa + (uintptr_t)o), _MM_HINT_T0);
             kblk b;
             unpack(type, wr + (size_t)ib * bsz, &b);
             const __m512 dsc = _mm512_broadcastss_ps(b.dd);
@@ -440,35 +454,98 @@ INL void small_rows(const int type, const int CP, int64_t nb, int nr, int nc, co
                 small_pair(type, &b, qb + (size_t)(2 * c) * 256, qb + (size_t)(2 * c + 1) * 256, &sp[ib * CP + c], dsc,
                            msc, &M[c], &N[c]);
         }
+        if (acc && !last) {
+            UNROLL for (int c = 0; c < CP; c++) {
+                acc[2 * ((size_t)r * CP + c)] = M[c];
+                acc[2 * ((size_t)r * CP + c) + 1] = N[c];
+            }
+            continue;
+        }
         UNROLL for (int c = 0; c < CP; c++) {
+            /* K4R/K5R: each token's qwords back to the canonical order (the
+             * lanes are independent chains with one scale per token, so
+             * moving them at the end gives the same values) */
+            if (type == K4R || type == K5R)
+                M[c] = _mm512_castpd_ps(_mm512_permutexvar_pd(_mm512_setr_epi64(0, 2, 1, 3, 4, 6, 5, 7), _mm512_castps_pd(M[c])));
             y[(size_t)(2 * c) * ys + (size_t)r] = fin_pair(type, M[c], N[c], 0);
             if (2 * c + 1 < nc) y[(size_t)(2 * c + 1) * ys + (size_t)r] = fin_pair(type, M[c], N[c], 1);
         }
     }
 }
 
-#define SM_CASE(C) case C: small_rows(type, C, nb, nr, nc, w, ws, q, sp, y, ys); break;
-INL void small_tokens(const int type, int64_t nb, int nr, int nc, const uint8_t *w, size_t ws, const uint8_t *x,
-                      size_t xs, float *y, size_t ys) {
-    _Alignas(64) uint8_t q[SM_TB * 256];
-    _Alignas(64) smpair sp[SM_TB / 2];
-    const int CP = (nc + 1) / 2;
-    for (int64_t ib = 0; ib < nb; ib++) {
+/* The codes (and pair vectors) of blocks k0..k0+kn-1 of the nc tokens,
+ * block k0 first; an odd last token is paired with itself. */
+INL void small_prep(const int type, const int CP, int64_t k0, int64_t kn, int nc, const uint8_t *x, size_t xs,
+                    uint8_t *q, smpair *sp) {
+    for (int64_t i = 0; i < kn; i++) {
+        const int64_t ib = k0 + i;
         for (int t = 0; t < 2 * CP; t++) {
             const uint8_t *xb = x + (size_t)(t < nc ? t : nc - 1) * xs + (size_t)ib * Q8_K_SIZE + 4;
-            uint8_t *o = q + ((size_t)ib * (size_t)(2 * CP) + (size_t)t) * 256;
-            UNROLL for (int k = 0; k < 4; k++) _mm512_store_si512((void *)(o + 64 * k), LD512(xb + 64 * k));
+            uint8_t *o = q + ((size_t)i * (size_t)(2 * CP) + (size_t)t) * 256;
+            if (type == K4 || type == K5) {
+                /* relayout()'s order, so that the weights unpack as K4R/K5R
+                 * (two 64-byte loads per block instead of four broadcasts
+                 * and variable shifts) */
+                UNROLL for (int h = 0; h < 2; h++) {
+                    const __m512i a = LD512(xb + 128 * h), c = LD512(xb + 128 * h + 64);
+                    _mm512_store_si512((void *)(o + 128 * h), _mm512_shuffle_i64x2(a, c, 0x44));
+                    _mm512_store_si512((void *)(o + 128 * h + 64), _mm512_shuffle_i64x2(a, c, 0xEE));
+                }
+            } else {
+                UNROLL for (int k = 0; k < 4; k++) _mm512_store_si512((void *)(o + 64 * k), LD512(xb + 64 * k));
+            }
         }
         for (int c = 0; c < CP; c++) {
             const uint8_t *xa = x + (size_t)(2 * c) * xs + (size_t)ib * Q8_K_SIZE;
             const uint8_t *xb = x + (size_t)(2 * c + 1 < nc ? 2 * c + 1 : nc - 1) * xs + (size_t)ib * Q8_K_SIZE;
-            smpair *p = &sp[ib * CP + c];
+            smpair *p = &sp[i * CP + c];
             p->dx = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(rdf32(xa))),
                                                         _mm256_castps_pd(_mm256_set1_ps(rdf32(xb))), 1));
             p->bs = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(xa + 260))),
                                        _mm256_loadu_si256((const __m256i *)(const void *)(xb + 260)), 1);
         }
     }
+}
+
+/* rows per group of the chunked form: each group re-prepares the codes of
+ * every chunk (at 24 rows that copy cost ~10% at n = 6144; 64: +9-11% rows
+ * GOP/s over 24), and keeps its accumulators (<= 64 KB at 16 tokens, 32 KB
+ * at 8) between chunks */
+enum { SM_RG = 64 };
+
+#define SM_CASE(C)                                                                                                 \
+    case C:                                                                                                        \
+        if (kb >= nb) small_rows(ut, C, nb, nr, nc, w, ws, q, sp, NULL, 1, 1, PF_DIST, pf_end, y, ys);             \
+        else                                                                                                       \
+            for (int r0 = 0; r0 < nr; r0 += SM_RG) {                                                              \
+                const int m = nr - r0 < SM_RG ? nr - r0 : SM_RG;                                                  \
+                for (int64_t k0 = 0; k0 < nb; k0 += kb) {                                                         \
+                    const int64_t kn = nb - k0 < kb ? nb - k0 : kb;                                               \
+                    small_prep(type, C, k0, kn, nc, x, xs, q, sp);                                                \
+                    small_rows(ut, C, kn, m, nc, w + (size_t)r0 * ws + (size_t)k0 * bsize(type), ws, q, sp, acc,    \
+                               k0 == 0, k0 + kn == nb, pfr * ws, pf_end, y + r0, ys);                             \
+                }                                                                                                  \
+            }                                                                                                      \
+        break;
+/* All nc (2..16) tokens against nr rows, rows one at a time. The codes of
+ * all tokens for all blocks fit the buffer (32 KB, L1) when the rows are
+ * short; longer rows go in chunks of blocks that fit, in groups of SM_RG
+ * rows whose accumulators are kept between chunks (every block unpacked
+ * once for all tokens: token groups over the whole row unpacked it once
+ * per group, and n = 10240 ran at ~60% of n = 2560's rate). */
+INL void small_tokens(const int type, int64_t nb, int nr, int nc, const uint8_t *w, size_t ws, const uint8_t *x,
+                      size_t xs, float *y, size_t ys) {
+    _Alignas(64) uint8_t q[SM_TB * 256];
+    _Alignas(64) smpair sp[SM_TB / 2];
+    const int CP = (nc + 1) / 2;
+    const int ut = type == K4 ? K4R : type == K5 ? K5R : type;   /* the rows' unpacking */
+    const int64_t kb = SM_TB / (2 * CP);                           /* blocks per chunk */
+    const uintptr_t pf_end = (uintptr_t)(w + (size_t)nr * ws);
+    /* a chunk's prefetch: the same block PF_DIST of weights (whole rows) ahead */
+    const size_t piece = (size_t)(kb < nb ? kb : nb) * bsize(type);
+    const size_t pfr = (PF_DIST + piece - 1) / piece;
+    _Alignas(64) __m512 acc[SM_RG * 8 * 2];   /* chunked: the accumulators (64 KB) */
+    if (kb >= nb) small_prep(type, CP, 0, nb, nc, x, xs, q, sp);
     switch (CP) {
         SM_CASE(1) SM_CASE(2) SM_CASE(3) SM_CASE(4) SM_CASE(5) SM_CASE(6) SM_CASE(7) SM_CASE(8)
     default: break;
@@ -693,26 +770,10 @@ INL void gemm_k(const int type, int64_t n, int nr, int nc, const void *vw, size_
     if (type != KX && nc <= 16) {
         void (*const fn)(int64_t, int, int, const uint8_t *, size_t, const uint8_t *, size_t, float *, size_t) =
             type == K4 ? small_k4 : type == K5 ? small_k5 : type == K6 ? small_k6 : type == K3 ? small_k3 : small_k2;
-        const int gmax = nb > 0 ? (int)(SM_TB / nb) & ~1 : 16; /* tokens whose codes fit the buffer (L1) */
-        if (nc <= gmax) {
-            /* a few tokens: the whole row range in one call, prepared once */
-            fn(nb, nr, nc, w, ws, x, xs, y, ys);
-            return;
-        }
-        if (gmax >= 2) {
-            /* longer rows: balanced token groups over ~256 KB of rows at a
-             * time, so the later groups read those rows from L2 */
-            const int G = (nc + gmax - 1) / gmax, g = (nc + G - 1) / G;
-            const int rc = ws >= 262144 / 8 ? 8 : (int)(262144 / ws);
-            for (int r0 = 0; r0 < nr; r0 += rc) {
-                const int m = nr - r0 < rc ? nr - r0 : rc;
-                for (int t0 = 0; t0 < nc; t0 += g)
-                    fn(nb, m, nc - t0 < g ? nc - t0 : g, w + (size_t)r0 * ws, ws, x + (size_t)t0 * xs, xs,
-                       y + (size_t)t0 * ys + (size_t)r0, ys);
-            }
-            return;
-        }
-        /* longer still: one row at a time through the one-row tiles below */
+        /* the whole row range in one call, each token's codes prepared
+         * once per call (or per chunk of blocks, long rows) */
+        fn(nb, nr, nc, w, ws, x, xs, y, ys);
+        return;
     }
     if (type == KX) {
         for (int r0 = 0; r0 < nr; r0 += XS_RT) {
