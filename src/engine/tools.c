@@ -144,20 +144,27 @@ int gemma4c_merge(const char *base, const char *const *adapters, const float *sc
     return rc;
 }
 
-int gemma4c_synth(const char *out, const char *arch, const char *type, uint64_t seed,
-                  const gemma4c_write_params *p, char *err, size_t errlen) {
-    progress_fwd fw;
+/* synth's options from the public write params (fw must outlive o's use) */
+static g4_synth_opts synth_opts(const char *arch, const char *type, uint64_t seed, const gemma4c_write_params *p,
+                                progress_fwd *fw) {
     g4_synth_opts o = { .arch = arch, .ftype = type, .seed = seed, .n_threads = n_cpus() };
     if (p) {
         if (p->n_threads > 0) o.n_threads = p->n_threads;
         o.force = p->force;
         if (p->progress) {
-            fw.fn = p->progress;
-            fw.user = p->progress_user;
+            fw->fn = p->progress;
+            fw->user = p->progress_user;
             o.progress = forward_progress;
-            o.progress_ud = &fw;
+            o.progress_ud = fw;
         }
     }
+    return o;
+}
+
+int gemma4c_synth(const char *out, const char *arch, const char *type, uint64_t seed,
+                  const gemma4c_write_params *p, char *err, size_t errlen) {
+    progress_fwd fw;
+    g4_synth_opts o = synth_opts(arch, type, seed, p, &fw);
     g4_error e = { { 0 } };
     if (g4_synth(out, &o, &e)) { copy_err(err, errlen, &e); return -1; }
     return 0;
@@ -166,17 +173,7 @@ int gemma4c_synth(const char *out, const char *arch, const char *type, uint64_t 
 int gemma4c_synth_assistant(const char *out, const char *arch, const char *target, const char *type, uint64_t seed,
                             const gemma4c_write_params *p, char *err, size_t errlen) {
     progress_fwd fw;
-    g4_synth_opts o = { .arch = arch ? arch : "", .ftype = type, .seed = seed, .n_threads = n_cpus() };
-    if (p) {
-        if (p->n_threads > 0) o.n_threads = p->n_threads;
-        o.force = p->force;
-        if (p->progress) {
-            fw.fn = p->progress;
-            fw.user = p->progress_user;
-            o.progress = forward_progress;
-            o.progress_ud = &fw;
-        }
-    }
+    g4_synth_opts o = synth_opts(arch ? arch : "", type, seed, p, &fw);
     g4_error e = { { 0 } };
     g4_model *tm = NULL;
     if (target) {   /* a GGUF or an HF folder, as gemma4c_model_open reads them */
