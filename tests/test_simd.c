@@ -241,8 +241,8 @@ TEST(vec_dot_and_gemm_match_reference) {
                 problem_free(&p);
             }
             /* prefill shapes, through gemm and (AVX-512 Q4_0 / Q8_0 / Q4_K /
-             * Q6_K) the 16-row panels: two full panels and a partial one, 45
-             * tokens = tiles of 8, 4 and 1; short rows, and rows long enough
+             * Q6_K) the 16-row panels: a pair of full panels and a partial
+             * one, 45 tokens = tiles of 6, 2 and 1; short rows, and rows long enough
              * that the tokens go in several chunks */
             for (int k = 0; k < 2; k++) {
                 problem p;
@@ -439,6 +439,9 @@ TEST(panel_results_independent_of_neighbours) {
                 CHECK(simd.gemm_panel(p.n, 5, 1, &col, p.w, p.ws, p.xq, p.xs, one, ys));
                 for (int r = 0; r < p.nr; r++) bad += memcmp(&one[c * ys + r], &all[c * ys + r], sizeof(float)) != 0;
                 for (int c2 = 0; c2 < p.nc; c2++) if (c2 != c) bad += one[c2 * ys] != -1.f; /* nothing else written */
+                /* rows 0..20: a pair of panels whose second holds 5 rows */
+                CHECK(simd.gemm_panel(p.n, 21, 1, &col, p.w, p.ws, p.xq, p.xs, one, ys));
+                for (int r = 0; r < 21; r++) bad += memcmp(&one[c * ys + r], &all[c * ys + r], sizeof(float)) != 0;
             }
             /* every third token, in token chunks of 8 */
             int32_t cols[29];
