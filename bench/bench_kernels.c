@@ -153,7 +153,7 @@ static result run_level(int type, int level, size_t mb, int reps) {
         best = 1e30;
         for (int k = 0; k < reps; k++) {
             const double t0 = now();
-            for (int i = 0; i < inner; i++) tr.gemm_panel(n, nr, nc, NULL, w, rs, xq, xs, y, (size_t)nr);
+            for (int i = 0; i < inner; i++) tr.gemm_panel(n, nr, nc, NULL, w, rs, xq, xs, y, (size_t)nr, 0);
             const double t = (now() - t0) / inner;
             if (t < best) best = t;
         }
