@@ -18,6 +18,9 @@
  *           f32 input.
  * Best of --reps runs; "x" columns are ratios to the reference level.
  *
+ * --panel: only the panel column (the prefill panels' GOP/s), only at the
+ * levels that have panels: a quick A/B of a panel change.
+ *
  * --stream N: instead, for each type, decode's matrix-vector product as the
  * engine runs it (g4_matmul: fastest kernels, N threads, --mb MB of weights
  * in 2 MB pages) against a plain read of the same buffer on the same
@@ -57,6 +60,8 @@ static volatile float sink;
 
 static int64_t g_n = 4096; /* --n: input width (Gemma 4 E2B's is 1536) */
 static int g_gr = 256, g_gc = 64; /* --gemm ROWSxTOKENS: the gemm block */
+/* --panel: only the panel column, at the levels that have panels (a quick A/B) */
+static int g_panel_only;
 
 /* The type named by a --types entry, or -1 (said on stderr) when it has no
  * fast-path kernel or --n does not hold whole blocks of its weights and of
@@ -92,6 +97,11 @@ static void fill_weights(int type, int64_t n, int64_t rows, uint8_t *w, float *f
     for (int64_t r = 16; r < rows; r++) memcpy(w + (size_t)r * rs, w + (size_t)(r % 16) * rs, rs);
 }
 
+static int tr_has_panel(int type, int level) {
+    g4_type_traits tr;
+    return g4_kernels_for_level(type, level, &tr) == 0 && tr.gemm_panel;
+}
+
 static result run_level(int type, int level, size_t mb, int reps) {
     result res = { 0, 0, 0, 0, 0 };
     g4_type_traits tr, at;
@@ -112,7 +122,7 @@ static result run_level(int type, int level, size_t mb, int reps) {
     for (int c = 0; c < nx; c++) at.from_float(f + c * n, xq + (size_t)c * xs, n);
 
     double best = 1e30;
-    for (int k = 0; k < reps; k++) {
+    for (int k = 0; k < reps && !g_panel_only; k++) {
         const double t0 = now();
         for (int r0 = 0; r0 < rows; r0 += 64) {
             const int nr = rows - r0 < 64 ? rows - r0 : 64;
@@ -129,7 +139,7 @@ static result run_level(int type, int level, size_t mb, int reps) {
     const int gr = level == G4_CPU_REF && g_gr > 256 ? 256 : g_gr, gc = level == G4_CPU_REF && g_gc > 64 ? 64 : g_gc;
     const int nr = rows < gr ? rows : gr, nc = gc, inner = level == G4_CPU_REF ? 1 : 4;
     best = 1e30;
-    for (int k = 0; k < reps; k++) {
+    for (int k = 0; k < reps && !g_panel_only; k++) {
         const double t0 = now();
         for (int i = 0; i < inner; i++) tr.gemm(n, nr, nc, w, rs, xq, xs, y, (size_t)nr);
         const double t = (now() - t0) / inner;
@@ -143,7 +153,7 @@ static result run_level(int type, int level, size_t mb, int reps) {
         best = 1e30;
         for (int k = 0; k < reps; k++) {
             const double t0 = now();
-            for (int i = 0; i < inner; i++) tr.gemm_panel(n, nr, nc, NULL, w, rs, xq, xs, y, (size_t)nr);
+            for (int i = 0; i < inner; i++) tr.gemm_panel(n, nr, nc, NULL, w, rs, xq, xs, y, (size_t)nr, 0);
             const double t = (now() - t0) / inner;
             if (t < best) best = t;
         }
@@ -153,7 +163,7 @@ static result run_level(int type, int level, size_t mb, int reps) {
     /* the same block as batched decode (2..16 tokens, matmul.c's small-T
      * path) runs it: one call for all rows where the type reads its rows
      * one at a time itself (gemm_row_stream), else one call per row */
-    if (nc <= 16) {
+    if (nc <= 16 && !g_panel_only) {
         best = 1e30;
         for (int k = 0; k < reps; k++) {
             const double t0 = now();
@@ -170,7 +180,7 @@ static result run_level(int type, int level, size_t mb, int reps) {
     }
 
     best = 1e30;
-    for (int k = 0; k < reps; k++) {
+    for (int k = 0; k < reps && !g_panel_only; k++) {
         const double t0 = now();
         for (int c = 0; c < 64; c++) at.from_float(f + c * n, xq + (size_t)c * xs, n);
         const double t = now() - t0;
@@ -236,6 +246,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--n") && i + 1 < argc) g_n = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--stream") && i + 1 < argc) stream = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--panel")) g_panel_only = 1;
         else if (!strcmp(argv[i], "--gemm") && i + 1 < argc) {
             if (sscanf(argv[++i], "%dx%d", &g_gr, &g_gc) != 2 || g_gr < 1 || g_gr > 65536 || g_gc < 1 || g_gc > 4096) {
                 fprintf(stderr, "--gemm ROWSxTOKENS, e.g. 512x512\n");
@@ -243,7 +254,7 @@ int main(int argc, char **argv) {
             }
         }
         else {
-            fprintf(stderr, "usage: %s [--types T,T,...] [--mb MB] [--reps N] [--n WIDTH] [--gemm ROWSxTOKENS] [--stream THREADS]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--types T,T,...] [--mb MB] [--reps N] [--n WIDTH] [--gemm ROWSxTOKENS] [--stream THREADS] [--panel]\n", argv[0]);
             return 2;
         }
     }
@@ -285,6 +296,7 @@ int main(int argc, char **argv) {
         result ref = { 0, 0, 0, 0, 0 };
         for (int level = G4_CPU_REF; level <= G4_CPU_DOTPROD; level++) {
             if (!g4_cpu_level_supported(level)) continue;
+            if (g_panel_only && !tr_has_panel(type, level)) continue;
             const result r = run_level(type, level, mb, reps);
             if (level == G4_CPU_REF) ref = r;
             printf("%-6s %-8s %12.2f %7.2f %12.1f %7.2f %12.1f %12.1f %12.2f %7.2f\n", g4_type_name(type),

@@ -188,7 +188,7 @@ static int check_panel(const problem *p, const g4_type_traits *ref, const g4_typ
     if (!t.gemm_panel) return 0;
     const size_t ys = (size_t)p->nr + 3;
     float *y = malloc(ys * (size_t)p->nc * sizeof *y);
-    int bad = !t.gemm_panel(p->n, p->nr, p->nc, NULL, p->w, p->ws, p->xq, p->xs, y, ys);
+    int bad = !t.gemm_panel(p->n, p->nr, p->nc, NULL, p->w, p->ws, p->xq, p->xs, y, ys, 0);
     int bad_val = 0;
     for (int c = 0; c < p->nc && !bad; c++)
         for (int r = 0; r < p->nr; r++) {
@@ -241,8 +241,8 @@ TEST(vec_dot_and_gemm_match_reference) {
                 problem_free(&p);
             }
             /* prefill shapes, through gemm and (AVX-512 Q4_0 / Q8_0 / Q4_K /
-             * Q6_K) the 16-row panels: two full panels and a partial one, 45
-             * tokens = tiles of 8, 4 and 1; short rows, and rows long enough
+             * Q6_K) the 16-row panels: a pair of full panels and a partial
+             * one, 45 tokens = tiles of 6, 2 and 1; short rows, and rows long enough
              * that the tokens go in several chunks */
             for (int k = 0; k < 2; k++) {
                 problem p;
@@ -429,16 +429,19 @@ TEST(panel_results_independent_of_neighbours) {
             problem_make(&p, PT[ti], (unit == 256 ? 6 : 40) * unit, 37, 29, 3);
             const size_t ys = (size_t)p.nr;
             float *all = malloc(ys * (size_t)p.nc * sizeof(float)), *one = malloc(ys * (size_t)p.nc * sizeof(float));
-            CHECK(simd.gemm_panel(p.n, p.nr, p.nc, NULL, p.w, p.ws, p.xq, p.xs, all, ys));
+            CHECK(simd.gemm_panel(p.n, p.nr, p.nc, NULL, p.w, p.ws, p.xq, p.xs, all, ys, 0));
             int bad = 0;
             /* every token alone, in rows 5..36 (panels start elsewhere) and rows 0..4 (a short panel) */
             for (int c = 0; c < p.nc; c++) {
                 int32_t col = c;
                 for (size_t i = 0; i < ys * (size_t)p.nc; i++) one[i] = -1.f;
-                CHECK(simd.gemm_panel(p.n, p.nr - 5, 1, &col, p.w + 5 * p.ws, p.ws, p.xq, p.xs, one + 5, ys));
-                CHECK(simd.gemm_panel(p.n, 5, 1, &col, p.w, p.ws, p.xq, p.xs, one, ys));
+                CHECK(simd.gemm_panel(p.n, p.nr - 5, 1, &col, p.w + 5 * p.ws, p.ws, p.xq, p.xs, one + 5, ys, 0));
+                CHECK(simd.gemm_panel(p.n, 5, 1, &col, p.w, p.ws, p.xq, p.xs, one, ys, 0));
                 for (int r = 0; r < p.nr; r++) bad += memcmp(&one[c * ys + r], &all[c * ys + r], sizeof(float)) != 0;
                 for (int c2 = 0; c2 < p.nc; c2++) if (c2 != c) bad += one[c2 * ys] != -1.f; /* nothing else written */
+                /* rows 0..20: a pair of panels whose second holds 5 rows */
+                CHECK(simd.gemm_panel(p.n, 21, 1, &col, p.w, p.ws, p.xq, p.xs, one, ys, 0));
+                for (int r = 0; r < 21; r++) bad += memcmp(&one[c * ys + r], &all[c * ys + r], sizeof(float)) != 0;
             }
             /* every third token, in token chunks of 8 */
             int32_t cols[29];
@@ -446,7 +449,7 @@ TEST(panel_results_independent_of_neighbours) {
             for (int c = 1; c < p.nc; c += 3) cols[nc++] = c;
             for (size_t i = 0; i < ys * (size_t)p.nc; i++) one[i] = -1.f;
             g4_p512_set_chunk_bytes(8 * p.xs);
-            CHECK(simd.gemm_panel(p.n, p.nr, nc, cols, p.w, p.ws, p.xq, p.xs, one, ys));
+            CHECK(simd.gemm_panel(p.n, p.nr, nc, cols, p.w, p.ws, p.xq, p.xs, one, ys, 0));
             g4_p512_set_chunk_bytes(0);
             for (int i = 0; i < nc; i++)
                 bad += memcmp(&one[cols[i] * ys], &all[cols[i] * ys], ys * sizeof(float)) != 0;
@@ -455,6 +458,51 @@ TEST(panel_results_independent_of_neighbours) {
             CHECKF(bad == 0, "%s at %s: %d results depend on neighbours", g4_type_name(PT[ti]), g4_cpu_level_name(level), bad);
             free(all); free(one);
             problem_free(&p);
+        }
+    }
+    printf("  panel kernels checked: %d\n", ran);
+}
+
+/* matmul.c gives the panels an input id per product, so a thread's later
+ * grabs (row ranges) and jobs of the same type reuse the per-token data of
+ * the activations: the results must equal a call without an id, and a new
+ * id on changed activations must not see the old data. */
+TEST(panel_input_ids_reuse_only_the_same_activations) {
+    static const int PT[] = { G4_Q4_0, G4_Q8_0, G4_Q4_K, G4_Q6_K };
+    int ran = 0;
+    for (size_t l = 0; l < sizeof LEVELS / sizeof LEVELS[0]; l++) {
+        const int level = LEVELS[l];
+        if (!g4_cpu_level_supported(level)) continue;
+        for (size_t ti = 0; ti < sizeof PT / sizeof PT[0]; ti++) {
+            g4_type_traits ref, simd;
+            traits_pair(PT[ti], level, &ref, &simd);
+            if (!simd.gemm_panel) continue;
+            ran++;
+            const int64_t unit = g4_type_info(PT[ti])->blck_size;
+            problem p, q;
+            problem_make(&p, PT[ti], (unit == 256 ? 4 : 24) * unit, 37, 13, 0);
+            problem_make(&q, PT[ti], (unit == 256 ? 4 : 24) * unit, 37, 13, 0);
+            const size_t ys = (size_t)p.nr, yn = ys * (size_t)p.nc;
+            float *a = malloc(yn * sizeof(float)), *b = malloc(yn * sizeof(float)), *c = malloc(yn * sizeof(float));
+            int bad = 0;
+            CHECK(simd.gemm_panel(p.n, p.nr, p.nc, NULL, p.w, p.ws, p.xq, p.xs, a, ys, 0));
+            /* two grabs under one id */
+            CHECK(simd.gemm_panel(p.n, 21, p.nc, NULL, p.w, p.ws, p.xq, p.xs, b, ys, 41));
+            CHECK(simd.gemm_panel(p.n, p.nr - 21, p.nc, NULL, p.w + 21 * p.ws, p.ws, p.xq, p.xs, b + 21, ys, 41));
+            bad += memcmp(a, b, yn * sizeof(float)) != 0;
+            /* other activations in the same buffer under a new id */
+            uint8_t *keep = malloc((size_t)p.nc * p.xs);
+            memcpy(keep, p.xq, (size_t)p.nc * p.xs);
+            memcpy(p.xq, q.xq, (size_t)p.nc * p.xs);
+            CHECK(simd.gemm_panel(p.n, p.nr, p.nc, NULL, p.w, p.ws, p.xq, p.xs, b, ys, 42));
+            CHECK(simd.gemm_panel(p.n, p.nr, p.nc, NULL, p.w, p.ws, p.xq, p.xs, c, ys, 0));
+            bad += memcmp(c, b, yn * sizeof(float)) != 0;
+            bad += memcmp(a, c, yn * sizeof(float)) == 0; /* the activations did change the results */
+            memcpy(p.xq, keep, (size_t)p.nc * p.xs);
+            CHECKF(bad == 0, "%s at %s: %d mismatches", g4_type_name(PT[ti]), g4_cpu_level_name(level), bad);
+            free(keep); free(a); free(b); free(c);
+            problem_free(&p);
+            problem_free(&q);
         }
     }
     printf("  panel kernels checked: %d\n", ran);
@@ -535,6 +583,7 @@ int main(void) {
     RUN(vec_dot_and_gemm_match_reference);
     RUN(gemm_value_independent_of_tile);
     RUN(panel_results_independent_of_neighbours);
+    RUN(panel_input_ids_reuse_only_the_same_activations);
     RUN(decode_shapes_bitwise_consistent);
     RUN(process_table_matches_reference);
     RUN(gemm_nn_matches_reference);

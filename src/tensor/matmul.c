@@ -37,7 +37,12 @@ typedef struct mm_task {
     atomic_long next;                  /* next unclaimed combined row */
     int fused;                         /* quantize in the rows' section first */
     atomic_long qnext, qdone;          /* fused: next unclaimed / quantized items */
+    uint64_t input;                    /* this call's id for the panels' per-token data (types.h) */
 } mm_task;
+
+/* ids of g4_matmul_multi calls: unique in the process, so a panel kernel
+ * never takes one call's activations for another's, concurrent or later */
+static atomic_uint_fast64_t mm_inputs;
 
 /* Used when a type has no block kernel: one vec_dot per (row, token). */
 static void gemm_generic(g4_vec_dot_fn dot, int64_t n, int nr, int nc, const void *w, size_t ws,
@@ -271,7 +276,7 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
         }
     } else if (k->np > 0 && !jb->x && wt->gemm_panel &&
                wt->gemm_panel(n, (int)(hi - lo), k->np, k->pcol, g4_mat_row(w, jb->mat, lo), w->row_bytes, k->xq[j],
-                              k->xq_row, jb->y + lo, (size_t)jb->ldy)) {
+                              k->xq_row, jb->y + lo, (size_t)jb->ldy, k->input)) {
         /* the panel tokens went in one call (each panel re-laid once for
          * all of them); the others, in runs between them, through gemm */
         int t0 = 0;
@@ -327,6 +332,7 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
     if (s->pcol && s->np > 0 && s->np <= T && s->pcol[0] >= 0 && s->pcol[s->np - 1] < T) {
         k.pcol = s->pcol;
         k.np = s->np;
+        k.input = atomic_fetch_add_explicit(&mm_inputs, 1, memory_order_relaxed) + 1;
     }
     bool split = n_jobs > G4_MM_MAX_JOBS;
     int vdt = g4_type_info(jobs[0].w->type)->vec_dot_type;

@@ -23,7 +23,7 @@
  *
  * Per call: tokens in chunks of CHUNK_BYTES of activations (in practice
  * all of a prefill's); per chunk, each token group's scale and seed once;
- * per chunk and panel, the panel re-laid once (dword gathers) and run
+ * per chunk and pair of panels, both re-laid once (dword gathers) and run
  * against PC tokens at a time. Integer sums are exact; the float summation
  * order differs from the reference and from the tiles (per group, then over
  * groups), but it is the same in every lane whatever the panel's other rows
@@ -54,7 +54,7 @@
 enum { P_Q4_0, P_Q8_0, P_Q4_K, P_Q6_K };
 enum {
     PR = 16,                  /* rows per panel: the 16 lanes */
-    PC = 8,                   /* tokens per tile: 8 weight + 8 accumulator + 8 sum registers */
+    PC = 6,                   /* tokens per tile: 2 x 6 sums + 2 x 6 accumulators + 2 weights */
     GW = 512,                 /* re-laid weight bytes per group (8 zmm) */
     /* activations of one token chunk: in practice every token of a prefill
      * (E2B/E4B: 0.8-2.6 MB at 512 tokens), so each panel is re-laid once
@@ -100,7 +100,56 @@ static void *scratch_get(size_t bytes) {
 
 INL __m512 half_lo(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
 
-INL void relay(const int kind, const uint8_t *w, __m512i off, int64_t ng, uint8_t *out) {
+/* The 8 dwords at base + ro[j] (row j, j < 16) as 8 vectors, out[m] lane j =
+ * row j's dword m: what 8 gathers G32(base + 4m) give, from 16 row loads
+ * and an in-register transpose (24 shuffles). The gathers cost ~80% of the
+ * re-layout, ~5% of an E2B prefill. Reads exactly the 32 bytes per row the
+ * gathers would. z[i] holds rows lo[i] | hi[i] so that after the 8 x 8
+ * transpose of each half, lanes 0-3 / 8-11 of u[k] and u[k + 4] hold rows
+ * 0-3, 4-7 | 8-11, 12-15 in the order the final 128-bit shuffle wants. */
+INL void tr8(const uint8_t *base, const int32_t *ro, __m512i *out) {
+    static const int lo[8] = { 0, 1, 2, 3, 8, 9, 10, 11 };
+    __m512i z[8], t[8], u[8];
+    UNROLL for (int i = 0; i < 8; i++)
+        z[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const void *)(base + ro[lo[i]]))),
+                                  _mm256_loadu_si256((const void *)(base + ro[lo[i] + 4])), 1);
+    UNROLL for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(z[i], z[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(z[i], z[i + 1]);
+    }
+    UNROLL for (int h = 0; h < 8; h += 4) {
+        u[h] = _mm512_unpacklo_epi64(t[h], t[h + 2]);
+        u[h + 1] = _mm512_unpackhi_epi64(t[h], t[h + 2]);
+        u[h + 2] = _mm512_unpacklo_epi64(t[h + 1], t[h + 3]);
+        u[h + 3] = _mm512_unpackhi_epi64(t[h + 1], t[h + 3]);
+    }
+    /* u[k] (k < 4) = column k | k + 4 of the rows in z[0..3], u[k + 4] of z[4..7] */
+    UNROLL for (int k = 0; k < 4; k++) {
+        out[k] = _mm512_shuffle_i32x4(u[k], u[k + 4], 0x88);
+        out[k + 4] = _mm512_shuffle_i32x4(u[k], u[k + 4], 0xDD);
+    }
+}
+
+/* The same for 4 dwords per row (Q4_0's 16 code bytes): z[i] holds rows
+ * i, i + 4, i + 8, i + 12, one per 128-bit lane; a 4 x 4 transpose per lane. */
+INL void tr4(const uint8_t *base, const int32_t *ro, __m512i *out) {
+    __m512i z[4];
+    UNROLL for (int i = 0; i < 4; i++) {
+        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const void *)(base + ro[i])));
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const void *)(base + ro[i + 4])), 1);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const void *)(base + ro[i + 8])), 2);
+        z[i] = _mm512_inserti32x4(v, _mm_loadu_si128((const void *)(base + ro[i + 12])), 3);
+    }
+    const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]),
+                  t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+    out[0] = _mm512_unpacklo_epi64(t0, t2);
+    out[1] = _mm512_unpackhi_epi64(t0, t2);
+    out[2] = _mm512_unpacklo_epi64(t1, t3);
+    out[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+INL void relay(const int kind, const uint8_t *w, const int32_t *ro, int64_t ng, uint8_t *out) {
+    const __m512i off = _mm512_loadu_si512((const void *)ro);
     const size_t gs = gstride(kind);
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     if (kind == P_Q8_0) {
@@ -108,8 +157,9 @@ INL void relay(const int kind, const uint8_t *w, __m512i off, int64_t ng, uint8_
         for (int64_t g = 0; g < ng; g++) {
             const uint8_t *b = w + (size_t)g * 34;
             uint8_t *o = out + (size_t)g * gs;
-            UNROLL for (int m = 0; m < 8; m++)
-                _mm512_store_si512((void *)(o + 64 * m), _mm512_xor_si512(G32(b + 2 + 4 * m, off), k80));
+            __m512i q[8];
+            tr8(b + 2, ro, q);
+            UNROLL for (int m = 0; m < 8; m++) _mm512_store_si512((void *)(o + 64 * m), _mm512_xor_si512(q[m], k80));
             _mm512_store_ps((void *)(o + GW), half_lo(G32(b, off)));
         }
     } else if (kind == P_Q4_0) {
@@ -117,8 +167,10 @@ INL void relay(const int kind, const uint8_t *w, __m512i off, int64_t ng, uint8_
             const uint8_t *b = w + (size_t)g * 18;
             uint8_t *o = out + (size_t)g * gs;
             /* qs byte i: low nibble = weight i, high = weight 16 + i */
+            __m512i qv[4];
+            tr4(b + 2, ro, qv);
             UNROLL for (int m = 0; m < 4; m++) {
-                const __m512i q = G32(b + 2 + 4 * m, off);
+                const __m512i q = qv[m];
                 _mm512_store_si512((void *)(o + 64 * m), _mm512_and_si512(q, m4));
                 _mm512_store_si512((void *)(o + 64 * (m + 4)), _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
             }
@@ -140,9 +192,13 @@ INL void relay(const int kind, const uint8_t *w, __m512i off, int64_t ng, uint8_
             /* half h, 32-weight group k, weight l (0..31): low 4 bits in
              * ql[64h + 32(k & 1) + l] (nibble k >> 1), high 2 in bits 2k of
              * qh[32h + l]; groups of 16: 8h + 2k + l / 16 */
-            UNROLL for (int h = 0; h < 2; h++) UNROLL for (int m = 0; m < 8; m++) {
-                const __m512i qh = G32(b + 128 + 32 * h + 4 * m, off);
-                const __m512i ql0 = G32(b + 64 * h + 4 * m, off), ql1 = G32(b + 64 * h + 32 + 4 * m, off);
+            UNROLL for (int h = 0; h < 2; h++) {
+                __m512i QH[8], QL0[8], QL1[8];
+                tr8(b + 128 + 32 * h, ro, QH);
+                tr8(b + 64 * h, ro, QL0);
+                tr8(b + 64 * h + 32, ro, QL1);
+                UNROLL for (int m = 0; m < 8; m++) {
+                const __m512i qh = QH[m], ql0 = QL0[m], ql1 = QL1[m];
                 UNROLL for (int k = 0; k < 4; k++) {
                     const __m512i ql = k & 1 ? ql1 : ql0;
                     const __m512i lo = _mm512_and_si512(k >> 1 ? _mm512_srli_epi16(ql, 4) : ql, _mm512_set1_epi8(0x0F));
@@ -150,6 +206,7 @@ INL void relay(const int kind, const uint8_t *w, __m512i off, int64_t ng, uint8_
                     const __m512i v = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
                     uint8_t *o = ob + (size_t)(8 * h + 2 * k + m / 4) * gs + 64 * (m % 4);
                     _mm512_store_si512((void *)o, v);
+                }
                 }
             }
         }
@@ -179,8 +236,10 @@ INL void relay(const int kind, const uint8_t *w, __m512i off, int64_t ng, uint8_
             /* qs[32k + i]: low nibble = weight 64k + i (group 2k), high = 64k + 32 + i (group 2k + 1) */
             UNROLL for (int k = 0; k < 4; k++) {
                 uint8_t *lo = out + (size_t)(8 * blk + 2 * k) * gs, *hi = lo + gs;
+                __m512i Q[8];
+                tr8(b + 16 + 32 * k, ro, Q);
                 UNROLL for (int m = 0; m < 8; m++) {
-                    const __m512i q = G32(b + 16 + 32 * k + 4 * m, off);
+                    const __m512i q = Q[m];
                     _mm512_store_si512((void *)(lo + 64 * m), _mm512_and_si512(q, m4));
                     _mm512_store_si512((void *)(hi + 64 * m), _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
                 }
@@ -250,50 +309,77 @@ static inline size_t xoff(int kind, int64_t g) {
 
 static inline int32_t rd32(const uint8_t *p) { int32_t v; memcpy(&v, p, 4); return v; }
 
-/* One panel x C tokens over ng groups. xr[c]: token c's row; tg + c * ng:
- * its group data. yr[c][j] for the rows j in mask. */
-INL void ptile(const int kind, const int C, int64_t ng, const uint8_t *pan, const uint8_t *const *xr,
-               const tgrp *tg, float *const *yr, __mmask16 mask) {
+/* NP (1 or 2) panels x C tokens over ng groups: panel p at pan + p * pb.
+ * xr[c]: token c's row; tg[c * ts + g]: its group data. yr[c][16p + j] for
+ * the rows j in mask[p].
+ *
+ * Two panels (32 rows) share each broadcast activation dword, and per
+ * group m runs outer, tokens inner, so 2C integer chains run side by side
+ * (one panel x 8 tokens had ~1.4 vector loads per vpdpbusd and one
+ * token's 8 vpdpbusd in a row formed a serial chain: with data in L1 it
+ * ran ~250 ps per vpdpbusd against ~190 for 2 x 6, 139 at the probe's
+ * peak, on this Zen 5 VM). W holds only vector m of each panel: 2C sums +
+ * 2C accumulators + 2 weights fit the 32 registers at C = 6. The arithmetic of each lane (seed, the 8
+ * products, then convert, scale, fma in that order) is the same whatever
+ * NP, C or the lane's neighbours. */
+INL void ptile(const int kind, const int NP, const int C, int64_t ng, const uint8_t *pan, size_t pb,
+               const uint8_t *const *xr, const tgrp *tg, size_t ts, float *const *yr, const __mmask16 *mask) {
     const size_t gs = gstride(kind);
-    __m512 acc[PC];
-    UNROLL for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();
+    const int NM = nmv(kind);
+    __m512 acc[2][PC];
+    UNROLL for (int p = 0; p < NP; p++) UNROLL for (int c = 0; c < C; c++) acc[p][c] = _mm512_setzero_ps();
     for (int64_t g = 0; g < ng; g++) {
         const uint8_t *pg = pan + (size_t)g * gs;
-        const int NM = nmv(kind);
-        __m512i W[8];
-        UNROLL for (int m = 0; m < NM; m++) W[m] = _mm512_load_si512((const void *)(pg + 64 * m));
-        const __m512 s = _mm512_load_ps((const void *)(pg + 64 * NM));
+        const tgrp *t = tg + (size_t)g;
         const size_t xo = xoff(kind, g);
+        __m512i I[2][PC];
         UNROLL for (int c = 0; c < C; c++) {
-            const tgrp *t = tg + (size_t)c * (size_t)ng + (size_t)g;
-            const uint8_t *xb = xr[c] + xo;
-            __m512i I = kind == P_Q4_K ? _mm512_setzero_si512() : _mm512_set1_epi32(t->u.seed);
-            UNROLL for (int m = 0; m < NM; m++) I = _mm512_dpbusd_epi32(I, W[m], _mm512_set1_epi32(rd32(xb + 4 * m)));
-            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I), _mm512_mul_ps(s, _mm512_set1_ps(t->dx)), acc[c]);
-            if (kind == P_Q4_K)
-                acc[c] = _mm512_fmadd_ps(_mm512_load_ps((const void *)(pg + GW + 64)), _mm512_set1_ps(t->u.ms), acc[c]);
+            const __m512i sd = kind == P_Q4_K ? _mm512_setzero_si512() : _mm512_set1_epi32(t[(size_t)c * ts].u.seed);
+            UNROLL for (int p = 0; p < NP; p++) I[p][c] = sd;
+        }
+        UNROLL for (int m = 0; m < NM; m++) {
+            __m512i W[2];
+            UNROLL for (int p = 0; p < NP; p++) W[p] = _mm512_load_si512((const void *)(pg + (size_t)p * pb + 64 * m));
+            UNROLL for (int c = 0; c < C; c++) {
+                const __m512i xb = _mm512_set1_epi32(rd32(xr[c] + xo + 4 * m));
+                UNROLL for (int p = 0; p < NP; p++) I[p][c] = _mm512_dpbusd_epi32(I[p][c], W[p], xb);
+            }
+        }
+        UNROLL for (int p = 0; p < NP; p++) {
+            const uint8_t *pp = pg + (size_t)p * pb;
+            const __m512 s = _mm512_load_ps((const void *)(pp + 64 * NM));
+            UNROLL for (int c = 0; c < C; c++) {
+                acc[p][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I[p][c]), _mm512_mul_ps(s, _mm512_set1_ps(t[(size_t)c * ts].dx)),
+                                            acc[p][c]);
+                if (kind == P_Q4_K)
+                    acc[p][c] = _mm512_fmadd_ps(_mm512_load_ps((const void *)(pp + GW + 64)), _mm512_set1_ps(t[(size_t)c * ts].u.ms),
+                                                acc[p][c]);
+            }
         }
     }
-    UNROLL for (int c = 0; c < C; c++) _mm512_mask_storeu_ps(yr[c], mask, acc[c]);
+    UNROLL for (int p = 0; p < NP; p++) UNROLL for (int c = 0; c < C; c++)
+        _mm512_mask_storeu_ps(yr[c] + 16 * p, mask[p], acc[p][c]);
 }
 
-#define TILE_KIND(K)                                                                                  \
-    switch (C) {                                                                                      \
-    case 8: ptile(K, 8, ng, pan, xr, tg, yr, mask); break;                                         \
-    case 4: ptile(K, 4, ng, pan, xr, tg, yr, mask); break;                                         \
-    case 2: ptile(K, 2, ng, pan, xr, tg, yr, mask); break;                                         \
-    default: ptile(K, 1, ng, pan, xr, tg, yr, mask); break;                                        \
+#define TILE_NP(K, NP)                                                                                          \
+    switch (C) {                                                                                              \
+    case 6: ptile(K, NP, 6, ng, pan, pb, xr, tg, ts, yr, mask); break;                                         \
+    case 4: ptile(K, NP, 4, ng, pan, pb, xr, tg, ts, yr, mask); break;                                         \
+    case 2: ptile(K, NP, 2, ng, pan, pb, xr, tg, ts, yr, mask); break;                                         \
+    default: ptile(K, NP, 1, ng, pan, pb, xr, tg, ts, yr, mask); break;                                        \
     }
-_Static_assert(PC == 8, "the switch covers tiles of 8, 4, 2, 1 tokens");
+#define TILE_KIND(K) if (np == 2) { TILE_NP(K, 2) } else { TILE_NP(K, 1) }
+_Static_assert(PC == 6, "the switch covers tiles of 6, 4, 2, 1 tokens");
 
-TGT static void tile_any(int kind, int C, int64_t ng, const uint8_t *pan, const uint8_t *const *xr, const tgrp *tg,
-                         float *const *yr, __mmask16 mask) {
+TGT static void tile_any(int kind, int np, int C, int64_t ng, const uint8_t *pan, size_t pb, const uint8_t *const *xr,
+                         const tgrp *tg, size_t ts, float *const *yr, const __mmask16 *mask) {
     if (kind == P_Q4_0) { TILE_KIND(P_Q4_0) }
     else if (kind == P_Q8_0) { TILE_KIND(P_Q8_0) }
     else if (kind == P_Q6_K) { TILE_KIND(P_Q6_K) }
     else { TILE_KIND(P_Q4_K) }
 }
 #undef TILE_KIND
+#undef TILE_NP
 
 /* Scratch of one call: the re-laid panel, then the group data of one chunk
  * of ch tokens (ch: chunk_bytes of activations, whole tiles, at most nc). */
@@ -304,28 +390,59 @@ static int chunk_tokens(size_t xs, int nc) {
 
 static size_t act_row_bytes(int kind, int64_t n) { return kind == P_Q4_0 || kind == P_Q8_0 ? (size_t)n / 32 * 34 : (size_t)n / 256 * 292; }
 
+/* The group data this thread last computed, when it covered a whole call's
+ * tokens (one chunk) under a nonzero input id (types.h): the next grab of
+ * the same product (matmul.c hands a thread several row ranges) or another
+ * job of the same type on the same activations skips prep. Q4_0 / Q8_0 prep
+ * sums every group of every token: for a grab of 32 rows it cost ~15% of
+ * the call. */
+static _Thread_local struct {
+    uint64_t input;
+    int kind, nc;
+    int64_t ng;
+    size_t xs;
+    const uint8_t *x, *buf;
+    const int32_t *cols;
+} tgc;
+
 TGT static int gemm_p(int kind, int64_t n, int nr, int nc, const int32_t *cols, const uint8_t *w, size_t ws,
-                      const uint8_t *x, size_t xs, float *y, size_t ys) {
+                      const uint8_t *x, size_t xs, float *y, size_t ys, uint64_t input) {
     const int64_t ng = n / (4 * nmv(kind));
     /* the gathers take 32-bit offsets of the panel's rows */
     if (ng == 0 || nr < 1 || nc < 1 || ws > (size_t)INT32_MAX / PR) return 0;
     const int ch = chunk_tokens(xs, nc);
-    const size_t gs = gstride(kind), pan_bytes = (size_t)ng * gs;
-    uint8_t *buf = scratch_get(pan_bytes + (size_t)ch * (size_t)ng * sizeof(tgrp));
+    const size_t gs = gstride(kind), pb = (size_t)ng * gs;
+    /* two panels side by side (32 rows), then the chunk's group data */
+    uint8_t *buf = scratch_get(2 * pb + (size_t)ch * (size_t)ng * sizeof(tgrp));
     if (!buf) return 0;
-    tgrp *tg = (tgrp *)(void *)(buf + pan_bytes);
+    tgrp *tg = (tgrp *)(void *)(buf + 2 * pb);
     for (int c0 = 0; c0 < nc; c0 += ch) {
         const int cn = nc - c0 < ch ? nc - c0 : ch;
-        for (int c = 0; c < cn; c++)
-            prep(kind, x + (size_t)(cols ? cols[c0 + c] : c0 + c) * xs, ng, tg + (size_t)c * (size_t)ng);
-        for (int r0 = 0; r0 < nr; r0 += PR) {
-            const int nv = nr - r0 < PR ? nr - r0 : PR;
-            int32_t o[PR];
-            for (int j = 0; j < PR; j++) o[j] = (int32_t)((size_t)(j < nv ? j : nv - 1) * ws);
-            relay(kind, w + (size_t)r0 * ws, _mm512_loadu_si512((const void *)o), ng, buf);
-            const __mmask16 mask = (__mmask16)((1u << nv) - 1);
+        const int whole = input && cn == nc;
+        if (!whole || tgc.input != input || tgc.kind != kind || tgc.nc != nc || tgc.ng != ng || tgc.xs != xs ||
+            tgc.x != x || tgc.buf != buf || tgc.cols != cols) {
+            tgc.input = 0;
+            for (int c = 0; c < cn; c++)
+                prep(kind, x + (size_t)(cols ? cols[c0 + c] : c0 + c) * xs, ng, tg + (size_t)c * (size_t)ng);
+            if (whole) {
+                tgc.input = input; tgc.kind = kind; tgc.nc = nc; tgc.ng = ng; tgc.xs = xs;
+                tgc.x = x; tgc.buf = buf; tgc.cols = cols;
+            }
+        }
+        for (int r0 = 0; r0 < nr; r0 += 2 * PR) {
+            const int np = nr - r0 > PR ? 2 : 1;
+            __mmask16 mask[2];
+            for (int p = 0; p < np; p++) {
+                const int rp = r0 + PR * p, nv = nr - rp < PR ? nr - rp : PR;
+                int32_t o[PR];
+                for (int j = 0; j < PR; j++) o[j] = (int32_t)((size_t)(j < nv ? j : nv - 1) * ws);
+                relay(kind, w + (size_t)rp * ws, o, ng, buf + (size_t)p * pb);
+                mask[p] = (__mmask16)((1u << nv) - 1);
+            }
+            /* K blocks that keep the two panels' slice in L1 were slower
+             * (the activations then come from L2 for every tile) */
             for (int c = 0; c < cn;) {
-                const int C = cn - c >= 8 ? 8 : cn - c >= 4 ? 4 : cn - c >= 2 ? 2 : 1;
+                const int C = cn - c >= 6 ? 6 : cn - c >= 4 ? 4 : cn - c >= 2 ? 2 : 1;
                 const uint8_t *xr[PC];
                 float *yr[PC];
                 for (int i = 0; i < C; i++) {
@@ -333,7 +450,7 @@ TGT static int gemm_p(int kind, int64_t n, int nr, int nc, const int32_t *cols, 
                     xr[i] = x + t * xs;
                     yr[i] = y + t * ys + (size_t)r0;
                 }
-                tile_any(kind, C, ng, buf, xr, tg + (size_t)c * (size_t)ng, yr, mask);
+                tile_any(kind, np, C, ng, buf, pb, xr, tg + (size_t)c * (size_t)ng, (size_t)ng, yr, mask);
                 c += C;
             }
         }
@@ -343,8 +460,8 @@ TGT static int gemm_p(int kind, int64_t n, int nr, int nc, const int32_t *cols, 
 
 #define PANEL(name, K)                                                                                         \
     static int name(int64_t n, int nr, int nc, const int32_t *cols, const void *w, size_t ws, const void *x,    \
-                    size_t xs, float *y, size_t ys) {                                                          \
-        return gemm_p(K, n, nr, nc, cols, w, ws, x, xs, y, ys);                                                \
+                    size_t xs, float *y, size_t ys, uint64_t input) {                                          \
+        return gemm_p(K, n, nr, nc, cols, w, ws, x, xs, y, ys, input);                                         \
     }
 PANEL(panel_q4_0, P_Q4_0)
 PANEL(panel_q8_0, P_Q8_0)
@@ -365,7 +482,7 @@ size_t g4_p512_scratch_bytes(int64_t n, int T) {
     for (int kind = P_Q4_0; kind <= P_Q6_K; kind++) {
         const size_t ng = (size_t)(n / (4 * nmv(kind))), xs = act_row_bytes(kind, n);
         size_t toks = (size_t)(T > 0 ? T : 0) * ng, cap = chunk_bytes * ng / (xs ? xs : 1) + PC * ng;
-        size_t b = ng * gstride(kind) + (toks < cap ? toks : cap) * sizeof(tgrp) + 64;
+        size_t b = 2 * ng * gstride(kind) + (toks < cap ? toks : cap) * sizeof(tgrp) + 64;
         if (b > most) most = b;
     }
     return most;

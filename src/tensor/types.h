@@ -47,9 +47,13 @@ typedef void (*g4_gemm_fn)(int64_t n, int nr, int nc, const void *w, size_t w_st
  * another order than gemm (per 32 weights, then over groups), so its results
  * differ from gemm's in the last bits; each (row, token) result is the same
  * whatever nr, nc and the other tokens. Returns 0 (nothing written) when it
- * cannot run (rows shorter than one group, no scratch): the caller uses gemm. */
+ * cannot run (rows shorter than one group, no scratch): the caller uses gemm.
+ * input: 0, or an id that names these activations (xq, cols, nc) for the
+ * caller's whole product and no other: calls with the same id on one thread
+ * reuse the per-token data computed from the activations (matmul.c gives
+ * every g4_matmul_multi call a new id; its grabs and jobs share it). */
 typedef int (*g4_gemm_panel_fn)(int64_t n, int nr, int nc, const int32_t *cols, const void *w, size_t w_stride,
-                                const void *xq, size_t x_stride, float *y, size_t y_stride);
+                                const void *xq, size_t x_stride, float *y, size_t y_stride, uint64_t input);
 
 typedef struct g4_type_traits {
     const char *name;        /* "Q4_K", as ggml prints it; NULL = no such type id */
