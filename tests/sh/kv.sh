@@ -46,10 +46,12 @@ check "the exact path plans f32" grep -q "(f32 KV cache)" "$TMP/info"
 check "the fast path plans f16" grep -q "(f16 KV cache)" "$TMP/info"
 for cmd in "info -m $M" "bench -m $M -p 1 -n 0" "run -m $M -p hi" ; do
     # shellcheck disable=SC2086 # the command splits on purpose
-    "$G4" $cmd --kv-type q4_0 >"$TMP/out" 2>&1
+    "$G4" $cmd --kv-type q4_1 >"$TMP/out" 2>&1
     rc=$?
-    check "${cmd%% *} refuses --kv-type q4_0" test $rc = 2
-    check "${cmd%% *} says which types exist" grep -q "f32, f16 or q8_0" "$TMP/out"
+    check "${cmd%% *} refuses --kv-type q4_1" test $rc = 2
+    check "${cmd%% *} says which types exist" grep -q "f32, f16, q8_0 or q4_0" "$TMP/out"
 done
 "$G4" logits -m "$M" --tokens "2 30 31 32" --out "$TMP/a.f32" --kv-type q8_0 2>"$TMP/err"
 check "logits runs with a q8_0 cache" test -s "$TMP/a.f32"
+"$G4" logits -m "$M" --tokens "2 30 31 32" --out "$TMP/b.f32" --kv-type q4_0 2>"$TMP/err"
+check "logits runs with a q4_0 cache" test -s "$TMP/b.f32"
