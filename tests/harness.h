@@ -9,6 +9,7 @@
 #ifndef G4_TEST_HARNESS_H
 #define G4_TEST_HARNESS_H
 
+#include <dirent.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -75,6 +76,25 @@ static inline const char *shared_path(const char *rel) {
     char *b = buf[slot++ & 7];
     snprintf(b, sizeof buf[0], "%s/%s", root, rel);
     return b;
+}
+
+/* The reference models: every .gguf file and .hf folder in
+ * testdata/gemma4-ref, as malloc'd names (the caller frees each) in
+ * readdir order; dir gets the folder's path. Returns the count, or -1 if the
+ * folder cannot be read. */
+static inline int th_ref_models(char *dir, size_t dirlen, char **names, int cap) {
+    snprintf(dir, dirlen, "%s", shared_path("testdata/gemma4-ref"));
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < cap) {
+        size_t l = strlen(e->d_name);
+        if ((l > 5 && !strcmp(e->d_name + l - 5, ".gguf")) || (l > 3 && !strcmp(e->d_name + l - 3, ".hf")))
+            names[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    return n;
 }
 
 /* Read a whole file; returns malloc'd buffer (NUL-terminated) or NULL. */

@@ -5,7 +5,6 @@
  * evaluated alone (exact path). */
 #include "harness.h"
 
-#include <dirent.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -172,22 +171,13 @@ static void scenario(const char *path) {
 }
 
 TEST(mixed_sequences_equal_alone_every_model) {
-    const char *dir = shared_path("testdata/gemma4-ref");
-    DIR *d = opendir(dir);
-    CHECK(d);
-    if (!d) return;
-    char *names[128];
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < 128) {
-        size_t l = strlen(e->d_name);
-        if ((l > 5 && !strcmp(e->d_name + l - 5, ".gguf")) || (l > 3 && !strcmp(e->d_name + l - 3, ".hf")))
-            names[n++] = strdup(e->d_name);
-    }
-    closedir(d);
+    char dir[1024], *names[128];
+    int n = th_ref_models(dir, sizeof dir, names, 128);
+    CHECK(n >= 0);
+    if (n < 0) return;
     CHECK(n >= 20);
     for (int i = 0; i < n; i++) {
-        char path[1024];
+        char path[1400];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         scenario(path);
         free(names[i]);

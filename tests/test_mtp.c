@@ -6,7 +6,6 @@
  * files refused with the tensor or key named. */
 #include "harness.h"
 
-#include <dirent.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -265,20 +264,10 @@ static void greedy_identity(const char *path, const int32_t *prompt, int np, int
 }
 
 TEST(greedy_identical_every_model) {
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s", shared_path("testdata/gemma4-ref"));
-    DIR *d = opendir(dir);
-    CHECK(d);
-    if (!d) return;
-    char *names[128];
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < 128) {
-        size_t l = strlen(e->d_name);
-        if ((l > 5 && !strcmp(e->d_name + l - 5, ".gguf")) || (l > 3 && !strcmp(e->d_name + l - 3, ".hf")))
-            names[n++] = strdup(e->d_name);
-    }
-    closedir(d);
+    char dir[1024], *names[128];
+    int n = th_ref_models(dir, sizeof dir, names, 128);
+    CHECK(n >= 0);
+    if (n < 0) return;
     CHECK(n >= 20);
     for (int i = 0; i < n; i++) {
         char path[1400], base[256];
