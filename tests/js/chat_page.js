@@ -55,7 +55,10 @@ async function main() {
     });
     // a long answer: stream, then stop it
     const cancelled0 = await metric('gemma4c_requests_total{outcome="cancelled"}');
-    await page.$eval('#max_tokens', (e) => { e.value = '3000'; });
+    // 30000 tokens (the server runs with --ctx 32768): the tiny model makes
+    // ~3000 a second, so the answer outlasts the checks below by far even
+    // when the browser falls behind the stream on a loaded machine
+    await page.$eval('#max_tokens', (e) => { e.value = '30000'; });
     await page.$eval('#system', (e) => { e.value = 'You are a storyteller.'; });
     await page.type('#input', 'Tell me a long story');
     await page.keyboard.press('Enter');

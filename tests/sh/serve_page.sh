@@ -10,7 +10,7 @@ trap cleanup EXIT
 M=$TMP/tiny.gguf
 "$G4" synth --arch tiny --type Q8_0 -o "$M" 2>/dev/null
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$G4" serve -m "$M" --port "$PORT" -t 2 --ctx 4096 --parallel 2 --api-key pagekey >"$TMP/out" 2>"$TMP/log" &
+"$G4" serve -m "$M" --port "$PORT" -t 2 --ctx 32768 --parallel 2 --api-key pagekey >"$TMP/out" 2>"$TMP/log" &
 PID=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
 B=http://127.0.0.1:$PORT
