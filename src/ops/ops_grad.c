@@ -3,6 +3,7 @@
 #include "ops/ops_grad.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tensor/act.h"
@@ -165,18 +166,24 @@ static void mmxf_worker(void *arg, int ith, int nth) {
  * its token's and column's data only: the same bits whatever the thread
  * count (the kernel's own contract, types.h). */
 #define BWD_OS 1024
+/* Fewer tokens keep the bf16 panels: each weight is decoded and
+ * re-quantized once per call, so the int8 products must be shared by
+ * enough tokens (at 128, the head's chunks, both paths ran about even) */
+#define BWD_Q_MIN_T 64
 
 static size_t q8_row_bytes(void) { return (size_t)BWD_OS / 32 * 34; }
-/* per thread, in bytes: the slab's Q8_0 dY rows, the tokens' 2^-e, one
- * scaled f32 row, the decoded 32-row group, the chunk's W^T blocks, and
- * the kernel's T x 32 output */
+/* per thread, in bytes: its tokens' Q8_0 dY rows of the slab and their
+ * 2^-e (each thread quantizes the tokens it multiplies: when the threads
+ * split the columns that repeats ~1/n_in of the products' work, cheaper
+ * than a pool barrier per slab), the decoded 32-row group, the chunk's W^T
+ * blocks, the kernel's T x 32 output */
 static size_t bwdq_bytes_per(int T_max) {
-    return (size_t)T_max * q8_row_bytes() + (size_t)T_max * 4 + (size_t)BWD_OS * 4 + (size_t)32 * BWD_KC * 4 +
-           (size_t)BWD_KC * q8_row_bytes() + (size_t)T_max * 32 * 4 + 64;
+    return (size_t)T_max * (q8_row_bytes() + 4) + (size_t)32 * BWD_KC * 4 + (size_t)BWD_KC * q8_row_bytes() +
+           (size_t)T_max * 32 * 4 + 64;
 }
 
 static void mmxq_worker(void *arg, int ith, int nth) {
-    mmxf_task *k = arg;
+    const mmxf_task *k = arg;
     const g4_mat *w = k->w;
     int nc = k->nc, nt = nth / nc;
     if (ith >= nc * nt) return;
@@ -187,27 +194,16 @@ static void mmxq_worker(void *arg, int ith, int nth) {
     const g4_type_traits *tt = g4_type_info(w->type), *qt = g4_type_info(G4_Q8_0);
     int64_t kc = k->g * (BWD_KC / k->g > 0 ? BWD_KC / k->g : 1), c_end = u1 * k->g;
     const int tn = (int)(t1 - t0);
-    const size_t qrb = q8_row_bytes();
     uint8_t *dyq = (uint8_t *)(void *)(k->buf + (size_t)ith * k->per);
-    float *st = (float *)(void *)(dyq + (size_t)tn * qrb), *row = st + tn, *f = row + BWD_OS;
+    float *st = (float *)(void *)(dyq + (size_t)tn * q8_row_bytes()), *f = st + tn;
     uint8_t *wt = (uint8_t *)(void *)(f + (size_t)32 * BWD_KC);
-    float *tmp = (float *)(void *)(wt + (size_t)BWD_KC * qrb);
+    float *tmp = (float *)(void *)(wt + (size_t)BWD_KC * q8_row_bytes());
     float *dxs = k->dx + (size_t)t0 * k->ldx;
     for (int64_t s0 = 0; s0 < w->n_out; s0 += BWD_OS) {
         const int os = w->n_out - s0 < BWD_OS ? (int)(w->n_out - s0) : BWD_OS, ng = os / 32;
         const size_t qb = (size_t)ng * 34;
-        for (int t = 0; t < tn; t++) {
-            const float *dy = k->dy + (size_t)(t0 + t) * k->ldy + s0;
-            float amax = 0;
-            for (int i = 0; i < os; i++) amax = fabsf(dy[i]) > amax ? fabsf(dy[i]) : amax;
-            int e = 0;
-            if (amax > 0 && isfinite(amax)) (void)frexpf(amax, &e);
-            /* max in [32, 64): 2^(6 - e) */
-            const float up = amax > 0 && isfinite(amax) ? ldexpf(1.0f, 6 - e) : 1.0f;
-            st[t] = amax > 0 && isfinite(amax) ? ldexpf(1.0f, e - 6) : 1.0f;
-            for (int i = 0; i < os; i++) row[i] = dy[i] * up;
-            qt->from_float(row, dyq + (size_t)t * qb, os);
-        }
+        for (int t = 0; t < tn; t++)
+            st[t] = g4_q8t_quant_row(k->dy + (size_t)(t0 + t) * k->ldy + s0, os, dyq + (size_t)t * qb);
         const uint64_t id = g4_matmul_input_id();
         for (int64_t c0 = u0 * k->g; c0 < c_end; c0 += kc) {
             const int cw = (int)(c_end - c0 < kc ? c_end - c0 : kc);
@@ -222,12 +218,7 @@ static void mmxq_worker(void *arg, int ith, int nth) {
                 const uint8_t *wr = wt + (size_t)r0 * qb;
                 if (!qt->gemm_panel(os, nr, tn, NULL, wr, qb, dyq, qb, tmp, 32, id))
                     qt->gemm(os, nr, tn, wr, qb, dyq, qb, tmp, 32);
-                for (int t = 0; t < tn; t++) {
-                    const float m = st[t] * k->winv;
-                    float *d = dxs + (size_t)t * k->ldx + c0 + r0;
-                    const float *y = tmp + (size_t)t * 32;
-                    for (int r = 0; r < nr; r++) d[r] += y[r] * m;
-                }
+                g4_q8t_add_rows(dxs + c0 + r0, (size_t)k->ldx, tmp, 32, tn, nr, st, k->winv);
             }
         }
     }
@@ -249,6 +240,17 @@ static float bwdq_wscale(const g4_mat *w, int64_t mat, float *buf) {
     return ldexpf(1.0f, 4 - e);
 }
 
+/* GEMMA4C_TRAIN_DX=bf16 keeps quantized weights on the bf16 panels: the
+ * A/B of bench/README's training section (read once per process) */
+static bool dx_bf16_forced(void) {
+    static int forced = -1;
+    if (forced < 0) {
+        const char *e = getenv("GEMMA4C_TRAIN_DX");
+        forced = e && !strcmp(e, "bf16");
+    }
+    return forced == 1;
+}
+
 static void matmul_bwd_x_fast(g4_exec *ex, const g4_mat *w, int64_t mat, const float *dy, int64_t ldy, int T,
                               float *dx, int64_t ldx, float *buf) {
     const g4_type_traits *tt = g4_type_info(w->type);
@@ -256,16 +258,18 @@ static void matmul_bwd_x_fast(g4_exec *ex, const g4_mat *w, int64_t mat, const f
     while (g < 64 && w->n_in % (2 * g) == 0) g *= 2;   /* whole vectors per unit where the width allows */
     int nth = ex->n_threads;
     mmxf_task k = { w, mat, g, dy, ldy, T, 1, dx, ldx, buf, bwd_buf_per(T), g4_bf16_dot_ok(), 1.0f, 1.0f };
+    const bool pooled = (int64_t)T * w->n_in * w->n_out >= 65536 && nth >= 2;
+    if (pooled) k.nc = w->n_in / g >= nth ? nth : 1;
     void (*worker)(void *, int, int) = mmxf_worker;
-    if (tt->is_quantized && tt->blck_size % 32 == 0 && w->n_out % 32 == 0 && g4_q8t_ok()) {
+    if (tt->is_quantized && tt->blck_size % 32 == 0 && w->n_out % 32 == 0 && T >= BWD_Q_MIN_T && g4_q8t_ok() &&
+        !dx_bf16_forced()) {
         worker = mmxq_worker;
         k.per = (bwdq_bytes_per(T) + 3) / 4;
         k.wscale = bwdq_wscale(w, mat, buf);
         k.winv = 1.0f / k.wscale;
     }
-    if ((int64_t)T * w->n_in * w->n_out < 65536 || nth < 2) { worker(&k, 0, 1); return; }
-    k.nc = w->n_in / g >= nth ? nth : 1;
-    g4_pool_run(ex->pool, worker, &k);
+    if (!pooled) worker(&k, 0, 1);
+    else g4_pool_run(ex->pool, worker, &k);
 }
 
 size_t g4_op_matmul_bwd_buf_floats(int n_threads, int64_t n_in_max, int T_max) {

@@ -26,4 +26,14 @@ bool g4_q8t_ok(void);
  * (f16 keeps d normal down to ~6e-5). */
 void g4_q8t_pack(const float *src, size_t lds, int nc, float scale, uint8_t *dst, size_t dst_stride);
 
+/* A row of n (a multiple of 32) f32 values as n / 32 Q8_0 blocks of
+ * x * 2^e, 2^e bringing the row's largest magnitude into [32, 64) (1 for an
+ * all-zero or non-finite row): tiny gradients keep normal f16 block scales.
+ * Returns 2^-e, the factor the product's sums take back (exactly). */
+float g4_q8t_quant_row(const float *x, int n, uint8_t *dst);
+
+/* dx[t * ldx + r] += y[t * ldy + r] * (st[t] * m) for t < T, r < nr <= 32:
+ * the panel kernel's sums of one slab into dx, with the scales taken back. */
+void g4_q8t_add_rows(float *dx, size_t ldx, const float *y, size_t ldy, int T, int nr, const float *st, float m);
+
 #endif
