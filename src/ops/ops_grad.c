@@ -3,12 +3,15 @@
 #include "ops/ops_grad.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tensor/act.h"
 #include "tensor/cpu.h"
 #include "tensor/exp_x86.h"
 #include "tensor/bf16.h"
+#include "tensor/matmul.h"
+#include "tensor/q8t.h"
 #include "tensor/types.h"
 #include "tensor/vec.h"
 
@@ -96,6 +99,7 @@ typedef struct mmxf_task {
     float *buf;          /* per thread: bwd_buf_per(T) floats */
     size_t per;
     bool bf16;
+    float wscale, winv;  /* int8 path: W's power-of-two scale and its inverse */
 } mmxf_task;
 
 /* per thread, in floats: the decoded panel (f32); its bf16 form as 32-column
@@ -145,21 +149,133 @@ static void mmxf_worker(void *arg, int ith, int nth) {
     }
 }
 
+/* Int8 path (quantized weights where the Q8_0 panel kernel runs): the
+ * product dX = dY W as prefill computes Y = X W^T, through the same
+ * vpdpbusd panels (twice vdpbf16ps's multiply-adds per instruction), with
+ * W^T and dY in Q8_0. Per slab of BWD_OS reduction rows (W's output rows):
+ * each token's dY slab is scaled by a power of two 2^e_t (max near 64, so
+ * the Q8_0 block scales stay normal f16 however small the gradients) and
+ * quantized once; per chunk of BWD_KC columns, each 32-row group is decoded
+ * to f32 and re-quantized per column (q8t.h: W^T's Q8_0 blocks, times a
+ * power of two 2^f per matrix that brings its weights near 8); the panel
+ * kernel then writes the T x 32 sums of 32 columns, which add into dx
+ * times 2^-e_t 2^-f (exact). Error: the int8 rounding of both operands
+ * per 32-group (~0.4% of each group's largest magnitude), against the bf16
+ * path's 0.4% of each element; the panels sum each group exactly in int32.
+ * Every dx element gets its slabs in ascending order, each slab's sum from
+ * its token's and column's data only: the same bits whatever the thread
+ * count (the kernel's own contract, types.h). */
+#define BWD_OS 1024
+/* Fewer tokens keep the bf16 panels: each weight is decoded and
+ * re-quantized once per call, so the int8 products must be shared by
+ * enough tokens (at 128, the head's chunks, both paths ran about even) */
+#define BWD_Q_MIN_T 64
+
+static size_t q8_row_bytes(void) { return (size_t)BWD_OS / 32 * 34; }
+/* per thread, in bytes: its tokens' Q8_0 dY rows of the slab and their
+ * 2^-e (each thread quantizes the tokens it multiplies: when the threads
+ * split the columns that repeats ~1/n_in of the products' work, cheaper
+ * than a pool barrier per slab), the decoded 32-row group, the chunk's W^T
+ * blocks, the kernel's T x 32 output */
+static size_t bwdq_bytes_per(int T_max) {
+    return (size_t)T_max * (q8_row_bytes() + 4) + (size_t)32 * BWD_KC * 4 + (size_t)BWD_KC * q8_row_bytes() +
+           (size_t)T_max * 32 * 4 + 64;
+}
+
+static void mmxq_worker(void *arg, int ith, int nth) {
+    const mmxf_task *k = arg;
+    const g4_mat *w = k->w;
+    int nc = k->nc, nt = nth / nc;
+    if (ith >= nc * nt) return;
+    long u0, u1, t0, t1;
+    g4_split((long)(w->n_in / k->g), ith % nc, nc, &u0, &u1);
+    g4_split(k->T, ith / nc, nt, &t0, &t1);
+    if (u0 >= u1 || t0 >= t1) return;
+    const g4_type_traits *tt = g4_type_info(w->type), *qt = g4_type_info(G4_Q8_0);
+    int64_t kc = k->g * (BWD_KC / k->g > 0 ? BWD_KC / k->g : 1), c_end = u1 * k->g;
+    const int tn = (int)(t1 - t0);
+    uint8_t *dyq = (uint8_t *)(void *)(k->buf + (size_t)ith * k->per);
+    float *st = (float *)(void *)(dyq + (size_t)tn * q8_row_bytes()), *f = st + tn;
+    uint8_t *wt = (uint8_t *)(void *)(f + (size_t)32 * BWD_KC);
+    float *tmp = (float *)(void *)(wt + (size_t)BWD_KC * q8_row_bytes());
+    float *dxs = k->dx + (size_t)t0 * k->ldx;
+    for (int64_t s0 = 0; s0 < w->n_out; s0 += BWD_OS) {
+        const int os = w->n_out - s0 < BWD_OS ? (int)(w->n_out - s0) : BWD_OS, ng = os / 32;
+        const size_t qb = (size_t)ng * 34;
+        for (int t = 0; t < tn; t++)
+            st[t] = g4_q8t_quant_row(k->dy + (size_t)(t0 + t) * k->ldy + s0, os, dyq + (size_t)t * qb);
+        const uint64_t id = g4_matmul_input_id();
+        for (int64_t c0 = u0 * k->g; c0 < c_end; c0 += kc) {
+            const int cw = (int)(c_end - c0 < kc ? c_end - c0 : kc);
+            const size_t off = (size_t)(c0 / tt->blck_size) * tt->type_size;
+            for (int g = 0; g < ng; g++) {
+                for (int r = 0; r < 32; r++)
+                    tt->to_float((const char *)g4_mat_row(w, k->mat, s0 + 32 * g + r) + off, f + (size_t)r * cw, cw);
+                g4_q8t_pack(f, (size_t)cw, cw, k->wscale, wt + (size_t)g * 34, qb);
+            }
+            for (int r0 = 0; r0 < cw; r0 += 32) {
+                const int nr = cw - r0 < 32 ? cw - r0 : 32;
+                const uint8_t *wr = wt + (size_t)r0 * qb;
+                if (!qt->gemm_panel(os, nr, tn, NULL, wr, qb, dyq, qb, tmp, 32, id))
+                    qt->gemm(os, nr, tn, wr, qb, dyq, qb, tmp, 32);
+                g4_q8t_add_rows(dxs + c0 + r0, (size_t)k->ldx, tmp, 32, tn, nr, st, k->winv);
+            }
+        }
+    }
+}
+
+/* 2^f that brings the weights' largest magnitude (rows 0, n_out / 2 and
+ * n_out - 1, decoded into buf) into [8, 16): the same for every thread */
+static float bwdq_wscale(const g4_mat *w, int64_t mat, float *buf) {
+    const g4_type_traits *tt = g4_type_info(w->type);
+    const int64_t rows[3] = { 0, w->n_out / 2, w->n_out - 1 };
+    float amax = 0;
+    for (int i = 0; i < 3; i++) {
+        tt->to_float(g4_mat_row(w, mat, rows[i]), buf, w->n_in);
+        for (int64_t j = 0; j < w->n_in; j++) amax = fabsf(buf[j]) > amax ? fabsf(buf[j]) : amax;
+    }
+    int e = 0;
+    if (!(amax > 0 && isfinite(amax))) return 1.0f;
+    (void)frexpf(amax, &e);
+    return ldexpf(1.0f, 4 - e);
+}
+
+/* GEMMA4C_TRAIN_DX=bf16 keeps quantized weights on the bf16 panels: the
+ * A/B of bench/README's training section (read once per process) */
+static bool dx_bf16_forced(void) {
+    static int forced = -1;
+    if (forced < 0) {
+        const char *e = getenv("GEMMA4C_TRAIN_DX");
+        forced = e && !strcmp(e, "bf16");
+    }
+    return forced == 1;
+}
+
 static void matmul_bwd_x_fast(g4_exec *ex, const g4_mat *w, int64_t mat, const float *dy, int64_t ldy, int T,
                               float *dx, int64_t ldx, float *buf) {
     const g4_type_traits *tt = g4_type_info(w->type);
     int64_t g = tt->blck_size;
     while (g < 64 && w->n_in % (2 * g) == 0) g *= 2;   /* whole vectors per unit where the width allows */
     int nth = ex->n_threads;
-    mmxf_task k = { w, mat, g, dy, ldy, T, 1, dx, ldx, buf, bwd_buf_per(T), g4_bf16_dot_ok() };
-    if ((int64_t)T * w->n_in * w->n_out < 65536 || nth < 2) { mmxf_worker(&k, 0, 1); return; }
-    k.nc = w->n_in / g >= nth ? nth : 1;
-    g4_pool_run(ex->pool, mmxf_worker, &k);
+    mmxf_task k = { w, mat, g, dy, ldy, T, 1, dx, ldx, buf, bwd_buf_per(T), g4_bf16_dot_ok(), 1.0f, 1.0f };
+    const bool pooled = (int64_t)T * w->n_in * w->n_out >= 65536 && nth >= 2;
+    if (pooled) k.nc = w->n_in / g >= nth ? nth : 1;
+    void (*worker)(void *, int, int) = mmxf_worker;
+    if (tt->is_quantized && tt->blck_size % 32 == 0 && w->n_out % 32 == 0 && T >= BWD_Q_MIN_T && g4_q8t_ok() &&
+        !dx_bf16_forced()) {
+        worker = mmxq_worker;
+        k.per = (bwdq_bytes_per(T) + 3) / 4;
+        k.wscale = bwdq_wscale(w, mat, buf);
+        k.winv = 1.0f / k.wscale;
+    }
+    if (!pooled) worker(&k, 0, 1);
+    else g4_pool_run(ex->pool, worker, &k);
 }
 
 size_t g4_op_matmul_bwd_buf_floats(int n_threads, int64_t n_in_max, int T_max) {
-    size_t per = bwd_buf_per(T_max);
+    size_t per = bwd_buf_per(T_max), q = (bwdq_bytes_per(T_max) + 3) / 4;
     if ((size_t)n_in_max > per) per = (size_t)n_in_max;
+    if (q > per) per = q;
     return (size_t)n_threads * per;
 }
 

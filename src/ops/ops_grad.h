@@ -19,9 +19,13 @@
  * Input gradient dx[t] += W^T dy[t] over the stored rows (any weight type: a
  * frozen, quantized base weight is decoded a row or a panel of rows at a
  * time, never whole). Exact (ex->precision 1): row by row, axpy per token.
- * Fast (0): panels of 128 rows x 256 columns decoded to f32, then a
- * register-tiled product in bf16 pairs with f32 sums (f32 without
- * AVX512_BF16): relative error ~1e-3 (bf16 rounding of dy and W).
+ * Fast (0): quantized weights with n_out a multiple of 32 and T >= 64,
+ * where the Q8_0 panel kernel runs (AVX-512 VNNI): W^T and dy in Q8_0
+ * through prefill's int8 panels (ops_grad.c: relative error ~5e-3, the
+ * int8 rounding of both per 32-group); otherwise panels of 128 rows x 256
+ * columns decoded to f32, then a register-tiled product in bf16 pairs with
+ * f32 sums (f32 without AVX512_BF16): relative error ~2e-3 (bf16 rounding
+ * of dy and W). GEMMA4C_TRAIN_DX=bf16 keeps every weight on the second.
  * row_buf: g4_op_matmul_bwd_buf_floats(ex->n_threads, largest n_in, largest
  * T) floats. */
 size_t g4_op_matmul_bwd_buf_floats(int n_threads, int64_t n_in_max, int T_max);

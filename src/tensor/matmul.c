@@ -44,6 +44,8 @@ typedef struct mm_task {
  * never takes one call's activations for another's, concurrent or later */
 static atomic_uint_fast64_t mm_inputs;
 
+uint64_t g4_matmul_input_id(void) { return atomic_fetch_add_explicit(&mm_inputs, 1, memory_order_relaxed) + 1; }
+
 /* Used when a type has no block kernel: one vec_dot per (row, token). */
 static void gemm_generic(g4_vec_dot_fn dot, int64_t n, int nr, int nc, const void *w, size_t ws,
                          const void *x, size_t xs, float *y, size_t ys) {

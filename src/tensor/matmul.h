@@ -89,4 +89,9 @@ typedef struct g4_mm_job {
 void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const float *x, int64_t ldx, int T,
                      int precision, g4_mm_scratch *s);
 
+/* A new id for a panel kernel's input (types.h: g4_gemm_panel_fn), from the
+ * same counter as g4_matmul_multi's: for callers that run the panels
+ * themselves (training's backward, ops_grad.c). */
+uint64_t g4_matmul_input_id(void);
+
 #endif

@@ -37,7 +37,7 @@ TENSOR_ROWS='
 3 : quant_avx512_p
 4 : quant_x86 quant_x86_legacy quant_avx512_k quant_avx512_q quant_arm vec_kv
 5 : kernels
-6 : matmul
+6 : matmul q8t
 '
 # cli/ and server/ (front ends) may include, in quotes, only gemma4c.h and
 # their own headers; in angle brackets anything that is not a header of src/
