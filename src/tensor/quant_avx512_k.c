@@ -397,21 +397,32 @@ INL void tile(const int type, const int R, const int C, int64_t nb, const uint8_
  * that they stay in L1 while rows stream past (at 48 KB, n = 6144 x 8
  * tokens, 8 tokens ran slower than the old per-row tiles; in L1 ~1.4x) */
 enum { SM_TB = 128 };
-typedef struct { __m512 dx; __m512i bs; } smpair;
+typedef struct { __m512i bs; } smpair;
+/* dx vectors per block: DONLY types one of the 16 tokens' dx; the others
+ * one per 8 tokens, [dx_8h..dx_8h+7 | the same] (d*dx and -dmin*dx of 8
+ * tokens from one multiply) */
+#define SM_NDX(type, CP) (DONLY(type) ? 1 : ((CP) + 3) / 4)
+
+/* Pair c's scale vectors from the row's products P (see small_rows):
+ * lanes 0..7 token 2c, 8..15 token 2c+1. */
+INL __m512 pair_scale(const __m512 P, int cl, int sn) {
+    const int a = 2 * cl + 8 * sn, b = a + 1;
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b), P);
+}
 
 INL void small_pair(const int type, const kblk *b, const uint8_t *qa, const uint8_t *qb, const smpair *sp,
-                    __m512 dsc, __m512 msc, __m512 *M, __m512 *N) {
+                    __m512 sc, __m512 sn, __m512 *M, __m512 *N) {
     const __m512i ia = block_int(b, qa), ib = block_int(b, qb);
     const __m512i mv = _mm512_madd_epi16(b->E, sp->bs); /* a: lanes 0..7, b: 8..15 */
-    const __m512 sc = _mm512_mul_ps(dsc, sp->dx);
     if (DONLY(type)) {
         __m512i v = _mm512_add_epi32(_mm512_shuffle_i64x2(ia, ib, 0x44), _mm512_shuffle_i64x2(ia, ib, 0xEE));
         v = _mm512_add_epi32(v, mv);
         *M = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), sc, *M);
+        (void)sn;
     } else {
         const __m512i v = _mm512_add_epi32(_mm512_shuffle_i64x2(ia, ib, 0x88), _mm512_shuffle_i64x2(ia, ib, 0xDD));
         *M = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), sc, *M);
-        *N = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mv), _mm512_mul_ps(msc, sp->dx), *N);
+        *N = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mv), sn, *N);
     }
 }
 
@@ -425,7 +436,7 @@ INL void small_pair(const int type, const kblk *b, const uint8_t *qa, const uint
  * ahead to prefetch (bytes; a chunk: whole rows, so the same block of a
  * later row), never past pf_end. */
 INL void small_rows(const int type, const int CP, int64_t nb, int nr, int nc, const uint8_t *w, size_t ws,
-                    const uint8_t *q, const smpair *sp, __m512 *acc, int first, int last, size_t pf,
+                    const uint8_t *q, const smpair *sp, const __m512 *dxv, __m512 *acc, int first, int last, size_t pf,
                     uintptr_t pf_end, float *y, size_t ys) {
     const size_t bsz = bsize(type);
     for (int r = 0; r < nr; r++) {
@@ -447,12 +458,24 @@ INL void small_rows(const int type, const int CP, int64_t nb, int nr, int nc, co
                 for (int o = 0; o < (int)bsz; o += 64) _mm_prefetch((const char *)(pa + (uintptr_t)o), _MM_HINT_T0);
             kblk b;
             unpack(type, wr + (size_t)ib * bsz, &b);
-            const __m512 dsc = _mm512_broadcastss_ps(b.dd);
-            const __m512 msc = _mm512_broadcastss_ps(_mm_xor_ps(_mm_movehdup_ps(b.dd), _mm_set1_ps(-0.0f)));
+            /* every token's d*dx (and -dmin*dx) of this block in one or
+             * two multiplies, the products pair_dot forms (a sign flip
+             * commutes with rounding); permutes spread them per pair (a
+             * multiply per pair and scale was ~6-9% of this loop: the
+             * multiplies share two pipes with vpdpbusd) */
+            const int ND = SM_NDX(type, CP);
+            const __m512 dd = DONLY(type) ? _mm512_broadcastss_ps(b.dd)
+                                          : _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                                                                  _mm512_castps128_ps512(_mm_xor_ps(b.dd, _mm_setr_ps(0.0f, -0.0f, 0.0f, 0.0f))));
+            __m512 P[2];
+            UNROLL for (int h = 0; h < ND; h++) P[h] = _mm512_mul_ps(dd, dxv[ib * ND + h]);
             const uint8_t *qb = q + (size_t)ib * (size_t)(2 * CP) * 256;
-            UNROLL for (int c = 0; c < CP; c++)
-                small_pair(type, &b, qb + (size_t)(2 * c) * 256, qb + (size_t)(2 * c + 1) * 256, &sp[ib * CP + c], dsc,
-                           msc, &M[c], &N[c]);
+            UNROLL for (int c = 0; c < CP; c++) {
+                const __m512 Pc = DONLY(type) ? P[0] : P[c / 4];
+                const int cl = DONLY(type) ? c : c % 4;
+                small_pair(type, &b, qb + (size_t)(2 * c) * 256, qb + (size_t)(2 * c + 1) * 256, &sp[ib * CP + c],
+                           pair_scale(Pc, cl, 0), DONLY(type) ? Pc : pair_scale(Pc, cl, 1), &M[c], &N[c]);
+            }
         }
         if (acc && !last) {
             UNROLL for (int c = 0; c < CP; c++) {
@@ -476,7 +499,7 @@ INL void small_rows(const int type, const int CP, int64_t nb, int nr, int nc, co
 /* The codes (and pair vectors) of blocks k0..k0+kn-1 of the nc tokens,
  * block k0 first; an odd last token is paired with itself. */
 INL void small_prep(const int type, const int CP, int64_t k0, int64_t kn, int nc, const uint8_t *x, size_t xs,
-                    uint8_t *q, smpair *sp) {
+                    uint8_t *q, smpair *sp, __m512 *dxv) {
     for (int64_t i = 0; i < kn; i++) {
         const int64_t ib = k0 + i;
         for (int t = 0; t < 2 * CP; t++) {
@@ -495,12 +518,19 @@ INL void small_prep(const int type, const int CP, int64_t k0, int64_t kn, int nc
                 UNROLL for (int k = 0; k < 4; k++) _mm512_store_si512((void *)(o + 64 * k), LD512(xb + 64 * k));
             }
         }
+        /* dx of the 2CP tokens (the odd last one repeated) in small_rows' layout */
+        float d[16];
+        for (int t = 0; t < 16; t++) d[t] = rdf32(x + (size_t)(t < nc ? t : nc - 1) * xs + (size_t)ib * Q8_K_SIZE);
+        const int nd = SM_NDX(type, CP);
+        for (int h = 0; h < nd; h++) {
+            const __m256d e = _mm256_castps_pd(_mm256_loadu_ps(d + 8 * h));
+            dxv[i * nd + h] = DONLY(type) ? _mm512_loadu_ps(d)
+                                          : _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(e), e, 1));
+        }
         for (int c = 0; c < CP; c++) {
             const uint8_t *xa = x + (size_t)(2 * c) * xs + (size_t)ib * Q8_K_SIZE;
             const uint8_t *xb = x + (size_t)(2 * c + 1 < nc ? 2 * c + 1 : nc - 1) * xs + (size_t)ib * Q8_K_SIZE;
             smpair *p = &sp[i * CP + c];
-            p->dx = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(rdf32(xa))),
-                                                        _mm256_castps_pd(_mm256_set1_ps(rdf32(xb))), 1));
             p->bs = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(xa + 260))),
                                        _mm256_loadu_si256((const __m256i *)(const void *)(xb + 260)), 1);
         }
@@ -515,14 +545,14 @@ enum { SM_RG = 64 };
 
 #define SM_CASE(C)                                                                                                 \
     case C:                                                                                                        \
-        if (kb >= nb) small_rows(ut, C, nb, nr, nc, w, ws, q, sp, NULL, 1, 1, PF_DIST, pf_end, y, ys);             \
+        if (kb >= nb) small_rows(ut, C, nb, nr, nc, w, ws, q, sp, dxv, NULL, 1, 1, PF_DIST, pf_end, y, ys);        \
         else                                                                                                       \
             for (int r0 = 0; r0 < nr; r0 += SM_RG) {                                                              \
                 const int m = nr - r0 < SM_RG ? nr - r0 : SM_RG;                                                  \
                 for (int64_t k0 = 0; k0 < nb; k0 += kb) {                                                         \
                     const int64_t kn = nb - k0 < kb ? nb - k0 : kb;                                               \
-                    small_prep(type, C, k0, kn, nc, x, xs, q, sp);                                                \
-                    small_rows(ut, C, kn, m, nc, w + (size_t)r0 * ws + (size_t)k0 * bsize(type), ws, q, sp, acc,    \
+                    small_prep(type, C, k0, kn, nc, x, xs, q, sp, dxv);                                             \
+                    small_rows(ut, C, kn, m, nc, w + (size_t)r0 * ws + (size_t)k0 * bsize(type), ws, q, sp, dxv, acc,\
                                k0 == 0, k0 + kn == nb, pfr * ws, pf_end, y + r0, ys);                             \
                 }                                                                                                  \
             }                                                                                                      \
@@ -537,6 +567,7 @@ INL void small_tokens(const int type, int64_t nb, int nr, int nc, const uint8_t 
                       size_t xs, float *y, size_t ys) {
     _Alignas(64) uint8_t q[SM_TB * 256];
     _Alignas(64) smpair sp[SM_TB / 2];
+    _Alignas(64) __m512 dxv[SM_TB / 2]; /* kb * SM_NDX <= 64 (two per block only when CP > 4) */
     const int CP = (nc + 1) / 2;
     const int ut = type == K4 ? K4R : type == K5 ? K5R : type;   /* the rows' unpacking */
     const int64_t kb = SM_TB / (2 * CP);                           /* blocks per chunk */
@@ -545,7 +576,7 @@ INL void small_tokens(const int type, int64_t nb, int nr, int nc, const uint8_t 
     const size_t piece = (size_t)(kb < nb ? kb : nb) * bsize(type);
     const size_t pfr = (PF_DIST + piece - 1) / piece;
     _Alignas(64) __m512 acc[SM_RG * 8 * 2];   /* chunked: the accumulators (64 KB) */
-    if (kb >= nb) small_prep(type, CP, 0, nb, nc, x, xs, q, sp);
+    if (kb >= nb) small_prep(type, CP, 0, nb, nc, x, xs, q, sp, dxv);
     switch (CP) {
         SM_CASE(1) SM_CASE(2) SM_CASE(3) SM_CASE(4) SM_CASE(5) SM_CASE(6) SM_CASE(7) SM_CASE(8)
     default: break;

@@ -266,6 +266,7 @@ GEMM_LOOP(gemm_bf16_avx2, vd_bf16_avx2, T_AVX2)
     FLOAT_TILE(tile_##t##_4x3, LOAD16, tail_##t##_512, 4, 3)                                           \
     FLOAT_TILE(tile_##t##_4x1, LOAD16, tail_##t##_512, 4, 1)                                           \
     FLOAT_TILE(tile_##t##_1x3, LOAD16, tail_##t##_512, 1, 3)                                           \
+    FLOAT_TILE(tile_##t##_1x8, LOAD16, tail_##t##_512, 1, 8)                                           \
     FLOAT_TILE(tile_##t##_1x1, LOAD16, tail_##t##_512, 1, 1)                                           \
     T_AVX512 static void gemm_##t##_avx512(int64_t n, int nr, int nc, const void *vw, size_t ws,      \
                                            const void *vx, size_t xs, float *y, size_t ys) {          \
@@ -273,6 +274,12 @@ GEMM_LOOP(gemm_bf16_avx2, vd_bf16_avx2, T_AVX2)
         if (nc < 3) { gemm_##t##_avx2(n, nr, nc, vw, ws, vx, xs, y, ys); return; }                   \
         const uint8_t *w = vw, *x = vx;                                                                \
         int c = 0;                                                                                     \
+        /* batched decode calls one row at a time: 8 tokens per pass over \
+         * it (1x3 tiles took 4 passes at 8 tokens, ~25% more loads) */     \
+        if (nr < 4)                                                                                    \
+            for (; c + 8 <= nc; c += 8)                                                                \
+                for (int r = 0; r < nr; r++)                                                           \
+                    tile_##t##_1x8(n, w + (size_t)r * ws, ws, x + (size_t)c * xs, xs, y + (size_t)c * ys + r, ys); \
         for (; c + 3 <= nc; c += 3) {                                                                  \
             int r = 0;                                                                                 \
             for (; r + 4 <= nr; r += 4)                                                                \
