@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "ops/attention.h"
 #include "ops/ops.h"
@@ -363,6 +364,21 @@ static void clin_apply(g4_exec *ex, const clin *c, const float *x, int N, float 
     if (isfinite(c->out_lo) || isfinite(c->out_hi)) g4_op_clamp(ex, y, y, (size_t)N * n_out, c->out_lo, c->out_hi);
 }
 
+/* The encode's big buffers (~200 MB at 2520 patches), in 2 MB pages where
+ * the kernel gives them (THP in madvise mode): every encode touches them
+ * fresh, and faulting them in 4 KB pages cost ~10% of a fast-path encode
+ * on this VM. free() releases them. */
+static void *big(size_t bytes) {
+    const size_t hp = (size_t)2 << 20;
+    if (bytes < hp) return malloc(bytes);
+    const size_t b = (bytes + hp - 1) / hp * hp;
+    void *p = aligned_alloc(hp, b);
+#ifdef MADV_HUGEPAGE
+    if (p) (void)madvise(p, b, MADV_HUGEPAGE);   /* a hint: failure changes nothing */
+#endif
+    return p;
+}
+
 int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, float *out, int n_threads,
                      bool exact, g4_error *err) {
     const int p = G4_VISION_PATCH, cell = G4_VISION_CELL;
@@ -376,9 +392,9 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
     int wide = F > D ? F : D;
     if (wide < 768) wide = 768;
     size_t nD = (size_t)N * D, nW = (size_t)N * wide;
-    float *hbuf = malloc(nD * sizeof(float)), *a = malloc(nD * sizeof(float)), *q = malloc(nD * sizeof(float)),
-          *k = malloc(nD * sizeof(float)), *v = malloc(nD * sizeof(float)), *o = malloc(nD * sizeof(float)),
-          *t1 = malloc(nW * sizeof(float)), *t2 = malloc(nW * sizeof(float)), *t3 = malloc(nW * sizeof(float));
+    float *hbuf = big(nD * sizeof(float)), *a = big(nD * sizeof(float)), *q = big(nD * sizeof(float)),
+          *k = big(nD * sizeof(float)), *v = big(nD * sizeof(float)), *o = big(nD * sizeof(float)),
+          *t1 = big(nW * sizeof(float)), *t2 = big(nW * sizeof(float)), *t3 = big(nW * sizeof(float));
     float *rope = malloc((size_t)N * 2 * (hd / 2) * sizeof(float));
     int32_t *px = malloc((size_t)N * 2 * sizeof(int32_t));
     g4_pool *pool = g4_pool_acquire(n_threads > 0 ? n_threads : 1);
@@ -386,15 +402,19 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
     /* exact: the patches' K/V as one cache page of N positions that every
      * patch sees whole (the decoder's attention op, scale 1, bidirectional);
      * fast: the blocked dense op */
-    float *scores = malloc((exact ? g4_attn_ws_floats(nth, e->n_head, D)
+    float *scores = big((exact ? g4_attn_ws_floats(nth, e->n_head, D)
                                   : g4_attn_dense_ws_floats(nth, N, e->n_head, hd)) * sizeof(float));
     const g4_kv_view **kvp = malloc((size_t)N * sizeof *kvp);
     int32_t *alo = calloc((size_t)N, sizeof *alo), *ahi = malloc((size_t)N * sizeof *ahi);
     g4_exec ex = { .pool = pool, .n_threads = nth, .precision = exact ? 1 : 0 };
-    /* fast path: bf16 products (tensor/bf16.h) where the CPU has them */
+    /* fast path: the linears in int8 (Q8_0 panels, matmul.h) where the CPU
+     * has VNNI, else bf16 (tensor/bf16.h) where it has AVX512_BF16; the
+     * attention products bf16 */
     ex.mm.bf16 = !exact;
+    ex.mm.i8 = !exact;
     ex.mm.act_bytes = nW * sizeof(float) + 4096 + g4_matmul_bf16_bytes(wide, nth);
-    ex.mm.act = malloc(ex.mm.act_bytes);
+    if (ex.mm.act_bytes < g4_matmul_i8_bytes(wide, N, nth)) ex.mm.act_bytes = g4_matmul_i8_bytes(wide, N, nth);
+    ex.mm.act = big(ex.mm.act_bytes);
     int rc = -1;
     if (!hbuf || !a || !q || !k || !v || !o || !t1 || !t2 || !t3 || !rope || !px || !pool || !scores || !ex.mm.act ||
         !kvp || !alo || !ahi) {
@@ -415,9 +435,9 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
      * through every layer (bf16 here was most of the fast path's error,
      * 0.011-0.026 on the reference soft tokens against 0.003-0.008
      * without) for 0.3% of the encode's arithmetic */
-    ex.mm.bf16 = false;
+    ex.mm.bf16 = ex.mm.i8 = false;
     g4_op_matmul(&ex, &e->patch, 0, t1, 768, N, hbuf, D);
-    ex.mm.bf16 = !exact;
+    ex.mm.bf16 = ex.mm.i8 = !exact;
     const g4_type_traits *pt = g4_type_info(e->pos.type);
     for (int n = 0; n < N; n++) {
         int x = n % Wp, y = n / Wp;

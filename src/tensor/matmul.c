@@ -34,6 +34,8 @@ typedef struct mm_task {
     int np;
     uint16_t *pan;                     /* bf16 path: per thread one panel of pan_elems */
     size_t pan_elems;
+    uint8_t *wq;                       /* int8 path: per thread a 32-row Q8_0 panel + an f32 row */
+    size_t wq_bytes;
     atomic_long next;                  /* next unclaimed combined row */
     int fused;                         /* quantize in the rows' section first */
     atomic_long qnext, qdone;          /* fused: next unclaimed / quantized items */
@@ -253,7 +255,25 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
     const g4_type_traits *wt = g4_type_info(w->type);
     const int64_t n = k->n;
     const int T = job_T(k, jb);
-    if (k->pan) {
+    if (k->wq) {
+        /* int8: 32 rows rounded to Q8_0, then Q8_0's panel kernel against every
+         * token; its per-token group data is computed once per call and
+         * thread (k->input) */
+        const g4_type_traits *q8 = g4_type_info(G4_Q8_0);
+        uint8_t *wq = k->wq + (size_t)ith * k->wq_bytes;
+        float *row = (float *)(void *)(wq + (size_t)G4_BF16_PR * k->xq_row);
+        for (long o = lo; o < hi; o += G4_BF16_PR) {
+            const int nr = (int)(hi - o < G4_BF16_PR ? hi - o : G4_BF16_PR);
+            if (!g4_p512_q8_0_rows(w->type, g4_mat_row(w, jb->mat, o), w->row_bytes, nr, n, wq, k->xq_row))
+                for (int r = 0; r < nr; r++) {
+                    wt->to_float(g4_mat_row(w, jb->mat, o + r), row, n);
+                    q8->from_float(row, wq + (size_t)r * k->xq_row, n);
+                }
+            if (!q8->gemm_panel(n, nr, T, NULL, wq, k->xq_row, k->xq[j], k->xq_row, jb->y + o, (size_t)jb->ldy,
+                                k->input))
+                gemm_any(q8, n, nr, T, wq, k->xq_row, k->xq[j], k->xq_row, jb->y + o, (size_t)jb->ldy);
+        }
+    } else if (k->pan) {
         /* bf16: each 32-row panel packed once, then against every token */
         uint16_t *pan = k->pan + (size_t)ith * k->pan_elems;
         for (long o = lo; o < hi; o += G4_BF16_PR) {
@@ -338,8 +358,34 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
     int vdt = g4_type_info(jobs[0].w->type)->vec_dot_type;
     for (int j = 0; j < n_jobs && !split; j++)
         split = jobs[j].w->n_in != k.n || g4_type_info(jobs[j].w->type)->vec_dot_type != vdt;
+    /* int8 products: the activations as Q8_0, then one Q8_0 panel per thread */
+    bool i8 = !k.exact && !split && s->i8 && T >= G4_MM_BF16_MIN_T && k.n >= G4_MM_BF16_MIN_N && k.n % 32 == 0 &&
+              !k.np && g4_type_info(G4_Q8_0)->gemm_panel;
+    for (int j = 0; j < n_jobs && i8; j++) {
+        const int ty = jobs[j].w->type;
+        i8 = !jobs[j].x && (ty == G4_F32 || ty == G4_F16 || ty == G4_BF16);
+    }
+    if (i8) {
+        const g4_type_traits *q8 = g4_type_info(G4_Q8_0);
+        size_t xrow = g4_row_size(G4_Q8_0, k.n), acts = ((size_t)T * xrow + 63) / 64 * 64,
+               wb = ((size_t)G4_BF16_PR * xrow + (size_t)k.n * sizeof(float) + 63) / 64 * 64;
+        uint8_t *base = (uint8_t *)(((uintptr_t)s->act + 63) / 64 * 64);
+        size_t need = (size_t)(base - (uint8_t *)s->act) + acts + (size_t)g4_pool_size(pool) * wb;
+        if (s->act && need <= s->act_bytes) {
+            k.wq = base + acts;
+            k.wq_bytes = wb;
+            k.at = q8;
+            k.xq_row = xrow;
+            for (int j = 0; j < n_jobs; j++) k.xq[j] = base;
+            k.qsrc[0] = x;
+            k.qdst[0] = base;
+            k.qstart[1] = T;
+            k.n_quant = 1;
+            k.input = atomic_fetch_add_explicit(&mm_inputs, 1, memory_order_relaxed) + 1;
+        }
+    }
     /* bf16 products: the activations' bf16 rows, then one panel per thread */
-    bool bf16 = !k.exact && !split && s->bf16 && T >= G4_MM_BF16_MIN_T && k.n >= G4_MM_BF16_MIN_N && !k.np &&
+    bool bf16 = !k.wq && !k.exact && !split && s->bf16 && T >= G4_MM_BF16_MIN_T && k.n >= G4_MM_BF16_MIN_N && !k.np &&
                 g4_bf16_dot_ok();
     for (int j = 0; j < n_jobs && bf16; j++) {
         const int ty = jobs[j].w->type;
@@ -361,7 +407,7 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
             k.n_quant = 1;
         }
     }
-    if (!k.exact && !split && !k.pan) {
+    if (!k.exact && !split && !k.pan && !k.wq) {
         k.at = g4_type_info(vdt);
         k.xq_row = g4_row_size(vdt, k.n);
         size_t need = (size_t)T * k.xq_row;
@@ -427,6 +473,12 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
 
 size_t g4_matmul_bf16_bytes(int64_t n_in_max, int n_threads) {
     return (size_t)n_threads * g4_bf16_panel_elems(G4_BF16_PR, n_in_max) * 2 + 128;
+}
+
+size_t g4_matmul_i8_bytes(int64_t n_in_max, int T, int n_threads) {
+    const size_t xrow = g4_row_size(G4_Q8_0, n_in_max / 32 * 32);
+    return ((size_t)(T > 0 ? T : 0) * xrow + 63) / 64 * 64 +
+           (size_t)n_threads * (((size_t)G4_BF16_PR * xrow + (size_t)n_in_max * sizeof(float) + 63) / 64 * 64) + 128;
 }
 
 size_t g4_matmul_panel_bytes(int64_t n_in_max, int T) {
