@@ -61,6 +61,8 @@ static void quantize_item(const mm_task *k, long i) {
     long t = i - k->qstart[q];
     if (k->pan)
         g4_bf16_round_row(k->qsrc[q] + t * k->ldx, (uint16_t *)(void *)(k->qdst[q] + (size_t)t * k->xq_row), k->n);
+    else if (k->wq && g4_p512_q8_0_rows(G4_F32, k->qsrc[q] + t * k->ldx, 0, 1, k->n, k->qdst[q] + (size_t)t * k->xq_row, 0))
+        ;   /* int8 path: the weights' own rounding, in 16 lanes */
     else
         k->at->from_float(k->qsrc[q] + t * k->ldx, (void *)(k->qdst[q] + (size_t)t * k->xq_row), k->n);
 }
