@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "encoder/vision.h"   /* g4_vision_last_phases: phase timers */
 #include "gemma4c.h"
 
 static double now(void) {
@@ -102,6 +103,12 @@ int main(int argc, char **argv) {
                "%.1f GFLOP/s = %.1f%% of the f32 peak (%.1f GFLOP/s)\n",
                (int)N, gemma4c_media_n_tokens(it), exact ? "exact" : "fast", tmed, tbest, reps, flop / tbest * 1e-9,
                100 * flop / tbest * 1e-9 / peak, peak);
+        /* the last encode's phases (this thread ran it) and their rates */
+        const g4_vision_phases vp = g4_vision_last_phases();
+        const double lin_a = 2 * L * N * 4 * D * D, att = 2 * L * 2 * N * N * D, mlp = 2 * L * N * 3 * D * F;
+        printf("phases: patch %.3f s | attention linears %.3f s (%.0f GFLOP/s) | attention %.3f s (%.0f GFLOP/s) | "
+               "MLP %.3f s (%.0f GFLOP/s) | pool + embed %.3f s\n", vp.patch, vp.attn_lin, lin_a / vp.attn_lin * 1e-9,
+               vp.attn, att / vp.attn * 1e-9, vp.mlp, mlp / vp.mlp * 1e-9, vp.pool);
         FILE *f = soft_out ? fopen(soft_out, "wb") : NULL;
         size_t ns = (size_t)gemma4c_media_n_tokens(it) * (size_t)gemma4c_mmproj_n_embd(mp);
         if (soft_out && (!f || fwrite(soft, sizeof *soft, ns, f) != ns)) { fprintf(stderr, "cannot write %s\n", soft_out); return 1; }

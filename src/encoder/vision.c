@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "ops/attention.h"
 #include "ops/ops.h"
@@ -364,6 +365,16 @@ static void clin_apply(g4_exec *ex, const clin *c, const float *x, int N, float 
     if (isfinite(c->out_lo) || isfinite(c->out_hi)) g4_op_clamp(ex, y, y, (size_t)N * n_out, c->out_lo, c->out_hi);
 }
 
+static _Thread_local g4_vision_phases last_phases;
+
+g4_vision_phases g4_vision_last_phases(void) { return last_phases; }
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
 /* The encode's big buffers (~200 MB at 2520 patches), in 2 MB pages where
  * the kernel gives them (THP in madvise mode): every encode touches them
  * fresh, and faulting them in 4 KB pages cost ~10% of a fast-path encode
@@ -421,6 +432,8 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
         g4_seterr(err, "vision encoder: out of memory for %d patches", N);
         goto done;
     }
+    g4_vision_phases ph = { 0 };
+    double c0 = now_s(), c1;
     /* patches in the GGUF weight's input order (c, dy, dx), mapped to 2v - 1 */
     for (int py = 0; py < Hp; py++)
         for (int pxx = 0; pxx < Wp; pxx++) {
@@ -453,8 +466,11 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
     float *rx = rope, *ry = rope + (size_t)N * nr;
     g4_op_rope_table(rx, px, N, nr, 100.0f, NULL);
     g4_op_rope_table(ry, px + N, N, nr, 100.0f, NULL);
+    c1 = now_s();
+    ph.patch = c1 - c0;
     for (int l = 0; l < e->L; l++) {
         const vlayer *y = &e->layers[l];
+        c0 = c1;
         g4_op_rmsnorm(&ex, a, hbuf, y->ln1, N, D, (size_t)D, e->eps, NULL);
         clin_apply(&ex, &y->q, a, N, t1, q);
         clin_apply(&ex, &y->k, a, N, t1, k);
@@ -470,6 +486,9 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
                 g4_op_rope(kh, rx + (size_t)n * nr, nr);
                 g4_op_rope(kh + nr, ry + (size_t)n * nr, nr);
             }
+        c1 = now_s();
+        ph.attn_lin += c1 - c0;
+        c0 = c1;
         if (exact) {
             int32_t page0 = 0;
             g4_kv_view kv = { .k = (char *)k, .v = (char *)v, .page = N, .n_pages = 1, .pages = &page0 };
@@ -481,8 +500,14 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
             /* fast path: blocked, each K/V row serves a block of queries */
             g4_op_attention_dense(&ex, q, k, v, o, N, e->n_head, hd, 1.0f, scores);
         }
+        c1 = now_s();
+        ph.attn += c1 - c0;
+        c0 = c1;
         clin_apply(&ex, &y->o, o, N, t1, a);
         g4_op_rmsnorm(&ex, a, a, y->post_attn, N, D, (size_t)D, e->eps, hbuf);
+        c1 = now_s();
+        ph.attn_lin += c1 - c0;
+        c0 = c1;
         g4_op_rmsnorm(&ex, a, hbuf, y->ln2, N, D, (size_t)D, e->eps, NULL);
         clin_apply(&ex, &y->gate, a, N, t1, t2);
         clin_apply(&ex, &y->up, a, N, t1, t3);
@@ -490,7 +515,10 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
         clin_apply(&ex, &y->down, t2, N, t1, a);
         g4_op_rmsnorm(&ex, a, a, y->post_ffn, N, D, (size_t)D, e->eps, hbuf);
         if (y->out_scale != 1.0f) g4_op_scale(hbuf, nD, y->out_scale);
+        c1 = now_s();
+        ph.mlp += c1 - c0;
     }
+    c0 = c1;
     /* 3x3 average pool (row-major cells), x sqrt(D), standardize, then the
      * embedder: W_embed . RMSNorm(no weight) */
     int gw = Wp / 3, gh = Hp / 3, G = gw * gh;
@@ -511,6 +539,8 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
         }
     g4_op_rmsnorm(&ex, a, a, NULL, G, D, (size_t)D, e->eps, NULL);
     g4_op_matmul(&ex, &e->embed, 0, a, D, G, out, e->D_text);
+    ph.pool = now_s() - c0;
+    last_phases = ph;
     rc = 0;
 done:
     free(hbuf); free(a); free(q); free(k); free(v); free(o); free(t1); free(t2); free(t3);
