@@ -619,11 +619,12 @@ int g4_audio_encode(g4_audio_enc *e, const float *mel, int n_frames, float *out,
     if (n_in_max < (size_t)e->F2 * e->C1) n_in_max = (size_t)e->F2 * e->C1;
     if (n_in_max < (size_t)9 * e->C0) n_in_max = (size_t)9 * e->C0;
     w.ex.mm.bf16 = !exact;
-    /* int8 linears where the CPU has VNNI (matmul.h); the bf16 room covers
-     * theirs (Q8_0 rows ~1.06 bytes an input, a thread's panel 38 bytes an
-     * input against bf16's 64) */
+    /* int8 linears where the CPU has VNNI (matmul.h): Q8_0 activations
+     * (34 bytes per 32 inputs) and each thread's block of Q8_0 rows */
     w.ex.mm.i8 = !exact;
     w.ex.mm.act_bytes = act * sizeof(float) + g4_matmul_bf16_bytes((int64_t)n_in_max, w.ex.n_threads);
+    const size_t i8b = act / 32 * 34 + 128 + g4_matmul_i8_bytes((int64_t)n_in_max, 0, w.ex.n_threads);
+    if (w.ex.mm.act_bytes < i8b) w.ex.mm.act_bytes = i8b;
     w.ex.mm.act = malloc(w.ex.mm.act_bytes);
     size_t rows = (size_t)T2 * D;
     w.h = malloc(rows * sizeof(float));

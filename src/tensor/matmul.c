@@ -42,6 +42,12 @@ typedef struct mm_task {
     uint64_t input;                    /* this call's id for the panels' per-token data (types.h) */
 } mm_task;
 
+/* int8 path: rows rounded to Q8_0 per block (a thread's scratch: 256 rows
+ * x 3264 bytes at n = 3072), tokens per chunk of 512 KB of activations
+ * (160 at n = 3072, 640 at n = 768: with the two re-laid panels within a
+ * 1 MB L2; the group data per chunk and block costs ~2% at 256 rows) */
+enum { I8_ROWS = 256, I8_CHUNK = 512 << 10 };
+
 /* ids of g4_matmul_multi calls: unique in the process, so a panel kernel
  * never takes one call's activations for another's, concurrent or later */
 static atomic_uint_fast64_t mm_inputs;
@@ -258,21 +264,21 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
     const int64_t n = k->n;
     const int T = job_T(k, jb);
     if (k->wq) {
-        /* int8: 32 rows rounded to Q8_0, then Q8_0's panel kernel against every
-         * token; its per-token group data is computed once per call and
-         * thread (k->input) */
+        /* int8: up to I8_ROWS rows rounded to Q8_0, then Q8_0's panel
+         * kernel against every token in L2-sized chunks (each chunk's group
+         * data once per block of rows, each panel re-laid once per chunk) */
         const g4_type_traits *q8 = g4_type_info(G4_Q8_0);
         uint8_t *wq = k->wq + (size_t)ith * k->wq_bytes;
-        float *row = (float *)(void *)(wq + (size_t)G4_BF16_PR * k->xq_row);
-        for (long o = lo; o < hi; o += G4_BF16_PR) {
-            const int nr = (int)(hi - o < G4_BF16_PR ? hi - o : G4_BF16_PR);
+        float *row = (float *)(void *)(wq + (size_t)I8_ROWS * k->xq_row);
+        for (long o = lo; o < hi; o += I8_ROWS) {
+            const int nr = (int)(hi - o < I8_ROWS ? hi - o : I8_ROWS);
             if (!g4_p512_q8_0_rows(w->type, g4_mat_row(w, jb->mat, o), w->row_bytes, nr, n, wq, k->xq_row))
                 for (int r = 0; r < nr; r++) {
                     wt->to_float(g4_mat_row(w, jb->mat, o + r), row, n);
                     q8->from_float(row, wq + (size_t)r * k->xq_row, n);
                 }
-            if (!q8->gemm_panel(n, nr, T, NULL, wq, k->xq_row, k->xq[j], k->xq_row, jb->y + o, (size_t)jb->ldy,
-                                k->input))
+            if (!g4_p512_q8_0_gemm(n, nr, T, wq, k->xq_row, k->xq[j], k->xq_row, jb->y + o, (size_t)jb->ldy,
+                                   I8_CHUNK))
                 gemm_any(q8, n, nr, T, wq, k->xq_row, k->xq[j], k->xq_row, jb->y + o, (size_t)jb->ldy);
         }
     } else if (k->pan) {
@@ -370,7 +376,7 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
     if (i8) {
         const g4_type_traits *q8 = g4_type_info(G4_Q8_0);
         size_t xrow = g4_row_size(G4_Q8_0, k.n), acts = ((size_t)T * xrow + 63) / 64 * 64,
-               wb = ((size_t)G4_BF16_PR * xrow + (size_t)k.n * sizeof(float) + 63) / 64 * 64;
+               wb = ((size_t)I8_ROWS * xrow + (size_t)k.n * sizeof(float) + 63) / 64 * 64;
         uint8_t *base = (uint8_t *)(((uintptr_t)s->act + 63) / 64 * 64);
         size_t need = (size_t)(base - (uint8_t *)s->act) + acts + (size_t)g4_pool_size(pool) * wb;
         if (s->act && need <= s->act_bytes) {
@@ -383,7 +389,6 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
             k.qdst[0] = base;
             k.qstart[1] = T;
             k.n_quant = 1;
-            k.input = atomic_fetch_add_explicit(&mm_inputs, 1, memory_order_relaxed) + 1;
         }
     }
     /* bf16 products: the activations' bf16 rows, then one panel per thread */
@@ -480,7 +485,7 @@ size_t g4_matmul_bf16_bytes(int64_t n_in_max, int n_threads) {
 size_t g4_matmul_i8_bytes(int64_t n_in_max, int T, int n_threads) {
     const size_t xrow = g4_row_size(G4_Q8_0, n_in_max / 32 * 32);
     return ((size_t)(T > 0 ? T : 0) * xrow + 63) / 64 * 64 +
-           (size_t)n_threads * (((size_t)G4_BF16_PR * xrow + (size_t)n_in_max * sizeof(float) + 63) / 64 * 64) + 128;
+           (size_t)n_threads * (((size_t)I8_ROWS * xrow + (size_t)n_in_max * sizeof(float) + 63) / 64 * 64) + 128;
 }
 
 size_t g4_matmul_panel_bytes(int64_t n_in_max, int T) {

@@ -48,7 +48,7 @@ typedef struct g4_mm_scratch {
     /* Fast path may go further, to int8 (wins over bf16 where both are set):
      * F32/F16/BF16 weights of >= G4_MM_BF16_MIN_T tokens and inputs a
      * multiple of 32 are rounded to Q8_0 (int8, one f16 scale per 32) per
-     * 32-row panel into a per-thread slice of act, the activations to Q8_0
+     * block of rows into a per-thread slice of act, the activations to Q8_0
      * once per call, and the pair runs through Q8_0's prefill panel kernel
      * (AVX-512 VNNI: four int8 multiply-adds per lane and instruction, twice
      * vdpbf16ps's rate). Only where that kernel exists; else bf16 / f32.
@@ -70,7 +70,7 @@ typedef struct g4_mm_scratch {
  * (the threads' panels, alignment) for inputs of at most n_in_max. */
 size_t g4_matmul_bf16_bytes(int64_t n_in_max, int n_threads);
 /* The same for the int8 path: T * n_in_max * 34 / 32 bytes of Q8_0
- * activations, plus per thread one 32-row Q8_0 panel and one f32 row. */
+ * activations, plus per thread a block of 256 Q8_0 rows and one f32 row. */
 size_t g4_matmul_i8_bytes(int64_t n_in_max, int T, int n_threads);
 
 /* Per-thread scratch the panel kernels hold (bytes; 0 at levels without

@@ -383,8 +383,8 @@ TGT static void tile_any(int kind, int np, int C, int64_t ng, const uint8_t *pan
 
 /* Scratch of one call: the re-laid panel, then the group data of one chunk
  * of ch tokens (ch: chunk_bytes of activations, whole tiles, at most nc). */
-static int chunk_tokens(size_t xs, int nc) {
-    const size_t cb = chunk_bytes / (xs ? xs : 1) / PC * PC;
+static int chunk_tokens(size_t chunk, size_t xs, int nc) {
+    const size_t cb = chunk / (xs ? xs : 1) / PC * PC;
     return cb < PC ? PC : cb > (size_t)nc ? nc : (int)cb;
 }
 
@@ -406,11 +406,11 @@ static _Thread_local struct {
 } tgc;
 
 TGT static int gemm_p(int kind, int64_t n, int nr, int nc, const int32_t *cols, const uint8_t *w, size_t ws,
-                      const uint8_t *x, size_t xs, float *y, size_t ys, uint64_t input) {
+                      const uint8_t *x, size_t xs, float *y, size_t ys, uint64_t input, size_t chunk) {
     const int64_t ng = n / (4 * nmv(kind));
     /* the gathers take 32-bit offsets of the panel's rows */
     if (ng == 0 || nr < 1 || nc < 1 || ws > (size_t)INT32_MAX / PR) return 0;
-    const int ch = chunk_tokens(xs, nc);
+    const int ch = chunk_tokens(chunk, xs, nc);
     const size_t gs = gstride(kind), pb = (size_t)ng * gs;
     /* two panels side by side (32 rows), then the chunk's group data */
     uint8_t *buf = scratch_get(2 * pb + (size_t)ch * (size_t)ng * sizeof(tgrp));
@@ -461,7 +461,7 @@ TGT static int gemm_p(int kind, int64_t n, int nr, int nc, const int32_t *cols, 
 #define PANEL(name, K)                                                                                         \
     static int name(int64_t n, int nr, int nc, const int32_t *cols, const void *w, size_t ws, const void *x,    \
                     size_t xs, float *y, size_t ys, uint64_t input) {                                          \
-        return gemm_p(K, n, nr, nc, cols, w, ws, x, xs, y, ys, input);                                         \
+        return gemm_p(K, n, nr, nc, cols, w, ws, x, xs, y, ys, input, chunk_bytes);                            \
     }
 PANEL(panel_q4_0, P_Q4_0)
 PANEL(panel_q8_0, P_Q8_0)
@@ -509,6 +509,12 @@ int g4_p512_q8_0_rows(int type, const void *w, size_t ws, int nr, int64_t n, voi
     return 1;
 }
 
+int g4_p512_q8_0_gemm(int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs, float *y,
+                      size_t ys, size_t chunk) {
+    if (!g4_p512_kernel(G4_Q8_0)) return 0;
+    return gemm_p(P_Q8_0, n, nr, nc, NULL, w, ws, x, xs, y, ys, 0, chunk ? chunk : chunk_bytes);
+}
+
 g4_gemm_panel_fn g4_p512_kernel(int type) {
     return type == G4_Q4_0 ? panel_q4_0 : type == G4_Q8_0 ? panel_q8_0 : type == G4_Q4_K ? panel_q4_K
          : type == G4_Q6_K ? panel_q6_K : NULL;
@@ -535,6 +541,11 @@ void g4_p512_set_chunk_bytes(size_t bytes) { (void)bytes; }
 g4_gemm_panel_fn g4_p512_kernel(int type) { (void)type; return NULL; }
 int g4_p512_q8_0_rows(int type, const void *w, size_t ws, int nr, int64_t n, void *dst, size_t ds) {
     (void)type; (void)w; (void)ws; (void)nr; (void)n; (void)dst; (void)ds;
+    return 0;
+}
+int g4_p512_q8_0_gemm(int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs, float *y,
+                      size_t ys, size_t chunk) {
+    (void)n; (void)nr; (void)nc; (void)w; (void)ws; (void)x; (void)xs; (void)y; (void)ys; (void)chunk;
     return 0;
 }
 size_t g4_p512_scratch_bytes(int64_t n, int T) { (void)n; (void)T; return 0; }
