@@ -246,8 +246,9 @@ TEST(matmul_dispatch) {
  * the scale stored as f16 (2^-11 relative), so per element |dw| <= 0.51 s_w
  * + 2^-10 |w| (and so for x); |y - W x| <= sum |dw| |x| + |w| |dx| + |dw|
  * |dx| + n 2^-23 sum |w x| (the float steps). The same bits from 1 or 2
- * threads and for a token alone or with 36 others; without the kernel
- * (GEMMA4C_CPU=avx2) the flag changes nothing. */
+ * threads and for a token alone or with 36 others, and with x_clamp as
+ * with x clamped first; without the kernel (GEMMA4C_CPU=avx2) the flag
+ * changes nothing. */
 static void q8_err(const float *v, int64_t n, float *e) {
     for (int64_t g = 0; g < n; g += 32) {
         float amax = 0;
@@ -307,6 +308,19 @@ TEST(matmul_i8) {
         CHECK(memcmp(y1, y2, bytes) == 0);
         g4_matmul(pool, &m, 0, x, n, G4_MM_BF16_MIN_T + 1, y2, rows, 0, &s);
         CHECK(memcmp(y1, y2, (size_t)(G4_MM_BF16_MIN_T + 1) * rows * sizeof(float)) == 0);
+        /* x_clamp: the same bits as clamping x first */
+        CHECK(g4_matmul_i8_takes(pool, &m, T, 0, &s));
+        CHECK(!g4_matmul_i8_takes(pool, &m, T, 1, &s) && !g4_matmul_i8_takes(pool, &m, G4_MM_BF16_MIN_T - 1, 0, &s));
+        float *xc = malloc((size_t)T * n * sizeof(float));
+        for (size_t i = 0; i < (size_t)T * n; i++) xc[i] = x[i] < -0.5f ? -0.5f : x[i] > 0.25f ? 0.25f : x[i];
+        g4_matmul(pool, &m, 0, xc, n, T, y1, rows, 0, &s);
+        s.x_clamp = true;
+        s.x_lo = -0.5f;
+        s.x_hi = 0.25f;
+        g4_matmul(pool, &m, 0, x, n, T, y2, rows, 0, &s);
+        s.x_clamp = false;
+        CHECK(memcmp(y1, y2, bytes) == 0);
+        free(xc);
         free(w);
     }
     g4_pool_release(pool);

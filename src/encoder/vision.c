@@ -353,15 +353,24 @@ done:
 
 /* ---- encoder ------------------------------------------------------------------ */
 
-/* y = clamp(W clamp(x)); tmp holds the clamped input [N][n_in]. */
+/* y = clamp(W clamp(x)); tmp holds the clamped input [N][n_in]. On the
+ * int8 path the input clamp happens as x is rounded to Q8_0 (no pass of
+ * its own: ~3% of the fast encode). */
 static void clin_apply(g4_exec *ex, const clin *c, const float *x, int N, float *tmp, float *y) {
     size_t n_in = (size_t)c->w.n_in, n_out = (size_t)c->w.n_out;
     const float *in = x;
     if (isfinite(c->in_lo) || isfinite(c->in_hi)) {
-        g4_op_clamp(ex, tmp, x, (size_t)N * n_in, c->in_lo, c->in_hi);
-        in = tmp;
+        if (g4_matmul_i8_takes(ex->pool, &c->w, N, ex->precision, &ex->mm)) {
+            ex->mm.x_clamp = true;
+            ex->mm.x_lo = c->in_lo;
+            ex->mm.x_hi = c->in_hi;
+        } else {
+            g4_op_clamp(ex, tmp, x, (size_t)N * n_in, c->in_lo, c->in_hi);
+            in = tmp;
+        }
     }
     g4_op_matmul(ex, &c->w, 0, in, (int64_t)n_in, N, y, (int64_t)n_out);
+    ex->mm.x_clamp = false;
     if (isfinite(c->out_lo) || isfinite(c->out_hi)) g4_op_clamp(ex, y, y, (size_t)N * n_out, c->out_lo, c->out_hi);
 }
 

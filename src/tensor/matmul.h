@@ -55,6 +55,11 @@ typedef struct g4_mm_scratch {
      * act must hold g4_matmul_i8_bytes beyond the activations. The vision
      * tower sets it (its error: bench/README.md "int8 products"). */
     bool i8;
+    /* int8 path only: x is clamped to [x_lo, x_hi] as it is rounded to
+     * Q8_0 (a ClippableLinear's input clamp without a pass of its own). Set
+     * it only for a call g4_matmul_i8_takes() says takes that path. */
+    bool x_clamp;
+    float x_lo, x_hi;
 } g4_mm_scratch;
 
 /* Packing a panel costs about as much as 15-30 tokens of its products, so
@@ -77,6 +82,9 @@ size_t g4_matmul_i8_bytes(int64_t n_in_max, int T, int n_threads);
  * them) for inputs of at most n_in_max floats and T tokens: each thread of
  * the pool that ran one keeps its buffer (memory plan). */
 size_t g4_matmul_panel_bytes(int64_t n_in_max, int T);
+
+/* Whether g4_matmul(pool, w, ..., T, precision, s) runs the int8 path. */
+bool g4_matmul_i8_takes(const g4_pool *pool, const g4_mat *w, int T, int precision, const g4_mm_scratch *s);
 
 /* x: T rows with stride ldx floats; y: T rows with stride ldy floats.
  * `mat` selects the matrix of a 3-D (expert) tensor. */

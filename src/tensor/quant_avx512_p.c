@@ -34,6 +34,7 @@
 #if defined(__x86_64__)
 
 #include <immintrin.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -474,7 +475,9 @@ PANEL(panel_q6_K, P_Q6_K)
  * no f32 copy: the int8 fast path re-rounds every weight once per product
  * (matmul.h: g4_mm_scratch.i8), and the two-step decode + reference
  * quantizer cost ~6% of a vision encode. */
-TGT static void q8_rows(int type, const uint8_t *w, size_t ws, int nr, int64_t n, uint8_t *dst, size_t ds) {
+TGT static void q8_rows(int type, const uint8_t *w, size_t ws, int nr, int64_t n, uint8_t *dst, size_t ds,
+                        const float *clamp) {
+    const __m512 lo = _mm512_set1_ps(clamp ? clamp[0] : -INFINITY), hi = _mm512_set1_ps(clamp ? clamp[1] : INFINITY);
     for (int r = 0; r < nr; r++) {
         const uint8_t *row = w + (size_t)r * ws;
         uint8_t *o = dst + (size_t)r * ds;
@@ -492,6 +495,10 @@ TGT static void q8_rows(int type, const uint8_t *w, size_t ws, int nr, int64_t n
                 x0 = _mm512_loadu_ps((const void *)(row + 128 * g));
                 x1 = _mm512_loadu_ps((const void *)(row + 128 * g + 64));
             }
+            if (clamp) {
+                x0 = _mm512_min_ps(_mm512_max_ps(x0, lo), hi);
+                x1 = _mm512_min_ps(_mm512_max_ps(x1, lo), hi);
+            }
             const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
             const float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
             const uint16_t h = (uint16_t)_cvtss_sh(d, 0);
@@ -503,9 +510,10 @@ TGT static void q8_rows(int type, const uint8_t *w, size_t ws, int nr, int64_t n
     }
 }
 
-int g4_p512_q8_0_rows(int type, const void *w, size_t ws, int nr, int64_t n, void *dst, size_t ds) {
+int g4_p512_q8_0_rows(int type, const void *w, size_t ws, int nr, int64_t n, void *dst, size_t ds,
+                      const float *clamp) {
     if (n % 32 || (type != G4_F32 && type != G4_F16 && type != G4_BF16) || !g4_p512_kernel(G4_Q8_0)) return 0;
-    q8_rows(type, w, ws, nr, n, dst, ds);
+    q8_rows(type, w, ws, nr, n, dst, ds, clamp);
     return 1;
 }
 
@@ -539,8 +547,9 @@ size_t g4_p512_scratch_bytes(int64_t n, int T) {
 void g4_p512_set_chunk_bytes(size_t bytes) { (void)bytes; }
 
 g4_gemm_panel_fn g4_p512_kernel(int type) { (void)type; return NULL; }
-int g4_p512_q8_0_rows(int type, const void *w, size_t ws, int nr, int64_t n, void *dst, size_t ds) {
-    (void)type; (void)w; (void)ws; (void)nr; (void)n; (void)dst; (void)ds;
+int g4_p512_q8_0_rows(int type, const void *w, size_t ws, int nr, int64_t n, void *dst, size_t ds,
+                      const float *clamp) {
+    (void)type; (void)w; (void)ws; (void)nr; (void)n; (void)dst; (void)ds; (void)clamp;
     return 0;
 }
 int g4_p512_q8_0_gemm(int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs, float *y,

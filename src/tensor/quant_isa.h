@@ -40,11 +40,13 @@ void g4_quant_avx512_q_fill(int type, int level, g4_type_traits *tr);
  * Q8_0, Q4_K and Q6_K (types.h: gemm_panel; NULL for other types and off
  * x86), set by quant_avx512_q.c / _k.c's fills. */
 g4_gemm_panel_fn g4_p512_kernel(int type);
-/* nr rows of n (a multiple of 32) F32/F16/BF16 weights, row r at w + r * ws,
+/* nr rows of n (a multiple of 32) F32/F16/BF16 values, row r at w + r * ws,
  * as Q8_0 rows at dst + r * ds (per 32: f16 amax / 127, int8 codes rounded
- * to nearest even), for Q8_0's panel kernel. Returns 0 (nothing written)
- * where that kernel does not run or the type is another. */
-int g4_p512_q8_0_rows(int type, const void *w, size_t ws, int nr, int64_t n, void *dst, size_t ds);
+ * to nearest even), for Q8_0's panel kernel; clamp: NULL, or {lo, hi} the
+ * values are clamped to first. Returns 0 (nothing written) where that
+ * kernel does not run or the type is another. */
+int g4_p512_q8_0_rows(int type, const void *w, size_t ws, int nr, int64_t n, void *dst, size_t ds,
+                      const float *clamp);
 /* Q8_0's panel kernel on nr Q8_0 rows (w, stride ws) x nc Q8_0 activation
  * rows (x, stride xs) -> y[c * ys + r], the tokens in chunks of `chunk`
  * activation bytes (0: the default): each chunk's group data once, each
