@@ -3,7 +3,7 @@
  *   build/gemma4c synth --arch e2b --mmproj -o /tmp/mmproj-e2b.gguf
  *   build/gemma4c synth --arch e2b --type Q4_K_M -o /tmp/e2b.gguf      (optional: the prefill)
  *   build/bench/bench_vision /tmp/mmproj-e2b.gguf [/tmp/e2b.gguf] [-t N] [--exact]
- *                            [--image FILE] [--audio FILE] [--reps N]
+ *                            [--image FILE] [--audio FILE] [--reps N] [--soft-out F]
  *
  * Without --image, a 640x480 noise image at the default budget: 912x672
  * after the transformers resize, 2394 patches, 266 soft tokens. --image
@@ -15,13 +15,16 @@
  * of the machine's measured f32 peak (gemma4c_probe_f32_gflops); with a
  * model, the prefill of the image run + a short prompt and encode + prefill.
  * --audio FILE: the same for a clip (encode time and tokens; its share of
- * the peak is bench_audio's). Run it on a quiet machine. */
+ * the peak is bench_audio's). --soft-out F writes the image's soft tokens
+ * ([n][n_embd_text] f32) to compare the fast path with --exact. Run it on a
+ * quiet machine. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "encoder/vision.h"   /* g4_vision_last_phases: phase timers */
 #include "gemma4c.h"
 
 static double now(void) {
@@ -43,7 +46,7 @@ static void stats(double *t, int n, double *med, double *best) {
 }
 
 int main(int argc, char **argv) {
-    const char *mmproj = NULL, *model = NULL, *image = NULL, *audio = NULL;
+    const char *mmproj = NULL, *model = NULL, *image = NULL, *audio = NULL, *soft_out = NULL;
     int threads = 0, exact = 0, reps = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
@@ -51,12 +54,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--image") && i + 1 < argc) image = argv[++i];
         else if (!strcmp(argv[i], "--audio") && i + 1 < argc) audio = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--soft-out") && i + 1 < argc) soft_out = argv[++i];
         else if (argv[i][0] == '-') mmproj = NULL, i = argc;   /* unknown option: usage */
         else if (!mmproj) mmproj = argv[i];
         else model = argv[i];
     }
     if (!mmproj || reps < 1 || reps > 100) {
-        fprintf(stderr, "usage: bench_vision MMPROJ.gguf [MODEL.gguf] [-t N] [--exact] [--image F] [--audio F] [--reps N]\n");
+        fprintf(stderr, "usage: bench_vision MMPROJ.gguf [MODEL.gguf] [-t N] [--exact] [--image F] [--audio F] [--reps N] [--soft-out F]\n");
         return 2;
     }
     char err[600];
@@ -99,6 +103,16 @@ int main(int argc, char **argv) {
                "%.1f GFLOP/s = %.1f%% of the f32 peak (%.1f GFLOP/s)\n",
                (int)N, gemma4c_media_n_tokens(it), exact ? "exact" : "fast", tmed, tbest, reps, flop / tbest * 1e-9,
                100 * flop / tbest * 1e-9 / peak, peak);
+        /* the last encode's phases (this thread ran it) and their rates */
+        const g4_vision_phases vp = g4_vision_last_phases();
+        const double lin_a = 2 * L * N * 4 * D * D, att = 2 * L * 2 * N * N * D, mlp = 2 * L * N * 3 * D * F;
+        printf("phases: patch %.3f s | attention linears %.3f s (%.0f GFLOP/s) | attention %.3f s (%.0f GFLOP/s) | "
+               "MLP %.3f s (%.0f GFLOP/s) | pool + embed %.3f s\n", vp.patch, vp.attn_lin, lin_a / vp.attn_lin * 1e-9,
+               vp.attn, att / vp.attn * 1e-9, vp.mlp, mlp / vp.mlp * 1e-9, vp.pool);
+        FILE *f = soft_out ? fopen(soft_out, "wb") : NULL;
+        size_t ns = (size_t)gemma4c_media_n_tokens(it) * (size_t)gemma4c_mmproj_n_embd(mp);
+        if (soft_out && (!f || fwrite(soft, sizeof *soft, ns, f) != ns)) { fprintf(stderr, "cannot write %s\n", soft_out); return 1; }
+        if (f && fclose(f)) { fprintf(stderr, "cannot write %s\n", soft_out); return 1; }
     }
     if (audio) {
         gemma4c_media *au = NULL;

@@ -19,6 +19,7 @@
 #include "harness.h"
 #include "media/audio.h"
 #include "tensor/bf16.h"
+#include "tensor/types.h"
 
 #define REF "testdata/gemma4-mm-ref/"
 
@@ -97,20 +98,26 @@ TEST(mel_matches_transformers) {
     }
 }
 
-/* The fast path's bound on the soft tokens: 1e-3 without AVX512_BF16. With
- * it (test_vision.c's fast_bound, the same derivation) R = 2 (2 + 8 L)
- * bf16 roundings on the longest path: per block the two FFNs' up and down,
- * q/k/v (the relative-position product beside them), output, the conv
- * module's two pointwise products (its attention stays f32); the output
- * projection and the embedder (the sub-sampling convolutions stay f32:
- * audio.c's sscp). L = 2: 4.5 sqrt(12) 2^-8 rms(ref) = 0.061 rms(ref),
- * ~0.067 here; measured 0.009 (the 2.5 s clip; the shorter ones have fewer
- * than G4_MM_BF16_MIN_T tokens and stay f32) and 0.02 on the 30 s clip. */
+/* The fast path's bound on the soft tokens: 1e-3 without AVX512_BF16 or
+ * VNNI. With them (test_vision.c's fast_bound, the same derivation) R = 2
+ * (2 + 8 L) roundings on the longest path: per block the two FFNs' up and
+ * down, q/k/v (the relative-position product beside them), output, the
+ * conv module's two pointwise products (its attention stays f32); the
+ * output projection and the embedder (the sub-sampling convolutions stay
+ * f32: audio.c's sscp). Each a relative error of rms e8 = 3.5 / (127
+ * sqrt(12)) where the linears run in int8 (VNNI: Q8_0 weights and
+ * activations, matmul.h), u / sqrt(3) in bf16 (u = 2^-8). L = 2, int8:
+ * 4.5 sqrt(36) e8 rms(ref) = 0.215 rms(ref), ~0.23 here; measured 0.023
+ * (the 2.5 s clip; the shorter ones have fewer than G4_MM_BF16_MIN_T tokens
+ * and stay f32) and 0.030 on the 30 s clip (bf16: bound 0.061 rms(ref),
+ * measured 0.009 and 0.02). */
 static double fast_bound(const float *ref, size_t n) {
-    if (!g4_bf16_dot_ok()) return 1e-3;
+    const bool bf = g4_bf16_dot_ok(), i8 = g4_type_info(G4_Q8_0)->gemm_panel != NULL;
+    if (!bf && !i8) return 1e-3;
     double ss = 0;
     for (size_t i = 0; i < n; i++) ss += (double)ref[i] * ref[i];
-    return 4.5 * sqrt(2.0 * (2 + 8 * g4_audio_n_layers(g_enc)) / 3) * 0x1p-8 * sqrt(ss / (double)n);
+    const double e = i8 ? 3.5 / (127 * sqrt(12.0)) : 0x1p-8 / sqrt(3.0);
+    return 4.5 * sqrt(2.0 * (2 + 8 * g4_audio_n_layers(g_enc))) * e * sqrt(ss / (double)n);
 }
 
 /* encoder alone on llama.cpp's features vs the exact soft tokens (tol < 0:

@@ -240,6 +240,94 @@ TEST(matmul_dispatch) {
     free(wv); free(x); free(w); free(s.act); free(y0); free(y1); free(y2); free(pan); free(xb);
 }
 
+/* g4_matmul with mm.i8 (matmul.h): F32/F16/BF16 weights and the activations
+ * rounded to Q8_0, Q8_0's panel kernel. Each result within the rounding's
+ * bound: per 32 a step s = amax / 127, the codes nearest (|e| <= s / 2),
+ * the scale stored as f16 (2^-11 relative), so per element |dw| <= 0.51 s_w
+ * + 2^-10 |w| (and so for x); |y - W x| <= sum |dw| |x| + |w| |dx| + |dw|
+ * |dx| + n 2^-23 sum |w x| (the float steps). The same bits from 1 or 2
+ * threads and for a token alone or with 36 others, and with x_clamp as
+ * with x clamped first; without the kernel (GEMMA4C_CPU=avx2) the flag
+ * changes nothing. */
+static void q8_err(const float *v, int64_t n, float *e) {
+    for (int64_t g = 0; g < n; g += 32) {
+        float amax = 0;
+        for (int i = 0; i < 32; i++) amax = fabsf(v[g + i]) > amax ? fabsf(v[g + i]) : amax;
+        for (int i = 0; i < 32; i++) e[g + i] = 0.51f * amax / 127 + 0x1p-10f * fabsf(v[g + i]);
+    }
+}
+
+TEST(matmul_i8) {
+    const int rows = 80, T = G4_MM_BF16_MIN_T + 5;
+    const int64_t n = 256;
+    const bool i8 = g4_type_info(G4_Q8_0)->gemm_panel != NULL;
+    printf("  int8 panels: %s\n", i8 ? "Q8_0 VNNI panel kernel" : "none (the flag changes nothing)");
+    float *wv = malloc((size_t)rows * n * sizeof(float)), *x = malloc((size_t)T * n * sizeof(float));
+    float *ew = malloc((size_t)rows * n * sizeof(float)), *ex = malloc((size_t)T * n * sizeof(float));
+    fill(x, (int64_t)T * n);
+    q8_err(x, (int64_t)T * n, ex);
+    g4_pool *pool = g4_pool_acquire(2), *one = g4_pool_acquire(1);
+    g4_mm_scratch s = { .act_bytes = g4_matmul_i8_bytes(n, T, 2) + (size_t)T * n * 4 };
+    s.act = malloc(s.act_bytes);
+    const size_t bytes = (size_t)T * rows * sizeof(float);
+    float *y0 = malloc(bytes), *y1 = malloc(bytes), *y2 = malloc(bytes);
+    static const int types[3] = { G4_F16, G4_F32, G4_BF16 };
+    for (int ti = 0; ti < 3; ti++) {
+        const int ty = types[ti];
+        fill(wv, (int64_t)rows * n);
+        uint8_t *w = store(ty, wv, (int64_t)rows * n);
+        q8_err(wv, (int64_t)rows * n, ew);
+        g4_mat m = { .data = w, .type = ty, .n_in = n, .n_out = rows, .n_mat = 1,
+                     .row_bytes = (size_t)n * (ty == G4_F32 ? 4 : 2) };
+        s.i8 = false;
+        s.bf16 = true;
+        g4_matmul(pool, &m, 0, x, n, T, y0, rows, 0, &s);
+        s.i8 = true;
+        g4_matmul(pool, &m, 0, x, n, T, y1, rows, 0, &s);
+        if (!i8) {
+            CHECK(memcmp(y0, y1, bytes) == 0);
+            free(w);
+            continue;
+        }
+        CHECK(memcmp(y0, y1, bytes) != 0);   /* it took another path than bf16 */
+        int bad = 0;
+        for (int t = 0; t < T; t++)
+            for (int r = 0; r < rows; r++) {
+                double ref = 0, a = 0, b = 0;
+                for (int64_t k = 0; k < n; k++) {
+                    const size_t iw = (size_t)r * n + k, ix = (size_t)t * n + k;
+                    ref += (double)wv[iw] * x[ix];
+                    a += fabs((double)wv[iw] * x[ix]);
+                    b += (double)ew[iw] * fabs(x[ix]) + fabs(wv[iw]) * (double)ex[ix] + (double)ew[iw] * ex[ix];
+                }
+                bad += !(fabs(y1[(size_t)t * rows + r] - ref) <= b + n * 0x1p-23 * a + 1e-30);
+            }
+        CHECKF(bad == 0, "%s: %d int8 results past their bound", g4_type_name(ty), bad);
+        /* one thread; the first 33 tokens alone */
+        g4_matmul(one, &m, 0, x, n, T, y2, rows, 0, &s);
+        CHECK(memcmp(y1, y2, bytes) == 0);
+        g4_matmul(pool, &m, 0, x, n, G4_MM_BF16_MIN_T + 1, y2, rows, 0, &s);
+        CHECK(memcmp(y1, y2, (size_t)(G4_MM_BF16_MIN_T + 1) * rows * sizeof(float)) == 0);
+        /* x_clamp: the same bits as clamping x first */
+        CHECK(g4_matmul_i8_takes(pool, &m, T, 0, &s));
+        CHECK(!g4_matmul_i8_takes(pool, &m, T, 1, &s) && !g4_matmul_i8_takes(pool, &m, G4_MM_BF16_MIN_T - 1, 0, &s));
+        float *xc = malloc((size_t)T * n * sizeof(float));
+        for (size_t i = 0; i < (size_t)T * n; i++) xc[i] = x[i] < -0.5f ? -0.5f : x[i] > 0.25f ? 0.25f : x[i];
+        g4_matmul(pool, &m, 0, xc, n, T, y1, rows, 0, &s);
+        s.x_clamp = true;
+        s.x_lo = -0.5f;
+        s.x_hi = 0.25f;
+        g4_matmul(pool, &m, 0, x, n, T, y2, rows, 0, &s);
+        s.x_clamp = false;
+        CHECK(memcmp(y1, y2, bytes) == 0);
+        free(xc);
+        free(w);
+    }
+    g4_pool_release(pool);
+    g4_pool_release(one);
+    free(wv); free(x); free(ew); free(ex); free(s.act); free(y0); free(y1); free(y2);
+}
+
 int main(void) {
     printf("  bf16 kernels: %s\n", g4_bf16_dot_ok() ? "AVX512_BF16" : "reference (no AVX512_BF16 in use)");
     RUN(round_row_is_nearest_even);
@@ -247,6 +335,7 @@ int main(void) {
     RUN(gemm_add_accumulates);
     RUN(pack_f32_layouts);
     RUN(matmul_dispatch);
+    RUN(matmul_i8);
     if (g4_bf16_dot_ok() && !getenv("GEMMA4C_CPU")) {
         /* the other ISA path: the same checks without the BF16 kernels */
         th_cur_name = "fallback_avx2";

@@ -11,6 +11,7 @@
 #include "encoder/vision.h"
 #include "media/image.h"
 #include "tensor/bf16.h"
+#include "tensor/types.h"
 #include "gemma4c.h"
 
 
@@ -46,24 +47,35 @@ static double max_abs(const float *a, const float *b, size_t n) {
     return m;
 }
 
-/* The fast path's bound on the soft tokens. Without AVX512_BF16 the f32
- * tiles and blocked attention: 1e-3 (reassociation; measured <= 3.7e-4).
- * With it every product but the patch embedding rounds both operands to
- * bf16 (tensor/bf16.h, u = 2^-8): R = 2 (1 + 6 L) roundings on the longest
- * path (per layer q/k/v, Q K^T, P V, output, gate/up, down; the embedder;
- * two operands each). First order, each rounding a relative error of rms
- * u / sqrt(3) (RNE over uniform mantissas), independent, zero-mean, carried
- * to the output at its scale (the norms renormalize): rms error sqrt(R / 3)
- * u rms(ref), and the largest of a few thousand values within 4.5 of those
- * (a normal tail of 7e-6 per value). L = 2: 0.052 rms(ref), 0.044-0.051
- * here; measured 0.0035-0.0076. */
+/* The fast path's bound on the soft tokens. Without AVX512_BF16 / VNNI the
+ * f32 tiles and blocked attention: 1e-3 (reassociation; measured <= 3.7e-4).
+ * With AVX512_BF16 the attention products (Q K^T, P V) round both operands
+ * to bf16 (tensor/bf16.h, u = 2^-8): each rounding a relative error of rms
+ * u / sqrt(3) (RNE over uniform mantissas). With VNNI (the Q8_0 panel
+ * kernel) the linears round weights and activations to Q8_0 (matmul.h
+ * g4_mm_scratch.i8): per 32 values a step of amax / 127, an error of rms
+ * step / sqrt(12) (uniform), so relative to the group's rms e8 = (amax /
+ * rms) / (127 sqrt(12)); amax / rms is ~2.5 for 32 normal values, taken as
+ * 3.5 (heavier tails): e8 = 7.96e-3, 3.5x bf16's (where VNNI is off but
+ * bf16 on, the linears are bf16: u / sqrt(3)). On the longest path, two
+ * operands each: R8 = 2 (1 + 4 L) linear roundings (per layer q/k/v,
+ * output, gate/up, down; the embedder), Rb = 4 L attention ones. First
+ * order, independent, zero-mean, carried to the output at its scale (the
+ * norms renormalize): rms error sqrt(R8 e8^2 + Rb u^2 / 3) rms(ref), and
+ * the largest of a few thousand values within 4.5 of those (a normal tail
+ * of 7e-6 per value). L = 2: 0.155 rms(ref), 0.13-0.15 here; measured
+ * 0.015-0.021 (bf16 linears: bound 0.044-0.051, measured 0.0035-0.0076;
+ * the tiny tower's widths leave only its down projection (96 inputs) in
+ * int8, so the count of roundings is the part of the bound that is loose). */
 static double fast_bound(const g4_vision_enc *v, const float *ref, size_t n) {
-    if (!g4_bf16_dot_ok()) return 1e-3;
+    const bool bf = g4_bf16_dot_ok(), i8 = g4_type_info(G4_Q8_0)->gemm_panel != NULL;
+    if (!bf && !i8) return 1e-3;
     int D, F, L;
     g4_vision_shape(v, &D, &F, &L);
     double ss = 0;
     for (size_t i = 0; i < n; i++) ss += (double)ref[i] * ref[i];
-    return 4.5 * sqrt(2.0 * (1 + 6 * L) / 3) * 0x1p-8 * sqrt(ss / (double)n);
+    const double ub = 0x1p-8 / sqrt(3.0), e8 = 3.5 / (127 * sqrt(12.0)), el = i8 ? e8 : ub, ea = bf ? ub : 0;
+    return 4.5 * sqrt(2.0 * (1 + 4 * L) * el * el + 4.0 * L * ea * ea) * sqrt(ss / (double)n);
 }
 
 /* Encoder alone, f32 products, on llama.cpp's preprocessed input. */

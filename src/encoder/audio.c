@@ -408,8 +408,8 @@ static void gather1_rows(rows_job *j, long lo, long hi) {
  * 0.02 without), and they are a small share of the encode. */
 static void sscp(work *w, const float *mel, int T, int T2) {
     const g4_audio_enc *e = w->e;
-    const bool bf16 = w->ex.mm.bf16;
-    w->ex.mm.bf16 = false;
+    const bool bf16 = w->ex.mm.bf16, i8 = w->ex.mm.i8;
+    w->ex.mm.bf16 = w->ex.mm.i8 = false;
     int T1 = (T - 1) / 2 + 1, F2 = e->F2, C0 = e->C0, C1 = e->C1;
     for (int t0 = 0; t0 < T2; t0 += CONV_BLOCK) {
         int nb = T2 - t0 < CONV_BLOCK ? T2 - t0 : CONV_BLOCK;
@@ -426,6 +426,7 @@ static void sscp(work *w, const float *mel, int T, int T2) {
         g4_op_matmul(&w->ex, &e->in_proj, 0, w->y1, (int64_t)F2 * C1, nb, w->h + (size_t)t0 * e->D, e->D);
     }
     w->ex.mm.bf16 = bf16;
+    w->ex.mm.i8 = i8;
 }
 
 /* ---- conformer ------------------------------------------------------------------ */
@@ -618,7 +619,12 @@ int g4_audio_encode(g4_audio_enc *e, const float *mel, int n_frames, float *out,
     if (n_in_max < (size_t)e->F2 * e->C1) n_in_max = (size_t)e->F2 * e->C1;
     if (n_in_max < (size_t)9 * e->C0) n_in_max = (size_t)9 * e->C0;
     w.ex.mm.bf16 = !exact;
+    /* int8 linears where the CPU has VNNI (matmul.h): Q8_0 activations
+     * (34 bytes per 32 inputs) and each thread's block of Q8_0 rows */
+    w.ex.mm.i8 = !exact;
     w.ex.mm.act_bytes = act * sizeof(float) + g4_matmul_bf16_bytes((int64_t)n_in_max, w.ex.n_threads);
+    const size_t i8b = act / 32 * 34 + 128 + g4_matmul_i8_bytes((int64_t)n_in_max, 0, w.ex.n_threads);
+    if (w.ex.mm.act_bytes < i8b) w.ex.mm.act_bytes = i8b;
     w.ex.mm.act = malloc(w.ex.mm.act_bytes);
     size_t rows = (size_t)T2 * D;
     w.h = malloc(rows * sizeof(float));

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
 
 #include "ops/attention.h"
 #include "ops/ops.h"
@@ -351,16 +353,50 @@ done:
 
 /* ---- encoder ------------------------------------------------------------------ */
 
-/* y = clamp(W clamp(x)); tmp holds the clamped input [N][n_in]. */
+/* y = clamp(W clamp(x)); tmp holds the clamped input [N][n_in]. On the
+ * int8 path the input clamp happens as x is rounded to Q8_0 (no pass of
+ * its own: ~3% of the fast encode). */
 static void clin_apply(g4_exec *ex, const clin *c, const float *x, int N, float *tmp, float *y) {
     size_t n_in = (size_t)c->w.n_in, n_out = (size_t)c->w.n_out;
     const float *in = x;
     if (isfinite(c->in_lo) || isfinite(c->in_hi)) {
-        g4_op_clamp(ex, tmp, x, (size_t)N * n_in, c->in_lo, c->in_hi);
-        in = tmp;
+        if (g4_matmul_i8_takes(ex->pool, &c->w, N, ex->precision, &ex->mm)) {
+            ex->mm.x_clamp = true;
+            ex->mm.x_lo = c->in_lo;
+            ex->mm.x_hi = c->in_hi;
+        } else {
+            g4_op_clamp(ex, tmp, x, (size_t)N * n_in, c->in_lo, c->in_hi);
+            in = tmp;
+        }
     }
     g4_op_matmul(ex, &c->w, 0, in, (int64_t)n_in, N, y, (int64_t)n_out);
+    ex->mm.x_clamp = false;
     if (isfinite(c->out_lo) || isfinite(c->out_hi)) g4_op_clamp(ex, y, y, (size_t)N * n_out, c->out_lo, c->out_hi);
+}
+
+static _Thread_local g4_vision_phases last_phases;
+
+g4_vision_phases g4_vision_last_phases(void) { return last_phases; }
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* The encode's big buffers (~200 MB at 2520 patches), in 2 MB pages where
+ * the kernel gives them (THP in madvise mode): every encode touches them
+ * fresh, and faulting them in 4 KB pages cost ~10% of a fast-path encode
+ * on this VM. free() releases them. */
+static void *big(size_t bytes) {
+    const size_t hp = (size_t)2 << 20;
+    if (bytes < hp) return malloc(bytes);
+    const size_t b = (bytes + hp - 1) / hp * hp;
+    void *p = aligned_alloc(hp, b);
+#ifdef MADV_HUGEPAGE
+    if (p) (void)madvise(p, b, MADV_HUGEPAGE);   /* a hint: failure changes nothing */
+#endif
+    return p;
 }
 
 int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, float *out, int n_threads,
@@ -376,9 +412,9 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
     int wide = F > D ? F : D;
     if (wide < 768) wide = 768;
     size_t nD = (size_t)N * D, nW = (size_t)N * wide;
-    float *hbuf = malloc(nD * sizeof(float)), *a = malloc(nD * sizeof(float)), *q = malloc(nD * sizeof(float)),
-          *k = malloc(nD * sizeof(float)), *v = malloc(nD * sizeof(float)), *o = malloc(nD * sizeof(float)),
-          *t1 = malloc(nW * sizeof(float)), *t2 = malloc(nW * sizeof(float)), *t3 = malloc(nW * sizeof(float));
+    float *hbuf = big(nD * sizeof(float)), *a = big(nD * sizeof(float)), *q = big(nD * sizeof(float)),
+          *k = big(nD * sizeof(float)), *v = big(nD * sizeof(float)), *o = big(nD * sizeof(float)),
+          *t1 = big(nW * sizeof(float)), *t2 = big(nW * sizeof(float)), *t3 = big(nW * sizeof(float));
     float *rope = malloc((size_t)N * 2 * (hd / 2) * sizeof(float));
     int32_t *px = malloc((size_t)N * 2 * sizeof(int32_t));
     g4_pool *pool = g4_pool_acquire(n_threads > 0 ? n_threads : 1);
@@ -386,21 +422,27 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
     /* exact: the patches' K/V as one cache page of N positions that every
      * patch sees whole (the decoder's attention op, scale 1, bidirectional);
      * fast: the blocked dense op */
-    float *scores = malloc((exact ? g4_attn_ws_floats(nth, e->n_head, D)
+    float *scores = big((exact ? g4_attn_ws_floats(nth, e->n_head, D)
                                   : g4_attn_dense_ws_floats(nth, N, e->n_head, hd)) * sizeof(float));
     const g4_kv_view **kvp = malloc((size_t)N * sizeof *kvp);
     int32_t *alo = calloc((size_t)N, sizeof *alo), *ahi = malloc((size_t)N * sizeof *ahi);
     g4_exec ex = { .pool = pool, .n_threads = nth, .precision = exact ? 1 : 0 };
-    /* fast path: bf16 products (tensor/bf16.h) where the CPU has them */
+    /* fast path: the linears in int8 (Q8_0 panels, matmul.h) where the CPU
+     * has VNNI, else bf16 (tensor/bf16.h) where it has AVX512_BF16; the
+     * attention products bf16 */
     ex.mm.bf16 = !exact;
+    ex.mm.i8 = !exact;
     ex.mm.act_bytes = nW * sizeof(float) + 4096 + g4_matmul_bf16_bytes(wide, nth);
-    ex.mm.act = malloc(ex.mm.act_bytes);
+    if (ex.mm.act_bytes < g4_matmul_i8_bytes(wide, N, nth)) ex.mm.act_bytes = g4_matmul_i8_bytes(wide, N, nth);
+    ex.mm.act = big(ex.mm.act_bytes);
     int rc = -1;
     if (!hbuf || !a || !q || !k || !v || !o || !t1 || !t2 || !t3 || !rope || !px || !pool || !scores || !ex.mm.act ||
         !kvp || !alo || !ahi) {
         g4_seterr(err, "vision encoder: out of memory for %d patches", N);
         goto done;
     }
+    g4_vision_phases ph = { 0 };
+    double c0 = now_s(), c1;
     /* patches in the GGUF weight's input order (c, dy, dx), mapped to 2v - 1 */
     for (int py = 0; py < Hp; py++)
         for (int pxx = 0; pxx < Wp; pxx++) {
@@ -415,9 +457,9 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
      * through every layer (bf16 here was most of the fast path's error,
      * 0.011-0.026 on the reference soft tokens against 0.003-0.008
      * without) for 0.3% of the encode's arithmetic */
-    ex.mm.bf16 = false;
+    ex.mm.bf16 = ex.mm.i8 = false;
     g4_op_matmul(&ex, &e->patch, 0, t1, 768, N, hbuf, D);
-    ex.mm.bf16 = !exact;
+    ex.mm.bf16 = ex.mm.i8 = !exact;
     const g4_type_traits *pt = g4_type_info(e->pos.type);
     for (int n = 0; n < N; n++) {
         int x = n % Wp, y = n / Wp;
@@ -433,8 +475,11 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
     float *rx = rope, *ry = rope + (size_t)N * nr;
     g4_op_rope_table(rx, px, N, nr, 100.0f, NULL);
     g4_op_rope_table(ry, px + N, N, nr, 100.0f, NULL);
+    c1 = now_s();
+    ph.patch = c1 - c0;
     for (int l = 0; l < e->L; l++) {
         const vlayer *y = &e->layers[l];
+        c0 = c1;
         g4_op_rmsnorm(&ex, a, hbuf, y->ln1, N, D, (size_t)D, e->eps, NULL);
         clin_apply(&ex, &y->q, a, N, t1, q);
         clin_apply(&ex, &y->k, a, N, t1, k);
@@ -450,6 +495,9 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
                 g4_op_rope(kh, rx + (size_t)n * nr, nr);
                 g4_op_rope(kh + nr, ry + (size_t)n * nr, nr);
             }
+        c1 = now_s();
+        ph.attn_lin += c1 - c0;
+        c0 = c1;
         if (exact) {
             int32_t page0 = 0;
             g4_kv_view kv = { .k = (char *)k, .v = (char *)v, .page = N, .n_pages = 1, .pages = &page0 };
@@ -461,8 +509,14 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
             /* fast path: blocked, each K/V row serves a block of queries */
             g4_op_attention_dense(&ex, q, k, v, o, N, e->n_head, hd, 1.0f, scores);
         }
+        c1 = now_s();
+        ph.attn += c1 - c0;
+        c0 = c1;
         clin_apply(&ex, &y->o, o, N, t1, a);
         g4_op_rmsnorm(&ex, a, a, y->post_attn, N, D, (size_t)D, e->eps, hbuf);
+        c1 = now_s();
+        ph.attn_lin += c1 - c0;
+        c0 = c1;
         g4_op_rmsnorm(&ex, a, hbuf, y->ln2, N, D, (size_t)D, e->eps, NULL);
         clin_apply(&ex, &y->gate, a, N, t1, t2);
         clin_apply(&ex, &y->up, a, N, t1, t3);
@@ -470,7 +524,10 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
         clin_apply(&ex, &y->down, t2, N, t1, a);
         g4_op_rmsnorm(&ex, a, a, y->post_ffn, N, D, (size_t)D, e->eps, hbuf);
         if (y->out_scale != 1.0f) g4_op_scale(hbuf, nD, y->out_scale);
+        c1 = now_s();
+        ph.mlp += c1 - c0;
     }
+    c0 = c1;
     /* 3x3 average pool (row-major cells), x sqrt(D), standardize, then the
      * embedder: W_embed . RMSNorm(no weight) */
     int gw = Wp / 3, gh = Hp / 3, G = gw * gh;
@@ -491,6 +548,8 @@ int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, f
         }
     g4_op_rmsnorm(&ex, a, a, NULL, G, D, (size_t)D, e->eps, NULL);
     g4_op_matmul(&ex, &e->embed, 0, a, D, G, out, e->D_text);
+    ph.pool = now_s() - c0;
+    last_phases = ph;
     rc = 0;
 done:
     free(hbuf); free(a); free(q); free(k); free(v); free(o); free(t1); free(t2); free(t3);

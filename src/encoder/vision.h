@@ -49,4 +49,14 @@ static inline int g4_vision_n_tokens(int w, int h) { return (w / G4_VISION_CELL)
 int g4_vision_encode(const g4_vision_enc *e, const uint8_t *rgb, int w, int h, float *out, int n_threads,
                      bool exact, g4_error *err);
 
+/* Wall seconds of the calling thread's last g4_vision_encode by phase (for
+ * bench/bench_vision): patch embedding + positions, the attention block's
+ * linears (q/k/v/o with their norms, RoPE, clamps), the attention itself
+ * (Q K^T, softmax, P V), the MLP (gate/up, GeGLU, down, norms), pooling +
+ * standardization + the embedder. */
+typedef struct g4_vision_phases {
+    double patch, attn_lin, attn, mlp, pool;
+} g4_vision_phases;
+g4_vision_phases g4_vision_last_phases(void);
+
 #endif

@@ -27,7 +27,8 @@ __attribute__((target("avx2,fma"), always_inline)) static inline __m256 g4_exp8(
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e2));
 }
 
-/* The same in 16 lanes (bf16.c's softmax), for x in [-87, 0] there. */
+/* The same in 16 lanes (bf16.c's softmax, which rounds to bf16, has a
+ * lower-degree one of its own). */
 __attribute__((target("avx512f"), always_inline)) static inline __m512 g4_exp16(__m512 x) {
     const __m512 one = _mm512_set1_ps(1.0f);
     const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),

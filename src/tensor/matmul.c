@@ -34,11 +34,21 @@ typedef struct mm_task {
     int np;
     uint16_t *pan;                     /* bf16 path: per thread one panel of pan_elems */
     size_t pan_elems;
+    uint8_t *wq;                       /* int8 path: per thread a 32-row Q8_0 panel + an f32 row */
+    const float *clamp;                /* int8 path: NULL or clampv, {lo, hi} for x (g4_mm_scratch.x_clamp) */
+    float clampv[2];
+    size_t wq_bytes;
     atomic_long next;                  /* next unclaimed combined row */
     int fused;                         /* quantize in the rows' section first */
     atomic_long qnext, qdone;          /* fused: next unclaimed / quantized items */
     uint64_t input;                    /* this call's id for the panels' per-token data (types.h) */
 } mm_task;
+
+/* int8 path: rows rounded to Q8_0 per block (a thread's scratch: 256 rows
+ * x 3264 bytes at n = 3072), tokens per chunk of 512 KB of activations
+ * (160 at n = 3072, 640 at n = 768: with the two re-laid panels within a
+ * 1 MB L2; the group data per chunk and block costs ~2% at 256 rows) */
+enum { I8_ROWS = 256, I8_CHUNK = 512 << 10 };
 
 /* ids of g4_matmul_multi calls: unique in the process, so a panel kernel
  * never takes one call's activations for another's, concurrent or later */
@@ -61,6 +71,9 @@ static void quantize_item(const mm_task *k, long i) {
     long t = i - k->qstart[q];
     if (k->pan)
         g4_bf16_round_row(k->qsrc[q] + t * k->ldx, (uint16_t *)(void *)(k->qdst[q] + (size_t)t * k->xq_row), k->n);
+    else if (k->wq && g4_p512_q8_0_rows(G4_F32, k->qsrc[q] + t * k->ldx, 0, 1, k->n, k->qdst[q] + (size_t)t * k->xq_row,
+                                        0, k->clamp))
+        ;   /* int8 path: the weights' own rounding, in 16 lanes */
     else
         k->at->from_float(k->qsrc[q] + t * k->ldx, (void *)(k->qdst[q] + (size_t)t * k->xq_row), k->n);
 }
@@ -255,7 +268,25 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
     const g4_type_traits *wt = g4_type_info(w->type);
     const int64_t n = k->n;
     const int T = job_T(k, jb);
-    if (k->pan) {
+    if (k->wq) {
+        /* int8: up to I8_ROWS rows rounded to Q8_0, then Q8_0's panel
+         * kernel against every token in L2-sized chunks (each chunk's group
+         * data once per block of rows, each panel re-laid once per chunk) */
+        const g4_type_traits *q8 = g4_type_info(G4_Q8_0);
+        uint8_t *wq = k->wq + (size_t)ith * k->wq_bytes;
+        float *row = (float *)(void *)(wq + (size_t)I8_ROWS * k->xq_row);
+        for (long o = lo; o < hi; o += I8_ROWS) {
+            const int nr = (int)(hi - o < I8_ROWS ? hi - o : I8_ROWS);
+            if (!g4_p512_q8_0_rows(w->type, g4_mat_row(w, jb->mat, o), w->row_bytes, nr, n, wq, k->xq_row, NULL))
+                for (int r = 0; r < nr; r++) {
+                    wt->to_float(g4_mat_row(w, jb->mat, o + r), row, n);
+                    q8->from_float(row, wq + (size_t)r * k->xq_row, n);
+                }
+            if (!g4_p512_q8_0_gemm(n, nr, T, wq, k->xq_row, k->xq[j], k->xq_row, jb->y + o, (size_t)jb->ldy,
+                                   I8_CHUNK))
+                gemm_any(q8, n, nr, T, wq, k->xq_row, k->xq[j], k->xq_row, jb->y + o, (size_t)jb->ldy);
+        }
+    } else if (k->pan) {
         /* bf16: each 32-row panel packed once, then against every token */
         uint16_t *pan = k->pan + (size_t)ith * k->pan_elems;
         for (long o = lo; o < hi; o += G4_BF16_PR) {
@@ -325,6 +356,30 @@ static void mm_rows_task(void *arg, int ith, int nth) {
     }
 }
 
+/* The int8 path's conditions (matmul.h g4_mm_scratch.i8) for jobs that
+ * share one input and one n_in; np: the call's panel tokens. */
+static bool i8_takes(const g4_pool *pool, const g4_mm_job *jobs, int n_jobs, int T, int precision, int np,
+                     const g4_mm_scratch *s) {
+    const int64_t n = jobs[0].w->n_in;
+    if (precision == 1 || !s || !s->i8 || T < G4_MM_BF16_MIN_T || n < G4_MM_BF16_MIN_N || n % 32 || np ||
+        !g4_type_info(G4_Q8_0)->gemm_panel || !s->act)
+        return false;
+    for (int j = 0; j < n_jobs; j++) {
+        const int ty = jobs[j].w->type;
+        if (jobs[j].x || jobs[j].w->n_in != n || (ty != G4_F32 && ty != G4_F16 && ty != G4_BF16)) return false;
+    }
+    const size_t xrow = g4_row_size(G4_Q8_0, n), acts = ((size_t)T * xrow + 63) / 64 * 64,
+                 wb = ((size_t)I8_ROWS * xrow + (size_t)n * sizeof(float) + 63) / 64 * 64;
+    const size_t pad = (size_t)(((uintptr_t)s->act + 63) / 64 * 64 - (uintptr_t)s->act);
+    return pad + acts + (size_t)g4_pool_size(pool) * wb <= s->act_bytes;
+}
+
+bool g4_matmul_i8_takes(const g4_pool *pool, const g4_mat *w, int T, int precision, const g4_mm_scratch *s) {
+    const g4_mm_job j = { .w = w };
+    const bool np = s && s->pcol && s->np > 0 && s->np <= T && s->pcol[0] >= 0 && s->pcol[s->np - 1] < T;
+    return i8_takes(pool, &j, 1, T, precision, np ? s->np : 0, s);
+}
+
 void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const float *x, int64_t ldx, int T,
                      int precision, g4_mm_scratch *s) {
     if (n_jobs < 1) return;
@@ -340,8 +395,29 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
     int vdt = g4_type_info(jobs[0].w->type)->vec_dot_type;
     for (int j = 0; j < n_jobs && !split; j++)
         split = jobs[j].w->n_in != k.n || g4_type_info(jobs[j].w->type)->vec_dot_type != vdt;
+    /* int8 products: the activations as Q8_0, then blocks of Q8_0 rows per thread */
+    if (!split && i8_takes(pool, jobs, n_jobs, T, precision, k.np, s)) {
+        const g4_type_traits *q8 = g4_type_info(G4_Q8_0);
+        size_t xrow = g4_row_size(G4_Q8_0, k.n), acts = ((size_t)T * xrow + 63) / 64 * 64,
+               wb = ((size_t)I8_ROWS * xrow + (size_t)k.n * sizeof(float) + 63) / 64 * 64;
+        uint8_t *base = (uint8_t *)(((uintptr_t)s->act + 63) / 64 * 64);
+        k.wq = base + acts;
+        k.wq_bytes = wb;
+        k.at = q8;
+        k.xq_row = xrow;
+        for (int j = 0; j < n_jobs; j++) k.xq[j] = base;
+        k.qsrc[0] = x;
+        k.qdst[0] = base;
+        k.qstart[1] = T;
+        k.n_quant = 1;
+        if (s->x_clamp) {
+            k.clampv[0] = s->x_lo;
+            k.clampv[1] = s->x_hi;
+            k.clamp = k.clampv;
+        }
+    }
     /* bf16 products: the activations' bf16 rows, then one panel per thread */
-    bool bf16 = !k.exact && !split && s->bf16 && T >= G4_MM_BF16_MIN_T && k.n >= G4_MM_BF16_MIN_N && !k.np &&
+    bool bf16 = !k.wq && !k.exact && !split && s->bf16 && T >= G4_MM_BF16_MIN_T && k.n >= G4_MM_BF16_MIN_N && !k.np &&
                 g4_bf16_dot_ok();
     for (int j = 0; j < n_jobs && bf16; j++) {
         const int ty = jobs[j].w->type;
@@ -363,7 +439,7 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
             k.n_quant = 1;
         }
     }
-    if (!k.exact && !split && !k.pan) {
+    if (!k.exact && !split && !k.pan && !k.wq) {
         k.at = g4_type_info(vdt);
         k.xq_row = g4_row_size(vdt, k.n);
         size_t need = (size_t)T * k.xq_row;
@@ -429,6 +505,12 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
 
 size_t g4_matmul_bf16_bytes(int64_t n_in_max, int n_threads) {
     return (size_t)n_threads * g4_bf16_panel_elems(G4_BF16_PR, n_in_max) * 2 + 128;
+}
+
+size_t g4_matmul_i8_bytes(int64_t n_in_max, int T, int n_threads) {
+    const size_t xrow = g4_row_size(G4_Q8_0, n_in_max / 32 * 32);
+    return ((size_t)(T > 0 ? T : 0) * xrow + 63) / 64 * 64 +
+           (size_t)n_threads * (((size_t)I8_ROWS * xrow + (size_t)n_in_max * sizeof(float) + 63) / 64 * 64) + 128;
 }
 
 size_t g4_matmul_panel_bytes(int64_t n_in_max, int T) {

@@ -45,6 +45,21 @@ typedef struct g4_mm_scratch {
      * thread. The media encoders set it (their towers are F16/BF16); the
      * text model never does (its F16 products keep their precision). */
     bool bf16;
+    /* Fast path may go further, to int8 (wins over bf16 where both are set):
+     * F32/F16/BF16 weights of >= G4_MM_BF16_MIN_T tokens and inputs a
+     * multiple of 32 are rounded to Q8_0 (int8, one f16 scale per 32) per
+     * block of rows into a per-thread slice of act, the activations to Q8_0
+     * once per call, and the pair runs through Q8_0's prefill panel kernel
+     * (AVX-512 VNNI: four int8 multiply-adds per lane and instruction, twice
+     * vdpbf16ps's rate). Only where that kernel exists; else bf16 / f32.
+     * act must hold g4_matmul_i8_bytes beyond the activations. The vision
+     * tower sets it (its error: bench/README.md "int8 products"). */
+    bool i8;
+    /* int8 path only: x is clamped to [x_lo, x_hi] as it is rounded to
+     * Q8_0 (a ClippableLinear's input clamp without a pass of its own). Set
+     * it only for a call g4_matmul_i8_takes() says takes that path. */
+    bool x_clamp;
+    float x_lo, x_hi;
 } g4_mm_scratch;
 
 /* Packing a panel costs about as much as 15-30 tokens of its products, so
@@ -59,11 +74,17 @@ typedef struct g4_mm_scratch {
 /* Bytes the bf16 path needs in act beyond the activations' own T * n_in * 2
  * (the threads' panels, alignment) for inputs of at most n_in_max. */
 size_t g4_matmul_bf16_bytes(int64_t n_in_max, int n_threads);
+/* The same for the int8 path: T * n_in_max * 34 / 32 bytes of Q8_0
+ * activations, plus per thread a block of 256 Q8_0 rows and one f32 row. */
+size_t g4_matmul_i8_bytes(int64_t n_in_max, int T, int n_threads);
 
 /* Per-thread scratch the panel kernels hold (bytes; 0 at levels without
  * them) for inputs of at most n_in_max floats and T tokens: each thread of
  * the pool that ran one keeps its buffer (memory plan). */
 size_t g4_matmul_panel_bytes(int64_t n_in_max, int T);
+
+/* Whether g4_matmul(pool, w, ..., T, precision, s) runs the int8 path. */
+bool g4_matmul_i8_takes(const g4_pool *pool, const g4_mat *w, int T, int precision, const g4_mm_scratch *s);
 
 /* x: T rows with stride ldx floats; y: T rows with stride ldy floats.
  * `mat` selects the matrix of a 3-D (expert) tensor. */

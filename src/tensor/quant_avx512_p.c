@@ -34,6 +34,7 @@
 #if defined(__x86_64__)
 
 #include <immintrin.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -383,8 +384,8 @@ TGT static void tile_any(int kind, int np, int C, int64_t ng, const uint8_t *pan
 
 /* Scratch of one call: the re-laid panel, then the group data of one chunk
  * of ch tokens (ch: chunk_bytes of activations, whole tiles, at most nc). */
-static int chunk_tokens(size_t xs, int nc) {
-    const size_t cb = chunk_bytes / (xs ? xs : 1) / PC * PC;
+static int chunk_tokens(size_t chunk, size_t xs, int nc) {
+    const size_t cb = chunk / (xs ? xs : 1) / PC * PC;
     return cb < PC ? PC : cb > (size_t)nc ? nc : (int)cb;
 }
 
@@ -406,11 +407,11 @@ static _Thread_local struct {
 } tgc;
 
 TGT static int gemm_p(int kind, int64_t n, int nr, int nc, const int32_t *cols, const uint8_t *w, size_t ws,
-                      const uint8_t *x, size_t xs, float *y, size_t ys, uint64_t input) {
+                      const uint8_t *x, size_t xs, float *y, size_t ys, uint64_t input, size_t chunk) {
     const int64_t ng = n / (4 * nmv(kind));
     /* the gathers take 32-bit offsets of the panel's rows */
     if (ng == 0 || nr < 1 || nc < 1 || ws > (size_t)INT32_MAX / PR) return 0;
-    const int ch = chunk_tokens(xs, nc);
+    const int ch = chunk_tokens(chunk, xs, nc);
     const size_t gs = gstride(kind), pb = (size_t)ng * gs;
     /* two panels side by side (32 rows), then the chunk's group data */
     uint8_t *buf = scratch_get(2 * pb + (size_t)ch * (size_t)ng * sizeof(tgrp));
@@ -461,13 +462,66 @@ TGT static int gemm_p(int kind, int64_t n, int nr, int nc, const int32_t *cols, 
 #define PANEL(name, K)                                                                                         \
     static int name(int64_t n, int nr, int nc, const int32_t *cols, const void *w, size_t ws, const void *x,    \
                     size_t xs, float *y, size_t ys, uint64_t input) {                                          \
-        return gemm_p(K, n, nr, nc, cols, w, ws, x, xs, y, ys, input);                                         \
+        return gemm_p(K, n, nr, nc, cols, w, ws, x, xs, y, ys, input, chunk_bytes);                            \
     }
 PANEL(panel_q4_0, P_Q4_0)
 PANEL(panel_q8_0, P_Q8_0)
 PANEL(panel_q4_K, P_Q4_K)
 PANEL(panel_q6_K, P_Q6_K)
 #undef PANEL
+
+/* Q8_0 rows from F32/F16/BF16 ones: per 32 weights d = amax / 127 (stored
+ * as f16), q = nearest-even(w * 127 / amax). One pass over the stored row,
+ * no f32 copy: the int8 fast path re-rounds every weight once per product
+ * (matmul.h: g4_mm_scratch.i8), and the two-step decode + reference
+ * quantizer cost ~6% of a vision encode. */
+TGT static void q8_rows(int type, const uint8_t *w, size_t ws, int nr, int64_t n, uint8_t *dst, size_t ds,
+                        const float *clamp) {
+    const __m512 lo = _mm512_set1_ps(clamp ? clamp[0] : -INFINITY), hi = _mm512_set1_ps(clamp ? clamp[1] : INFINITY);
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *row = w + (size_t)r * ws;
+        uint8_t *o = dst + (size_t)r * ds;
+        for (int64_t g = 0; g < n / 32; g++, o += 34) {
+            __m512 x0, x1;
+            if (type == G4_F16) {
+                x0 = _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(row + 64 * g)));
+                x1 = _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(row + 64 * g + 32)));
+            } else if (type == G4_BF16) {
+                x0 = _mm512_castsi512_ps(_mm512_slli_epi32(
+                    _mm512_cvtepu16_epi32(_mm256_loadu_si256((const void *)(row + 64 * g))), 16));
+                x1 = _mm512_castsi512_ps(_mm512_slli_epi32(
+                    _mm512_cvtepu16_epi32(_mm256_loadu_si256((const void *)(row + 64 * g + 32))), 16));
+            } else {
+                x0 = _mm512_loadu_ps((const void *)(row + 128 * g));
+                x1 = _mm512_loadu_ps((const void *)(row + 128 * g + 64));
+            }
+            if (clamp) {
+                x0 = _mm512_min_ps(_mm512_max_ps(x0, lo), hi);
+                x1 = _mm512_min_ps(_mm512_max_ps(x1, lo), hi);
+            }
+            const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+            const float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
+            const uint16_t h = (uint16_t)_cvtss_sh(d, 0);
+            memcpy(o, &h, 2);
+            const __m512 vi = _mm512_set1_ps(id);
+            _mm_storeu_si128((void *)(o + 2), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x0, vi))));
+            _mm_storeu_si128((void *)(o + 18), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x1, vi))));
+        }
+    }
+}
+
+int g4_p512_q8_0_rows(int type, const void *w, size_t ws, int nr, int64_t n, void *dst, size_t ds,
+                      const float *clamp) {
+    if (n % 32 || (type != G4_F32 && type != G4_F16 && type != G4_BF16) || !g4_p512_kernel(G4_Q8_0)) return 0;
+    q8_rows(type, w, ws, nr, n, dst, ds, clamp);
+    return 1;
+}
+
+int g4_p512_q8_0_gemm(int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs, float *y,
+                      size_t ys, size_t chunk) {
+    if (!g4_p512_kernel(G4_Q8_0)) return 0;
+    return gemm_p(P_Q8_0, n, nr, nc, NULL, w, ws, x, xs, y, ys, 0, chunk ? chunk : chunk_bytes);
+}
 
 g4_gemm_panel_fn g4_p512_kernel(int type) {
     return type == G4_Q4_0 ? panel_q4_0 : type == G4_Q8_0 ? panel_q8_0 : type == G4_Q4_K ? panel_q4_K
@@ -493,6 +547,16 @@ size_t g4_p512_scratch_bytes(int64_t n, int T) {
 void g4_p512_set_chunk_bytes(size_t bytes) { (void)bytes; }
 
 g4_gemm_panel_fn g4_p512_kernel(int type) { (void)type; return NULL; }
+int g4_p512_q8_0_rows(int type, const void *w, size_t ws, int nr, int64_t n, void *dst, size_t ds,
+                      const float *clamp) {
+    (void)type; (void)w; (void)ws; (void)nr; (void)n; (void)dst; (void)ds; (void)clamp;
+    return 0;
+}
+int g4_p512_q8_0_gemm(int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs, float *y,
+                      size_t ys, size_t chunk) {
+    (void)n; (void)nr; (void)nc; (void)w; (void)ws; (void)x; (void)xs; (void)y; (void)ys; (void)chunk;
+    return 0;
+}
 size_t g4_p512_scratch_bytes(int64_t n, int T) { (void)n; (void)T; return 0; }
 
 #endif

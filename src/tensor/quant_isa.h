@@ -40,6 +40,22 @@ void g4_quant_avx512_q_fill(int type, int level, g4_type_traits *tr);
  * Q8_0, Q4_K and Q6_K (types.h: gemm_panel; NULL for other types and off
  * x86), set by quant_avx512_q.c / _k.c's fills. */
 g4_gemm_panel_fn g4_p512_kernel(int type);
+/* nr rows of n (a multiple of 32) F32/F16/BF16 values, row r at w + r * ws,
+ * as Q8_0 rows at dst + r * ds (per 32: f16 amax / 127, int8 codes rounded
+ * to nearest even), for Q8_0's panel kernel; clamp: NULL, or {lo, hi} the
+ * values are clamped to first. Returns 0 (nothing written) where that
+ * kernel does not run or the type is another. */
+int g4_p512_q8_0_rows(int type, const void *w, size_t ws, int nr, int64_t n, void *dst, size_t ds,
+                      const float *clamp);
+/* Q8_0's panel kernel on nr Q8_0 rows (w, stride ws) x nc Q8_0 activation
+ * rows (x, stride xs) -> y[c * ys + r], the tokens in chunks of `chunk`
+ * activation bytes (0: the default): each chunk's group data once, each
+ * panel re-laid once per chunk. The int8 path of the media towers runs
+ * 2520 tokens through it: all of them per panel (8 MB of activations) read
+ * L3 at every panel and ran at less than half the rate of an L2-sized
+ * chunk. Returns 0 (nothing written) where the kernel does not run. */
+int g4_p512_q8_0_gemm(int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs, float *y,
+                      size_t ys, size_t chunk);
 /* Per-thread scratch (bytes) of any panel call with rows of at most n
  * weights and at most T tokens: held by each thread that ran one, until it
  * exits (the memory plan counts it per thread). */

@@ -10,9 +10,13 @@ M=$SHARED/testdata/gemma4-mm-ref
 PY=/usr/bin/python3   # Debian's, with numpy
 maxdiff() { "$PY" -c "import numpy as n,sys;a=n.fromfile(sys.argv[1],n.float32);b=n.fromfile(sys.argv[2],n.float32)
 print(abs(a-b).max() if a.size==b.size else 'size %d vs %d'%(a.size,b.size))" "$1" "$2"; }
+# fast path's relative bound (test_audio.c's fast_bound): 36 roundings on
+# the longest path, int8 (VNNI, Q8_0 linears) of rms 3.5 / (127 sqrt(12)),
+# or bf16 (AVX512_BF16) of rms 2^-8 / sqrt(3)
 rho=0
-if grep -qw avx512_bf16 /proc/cpuinfo && { [ -z "${GEMMA4C_CPU:-}" ] || [ "$GEMMA4C_CPU" = avx512 ]; }; then
-    rho=$("$PY" -c "print(4.5 * (36 / 3) ** 0.5 / 256)")
+if { [ -z "${GEMMA4C_CPU:-}" ] || [ "$GEMMA4C_CPU" = avx512 ]; }; then
+    if grep -qw avx512_vnni /proc/cpuinfo; then rho=$("$PY" -c "print(4.5 * 36 ** 0.5 * 3.5 / (127 * 12 ** 0.5))")
+    elif grep -qw avx512_bf16 /proc/cpuinfo; then rho=$("$PY" -c "print(4.5 * (36 / 3) ** 0.5 / 256)"); fi
 fi
 # bound of the fast path: max(FLOOR, rho rms(ref)) (soft tokens) or FLOOR +
 # rho rms(ref) (logits)

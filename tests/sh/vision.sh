@@ -29,15 +29,18 @@ for src in gguf hf; do
     fi
 done
 # the mmproj beside the model is found without --mmproj; the fast path is
-# close: 0.05, plus where its products run in bf16 (AVX512_BF16:
-# tensor/bf16.h) the soft tokens' relative bound (test_vision.c's
-# fast_bound: rho = 4.5 sqrt(R / 3) 2^-8, R = 2 (1 + 6 L) = 26 roundings,
-# L = 2) at the logits' scale, rho rms(ref) (the text model carries a
-# relative error along, first order)
+# close: 0.05, plus where its products are rounded (AVX512_BF16: bf16
+# attention, tensor/bf16.h; VNNI: Q8_0 linears, matmul.h) the soft tokens'
+# relative bound (test_vision.c's fast_bound: rho = 4.5 sqrt(R8 e8^2 + Rb
+# u^2 / 3), R8 = 2 (1 + 4 L) = 18 int8 roundings of rms e8 = 3.5 / (127
+# sqrt(12)) relative, Rb = 4 L = 8 bf16 ones, u = 2^-8, L = 2) at the
+# logits' scale, rho rms(ref) (the text model carries a relative error
+# along, first order)
 fast_tol=0.05
-if grep -qw avx512_bf16 /proc/cpuinfo && { [ -z "${GEMMA4C_CPU:-}" ] || [ "$GEMMA4C_CPU" = avx512 ]; }; then
+if grep -qw avx512_vnni /proc/cpuinfo && { [ -z "${GEMMA4C_CPU:-}" ] || [ "$GEMMA4C_CPU" = avx512 ]; }; then
     fast_tol=$($PY -c "import numpy as n,sys;r=n.fromfile(sys.argv[1],n.float32).astype(n.float64)
-print(0.05 + 4.5 * (26 / 3) ** 0.5 / 256 * float(n.sqrt((r * r).mean())))" $MM/$M.hf.logits.f32)
+e8=3.5/(127*12**0.5);print(0.05 + 4.5 * (18 * e8 * e8 + 8 / 3 / 65536) ** 0.5 * float(n.sqrt((r * r).mean())))" \
+        $MM/$M.hf.logits.f32)
 fi
 if "$G4" logits -m $MM/gemma4-mm.gguf --tokens-file $MM/$M.hf.tokens.txt --image $MM/media/$M.png \
     --out "$TMP/l.f32" -t 2 2>"$TMP/err"; then
