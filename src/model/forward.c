@@ -68,6 +68,8 @@ static void scratch_sizes(const g4_dims *d, int n_batch, int nth, size_t *sz) {
         if (sz[S_MOEOUT] < k * d->H) sz[S_MOEOUT] = k * d->H;
     }
     sz[S_ACT] = T * d->max_in + 1024;                         /* quantized activations (<= f32 size) */
+    if (d->P) /* the per-layer-embedding projection's bf16 rows and panels beside its f32 rows (matmul.h) */
+        sz[S_ACT] += (T * d->H * 2 + g4_matmul_bf16_bytes(d->H, nth) + 64) / sizeof(float) + 32;
 }
 
 /* int arrays: moe_sel [T][K], moe_rows, pos, four range arrays and the
@@ -309,7 +311,9 @@ static void ple_inputs(g4_workspace *w, const g4_batch *b) {
     const g4_model *m = w->m;
     int T = b->n, H = m->n_embd, LP = m->n_layer * m->n_ple;
     /* context part: project the input embedding (already in x) to L*P */
+    w->ex.mm.pbf16 = true;   /* its prompt tokens as bf16 products (matmul.h) */
     g4_op_matmul(&w->ex, &m->ple_model_proj, 0, w->x, H, T, w->ple, LP);
+    w->ex.mm.pbf16 = false;
     per_token(w, b, 0, T, ple_token);   /* token part */
 }
 
