@@ -60,28 +60,6 @@ __attribute__((target("avx2,f16c,fma"))) static void geglu_f16c(float *out, cons
     for (; i < n; i++) out[i] = g4_gelu_table(g[i]) * (u ? u[i] : 1.0f);
 }
 
-/* The same arithmetic in 16 lanes (each lane's operations are those of
- * geglu_f16c, so the values are too), the tail in one masked step: ~2.5%
- * of an E2B prefill (the MLP's T x 6144 gate values per layer) was here. */
-__attribute__((target("avx512f,avx512vl,avx2,f16c,fma"))) static void geglu_avx512(float *out, const float *g,
-                                                                                   const float *u, int64_t n) {
-    const __m512 hi = _mm512_set1_ps(10.0f), lo = _mm512_set1_ps(-10.0f), one = _mm512_set1_ps(1.0f);
-    const __m512 c2 = _mm512_set1_ps(-2.0f * 0.79788456080286535587989211986876f), a = _mm512_set1_ps(0.044715f);
-    for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        const __m512 x = _mm512_maskz_loadu_ps(m, g + i);
-        const __m512 xr = _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-        __m512 t = _mm512_mul_ps(_mm512_mul_ps(c2, xr), _mm512_fmadd_ps(_mm512_mul_ps(a, xr), xr, one));
-        t = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
-        __m512 y = _mm512_div_ps(xr, _mm512_add_ps(one, g4_exp16(t)));
-        y = _mm512_cvtph_ps(_mm512_cvtps_ph(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-        y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, hi, _CMP_GE_OQ), x);
-        y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, lo, _CMP_LE_OQ), _mm512_setzero_ps());
-        if (u) y = _mm512_mul_ps(y, _mm512_maskz_loadu_ps(m, u + i));
-        _mm512_mask_storeu_ps(out + i, m, y);
-    }
-}
-
 /* tanh(z) = sign(z) (1 - e) / (1 + e), e = exp(-2|z|) in [0, 1]: no
  * overflow, and the absolute error stays ~1e-7 (what matters for logits;
  * relative error grows only where tanh is tiny); -2|z| >= -87 (e below
@@ -232,10 +210,6 @@ void g4_geglu(float *out, const float *g, const float *u, int64_t n, int exact) 
         return;
     }
 #if defined(__x86_64__)
-    if (g4_cpu_level() == G4_CPU_AVX512) {
-        geglu_avx512(out, g, u, n);
-        return;
-    }
     if (use_avx2()) {
         geglu_f16c(out, g, u, n);
         return;
