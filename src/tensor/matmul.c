@@ -253,10 +253,6 @@ static void job_rows_xt(mm_task *k, const g4_mm_job *jb, long lo, long hi, int i
     }
 }
 
-/* rows per panel-kernel call: the weights of one call stay in L2 for the
- * non-panel tokens' gemm after it (64 rows of 6144 Q6_K inputs: 323 KB) */
-enum { PANEL_ROWS = 64 };
-
 static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
     const g4_mm_job *jb = &k->jobs[j];
     const g4_mat *w = jb->w;
@@ -305,28 +301,15 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
             for (int t = 0; t < T; t++) jb->y[t * jb->ldy + o] = wt->dot_f32(row, xj + t * k->ldx, n);
         }
     } else if (k->np > 0 && !jb->x && wt->gemm_panel &&
-               wt->gemm_panel(n, (int)(hi - lo < PANEL_ROWS ? hi - lo : PANEL_ROWS), k->np, k->pcol,
-                              g4_mat_row(w, jb->mat, lo), w->row_bytes, k->xq[j], k->xq_row, jb->y + lo,
-                              (size_t)jb->ldy, k->input)) {
-        /* the panel tokens in calls of PANEL_ROWS rows (each panel re-laid
-         * once for all of them), and after each call the other tokens (a
-         * prompt's last) through gemm on the same rows while they are in
-         * L2: over a whole grab they came back from memory, a second read
-         * of every weight per prompt */
-        for (long o = lo; o < hi; o += PANEL_ROWS) {
-            const long e = hi - o < PANEL_ROWS ? hi : o + PANEL_ROWS;
-            int ok = o == lo || wt->gemm_panel(n, (int)(e - o), k->np, k->pcol, g4_mat_row(w, jb->mat, o), w->row_bytes,
-                                               k->xq[j], k->xq_row, jb->y + o, (size_t)jb->ldy, k->input);
-            if (!ok) { /* out of memory for the panel scratch only: all through gemm */
-                gemm_rows(k, j, o, e, 0, T);
-                continue;
-            }
-            int t0 = 0;
-            for (int i = 0; i <= k->np; i++) {
-                const int t1 = i < k->np ? k->pcol[i] : T;
-                if (t1 > t0) gemm_rows(k, j, o, e, t0, t1 - t0);
-                t0 = t1 + 1;
-            }
+               wt->gemm_panel(n, (int)(hi - lo), k->np, k->pcol, g4_mat_row(w, jb->mat, lo), w->row_bytes, k->xq[j],
+                              k->xq_row, jb->y + lo, (size_t)jb->ldy, k->input)) {
+        /* the panel tokens went in one call (each panel re-laid once for
+         * all of them); the others, in runs between them, through gemm */
+        int t0 = 0;
+        for (int i = 0; i <= k->np; i++) {
+            const int t1 = i < k->np ? k->pcol[i] : T;
+            if (t1 > t0) gemm_rows(k, j, lo, hi, t0, t1 - t0);
+            t0 = t1 + 1;
         }
     } else {
         gemm_rows(k, j, lo, hi, 0, T);
