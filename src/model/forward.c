@@ -181,7 +181,7 @@ static void per_token(g4_workspace *w, const g4_batch *b, int l, int T,
         return;
     }
     tok_task k = { .w = w, .b = b, .l = l, .T = T, .fn = fn };
-    k.step = T / (4 * w->ex.n_threads);   /* ~4 claims per thread */
+    k.step = T / (8 * w->ex.n_threads);   /* ~8 claims per thread */
     if (k.step < 1) k.step = 1;
     atomic_init(&k.next, 0);
     g4_pool_run_dyn(w->ex.pool, tok_worker, &k);
@@ -337,6 +337,13 @@ static void ple_branch(g4_workspace *w, const g4_batch *b, int l, int T) {
     g4_op_rmsnorm(&w->ex, w->h2, w->h2, y->ple_post_norm, T, H, (size_t)H, m->eps, w->x);
 }
 
+/* token t's residual row times the layer's output scale */
+static void scale_token(g4_workspace *w, const g4_batch *b, int l, int t) {
+    (void)b;
+    const size_t H = (size_t)w->m->n_embd;
+    g4_op_scale(w->x + (size_t)t * H, H, w->m->layers[l].out_scale);
+}
+
 /* ---- the whole pass --------------------------------------------------------------- */
 
 /* Every token id in the vocabulary, every sequence given and continued in
@@ -435,7 +442,8 @@ int g4_forward(g4_workspace *w, const g4_batch *b, float *logits, int all_rows, 
         attention(w, b, l);
         feed_forward(w, l, T);
         if (m->n_ple) ple_branch(w, b, l, T);
-        g4_op_scale(w->x, (size_t)T * H, m->layers[l].out_scale);
+        if (T < 8) g4_op_scale(w->x, (size_t)T * H, m->layers[l].out_scale);
+        else per_token(w, b, l, T, scale_token);
     }
     w->ex.mm.pcol = NULL;   /* the head's rows are the flagged tokens only */
     w->ex.mm.np = 0;

@@ -222,7 +222,10 @@ static void tile_worker(void *arg, int ith, int nth) {
     (void)nth;
     float *ws = k->ws + (size_t)ith * k->wsn;   /* the row path's buffers are idle in this section */
     const long nkv = a->n_kv_head, total = (long)(a->np + ATT_QT - 1) / ATT_QT * nkv;
-    for (long it; (it = atomic_fetch_add_explicit(&k->next, 1, memory_order_relaxed)) < total;) {
+    for (long ic; (ic = atomic_fetch_add_explicit(&k->next, 1, memory_order_relaxed)) < total;) {
+        /* the last chunks first: a causal prompt's later tokens see more
+         * positions, so the cheap ones are left to even out the ends */
+        const long it = total - 1 - ic;
         const int c0 = (int)(it / nkv) * ATT_QT, g = (int)(it % nkv);
         const int c1 = c0 + ATT_QT < a->np ? c0 + ATT_QT : a->np;
         /* runs of consecutive tiled tokens of one cache within the chunk */
