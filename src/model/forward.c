@@ -241,7 +241,8 @@ static void attention(g4_workspace *w, const g4_batch *b, int l) {
     for (int t = 0; t < T; t++) w->kvp[t] = g4_seq_cache(seq_of(b, t), l);
     g4_attn at = { .q = w->q, .out = w->att, .T = T, .n_head = nH, .n_kv_head = nkv, .head_dim = hd,
                    .kv = w->kvp, .lo = y->swa ? w->lo_swa : w->lo_full, .hi = y->swa ? w->hi_swa : w->hi_full,
-                   .pcol = w->ex.mm.pcol, .np = w->ex.mm.np };
+                   /* prompt tiles on the fast path only: --exact keeps its arithmetic */
+                   .pcol = w->ex.precision ? NULL : w->ex.mm.pcol, .np = w->ex.precision ? 0 : w->ex.mm.np };
     g4_op_attention(ex, &at, w->attn_ws, w->d.nq_max);
     g4_op_matmul(ex, &y->wo, 0, w->att, nq, T, w->h2, H);
     g4_op_rmsnorm(ex, w->h2, w->h2, y->post_attn_norm, T, H, (size_t)H, m->eps, w->x);
