@@ -328,6 +328,62 @@ TEST(matmul_i8) {
     free(wv); free(x); free(ew); free(ex); free(s.act); free(y0); free(y1); free(y2);
 }
 
+/* mm.pbf16 (the per-layer-embedding projection's prompt tokens): the panel
+ * tokens (pcol) of F32 weights get the bf16 kernel's bits, in runs around
+ * the others, whatever their neighbours (one token alone: the same bits);
+ * the other tokens keep the f32 tiles' bits. Without AVX512_BF16 nothing
+ * changes. */
+TEST(matmul_pbf16_panel_tokens) {
+    const int rows = 80, T = 21;
+    const int64_t n = 200;
+    const int32_t pcol[] = { 0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19 }; /* not 5, 20 */
+    const int np = (int)(sizeof pcol / sizeof pcol[0]);
+    float *wv = malloc((size_t)rows * n * sizeof(float)), *x = malloc((size_t)T * n * sizeof(float));
+    fill(wv, (int64_t)rows * n);
+    fill(x, (int64_t)T * n);
+    uint8_t *w = store(G4_F32, wv, (int64_t)rows * n);
+    g4_mat m = { .data = w, .type = G4_F32, .n_in = n, .n_out = rows, .n_mat = 1, .row_bytes = (size_t)n * 4 };
+    g4_pool *pool = g4_pool_acquire(2);
+    g4_mm_scratch s = { .act_bytes = (size_t)T * n * 6 + g4_matmul_bf16_bytes(n, 2) + 64 };
+    s.act = malloc(s.act_bytes);
+    const size_t bytes = (size_t)T * rows * sizeof(float);
+    float *y0 = malloc(bytes), *y1 = malloc(bytes), *y2 = malloc(bytes), *y3 = malloc(rows * sizeof(float));
+    g4_matmul(pool, &m, 0, x, n, T, y0, rows, 0, &s);   /* f32 tiles, every token */
+    s.pcol = pcol;
+    s.np = np;
+    g4_matmul(pool, &m, 0, x, n, T, y2, rows, 0, &s);   /* flag off: the same */
+    CHECK(memcmp(y0, y2, bytes) == 0);
+    s.pbf16 = true;
+    g4_matmul(pool, &m, 0, x, n, T, y1, rows, 0, &s);
+    /* the kernel by hand, every token */
+    uint16_t *pan = malloc(g4_bf16_panel_elems(rows, n) * 2), *xb = malloc((size_t)T * (n + 1) * 2);
+    for (int r = 0; r < rows; r += G4_BF16_PR)
+        g4_bf16_pack_rows(pan + (size_t)(r / G4_BF16_PR) * g4_bf16_panel_elems(G4_BF16_PR, n), G4_F32,
+                          w + (size_t)r * n * 4, (size_t)n * 4, rows - r < G4_BF16_PR ? rows - r : G4_BF16_PR, n);
+    for (int t = 0; t < T; t++) g4_bf16_round_row(x + (size_t)t * n, xb + (size_t)t * n, n);
+    g4_bf16_gemm(pan, n, rows, xb, (size_t)n, T, y2, rows);
+    int wrong = 0, alone = 0;
+    for (int t = 0, i = 0; t < T; t++) {
+        const bool p = i < np && pcol[i] == t;
+        i += p;
+        const float *want = (p && g4_bf16_dot_ok() ? y2 : y0) + (size_t)t * rows;
+        wrong += memcmp(y1 + (size_t)t * rows, want, rows * sizeof(float)) != 0;
+        if (!p) continue;
+        /* the same token as the only one of its call */
+        const int32_t z = 0;
+        g4_mm_scratch s1 = s;
+        s1.pcol = &z;
+        s1.np = 1;
+        g4_matmul(pool, &m, 0, x + (size_t)t * n, n, 1, y3, rows, 0, &s1);
+        alone += memcmp(y3, want, rows * sizeof(float)) != 0;
+    }
+    CHECKF(wrong == 0, "%d of %d tokens not the bits of their kernel", wrong, T);
+    CHECKF(alone == 0, "%d panel tokens differ alone", alone);
+    if (g4_bf16_dot_ok()) CHECK(memcmp(y0, y1, rows * sizeof(float)) != 0);   /* token 0 did round */
+    g4_pool_release(pool);
+    free(wv); free(x); free(w); free(s.act); free(y0); free(y1); free(y2); free(y3); free(pan); free(xb);
+}
+
 int main(void) {
     printf("  bf16 kernels: %s\n", g4_bf16_dot_ok() ? "AVX512_BF16" : "reference (no AVX512_BF16 in use)");
     RUN(round_row_is_nearest_even);
@@ -336,6 +392,7 @@ int main(void) {
     RUN(pack_f32_layouts);
     RUN(matmul_dispatch);
     RUN(matmul_i8);
+    RUN(matmul_pbf16_panel_tokens);
     if (g4_bf16_dot_ok() && !getenv("GEMMA4C_CPU")) {
         /* the other ISA path: the same checks without the BF16 kernels */
         th_cur_name = "fallback_avx2";

@@ -25,12 +25,15 @@
  *    to ~0.13 measured there, so rms 0.2, max 1.5 (MoE with q8_0: 3). */
 #include "harness.h"
 
+#include <math.h>
 #include <stdint.h>
 
 #include "engine/engine.h"
 #include "gemma4c.h"
 #include "model/forward.h"
 #include "model/kv.h"
+#include "ops/attention.h"
+#include "ops/ops.h"
 #include "tensor/cpu.h"
 #include "tensor/fp16.h"
 #include "tensor/vec_kv.h"
@@ -498,12 +501,104 @@ TEST(edge_plan_e2b_e4b_4k) {
     g4_tokenizer_free(tok);
 }
 
+/* ---- prompt tiles (ops/attention.c) ---------------------------------------------- */
+
+/* One attention call over an f16 cache of n positions in pages of 24 (the
+ * 16-position blocks cross pages) in a shuffled page table: T tokens at
+ * positions n - T .. n - 1, causal or a sliding window of 37. */
+static void attn_call(const g4_kv_view *c, const float *q, int T, int p0, int window, int nH, int nkv, int hd,
+                      const int32_t *pcol, int np, float *out) {
+    int32_t pos[64], lo[64], hi[64];
+    const g4_kv_view *kv[64];
+    for (int t = 0; t < T; t++) {
+        pos[t] = p0 + t;
+        kv[t] = c;
+    }
+    g4_mask mk = { .kind = window ? G4_MASK_SLIDING : G4_MASK_CAUSAL, .window = window };
+    g4_attn_ranges(&mk, pos, T, 0, lo, hi);
+    g4_attn a = { .q = q, .out = out, .T = T, .n_head = nH, .n_kv_head = nkv, .head_dim = hd, .kv = kv, .lo = lo,
+                  .hi = hi, .pcol = pcol, .np = np };
+    g4_exec ex = { .pool = g4_pool_acquire(threads2()) };
+    ex.n_threads = g4_pool_size(ex.pool);
+    float *ws = malloc(g4_attn_ws_floats(ex.n_threads, nH, nH * hd) * sizeof(float));
+    g4_op_attention(&ex, &a, ws, nH * hd);
+    free(ws);
+    g4_pool_release(ex.pool);
+}
+
+/* The tiled path of prompt tokens against the row path: within f32
+ * rounding of the same sums (1e-5 of the largest |V|, here 1); tokens off
+ * the panel list keep the row path's bits; a tiled token alone (a batch of
+ * one) gives its bits in the batch, whatever tile it shared. Where the CPU
+ * has no tiles (g4_kv_tile_ok) the list changes nothing. */
+TEST(prompt_tiles_match_rows) {
+    static const int HD[] = { 64, 256 }, WIN[] = { 0, 37 };
+    const int nH = 8, nkv = 2, n = 90, T = 45, page = 24;
+    for (int hi_ = 0; hi_ < 2; hi_++)
+        for (int wi = 0; wi < 2; wi++) {
+            const int hd = HD[hi_], win = WIN[wi], nq = nH * hd, n_pages = (n + page - 1) / page;
+            const size_t hs = (size_t)hd * 2, rs = hs * nkv;
+            int32_t pages[8];
+            for (int i = 0; i < n_pages; i++) pages[i] = (i * 3 + 1) % n_pages;   /* shuffled, a permutation of 4 */
+            char *k = malloc(rs * page * n_pages), *v = malloc(rs * page * n_pages);
+            /* unwritten rows hold NaN halves: no visible result may read them */
+            memset(k, 0xFF, rs * page * n_pages);
+            memset(v, 0xFF, rs * page * n_pages);
+            g4_kv_view c = { .k = k, .v = v, .page = page, .n_pages = n_pages, .pages = pages, .type = G4_KV_F16,
+                             .rs = rs, .hs = hs };
+            float row[256];
+            for (int p = 0; p < n; p++)
+                for (int g = 0; g < nkv; g++) {
+                    const size_t o = g4_kv_row(&c, p) * rs + (size_t)g * hs;
+                    for (int i = 0; i < hd; i++) row[i] = 2 * frand();
+                    g4_kv_store(G4_KV_F16, k + o, row, hd);
+                    for (int i = 0; i < hd; i++) row[i] = frand();
+                    g4_kv_store(G4_KV_F16, v + o, row, hd);
+                }
+            float *q = malloc((size_t)T * nq * sizeof(float)), *ref = malloc((size_t)T * nq * sizeof(float)),
+                  *til = malloc((size_t)T * nq * sizeof(float)), *one = malloc((size_t)nq * sizeof(float));
+            for (int i = 0; i < T * nq; i++) q[i] = frand() * 0.3f;
+            int32_t pcol[64];
+            int np = 0;
+            for (int t = 0; t < T; t++)
+                if (t != 9 && t != T - 1) pcol[np++] = t;   /* two row-path tokens: a run split, the last */
+            attn_call(&c, q, T, n - T, win, nH, nkv, hd, NULL, 0, ref);
+            attn_call(&c, q, T, n - T, win, nH, nkv, hd, pcol, np, til);
+            double dmax = 0;
+            int same_rows = 1, alone = 0, nan = 0;
+            for (int t = 0, i = 0; t < T; t++) {
+                const int in = i < np && pcol[i] == t;
+                i += in;
+                for (int e = 0; e < nq; e++) {
+                    const double d = fabs((double)til[(size_t)t * nq + e] - ref[(size_t)t * nq + e]);
+                    nan += !(d == d);
+                    if (d > dmax) dmax = d;
+                }
+                if (!in) {
+                    same_rows &= memcmp(til + (size_t)t * nq, ref + (size_t)t * nq, (size_t)nq * 4) == 0;
+                    continue;
+                }
+                const int32_t z = 0;
+                attn_call(&c, q + (size_t)t * nq, 1, n - T + t, win, nH, nkv, hd, &z, 1, one);
+                alone += memcmp(one, til + (size_t)t * nq, (size_t)nq * 4) != 0;
+            }
+            printf("  hd %d window %d: tiles %s, max |tiles - rows| %.2g\n", hd, win,
+                   g4_kv_tile_ok(G4_KV_F16, hd) ? "on" : "off", dmax);
+            CHECKF(nan == 0 && dmax <= 1e-5, "hd %d window %d: tiles %g from the row path (%d NaN)", hd, win, dmax, nan);
+            CHECKF(same_rows, "hd %d window %d: a row-path token changed", hd, win);
+            CHECKF(alone == 0, "hd %d window %d: %d tiled tokens differ alone", hd, win, alone);
+            if (!g4_kv_tile_ok(G4_KV_F16, hd)) CHECK(memcmp(til, ref, (size_t)T * nq * 4) == 0);
+            free(k); free(v); free(q); free(ref); free(til); free(one);
+        }
+}
+
 int main(void) {
     /* G4_KV_QUICK=1 (tests/sh/arm64.sh under qemu): the kernels, rounding and
      * plan only, not the models (soft float there makes them minutes) */
     int quick = getenv("G4_KV_QUICK") && atoi(getenv("G4_KV_QUICK"));
     RUN(row_kernels_match_reference);
     RUN(stored_rows_round_as_ggml);
+    RUN(prompt_tiles_match_rows);
     if (!quick) {
         RUN(reference_logits_with_rounded_cache);
         RUN(long_context_batch_equals_one_by_one);

@@ -10,6 +10,7 @@
 #include "model/forward.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,6 +68,8 @@ static void scratch_sizes(const g4_dims *d, int n_batch, int nth, size_t *sz) {
         if (sz[S_MOEOUT] < k * d->H) sz[S_MOEOUT] = k * d->H;
     }
     sz[S_ACT] = T * d->max_in + 1024;                         /* quantized activations (<= f32 size) */
+    if (d->P) /* the per-layer-embedding projection's bf16 rows and panels beside its f32 rows (matmul.h) */
+        sz[S_ACT] += (T * d->H * 2 + g4_matmul_bf16_bytes(d->H, nth) + 64) / sizeof(float) + 32;
 }
 
 /* int arrays: moe_sel [T][K], moe_rows, pos, four range arrays and the
@@ -146,17 +149,84 @@ oom:
     return NULL;
 }
 
+/* ---- per-token steps between the products ---------------------------------------- */
+
+/* The steps of one token between two products (q/k/v norms, RoPE and the
+ * cache stores; the per-layer inputs and GeGLU) ran on the calling thread
+ * while the others waited for the next product: ~2% of an E2B prefill on
+ * each core. Tokens are independent there (each writes its own rows and
+ * cache slots), and a token's arithmetic is the same on any thread, so
+ * they go to the pool, claimed in chunks (a late worker costs nothing).
+ * A few tokens (decode) stay on the caller: a section costs more. */
+typedef struct tok_task {
+    g4_workspace *w;
+    const g4_batch *b;
+    int l, T, step;
+    void (*fn)(g4_workspace *w, const g4_batch *b, int l, int t);
+    atomic_int next;
+} tok_task;
+
+static void tok_worker(void *arg, int ith, int nth) {
+    tok_task *k = arg;
+    (void)ith, (void)nth;
+    for (int t0; (t0 = atomic_fetch_add_explicit(&k->next, k->step, memory_order_relaxed)) < k->T;)
+        for (int t = t0; t < t0 + k->step && t < k->T; t++) k->fn(k->w, k->b, k->l, t);
+}
+
+static void per_token(g4_workspace *w, const g4_batch *b, int l, int T,
+                      void (*fn)(g4_workspace *, const g4_batch *, int, int)) {
+    enum { MIN_T = 8 };
+    if (T < MIN_T || w->ex.n_threads < 2) {
+        for (int t = 0; t < T; t++) fn(w, b, l, t);
+        return;
+    }
+    tok_task k = { .w = w, .b = b, .l = l, .T = T, .fn = fn };
+    k.step = T / (8 * w->ex.n_threads);   /* ~8 claims per thread */
+    if (k.step < 1) k.step = 1;
+    atomic_init(&k.next, 0);
+    g4_pool_run_dyn(w->ex.pool, tok_worker, &k);
+}
+
 /* ---- attention block ------------------------------------------------------------- */
 
 static g4_seq *seq_of(const g4_batch *b, int t) { return b->seq ? b->seq[t] : b->seq0; }
+
+/* Token t's q heads normed and rotated; with its own K/V, k and v normed
+ * (k rotated) and stored into the cache at the token's slot. */
+static void qkv_token(g4_workspace *w, const g4_batch *b, int l, int t) {
+    const g4_model *m = w->m;
+    const g4_layer *y = &m->layers[l];
+    int T = b->n, nH = m->n_head, hd = y->head_dim, nkv = y->n_kv_head;
+    int nq = nH * hd, nk = nkv * hd, rot = y->n_rot;
+    const float *cs = w->rope + (y->swa ? 0 : (size_t)T * w->d.rot_swa) + (size_t)t * rot;
+    for (int h = 0; h < nH; h++) {
+        float *q = w->q + (size_t)t * nq + (size_t)h * hd;
+        g4_rmsnorm(q, q, y->q_norm, hd, m->eps);
+        g4_op_rope(q, cs, rot);
+    }
+    if (!y->own_kv) return;
+    if (y->k_eq_v) /* V = raw K projection */
+        memcpy(w->v + (size_t)t * nk, w->k + (size_t)t * nk, (size_t)nk * sizeof(float));
+    g4_kv_view *c = g4_seq_cache(seq_of(b, t), l);
+    size_t slot = g4_kv_row(c, b->pos[t]);
+    for (int g = 0; g < nkv; g++) {
+        float *k = w->k + (size_t)t * nk + (size_t)g * hd;
+        float *v = w->v + (size_t)t * nk + (size_t)g * hd;
+        g4_rmsnorm(k, k, y->k_norm, hd, m->eps);
+        g4_op_rope(k, cs, rot);
+        g4_rmsnorm(v, v, NULL, hd, m->eps);
+        /* rounded into the cache's row type (f32: a copy) */
+        g4_kv_store(c->type, c->k + slot * c->rs + (size_t)g * c->hs, k, hd);
+        g4_kv_store(c->type, c->v + slot * c->rs + (size_t)g * c->hs, v, hd);
+    }
+}
 
 static void attention(g4_workspace *w, const g4_batch *b, int l) {
     const g4_model *m = w->m;
     const g4_layer *y = &m->layers[l];
     g4_exec *ex = &w->ex;
     int T = b->n, H = m->n_embd, nH = m->n_head, hd = y->head_dim, nkv = y->n_kv_head;
-    int nq = nH * hd, nk = nkv * hd, rot = y->n_rot;
-    const float *cs = w->rope + (y->swa ? 0 : (size_t)T * w->d.rot_swa);
+    int nq = nH * hd, nk = nkv * hd;
 
     g4_op_rmsnorm(ex, w->xn, w->x, y->attn_norm, T, H, (size_t)H, m->eps, NULL);
     /* q, k, v in one parallel section (one activation quantization) */
@@ -167,32 +237,12 @@ static void attention(g4_workspace *w, const g4_batch *b, int l) {
         if (!y->k_eq_v) jobs[nj++] = (g4_mm_job){ .w = &y->wv, .y = w->v, .ldy = nk };
     }
     g4_op_matmul_multi(ex, jobs, nj, w->xn, H, T);
-    for (int t = 0; t < T; t++)
-        for (int h = 0; h < nH; h++) {
-            float *q = w->q + (size_t)t * nq + (size_t)h * hd;
-            g4_rmsnorm(q, q, y->q_norm, hd, m->eps);
-            g4_op_rope(q, cs + (size_t)t * rot, rot);
-        }
-    if (y->own_kv) {
-        if (y->k_eq_v) memcpy(w->v, w->k, (size_t)T * nk * sizeof(float)); /* V = raw K projection */
-        for (int t = 0; t < T; t++) {
-            g4_kv_view *c = g4_seq_cache(seq_of(b, t), l);
-            size_t slot = g4_kv_row(c, b->pos[t]);
-            for (int g = 0; g < nkv; g++) {
-                float *k = w->k + (size_t)t * nk + (size_t)g * hd;
-                float *v = w->v + (size_t)t * nk + (size_t)g * hd;
-                g4_rmsnorm(k, k, y->k_norm, hd, m->eps);
-                g4_op_rope(k, cs + (size_t)t * rot, rot);
-                g4_rmsnorm(v, v, NULL, hd, m->eps);
-                /* rounded into the cache's row type (f32: a copy) */
-                g4_kv_store(c->type, c->k + slot * c->rs + (size_t)g * c->hs, k, hd);
-                g4_kv_store(c->type, c->v + slot * c->rs + (size_t)g * c->hs, v, hd);
-            }
-        }
-    }
+    per_token(w, b, l, T, qkv_token);
     for (int t = 0; t < T; t++) w->kvp[t] = g4_seq_cache(seq_of(b, t), l);
     g4_attn at = { .q = w->q, .out = w->att, .T = T, .n_head = nH, .n_kv_head = nkv, .head_dim = hd,
-                   .kv = w->kvp, .lo = y->swa ? w->lo_swa : w->lo_full, .hi = y->swa ? w->hi_swa : w->hi_full };
+                   .kv = w->kvp, .lo = y->swa ? w->lo_swa : w->lo_full, .hi = y->swa ? w->hi_swa : w->hi_full,
+                   /* prompt tiles on the fast path only: --exact keeps its arithmetic */
+                   .pcol = w->ex.precision ? NULL : w->ex.mm.pcol, .np = w->ex.precision ? 0 : w->ex.mm.np };
     g4_op_attention(ex, &at, w->attn_ws, w->d.nq_max);
     g4_op_matmul(ex, &y->wo, 0, w->att, nq, T, w->h2, H);
     g4_op_rmsnorm(ex, w->h2, w->h2, y->post_attn_norm, T, H, (size_t)H, m->eps, w->x);
@@ -245,32 +295,54 @@ static void feed_forward(g4_workspace *w, int l, int T) {
 
 /* ---- per-layer embeddings (E2B/E4B, §2.3) --------------------------------------- */
 
-static void ple_inputs(g4_workspace *w, const g4_batch *b) {
+/* Token t's per-layer inputs: its row of the [V][L*P] table decoded into
+ * its own [L*P] slice of ff_a (ff_a holds T rows of >= L*P), combined with
+ * the context part already in ple. */
+static void ple_token(g4_workspace *w, const g4_batch *b, int l, int t) {
     const g4_model *m = w->m;
-    int T = b->n, H = m->n_embd, L = m->n_layer, P = m->n_ple, LP = L * P;
-    const g4_type_traits *tt = g4_type_info(m->ple_embd.type);
-    /* context part: project the input embedding (already in x) to L*P */
-    g4_op_matmul(&w->ex, &m->ple_model_proj, 0, w->x, H, T, w->ple, LP);
-    for (int t = 0; t < T; t++) {
-        /* token part: row of the [V][L*P] table */
-        const void *row = g4_mat_row(&m->ple_embd, 0, b->tokens[t]);
-        tt->to_float(row, w->ff_a, LP);
-        if (m->ple_in_file_map) g4_release_rows(&m->ple_embd, row, m->ple_embd.row_bytes);
-        g4_op_ple_combine(w->ple + (size_t)t * LP, w->ff_a, L, P, H, m->ple_proj_norm, m->eps);
-    }
+    int H = m->n_embd, L = m->n_layer, P = m->n_ple, LP = L * P;
+    (void)l;
+    const void *row = g4_mat_row(&m->ple_embd, 0, b->tokens[t]);
+    float *tok = w->ff_a + (size_t)t * LP;
+    g4_type_info(m->ple_embd.type)->to_float(row, tok, LP);
+    if (m->ple_in_file_map) g4_release_rows(&m->ple_embd, row, m->ple_embd.row_bytes);
+    g4_op_ple_combine(w->ple + (size_t)t * LP, tok, L, P, H, m->ple_proj_norm, m->eps);
 }
 
-static void ple_branch(g4_workspace *w, int l, int T) {
+static void ple_inputs(g4_workspace *w, const g4_batch *b) {
+    const g4_model *m = w->m;
+    int T = b->n, H = m->n_embd, LP = m->n_layer * m->n_ple;
+    /* context part: project the input embedding (already in x) to L*P */
+    w->ex.mm.pbf16 = true;   /* its prompt tokens as bf16 products (matmul.h) */
+    g4_op_matmul(&w->ex, &m->ple_model_proj, 0, w->x, H, T, w->ple, LP);
+    w->ex.mm.pbf16 = false;
+    per_token(w, b, 0, T, ple_token);   /* token part */
+}
+
+/* layer l's gate of token t times its per-layer input, through GeGLU */
+static void ple_gate_token(g4_workspace *w, const g4_batch *b, int l, int t) {
+    const g4_model *m = w->m;
+    int P = m->n_ple, LP = m->n_layer * P;
+    (void)b;
+    float *g = w->ple_g + (size_t)t * P;
+    g4_geglu(g, g, w->ple + (size_t)t * LP + (size_t)l * P, P, w->ex.precision);
+}
+
+static void ple_branch(g4_workspace *w, const g4_batch *b, int l, int T) {
     const g4_model *m = w->m;
     const g4_layer *y = &m->layers[l];
-    int H = m->n_embd, P = m->n_ple, LP = m->n_layer * P;
+    int H = m->n_embd, P = m->n_ple;
     g4_op_matmul(&w->ex, &y->ple_gate, 0, w->x, H, T, w->ple_g, P);
-    for (int t = 0; t < T; t++) {
-        float *g = w->ple_g + (size_t)t * P;
-        g4_geglu(g, g, w->ple + (size_t)t * LP + (size_t)l * P, P, w->ex.precision);
-    }
+    per_token(w, b, l, T, ple_gate_token);
     g4_op_matmul(&w->ex, &y->ple_proj, 0, w->ple_g, P, T, w->h2, H);
     g4_op_rmsnorm(&w->ex, w->h2, w->h2, y->ple_post_norm, T, H, (size_t)H, m->eps, w->x);
+}
+
+/* token t's residual row times the layer's output scale */
+static void scale_token(g4_workspace *w, const g4_batch *b, int l, int t) {
+    (void)b;
+    const size_t H = (size_t)w->m->n_embd;
+    g4_op_scale(w->x + (size_t)t * H, H, w->m->layers[l].out_scale);
 }
 
 /* ---- the whole pass --------------------------------------------------------------- */
@@ -370,8 +442,9 @@ int g4_forward(g4_workspace *w, const g4_batch *b, float *logits, int all_rows, 
     for (int l = 0; l < m->n_layer; l++) {
         attention(w, b, l);
         feed_forward(w, l, T);
-        if (m->n_ple) ple_branch(w, l, T);
-        g4_op_scale(w->x, (size_t)T * H, m->layers[l].out_scale);
+        if (m->n_ple) ple_branch(w, b, l, T);
+        if (T < 8) g4_op_scale(w->x, (size_t)T * H, m->layers[l].out_scale);
+        else per_token(w, b, l, T, scale_token);
     }
     w->ex.mm.pcol = NULL;   /* the head's rows are the flagged tokens only */
     w->ex.mm.np = 0;

@@ -22,6 +22,8 @@
 
 /* attention blocks (positions per online-softmax step) and decode split limit */
 enum { ATT_B = 64, ATT_MAXSPLIT = 8 };
+/* prompt tiles: tokens per tile (one claim), positions per block */
+enum { ATT_QT = 8, ATT_KB = 16 };
 
 void g4_attn_ranges(const g4_mask *mk, const int32_t *pos, int T, int n_pos, int32_t *lo, int32_t *hi) {
     for (int t = 0; t < T; t++) {
@@ -64,7 +66,11 @@ static int parts_of(int len) {
 /* Per-thread workspace floats: scores, maxima, sums, accumulators, then the
  * parts of one (token, KV head) computed by one thread. */
 static size_t ws_per_thread(int nH, int nq_max) {
-    return (size_t)nH * (ATT_B + 2) + (size_t)nq_max + (size_t)ATT_MAXSPLIT * ((size_t)nq_max + 2 * (size_t)nH);
+    /* then the prompt tiles' K^T and V blocks, maxima and sums per row and
+     * the probabilities of 8 rows */
+    const size_t hd = (size_t)(nq_max + nH - 1) / (size_t)nH;
+    return (size_t)nH * (ATT_B + 2) + (size_t)nq_max + (size_t)ATT_MAXSPLIT * ((size_t)nq_max + 2 * (size_t)nH) +
+           2 * ATT_KB * hd + 2 * (size_t)ATT_QT * nH + 8 * ATT_KB + 16;
 }
 
 size_t g4_attn_ws_floats(int n_threads, int n_head, int nq_max) {
@@ -76,6 +82,7 @@ size_t g4_attn_ws_floats(int n_threads, int n_head, int nq_max) {
 
 typedef struct attn_task {
     const g4_attn *a;
+    int tiles;     /* the tiled tokens are done: skip them */
     int ns;
     float *ws;     /* per-thread workspaces, `wsn` floats apart */
     size_t wsn;
@@ -145,6 +152,95 @@ static void merge_one(const g4_vec_ops *vo, const float *pb, int ns, int G, int 
     }
 }
 
+/* ---- prompt tiles ---- */
+
+/* token t goes in a tile: one of the panel tokens, its cache allows */
+static int tiled(const g4_attn *a, int t) {
+    int lo = 0, hi = a->np;
+    while (lo < hi) {   /* pcol is ascending */
+        const int mid = (lo + hi) / 2;
+        if (a->pcol[mid] < t) lo = mid + 1; else hi = mid;
+    }
+    return lo < a->np && a->pcol[lo] == t && g4_kv_tile_ok(a->kv[t]->type, a->head_dim);
+}
+
+typedef struct tile_task {
+    const g4_attn *a;
+    float *ws;
+    size_t wsn;
+    atomic_long next;   /* next unclaimed (chunk of ATT_QT panel tokens, KV head) */
+} tile_task;
+
+/* Tokens t0 .. t0 + nt - 1 (consecutive, one cache) with KV head g. */
+static void tile_run(const g4_attn *a, int t0, int nt, int g, float *ws) {
+    const int hd = a->head_dim, nH = a->n_head, G = nH / a->n_kv_head, nq = nH * hd;
+    const g4_kv_view *c = a->kv[t0];
+    const size_t hs = c->hs, rs = c->rs;
+    float *kt = ws, *vf = kt + (size_t)ATT_KB * hd, *mx = vf + (size_t)ATT_KB * hd, *sum = mx + ATT_QT * G,
+          *p = sum + ATT_QT * G;
+    const float *q = a->q + (size_t)t0 * nq + (size_t)g * G * hd;
+    float *acc = a->out + (size_t)t0 * nq + (size_t)g * G * hd;
+    int32_t u0 = a->lo[t0], u1 = a->hi[t0];
+    for (int i = 0; i < nt; i++) {
+        if (a->lo[t0 + i] < u0) u0 = a->lo[t0 + i];
+        if (a->hi[t0 + i] > u1) u1 = a->hi[t0 + i];
+        memset(acc + (size_t)i * nq, 0, (size_t)G * hd * sizeof(float));
+    }
+    for (int r = 0; r < nt * G; r++) { mx[r] = -INFINITY; sum[r] = 0; }
+    /* blocks on the absolute grid of ATT_KB positions: a token's blocks
+     * and its masks within them follow from its own [lo, hi) */
+    for (int32_t b0 = u0 / ATT_KB * ATT_KB; b0 < u1; b0 += ATT_KB) {
+        const char *kr[ATT_KB], *vr[ATT_KB];
+        for (int j = 0; j < ATT_KB; j++) {
+            const int32_t pj = b0 + j;
+            if (pj < u0 || pj >= u1) { kr[j] = vr[j] = NULL; continue; }
+            const size_t row = g4_kv_row(c, pj);
+            kr[j] = c->k + row * rs + (size_t)g * hs;
+            vr[j] = c->v + row * rs + (size_t)g * hs;
+        }
+        uint16_t mask[ATT_QT];
+        for (int i = 0; i < nt; i++) {
+            int j0 = a->lo[t0 + i] - b0, j1 = a->hi[t0 + i] - b0;
+            if (j0 < 0) j0 = 0;
+            if (j1 > ATT_KB) j1 = ATT_KB;
+            mask[i] = j1 > j0 ? (uint16_t)(((1u << j1) - 1) & ~((1u << j0) - 1)) : 0;
+        }
+        g4_kv_tile_load(kr, vr, hd, kt, vf);
+        g4_kv_tile_step(q, (size_t)nq, acc, (size_t)nq, nt, G, hd, mask, kt, vf, mx, sum, p);
+    }
+    for (int i = 0; i < nt; i++)
+        for (int h = 0; h < G; h++) {
+            const float inv = 1.0f / sum[i * G + h];
+            float *o = acc + (size_t)i * nq + (size_t)h * hd;
+            for (int d = 0; d < hd; d++) o[d] *= inv;
+        }
+}
+
+static void tile_worker(void *arg, int ith, int nth) {
+    tile_task *k = arg;
+    const g4_attn *a = k->a;
+    (void)nth;
+    float *ws = k->ws + (size_t)ith * k->wsn;   /* the row path's buffers are idle in this section */
+    const long nkv = a->n_kv_head, total = (long)(a->np + ATT_QT - 1) / ATT_QT * nkv;
+    for (long ic; (ic = atomic_fetch_add_explicit(&k->next, 1, memory_order_relaxed)) < total;) {
+        /* the last chunks first: a causal prompt's later tokens see more
+         * positions, so the cheap ones are left to even out the ends */
+        const long it = total - 1 - ic;
+        const int c0 = (int)(it / nkv) * ATT_QT, g = (int)(it % nkv);
+        const int c1 = c0 + ATT_QT < a->np ? c0 + ATT_QT : a->np;
+        /* runs of consecutive tiled tokens of one cache within the chunk */
+        for (int i = c0; i < c1;) {
+            const int t0 = a->pcol[i];
+            if (!tiled(a, t0)) { i++; continue; }
+            int e = i + 1;
+            while (e < c1 && a->pcol[e] == a->pcol[e - 1] + 1 && a->kv[a->pcol[e]] == a->kv[t0] && tiled(a, a->pcol[e]))
+                e++;
+            tile_run(a, t0, e - i, g, ws);
+            i = e;
+        }
+    }
+}
+
 /* Work items: (token, KV head), or with k->ns > 1 (decode) (token, KV head,
  * part) with k->ns parts per pair of which the token uses parts_of(len). */
 static void attn_worker(void *arg, int ith, int nth) {
@@ -170,7 +266,7 @@ static void attn_worker(void *arg, int ith, int nth) {
             int j0 = a->lo[t], len = a->hi[t] - j0, np = parts_of(len);
             const float *q = a->q + (size_t)t * nq + (size_t)g * G * hd;
             float *o = a->out + (size_t)t * nq + (size_t)g * G * hd;
-            if (part >= np) continue;
+            if (part >= np || (k->tiles && tiled(a, t))) continue;
             if (np == 1) {
                 attn_span(vo, q, G, hd, a->kv[t], nkv, g, j0, j0 + len, sc, mx, sum, acc);
                 for (int h = 0; h < G; h++) {
@@ -200,7 +296,7 @@ static void attn_merge(attn_task *k) {
     int hd = a->head_dim, nH = a->n_head, nkv = a->n_kv_head, G = nH / nkv, ns = k->ns;
     for (int t = 0; t < a->T; t++) {
         int np = parts_of(a->hi[t] - a->lo[t]);
-        if (np == 1) continue; /* written by its worker */
+        if (np == 1 || (k->tiles && tiled(a, t))) continue; /* written by its worker / a tile */
         for (int g = 0; g < nkv; g++)
             merge_one(vo, k->part + ((size_t)t * nkv + g) * ns * G * (hd + 2), np, G, hd,
                       a->out + (size_t)t * nH * hd + (size_t)g * G * hd);
@@ -208,9 +304,17 @@ static void attn_merge(attn_task *k) {
 }
 
 void g4_op_attention(g4_exec *ex, const g4_attn *a, float *ws, int nq_max) {
-    int nth = ex->n_threads, pairs = a->T * a->n_kv_head;
-    attn_task k = { a, 1, ws, ws_per_thread(a->n_head, nq_max), NULL, 0 };
-    if (pairs < 8) {
+    int nth = ex->n_threads, ntiled = 0;
+    for (int i = 0; a->pcol && i < a->np; i++) ntiled += tiled(a, a->pcol[i]);
+    attn_task k = { a, ntiled > 0, 1, ws, ws_per_thread(a->n_head, nq_max), NULL, 0 };
+    if (ntiled) {
+        tile_task tk = { .a = a, .ws = ws, .wsn = k.wsn };
+        atomic_init(&tk.next, 0);
+        g4_pool_run_dyn(ex->pool, tile_worker, &tk);
+        if (ntiled == a->T) return;
+    }
+    int pairs = (a->T - ntiled) * a->n_kv_head;
+    if (pairs < 8 && !ntiled) {
         /* too few pairs to keep the threads busy: a pair's parts go to
          * different threads (parts of >= 32 positions; >= 256 left one
          * thread alone on most decode steps of E2B, one KV head: 3% of a
@@ -220,7 +324,7 @@ void g4_op_attention(g4_exec *ex, const g4_attn *a, float *ws, int nq_max) {
         int ns = 1;
         for (int t = 0; t < a->T; t++) {
             int np = parts_of(a->hi[t] - a->lo[t]);
-            if (np > ns) ns = np;
+            if (np > ns && !(k.tiles && tiled(a, t))) ns = np;
         }
         if (ns > 1) {
             k.ns = ns;
@@ -228,7 +332,7 @@ void g4_op_attention(g4_exec *ex, const g4_attn *a, float *ws, int nq_max) {
         }
     }
     /* one work item (decode with one KV head, short context): no hand-off */
-    if ((long)a->T * a->n_kv_head * k.ns == 1) attn_worker(&k, 0, 1);
+    if ((long)(a->T - ntiled) * a->n_kv_head * k.ns == 1) attn_worker(&k, 0, 1);
     else g4_pool_run_dyn(ex->pool, attn_worker, &k);
     if (k.ns > 1) attn_merge(&k);
 }

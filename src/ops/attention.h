@@ -61,6 +61,14 @@ typedef struct g4_attn {
     int T, n_head, n_kv_head, head_dim;
     const g4_kv_view *const *kv; /* per token */
     const int32_t *lo, *hi;      /* per token; every position in [lo, hi) is in its cache */
+    /* NULL / 0, or the np tokens (ascending) whose logits nobody reads (a
+     * prompt's tokens but its last, g4_mm_scratch.pcol): where their cache
+     * allows (vec_kv.h: g4_kv_tile_ok) they go in tiles of consecutive
+     * tokens over 16-position blocks, each block converted once per tile;
+     * a token's result depends only on its own positions, never on the
+     * tile, so it is the same batched, chunked or alone */
+    const int32_t *pcol;
+    int np;
 } g4_attn;
 
 /* Workspace floats g4_op_attention needs for n_threads and heads of up to

@@ -38,6 +38,9 @@ typedef struct mm_task {
     const float *clamp;                /* int8 path: NULL or clampv, {lo, hi} for x (g4_mm_scratch.x_clamp) */
     float clampv[2];
     size_t wq_bytes;
+    int bq;                            /* the input rounded to bf16 rows (with pan) */
+    const uint16_t *xb;                /* pbf16: the panel tokens' bf16 rows, xb_row bytes apart */
+    size_t xb_row;
     atomic_long next;                  /* next unclaimed combined row */
     int fused;                         /* quantize in the rows' section first */
     atomic_long qnext, qdone;          /* fused: next unclaimed / quantized items */
@@ -69,7 +72,10 @@ static void quantize_item(const mm_task *k, long i) {
     int q = 0;
     while (i >= k->qstart[q + 1]) q++;
     long t = i - k->qstart[q];
-    if (k->pan)
+    if (k->pan && q == k->bq && k->xb) /* pbf16: panel token t, at row pcol[t] */
+        g4_bf16_round_row(k->qsrc[q] + k->pcol[t] * k->ldx, (uint16_t *)(void *)(k->qdst[q] + (size_t)t * k->xb_row),
+                          k->n);
+    else if (k->pan && q == k->bq)
         g4_bf16_round_row(k->qsrc[q] + t * k->ldx, (uint16_t *)(void *)(k->qdst[q] + (size_t)t * k->xq_row), k->n);
     else if (k->wq && g4_p512_q8_0_rows(G4_F32, k->qsrc[q] + t * k->ldx, 0, 1, k->n, k->qdst[q] + (size_t)t * k->xq_row,
                                         0, k->clamp))
@@ -286,6 +292,26 @@ static void job_rows(mm_task *k, int j, long lo, long hi, int ith) {
                                    I8_CHUNK))
                 gemm_any(q8, n, nr, T, wq, k->xq_row, k->xq[j], k->xq_row, jb->y + o, (size_t)jb->ldy);
         }
+    } else if (k->pan && k->xb) {
+        /* pbf16: each 32-row panel packed once, then against the panel
+         * tokens' bf16 rows (in runs of consecutive rows, usually one);
+         * the other tokens through gemm, as after the int8 panels below */
+        uint16_t *pan = k->pan + (size_t)ith * k->pan_elems;
+        for (long o = lo; o < hi; o += G4_BF16_PR) {
+            const int nr = (int)(hi - o < G4_BF16_PR ? hi - o : G4_BF16_PR);
+            g4_bf16_pack_rows(pan, w->type, g4_mat_row(w, jb->mat, o), w->row_bytes, nr, n);
+            for (int i = 0, e; i < k->np; i = e) {
+                for (e = i + 1; e < k->np && k->pcol[e] == k->pcol[e - 1] + 1;) e++;
+                g4_bf16_gemm(pan, n, nr, k->xb + (size_t)i * (k->xb_row / 2), k->xb_row / 2, e - i,
+                             jb->y + (size_t)k->pcol[i] * jb->ldy + o, (size_t)jb->ldy);
+            }
+        }
+        int t0 = 0;
+        for (int i = 0; i <= k->np; i++) {
+            const int t1 = i < k->np ? k->pcol[i] : T;
+            if (t1 > t0) gemm_rows(k, j, lo, hi, t0, t1 - t0);
+            t0 = t1 + 1;
+        }
     } else if (k->pan) {
         /* bf16: each 32-row panel packed once, then against every token */
         uint16_t *pan = k->pan + (size_t)ith * k->pan_elems;
@@ -458,6 +484,30 @@ void g4_matmul_multi(g4_pool *pool, const g4_mm_job *jobs, int n_jobs, const flo
             k.qstart[k.n_quant + 1] = k.qstart[k.n_quant] + job_T(&k, &jobs[j]);
             k.n_quant++;
             dst += nj;
+        }
+    }
+    /* pbf16: the panel tokens of F32/F16/BF16 weights as bf16 products
+     * (matmul.h), after the gemm rows of every token set up above */
+    bool pbf = !k.exact && !split && !k.pan && s->pbf16 && k.np && k.n >= G4_MM_BF16_MIN_N && k.n_quant == 1 &&
+               g4_bf16_dot_ok();
+    for (int j = 0; j < n_jobs && pbf; j++) {
+        const int ty = jobs[j].w->type;
+        pbf = !jobs[j].x && (ty == G4_F32 || ty == G4_F16 || ty == G4_BF16);
+    }
+    if (pbf) {
+        const size_t xrow = (size_t)(k.n + 1) / 2 * 4, pe = g4_bf16_panel_elems(G4_BF16_PR, k.n);
+        uint8_t *xb = (uint8_t *)(((uintptr_t)s->act + (size_t)T * k.xq_row + 63) / 64 * 64);
+        uint8_t *pan = xb + ((size_t)k.np * xrow + 63) / 64 * 64;
+        if ((size_t)(pan - (uint8_t *)s->act) + (size_t)g4_pool_size(pool) * pe * 2 <= s->act_bytes) {
+            k.pan = (uint16_t *)(void *)pan;
+            k.pan_elems = pe;
+            k.xb = (const uint16_t *)(const void *)xb;
+            k.xb_row = xrow;
+            k.bq = 1;
+            k.qsrc[1] = x;
+            k.qdst[1] = xb;
+            k.qstart[2] = T + k.np;
+            k.n_quant = 2;
         }
     }
     if (split) {

@@ -60,6 +60,14 @@ typedef struct g4_mm_scratch {
      * it only for a call g4_matmul_i8_takes() says takes that path. */
     bool x_clamp;
     float x_lo, x_hi;
+    /* The panel tokens (pcol) of F32/F16/BF16 weights as bf16 products (the
+     * same kernels, AVX512_BF16 only), the other tokens through gemm, at any
+     * count: set by the forward pass around the per-layer-embedding
+     * projection only (F32 in the files, bf16 in the checkpoints it comes
+     * from: the f32 tiles ran it at ~1/3 of the int8 panels' rate, ~4% of
+     * an E2B prefill). act must hold T f32 rows, np bf16 rows, one panel
+     * per thread and 128 bytes (g4_matmul_bf16_bytes), else gemm. */
+    bool pbf16;
 } g4_mm_scratch;
 
 /* Packing a panel costs about as much as 15-30 tokens of its products, so

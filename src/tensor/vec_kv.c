@@ -465,6 +465,128 @@ static const g4_kv_ops AVX512[G4_KV_NTYPES] = {
     { qk_f32_avx512, pv_f32_avx512 }, { qk_avx512_f16, pv_avx512_f16 }, { qk_avx512_q8, pv_avx512_q8 },
     { qk_avx512_q4, pv_avx512_q4 } };
 
+
+/* ---- prompt tiles (attention.c's tiled path; vec_kv.h) ---- */
+#include "tensor/exp_x86.h"
+
+/* Transpose 16 x 16 floats in registers: four rounds, each swapping the
+ * off-diagonal s x s blocks of every 2s x 2s block (s = 8, 4, 2, 1). */
+KV5_INL void tr16(__m512 r[16]) {
+    _Pragma("GCC unroll 4") for (int s = 8; s >= 1; s /= 2) {
+        int lo[16], hi[16];
+        _Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) {
+            lo[l] = (l & s) ? 16 + l - s : l;
+            hi[l] = (l & s) ? 16 + l : l + s;
+        }
+        const __m512i il = _mm512_loadu_si512(lo), ih = _mm512_loadu_si512(hi);
+        _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) {
+            if (i & s) continue;
+            const __m512 a = r[i], b = r[i + s];
+            r[i] = _mm512_permutex2var_ps(a, il, b);
+            r[i + s] = _mm512_permutex2var_ps(a, ih, b);
+        }
+    }
+}
+
+KV5_FN void tile_load_avx512(const char *const *krow, const char *const *vrow, int hd, float *kt, float *vf) {
+    for (int d0 = 0; d0 < hd; d0 += 16) {
+        __m512 r[16];
+        _Pragma("GCC unroll 16") for (int j = 0; j < 16; j++) {
+            if (!krow[j]) {
+                r[j] = _mm512_setzero_ps();
+                _mm512_storeu_ps(vf + (size_t)j * hd + d0, r[j]);
+                continue;
+            }
+            r[j] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(krow[j] + 2 * (size_t)d0)));
+            _mm512_storeu_ps(vf + (size_t)j * hd + d0,
+                             _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vrow[j] + 2 * (size_t)d0))));
+        }
+        tr16(r);
+        _Pragma("GCC unroll 16") for (int d = 0; d < 16; d++) _mm512_storeu_ps(kt + (size_t)(d0 + d) * 16, r[d]);
+    }
+}
+
+/* scores of R <= 8 query rows (q + r * hd) against the block: 16 lanes each */
+KV5_INL void tile_qk(const int R, const float *q, int hd, const float *kt, __m512 *s) {
+    __m512 a[8];
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) a[r] = _mm512_setzero_ps();
+    for (int d = 0; d < hd; d++) {
+        const __m512 k = _mm512_loadu_ps(kt + (size_t)d * 16);
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
+            a[r] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)r * hd + d]), k, a[r]);
+    }
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) s[r] = a[r];
+}
+
+/* acc rows (acc + r * hd) += p rows (p + r * 16) . vf, R <= 8 rows */
+KV5_INL void tile_pv(const int R, float *acc, int hd, const float *p, const float *vf) {
+    for (int i = 0; i < hd; i += 32) {
+        __m512 a[8][2];
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
+            a[r][0] = _mm512_loadu_ps(acc + (size_t)r * hd + i);
+            a[r][1] = _mm512_loadu_ps(acc + (size_t)r * hd + i + 16);
+        }
+        for (int j = 0; j < 16; j++) {
+            const __m512 v0 = _mm512_loadu_ps(vf + (size_t)j * hd + i), v1 = _mm512_loadu_ps(vf + (size_t)j * hd + i + 16);
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
+                const __m512 pb = _mm512_set1_ps(p[(size_t)r * 16 + j]);
+                a[r][0] = _mm512_fmadd_ps(pb, v0, a[r][0]);
+                a[r][1] = _mm512_fmadd_ps(pb, v1, a[r][1]);
+            }
+        }
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
+            _mm512_storeu_ps(acc + (size_t)r * hd + i, a[r][0]);
+            _mm512_storeu_ps(acc + (size_t)r * hd + i + 16, a[r][1]);
+        }
+    }
+}
+
+/* one token's R <= 8 heads: scores, online softmax, P V */
+KV5_INL void tile_rows(const int R, const float *q, float *acc, int hd, __mmask16 m, const float *kt,
+                       const float *vf, float *mx, float *sum, float *p) {
+    __m512 s[8];
+    tile_qk(R, q, hd, kt, s);
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), lo = _mm512_set1_ps(-87.0f);
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
+        const __m512 x = _mm512_mask_mov_ps(ninf, m, s[r]);
+        const float bm = _mm512_reduce_max_ps(x);
+        if (bm > mx[r]) {
+            const float c = expf(mx[r] - bm);   /* 0 on the first block */
+            sum[r] *= c;
+            const __m512 cv = _mm512_set1_ps(c);
+            for (int i = 0; i < hd; i += 16)
+                _mm512_storeu_ps(acc + (size_t)r * hd + i, _mm512_mul_ps(cv, _mm512_loadu_ps(acc + (size_t)r * hd + i)));
+            mx[r] = bm;
+        }
+        const __m512 e = _mm512_maskz_mov_ps(m, g4_exp16(_mm512_max_ps(_mm512_sub_ps(x, _mm512_set1_ps(mx[r])), lo)));
+        sum[r] += _mm512_reduce_add_ps(e);
+        _mm512_storeu_ps(p + (size_t)r * 16, e);
+    }
+    tile_pv(R, acc, hd, p, vf);
+}
+
+KV5_FN void tile_step_avx512(const float *q, size_t ldq, float *acc, size_t lda, int nt, int G, int hd,
+                             const uint16_t *mask, const float *kt, const float *vf, float *mx, float *sum, float *p) {
+    for (int i = 0; i < nt; i++) {
+        if (!mask[i]) continue;
+        for (int h = 0; h < G; h += 8) {
+            const int R = G - h < 8 ? G - h : 8, o = i * G + h;
+            const float *qi = q + (size_t)i * ldq + (size_t)h * hd;
+            float *ai = acc + (size_t)i * lda + (size_t)h * hd;
+            switch (R) {
+            case 8: tile_rows(8, qi, ai, hd, mask[i], kt, vf, mx + o, sum + o, p); break;
+            case 4: tile_rows(4, qi, ai, hd, mask[i], kt, vf, mx + o, sum + o, p); break;
+            case 2: tile_rows(2, qi, ai, hd, mask[i], kt, vf, mx + o, sum + o, p); break;
+            case 1: tile_rows(1, qi, ai, hd, mask[i], kt, vf, mx + o, sum + o, p); break;
+            default:
+                for (int r = 0; r < R; r++)
+                    tile_rows(1, qi + (size_t)r * hd, ai + (size_t)r * hd, hd, mask[i], kt, vf, mx + o + r,
+                              sum + o + r, p);
+            }
+        }
+    }
+}
+
 #elif defined(__aarch64__)
 /* ---- NEON: 8 elements as two 4-lane halves (f32 rows too: vec.c has no
  * NEON kernels) ---- */
@@ -610,3 +732,31 @@ const g4_kv_ops *g4_kv_ops_level(int t, int level) {
 }
 
 const g4_kv_ops *g4_kv_ops_get(int t) { return g4_kv_ops_level(t, g4_cpu_level()); }
+
+/* ---- prompt tiles: dispatch ---- */
+int g4_kv_tile_ok(int t, int hd) {
+#if defined(__x86_64__)
+    return t == G4_KV_F16 && hd % 32 == 0 && g4_cpu_level() == G4_CPU_AVX512;
+#else
+    (void)t; (void)hd;
+    return 0;
+#endif
+}
+
+void g4_kv_tile_load(const char *const *krow, const char *const *vrow, int hd, float *kt, float *vf) {
+#if defined(__x86_64__)
+    tile_load_avx512(krow, vrow, hd, kt, vf);
+#else
+    (void)krow; (void)vrow; (void)hd; (void)kt; (void)vf;
+#endif
+}
+
+void g4_kv_tile_step(const float *q, size_t ldq, float *acc, size_t lda, int nt, int G, int hd, const uint16_t *mask,
+                     const float *kt, const float *vf, float *mx, float *sum, float *p) {
+#if defined(__x86_64__)
+    tile_step_avx512(q, ldq, acc, lda, nt, G, hd, mask, kt, vf, mx, sum, p);
+#else
+    (void)q; (void)ldq; (void)acc; (void)lda; (void)nt; (void)G; (void)hd; (void)mask; (void)kt; (void)vf;
+    (void)mx; (void)sum; (void)p;
+#endif
+}

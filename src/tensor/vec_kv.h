@@ -18,6 +18,7 @@
 #define G4_VEC_KV_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum g4_kv_type { G4_KV_F32 = 0, G4_KV_F16 = 1, G4_KV_Q8_0 = 2, G4_KV_Q4_0 = 3, G4_KV_NTYPES = 4 } g4_kv_type;
 
@@ -53,5 +54,24 @@ typedef struct g4_kv_ops {
  * where the CPU lacks it). */
 const g4_kv_ops *g4_kv_ops_get(int t);
 const g4_kv_ops *g4_kv_ops_level(int t, int level);
+
+/* Prompt tiles (ops/attention.c's tiled path for prompt tokens): several
+ * tokens' query heads against 16-position blocks of an f16 cache, each
+ * block converted once for all of them (K transposed to [hd][16], so a
+ * block's 16 scores of a head are one vector: no horizontal sums), with an
+ * online softmax per (token, head) row. A row's arithmetic depends only on
+ * its own visible positions and the blocks' absolute grid, never on the
+ * tile's other rows. AVX-512 with f16 rows and hd % 32 == 0 only
+ * (g4_kv_tile_ok); elsewhere the row kernels above.
+ *   load: krow/vrow[j] the block's 16 rows (NULL: a position no token of the
+ *         tile sees; zeros); kt [hd][16], vf [16][hd] f32
+ *   step: nt tokens of G heads, token i's heads at q + i * ldq (hd apart)
+ *         and its unnormalized output at acc + i * lda; mask[i] bit j: key
+ *         j visible to token i (0: the token skips the block); mx, sum
+ *         [nt * G] running maxima and denominators; p scratch [8][16] */
+int g4_kv_tile_ok(int t, int hd);
+void g4_kv_tile_load(const char *const *krow, const char *const *vrow, int hd, float *kt, float *vf);
+void g4_kv_tile_step(const float *q, size_t ldq, float *acc, size_t lda, int nt, int G, int hd, const uint16_t *mask,
+                     const float *kt, const float *vf, float *mx, float *sum, float *p);
 
 #endif
