@@ -104,7 +104,9 @@ TEST(bwd_x_panels_equal_exact_product) {
 
 /* Attention backward: the fast path's blocked products against the exact
  * per-(query, head) loops, causal and sliding ranges, grouped heads, a
- * length that is not a multiple of the 64-row blocks. */
+ * length that is not a multiple of the 64-row blocks; the fast path with
+ * pass 1's P / dS kept for pass 2 (ps_store) gives the same bits as the one
+ * recomputing them, on 2 threads and on 1. */
 TEST(attention_bwd_blocks_equal_exact) {
     enum { T = 150, NH = 4, NKV = 2, HD = 32 };
     size_t nq = (size_t)T * NH * HD, nk = (size_t)T * NKV * HD;
@@ -114,18 +116,26 @@ TEST(attention_bwd_blocks_equal_exact) {
     int32_t lo[T], hi[T];
     for (int win = 0; win < 2; win++) {
         for (int t = 0; t < T; t++) { hi[t] = t + 1; lo[t] = win && t >= 40 ? t - 39 : 0; }
-        float *out[2][3];
-        for (int fast = 0; fast < 2; fast++) {
-            for (int j = 0; j < 3; j++) out[fast][j] = calloc(j ? nk : nq, 4);
-            g4_exec ex = { .pool = g4_pool_acquire(2), .n_threads = 2, .precision = fast ? 0 : 1 };
-            g4_attn_bwd ab = { .q = q, .k = kk, .v = v, .dout = dout, .dq = out[fast][0], .dk = out[fast][1],
-                               .dv = out[fast][2], .T = T, .n_pos = T, .n_head = NH, .n_kv_head = NKV, .head_dim = HD,
-                               .lo = lo, .hi = hi };
-            float *ws = malloc(g4_attn_bwd_ws_floats(2, T, NH, NKV, HD) * 4);
+        float *out[4][3];   /* exact, fast, fast kept (2 threads), fast kept (1 thread) */
+        for (int run = 0; run < 4; run++) {
+            int nth = run == 3 ? 1 : 2;
+            for (int j = 0; j < 3; j++) out[run][j] = calloc(j ? nk : nq, 4);
+            g4_exec ex = { .pool = g4_pool_acquire(nth), .n_threads = nth, .precision = run ? 0 : 1 };
+            float *store = run >= 2 ? malloc(g4_attn_bwd_store_floats(T, T, NH) * 4) : NULL;
+            if (store) memset(store, 0xff, g4_attn_bwd_store_floats(T, T, NH) * 4);   /* NaNs: every read one must be written */
+            g4_attn_bwd ab = { .q = q, .k = kk, .v = v, .dout = dout, .dq = out[run][0], .dk = out[run][1],
+                               .dv = out[run][2], .T = T, .n_pos = T, .n_head = NH, .n_kv_head = NKV, .head_dim = HD,
+                               .lo = lo, .hi = hi, .ps_store = store };
+            float *ws = malloc(g4_attn_bwd_ws_floats(nth, T, NH, NKV, HD) * 4);
             g4_op_attention_bwd(&ex, &ab, ws);
             free(ws);
+            free(store);
             g4_pool_release(ex.pool);
         }
+        for (int run = 2; run < 4; run++)
+            for (int j = 0; j < 3; j++)
+                CHECKF(!memcmp(out[1][j], out[run][j], (j ? nk : nq) * 4), "%s d%c: kept P/dS (%d thread%s) differ",
+                       win ? "sliding" : "causal", "qkv"[j], run == 3 ? 1 : 2, run == 3 ? "" : "s");
         for (int j = 0; j < 3; j++) {
             size_t n = j ? nk : nq;
             double dd = 0, nn = 0;
@@ -135,8 +145,7 @@ TEST(attention_bwd_blocks_equal_exact) {
             }
             CHECKF(nn > 0 && sqrt(dd / nn) < 1e-5, "%s d%c: relative L2 %.2e", win ? "sliding" : "causal", "qkv"[j],
                    sqrt(dd / nn));
-            free(out[0][j]);
-            free(out[1][j]);
+            for (int run = 0; run < 4; run++) free(out[run][j]);
         }
     }
     free(q); free(kk); free(v); free(dout);

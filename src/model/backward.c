@@ -140,6 +140,7 @@ struct g4_train_ws {
     float *dx, *dxn, *dq, *dqr, *dkr, *dvr, *datt, *do_, *df, *dfm, *da, *dgg, *duu, *dpg, *dpa, *dph, *dmo, *dxe;
     float *moe_tmp, *moe_dlog;
     float *ws_attn, *ws_attnb, *row_buf, *lg, *xnf, *dxnf, *ple_tmp;
+    float *attn_ps;     /* attention backward's P^T / dS^T store when ATTN_PS_FITS, else unused */
     void **allocs;
     int n_allocs;
     /* LoRA: gradients per entry of ex.lora, and [n_ctx][max_r] scratch x2 */
@@ -155,6 +156,12 @@ struct g4_train_ws {
     double prof[G4_TRAIN_PARTS];   /* seconds per part of g4_train_seq, summed */
     double *rloss;                 /* [RC] the head chunk's losses per row */
 };
+
+/* Attention backward keeps its probabilities and score gradients for its
+ * second pass (2 of its 7 products fewer) when they take at most 64 MiB:
+ * 2 n_head ctx^2 floats, up to ctx 1024 at 8 heads (E2B/E4B: 16 MiB at
+ * 512); longer contexts recompute them. */
+#define ATTN_PS_FITS(n_ctx, n_head) (2.0 * (n_head) * (double)(n_ctx) * (n_ctx) * sizeof(float) <= 64.0 * 1048576)
 
 static double now_s(void) {
     struct timespec ts;
@@ -285,6 +292,7 @@ g4_train_ws *g4_train_ws_new(const g4_model *m, int n_ctx, int n_threads, g4_err
         { &tw->moe_tmp, 6 * (size_t)d->Fe + H }, { &tw->moe_dlog, T * E },
         { &tw->ws_attn, g4_attn_ws_floats(nth, d->nH, d->nq_max) },
         { &tw->ws_attnb, g4_attn_bwd_ws_floats(nth, n_ctx, d->nH, (d->nkv_max + d->hd_max - 1) / d->hd_max, d->hd_max) },
+        { &tw->attn_ps, ATTN_PS_FITS(n_ctx, d->nH) ? g4_attn_bwd_store_floats(n_ctx, n_ctx, d->nH) : 0 },
         { &tw->row_buf, g4_op_matmul_bwd_buf_floats(nth, max_in > LP ? max_in : LP, n_ctx) },
         { &tw->lg, (size_t)tw->RC * d->V }, { &tw->xnf, (size_t)tw->RC * H }, { &tw->dxnf, (size_t)tw->RC * H },
         { &tw->ple_tmp, 2 * (size_t)(LP ? LP : 1) + Fe2 * 4 + ff },
@@ -722,6 +730,48 @@ static void moe_bwd(g4_train_ws *tw, float *const *g, const g4_layer *y, int T, 
 
 /* In: tw->dx = d loss / d X[l+1]. Out: tw->dx = d loss / d X[l]. The
  * layer's internals must be those of layer_fwd(l). */
+/* q = rope(rmsnorm_head(qr)) and the own k (and v = rmsnorm_head(vr),
+ * no weight) backward, per (token, head): dq/dk through rope in place,
+ * then into dqr/dkr (dvr). Tokens are independent unless the norm weight
+ * takes a gradient (summed over tokens in order: then one thread); the
+ * pool splits them otherwise (the same bits). One head row at a time it
+ * was ~3% of E2B's backward on one thread while the other waited. */
+typedef struct hnb_task {
+    float *d, *dr;
+    const float *r, *w;
+    float *dw;
+    const float *cs;
+    float *dv, *dvr;           /* v's rows (no weight, no rope) or NULL */
+    const float *vr;
+    int T, nh, hd, rot;
+    float eps;
+} hnb_task;
+
+static void hnb_rows(hnb_task *k, long t0, long t1) {
+    size_t n = (size_t)k->nh * k->hd;
+    for (long t = t0; t < t1; t++)
+        for (int h = 0; h < k->nh; h++) {
+            size_t at = (size_t)t * n + (size_t)h * k->hd;
+            g4_op_rope_bwd(k->d + at, k->cs + (size_t)t * k->rot, k->rot);
+            g4_op_rmsnorm_bwd(NULL, k->dr + at, k->dw, k->r + at, k->w, k->d + at, 1, k->hd, (size_t)k->hd, k->eps);
+            if (k->dv)
+                g4_op_rmsnorm_bwd(NULL, k->dvr + at, NULL, k->vr + at, NULL, k->dv + at, 1, k->hd, (size_t)k->hd,
+                                  k->eps);
+        }
+}
+
+static void hnb_worker(void *arg, int ith, int nth) {
+    hnb_task *k = arg;
+    long t0, t1;
+    g4_split(k->T, ith, nth, &t0, &t1);
+    hnb_rows(k, t0, t1);
+}
+
+static void head_norm_bwd(g4_train_ws *tw, hnb_task *k) {
+    if (!k->dw && tw->ex.n_threads > 1 && (long)k->T * k->nh * k->hd >= 32768) g4_pool_run(tw->ex.pool, hnb_worker, k);
+    else hnb_rows(k, 0, k->T);
+}
+
 static void layer_bwd(g4_train_ws *tw, g4_params *ps, int l, int T) {
     const g4_model *m = tw->m;
     const g4_layer *y = &m->layers[l];
@@ -797,32 +847,24 @@ static void layer_bwd(g4_train_ws *tw, g4_params *ps, int l, int T) {
                        .dk = tw->dK[src], .dv = tw->dV[src], .T = T, .n_pos = T, .n_head = nH, .n_kv_head = nkv,
                        .head_dim = hd, .lo = y->swa ? tw->lo_swa : tw->lo_full,
                        .hi = y->swa ? tw->hi_swa : tw->hi_full };
+    if (ATTN_PS_FITS(tw->n_ctx, nH)) ab.ps_store = tw->attn_ps;
     g4_op_attention_bwd(ex, &ab, tw->ws_attnb);
 
     /* own K/V: complete now (the layers sharing them come later, so ran first here) */
     if (y->own_kv) {
         zero(tw->dkr, (size_t)T * nk);
         zero(tw->dvr, (size_t)T * nk);
-        for (int t = 0; t < T; t++)
-            for (int gi = 0; gi < nkv; gi++) {
-                size_t at = (size_t)t * nk + (size_t)gi * hd;
-                g4_op_rope_bwd(tw->dK[l] + at, cs + (size_t)t * rot, rot);
-                g4_op_rmsnorm_bwd(ex, tw->dkr + at, g[G4_T_ATTN_K_NORM], tw->kr + at, y->k_norm, tw->dK[l] + at, 1,
-                                  hd, (size_t)hd, eps);
-                g4_op_rmsnorm_bwd(ex, tw->dvr + at, NULL, tw->vr + at, NULL, tw->dV[l] + at, 1, hd, (size_t)hd, eps);
-            }
+        hnb_task hk = { tw->dK[l], tw->dkr, tw->kr, y->k_norm, g[G4_T_ATTN_K_NORM], cs, tw->dV[l], tw->dvr, tw->vr,
+                        T, nkv, hd, rot, eps };
+        head_norm_bwd(tw, &hk);
         if (y->k_eq_v)
             for (size_t i = 0; i < (size_t)T * nk; i++) tw->dkr[i] += tw->dvr[i];
     }
     /* q = rope(rmsnorm_head(qr)) */
     zero(tw->dqr, (size_t)T * nq);
-    for (int t = 0; t < T; t++)
-        for (int h = 0; h < nH; h++) {
-            size_t at = (size_t)t * nq + (size_t)h * hd;
-            g4_op_rope_bwd(tw->dq + at, cs + (size_t)t * rot, rot);
-            g4_op_rmsnorm_bwd(ex, tw->dqr + at, g[G4_T_ATTN_Q_NORM], tw->qr + at, y->q_norm, tw->dq + at, 1, hd,
-                              (size_t)hd, eps);
-        }
+    hnb_task hq = { tw->dq, tw->dqr, tw->qr, y->q_norm, g[G4_T_ATTN_Q_NORM], cs, NULL, NULL, NULL, T, nH, hd, rot,
+                    eps };
+    head_norm_bwd(tw, &hq);
     zero(tw->dxn, TH);
     mm_bwd(tw, &y->wq, 0, g[G4_T_ATTN_Q], tw->xn, tw->dqr, T, tw->dxn);
     if (y->own_kv) {

@@ -499,6 +499,10 @@ size_t g4_attn_bwd_ws_floats(int n_threads, int n_pos, int n_head, int n_kv_head
            2 * (size_t)n_pos * (size_t)head_dim * ((size_t)n_kv_head + (size_t)n_head);
 }
 
+size_t g4_attn_bwd_store_floats(int T, int n_pos, int n_head) {
+    return 2 * (size_t)n_head * (size_t)n_pos * (size_t)T;
+}
+
 /* The exact path's sums, in index order (the fast path takes the vector
  * kernels of tensor/vec.h: another order, the same terms). */
 static float dot_seq(const float *a, const float *b, int n) {
@@ -611,31 +615,47 @@ typedef struct attf_task {
     float *lse, *D;             /* [T][n_head] */
     float *kT, *vT, *qT, *oT;   /* [n_kv_head][hd][n_pos], [n_head][hd][T] */
     const g4_vec_ops *vo;
+    float *PT, *dST;            /* a->ps_store: [n_head][n_pos][T] each, or NULL */
 } attf_task;
 
+/* dst [cols][ldd] = src [rows][lds]^T in 16 x 16 tiles: a plain column
+ * walk wrote one float per cache line per row (stride T floats) and was ~5%
+ * of E2B's backward; a tile reads 16 lines and writes 16. */
+#define ATT_TB 16
+static void transpose_tiles(float *dst, size_t ldd, const float *src, size_t lds, int rows, int cols) {
+    for (int r0 = 0; r0 < rows; r0 += ATT_TB) {
+        int r1 = r0 + ATT_TB < rows ? r0 + ATT_TB : rows;
+        for (int c0 = 0; c0 < cols; c0 += ATT_TB) {
+            int c1 = c0 + ATT_TB < cols ? c0 + ATT_TB : cols;
+            for (int c = c0; c < c1; c++)
+                for (int r = r0; r < r1; r++) dst[(size_t)c * ldd + r] = src[(size_t)r * lds + c];
+        }
+    }
+}
+
+/* Work items: (head, block of ATT_B positions) of q/dout (n_head of them)
+ * and k/v (n_kv_head), so that E2B's 8 + 1 heads split evenly. */
 static void attf_transpose(void *arg, int ith, int nth) {
     attf_task *k = arg;
     const g4_attn_bwd *a = k->a;
     int hd = a->head_dim, nH = a->n_head, nkv = a->n_kv_head, T = a->T, np = a->n_pos;
     size_t nq = (size_t)nH * hd, nk = (size_t)nkv * hd;
+    long bq = (T + ATT_B - 1) / ATT_B, bk = (np + ATT_B - 1) / ATT_B;
     long lo, hi;
-    g4_split(nH + nkv, ith, nth, &lo, &hi);
+    if (k->PT) bq = 0;   /* pass 2 reads the stored P^T, dS^T, not Q^T, dout^T */
+    g4_split(nH * bq + nkv * bk, ith, nth, &lo, &hi);
     for (long it = lo; it < hi; it++) {
-        if (it < nH) {
-            float *qT = k->qT + (size_t)it * hd * T, *oT = k->oT + (size_t)it * hd * T;
-            for (int t = 0; t < T; t++)
-                for (int i = 0; i < hd; i++) {
-                    qT[(size_t)i * T + t] = a->q[(size_t)t * nq + (size_t)it * hd + i];
-                    oT[(size_t)i * T + t] = a->dout[(size_t)t * nq + (size_t)it * hd + i];
-                }
+        if (it < nH * bq) {
+            size_t h = (size_t)(it / bq);
+            int t0 = (int)(it % bq) * ATT_B, n = T - t0 < ATT_B ? T - t0 : ATT_B;
+            transpose_tiles(k->qT + h * hd * T + t0, (size_t)T, a->q + (size_t)t0 * nq + h * hd, nq, n, hd);
+            transpose_tiles(k->oT + h * hd * T + t0, (size_t)T, a->dout + (size_t)t0 * nq + h * hd, nq, n, hd);
         } else {
-            size_t g = (size_t)(it - nH);
-            float *kT = k->kT + g * hd * np, *vT = k->vT + g * hd * np;
-            for (int j = 0; j < np; j++)
-                for (int i = 0; i < hd; i++) {
-                    kT[(size_t)i * np + j] = a->k[(size_t)j * nk + g * hd + i];
-                    vT[(size_t)i * np + j] = a->v[(size_t)j * nk + g * hd + i];
-                }
+            long jt = it - nH * bq;
+            size_t g = (size_t)(jt / bk);
+            int j0 = (int)(jt % bk) * ATT_B, n = np - j0 < ATT_B ? np - j0 : ATT_B;
+            transpose_tiles(k->kT + g * hd * np + j0, (size_t)np, a->k + (size_t)j0 * nk + g * hd, nk, n, hd);
+            transpose_tiles(k->vT + g * hd * np + j0, (size_t)np, a->v + (size_t)j0 * nk + g * hd, nk, n, hd);
         }
     }
 }
@@ -659,6 +679,11 @@ static void attf_queries(void *arg, int ith, int nth) {
         int nj = j1 - j0;
         if (nj <= 0) {
             for (int t = t0; t < t1; t++) k->lse[(size_t)t * nH + h] = k->D[(size_t)t * nH + h] = 0;
+            if (k->PT)
+                for (int j = 0; j < np; j++) {
+                    memset(k->PT + (size_t)h * np * T + (size_t)j * T + t0, 0, (size_t)tb * sizeof(float));
+                    memset(k->dST + (size_t)h * np * T + (size_t)j * T + t0, 0, (size_t)tb * sizeof(float));
+                }
             continue;
         }
         memset(S, 0, (size_t)tb * nj * sizeof(float));
@@ -684,6 +709,19 @@ static void attf_queries(void *arg, int ith, int nth) {
             }
             k->lse[(size_t)t * nH + h] = lse;
             k->D[(size_t)t * nH + h] = (float)D;
+            if (k->PT)
+                for (int j = 0; j < nj; j++)
+                    if (j < a0 || j >= a1) s[j] = 0;
+        }
+        if (k->PT) {   /* the block's columns of P^T and dS^T, zeros for the keys none of it sees */
+            size_t off = (size_t)h * np * T;
+            transpose_tiles(k->PT + off + (size_t)j0 * T + t0, (size_t)T, S, (size_t)nj, tb, nj);
+            transpose_tiles(k->dST + off + (size_t)j0 * T + t0, (size_t)T, dP, (size_t)nj, tb, nj);
+            for (int j = 0; j < np; j++) {
+                if (j == j0) { j = j1 - 1; continue; }
+                memset(k->PT + off + (size_t)j * T + t0, 0, (size_t)tb * sizeof(float));
+                memset(k->dST + off + (size_t)j * T + t0, 0, (size_t)tb * sizeof(float));
+            }
         }
         k->vo->gemm_nn(a->dq + (size_t)t0 * nq + (size_t)h * hd, (int)nq, dP, nj, a->k + (size_t)j0 * nk + (size_t)g * hd,
                        (int)nk, tb, hd, nj);
@@ -706,7 +744,16 @@ static void attf_keys(void *arg, int ith, int nth) {
             if (a->lo[t] < j1 && a->hi[t] > j0) { if (t < q0) q0 = t; q1 = t + 1; }
         int nt = q1 - q0;
         if (nt <= 0) continue;
-        for (int h = g * G; h < (g + 1) * G; h++) {
+        for (int h = g * G; h < (g + 1) * G && k->PT; h++) {
+            /* the stored rows hold what the recomputation below makes: the
+             * same products (an FMA chain over hd in order), exps and masks */
+            size_t off = (size_t)h * np * T + (size_t)j0 * T + q0;
+            k->vo->gemm_nn(a->dk + (size_t)j0 * nk + (size_t)g * hd, (int)nk, k->dST + off, T,
+                           a->q + (size_t)q0 * nq + (size_t)h * hd, (int)nq, jb, hd, nt);
+            k->vo->gemm_nn(a->dv + (size_t)j0 * nk + (size_t)g * hd, (int)nk, k->PT + off, T,
+                           a->dout + (size_t)q0 * nq + (size_t)h * hd, (int)nq, jb, hd, nt);
+        }
+        for (int h = g * G; h < (g + 1) * G && !k->PT; h++) {
             memset(P, 0, (size_t)jb * nt * sizeof(float));
             memset(dS, 0, (size_t)jb * nt * sizeof(float));
             k->vo->gemm_nn(P, nt, a->k + (size_t)j0 * nk + (size_t)g * hd, (int)nk, k->qT + (size_t)h * hd * T + q0, T,
@@ -739,7 +786,8 @@ void g4_op_attention_bwd(g4_exec *ex, const g4_attn_bwd *a, float *ws) {
         float *lse = ws + (size_t)nth * per, *D = lse + (size_t)a->n_pos * a->n_head, *kT = D + (size_t)a->n_pos * a->n_head;
         float *vT = kT + (size_t)a->n_kv_head * a->head_dim * a->n_pos, *qT = vT + (size_t)a->n_kv_head * a->head_dim * a->n_pos;
         float *oT = qT + (size_t)a->n_head * a->head_dim * a->n_pos;
-        attf_task k = { a, ws, per, lse, D, kT, vT, qT, oT, g4_vec_get() };
+        float *PT = a->ps_store, *dST = PT ? PT + (size_t)a->n_head * a->n_pos * a->T : NULL;
+        attf_task k = { a, ws, per, lse, D, kT, vT, qT, oT, g4_vec_get(), PT, dST };
         g4_pool_run(ex->pool, attf_transpose, &k);
         g4_pool_run(ex->pool, attf_queries, &k);
         g4_pool_run(ex->pool, attf_keys, &k);

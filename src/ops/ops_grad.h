@@ -74,8 +74,14 @@ typedef struct g4_attn_bwd {
     int T, n_pos, n_head, n_kv_head, head_dim;
     const int32_t *lo, *hi;
     float softcap;
+    /* optional, fast path: g4_attn_bwd_store_floats(T, n_pos, n_head)
+     * floats where pass 1 leaves P^T and dS^T [n_head][n_pos][T] for pass 2
+     * (which otherwise recomputes both: 2 of attention's 7 products); the
+     * same bits either way. NULL: recompute. */
+    float *ps_store;
 } g4_attn_bwd;
 size_t g4_attn_bwd_ws_floats(int n_threads, int n_pos, int n_head, int n_kv_head, int head_dim);
+size_t g4_attn_bwd_store_floats(int T, int n_pos, int n_head);
 void g4_op_attention_bwd(g4_exec *ex, const g4_attn_bwd *a, float *ws);
 
 /* ---- loss -------------------------------------------------------------------------
