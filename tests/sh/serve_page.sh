@@ -30,6 +30,8 @@ else
     # the page's calls need the key: the test types it in like a user
     PAGE_KEY=pagekey timeout 180 node tests/js/chat_page.js "$B" "$BUILD/artifacts/chat-page.png" >"$TMP/node.out" 2>&1
     grep -v '^RESULT' "$TMP/node.out"
+    # on a failure, the server's side of the story
+    grep -q '^FAIL' "$TMP/node.out" && { echo "  server log (last 15 lines):"; tail -15 "$TMP/log" | sed 's/^/    /'; }
     set -- $(grep '^RESULT' "$TMP/node.out" | tail -1) RESULT 0 1
     _p=$((_p + $2)); _f=$((_f + $3))
 fi
